@@ -1,0 +1,70 @@
+//! The read API's paths and bodies, shared by `cblogsd`, `cblogs` and the tests.
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `GET /api/v1/jobs[?pattern=SELECTOR]` | [`JobsResponse`] |
+//! | `GET /api/v1/tail?job=SELECTOR[&n=N][&instance=I][&stream=S][&process=P][&since_ns=T]` | [`TailResponse`]: the last `n` lines (default 100) in time order |
+//! | `GET /api/v1/follow?…the same…` | Server-Sent Events: `jobs` (a JSON array of job keys), then one `line` event per line ([`crate::LineView`]): first the backlog, then each new line as it is ingested; `lagged` (`{"missed": N}`) if the client fell behind |
+//!
+//! Errors are a [`crate::wire::ErrorBody`] with a 4xx status: 400 for a bad
+//! parameter, 404 for a selector that matches no job, 409 for an exact
+//! selector that matches several jobs (the `candidates` list them).
+
+use serde::{Deserialize, Serialize};
+
+use crate::LineView;
+
+pub const JOBS_PATH: &str = "/api/v1/jobs";
+pub const TAIL_PATH: &str = "/api/v1/tail";
+pub const FOLLOW_PATH: &str = "/api/v1/follow";
+pub const HEALTH_PATH: &str = "/healthz";
+
+/// The default and the largest `n` of a tail.
+pub const DEFAULT_TAIL_LINES: usize = 100;
+pub const MAX_TAIL_LINES: usize = 100_000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobsResponse {
+    pub jobs: Vec<JobSummary>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobSummary {
+    /// `cluster/role/env/name`.
+    pub key: String,
+    pub cluster: String,
+    pub role: String,
+    pub env: String,
+    pub name: String,
+    pub lines: u64,
+    pub bytes: u64,
+    /// RFC 3339 time of the newest line.
+    pub last_seen: String,
+    pub last_seen_ns: i64,
+    pub instances: Vec<InstanceSummary>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstanceSummary {
+    pub instance: u32,
+    pub lines: u64,
+    pub bytes: u64,
+    pub last_seen: String,
+    pub last_seen_ns: i64,
+    pub processes: Vec<String>,
+    pub hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TailResponse {
+    /// The job keys the selector resolved to.
+    pub jobs: Vec<String>,
+    /// Oldest first.
+    pub lines: Vec<LineView>,
+}
+
+/// The `missed` count of a `lagged` follow event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Lagged {
+    pub missed: u64,
+}

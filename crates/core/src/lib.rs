@@ -1,0 +1,31 @@
+//! The shared vocabulary of cblogs.
+//!
+//! Everything that the shipper, the server and the CLI must agree on lives
+//! here, and nothing here does I/O:
+//!
+//! - [`JobKey`]: an Aurora job key, `[cluster/]role/env/name`.
+//! - [`TaskId`]: a Thermos/Aurora task id split into its job key, instance and
+//!   uuid, in both the current and the older millisecond-prefixed form.
+//! - [`Source`] and [`Stream`]: one file stream of one process run of one task.
+//! - [`wire`]: the ingest request and acknowledgement bodies.
+//! - [`LineView`] and [`api`]: how the read API shows lines and jobs.
+//! - [`Selector`]: the job selector users type (`cluster/role/env/name[/instance]`,
+//!   a bare `name`, `*` globs in any part).
+
+pub mod api;
+mod job;
+mod line;
+mod selector;
+mod task_id;
+pub mod time;
+pub mod wire;
+
+pub use job::{JobKey, JobKeyError, ENVIRONMENTS};
+pub use line::{LineFlags, LineView, Source, SourceError, Stream};
+pub use selector::{InstanceSet, Selector, SelectorError};
+pub use task_id::{TaskId, TaskIdError};
+
+/// The port `cblogsd` listens on unless told otherwise.
+pub const DEFAULT_PORT: u16 = 7450;
+/// The server URL the CLI uses unless told otherwise.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7450";
