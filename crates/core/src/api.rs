@@ -63,8 +63,10 @@ pub struct TailResponse {
     pub lines: Vec<LineView>,
 }
 
-/// The `missed` count of a `lagged` follow event.
+/// A `lagged` follow event: the client read too slowly and the server
+/// skipped ahead.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Lagged {
+    /// How many ingested batches (each one or more lines of one source) were skipped.
     pub missed: u64,
 }

@@ -76,16 +76,28 @@ impl FromStr for JobKey {
         };
         let names = ["role", "environment", "name"];
         if cluster == Some("") {
-            return Err(JobKeyError::EmptyPart { key: key.to_owned(), part: "cluster" });
+            return Err(JobKeyError::EmptyPart {
+                key: key.to_owned(),
+                part: "cluster",
+            });
         }
         for (value, part) in cluster.iter().chain(rest.iter()).zip(
-            cluster.iter().map(|_| "cluster").chain(names.iter().copied()),
+            cluster
+                .iter()
+                .map(|_| "cluster")
+                .chain(names.iter().copied()),
         ) {
             if value.is_empty() {
-                return Err(JobKeyError::EmptyPart { key: key.to_owned(), part });
+                return Err(JobKeyError::EmptyPart {
+                    key: key.to_owned(),
+                    part,
+                });
             }
             if !valid_part(value) {
-                return Err(JobKeyError::BadChar { key: key.to_owned(), value: (*value).to_owned() });
+                return Err(JobKeyError::BadChar {
+                    key: key.to_owned(),
+                    value: (*value).to_owned(),
+                });
             }
         }
         Ok(JobKey::new(cluster, rest[0], rest[1], rest[2]))
@@ -131,9 +143,21 @@ mod tests {
 
     #[test]
     fn rejects_bad_keys() {
-        assert!(matches!("hello".parse::<JobKey>(), Err(JobKeyError::Shape(_))));
-        assert!(matches!("a//b".parse::<JobKey>(), Err(JobKeyError::EmptyPart { part: "environment", .. })));
-        assert!(matches!("a/b/c d".parse::<JobKey>(), Err(JobKeyError::BadChar { .. })));
+        assert!(matches!(
+            "hello".parse::<JobKey>(),
+            Err(JobKeyError::Shape(_))
+        ));
+        assert!(matches!(
+            "a//b".parse::<JobKey>(),
+            Err(JobKeyError::EmptyPart {
+                part: "environment",
+                ..
+            })
+        ));
+        assert!(matches!(
+            "a/b/c d".parse::<JobKey>(),
+            Err(JobKeyError::BadChar { .. })
+        ));
         assert!("a/b/c/d/e".parse::<JobKey>().is_err());
     }
 

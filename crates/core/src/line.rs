@@ -36,7 +36,9 @@ impl FromStr for Stream {
         match s {
             "stdout" => Ok(Stream::Stdout),
             "stderr" => Ok(Stream::Stderr),
-            other => Err(format!("unknown stream '{other}' (expected stdout or stderr)")),
+            other => Err(format!(
+                "unknown stream '{other}' (expected stdout or stderr)"
+            )),
         }
     }
 }
@@ -63,8 +65,14 @@ pub enum SourceError {
     Empty(&'static str),
     #[error("source field '{field}' must not contain '/' or control characters: {value:?}")]
     BadChar { field: &'static str, value: String },
-    #[error("source job '{job}' names cluster '{job_cluster}' but the source says cluster '{cluster}'")]
-    ClusterMismatch { job: String, job_cluster: String, cluster: String },
+    #[error(
+        "source job '{job}' names cluster '{job_cluster}' but the source says cluster '{cluster}'"
+    )]
+    ClusterMismatch {
+        job: String,
+        job_cluster: String,
+        cluster: String,
+    },
 }
 
 impl Source {
@@ -99,7 +107,10 @@ impl Source {
                 return Err(SourceError::Empty(field));
             }
             if value.chars().any(|c| c == '/' || c.is_control()) {
-                return Err(SourceError::BadChar { field, value: value.clone() });
+                return Err(SourceError::BadChar {
+                    field,
+                    value: value.clone(),
+                });
             }
         }
         if let Some(c) = &self.job.cluster {
@@ -144,7 +155,10 @@ impl LineFlags {
         u8::from(self.cut) | (u8::from(self.partial) << 1)
     }
     pub fn from_bits(bits: u8) -> Self {
-        LineFlags { cut: bits & 1 != 0, partial: bits & 2 != 0 }
+        LineFlags {
+            cut: bits & 1 != 0,
+            partial: bits & 2 != 0,
+        }
     }
 }
 
@@ -208,16 +222,32 @@ mod tests {
         assert_eq!(s.validate(), Err(SourceError::Empty("process")));
         let mut s = source();
         s.host = "a/b".into();
-        assert!(matches!(s.validate(), Err(SourceError::BadChar { field: "host", .. })));
+        assert!(matches!(
+            s.validate(),
+            Err(SourceError::BadChar { field: "host", .. })
+        ));
         let mut s = source();
         s.job = "other/www-data/prod/hello".parse().unwrap();
-        assert!(matches!(s.validate(), Err(SourceError::ClusterMismatch { .. })));
+        assert!(matches!(
+            s.validate(),
+            Err(SourceError::ClusterMismatch { .. })
+        ));
         assert!(source().validate().is_ok());
     }
 
     #[test]
     fn flags_round_trip() {
-        for f in [LineFlags::default(), LineFlags { cut: true, partial: false }, LineFlags { cut: true, partial: true }] {
+        for f in [
+            LineFlags::default(),
+            LineFlags {
+                cut: true,
+                partial: false,
+            },
+            LineFlags {
+                cut: true,
+                partial: true,
+            },
+        ] {
             assert_eq!(LineFlags::from_bits(f.to_bits()), f);
         }
     }

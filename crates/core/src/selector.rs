@@ -27,7 +27,11 @@ pub enum SelectorError {
     #[error("job selector '{selector}': part {part} is empty")]
     EmptyPart { selector: String, part: usize },
     #[error("job selector '{selector}': bad glob '{glob}': {reason}")]
-    Glob { selector: String, glob: String, reason: String },
+    Glob {
+        selector: String,
+        glob: String,
+        reason: String,
+    },
     #[error("instances '{0}': expected a number, a range like 0-4, a list like 0-4,7, or *")]
     Instances(String),
 }
@@ -42,7 +46,10 @@ struct Part {
 impl Part {
     fn new(selector: &str, text: &str, part: usize) -> Result<Part, SelectorError> {
         if text.is_empty() {
-            return Err(SelectorError::EmptyPart { selector: selector.to_owned(), part });
+            return Err(SelectorError::EmptyPart {
+                selector: selector.to_owned(),
+                part,
+            });
         }
         let glob = if text.contains(['*', '?', '[']) {
             let g = Glob::new(text).map_err(|e| SelectorError::Glob {
@@ -54,7 +61,10 @@ impl Part {
         } else {
             None
         };
-        Ok(Part { text: text.to_owned(), glob })
+        Ok(Part {
+            text: text.to_owned(),
+            glob,
+        })
     }
 
     fn matches(&self, s: &str) -> bool {
@@ -82,11 +92,18 @@ impl InstanceSet {
     }
 
     pub fn contains(&self, instance: u32) -> bool {
-        self.is_all() || self.ranges.iter().any(|&(lo, hi)| (lo..=hi).contains(&instance))
+        self.is_all()
+            || self
+                .ranges
+                .iter()
+                .any(|&(lo, hi)| (lo..=hi).contains(&instance))
     }
 
     fn looks_like(s: &str) -> bool {
-        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b',') || s == "*"
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || b == b'-' || b == b',')
+            || s == "*"
     }
 }
 
@@ -159,7 +176,9 @@ impl Selector {
             2 if InstanceSet::looks_like(parts[1]) => (&parts[..1], Some(parts[1])),
             // role/env/name/INST or cluster/role/env/name: the env sits at
             // index 1 in the first and index 2 in the second.
-            4 if InstanceSet::looks_like(parts[3]) && !(env_like(parts[2]) && !env_like(parts[1])) => {
+            4 if InstanceSet::looks_like(parts[3])
+                && !(env_like(parts[2]) && !env_like(parts[1])) =>
+            {
                 (&parts[..3], Some(parts[3]))
             }
             4 => (&parts[..], None),
@@ -177,7 +196,14 @@ impl Selector {
             4 => (Some(part(0)?), Some(part(1)?), Some(part(2)?), part(3)?),
             _ => return Err(shape()),
         };
-        Ok(Selector { raw: s.to_owned(), cluster, role, env, name, instances })
+        Ok(Selector {
+            raw: s.to_owned(),
+            cluster,
+            role,
+            env,
+            name,
+            instances,
+        })
     }
 
     /// Does this job key match? A key without a cluster matches any cluster part.
@@ -187,7 +213,10 @@ impl Selector {
             (Some(p), Some(c)) => p.matches(c),
             _ => true,
         };
-        cluster_ok && opt(&self.role, &key.role) && opt(&self.env, &key.env) && self.name.matches(&key.name)
+        cluster_ok
+            && opt(&self.role, &key.role)
+            && opt(&self.env, &key.env)
+            && self.name.matches(&key.name)
     }
 
     pub fn instances(&self) -> &InstanceSet {
@@ -245,7 +274,9 @@ mod tests {
         let s = Selector::parse("www-data/prod/hello/0-2,7").unwrap();
         assert!(s.matches_job(&key("c1/www-data/prod/hello")));
         assert!(!s.matches_job(&key("www-data/devel/hello")));
-        assert!(s.instances().contains(1) && s.instances().contains(7) && !s.instances().contains(3));
+        assert!(
+            s.instances().contains(1) && s.instances().contains(7) && !s.instances().contains(3)
+        );
         assert_eq!(s.instances().to_string(), "0-2,7");
 
         let s = Selector::parse("c1/www-data/prod/hello").unwrap();
@@ -274,10 +305,25 @@ mod tests {
     #[test]
     fn errors() {
         assert_eq!(Selector::parse(" ").unwrap_err(), SelectorError::Empty);
-        assert!(matches!(Selector::parse("a/b").unwrap_err(), SelectorError::Shape(_)));
-        assert!(matches!(Selector::parse("a/b/c/d/e/f").unwrap_err(), SelectorError::Shape(_)));
-        assert!(matches!(Selector::parse("a//c").unwrap_err(), SelectorError::EmptyPart { part: 2, .. }));
-        assert!(matches!(Selector::parse("a/b/c/d/4-2").unwrap_err(), SelectorError::Instances(_)));
-        assert!(matches!(Selector::parse("a/prod/[x").unwrap_err(), SelectorError::Glob { .. }));
+        assert!(matches!(
+            Selector::parse("a/b").unwrap_err(),
+            SelectorError::Shape(_)
+        ));
+        assert!(matches!(
+            Selector::parse("a/b/c/d/e/f").unwrap_err(),
+            SelectorError::Shape(_)
+        ));
+        assert!(matches!(
+            Selector::parse("a//c").unwrap_err(),
+            SelectorError::EmptyPart { part: 2, .. }
+        ));
+        assert!(matches!(
+            Selector::parse("a/b/c/d/4-2").unwrap_err(),
+            SelectorError::Instances(_)
+        ));
+        assert!(matches!(
+            Selector::parse("a/prod/[x").unwrap_err(),
+            SelectorError::Glob { .. }
+        ));
     }
 }

@@ -84,7 +84,9 @@ impl TaskId {
         // role is never only a timestamp-sized number in practice).
         let (created_ms, head) = match head.split_first() {
             Some((first, rest))
-                if first.len() >= 12 && first.bytes().all(|b| b.is_ascii_digit()) && !rest.is_empty() =>
+                if first.len() >= 12
+                    && first.bytes().all(|b| b.is_ascii_digit())
+                    && !rest.is_empty() =>
             {
                 (first.parse().ok(), rest)
             }
@@ -132,7 +134,10 @@ mod tests {
     #[test]
     fn current_form_with_dashes_in_role_and_name() {
         let t = TaskId::parse(&format!("www-data-prod-hello-world-3-{UUID}")).unwrap();
-        assert_eq!((t.role.as_str(), t.env.as_str(), t.name.as_str()), ("www-data", "prod", "hello-world"));
+        assert_eq!(
+            (t.role.as_str(), t.env.as_str(), t.name.as_str()),
+            ("www-data", "prod", "hello-world")
+        );
         assert_eq!(t.instance, 3);
         assert_eq!(t.uuid, UUID);
         assert_eq!(t.created_ms, None);
@@ -150,15 +155,33 @@ mod tests {
     #[test]
     fn staging_environments_and_first_env_wins() {
         let t = TaskId::parse(&format!("ads-staging3-test-runner-0-{UUID}")).unwrap();
-        assert_eq!((t.role.as_str(), t.env.as_str(), t.name.as_str()), ("ads", "staging3", "test-runner"));
+        assert_eq!(
+            (t.role.as_str(), t.env.as_str(), t.name.as_str()),
+            ("ads", "staging3", "test-runner")
+        );
     }
 
     #[test]
     fn errors_name_the_problem() {
-        assert!(matches!(TaskId::parse("www-data-prod-hello-0"), Err(TaskIdError::NoUuid(_))));
-        assert!(matches!(TaskId::parse(&format!("www-data-prod-hello-x-{UUID}")), Err(TaskIdError::NoInstance(_))));
-        assert!(matches!(TaskId::parse(&format!("www-data-hello-0-{UUID}")), Err(TaskIdError::NoEnvironment(_))));
-        assert!(matches!(TaskId::parse(&format!("prod-hello-0-{UUID}")), Err(TaskIdError::NoEnvironment(_))));
-        assert!(matches!(TaskId::parse(&format!("www-prod-0-{UUID}")), Err(TaskIdError::NoName(_))));
+        assert!(matches!(
+            TaskId::parse("www-data-prod-hello-0"),
+            Err(TaskIdError::NoUuid(_))
+        ));
+        assert!(matches!(
+            TaskId::parse(&format!("www-data-prod-hello-x-{UUID}")),
+            Err(TaskIdError::NoInstance(_))
+        ));
+        assert!(matches!(
+            TaskId::parse(&format!("www-data-hello-0-{UUID}")),
+            Err(TaskIdError::NoEnvironment(_))
+        ));
+        assert!(matches!(
+            TaskId::parse(&format!("prod-hello-0-{UUID}")),
+            Err(TaskIdError::NoEnvironment(_))
+        ));
+        assert!(matches!(
+            TaskId::parse(&format!("www-prod-0-{UUID}")),
+            Err(TaskIdError::NoName(_))
+        ));
     }
 }

@@ -67,16 +67,36 @@ pub enum WireError {
     NoLines { batch: usize },
     #[error("batch {batch}: start {start} is after end {end}")]
     Range { batch: usize, start: u64, end: u64 },
-    #[error("batch {batch}, line {line}: offset {offset} is outside the batch's range {start}..{end}")]
-    OffsetOutside { batch: usize, line: usize, offset: u64, start: u64, end: u64 },
+    #[error(
+        "batch {batch}, line {line}: offset {offset} is outside the batch's range {start}..{end}"
+    )]
+    OffsetOutside {
+        batch: usize,
+        line: usize,
+        offset: u64,
+        start: u64,
+        end: u64,
+    },
     #[error("batch {batch}, line {line}: offset {offset} does not come after the previous line's")]
-    OffsetOrder { batch: usize, line: usize, offset: u64 },
+    OffsetOrder {
+        batch: usize,
+        line: usize,
+        offset: u64,
+    },
     #[error("batch {batch}, line {line}: give exactly one of 'text' and 'b64'")]
     TextOrB64 { batch: usize, line: usize },
     #[error("batch {batch}, line {line}: 'b64' is not valid base64: {reason}")]
-    BadBase64 { batch: usize, line: usize, reason: String },
+    BadBase64 {
+        batch: usize,
+        line: usize,
+        reason: String,
+    },
     #[error("batch {batch}, line {line}: time_ns {time_ns} is not a time after 1970")]
-    BadTime { batch: usize, line: usize, time_ns: i64 },
+    BadTime {
+        batch: usize,
+        line: usize,
+        time_ns: i64,
+    },
 }
 
 impl WireLine {
@@ -84,9 +104,19 @@ impl WireLine {
     pub fn from_bytes(offset: u64, time_ns: i64, bytes: &[u8]) -> WireLine {
         let (text, b64) = match std::str::from_utf8(bytes) {
             Ok(s) => (Some(s.to_owned()), None),
-            Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(bytes))),
+            Err(_) => (
+                None,
+                Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            ),
         };
-        WireLine { offset, time_ns, text, b64, cut: false, partial: false }
+        WireLine {
+            offset,
+            time_ns,
+            text,
+            b64,
+            cut: false,
+            partial: false,
+        }
     }
 
     /// The line's raw bytes.
@@ -117,7 +147,9 @@ impl IngestRequest {
 
 impl Batch {
     fn validate(&self, batch: usize) -> Result<(), WireError> {
-        self.source.validate().map_err(|source| WireError::Source { batch, source })?;
+        self.source
+            .validate()
+            .map_err(|source| WireError::Source { batch, source })?;
         if self.lines.is_empty() {
             return Err(WireError::NoLines { batch });
         }
@@ -129,10 +161,20 @@ impl Batch {
         for (line, l) in self.lines.iter().enumerate() {
             let offset = l.offset;
             if offset < start || offset >= end {
-                return Err(WireError::OffsetOutside { batch, line, offset, start, end });
+                return Err(WireError::OffsetOutside {
+                    batch,
+                    line,
+                    offset,
+                    start,
+                    end,
+                });
             }
             if previous.is_some_and(|p| offset <= p) {
-                return Err(WireError::OffsetOrder { batch, line, offset });
+                return Err(WireError::OffsetOrder {
+                    batch,
+                    line,
+                    offset,
+                });
             }
             previous = Some(offset);
             if l.text.is_some() == l.b64.is_some() {
@@ -140,11 +182,19 @@ impl Batch {
             }
             if let Some(b) = &l.b64 {
                 if let Err(e) = base64::engine::general_purpose::STANDARD.decode(b) {
-                    return Err(WireError::BadBase64 { batch, line, reason: e.to_string() });
+                    return Err(WireError::BadBase64 {
+                        batch,
+                        line,
+                        reason: e.to_string(),
+                    });
                 }
             }
             if l.time_ns <= 0 {
-                return Err(WireError::BadTime { batch, line, time_ns: l.time_ns });
+                return Err(WireError::BadTime {
+                    batch,
+                    line,
+                    time_ns: l.time_ns,
+                });
             }
         }
         Ok(())
@@ -219,17 +269,41 @@ mod tests {
 
     #[test]
     fn validation_names_batch_and_line() {
-        assert!(batch(vec![WireLine::from_bytes(0, 1, b"a"), WireLine::from_bytes(2, 1, b"b")]).validate().is_ok());
-        assert_eq!(batch(vec![]).validate(), Err(WireError::NoLines { batch: 0 }));
+        assert!(batch(vec![
+            WireLine::from_bytes(0, 1, b"a"),
+            WireLine::from_bytes(2, 1, b"b")
+        ])
+        .validate()
+        .is_ok());
+        assert_eq!(
+            batch(vec![]).validate(),
+            Err(WireError::NoLines { batch: 0 })
+        );
         assert!(matches!(
-            batch(vec![WireLine::from_bytes(5, 1, b"a"), WireLine::from_bytes(5, 1, b"b")]).validate(),
+            batch(vec![
+                WireLine::from_bytes(5, 1, b"a"),
+                WireLine::from_bytes(5, 1, b"b")
+            ])
+            .validate(),
             Err(WireError::OffsetOrder { line: 1, .. })
         ));
-        assert!(matches!(batch(vec![WireLine::from_bytes(20, 1, b"a")]).validate(), Err(WireError::OffsetOutside { .. })));
-        assert!(matches!(batch(vec![WireLine::from_bytes(0, 0, b"a")]).validate(), Err(WireError::BadTime { .. })));
+        assert!(matches!(
+            batch(vec![WireLine::from_bytes(20, 1, b"a")]).validate(),
+            Err(WireError::OffsetOutside { .. })
+        ));
+        assert!(matches!(
+            batch(vec![WireLine::from_bytes(0, 0, b"a")]).validate(),
+            Err(WireError::BadTime { .. })
+        ));
         let mut l = WireLine::from_bytes(0, 1, b"a");
         l.b64 = Some("!!".into());
-        assert!(matches!(batch(vec![l]).validate(), Err(WireError::TextOrB64 { .. })));
-        assert_eq!(IngestRequest { batches: vec![] }.validate(), Err(WireError::NoBatches));
+        assert!(matches!(
+            batch(vec![l]).validate(),
+            Err(WireError::TextOrB64 { .. })
+        ));
+        assert_eq!(
+            IngestRequest { batches: vec![] }.validate(),
+            Err(WireError::NoBatches)
+        );
     }
 }

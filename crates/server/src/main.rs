@@ -1,1 +1,137 @@
-fn main(){}
+//! `cblogsd`: the central cblogs service.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+
+use cblogs_server::{Config, Service};
+
+/// The central cblogs service: stores and indexes the logs of every Aurora
+/// task and serves them to `cblogs` and the web page.
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about,
+    after_help = "Examples:\n  cblogsd --demo\n  cblogsd --config config/cblogsd.toml\n  cblogsd --listen 0.0.0.0:7450 --data-dir /var/lib/cblogs"
+)]
+struct Args {
+    /// A TOML config file (every setting is commented in config/cblogsd.toml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Listen address; overrides the config. Port 0 picks a free port.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
+    /// Data directory; overrides the config.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Also run a few demo jobs that keep writing realistic lines.
+    #[arg(long)]
+    demo: bool,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tantivy=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cblogsd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(serve(config, args.demo))
+}
+
+async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
+    let data_dir = config.data_dir.clone();
+    let service = tokio::task::block_in_place(|| Service::open(config))
+        .with_context(|| format!("cannot open the data dir {}", data_dir.display()))?;
+    tracing::info!(%addr, data_dir = %data_dir.display(), "cblogsd ready");
+    // Scripts and tests wait for this line; keep its wording.
+    println!("cblogsd listening on http://{addr}");
+    let demo_task = demo.then(|| {
+        let url = format!("http://{addr}");
+        cblogs_server::demo::print_tour(&url);
+        tokio::spawn(cblogs_server::demo::run(service.app.clone()))
+    });
+    // On SIGINT/SIGTERM: stop accepting, end follow streams (they would
+    // otherwise keep the graceful shutdown waiting forever), drain requests.
+    let stop = service.stop_handle();
+    let server = axum::serve(listener, cblogs_server::http::router(service.app.clone()))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            stop.send_replace(true);
+        });
+    let mut server = tokio::spawn(async move { server.await });
+    tokio::select! {
+        r = &mut server => r.context("HTTP server task failed")?.context("HTTP server failed")?,
+        _ = wait_stopping(service.app.stopping.clone()) => {
+            if tokio::time::timeout(Duration::from_secs(10), &mut server).await.is_err() {
+                tracing::warn!("HTTP requests still running after 10 s; closing anyway");
+                server.abort();
+            }
+        }
+    }
+    if let Some(t) = demo_task {
+        t.abort();
+    }
+    tokio::task::block_in_place(|| service.close());
+    Ok(())
+}
+
+async fn wait_stopping(mut stopping: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|s| *s).await;
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,310 @@
+//! Blocks: runs of one source's lines, the unit of storage and indexing.
+//!
+//! A [`LineBlock`] is columnar (offsets, times, flags, line ends, and the
+//! text bytes back to back) so that appending a line is a few `Vec` pushes
+//! and the encoded form compresses well: offsets are stored as the gap
+//! beyond the previous line's end (almost always 0), times as deltas.
+//!
+//! Encoded layout (then compressed whole with zstd):
+//! `varint n` · n × `varint offset_gap` · n × `zigzag varint time_delta` ·
+//! n × `u8 flags` · n × `varint len` · the text bytes.
+
+use cblogs_core::LineFlags;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    #[error("block is truncated")]
+    Truncated,
+    #[error("block is corrupt: {0}")]
+    Corrupt(&'static str),
+    #[error("block decompression failed: {0}")]
+    Zstd(#[from] std::io::Error),
+}
+
+/// One line borrowed from a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineRef<'a> {
+    pub offset: u64,
+    pub time_ns: i64,
+    pub flags: LineFlags,
+    pub bytes: &'a [u8],
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LineBlock {
+    offsets: Vec<u64>,
+    times: Vec<i64>,
+    flags: Vec<u8>,
+    /// `ends[i]` is where line `i` ends in `text`.
+    ends: Vec<u32>,
+    text: Vec<u8>,
+}
+
+impl LineBlock {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, offset: u64, time_ns: i64, flags: LineFlags, bytes: &[u8]) {
+        self.offsets.push(offset);
+        self.times.push(time_ns);
+        self.flags.push(flags.to_bits());
+        self.text.extend_from_slice(bytes);
+        // Lines are capped far below 4 GiB (max_line_bytes) and blocks seal
+        // long before, so the end always fits.
+        self.ends
+            .push(u32::try_from(self.text.len()).unwrap_or(u32::MAX));
+    }
+
+    pub fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+
+    /// Bytes of line text held.
+    pub fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
+    pub fn line(&self, i: usize) -> LineRef<'_> {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        LineRef {
+            offset: self.offsets[i],
+            time_ns: self.times[i],
+            flags: LineFlags::from_bits(self.flags[i]),
+            bytes: &self.text[start..self.ends[i] as usize],
+        }
+    }
+
+    pub fn lines(&self) -> impl DoubleEndedIterator<Item = LineRef<'_>> + ExactSizeIterator + '_ {
+        (0..self.len()).map(|i| self.line(i))
+    }
+
+    pub fn first_offset(&self) -> Option<u64> {
+        self.offsets.first().copied()
+    }
+
+    /// The byte just past the last line (its offset + length + newline).
+    pub fn end_offset(&self) -> Option<u64> {
+        let last = self.len().checked_sub(1)?;
+        let l = self.line(last);
+        Some(l.offset + l.bytes.len() as u64 + 1)
+    }
+
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        let min = self.times.iter().copied().min()?;
+        let max = self.times.iter().copied().max()?;
+        Some((min, max))
+    }
+
+    /// The encoded (uncompressed) form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.text.len() + self.len() * 6 + 8);
+        put_varint(&mut out, self.len() as u64);
+        let mut expected = 0u64;
+        for (i, &o) in self.offsets.iter().enumerate() {
+            // Cut lines were longer than their stored bytes, so a gap can
+            // also be "negative" relative to the stored length: zigzag it.
+            put_varint(&mut out, zigzag(o.wrapping_sub(expected) as i64));
+            let start = if i == 0 { 0 } else { self.ends[i - 1] };
+            expected = o + u64::from(self.ends[i] - start) + 1;
+        }
+        let mut prev = 0i64;
+        for &t in &self.times {
+            put_varint(&mut out, zigzag(t.wrapping_sub(prev)));
+            prev = t;
+        }
+        out.extend_from_slice(&self.flags);
+        let mut start = 0u32;
+        for &e in &self.ends {
+            put_varint(&mut out, u64::from(e - start));
+            start = e;
+        }
+        out.extend_from_slice(&self.text);
+        out
+    }
+
+    pub fn decode(buf: &[u8]) -> Result<LineBlock, BlockError> {
+        let mut r = Reader { buf, pos: 0 };
+        let n = usize::try_from(r.varint()?).map_err(|_| BlockError::Corrupt("line count"))?;
+        if n > buf.len() {
+            return Err(BlockError::Corrupt("line count larger than the block"));
+        }
+        let gaps: Vec<i64> = (0..n)
+            .map(|_| r.varint().map(unzigzag))
+            .collect::<Result<_, _>>()?;
+        let mut times = Vec::with_capacity(n);
+        let mut t = 0i64;
+        for _ in 0..n {
+            t = t.wrapping_add(unzigzag(r.varint()?));
+            times.push(t);
+        }
+        let flags = r.take(n)?.to_vec();
+        let mut ends = Vec::with_capacity(n);
+        let mut end = 0u64;
+        for _ in 0..n {
+            end += r.varint()?;
+            ends.push(u32::try_from(end).map_err(|_| BlockError::Corrupt("line length"))?);
+        }
+        let text = r.take(end as usize)?.to_vec();
+        if r.pos != buf.len() {
+            return Err(BlockError::Corrupt("trailing bytes"));
+        }
+        let mut offsets = Vec::with_capacity(n);
+        let mut expected = 0u64;
+        let mut start = 0u32;
+        for (gap, &e) in gaps.iter().zip(&ends) {
+            let o = expected.wrapping_add(*gap as u64);
+            offsets.push(o);
+            expected = o + u64::from(e - start) + 1;
+            start = e;
+        }
+        Ok(LineBlock {
+            offsets,
+            times,
+            flags,
+            ends,
+            text,
+        })
+    }
+
+    pub fn compress(&self, level: i32) -> std::io::Result<Vec<u8>> {
+        zstd::bulk::compress(&self.encode(), level)
+    }
+
+    pub fn decompress(buf: &[u8]) -> Result<LineBlock, BlockError> {
+        let raw = zstd::stream::decode_all(buf)?;
+        LineBlock::decode(&raw)
+    }
+
+    /// The block's distinct tokens, lowercased and joined by spaces: what the
+    /// index holds for it. Tokens are runs of alphanumeric characters, the
+    /// same cut as tantivy's default tokenizer makes, so that a query term
+    /// tokenized by tantivy finds them.
+    pub fn distinct_tokens(&self) -> String {
+        let mut seen = std::collections::HashSet::<String>::new();
+        let mut out = String::new();
+        let mut keep = |token: String, out: &mut String| {
+            if !seen.contains(&token) {
+                out.push_str(&token);
+                out.push(' ');
+                seen.insert(token);
+            }
+        };
+        for line in self.lines() {
+            let text = String::from_utf8_lossy(line.bytes);
+            for token in text.split(|c: char| !c.is_alphanumeric()) {
+                // tantivy drops tokens of 40 bytes or more (RemoveLongFilter).
+                if token.is_empty() || token.len() >= 40 {
+                    continue;
+                }
+                keep(token.to_lowercase(), &mut out);
+            }
+        }
+        out
+    }
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn varint(&mut self) -> Result<u64, BlockError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *self.buf.get(self.pos).ok_or(BlockError::Truncated)?;
+            self.pos += 1;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(BlockError::Corrupt("varint too long"))
+    }
+
+    fn take(&mut self, n: usize) -> Result<&[u8], BlockError> {
+        let end = self.pos.checked_add(n).ok_or(BlockError::Truncated)?;
+        let s = self.buf.get(self.pos..end).ok_or(BlockError::Truncated)?;
+        self.pos = end;
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> LineBlock {
+        let mut b = LineBlock::new();
+        b.push(0, 1_000, LineFlags::default(), b"GET /index.html 200\r");
+        b.push(21, 1_500, LineFlags::default(), b"");
+        b.push(
+            22,
+            1_400,
+            LineFlags {
+                cut: true,
+                partial: false,
+            },
+            b"abcdef",
+        );
+        b.push(4_000, 9_000, LineFlags::default(), b"bad \xff utf8 Timeout");
+        b
+    }
+
+    #[test]
+    fn encode_decode_round_trip() {
+        let b = sample();
+        let d = LineBlock::decompress(&b.compress(3).unwrap()).unwrap();
+        assert_eq!(d.len(), 4);
+        for (x, y) in b.lines().zip(d.lines()) {
+            assert_eq!(x, y);
+        }
+        assert_eq!(d.first_offset(), Some(0));
+        assert_eq!(
+            d.end_offset(),
+            Some(4_000 + b"bad \xff utf8 Timeout".len() as u64 + 1)
+        );
+        assert_eq!(d.time_range(), Some((1_000, 9_000)));
+    }
+
+    #[test]
+    fn corrupt_input_is_an_error_not_a_panic() {
+        let enc = sample().encode();
+        for cut in 0..enc.len() {
+            assert!(LineBlock::decode(&enc[..cut]).is_err(), "cut at {cut}");
+        }
+        assert!(LineBlock::decompress(b"not zstd").is_err());
+    }
+
+    #[test]
+    fn tokens_are_distinct_and_lowercased() {
+        let t = sample().distinct_tokens();
+        let tokens: Vec<&str> = t.split_whitespace().collect();
+        assert!(tokens.contains(&"get") && tokens.contains(&"timeout") && tokens.contains(&"utf8"));
+        let mut sorted = tokens.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), tokens.len());
+    }
+}

@@ -1,0 +1,147 @@
+//! The committer: turns sealed in-memory blocks into committed index
+//! documents, then lets the WAL go of them.
+//!
+//! It runs on its own thread every `commit_interval_ms`: seal the open
+//! blocks that are old enough, compress and add each sealed block to its
+//! time partition, commit the touched partitions (block bytes synced first),
+//! hand the result to the store, and trim the WAL below the oldest line
+//! still only in memory. It also applies retention, and on shutdown seals
+//! and commits everything so that a clean restart replays nothing.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::StorageConfig;
+use crate::partition::PartitionWriter;
+use crate::store::Store;
+use crate::wal::Wal;
+
+/// How long a partition's writer may sit idle before it is closed.
+const WRITER_IDLE: Duration = Duration::from_secs(300);
+/// How often retention is checked.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+
+pub struct Committer {
+    store: Arc<Store>,
+    wal: Arc<Wal>,
+    config: StorageConfig,
+    writers: HashMap<i64, (PartitionWriter, Instant)>,
+    last_retention: Option<Instant>,
+}
+
+impl Committer {
+    pub fn new(store: Arc<Store>, wal: Arc<Wal>, config: StorageConfig) -> Self {
+        Committer {
+            store,
+            wal,
+            config,
+            writers: HashMap::new(),
+            last_retention: None,
+        }
+    }
+
+    /// Runs until `stop` says so (or is dropped).
+    pub fn run(&mut self, stop: Receiver<()>) {
+        loop {
+            match stop.recv_timeout(self.config.commit_interval()) {
+                Err(RecvTimeoutError::Timeout) => {
+                    self.commit(false);
+                    self.housekeeping();
+                }
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+    }
+
+    /// Seals what is due (everything when `all`) and commits it. Returns
+    /// the number of blocks committed.
+    pub fn commit(&mut self, all: bool) -> usize {
+        let started = Instant::now();
+        let blocks = self.store.blocks_to_commit(all);
+        if blocks.is_empty() {
+            return 0;
+        }
+        let level = self.config.zstd_level;
+        let mut added = Vec::with_capacity(blocks.len());
+        for block in blocks {
+            let (t_min, _) = block.lines.time_range().unwrap_or_default();
+            let result = self.writer_for(t_min).and_then(|(start, w)| {
+                w.add_block(&block.source, &block.lines, level)
+                    .map(|r| (start, r))
+            });
+            match result {
+                Ok((start, r)) => added.push((block, start, r)),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot add a block to the index; it stays in memory and the WAL")
+                }
+            }
+        }
+        let mut failed = Vec::new();
+        let mut touched: Vec<i64> = added.iter().map(|(_, s, _)| *s).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        for start in touched {
+            if let Some((w, used)) = self.writers.get_mut(&start) {
+                *used = Instant::now();
+                if let Err(e) = w.commit() {
+                    tracing::error!(error = %e, "index commit failed; its blocks stay in memory and the WAL and are retried");
+                    failed.push(start);
+                }
+            }
+        }
+        added.retain(|(_, s, _)| !failed.contains(s));
+        let trim = self.store.committed(&added);
+        if let Err(e) = self.wal.trim_below(trim) {
+            tracing::warn!(error = %e, "WAL trim failed; retried after the next commit");
+        }
+        tracing::debug!(
+            blocks = added.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "committed"
+        );
+        added.len()
+    }
+
+    fn writer_for(
+        &mut self,
+        t_min: i64,
+    ) -> Result<(i64, &mut PartitionWriter), crate::partition::PartitionError> {
+        let part = self.store.partition_for(t_min)?;
+        let start = part.start_ns;
+        if !self.writers.contains_key(&start) {
+            let w = part.writer(self.config.index_writer_bytes)?;
+            self.writers.insert(start, (w, Instant::now()));
+        }
+        let (w, _) = self.writers.get_mut(&start).expect("inserted above");
+        Ok((start, w))
+    }
+
+    /// Closes idle writers and applies retention.
+    fn housekeeping(&mut self) {
+        self.writers
+            .retain(|_, (_, used)| used.elapsed() < WRITER_IDLE);
+        if self
+            .last_retention
+            .is_some_and(|t| t.elapsed() < RETENTION_EVERY)
+            || self.config.retention_days == 0
+        {
+            return;
+        }
+        self.last_retention = Some(Instant::now());
+        let keep_ns = i64::try_from(
+            self.config
+                .retention_days
+                .saturating_mul(86_400_000_000_000),
+        )
+        .unwrap_or(i64::MAX);
+        let cutoff = cblogs_core::time::now_ns().saturating_sub(keep_ns);
+        for start in self.store.expired_partitions(cutoff) {
+            self.writers.remove(&start);
+            if let Err(e) = self.store.drop_partition(start) {
+                tracing::error!(error = %e, "retention: cannot delete an expired partition");
+            }
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! `cblogsd`'s settings: an embedded default, a TOML file, and flags on top.
+//!
+//! Every setting is documented in `config/cblogsd.toml`; this file and that
+//! one must name the same settings with the same defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address and port of the HTTP API and web page.
+    pub listen: SocketAddr,
+    /// Where the WAL, block store and indexes live.
+    pub data_dir: PathBuf,
+    pub ingest: IngestConfig,
+    pub storage: StorageConfig,
+    pub read: ReadConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Largest request body, after zstd decompression.
+    pub max_body_bytes: usize,
+    /// Lines longer than this are cut here and marked `cut`.
+    pub max_line_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// A source's in-memory block is sealed (compressed and indexed) at this many bytes of text…
+    pub block_bytes: usize,
+    /// …or at this many lines…
+    pub block_max_lines: usize,
+    /// …or when its oldest line is this old.
+    pub block_max_age_ms: u64,
+    /// How often sealed blocks are committed to the index (and the WAL trimmed).
+    pub commit_interval_ms: u64,
+    /// Width of one time partition of the index; retention drops whole partitions.
+    pub partition_secs: u64,
+    /// Partitions whose newest line is older than this are deleted. 0 keeps everything.
+    pub retention_days: u64,
+    /// zstd level for sealed blocks.
+    pub zstd_level: i32,
+    /// A WAL segment is closed and a new one started past this size.
+    pub wal_segment_bytes: u64,
+    /// Memory budget of each partition's tantivy writer.
+    pub index_writer_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReadConfig {
+    /// Lines a follow stream may fall behind before it is told it lagged.
+    pub follow_buffer_batches: usize,
+    /// Seconds between keep-alive comments on an idle follow stream.
+    pub keepalive_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], cblogs_core::DEFAULT_PORT)),
+            data_dir: PathBuf::from("./cblogs-data"),
+            ingest: IngestConfig::default(),
+            storage: StorageConfig::default(),
+            read: ReadConfig::default(),
+        }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_body_bytes: 32 << 20,
+            max_line_bytes: 1 << 20,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            block_bytes: 64 << 10,
+            block_max_lines: 1024,
+            block_max_age_ms: 60_000,
+            commit_interval_ms: 1_000,
+            partition_secs: 86_400,
+            retention_days: 14,
+            zstd_level: 3,
+            wal_segment_bytes: 64 << 20,
+            index_writer_bytes: 32 << 20,
+        }
+    }
+}
+
+impl Default for ReadConfig {
+    fn default() -> Self {
+        ReadConfig {
+            follow_buffer_batches: 4096,
+            keepalive_secs: 15,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; settings it leaves out keep their defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.storage;
+        let positive = [
+            ("ingest.max_body_bytes", self.ingest.max_body_bytes as u64),
+            ("ingest.max_line_bytes", self.ingest.max_line_bytes as u64),
+            ("storage.block_bytes", s.block_bytes as u64),
+            ("storage.block_max_lines", s.block_max_lines as u64),
+            ("storage.commit_interval_ms", s.commit_interval_ms),
+            ("storage.partition_secs", s.partition_secs),
+            ("storage.wal_segment_bytes", s.wal_segment_bytes),
+            (
+                "read.follow_buffer_batches",
+                self.read.follow_buffer_batches as u64,
+            ),
+            ("read.keepalive_secs", self.read.keepalive_secs),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::Invalid(format!(
+                "{name} must be greater than 0"
+            )));
+        }
+        if s.index_writer_bytes < 15_000_000 {
+            return Err(ConfigError::Invalid(
+                "storage.index_writer_bytes must be at least 15000000 (tantivy's minimum)".into(),
+            ));
+        }
+        if !(1..=22).contains(&s.zstd_level) {
+            return Err(ConfigError::Invalid(
+                "storage.zstd_level must be between 1 and 22".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl StorageConfig {
+    pub fn block_max_age(&self) -> Duration {
+        Duration::from_millis(self.block_max_age_ms)
+    }
+    pub fn commit_interval(&self) -> Duration {
+        Duration::from_millis(self.commit_interval_ms)
+    }
+    pub fn partition_ns(&self) -> i64 {
+        i64::try_from(self.partition_secs.saturating_mul(1_000_000_000)).unwrap_or(i64::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_matches_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/cblogsd.toml");
+        let loaded = Config::load(&path).expect("config/cblogsd.toml loads");
+        let default = Config::default();
+        assert_eq!(format!("{loaded:?}"), format!("{default:?}"));
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let err = toml::from_str::<Config>("[storage]\nblock_bytez = 3").unwrap_err();
+        assert!(err.to_string().contains("block_bytez"), "{err}");
+        let c: Config = toml::from_str("[storage]\nzstd_level = 99").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("zstd_level"));
+    }
+}

@@ -1,0 +1,353 @@
+//! The HTTP API: ingest, the read API and live follow (Server-Sent Events).
+//!
+//! Every error is a JSON [`ErrorBody`] with a status that says whose fault it
+//! is: 400 bad request, 404 unknown job, 409 ambiguous job, 413 too large,
+//! 415 unknown encoding, 503 the server cannot store right now.
+
+use std::convert::Infallible;
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cblogs_core::api::{self, JobsResponse, Lagged, TailResponse};
+use cblogs_core::wire::{ErrorBody, IngestRequest, IngestResponse, INGEST_PATH};
+use cblogs_core::{InstanceSet, Selector, Stream};
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::config::Config;
+use crate::ingest::Ingestor;
+use crate::query::{self, line_view, LineFilter, QueryError};
+use crate::store::Store;
+use crate::wal::WalError;
+
+/// What every handler shares.
+pub struct App {
+    pub config: Config,
+    pub store: Arc<Store>,
+    pub ingestor: Ingestor,
+    /// Flips to true when the service stops: ends follow streams.
+    pub stopping: watch::Receiver<bool>,
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route(INGEST_PATH, post(ingest))
+        .route(api::JOBS_PATH, get(jobs))
+        .route(api::TAIL_PATH, get(tail))
+        .route(api::FOLLOW_PATH, get(follow))
+        .route(api::HEALTH_PATH, get(|| async { "ok\n" }))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .with_state(app)
+}
+
+/// An error answer: status plus a JSON body naming the problem.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, msg: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            body: ErrorBody {
+                error: msg.into(),
+                candidates: Vec::new(),
+            },
+        }
+    }
+    fn bad(msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, msg)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        let status = match &e {
+            QueryError::BadParam(_) => StatusCode::BAD_REQUEST,
+            QueryError::UnknownJob(_) => StatusCode::NOT_FOUND,
+            QueryError::Ambiguous { .. } => StatusCode::CONFLICT,
+            QueryError::Storage(err) => {
+                tracing::error!(error = %err, "storage error while reading");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        let candidates = match &e {
+            QueryError::Ambiguous { candidates, .. } => candidates.clone(),
+            _ => Vec::new(),
+        };
+        ApiError {
+            status,
+            body: ErrorBody {
+                error: e.to_string(),
+                candidates,
+            },
+        }
+    }
+}
+
+impl From<WalError> for ApiError {
+    fn from(e: WalError) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot store the batch: {e}"),
+        )
+    }
+}
+
+async fn ingest(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<IngestResponse>, ApiError> {
+    let limit = app.config.ingest.max_body_bytes;
+    let raw = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body is larger than ingest.max_body_bytes ({limit} bytes)"),
+            )
+        } else {
+            ApiError::bad(format!("cannot read the request body: {e}"))
+        }
+    })?;
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+    let json = match encoding.as_deref() {
+        None | Some("identity") => raw.to_vec(),
+        Some("zstd") => unzstd(&raw, limit)?,
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("unsupported Content-Encoding '{other}' (use zstd or none)"),
+            ))
+        }
+    };
+    let req: IngestRequest = serde_json::from_slice(&json)
+        .map_err(|e| ApiError::bad(format!("malformed ingest body: {e}")))?;
+    req.validate()
+        .map_err(|e| ApiError::bad(format!("invalid ingest body: {e}")))?;
+    Ok(Json(app.ingestor.ingest(req).await?))
+}
+
+/// Decompresses at most `limit` bytes: a small body cannot expand into a huge one.
+fn unzstd(raw: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
+    let bad = |e: std::io::Error| ApiError::bad(format!("body is not valid zstd: {e}"));
+    let decoder = zstd::stream::read::Decoder::new(raw).map_err(bad)?;
+    let mut out = Vec::new();
+    decoder
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(bad)?;
+    if out.len() > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("decompressed body is larger than ingest.max_body_bytes ({limit} bytes)"),
+        ));
+    }
+    Ok(out)
+}
+
+fn query_pairs(raw: Option<String>) -> Vec<(String, String)> {
+    form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+async fn jobs(
+    State(app): State<Arc<App>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<JobsResponse>, ApiError> {
+    let mut pattern = None;
+    for (k, v) in query_pairs(raw) {
+        match k.as_str() {
+            "pattern" if !v.is_empty() => {
+                pattern = Some(Selector::parse(&v).map_err(|e| ApiError::bad(e.to_string()))?)
+            }
+            "pattern" => {}
+            other => {
+                return Err(ApiError::bad(format!(
+                    "unknown parameter '{other}' (expected pattern)"
+                )))
+            }
+        }
+    }
+    Ok(Json(JobsResponse {
+        jobs: query::jobs(&app.store, pattern.as_ref()),
+    }))
+}
+
+/// The parameters `tail` and `follow` share.
+struct TailParams {
+    filter: LineFilter,
+    n: usize,
+}
+
+fn tail_params(store: &Store, raw: Option<String>) -> Result<TailParams, ApiError> {
+    let mut selectors = Vec::new();
+    let mut n = api::DEFAULT_TAIL_LINES;
+    let mut instances = InstanceSet::all();
+    let (mut stream, mut process, mut since_ns) = (None, None, None);
+    for (k, v) in query_pairs(raw) {
+        let bad = |what: &str| ApiError::bad(format!("bad {k} '{v}': {what}"));
+        match k.as_str() {
+            "job" => selectors.push(Selector::parse(&v).map_err(|e| ApiError::bad(e.to_string()))?),
+            "n" => {
+                n = v.parse().map_err(|_| bad("expected a number of lines"))?;
+                if n > api::MAX_TAIL_LINES {
+                    return Err(bad(&format!("at most {} lines", api::MAX_TAIL_LINES)));
+                }
+            }
+            "instance" => instances = v.parse().map_err(|e: cblogs_core::SelectorError| ApiError::bad(e.to_string()))?,
+            "stream" if v == "all" || v.is_empty() => stream = None,
+            "stream" => stream = Some(v.parse::<Stream>().map_err(ApiError::bad)?),
+            "process" if !v.is_empty() => process = Some(v),
+            "process" => {}
+            "since_ns" => since_ns = Some(v.parse::<i64>().map_err(|_| bad("expected nanoseconds since the epoch"))?),
+            other => {
+                return Err(ApiError::bad(format!(
+                    "unknown parameter '{other}' (expected job, n, instance, stream, process, since_ns)"
+                )))
+            }
+        }
+    }
+    if selectors.is_empty() {
+        return Err(ApiError::bad(
+            "missing parameter 'job' (a job selector such as www-data/prod/hello)",
+        ));
+    }
+    let jobs = query::resolve(store, &selectors)?;
+    Ok(TailParams {
+        filter: LineFilter {
+            jobs,
+            instances,
+            stream,
+            process,
+            since_ns,
+        },
+        n,
+    })
+}
+
+async fn tail(
+    State(app): State<Arc<App>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<TailResponse>, ApiError> {
+    let TailParams { filter, n } = tail_params(&app.store, raw)?;
+    let store = app.store.clone();
+    let jobs = filter.job_keys();
+    let lines = tokio::task::spawn_blocking(move || {
+        let snap = store.snapshot(&|s| filter.wants(s), false);
+        query::last_lines(&snap, n, filter.since_ns)
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("tail failed: {e}"),
+        )
+    })??;
+    Ok(Json(TailResponse {
+        jobs,
+        lines: lines.iter().map(|l| l.view()).collect(),
+    }))
+}
+
+async fn follow(
+    State(app): State<Arc<App>>,
+    RawQuery(raw): RawQuery,
+) -> Result<impl IntoResponse, ApiError> {
+    let TailParams { filter, n } = tail_params(&app.store, raw)?;
+    let store = app.store.clone();
+    let f = filter.clone();
+    // The snapshot and the subscription are taken together, so the backlog
+    // and the live lines meet with no gap and no overlap.
+    let (backlog, live) = tokio::task::spawn_blocking(move || {
+        let mut snap = store.snapshot(&|s| f.wants(s), true);
+        let live = snap.live.take();
+        query::last_lines(&snap, n, f.since_ns).map(|lines| (lines, live))
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("follow failed: {e}"),
+        )
+    })??;
+    let Some(mut live) = live else {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "follow: no live subscription",
+        ));
+    };
+    let (tx, rx) = mpsc::channel::<Event>(1024);
+    let mut stopping = app.stopping.clone();
+    tokio::spawn(async move {
+        let jobs = Event::default().event("jobs").json_data(filter.job_keys());
+        if let Ok(ev) = jobs {
+            if tx.send(ev).await.is_err() {
+                return;
+            }
+        }
+        for l in &backlog {
+            let Ok(ev) = Event::default().event("line").json_data(l.view()) else {
+                continue;
+            };
+            if tx.send(ev).await.is_err() {
+                return;
+            }
+        }
+        drop(backlog);
+        loop {
+            tokio::select! {
+                r = live.recv() => match r {
+                    Ok(rec) => {
+                        if !filter.wants(&rec.source) {
+                            continue;
+                        }
+                        for l in rec.lines.lines() {
+                            let view = line_view(&rec.source, l.offset, l.time_ns, l.flags, l.bytes);
+                            let Ok(ev) = Event::default().event("line").json_data(view) else { continue };
+                            if tx.send(ev).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "a follow stream fell behind; skipping ahead");
+                        if let Ok(ev) = Event::default().event("lagged").json_data(Lagged { missed }) {
+                            if tx.send(ev).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = stopping.changed() => return,
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    let events = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|ev| (Ok::<_, Infallible>(ev), rx))
+    });
+    let keepalive = Duration::from_secs(app.config.read.keepalive_secs);
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(keepalive)))
+}

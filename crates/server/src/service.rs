@@ -1,0 +1,120 @@
+//! Starting and stopping the parts in the right order.
+//!
+//! Start: open the partitions, replay the WAL into memory, start the WAL
+//! writer and the committer, build the ingest ledger from what is held.
+//! Stop: (HTTP already drained by the caller) close the WAL so every queued
+//! record is synced and applied, then let the committer seal and commit
+//! everything and trim the WAL: a clean restart replays nothing.
+
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+use tokio::sync::watch;
+
+use crate::committer::Committer;
+use crate::config::Config;
+use crate::http::App;
+use crate::ingest::Ingestor;
+use crate::partition::PartitionError;
+use crate::store::Store;
+use crate::wal::{Wal, WalError, WalFiles};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error(transparent)]
+    Storage(#[from] PartitionError),
+    #[error("cannot create data dir {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub struct Service {
+    pub app: Arc<App>,
+    wal: Arc<Wal>,
+    stopping: Arc<watch::Sender<bool>>,
+    committer_stop: mpsc::Sender<()>,
+    committer: JoinHandle<()>,
+}
+
+impl Service {
+    pub fn open(config: Config) -> Result<Service, StartError> {
+        let data = config.data_dir.clone();
+        std::fs::create_dir_all(&data).map_err(|source| StartError::DataDir {
+            path: data.clone(),
+            source,
+        })?;
+        let store = Arc::new(Store::open(
+            &data.join("partitions"),
+            config.storage.clone(),
+            config.read.follow_buffer_batches,
+        )?);
+        let (files, records) = WalFiles::open(&data.join("wal"), config.storage.wal_segment_bytes)?;
+        let last_seq = records.last().map_or(0, |r| r.seq);
+        store.replay(records);
+        let applier = store.clone();
+        let wal = Arc::new(Wal::start(files, last_seq, move |records| {
+            applier.apply(records)
+        }));
+        let ingestor = Ingestor::new(
+            wal.clone(),
+            store.held_ends(),
+            last_seq,
+            config.ingest.max_line_bytes,
+        );
+        let mut committer = Committer::new(store.clone(), wal.clone(), config.storage.clone());
+        // Replayed lines may already be old enough to seal: commit them now,
+        // so the WAL from the last run is trimmed early.
+        committer.commit(false);
+        let (committer_stop, stop_rx) = mpsc::channel();
+        let committer = std::thread::Builder::new()
+            .name("committer".into())
+            .spawn(move || {
+                committer.run(stop_rx);
+                committer.commit(true);
+            })
+            .map_err(|source| StartError::DataDir {
+                path: data.clone(),
+                source,
+            })?;
+        let (stopping, stopping_rx) = watch::channel(false);
+        let app = Arc::new(App {
+            config,
+            store,
+            ingestor,
+            stopping: stopping_rx,
+        });
+        Ok(Service {
+            app,
+            wal,
+            stopping: Arc::new(stopping),
+            committer_stop,
+            committer,
+        })
+    }
+
+    /// Tells follow streams and the demo to end.
+    pub fn begin_stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// A handle that does [`Service::begin_stop`] from elsewhere (a signal handler).
+    pub fn stop_handle(&self) -> Arc<watch::Sender<bool>> {
+        self.stopping.clone()
+    }
+
+    /// The orderly stop; call after the HTTP server has drained.
+    pub fn close(self) {
+        self.begin_stop();
+        self.wal.close();
+        let _ = self.committer_stop.send(());
+        if self.committer.join().is_err() {
+            tracing::error!("the committer panicked during shutdown; the WAL keeps its lines for the next start");
+        }
+        tracing::info!("stopped cleanly");
+    }
+}

@@ -1,0 +1,432 @@
+//! The store: what the server holds, in memory and on disk, and the one lock
+//! that keeps readers consistent with it.
+//!
+//! A line's life: the WAL writer [`Store::apply`]s it into its source's open
+//! block (readable at once, also published to live tailers); the block seals
+//! on size or age and waits in `sealed` (still readable from memory); the
+//! committer compresses and indexes it into a time partition, commits, and
+//! [`Store::committed`] swaps in the new searcher and drops the block from
+//! memory in the same critical section. A reader's [`Store::snapshot`] takes
+//! the searchers and the memory blocks under that lock, so every line is seen
+//! exactly once: either in memory or in the index, never both or neither.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
+
+use cblogs_core::{JobKey, Source};
+use tantivy::Searcher;
+use tokio::sync::broadcast;
+
+use crate::block::LineBlock;
+use crate::config::StorageConfig;
+use crate::partition::{self, BlockRef, Partition, PartitionError, SourceTotals};
+use crate::wal::WalRecord;
+
+/// Line counts and freshness of one source.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Totals {
+    pub lines: u64,
+    pub bytes: u64,
+    pub last_seen_ns: i64,
+}
+
+struct SourceEntry {
+    source: Arc<Source>,
+    job: JobKey,
+    totals: Totals,
+    /// Every offset below this is held (committed, sealed or open).
+    end: u64,
+    open: Option<OpenBlock>,
+}
+
+struct OpenBlock {
+    lines: LineBlock,
+    /// The WAL record that holds this block's first line: the WAL must keep it.
+    first_seq: u64,
+    opened: Instant,
+}
+
+/// A block sealed in memory and waiting for the committer.
+pub struct SealedBlock {
+    pub source: Arc<Source>,
+    pub lines: Arc<LineBlock>,
+    first_seq: u64,
+}
+
+struct PartitionView {
+    part: Arc<Partition>,
+    searcher: Searcher,
+    totals: HashMap<u64, SourceTotals>,
+}
+
+impl PartitionView {
+    fn t_max(&self) -> i64 {
+        self.totals
+            .values()
+            .map(|t| t.t_max)
+            .max()
+            .unwrap_or(i64::MIN)
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    sources: HashMap<u64, SourceEntry>,
+    sealed: Vec<Arc<SealedBlock>>,
+    partitions: BTreeMap<i64, PartitionView>,
+    applied_seq: u64,
+}
+
+pub struct Store {
+    config: StorageConfig,
+    root: PathBuf,
+    inner: RwLock<Inner>,
+    tail: broadcast::Sender<Arc<WalRecord>>,
+}
+
+/// What one reader sees: consistent as of one instant.
+pub struct ReadSnapshot {
+    /// The sources the reader asked for.
+    pub sources: HashMap<u64, Arc<Source>>,
+    /// Their lines not yet committed to the index.
+    pub memory: Vec<(Arc<Source>, Arc<LineBlock>)>,
+    /// Committed partitions, newest first, with their newest line time.
+    pub partitions: Vec<(Arc<Partition>, Searcher, i64)>,
+    /// Every record applied after this snapshot, if asked for.
+    pub live: Option<broadcast::Receiver<Arc<WalRecord>>>,
+}
+
+/// A source and its totals, for the jobs listing.
+pub struct SourceSummary {
+    pub source: Arc<Source>,
+    pub job: JobKey,
+    pub totals: Totals,
+}
+
+impl Store {
+    /// Opens every partition under `root` and rebuilds the source table from them.
+    pub fn open(
+        root: &Path,
+        config: StorageConfig,
+        tail_capacity: usize,
+    ) -> Result<Store, PartitionError> {
+        std::fs::create_dir_all(root).map_err(|source| PartitionError::Io {
+            dir: root.to_owned(),
+            source,
+        })?;
+        let mut inner = Inner::default();
+        let entries = std::fs::read_dir(root).map_err(|source| PartitionError::Io {
+            dir: root.to_owned(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let Some(start) = entry
+                .file_name()
+                .to_str()
+                .and_then(partition::parse_dir_name)
+            else {
+                continue;
+            };
+            let part = Arc::new(Partition::open(root, start)?);
+            let searcher = part.searcher();
+            let totals = part.totals(&searcher)?;
+            for (id, source) in part.load_sources()? {
+                let Some(t) = totals.get(&id) else { continue };
+                let e = inner
+                    .sources
+                    .entry(id)
+                    .or_insert_with(|| SourceEntry::new(Arc::new(source)));
+                e.totals.lines += t.lines;
+                e.totals.bytes += t.bytes;
+                e.totals.last_seen_ns = e.totals.last_seen_ns.max(t.t_max);
+                e.end = e.end.max(t.off_end);
+            }
+            inner.partitions.insert(
+                start,
+                PartitionView {
+                    part,
+                    searcher,
+                    totals,
+                },
+            );
+        }
+        tracing::info!(
+            partitions = inner.partitions.len(),
+            sources = inner.sources.len(),
+            "store opened"
+        );
+        let (tail, _) = broadcast::channel(tail_capacity);
+        Ok(Store {
+            config,
+            root: root.to_owned(),
+            inner: RwLock::new(inner),
+            tail,
+        })
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Start-up: adds the WAL's records, skipping lines already committed.
+    pub fn replay(&self, records: Vec<WalRecord>) {
+        let mut inner = self.write();
+        let (mut kept, mut skipped) = (0u64, 0u64);
+        for r in records {
+            let e = inner
+                .sources
+                .entry(r.source.id())
+                .or_insert_with(|| SourceEntry::new(r.source.clone()));
+            let mut fresh = LineBlock::new();
+            for l in r.lines.lines() {
+                if l.offset >= e.end {
+                    fresh.push(l.offset, l.time_ns, l.flags, l.bytes);
+                } else {
+                    skipped += 1;
+                }
+            }
+            kept += fresh.len() as u64;
+            inner.applied_seq = inner.applied_seq.max(r.seq);
+            if !fresh.is_empty() {
+                self.add_lines(&mut inner, r.source.id(), r.seq, &fresh);
+            }
+        }
+        tracing::info!(
+            lines = kept,
+            already_committed = skipped,
+            "write-ahead log replayed"
+        );
+    }
+
+    /// The WAL writer's hand-off: `records` are durable; make them visible
+    /// and tell live tailers, under the lock so no reader sees half of it.
+    pub fn apply(&self, records: Vec<WalRecord>) {
+        let mut inner = self.write();
+        for r in records {
+            inner.applied_seq = inner.applied_seq.max(r.seq);
+            inner
+                .sources
+                .entry(r.source.id())
+                .or_insert_with(|| SourceEntry::new(r.source.clone()));
+            self.add_lines(&mut inner, r.source.id(), r.seq, &r.lines);
+            // No receivers is fine: nobody is following.
+            let _ = self.tail.send(Arc::new(r));
+        }
+    }
+
+    fn add_lines(&self, inner: &mut Inner, id: u64, seq: u64, lines: &LineBlock) {
+        let Some(e) = inner.sources.get_mut(&id) else {
+            return;
+        };
+        let open = e.open.get_or_insert_with(|| OpenBlock {
+            lines: LineBlock::new(),
+            first_seq: seq,
+            opened: Instant::now(),
+        });
+        for l in lines.lines() {
+            open.lines.push(l.offset, l.time_ns, l.flags, l.bytes);
+            e.totals.lines += 1;
+            e.totals.bytes += l.bytes.len() as u64;
+            e.totals.last_seen_ns = e.totals.last_seen_ns.max(l.time_ns);
+        }
+        e.end = e.end.max(lines.end_offset().unwrap_or(0));
+        if open.lines.text_len() >= self.config.block_bytes
+            || open.lines.len() >= self.config.block_max_lines
+        {
+            let sealed = e.seal();
+            inner.sealed.extend(sealed);
+        }
+    }
+
+    /// For the ingest de-duplication: per source, the offset below which
+    /// everything is held.
+    pub fn held_ends(&self) -> HashMap<u64, u64> {
+        self.read()
+            .sources
+            .iter()
+            .map(|(id, e)| (*id, e.end))
+            .collect()
+    }
+
+    pub fn applied_seq(&self) -> u64 {
+        self.read().applied_seq
+    }
+
+    /// Seals open blocks that are old enough (all of them when `all`), and
+    /// returns every sealed block not yet committed.
+    pub fn blocks_to_commit(&self, all: bool) -> Vec<Arc<SealedBlock>> {
+        let mut inner = self.write();
+        let max_age = self.config.block_max_age();
+        let mut newly = Vec::new();
+        for e in inner.sources.values_mut() {
+            if e.open
+                .as_ref()
+                .is_some_and(|o| all || o.opened.elapsed() >= max_age)
+            {
+                newly.extend(e.seal());
+            }
+        }
+        inner.sealed.extend(newly);
+        inner.sealed.clone()
+    }
+
+    /// The partition a block starting at `t_min` belongs to, opened (and
+    /// created) on first use.
+    pub fn partition_for(&self, t_min: i64) -> Result<Arc<Partition>, PartitionError> {
+        let pns = self.config.partition_ns();
+        let start = t_min.div_euclid(pns) * pns;
+        if let Some(v) = self.read().partitions.get(&start) {
+            return Ok(v.part.clone());
+        }
+        let part = Arc::new(Partition::open(&self.root, start)?);
+        let mut inner = self.write();
+        let view = inner
+            .partitions
+            .entry(start)
+            .or_insert_with(|| PartitionView {
+                searcher: part.searcher(),
+                part,
+                totals: HashMap::new(),
+            });
+        Ok(view.part.clone())
+    }
+
+    /// The committer made `blocks` durable in the index: swap in the new
+    /// searchers and forget the blocks' memory copies, atomically for
+    /// readers. Returns the WAL seq below which everything is committed.
+    pub fn committed(&self, blocks: &[(Arc<SealedBlock>, i64, BlockRef)]) -> u64 {
+        let mut inner = self.write();
+        for (_, start, b) in blocks {
+            if let Some(v) = inner.partitions.get_mut(start) {
+                v.totals.entry(b.source).or_default().add_block(b);
+            }
+        }
+        for v in inner.partitions.values_mut() {
+            v.searcher = v.part.searcher();
+        }
+        inner
+            .sealed
+            .retain(|s| !blocks.iter().any(|(c, _, _)| Arc::ptr_eq(s, c)));
+        let pinned_open = inner
+            .sources
+            .values()
+            .filter_map(|e| e.open.as_ref().map(|o| o.first_seq));
+        let pinned_sealed = inner.sealed.iter().map(|s| s.first_seq);
+        pinned_open
+            .chain(pinned_sealed)
+            .min()
+            .unwrap_or(u64::MAX)
+            .min(inner.applied_seq + 1)
+    }
+
+    /// A consistent view of the sources `wanted` picks, optionally with a
+    /// live subscription that starts exactly after it.
+    pub fn snapshot(&self, wanted: &dyn Fn(&Source) -> bool, subscribe: bool) -> ReadSnapshot {
+        let inner = self.read();
+        let mut sources = HashMap::new();
+        let mut memory = Vec::new();
+        for (id, e) in &inner.sources {
+            if !wanted(&e.source) {
+                continue;
+            }
+            sources.insert(*id, e.source.clone());
+            if let Some(o) = &e.open {
+                memory.push((e.source.clone(), Arc::new(o.lines.clone())));
+            }
+        }
+        for s in &inner.sealed {
+            if sources.contains_key(&s.source.id()) {
+                memory.push((s.source.clone(), s.lines.clone()));
+            }
+        }
+        let partitions = inner
+            .partitions
+            .values()
+            .rev()
+            .map(|v| (v.part.clone(), v.searcher.clone(), v.t_max()))
+            .collect();
+        let live = subscribe.then(|| self.tail.subscribe());
+        ReadSnapshot {
+            sources,
+            memory,
+            partitions,
+            live,
+        }
+    }
+
+    /// Every source with its totals.
+    pub fn summaries(&self) -> Vec<SourceSummary> {
+        self.read()
+            .sources
+            .values()
+            .map(|e| SourceSummary {
+                source: e.source.clone(),
+                job: e.job.clone(),
+                totals: e.totals,
+            })
+            .collect()
+    }
+
+    /// Partitions whose newest line is older than `cutoff_ns`.
+    pub fn expired_partitions(&self, cutoff_ns: i64) -> Vec<i64> {
+        self.read()
+            .partitions
+            .iter()
+            .filter(|(_, v)| !v.totals.is_empty() && v.t_max() < cutoff_ns)
+            .map(|(start, _)| *start)
+            .collect()
+    }
+
+    /// Forgets a partition (the caller has dropped its writer) and deletes its files.
+    pub fn drop_partition(&self, start: i64) -> Result<(), PartitionError> {
+        let Some(view) = self.write().remove_partition(start) else {
+            return Ok(());
+        };
+        let dir = view.part.dir().to_owned();
+        drop(view);
+        tracing::info!(dir = %dir.display(), "retention: partition deleted");
+        std::fs::remove_dir_all(&dir).map_err(|source| PartitionError::Io { dir, source })
+    }
+}
+
+impl Inner {
+    fn remove_partition(&mut self, start: i64) -> Option<PartitionView> {
+        let view = self.partitions.remove(&start)?;
+        for (id, t) in &view.totals {
+            if let Some(e) = self.sources.get_mut(id) {
+                e.totals.lines = e.totals.lines.saturating_sub(t.lines);
+                e.totals.bytes = e.totals.bytes.saturating_sub(t.bytes);
+            }
+        }
+        self.sources
+            .retain(|_, e| e.totals.lines > 0 || e.open.is_some());
+        Some(view)
+    }
+}
+
+impl SourceEntry {
+    fn new(source: Arc<Source>) -> Self {
+        SourceEntry {
+            job: source.job_key(),
+            source,
+            totals: Totals::default(),
+            end: 0,
+            open: None,
+        }
+    }
+
+    fn seal(&mut self) -> Option<Arc<SealedBlock>> {
+        let open = self.open.take()?;
+        Some(Arc::new(SealedBlock {
+            source: self.source.clone(),
+            lines: Arc::new(open.lines),
+            first_seq: open.first_seq,
+        }))
+    }
+}

@@ -1,0 +1,455 @@
+//! The write-ahead log: where an accepted batch becomes durable before it is
+//! acknowledged.
+//!
+//! Records are appended to numbered segment files (`wal/<first seq>.wal`) by
+//! one writer thread that takes every record waiting, writes them at once and
+//! syncs once (group commit): many concurrent ingest requests share one
+//! fsync. Only after the sync are the records handed on (to the in-memory
+//! blocks, live tailers and the indexer) and their senders released.
+//!
+//! A segment is deleted once every record in it is committed to the index
+//! ([`Wal::trim_below`], called by the committer); on start-up the remaining segments are replayed. A
+//! torn last record (a crash in mid-write) fails its length or checksum, is
+//! cut off with a warning, and everything before it is kept.
+//!
+//! Record framing: `u32 len` · `u32 crc32(payload)` · payload, where payload
+//! is `u64 seq` · `u32 source-json len` · source JSON · encoded [`LineBlock`].
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+
+use cblogs_core::Source;
+use tokio::sync::watch;
+
+use crate::block::LineBlock;
+
+/// One accepted batch: the lines of one source that the server did not hold yet.
+#[derive(Debug, Clone)]
+pub struct WalRecord {
+    pub seq: u64,
+    pub source: Arc<Source>,
+    pub lines: LineBlock,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error("write-ahead log I/O error in {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("the write-ahead log has failed ({0}); restart cblogsd once the cause is fixed")]
+    Failed(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
+    move |source| WalError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+const HEADER: usize = 8;
+/// A record larger than this is corrupt, not real (bodies are capped far below).
+const MAX_RECORD: usize = 1 << 30;
+
+impl WalRecord {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        let source = serde_json::to_vec(&*self.source).unwrap_or_default();
+        let lines = self.lines.encode();
+        let mut payload = Vec::with_capacity(12 + source.len() + lines.len());
+        payload.extend_from_slice(&self.seq.to_le_bytes());
+        payload.extend_from_slice(&(source.len() as u32).to_le_bytes());
+        payload.extend_from_slice(&source);
+        payload.extend_from_slice(&lines);
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        out.extend_from_slice(&payload);
+    }
+
+    fn decode(payload: &[u8]) -> Option<WalRecord> {
+        let seq = u64::from_le_bytes(payload.get(..8)?.try_into().ok()?);
+        let slen = u32::from_le_bytes(payload.get(8..12)?.try_into().ok()?) as usize;
+        let source: Source = serde_json::from_slice(payload.get(12..12 + slen)?).ok()?;
+        let lines = LineBlock::decode(payload.get(12 + slen..)?).ok()?;
+        Some(WalRecord {
+            seq,
+            source: Arc::new(source),
+            lines,
+        })
+    }
+}
+
+struct Segment {
+    path: PathBuf,
+    first_seq: u64,
+    /// The highest seq written to it; `None` while empty.
+    last_seq: Option<u64>,
+}
+
+/// The files: owned by the writer thread once the service runs.
+pub struct WalFiles {
+    dir: PathBuf,
+    segment_bytes: u64,
+    /// Closed segments, oldest first.
+    closed: Vec<Segment>,
+    active: Segment,
+    active_file: File,
+    active_len: u64,
+}
+
+fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
+    dir.join(format!("{first_seq:020}.wal"))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), WalError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+impl WalFiles {
+    /// Opens the WAL in `dir`, replays what it holds, and starts a new
+    /// segment for what comes next. Returns the records in seq order.
+    pub fn open(dir: &Path, segment_bytes: u64) -> Result<(WalFiles, Vec<WalRecord>), WalError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let mut paths: Vec<(u64, PathBuf)> = Vec::new();
+        for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+            let path = entry.map_err(io_err(dir))?.path();
+            let first = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".wal"))
+                .and_then(|n| n.parse::<u64>().ok());
+            if let Some(first) = first {
+                paths.push((first, path));
+            }
+        }
+        paths.sort();
+        let mut records = Vec::new();
+        let mut closed = Vec::new();
+        for (first_seq, path) in paths {
+            let before = records.len();
+            replay_segment(&path, &mut records)?;
+            let last_seq = records[before..].last().map(|r: &WalRecord| r.seq);
+            closed.push(Segment {
+                path,
+                first_seq,
+                last_seq,
+            });
+        }
+        let next_seq = records.last().map_or(1, |r| r.seq + 1);
+        let path = segment_path(dir, next_seq);
+        let active_file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        sync_dir(dir)?;
+        let files = WalFiles {
+            dir: dir.to_owned(),
+            segment_bytes,
+            closed,
+            active: Segment {
+                path,
+                first_seq: next_seq,
+                last_seq: None,
+            },
+            active_file,
+            active_len: 0,
+        };
+        Ok((files, records))
+    }
+
+    /// Writes the records and syncs them to disk.
+    pub fn append(&mut self, records: &[WalRecord], buf: &mut Vec<u8>) -> Result<(), WalError> {
+        buf.clear();
+        for r in records {
+            r.encode_into(buf);
+        }
+        let path = &self.active.path;
+        self.active_file.write_all(buf).map_err(io_err(path))?;
+        self.active_file.sync_data().map_err(io_err(path))?;
+        self.active_len += buf.len() as u64;
+        if let Some(last) = records.last() {
+            self.active.last_seq = Some(last.seq);
+        }
+        if self.active_len >= self.segment_bytes {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    fn roll(&mut self) -> Result<(), WalError> {
+        let next = self
+            .active
+            .last_seq
+            .map_or(self.active.first_seq, |s| s + 1);
+        let path = segment_path(&self.dir, next);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        sync_dir(&self.dir)?;
+        let old = std::mem::replace(
+            &mut self.active,
+            Segment {
+                path,
+                first_seq: next,
+                last_seq: None,
+            },
+        );
+        self.active_file = file;
+        self.active_len = 0;
+        self.closed.push(old);
+        Ok(())
+    }
+
+    /// Deletes every segment whose records all have a seq below `seq` (they
+    /// are committed to the index); rolls the active segment first if it is
+    /// wholly below.
+    pub fn trim_below(&mut self, seq: u64) -> Result<(), WalError> {
+        if self.active.last_seq.is_some_and(|last| last < seq) {
+            self.roll()?;
+        }
+        let mut removed = false;
+        while let Some(first) = self.closed.first() {
+            if first.last_seq.is_some_and(|last| last >= seq) {
+                break;
+            }
+            // An empty closed segment (replayed, nothing in it) goes too.
+            fs::remove_file(&first.path).map_err(io_err(&first.path))?;
+            self.closed.remove(0);
+            removed = true;
+        }
+        if removed {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads every whole record of one segment; cuts a torn tail off the file.
+fn replay_segment(path: &Path, out: &mut Vec<WalRecord>) -> Result<(), WalError> {
+    let mut data = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut data))
+        .map_err(io_err(path))?;
+    let mut pos = 0usize;
+    while pos < data.len() {
+        let whole = data.get(pos..pos + HEADER).and_then(|h| {
+            let len = u32::from_le_bytes(h[..4].try_into().ok()?) as usize;
+            let crc = u32::from_le_bytes(h[4..].try_into().ok()?);
+            let payload = data
+                .get(pos + HEADER..pos + HEADER + len)
+                .filter(|_| len <= MAX_RECORD)?;
+            (crc32fast::hash(payload) == crc).then_some((len, payload))
+        });
+        let Some((len, payload)) = whole else {
+            tracing::warn!(
+                path = %path.display(),
+                at = pos,
+                dropped_bytes = data.len() - pos,
+                "torn or corrupt record at the end of a WAL segment (a crash mid-write); cutting it off, the records before it are kept"
+            );
+            let f = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(io_err(path))?;
+            f.set_len(pos as u64)
+                .and_then(|_| f.sync_all())
+                .map_err(io_err(path))?;
+            break;
+        };
+        match WalRecord::decode(payload) {
+            Some(r) => out.push(r),
+            None => {
+                tracing::error!(path = %path.display(), at = pos, "WAL record with a good checksum does not decode; skipped")
+            }
+        }
+        pos += HEADER + len;
+    }
+    Ok(())
+}
+
+/// The durable point: every record up to `seq` is on disk and applied.
+#[derive(Debug, Clone, Default)]
+struct Durable {
+    seq: u64,
+    failed: Option<String>,
+}
+
+/// The running WAL: a writer thread and the handles the service uses.
+pub struct Wal {
+    tx: Mutex<Option<mpsc::Sender<WalRecord>>>,
+    durable: watch::Receiver<Durable>,
+    /// Shared with the writer thread: it appends, the committer trims.
+    files: Arc<Mutex<WalFiles>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Wal {
+    /// Starts the writer thread. `on_durable` runs on that thread, in seq
+    /// order, after each group is synced and before its senders are released.
+    pub fn start(
+        files: WalFiles,
+        last_seq: u64,
+        mut on_durable: impl FnMut(Vec<WalRecord>) + Send + 'static,
+    ) -> Wal {
+        let (tx, rx) = mpsc::channel::<WalRecord>();
+        let (durable_tx, durable) = watch::channel(Durable {
+            seq: last_seq,
+            failed: None,
+        });
+        let files = Arc::new(Mutex::new(files));
+        let writer_files = files.clone();
+        let thread = std::thread::Builder::new()
+            .name("wal-writer".into())
+            .spawn(move || {
+                let mut buf = Vec::new();
+                while let Ok(first) = rx.recv() {
+                    // Group commit: everything already waiting shares this sync.
+                    let mut group = vec![first];
+                    let mut bytes = group[0].lines.text_len();
+                    while bytes < GROUP_BYTES {
+                        let Ok(r) = rx.try_recv() else { break };
+                        bytes += r.lines.text_len();
+                        group.push(r);
+                    }
+                    let last = group.last().map_or(0, |r| r.seq);
+                    let appended = lock(&writer_files).append(&group, &mut buf);
+                    if let Err(e) = appended {
+                        // We cannot know what reached the disk: refuse
+                        // everything from here on rather than ack a lie.
+                        tracing::error!(error = %e, "write-ahead log append failed; ingest stops until restart");
+                        durable_tx.send_modify(|d| d.failed = Some(e.to_string()));
+                        return;
+                    }
+                    on_durable(group);
+                    durable_tx.send_modify(|d| d.seq = last);
+                }
+            })
+            .expect("spawn the WAL writer thread");
+        Wal {
+            tx: Mutex::new(Some(tx)),
+            durable,
+            files,
+            thread: Mutex::new(Some(thread)),
+        }
+    }
+
+    /// Queues a record. Callers assign seqs in order and call this in that
+    /// order (the ingest lock guarantees it).
+    pub fn submit(&self, record: WalRecord) -> Result<(), WalError> {
+        match lock(&self.tx).as_ref().map(|tx| tx.send(record)) {
+            Some(Ok(())) => Ok(()),
+            _ => Err(WalError::Failed("the writer has stopped".into())),
+        }
+    }
+
+    /// Waits until every record up to `seq` is durable and applied.
+    pub async fn wait_durable(&self, seq: u64) -> Result<(), WalError> {
+        let mut rx = self.durable.clone();
+        let d = rx
+            .wait_for(|d| d.seq >= seq || d.failed.is_some())
+            .await
+            .map_err(|_| WalError::Failed("the writer has stopped".into()))?;
+        match &d.failed {
+            Some(why) if d.seq < seq => Err(WalError::Failed(why.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes the segments whose records are all below `seq`: the caller
+    /// has committed them to the index. Safe against concurrent appends: a
+    /// record appended meanwhile has a seq at or above `seq` and keeps its
+    /// segment alive.
+    pub fn trim_below(&self, seq: u64) -> Result<(), WalError> {
+        lock(&self.files).trim_below(seq)
+    }
+
+    /// Stops accepting records and waits until the writer has synced and
+    /// applied everything queued.
+    pub fn close(&self) {
+        lock(&self.tx).take();
+        if let Some(t) = lock(&self.thread).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A poisoned lock only means another thread panicked mid-update of plain
+/// data we still want to use (the WAL files stay consistent on disk).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Stop adding to a group past this many bytes of text.
+const GROUP_BYTES: usize = 8 << 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cblogs_core::{LineFlags, Stream};
+
+    fn record(seq: u64, text: &str) -> WalRecord {
+        let mut lines = LineBlock::new();
+        lines.push(seq * 100, 1, LineFlags::default(), text.as_bytes());
+        WalRecord {
+            seq,
+            source: Arc::new(Source {
+                cluster: "c".into(),
+                host: "h".into(),
+                task_id: "t".into(),
+                job: "r/prod/n".parse().unwrap(),
+                instance: 0,
+                process: "p".into(),
+                run: 0,
+                stream: Stream::Stdout,
+            }),
+            lines,
+        }
+    }
+
+    #[test]
+    fn replays_what_was_appended_and_cuts_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut files, replayed) = WalFiles::open(dir.path(), 1 << 20).unwrap();
+        assert!(replayed.is_empty());
+        let mut buf = Vec::new();
+        files
+            .append(&[record(1, "one"), record(2, "two")], &mut buf)
+            .unwrap();
+        files.append(&[record(3, "three")], &mut buf).unwrap();
+        let active = files.active.path.clone();
+        drop(files);
+        // A crash in mid-write leaves half a record.
+        let mut f = OpenOptions::new().append(true).open(&active).unwrap();
+        f.write_all(&[200, 0, 0, 0, 1, 2]).unwrap();
+        drop(f);
+        let (files, replayed) = WalFiles::open(dir.path(), 1 << 20).unwrap();
+        let seqs: Vec<u64> = replayed.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [1, 2, 3]);
+        assert_eq!(replayed[2].lines.line(0).bytes, b"three");
+        assert_eq!(files.active.first_seq, 4);
+        drop(files);
+        // The torn bytes are gone: a second replay is clean and identical.
+        let (_, again) = WalFiles::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(again.len(), 3);
+    }
+
+    #[test]
+    fn trims_only_committed_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut files, _) = WalFiles::open(dir.path(), 10).unwrap(); // roll after every append
+        let mut buf = Vec::new();
+        for seq in 1..=4 {
+            files.append(&[record(seq, "x")], &mut buf).unwrap();
+        }
+        files.trim_below(3).unwrap();
+        drop(files);
+        let (_, replayed) = WalFiles::open(dir.path(), 10).unwrap();
+        let seqs: Vec<u64> = replayed.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [3, 4]);
+    }
+}
