@@ -177,7 +177,7 @@ impl Selector {
             // role/env/name/INST or cluster/role/env/name: the env sits at
             // index 1 in the first and index 2 in the second.
             4 if InstanceSet::looks_like(parts[3])
-                && !(env_like(parts[2]) && !env_like(parts[1])) =>
+                && (env_like(parts[1]) || !env_like(parts[2])) =>
             {
                 (&parts[..3], Some(parts[3]))
             }

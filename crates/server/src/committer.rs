@@ -44,14 +44,11 @@ impl Committer {
 
     /// Runs until `stop` says so (or is dropped).
     pub fn run(&mut self, stop: Receiver<()>) {
-        loop {
-            match stop.recv_timeout(self.config.commit_interval()) {
-                Err(RecvTimeoutError::Timeout) => {
-                    self.commit(false);
-                    self.housekeeping();
-                }
-                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
-            }
+        // A message or a closed channel both mean stop.
+        while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(self.config.commit_interval())
+        {
+            self.commit(false);
+            self.housekeeping();
         }
     }
 

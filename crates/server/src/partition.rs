@@ -472,8 +472,8 @@ impl PartitionWriter {
         self.writer
             .add_document(doc)
             .map_err(|source| PartitionError::Index { dir: dir(), source })?;
-        if !self.sources.contains_key(&block.source) {
-            self.sources.insert(block.source, source.clone());
+        if let std::collections::hash_map::Entry::Vacant(e) = self.sources.entry(block.source) {
+            e.insert(source.clone());
             self.sources_dirty = true;
         }
         Ok(block)

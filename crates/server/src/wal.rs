@@ -341,9 +341,13 @@ impl Wal {
     /// Queues a record. Callers assign seqs in order and call this in that
     /// order (the ingest lock guarantees it).
     pub fn submit(&self, record: WalRecord) -> Result<(), WalError> {
-        match lock(&self.tx).as_ref().map(|tx| tx.send(record)) {
-            Some(Ok(())) => Ok(()),
-            _ => Err(WalError::Failed("the writer has stopped".into())),
+        let sent = lock(&self.tx)
+            .as_ref()
+            .is_some_and(|tx| tx.send(record).is_ok());
+        if sent {
+            Ok(())
+        } else {
+            Err(WalError::Failed("the writer has stopped".into()))
         }
     }
 
