@@ -131,6 +131,11 @@ impl WalFiles {
             let before = records.len();
             replay_segment(&path, &mut records)?;
             let last_seq = records[before..].last().map(|r: &WalRecord| r.seq);
+            if last_seq.is_none() {
+                // Nothing in it (a clean stop leaves an empty active segment).
+                fs::remove_file(&path).map_err(io_err(&path))?;
+                continue;
+            }
             closed.push(Segment {
                 path,
                 first_seq,
@@ -217,7 +222,7 @@ impl WalFiles {
             if first.last_seq.is_some_and(|last| last >= seq) {
                 break;
             }
-            // An empty closed segment (replayed, nothing in it) goes too.
+            // Every record in it is below `seq`: committed.
             fs::remove_file(&first.path).map_err(io_err(&first.path))?;
             self.closed.remove(0);
             removed = true;
