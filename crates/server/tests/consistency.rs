@@ -14,8 +14,12 @@ use cblogs_core::{Source, Stream};
 use cblogs_server::{query, Config, Service};
 
 fn config(dir: &std::path::Path) -> Config {
-    let mut c = Config::default();
-    c.data_dir = dir.to_owned();
+    let mut c = Config {
+        data_dir: dir.to_owned(),
+        ..Config::default()
+    };
+    // Tiny blocks and a fast committer: lines cross from memory to the
+    // index all the time while the reader looks.
     c.storage.block_bytes = 2048;
     c.storage.block_max_age_ms = 50;
     c.storage.commit_interval_ms = 20;
