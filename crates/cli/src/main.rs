@@ -1,1 +1,210 @@
-fn main(){}
+//! `cblogs`: tail and list the logs of Aurora jobs, from cblogsd.
+
+mod client;
+mod follow;
+mod render;
+mod sse;
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use cblogs_core::api::{JobsResponse, TailResponse, DEFAULT_TAIL_LINES, JOBS_PATH, MAX_TAIL_LINES, TAIL_PATH};
+use cblogs_core::{InstanceSet, Selector};
+
+use client::{Client, ClientError};
+use render::{ColorChoice, LineWriter, Output};
+
+const EXAMPLES: &str = "Examples:
+  cblogs tail www-data/prod/hello -f
+  cblogs tail hello --instance 0-2 --stream stderr
+  cblogs tail 'devcluster/www-data/prod/hello/3' -n 500 --output raw | grep -i timeout
+  cblogs jobs 'www-data/*'";
+
+/// Tail and list the logs of Aurora jobs, collected by cblogsd.
+#[derive(Parser, Debug)]
+#[command(name = "cblogs", version, about, after_help = EXAMPLES)]
+struct Cli {
+    /// The cblogsd to ask.
+    #[arg(long, global = true, env = "CBLOGS_SERVER", default_value = cblogs_core::DEFAULT_SERVER)]
+    server: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the last lines of a job's processes; -f keeps following.
+    Tail(TailArgs),
+    /// List jobs with their instances, line counts and when they last logged.
+    Jobs(JobsArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "JOB is name, role/env/name or cluster/role/env/name, optionally /INSTANCES \
+(3, 0-4, 0-4,7); `*` globs work in any part.")]
+struct TailArgs {
+    /// The job: hello, www-data/prod/hello, devcluster/www-data/prod/hello/0-2, 'www-*/prod/*'.
+    #[arg(value_parser = parse_selector)]
+    job: Selector,
+    /// Keep printing new lines as they arrive (survives a server restart).
+    #[arg(short, long)]
+    follow: bool,
+    /// How many of the newest lines to print first.
+    #[arg(short = 'n', long = "lines", default_value_t = DEFAULT_TAIL_LINES as u64,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_TAIL_LINES as u64))]
+    n: u64,
+    /// Only these instances: 3, 0-4 or 0-4,7.
+    #[arg(long, value_parser = parse_instances)]
+    instance: Option<InstanceSet>,
+    /// Only this stream.
+    #[arg(long, value_enum, default_value_t = StreamChoice::All)]
+    stream: StreamChoice,
+    /// Only this process (the Thermos process name).
+    #[arg(long)]
+    process: Option<String>,
+    #[arg(short, long, value_enum, default_value_t = Output::Pretty)]
+    output: Output,
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
+}
+
+#[derive(Args, Debug)]
+struct JobsArgs {
+    /// Only jobs matching this selector (globs allowed).
+    #[arg(value_parser = parse_selector)]
+    pattern: Option<Selector>,
+    #[arg(short, long, value_enum, default_value_t = Output::Pretty)]
+    output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StreamChoice {
+    Stdout,
+    Stderr,
+    All,
+}
+
+fn parse_selector(s: &str) -> Result<Selector, String> {
+    Selector::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_instances(s: &str) -> Result<InstanceSet, String> {
+    s.parse().map_err(|e: cblogs_core::SelectorError| e.to_string())
+}
+
+/// A failed command: what to say on stderr, and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        let mut message = e.to_string();
+        if let ClientError::Api { body, .. } = &e {
+            if !body.candidates.is_empty() {
+                message.push_str(":\n");
+                for c in &body.candidates {
+                    message.push_str(&format!("  {c}\n"));
+                }
+                message.push_str("say which with the full role/env/name (or cluster/role/env/name)");
+            }
+        }
+        Failure { message, code: 1 }
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        // A closed pipe (`cblogs tail … | head`) is a normal way to stop.
+        let code = if e.kind() == std::io::ErrorKind::BrokenPipe { 0 } else { 1 };
+        Failure { message: format!("cannot write output: {e}"), code }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cblogs: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) if f.code == 0 => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("cblogs: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let client = Client::new(&cli.server)?;
+    match cli.command {
+        Command::Tail(args) => tail(&client, args).await,
+        Command::Jobs(args) => jobs(&client, args).await,
+    }
+}
+
+async fn tail(client: &Client, args: TailArgs) -> Result<(), Failure> {
+    let color = args.color.enabled(std::io::stdout().is_terminal(), std::env::var_os("NO_COLOR").is_some());
+    let mut params: Vec<(&'static str, String)> = vec![("job", args.job.to_string())];
+    if let Some(i) = &args.instance {
+        params.push(("instance", i.to_string()));
+    }
+    match args.stream {
+        StreamChoice::Stdout => params.push(("stream", "stdout".into())),
+        StreamChoice::Stderr => params.push(("stream", "stderr".into())),
+        StreamChoice::All => {}
+    }
+    if let Some(p) = &args.process {
+        params.push(("process", p.clone()));
+    }
+    let mut out = LineWriter::new(std::io::BufWriter::new(std::io::stdout().lock()), args.output, color);
+    if args.follow {
+        return tokio::select! {
+            r = follow::follow(client, &params, args.n as usize, &mut out) => r,
+            _ = tokio::signal::ctrl_c() => Ok(out.flush()?),
+        };
+    }
+    params.push(("n", args.n.to_string()));
+    let resp: TailResponse = client.get_json(TAIL_PATH, &params).await?;
+    out.show_job = resp.jobs.len() > 1;
+    for l in &resp.lines {
+        out.line(l)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+async fn jobs(client: &Client, args: JobsArgs) -> Result<(), Failure> {
+    let mut params = Vec::new();
+    if let Some(p) = &args.pattern {
+        params.push(("pattern", p.to_string()));
+    }
+    let resp: JobsResponse = client.get_json(JOBS_PATH, &params).await?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match args.output {
+        Output::Pretty if resp.jobs.is_empty() => eprintln!("cblogs: no jobs"),
+        Output::Pretty => out.write_all(render::jobs_table(&resp.jobs, cblogs_core::time::now_ns()).as_bytes())?,
+        Output::Raw => {
+            for j in &resp.jobs {
+                writeln!(out, "{}", j.key)?;
+            }
+        }
+        Output::Json => {
+            for j in &resp.jobs {
+                serde_json::to_writer(&mut out, j).map_err(std::io::Error::from)?;
+                out.write_all(b"\n")?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

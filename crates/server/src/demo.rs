@@ -36,7 +36,7 @@ pub fn print_tour(url: &str) {
         "\ncblogsd demo: three jobs are writing logs now. Try, in another terminal:\n\n  \
          cblogs jobs\n  \
          cblogs tail www-data/prod/hello -f\n  \
-         cblogs tail eightball --stream stderr -n 20\n  \
+         cblogs tail eightball_api --stream stderr -n 20\n  \
          cblogs tail 'payments/prod/ledger/1' -n 50 --output json\n  \
          curl -s '{url}/api/v1/tail?job=hello&n=5'\n\n\
          (cblogs talks to {url}; set CBLOGS_SERVER or --server for another address.)\n"

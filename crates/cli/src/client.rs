@@ -1,0 +1,103 @@
+//! Talking to cblogsd: JSON GETs and event streams, with errors a user can read.
+
+use std::fmt;
+
+use cblogs_core::wire::ErrorBody;
+use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
+
+/// Why a request failed, in words for the terminal.
+#[derive(Debug)]
+pub enum ClientError {
+    /// No HTTP answer at all: refused, reset, timed out, bad address.
+    Unreachable { server: String, reason: String },
+    /// cblogsd answered with an error.
+    Api { status: StatusCode, body: ErrorBody },
+    /// An answer we could not understand.
+    Protocol(String),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Unreachable { server, reason } => write!(f, "cannot reach cblogsd at {server}: {reason}"),
+            ClientError::Api { body, .. } => f.write_str(&body.error),
+            ClientError::Protocol(why) => write!(f, "unexpected answer from cblogsd: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+pub struct Client {
+    server: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(server: &str) -> Result<Client, ClientError> {
+        let server = server.trim_end_matches('/').to_owned();
+        if !(server.starts_with("http://") || server.starts_with("https://")) {
+            return Err(ClientError::Unreachable {
+                server,
+                reason: "the server URL must start with http:// or https://".into(),
+            });
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .build()
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        Ok(Client { server, http })
+    }
+
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// GET `path` and parse the JSON answer.
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T, ClientError> {
+        let resp = self.send(path, query).await?;
+        resp.json().await.map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// GET `path` and hand back the response to read as a stream.
+    pub async fn send(&self, path: &str, query: &[(&str, String)]) -> Result<reqwest::Response, ClientError> {
+        let url = format!("{}{path}", self.server);
+        let resp = self.http.get(&url).query(query).send().await.map_err(|e| self.unreachable(&e))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let text = resp.text().await.unwrap_or_default();
+        let body = serde_json::from_str::<ErrorBody>(&text).unwrap_or_else(|_| ErrorBody {
+            error: format!("{status}: {}", text.trim()),
+            candidates: Vec::new(),
+        });
+        Err(ClientError::Api { status, body })
+    }
+
+    pub fn unreachable(&self, e: &reqwest::Error) -> ClientError {
+        ClientError::Unreachable { server: self.server.clone(), reason: root_cause(e) }
+    }
+}
+
+/// The innermost cause, which is the one that says what happened
+/// ("Connection refused"), without reqwest's layers of context.
+fn root_cause(e: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    if let Some(io) = (cause as &(dyn std::error::Error + 'static)).downcast_ref::<std::io::Error>() {
+        return match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+            std::io::ErrorKind::ConnectionReset => "connection reset".into(),
+            std::io::ErrorKind::TimedOut => "timed out".into(),
+            _ => io.to_string(),
+        };
+    }
+    if e.is_timeout() {
+        return "timed out".into();
+    }
+    cause.to_string()
+}
