@@ -6,8 +6,9 @@
 //! | --- | --- |
 //! | `hello` | the job named `hello` in any cluster, role and env (must be unique unless it has a glob) |
 //! | `www-data/prod/hello` | that job in any cluster |
+//! | `www-data/prod`, `www-data/*` | every job of that role (and env) |
 //! | `devcluster/www-data/prod/hello` | that job in that cluster |
-//! | `…/hello/3`, `…/hello/0-4,7` | the same, instances 3, or 0 to 4 and 7 |
+//! | `…/hello/3`, `…/hello/0-4,7`, `hello/3` | the same, instances 3, or 0 to 4 and 7 |
 //! | `www-data/*/hello*`, `*` | `*`, `?` and `[…]` globs in any part |
 
 use std::fmt;
@@ -22,7 +23,7 @@ use crate::JobKey;
 pub enum SelectorError {
     #[error("empty job selector")]
     Empty,
-    #[error("job selector '{0}': expected name, role/env/name or cluster/role/env/name, each optionally followed by /INSTANCES")]
+    #[error("job selector '{0}': expected name, role/env, role/env/name or cluster/role/env/name, optionally followed by /INSTANCES")]
     Shape(String),
     #[error("job selector '{selector}': part {part} is empty")]
     EmptyPart { selector: String, part: usize },
@@ -173,7 +174,11 @@ impl Selector {
         // Split off a trailing instance spec where the shape says it is one.
         let (job, instances): (&[&str], Option<&str>) = match parts.len() {
             1 | 3 => (&parts[..], None),
-            2 if InstanceSet::looks_like(parts[1]) => (&parts[..1], Some(parts[1])),
+            // name/INSTANCES, else role/env (any name).
+            2 if parts[1] != "*" && InstanceSet::looks_like(parts[1]) => {
+                (&parts[..1], Some(parts[1]))
+            }
+            2 => (&parts[..], None),
             // role/env/name/INST or cluster/role/env/name: the env sits at
             // index 1 in the first and index 2 in the second.
             4 if InstanceSet::looks_like(parts[3])
@@ -190,8 +195,10 @@ impl Selector {
             None => InstanceSet::all(),
         };
         let part = |i: usize| Part::new(s, job[i], i + 1);
+        let any = || Part::new(s, "*", 0);
         let (cluster, role, env, name) = match job.len() {
             1 => (None, None, None, part(0)?),
+            2 => (None, Some(part(0)?), Some(part(1)?), any()?),
             3 => (None, Some(part(0)?), Some(part(1)?), part(2)?),
             4 => (Some(part(0)?), Some(part(1)?), Some(part(2)?), part(3)?),
             _ => return Err(shape()),
@@ -300,15 +307,17 @@ mod tests {
         assert!(s.matches_job(&key("www-data/prod/hello")));
         assert!(!s.matches_job(&key("bob/prod/hello")));
         assert!(Selector::parse("*").unwrap().matches_job(&key("a/b/c")));
+        // Two parts that are not name/INSTANCES: role/env, any name.
+        let s = Selector::parse("bob/*").unwrap();
+        assert!(s.matches_job(&key("bob/devel/api")) && !s.matches_job(&key("www-data/prod/bob")));
+        assert!(!s.is_exact());
+        let s = Selector::parse("bob/devel").unwrap();
+        assert!(s.matches_job(&key("c/bob/devel/api")) && !s.matches_job(&key("bob/prod/api")));
     }
 
     #[test]
     fn errors() {
         assert_eq!(Selector::parse(" ").unwrap_err(), SelectorError::Empty);
-        assert!(matches!(
-            Selector::parse("a/b").unwrap_err(),
-            SelectorError::Shape(_)
-        ));
         assert!(matches!(
             Selector::parse("a/b/c/d/e/f").unwrap_err(),
             SelectorError::Shape(_)
