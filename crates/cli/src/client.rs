@@ -20,7 +20,9 @@ pub enum ClientError {
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ClientError::Unreachable { server, reason } => write!(f, "cannot reach cblogsd at {server}: {reason}"),
+            ClientError::Unreachable { server, reason } => {
+                write!(f, "cannot reach cblogsd at {server}: {reason}")
+            }
             ClientError::Api { body, .. } => f.write_str(&body.error),
             ClientError::Protocol(why) => write!(f, "unexpected answer from cblogsd: {why}"),
         }
@@ -55,15 +57,31 @@ impl Client {
     }
 
     /// GET `path` and parse the JSON answer.
-    pub async fn get_json<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T, ClientError> {
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, ClientError> {
         let resp = self.send(path, query).await?;
-        resp.json().await.map_err(|e| ClientError::Protocol(e.to_string()))
+        resp.json()
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
     /// GET `path` and hand back the response to read as a stream.
-    pub async fn send(&self, path: &str, query: &[(&str, String)]) -> Result<reqwest::Response, ClientError> {
+    pub async fn send(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<reqwest::Response, ClientError> {
         let url = format!("{}{path}", self.server);
-        let resp = self.http.get(&url).query(query).send().await.map_err(|e| self.unreachable(&e))?;
+        let resp = self
+            .http
+            .get(&url)
+            .query(query)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
@@ -77,7 +95,10 @@ impl Client {
     }
 
     pub fn unreachable(&self, e: &reqwest::Error) -> ClientError {
-        ClientError::Unreachable { server: self.server.clone(), reason: root_cause(e) }
+        ClientError::Unreachable {
+            server: self.server.clone(),
+            reason: root_cause(e),
+        }
     }
 }
 
@@ -88,7 +109,8 @@ fn root_cause(e: &reqwest::Error) -> String {
     while let Some(next) = cause.source() {
         cause = next;
     }
-    if let Some(io) = (cause as &(dyn std::error::Error + 'static)).downcast_ref::<std::io::Error>() {
+    if let Some(io) = (cause as &(dyn std::error::Error + 'static)).downcast_ref::<std::io::Error>()
+    {
         return match io.kind() {
             std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
             std::io::ErrorKind::ConnectionReset => "connection reset".into(),

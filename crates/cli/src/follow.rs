@@ -46,7 +46,10 @@ impl Printed {
     /// The query parameters for (re)connecting.
     fn resume_params(&self, n: usize) -> Vec<(&'static str, String)> {
         match self.newest_ns {
-            Some(t) => vec![("since_ns", t.saturating_sub(RESUME_SLACK_NS).to_string()), ("n", MAX_TAIL_LINES.to_string())],
+            Some(t) => vec![
+                ("since_ns", t.saturating_sub(RESUME_SLACK_NS).to_string()),
+                ("n", MAX_TAIL_LINES.to_string()),
+            ],
             None => vec![("n", n.to_string())],
         }
     }
@@ -85,11 +88,16 @@ pub async fn follow<W: Write>(
             }
             // The first connection decides whether the request makes sense.
             Err(e) if !connected_once => return Err(e.into()),
-            Err(e @ ClientError::Api { .. }) if !lost => eprintln!("cblogs: cblogsd answered: {e}; retrying"),
+            Err(e @ ClientError::Api { .. }) if !lost => {
+                eprintln!("cblogs: cblogsd answered: {e}; retrying")
+            }
             Err(_) => {}
         }
         if !lost {
-            eprintln!("cblogs: lost connection to {}; reconnecting", client.server());
+            eprintln!(
+                "cblogs: lost connection to {}; reconnecting",
+                client.server()
+            );
             lost = true;
         }
         tokio::time::sleep(backoff).await;
@@ -97,11 +105,16 @@ pub async fn follow<W: Write>(
     }
 }
 
-fn handle<W: Write>(ev: SseEvent, printed: &mut Printed, out: &mut LineWriter<W>) -> Result<(), Failure> {
+fn handle<W: Write>(
+    ev: SseEvent,
+    printed: &mut Printed,
+    out: &mut LineWriter<W>,
+) -> Result<(), Failure> {
     match ev.event.as_str() {
         "line" => {
-            let line: LineView = serde_json::from_str(&ev.data)
-                .map_err(|e| Failure::from(ClientError::Protocol(format!("bad line event: {e}"))))?;
+            let line: LineView = serde_json::from_str(&ev.data).map_err(|e| {
+                Failure::from(ClientError::Protocol(format!("bad line event: {e}")))
+            })?;
             if printed.first_time(&line) {
                 out.line(&line)?;
             }
@@ -111,7 +124,9 @@ fn handle<W: Write>(ev: SseEvent, printed: &mut Printed, out: &mut LineWriter<W>
             out.show_job = jobs.len() > 1;
         }
         "lagged" => {
-            let missed = serde_json::from_str::<Lagged>(&ev.data).map(|l| l.missed).unwrap_or(0);
+            let missed = serde_json::from_str::<Lagged>(&ev.data)
+                .map(|l| l.missed)
+                .unwrap_or(0);
             eprintln!("cblogs: fell behind; the server skipped {missed} batches of lines");
         }
         _ => {}
@@ -149,8 +164,14 @@ mod tests {
         assert!(p.first_time(&line("a", 0, 10)));
         assert!(p.first_time(&line("a", 5, 20)));
         assert!(!p.first_time(&line("a", 5, 20)), "same line again");
-        assert!(!p.first_time(&line("a", 0, 10)), "older line of the same source");
-        assert!(p.first_time(&line("b", 0, 15)), "another source has its own offsets");
+        assert!(
+            !p.first_time(&line("a", 0, 10)),
+            "older line of the same source"
+        );
+        assert!(
+            p.first_time(&line("b", 0, 15)),
+            "another source has its own offsets"
+        );
         assert_eq!(p.newest_ns, Some(20));
     }
 
@@ -161,7 +182,10 @@ mod tests {
         p.first_time(&line("a", 0, RESUME_SLACK_NS + 7));
         assert_eq!(
             p.resume_params(100),
-            vec![("since_ns", "7".to_string()), ("n", MAX_TAIL_LINES.to_string())]
+            vec![
+                ("since_ns", "7".to_string()),
+                ("n", MAX_TAIL_LINES.to_string())
+            ]
         );
     }
 }

@@ -10,7 +10,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use cblogs_core::api::{JobsResponse, TailResponse, DEFAULT_TAIL_LINES, JOBS_PATH, MAX_TAIL_LINES, TAIL_PATH};
+use cblogs_core::api::{
+    JobsResponse, TailResponse, DEFAULT_TAIL_LINES, JOBS_PATH, MAX_TAIL_LINES, TAIL_PATH,
+};
 use cblogs_core::{InstanceSet, Selector};
 
 use client::{Client, ClientError};
@@ -42,8 +44,10 @@ enum Command {
 }
 
 #[derive(Args, Debug)]
-#[command(after_help = "JOB is name, role/env/name or cluster/role/env/name, optionally /INSTANCES \
-(3, 0-4, 0-4,7); `*` globs work in any part.")]
+#[command(
+    after_help = "JOB is name, role/env, role/env/name or cluster/role/env/name, optionally /INSTANCES \
+(3, 0-4, 0-4,7); `*` globs work in any part."
+)]
 struct TailArgs {
     /// The job: hello, www-data/prod/hello, devcluster/www-data/prod/hello/0-2, 'www-*/prod/*'.
     #[arg(value_parser = parse_selector)]
@@ -91,7 +95,8 @@ fn parse_selector(s: &str) -> Result<Selector, String> {
 }
 
 fn parse_instances(s: &str) -> Result<InstanceSet, String> {
-    s.parse().map_err(|e: cblogs_core::SelectorError| e.to_string())
+    s.parse()
+        .map_err(|e: cblogs_core::SelectorError| e.to_string())
 }
 
 /// A failed command: what to say on stderr, and the exit code.
@@ -110,7 +115,8 @@ impl From<ClientError> for Failure {
                 for c in &body.candidates {
                     message.push_str(&format!("  {c}\n"));
                 }
-                message.push_str("say which with the full role/env/name (or cluster/role/env/name)");
+                message
+                    .push_str("say which with the full role/env/name (or cluster/role/env/name)");
             }
         }
         Failure { message, code: 1 }
@@ -120,14 +126,24 @@ impl From<ClientError> for Failure {
 impl From<std::io::Error> for Failure {
     fn from(e: std::io::Error) -> Self {
         // A closed pipe (`cblogs tail … | head`) is a normal way to stop.
-        let code = if e.kind() == std::io::ErrorKind::BrokenPipe { 0 } else { 1 };
-        Failure { message: format!("cannot write output: {e}"), code }
+        let code = if e.kind() == std::io::ErrorKind::BrokenPipe {
+            0
+        } else {
+            1
+        };
+        Failure {
+            message: format!("cannot write output: {e}"),
+            code,
+        }
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cblogs: cannot start: {e}");
@@ -153,7 +169,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 async fn tail(client: &Client, args: TailArgs) -> Result<(), Failure> {
-    let color = args.color.enabled(std::io::stdout().is_terminal(), std::env::var_os("NO_COLOR").is_some());
+    let color = args.color.enabled(
+        std::io::stdout().is_terminal(),
+        std::env::var_os("NO_COLOR").is_some(),
+    );
     let mut params: Vec<(&'static str, String)> = vec![("job", args.job.to_string())];
     if let Some(i) = &args.instance {
         params.push(("instance", i.to_string()));
@@ -166,7 +185,11 @@ async fn tail(client: &Client, args: TailArgs) -> Result<(), Failure> {
     if let Some(p) = &args.process {
         params.push(("process", p.clone()));
     }
-    let mut out = LineWriter::new(std::io::BufWriter::new(std::io::stdout().lock()), args.output, color);
+    let mut out = LineWriter::new(
+        std::io::BufWriter::new(std::io::stdout().lock()),
+        args.output,
+        color,
+    );
     if args.follow {
         return tokio::select! {
             r = follow::follow(client, &params, args.n as usize, &mut out) => r,
@@ -192,7 +215,9 @@ async fn jobs(client: &Client, args: JobsArgs) -> Result<(), Failure> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match args.output {
         Output::Pretty if resp.jobs.is_empty() => eprintln!("cblogs: no jobs"),
-        Output::Pretty => out.write_all(render::jobs_table(&resp.jobs, cblogs_core::time::now_ns()).as_bytes())?,
+        Output::Pretty => {
+            out.write_all(render::jobs_table(&resp.jobs, cblogs_core::time::now_ns()).as_bytes())?
+        }
         Output::Raw => {
             for j in &resp.jobs {
                 writeln!(out, "{}", j.key)?;

@@ -55,7 +55,11 @@ fn paint(out: &mut String, color: Option<&str>, text: &str) {
 /// A stable colour per (job, instance, process): the same task looks the same every run.
 fn color_for(job: &str, instance: u32, process: &str) -> &'static str {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in job.bytes().chain(instance.to_le_bytes()).chain(process.bytes()) {
+    for b in job
+        .bytes()
+        .chain(instance.to_le_bytes())
+        .chain(process.bytes())
+    {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
@@ -102,7 +106,12 @@ pub struct LineWriter<W: Write> {
 
 impl<W: Write> LineWriter<W> {
     pub fn new(out: W, output: Output, color: bool) -> Self {
-        LineWriter { out, output, color, show_job: false }
+        LineWriter {
+            out,
+            output,
+            color,
+            show_job: false,
+        }
     }
 
     pub fn line(&mut self, l: &LineView) -> io::Result<()> {
@@ -130,7 +139,11 @@ pub fn compress_ranges(sorted: &[u32]) -> String {
         while j + 1 < sorted.len() && sorted[j + 1] == sorted[j] + 1 {
             j += 1;
         }
-        parts.push(if i == j { sorted[i].to_string() } else { format!("{}-{}", sorted[i], sorted[j]) });
+        parts.push(if i == j {
+            sorted[i].to_string()
+        } else {
+            format!("{}-{}", sorted[i], sorted[j])
+        });
         i = j + 1;
     }
     parts.join(",")
@@ -154,7 +167,12 @@ pub fn jobs_table(jobs: &[JobSummary], now_ns: i64) -> String {
         .map(|j| {
             let mut inst: Vec<u32> = j.instances.iter().map(|i| i.instance).collect();
             inst.sort_unstable();
-            [j.key.clone(), compress_ranges(&inst), j.lines.to_string(), ago(j.last_seen_ns, now_ns)]
+            [
+                j.key.clone(),
+                compress_ranges(&inst),
+                j.lines.to_string(),
+                ago(j.last_seen_ns, now_ns),
+            ]
         })
         .collect();
     let header = ["JOB", "INSTANCES", "LINES", "LAST SEEN"].map(String::from);
@@ -166,7 +184,16 @@ pub fn jobs_table(jobs: &[JobSummary], now_ns: i64) -> String {
     }
     let mut out = String::new();
     for r in std::iter::once(&header).chain(&rows) {
-        let line = format!("{:<w0$}  {:<w1$}  {:>w2$}  {}", r[0], r[1], r[2], r[3], w0 = width[0], w1 = width[1], w2 = width[2]);
+        let line = format!(
+            "{:<w0$}  {:<w1$}  {:>w2$}  {}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            w0 = width[0],
+            w1 = width[1],
+            w2 = width[2]
+        );
         out.push_str(line.trim_end());
         out.push('\n');
     }
@@ -199,18 +226,30 @@ mod tests {
 
     #[test]
     fn pretty_prefix_plain() {
-        assert_eq!(pretty_line(&line(Stream::Stderr, "boom\r"), false, false), "3 hello/stderr │ boom");
-        assert_eq!(pretty_line(&line(Stream::Stdout, "ok"), true, false), "hello/3 hello/stdout │ ok");
+        assert_eq!(
+            pretty_line(&line(Stream::Stderr, "boom\r"), false, false),
+            "3 hello/stderr │ boom"
+        );
+        assert_eq!(
+            pretty_line(&line(Stream::Stdout, "ok"), true, false),
+            "hello/3 hello/stdout │ ok"
+        );
         let mut cut = line(Stream::Stdout, "aaaa");
         cut.flags.cut = true;
-        assert_eq!(pretty_line(&cut, false, false), "3 hello/stdout │ aaaa [cut]");
+        assert_eq!(
+            pretty_line(&cut, false, false),
+            "3 hello/stdout │ aaaa [cut]"
+        );
     }
 
     #[test]
     fn pretty_prefix_coloured_and_stable() {
         let a = pretty_line(&line(Stream::Stderr, "x"), false, true);
         assert!(a.contains("\x1b[31mstderr\x1b[0m"), "{a:?}");
-        assert!(a.ends_with(" │ x"), "the text itself stays uncoloured: {a:?}");
+        assert!(
+            a.ends_with(" │ x"),
+            "the text itself stays uncoloured: {a:?}"
+        );
         assert_eq!(a, pretty_line(&line(Stream::Stderr, "x"), false, true));
     }
 

@@ -52,7 +52,8 @@ impl SseParser {
             }
             i += 1;
         }
-        self.pending.extend_from_slice(&bytes[start.min(bytes.len())..]);
+        self.pending
+            .extend_from_slice(&bytes[start.min(bytes.len())..]);
         out
     }
 
@@ -92,13 +93,17 @@ mod tests {
     use super::*;
 
     fn ev(event: &str, data: &str) -> SseEvent {
-        SseEvent { event: event.into(), data: data.into() }
+        SseEvent {
+            event: event.into(),
+            data: data.into(),
+        }
     }
 
     #[test]
     fn whole_events() {
         let mut p = SseParser::new();
-        let got = p.feed(b"event: jobs\ndata: [\"a\"]\n\n: keep-alive\n\nevent: line\ndata: {}\n\n");
+        let got =
+            p.feed(b"event: jobs\ndata: [\"a\"]\n\n: keep-alive\n\nevent: line\ndata: {}\n\n");
         assert_eq!(got, vec![ev("jobs", "[\"a\"]"), ev("line", "{}")]);
     }
 
@@ -109,14 +114,21 @@ mod tests {
             let mut p = SseParser::new();
             let mut got = p.feed(&input[..cut]);
             got.extend(p.feed(&input[cut..]));
-            assert_eq!(got, vec![ev("line", "{\"x\":1}"), ev("message", "a\nb")], "cut at {cut}");
+            assert_eq!(
+                got,
+                vec![ev("line", "{\"x\":1}"), ev("message", "a\nb")],
+                "cut at {cut}"
+            );
         }
     }
 
     #[test]
     fn bare_cr_line_endings_and_no_space() {
         let mut p = SseParser::new();
-        assert_eq!(p.feed(b"event:lagged\rdata:{\"missed\":3}\r\r"), vec![ev("lagged", "{\"missed\":3}")]);
+        assert_eq!(
+            p.feed(b"event:lagged\rdata:{\"missed\":3}\r\r"),
+            vec![ev("lagged", "{\"missed\":3}")]
+        );
     }
 
     #[test]
