@@ -1,0 +1,89 @@
+//! `cblogs tail -f`: a new line shows within a second, and following goes on
+//! across server restarts without repeating or losing a line.
+
+use std::time::{Duration, Instant};
+
+use cblogs_core::Stream;
+use cblogs_e2e::*;
+
+#[test]
+fn follow_prints_new_lines_at_once_and_survives_restarts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Server::start(&dir.path().join("data"), Some(SMALL_BLOCKS));
+    let mut out = SourceFile::new(source(
+        "devcluster/www-data/prod/hello",
+        0,
+        "hello",
+        Stream::Stdout,
+    ));
+    let mut err = SourceFile::new(source(
+        "devcluster/www-data/prod/hello",
+        1,
+        "hello",
+        Stream::Stderr,
+    ));
+    let backlog: Vec<String> = (0..20).map(|i| format!("backlog {i}")).collect();
+    server.post_ok(&request(vec![out.batch(&backlog)]));
+
+    let mut f = Follower::start(
+        &server.url,
+        &[
+            "tail",
+            "www-data/prod/hello",
+            "-f",
+            "-n",
+            "5",
+            "--output",
+            "raw",
+        ],
+    );
+    f.expect_line("backlog 19", DEADLINE);
+    let mut expected: Vec<String> = backlog[15..].to_vec();
+
+    // A line posted now is printed within a second.
+    let post = |server: &Server, f: &mut SourceFile, text: String, expected: &mut Vec<String>| {
+        server.post_ok(&request(vec![f.batch(&[text.as_str()])]));
+        expected.push(text);
+    };
+    for i in 0..5 {
+        let text = format!("live {i}");
+        let sent = Instant::now();
+        post(
+            &server,
+            if i % 2 == 0 { &mut out } else { &mut err },
+            text.clone(),
+            &mut expected,
+        );
+        f.expect_line(&text, Duration::from_secs(1));
+        assert!(sent.elapsed() < Duration::from_secs(1));
+    }
+
+    // Both kinds of restart; lines written right after the restart (maybe
+    // before the follower is back) must show exactly once.
+    for (round, hard) in [(0, true), (1, false)] {
+        if hard {
+            server.kill9();
+        } else {
+            server.stop();
+        }
+        f.expect_stderr("lost connection", DEADLINE);
+        server.restart();
+        for i in 0..3 {
+            post(
+                &server,
+                &mut out,
+                format!("after restart {round}.{i}"),
+                &mut expected,
+            );
+        }
+        f.expect_stderr("reconnected", DEADLINE);
+        f.expect_line(&format!("after restart {round}.2"), DEADLINE);
+        let text = format!("live again {round}");
+        post(&server, &mut err, text.clone(), &mut expected);
+        f.expect_line(&text, Duration::from_secs(1));
+    }
+    assert_eq!(
+        f.seen, expected,
+        "every line once, in order, across two restarts"
+    );
+}
