@@ -24,7 +24,9 @@ fn bad_bodies_get_clear_errors_and_nothing_is_lost() {
             .expect("pointer into the good request") = value;
         serde_json::to_vec(&v).expect("json")
     };
-    let cases: Vec<(&str, Vec<u8>, Option<&str>, u16, &str)> = vec![
+    // (what, body, Content-Encoding, expected status, words the error must hold)
+    type Case<'a> = (&'a str, Vec<u8>, Option<&'a str>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "malformed JSON",
             b"{\"batches\": [".to_vec(),
