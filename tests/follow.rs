@@ -87,3 +87,47 @@ fn follow_prints_new_lines_at_once_and_survives_restarts() {
         "every line once, in order, across two restarts"
     );
 }
+
+#[test]
+fn a_glob_follow_takes_in_jobs_that_appear_later() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&dir.path().join("data"), None);
+    let mut first = SourceFile::new(source(
+        "devcluster/www-data/prod/hello",
+        0,
+        "hello",
+        Stream::Stdout,
+    ));
+    server.post_ok(&request(vec![first.batch(&["from hello"])]));
+
+    let mut f = Follower::start(&server.url, &["tail", "www-data/prod/*", "-f"]);
+    f.expect_line("0 hello/stdout │ from hello", DEADLINE);
+    let mut later = SourceFile::new(source(
+        "devcluster/www-data/prod/goodbye",
+        2,
+        "bye",
+        Stream::Stderr,
+    ));
+    server.post_ok(&request(vec![later.batch(&["from goodbye"])]));
+    f.expect_line(
+        "goodbye/2 bye/stderr │ from goodbye",
+        Duration::from_secs(1),
+    );
+    // A job outside the glob stays out.
+    let mut other = SourceFile::new(source(
+        "devcluster/bob/prod/hello",
+        0,
+        "hello",
+        Stream::Stdout,
+    ));
+    server.post_ok(&request(vec![
+        other.batch(&["from bob"]),
+        first.batch(&["hello again"]),
+    ]));
+    f.expect_line("hello again", Duration::from_secs(1));
+    assert!(
+        !f.seen.iter().any(|l| l.contains("from bob")),
+        "{:?}",
+        f.seen
+    );
+}

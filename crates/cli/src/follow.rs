@@ -30,6 +30,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 pub struct Printed {
     offsets: HashMap<String, u64>,
     newest_ns: Option<i64>,
+    /// The job keys the server resolved the selector to at the start.
+    jobs: std::collections::HashSet<String>,
 }
 
 impl Printed {
@@ -115,13 +117,23 @@ fn handle<W: Write>(
             let line: LineView = serde_json::from_str(&ev.data).map_err(|e| {
                 Failure::from(ClientError::Protocol(format!("bad line event: {e}")))
             })?;
+            // A glob can take in a job that appeared after the start: from
+            // then on the prefix names the job.
+            if !printed.jobs.is_empty()
+                && !printed
+                    .jobs
+                    .contains(&format!("{}/{}", line.cluster, line.job))
+            {
+                out.show_job = true;
+            }
             if printed.first_time(&line) {
                 out.line(&line)?;
             }
         }
         "jobs" => {
             let jobs: Vec<String> = serde_json::from_str(&ev.data).unwrap_or_default();
-            out.show_job = jobs.len() > 1;
+            out.show_job = out.show_job || jobs.len() > 1;
+            printed.jobs.extend(jobs);
         }
         "lagged" => {
             let missed = serde_json::from_str::<Lagged>(&ev.data)

@@ -234,9 +234,11 @@ fn tail_params(store: &Store, raw: Option<String>) -> Result<TailParams, ApiErro
         ));
     }
     let jobs = query::resolve(store, &selectors)?;
+    let globs = selectors.into_iter().filter(|s| !s.is_exact()).collect();
     Ok(TailParams {
         filter: LineFilter {
             jobs,
+            globs,
             instances,
             stream,
             process,

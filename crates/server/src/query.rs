@@ -32,6 +32,9 @@ pub enum QueryError {
 pub struct LineFilter {
     /// The jobs the selectors resolved to, each with the instances its selector named.
     pub jobs: Vec<(JobKey, InstanceSet)>,
+    /// The selectors with globs, matched afresh against every source: a
+    /// job that appears while a follow runs joins it.
+    pub globs: Vec<Selector>,
     pub instances: InstanceSet,
     pub stream: Option<Stream>,
     pub process: Option<String>,
@@ -43,10 +46,17 @@ impl LineFilter {
         self.instances.contains(s.instance)
             && self.stream.is_none_or(|st| st == s.stream)
             && self.process.as_ref().is_none_or(|p| *p == s.process)
-            && self
-                .jobs
+            && self.wants_job(&s.job_key(), s.instance)
+    }
+
+    fn wants_job(&self, key: &JobKey, instance: u32) -> bool {
+        self.jobs
+            .iter()
+            .any(|(job, inst)| job == key && inst.contains(instance))
+            || self
+                .globs
                 .iter()
-                .any(|(job, inst)| *job == s.job_key() && inst.contains(s.instance))
+                .any(|g| g.matches_job(key) && g.instances().contains(instance))
     }
 
     pub fn job_keys(&self) -> Vec<String> {
