@@ -423,10 +423,6 @@ pub struct PartitionWriter {
 }
 
 impl PartitionWriter {
-    pub fn partition(&self) -> &Arc<Partition> {
-        &self.part
-    }
-
     /// Compresses `lines` and queues its doc; visible after [`PartitionWriter::commit`].
     pub fn add_block(
         &mut self,

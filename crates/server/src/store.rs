@@ -254,10 +254,6 @@ impl Store {
             .collect()
     }
 
-    pub fn applied_seq(&self) -> u64 {
-        self.read().applied_seq
-    }
-
     /// Seals open blocks that are old enough (all of them when `all`), and
     /// returns every sealed block not yet committed.
     pub fn blocks_to_commit(&self, all: bool) -> Vec<Arc<SealedBlock>> {
