@@ -141,6 +141,19 @@ fn bad_bodies_get_clear_errors_and_nothing_is_lost() {
     let giant = vec![b'x'; 10 << 20];
     let mut batch = f.batch(&[&giant[..], b"bad \xff\xfe bytes", b"no newline yet"]);
     batch.lines[2].partial = true;
+    // The refused batch's bytes never arrived: this one would leave a hole.
+    let (status, resp) = server.post(&request(vec![batch.clone()]), true);
+    assert_eq!(status, 409, "{resp}");
+    assert_eq!(resp["held_end"].as_u64(), Some(12), "{resp}");
+    assert!(
+        resp["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("allow_gap"),
+        "{resp}"
+    );
+    // A sender that gives up on those bytes says so.
+    batch.allow_gap = true;
     let (status, resp) = server.post(&request(vec![batch]), true);
     assert_eq!(status, 200, "{resp}");
     assert_eq!(

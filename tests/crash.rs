@@ -69,3 +69,52 @@ fn sigkill_after_acknowledgements_loses_nothing() {
         "restarts replayed the WAL"
     );
 }
+
+#[test]
+fn the_held_end_survives_a_restart_even_after_a_cut_or_partial_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Server::start(&dir.path().join("data"), Some(SMALL_BLOCKS));
+    let mut cut = SourceFile::new(source("devcluster/data/prod/big", 0, "big", Stream::Stdout));
+    let mut partial = SourceFile::new(source("devcluster/data/prod/big", 1, "big", Stream::Stdout));
+    // The last line of one source is cut at 1 MiB: only the batch's end
+    // says where the next byte is. The other ends in a line with no newline.
+    let giant = vec![b'y'; 3 << 20];
+    let b1 = cut.batch(&[&b"small"[..], &giant[..]]);
+    let mut b2 = partial.batch(&["done", "half a li"]);
+    b2.lines[1].partial = true;
+    b2.end -= 1; // no newline after a partial line
+    partial.offset -= 1;
+    server.post_ok(&request(vec![b1, b2]));
+    for restart in ["kill -9", "clean stop"] {
+        if restart == "kill -9" {
+            server.kill9();
+        } else {
+            server.stop();
+        }
+        server.restart();
+        // The next bytes continue exactly where the held end is: no false gap.
+        let resp = server.post_ok(&request(vec![
+            cut.batch(&[restart]),
+            partial.batch(&[restart]),
+        ]));
+        assert_eq!(resp["accepted"], 2, "after {restart}: {resp}");
+    }
+    let lines = server.all_lines("data/prod/big");
+    let texts: Vec<(u32, usize, bool)> = lines
+        .iter()
+        .map(|l| (l.instance, l.text.len(), l.flags.cut || l.flags.partial))
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            (0, 5, false),
+            (0, 1 << 20, true),
+            (1, 4, false),
+            (1, 9, true),
+            (0, 7, false),
+            (1, 7, false),
+            (0, 10, false),
+            (1, 10, false)
+        ]
+    );
+}

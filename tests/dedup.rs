@@ -47,6 +47,7 @@ fn resent_and_overlapping_batches_show_every_line_once() {
             start: lines[0].offset,
             end: all[2].batches[f].lines[20].offset,
             lines,
+            allow_gap: false,
         };
         let resp = server.post_ok(&request(vec![overlap]));
         assert_eq!(
@@ -117,4 +118,71 @@ fn copies_sent_at_once_are_taken_once() {
         "eight concurrent copies: exactly one is taken"
     );
     assert_eq!(server.all_lines("racer").len(), 500);
+}
+
+#[test]
+fn a_batch_that_would_leave_a_hole_is_refused_until_the_hole_is_filled() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&dir.path().join("data"), None);
+    let lines = corpus("Proxifier_2k.log");
+    let mut f = SourceFile::new(source(
+        "devcluster/ops/prod/proxy",
+        0,
+        "proxy",
+        Stream::Stdout,
+    ));
+    let first = f.batch(&lines[..10]);
+    let mut second = f.batch(&lines[10..20]);
+    let third = f.batch(&lines[20..30]);
+    // Every source starts at 0: a first batch further on is a hole too.
+    let (status, resp) = server.post(&request(vec![second.clone()]), false);
+    assert_eq!(
+        (status, resp["held_end"].as_u64()),
+        (409, Some(0)),
+        "{resp}"
+    );
+    // Unless the sender says those bytes are lost (a tailer that started at
+    // the end of an existing file); then what lies before counts as held.
+    second.allow_gap = true;
+    server.post_ok(&request(vec![second]));
+    let (status, resp) = server.post(&request(vec![first]), false);
+    assert_eq!(
+        (status, resp["duplicates"].as_u64()),
+        (200, Some(10)),
+        "{resp}"
+    );
+
+    // A fresh source sent out of order, as several batches in flight can be.
+    let mut g = SourceFile::new(source(
+        "devcluster/ops/prod/proxy",
+        1,
+        "proxy",
+        Stream::Stdout,
+    ));
+    let a = g.batch(&lines[..10]);
+    let b = g.batch(&lines[10..20]);
+    let c = g.batch(&lines[20..30]);
+    server.post_ok(&request(vec![a]));
+    let (status, resp) = server.post(&request(vec![c.clone()]), true);
+    assert_eq!(status, 409, "{resp}");
+    assert_eq!(resp["held_end"].as_u64(), Some(b.start));
+    // A request holding a gap stores nothing of any of its batches.
+    let (status, _) = server.post(&request(vec![third.clone(), c.clone()]), false);
+    assert_eq!(status, 409);
+    // In order, both go in; every line of source 1 is there once, in order.
+    server.post_ok(&request(vec![b, c, third]));
+    let stored = server.all_lines("proxy/1");
+    let want: Vec<String> = lines[..30]
+        .iter()
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect();
+    assert_eq!(
+        stored.iter().map(|l| l.text.clone()).collect::<Vec<_>>(),
+        want
+    );
+    assert_eq!(
+        server.all_lines("proxy/0").len(),
+        20,
+        "source 0: the second and third batches"
+    );
 }

@@ -437,6 +437,7 @@ impl SourceFile {
             start,
             end: self.offset,
             lines: wire,
+            allow_gap: false,
         }
     }
 }

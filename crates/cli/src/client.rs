@@ -90,6 +90,7 @@ impl Client {
         let body = serde_json::from_str::<ErrorBody>(&text).unwrap_or_else(|_| ErrorBody {
             error: format!("{status}: {}", text.trim()),
             candidates: Vec::new(),
+            held_end: None,
         });
         Err(ClientError::Api { status, body })
     }

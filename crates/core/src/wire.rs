@@ -16,6 +16,14 @@
 //! holds: a sender may retry any batch any number of times. A line that is
 //! not valid UTF-8 travels as `b64` (standard base64 of its raw bytes)
 //! instead of `text`.
+//!
+//! A source's batches must arrive in order (as an idempotent Kafka
+//! producer's do). Every source is held up to some offset (0 for one the
+//! server has never seen); a batch that starts beyond it would leave a hole,
+//! so the whole request is refused with 409 and `held_end`, and the sender
+//! resends from there. A sender that knows the bytes before `start` are lost
+//! for good (a rotated file deleted before it was read, or a tailer that
+//! starts at the end of an existing file) sets `allow_gap`.
 
 use std::borrow::Cow;
 
@@ -39,6 +47,9 @@ pub struct Batch {
     pub start: u64,
     pub end: u64,
     pub lines: Vec<WireLine>,
+    /// The bytes before `start` are lost: accept the hole after what is held.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_gap: bool,
 }
 
 /// One line: its offset in the stream, the time it was read, and its bytes
@@ -231,6 +242,9 @@ pub struct ErrorBody {
     /// Extra words for some errors, e.g. the candidates of an ambiguous job name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub candidates: Vec<String>,
+    /// With a 409 for a gap: the offset the source is held up to; resend from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_end: Option<u64>,
 }
 
 #[cfg(test)]
@@ -254,6 +268,7 @@ mod tests {
                 start: 0,
                 end: 20,
                 lines,
+                allow_gap: false,
             }],
         }
     }

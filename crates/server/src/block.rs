@@ -5,8 +5,12 @@
 //! and the encoded form compresses well: offsets are stored as the gap
 //! beyond the previous line's end (almost always 0), times as deltas.
 //!
+//! A block also knows the stream offset it covers up to: normally the end
+//! of its last line, but a line cut at the length limit, a partial line and
+//! a batch's declared end say more than the stored bytes can.
+//!
 //! Encoded layout (then compressed whole with zstd):
-//! `varint n` · n × `varint offset_gap` · n × `zigzag varint time_delta` ·
+//! `varint n` · `varint covered_end` · n × `varint offset_gap` · n × `zigzag varint time_delta` ·
 //! n × `u8 flags` · n × `varint len` · the text bytes.
 
 use cblogs_core::LineFlags;
@@ -38,6 +42,8 @@ pub struct LineBlock {
     /// `ends[i]` is where line `i` ends in `text`.
     ends: Vec<u32>,
     text: Vec<u8>,
+    /// Every stream offset below this is covered by this block or before it.
+    covered_end: u64,
 }
 
 impl LineBlock {
@@ -54,6 +60,15 @@ impl LineBlock {
         // long before, so the end always fits.
         self.ends
             .push(u32::try_from(self.text.len()).unwrap_or(u32::MAX));
+        // A partial line has no newline yet; a cut line was longer, which
+        // only the sender's batch end can tell (see `cover_to`).
+        let newline = u64::from(!flags.partial);
+        self.covered_end = self.covered_end.max(offset + bytes.len() as u64 + newline);
+    }
+
+    /// Records that the stream is covered up to `end` (a batch's declared end).
+    pub fn cover_to(&mut self, end: u64) {
+        self.covered_end = self.covered_end.max(end);
     }
 
     pub fn len(&self) -> usize {
@@ -87,11 +102,9 @@ impl LineBlock {
         self.offsets.first().copied()
     }
 
-    /// The byte just past the last line (its offset + length + newline).
+    /// The stream offset this block covers up to; `None` when empty.
     pub fn end_offset(&self) -> Option<u64> {
-        let last = self.len().checked_sub(1)?;
-        let l = self.line(last);
-        Some(l.offset + l.bytes.len() as u64 + 1)
+        (!self.is_empty()).then_some(self.covered_end)
     }
 
     pub fn time_range(&self) -> Option<(i64, i64)> {
@@ -104,6 +117,7 @@ impl LineBlock {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.text.len() + self.len() * 6 + 8);
         put_varint(&mut out, self.len() as u64);
+        put_varint(&mut out, self.covered_end);
         let mut expected = 0u64;
         for (i, &o) in self.offsets.iter().enumerate() {
             // Cut lines were longer than their stored bytes, so a gap can
@@ -133,6 +147,7 @@ impl LineBlock {
         if n > buf.len() {
             return Err(BlockError::Corrupt("line count larger than the block"));
         }
+        let covered_end = r.varint()?;
         let gaps: Vec<i64> = (0..n)
             .map(|_| r.varint().map(unzigzag))
             .collect::<Result<_, _>>()?;
@@ -168,6 +183,7 @@ impl LineBlock {
             flags,
             ends,
             text,
+            covered_end,
         })
     }
 
@@ -281,6 +297,14 @@ mod tests {
             assert_eq!(x, y);
         }
         assert_eq!(d.first_offset(), Some(0));
+        let mut covered = sample();
+        covered.cover_to(9_999);
+        let d2 = LineBlock::decompress(&covered.compress(3).unwrap()).unwrap();
+        assert_eq!(
+            d2.end_offset(),
+            Some(9_999),
+            "a declared end survives encoding"
+        );
         assert_eq!(
             d.end_offset(),
             Some(4_000 + b"bad \xff utf8 Timeout".len() as u64 + 1)

@@ -175,6 +175,7 @@ fn batch(s: &mut DemoSource, lines: Vec<String>) -> Batch {
         start,
         end: s.offset,
         lines: wire,
+        allow_gap: false,
     }
 }
 

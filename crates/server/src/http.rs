@@ -22,7 +22,7 @@ use cblogs_core::{InstanceSet, Selector, Stream};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::config::Config;
-use crate::ingest::Ingestor;
+use crate::ingest::{IngestError, Ingestor};
 use crate::query::{self, line_view, LineFilter, QueryError};
 use crate::store::Store;
 use crate::wal::WalError;
@@ -61,6 +61,7 @@ impl ApiError {
             body: ErrorBody {
                 error: msg.into(),
                 candidates: Vec::new(),
+                held_end: None,
             },
         }
     }
@@ -95,7 +96,24 @@ impl From<QueryError> for ApiError {
             body: ErrorBody {
                 error: e.to_string(),
                 candidates,
+                held_end: None,
             },
+        }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::Gap { held_end, .. } => ApiError {
+                status: StatusCode::CONFLICT,
+                body: ErrorBody {
+                    error: e.to_string(),
+                    candidates: Vec::new(),
+                    held_end: Some(held_end),
+                },
+            },
+            IngestError::Wal(w) => w.into(),
         }
     }
 }

@@ -10,10 +10,28 @@ use cblogs_core::LineFlags;
 use crate::block::LineBlock;
 use crate::wal::{Wal, WalError, WalRecord};
 
-/// Where each source stands and the next WAL seq, behind one lock: taking a
-/// batch's lines, numbering its record and queueing it happen together, so
-/// two copies of one batch sent at once cannot both be taken, and records
-/// reach the WAL in seq order.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The batch would leave a hole in its source: its earlier bytes have
+    /// not arrived (yet). Nothing of the request was stored.
+    #[error(
+        "batch {batch}: source {stream} is held up to offset {held_end} but the batch starts at {start}; \
+         send the bytes in between first, or set allow_gap if they are lost"
+    )]
+    Gap {
+        batch: usize,
+        stream: String,
+        held_end: u64,
+        start: u64,
+    },
+    #[error(transparent)]
+    Wal(#[from] WalError),
+}
+
+/// Where each source stands and the next WAL seq, behind one lock: checking
+/// a batch, numbering its record and queueing it happen together, so two
+/// copies of one batch sent at once cannot both be taken, and records reach
+/// the WAL in seq order.
 struct Ledger {
     /// Per source id: every offset below is held (or queued to the WAL).
     held: HashMap<u64, u64>,
@@ -44,18 +62,17 @@ impl Ingestor {
     }
 
     /// Stores the new lines of a validated request and acknowledges it once
-    /// they (and any copy of them sent earlier and still in flight) are durable.
-    pub async fn ingest(&self, req: IngestRequest) -> Result<IngestResponse, WalError> {
+    /// they (and any copy of them sent earlier and still in flight) are
+    /// durable. A request with a gap in any batch stores nothing.
+    pub async fn ingest(&self, req: IngestRequest) -> Result<IngestResponse, IngestError> {
         let mut resp = IngestResponse::default();
         let wait_for = {
             let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+            ledger.check_gaps(&req)?;
             for batch in req.batches {
                 let source = Arc::new(batch.source);
                 let id = source.id();
                 let held = ledger.held.get(&id).copied().unwrap_or(0);
-                if batch.start > held && held > 0 {
-                    tracing::warn!(source = %source.key(), held, start = batch.start, "gap in a source: bytes {held}..{} never arrived", batch.start);
-                }
                 let mut lines = LineBlock::new();
                 let mut duplicates = 0u64;
                 for l in &batch.lines {
@@ -66,9 +83,7 @@ impl Ingestor {
                     // Validated before: text xor b64, b64 decodes.
                     let Ok(bytes) = l.bytes() else { continue };
                     let cut = bytes.len() > self.max_line_bytes;
-                    if cut {
-                        resp.cut += 1;
-                    }
+                    resp.cut += u64::from(cut);
                     let kept = &bytes[..bytes.len().min(self.max_line_bytes)];
                     lines.push(
                         l.offset,
@@ -80,6 +95,7 @@ impl Ingestor {
                         kept,
                     );
                 }
+                lines.cover_to(batch.end);
                 let end = held.max(batch.end);
                 ledger.held.insert(id, end);
                 resp.accepted += lines.len() as u64;
@@ -102,5 +118,33 @@ impl Ingestor {
         };
         self.wal.wait_durable(wait_for).await?;
         Ok(resp)
+    }
+}
+
+impl Ledger {
+    /// Refuses the request if a batch would leave a hole after what its
+    /// source holds (counting earlier batches of the same request).
+    fn check_gaps(&self, req: &IngestRequest) -> Result<(), IngestError> {
+        let mut after: HashMap<u64, u64> = HashMap::new();
+        for (i, batch) in req.batches.iter().enumerate() {
+            let id = batch.source.id();
+            // A source the server has never seen is held up to offset 0.
+            let held_end = after
+                .get(&id)
+                .or_else(|| self.held.get(&id))
+                .copied()
+                .unwrap_or(0);
+            if batch.start > held_end && !batch.allow_gap {
+                return Err(IngestError::Gap {
+                    batch: i,
+                    stream: batch.source.key(),
+                    held_end,
+                    start: batch.start,
+                });
+            }
+            let end = held_end.max(batch.end);
+            after.insert(id, end);
+        }
+        Ok(())
     }
 }

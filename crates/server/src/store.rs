@@ -192,6 +192,9 @@ impl Store {
                 }
             }
             kept += fresh.len() as u64;
+            let covered = r.lines.end_offset().unwrap_or(0);
+            fresh.cover_to(covered);
+            e.end = e.end.max(covered);
             inner.applied_seq = inner.applied_seq.max(r.seq);
             if !fresh.is_empty() {
                 self.add_lines(&mut inner, r.source.id(), r.seq, &fresh);
@@ -235,7 +238,9 @@ impl Store {
             e.totals.bytes += l.bytes.len() as u64;
             e.totals.last_seen_ns = e.totals.last_seen_ns.max(l.time_ns);
         }
-        e.end = e.end.max(lines.end_offset().unwrap_or(0));
+        let covered = lines.end_offset().unwrap_or(0);
+        open.lines.cover_to(covered);
+        e.end = e.end.max(covered);
         if open.lines.text_len() >= self.config.block_bytes
             || open.lines.len() >= self.config.block_max_lines
         {

@@ -121,6 +121,7 @@ fn readers_see_every_line_once_while_blocks_move_to_the_index() {
                         start: offset_of(chunk[0]),
                         end,
                         lines,
+                        allow_gap: false,
                     }
                 })
                 .collect();
