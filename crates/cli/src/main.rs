@@ -68,8 +68,10 @@ struct TailArgs {
     /// Only this process (the Thermos process name).
     #[arg(long)]
     process: Option<String>,
+    /// How to print each line.
     #[arg(short, long, value_enum, default_value_t = Output::Pretty)]
     output: Output,
+    /// Colour the prefixes: auto (on a terminal, unless NO_COLOR is set), always, never.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     color: ColorChoice,
 }
@@ -79,6 +81,7 @@ struct JobsArgs {
     /// Only jobs matching this selector (globs allowed).
     #[arg(value_parser = parse_selector)]
     pattern: Option<Selector>,
+    /// pretty: a table; raw: job keys only; json: one object per job.
     #[arg(short, long, value_enum, default_value_t = Output::Pretty)]
     output: Output,
 }
