@@ -340,6 +340,20 @@ impl Follower {
         }
     }
 
+    /// Waits for the next stdout line, whatever it holds.
+    pub fn next_line(&mut self, within: Duration) -> String {
+        match self.stdout.recv_timeout(within) {
+            Ok(l) => {
+                self.seen.push(l.clone());
+                l
+            }
+            Err(e) => panic!(
+                "no new line within {within:?} ({e}); printed so far:\n{}",
+                self.seen.join("\n")
+            ),
+        }
+    }
+
     /// Waits for a stderr line containing `needle`.
     pub fn expect_stderr(&mut self, needle: &str, within: Duration) -> String {
         let end = Instant::now() + within;
