@@ -131,3 +131,42 @@ fn a_glob_follow_takes_in_jobs_that_appear_later() {
         f.seen
     );
 }
+
+/// The first `count` event names of a follow stream.
+fn follow_events(url: &str, query: &str, count: usize) -> Vec<String> {
+    use std::io::BufRead;
+    let resp = reqwest::blocking::Client::new()
+        .get(format!("{url}/api/v1/follow?{query}"))
+        .send()
+        .expect("GET /api/v1/follow");
+    assert_eq!(resp.status(), 200);
+    std::io::BufReader::new(resp)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| l.strip_prefix("event: ").map(str::to_owned))
+        .take(count)
+        .collect()
+}
+
+#[test]
+fn a_resume_that_cannot_send_everything_says_so() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&dir.path().join("data"), None);
+    let mut f = SourceFile::new(source(
+        "devcluster/www-data/prod/hello",
+        0,
+        "hello",
+        Stream::Stdout,
+    ));
+    let since = next_time();
+    server.post_ok(&request(vec![f.batch(&["one", "two", "three"])]));
+    let query = format!("job=hello&since_ns={since}");
+    assert_eq!(
+        follow_events(&server.url, &format!("{query}&n=2"), 4),
+        ["jobs", "truncated", "line", "line"]
+    );
+    assert_eq!(
+        follow_events(&server.url, &format!("{query}&n=3"), 4),
+        ["jobs", "line", "line", "line"]
+    );
+}

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::Duration;
 
-use cblogs_core::api::{Lagged, FOLLOW_PATH, MAX_TAIL_LINES};
+use cblogs_core::api::{Lagged, Truncated, FOLLOW_PATH, MAX_TAIL_LINES};
 use cblogs_core::LineView;
 use futures_util::StreamExt;
 
@@ -32,6 +32,21 @@ pub struct Printed {
     newest_ns: Option<i64>,
     /// The job keys the server resolved the selector to at the start.
     jobs: std::collections::HashSet<String>,
+    /// The server left out the oldest lines of a resume's backlog (at most
+    /// `limit` were sent); the first line that follows tells whether any
+    /// of those were lines not printed yet.
+    truncated: Option<usize>,
+}
+
+impl Printed {
+    /// After a `truncated` event: does this first backlog line leave a hole
+    /// after what was printed before the connection was lost?
+    fn hole_before(&mut self, first: &LineView) -> Option<usize> {
+        let limit = self.truncated.take()?;
+        self.newest_ns
+            .is_some_and(|t| first.time_ns > t)
+            .then_some(limit)
+    }
 }
 
 impl Printed {
@@ -126,6 +141,9 @@ fn handle<W: Write>(
             {
                 out.show_job = true;
             }
+            if let Some(limit) = printed.hole_before(&line) {
+                eprintln!("cblogs: more than {limit} lines arrived while reconnecting; the oldest of them were skipped");
+            }
             if printed.first_time(&line) {
                 out.line(&line)?;
             }
@@ -134,6 +152,12 @@ fn handle<W: Write>(
             let jobs: Vec<String> = serde_json::from_str(&ev.data).unwrap_or_default();
             out.show_job = out.show_job || jobs.len() > 1;
             printed.jobs.extend(jobs);
+        }
+        "truncated" => {
+            let limit = serde_json::from_str::<Truncated>(&ev.data)
+                .map(|t| t.limit)
+                .unwrap_or(MAX_TAIL_LINES);
+            printed.truncated = Some(limit);
         }
         "lagged" => {
             let missed = serde_json::from_str::<Lagged>(&ev.data)
@@ -185,6 +209,19 @@ mod tests {
             "another source has its own offsets"
         );
         assert_eq!(p.newest_ns, Some(20));
+    }
+
+    #[test]
+    fn a_truncated_resume_is_a_hole_only_past_what_was_printed() {
+        let mut p = Printed::default();
+        p.first_time(&line("a", 0, 100));
+        // The backlog starts at or before what was printed: nothing missed.
+        p.truncated = Some(10);
+        assert_eq!(p.hole_before(&line("a", 0, 90)), None);
+        // It starts after: lines in between were skipped.
+        p.truncated = Some(10);
+        assert_eq!(p.hole_before(&line("b", 0, 150)), Some(10));
+        assert_eq!(p.hole_before(&line("b", 5, 160)), None, "said once");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! | --- | --- |
 //! | `GET /api/v1/jobs[?pattern=SELECTOR]` | [`JobsResponse`] |
 //! | `GET /api/v1/tail?job=SELECTOR[&n=N][&instance=I][&stream=S][&process=P][&since_ns=T]` | [`TailResponse`]: the last `n` lines (default 100) in time order |
-//! | `GET /api/v1/follow?…the same…` | Server-Sent Events: `jobs` (a JSON array of job keys), then one `line` event per line ([`crate::LineView`]): first the backlog, then each new line as it is ingested; `lagged` (`{"missed": N}`) if the client fell behind |
+//! | `GET /api/v1/follow?…the same…` | Server-Sent Events: `jobs` (a JSON array of job keys), then one `line` event per line ([`crate::LineView`]): first the backlog, then each new line as it is ingested; `truncated` ([`Truncated`]) before a backlog from `since_ns` that had to leave out its oldest lines; `lagged` ([`Lagged`]) if the client fell behind |
 //!
 //! Errors are a [`crate::wire::ErrorBody`] with a 4xx status: 400 for a bad
 //! parameter, 404 for a selector that matches no job, 409 for an exact
@@ -61,6 +61,13 @@ pub struct TailResponse {
     pub jobs: Vec<String>,
     /// Oldest first.
     pub lines: Vec<LineView>,
+}
+
+/// A `truncated` follow event: more than `limit` lines were at or after
+/// `since_ns`, and the oldest of them are not in the backlog that follows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Truncated {
+    pub limit: usize,
 }
 
 /// A `lagged` follow event: the client read too slowly and the server

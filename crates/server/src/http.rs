@@ -16,7 +16,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cblogs_core::api::{self, JobsResponse, Lagged, TailResponse};
+use cblogs_core::api::{self, JobsResponse, Lagged, TailResponse, Truncated};
 use cblogs_core::wire::{ErrorBody, IngestRequest, IngestResponse, INGEST_PATH};
 use cblogs_core::{InstanceSet, Selector, Stream};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -275,7 +275,7 @@ async fn tail(
     let jobs = filter.job_keys();
     let lines = tokio::task::spawn_blocking(move || {
         let snap = store.snapshot(&|s| filter.wants(s), false);
-        query::last_lines(&snap, n, filter.since_ns)
+        query::last_lines(&snap, n, filter.since_ns).map(|t| t.lines)
     })
     .await
     .map_err(|e| {
@@ -302,7 +302,7 @@ async fn follow(
     let (backlog, live) = tokio::task::spawn_blocking(move || {
         let mut snap = store.snapshot(&|s| f.wants(s), true);
         let live = snap.live.take();
-        query::last_lines(&snap, n, f.since_ns).map(|lines| (lines, live))
+        query::last_lines(&snap, n, f.since_ns).map(|tail| (tail, live))
     })
     .await
     .map_err(|e| {
@@ -326,7 +326,17 @@ async fn follow(
                 return;
             }
         }
-        for l in &backlog {
+        if backlog.truncated && filter.since_ns.is_some() {
+            if let Ok(ev) = Event::default()
+                .event("truncated")
+                .json_data(Truncated { limit: n })
+            {
+                if tx.send(ev).await.is_err() {
+                    return;
+                }
+            }
+        }
+        for l in &backlog.lines {
             let Ok(ev) = Event::default().event("line").json_data(l.view()) else {
                 continue;
             };

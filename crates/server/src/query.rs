@@ -158,6 +158,8 @@ struct Newest {
     /// Once `n` lines are held: the oldest time among them. Blocks whose
     /// newest line is older cannot contribute.
     threshold: Option<i64>,
+    /// Lines that qualified were left out because there were more than `n`.
+    left_out: bool,
 }
 
 impl Newest {
@@ -186,6 +188,7 @@ impl Newest {
     /// Drops all but the newest `n` (in linear time) and updates the threshold.
     fn prune(&mut self) {
         if self.lines.len() > self.n {
+            self.left_out = true;
             let cut = self.lines.len() - self.n;
             self.lines.select_nth_unstable_by_key(cut, OwnedLine::key);
             self.lines.drain(..cut);
@@ -195,11 +198,24 @@ impl Newest {
         }
     }
 
-    fn into_sorted(mut self) -> Vec<OwnedLine> {
+    fn finish(mut self) -> LastLines {
         self.prune();
         self.lines.sort_unstable_by_key(OwnedLine::key);
-        self.lines
+        LastLines {
+            lines: self.lines,
+            truncated: self.left_out,
+        }
     }
+}
+
+/// The answer of [`last_lines`].
+pub struct LastLines {
+    /// Oldest first.
+    pub lines: Vec<OwnedLine>,
+    /// With `since_ns`: lines at or after it were left out (the oldest ones)
+    /// because more than `n` qualified. A follower resuming after an outage
+    /// must say so rather than skip them in silence.
+    pub truncated: bool,
 }
 
 /// The last `n` lines of the snapshot's sources (at or after `since_ns`),
@@ -209,28 +225,41 @@ pub fn last_lines(
     snap: &ReadSnapshot,
     n: usize,
     since_ns: Option<i64>,
-) -> Result<Vec<OwnedLine>, QueryError> {
+) -> Result<LastLines, QueryError> {
+    if n == 0 {
+        return Ok(LastLines {
+            lines: Vec::new(),
+            truncated: false,
+        });
+    }
     let mut newest = Newest {
         n,
         since_ns,
         lines: Vec::new(),
         threshold: None,
+        left_out: false,
     };
-    if n == 0 {
-        return Ok(Vec::new());
-    }
     for (source, block) in &snap.memory {
         newest.push_block(source, block);
     }
     let ids: Vec<u64> = snap.sources.keys().copied().collect();
     for (part, searcher, t_max) in &snap.partitions {
-        if newest.threshold.is_some_and(|t| *t_max < t) || since_ns.is_some_and(|s| *t_max < s) {
+        if since_ns.is_some_and(|s| *t_max < s) {
+            continue;
+        }
+        // Without a lower bound, a partition wholly older than the newest n
+        // is skipped unread. With one, it is looked at (fast fields only), so
+        // that `truncated` is exact: the first block in it says so and stops.
+        if since_ns.is_none() && newest.threshold.is_some_and(|t| *t_max < t) {
             continue;
         }
         let mut blocks = part.blocks(searcher, Some(&ids), since_ns)?;
         blocks.sort_unstable_by_key(|b| std::cmp::Reverse(b.t_max));
         for b in blocks {
             if newest.threshold.is_some_and(|t| b.t_max < t) {
+                // This block holds a qualifying line (its newest one) that
+                // is older than all n kept.
+                newest.left_out = true;
                 break;
             }
             let Some(source) = snap.sources.get(&b.source) else {
@@ -239,7 +268,7 @@ pub fn last_lines(
             newest.push_block(source, &part.read_block(&b)?);
         }
     }
-    Ok(newest.into_sorted())
+    Ok(newest.finish())
 }
 
 /// The jobs listing, optionally narrowed by a selector.

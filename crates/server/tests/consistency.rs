@@ -95,7 +95,7 @@ fn readers_see_every_line_once_while_blocks_move_to_the_index() {
             let mut most = 0;
             while !stop.load(Ordering::Relaxed) {
                 let snap = app.store.snapshot(&|_| true, false);
-                let lines = query::last_lines(&snap, 100_000, None).expect("read");
+                let lines = query::last_lines(&snap, 100_000, None).expect("read").lines;
                 most = most.max(check_prefixes(&lines));
                 checks += 1;
             }
@@ -143,7 +143,7 @@ fn readers_see_every_line_once_while_blocks_move_to_the_index() {
     assert!(most > 0, "the reader never saw a line");
 
     let snap = app.store.snapshot(&|_| true, false);
-    let all = query::last_lines(&snap, 100_000, None).expect("read");
+    let all = query::last_lines(&snap, 100_000, None).expect("read").lines;
     assert_eq!(check_prefixes(&all), (SOURCES as u64 * LINES) as usize);
     assert!(
         snap.memory.len() < SOURCES as usize * 2,
@@ -158,12 +158,26 @@ fn readers_see_every_line_once_while_blocks_move_to_the_index() {
     let service = Service::open(config(dir.path())).expect("service reopens");
     let snap = service.app.store.snapshot(&|_| true, false);
     assert!(snap.memory.is_empty(), "a clean stop commits everything");
-    let all = query::last_lines(&snap, 100_000, None).expect("read");
+    let all = query::last_lines(&snap, 100_000, None).expect("read").lines;
     assert_eq!(check_prefixes(&all), (SOURCES as u64 * LINES) as usize);
     // The newest 10 lines overall are the last lines of each source.
-    let last = query::last_lines(&snap, 10, None).expect("read");
+    let last = query::last_lines(&snap, 10, None).expect("read").lines;
     assert_eq!(last.len(), 10);
     assert!(last.iter().all(|l| l.time_ns >= t0() + LINES as i64 - 3));
+
+    // `truncated` says exactly whether lines at or after `since` were left out:
+    // 3 lines of each of the 4 sources are at or after t0 + LINES - 3.
+    let since = Some(t0() + LINES as i64 - 3);
+    for (n, truncated) in [(10, true), (11, true), (12, false), (100, false)] {
+        let tail = query::last_lines(&snap, n, since).expect("read");
+        assert_eq!(
+            (tail.lines.len(), tail.truncated),
+            (n.min(12), truncated),
+            "n = {n}"
+        );
+    }
+    let all_since_start = query::last_lines(&snap, 100, Some(t0())).expect("read");
+    assert!(all_since_start.truncated, "12000 lines since t0, 100 kept");
     drop(snap);
     service.close();
 }
