@@ -118,3 +118,58 @@ fn the_held_end_survives_a_restart_even_after_a_cut_or_partial_line() {
         ]
     );
 }
+
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_quiet_source_cannot_make_the_wal_grow_past_its_budget() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    // Blocks never seal by age during the test: only the budget can free the WAL.
+    let config =
+        "[storage]\nblock_bytes = 4096\nblock_max_age_ms = 600000\ncommit_interval_ms = 50\n\
+                  wal_segment_bytes = 16384\nwal_max_bytes = 65536\n";
+    let mut server = Server::start(&data, Some(config));
+    let mut quiet = SourceFile::new(source(
+        "devcluster/data/prod/quiet",
+        0,
+        "cron",
+        Stream::Stdout,
+    ));
+    let mut busy = SourceFile::new(source(
+        "devcluster/data/prod/busy",
+        0,
+        "etl",
+        Stream::Stdout,
+    ));
+    server.post_ok(&request(vec![
+        quiet.batch(&["the only line of a quiet source"])
+    ]));
+    let lines = corpus("Android_2k.log");
+    for chunk in lines.chunks(50) {
+        server.post_ok(&request(vec![busy.batch(chunk)]));
+    }
+    let wal = data.join("wal");
+    let posted: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
+    assert!(
+        posted > 4 * 65536,
+        "the busy source writes well past the budget"
+    );
+    wait_until("the WAL to shrink within its budget", DEADLINE, || {
+        (dir_bytes(&wal) <= 65536).then_some(())
+    });
+    server.kill9();
+    server.restart();
+    assert_eq!(server.all_lines("quiet").len(), 1);
+    assert_eq!(server.all_lines("busy").len(), lines.len());
+}

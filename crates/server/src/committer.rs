@@ -56,7 +56,14 @@ impl Committer {
     /// the number of blocks committed.
     pub fn commit(&mut self, all: bool) -> usize {
         let started = Instant::now();
-        let blocks = self.store.blocks_to_commit(all);
+        let seal_below = self.wal.over_budget(self.config.wal_max_bytes);
+        if let Some(seq) = seal_below {
+            tracing::debug!(
+                seq,
+                "WAL over storage.wal_max_bytes: sealing the blocks that pin its oldest segment"
+            );
+        }
+        let blocks = self.store.blocks_to_commit(all, seal_below);
         if blocks.is_empty() {
             return 0;
         }

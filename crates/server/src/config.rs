@@ -65,6 +65,9 @@ pub struct StorageConfig {
     pub zstd_level: i32,
     /// A WAL segment is closed and a new one started past this size.
     pub wal_segment_bytes: u64,
+    /// Past this much WAL on disk, open blocks are sealed early so that the
+    /// oldest segments can be trimmed.
+    pub wal_max_bytes: u64,
     /// Memory budget of each partition's tantivy writer.
     pub index_writer_bytes: usize,
 }
@@ -110,6 +113,7 @@ impl Default for StorageConfig {
             retention_days: 14,
             zstd_level: 3,
             wal_segment_bytes: 64 << 20,
+            wal_max_bytes: 1 << 30,
             index_writer_bytes: 32 << 20,
         }
     }
@@ -149,6 +153,7 @@ impl Config {
             ("storage.commit_interval_ms", s.commit_interval_ms),
             ("storage.partition_secs", s.partition_secs),
             ("storage.wal_segment_bytes", s.wal_segment_bytes),
+            ("storage.wal_max_bytes", s.wal_max_bytes),
             (
                 "read.follow_buffer_batches",
                 self.read.follow_buffer_batches as u64,

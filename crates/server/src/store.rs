@@ -259,17 +259,18 @@ impl Store {
             .collect()
     }
 
-    /// Seals open blocks that are old enough (all of them when `all`), and
-    /// returns every sealed block not yet committed.
-    pub fn blocks_to_commit(&self, all: bool) -> Vec<Arc<SealedBlock>> {
+    /// Seals open blocks that are old enough, or whose first line is in a
+    /// WAL record below `seal_below` (the WAL is over its budget), or all of
+    /// them when `all`; returns every sealed block not yet committed.
+    pub fn blocks_to_commit(&self, all: bool, seal_below: Option<u64>) -> Vec<Arc<SealedBlock>> {
         let mut inner = self.write();
         let max_age = self.config.block_max_age();
         let mut newly = Vec::new();
         for e in inner.sources.values_mut() {
-            if e.open
-                .as_ref()
-                .is_some_and(|o| all || o.opened.elapsed() >= max_age)
-            {
+            let due = |o: &OpenBlock| {
+                all || o.opened.elapsed() >= max_age || seal_below.is_some_and(|s| o.first_seq < s)
+            };
+            if e.open.as_ref().is_some_and(due) {
                 newly.extend(e.seal());
             }
         }

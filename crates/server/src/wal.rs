@@ -84,6 +84,7 @@ struct Segment {
     first_seq: u64,
     /// The highest seq written to it; `None` while empty.
     last_seq: Option<u64>,
+    bytes: u64,
 }
 
 /// The files: owned by the writer thread once the service runs.
@@ -94,7 +95,6 @@ pub struct WalFiles {
     closed: Vec<Segment>,
     active: Segment,
     active_file: File,
-    active_len: u64,
 }
 
 fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
@@ -136,10 +136,12 @@ impl WalFiles {
                 fs::remove_file(&path).map_err(io_err(&path))?;
                 continue;
             }
+            let bytes = fs::metadata(&path).map_err(io_err(&path))?.len();
             closed.push(Segment {
                 path,
                 first_seq,
                 last_seq,
+                bytes,
             });
         }
         let next_seq = records.last().map_or(1, |r| r.seq + 1);
@@ -158,9 +160,9 @@ impl WalFiles {
                 path,
                 first_seq: next_seq,
                 last_seq: None,
+                bytes: 0,
             },
             active_file,
-            active_len: 0,
         };
         Ok((files, records))
     }
@@ -174,11 +176,11 @@ impl WalFiles {
         let path = &self.active.path;
         self.active_file.write_all(buf).map_err(io_err(path))?;
         self.active_file.sync_data().map_err(io_err(path))?;
-        self.active_len += buf.len() as u64;
+        self.active.bytes += buf.len() as u64;
         if let Some(last) = records.last() {
             self.active.last_seq = Some(last.seq);
         }
-        if self.active_len >= self.segment_bytes {
+        if self.active.bytes >= self.segment_bytes {
             self.roll()?;
         }
         Ok(())
@@ -202,12 +204,25 @@ impl WalFiles {
                 path,
                 first_seq: next,
                 last_seq: None,
+                bytes: 0,
             },
         );
         self.active_file = file;
-        self.active_len = 0;
         self.closed.push(old);
         Ok(())
+    }
+
+    /// When the WAL holds more than `max_bytes`: the seq below which records
+    /// must be committed so that the oldest segment can go. The caller
+    /// seals the open blocks that pin it (quiet sources whose blocks would
+    /// otherwise wait for `block_max_age`).
+    pub fn over_budget(&self, max_bytes: u64) -> Option<u64> {
+        let total: u64 = self.closed.iter().map(|s| s.bytes).sum::<u64>() + self.active.bytes;
+        if total <= max_bytes {
+            return None;
+        }
+        let oldest = self.closed.first().unwrap_or(&self.active);
+        oldest.last_seq.map(|last| last + 1)
     }
 
     /// Deletes every segment whose records all have a seq below `seq` (they
@@ -377,6 +392,11 @@ impl Wal {
         lock(&self.files).trim_below(seq)
     }
 
+    /// See [`WalFiles::over_budget`].
+    pub fn over_budget(&self, max_bytes: u64) -> Option<u64> {
+        lock(&self.files).over_budget(max_bytes)
+    }
+
     /// Stops accepting records and waits until the writer has synced and
     /// applied everything queued.
     pub fn close(&self) {
@@ -445,6 +465,27 @@ mod tests {
         // The torn bytes are gone: a second replay is clean and identical.
         let (_, again) = WalFiles::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(again.len(), 3);
+    }
+
+    #[test]
+    fn over_budget_names_the_seq_that_frees_the_oldest_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut files, _) = WalFiles::open(dir.path(), 10).unwrap(); // roll after every append
+        let mut buf = Vec::new();
+        assert_eq!(files.over_budget(0), None, "empty");
+        for seq in 1..=3 {
+            files.append(&[record(seq, "x")], &mut buf).unwrap();
+        }
+        let total: u64 = files.closed.iter().map(|s| s.bytes).sum();
+        assert_eq!(files.closed.len(), 3);
+        assert_eq!(files.over_budget(total), None);
+        assert_eq!(
+            files.over_budget(total - 1),
+            Some(2),
+            "commit seq 1 to free the oldest"
+        );
+        files.trim_below(2).unwrap();
+        assert_eq!(files.over_budget(0), Some(3));
     }
 
     #[test]

@@ -134,7 +134,7 @@ fn readers_see_every_line_once_while_blocks_move_to_the_index() {
     // Let the committer move everything that is due into the index while
     // the reader keeps checking.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while app.store.blocks_to_commit(false).len() > 1 && Instant::now() < deadline {
+    while app.store.blocks_to_commit(false, None).len() > 1 && Instant::now() < deadline {
         std::thread::yield_now();
     }
     stop.store(true, Ordering::Relaxed);
