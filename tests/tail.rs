@@ -309,3 +309,60 @@ fn an_unreachable_server_is_one_clear_line() {
         );
     }
 }
+
+#[test]
+fn since_and_timestamps() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&dir.path().join("data"), None);
+    let mut f = SourceFile::new(source(
+        "devcluster/www-data/prod/hello",
+        0,
+        "hello",
+        Stream::Stdout,
+    ));
+    server.post_ok(&request(vec![f.batch(&["old one", "old two"])]));
+    let cut = cblogs_core::time::format_rfc3339(next_time());
+    server.post_ok(&request(vec![f.batch(&["new one", "new two"])]));
+
+    let raw = |args: &[&str]| {
+        let mut all = vec!["tail", "hello", "--output", "raw"];
+        all.extend_from_slice(args);
+        let out = server.cli(&all);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        out.stdout
+    };
+    assert_eq!(raw(&["--since", &cut]), "new one\nnew two\n");
+    assert_eq!(
+        raw(&["--since", "1h"]),
+        "old one\nold two\nnew one\nnew two\n"
+    );
+    assert_eq!(raw(&["--since", "1h", "-n", "1"]), "new two\n");
+
+    // -t: each line starts with its time, which sorts like the lines.
+    let stamped = raw(&["-t"]);
+    let times: Vec<&str> = stamped
+        .lines()
+        .map(|l| l.split(' ').next().unwrap_or_default())
+        .collect();
+    assert_eq!(times.len(), 4);
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+    assert!(
+        times
+            .iter()
+            .all(|t| cblogs_core::time::parse_rfc3339(t).is_some()),
+        "{times:?}"
+    );
+    assert!(stamped
+        .lines()
+        .last()
+        .is_some_and(|l| l.ends_with(" new two")));
+
+    for (bad, why) in [
+        ("2099-01-01T00:00:00Z", "is in the future"),
+        ("yesterday", "is not a time"),
+    ] {
+        let out = server.cli(&["tail", "hello", "--since", bad]);
+        assert_eq!(out.code, 2, "{bad}");
+        assert!(out.stderr.contains(why), "{}", out.stderr);
+    }
+}

@@ -61,13 +61,25 @@ impl Printed {
     }
 
     /// The query parameters for (re)connecting.
-    fn resume_params(&self, n: usize) -> Vec<(&'static str, String)> {
+    /// The first connection asks for the last `n` lines (at or after
+    /// `since_ns`); a resume asks for everything since a little before the
+    /// newest line printed.
+    fn resume_params(&self, n: usize, since_ns: Option<i64>) -> Vec<(&'static str, String)> {
         match self.newest_ns {
-            Some(t) => vec![
-                ("since_ns", t.saturating_sub(RESUME_SLACK_NS).to_string()),
-                ("n", MAX_TAIL_LINES.to_string()),
-            ],
-            None => vec![("n", n.to_string())],
+            Some(t) => {
+                let from = t
+                    .saturating_sub(RESUME_SLACK_NS)
+                    .max(since_ns.unwrap_or(i64::MIN));
+                vec![
+                    ("since_ns", from.to_string()),
+                    ("n", MAX_TAIL_LINES.to_string()),
+                ]
+            }
+            None => {
+                let mut p = vec![("n", n.to_string())];
+                p.extend(since_ns.map(|s| ("since_ns", s.to_string())));
+                p
+            }
         }
     }
 }
@@ -76,6 +88,7 @@ pub async fn follow<W: Write>(
     client: &Client,
     params: &[(&'static str, String)],
     n: usize,
+    since_ns: Option<i64>,
     out: &mut LineWriter<W>,
 ) -> Result<(), Failure> {
     let mut printed = Printed::default();
@@ -84,7 +97,7 @@ pub async fn follow<W: Write>(
     let mut backoff = BACKOFF_MIN;
     loop {
         let mut query = params.to_vec();
-        query.extend(printed.resume_params(n));
+        query.extend(printed.resume_params(n, since_ns));
         match client.send(FOLLOW_PATH, &query).await {
             Ok(resp) => {
                 if lost {
@@ -227,10 +240,22 @@ mod tests {
     #[test]
     fn resume_asks_for_everything_since_a_little_before_the_newest() {
         let mut p = Printed::default();
-        assert_eq!(p.resume_params(100), vec![("n", "100".to_string())]);
+        assert_eq!(p.resume_params(100, None), vec![("n", "100".to_string())]);
+        assert_eq!(
+            p.resume_params(100, Some(5)),
+            vec![("n", "100".to_string()), ("since_ns", "5".to_string())]
+        );
         p.first_time(&line("a", 0, RESUME_SLACK_NS + 7));
         assert_eq!(
-            p.resume_params(100),
+            p.resume_params(100, Some(9)),
+            vec![
+                ("since_ns", "9".to_string()),
+                ("n", MAX_TAIL_LINES.to_string())
+            ],
+            "never earlier than --since"
+        );
+        assert_eq!(
+            p.resume_params(100, None),
             vec![
                 ("since_ns", "7".to_string()),
                 ("n", MAX_TAIL_LINES.to_string())

@@ -68,6 +68,12 @@ struct TailArgs {
     /// Only this process (the Thermos process name).
     #[arg(long)]
     process: Option<String>,
+    /// Only lines since then: 90s, 15m, 2h, 3d, 1h30m, or an RFC 3339 time.
+    #[arg(long, value_name = "WHEN", value_parser = parse_since)]
+    since: Option<i64>,
+    /// Start each line with the time it was read (RFC 3339, UTC).
+    #[arg(short, long)]
+    timestamps: bool,
     /// How to print each line.
     #[arg(short, long, value_enum, default_value_t = Output::Pretty)]
     output: Output,
@@ -95,6 +101,10 @@ enum StreamChoice {
 
 fn parse_selector(s: &str) -> Result<Selector, String> {
     Selector::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_since(s: &str) -> Result<i64, String> {
+    cblogs_core::time::parse_since(s, cblogs_core::time::now_ns()).map_err(|e| e.to_string())
 }
 
 fn parse_instances(s: &str) -> Result<InstanceSet, String> {
@@ -193,13 +203,17 @@ async fn tail(client: &Client, args: TailArgs) -> Result<(), Failure> {
         args.output,
         color,
     );
+    out.timestamps = args.timestamps;
     if args.follow {
         return tokio::select! {
-            r = follow::follow(client, &params, args.n as usize, &mut out) => r,
+            r = follow::follow(client, &params, args.n as usize, args.since, &mut out) => r,
             _ = tokio::signal::ctrl_c() => Ok(out.flush()?),
         };
     }
     params.push(("n", args.n.to_string()));
+    if let Some(since) = args.since {
+        params.push(("since_ns", since.to_string()));
+    }
     let resp: TailResponse = client.get_json(TAIL_PATH, &params).await?;
     out.show_job = resp.jobs.len() > 1;
     for l in &resp.lines {

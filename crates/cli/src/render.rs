@@ -102,6 +102,8 @@ pub struct LineWriter<W: Write> {
     color: bool,
     /// Several jobs in one output: the prefix names the job too.
     pub show_job: bool,
+    /// Start pretty and raw lines with the line's time (JSON has it anyway).
+    pub timestamps: bool,
 }
 
 impl<W: Write> LineWriter<W> {
@@ -111,10 +113,14 @@ impl<W: Write> LineWriter<W> {
             output,
             color,
             show_job: false,
+            timestamps: false,
         }
     }
 
     pub fn line(&mut self, l: &LineView) -> io::Result<()> {
+        if self.timestamps && self.output != Output::Json {
+            write!(self.out, "{} ", l.time)?;
+        }
         match self.output {
             Output::Pretty => writeln!(self.out, "{}", pretty_line(l, self.show_job, self.color)),
             Output::Raw => writeln!(self.out, "{}", display_text(&l.text)),
@@ -271,6 +277,24 @@ mod tests {
         w.line(&line(Stream::Stdout, "a")).unwrap();
         let back: LineView = serde_json::from_slice(&w.out).unwrap();
         assert_eq!(back, line(Stream::Stdout, "a"));
+    }
+
+    #[test]
+    fn timestamps_lead_pretty_and_raw_lines() {
+        let mut w = LineWriter::new(Vec::new(), Output::Pretty, false);
+        w.timestamps = true;
+        w.line(&line(Stream::Stdout, "ok")).unwrap();
+        assert_eq!(
+            String::from_utf8(w.out).unwrap(),
+            "2026-11-25T00:00:00Z 3 hello/stdout │ ok\n"
+        );
+        let mut w = LineWriter::new(Vec::new(), Output::Raw, false);
+        w.timestamps = true;
+        w.line(&line(Stream::Stdout, "ok")).unwrap();
+        assert_eq!(
+            String::from_utf8(w.out).unwrap(),
+            "2026-11-25T00:00:00Z ok\n"
+        );
     }
 
     #[test]

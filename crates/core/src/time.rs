@@ -24,9 +24,82 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     i64::try_from(ts.as_nanosecond()).ok()
 }
 
+/// Why a `--since`/`--until` value was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TimeArgError {
+    #[error("'{0}' is not a time: use a duration such as 90s, 15m, 2h, 3d, 1w or 1h30m, or an RFC 3339 time such as 2026-11-25T10:00:00Z")]
+    Unparsable(String),
+    #[error("'{0}' is in the future")]
+    Future(String),
+}
+
+/// A point in time as users type it: a duration back from `now_ns`
+/// (`90s`, `15m`, `2h`, `3d`, `1w`, `1h30m`) or an RFC 3339 time.
+pub fn parse_since(s: &str, now_ns: i64) -> Result<i64, TimeArgError> {
+    let s = s.trim();
+    let at = match parse_rfc3339(s) {
+        Some(t) => t,
+        None => now_ns.saturating_sub(
+            parse_duration_ns(s).ok_or_else(|| TimeArgError::Unparsable(s.to_owned()))?,
+        ),
+    };
+    if at > now_ns {
+        return Err(TimeArgError::Future(s.to_owned()));
+    }
+    Ok(at)
+}
+
+/// `1h30m` → nanoseconds. Units: s, m, h, d, w.
+fn parse_duration_ns(s: &str) -> Option<i64> {
+    let mut total: i64 = 0;
+    let mut digits = String::new();
+    let mut any = false;
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit: i64 = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3_600,
+            'd' => 86_400,
+            'w' => 604_800,
+            _ => return None,
+        };
+        let n: i64 = digits.parse().ok()?;
+        digits.clear();
+        total = total.checked_add(n.checked_mul(unit)?.checked_mul(1_000_000_000)?)?;
+        any = true;
+    }
+    (any && digits.is_empty()).then_some(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn since_takes_durations_and_times() {
+        let now = 1_764_032_523_000_000_000;
+        let s = 1_000_000_000;
+        assert_eq!(parse_since("90s", now), Ok(now - 90 * s));
+        assert_eq!(parse_since("15m", now), Ok(now - 900 * s));
+        assert_eq!(parse_since("1h30m", now), Ok(now - 5_400 * s));
+        assert_eq!(parse_since("3d", now), Ok(now - 3 * 86_400 * s));
+        assert_eq!(parse_since("1w", now), Ok(now - 604_800 * s));
+        assert_eq!(parse_since("2025-11-25T01:00:00Z", now), Ok(now - 123 * s));
+        for bad in ["", "15", "m", "15x", "1.5h", "yesterday"] {
+            assert!(
+                matches!(parse_since(bad, now), Err(TimeArgError::Unparsable(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            parse_since("2099-01-01T00:00:00Z", now),
+            Err(TimeArgError::Future(_))
+        ));
+    }
 
     #[test]
     fn round_trips() {
