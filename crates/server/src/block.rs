@@ -13,7 +13,10 @@
 //! `varint n` · `varint covered_end` · n × `varint offset_gap` · n × `zigzag varint time_delta` ·
 //! n × `u8 flags` · n × `varint len` · the text bytes.
 
+use std::collections::HashSet;
+
 use cblogs_core::LineFlags;
+use rustc_hash::FxBuildHasher;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlockError {
@@ -197,32 +200,51 @@ impl LineBlock {
     }
 
     /// The block's distinct tokens, lowercased and joined by spaces: what the
-    /// index holds for it. Tokens are runs of alphanumeric characters, the
-    /// same cut as tantivy's default tokenizer makes, so that a query term
-    /// tokenized by tantivy finds them.
+    /// index holds for it. Tokens are cut as tantivy's default tokenizer
+    /// cuts them (runs of alphanumeric characters, dropped at 40 bytes or
+    /// more, then lowercased), so a query term made the same way finds them.
+    ///
+    /// This runs over every sealed byte, so ASCII lines (nearly all of them)
+    /// take a path that lowercases into one reused buffer and allocates only
+    /// for a token not seen before in the block.
     pub fn distinct_tokens(&self) -> String {
-        let mut seen = std::collections::HashSet::<String>::new();
+        let mut seen: HashSet<Vec<u8>, FxBuildHasher> = HashSet::default();
         let mut out = String::new();
-        let mut keep = |token: String, out: &mut String| {
-            if !seen.contains(&token) {
-                out.push_str(&token);
+        let mut keep = |token: &[u8], out: &mut String| {
+            if !seen.contains(token) {
+                seen.insert(token.to_vec());
+                // Tokens are whole UTF-8 strings: ASCII, or a lowercased &str.
+                out.push_str(std::str::from_utf8(token).unwrap_or_default());
                 out.push(' ');
-                seen.insert(token);
             }
         };
+        let mut lower = Vec::with_capacity(64);
         for line in self.lines() {
-            let text = String::from_utf8_lossy(line.bytes);
-            for token in text.split(|c: char| !c.is_alphanumeric()) {
-                // tantivy drops tokens of 40 bytes or more (RemoveLongFilter).
-                if token.is_empty() || token.len() >= 40 {
-                    continue;
+            if line.bytes.is_ascii() {
+                for token in line.bytes.split(|b| !b.is_ascii_alphanumeric()) {
+                    if token.is_empty() || token.len() >= MAX_TOKEN_BYTES {
+                        continue;
+                    }
+                    lower.clear();
+                    lower.extend(token.iter().map(u8::to_ascii_lowercase));
+                    keep(&lower, &mut out);
                 }
-                keep(token.to_lowercase(), &mut out);
+            } else {
+                let text = String::from_utf8_lossy(line.bytes);
+                for token in text.split(|c: char| !c.is_alphanumeric()) {
+                    if token.is_empty() || token.len() >= MAX_TOKEN_BYTES {
+                        continue;
+                    }
+                    keep(token.to_lowercase().as_bytes(), &mut out);
+                }
             }
         }
         out
     }
 }
+
+/// tantivy's default tokenizer drops tokens of this many bytes or more.
+const MAX_TOKEN_BYTES: usize = 40;
 
 fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
@@ -319,6 +341,37 @@ mod tests {
             assert!(LineBlock::decode(&enc[..cut]).is_err(), "cut at {cut}");
         }
         assert!(LineBlock::decompress(b"not zstd").is_err());
+    }
+
+    #[test]
+    fn tokens_match_tantivys_default_tokenizer() {
+        let mut b = LineBlock::new();
+        let long = "x".repeat(40);
+        let text = format!("ERROR Connexion refusée: Straße=ÄÖ id=42 {long} y{long} Ok, ok ");
+        b.push(0, 1, LineFlags::default(), text.as_bytes());
+        b.push(
+            100,
+            2,
+            LineFlags::default(),
+            b"GET /api/v1/Items?id=42 HTTP/1.1\r",
+        );
+        let ours: std::collections::BTreeSet<String> = b
+            .distinct_tokens()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        let mut analyzer = tantivy::tokenizer::TokenizerManager::default()
+            .get("default")
+            .unwrap();
+        let mut theirs = std::collections::BTreeSet::new();
+        for l in b.lines() {
+            let mut stream = analyzer.token_stream(std::str::from_utf8(l.bytes).unwrap());
+            while let Some(t) = stream.next() {
+                theirs.insert(t.text.clone());
+            }
+        }
+        assert_eq!(ours, theirs);
+        assert!(ours.contains("refusée") && ours.contains("straße") && ours.contains("items"));
     }
 
     #[test]

@@ -85,10 +85,12 @@ struct Fields {
 fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
     // Only the presence of a token in a block matters: no frequencies, no
-    // positions, nothing stored (the text lives in blocks.dat).
+    // positions, nothing stored (the text lives in blocks.dat). The value is
+    // already cut and lowercased (`LineBlock::distinct_tokens`), so tantivy
+    // only splits it on spaces.
     let tokens = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
-            .set_tokenizer("default")
+            .set_tokenizer("whitespace")
             .set_index_option(IndexRecordOption::Basic),
     );
     let fields = Fields {
