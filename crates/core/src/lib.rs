@@ -9,12 +9,14 @@
 //! - [`Source`] and [`Stream`]: one file stream of one process run of one task.
 //! - [`wire`]: the ingest request and acknowledgement bodies.
 //! - [`LineView`] and [`api`]: how the read API shows lines and jobs.
+//! - [`sandbox`]: the names Thermos gives executor, run and log files.
 //! - [`Selector`]: the job selector users type (`cluster/role/env/name[/instance]`,
 //!   a bare `name`, `*` globs in any part).
 
 pub mod api;
 mod job;
 mod line;
+pub mod sandbox;
 mod selector;
 mod task_id;
 pub mod time;

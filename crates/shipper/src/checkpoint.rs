@@ -1,0 +1,135 @@
+//! Checkpoints: per stream, the offset `cblogsd` has acknowledged and the
+//! file (by device and inode) that holds it, so a restart — of the shipper
+//! or of the host — resumes exactly there, even if the file was rotated
+//! meanwhile.
+//!
+//! All checkpoints live in one `checkpoints.json`, replaced atomically:
+//! write a temporary file, fsync it, rename it over the old one, fsync the
+//! folder. A crash at any point leaves either the old or the new file.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Where one stream stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The source key, for people reading the file.
+    pub source: String,
+    /// Everything of the stream before this offset is acknowledged.
+    pub acked: u64,
+    /// The file holding offset `acked`: its device and inode…
+    pub dev: u64,
+    pub ino: u64,
+    /// …and the stream offset of its first byte.
+    pub base: u64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct CheckpointFile {
+    /// Live file path (`…/.logs/<process>/<run>/stdout`) → checkpoint.
+    files: BTreeMap<PathBuf, Checkpoint>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("checkpoint file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("checkpoint file {path} is not valid: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+pub struct CheckpointStore {
+    path: PathBuf,
+    tmp: PathBuf,
+    dir: PathBuf,
+}
+
+impl CheckpointStore {
+    /// Creates the state dir if needed.
+    pub fn open(state_dir: &Path) -> Result<CheckpointStore, CheckpointError> {
+        let io = |source| CheckpointError::Io {
+            path: state_dir.to_owned(),
+            source,
+        };
+        fs::create_dir_all(state_dir).map_err(io)?;
+        Ok(CheckpointStore {
+            path: state_dir.join("checkpoints.json"),
+            tmp: state_dir.join("checkpoints.json.tmp"),
+            dir: state_dir.to_owned(),
+        })
+    }
+
+    /// The saved checkpoints, or `None` when there are none yet (a first start).
+    pub fn load(&self) -> Result<Option<BTreeMap<PathBuf, Checkpoint>>, CheckpointError> {
+        let bytes = match fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(CheckpointError::Io {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        };
+        let file: CheckpointFile =
+            serde_json::from_slice(&bytes).map_err(|source| CheckpointError::Parse {
+                path: self.path.clone(),
+                source,
+            })?;
+        Ok(Some(file.files))
+    }
+
+    pub fn save(&self, files: BTreeMap<PathBuf, Checkpoint>) -> Result<(), CheckpointError> {
+        let io = |source| CheckpointError::Io {
+            path: self.tmp.clone(),
+            source,
+        };
+        let body = serde_json::to_vec_pretty(&CheckpointFile { files })
+            .map_err(|e| io(std::io::Error::other(e)))?;
+        let mut f = File::create(&self.tmp).map_err(io)?;
+        f.write_all(&body).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        drop(f);
+        fs::rename(&self.tmp, &self.path).map_err(io)?;
+        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_then_load() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(&tmp.path().join("state")).unwrap();
+        assert!(store.load().unwrap().is_none());
+        let mut files = BTreeMap::new();
+        files.insert(
+            PathBuf::from("/x/.logs/p/0/stdout"),
+            Checkpoint {
+                source: "k".into(),
+                acked: 42,
+                dev: 1,
+                ino: 2,
+                base: 40,
+            },
+        );
+        store.save(files.clone()).unwrap();
+        store.save(files.clone()).unwrap();
+        assert_eq!(store.load().unwrap(), Some(files));
+        fs::write(&store.path, b"{").unwrap();
+        let err = store.load().unwrap_err();
+        assert!(err.to_string().contains("checkpoints.json"), "{err}");
+    }
+}

@@ -1,0 +1,558 @@
+//! `Shipper`: the loop that ties discovery, tailing, sending and
+//! checkpoints together.
+//!
+//! One thread does it all (a current-thread tokio runtime): reading local
+//! files is fast, and one owner for every `StreamTailer` means no locks.
+//! The loop reads only while fewer than `max_buffered_bytes` of lines wait
+//! to be sent, so a slow or absent server slows the reading, never grows
+//! memory; each stream has at most one batch in flight, so its batches
+//! reach the server in order; a checkpoint only ever records what the
+//! server acknowledged.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cblogs_core::time::now_ns;
+use cblogs_core::wire::{Batch, IngestRequest};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
+
+use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore};
+use crate::config::{Config, ConfigError, StartAt};
+use crate::discovery::SandboxScanner;
+use crate::mapping::JobMapper;
+use crate::sender::{Delivery, Sender, SenderError};
+use crate::status::{FileStatus, Status, StatusRequest};
+use crate::tailer::{StreamTailer, TailLimits};
+use crate::watcher::DirWatcher;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShipperError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Sender(#[from] SenderError),
+}
+
+/// A request on its way: which streams its batches belong to, and the
+/// request itself (kept to split or resend it).
+type InFlight = (Vec<PathBuf>, IngestRequest, Delivery);
+
+pub struct Shipper {
+    cfg: Config,
+    scanner: SandboxScanner,
+    watcher: DirWatcher,
+    tailers: Vec<StreamTailer>,
+    by_path: HashMap<PathBuf, usize>,
+    store: Arc<CheckpointStore>,
+    /// Checkpoints read at start for streams not found (yet).
+    carried: BTreeMap<PathBuf, Checkpoint>,
+    /// No checkpoint file existed: `start_at` applies to the first scan.
+    first_start: bool,
+    scanned_once: bool,
+    sender: Arc<Sender>,
+    in_flight: JoinSet<InFlight>,
+    scratch: Vec<u8>,
+    read_cursor: usize,
+    /// A read stopped at its budget with bytes left in the file.
+    more_to_read: bool,
+    checkpoint_dirty: bool,
+    lines_acked: u64,
+    lines_dropped: u64,
+    status_tx: Option<mpsc::Sender<StatusRequest>>,
+    status_rx: mpsc::Receiver<StatusRequest>,
+}
+
+impl Shipper {
+    pub fn new(mut cfg: Config) -> Result<Shipper, ShipperError> {
+        cfg.validate()?;
+        // Checkpoints are keyed by path: make them independent of the cwd.
+        for dir in [
+            &mut cfg.work_dir,
+            &mut cfg.state_dir,
+            &mut cfg.checkpoint_root,
+        ] {
+            if !dir.as_os_str().is_empty() {
+                if let Ok(abs) = std::path::absolute(&*dir) {
+                    *dir = abs;
+                }
+            }
+        }
+        let mapper = JobMapper::new(&cfg.job_rules)?;
+        let host = if cfg.host.is_empty() {
+            hostname()
+        } else {
+            cfg.host.clone()
+        };
+        let legacy =
+            (!cfg.checkpoint_root.as_os_str().is_empty()).then(|| cfg.checkpoint_root.clone());
+        let scanner = SandboxScanner::new(
+            cfg.work_dir.clone(),
+            legacy,
+            cfg.cluster.clone(),
+            host,
+            mapper,
+        );
+        let store = CheckpointStore::open(&cfg.state_dir)?;
+        let loaded = store.load()?;
+        let first_start = loaded.is_none();
+        let sender = Sender::new(&cfg.server, &cfg.ship)?;
+        let (status_tx, status_rx) = mpsc::channel(8);
+        Ok(Shipper {
+            scratch: vec![0; cfg.tail.read_chunk_bytes],
+            scanner,
+            watcher: DirWatcher::new(),
+            tailers: Vec::new(),
+            by_path: HashMap::new(),
+            store: Arc::new(store),
+            carried: loaded.unwrap_or_default(),
+            first_start,
+            scanned_once: false,
+            sender: Arc::new(sender),
+            in_flight: JoinSet::new(),
+            read_cursor: 0,
+            more_to_read: false,
+            checkpoint_dirty: false,
+            lines_acked: 0,
+            lines_dropped: 0,
+            status_tx: Some(status_tx),
+            status_rx,
+            cfg,
+        })
+    }
+
+    /// Where status requests go (for the status endpoint).
+    pub fn status_sender(&mut self) -> Option<mpsc::Sender<StatusRequest>> {
+        self.status_tx.clone()
+    }
+
+    /// Runs until `shutdown` resolves, then sends what it has read (for up
+    /// to `shutdown_grace_ms`) and writes the last checkpoint.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), ShipperError> {
+        // Only the endpoint holds a sender now, so `recv` ends with it.
+        self.status_tx = None;
+        let mut poll = interval(self.cfg.poll_interval());
+        let mut rescan = interval(Duration::from_millis(self.cfg.discovery.rescan_interval_ms));
+        let mut checkpoint = interval(Duration::from_millis(self.cfg.checkpoint.interval_ms));
+        for t in [&mut poll, &mut rescan, &mut checkpoint] {
+            t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        }
+        let changed = self.watcher.changed.clone();
+        // After an event, wait a moment so a new folder's files exist too.
+        let mut rescan_at: Option<Instant> = None;
+        let far = || Instant::now() + Duration::from_secs(3600);
+        tokio::pin!(shutdown);
+        self.rescan();
+        tracing::info!(
+            files = self.tailers.len(),
+            work_dir = %self.cfg.work_dir.display(),
+            server = %self.cfg.server,
+            "shipping"
+        );
+        loop {
+            let flush_at = self.flush_deadline().unwrap_or_else(far);
+            let read_now = self.more_to_read && self.buffered() < self.cfg.tail.max_buffered_bytes;
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                Some(done) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
+                    if let Ok(done) = done {
+                        self.on_delivery(done);
+                    }
+                }
+                Some(reply) = self.status_rx.recv() => {
+                    let _ = reply.send(self.status());
+                }
+                _ = checkpoint.tick() => self.save_checkpoints().await,
+                _ = poll.tick() => self.read_round(),
+                () = std::future::ready(()), if read_now => self.read_round(),
+                () = sleep_until(flush_at) => {}
+                () = changed.notified() => {
+                    rescan_at.get_or_insert_with(|| Instant::now() + Duration::from_millis(100));
+                }
+                () = sleep_until(rescan_at.unwrap_or_else(far)), if rescan_at.is_some() => {
+                    rescan_at = None;
+                    self.rescan();
+                }
+                _ = rescan.tick() => self.rescan(),
+            }
+            self.send_ready(false);
+        }
+        self.drain().await;
+        Ok(())
+    }
+
+    /// Sends what was read, waits for the answers up to the grace period,
+    /// and writes the last checkpoint.
+    async fn drain(&mut self) {
+        let grace = Duration::from_millis(self.cfg.ship.shutdown_grace_ms);
+        tracing::info!(
+            in_flight = self.in_flight.len(),
+            "shutting down: waiting up to {grace:?} for lines read to be acknowledged"
+        );
+        let deadline = Instant::now() + grace;
+        loop {
+            self.send_ready(true);
+            if self.in_flight.is_empty() {
+                break;
+            }
+            tokio::select! {
+                Some(done) = self.in_flight.join_next() => {
+                    if let Ok(done) = done {
+                        self.on_delivery(done);
+                    }
+                }
+                () = sleep_until(deadline) => {
+                    tracing::warn!(
+                        in_flight = self.in_flight.len(),
+                        "shutting down with requests unanswered: they are sent again after the next start"
+                    );
+                    break;
+                }
+            }
+        }
+        self.in_flight.abort_all();
+        self.checkpoint_dirty = true;
+        self.save_checkpoints().await;
+    }
+
+    fn limits(&self) -> TailLimits {
+        TailLimits {
+            max_line_bytes: self.cfg.tail.max_line_bytes,
+            partial_line_delay: Duration::from_millis(self.cfg.tail.partial_line_delay_ms),
+        }
+    }
+
+    /// Walks the work dir, starts tailing what is new, watches its folders.
+    fn rescan(&mut self) {
+        let scan = self.scanner.scan();
+        self.watcher.set(&scan.dirs);
+        let at_end = self.first_start && !self.scanned_once && self.cfg.start_at == StartAt::End;
+        for found in &scan.streams {
+            let path = found.path();
+            if self.by_path.contains_key(&path) {
+                continue;
+            }
+            let resume = self.carried.remove(&path);
+            match StreamTailer::open(found, resume.as_ref(), at_end, self.limits()) {
+                Ok(t) => {
+                    tracing::info!(
+                        file = %path.display(),
+                        source = %t.source.key(),
+                        from = t.acked,
+                        "tailing"
+                    );
+                    self.by_path.insert(path, self.tailers.len());
+                    self.tailers.push(t);
+                    self.checkpoint_dirty = true;
+                }
+                Err(e) => {
+                    tracing::debug!(file = %path.display(), "cannot open yet: {e}");
+                    if let Some(cp) = resume {
+                        self.carried.insert(path, cp);
+                    }
+                }
+            }
+        }
+        if !self.scanned_once {
+            // Checkpoints of run folders deleted while we were down.
+            self.carried
+                .retain(|path, _| path.parent().is_some_and(|d| d.exists()));
+            self.scanned_once = true;
+        }
+    }
+
+    /// Bytes of lines read and not yet sent.
+    fn buffered(&self) -> usize {
+        self.tailers.iter().map(StreamTailer::buffered_bytes).sum()
+    }
+
+    /// Reads from every stream in turn (starting one further each round,
+    /// so none is always last), within the buffer's room.
+    fn read_round(&mut self) {
+        let n = self.tailers.len();
+        let mut budget = self
+            .cfg
+            .tail
+            .max_buffered_bytes
+            .saturating_sub(self.buffered());
+        let now = now_ns();
+        self.more_to_read = false;
+        for k in 0..n {
+            let i = (self.read_cursor + k) % n;
+            let t = &mut self.tailers[i];
+            let chunk = budget.min(self.cfg.tail.read_chunk_bytes);
+            match t.poll(chunk, &mut self.scratch, now) {
+                Ok(p) => {
+                    budget -= p.bytes.min(budget);
+                    self.more_to_read |= p.more;
+                }
+                Err(e) => tracing::warn!(file = %t.path.display(), "cannot read: {e}"),
+            }
+            t.flush_partial(now, false);
+        }
+        self.read_cursor = self.read_cursor.wrapping_add(1);
+        self.forget_drained();
+    }
+
+    /// Streams whose run folder is deleted and whose every line is acknowledged.
+    fn forget_drained(&mut self) {
+        let mut i = 0;
+        while i < self.tailers.len() {
+            let t = &self.tailers[i];
+            if !(t.gone && t.is_drained()) {
+                i += 1;
+                continue;
+            }
+            tracing::info!(file = %t.path.display(), acked = t.acked, "drained and forgotten");
+            let t = self.tailers.swap_remove(i);
+            self.by_path.remove(&t.path);
+            if let Some(moved) = self.tailers.get(i) {
+                self.by_path.insert(moved.path.clone(), i);
+            }
+            self.checkpoint_dirty = true;
+        }
+    }
+
+    /// When the oldest line waiting to be sent reaches the batch delay.
+    fn flush_deadline(&self) -> Option<Instant> {
+        let since = self
+            .tailers
+            .iter()
+            .filter(|t| !t.in_flight)
+            .filter_map(StreamTailer::pending_since)
+            .min()?;
+        Some(Instant::from_std(since) + Duration::from_millis(self.cfg.ship.batch_max_delay_ms))
+    }
+
+    /// Sends requests while there is room in flight and a batch is due:
+    /// its oldest line waited the batch delay, or a full request is ready.
+    fn send_ready(&mut self, force: bool) {
+        let max_bytes = self.cfg.ship.batch_max_bytes;
+        while self.in_flight.len() < self.cfg.ship.max_in_flight {
+            let ready: Vec<usize> = (0..self.tailers.len())
+                .filter(|&i| !self.tailers[i].in_flight && self.tailers[i].has_pending())
+                .collect();
+            if ready.is_empty() {
+                return;
+            }
+            let due = force
+                || self.flush_deadline().is_some_and(|d| d <= Instant::now())
+                || ready
+                    .iter()
+                    .map(|&i| self.tailers[i].buffered_bytes())
+                    .sum::<usize>()
+                    >= max_bytes;
+            if !due {
+                return;
+            }
+            let mut keys = Vec::new();
+            let mut batches = Vec::new();
+            let mut room = max_bytes;
+            for i in ready {
+                if room == 0 {
+                    break;
+                }
+                let t = &mut self.tailers[i];
+                if let Some(b) = t.take_batch(room) {
+                    room = room.saturating_sub(b.lines.iter().map(crate::tailer::wire_len).sum());
+                    keys.push(t.path.clone());
+                    batches.push(b);
+                }
+            }
+            self.dispatch(keys, IngestRequest { batches });
+        }
+    }
+
+    fn dispatch(&mut self, keys: Vec<PathBuf>, req: IngestRequest) {
+        let sender = self.sender.clone();
+        self.in_flight.spawn(async move {
+            let d = sender.deliver(&req).await;
+            (keys, req, d)
+        });
+    }
+
+    /// Sends each batch of a refused request on its own, so one bad batch
+    /// does not take the others down with it.
+    fn resend_singly(&mut self, keys: Vec<PathBuf>, req: IngestRequest) {
+        for (key, batch) in keys.into_iter().zip(req.batches) {
+            self.dispatch(
+                vec![key],
+                IngestRequest {
+                    batches: vec![batch],
+                },
+            );
+        }
+    }
+
+    fn on_delivery(&mut self, (keys, req, delivery): InFlight) {
+        if req.batches.len() > 1 && !matches!(delivery, Delivery::Acked(_)) {
+            return self.resend_singly(keys, req);
+        }
+        match delivery {
+            Delivery::Acked(resp) => {
+                self.lines_acked += resp.accepted + resp.duplicates;
+                for (key, batch) in keys.iter().zip(&req.batches) {
+                    if let Some(t) = self.tailer(key) {
+                        t.ack(batch.end);
+                    }
+                }
+                self.checkpoint_dirty = true;
+            }
+            Delivery::Gap { held_end, message } => {
+                let Some((key, mut batch)) = keys.into_iter().zip(req.batches).next() else {
+                    return;
+                };
+                let Some(t) = self.tailer(&key) else { return };
+                if t.rewind(held_end) {
+                    tracing::warn!(
+                        file = %key.display(),
+                        "the server holds this stream only up to offset {held_end} ({message}); reading it again from there"
+                    );
+                } else {
+                    tracing::warn!(
+                        file = %key.display(),
+                        "the server holds this stream only up to offset {held_end}, and bytes {held_end}..{} are no longer on disk here: sending on, with the gap allowed",
+                        batch.start
+                    );
+                    t.in_flight = true;
+                    batch.allow_gap = true;
+                    self.dispatch(
+                        vec![key],
+                        IngestRequest {
+                            batches: vec![batch],
+                        },
+                    );
+                }
+            }
+            Delivery::TooLarge { message } => {
+                let Some((key, batch)) = keys.into_iter().zip(req.batches).next() else {
+                    return;
+                };
+                if batch.lines.len() > 1 {
+                    if let Some(t) = self.tailer(&key) {
+                        t.requeue_smaller(batch);
+                    }
+                } else {
+                    self.drop_batch(&key, batch, &format!("413: {message}"));
+                }
+            }
+            Delivery::Refused { status, message } => {
+                if let Some((key, batch)) = keys.into_iter().zip(req.batches).next() {
+                    self.drop_batch(&key, batch, &format!("{status}: {message}"));
+                }
+            }
+        }
+    }
+
+    /// A batch the server can never take: say exactly what is lost, move on.
+    fn drop_batch(&mut self, key: &PathBuf, batch: Batch, why: &str) {
+        let n = batch.lines.len() as u64;
+        tracing::error!(
+            file = %key.display(),
+            source = %batch.source.key(),
+            "dropped {n} lines (stream offsets {}..{}): the server refused them for good ({why})",
+            batch.start,
+            batch.end
+        );
+        self.lines_dropped += n;
+        if let Some(t) = self.tailer(key) {
+            t.ack(batch.end);
+        }
+        self.checkpoint_dirty = true;
+    }
+
+    fn tailer(&mut self, key: &PathBuf) -> Option<&mut StreamTailer> {
+        let i = *self.by_path.get(key)?;
+        self.tailers.get_mut(i)
+    }
+
+    async fn save_checkpoints(&mut self) {
+        if !self.checkpoint_dirty {
+            return;
+        }
+        self.checkpoint_dirty = false;
+        let mut files = self.carried.clone();
+        for t in &self.tailers {
+            if let Some(cp) = t.checkpoint() {
+                files.insert(t.path.clone(), cp);
+            }
+        }
+        let store = self.store.clone();
+        let saved = tokio::task::spawn_blocking(move || store.save(files)).await;
+        match saved {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!("cannot write checkpoints: {e}");
+                self.checkpoint_dirty = true;
+            }
+            Err(e) => {
+                tracing::error!("checkpoint writer failed: {e}");
+                self.checkpoint_dirty = true;
+            }
+        }
+    }
+
+    fn status(&self) -> Status {
+        let mut files: Vec<FileStatus> = self
+            .tailers
+            .iter()
+            .map(|t| FileStatus {
+                path: t.path.display().to_string(),
+                source: t.source.key(),
+                acked: t.acked,
+                lag_bytes: t.lag(),
+                open_files: t.open_files(),
+                deleted: t.gone,
+            })
+            .collect();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Status {
+            server: self.cfg.server.clone(),
+            files,
+            lines_acked: self.lines_acked,
+            lines_dropped: self.lines_dropped,
+            requests_in_flight: self.in_flight.len(),
+            watched_dirs: self.watcher.watched(),
+        }
+    }
+}
+
+/// This machine's name, as `hostname` prints it.
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match (rc, std::str::from_utf8(&buf[..len])) {
+        (0, Ok(name)) if !name.is_empty() => name.to_owned(),
+        _ => "localhost".to_owned(),
+    }
+}
+
+/// Raises the soft open-file limit towards `want` (never above the hard limit).
+pub fn raise_open_file_limit(want: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        let target = want.min(lim.rlim_max);
+        if lim.rlim_cur < target {
+            lim.rlim_cur = target;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::warn!("cannot raise the open-file limit to {target}");
+            }
+        }
+    }
+}

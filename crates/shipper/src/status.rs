@@ -1,0 +1,111 @@
+//! The status endpoint (`GET /status` on `status_listen`) and
+//! `cblogs-shipper --status`, which prints it: every tailed file with how
+//! far the server is behind it.
+
+use std::net::SocketAddr;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+pub const STATUS_PATH: &str = "/status";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub server: String,
+    pub files: Vec<FileStatus>,
+    /// Lines the server has acknowledged since start.
+    pub lines_acked: u64,
+    /// Lines the server refused for good since start (see the log for which).
+    pub lines_dropped: u64,
+    pub requests_in_flight: usize,
+    pub watched_dirs: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileStatus {
+    pub path: String,
+    pub source: String,
+    /// Stream offset the server has acknowledged.
+    pub acked: u64,
+    /// Bytes on disk the server does not hold yet.
+    pub lag_bytes: u64,
+    /// Open descriptors (the live file and rotated files not read yet).
+    pub open_files: usize,
+    /// The run folder was deleted; the file is being drained.
+    pub deleted: bool,
+}
+
+/// A request for a fresh status, answered by the shipper's loop.
+pub type StatusRequest = oneshot::Sender<Status>;
+
+/// Serves `GET /status` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, ask: mpsc::Sender<StatusRequest>) {
+    let app = Router::new()
+        .route(STATUS_PATH, get(status))
+        .with_state(ask);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::warn!("status endpoint stopped: {e}");
+    }
+}
+
+async fn status(
+    State(ask): State<mpsc::Sender<StatusRequest>>,
+) -> Result<Json<Status>, (axum::http::StatusCode, String)> {
+    let unavailable = || {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "the shipper is shutting down".to_owned(),
+        )
+    };
+    let (tx, rx) = oneshot::channel();
+    ask.send(tx).await.map_err(|_| unavailable())?;
+    rx.await.map(Json).map_err(|_| unavailable())
+}
+
+/// Fetches the status of the shipper listening on `addr` and renders it.
+pub fn fetch_and_render(addr: SocketAddr) -> anyhow::Result<String> {
+    let url = format!("http://{addr}{STATUS_PATH}");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let status: Status = runtime.block_on(async {
+        let resp = reqwest::get(&url)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach the shipper at {url}: {e}"))?;
+        anyhow::ensure!(
+            resp.status().is_success(),
+            "{url} answered {}",
+            resp.status()
+        );
+        Ok::<_, anyhow::Error>(resp.json().await?)
+    })?;
+    Ok(render(&status))
+}
+
+pub fn render(s: &Status) -> String {
+    let mut out = format!(
+        "shipping to {}: {} files, {} lines acknowledged, {} dropped, {} requests in flight, {} folders watched\n",
+        s.server,
+        s.files.len(),
+        s.lines_acked,
+        s.lines_dropped,
+        s.requests_in_flight,
+        s.watched_dirs
+    );
+    out.push_str(&format!("{:>12} {:>12}  {}\n", "LAG", "ACKED", "FILE"));
+    for f in &s.files {
+        let note = if f.deleted {
+            "  (deleted, draining)"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "{:>12} {:>12}  {}{note}\n",
+            f.lag_bytes, f.acked, f.path
+        ));
+    }
+    out
+}

@@ -1,0 +1,772 @@
+//! `StreamTailer`: one stdout or stderr stream of one process run, followed
+//! across rotations and truncations, cut into lines.
+//!
+//! A stream is a sequence of files: Thermos' rotate mode renames `stdout`
+//! to `stdout.1` and starts a new `stdout`, and the rotated file is never
+//! written again. Files are held by open descriptor and known by device and
+//! inode, never by name: when the name points at a new inode, the old file
+//! is read to its end through its descriptor before the new one is started,
+//! and a line split across the rotation is joined. Every rotated file that
+//! appears is opened at once, so a file deleted while the shipper lags (or
+//! while the server is down) is still read. Offsets count from the start of
+//! the stream, so they keep growing across files.
+
+use std::collections::VecDeque;
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cblogs_core::sandbox;
+use cblogs_core::wire::{Batch, WireLine};
+use cblogs_core::Source;
+
+use crate::checkpoint::Checkpoint;
+use crate::discovery::FoundStream;
+
+/// One open file of the stream.
+struct Segment {
+    file: File,
+    dev: u64,
+    ino: u64,
+    /// Bytes of this file already read.
+    pos: u64,
+}
+
+/// A file whose first byte's stream offset is known: what a checkpoint
+/// needs to find an offset again after a restart.
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    dev: u64,
+    ino: u64,
+    base: u64,
+}
+
+/// The last line, while its newline has not arrived.
+#[derive(Default)]
+struct PartialLine {
+    offset: u64,
+    bytes: Vec<u8>,
+    /// Bytes beyond `max_line_bytes`, skipped.
+    skipped: u64,
+    since: Option<Instant>,
+}
+
+/// Lines read and not yet taken into a batch.
+#[derive(Default)]
+struct Pending {
+    lines: VecDeque<WireLine>,
+    /// The stream offset just past the last line.
+    end: u64,
+    bytes: usize,
+    since: Option<Instant>,
+}
+
+/// Limits the tailer works within.
+#[derive(Debug, Clone, Copy)]
+pub struct TailLimits {
+    pub max_line_bytes: usize,
+    pub partial_line_delay: Duration,
+}
+
+/// What a caller learns from a poll.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Polled {
+    pub bytes: usize,
+    /// The budget ran out before the end of the file.
+    pub more: bool,
+}
+
+pub struct StreamTailer {
+    pub source: Source,
+    /// The live file's path (`…/<run>/stdout`): the stream's key.
+    pub path: PathBuf,
+    dir: PathBuf,
+    /// Front: the file being read. Back: the file last seen under the live name.
+    segs: VecDeque<Segment>,
+    marks: VecDeque<Mark>,
+    /// The stream offset of the next byte to read.
+    read_to: u64,
+    line: PartialLine,
+    pending: Pending,
+    /// The end of the last batch taken: the next batch starts here.
+    batched_to: u64,
+    /// Everything before this is acknowledged by the server.
+    pub acked: u64,
+    /// A batch of this stream awaits its answer (at most one, so a
+    /// stream's batches reach the server in order).
+    pub in_flight: bool,
+    /// The next batch tells the server the bytes before it are lost.
+    allow_gap: bool,
+    /// After a 413, batches carry at most this many lines.
+    max_batch_lines: usize,
+    /// The run folder is gone (the agent's garbage collector): drain, then forget.
+    pub gone: bool,
+    limits: TailLimits,
+}
+
+/// `stdout.N … stdout.1, stdout` of a stream as they are now, oldest first.
+fn stream_files(dir: &Path, source: &Source) -> Vec<PathBuf> {
+    let mut rotated: Vec<(u32, PathBuf)> = fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| {
+                    let name = e.file_name();
+                    match sandbox::log_file(&name.to_string_lossy()) {
+                        Some((stream, Some(n))) if stream == source.stream => Some((n, e.path())),
+                        _ => None,
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    rotated.sort_by_key(|r| std::cmp::Reverse(r.0));
+    let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
+    files.push(dir.join(source.stream.as_str()));
+    files
+}
+
+/// The bytes a line takes in a request body (its text or base64).
+pub fn wire_len(l: &WireLine) -> usize {
+    l.text.as_ref().map_or(0, String::len) + l.b64.as_ref().map_or(0, String::len)
+}
+
+fn open_segment(path: &Path) -> io::Result<Segment> {
+    let file = File::open(path)?;
+    let meta = file.metadata()?;
+    Ok(Segment {
+        file,
+        dev: meta.dev(),
+        ino: meta.ino(),
+        pos: 0,
+    })
+}
+
+impl StreamTailer {
+    /// Opens a stream found by discovery: at a checkpoint, at the
+    /// beginning of its oldest file, or (`at_end`) after what it holds now.
+    pub fn open(
+        found: &FoundStream,
+        resume: Option<&Checkpoint>,
+        at_end: bool,
+        limits: TailLimits,
+    ) -> io::Result<StreamTailer> {
+        let path = found.path();
+        let files = stream_files(&found.dir, &found.source);
+        let mut opened = Vec::new();
+        for f in &files {
+            match open_segment(f) {
+                Ok(seg) => opened.push(seg),
+                // Rotated away between the listing and the open: the next
+                // file still follows in order.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut t = StreamTailer {
+            source: found.source.clone(),
+            path: path.clone(),
+            dir: found.dir.clone(),
+            segs: VecDeque::new(),
+            marks: VecDeque::new(),
+            read_to: 0,
+            line: PartialLine::default(),
+            pending: Pending::default(),
+            batched_to: 0,
+            acked: 0,
+            in_flight: false,
+            allow_gap: false,
+            max_batch_lines: usize::MAX,
+            gone: false,
+            limits,
+        };
+        if opened.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} is gone", path.display()),
+            ));
+        }
+        match resume {
+            Some(cp) => t.resume(opened, cp)?,
+            None if at_end => {
+                // Only the live file, from its end; the server is told that
+                // what came before is not coming.
+                let mut live = opened.pop().expect("checked non-empty");
+                live.pos = live.file.seek(SeekFrom::End(0))?;
+                t.read_to = live.pos;
+                t.allow_gap = true;
+                t.start_with(vec![live]);
+            }
+            None => t.start_with(opened),
+        }
+        t.batched_to = t.read_to;
+        t.acked = t.read_to;
+        Ok(t)
+    }
+
+    fn resume(&mut self, mut opened: Vec<Segment>, cp: &Checkpoint) -> io::Result<()> {
+        self.read_to = cp.acked;
+        let within = cp.acked.saturating_sub(cp.base);
+        // After a reboot the device number may differ; within one run
+        // folder the inode decides. A file now shorter than the checkpoint
+        // is not the same file (an inode reused after a deletion).
+        let found = opened
+            .iter()
+            .position(|s| s.ino == cp.ino && s.file.metadata().is_ok_and(|m| m.len() >= within));
+        match found {
+            Some(i) => {
+                opened.drain(..i);
+                opened[0].pos = opened[0].file.seek(SeekFrom::Start(within))?;
+            }
+            None => tracing::warn!(
+                file = %self.path.display(),
+                acked = cp.acked,
+                "the file holding the checkpoint (inode {}) is gone: it was rotated away or \
+                 truncated while the shipper was not running; lines between it and the oldest \
+                 file still here are lost",
+                cp.ino
+            ),
+        }
+        self.start_with(opened);
+        Ok(())
+    }
+
+    fn start_with(&mut self, segs: Vec<Segment>) {
+        self.segs = segs.into();
+        self.mark_front();
+    }
+
+    fn mark_front(&mut self) {
+        if let Some(front) = self.segs.front() {
+            self.marks.push_back(Mark {
+                dev: front.dev,
+                ino: front.ino,
+                base: self.read_to - front.pos,
+            });
+        }
+    }
+
+    /// Bytes read and not yet acknowledged, held here as lines.
+    pub fn buffered_bytes(&self) -> usize {
+        self.pending.bytes + self.line.bytes.len()
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.pending.lines.is_empty()
+    }
+
+    /// When the oldest pending line was read.
+    pub fn pending_since(&self) -> Option<Instant> {
+        self.pending.since
+    }
+
+    /// Nothing left to read, send or hear back about.
+    pub fn is_drained(&self) -> bool {
+        self.pending.lines.is_empty()
+            && self.line.since.is_none()
+            && !self.in_flight
+            && self.acked >= self.read_to
+    }
+
+    /// Looks at the live name (rotation, truncation, deletion), then reads
+    /// up to `budget` bytes into lines.
+    pub fn poll(&mut self, budget: usize, scratch: &mut [u8], now_ns: i64) -> io::Result<Polled> {
+        if !self.gone {
+            self.check_live_name()?;
+        }
+        let mut polled = Polled::default();
+        let now = Instant::now();
+        loop {
+            let want = scratch.len().min(budget - polled.bytes);
+            if want == 0 {
+                polled.more = true;
+                break;
+            }
+            let Some(front) = self.segs.front_mut() else {
+                break;
+            };
+            let n = match front.file.read(&mut scratch[..want]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                if self.segs.len() > 1 {
+                    // A rotated file is never written again: it is done.
+                    self.segs.pop_front();
+                    self.mark_front();
+                    continue;
+                }
+                break;
+            }
+            front.pos += n as u64;
+            self.consume(&scratch[..n], now_ns, now);
+            polled.bytes += n;
+        }
+        if self.gone && polled.bytes == 0 {
+            // The folder is deleted and its files read to the end: a last
+            // line without a newline will never get one.
+            self.flush_partial(now_ns, true);
+        }
+        Ok(polled)
+    }
+
+    fn check_live_name(&mut self) -> io::Result<()> {
+        let meta = match fs::metadata(&self.path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if !self.dir.exists() {
+                    tracing::info!(file = %self.path.display(), "deleted: draining what is still open, then forgetting it");
+                    self.gone = true;
+                }
+                // Else mid-rotation: the new file is not created yet.
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(back) = self.segs.back() else {
+            return Ok(());
+        };
+        if (meta.dev(), meta.ino()) != (back.dev, back.ino) {
+            self.follow_rotation();
+        } else if self.segs.len() == 1 && meta.len() < back.pos {
+            self.restart_truncated(meta.len());
+        }
+        Ok(())
+    }
+
+    /// The live name points at a new file: open every file newer than the
+    /// last one held, oldest first.
+    fn follow_rotation(&mut self) {
+        let files = stream_files(&self.dir, &self.source);
+        let mut newer = Vec::new();
+        for f in &files {
+            let Ok(seg) = open_segment(f) else { continue };
+            if self
+                .segs
+                .iter()
+                .any(|s| (s.dev, s.ino) == (seg.dev, seg.ino))
+            {
+                // Held already; only what comes after it is new.
+                newer.clear();
+                continue;
+            }
+            newer.push(seg);
+        }
+        tracing::debug!(file = %self.path.display(), files = newer.len(), "rotated");
+        self.segs.extend(newer);
+    }
+
+    fn restart_truncated(&mut self, len: u64) {
+        let Some(front) = self.segs.front_mut() else {
+            return;
+        };
+        tracing::warn!(
+            file = %self.path.display(),
+            was = front.pos,
+            now = len,
+            "truncated: reading it again from its start (stream offset {})",
+            self.read_to
+        );
+        if front.file.seek(SeekFrom::Start(0)).is_ok() {
+            front.pos = 0;
+            // Whatever was before the cut is the end of that line.
+            self.flush_partial(cblogs_core::time::now_ns(), true);
+            self.mark_front();
+        }
+    }
+
+    /// Cuts `bytes` (the next bytes of the stream) into lines.
+    fn consume(&mut self, bytes: &[u8], now_ns: i64, now: Instant) {
+        let max = self.limits.max_line_bytes;
+        let mut at = 0;
+        while let Some(i) = memchr::memchr(b'\n', &bytes[at..]) {
+            let text = &bytes[at..at + i];
+            let end = self.read_to + (at + i + 1) as u64;
+            if self.line.since.is_none() {
+                let cut = text.len() > max;
+                let offset = self.read_to + at as u64;
+                self.emit(
+                    offset,
+                    &text[..text.len().min(max)],
+                    cut,
+                    false,
+                    end,
+                    now_ns,
+                    now,
+                );
+            } else {
+                self.line_push(text);
+                let line = std::mem::take(&mut self.line);
+                self.emit(
+                    line.offset,
+                    &line.bytes,
+                    line.skipped > 0,
+                    false,
+                    end,
+                    now_ns,
+                    now,
+                );
+            }
+            at += i + 1;
+        }
+        if at < bytes.len() {
+            if self.line.since.is_none() {
+                self.line.offset = self.read_to + at as u64;
+                self.line.since = Some(now);
+            }
+            self.line_push(&bytes[at..]);
+        }
+        self.read_to += bytes.len() as u64;
+    }
+
+    fn line_push(&mut self, bytes: &[u8]) {
+        let room = self
+            .limits
+            .max_line_bytes
+            .saturating_sub(self.line.bytes.len());
+        let kept = bytes.len().min(room);
+        self.line.bytes.extend_from_slice(&bytes[..kept]);
+        self.line.skipped += (bytes.len() - kept) as u64;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &mut self,
+        offset: u64,
+        text: &[u8],
+        cut: bool,
+        partial: bool,
+        end: u64,
+        now_ns: i64,
+        now: Instant,
+    ) {
+        let mut line = WireLine::from_bytes(offset, now_ns, text);
+        line.cut = cut;
+        line.partial = partial;
+        self.pending.bytes += wire_len(&line);
+        self.pending.lines.push_back(line);
+        self.pending.end = end;
+        self.pending.since.get_or_insert(now);
+    }
+
+    /// Sends the last line without its newline, marked partial, once it is
+    /// older than the partial-line delay (or `now`, when it can never end).
+    pub fn flush_partial(&mut self, now_ns: i64, force: bool) {
+        let Some(since) = self.line.since else {
+            return;
+        };
+        if !force && since.elapsed() < self.limits.partial_line_delay {
+            return;
+        }
+        let line = std::mem::take(&mut self.line);
+        let end = line.offset + line.bytes.len() as u64 + line.skipped;
+        self.emit(
+            line.offset,
+            &line.bytes,
+            line.skipped > 0,
+            true,
+            end,
+            now_ns,
+            Instant::now(),
+        );
+    }
+
+    /// The next batch, of at most `max_bytes` of lines (at least one line).
+    pub fn take_batch(&mut self, max_bytes: usize) -> Option<Batch> {
+        if self.in_flight || self.pending.lines.is_empty() {
+            return None;
+        }
+        let mut lines = Vec::new();
+        let mut bytes = 0;
+        while let Some(l) = self.pending.lines.front() {
+            let len = wire_len(l);
+            if !lines.is_empty() && (bytes + len > max_bytes || lines.len() >= self.max_batch_lines)
+            {
+                break;
+            }
+            bytes += len;
+            lines.extend(self.pending.lines.pop_front());
+        }
+        let end = self
+            .pending
+            .lines
+            .front()
+            .map_or(self.pending.end, |l| l.offset);
+        self.pending.bytes = self.pending.bytes.saturating_sub(bytes);
+        if self.pending.lines.is_empty() {
+            self.pending.since = None;
+        }
+        let batch = Batch {
+            source: self.source.clone(),
+            start: self.batched_to,
+            end,
+            lines,
+            allow_gap: std::mem::take(&mut self.allow_gap),
+        };
+        self.batched_to = end;
+        self.in_flight = true;
+        Some(batch)
+    }
+
+    /// The server holds everything before `end`.
+    pub fn ack(&mut self, end: u64) {
+        self.in_flight = false;
+        self.max_batch_lines = usize::MAX;
+        self.acked = self.acked.max(end);
+        while self.marks.len() > 1 && self.marks[1].base <= self.acked {
+            self.marks.pop_front();
+        }
+    }
+
+    /// Puts a refused batch back in front of what is pending, to be sent
+    /// again in smaller pieces.
+    pub fn requeue_smaller(&mut self, batch: Batch) {
+        self.in_flight = false;
+        self.max_batch_lines = (batch.lines.len() / 2).max(1);
+        self.batched_to = batch.start;
+        self.allow_gap |= batch.allow_gap;
+        for l in batch.lines.into_iter().rev() {
+            self.pending.bytes += wire_len(&l);
+            self.pending.lines.push_front(l);
+        }
+        self.pending.since.get_or_insert_with(Instant::now);
+    }
+
+    /// The server holds this stream only up to `held_end`, before the batch
+    /// we sent. Reads again from there if the file still has those bytes
+    /// (returns true); otherwise the caller resends with a gap allowed.
+    pub fn rewind(&mut self, held_end: u64) -> bool {
+        self.in_flight = false;
+        let Some(front) = self.segs.front_mut() else {
+            return false;
+        };
+        let base = self.read_to - front.pos;
+        if held_end < base || held_end > self.read_to {
+            return false;
+        }
+        if front.file.seek(SeekFrom::Start(held_end - base)).is_err() {
+            return false;
+        }
+        front.pos = held_end - base;
+        self.read_to = held_end;
+        self.batched_to = held_end;
+        self.acked = held_end;
+        self.line = PartialLine::default();
+        self.pending = Pending::default();
+        true
+    }
+
+    /// Where the stream stands, to be saved.
+    pub fn checkpoint(&self) -> Option<Checkpoint> {
+        let mark = self.marks.front()?;
+        Some(Checkpoint {
+            source: self.source.key(),
+            acked: self.acked,
+            dev: mark.dev,
+            ino: mark.ino,
+            base: mark.base,
+        })
+    }
+
+    /// Bytes of this stream on disk that the server does not hold yet.
+    pub fn lag(&self) -> u64 {
+        let unread: u64 = self
+            .segs
+            .iter()
+            .map(|s| {
+                s.file
+                    .metadata()
+                    .map_or(0, |m| m.len().saturating_sub(s.pos))
+            })
+            .sum();
+        (self.read_to + unread).saturating_sub(self.acked)
+    }
+
+    /// Files held open (the live one and rotated ones not read to the end).
+    pub fn open_files(&self) -> usize {
+        self.segs.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    use cblogs_core::{JobKey, Stream};
+
+    fn limits() -> TailLimits {
+        TailLimits {
+            max_line_bytes: 16,
+            partial_line_delay: Duration::from_secs(3600),
+        }
+    }
+
+    fn found(dir: &Path) -> FoundStream {
+        FoundStream {
+            dir: dir.to_owned(),
+            source: Source {
+                cluster: "c".into(),
+                host: "h".into(),
+                task_id: "t".into(),
+                job: JobKey::new(None, "r", "prod", "n"),
+                instance: 0,
+                process: "p".into(),
+                run: 0,
+                stream: Stream::Stdout,
+            },
+        }
+    }
+
+    fn append(path: &Path, bytes: &[u8]) {
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap()
+            .write_all(bytes)
+            .unwrap();
+    }
+
+    /// Reads everything there is and returns the lines taken as (offset, text, flags).
+    fn drain(t: &mut StreamTailer) -> Vec<(u64, String, bool, bool)> {
+        let mut scratch = vec![0; 7];
+        t.poll(usize::MAX, &mut scratch, 1).unwrap();
+        let mut out = Vec::new();
+        while let Some(b) = t.take_batch(usize::MAX) {
+            let end = b.end;
+            out.extend(b.lines.into_iter().map(|l| {
+                (
+                    l.offset,
+                    l.text.unwrap_or_else(|| format!("b64:{}", l.b64.unwrap())),
+                    l.cut,
+                    l.partial,
+                )
+            }));
+            t.ack(end);
+        }
+        out
+    }
+
+    fn texts(lines: &[(u64, String, bool, bool)]) -> Vec<&str> {
+        lines.iter().map(|l| l.1.as_str()).collect()
+    }
+
+    #[test]
+    fn lines_pieces_long_lines_and_binary() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = found(tmp.path());
+        let path = f.path();
+        append(&path, b"one\ntw");
+        let mut t = StreamTailer::open(&f, None, false, limits()).unwrap();
+        assert_eq!(drain(&mut t), [(0, "one".into(), false, false)]);
+        append(&path, b"o pie");
+        assert!(drain(&mut t).is_empty());
+        append(&path, b"ces\nabcdefghijklmnopqrstuvwxyz\n\xff\xfe\n");
+        let got = drain(&mut t);
+        assert_eq!(texts(&got), ["two pieces", "abcdefghijklmnop", "b64://4="]);
+        assert_eq!(got[0].0, 4);
+        assert!(got[1].2, "a line over the limit is cut");
+        assert_eq!(got[2].0, 15 + 27);
+        assert_eq!(t.acked, 15 + 27 + 3);
+    }
+
+    #[test]
+    fn rotation_joins_a_split_line_and_keeps_offsets_growing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = found(tmp.path());
+        let path = f.path();
+        append(&path, b"a\n");
+        let mut t = StreamTailer::open(&f, None, false, limits()).unwrap();
+        assert_eq!(texts(&drain(&mut t)), ["a"]);
+        append(&path, b"b\nhal");
+        fs::rename(&path, tmp.path().join("stdout.1")).unwrap();
+        append(&path, b"ves\nc\n");
+        let got = drain(&mut t);
+        assert_eq!(texts(&got), ["b", "halves", "c"]);
+        assert_eq!(got.iter().map(|l| l.0).collect::<Vec<_>>(), [2, 4, 11]);
+        let cp = t.checkpoint().unwrap();
+        assert_eq!((cp.acked, cp.base), (13, 7));
+
+        // Two more rotations while the shipper is not running, then a resume.
+        append(&path, b"d\n");
+        fs::rename(tmp.path().join("stdout.1"), tmp.path().join("stdout.2")).unwrap();
+        fs::rename(&path, tmp.path().join("stdout.1")).unwrap();
+        append(&path, b"e\n");
+        let mut t = StreamTailer::open(&f, Some(&cp), false, limits()).unwrap();
+        let got = drain(&mut t);
+        assert_eq!(texts(&got), ["d", "e"]);
+        assert_eq!(got[0].0, 13);
+    }
+
+    #[test]
+    fn truncation_starts_over_with_growing_offsets() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = found(tmp.path());
+        let path = f.path();
+        append(&path, b"first line\n");
+        let mut t = StreamTailer::open(&f, None, false, limits()).unwrap();
+        assert_eq!(drain(&mut t).len(), 1);
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        append(&path, b"new\n");
+        let got = drain(&mut t);
+        assert_eq!(got, [(11, "new".into(), false, false)]);
+    }
+
+    #[test]
+    fn partial_lines_after_their_delay_and_at_deletion() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run");
+        fs::create_dir(&dir).unwrap();
+        let f = found(&dir);
+        append(&f.path(), b"no newline yet");
+        let mut t = StreamTailer::open(
+            &f,
+            None,
+            false,
+            TailLimits {
+                max_line_bytes: 100,
+                partial_line_delay: Duration::ZERO,
+            },
+        )
+        .unwrap();
+        assert!(drain(&mut t).is_empty());
+        t.flush_partial(1, false);
+        let b = t.take_batch(usize::MAX).unwrap();
+        assert!(b.lines[0].partial);
+        assert_eq!(b.end, 14);
+        t.ack(b.end);
+        append(&f.path(), b" -- the rest\nlast");
+        fs::remove_dir_all(&dir).unwrap();
+        let got = drain(&mut t);
+        assert_eq!(texts(&got), [" -- the rest"]);
+        let got = drain(&mut t);
+        assert_eq!(got, [(27, "last".into(), false, true)]);
+        assert!(t.gone && t.is_drained());
+    }
+
+    #[test]
+    fn start_at_end_and_rewind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = found(tmp.path());
+        append(&f.path(), b"old\n");
+        let mut t = StreamTailer::open(&f, None, true, limits()).unwrap();
+        append(&f.path(), b"new\n");
+        let mut scratch = vec![0; 64];
+        t.poll(usize::MAX, &mut scratch, 1).unwrap();
+        let b = t.take_batch(usize::MAX).unwrap();
+        assert!(b.allow_gap);
+        assert_eq!((b.start, b.lines[0].offset), (4, 4));
+        // The server lost everything: read it again from 0.
+        assert!(t.rewind(0));
+        assert_eq!(texts(&drain(&mut t)), ["old", "new"]);
+    }
+}
