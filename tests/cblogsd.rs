@@ -78,6 +78,23 @@ fn the_demo_writes_jobs_that_cblogs_can_tail() {
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.lines().len(), 3);
+    // The lines came through a real shipper, out of a sandbox laid out as on
+    // a Mesos agent: each one is in its process's stdout file.
+    let view: cblogs_core::LineView = serde_json::from_str(out.lines()[2]).expect("a LineView");
+    assert_eq!(view.host, "demo-agent-1");
+    let sandbox_file = dir
+        .path()
+        .join("data/demo-agent/slaves/20261125-090000-16842879-5050-7450-S0/frameworks")
+        .join("20261125-085959-16842879-5050-7450-0000/executors")
+        .join(format!("thermos-{}", view.task_id))
+        .join("runs/latest/sandbox/.logs/ledger/0/stdout");
+    let written = std::fs::read_to_string(&sandbox_file).expect("the demo's sandbox file");
+    assert!(
+        written.contains(&format!("{}\n", view.text)),
+        "{} does not hold {:?}",
+        sandbox_file.display(),
+        view.text
+    );
     // SIGTERM stops the demo and the service cleanly.
     // SAFETY: kill(2) with a pid we own and a valid signal number.
     assert_eq!(

@@ -1,21 +1,27 @@
-//! `cblogsd --demo`: a few Aurora jobs that keep writing believable lines
-//! straight into the ingest path, so there is something to tail at once.
+//! `cblogsd --demo`: a fake Mesos agent with a few Aurora jobs whose
+//! processes keep writing believable lines into their Thermos sandboxes,
+//! and a real `cblogs-shipper` (in this process) tailing them into this
+//! server, so there is something to tail at once and the whole path runs.
 //!
-//! Templates are built in (no file outside the binary is needed): Apache
-//! access lines for a web job, Python service logs with an occasional
-//! traceback on stderr, and Java service logs with an occasional stack trace.
+//! The agent lives in `<data dir>/demo-agent`, laid out as a Mesos agent's
+//! work dir is (`thermos-layout.md`), and the shipper keeps its checkpoints
+//! in `<data dir>/demo-shipper`. Templates are built in: Apache access
+//! lines for a web job, Python service logs with an occasional traceback on
+//! stderr, and Java service logs with an occasional stack trace.
 
-use std::sync::Arc;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cblogs_core::time::now_ns;
-use cblogs_core::wire::{Batch, IngestRequest, WireLine};
-use cblogs_core::{Source, Stream};
-
-use crate::http::App;
+use cblogs_core::Stream;
+use tokio::sync::watch;
 
 const CLUSTER: &str = "devcluster";
 const HOST: &str = "demo-agent-1";
+const AGENT_ID: &str = "20261125-090000-16842879-5050-7450-S0";
+const FRAMEWORK_ID: &str = "20261125-085959-16842879-5050-7450-0000";
 
 /// The demo jobs: (role/env/name, process, instances, flavour).
 const JOBS: [(&str, &str, u32, Flavour); 3] = [
@@ -59,46 +65,6 @@ impl Rng {
     fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
         items[self.below(items.len() as u64) as usize]
     }
-}
-
-struct DemoSource {
-    source: Source,
-    offset: u64,
-    flavour: Flavour,
-}
-
-fn sources() -> Vec<DemoSource> {
-    let mut out = Vec::new();
-    for (n, (job, process, instances, flavour)) in JOBS.iter().enumerate() {
-        let key: cblogs_core::JobKey = job.parse().expect("demo job keys are valid");
-        for instance in 0..*instances {
-            let task_id = format!(
-                "{}-{}-{}-{instance}-{:08x}-0000-4000-8000-{:012x}",
-                key.role,
-                key.env,
-                key.name,
-                0xdeb0_0000u32 + n as u32,
-                instance
-            );
-            for stream in [Stream::Stdout, Stream::Stderr] {
-                out.push(DemoSource {
-                    source: Source {
-                        cluster: CLUSTER.into(),
-                        host: HOST.into(),
-                        task_id: task_id.clone(),
-                        job: key.clone(),
-                        instance,
-                        process: (*process).into(),
-                        run: 0,
-                        stream,
-                    },
-                    offset: 0,
-                    flavour: *flavour,
-                });
-            }
-        }
-    }
-    out
 }
 
 fn stdout_line(rng: &mut Rng, flavour: Flavour, instance: u32) -> String {
@@ -159,53 +125,137 @@ fn stderr_lines(rng: &mut Rng, flavour: Flavour) -> Vec<String> {
     }
 }
 
-fn batch(s: &mut DemoSource, lines: Vec<String>) -> Batch {
-    let start = s.offset;
-    let time_ns = now_ns();
-    let wire = lines
-        .into_iter()
-        .map(|text| {
-            let l = WireLine::from_bytes(s.offset, time_ns, text.as_bytes());
-            s.offset += text.len() as u64 + 1;
-            l
-        })
-        .collect();
-    Batch {
-        source: s.source.clone(),
-        start,
-        end: s.offset,
-        lines: wire,
-        allow_gap: false,
+/// One process run's log folder in a demo sandbox.
+struct DemoProcess {
+    dir: PathBuf,
+    instance: u32,
+    flavour: Flavour,
+}
+
+impl DemoProcess {
+    fn append(&self, stream: Stream, lines: &[String]) -> std::io::Result<()> {
+        let mut text = String::new();
+        for l in lines {
+            text.push_str(l);
+            text.push('\n');
+        }
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(stream.as_str()))?
+            .write_all(text.as_bytes())
     }
 }
 
-/// Writes a few lines every quarter second until the service stops.
-pub async fn run(app: Arc<App>) {
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ now_ns() as u64);
-    let mut sources = sources();
-    let mut stopping = app.stopping.clone();
-    loop {
-        let mut batches = Vec::new();
-        for s in &mut sources {
-            let lines = match s.source.stream {
-                Stream::Stdout => (0..rng.below(4))
-                    .map(|_| stdout_line(&mut rng, s.flavour, s.source.instance))
-                    .collect(),
-                Stream::Stderr if rng.below(40) == 0 => stderr_lines(&mut rng, s.flavour),
-                Stream::Stderr => Vec::new(),
-            };
-            if !lines.is_empty() {
-                batches.push(batch(s, lines));
+/// Lays out the agent (idempotent: a restarted demo appends to the same files).
+fn build_agent(work_dir: &Path) -> std::io::Result<Vec<DemoProcess>> {
+    let executors = work_dir
+        .join("slaves")
+        .join(AGENT_ID)
+        .join("frameworks")
+        .join(FRAMEWORK_ID)
+        .join("executors");
+    let mut out = Vec::new();
+    for (n, (job, process, instances, flavour)) in JOBS.iter().enumerate() {
+        let (role, rest) = job.split_once('/').unwrap_or((job, ""));
+        let (env, name) = rest.split_once('/').unwrap_or((rest, ""));
+        for instance in 0..*instances {
+            let task_id = format!(
+                "{role}-{env}-{name}-{instance}-{:08x}-0000-4000-8000-{:012x}",
+                0xdeb0_0000u32 + n as u32,
+                instance
+            );
+            let container = format!(
+                "{:08x}-5eed-4000-8000-{:012x}",
+                0xc0de_0000u32 + n as u32,
+                instance
+            );
+            let runs = executors.join(format!("thermos-{task_id}")).join("runs");
+            let run = runs.join(&container);
+            let logs = run.join("sandbox").join(".logs");
+            fs::create_dir_all(logs.join(process).join("0"))?;
+            let fetch = logs.join("fetch_package").join("0");
+            if !fetch.exists() {
+                fs::create_dir_all(&fetch)?;
+                fs::write(
+                    fetch.join("stdout"),
+                    format!("Fetching package {name} version 17 from the package store\nUnpacked 3 files into the sandbox\n"),
+                )?;
+                fs::write(fetch.join("stderr"), b"")?;
+                fs::write(run.join("stdout"), b"Thermos executor started\n")?;
+                fs::write(run.join("stderr"), b"")?;
             }
+            let latest = runs.join("latest");
+            if fs::symlink_metadata(&latest).is_err() {
+                std::os::unix::fs::symlink(&container, &latest)?;
+            }
+            let dir = logs.join(process).join("0");
+            for stream in [Stream::Stdout, Stream::Stderr] {
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join(stream.as_str()))?;
+            }
+            out.push(DemoProcess {
+                dir,
+                instance,
+                flavour: *flavour,
+            });
         }
-        if !batches.is_empty() {
-            if let Err(e) = app.ingestor.ingest(IngestRequest { batches }).await {
-                tracing::warn!(error = %e, "demo: ingest failed");
+    }
+    Ok(out)
+}
+
+/// Runs the demo agent and its shipper until `stopping` turns true.
+pub async fn run(url: String, data_dir: PathBuf, mut stopping: watch::Receiver<bool>) {
+    let work_dir = data_dir.join("demo-agent");
+    let processes = match build_agent(&work_dir) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(
+                "demo: cannot lay out the agent in {}: {e}",
+                work_dir.display()
+            );
+            return;
+        }
+    };
+    let config = cblogs_shipper::Config {
+        work_dir,
+        checkpoint_root: PathBuf::new(),
+        server: url,
+        state_dir: data_dir.join("demo-shipper"),
+        cluster: CLUSTER.into(),
+        host: HOST.into(),
+        status_listen: "off".into(),
+        ..Default::default()
+    };
+    let mut shipper_stop = stopping.clone();
+    let shipper = tokio::spawn(async move {
+        let stop = async move {
+            let _ = shipper_stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = cblogs_shipper::run(config, stop).await {
+            tracing::error!("demo: the shipper stopped: {e:#}");
+        }
+    });
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ now_ns() as u64);
+    loop {
+        for p in &processes {
+            let out: Vec<String> = (0..rng.below(4))
+                .map(|_| stdout_line(&mut rng, p.flavour, p.instance))
+                .collect();
+            let mut written = p.append(Stream::Stdout, &out);
+            if rng.below(80) == 0 {
+                written = written.and(p.append(Stream::Stderr, &stderr_lines(&mut rng, p.flavour)));
+            }
+            if let Err(e) = written {
+                tracing::warn!("demo: cannot write to {}: {e}", p.dir.display());
             }
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-            _ = stopping.changed() => return,
+            _ = stopping.wait_for(|s| *s) => break,
         }
     }
+    let _ = shipper.await;
 }

@@ -83,7 +83,11 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     let demo_task = demo.then(|| {
         let url = format!("http://{addr}");
         cblogs_server::demo::print_tour(&url);
-        tokio::spawn(cblogs_server::demo::run(service.app.clone()))
+        tokio::spawn(cblogs_server::demo::run(
+            url,
+            data_dir.clone(),
+            service.app.stopping.clone(),
+        ))
     });
     // On SIGINT/SIGTERM: stop accepting, end follow streams (they would
     // otherwise keep the graceful shutdown waiting forever), drain requests.
