@@ -35,7 +35,16 @@ pub fn bin_dir() -> &'static Path {
             .to_owned();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--bins", "-p", "cblogs-server", "-p", "cblogs-cli"]);
+        cmd.args([
+            "build",
+            "--bins",
+            "-p",
+            "cblogs-server",
+            "-p",
+            "cblogs-cli",
+            "-p",
+            "cblogs-shipper",
+        ]);
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
@@ -226,10 +235,14 @@ impl Server {
     pub fn all_lines(&self, job: &str) -> Vec<LineView> {
         let out = self.cli(&["tail", job, "-n", "100000", "--output", "json"]);
         assert_eq!(out.code, 0, "tail failed: {}", out.stderr);
-        out.stdout
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("a LineView per line"))
-            .collect()
+        parse_line_views(&out.stdout)
+    }
+
+    /// [`Server::all_lines`], or `None` while the CLI fails (e.g. no job
+    /// matches yet): for polling.
+    pub fn try_all_lines(&self, job: &str) -> Option<Vec<LineView>> {
+        let out = self.cli(&["tail", job, "-n", "100000", "--output", "json"]);
+        (out.code == 0).then(|| parse_line_views(&out.stdout))
     }
 }
 
@@ -240,6 +253,13 @@ impl Drop for Server {
             let _ = c.wait();
         }
     }
+}
+
+fn parse_line_views(stdout: &str) -> Vec<LineView> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a LineView per line"))
+        .collect()
 }
 
 pub struct CliOutput {
@@ -379,22 +399,28 @@ impl Drop for Follower {
     }
 }
 
-/// A source with a realistic task id: `role-env-name-instance-<uuid>`.
-pub fn source(job: &str, instance: u32, process: &str, stream: Stream) -> Source {
-    let key: JobKey = job.parse().expect("job key");
-    let cluster = key.cluster.clone().unwrap_or_else(|| "devcluster".into());
+/// A deterministic uuid (8-4-4-4-12 hex digits) made from `seed`.
+pub fn fake_uuid(seed: impl AsRef<[u8]>) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in job.bytes().chain(instance.to_le_bytes()) {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    for b in seed.as_ref() {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
     }
-    let uuid = format!(
+    format!(
         "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
         h >> 32,
         (h >> 16) & 0xffff,
         h & 0xfff,
         (h >> 12) & 0xfff,
         h & 0xffff_ffff_ffff
-    );
+    )
+}
+
+/// A source with a realistic task id: `role-env-name-instance-<uuid>`.
+pub fn source(job: &str, instance: u32, process: &str, stream: Stream) -> Source {
+    let key: JobKey = job.parse().expect("job key");
+    let cluster = key.cluster.clone().unwrap_or_else(|| "devcluster".into());
+    let seed: Vec<u8> = job.bytes().chain(instance.to_le_bytes()).collect();
+    let uuid = fake_uuid(seed);
     Source {
         cluster,
         host: "agent1".into(),
@@ -477,4 +503,563 @@ pub fn corpus(name: &str) -> Vec<Vec<u8>> {
 pub fn shown(bytes: &[u8]) -> String {
     let s = String::from_utf8_lossy(bytes).into_owned();
     s.strip_suffix('\r').map(str::to_owned).unwrap_or(s)
+}
+
+// ---------------------------------------------------------------------------
+// A fake Mesos agent with Thermos sandboxes, and the real `cblogs-shipper`.
+// ---------------------------------------------------------------------------
+
+/// The agent id in the fixture's `slaves/` folder.
+pub const AGENT_ID: &str = "20171005-141516-16842879-5050-1234-S3";
+/// The Aurora scheduler's framework id.
+pub const FRAMEWORK_ID: &str = "20160902-110203-16842879-5050-4321-0000";
+/// The cluster and host every shipper in these tests is started with.
+pub const SHIPPER_CLUSTER: &str = "devcluster";
+pub const SHIPPER_HOST: &str = "agent1";
+/// The line length limit of both cblogsd (its default) and the shipper.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+/// Text written where the shipper must not look (the executor's own output,
+/// Thermos checkpoints, foreign executors): no shipped line may contain it.
+pub const NOT_A_LOG: &str = "NOT-A-TASK-LOG";
+
+/// A shipper configuration for tests: quick polls, quick batches, quick
+/// retries; a partial last line waits 2 s for its newline.
+pub const SHIPPER_FAST: &str = "\
+[discovery]
+rescan_interval_ms = 500
+[tail]
+poll_interval_ms = 50
+partial_line_delay_ms = 2000
+max_line_bytes = 1048576
+[ship]
+batch_max_bytes = 1048576
+batch_max_delay_ms = 50
+retry_initial_ms = 100
+retry_max_ms = 500
+[checkpoint]
+interval_ms = 1000
+";
+
+/// A Mesos agent's work dir laid out as `thermos-layout.md` describes, and
+/// a Thermos checkpoint root for tasks of the older (legacy) layout.
+pub struct Agent {
+    /// The agent's `--work_dir`.
+    pub work_dir: PathBuf,
+    /// Thermos' checkpoint root (`/var/run/thermos` on a real agent).
+    pub checkpoint_root: PathBuf,
+    executors: PathBuf,
+}
+
+impl Agent {
+    /// Lays out `<root>/mesos/slaves/<agent>/frameworks/<framework>/executors/`
+    /// and an empty checkpoint root `<root>/thermos`.
+    pub fn new(root: &Path) -> Agent {
+        let work_dir = root.join("mesos");
+        let executors = work_dir
+            .join("slaves")
+            .join(AGENT_ID)
+            .join("frameworks")
+            .join(FRAMEWORK_ID)
+            .join("executors");
+        mkdirs(&executors);
+        // The agent keeps other things in its work dir too.
+        mkdirs(&work_dir.join("meta/slaves").join(AGENT_ID));
+        let checkpoint_root = root.join("thermos");
+        mkdirs(&checkpoint_root);
+        Agent {
+            work_dir,
+            checkpoint_root,
+            executors,
+        }
+    }
+
+    /// A running Aurora task: the executor folder `thermos-<task id>` with
+    /// one container run (`runs/<container id>`, and `runs/latest` linking
+    /// to it), the executor's own stdout/stderr beside the sandbox, a file
+    /// the task installed, and an empty `sandbox/.logs`.
+    pub fn task(&self, role: &str, env: &str, name: &str, instance: u32) -> Task {
+        let task_id = format!(
+            "{role}-{env}-{name}-{instance}-{}",
+            fake_uuid(format!("task {role}/{env}/{name}/{instance}"))
+        );
+        let executor_dir = self.executors.join(format!("thermos-{task_id}"));
+        let container = fake_uuid(format!("container {task_id}"));
+        let runs = executor_dir.join("runs");
+        let run_dir = runs.join(&container);
+        let sandbox = run_dir.join("sandbox");
+        let log_dir = sandbox.join(".logs");
+        mkdirs(&log_dir);
+        std::os::unix::fs::symlink(&container, runs.join("latest")).expect("runs/latest link");
+        for stream in ["stdout", "stderr"] {
+            std::fs::write(
+                run_dir.join(stream),
+                format!(
+                    "{NOT_A_LOG}: thermos executor {stream} for {task_id}\n\
+                     {NOT_A_LOG}: Writing log files to disk in {}\n",
+                    log_dir.display()
+                ),
+            )
+            .expect("executor output");
+        }
+        std::fs::write(
+            sandbox.join("hello_world.py"),
+            format!("print('{NOT_A_LOG}: a file the task installed')\n"),
+        )
+        .expect("sandbox file");
+        Task {
+            task_id,
+            job: format!("{role}/{env}/{name}"),
+            instance,
+            log_dir,
+            remove_on_delete: executor_dir,
+        }
+    }
+
+    /// A task of an older Thermos, which logged to
+    /// `<checkpoint root>/logs/<task id>/…`; its binary checkpoints are in
+    /// `<checkpoint root>/checkpoints/<task id>/`. Its id has the creation
+    /// time prefix older schedulers put there.
+    pub fn legacy_task(&self, role: &str, env: &str, name: &str, instance: u32) -> Task {
+        let task_id = format!(
+            "1507212916123-{role}-{env}-{name}-{instance}-{}",
+            fake_uuid(format!("legacy task {role}/{env}/{name}/{instance}"))
+        );
+        let log_dir = self.checkpoint_root.join("logs").join(&task_id);
+        mkdirs(&log_dir);
+        let checkpoints = self.checkpoint_root.join("checkpoints").join(&task_id);
+        mkdirs(&checkpoints.join("coordinator.hello_world"));
+        std::fs::write(
+            checkpoints.join("runner"),
+            format!("\u{1}\u{0}{NOT_A_LOG}: binary runner checkpoint\n"),
+        )
+        .expect("checkpoint file");
+        Task {
+            task_id,
+            job: format!("{role}/{env}/{name}"),
+            instance,
+            remove_on_delete: log_dir.clone(),
+            log_dir,
+        }
+    }
+
+    /// An executor that is not Thermos', with a Thermos-like log tree in
+    /// its sandbox: not an Aurora task, so nothing of it is shipped.
+    pub fn foreign_executor(&self) -> PathBuf {
+        let dir = self
+            .executors
+            .join("custom-executor-1")
+            .join("runs")
+            .join(fake_uuid("foreign container"));
+        let logs = dir.join("sandbox/.logs/worker/0");
+        mkdirs(&logs);
+        for stream in ["stdout", "stderr"] {
+            std::fs::write(
+                logs.join(stream),
+                format!("{NOT_A_LOG}: foreign executor\n"),
+            )
+            .expect("foreign log");
+        }
+        dir
+    }
+}
+
+fn mkdirs(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+}
+
+/// One Aurora task on the [`Agent`].
+pub struct Task {
+    pub task_id: String,
+    /// `role/env/name`.
+    pub job: String,
+    pub instance: u32,
+    /// Thermos' log dir: `<sandbox>/.logs`, or `<checkpoint root>/logs/<task id>`.
+    pub log_dir: PathBuf,
+    remove_on_delete: PathBuf,
+}
+
+impl Task {
+    /// A process run folder `<log dir>/<process>/<run>/` with empty
+    /// `stdout` and `stderr`, as Thermos creates them when it starts the process.
+    pub fn process(&self, name: &str, run: u32) -> ProcessRun {
+        let p = self.process_dir_only(name, run);
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            std::fs::File::create(p.path(stream)).expect("create log file");
+        }
+        p
+    }
+
+    /// The process run folder only: its files appear with the first write.
+    pub fn process_dir_only(&self, name: &str, run: u32) -> ProcessRun {
+        let dir = self.log_dir.join(name).join(run.to_string());
+        mkdirs(&dir);
+        ProcessRun {
+            task_id: self.task_id.clone(),
+            job: self.job.clone(),
+            instance: self.instance,
+            process: name.to_owned(),
+            run,
+            dir,
+            streams: Default::default(),
+        }
+    }
+
+    /// `rm -rf` of the executor folder, as the agent's garbage collector
+    /// does (for a legacy task: its log folder).
+    pub fn delete(&self) {
+        std::fs::remove_dir_all(&self.remove_on_delete)
+            .unwrap_or_else(|e| panic!("delete {}: {e}", self.remove_on_delete.display()));
+    }
+}
+
+/// A line the test expects to see: where it starts in its stream, its bytes
+/// (all of them, even past the length limit), and whether it is sent
+/// without its newline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub offset: u64,
+    pub bytes: Vec<u8>,
+    pub partial: bool,
+}
+
+impl Written {
+    /// What the CLI shows for it: (offset, text, cut, partial).
+    pub fn view(&self) -> (u64, String, bool, bool) {
+        let kept = &self.bytes[..self.bytes.len().min(MAX_LINE_BYTES)];
+        (
+            self.offset,
+            String::from_utf8_lossy(kept).into_owned(),
+            self.bytes.len() > MAX_LINE_BYTES,
+            self.partial,
+        )
+    }
+}
+
+/// What was written to one stream so far, as lines.
+#[derive(Debug, Default, Clone)]
+pub struct StreamModel {
+    /// Bytes written to the stream, across rotations and truncations.
+    pub written: u64,
+    /// Complete lines (and flushed partial ones).
+    pub lines: Vec<Written>,
+    /// The last line while it has no newline: its offset and bytes.
+    pending: Option<(u64, Vec<u8>)>,
+}
+
+impl StreamModel {
+    fn record(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let written = self.written;
+            let (_, line) = self.pending.get_or_insert_with(|| (written, Vec::new()));
+            match bytes.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    line.extend_from_slice(&bytes[..i]);
+                    self.written += i as u64 + 1;
+                    bytes = &bytes[i + 1..];
+                    let (offset, line) = self.pending.take().expect("pending line");
+                    self.lines.push(Written {
+                        offset,
+                        bytes: line,
+                        partial: false,
+                    });
+                }
+                None => {
+                    line.extend_from_slice(bytes);
+                    self.written += bytes.len() as u64;
+                    bytes = &[];
+                }
+            }
+        }
+    }
+
+    /// The last line has no newline and will be sent as it is, marked partial.
+    pub fn expect_partial(&mut self) {
+        let (offset, bytes) = self.pending.take().expect("a line without its newline");
+        self.lines.push(Written {
+            offset,
+            bytes,
+            partial: true,
+        });
+    }
+
+    pub fn has_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+}
+
+/// The identity of a stream as the CLI shows it.
+pub type StreamKey = (String, String, u32, Stream);
+
+/// One run of one Thermos process: `<log dir>/<process>/<run>/{stdout,stderr}`.
+/// Remembers everything written, to compare with what arrives.
+#[derive(Debug)]
+pub struct ProcessRun {
+    pub task_id: String,
+    pub job: String,
+    pub instance: u32,
+    pub process: String,
+    pub run: u32,
+    pub dir: PathBuf,
+    streams: [StreamModel; 2],
+}
+
+fn stream_index(stream: Stream) -> usize {
+    match stream {
+        Stream::Stdout => 0,
+        Stream::Stderr => 1,
+    }
+}
+
+impl ProcessRun {
+    /// The live file of a stream.
+    pub fn path(&self, stream: Stream) -> PathBuf {
+        self.dir.join(stream.as_str())
+    }
+
+    pub fn key(&self, stream: Stream) -> StreamKey {
+        (self.task_id.clone(), self.process.clone(), self.run, stream)
+    }
+
+    pub fn model(&self, stream: Stream) -> &StreamModel {
+        &self.streams[stream_index(stream)]
+    }
+
+    pub fn model_mut(&mut self, stream: Stream) -> &mut StreamModel {
+        &mut self.streams[stream_index(stream)]
+    }
+
+    /// Appends `bytes` as the process does (opened for append, created if
+    /// missing; one write), then closes the file.
+    pub fn append(&mut self, stream: Stream, bytes: &[u8]) {
+        use std::io::Write;
+        let path = self.path(stream);
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        f.write_all(bytes)
+            .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        self.streams[stream_index(stream)].record(bytes);
+    }
+
+    /// Appends each of `lines` followed by a newline, in one write.
+    pub fn append_lines<T: AsRef<[u8]>>(&mut self, stream: Stream, lines: &[T]) {
+        let mut buf = Vec::new();
+        for l in lines {
+            buf.extend_from_slice(l.as_ref());
+            buf.push(b'\n');
+        }
+        self.append(stream, &buf);
+    }
+
+    /// Thermos' `rotate` log mode: `stdout.(N-1)` → `stdout.N` … `stdout` →
+    /// `stdout.1`, then a new empty `stdout`. Nothing is deleted.
+    pub fn rotate(&mut self, stream: Stream) {
+        let name = |n: u32| {
+            if n == 0 {
+                self.path(stream)
+            } else {
+                self.dir.join(format!("{}.{n}", stream.as_str()))
+            }
+        };
+        let mut top = 0;
+        while name(top + 1).exists() {
+            top += 1;
+        }
+        for n in (0..=top).rev() {
+            std::fs::rename(name(n), name(n + 1)).expect("rotate");
+        }
+        std::fs::File::create(name(0)).expect("new live file");
+    }
+
+    /// Truncates the live file to nothing (as `> stdout` would); the stream's
+    /// offsets go on growing.
+    pub fn truncate(&mut self, stream: Stream) {
+        assert!(
+            !self.model(stream).has_pending(),
+            "truncate only between lines"
+        );
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.path(stream))
+            .and_then(|f| f.set_len(0))
+            .expect("truncate");
+    }
+}
+
+/// A running `cblogs-shipper` for an [`Agent`].
+pub struct Shipper {
+    child: Option<Child>,
+    args: Vec<std::ffi::OsString>,
+    log: PathBuf,
+    status_listen: String,
+}
+
+impl Shipper {
+    /// Starts `cblogs-shipper` on the agent's work dir and checkpoint root,
+    /// with `config` (TOML) and the state dir given, shipping to `server_url`
+    /// as cluster `devcluster`, host `agent1`, without a status endpoint.
+    /// Its stderr (the tracing log) goes to `<state dir>.log`.
+    pub fn start(agent: &Agent, state_dir: &Path, server_url: &str, config: &str) -> Shipper {
+        Shipper::start_with_status(agent, state_dir, server_url, config, "off")
+    }
+
+    /// [`Shipper::start`] with the status endpoint on a free local port
+    /// (see [`Shipper::status`]).
+    pub fn start_with_status_endpoint(
+        agent: &Agent,
+        state_dir: &Path,
+        server_url: &str,
+        config: &str,
+    ) -> Shipper {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        Shipper::start_with_status(agent, state_dir, server_url, config, &addr)
+    }
+
+    fn start_with_status(
+        agent: &Agent,
+        state_dir: &Path,
+        server_url: &str,
+        config: &str,
+        status_listen: &str,
+    ) -> Shipper {
+        mkdirs(state_dir);
+        let config_path = state_dir.with_extension("toml");
+        std::fs::write(&config_path, config).expect("write shipper config");
+        let args = [
+            "--config".as_ref(),
+            config_path.as_os_str(),
+            "--work-dir".as_ref(),
+            agent.work_dir.as_os_str(),
+            "--checkpoint-root".as_ref(),
+            agent.checkpoint_root.as_os_str(),
+            "--state-dir".as_ref(),
+            state_dir.as_os_str(),
+            "--server".as_ref(),
+            server_url.as_ref(),
+            "--cluster".as_ref(),
+            SHIPPER_CLUSTER.as_ref(),
+            "--host".as_ref(),
+            SHIPPER_HOST.as_ref(),
+            "--status-listen".as_ref(),
+            status_listen.as_ref(),
+        ]
+        .iter()
+        .map(|a: &&std::ffi::OsStr| a.to_os_string())
+        .collect();
+        let mut s = Shipper {
+            child: None,
+            args,
+            log: state_dir.with_extension("log"),
+            status_listen: status_listen.to_owned(),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open shipper log");
+        let child = Command::new(bin("cblogs-shipper"))
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .env_remove("CBLOGS_SERVER")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start cblogs-shipper");
+        self.child = Some(child);
+    }
+
+    /// Runs `cblogs-shipper --status` against this shipper's endpoint.
+    pub fn status(&self) -> CliOutput {
+        assert_ne!(
+            self.status_listen, "off",
+            "started without a status endpoint"
+        );
+        let out = Command::new(bin("cblogs-shipper"))
+            .args(["--status", "--status-listen", &self.status_listen])
+            .output()
+            .expect("run cblogs-shipper --status");
+        CliOutput {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Everything the shipper logged, across restarts.
+    /// The running process's id (for benchmarks reading /proc).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Panics, with the log, if the shipper has exited.
+    pub fn assert_running(&mut self) {
+        let status = self
+            .child
+            .as_mut()
+            .expect("the shipper was started")
+            .try_wait()
+            .expect("wait");
+        if let Some(status) = status {
+            panic!(
+                "cblogs-shipper exited with {status}; its log:\n{}",
+                self.log_text()
+            );
+        }
+    }
+
+    /// SIGKILL: no chance to send or checkpoint anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("SIGKILL cblogs-shipper");
+            c.wait().expect("reap cblogs-shipper");
+        }
+    }
+
+    /// SIGTERM, and a clean exit (status 0) within the deadline.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) with a pid we own and a valid signal number.
+            let rc = unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+            assert_eq!(rc, 0, "send SIGTERM");
+            let status = wait_until("cblogs-shipper to exit after SIGTERM", DEADLINE, || {
+                c.try_wait().expect("wait")
+            });
+            assert!(
+                status.success(),
+                "cblogs-shipper exited with {status} after SIGTERM; log:\n{}",
+                self.log_text()
+            );
+        }
+    }
+
+    /// Starts again with the same flags (and so the same state dir).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or kill the shipper first");
+        self.spawn();
+    }
+}
+
+impl Drop for Shipper {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }

@@ -9,7 +9,7 @@
 //! reach the server in order; a checkpoint only ever records what the
 //! server acknowledged.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -63,6 +63,8 @@ pub struct Shipper {
     /// A read stopped at its budget with bytes left in the file.
     more_to_read: bool,
     checkpoint_dirty: bool,
+    /// Files that could not be opened, each reported once.
+    open_failed: HashSet<PathBuf>,
     lines_acked: u64,
     lines_dropped: u64,
     status_tx: Option<mpsc::Sender<StatusRequest>>,
@@ -118,7 +120,9 @@ impl Shipper {
             in_flight: JoinSet::new(),
             read_cursor: 0,
             more_to_read: false,
-            checkpoint_dirty: false,
+            // Written at once, so that a restart is never taken for a first start.
+            checkpoint_dirty: true,
+            open_failed: HashSet::new(),
             lines_acked: 0,
             lines_dropped: 0,
             status_tx: Some(status_tx),
@@ -170,9 +174,6 @@ impl Shipper {
                     let _ = reply.send(self.status());
                 }
                 _ = checkpoint.tick() => self.save_checkpoints().await,
-                _ = poll.tick() => self.read_round(),
-                () = std::future::ready(()), if read_now => self.read_round(),
-                () = sleep_until(flush_at) => {}
                 () = changed.notified() => {
                     rescan_at.get_or_insert_with(|| Instant::now() + Duration::from_millis(100));
                 }
@@ -181,6 +182,11 @@ impl Shipper {
                     self.rescan();
                 }
                 _ = rescan.tick() => self.rescan(),
+                _ = poll.tick() => self.read_round(),
+                () = sleep_until(flush_at) => {}
+                // Last: under a steady flood this is always ready, and the
+                // branches above must still get their turn.
+                () = std::future::ready(()), if read_now => self.read_round(),
             }
             self.send_ready(false);
         }
@@ -242,6 +248,7 @@ impl Shipper {
             let resume = self.carried.remove(&path);
             match StreamTailer::open(found, resume.as_ref(), at_end, self.limits()) {
                 Ok(t) => {
+                    self.open_failed.remove(&path);
                     tracing::info!(
                         file = %path.display(),
                         source = %t.source.key(),
@@ -253,7 +260,11 @@ impl Shipper {
                     self.checkpoint_dirty = true;
                 }
                 Err(e) => {
-                    tracing::debug!(file = %path.display(), "cannot open yet: {e}");
+                    if e.kind() != std::io::ErrorKind::NotFound
+                        && self.open_failed.insert(path.clone())
+                    {
+                        tracing::warn!(file = %path.display(), "cannot open: {e}");
+                    }
                     if let Some(cp) = resume {
                         self.carried.insert(path, cp);
                     }

@@ -103,6 +103,10 @@ pub struct StreamTailer {
     max_batch_lines: usize,
     /// The run folder is gone (the agent's garbage collector): drain, then forget.
     pub gone: bool,
+    /// The last poll read to the end of the live file. A partial line is
+    /// only given up on then: while back-pressure holds reading back, its
+    /// newline may well be on disk already.
+    at_eof: bool,
     limits: TailLimits,
 }
 
@@ -180,6 +184,7 @@ impl StreamTailer {
             allow_gap: false,
             max_batch_lines: usize::MAX,
             gone: false,
+            at_eof: false,
             limits,
         };
         if opened.is_empty() {
@@ -278,6 +283,7 @@ impl StreamTailer {
         }
         let mut polled = Polled::default();
         let now = Instant::now();
+        self.at_eof = false;
         loop {
             let want = scratch.len().min(budget - polled.bytes);
             if want == 0 {
@@ -299,13 +305,14 @@ impl StreamTailer {
                     self.mark_front();
                     continue;
                 }
+                self.at_eof = true;
                 break;
             }
             front.pos += n as u64;
             self.consume(&scratch[..n], now_ns, now);
             polled.bytes += n;
         }
-        if self.gone && polled.bytes == 0 {
+        if self.gone && self.at_eof && polled.bytes == 0 {
             // The folder is deleted and its files read to the end: a last
             // line without a newline will never get one.
             self.flush_partial(now_ns, true);
@@ -458,7 +465,7 @@ impl StreamTailer {
         let Some(since) = self.line.since else {
             return;
         };
-        if !force && since.elapsed() < self.limits.partial_line_delay {
+        if !force && (!self.at_eof || since.elapsed() < self.limits.partial_line_delay) {
             return;
         }
         let line = std::mem::take(&mut self.line);
@@ -739,17 +746,23 @@ mod tests {
         )
         .unwrap();
         assert!(drain(&mut t).is_empty());
+        // Read only in part (back-pressure): the rest may end the line.
+        append(&f.path(), b"!!!!");
+        t.poll(2, &mut [0; 64], 1).unwrap();
+        t.flush_partial(1, false);
+        assert!(t.take_batch(usize::MAX).is_none());
+        t.poll(usize::MAX, &mut [0; 64], 1).unwrap();
         t.flush_partial(1, false);
         let b = t.take_batch(usize::MAX).unwrap();
         assert!(b.lines[0].partial);
-        assert_eq!(b.end, 14);
+        assert_eq!(b.end, 18);
         t.ack(b.end);
         append(&f.path(), b" -- the rest\nlast");
         fs::remove_dir_all(&dir).unwrap();
         let got = drain(&mut t);
         assert_eq!(texts(&got), [" -- the rest"]);
         let got = drain(&mut t);
-        assert_eq!(got, [(27, "last".into(), false, true)]);
+        assert_eq!(got, [(31, "last".into(), false, true)]);
         assert!(t.gone && t.is_drained());
     }
 
