@@ -65,19 +65,23 @@ fn the_demo_writes_jobs_that_cblogs_can_tail() {
         let line = f.next_line(DEADLINE);
         assert!(line.contains(" hello_world/"), "{line}");
     }
-    let out = cli(
-        &url,
-        &[
-            "tail",
-            "payments/prod/ledger/1",
-            "-n",
-            "3",
-            "--output",
-            "json",
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(out.lines().len(), 3);
+    // The instance writes a line every few hundred milliseconds, after its
+    // fetch_package process's two: wait until it has three.
+    let out = wait_until("three lines of payments/prod/ledger/1", DEADLINE, || {
+        let out = cli(
+            &url,
+            &[
+                "tail",
+                "payments/prod/ledger/1",
+                "-n",
+                "3",
+                "--output",
+                "json",
+            ],
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        (out.lines().len() == 3).then_some(out)
+    });
     // The lines came through a real shipper, out of a sandbox laid out as on
     // a Mesos agent: each one is in its process's stdout file.
     let view: cblogs_core::LineView = serde_json::from_str(out.lines()[2]).expect("a LineView");
@@ -87,13 +91,19 @@ fn the_demo_writes_jobs_that_cblogs_can_tail() {
         .join("data/demo-agent/slaves/20261125-090000-16842879-5050-7450-S0/frameworks")
         .join("20261125-085959-16842879-5050-7450-0000/executors")
         .join(format!("thermos-{}", view.task_id))
-        .join("runs/latest/sandbox/.logs/ledger/0/stdout");
-    let written = std::fs::read_to_string(&sandbox_file).expect("the demo's sandbox file");
-    assert!(
-        written.contains(&format!("{}\n", view.text)),
-        "{} does not hold {:?}",
+        .join("runs/latest/sandbox/.logs")
+        .join(&view.process)
+        .join(view.run.to_string())
+        .join(view.stream.as_str());
+    let written = std::fs::read(&sandbox_file).expect("the demo's sandbox file");
+    let at = usize::try_from(view.offset).expect("offset fits");
+    assert_eq!(
+        written.get(at..at + view.text.len() + 1),
+        Some(format!("{}\n", view.text).as_bytes()),
+        "{} does not hold {:?} at offset {}",
         sandbox_file.display(),
-        view.text
+        view.text,
+        view.offset
     );
     // SIGTERM stops the demo and the service cleanly.
     // SAFETY: kill(2) with a pid we own and a valid signal number.
