@@ -18,6 +18,9 @@ pub const JOBS_PATH: &str = "/api/v1/jobs";
 pub const TAIL_PATH: &str = "/api/v1/tail";
 pub const FOLLOW_PATH: &str = "/api/v1/follow";
 pub const HEALTH_PATH: &str = "/healthz";
+/// POST: seal and commit everything acknowledged so far; answers
+/// [`FlushResponse`] when it is in the index.
+pub const FLUSH_PATH: &str = "/api/v1/admin/flush";
 
 /// The default and the largest `n` of a tail.
 pub const DEFAULT_TAIL_LINES: usize = 100;
@@ -76,4 +79,12 @@ pub struct Truncated {
 pub struct Lagged {
     /// How many ingested batches (each one or more lines of one source) were skipped.
     pub missed: u64,
+}
+
+/// The answer of [`FLUSH_PATH`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FlushResponse {
+    /// Blocks sealed and committed by this flush.
+    pub committed_blocks: usize,
+    pub took_ms: u64,
 }

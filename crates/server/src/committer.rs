@@ -7,9 +7,13 @@
 //! hand the result to the store, and trim the WAL below the oldest line
 //! still only in memory. It also applies retention, and on shutdown seals
 //! and commits everything so that a clean restart replays nothing.
+//!
+//! A [`Flush`] asks it to seal and commit everything now (the admin flush
+//! endpoint: before a backup, or when a benchmark needs every acknowledged
+//! line in the index).
 
 use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +26,18 @@ use crate::wal::Wal;
 const WRITER_IDLE: Duration = Duration::from_secs(300);
 /// How often retention is checked.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
+
+/// What the committer's thread is asked to do between its rounds.
+pub enum CommitterCommand {
+    /// Seal and commit every block now, then answer with how many blocks
+    /// were committed.
+    Flush(Flush),
+    /// Commit everything and end.
+    Stop,
+}
+
+/// The answer channel of a flush.
+pub type Flush = Sender<usize>;
 
 pub struct Committer {
     store: Arc<Store>,
@@ -42,14 +58,25 @@ impl Committer {
         }
     }
 
-    /// Runs until `stop` says so (or is dropped).
-    pub fn run(&mut self, stop: Receiver<()>) {
-        // A message or a closed channel both mean stop.
-        while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(self.config.commit_interval())
-        {
-            self.commit(false);
-            self.housekeeping();
+    /// Runs until told to stop (or the channel is dropped), then commits
+    /// everything.
+    pub fn run(&mut self, commands: Receiver<CommitterCommand>) {
+        let mut next = Instant::now() + self.config.commit_interval();
+        loop {
+            let wait = next.saturating_duration_since(Instant::now());
+            match commands.recv_timeout(wait) {
+                Err(RecvTimeoutError::Timeout) => {
+                    self.commit(false);
+                    self.housekeeping();
+                    next = Instant::now() + self.config.commit_interval();
+                }
+                Ok(CommitterCommand::Flush(reply)) => {
+                    let _ = reply.send(self.commit(true));
+                }
+                Ok(CommitterCommand::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+            }
         }
+        self.commit(true);
     }
 
     /// Seals what is due (everything when `all`) and commits it. Returns

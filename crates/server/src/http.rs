@@ -21,6 +21,7 @@ use cblogs_core::wire::{ErrorBody, IngestRequest, IngestResponse, INGEST_PATH};
 use cblogs_core::{InstanceSet, Selector, Stream};
 use tokio::sync::{broadcast, mpsc, watch};
 
+use crate::committer::CommitterCommand;
 use crate::config::Config;
 use crate::ingest::{IngestError, Ingestor};
 use crate::query::{self, line_view, LineFilter, QueryError};
@@ -34,6 +35,8 @@ pub struct App {
     pub ingestor: Ingestor,
     /// Flips to true when the service stops: ends follow streams.
     pub stopping: watch::Receiver<bool>,
+    /// Asks the committer to seal and commit everything now.
+    pub committer: std::sync::mpsc::Sender<CommitterCommand>,
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -43,6 +46,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route(api::TAIL_PATH, get(tail))
         .route(api::FOLLOW_PATH, get(follow))
         .route(api::HEALTH_PATH, get(|| async { "ok\n" }))
+        .route(api::FLUSH_PATH, post(flush))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(app)
 }
@@ -209,6 +213,26 @@ async fn jobs(
     }
     Ok(Json(JobsResponse {
         jobs: query::jobs(&app.store, pattern.as_ref()),
+    }))
+}
+
+/// Seals every open block and commits it to the index, answering when that
+/// is done: every line acknowledged before the call is then in the index
+/// and the WAL holds nothing older.
+async fn flush(State(app): State<Arc<App>>) -> Result<Json<api::FlushResponse>, ApiError> {
+    let started = std::time::Instant::now();
+    let (reply, answer) = std::sync::mpsc::channel();
+    app.committer
+        .send(CommitterCommand::Flush(reply))
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the service is stopping"))?;
+    let committed_blocks = tokio::task::spawn_blocking(move || answer.recv())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the service is stopping"))?;
+    Ok(Json(api::FlushResponse {
+        committed_blocks,
+        took_ms: started.elapsed().as_millis() as u64,
     }))
 }
 

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::watch;
 
-use crate::committer::Committer;
+use crate::committer::{Committer, CommitterCommand};
 use crate::config::Config;
 use crate::http::App;
 use crate::ingest::Ingestor;
@@ -37,7 +37,7 @@ pub struct Service {
     pub app: Arc<App>,
     wal: Arc<Wal>,
     stopping: Arc<watch::Sender<bool>>,
-    committer_stop: mpsc::Sender<()>,
+    committer_commands: mpsc::Sender<CommitterCommand>,
     committer: JoinHandle<()>,
 }
 
@@ -70,13 +70,10 @@ impl Service {
         // Replayed lines may already be old enough to seal: commit them now,
         // so the WAL from the last run is trimmed early.
         committer.commit(false);
-        let (committer_stop, stop_rx) = mpsc::channel();
+        let (committer_commands, commands) = mpsc::channel();
         let committer = std::thread::Builder::new()
             .name("committer".into())
-            .spawn(move || {
-                committer.run(stop_rx);
-                committer.commit(true);
-            })
+            .spawn(move || committer.run(commands))
             .map_err(|source| StartError::DataDir {
                 path: data.clone(),
                 source,
@@ -87,12 +84,13 @@ impl Service {
             store,
             ingestor,
             stopping: stopping_rx,
+            committer: committer_commands.clone(),
         });
         Ok(Service {
             app,
             wal,
             stopping: Arc::new(stopping),
-            committer_stop,
+            committer_commands,
             committer,
         })
     }
@@ -111,7 +109,7 @@ impl Service {
     pub fn close(self) {
         self.begin_stop();
         self.wal.close();
-        let _ = self.committer_stop.send(());
+        let _ = self.committer_commands.send(CommitterCommand::Stop);
         if self.committer.join().is_err() {
             tracing::error!("the committer panicked during shutdown; the WAL keeps its lines for the next start");
         }

@@ -1,0 +1,284 @@
+//! Server ingest: the corpus posted over HTTP to a real `cblogsd` until it
+//! is all in the index, then what that left on disk and how fast
+//! `cblogs tail -n 100` answers from it.
+//!
+//! The requests are built before the clock starts, the way shippers build
+//! them: each holds batches of up to 64 KiB from several sources, up to
+//! 1 MiB of lines, as zstd-compressed JSON. Four posters (as four agents'
+//! shippers) send them, each owning a quarter of the sources, so each
+//! source's batches arrive in order. The clock stops when the admin flush
+//! (seal every block, commit) answers: everything is searchable from the
+//! index then, nothing only in memory.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use cblogs_core::wire::{Batch, IngestRequest, WireLine, INGEST_PATH};
+use cblogs_core::{JobKey, Source};
+use cblogs_e2e::{bin, Server, SHIPPER_CLUSTER, SHIPPER_HOST};
+
+use crate::corpus::{Corpus, FileSpec};
+use crate::procs::{dir_bytes, peak_rss_mib};
+
+const POSTERS: usize = 4;
+const BATCH_BYTES: usize = 64 << 10;
+const REQUEST_BYTES: usize = 1 << 20;
+
+/// The request bodies of each poster, zstd-compressed.
+pub struct Bodies {
+    posters: Vec<Vec<Vec<u8>>>,
+    pub compressed_bytes: u64,
+}
+
+impl Bodies {
+    pub fn count(&self) -> usize {
+        self.posters.iter().map(Vec::len).sum()
+    }
+}
+
+/// The source a shipper would name for this file.
+pub fn source_of(spec: &FileSpec) -> Result<Source> {
+    let job: JobKey = spec
+        .job
+        .parse()
+        .with_context(|| format!("job key {}", spec.job))?;
+    Ok(Source {
+        cluster: SHIPPER_CLUSTER.into(),
+        host: SHIPPER_HOST.into(),
+        task_id: spec.task_id.clone(),
+        job,
+        instance: spec.instance,
+        process: spec.process.clone(),
+        run: 0,
+        stream: spec.stream,
+    })
+}
+
+/// Builds every request. Lines get times spread evenly over the last hour,
+/// in file order.
+pub fn build_bodies(corpus: &Corpus) -> Result<Bodies> {
+    let end_ns = cblogs_core::time::now_ns();
+    let start_ns = end_ns - 3_600_000_000_000;
+    let groups: Vec<Vec<usize>> = (0..POSTERS)
+        .map(|p| (p..corpus.files.len()).step_by(POSTERS).collect())
+        .collect();
+    let posters = std::thread::scope(|s| {
+        let handles: Vec<_> = groups
+            .iter()
+            .map(|files| s.spawn(move || build_group(corpus, files, start_ns, end_ns)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| bail!("a body builder panicked"))
+            })
+            .collect::<Result<Vec<_>>>()
+    })?;
+    let compressed_bytes = posters.iter().flatten().map(|b| b.len() as u64).sum();
+    Ok(Bodies {
+        posters,
+        compressed_bytes,
+    })
+}
+
+/// A file being cut into batches.
+struct Cursor {
+    source: Source,
+    data: Vec<u8>,
+    pos: usize,
+    line: u64,
+    lines: u64,
+}
+
+fn build_group(
+    corpus: &Corpus,
+    files: &[usize],
+    start_ns: i64,
+    end_ns: i64,
+) -> Result<Vec<Vec<u8>>> {
+    let mut cursors = Vec::new();
+    for &i in files {
+        let f = &corpus.files[i];
+        let data = std::fs::read(&f.spec.path)
+            .with_context(|| format!("read {}", f.spec.path.display()))?;
+        cursors.push(Cursor {
+            source: source_of(&f.spec)?,
+            data,
+            pos: 0,
+            line: 0,
+            lines: f.lines.max(1),
+        });
+    }
+    let mut bodies = Vec::new();
+    let mut batches = Vec::new();
+    let mut request_bytes = 0;
+    while cursors.iter().any(|c| c.pos < c.data.len()) {
+        for c in cursors.iter_mut().filter(|c| c.pos < c.data.len()) {
+            let start = c.pos;
+            let mut lines = Vec::new();
+            while c.pos < c.data.len() && c.pos - start < BATCH_BYTES {
+                let rest = &c.data[c.pos..];
+                let len = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+                let time =
+                    start_ns + ((end_ns - start_ns) as f64 * c.line as f64 / c.lines as f64) as i64;
+                lines.push(WireLine::from_bytes(c.pos as u64, time, &rest[..len]));
+                c.pos += len + 1;
+                c.line += 1;
+            }
+            request_bytes += c.pos - start;
+            batches.push(Batch {
+                source: c.source.clone(),
+                start: start as u64,
+                end: c.pos as u64,
+                lines,
+                allow_gap: false,
+            });
+            if request_bytes >= REQUEST_BYTES {
+                bodies.push(body(std::mem::take(&mut batches))?);
+                request_bytes = 0;
+            }
+        }
+    }
+    if !batches.is_empty() {
+        bodies.push(body(batches)?);
+    }
+    Ok(bodies)
+}
+
+fn body(batches: Vec<Batch>) -> Result<Vec<u8>> {
+    let json = serde_json::to_vec(&IngestRequest { batches })?;
+    zstd::bulk::compress(&json, 3).context("zstd")
+}
+
+/// One ingest run's results; the server keeps running for the reads.
+pub struct Run {
+    pub server: Server,
+    pub data_dir: std::path::PathBuf,
+    pub secs: f64,
+    pub peak_rss_mib: f64,
+    pub disk_bytes: u64,
+    pub wal_bytes: u64,
+}
+
+pub fn run(corpus: &Corpus, bodies: &Bodies, dir: &Path) -> Result<Run> {
+    let data_dir = dir.join("data");
+    let server = Server::start(&data_dir, None);
+    let url = server.url.clone();
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = bodies
+            .posters
+            .iter()
+            .map(|list| {
+                let url = url.clone();
+                s.spawn(move || post_all(&url, list))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| bail!("a poster panicked")))
+            .collect::<Result<Vec<()>>>()
+    })?;
+    flush(&url)?;
+    let secs = started.elapsed().as_secs_f64();
+    let pid = server.pid().context("cblogsd is not running")?;
+    let peak_rss_mib = peak_rss_mib(pid);
+    let stored = stored_lines(&url)?;
+    if stored != corpus.lines {
+        bail!(
+            "cblogsd holds {stored} lines after the ingest, the corpus has {}",
+            corpus.lines
+        );
+    }
+    Ok(Run {
+        disk_bytes: dir_bytes(&data_dir.join("partitions")) + dir_bytes(&data_dir.join("wal")),
+        wal_bytes: dir_bytes(&data_dir.join("wal")),
+        server,
+        data_dir,
+        secs,
+        peak_rss_mib,
+    })
+}
+
+fn post_all(url: &str, bodies: &[Vec<u8>]) -> Result<()> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()?;
+    for b in bodies {
+        let resp = client
+            .post(format!("{url}{INGEST_PATH}"))
+            .header("content-type", "application/json")
+            .header("content-encoding", "zstd")
+            .body(b.clone())
+            .send()
+            .context("post a batch")?;
+        let status = resp.status();
+        if !status.is_success() {
+            bail!(
+                "cblogsd answered {status}: {}",
+                resp.text().unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Seals and commits everything acknowledged (the admin flush endpoint).
+pub fn flush(url: &str) -> Result<()> {
+    let resp = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()?
+        .post(format!("{url}{}", cblogs_core::api::FLUSH_PATH))
+        .send()
+        .context("flush")?;
+    if !resp.status().is_success() {
+        bail!(
+            "flush answered {}: {}",
+            resp.status(),
+            resp.text().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// The lines cblogsd holds, over every job.
+pub fn stored_lines(url: &str) -> Result<u64> {
+    let jobs: cblogs_core::api::JobsResponse =
+        reqwest::blocking::get(format!("{url}{}", cblogs_core::api::JOBS_PATH))
+            .context("list jobs")?
+            .json()
+            .context("the jobs answer")?;
+    Ok(jobs.jobs.iter().map(|j| j.lines).sum())
+}
+
+/// Wall times (ms) of `cblogs tail JOB -n 100`, process start to exit, after
+/// one warm-up.
+pub fn tail_n100(url: &str, job: &str, times: usize) -> Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(times);
+    for i in 0..=times {
+        let started = Instant::now();
+        let o = Command::new(bin("cblogs"))
+            .args(["--server", url, "tail", job, "-n", "100", "--output", "raw"])
+            .output()
+            .context("run cblogs tail")?;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        if !o.status.success() {
+            bail!("cblogs tail failed: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        let lines = o
+            .stdout
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count();
+        if lines != 100 {
+            bail!("cblogs tail -n 100 printed {lines} lines");
+        }
+        if i > 0 {
+            out.push(ms);
+        }
+    }
+    Ok(out)
+}

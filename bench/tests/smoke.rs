@@ -1,0 +1,74 @@
+//! The harness never rots: `cblogs-bench all --smoke` runs every
+//! measurement on a tiny corpus and reports every figure. The figures
+//! themselves are not judged here (they are not meaningful at this size,
+//! in a debug build, on a shared machine).
+
+use std::process::Command;
+
+#[test]
+fn smoke_run_produces_every_figure() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("report.json");
+    let corpus = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/loghub");
+    let run = Command::new(env!("CARGO_BIN_EXE_cblogs-bench"))
+        .args(["all", "--smoke", "--corpus", corpus, "--work"])
+        .arg(dir.path())
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run cblogs-bench");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "cblogs-bench failed:\n{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out).expect("the JSON report")).expect("JSON");
+    let markdown = std::fs::read_to_string(out.with_extension("md")).expect("the Markdown report");
+    assert!(report["lines"].as_u64().unwrap_or(0) > 10_000, "{report}");
+    let figures = report["figures"].as_array().expect("figures");
+    let figure = |id: &str| {
+        figures
+            .iter()
+            .find(|f| f["id"] == id)
+            .unwrap_or_else(|| panic!("no figure {id} in {report}"))
+    };
+    for id in [
+        "ingest.server",
+        "storage.ratio",
+        "memory.cblogsd",
+        "tail.n100",
+        "ingest.e2e",
+        "tail.latency_p50",
+        "tail.latency_p99",
+        "memory.shipper",
+    ] {
+        let f = figure(id);
+        let value = f["value"].as_f64().unwrap_or(0.0);
+        assert!(value > 0.0, "{id} has no value: {f}");
+        assert!(
+            f["met"].is_boolean(),
+            "{id} is not judged against its target: {f}"
+        );
+        assert!(
+            markdown.contains(f["what"].as_str().unwrap_or("?")),
+            "{markdown}"
+        );
+    }
+    // Baselines measured in the same run.
+    for id in ["ingest.server", "storage.ratio", "memory.shipper"] {
+        let f = figure(id);
+        assert!(f["baseline"].as_f64().unwrap_or(0.0) > 0.0, "{id}: {f}");
+        assert!(f["ratio"].as_f64().unwrap_or(0.0) > 0.0, "{id}: {f}");
+    }
+    // The search rows are there; rg's side is measured where rg is installed
+    // (CI installs it).
+    let have_rg = Command::new("rg").arg("--version").output().is_ok();
+    for id in [
+        "search.rare_literal",
+        "search.regex_literal",
+        "search.regex_no_literal",
+    ] {
+        let f = figure(id);
+        if have_rg {
+            assert!(f["baseline"].as_f64().unwrap_or(0.0) > 0.0, "{id}: {f}");
+        }
+    }
+}
