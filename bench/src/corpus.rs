@@ -282,11 +282,12 @@ impl<'a> LineGen<'a> {
         // Instances of a job run the same program: same templates, their own
         // numbers and their own place in the program's output.
         let seed = mix(file_seed ^ 0x00c0_ffee);
-        let traces = (spec.stream == Stream::Stderr).then_some(if spec.job_index.is_multiple_of(2) {
-            TraceKind::Python
-        } else {
-            TraceKind::Java
-        });
+        let traces =
+            (spec.stream == Stream::Stderr).then_some(if spec.job_index.is_multiple_of(2) {
+                TraceKind::Python
+            } else {
+                TraceKind::Java
+            });
         LineGen {
             set,
             seed,
@@ -320,7 +321,6 @@ impl<'a> LineGen<'a> {
         }
         let index = self.next;
         let template = &self.set.lines[index];
-        let mut k = 0u64;
         for seg in &template.segs {
             match seg {
                 Seg::Text(t) => out.extend_from_slice(t),
@@ -329,11 +329,19 @@ impl<'a> LineGen<'a> {
                     width,
                     padded,
                 } => {
-                    k += 1;
                     let modulus = 10u64.saturating_pow(*width);
                     let magnitude = 10u64.saturating_pow(width.div_ceil(2));
-                    let step = 1 + mix(self.seed ^ ((index as u64) << 20) ^ k) % magnitude;
-                    let noise = self.rng.u64(0..=step / 2);
+                    // One step per field width and file: a repetition
+                    // moves every timestamp (or counter) of the file by the
+                    // same amount, so neighbouring lines keep sharing their
+                    // leading digits, as in a real log.
+                    let step = 1 + mix(self.seed ^ u64::from(*width)) % magnitude;
+                    // Mostly the step alone; now and then a little more.
+                    let noise = if self.rng.u8(0..4) == 0 {
+                        self.rng.u64(0..=step / 4)
+                    } else {
+                        0
+                    };
                     let v = value
                         .wrapping_add(self.rep.wrapping_mul(step))
                         .wrapping_add(noise)

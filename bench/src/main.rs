@@ -80,6 +80,8 @@ enum What {
     Shipper,
     /// Everything.
     All,
+    /// Only write the corpus (a fake agent tree) and keep it; prints where.
+    Generate,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -151,6 +153,11 @@ fn real_main() -> Result<()> {
         corpus.lines,
         started.elapsed().as_secs_f64()
     );
+    if a.what == What::Generate {
+        let kept = work.keep();
+        println!("{}", kept.join("corpus/mesos").display());
+        return Ok(());
+    }
     let mut figures = Vec::new();
     let wants = |w: What| a.what == w || a.what == What::All;
     if wants(What::Ingest) || wants(What::Search) {

@@ -130,6 +130,8 @@ impl SandboxScanner {
                 let Some(run) = sandbox::run_number(&file_name(&run_dir)) else {
                     continue;
                 };
+                // Watched for writes to its live files (see watcher.rs).
+                scan.dirs.push(run_dir.clone());
                 for stream in [Stream::Stdout, Stream::Stderr] {
                     // A stream is found once its live file exists; until
                     // then its folder is watched.

@@ -10,8 +10,9 @@
 //! server acknowledged.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsString;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +30,10 @@ use crate::sender::{Delivery, Sender, SenderError};
 use crate::status::{FileStatus, Status, StatusRequest};
 use crate::tailer::{StreamTailer, TailLimits};
 use crate::watcher::DirWatcher;
+
+/// How long after a write inotify reported the loop waits before reading,
+/// so one read takes what many files (or the rest of a line) were given.
+const WRITE_SETTLE: Duration = Duration::from_millis(25);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShipperError {
@@ -148,6 +153,10 @@ impl Shipper {
             t.set_missed_tick_behavior(MissedTickBehavior::Delay);
         }
         let changed = self.watcher.changed.clone();
+        let written = self.watcher.written.clone();
+        // After a write, wait a moment so one read takes the writes of
+        // many files (and of the rest of the line being written).
+        let mut read_written_at: Option<Instant> = None;
         // After an event, wait a moment so a new folder's files exist too.
         let mut rescan_at: Option<Instant> = None;
         let far = || Instant::now() + Duration::from_secs(3600);
@@ -180,6 +189,13 @@ impl Shipper {
                 () = sleep_until(rescan_at.unwrap_or_else(far)), if rescan_at.is_some() => {
                     rescan_at = None;
                     self.rescan();
+                }
+                () = written.wake.notified() => {
+                    read_written_at.get_or_insert_with(|| Instant::now() + WRITE_SETTLE);
+                }
+                () = sleep_until(read_written_at.unwrap_or_else(far)), if read_written_at.is_some() => {
+                    read_written_at = None;
+                    self.read_written(written.take());
                 }
                 _ = rescan.tick() => self.rescan(),
                 _ = poll.tick() => self.read_round(),
@@ -312,6 +328,31 @@ impl Shipper {
         self.forget_drained();
     }
 
+    /// Reads the files inotify says were written, within the buffer's room.
+    fn read_written(&mut self, paths: Vec<OsString>) {
+        let mut budget = self
+            .cfg
+            .tail
+            .max_buffered_bytes
+            .saturating_sub(self.buffered());
+        let now = now_ns();
+        for path in paths {
+            let Some(&i) = self.by_path.get(Path::new(&path)) else {
+                continue;
+            };
+            let t = &mut self.tailers[i];
+            let chunk = budget.min(self.cfg.tail.read_chunk_bytes);
+            match t.read(chunk, &mut self.scratch, now) {
+                Ok(p) => {
+                    budget -= p.bytes.min(budget);
+                    self.more_to_read |= p.more;
+                }
+                Err(e) => tracing::warn!(file = %t.path.display(), "cannot read: {e}"),
+            }
+            t.flush_partial(now, false);
+        }
+    }
+
     /// Streams whose run folder is deleted and whose every line is acknowledged.
     fn forget_drained(&mut self) {
         let mut i = 0;
@@ -353,7 +394,12 @@ impl Shipper {
             if ready.is_empty() {
                 return;
             }
+            // Nothing in flight: send now, so a quiet agent's lines go out
+            // at once. While requests are out, lines gather into fuller
+            // batches until one is full or its oldest line has waited
+            // batch_max_delay_ms.
             let due = force
+                || self.in_flight.is_empty()
                 || self.flush_deadline().is_some_and(|d| d <= Instant::now())
                 || ready
                     .iter()

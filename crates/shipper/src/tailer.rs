@@ -281,6 +281,14 @@ impl StreamTailer {
         if !self.gone {
             self.check_live_name()?;
         }
+        self.read(budget, scratch, now_ns)
+    }
+
+    /// Reads up to `budget` bytes into lines from the files already open,
+    /// without looking at the live name: for a write inotify reported, where
+    /// a stat of the path per write would cost more than the read. Rotation
+    /// and truncation are still seen by the next [`StreamTailer::poll`].
+    pub fn read(&mut self, budget: usize, scratch: &mut [u8], now_ns: i64) -> io::Result<Polled> {
         let mut polled = Polled::default();
         let now = Instant::now();
         self.at_eof = false;

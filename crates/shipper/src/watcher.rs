@@ -1,24 +1,63 @@
 //! `DirWatcher`: inotify (through `notify`) on the folders discovery walks,
 //! each watched on its own (never recursively: a task's sandbox may hold
-//! any number of files). An event only says "walk again soon": discovery
-//! itself decides what is there, so a lost or merged event costs at most
-//! one rescan interval.
+//! any number of files). A structural event only says "walk again soon":
+//! discovery itself decides what is there, so a lost or merged event costs
+//! at most one rescan interval.
+//!
+//! The run folders (`.logs/<process>/<run>/`) are watched too, so a write
+//! to a live `stdout` or `stderr` names its file in [`Written`] and wakes
+//! the loop, which reads just those files at once: a line reaches the
+//! server in milliseconds instead of waiting for the next poll. The poll
+//! stays as the fallback for lost events and filesystems without inotify.
 
 use std::collections::HashSet;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
+use cblogs_core::Stream;
 use notify::event::{EventKind, ModifyKind};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use rustc_hash::FxHashSet;
 use tokio::sync::Notify;
 
 use crate::discovery::is_interesting;
+
+/// Live log files written since the loop last looked. A busy agent writes
+/// thousands of times a second, so this is kept cheap: paths as raw
+/// strings in an Fx-hashed set (hashing a `Path` parses its components).
+#[derive(Default)]
+pub struct Written {
+    paths: Mutex<FxHashSet<OsString>>,
+    /// Woken on the first write after a [`Written::take`].
+    pub wake: Notify,
+}
+
+impl Written {
+    fn add(&self, path: &Path) {
+        let mut paths = self.paths.lock().unwrap_or_else(PoisonError::into_inner);
+        if paths.is_empty() {
+            self.wake.notify_one();
+        }
+        if !paths.contains(path.as_os_str()) {
+            paths.insert(path.as_os_str().to_owned());
+        }
+    }
+
+    /// The files written since the last call, each once.
+    pub fn take(&self) -> Vec<OsString> {
+        let mut paths = self.paths.lock().unwrap_or_else(PoisonError::into_inner);
+        paths.drain().collect()
+    }
+}
 
 pub struct DirWatcher {
     watcher: Option<RecommendedWatcher>,
     watched: HashSet<PathBuf>,
     /// Woken when something worth a rescan happened.
     pub changed: Arc<Notify>,
+    /// Live log files just written.
+    pub written: Arc<Written>,
 }
 
 impl DirWatcher {
@@ -27,13 +66,28 @@ impl DirWatcher {
     #[allow(clippy::new_without_default)] // starts a watcher thread: not a mere default
     pub fn new() -> DirWatcher {
         let changed = Arc::new(Notify::new());
+        let written = Arc::new(Written::default());
         let wake = changed.clone();
+        let writes = written.clone();
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             let Ok(event) = res else {
                 // An overflowed queue: events were lost, walk again.
                 wake.notify_one();
                 return;
             };
+            if matches!(
+                event.kind,
+                EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any)
+            ) {
+                for p in &event.paths {
+                    if p.file_name().is_some_and(|n| {
+                        n == Stream::Stdout.as_str() || n == Stream::Stderr.as_str()
+                    }) {
+                        writes.add(p);
+                    }
+                }
+                return;
+            }
             let structural = matches!(
                 event.kind,
                 EventKind::Create(_)
@@ -59,6 +113,7 @@ impl DirWatcher {
             watcher,
             watched: HashSet::new(),
             changed,
+            written,
         }
     }
 
