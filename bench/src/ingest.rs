@@ -157,6 +157,9 @@ fn body(batches: Vec<Batch>) -> Result<Vec<u8>> {
 pub struct Run {
     pub server: Server,
     pub data_dir: std::path::PathBuf,
+    /// Until the last request was acknowledged (durable in the WAL).
+    pub acked_secs: f64,
+    /// Until the flush answered (all in the index).
     pub secs: f64,
     pub peak_rss_mib: f64,
     pub disk_bytes: u64,
@@ -182,6 +185,7 @@ pub fn run(corpus: &Corpus, bodies: &Bodies, dir: &Path) -> Result<Run> {
             .map(|h| h.join().unwrap_or_else(|_| bail!("a poster panicked")))
             .collect::<Result<Vec<()>>>()
     })?;
+    let acked_secs = started.elapsed().as_secs_f64();
     flush(&url)?;
     let secs = started.elapsed().as_secs_f64();
     let pid = server.pid().context("cblogsd is not running")?;
@@ -198,6 +202,7 @@ pub fn run(corpus: &Corpus, bodies: &Bodies, dir: &Path) -> Result<Run> {
         wal_bytes: dir_bytes(&data_dir.join("wal")),
         server,
         data_dir,
+        acked_secs,
         secs,
         peak_rss_mib,
     })

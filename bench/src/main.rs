@@ -234,8 +234,9 @@ fn ingest_figures(a: &Args, corpus: &Corpus, work: &Path) -> Result<Vec<Figure>>
         let dir = run_dir(work, "ingest", i)?;
         let r = ingest::run(corpus, &bodies, &dir)?;
         eprintln!(
-            "ingest run {}: {:.1} s, {:.1} MB/s, {} bytes on disk, cblogsd peak RSS {:.0} MiB",
+            "ingest run {}: all acknowledged after {:.1} s, in the index after {:.1} s: {:.1} MB/s; {} bytes on disk, cblogsd peak RSS {:.0} MiB",
             i + 1,
+            r.acked_secs,
             r.secs,
             raw / MB / r.secs,
             r.disk_bytes,

@@ -18,12 +18,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::StorageConfig;
-use crate::partition::PartitionWriter;
-use crate::store::Store;
+use crate::partition::{CompressedBlock, PartitionWriter};
+use crate::store::{SealedBlock, Store};
 use crate::wal::Wal;
 
 /// How long a partition's writer may sit idle before it is closed.
 const WRITER_IDLE: Duration = Duration::from_secs(300);
+/// How often the committer looks whether lines waiting for the index are
+/// past half of `max_unindexed_bytes` (then it commits without waiting for
+/// the interval, so ingest is not held back).
+const BACKLOG_CHECK: Duration = Duration::from_millis(50);
+/// Blocks compressed at once: bounds the memory of a round with a backlog.
+const COMPRESS_CHUNK: usize = 256;
 /// How often retention is checked.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
@@ -64,11 +70,18 @@ impl Committer {
         let mut next = Instant::now() + self.config.commit_interval();
         loop {
             let wait = next.saturating_duration_since(Instant::now());
-            match commands.recv_timeout(wait) {
+            match commands.recv_timeout(wait.min(BACKLOG_CHECK)) {
+                // Not time yet, and no backlog that holds ingest back.
+                Err(RecvTimeoutError::Timeout)
+                    if Instant::now() < next
+                        && self.store.unindexed_bytes() < self.config.max_unindexed_bytes / 2 => {}
                 Err(RecvTimeoutError::Timeout) => {
+                    // The interval counts from the start of a round: when a
+                    // round takes longer (a backlog), the next starts at once.
+                    let started = Instant::now();
                     self.commit(false);
                     self.housekeeping();
-                    next = Instant::now() + self.config.commit_interval();
+                    next = started + self.config.commit_interval();
                 }
                 Ok(CommitterCommand::Flush(reply)) => {
                     let _ = reply.send(self.commit(true));
@@ -94,14 +107,22 @@ impl Committer {
         if blocks.is_empty() {
             return 0;
         }
-        let level = self.config.zstd_level;
         let mut added = Vec::with_capacity(blocks.len());
-        for block in blocks {
+        let level = self.config.zstd_level;
+        let compressed = blocks
+            .chunks(COMPRESS_CHUNK)
+            .flat_map(|chunk| compress_all(chunk, level));
+        for (block, compressed) in blocks.iter().cloned().zip(compressed) {
             let (t_min, _) = block.lines.time_range().unwrap_or_default();
-            let result = self.writer_for(t_min).and_then(|(start, w)| {
-                w.add_block(&block.source, &block.lines, level)
-                    .map(|r| (start, r))
-            });
+            let result = compressed
+                .map_err(|source| crate::partition::PartitionError::Io {
+                    dir: std::path::PathBuf::from("(compressing a block)"),
+                    source,
+                })
+                .and_then(|c| {
+                    self.writer_for(t_min)
+                        .and_then(|(start, w)| w.add_block(&block.source, c).map(|r| (start, r)))
+                });
             match result {
                 Ok((start, r)) => added.push((block, start, r)),
                 Err(e) => {
@@ -175,4 +196,44 @@ impl Committer {
             }
         }
     }
+}
+
+/// Compresses and tokenizes `blocks` on every core: each thread takes an
+/// equal run of them. The order of the answer is the order of `blocks`.
+fn compress_all(blocks: &[Arc<SealedBlock>], level: i32) -> Vec<std::io::Result<CompressedBlock>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(blocks.len().max(1));
+    if threads <= 1 {
+        return blocks
+            .iter()
+            .map(|b| CompressedBlock::new(&b.lines, level))
+            .collect();
+    }
+    let per_thread = blocks.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = blocks
+            .chunks(per_thread)
+            .map(|chunk| {
+                let handle = s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|b| CompressedBlock::new(&b.lines, level))
+                        .collect::<Vec<_>>()
+                });
+                (chunk.len(), handle)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|(len, h)| {
+                // One answer per block even then, so the order holds.
+                h.join().unwrap_or_else(|_| {
+                    (0..len)
+                        .map(|_| Err(std::io::Error::other("a compressing thread panicked")))
+                        .collect()
+                })
+            })
+            .collect()
+    })
 }

@@ -70,6 +70,9 @@ pub struct StorageConfig {
     pub wal_max_bytes: u64,
     /// Memory budget of each partition's tantivy writer.
     pub index_writer_bytes: usize,
+    /// Past this many bytes of lines held in memory and not yet in the
+    /// index, ingest waits for the committer (up to 30 s, then 503).
+    pub max_unindexed_bytes: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -114,6 +117,7 @@ impl Default for StorageConfig {
             zstd_level: 3,
             wal_segment_bytes: 64 << 20,
             wal_max_bytes: 1 << 30,
+            max_unindexed_bytes: 64 << 20,
             index_writer_bytes: 32 << 20,
         }
     }
@@ -154,6 +158,7 @@ impl Config {
             ("storage.partition_secs", s.partition_secs),
             ("storage.wal_segment_bytes", s.wal_segment_bytes),
             ("storage.wal_max_bytes", s.wal_max_bytes),
+            ("storage.max_unindexed_bytes", s.max_unindexed_bytes),
             (
                 "read.follow_buffer_batches",
                 self.read.follow_buffer_batches as u64,

@@ -28,6 +28,10 @@ use crate::query::{self, line_view, LineFilter, QueryError};
 use crate::store::Store;
 use crate::wal::WalError;
 
+/// How long an ingest request waits for the committer to make room before
+/// it is answered 503.
+const INGEST_PATIENCE: Duration = Duration::from_secs(30);
+
 /// What every handler shares.
 pub struct App {
     pub config: Config,
@@ -166,6 +170,15 @@ async fn ingest(
         .map_err(|e| ApiError::bad(format!("malformed ingest body: {e}")))?;
     req.validate()
         .map_err(|e| ApiError::bad(format!("invalid ingest body: {e}")))?;
+    let limit = app.config.storage.max_unindexed_bytes;
+    if let Err(held) = app.store.wait_for_room(limit, INGEST_PATIENCE).await {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "busy: {held} bytes of lines are waiting for the index, more than storage.max_unindexed_bytes ({limit}); retry later"
+            ),
+        ));
+    }
     Ok(Json(app.ingestor.ingest(req).await?))
 }
 

@@ -114,6 +114,36 @@ fn schema() -> (Schema, Fields) {
     (b.build(), fields)
 }
 
+/// A sealed block made ready for the index: its bytes compressed and its
+/// distinct tokens listed. This is most of a commit's work and needs no
+/// partition, so the committer makes these on every core at once.
+pub struct CompressedBlock {
+    compressed: Vec<u8>,
+    tokens: String,
+    t_min: i64,
+    t_max: i64,
+    off_start: u64,
+    off_end: u64,
+    n_lines: u64,
+    text_bytes: u64,
+}
+
+impl CompressedBlock {
+    pub fn new(lines: &LineBlock, zstd_level: i32) -> std::io::Result<CompressedBlock> {
+        let (t_min, t_max) = lines.time_range().unwrap_or_default();
+        Ok(CompressedBlock {
+            compressed: lines.compress(zstd_level)?,
+            tokens: lines.distinct_tokens(),
+            t_min,
+            t_max,
+            off_start: lines.first_offset().unwrap_or_default(),
+            off_end: lines.end_offset().unwrap_or_default(),
+            n_lines: lines.len() as u64,
+            text_bytes: lines.text_len() as u64,
+        })
+    }
+}
+
 /// Where a sealed block lives and what it covers: read from fast fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockRef {
@@ -429,22 +459,27 @@ impl PartitionWriter {
     pub fn add_block(
         &mut self,
         source: &Arc<Source>,
-        lines: &LineBlock,
-        zstd_level: i32,
+        block: CompressedBlock,
     ) -> Result<BlockRef, PartitionError> {
         let dir = || self.part.dir.clone();
-        let compressed = lines
-            .compress(zstd_level)
-            .map_err(|source| PartitionError::Io { dir: dir(), source })?;
-        let (t_min, t_max) = lines.time_range().unwrap_or_default();
+        let CompressedBlock {
+            compressed,
+            tokens,
+            t_min,
+            t_max,
+            off_start,
+            off_end,
+            n_lines,
+            text_bytes,
+        } = block;
         let block = BlockRef {
             source: source.id(),
             t_min,
             t_max,
-            off_start: lines.first_offset().unwrap_or_default(),
-            off_end: lines.end_offset().unwrap_or_default(),
-            n_lines: lines.len() as u64,
-            text_bytes: lines.text_len() as u64,
+            off_start,
+            off_end,
+            n_lines,
+            text_bytes,
             data_pos: self.data_len + self.data.len() as u64,
             data_len: compressed.len() as u64,
         };
@@ -466,7 +501,7 @@ impl PartitionWriter {
         doc.add_u64(f.text_bytes, block.text_bytes);
         doc.add_u64(f.data_pos, block.data_pos);
         doc.add_u64(f.data_len, block.data_len);
-        doc.add_text(f.tokens, lines.distinct_tokens());
+        doc.add_text(f.tokens, &tokens);
         self.writer
             .add_document(doc)
             .map_err(|source| PartitionError::Index { dir: dir(), source })?;

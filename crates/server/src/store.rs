@@ -10,14 +10,16 @@
 //! the searchers and the memory blocks under that lock, so every line is seen
 //! exactly once: either in memory or in the index, never both or neither.
 
+use std::collections::HashSet;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use cblogs_core::{JobKey, Source};
 use tantivy::Searcher;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, Notify};
 
 use crate::block::LineBlock;
 use crate::config::StorageConfig;
@@ -84,6 +86,11 @@ pub struct Store {
     root: PathBuf,
     inner: RwLock<Inner>,
     tail: broadcast::Sender<Arc<WalRecord>>,
+    /// Bytes of lines in memory and not yet in the index (open and sealed
+    /// blocks): what `max_unindexed_bytes` bounds.
+    unindexed_bytes: AtomicU64,
+    /// Woken after each commit, when there may be room again.
+    room: Notify,
 }
 
 /// What one reader sees: consistent as of one instant.
@@ -163,7 +170,33 @@ impl Store {
             root: root.to_owned(),
             inner: RwLock::new(inner),
             tail,
+            unindexed_bytes: AtomicU64::new(0),
+            room: Notify::new(),
         })
+    }
+
+    /// Bytes of lines in memory that are not in the index yet.
+    pub fn unindexed_bytes(&self) -> u64 {
+        self.unindexed_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the lines waiting for the index are at most `limit`
+    /// bytes, or `patience` runs out (then says how many bytes wait).
+    pub async fn wait_for_room(&self, limit: u64, patience: Duration) -> Result<(), u64> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            // Registered before the check, so a commit in between still wakes us.
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let held = self.unindexed_bytes();
+            if held <= limit {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(self.unindexed_bytes());
+            }
+        }
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Inner> {
@@ -238,6 +271,8 @@ impl Store {
             e.totals.bytes += l.bytes.len() as u64;
             e.totals.last_seen_ns = e.totals.last_seen_ns.max(l.time_ns);
         }
+        self.unindexed_bytes
+            .fetch_add(lines.text_len() as u64, Ordering::Relaxed);
         let covered = lines.end_offset().unwrap_or(0);
         open.lines.cover_to(covered);
         e.end = e.end.max(covered);
@@ -312,9 +347,19 @@ impl Store {
         for v in inner.partitions.values_mut() {
             v.searcher = v.part.searcher();
         }
-        inner
-            .sealed
-            .retain(|s| !blocks.iter().any(|(c, _, _)| Arc::ptr_eq(s, c)));
+        let done: HashSet<*const SealedBlock> =
+            blocks.iter().map(|(c, _, _)| Arc::as_ptr(c)).collect();
+        inner.sealed.retain(|s| !done.contains(&Arc::as_ptr(s)));
+        let freed: u64 = blocks
+            .iter()
+            .map(|(c, _, _)| c.lines.text_len() as u64)
+            .sum();
+        let _ = self
+            .unindexed_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(freed))
+            });
+        self.room.notify_waiters();
         let pinned_open = inner
             .sources
             .values()

@@ -280,9 +280,9 @@ mod tests {
                 "www-data/prod/hello 3 hello_world 1 stdout",
             ]
         );
-        // Process folders are watched for new runs; run folders are not
-        // (their files' writes would wake the shipper for nothing).
+        // Process folders are watched for new runs, run folders for writes
+        // to their files.
         assert!(scan.dirs.iter().any(|d| d.ends_with(".logs/hello_world")));
-        assert!(!scan.dirs.iter().any(|d| d.ends_with(".logs/hello_world/1")));
+        assert!(scan.dirs.iter().any(|d| d.ends_with(".logs/hello_world/1")));
     }
 }
