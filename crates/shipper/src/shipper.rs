@@ -304,25 +304,11 @@ impl Shipper {
     /// so none is always last), within the buffer's room.
     fn read_round(&mut self) {
         let n = self.tailers.len();
-        let mut budget = self
-            .cfg
-            .tail
-            .max_buffered_bytes
-            .saturating_sub(self.buffered());
+        let mut budget = self.room();
         let now = now_ns();
         self.more_to_read = false;
         for k in 0..n {
-            let i = (self.read_cursor + k) % n;
-            let t = &mut self.tailers[i];
-            let chunk = budget.min(self.cfg.tail.read_chunk_bytes);
-            match t.poll(chunk, &mut self.scratch, now) {
-                Ok(p) => {
-                    budget -= p.bytes.min(budget);
-                    self.more_to_read |= p.more;
-                }
-                Err(e) => tracing::warn!(file = %t.path.display(), "cannot read: {e}"),
-            }
-            t.flush_partial(now, false);
+            self.read_one((self.read_cursor + k) % n, &mut budget, now, true);
         }
         self.read_cursor = self.read_cursor.wrapping_add(1);
         self.forget_drained();
@@ -330,27 +316,42 @@ impl Shipper {
 
     /// Reads the files inotify says were written, within the buffer's room.
     fn read_written(&mut self, paths: Vec<OsString>) {
-        let mut budget = self
-            .cfg
-            .tail
-            .max_buffered_bytes
-            .saturating_sub(self.buffered());
+        let mut budget = self.room();
         let now = now_ns();
         for path in paths {
-            let Some(&i) = self.by_path.get(Path::new(&path)) else {
-                continue;
-            };
-            let t = &mut self.tailers[i];
-            let chunk = budget.min(self.cfg.tail.read_chunk_bytes);
-            match t.read(chunk, &mut self.scratch, now) {
-                Ok(p) => {
-                    budget -= p.bytes.min(budget);
-                    self.more_to_read |= p.more;
-                }
-                Err(e) => tracing::warn!(file = %t.path.display(), "cannot read: {e}"),
+            if let Some(&i) = self.by_path.get(Path::new(&path)) {
+                self.read_one(i, &mut budget, now, false);
             }
-            t.flush_partial(now, false);
         }
+    }
+
+    /// Bytes that may still be read before the buffer is full.
+    fn room(&self) -> usize {
+        self.cfg
+            .tail
+            .max_buffered_bytes
+            .saturating_sub(self.buffered())
+    }
+
+    /// Reads stream `i` (first looking at its live name when `check_name`)
+    /// up to a chunk of what `budget` leaves, and flushes a partial line
+    /// that waited long enough.
+    fn read_one(&mut self, i: usize, budget: &mut usize, now: i64, check_name: bool) {
+        let t = &mut self.tailers[i];
+        let chunk = (*budget).min(self.cfg.tail.read_chunk_bytes);
+        let read = if check_name {
+            t.poll(chunk, &mut self.scratch, now)
+        } else {
+            t.read(chunk, &mut self.scratch, now)
+        };
+        match read {
+            Ok(p) => {
+                *budget -= p.bytes.min(*budget);
+                self.more_to_read |= p.more;
+            }
+            Err(e) => tracing::warn!(file = %t.path.display(), "cannot read: {e}"),
+        }
+        t.flush_partial(now, false);
     }
 
     /// Streams whose run folder is deleted and whose every line is acknowledged.
