@@ -163,6 +163,8 @@ pub struct Run {
     pub secs: f64,
     pub peak_rss_mib: f64,
     pub disk_bytes: u64,
+    /// Of which: compressed blocks (`blocks.dat` of every partition).
+    pub block_bytes: u64,
     pub wal_bytes: u64,
 }
 
@@ -199,6 +201,7 @@ pub fn run(corpus: &Corpus, bodies: &Bodies, dir: &Path) -> Result<Run> {
     }
     Ok(Run {
         disk_bytes: dir_bytes(&data_dir.join("partitions")) + dir_bytes(&data_dir.join("wal")),
+        block_bytes: files_named(&data_dir.join("partitions"), "blocks.dat"),
         wal_bytes: dir_bytes(&data_dir.join("wal")),
         server,
         data_dir,
@@ -286,4 +289,19 @@ pub fn tail_n100(url: &str, job: &str, times: usize) -> Result<Vec<f64>> {
         }
     }
     Ok(out)
+}
+
+/// Bytes of the files called `name` anywhere under `dir`.
+fn files_named(dir: &Path, name: &str) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => files_named(&e.path(), name),
+            Ok(t) if t.is_file() && e.file_name() == name => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
 }

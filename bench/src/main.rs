@@ -229,6 +229,7 @@ fn ingest_figures(a: &Args, corpus: &Corpus, work: &Path) -> Result<Vec<Figure>>
     );
     let (mut mb_s, mut storage, mut peak, mut wal) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut blocks_share = Vec::new();
     let mut last = None;
     for i in 0..a.runs {
         let dir = run_dir(work, "ingest", i)?;
@@ -244,6 +245,7 @@ fn ingest_figures(a: &Args, corpus: &Corpus, work: &Path) -> Result<Vec<Figure>>
         );
         mb_s.push(raw / MB / r.secs);
         storage.push(r.disk_bytes as f64 / raw);
+        blocks_share.push(r.block_bytes as f64 / raw);
         peak.push(r.peak_rss_mib);
         wal.push(r.wal_bytes as f64);
         if let Some((_, old_dir)) = last.replace((r.server, r.data_dir)) {
@@ -272,7 +274,9 @@ fn ingest_figures(a: &Args, corpus: &Corpus, work: &Path) -> Result<Vec<Figure>>
         .baseline("zstd -3 of the files", vec![zstd_ratio])
         .ratio_goal(Goal::AtMost(1.35))
         .note(format!(
-            "tantivy per line: {:.3} × raw; WAL left: {:.0} bytes",
+            "of which compressed blocks {:.3} × raw, index {:.3}; tantivy per line: {:.3} × raw; WAL left: {:.0} bytes",
+            report::median(&blocks_share).unwrap_or(0.0),
+            report::median(&storage).unwrap_or(0.0) - report::median(&blocks_share).unwrap_or(0.0),
             report::median(&tantivy_ratio).unwrap_or(0.0),
             report::median(&wal).unwrap_or(0.0)
         )),

@@ -54,6 +54,15 @@ impl LineBlock {
         Self::default()
     }
 
+    /// Gives back the room its columns grew into and no longer need.
+    pub fn shrink_to_fit(&mut self) {
+        self.offsets.shrink_to_fit();
+        self.times.shrink_to_fit();
+        self.flags.shrink_to_fit();
+        self.ends.shrink_to_fit();
+        self.text.shrink_to_fit();
+    }
+
     pub fn push(&mut self, offset: u64, time_ns: i64, flags: LineFlags, bytes: &[u8]) {
         self.offsets.push(offset);
         self.times.push(time_ns);

@@ -300,6 +300,12 @@ impl Store {
     pub fn blocks_to_commit(&self, all: bool, seal_below: Option<u64>) -> Vec<Arc<SealedBlock>> {
         let mut inner = self.write();
         let max_age = self.config.block_max_age();
+        // Ingest waits while max_unindexed_bytes are held. When most of that
+        // is in open blocks (many sources, none full), committing what is
+        // sealed would not make room: seal the open blocks too.
+        let held = self.unindexed_bytes();
+        let sealed: u64 = inner.sealed.iter().map(|b| b.lines.text_len() as u64).sum();
+        let all = all || (held >= self.config.max_unindexed_bytes / 2 && sealed < held / 2);
         let mut newly = Vec::new();
         for e in inner.sources.values_mut() {
             let due = |o: &OpenBlock| {
@@ -469,7 +475,9 @@ impl SourceEntry {
     }
 
     fn seal(&mut self) -> Option<Arc<SealedBlock>> {
-        let open = self.open.take()?;
+        let mut open = self.open.take()?;
+        // It grew by doubling; it waits for the committer at its real size.
+        open.lines.shrink_to_fit();
         Some(Arc::new(SealedBlock {
             source: self.source.clone(),
             lines: Arc::new(open.lines),
