@@ -170,7 +170,7 @@ pub struct Run {
 
 pub fn run(corpus: &Corpus, bodies: &Bodies, dir: &Path) -> Result<Run> {
     let data_dir = dir.join("data");
-    let server = Server::start(&data_dir, None);
+    let server = crate::start_cblogsd(&data_dir);
     let url = server.url.clone();
     let started = Instant::now();
     std::thread::scope(|s| {

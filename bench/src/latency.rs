@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use cblogs_e2e::{bin, Server, Shipper};
+use cblogs_e2e::{bin, Shipper};
 
 use crate::corpus::{lay_out, LineGen, Templates};
 use crate::ingest::stored_lines;
@@ -31,7 +31,7 @@ pub fn run(
     background_lines_per_sec: usize,
     secs: u64,
 ) -> Result<Vec<f64>> {
-    let server = Server::start(&dir.join("data"), None);
+    let server = crate::start_cblogsd(&dir.join("data"));
     let (agent, specs) = lay_out(&dir.join("agent"));
     let _shipper = Shipper::start(&agent, &dir.join("state"), &server.url, "");
     let probe_index = specs

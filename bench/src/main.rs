@@ -64,6 +64,19 @@ struct Args {
     shipper_rate: usize,
     #[arg(long, default_value_t = 30)]
     shipper_secs: u64,
+    /// A cblogsd config file for every cblogsd the harness starts (default:
+    /// the built-in defaults), to try settings.
+    #[arg(long)]
+    cblogsd_config: Option<PathBuf>,
+}
+
+/// The config text every cblogsd of this run starts with.
+static CBLOGSD_CONFIG: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// Starts a real cblogsd on `data_dir` with the run's config.
+pub fn start_cblogsd(data_dir: &Path) -> cblogs_e2e::Server {
+    let config = CBLOGSD_CONFIG.get().and_then(Option::as_deref);
+    cblogs_e2e::Server::start(data_dir, config)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -127,6 +140,13 @@ fn real_main() -> Result<()> {
         a.shipper_rate = 500;
         a.shipper_secs = 2;
     }
+    let config = match &a.cblogsd_config {
+        Some(p) => {
+            Some(std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?)
+        }
+        None => None,
+    };
+    let _ = CBLOGSD_CONFIG.set(config);
     if a.runs == 0 {
         bail!("--runs must be at least 1");
     }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use cblogs_core::Stream;
-use cblogs_e2e::{Server, Shipper};
+use cblogs_e2e::Shipper;
 
 use crate::corpus::{lay_out, LineGen, Templates};
 use crate::ingest::stored_lines;
@@ -31,7 +31,7 @@ pub struct Run {
 }
 
 pub fn run(templates: &Templates, dir: &Path, files: usize, rate: usize, secs: u64) -> Result<Run> {
-    let server = Server::start(&dir.join("data"), None);
+    let server = crate::start_cblogsd(&dir.join("data"));
     let (agent, mut specs) = lay_out(&dir.join("agent"));
     // Past the layout's 400 files: a second run of each process (a restart).
     let mut extra = Vec::new();

@@ -13,7 +13,7 @@
 //! `varint n` · `varint covered_end` · n × `varint offset_gap` · n × `zigzag varint time_delta` ·
 //! n × `u8 flags` · n × `varint len` · the text bytes.
 
-use std::collections::HashSet;
+use std::hash::BuildHasher;
 
 use cblogs_core::LineFlags;
 use rustc_hash::FxBuildHasher;
@@ -217,16 +217,7 @@ impl LineBlock {
     /// take a path that lowercases into one reused buffer and allocates only
     /// for a token not seen before in the block.
     pub fn distinct_tokens(&self) -> String {
-        let mut seen: HashSet<Vec<u8>, FxBuildHasher> = HashSet::default();
-        let mut out = String::new();
-        let mut keep = |token: &[u8], out: &mut String| {
-            if !seen.contains(token) {
-                seen.insert(token.to_vec());
-                // Tokens are whole UTF-8 strings: ASCII, or a lowercased &str.
-                out.push_str(std::str::from_utf8(token).unwrap_or_default());
-                out.push(' ');
-            }
-        };
+        let mut tokens = DistinctTokens::default();
         let mut lower = Vec::with_capacity(64);
         for line in self.lines() {
             if line.bytes.is_ascii() {
@@ -236,7 +227,7 @@ impl LineBlock {
                     }
                     lower.clear();
                     lower.extend(token.iter().map(u8::to_ascii_lowercase));
-                    keep(&lower, &mut out);
+                    tokens.keep(&lower);
                 }
             } else {
                 let text = String::from_utf8_lossy(line.bytes);
@@ -244,11 +235,45 @@ impl LineBlock {
                     if token.is_empty() || token.len() >= MAX_TOKEN_BYTES {
                         continue;
                     }
-                    keep(token.to_lowercase().as_bytes(), &mut out);
+                    tokens.keep(token.to_lowercase().as_bytes());
                 }
             }
         }
-        out
+        tokens.out
+    }
+}
+
+/// The distinct tokens of a block, space-separated, in first-seen order.
+/// The set holds where each token is in `out` (no copy of its own), because
+/// this runs for every token of every line ingested.
+#[derive(Default)]
+struct DistinctTokens {
+    out: String,
+    seen: hashbrown::HashTable<(u32, u32)>,
+}
+
+impl DistinctTokens {
+    fn keep(&mut self, token: &[u8]) {
+        let hash = FxBuildHasher.hash_one(token);
+        let out = &self.out;
+        let same = |&(start, len): &(u32, u32)| {
+            &out.as_bytes()[start as usize..(start + len) as usize] == token
+        };
+        if self.seen.find(hash, same).is_some() {
+            return;
+        }
+        // Tokens are whole UTF-8 strings: ASCII, or a lowercased &str.
+        let Ok(text) = std::str::from_utf8(token) else {
+            return;
+        };
+        let start = self.out.len() as u32;
+        self.out.push_str(text);
+        self.out.push(' ');
+        let out = &self.out;
+        self.seen
+            .insert_unique(hash, (start, token.len() as u32), |&(s, l)| {
+                FxBuildHasher.hash_one(&out.as_bytes()[s as usize..(s + l) as usize])
+            });
     }
 }
 
