@@ -108,8 +108,8 @@ impl Default for IngestConfig {
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
-            block_bytes: 64 << 10,
-            block_max_lines: 1024,
+            block_bytes: 128 << 10,
+            block_max_lines: 2048,
             block_max_age_ms: 60_000,
             commit_interval_ms: 1_000,
             partition_secs: 86_400,
