@@ -13,6 +13,7 @@
 //! `varint n` · `varint covered_end` · n × `varint offset_gap` · n × `zigzag varint time_delta` ·
 //! n × `u8 flags` · n × `varint len` · the text bytes.
 
+use std::collections::HashSet;
 use std::hash::BuildHasher;
 
 use cblogs_core::LineFlags;
@@ -244,34 +245,48 @@ impl LineBlock {
 }
 
 /// The distinct tokens of a block, space-separated, in first-seen order.
-/// The set holds where each token is in `out` (no copy of its own), because
-/// this runs for every token of every line ingested.
+/// This runs for every token of every line ingested, so a token of up to 8
+/// bytes (most of them: words, short numbers, long numbers' prefix terms)
+/// is looked up as one u64 (tokens hold no zero byte, so zero padding is
+/// unambiguous), and a longer one by where it already is in `out`, without
+/// a copy of its own.
 #[derive(Default)]
 struct DistinctTokens {
     out: String,
-    seen: hashbrown::HashTable<(u32, u32)>,
+    short: HashSet<u64, FxBuildHasher>,
+    long: hashbrown::HashTable<(u32, u32)>,
 }
 
 impl DistinctTokens {
+    fn push(&mut self, token: &[u8]) {
+        // Tokens are whole UTF-8 strings: ASCII, or a lowercased &str.
+        if let Ok(text) = std::str::from_utf8(token) {
+            self.out.push_str(text);
+            self.out.push(' ');
+        }
+    }
+
     fn keep(&mut self, token: &[u8]) {
         let token = index_term(token);
-        let hash = FxBuildHasher.hash_one(token);
-        let out = &self.out;
-        let same = |&(start, len): &(u32, u32)| {
-            &out.as_bytes()[start as usize..(start + len) as usize] == token
-        };
-        if self.seen.find(hash, same).is_some() {
+        if token.len() <= 8 {
+            let mut key = [0u8; 8];
+            key[..token.len()].copy_from_slice(token);
+            if self.short.insert(u64::from_le_bytes(key)) {
+                self.push(token);
+            }
             return;
         }
-        // Tokens are whole UTF-8 strings: ASCII, or a lowercased &str.
-        let Ok(text) = std::str::from_utf8(token) else {
-            return;
-        };
-        let start = self.out.len() as u32;
-        self.out.push_str(text);
-        self.out.push(' ');
+        let hash = FxBuildHasher.hash_one(token);
         let out = &self.out;
-        self.seen
+        let at =
+            |&(start, len): &(u32, u32)| &out.as_bytes()[start as usize..(start + len) as usize];
+        if self.long.find(hash, |e| at(e) == token).is_some() {
+            return;
+        }
+        let start = self.out.len() as u32;
+        self.push(token);
+        let out = &self.out;
+        self.long
             .insert_unique(hash, (start, token.len() as u32), |&(s, l)| {
                 FxBuildHasher.hash_one(&out.as_bytes()[s as usize..(s + l) as usize])
             });

@@ -29,7 +29,7 @@ const WRITER_IDLE: Duration = Duration::from_secs(300);
 /// the interval, so ingest is not held back).
 const BACKLOG_CHECK: Duration = Duration::from_millis(50);
 /// Blocks compressed at once: bounds the memory of a round with a backlog.
-const COMPRESS_CHUNK: usize = 256;
+const COMPRESS_CHUNK: usize = 64;
 /// How often retention is checked.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
 

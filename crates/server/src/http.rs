@@ -140,6 +140,17 @@ async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestResponse>, ApiError> {
+    // Wait for room before reading the body: a waiting request holds
+    // nothing but its connection.
+    let budget = app.config.storage.max_unindexed_bytes;
+    if let Err(held) = app.store.wait_for_room(budget, INGEST_PATIENCE).await {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "busy: {held} bytes of lines are waiting for the index, more than storage.max_unindexed_bytes ({budget}); retry later"
+            ),
+        ));
+    }
     let limit = app.config.ingest.max_body_bytes;
     let raw = axum::body::to_bytes(body, limit).await.map_err(|e| {
         let too_large = std::error::Error::source(&e)
@@ -170,21 +181,26 @@ async fn ingest(
         .map_err(|e| ApiError::bad(format!("malformed ingest body: {e}")))?;
     req.validate()
         .map_err(|e| ApiError::bad(format!("invalid ingest body: {e}")))?;
-    let limit = app.config.storage.max_unindexed_bytes;
-    if let Err(held) = app.store.wait_for_room(limit, INGEST_PATIENCE).await {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "busy: {held} bytes of lines are waiting for the index, more than storage.max_unindexed_bytes ({limit}); retry later"
-            ),
-        ));
-    }
     Ok(Json(app.ingestor.ingest(req).await?))
 }
 
 /// Decompresses at most `limit` bytes: a small body cannot expand into a huge one.
 fn unzstd(raw: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
     let bad = |e: std::io::Error| ApiError::bad(format!("body is not valid zstd: {e}"));
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("decompressed body is larger than ingest.max_body_bytes ({limit} bytes)"),
+        )
+    };
+    // A frame that states its size (shippers' do) is decompressed in one
+    // go into a buffer of exactly that size, after checking it is allowed.
+    if let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(raw) {
+        if size > limit as u64 {
+            return Err(too_large());
+        }
+        return zstd::bulk::decompress(raw, size as usize).map_err(bad);
+    }
     let decoder = zstd::stream::read::Decoder::new(raw).map_err(bad)?;
     let mut out = Vec::new();
     decoder
@@ -192,10 +208,7 @@ fn unzstd(raw: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
         .read_to_end(&mut out)
         .map_err(bad)?;
     if out.len() > limit {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("decompressed body is larger than ingest.max_body_bytes ({limit} bytes)"),
-        ));
+        return Err(too_large());
     }
     Ok(out)
 }
