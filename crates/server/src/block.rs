@@ -13,6 +13,7 @@
 //! `varint n` · `varint covered_end` · n × `varint offset_gap` · n × `zigzag varint time_delta` ·
 //! n × `u8 flags` · n × `varint len` · the text bytes.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::hash::BuildHasher;
 
@@ -129,29 +130,34 @@ impl LineBlock {
     /// The encoded (uncompressed) form.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.text.len() + self.len() * 6 + 8);
-        put_varint(&mut out, self.len() as u64);
-        put_varint(&mut out, self.covered_end);
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// [`LineBlock::encode`], appended to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        put_varint(out, self.len() as u64);
+        put_varint(out, self.covered_end);
         let mut expected = 0u64;
         for (i, &o) in self.offsets.iter().enumerate() {
             // Cut lines were longer than their stored bytes, so a gap can
             // also be "negative" relative to the stored length: zigzag it.
-            put_varint(&mut out, zigzag(o.wrapping_sub(expected) as i64));
+            put_varint(out, zigzag(o.wrapping_sub(expected) as i64));
             let start = if i == 0 { 0 } else { self.ends[i - 1] };
             expected = o + u64::from(self.ends[i] - start) + 1;
         }
         let mut prev = 0i64;
         for &t in &self.times {
-            put_varint(&mut out, zigzag(t.wrapping_sub(prev)));
+            put_varint(out, zigzag(t.wrapping_sub(prev)));
             prev = t;
         }
         out.extend_from_slice(&self.flags);
         let mut start = 0u32;
         for &e in &self.ends {
-            put_varint(&mut out, u64::from(e - start));
+            put_varint(out, u64::from(e - start));
             start = e;
         }
         out.extend_from_slice(&self.text);
-        out
     }
 
     pub fn decode(buf: &[u8]) -> Result<LineBlock, BlockError> {
@@ -200,8 +206,28 @@ impl LineBlock {
         })
     }
 
+    /// The encoded block, zstd-compressed. The encoding buffer and the zstd
+    /// context are kept per thread: the committer compresses thousands of
+    /// blocks a second.
     pub fn compress(&self, level: i32) -> std::io::Result<Vec<u8>> {
-        zstd::bulk::compress(&self.encode(), level)
+        thread_local! {
+            static SCRATCH: RefCell<(Vec<u8>, Option<(i32, zstd::bulk::Compressor<'static>)>)> =
+                const { RefCell::new((Vec::new(), None)) };
+        }
+        SCRATCH.with(|scratch| {
+            let (buf, compressor) = &mut *scratch.borrow_mut();
+            buf.clear();
+            self.encode_into(buf);
+            match compressor {
+                Some((l, c)) if *l == level => c.compress(buf),
+                _ => {
+                    let mut c = zstd::bulk::Compressor::new(level)?;
+                    let out = c.compress(buf);
+                    *compressor = Some((level, c));
+                    out
+                }
+            }
+        })
     }
 
     pub fn decompress(buf: &[u8]) -> Result<LineBlock, BlockError> {
@@ -219,6 +245,11 @@ impl LineBlock {
     /// for a token not seen before in the block.
     pub fn distinct_tokens(&self) -> String {
         let mut tokens = DistinctTokens::default();
+        self.collect_tokens(&mut tokens);
+        tokens.out
+    }
+
+    fn collect_tokens(&self, tokens: &mut DistinctTokens) {
         let mut lower = Vec::with_capacity(64);
         for line in self.lines() {
             if line.bytes.is_ascii() {
@@ -240,7 +271,6 @@ impl LineBlock {
                 }
             }
         }
-        tokens.out
     }
 }
 
