@@ -211,19 +211,20 @@ impl LineBlock {
     /// blocks a second.
     pub fn compress(&self, level: i32) -> std::io::Result<Vec<u8>> {
         thread_local! {
-            static SCRATCH: RefCell<(Vec<u8>, Option<(i32, zstd::bulk::Compressor<'static>)>)> =
-                const { RefCell::new((Vec::new(), None)) };
+            static SCRATCH: RefCell<CompressScratch> = const {
+                RefCell::new(CompressScratch { encoded: Vec::new(), zstd: None })
+            };
         }
         SCRATCH.with(|scratch| {
-            let (buf, compressor) = &mut *scratch.borrow_mut();
-            buf.clear();
-            self.encode_into(buf);
-            match compressor {
-                Some((l, c)) if *l == level => c.compress(buf),
+            let CompressScratch { encoded, zstd } = &mut *scratch.borrow_mut();
+            encoded.clear();
+            self.encode_into(encoded);
+            match zstd {
+                Some((l, c)) if *l == level => c.compress(encoded),
                 _ => {
                     let mut c = zstd::bulk::Compressor::new(level)?;
-                    let out = c.compress(buf);
-                    *compressor = Some((level, c));
+                    let out = c.compress(encoded);
+                    *zstd = Some((level, c));
                     out
                 }
             }
@@ -272,6 +273,13 @@ impl LineBlock {
             }
         }
     }
+}
+
+/// What [`LineBlock::compress`] keeps per thread: the encoding buffer and
+/// a zstd context with its level.
+struct CompressScratch {
+    encoded: Vec<u8>,
+    zstd: Option<(i32, zstd::bulk::Compressor<'static>)>,
 }
 
 /// The distinct tokens of a block, space-separated, in first-seen order.
