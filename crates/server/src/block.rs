@@ -254,14 +254,7 @@ impl LineBlock {
         let mut lower = Vec::with_capacity(64);
         for line in self.lines() {
             if line.bytes.is_ascii() {
-                for token in line.bytes.split(|b| !b.is_ascii_alphanumeric()) {
-                    if token.is_empty() || token.len() >= MAX_TOKEN_BYTES {
-                        continue;
-                    }
-                    lower.clear();
-                    lower.extend(token.iter().map(u8::to_ascii_lowercase));
-                    tokens.keep(&lower);
-                }
+                tokens.keep_ascii_line(line.bytes, &mut lower);
             } else {
                 let text = String::from_utf8_lossy(line.bytes);
                 for token in text.split(|c: char| !c.is_alphanumeric()) {
@@ -304,28 +297,81 @@ impl DistinctTokens {
         }
     }
 
-    fn keep(&mut self, token: &[u8]) {
-        let token = index_term(token);
-        if token.len() <= 8 {
-            let mut key = [0u8; 8];
-            key[..token.len()].copy_from_slice(token);
-            if self.short.insert(u64::from_le_bytes(key)) {
-                self.push(token);
+    /// Every token of an ASCII line, in one pass over its bytes: a short
+    /// token is lowercased straight into its u64 key, a long number into
+    /// its prefix term's key.
+    fn keep_ascii_line(&mut self, bytes: &[u8], lower: &mut Vec<u8>) {
+        const _: () = assert!(
+            NUMBER_PREFIX_DIGITS == 4,
+            "the prefix key below takes 4 bytes"
+        );
+        let n = bytes.len();
+        let mut i = 0;
+        while i < n {
+            if !bytes[i].is_ascii_alphanumeric() {
+                i += 1;
+                continue;
             }
-            return;
+            let start = i;
+            let mut key = 0u64;
+            let mut digits = true;
+            while i < n && bytes[i].is_ascii_alphanumeric() {
+                let b = bytes[i];
+                digits &= b.is_ascii_digit();
+                let k = i - start;
+                if k < 8 {
+                    key |= u64::from(b.to_ascii_lowercase()) << (8 * k);
+                }
+                i += 1;
+            }
+            let len = i - start;
+            if len >= MAX_TOKEN_BYTES {
+                continue;
+            }
+            if digits && len >= LONG_NUMBER_DIGITS {
+                self.keep_short((key & 0xffff_ffff) | (u64::from(b'_') << 32), 5);
+            } else if len <= 8 {
+                self.keep_short(key, len);
+            } else {
+                lower.clear();
+                lower.extend(bytes[start..i].iter().map(u8::to_ascii_lowercase));
+                self.keep_long(lower);
+            }
         }
-        let hash = FxBuildHasher.hash_one(token);
+    }
+
+    /// A lowercased token (of a line that is not ASCII).
+    fn keep(&mut self, token: &[u8]) {
+        let term = index_term(token);
+        if term.len() <= 8 {
+            let mut key = [0u8; 8];
+            key[..term.len()].copy_from_slice(term);
+            self.keep_short(u64::from_le_bytes(key), term.len());
+        } else {
+            self.keep_long(term);
+        }
+    }
+
+    /// A term of up to 8 bytes, packed little-endian into `key`.
+    fn keep_short(&mut self, key: u64, len: usize) {
+        if self.short.insert(key) {
+            self.push(&key.to_le_bytes()[..len]);
+        }
+    }
+
+    fn keep_long(&mut self, term: &[u8]) {
+        let hash = FxBuildHasher.hash_one(term);
         let out = &self.out;
         let at =
             |&(start, len): &(u32, u32)| &out.as_bytes()[start as usize..(start + len) as usize];
-        if self.long.find(hash, |e| at(e) == token).is_some() {
+        if self.long.find(hash, |e| at(e) == term).is_some() {
             return;
         }
         let start = self.out.len() as u32;
-        self.push(token);
+        self.push(term);
         let out = &self.out;
         self.long
-            .insert_unique(hash, (start, token.len() as u32), |&(s, l)| {
+            .insert_unique(hash, (start, term.len() as u32), |&(s, l)| {
                 FxBuildHasher.hash_one(&out.as_bytes()[s as usize..(s + l) as usize])
             });
     }
@@ -482,6 +528,12 @@ mod tests {
             LineFlags::default(),
             b"GET /api/v1/Items?id=42 HTTP/1.1\r",
         );
+        b.push(
+            200,
+            3,
+            LineFlags::default(),
+            b"ConnectionResetError at 0123456789, 12345678 and 1234 in TimeoutException/ConnectionResetError",
+        );
         let ours: std::collections::BTreeSet<String> = b
             .distinct_tokens()
             .split_whitespace()
@@ -503,6 +555,11 @@ mod tests {
         // Short numbers whole, long ones by prefix.
         assert!(ours.contains("42") && ours.contains("1182_") && ours.contains("2026_"));
         assert!(!ours.contains("1182736"));
+        assert!(
+            ours.contains("connectionreseterror")
+                && ours.contains("0123_")
+                && ours.contains("1234")
+        );
     }
 
     #[test]
