@@ -63,6 +63,9 @@ struct Pending {
     since: Option<Instant>,
 }
 
+/// Lines of room an empty queue of pending lines keeps.
+const PENDING_KEPT: usize = 64;
+
 /// Limits the tailer works within.
 #[derive(Debug, Clone, Copy)]
 pub struct TailLimits {
@@ -513,6 +516,9 @@ impl StreamTailer {
         self.pending.bytes = self.pending.bytes.saturating_sub(bytes);
         if self.pending.lines.is_empty() {
             self.pending.since = None;
+            // A burst grew the queue; hundreds of tailers each keeping the
+            // room of their biggest burst was most of the shipper's memory.
+            self.pending.lines.shrink_to(PENDING_KEPT);
         }
         let batch = Batch {
             source: self.source.clone(),
