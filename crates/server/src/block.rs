@@ -56,6 +56,18 @@ impl LineBlock {
         Self::default()
     }
 
+    /// An empty block with room for `lines` lines of `text_bytes` in all.
+    pub fn with_capacity(lines: usize, text_bytes: usize) -> Self {
+        LineBlock {
+            offsets: Vec::with_capacity(lines),
+            times: Vec::with_capacity(lines),
+            flags: Vec::with_capacity(lines),
+            ends: Vec::with_capacity(lines),
+            text: Vec::with_capacity(text_bytes),
+            covered_end: 0,
+        }
+    }
+
     /// Gives back the room its columns grew into and no longer need.
     pub fn shrink_to_fit(&mut self) {
         self.offsets.shrink_to_fit();

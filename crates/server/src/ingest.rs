@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use cblogs_core::wire::{BatchAck, IngestRequest, IngestResponse};
+use cblogs_core::wire::{Batch, BatchAck, IngestRequest, IngestResponse};
 use cblogs_core::LineFlags;
 
 use crate::block::LineBlock;
@@ -66,36 +66,28 @@ impl Ingestor {
     /// durable. A request with a gap in any batch stores nothing.
     pub async fn ingest(&self, req: IngestRequest) -> Result<IngestResponse, IngestError> {
         let mut resp = IngestResponse::default();
+        // The lines are copied into blocks before the ledger's lock is
+        // taken, so concurrent requests copy in parallel; under the lock
+        // only what the source already holds is dropped (a retry's lines).
+        let blocks: Vec<(LineBlock, u64)> = req
+            .batches
+            .iter()
+            .map(|batch| self.block_of(batch, 0))
+            .collect();
         let wait_for = {
             let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
             ledger.check_gaps(&req)?;
-            for batch in req.batches {
-                let source = Arc::new(batch.source);
-                let id = source.id();
+            for (batch, (block, cut)) in req.batches.into_iter().zip(blocks) {
+                let id = batch.source.id();
                 let held = ledger.held.get(&id).copied().unwrap_or(0);
-                let mut lines = LineBlock::new();
-                let mut duplicates = 0u64;
-                for l in &batch.lines {
-                    if l.offset < held {
-                        duplicates += 1;
-                        continue;
-                    }
-                    // Validated before: text xor b64, b64 decodes.
-                    let Ok(bytes) = l.bytes() else { continue };
-                    let cut = bytes.len() > self.max_line_bytes;
-                    resp.cut += u64::from(cut);
-                    let kept = &bytes[..bytes.len().min(self.max_line_bytes)];
-                    lines.push(
-                        l.offset,
-                        l.time_ns,
-                        LineFlags {
-                            cut: cut || l.cut,
-                            partial: l.partial,
-                        },
-                        kept,
-                    );
-                }
-                lines.cover_to(batch.end);
+                let duplicates = batch.lines.iter().filter(|l| l.offset < held).count() as u64;
+                let (lines, cut) = if duplicates > 0 {
+                    self.block_of(&batch, held)
+                } else {
+                    (block, cut)
+                };
+                resp.cut += cut;
+                let source = Arc::new(batch.source);
                 let end = held.max(batch.end);
                 ledger.held.insert(id, end);
                 resp.accepted += lines.len() as u64;
@@ -112,12 +104,44 @@ impl Ingestor {
                     self.wal.submit(WalRecord { seq, source, lines })?;
                 }
             }
-            // Wait for everything queued so far: a duplicate we dropped may
-            // belong to a record that is not durable yet.
             ledger.next_seq - 1
         };
         self.wal.wait_durable(wait_for).await?;
         Ok(resp)
+    }
+
+    /// The lines of `batch` at or past offset `from`, cut at the length
+    /// limit, as a block covering up to the batch's end; and how many
+    /// were cut.
+    fn block_of(&self, batch: &Batch, from: u64) -> (LineBlock, u64) {
+        let text_bytes: usize = batch
+            .lines
+            .iter()
+            .map(|l| {
+                l.text
+                    .as_ref()
+                    .map_or(0, String::len)
+                    .min(self.max_line_bytes)
+            })
+            .sum();
+        let mut lines = LineBlock::with_capacity(batch.lines.len(), text_bytes);
+        let mut cut_lines = 0;
+        for l in batch.lines.iter().filter(|l| l.offset >= from) {
+            let Ok(bytes) = l.bytes() else { continue };
+            let cut = bytes.len() > self.max_line_bytes;
+            cut_lines += u64::from(cut);
+            lines.push(
+                l.offset,
+                l.time_ns,
+                LineFlags {
+                    cut: cut || l.cut,
+                    partial: l.partial,
+                },
+                &bytes[..bytes.len().min(self.max_line_bytes)],
+            );
+        }
+        lines.cover_to(batch.end);
+        (lines, cut_lines)
     }
 }
 
