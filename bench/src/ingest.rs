@@ -163,8 +163,10 @@ pub struct Run {
     pub secs: f64,
     pub peak_rss_mib: f64,
     pub disk_bytes: u64,
-    /// Of which: compressed blocks (`blocks.dat` of every partition).
+    /// Of which: compressed blocks (`blocks.dat` of every partition)…
     pub block_bytes: u64,
+    /// …and the tantivy indexes (`index/` of every partition).
+    pub index_bytes: u64,
     pub wal_bytes: u64,
 }
 
@@ -202,6 +204,7 @@ pub fn run(corpus: &Corpus, bodies: &Bodies, dir: &Path) -> Result<Run> {
     Ok(Run {
         disk_bytes: dir_bytes(&data_dir.join("partitions")) + dir_bytes(&data_dir.join("wal")),
         block_bytes: files_named(&data_dir.join("partitions"), "blocks.dat"),
+        index_bytes: index_dirs_bytes(&data_dir.join("partitions")),
         wal_bytes: dir_bytes(&data_dir.join("wal")),
         server,
         data_dir,
@@ -247,6 +250,13 @@ pub fn flush(url: &str) -> Result<()> {
             "flush answered {}: {}",
             resp.status(),
             resp.text().unwrap_or_default()
+        );
+    }
+    let done: cblogs_core::api::FlushResponse = resp.json().context("the flush answer")?;
+    if done.unindexed_bytes > 0 {
+        bail!(
+            "after the flush, {} bytes of lines are still not in the index (see cblogsd's log)",
+            done.unindexed_bytes
         );
     }
     Ok(())
@@ -304,4 +314,16 @@ fn files_named(dir: &Path, name: &str) -> u64 {
             _ => 0,
         })
         .sum()
+}
+
+/// Bytes under `<partition>/index/` of every partition in `partitions`.
+fn index_dirs_bytes(partitions: &Path) -> u64 {
+    std::fs::read_dir(partitions)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| dir_bytes(&e.path().join("index")))
+                .sum()
+        })
+        .unwrap_or(0)
 }

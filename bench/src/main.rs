@@ -249,7 +249,7 @@ fn ingest_figures(a: &Args, corpus: &Corpus, work: &Path) -> Result<Vec<Figure>>
     );
     let (mut mb_s, mut storage, mut peak, mut wal) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut blocks_share = Vec::new();
+    let (mut blocks_share, mut index_share) = (Vec::new(), Vec::new());
     let mut last = None;
     for i in 0..a.runs {
         let dir = run_dir(work, "ingest", i)?;
@@ -266,6 +266,7 @@ fn ingest_figures(a: &Args, corpus: &Corpus, work: &Path) -> Result<Vec<Figure>>
         mb_s.push(raw / MB / r.secs);
         storage.push(r.disk_bytes as f64 / raw);
         blocks_share.push(r.block_bytes as f64 / raw);
+        index_share.push(r.index_bytes as f64 / raw);
         peak.push(r.peak_rss_mib);
         wal.push(r.wal_bytes as f64);
         if let Some((_, old_dir)) = last.replace((r.server, r.data_dir)) {
@@ -296,7 +297,7 @@ fn ingest_figures(a: &Args, corpus: &Corpus, work: &Path) -> Result<Vec<Figure>>
         .note(format!(
             "of which compressed blocks {:.3} × raw, index {:.3}; tantivy per line: {:.3} × raw; WAL left: {:.0} bytes",
             report::median(&blocks_share).unwrap_or(0.0),
-            report::median(&storage).unwrap_or(0.0) - report::median(&blocks_share).unwrap_or(0.0),
+            report::median(&index_share).unwrap_or(0.0),
             report::median(&tantivy_ratio).unwrap_or(0.0),
             report::median(&wal).unwrap_or(0.0)
         )),

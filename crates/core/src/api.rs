@@ -87,4 +87,8 @@ pub struct FlushResponse {
     /// Blocks sealed and committed by this flush.
     pub committed_blocks: usize,
     pub took_ms: u64,
+    /// Bytes of lines still only in memory after the flush: 0 unless a
+    /// block could not be committed (the server's log says why) or lines
+    /// arrived meanwhile.
+    pub unindexed_bytes: u64,
 }

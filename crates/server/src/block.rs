@@ -273,7 +273,10 @@ impl LineBlock {
                     if token.is_empty() || token.len() >= MAX_TOKEN_BYTES {
                         continue;
                     }
-                    tokens.keep(token.to_lowercase().as_bytes());
+                    // Char by char, as tantivy's LowerCaser does (no
+                    // final-sigma rule: `ΟΔΟΣ` → `οδοσ`, not `οδος`).
+                    let folded: String = token.chars().flat_map(char::to_lowercase).collect();
+                    tokens.keep(folded.as_bytes());
                 }
             }
         }
@@ -532,7 +535,7 @@ mod tests {
     fn tokens_match_tantivys_default_tokenizer() {
         let mut b = LineBlock::new();
         let long = "x".repeat(40);
-        let text = format!("ERROR Connexion refusée: Straße=ÄÖ id=42 {long} y{long} Ok, ok req=1182736 t=20261125 ");
+        let text = format!("ERROR Connexion refusée: Straße=ÄÖ ΟΔΟΣ id=42 {long} y{long} Ok, ok req=1182736 t=20261125 ");
         b.push(0, 1, LineFlags::default(), text.as_bytes());
         b.push(
             100,

@@ -51,6 +51,8 @@ pub struct Committer {
     config: StorageConfig,
     writers: HashMap<i64, (PartitionWriter, Instant)>,
     last_retention: Option<Instant>,
+    /// When a block last failed to be compressed, added or committed.
+    last_failure: Option<Instant>,
 }
 
 impl Committer {
@@ -61,6 +63,7 @@ impl Committer {
             config,
             writers: HashMap::new(),
             last_retention: None,
+            last_failure: None,
         }
     }
 
@@ -72,9 +75,13 @@ impl Committer {
             let wait = next.saturating_duration_since(Instant::now());
             match commands.recv_timeout(wait.min(BACKLOG_CHECK)) {
                 // Not time yet, and no backlog that holds ingest back.
+                // After a failed round, only the interval: a failing disk
+                // must not turn the backlog check into a hot loop.
                 Err(RecvTimeoutError::Timeout)
                     if Instant::now() < next
-                        && self.store.unindexed_bytes() < self.config.max_unindexed_bytes / 2 => {}
+                        && (self.failed_recently()
+                            || self.store.unindexed_bytes()
+                                < self.config.max_unindexed_bytes / 2) => {}
                 Err(RecvTimeoutError::Timeout) => {
                     // The interval counts from the start of a round: when a
                     // round takes longer (a backlog), the next starts at once.
@@ -126,6 +133,7 @@ impl Committer {
             match result {
                 Ok((start, r)) => added.push((block, start, r)),
                 Err(e) => {
+                    self.last_failure = Some(Instant::now());
                     tracing::error!(error = %e, "cannot add a block to the index; it stays in memory and the WAL")
                 }
             }
@@ -138,6 +146,7 @@ impl Committer {
             if let Some((w, used)) = self.writers.get_mut(&start) {
                 *used = Instant::now();
                 if let Err(e) = w.commit() {
+                    self.last_failure = Some(Instant::now());
                     tracing::error!(error = %e, "index commit failed; its blocks stay in memory and the WAL and are retried");
                     failed.push(start);
                 }
@@ -154,6 +163,11 @@ impl Committer {
             "committed"
         );
         added.len()
+    }
+
+    fn failed_recently(&self) -> bool {
+        self.last_failure
+            .is_some_and(|t| t.elapsed() < self.config.commit_interval())
     }
 
     fn writer_for(

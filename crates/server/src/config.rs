@@ -71,7 +71,7 @@ pub struct StorageConfig {
     /// Memory budget of each partition's tantivy writer.
     pub index_writer_bytes: usize,
     /// Past this many bytes of lines held in memory and not yet in the
-    /// index, ingest waits for the committer (up to 30 s, then 503).
+    /// index, ingest waits for the committer (up to 5 s, then 503).
     pub max_unindexed_bytes: u64,
 }
 
@@ -114,7 +114,7 @@ impl Default for StorageConfig {
             commit_interval_ms: 1_000,
             partition_secs: 86_400,
             retention_days: 14,
-            zstd_level: 3,
+            zstd_level: 4,
             wal_segment_bytes: 64 << 20,
             wal_max_bytes: 1 << 30,
             max_unindexed_bytes: 64 << 20,

@@ -29,8 +29,10 @@ use crate::store::Store;
 use crate::wal::WalError;
 
 /// How long an ingest request waits for the committer to make room before
-/// it is answered 503.
-const INGEST_PATIENCE: Duration = Duration::from_secs(30);
+/// it is answered 503: well within a shipper's request timeout (10 s), so
+/// the shipper hears the 503 and backs off instead of timing out and
+/// sending the same body again.
+const INGEST_PATIENCE: Duration = Duration::from_secs(5);
 
 /// What every handler shares.
 pub struct App {
@@ -143,14 +145,19 @@ async fn ingest(
     // Wait for room before reading the body: a waiting request holds
     // nothing but its connection.
     let budget = app.config.storage.max_unindexed_bytes;
-    if let Err(held) = app.store.wait_for_room(budget, INGEST_PATIENCE).await {
-        return Err(ApiError::new(
+    let deadline = tokio::time::Instant::now() + INGEST_PATIENCE;
+    let busy = |held: u64| {
+        ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "busy: {held} bytes of lines are waiting for the index, more than storage.max_unindexed_bytes ({budget}); retry later"
             ),
-        ));
-    }
+        )
+    };
+    app.store
+        .wait_for_room(budget, deadline)
+        .await
+        .map_err(busy)?;
     let limit = app.config.ingest.max_body_bytes;
     let raw = axum::body::to_bytes(body, limit).await.map_err(|e| {
         let too_large = std::error::Error::source(&e)
@@ -181,6 +188,14 @@ async fn ingest(
         .map_err(|e| ApiError::bad(format!("malformed ingest body: {e}")))?;
     req.validate()
         .map_err(|e| ApiError::bad(format!("invalid ingest body: {e}")))?;
+    // Requests woken together must not all fill the same room: each
+    // reserves its size (the JSON's, an upper bound of its lines') until
+    // its lines are applied and counted as waiting for the index.
+    let _admission = app
+        .store
+        .admit(json.len() as u64, budget, deadline)
+        .await
+        .map_err(busy)?;
     Ok(Json(app.ingestor.ingest(req).await?))
 }
 
@@ -195,7 +210,8 @@ fn unzstd(raw: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
     };
     // A frame that states its size (shippers' do) is decompressed in one
     // go into a buffer of exactly that size, after checking it is allowed.
-    if let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(raw) {
+    let single_frame = zstd::zstd_safe::find_frame_compressed_size(raw) == Ok(raw.len());
+    if let (true, Ok(Some(size))) = (single_frame, zstd::zstd_safe::get_frame_content_size(raw)) {
         if size > limit as u64 {
             return Err(too_large());
         }
@@ -259,6 +275,7 @@ async fn flush(State(app): State<Arc<App>>) -> Result<Json<api::FlushResponse>, 
     Ok(Json(api::FlushResponse {
         committed_blocks,
         took_ms: started.elapsed().as_millis() as u64,
+        unindexed_bytes: app.store.unindexed_bytes(),
     }))
 }
 

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use cblogs_core::{JobKey, Source};
 use tantivy::Searcher;
@@ -89,8 +89,25 @@ pub struct Store {
     /// Bytes of lines in memory and not yet in the index (open and sealed
     /// blocks): what `max_unindexed_bytes` bounds.
     unindexed_bytes: AtomicU64,
-    /// Woken after each commit, when there may be room again.
+    /// Bytes of ingest requests admitted and not yet applied.
+    admitted_bytes: AtomicU64,
+    /// Woken after each commit and each admission's end: there may be room.
     room: Notify,
+}
+
+/// Room reserved for one ingest request (see [`Store::admit`]).
+pub struct Admission {
+    store: Arc<Store>,
+    bytes: u64,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.store
+            .admitted_bytes
+            .fetch_sub(self.bytes, Ordering::AcqRel);
+        self.store.room.notify_waiters();
+    }
 }
 
 /// What one reader sees: consistent as of one instant.
@@ -171,6 +188,7 @@ impl Store {
             inner: RwLock::new(inner),
             tail,
             unindexed_bytes: AtomicU64::new(0),
+            admitted_bytes: AtomicU64::new(0),
             room: Notify::new(),
         })
     }
@@ -180,21 +198,72 @@ impl Store {
         self.unindexed_bytes.load(Ordering::Relaxed)
     }
 
-    /// Waits until the lines waiting for the index are at most `limit`
-    /// bytes, or `patience` runs out (then says how many bytes wait).
-    pub async fn wait_for_room(&self, limit: u64, patience: Duration) -> Result<(), u64> {
-        let deadline = tokio::time::Instant::now() + patience;
+    /// Bytes waiting for the index, and bytes of requests admitted but
+    /// not yet applied: what `max_unindexed_bytes` bounds.
+    fn held(&self) -> u64 {
+        self.unindexed_bytes() + self.admitted_bytes.load(Ordering::Acquire)
+    }
+
+    /// Waits until what is held is at most `limit`, or the `deadline`
+    /// passes (then says how many bytes are held). Cheap: for a request
+    /// that has not read its body yet.
+    pub async fn wait_for_room(
+        &self,
+        limit: u64,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), u64> {
         loop {
             // Registered before the check, so a commit in between still wakes us.
             let notified = self.room.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let held = self.unindexed_bytes();
-            if held <= limit {
+            if self.held() <= limit {
                 return Ok(());
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Err(self.unindexed_bytes());
+                return Err(self.held());
+            }
+        }
+    }
+
+    /// Reserves `bytes` for a request about to be ingested, waiting until
+    /// they fit within `limit` (or until nothing else is being admitted,
+    /// so one request larger than the room still goes through). The
+    /// reservation ends when the returned [`Admission`] is dropped, after
+    /// the request's lines were applied (and so counted as unindexed).
+    pub async fn admit(
+        self: &Arc<Self>,
+        bytes: u64,
+        limit: u64,
+        deadline: tokio::time::Instant,
+    ) -> Result<Admission, u64> {
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let admitted = self.admitted_bytes.load(Ordering::Acquire);
+            let unindexed = self.unindexed_bytes();
+            let fits = unindexed + admitted + bytes <= limit;
+            if fits || (admitted == 0 && unindexed <= limit) {
+                if self
+                    .admitted_bytes
+                    .compare_exchange(
+                        admitted,
+                        admitted + bytes,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    )
+                    .is_ok()
+                {
+                    return Ok(Admission {
+                        store: self.clone(),
+                        bytes,
+                    });
+                }
+                continue;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(self.held());
             }
         }
     }
