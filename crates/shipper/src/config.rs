@@ -94,6 +94,9 @@ pub struct ShipConfig {
     pub batch_max_delay_ms: u64,
     /// Requests awaiting an answer at once.
     pub max_in_flight: usize,
+    /// With none in flight, lines are sent at once, but at most once per
+    /// this many milliseconds.
+    pub min_request_gap_ms: u64,
     /// zstd level of request bodies; 0 sends them uncompressed.
     pub zstd_level: i32,
     /// One request's time limit; a request that times out is retried.
@@ -167,6 +170,7 @@ impl Default for ShipConfig {
             batch_max_bytes: 1 << 20,
             batch_max_delay_ms: 200,
             max_in_flight: 4,
+            min_request_gap_ms: 50,
             zstd_level: 3,
             request_timeout_ms: 10_000,
             retry_initial_ms: 100,

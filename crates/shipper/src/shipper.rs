@@ -63,6 +63,8 @@ pub struct Shipper {
     scanned_once: bool,
     sender: Arc<Sender>,
     in_flight: JoinSet<InFlight>,
+    /// When the last request went out (see `ship.min_request_gap_ms`).
+    last_sent: Instant,
     scratch: Vec<u8>,
     read_cursor: usize,
     /// A read stopped at its budget with bytes left in the file.
@@ -123,6 +125,7 @@ impl Shipper {
             scanned_once: false,
             sender: Arc::new(sender),
             in_flight: JoinSet::new(),
+            last_sent: Instant::now(),
             read_cursor: 0,
             more_to_read: false,
             // Written at once, so that a restart is never taken for a first start.
@@ -169,7 +172,7 @@ impl Shipper {
             "shipping"
         );
         loop {
-            let flush_at = self.flush_deadline().unwrap_or_else(far);
+            let flush_at = self.next_send_at().unwrap_or_else(far);
             let read_now = self.more_to_read && self.buffered() < self.cfg.tail.max_buffered_bytes;
             tokio::select! {
                 biased;
@@ -395,12 +398,13 @@ impl Shipper {
             if ready.is_empty() {
                 return;
             }
-            // Nothing in flight: send now, so a quiet agent's lines go out
-            // at once. While requests are out, lines gather into fuller
-            // batches until one is full or its oldest line has waited
-            // batch_max_delay_ms.
+            // Nothing in flight: send now (at most every
+            // min_request_gap_ms, so a busy agent does not send a request
+            // per write), and a line goes out in milliseconds. While
+            // requests are out, lines gather into fuller batches until one
+            // is full or its oldest line has waited batch_max_delay_ms.
             let due = force
-                || self.in_flight.is_empty()
+                || (self.in_flight.is_empty() && self.gap_passed())
                 || self.flush_deadline().is_some_and(|d| d <= Instant::now())
                 || ready
                     .iter()
@@ -428,7 +432,23 @@ impl Shipper {
         }
     }
 
+    fn gap_passed(&self) -> bool {
+        self.last_sent.elapsed() >= Duration::from_millis(self.cfg.ship.min_request_gap_ms)
+    }
+
+    /// When lines waiting now are next due to be sent: at the batch delay,
+    /// or, with nothing in flight, once the gap after the last request has passed.
+    fn next_send_at(&self) -> Option<Instant> {
+        let deadline = self.flush_deadline()?;
+        if self.in_flight.is_empty() {
+            let gap = self.last_sent + Duration::from_millis(self.cfg.ship.min_request_gap_ms);
+            return Some(deadline.min(gap));
+        }
+        Some(deadline)
+    }
+
     fn dispatch(&mut self, keys: Vec<PathBuf>, req: IngestRequest) {
+        self.last_sent = Instant::now();
         let sender = self.sender.clone();
         self.in_flight.spawn(async move {
             let d = sender.deliver(&req).await;

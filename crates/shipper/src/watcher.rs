@@ -58,6 +58,8 @@ pub struct DirWatcher {
     pub changed: Arc<Notify>,
     /// Live log files just written.
     pub written: Arc<Written>,
+    /// Whether the watch limit was already reported.
+    warned_limit: bool,
 }
 
 impl DirWatcher {
@@ -114,6 +116,7 @@ impl DirWatcher {
             watched: HashSet::new(),
             changed,
             written,
+            warned_limit: false,
         }
     }
 
@@ -138,6 +141,16 @@ impl DirWatcher {
             match w.watch(d, RecursiveMode::NonRecursive) {
                 Ok(()) => {
                     self.watched.insert(d.clone());
+                }
+                Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
+                    if !self.warned_limit {
+                        self.warned_limit = true;
+                        tracing::warn!(
+                            watched = self.watched.len(),
+                            "the inotify watch limit (fs.inotify.max_user_watches) is reached: \
+                             folders past it are found by the periodic rescan and read by the poll"
+                        );
+                    }
                 }
                 Err(e) => tracing::debug!(dir = %d.display(), "cannot watch: {e}"),
             }
