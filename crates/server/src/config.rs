@@ -114,7 +114,7 @@ impl Default for StorageConfig {
             commit_interval_ms: 1_000,
             partition_secs: 86_400,
             retention_days: 14,
-            zstd_level: 4,
+            zstd_level: 3,
             wal_segment_bytes: 64 << 20,
             wal_max_bytes: 1 << 30,
             max_unindexed_bytes: 64 << 20,
