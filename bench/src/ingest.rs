@@ -201,6 +201,9 @@ pub fn run(corpus: &Corpus, bodies: &Bodies, dir: &Path) -> Result<Run> {
             corpus.lines
         );
     }
+    // Settle: tantivy merges segments in the background after the last
+    // commit. Disk use is taken, and reads are timed, once cblogsd is idle.
+    settle(pid);
     Ok(Run {
         disk_bytes: dir_bytes(&data_dir.join("partitions")) + dir_bytes(&data_dir.join("wal")),
         block_bytes: files_named(&data_dir.join("partitions"), "blocks.dat"),
@@ -326,4 +329,19 @@ fn index_dirs_bytes(partitions: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// Waits (up to two minutes) until `pid` uses under 2 % of a core over half
+/// a second.
+fn settle(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last = crate::procs::cpu_secs(pid);
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = crate::procs::cpu_secs(pid);
+        if now - last < 0.01 {
+            return;
+        }
+        last = now;
+    }
 }
