@@ -362,6 +362,62 @@ impl<'a> LineGen<'a> {
     }
 }
 
+/// Appends generated lines to many files in turn: the background load of
+/// the latency and shipper measurements.
+pub struct RoundRobinWriter<'a> {
+    files: Vec<File>,
+    gens: Vec<LineGen<'a>>,
+    written: usize,
+    line: Vec<u8>,
+}
+
+impl<'a> RoundRobinWriter<'a> {
+    /// Opens `specs`' files for appending, each with its own line generator.
+    pub fn open(templates: &'a Templates, specs: &[FileSpec]) -> Result<RoundRobinWriter<'a>> {
+        let files = specs
+            .iter()
+            .map(|s| std::fs::OpenOptions::new().append(true).open(&s.path))
+            .collect::<std::io::Result<_>>()
+            .context("open the sandbox files")?;
+        let gens = specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| LineGen::new(templates, s, i as u64))
+            .collect();
+        Ok(RoundRobinWriter {
+            files,
+            gens,
+            written: 0,
+            line: Vec::with_capacity(512),
+        })
+    }
+
+    /// Writes `count` lines, each whole in one write(2), to the next files.
+    pub fn write(&mut self, count: usize) -> Result<()> {
+        for _ in 0..count {
+            let i = self.written % self.files.len();
+            self.written += 1;
+            self.line.clear();
+            self.gens[i].next_line(&mut self.line);
+            self.line.push(b'\n');
+            self.files[i]
+                .write_all(&self.line)
+                .context("write a sandbox file")?;
+        }
+        Ok(())
+    }
+
+    /// Lines written so far.
+    pub fn written(&self) -> usize {
+        self.written
+    }
+
+    /// The file of spec `i`, to write something else into.
+    pub fn file(&mut self, i: usize) -> &mut File {
+        &mut self.files[i]
+    }
+}
+
 fn push_number(out: &mut Vec<u8>, mut v: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();

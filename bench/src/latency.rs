@@ -7,7 +7,7 @@
 //! stdout file of the tailed job; a thread reads the CLI's output and notes
 //! when each probe shows. Every probe must show.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use cblogs_e2e::{bin, Shipper};
 
-use crate::corpus::{lay_out, LineGen, Templates};
+use crate::corpus::{lay_out, RoundRobinWriter, Templates};
 use crate::ingest::stored_lines;
 
 const PROBE: &str = "cblogs-bench-probe ";
@@ -38,20 +38,11 @@ pub fn run(
         .iter()
         .position(|s| s.job == job)
         .context("the tailed job is not in the layout")?;
-    let mut files: Vec<File> = specs
-        .iter()
-        .map(|s| OpenOptions::new().append(true).open(&s.path))
-        .collect::<std::io::Result<_>>()
-        .context("open the sandbox files")?;
-    let mut gens: Vec<LineGen> = specs
-        .iter()
-        .enumerate()
-        .map(|(i, s)| LineGen::new(templates, s, i as u64))
-        .collect();
+    let mut load = RoundRobinWriter::open(templates, &specs)?;
 
     // `cblogs tail JOB` needs the job to exist: a first line makes it.
     let mut probe = 0u64;
-    write_probe(&mut files[probe_index], probe)?;
+    write_probe(load.file(probe_index), probe)?;
     probe += 1;
     let deadline = Instant::now() + Duration::from_secs(30);
     while stored_lines(&server.url)? == 0 {
@@ -83,7 +74,7 @@ pub fn run(
     // Until a probe shows, the follower is not ready.
     let ready_by = Instant::now() + Duration::from_secs(30);
     'ready: loop {
-        write_probe(&mut files[probe_index], probe)?;
+        write_probe(load.file(probe_index), probe)?;
         probe += 1;
         let wait_until = Instant::now() + Duration::from_millis(500);
         while let Some(left) = wait_until.checked_duration_since(Instant::now()) {
@@ -103,20 +94,11 @@ pub fn run(
     let per_tick = (background_lines_per_sec / 100).max(1);
     let mut tick = started;
     let mut next_probe = started;
-    let mut n = 0usize;
-    let mut line = Vec::with_capacity(512);
     while started.elapsed() < Duration::from_secs(secs) {
-        for _ in 0..per_tick {
-            let i = n % files.len();
-            n += 1;
-            line.clear();
-            gens[i].next_line(&mut line);
-            line.push(b'\n');
-            files[i].write_all(&line).context("write a sandbox file")?;
-        }
+        load.write(per_tick)?;
         if Instant::now() >= next_probe {
             sent.push(Instant::now());
-            write_probe(&mut files[probe_index], probe)?;
+            write_probe(load.file(probe_index), probe)?;
             probe += 1;
             next_probe += PROBE_EVERY;
         }

@@ -8,8 +8,7 @@
 //! same time on the same files, is GNU `tail -q -F` following all of them
 //! (what "ssh and tail" costs). Every line must arrive.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use cblogs_core::Stream;
 use cblogs_e2e::Shipper;
 
-use crate::corpus::{lay_out, LineGen, Templates};
+use crate::corpus::{lay_out, RoundRobinWriter, Templates};
 use crate::ingest::stored_lines;
 use crate::procs::{cpu_secs, peak_rss_mib};
 
@@ -56,16 +55,7 @@ pub fn run(templates: &Templates, dir: &Path, files: usize, rate: usize, secs: u
     specs.extend(extra);
     specs.truncate(files);
     let paths: Vec<PathBuf> = specs.iter().map(|s| s.path.clone()).collect();
-    let mut out: Vec<File> = paths
-        .iter()
-        .map(|p| OpenOptions::new().append(true).open(p))
-        .collect::<std::io::Result<_>>()
-        .context("open the sandbox files")?;
-    let mut gens: Vec<LineGen> = specs
-        .iter()
-        .enumerate()
-        .map(|(i, s)| LineGen::new(templates, s, i as u64))
-        .collect();
+    let mut load = RoundRobinWriter::open(templates, &specs)?;
     let shipper_started = Instant::now();
     let mut shipper = Shipper::start(&agent, &dir.join("state"), &server.url, "");
     let mut tail: Child = Command::new("tail")
@@ -81,23 +71,14 @@ pub fn run(templates: &Templates, dir: &Path, files: usize, rate: usize, secs: u
     let started = Instant::now();
     let per_tick = (rate / 100).max(1);
     let mut tick = started;
-    let mut n = 0usize;
-    let mut line = Vec::with_capacity(512);
     while started.elapsed() < Duration::from_secs(secs) {
-        for _ in 0..per_tick {
-            let i = n % out.len();
-            n += 1;
-            line.clear();
-            gens[i].next_line(&mut line);
-            line.push(b'\n');
-            out[i].write_all(&line).context("write a sandbox file")?;
-        }
+        load.write(per_tick)?;
         tick += Duration::from_millis(10);
         if let Some(wait) = tick.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
     }
-    let written = n as u64;
+    let written = load.written() as u64;
     let deadline = Instant::now() + Duration::from_secs(120);
     while stored_lines(&server.url)? < written {
         if Instant::now() > deadline {
