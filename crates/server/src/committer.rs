@@ -221,7 +221,7 @@ fn compress_all(blocks: &[Arc<SealedBlock>], level: i32) -> Vec<std::io::Result<
     if threads <= 1 {
         return blocks
             .iter()
-            .map(|b| CompressedBlock::new(&b.lines, level))
+            .map(|b| CompressedBlock::new(b.source.id(), &b.lines, level))
             .collect();
     }
     let per_thread = blocks.len().div_ceil(threads);
@@ -232,7 +232,7 @@ fn compress_all(blocks: &[Arc<SealedBlock>], level: i32) -> Vec<std::io::Result<
                 let handle = s.spawn(move || {
                     chunk
                         .iter()
-                        .map(|b| CompressedBlock::new(&b.lines, level))
+                        .map(|b| CompressedBlock::new(b.source.id(), &b.lines, level))
                         .collect::<Vec<_>>()
                 });
                 (chunk.len(), handle)

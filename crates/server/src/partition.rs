@@ -120,26 +120,32 @@ fn schema() -> (Schema, Fields) {
 pub struct CompressedBlock {
     compressed: Vec<u8>,
     tokens: String,
-    t_min: i64,
-    t_max: i64,
-    off_start: u64,
-    off_end: u64,
-    n_lines: u64,
-    text_bytes: u64,
+    /// What the block covers; where it will live in `blocks.dat` is filled
+    /// in by [`PartitionWriter::add_block`].
+    block: BlockRef,
 }
 
 impl CompressedBlock {
-    pub fn new(lines: &LineBlock, zstd_level: i32) -> std::io::Result<CompressedBlock> {
+    pub fn new(
+        source: u64,
+        lines: &LineBlock,
+        zstd_level: i32,
+    ) -> std::io::Result<CompressedBlock> {
         let (t_min, t_max) = lines.time_range().unwrap_or_default();
         Ok(CompressedBlock {
             compressed: lines.compress(zstd_level)?,
             tokens: lines.distinct_tokens(),
-            t_min,
-            t_max,
-            off_start: lines.first_offset().unwrap_or_default(),
-            off_end: lines.end_offset().unwrap_or_default(),
-            n_lines: lines.len() as u64,
-            text_bytes: lines.text_len() as u64,
+            block: BlockRef {
+                source,
+                t_min,
+                t_max,
+                off_start: lines.first_offset().unwrap_or_default(),
+                off_end: lines.end_offset().unwrap_or_default(),
+                n_lines: lines.len() as u64,
+                text_bytes: lines.text_len() as u64,
+                data_pos: 0,
+                data_len: 0,
+            },
         })
     }
 }
@@ -455,34 +461,21 @@ pub struct PartitionWriter {
 }
 
 impl PartitionWriter {
-    /// Compresses `lines` and queues its doc; visible after [`PartitionWriter::commit`].
+    /// Appends a compressed block to the block file and queues its doc;
+    /// visible after [`PartitionWriter::commit`].
     pub fn add_block(
         &mut self,
         source: &Arc<Source>,
-        block: CompressedBlock,
+        compressed: CompressedBlock,
     ) -> Result<BlockRef, PartitionError> {
         let dir = || self.part.dir.clone();
         let CompressedBlock {
             compressed,
             tokens,
-            t_min,
-            t_max,
-            off_start,
-            off_end,
-            n_lines,
-            text_bytes,
-        } = block;
-        let block = BlockRef {
-            source: source.id(),
-            t_min,
-            t_max,
-            off_start,
-            off_end,
-            n_lines,
-            text_bytes,
-            data_pos: self.data_len + self.data.len() as u64,
-            data_len: compressed.len() as u64,
-        };
+            mut block,
+        } = compressed;
+        block.data_pos = self.data_len + self.data.len() as u64;
+        block.data_len = compressed.len() as u64;
         self.data.extend_from_slice(&compressed);
         let f = self.part.fields;
         let mut doc = TantivyDocument::default();
