@@ -1,7 +1,8 @@
-//! `cblogs`: tail and list the logs of Aurora jobs, from cblogsd.
+//! `cblogs`: tail, search and list the logs of Aurora jobs, from cblogsd.
 
 mod client;
 mod follow;
+mod grep;
 mod render;
 mod sse;
 
@@ -21,10 +22,11 @@ use render::{ColorChoice, LineWriter, Output};
 const EXAMPLES: &str = "Examples:
   cblogs tail www-data/prod/hello -f
   cblogs tail hello --instance 0-2 --stream stderr
-  cblogs tail 'devcluster/www-data/prod/hello/3' -n 500 --output raw | grep -i timeout
+  cblogs tail 'devcluster/www-data/prod/hello/3' -n 500 --output raw
+  cblogs grep -i 'timeout|refused' www-data/prod/hello --since 2h -C 2
   cblogs jobs 'www-data/*'";
 
-/// Tail and list the logs of Aurora jobs, collected by cblogsd.
+/// Tail, search and list the logs of Aurora jobs, collected by cblogsd.
 #[derive(Parser, Debug)]
 #[command(name = "cblogs", version, about, after_help = EXAMPLES)]
 struct Cli {
@@ -39,6 +41,8 @@ struct Cli {
 enum Command {
     /// Print the last lines of a job's processes; -f keeps following.
     Tail(TailArgs),
+    /// Search lines with a regex (ripgrep's syntax) or a fixed string; -C, --count, -l as grep.
+    Grep(grep::GrepArgs),
     /// List jobs with their instances, line counts and when they last logged.
     Jobs(JobsArgs),
 }
@@ -69,7 +73,7 @@ struct TailArgs {
     #[arg(long)]
     process: Option<String>,
     /// Only lines since then: 90s, 15m, 2h, 3d, 1h30m, or an RFC 3339 time.
-    #[arg(long, value_name = "WHEN", value_parser = parse_since)]
+    #[arg(long, value_name = "WHEN", value_parser = parse_time)]
     since: Option<i64>,
     /// Start each line with the time it was read (RFC 3339, UTC).
     #[arg(short, long)]
@@ -93,21 +97,22 @@ struct JobsArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum StreamChoice {
+pub(crate) enum StreamChoice {
     Stdout,
     Stderr,
     All,
 }
 
-fn parse_selector(s: &str) -> Result<Selector, String> {
+pub(crate) fn parse_selector(s: &str) -> Result<Selector, String> {
     Selector::parse(s).map_err(|e| e.to_string())
 }
 
-fn parse_since(s: &str) -> Result<i64, String> {
+/// `--since`/`--until`: a duration ago or an RFC 3339 time.
+pub(crate) fn parse_time(s: &str) -> Result<i64, String> {
     cblogs_core::time::parse_since(s, cblogs_core::time::now_ns()).map_err(|e| e.to_string())
 }
 
-fn parse_instances(s: &str) -> Result<InstanceSet, String> {
+pub(crate) fn parse_instances(s: &str) -> Result<InstanceSet, String> {
     s.parse()
         .map_err(|e: cblogs_core::SelectorError| e.to_string())
 }
@@ -117,6 +122,15 @@ fn parse_instances(s: &str) -> Result<InstanceSet, String> {
 pub struct Failure {
     message: String,
     code: u8,
+}
+
+impl Failure {
+    pub fn protocol(message: String) -> Failure {
+        Failure {
+            message: format!("unexpected answer from cblogsd: {message}"),
+            code: 1,
+        }
+    }
 }
 
 impl From<ClientError> for Failure {
@@ -164,7 +178,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(f) if f.code == 0 => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("cblogs: {}", f.message);
@@ -173,11 +187,18 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), Failure> {
+/// Runs the command; the exit code on success.
+async fn run(cli: Cli) -> Result<u8, Failure> {
     let client = Client::new(&cli.server)?;
     match cli.command {
-        Command::Tail(args) => tail(&client, args).await,
-        Command::Jobs(args) => jobs(&client, args).await,
+        Command::Tail(args) => tail(&client, args).await.map(|()| 0),
+        Command::Jobs(args) => jobs(&client, args).await.map(|()| 0),
+        // grep's codes: 0 a line matched, 1 none did, 2 trouble.
+        Command::Grep(args) => match grep::grep(&client, args).await {
+            Ok(matched) => Ok(if matched { 0 } else { 1 }),
+            Err(f) if f.code == 0 => Err(f),
+            Err(f) => Err(Failure { code: 2, ..f }),
+        },
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use cblogs_core::api::JobSummary;
+use cblogs_core::api::{JobSummary, SearchLine};
 use cblogs_core::{LineView, Stream};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -73,6 +73,55 @@ fn display_text(text: &str) -> &str {
 
 /// Formats one line for `pretty` output (without the newline).
 pub fn pretty_line(l: &LineView, show_job: bool, color: bool) -> String {
+    pretty_with(l, show_job, color, MATCH_SEP, &[])
+}
+
+/// Between prefix and text: a match (or a tailed line), a context line.
+const MATCH_SEP: &str = " │ ";
+const CONTEXT_SEP: &str = " ┆ ";
+/// Matches: bold red, as grep and ripgrep show them.
+const MATCH: &str = "1;31";
+
+/// `text` with the byte ranges in `spans` painted (when they fall on
+/// character boundaries; a range that does not is left plain).
+fn highlighted(out: &mut String, text: &str, spans: &[[usize; 2]], color: bool) {
+    let mut at = 0;
+    if color {
+        for &[start, end] in spans {
+            let (Some(before), Some(hit)) =
+                (text.get(at..start), text.get(start..end.min(text.len())))
+            else {
+                continue;
+            };
+            out.push_str(before);
+            paint(out, Some(MATCH), hit);
+            at = end.min(text.len());
+        }
+    }
+    out.push_str(text.get(at..).unwrap_or_default());
+}
+
+/// A search result line for `pretty` output: the tail prefix, ` │ ` for a
+/// match or ` ┆ ` for context, matches highlighted.
+pub fn pretty_search_line(l: &SearchLine, show_job: bool, color: bool) -> String {
+    let sep = if l.context { CONTEXT_SEP } else { MATCH_SEP };
+    pretty_with(&l.line, show_job, color, sep, &l.matches)
+}
+
+/// A search result line for `raw` output: the text, matches highlighted.
+pub fn raw_search_line(l: &SearchLine, color: bool) -> String {
+    let mut s = String::with_capacity(l.line.text.len());
+    highlighted(&mut s, display_text(&l.line.text), &l.matches, color);
+    s
+}
+
+fn pretty_with(
+    l: &LineView,
+    show_job: bool,
+    color: bool,
+    sep: &str,
+    spans: &[[usize; 2]],
+) -> String {
     let mut s = String::with_capacity(l.text.len() + 32);
     let c = color.then(|| color_for(&l.job, l.instance, &l.process));
     let who = if show_job {
@@ -87,8 +136,8 @@ pub fn pretty_line(l: &LineView, show_job: bool, color: bool) -> String {
         Stream::Stdout => c,
     };
     paint(&mut s, stream_color, l.stream.as_str());
-    s.push_str(" │ ");
-    s.push_str(display_text(&l.text));
+    s.push_str(sep);
+    highlighted(&mut s, display_text(&l.text), spans, color);
     if l.flags.cut {
         s.push(' ');
         paint(&mut s, color.then_some(DIM), "[cut]");
@@ -257,6 +306,41 @@ mod tests {
             "the text itself stays uncoloured: {a:?}"
         );
         assert_eq!(a, pretty_line(&line(Stream::Stderr, "x"), false, true));
+    }
+
+    #[test]
+    fn search_lines_show_context_and_matches() {
+        let mut hit = SearchLine {
+            line: line(Stream::Stdout, "a timeout here\r"),
+            context: false,
+            matches: vec![[2, 9]],
+        };
+        assert_eq!(
+            pretty_search_line(&hit, false, false),
+            "3 hello/stdout │ a timeout here"
+        );
+        let coloured = pretty_search_line(&hit, false, true);
+        assert!(
+            coloured.ends_with("a \x1b[1;31mtimeout\x1b[0m here"),
+            "{coloured:?}"
+        );
+        assert_eq!(
+            raw_search_line(&hit, true),
+            "a \x1b[1;31mtimeout\x1b[0m here"
+        );
+        hit.context = true;
+        hit.matches.clear();
+        assert_eq!(
+            pretty_search_line(&hit, false, false),
+            "3 hello/stdout ┆ a timeout here"
+        );
+        // A range that is not on character boundaries is not painted.
+        let odd = SearchLine {
+            line: line(Stream::Stdout, "é"),
+            context: false,
+            matches: vec![[1, 2]],
+        };
+        assert_eq!(raw_search_line(&odd, true), "é");
     }
 
     #[test]

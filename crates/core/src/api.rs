@@ -6,6 +6,9 @@
 //! | `GET /api/v1/tail?job=SELECTOR[&n=N][&instance=I][&stream=S][&process=P][&since_ns=T]` | [`TailResponse`]: the last `n` lines (default 100) in time order |
 //! | `GET /api/v1/follow?…the same…` | Server-Sent Events: `jobs` (a JSON array of job keys), then one `line` event per line ([`crate::LineView`]): first the backlog, then each new line as it is ingested; `truncated` ([`Truncated`]) before a backlog from `since_ns` that had to leave out its oldest lines; `lagged` ([`Lagged`]) if the client fell behind |
 //!
+//! | `GET /api/v1/search?pattern=P[&fixed=true][&ignore_case=true][&word=true][&invert=true][&job=SELECTOR]…[&instance=I][&stream=S][&process=P][&host=H][&since_ns=T][&until_ns=T][&limit=N][&before=N][&after=N][&mode=lines\|count\|list]` | NDJSON [`SearchEvent`]s, streamed as they are found: lines in file order per source, merged by time across sources; `limit` (default 1000, 0 for none) counts matching lines; `until_ns` is exclusive |
+//! | `GET /api/v1/histogram?…the search's selection, pattern optional…[&buckets=N][&by=job]` | [`HistogramResponse`] |
+//!
 //! Errors are a [`crate::wire::ErrorBody`] with a 4xx status: 400 for a bad
 //! parameter, 404 for a selector that matches no job, 409 for an exact
 //! selector that matches several jobs (the `candidates` list them).
@@ -91,4 +94,106 @@ pub struct FlushResponse {
     /// block could not be committed (the server's log says why) or lines
     /// arrived meanwhile.
     pub unindexed_bytes: u64,
+}
+
+/// GET: search lines (see the module docs); answers NDJSON [`SearchEvent`]s.
+pub const SEARCH_PATH: &str = "/api/v1/search";
+/// GET: matching lines per time bucket; answers [`HistogramResponse`].
+pub const HISTOGRAM_PATH: &str = "/api/v1/histogram";
+/// How many matching lines a search shows unless told otherwise.
+pub const DEFAULT_SEARCH_LIMIT: usize = 1000;
+/// How many buckets a histogram has unless told otherwise, and at most.
+pub const DEFAULT_HISTOGRAM_BUCKETS: usize = 60;
+pub const MAX_HISTOGRAM_BUCKETS: usize = 2000;
+
+/// What a search reports: one event per NDJSON line, in this order: `start`,
+/// then `line`s (and `break`s) or `count`s or `source`s, then `summary`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SearchEvent {
+    Start {
+        /// The job keys the selectors resolved to (every job without one).
+        jobs: Vec<String>,
+    },
+    Line(SearchLine),
+    /// With context lines: the next line does not directly follow the
+    /// previous one in the same source (grep's `--`).
+    Break,
+    /// `mode=count`: matching lines of one source.
+    Count(SourceCount),
+    /// `mode=list`: a source with at least one matching line.
+    Source(MatchSource),
+    Summary(SearchSummary),
+}
+
+/// One line of a search's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchLine {
+    #[serde(flatten)]
+    pub line: LineView,
+    /// Shown for context (`-A/-B/-C`), not a match itself.
+    pub context: bool,
+    /// Byte ranges of `line.text` that the pattern matched (for highlighting).
+    pub matches: Vec<[usize; 2]>,
+}
+
+/// Which source a count or a listed match belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MatchSource {
+    pub cluster: String,
+    /// `role/env/name`.
+    pub job: String,
+    pub instance: u32,
+    pub process: String,
+    pub stream: crate::Stream,
+    pub host: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceCount {
+    #[serde(flatten)]
+    pub source: MatchSource,
+    pub count: u64,
+}
+
+/// The last event of a search.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchSummary {
+    /// Matching lines found (shown, or counted).
+    pub matched: u64,
+    /// More lines match than `limit` let through.
+    pub more: bool,
+    /// The search stopped before it looked everywhere (`reason` says why):
+    /// what was sent is right, but not all there is.
+    pub truncated: bool,
+    pub reason: Option<String>,
+    /// With `more`: the time of the first matching line left out, where a
+    /// next search can start (`since_ns`).
+    pub next_time_ns: Option<i64>,
+    /// Blocks of the selected sources in the time range, and how many of
+    /// them the index could not rule out and were read.
+    pub blocks_total: u64,
+    pub blocks_read: u64,
+    pub took_ms: u64,
+}
+
+/// Matching lines per time bucket, per stream (and per job with `by=job`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistogramResponse {
+    pub start_ns: i64,
+    pub step_ns: i64,
+    pub buckets: usize,
+    pub series: Vec<HistogramSeries>,
+    pub total: u64,
+    pub truncated: bool,
+    pub reason: Option<String>,
+    pub took_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistogramSeries {
+    /// With `by=job`: the job key; otherwise absent.
+    pub job: Option<String>,
+    pub stream: crate::Stream,
+    pub counts: Vec<u64>,
 }

@@ -10,12 +10,14 @@
 //! - [`wire`]: the ingest request and acknowledgement bodies.
 //! - [`LineView`] and [`api`]: how the read API shows lines and jobs.
 //! - [`sandbox`]: the names Thermos gives executor, run and log files.
+//! - [`pattern`]: search patterns with ripgrep's semantics (`-F`, `-i`, `-w`).
 //! - [`Selector`]: the job selector users type (`cluster/role/env/name[/instance]`,
 //!   a bare `name`, `*` globs in any part).
 
 pub mod api;
 mod job;
 mod line;
+pub mod pattern;
 pub mod sandbox;
 mod selector;
 mod task_id;

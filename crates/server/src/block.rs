@@ -270,7 +270,11 @@ impl LineBlock {
             } else {
                 let text = String::from_utf8_lossy(line.bytes);
                 for token in text.split(|c: char| !c.is_alphanumeric()) {
-                    if token.is_empty() || token.len() >= MAX_TOKEN_BYTES {
+                    if token.is_empty() {
+                        continue;
+                    }
+                    if token.len() >= MAX_TOKEN_BYTES {
+                        tokens.keep_long_marker();
                         continue;
                     }
                     // Char by char, as tantivy's LowerCaser does (no
@@ -301,6 +305,7 @@ struct DistinctTokens {
     out: String,
     short: HashSet<u64, FxBuildHasher>,
     long: hashbrown::HashTable<(u32, u32)>,
+    long_marker: bool,
 }
 
 impl DistinctTokens {
@@ -341,6 +346,7 @@ impl DistinctTokens {
             }
             let len = i - start;
             if len >= MAX_TOKEN_BYTES {
+                self.keep_long_marker();
                 continue;
             }
             if digits && len >= LONG_NUMBER_DIGITS {
@@ -352,6 +358,14 @@ impl DistinctTokens {
                 lower.extend(bytes[start..i].iter().map(u8::to_ascii_lowercase));
                 self.keep_long(lower);
             }
+        }
+    }
+
+    /// Notes that the block holds a token too long to index.
+    fn keep_long_marker(&mut self) {
+        if !self.long_marker {
+            self.long_marker = true;
+            self.push(LONG_TOKEN_MARKER.as_bytes());
         }
     }
 
@@ -432,7 +446,13 @@ fn prefix_term(digits: &[u8]) -> &'static [u8] {
 }
 
 /// tantivy's default tokenizer drops tokens of this many bytes or more.
-const MAX_TOKEN_BYTES: usize = 40;
+pub const MAX_TOKEN_BYTES: usize = 40;
+
+/// The term of a block that holds a token of [`MAX_TOKEN_BYTES`] or more
+/// (hashes, base64): such tokens are not indexed, but a search for a piece
+/// of one must still find the block. No token holds `_`, so it cannot be
+/// mistaken for one.
+pub const LONG_TOKEN_MARKER: &str = "_long_";
 
 fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
@@ -549,9 +569,11 @@ mod tests {
             LineFlags::default(),
             b"ConnectionResetError at 0123456789, 12345678 and 1234 in TimeoutException/ConnectionResetError",
         );
-        let ours: std::collections::BTreeSet<String> = b
-            .distinct_tokens()
+        let all = b.distinct_tokens();
+        assert!(all.split_whitespace().any(|t| t == LONG_TOKEN_MARKER));
+        let ours: std::collections::BTreeSet<String> = all
             .split_whitespace()
+            .filter(|t| *t != LONG_TOKEN_MARKER)
             .map(str::to_owned)
             .collect();
         let mut analyzer = tantivy::tokenizer::TokenizerManager::default()

@@ -35,6 +35,7 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub storage: StorageConfig,
     pub read: ReadConfig,
+    pub search: SearchConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -84,6 +85,34 @@ pub struct ReadConfig {
     pub keepalive_secs: u64,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchConfig {
+    /// A search (or histogram) stops after this long and answers with what
+    /// it found, marked truncated.
+    pub max_query_secs: u64,
+    /// Largest compiled form of a pattern, in bytes; a larger one is refused.
+    pub regex_size_limit: usize,
+    /// The most context lines (-A/-B/-C) a search may ask for on each side.
+    pub max_context_lines: usize,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            max_query_secs: 30,
+            regex_size_limit: 10 << 20,
+            max_context_lines: 1000,
+        }
+    }
+}
+
+impl SearchConfig {
+    pub fn max_query_time(&self) -> Duration {
+        Duration::from_secs(self.max_query_secs)
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -92,6 +121,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             storage: StorageConfig::default(),
             read: ReadConfig::default(),
+            search: SearchConfig::default(),
         }
     }
 }
@@ -164,6 +194,11 @@ impl Config {
                 self.read.follow_buffer_batches as u64,
             ),
             ("read.keepalive_secs", self.read.keepalive_secs),
+            ("search.max_query_secs", self.search.max_query_secs),
+            (
+                "search.regex_size_limit",
+                self.search.regex_size_limit as u64,
+            ),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Invalid(format!(

@@ -51,6 +51,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route(api::JOBS_PATH, get(jobs))
         .route(api::TAIL_PATH, get(tail))
         .route(api::FOLLOW_PATH, get(follow))
+        .route(api::SEARCH_PATH, get(crate::http_search::search))
+        .route(api::HISTOGRAM_PATH, get(crate::http_search::histogram))
         .route(api::HEALTH_PATH, get(|| async { "ok\n" }))
         .route(api::FLUSH_PATH, post(flush))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
@@ -65,7 +67,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, msg: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, msg: impl Into<String>) -> Self {
         ApiError {
             status,
             body: ErrorBody {
@@ -75,7 +77,7 @@ impl ApiError {
             },
         }
     }
-    fn bad(msg: impl Into<String>) -> Self {
+    pub(crate) fn bad(msg: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, msg)
     }
 }
@@ -229,7 +231,7 @@ fn unzstd(raw: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
     Ok(out)
 }
 
-fn query_pairs(raw: Option<String>) -> Vec<(String, String)> {
+pub(crate) fn query_pairs(raw: Option<String>) -> Vec<(String, String)> {
     form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
         .into_owned()
         .collect()
@@ -327,7 +329,9 @@ fn tail_params(store: &Store, raw: Option<String>) -> Result<TailParams, ApiErro
             instances,
             stream,
             process,
+            host: None,
             since_ns,
+            until_ns: None,
         },
         n,
     })

@@ -249,6 +249,27 @@ impl Partition {
         &self.dir
     }
 
+    /// The field holding each block's distinct tokens.
+    pub(crate) fn tokens_field(&self) -> Field {
+        self.fields.tokens
+    }
+
+    /// An I/O error of this partition, naming its directory.
+    pub fn io_error(&self, source: std::io::Error) -> PartitionError {
+        PartitionError::Io {
+            dir: self.dir.clone(),
+            source,
+        }
+    }
+
+    /// An index error of this partition, naming its directory.
+    pub fn index_error(&self, source: tantivy::TantivyError) -> PartitionError {
+        PartitionError::Index {
+            dir: self.dir.clone(),
+            source,
+        }
+    }
+
     /// A searcher over what is committed now.
     pub fn searcher(&self) -> tantivy::Searcher {
         self.reader.searcher()
@@ -380,7 +401,7 @@ impl Partition {
 /// Collects a [`BlockRef`] for every matching doc from the fast fields.
 struct BlockRefs;
 
-struct BlockRefColumns {
+pub(crate) struct BlockRefColumns {
     source: Column<u64>,
     t_min: Column<i64>,
     t_max: Column<i64>,
@@ -402,6 +423,21 @@ impl Collector for BlockRefs {
         _: SegmentOrdinal,
         segment: &SegmentReader,
     ) -> tantivy::Result<BlockRefColumns> {
+        BlockRefColumns::open(segment)
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Vec<BlockRef>>) -> tantivy::Result<Vec<BlockRef>> {
+        Ok(fruits.into_iter().flatten().collect())
+    }
+}
+
+impl BlockRefColumns {
+    /// The columns of one segment.
+    pub(crate) fn open(segment: &SegmentReader) -> tantivy::Result<BlockRefColumns> {
         let ff = segment.fast_fields();
         Ok(BlockRefColumns {
             source: ff.u64("source")?,
@@ -417,21 +453,14 @@ impl Collector for BlockRefs {
         })
     }
 
-    fn requires_scoring(&self) -> bool {
-        false
+    /// The source of `doc`, read alone (to skip other sources' docs cheaply).
+    pub(crate) fn source(&self, doc: DocId) -> u64 {
+        self.source.first(doc).unwrap_or_default()
     }
 
-    fn merge_fruits(&self, fruits: Vec<Vec<BlockRef>>) -> tantivy::Result<Vec<BlockRef>> {
-        Ok(fruits.into_iter().flatten().collect())
-    }
-}
-
-impl SegmentCollector for BlockRefColumns {
-    type Fruit = Vec<BlockRef>;
-
-    fn collect(&mut self, doc: DocId, _: Score) {
+    pub(crate) fn get(&self, doc: DocId) -> BlockRef {
         // Every field is set on every doc; a missing value reads as 0.
-        self.out.push(BlockRef {
+        BlockRef {
             source: self.source.first(doc).unwrap_or_default(),
             t_min: self.t_min.first(doc).unwrap_or_default(),
             t_max: self.t_max.first(doc).unwrap_or_default(),
@@ -441,7 +470,16 @@ impl SegmentCollector for BlockRefColumns {
             text_bytes: self.text_bytes.first(doc).unwrap_or_default(),
             data_pos: self.data_pos.first(doc).unwrap_or_default(),
             data_len: self.data_len.first(doc).unwrap_or_default(),
-        });
+        }
+    }
+}
+
+impl SegmentCollector for BlockRefColumns {
+    type Fruit = Vec<BlockRef>;
+
+    fn collect(&mut self, doc: DocId, _: Score) {
+        let b = self.get(doc);
+        self.out.push(b);
     }
 
     fn harvest(self) -> Vec<BlockRef> {

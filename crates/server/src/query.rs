@@ -38,7 +38,10 @@ pub struct LineFilter {
     pub instances: InstanceSet,
     pub stream: Option<Stream>,
     pub process: Option<String>,
+    pub host: Option<String>,
     pub since_ns: Option<i64>,
+    /// Exclusive.
+    pub until_ns: Option<i64>,
 }
 
 impl LineFilter {
@@ -46,6 +49,7 @@ impl LineFilter {
         self.instances.contains(s.instance)
             && self.stream.is_none_or(|st| st == s.stream)
             && self.process.as_ref().is_none_or(|p| *p == s.process)
+            && self.host.as_ref().is_none_or(|h| *h == s.host)
             && self.wants_job(&s.job_key(), s.instance)
     }
 

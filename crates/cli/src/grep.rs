@@ -1,0 +1,376 @@
+//! `cblogs grep`: search the logs of every (or the selected) job with
+//! ripgrep's pattern semantics, printing matches as the server finds them.
+//!
+//! Exit codes follow grep: 0 when a line matched, 1 when none did, 2 on an
+//! error. The pattern's syntax is checked here, so a typo never reaches
+//! the server.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{IsTerminal, Write};
+
+use cblogs_core::api::{
+    MatchSource, SearchEvent, SearchLine, SearchSummary, DEFAULT_SEARCH_LIMIT, SEARCH_PATH,
+};
+use cblogs_core::pattern::PatternOptions;
+use cblogs_core::time::{format_rfc3339, now_ns};
+use cblogs_core::{InstanceSet, Selector};
+use clap::Args;
+use serde::Serialize;
+
+use crate::client::Client;
+use crate::render::{self, ColorChoice, Output};
+use crate::{parse_instances, parse_selector, parse_time, Failure, StreamChoice};
+
+const EXAMPLES: &str = "Examples:
+  cblogs grep OutOfMemoryError
+  cblogs grep -i 'timeout|refused' www-data/prod/hello --since 2h
+  cblogs grep -F '[ERROR]' 'www-data/*' --instance 0-4 -C 3
+  cblogs grep Traceback --count --since 1d
+  cblogs grep -l 'panic' --stream stderr";
+
+#[derive(Args, Debug)]
+#[command(after_help = EXAMPLES)]
+pub struct GrepArgs {
+    /// A regex (the regex crate's syntax, as ripgrep), or a fixed string with -F.
+    pattern: String,
+    /// Only these jobs (selectors as in `cblogs tail`, globs allowed); every job when none.
+    #[arg(value_parser = parse_selector)]
+    jobs: Vec<Selector>,
+    /// Treat the pattern as a literal string.
+    #[arg(short = 'F', long)]
+    fixed_strings: bool,
+    /// Ignore case.
+    #[arg(short, long)]
+    ignore_case: bool,
+    /// Only whole-word matches.
+    #[arg(short, long)]
+    word_regexp: bool,
+    /// Select the lines that do not match.
+    #[arg(short = 'v', long)]
+    invert_match: bool,
+    /// Only these instances: 3, 0-4 or 0-4,7.
+    #[arg(long, value_parser = parse_instances)]
+    instance: Option<InstanceSet>,
+    /// Only this stream.
+    #[arg(long, value_enum, default_value_t = StreamChoice::All)]
+    stream: StreamChoice,
+    /// Only this process (the Thermos process name).
+    #[arg(long)]
+    process: Option<String>,
+    /// Only this agent host.
+    #[arg(long)]
+    host: Option<String>,
+    /// Only lines since then: 90s, 15m, 2h, 3d, 1h30m ago, or an RFC 3339 time.
+    #[arg(long, value_name = "WHEN", value_parser = parse_time)]
+    since: Option<i64>,
+    /// Only lines before then (same forms as --since).
+    #[arg(long, value_name = "WHEN", value_parser = parse_time)]
+    until: Option<i64>,
+    /// Print N lines of the same source after each match.
+    #[arg(short = 'A', long, value_name = "N")]
+    after_context: Option<usize>,
+    /// Print N lines of the same source before each match.
+    #[arg(short = 'B', long, value_name = "N")]
+    before_context: Option<usize>,
+    /// Print N lines before and after each match.
+    #[arg(short = 'C', long, value_name = "N")]
+    context: Option<usize>,
+    /// Print how many lines matched per job instance (`JOB/INSTANCE:COUNT`).
+    #[arg(short, long, conflicts_with = "files_with_matches")]
+    count: bool,
+    /// Print which job instances and processes have a match (`JOB/INSTANCE PROCESS`).
+    #[arg(short = 'l', long)]
+    files_with_matches: bool,
+    /// Print at most N matching lines (0: no limit); a note says when more match.
+    #[arg(long, default_value_t = DEFAULT_SEARCH_LIMIT)]
+    limit: usize,
+    /// Start each line with its time (RFC 3339, UTC).
+    #[arg(short, long)]
+    timestamps: bool,
+    /// pretty: prefix and highlighted text; raw: the text alone; json: one object per line.
+    #[arg(short, long, value_enum, default_value_t = Output::Pretty)]
+    output: Output,
+    /// Colour prefixes and matches: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
+}
+
+impl GrepArgs {
+    fn pattern_options(&self) -> PatternOptions {
+        PatternOptions {
+            pattern: self.pattern.clone(),
+            fixed: self.fixed_strings,
+            ignore_case: self.ignore_case,
+            word: self.word_regexp,
+        }
+    }
+
+    /// Everything that can be wrong without asking the server.
+    fn check(&self) -> Result<(), String> {
+        self.pattern_options()
+            .check_syntax()
+            .map_err(|e| e.to_string())?;
+        let now = now_ns();
+        if let Some(since) = self.since {
+            if since > now {
+                return Err(format!(
+                    "--since {} is in the future (now is {})",
+                    format_rfc3339(since),
+                    format_rfc3339(now)
+                ));
+            }
+        }
+        if let (Some(since), Some(until)) = (self.since, self.until) {
+            if since >= until {
+                return Err(format!(
+                    "empty time range: --since {} is not before --until {}",
+                    format_rfc3339(since),
+                    format_rfc3339(until)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn params(&self) -> Vec<(&'static str, String)> {
+        let mut p: Vec<(&'static str, String)> = vec![("pattern", self.pattern.clone())];
+        for (name, on) in [
+            ("fixed", self.fixed_strings),
+            ("ignore_case", self.ignore_case),
+            ("word", self.word_regexp),
+            ("invert", self.invert_match),
+        ] {
+            if on {
+                p.push((name, "true".into()));
+            }
+        }
+        p.extend(self.jobs.iter().map(|j| ("job", j.to_string())));
+        if let Some(i) = &self.instance {
+            p.push(("instance", i.to_string()));
+        }
+        match self.stream {
+            StreamChoice::Stdout => p.push(("stream", "stdout".into())),
+            StreamChoice::Stderr => p.push(("stream", "stderr".into())),
+            StreamChoice::All => {}
+        }
+        for (name, v) in [("process", &self.process), ("host", &self.host)] {
+            if let Some(v) = v {
+                p.push((name, v.clone()));
+            }
+        }
+        for (name, v) in [("since_ns", self.since), ("until_ns", self.until)] {
+            if let Some(v) = v {
+                p.push((name, v.to_string()));
+            }
+        }
+        let before = self.before_context.or(self.context).unwrap_or(0);
+        let after = self.after_context.or(self.context).unwrap_or(0);
+        if before > 0 {
+            p.push(("before", before.to_string()));
+        }
+        if after > 0 {
+            p.push(("after", after.to_string()));
+        }
+        p.push(("limit", self.limit.to_string()));
+        if self.count {
+            p.push(("mode", "count".into()));
+        } else if self.files_with_matches {
+            p.push(("mode", "list".into()));
+        }
+        p
+    }
+}
+
+/// Runs the search; `Ok(true)` when something matched.
+pub async fn grep(client: &Client, args: GrepArgs) -> Result<bool, Failure> {
+    args.check()
+        .map_err(|message| Failure { message, code: 2 })?;
+    let color = args.color.enabled(
+        std::io::stdout().is_terminal(),
+        std::env::var_os("NO_COLOR").is_some(),
+    );
+    let mut resp = client.send(SEARCH_PATH, &args.params()).await?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut printer = Printer {
+        args: &args,
+        color,
+        show_job: false,
+        counts: BTreeMap::new(),
+        listed: BTreeSet::new(),
+        summary: None,
+    };
+    // NDJSON: events are printed as complete lines arrive.
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let chunk = resp.chunk().await.map_err(|e| client.unreachable(&e))?;
+        let Some(chunk) = chunk else { break };
+        pending.extend_from_slice(&chunk);
+        let mut start = 0;
+        while let Some(nl) = memchr_newline(&pending[start..]) {
+            let line = &pending[start..start + nl];
+            start += nl + 1;
+            let event: SearchEvent = serde_json::from_slice(line)
+                .map_err(|e| Failure::protocol(format!("bad search event: {e}")))?;
+            printer.event(&mut out, event)?;
+        }
+        pending.drain(..start);
+        out.flush()?;
+    }
+    printer.finish(&mut out)
+}
+
+fn memchr_newline(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'\n')
+}
+
+struct Printer<'a> {
+    args: &'a GrepArgs,
+    color: bool,
+    show_job: bool,
+    /// `--count`: per (cluster, job, instance).
+    counts: BTreeMap<(String, String, u32), u64>,
+    /// `-l`: (cluster, job, instance, process).
+    listed: BTreeSet<(String, String, u32, String)>,
+    summary: Option<SearchSummary>,
+}
+
+/// `cluster/role/env/name/INSTANCE`, a selector `cblogs tail` accepts.
+fn instance_key(cluster: &str, job: &str, instance: u32) -> String {
+    if cluster.is_empty() {
+        format!("{job}/{instance}")
+    } else {
+        format!("{cluster}/{job}/{instance}")
+    }
+}
+
+#[derive(Serialize)]
+struct CountRow<'a> {
+    cluster: &'a str,
+    job: &'a str,
+    instance: u32,
+    count: u64,
+}
+
+#[derive(Serialize)]
+struct ListRow<'a> {
+    cluster: &'a str,
+    job: &'a str,
+    instance: u32,
+    process: &'a str,
+}
+
+impl Printer<'_> {
+    fn event(&mut self, out: &mut impl Write, event: SearchEvent) -> Result<(), Failure> {
+        match event {
+            SearchEvent::Start { jobs } => self.show_job = jobs.len() > 1,
+            SearchEvent::Line(l) => self.line(out, &l)?,
+            SearchEvent::Break => {
+                if self.args.output != Output::Json {
+                    writeln!(out, "--")?;
+                }
+            }
+            SearchEvent::Count(c) => {
+                let s = c.source;
+                *self
+                    .counts
+                    .entry((s.cluster, s.job, s.instance))
+                    .or_default() += c.count;
+            }
+            SearchEvent::Source(MatchSource {
+                cluster,
+                job,
+                instance,
+                process,
+                ..
+            }) => {
+                self.listed.insert((cluster, job, instance, process));
+            }
+            SearchEvent::Summary(s) => self.summary = Some(s),
+        }
+        Ok(())
+    }
+
+    fn line(&mut self, out: &mut impl Write, l: &SearchLine) -> Result<(), Failure> {
+        if self.args.timestamps && self.args.output != Output::Json {
+            write!(out, "{} ", l.line.time)?;
+        }
+        match self.args.output {
+            Output::Pretty => writeln!(
+                out,
+                "{}",
+                render::pretty_search_line(l, self.show_job, self.color)
+            )?,
+            Output::Raw => writeln!(out, "{}", render::raw_search_line(l, self.color))?,
+            Output::Json => {
+                serde_json::to_writer(&mut *out, l).map_err(std::io::Error::from)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Prints what waits for the end (counts, the list), says what was left
+    /// out, and tells whether anything matched.
+    fn finish(self, out: &mut impl Write) -> Result<bool, Failure> {
+        let json = self.args.output == Output::Json;
+        for ((cluster, job, instance), count) in &self.counts {
+            if json {
+                let row = CountRow {
+                    cluster,
+                    job,
+                    instance: *instance,
+                    count: *count,
+                };
+                serde_json::to_writer(&mut *out, &row).map_err(std::io::Error::from)?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "{}:{count}", instance_key(cluster, job, *instance))?;
+            }
+        }
+        for (cluster, job, instance, process) in &self.listed {
+            if json {
+                let row = ListRow {
+                    cluster,
+                    job,
+                    instance: *instance,
+                    process,
+                };
+                serde_json::to_writer(&mut *out, &row).map_err(std::io::Error::from)?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "{} {process}", instance_key(cluster, job, *instance))?;
+            }
+        }
+        out.flush()?;
+        let Some(summary) = self.summary else {
+            return Err(Failure::protocol(
+                "the search ended without its summary (was cblogsd stopped?)".into(),
+            ));
+        };
+        if summary.more {
+            let next = summary
+                .next_time_ns
+                .map(|t| {
+                    format!(
+                        " (the next at {}; continue with --since {0})",
+                        format_rfc3339(t)
+                    )
+                })
+                .unwrap_or_default();
+            eprintln!(
+                "cblogs: stopped at --limit {} matching lines; more lines match{next}. Narrow the search or raise --limit (0 for no limit).",
+                self.args.limit
+            );
+        }
+        if summary.truncated {
+            eprintln!(
+                "cblogs: the results are incomplete: {}",
+                summary
+                    .reason
+                    .as_deref()
+                    .unwrap_or("the search stopped early")
+            );
+        }
+        Ok(summary.matched > 0)
+    }
+}

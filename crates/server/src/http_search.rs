@@ -1,0 +1,325 @@
+//! The search and histogram endpoints: parameters in, NDJSON or JSON out.
+//!
+//! Everything a request says is checked before the store is touched: the
+//! pattern is compiled (within `search.regex_size_limit`), the time range
+//! must be non-empty and not start in the future, and selectors must name
+//! known jobs. Then the search runs on a blocking thread and its events
+//! stream out through a small channel, so a client that reads slowly slows
+//! the search instead of filling memory.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use cblogs_core::api::{self, HistogramResponse, SearchEvent};
+use cblogs_core::pattern::{Pattern, PatternOptions};
+use cblogs_core::time::{format_rfc3339, now_ns};
+use cblogs_core::{InstanceSet, Selector, Stream};
+use tokio::sync::mpsc;
+
+use crate::http::{query_pairs, ApiError, App};
+use crate::query::{self, LineFilter};
+use crate::search::histogram::{self, HistogramRequest};
+use crate::search::{self, Mode, SearchRequest, SearchSink};
+
+/// Chunks of NDJSON bigger than this are sent without waiting for a flush.
+const CHUNK_BYTES: usize = 64 << 10;
+
+/// A search's parameters, before the store resolves the selectors.
+struct Params {
+    pattern: Option<PatternOptions>,
+    invert: bool,
+    selectors: Vec<Selector>,
+    instances: InstanceSet,
+    stream: Option<Stream>,
+    process: Option<String>,
+    host: Option<String>,
+    since_ns: Option<i64>,
+    until_ns: Option<i64>,
+    limit: Option<usize>,
+    before: usize,
+    after: usize,
+    mode: Mode,
+    buckets: usize,
+    by_job: bool,
+}
+
+fn flag(k: &str, v: &str) -> Result<bool, ApiError> {
+    match v {
+        "" | "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(ApiError::bad(format!(
+            "bad {k} '{v}': expected true or false"
+        ))),
+    }
+}
+
+fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiError> {
+    let mut p = Params {
+        pattern: None,
+        invert: false,
+        selectors: Vec::new(),
+        instances: InstanceSet::all(),
+        stream: None,
+        process: None,
+        host: None,
+        since_ns: None,
+        until_ns: None,
+        limit: Some(api::DEFAULT_SEARCH_LIMIT),
+        before: 0,
+        after: 0,
+        mode: Mode::Lines,
+        buckets: api::DEFAULT_HISTOGRAM_BUCKETS,
+        by_job: false,
+    };
+    let (mut fixed, mut ignore_case, mut word) = (false, false, false);
+    for (k, v) in query_pairs(raw) {
+        let bad = |what: &str| ApiError::bad(format!("bad {k} '{v}': {what}"));
+        let count = |v: &str| v.parse::<usize>().map_err(|_| bad("expected a number"));
+        let time = |v: &str| {
+            v.parse::<i64>()
+                .map_err(|_| bad("expected nanoseconds since the epoch"))
+        };
+        match k.as_str() {
+            "pattern" => {
+                p.pattern = Some(PatternOptions {
+                    pattern: v.clone(),
+                    ..Default::default()
+                })
+            }
+            "fixed" => fixed = flag(&k, &v)?,
+            "ignore_case" => ignore_case = flag(&k, &v)?,
+            "word" => word = flag(&k, &v)?,
+            "invert" => p.invert = flag(&k, &v)?,
+            "job" if v.is_empty() => {}
+            "job" => p
+                .selectors
+                .push(Selector::parse(&v).map_err(|e| ApiError::bad(e.to_string()))?),
+            "instance" if v.is_empty() => {}
+            "instance" => {
+                p.instances = v
+                    .parse()
+                    .map_err(|e: cblogs_core::SelectorError| ApiError::bad(e.to_string()))?
+            }
+            "stream" if v == "all" || v.is_empty() => p.stream = None,
+            "stream" => p.stream = Some(v.parse::<Stream>().map_err(ApiError::bad)?),
+            "process" if !v.is_empty() => p.process = Some(v),
+            "host" if !v.is_empty() => p.host = Some(v),
+            "process" | "host" => {}
+            "since_ns" => p.since_ns = Some(time(&v)?),
+            "until_ns" => p.until_ns = Some(time(&v)?),
+            "limit" => p.limit = Some(count(&v)?).filter(|l| *l > 0),
+            "before" => p.before = count(&v)?,
+            "after" => p.after = count(&v)?,
+            "mode" => {
+                p.mode = match v.as_str() {
+                    "lines" => Mode::Lines,
+                    "count" => Mode::Count,
+                    "list" => Mode::List,
+                    _ => return Err(bad("expected lines, count or list")),
+                }
+            }
+            "buckets" if histogram => {
+                p.buckets = count(&v)?;
+                if !(1..=api::MAX_HISTOGRAM_BUCKETS).contains(&p.buckets) {
+                    return Err(bad(&format!(
+                        "between 1 and {}",
+                        api::MAX_HISTOGRAM_BUCKETS
+                    )));
+                }
+            }
+            "by" if histogram => {
+                p.by_job = match v.as_str() {
+                    "job" => true,
+                    "" | "stream" => false,
+                    _ => return Err(bad("expected job or stream")),
+                }
+            }
+            other => {
+                return Err(ApiError::bad(format!(
+                    "unknown parameter '{other}' (expected pattern, fixed, ignore_case, word, invert, job, instance, stream, process, host, since_ns, until_ns{})",
+                    if histogram { ", buckets, by" } else { ", limit, before, after, mode" }
+                )))
+            }
+        }
+    }
+    if let Some(o) = &mut p.pattern {
+        o.fixed = fixed;
+        o.ignore_case = ignore_case;
+        o.word = word;
+    }
+    Ok(p)
+}
+
+/// Checks what can be checked without the store, compiles the pattern and
+/// resolves the selectors.
+fn request(app: &App, p: Params, histogram: bool) -> Result<(SearchRequest, Params), ApiError> {
+    let config = &app.config.search;
+    let pattern = match &p.pattern {
+        Some(o) => Some(
+            Pattern::new(o.clone(), config.regex_size_limit)
+                .map_err(|e| ApiError::bad(e.to_string()))?,
+        ),
+        None if histogram => None,
+        None => {
+            return Err(ApiError::bad(
+                "missing parameter 'pattern' (a regex, or a fixed string with fixed=true)",
+            ))
+        }
+    };
+    let now = now_ns();
+    if let Some(since) = p.since_ns {
+        if since > now {
+            return Err(ApiError::bad(format!(
+                "since {} is in the future (now is {})",
+                format_rfc3339(since),
+                format_rfc3339(now)
+            )));
+        }
+    }
+    if let (Some(since), Some(until)) = (p.since_ns, p.until_ns) {
+        if since >= until {
+            return Err(ApiError::bad(format!(
+                "empty time range: since {} is not before until {}",
+                format_rfc3339(since),
+                format_rfc3339(until)
+            )));
+        }
+    }
+    let most = config.max_context_lines;
+    if p.before > most || p.after > most {
+        return Err(ApiError::bad(format!(
+            "at most {most} context lines on each side (search.max_context_lines)"
+        )));
+    }
+    // No selector: every job, including any that appears during the search.
+    let (jobs, globs) = if p.selectors.is_empty() {
+        let all = Selector::parse("*").map_err(|e| ApiError::bad(e.to_string()))?;
+        (Vec::new(), vec![all])
+    } else {
+        let jobs = query::resolve(&app.store, &p.selectors)?;
+        let globs = p
+            .selectors
+            .iter()
+            .filter(|s| !s.is_exact())
+            .cloned()
+            .collect();
+        (jobs, globs)
+    };
+    let time_limit = config.max_query_time();
+    let req = SearchRequest {
+        pattern,
+        invert: p.invert,
+        filter: LineFilter {
+            jobs,
+            globs,
+            instances: p.instances.clone(),
+            stream: p.stream,
+            process: p.process.clone(),
+            host: p.host.clone(),
+            since_ns: p.since_ns,
+            until_ns: p.until_ns,
+        },
+        limit: p.limit,
+        before: p.before,
+        after: p.after,
+        mode: p.mode,
+        deadline: Instant::now() + time_limit,
+        time_limit,
+    };
+    Ok((req, p))
+}
+
+/// Serializes events into NDJSON chunks for the response body.
+struct NdjsonSink {
+    buf: Vec<u8>,
+    tx: mpsc::Sender<Bytes>,
+}
+
+impl SearchSink for NdjsonSink {
+    fn send(&mut self, event: SearchEvent) -> bool {
+        if serde_json::to_writer(&mut self.buf, &event).is_err() {
+            return true;
+        }
+        self.buf.push(b'\n');
+        self.buf.len() < CHUNK_BYTES || self.flush()
+    }
+
+    fn flush(&mut self) -> bool {
+        if self.buf.is_empty() {
+            return !self.tx.is_closed();
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.buf));
+        self.tx.blocking_send(chunk).is_ok()
+    }
+}
+
+pub async fn search(
+    State(app): State<Arc<App>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let (req, _) = request(&app, parse(raw, false)?, false)?;
+    let jobs = if req.filter.jobs.is_empty() {
+        query::jobs(&app.store, None)
+            .into_iter()
+            .map(|j| j.key)
+            .collect()
+    } else {
+        req.filter.job_keys()
+    };
+    let (tx, mut rx) = mpsc::channel::<Bytes>(8);
+    let store = app.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let snap = store.snapshot(&|s| req.filter.wants(s), false);
+        let mut sink = NdjsonSink {
+            buf: Vec::with_capacity(CHUNK_BYTES),
+            tx,
+        };
+        search::run(&snap, &req, jobs, &mut sink);
+    });
+    let body = futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx).map(|c| c.map(Ok::<_, Infallible>))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+pub async fn histogram(
+    State(app): State<Arc<App>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<HistogramResponse>, ApiError> {
+    let (search, p) = request(&app, parse(raw, true)?, true)?;
+    let hreq = HistogramRequest {
+        search,
+        buckets: p.buckets,
+        by_job: p.by_job,
+    };
+    let store = app.store.clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        let snap = store.snapshot(&|s| hreq.search.filter.wants(s), false);
+        histogram::run(&snap, &hreq)
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("histogram failed: {e}"),
+        )
+    })?
+    .map_err(|e| {
+        tracing::error!(error = %e, "histogram: cannot read the store");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot read the store: {e}"),
+        )
+    })?;
+    Ok(Json(answer))
+}

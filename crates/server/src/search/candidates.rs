@@ -1,0 +1,256 @@
+//! Which blocks of a partition a search must read: the selected sources'
+//! blocks in the time range, each marked whether the index could rule it
+//! out ([`TermNeed`] evaluated on every segment's term dictionary).
+//!
+//! The formula is evaluated per segment into bitsets of doc ids: an exact
+//! term is one dictionary lookup, a prefix a range of it, a suffix or an
+//! infix a walk over the whole dictionary (once per segment for all of
+//! them). Segments hold at most tens of thousands of docs (blocks), so the
+//! bitsets are small.
+
+use std::collections::{HashMap, HashSet};
+
+use tantivy::schema::IndexRecordOption;
+use tantivy::{DocId, DocSet, InvertedIndexReader, Searcher, SegmentReader, TERMINATED};
+
+use super::plan::{TermMatch, TermNeed};
+use crate::partition::{BlockRef, BlockRefColumns, Partition, PartitionError};
+
+/// A time range, `since` inclusive, `until` exclusive.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeRange {
+    pub since_ns: Option<i64>,
+    pub until_ns: Option<i64>,
+}
+
+impl TimeRange {
+    pub fn contains(&self, t: i64) -> bool {
+        self.since_ns.is_none_or(|s| t >= s) && self.until_ns.is_none_or(|u| t < u)
+    }
+
+    /// Whether `[t_min, t_max]` overlaps the range.
+    pub fn overlaps(&self, t_min: i64, t_max: i64) -> bool {
+        self.since_ns.is_none_or(|s| t_max >= s) && self.until_ns.is_none_or(|u| t_min < u)
+    }
+}
+
+/// A block of a partition, and whether the index could not rule it out.
+pub struct StoredBlock {
+    pub block: BlockRef,
+    pub candidate: bool,
+}
+
+/// The blocks of `sources` in `range` in this partition.
+pub fn partition_blocks(
+    part: &Partition,
+    searcher: &Searcher,
+    need: &TermNeed,
+    sources: &HashSet<u64>,
+    range: TimeRange,
+) -> Result<Vec<StoredBlock>, PartitionError> {
+    let mut out = Vec::new();
+    for segment in searcher.segment_readers() {
+        let columns = BlockRefColumns::open(segment).map_err(|e| part.index_error(e))?;
+        let inverted = segment
+            .inverted_index(part.tokens_field())
+            .map_err(|e| part.index_error(e))?;
+        let max_doc = segment.max_doc();
+        let mut dict = DictionaryMatches::default();
+        dict.collect(need, &inverted)
+            .map_err(|e| part.io_error(e))?;
+        let mut postings = HashMap::new();
+        let matching = evaluate(need, &inverted, &dict, max_doc, &mut postings)
+            .map_err(|e| part.io_error(e))?;
+        for doc in 0..max_doc {
+            if !is_alive(segment, doc) || !sources.contains(&columns.source(doc)) {
+                continue;
+            }
+            let block = columns.get(doc);
+            if !range.overlaps(block.t_min, block.t_max) {
+                continue;
+            }
+            let candidate = matching.as_ref().is_none_or(|m| m.contains(doc));
+            out.push(StoredBlock { block, candidate });
+        }
+    }
+    Ok(out)
+}
+
+fn is_alive(segment: &SegmentReader, doc: DocId) -> bool {
+    segment.alive_bitset().is_none_or(|a| a.is_alive(doc))
+}
+
+/// A set of doc ids of one segment.
+#[derive(Clone)]
+struct DocBits(Vec<u64>);
+
+impl DocBits {
+    fn new(max_doc: DocId) -> Self {
+        DocBits(vec![0; (max_doc as usize).div_ceil(64)])
+    }
+    fn insert(&mut self, doc: DocId) {
+        self.0[doc as usize / 64] |= 1 << (doc % 64);
+    }
+    fn contains(&self, doc: DocId) -> bool {
+        self.0[doc as usize / 64] & (1 << (doc % 64)) != 0
+    }
+    fn and(&mut self, other: &DocBits) {
+        self.0.iter_mut().zip(&other.0).for_each(|(a, b)| *a &= b);
+    }
+    fn or(&mut self, other: &DocBits) {
+        self.0.iter_mut().zip(&other.0).for_each(|(a, b)| *a |= b);
+    }
+}
+
+/// The terms of one segment's dictionary that each partial match (prefix,
+/// suffix, infix) found, gathered before evaluation so the dictionary is
+/// walked at most once for all suffixes and infixes.
+#[derive(Default)]
+struct DictionaryMatches {
+    terms: HashMap<TermMatchKey, Vec<Vec<u8>>>,
+}
+
+type TermMatchKey = (u8, String);
+
+fn key(m: &TermMatch) -> TermMatchKey {
+    match m {
+        TermMatch::Exact(s) => (0, s.clone()),
+        TermMatch::Prefix(s) => (1, s.clone()),
+        TermMatch::Suffix(s) => (2, s.clone()),
+        TermMatch::Contains(s) => (3, s.clone()),
+    }
+}
+
+impl DictionaryMatches {
+    fn collect(&mut self, need: &TermNeed, inv: &InvertedIndexReader) -> std::io::Result<()> {
+        let mut walk = Vec::new();
+        let mut all = Vec::new();
+        matches_of(need, &mut all);
+        for m in all {
+            let k = key(m);
+            if self.terms.contains_key(&k) {
+                continue;
+            }
+            match m {
+                TermMatch::Exact(t) => {
+                    self.terms.insert(k, vec![t.as_bytes().to_vec()]);
+                }
+                TermMatch::Prefix(p) => {
+                    let mut found = Vec::new();
+                    let mut stream = inv.terms().range().ge(p.as_bytes()).into_stream()?;
+                    while stream.advance() && stream.key().starts_with(p.as_bytes()) {
+                        found.push(stream.key().to_vec());
+                    }
+                    self.terms.insert(k, found);
+                }
+                TermMatch::Suffix(_) | TermMatch::Contains(_) => {
+                    self.terms.insert(k.clone(), Vec::new());
+                    walk.push((k, m.clone()));
+                }
+            }
+        }
+        if walk.is_empty() {
+            return Ok(());
+        }
+        let finders: Vec<_> = walk
+            .iter()
+            .map(|(_, m)| match m {
+                TermMatch::Contains(s) => Some(memchr::memmem::Finder::new(s.as_bytes())),
+                _ => None,
+            })
+            .collect();
+        let mut stream = inv.terms().stream()?;
+        while stream.advance() {
+            let term = stream.key();
+            for ((k, m), finder) in walk.iter().zip(&finders) {
+                let hit = match (m, finder) {
+                    (_, Some(f)) => f.find(term).is_some(),
+                    (TermMatch::Suffix(s), None) => term.ends_with(s.as_bytes()),
+                    _ => false,
+                };
+                if hit {
+                    if let Some(v) = self.terms.get_mut(k) {
+                        v.push(term.to_vec());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn matches_of<'a>(need: &'a TermNeed, out: &mut Vec<&'a TermMatch>) {
+    match need {
+        TermNeed::Any => {}
+        TermNeed::Term(ms) => out.extend(ms),
+        TermNeed::All(parts) | TermNeed::OneOf(parts) => {
+            parts.iter().for_each(|p| matches_of(p, out));
+        }
+    }
+}
+
+/// The docs that satisfy `need`; `None` for every doc.
+fn evaluate(
+    need: &TermNeed,
+    inv: &InvertedIndexReader,
+    dict: &DictionaryMatches,
+    max_doc: DocId,
+    postings: &mut HashMap<Vec<u8>, DocBits>,
+) -> std::io::Result<Option<DocBits>> {
+    Ok(match need {
+        TermNeed::Any => None,
+        TermNeed::Term(ms) => {
+            let mut bits = DocBits::new(max_doc);
+            for m in ms {
+                for term in dict.terms.get(&key(m)).into_iter().flatten() {
+                    bits.or(term_docs(inv, term, max_doc, postings)?);
+                }
+            }
+            Some(bits)
+        }
+        TermNeed::All(parts) => {
+            let mut acc: Option<DocBits> = None;
+            for p in parts {
+                if let Some(b) = evaluate(p, inv, dict, max_doc, postings)? {
+                    match &mut acc {
+                        Some(a) => a.and(&b),
+                        None => acc = Some(b),
+                    }
+                }
+            }
+            acc
+        }
+        TermNeed::OneOf(parts) => {
+            let mut acc = DocBits::new(max_doc);
+            for p in parts {
+                match evaluate(p, inv, dict, max_doc, postings)? {
+                    Some(b) => acc.or(&b),
+                    None => return Ok(None),
+                }
+            }
+            Some(acc)
+        }
+    })
+}
+
+/// The docs holding `term`, read from its postings once per segment.
+fn term_docs<'a>(
+    inv: &InvertedIndexReader,
+    term: &[u8],
+    max_doc: DocId,
+    cache: &'a mut HashMap<Vec<u8>, DocBits>,
+) -> std::io::Result<&'a DocBits> {
+    if !cache.contains_key(term) {
+        let mut bits = DocBits::new(max_doc);
+        if let Some(info) = inv.terms().get(term)? {
+            let mut postings = inv.read_postings_from_terminfo(&info, IndexRecordOption::Basic)?;
+            let mut doc = postings.doc();
+            while doc != TERMINATED {
+                bits.insert(doc);
+                doc = postings.advance();
+            }
+        }
+        cache.insert(term.to_vec(), bits);
+    }
+    Ok(&cache[term])
+}

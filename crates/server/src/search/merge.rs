@@ -1,0 +1,203 @@
+//! Lines mode: merging the verified blocks' lines by time and sending each
+//! once it is final.
+//!
+//! Blocks come from the pipeline in the order of their first line's time,
+//! so after block `k` no block still to come holds a line earlier than
+//! block `k + 1`'s first: every waiting line before that time is sent, in
+//! time order (ties by source, then position). Lines of one source never
+//! overtake each other, whatever their times say. Context lines read twice
+//! (after one match, before the next) are sent once; a line that is both
+//! is sent as a match.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use cblogs_core::api::{SearchEvent, SearchLine, SearchSummary};
+
+use super::pipeline::{self, Outcome};
+use super::scan::{self, Hit};
+use super::{storage_failed, SearchRequest, SearchSink, SourceBlocks};
+use crate::query::line_view;
+
+/// A line waiting to be sent.
+struct Waiting {
+    /// (time, source, ordinal, 0 for a match / 1 for context)
+    key: (i64, usize, u64, u8),
+    hit: Hit,
+}
+
+impl PartialEq for Waiting {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+impl Eq for Waiting {}
+impl PartialOrd for Waiting {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Waiting {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key.cmp(&other.key)
+    }
+}
+
+struct Merger<'a> {
+    sources: &'a [SourceBlocks],
+    req: &'a SearchRequest,
+    sink: &'a mut dyn SearchSink,
+    waiting: BinaryHeap<Reverse<Waiting>>,
+    /// Per source: the latest time given to one of its lines (so none of
+    /// its later lines sorts before it), and the last ordinal sent.
+    floor: Vec<i64>,
+    sent: Vec<Option<u64>>,
+    /// The last line sent: (source, ordinal), for `--` separators.
+    last: Option<(usize, u64)>,
+    /// The last match sent, once the limit is reached: its trailing
+    /// context may still go out.
+    limit_reached_at: Option<(usize, u64)>,
+    matches_sent: u64,
+    /// More matches than the limit: stop.
+    full: bool,
+    next_time_ns: Option<i64>,
+    client_gone: bool,
+}
+
+impl Merger<'_> {
+    fn push(&mut self, source: usize, t_min: i64, hits: Vec<Hit>) {
+        for hit in hits {
+            let t = hit.time_ns.max(t_min).max(self.floor[source]);
+            self.floor[source] = t;
+            let key = (t, source, hit.ordinal, u8::from(hit.context));
+            self.waiting.push(Reverse(Waiting { key, hit }));
+        }
+    }
+
+    /// Sends every waiting line earlier than `frontier`; false to stop.
+    fn send_before(&mut self, frontier: i64) -> bool {
+        while let Some(Reverse(w)) = self.waiting.peek() {
+            if w.key.0 >= frontier {
+                break;
+            }
+            let Some(Reverse(w)) = self.waiting.pop() else {
+                break;
+            };
+            if !self.send(w) {
+                return false;
+            }
+        }
+        self.sink.flush() || {
+            self.client_gone = true;
+            false
+        }
+    }
+
+    fn send(&mut self, w: Waiting) -> bool {
+        let (_, source, ordinal, _) = w.key;
+        if self.sent[source].is_some_and(|s| ordinal <= s) {
+            return true;
+        }
+        let context_on = self.req.before > 0 || self.req.after > 0;
+        if !w.hit.context {
+            if self
+                .req
+                .limit
+                .is_some_and(|l| self.matches_sent >= l as u64)
+            {
+                self.full = true;
+                self.next_time_ns = Some(w.hit.time_ns);
+                return false;
+            }
+            self.matches_sent += 1;
+            if self
+                .req
+                .limit
+                .is_some_and(|l| self.matches_sent >= l as u64)
+            {
+                self.limit_reached_at = Some((source, ordinal));
+            }
+        } else if let Some((s, o)) = self.limit_reached_at {
+            // Past the limit, only the last match's own trailing context.
+            if s != source || ordinal > o + self.req.after as u64 {
+                return true;
+            }
+        }
+        let adjacent = self.last == Some((source, ordinal.wrapping_sub(1)));
+        if context_on && self.last.is_some() && !adjacent && !self.sink.send(SearchEvent::Break) {
+            self.client_gone = true;
+            return false;
+        }
+        self.sent[source] = Some(ordinal);
+        self.last = Some((source, ordinal));
+        let s = &self.sources[source].source;
+        let hit = w.hit;
+        let line = SearchLine {
+            line: line_view(s, hit.offset, hit.time_ns, hit.flags, &hit.bytes),
+            context: hit.context,
+            matches: hit.spans,
+        };
+        if !self.sink.send(SearchEvent::Line(line)) {
+            self.client_gone = true;
+            return false;
+        }
+        true
+    }
+}
+
+/// Sends the matching lines (and context) of `sources`, merged by time.
+pub fn lines(
+    sources: &[SourceBlocks],
+    req: &SearchRequest,
+    sink: &mut dyn SearchSink,
+    summary: &mut SearchSummary,
+) {
+    let tasks = pipeline::tasks(sources);
+    let mut m = Merger {
+        sources,
+        req,
+        sink,
+        waiting: BinaryHeap::new(),
+        floor: vec![i64::MIN; sources.len()],
+        sent: vec![None; sources.len()],
+        last: None,
+        limit_reached_at: None,
+        matches_sent: 0,
+        full: false,
+        next_time_ns: None,
+        client_gone: false,
+    };
+    let mut failed = None;
+    let outcome = pipeline::run(
+        &tasks,
+        req.deadline,
+        |task| scan::hits(&sources[task.source], task.block, req),
+        |i, hits| {
+            summary.blocks_read += 1;
+            match hits {
+                Ok(hits) => m.push(tasks[i].source, tasks[i].t_min, hits),
+                Err(e) => {
+                    failed = Some(e);
+                    return false;
+                }
+            }
+            let frontier = tasks.get(i + 1).map_or(i64::MAX, |t| t.t_min);
+            m.send_before(frontier)
+        },
+    );
+    if let Some(e) = failed {
+        storage_failed(summary, &e);
+    }
+    if outcome == Outcome::Deadline {
+        summary.truncated = true;
+        summary.reason = Some(req.time_limit_reason());
+    }
+    // What was found and not sent yet: all of it is final now (the rest
+    // of the store was read, or will not be).
+    if !m.full && !m.client_gone {
+        m.send_before(i64::MAX);
+    }
+    summary.matched = m.matches_sent;
+    summary.more = m.full;
+    summary.next_time_ns = m.next_time_ns;
+}

@@ -1,0 +1,211 @@
+//! Reading and verifying candidate blocks on every core, handing the
+//! results on in one fixed order.
+//!
+//! Blocks are worked on in the order of their first line's time, so the
+//! merger can send a line as soon as every block that could hold an
+//! earlier one is done. Workers take the next block from a shared counter
+//! but stay within [`WINDOW`] blocks of the one the merger waits for: a
+//! slow block cannot make the others pile up in memory.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Instant;
+
+use super::SourceBlocks;
+
+/// How far ahead of the merger workers may go, in blocks.
+const WINDOW: usize = 32;
+
+/// One candidate block to read: `sources[source].blocks[block]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Task {
+    pub source: usize,
+    pub block: usize,
+    /// The block's first line time, raised to that of any earlier block
+    /// of its source: tasks of one source stay in offset order even if
+    /// its clock went back.
+    pub t_min: i64,
+}
+
+/// The candidate blocks of every source, in the order they are read.
+pub fn tasks(sources: &[SourceBlocks]) -> Vec<Task> {
+    let mut tasks = Vec::new();
+    for (si, s) in sources.iter().enumerate() {
+        let mut floor = i64::MIN;
+        for (bi, b) in s.blocks.iter().enumerate() {
+            floor = floor.max(b.t_min);
+            if b.candidate {
+                tasks.push(Task {
+                    source: si,
+                    block: bi,
+                    t_min: floor,
+                });
+            }
+        }
+    }
+    tasks.sort_by_key(|t| (t.t_min, t.source, t.block));
+    tasks
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every task was consumed.
+    Done,
+    /// The consumer said stop.
+    Stopped,
+    /// The deadline passed first.
+    Deadline,
+}
+
+/// Runs `work` on every task on all cores and gives each result to
+/// `consume` in task order; `consume` returns false to stop early.
+pub fn run<T: Send>(
+    tasks: &[Task],
+    deadline: Instant,
+    work: impl Fn(&Task) -> T + Sync,
+    mut consume: impl FnMut(usize, T) -> bool,
+) -> Outcome {
+    if tasks.is_empty() {
+        return Outcome::Done;
+    }
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(tasks.len());
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    // The index of the task the consumer waits for.
+    let wanted = Mutex::new(0usize);
+    let moved = Condvar::new();
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, T)>();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let tx = tx.clone();
+            let (next, stop, wanted, moved, work) = (&next, &stop, &wanted, &moved, &work);
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= tasks.len() || stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                {
+                    let mut w = wanted.lock().unwrap_or_else(|e| e.into_inner());
+                    while i >= *w + WINDOW && !stop.load(Ordering::Relaxed) {
+                        w = moved.wait(w).unwrap_or_else(|e| e.into_inner());
+                    }
+                }
+                if stop.load(Ordering::Relaxed) || tx.send((i, work(&tasks[i]))).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(tx);
+        let mut outcome = Outcome::Done;
+        let mut pending = BTreeMap::new();
+        let mut want = 0usize;
+        'receive: loop {
+            let timeout = deadline.saturating_duration_since(Instant::now());
+            let (i, result) = match rx.recv_timeout(timeout) {
+                Ok(r) => r,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    outcome = Outcome::Deadline;
+                    break;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            pending.insert(i, result);
+            while let Some(result) = pending.remove(&want) {
+                let go_on = consume(want, result);
+                want += 1;
+                *wanted.lock().unwrap_or_else(|e| e.into_inner()) = want;
+                moved.notify_all();
+                if !go_on {
+                    outcome = Outcome::Stopped;
+                    break 'receive;
+                }
+                if Instant::now() >= deadline && want < tasks.len() {
+                    outcome = Outcome::Deadline;
+                    break 'receive;
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        moved.notify_all();
+        drop(rx);
+        outcome
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tasks(n: usize) -> Vec<Task> {
+        (0..n)
+            .map(|i| Task {
+                source: 0,
+                block: i,
+                t_min: i as i64,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn results_come_in_task_order() {
+        let t = tasks(500);
+        let mut seen = Vec::new();
+        let far = Instant::now() + std::time::Duration::from_secs(60);
+        let outcome = run(
+            &t,
+            far,
+            |task| {
+                // Uneven work, so workers finish out of order.
+                let spin = (task.block * 7919) % 2000;
+                (0..spin).fold(0u64, |a, b| a.wrapping_add(b as u64))
+                    ^ task.block as u64
+                    ^ (0..spin).fold(0u64, |a, b| a.wrapping_add(b as u64))
+            },
+            |i, r| {
+                seen.push((i, r));
+                true
+            },
+        );
+        assert_eq!(outcome, Outcome::Done);
+        assert_eq!(seen.len(), 500);
+        assert!(seen
+            .iter()
+            .enumerate()
+            .all(|(k, (i, r))| k == *i && *r == k as u64));
+    }
+
+    #[test]
+    fn stops_when_asked_and_at_the_deadline() {
+        let t = tasks(10_000);
+        let far = Instant::now() + std::time::Duration::from_secs(60);
+        let mut n = 0;
+        assert_eq!(
+            run(
+                &t,
+                far,
+                |t| t.block,
+                |_, _| {
+                    n += 1;
+                    n < 10
+                }
+            ),
+            Outcome::Stopped
+        );
+        assert_eq!(n, 10);
+        let past = Instant::now();
+        let outcome = run(
+            &t,
+            past,
+            |t| {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                t.block
+            },
+            |_, _| true,
+        );
+        assert_eq!(outcome, Outcome::Deadline);
+    }
+}
