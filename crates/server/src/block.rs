@@ -269,7 +269,7 @@ impl LineBlock {
                 tokens.keep_ascii_line(line.bytes, &mut lower);
             } else {
                 let text = String::from_utf8_lossy(line.bytes);
-                for token in text.split(|c: char| !c.is_alphanumeric()) {
+                for token in text.split(|c: char| !is_token_char(c)) {
                     if token.is_empty() {
                         continue;
                     }
@@ -445,6 +445,43 @@ fn prefix_term(digits: &[u8]) -> &'static [u8] {
     &terms[n * 5..n * 5 + 5]
 }
 
+/// Whether `c` belongs to a token: alphanumeric, as for tantivy's default
+/// tokenizer, except "other numbers" (`²`, `½`, `①`: Unicode category No).
+/// Those are the only alphanumeric characters that are not word characters
+/// (`\w`), and leaving them out makes every token character a word
+/// character: then a regex's `\b` next to a token character is a token
+/// boundary, which lets `-w` and `\b` searches look up whole terms.
+pub fn is_token_char(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_alphanumeric();
+    }
+    c.is_alphanumeric() && !is_other_number(c)
+}
+
+fn is_other_number(c: char) -> bool {
+    static OTHER_NUMBERS: std::sync::OnceLock<Vec<(char, char)>> = std::sync::OnceLock::new();
+    let ranges = OTHER_NUMBERS.get_or_init(|| {
+        let hir = regex_syntax::parse(r"\p{No}").ok();
+        match hir.as_ref().map(regex_syntax::hir::Hir::kind) {
+            Some(regex_syntax::hir::HirKind::Class(regex_syntax::hir::Class::Unicode(c))) => {
+                c.ranges().iter().map(|r| (r.start(), r.end())).collect()
+            }
+            _ => Vec::new(),
+        }
+    });
+    ranges
+        .binary_search_by(|&(start, end)| {
+            if end < c {
+                std::cmp::Ordering::Less
+            } else if start > c {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
+}
+
 /// tantivy's default tokenizer drops tokens of this many bytes or more.
 pub const MAX_TOKEN_BYTES: usize = 40;
 
@@ -597,6 +634,16 @@ mod tests {
                 && ours.contains("0123_")
                 && ours.contains("1234")
         );
+    }
+
+    #[test]
+    fn other_numbers_split_tokens() {
+        assert!(is_token_char('a') && is_token_char('é') && is_token_char('Ⅳ'));
+        assert!(!is_token_char('²') && !is_token_char('½') && !is_token_char('_'));
+        let mut b = LineBlock::new();
+        b.push(0, 1, LineFlags::default(), "x² café".as_bytes());
+        let t = b.distinct_tokens();
+        assert_eq!(t.split_whitespace().collect::<Vec<_>>(), ["x", "café"]);
     }
 
     #[test]

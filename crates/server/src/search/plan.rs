@@ -1,6 +1,6 @@
 //! From a pattern to the index terms a matching line's block must hold.
 //!
-//! The index knows, per block, its distinct tokens (alphanumeric runs,
+//! The index knows, per block, its distinct tokens (runs of token characters,
 //! lowercased; long numbers by prefix; see `block.rs`). A regex only tells
 //! us substrings a matching line must contain, so planning is two steps:
 //!
@@ -11,12 +11,12 @@
 //!    to the few strings they allow; anything else (`\w+`, `.*`, `x?`)
 //!    ends a literal. Strings are lowercased char by char, as the index's
 //!    tokens are, which keeps every implication sound.
-//! 2. [`TermNeed`]: map each literal to terms. Its alphanumeric pieces
-//!    that sit between two separators are whole tokens (an exact term);
-//!    a piece that touches the literal's edge may be part of a longer
-//!    token, so it becomes a prefix, suffix or infix match on the term
-//!    dictionary. Only `^`/`$` or a separator inside the literal bound a
-//!    piece; `\b` does not (a word boundary is not a token boundary).
+//! 2. [`TermNeed`]: map each literal to terms. Its pieces of token
+//!    characters that sit between two non-token characters are whole
+//!    tokens (an exact term); a piece that touches the literal's edge may
+//!    be part of a longer token, so it becomes a prefix, suffix or infix
+//!    match on the term dictionary. `^`, `$` and Unicode `\b` bound a
+//!    piece too (see `block::is_token_char` for why `\b` may).
 //!
 //! Every step only widens: a block the plan rules out holds no matching
 //! line. Lines of the blocks it keeps are verified with the real regex.
@@ -25,7 +25,9 @@ use std::collections::BTreeSet;
 
 use regex_syntax::hir::{Class, Hir, HirKind, Look};
 
-use crate::block::{index_term, LONG_NUMBER_DIGITS, LONG_TOKEN_MARKER, MAX_TOKEN_BYTES};
+use crate::block::{
+    index_term, is_token_char, LONG_NUMBER_DIGITS, LONG_TOKEN_MARKER, MAX_TOKEN_BYTES,
+};
 
 /// The most strings a node's exact set may hold before it is given up.
 const MAX_EXACT: usize = 64;
@@ -34,9 +36,10 @@ const MAX_CLASS_CHARS: u32 = 16;
 /// A piece that is not a whole token must be at least this long to be
 /// looked up: shorter ones match too much of the dictionary to narrow.
 const MIN_PARTIAL_PIECE: usize = 3;
-/// Stands for the start or the end of the line inside a literal: not
-/// alphanumeric, so it bounds the piece next to it.
-const LINE_EDGE: char = '\u{0}';
+/// Stands for every character that is not part of a token (and for the
+/// line's edges and word boundaries) in a literal: the pieces between them
+/// are where tokens start and end.
+const EDGE: char = '\u{0}';
 
 /// Literal strings a matching line must contain (lowercased).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,12 +142,22 @@ impl Info {
             },
             HirKind::Class(class) => class_strings(class).map_or_else(Info::unknown, Info::exact),
             HirKind::Look(look) => match look {
+                // The line's edges, and Unicode word boundaries: every
+                // token character is a word character (`is_token_char`),
+                // so next to one, `\b` is where its token ends.
                 Look::Start
                 | Look::End
                 | Look::StartLF
                 | Look::EndLF
                 | Look::StartCRLF
-                | Look::EndCRLF => Info::exact(BTreeSet::from([LINE_EDGE.to_string()])),
+                | Look::EndCRLF
+                | Look::WordUnicode
+                | Look::WordStartUnicode
+                | Look::WordEndUnicode
+                | Look::WordStartHalfUnicode
+                | Look::WordEndHalfUnicode => Info::exact(BTreeSet::from([EDGE.to_string()])),
+                // An ASCII boundary may sit inside a token (`é` is no ASCII
+                // word character), and `\B` bounds nothing.
                 _ => Info::empty(),
             },
             HirKind::Capture(c) => Info::of(&c.sub),
@@ -286,9 +299,20 @@ fn class_strings(class: &Class) -> Option<BTreeSet<String>> {
     }
 }
 
-/// Char by char, as the index's tokens are lowercased.
+/// Char by char, as the index's tokens are lowercased; characters that
+/// are not part of a token become [`EDGE`]. (Cutting before lowercasing
+/// matters: `İ` lowercases to `i` and a combining dot, which is no token
+/// character, yet `İstanbul` is one token.)
 fn lowercase(s: &str) -> String {
-    s.chars().flat_map(char::to_lowercase).collect()
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if is_token_char(c) {
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(EDGE);
+        }
+    }
+    out
 }
 
 /// Index terms a block must hold, as an AND/OR formula.
@@ -337,7 +361,7 @@ fn literal_terms(literal: &str) -> TermNeed {
     let mut pieces = Vec::new();
     let mut start: Option<usize> = None;
     for (i, c) in literal.char_indices().chain([(literal.len(), ' ')]) {
-        match (c.is_alphanumeric() && i < literal.len(), start) {
+        match (c != EDGE && i < literal.len(), start) {
             (true, None) => start = Some(i),
             (false, Some(s)) => {
                 pieces.push((s, i));
@@ -354,7 +378,7 @@ fn literal_terms(literal: &str) -> TermNeed {
     )
 }
 
-/// The terms for one alphanumeric piece of a literal. `left`/`right`: a
+/// The terms for one piece (of token characters) of a literal. `left`/`right`: a
 /// separator bounds the piece on that side, so the token starts/ends there.
 fn piece_terms(piece: &str, left: bool, right: bool) -> TermNeed {
     let digits = piece.bytes().all(|b| b.is_ascii_digit());
@@ -430,8 +454,8 @@ mod tests {
         assert_eq!(
             need(r#"Exception in thread "worker-\d+" java\.lang\.\w+"#, false),
             Need::All(vec![
-                contains("exception in thread \"worker-"),
-                contains("\" java.lang."),
+                contains("exception\0in\0thread\0\0worker\0"),
+                contains("\0\0java\0lang\0"),
             ])
         );
     }
@@ -457,8 +481,9 @@ mod tests {
 
     #[test]
     fn anchors_bound_the_literal() {
-        assert_eq!(need("^GET", false), contains("\u{0}get"));
-        assert_eq!(need(r"\bGET\b", false), contains("get"));
+        assert_eq!(need("^GET", false), contains("\0get"));
+        assert_eq!(need(r"\bGET\b", false), contains("\0get\0"));
+        assert_eq!(need(r"(?-u:\b)GET", false), contains("get"));
     }
 
     fn terms(pattern: &str) -> TermNeed {
