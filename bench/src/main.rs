@@ -328,36 +328,37 @@ fn ingest_figures(a: &Args, corpus: &Corpus, work: &Path) -> Result<Vec<Figure>>
         .goal(Goal::AtMost(30.0))
         .note(format!("median of {tail_runs}")),
     );
-    figures.extend(search_figures(a, corpus)?);
+    figures.extend(search_figures(a, corpus, &server.url)?);
     Ok(figures)
 }
 
-fn search_figures(a: &Args, corpus: &Corpus) -> Result<Vec<Figure>> {
+fn search_figures(a: &Args, corpus: &Corpus, url: &str) -> Result<Vec<Figure>> {
     let have_rg = search::have_rg();
-    let have_grep = search::have_cblogs_grep();
     let mut figures = Vec::new();
     for case in &search::CASES {
-        let mut f = if have_grep {
-            // Plugs in with issue "Search".
-            Figure::pending(
-                case.id,
-                case.what,
-                "s",
-                "cblogs grep is there but not wired into the harness yet",
-            )
-        } else {
-            Figure::pending(
-                case.id,
-                case.what,
-                "s",
-                "pending: needs `cblogs grep` (issue \"Search\")",
-            )
-        };
+        let (times, matches) = search::cblogs(url, case, a.runs)?;
+        let inside = search::server_summary(url, case)?;
+        let mut f = Figure::new(
+            case.id,
+            &format!("{} (`cblogs grep`)", case.what),
+            "s",
+            times,
+        )
+        .note(format!(
+            "{} ms inside cblogsd, {} of {} blocks read",
+            inside.took_ms, inside.blocks_read, inside.blocks_total
+        ));
         if have_rg {
-            let (times, matches) = search::rg(corpus, case, a.runs)?;
+            let (times, rg_matches) = search::rg(corpus, case, a.runs)?;
+            if rg_matches != matches {
+                bail!(
+                    "{}: cblogs grep printed {matches} lines, rg {rg_matches}: the answers differ",
+                    case.id
+                );
+            }
             f = f.baseline(&format!("rg, {matches} matching lines"), times);
         } else {
-            let note = format!("{}; rg is not installed", f.note);
+            let note = format!("{}; {matches} matching lines; rg is not installed", f.note);
             f = f.note(note);
         }
         figures.push(f.ratio_goal(Goal::AtMost(case.max_ratio)));

@@ -2,9 +2,8 @@
 //! same selection, warm cache, both printing every match into a pipe that
 //! this process drains (rg stops at the first match when its output is
 //! /dev/null, so that would flatter it).
-//!
-//! Until `cblogs grep` exists (issue "Search"), only rg's side is measured
-//! and the rows say they are pending.
+//! Both must print the same number of lines, or the run fails: a fast
+//! wrong answer is no figure.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -12,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use cblogs_core::api::{SearchEvent, SearchSummary, SEARCH_PATH};
 use cblogs_e2e::bin;
 
 use crate::corpus::Corpus;
@@ -64,16 +64,6 @@ pub fn have_rg() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Does this `cblogs` have `grep`?
-pub fn have_cblogs_grep() -> bool {
-    Command::new(bin("cblogs"))
-        .args(["grep", "--help"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// The files a case searches.
 pub fn files(corpus: &Corpus, case: &Case) -> Vec<PathBuf> {
     corpus
@@ -87,7 +77,6 @@ pub fn files(corpus: &Corpus, case: &Case) -> Vec<PathBuf> {
 /// Seconds of `rg` over the case's files, after one warm-up run; and how
 /// many lines it printed.
 pub fn rg(corpus: &Corpus, case: &Case, runs: usize) -> Result<(Vec<f64>, u64)> {
-    let files = files(corpus, case);
     let mut args: Vec<String> = vec![
         "--no-config".into(),
         "--no-heading".into(),
@@ -99,30 +88,82 @@ pub fn rg(corpus: &Corpus, case: &Case, runs: usize) -> Result<(Vec<f64>, u64)> 
     }
     args.push("-e".into());
     args.push(case.pattern.into());
+    args.extend(files(corpus, case).iter().map(|f| f.display().to_string()));
+    timed("rg".as_ref(), &args, runs)
+}
+
+/// Seconds of `cblogs grep` for the case against the server at `url`,
+/// every match printed (`--limit 0`), after one warm-up run; and how many
+/// lines it printed.
+pub fn cblogs(url: &str, case: &Case, runs: usize) -> Result<(Vec<f64>, u64)> {
+    let mut args: Vec<String> = vec![
+        "--server".into(),
+        url.into(),
+        "grep".into(),
+        "--limit=0".into(),
+        "--output=raw".into(),
+        "--color=never".into(),
+    ];
+    if case.fixed {
+        args.push("-F".into());
+    }
+    args.push("--".into());
+    args.push(case.pattern.into());
+    args.extend(case.job.map(str::to_owned));
+    timed(&bin("cblogs"), &args, runs)
+}
+
+/// The server's own account of the case's search: its summary (time
+/// taken inside cblogsd, blocks of the selection, blocks read).
+pub fn server_summary(url: &str, case: &Case) -> Result<SearchSummary> {
+    let mut query: Vec<(&str, &str)> = vec![("pattern", case.pattern), ("limit", "0")];
+    if case.fixed {
+        query.push(("fixed", "true"));
+    }
+    if let Some(job) = case.job {
+        query.push(("job", job));
+    }
+    let text = reqwest::blocking::Client::new()
+        .get(format!("{url}{SEARCH_PATH}"))
+        .query(&query)
+        .send()
+        .and_then(|r| r.error_for_status())
+        .and_then(|r| r.text())
+        .context("search API")?;
+    for line in text.lines().rev() {
+        if let Ok(SearchEvent::Summary(s)) = serde_json::from_str(line) {
+            return Ok(s);
+        }
+    }
+    bail!("the search API's answer has no summary")
+}
+
+/// Runs `program` `runs + 1` times draining its output through a pipe;
+/// the seconds of all but the first (warm-up) run and the lines printed.
+fn timed(program: &std::path::Path, args: &[String], runs: usize) -> Result<(Vec<f64>, u64)> {
     let mut times = Vec::new();
     let mut count = 0;
     for i in 0..=runs {
         let started = Instant::now();
-        let mut child = Command::new("rg")
-            .args(&args)
-            .args(&files)
+        let mut child = Command::new(program)
+            .args(args)
             .stdout(Stdio::piped())
             .spawn()
-            .context("run rg")?;
-        let mut out = child.stdout.take().context("rg's stdout")?;
+            .with_context(|| format!("run {}", program.display()))?;
+        let mut out = child.stdout.take().context("stdout")?;
         let mut buf = vec![0u8; 1 << 16];
         let mut lines = 0u64;
         loop {
-            let n = out.read(&mut buf).context("read rg's output")?;
+            let n = out.read(&mut buf).context("read the output")?;
             if n == 0 {
                 break;
             }
             lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
         }
-        let status = child.wait().context("wait for rg")?;
+        let status = child.wait().context("wait")?;
         // 1 is "no match": a valid answer, but the cases are chosen to match.
         if !status.success() {
-            bail!("rg {args:?} exited with {status}");
+            bail!("{} {args:?} exited with {status}", program.display());
         }
         if i > 0 {
             times.push(started.elapsed().as_secs_f64());

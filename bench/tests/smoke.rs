@@ -58,8 +58,8 @@ fn smoke_run_produces_every_figure() {
         assert!(f["baseline"].as_f64().unwrap_or(0.0) > 0.0, "{id}: {f}");
         assert!(f["ratio"].as_f64().unwrap_or(0.0) > 0.0, "{id}: {f}");
     }
-    // The search rows are there; rg's side is measured where rg is installed
-    // (CI installs it).
+    // The search rows: `cblogs grep` timed (and checked to print as many
+    // lines as rg) against rg where it is installed (CI installs it).
     let have_rg = Command::new("rg").arg("--version").output().is_ok();
     for id in [
         "search.rare_literal",
@@ -67,8 +67,10 @@ fn smoke_run_produces_every_figure() {
         "search.regex_no_literal",
     ] {
         let f = figure(id);
+        assert!(f["value"].as_f64().unwrap_or(0.0) > 0.0, "{id}: {f}");
         if have_rg {
             assert!(f["baseline"].as_f64().unwrap_or(0.0) > 0.0, "{id}: {f}");
+            assert!(f["met"].is_boolean(), "{id}: {f}");
         }
     }
 }
