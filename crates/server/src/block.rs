@@ -249,9 +249,10 @@ impl LineBlock {
     }
 
     /// The block's distinct tokens, lowercased and joined by spaces: what the
-    /// index holds for it. Tokens are cut as tantivy's default tokenizer
-    /// cuts them (runs of alphanumeric characters, dropped at 40 bytes or
-    /// more, then lowercased), so a query term made the same way finds them.
+    /// index holds for it. Tokens are cut much as tantivy's default
+    /// tokenizer cuts them (runs of token characters, see [`is_token_char`],
+    /// lowercased char by char), but kept up to [`MAX_TOKEN_BYTES`] where
+    /// tantivy drops them at 40; longer ones only mark the block.
     ///
     /// This runs over every sealed byte, so ASCII lines (nearly all of them)
     /// take a path that lowercases into one reused buffer and allocates only
@@ -482,13 +483,16 @@ fn is_other_number(c: char) -> bool {
         .is_ok()
 }
 
-/// tantivy's default tokenizer drops tokens of this many bytes or more.
-pub const MAX_TOKEN_BYTES: usize = 40;
+/// Tokens of this many bytes or more are not indexed. tantivy's default
+/// tokenizer drops them at 40, but then a search for part of one (a hash,
+/// `NSConstraintBasedLayoutVisualizeMutuallyExclusiveConstraints`) could
+/// not rule out any block that holds one; up to here they are indexed like
+/// any token, past it (base64 blobs) they only mark the block.
+pub const MAX_TOKEN_BYTES: usize = 256;
 
-/// The term of a block that holds a token of [`MAX_TOKEN_BYTES`] or more
-/// (hashes, base64): such tokens are not indexed, but a search for a piece
-/// of one must still find the block. No token holds `_`, so it cannot be
-/// mistaken for one.
+/// The term of a block that holds a token of [`MAX_TOKEN_BYTES`] or more:
+/// such tokens are not indexed, but a search for a piece of one must still
+/// find the block. No token holds `_`, so it cannot be mistaken for one.
 pub const LONG_TOKEN_MARKER: &str = "_long_";
 
 fn zigzag(v: i64) -> u64 {
@@ -589,10 +593,10 @@ mod tests {
     }
 
     #[test]
-    fn tokens_match_tantivys_default_tokenizer() {
+    fn tokens_match_tantivys_tokenizer_with_a_longer_limit() {
         let mut b = LineBlock::new();
-        let long = "x".repeat(40);
-        let text = format!("ERROR Connexion refusée: Straße=ÄÖ ΟΔΟΣ id=42 {long} y{long} Ok, ok req=1182736 t=20261125 ");
+        let long = "x".repeat(MAX_TOKEN_BYTES);
+        let text = format!("ERROR Connexion refusée: Straße=ÄÖ ΟΔΟΣ id=42 {long} y{long} Ok, ok req=1182736 t=20261125 sha1=A94A8FE5CCB19BA61C4C0873D391E987982FBBD3");
         b.push(0, 1, LineFlags::default(), text.as_bytes());
         b.push(
             100,
@@ -613,9 +617,11 @@ mod tests {
             .filter(|t| *t != LONG_TOKEN_MARKER)
             .map(str::to_owned)
             .collect();
-        let mut analyzer = tantivy::tokenizer::TokenizerManager::default()
-            .get("default")
-            .unwrap();
+        use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
+        let mut analyzer = TextAnalyzer::builder(SimpleTokenizer::default())
+            .filter(RemoveLongFilter::limit(MAX_TOKEN_BYTES))
+            .filter(LowerCaser)
+            .build();
         let mut theirs = std::collections::BTreeSet::new();
         for l in b.lines() {
             let mut stream = analyzer.token_stream(std::str::from_utf8(l.bytes).unwrap());
@@ -629,6 +635,8 @@ mod tests {
         // Short numbers whole, long ones by prefix.
         assert!(ours.contains("42") && ours.contains("1182_") && ours.contains("2026_"));
         assert!(!ours.contains("1182736"));
+        // Past tantivy's 40 bytes, below ours.
+        assert!(ours.contains("a94a8fe5ccb19ba61c4c0873d391e987982fbbd3"));
         assert!(
             ours.contains("connectionreseterror")
                 && ours.contains("0123_")

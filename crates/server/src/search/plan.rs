@@ -382,7 +382,7 @@ fn literal_terms(literal: &str) -> TermNeed {
 /// separator bounds the piece on that side, so the token starts/ends there.
 fn piece_terms(piece: &str, left: bool, right: bool) -> TermNeed {
     let digits = piece.bytes().all(|b| b.is_ascii_digit());
-    // A token of 40 bytes or more is not indexed, only marked; lowercasing
+    // A token of MAX_TOKEN_BYTES or more is not indexed, only marked; lowercasing
     // can shrink a character to a third of its bytes, so a non-ASCII piece
     // may come from a token longer than it looks.
     let maybe_long =
@@ -527,6 +527,8 @@ mod tests {
         // Too short to look up in part.
         assert_eq!(terms("ab"), TermNeed::Any);
         let hash = "a".repeat(45);
-        assert_eq!(terms(&format!(" {hash} ")), t(&[long()]));
+        assert_eq!(terms(&format!(" {hash} ")), t(&[Exact(hash)]));
+        let blob = "a".repeat(MAX_TOKEN_BYTES);
+        assert_eq!(terms(&format!(" {blob} ")), t(&[long()]));
     }
 }
