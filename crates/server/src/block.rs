@@ -124,6 +124,21 @@ impl LineBlock {
         (0..self.len()).map(|i| self.line(i))
     }
 
+    /// Every line's bytes, back to back (no separators).
+    pub fn text(&self) -> &[u8] {
+        &self.text
+    }
+
+    /// The line that holds byte `pos` of [`LineBlock::text`].
+    pub fn line_at(&self, pos: usize) -> usize {
+        self.ends.partition_point(|&e| e as usize <= pos)
+    }
+
+    /// Where line `i` ends in [`LineBlock::text`].
+    pub fn line_end(&self, i: usize) -> usize {
+        self.ends[i] as usize
+    }
+
     pub fn first_offset(&self) -> Option<u64> {
         self.offsets.first().copied()
     }
@@ -243,8 +258,26 @@ impl LineBlock {
         })
     }
 
+    /// Decodes a block made by [`LineBlock::compress`]. Its frame states
+    /// its size, so it is decompressed in one call with a zstd context
+    /// kept per thread (searches decompress thousands of blocks).
     pub fn decompress(buf: &[u8]) -> Result<LineBlock, BlockError> {
-        let raw = zstd::stream::decode_all(buf)?;
+        thread_local! {
+            static CONTEXT: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+                const { RefCell::new(None) };
+        }
+        let size = match zstd::zstd_safe::get_frame_content_size(buf) {
+            Ok(Some(size)) if size <= MAX_BLOCK_BYTES => size as usize,
+            _ => return LineBlock::decode(&zstd::stream::decode_all(buf)?),
+        };
+        let raw = CONTEXT.with(|c| {
+            let mut c = c.borrow_mut();
+            let d = match &mut *c {
+                Some(d) => d,
+                None => c.insert(zstd::bulk::Decompressor::new()?),
+            };
+            d.decompress(buf, size)
+        })?;
         LineBlock::decode(&raw)
     }
 
@@ -287,6 +320,11 @@ impl LineBlock {
         }
     }
 }
+
+/// The largest block a frame may claim to hold: far above any real block
+/// (`block_bytes` plus one line of at most `max_line_bytes`), so a corrupt
+/// size cannot make us allocate gigabytes.
+const MAX_BLOCK_BYTES: u64 = 1 << 30;
 
 /// What [`LineBlock::compress`] keeps per thread: the encoding buffer and
 /// a zstd context with its level.

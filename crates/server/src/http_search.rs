@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use crate::http::{query_pairs, ApiError, App};
 use crate::query::{self, LineFilter};
 use crate::search::histogram::{self, HistogramRequest};
-use crate::search::{self, Mode, SearchRequest, SearchSink};
+use crate::search::{self, Mode, Prefilter, SearchRequest, SearchSink};
 
 /// Chunks of NDJSON bigger than this are sent without waiting for a flush.
 const CHUNK_BYTES: usize = 64 << 10;
@@ -212,8 +212,13 @@ fn request(app: &App, p: Params, histogram: bool) -> Result<(SearchRequest, Para
         (jobs, globs)
     };
     let time_limit = config.max_query_time();
+    let prefilter = match &pattern {
+        Some(pattern) if !p.invert => Prefilter::new(pattern),
+        _ => None,
+    };
     let req = SearchRequest {
         pattern,
+        prefilter,
         invert: p.invert,
         filter: LineFilter {
             jobs,

@@ -4,12 +4,13 @@
 //!
 //! The formula is evaluated per segment into bitsets of doc ids: an exact
 //! term is one dictionary lookup, a prefix a range of it, a suffix or an
-//! infix a walk over the whole dictionary (once per segment for all of
-//! them). Segments hold at most tens of thousands of docs (blocks), so the
+//! infix a `memmem` over all the segment's terms (a cached [`TermBlob`]). Segments hold at most tens of thousands of docs (blocks), so the
 //! bitsets are small.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
+use tantivy::index::SegmentId;
 use tantivy::schema::IndexRecordOption;
 use tantivy::{DocId, DocSet, InvertedIndexReader, Searcher, SegmentReader, TERMINATED};
 
@@ -56,8 +57,13 @@ pub fn partition_blocks(
             .map_err(|e| part.index_error(e))?;
         let max_doc = segment.max_doc();
         let mut dict = DictionaryMatches::default();
-        dict.collect(need, &inverted)
-            .map_err(|e| part.io_error(e))?;
+        dict.collect(
+            need,
+            segment.segment_id(),
+            &inverted,
+            TermBlobCache::global(),
+        )
+        .map_err(|e| part.io_error(e))?;
         let mut postings = HashMap::new();
         let matching = evaluate(need, &inverted, &dict, max_doc, &mut postings)
             .map_err(|e| part.io_error(e))?;
@@ -102,80 +108,174 @@ impl DocBits {
     }
 }
 
-/// The terms of one segment's dictionary that each partial match (prefix,
-/// suffix, infix) found, gathered before evaluation so the dictionary is
-/// walked at most once for all suffixes and infixes.
+/// The terms of one segment's dictionary that each term match found,
+/// gathered before the formula is evaluated.
 #[derive(Default)]
 struct DictionaryMatches {
-    terms: HashMap<TermMatchKey, Vec<Vec<u8>>>,
-}
-
-type TermMatchKey = (u8, String);
-
-fn key(m: &TermMatch) -> TermMatchKey {
-    match m {
-        TermMatch::Exact(s) => (0, s.clone()),
-        TermMatch::Prefix(s) => (1, s.clone()),
-        TermMatch::Suffix(s) => (2, s.clone()),
-        TermMatch::Contains(s) => (3, s.clone()),
-    }
+    terms: HashMap<TermMatch, Vec<Vec<u8>>>,
 }
 
 impl DictionaryMatches {
-    fn collect(&mut self, need: &TermNeed, inv: &InvertedIndexReader) -> std::io::Result<()> {
-        let mut walk = Vec::new();
+    fn collect(
+        &mut self,
+        need: &TermNeed,
+        segment: SegmentId,
+        inv: &InvertedIndexReader,
+        cache: &TermBlobCache,
+    ) -> std::io::Result<()> {
         let mut all = Vec::new();
         matches_of(need, &mut all);
+        let mut blob = None;
         for m in all {
-            let k = key(m);
-            if self.terms.contains_key(&k) {
+            if self.terms.contains_key(m) {
                 continue;
             }
-            match m {
-                TermMatch::Exact(t) => {
-                    self.terms.insert(k, vec![t.as_bytes().to_vec()]);
-                }
+            let found = match m {
+                TermMatch::Exact(t) => vec![t.as_bytes().to_vec()],
                 TermMatch::Prefix(p) => {
                     let mut found = Vec::new();
                     let mut stream = inv.terms().range().ge(p.as_bytes()).into_stream()?;
                     while stream.advance() && stream.key().starts_with(p.as_bytes()) {
                         found.push(stream.key().to_vec());
                     }
-                    self.terms.insert(k, found);
+                    found
                 }
-                TermMatch::Suffix(_) | TermMatch::Contains(_) => {
-                    self.terms.insert(k.clone(), Vec::new());
-                    walk.push((k, m.clone()));
-                }
-            }
-        }
-        if walk.is_empty() {
-            return Ok(());
-        }
-        let finders: Vec<_> = walk
-            .iter()
-            .map(|(_, m)| match m {
-                TermMatch::Contains(s) => Some(memchr::memmem::Finder::new(s.as_bytes())),
-                _ => None,
-            })
-            .collect();
-        let mut stream = inv.terms().stream()?;
-        while stream.advance() {
-            let term = stream.key();
-            for ((k, m), finder) in walk.iter().zip(&finders) {
-                let hit = match (m, finder) {
-                    (_, Some(f)) => f.find(term).is_some(),
-                    (TermMatch::Suffix(s), None) => term.ends_with(s.as_bytes()),
-                    _ => false,
-                };
-                if hit {
-                    if let Some(v) = self.terms.get_mut(k) {
-                        v.push(term.to_vec());
+                TermMatch::Suffix(p) | TermMatch::Contains(p) => {
+                    let blob = match &blob {
+                        Some(b) => b,
+                        None => blob.insert(cache.get(segment, inv)?),
+                    };
+                    if matches!(m, TermMatch::Suffix(_)) {
+                        blob.ending_with(p.as_bytes())
+                    } else {
+                        blob.containing(p.as_bytes())
                     }
                 }
-            }
+            };
+            self.terms.insert(m.clone(), found);
         }
         Ok(())
+    }
+}
+
+/// Every term of one segment's token dictionary in one buffer, each
+/// followed by a `\n` (no term holds one): a suffix or infix lookup is one
+/// `memmem` pass over it instead of a walk of the dictionary's FST, which
+/// was most of a rare search's time.
+pub struct TermBlob {
+    bytes: Vec<u8>,
+    /// Where each term starts in `bytes`.
+    starts: Vec<u32>,
+}
+
+impl TermBlob {
+    fn build(inv: &InvertedIndexReader) -> std::io::Result<TermBlob> {
+        let mut bytes = Vec::new();
+        let mut starts = Vec::with_capacity(inv.terms().num_terms());
+        let mut stream = inv.terms().stream()?;
+        while stream.advance() {
+            starts.push(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
+            bytes.extend_from_slice(stream.key());
+            bytes.push(b'\n');
+        }
+        Ok(TermBlob { bytes, starts })
+    }
+
+    fn term_at(&self, pos: usize) -> &[u8] {
+        let i = self.starts.partition_point(|&s| s as usize <= pos) - 1;
+        let start = self.starts[i] as usize;
+        let end = self
+            .starts
+            .get(i + 1)
+            .map_or(self.bytes.len(), |&e| e as usize);
+        &self.bytes[start..end - 1]
+    }
+
+    /// Terms that hold `piece` (which holds no `\n`).
+    fn containing(&self, piece: &[u8]) -> Vec<Vec<u8>> {
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        for pos in memchr::memmem::find_iter(&self.bytes, piece) {
+            let term = self.term_at(pos);
+            if out.last().is_none_or(|t| t.as_slice() != term) {
+                out.push(term.to_vec());
+            }
+        }
+        out
+    }
+
+    fn ending_with(&self, piece: &[u8]) -> Vec<Vec<u8>> {
+        let mut with_end = piece.to_vec();
+        with_end.push(b'\n');
+        memchr::memmem::find_iter(&self.bytes, &with_end)
+            .map(|pos| self.term_at(pos).to_vec())
+            .collect()
+    }
+
+    fn size(&self) -> usize {
+        self.bytes.len() + self.starts.len() * 4
+    }
+}
+
+/// The segments' [`TermBlob`]s, built on first use and kept while they fit
+/// in [`TERM_CACHE_BYTES`] (least recently used dropped first). Segments
+/// never change, so an entry is valid for as long as its segment lives.
+pub struct TermBlobCache {
+    inner: Mutex<CacheInner>,
+}
+
+/// Memory for cached term buffers: about the size of the dictionaries of
+/// the partitions searched most (a 2 GiB store's is under 30 MB).
+pub const TERM_CACHE_BYTES: usize = 128 << 20;
+
+#[derive(Default)]
+struct CacheInner {
+    blobs: HashMap<SegmentId, (Arc<TermBlob>, u64)>,
+    bytes: usize,
+    clock: u64,
+}
+
+impl TermBlobCache {
+    pub fn global() -> &'static TermBlobCache {
+        static CACHE: std::sync::OnceLock<TermBlobCache> = std::sync::OnceLock::new();
+        CACHE.get_or_init(|| TermBlobCache {
+            inner: Mutex::new(CacheInner::default()),
+        })
+    }
+
+    fn get(&self, segment: SegmentId, inv: &InvertedIndexReader) -> std::io::Result<Arc<TermBlob>> {
+        {
+            let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            c.clock += 1;
+            let now = c.clock;
+            if let Some((blob, used)) = c.blobs.get_mut(&segment) {
+                *used = now;
+                return Ok(blob.clone());
+            }
+        }
+        // Built outside the lock: other searches go on meanwhile.
+        let blob = Arc::new(TermBlob::build(inv)?);
+        let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        c.clock += 1;
+        let now = c.clock;
+        if let Some((old, _)) = c.blobs.insert(segment, (blob.clone(), now)) {
+            c.bytes -= old.size();
+        }
+        c.bytes += blob.size();
+        while c.bytes > TERM_CACHE_BYTES && c.blobs.len() > 1 {
+            let Some(oldest) = c
+                .blobs
+                .iter()
+                .filter(|(id, _)| **id != segment)
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(id, _)| *id)
+            else {
+                break;
+            };
+            if let Some((gone, _)) = c.blobs.remove(&oldest) {
+                c.bytes -= gone.size();
+            }
+        }
+        Ok(blob)
     }
 }
 
@@ -202,7 +302,7 @@ fn evaluate(
         TermNeed::Term(ms) => {
             let mut bits = DocBits::new(max_doc);
             for m in ms {
-                for term in dict.terms.get(&key(m)).into_iter().flatten() {
+                for term in dict.terms.get(m).into_iter().flatten() {
                     bits.or(term_docs(inv, term, max_doc, postings)?);
                 }
             }

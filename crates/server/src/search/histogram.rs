@@ -13,7 +13,7 @@ use cblogs_core::Stream;
 
 use super::candidates::TimeRange;
 use super::pipeline::{self, Outcome};
-use super::{gather, SearchRequest, SourceBlock};
+use super::{gather, scan, SearchRequest, SourceBlock};
 use crate::partition::PartitionError;
 use crate::store::ReadSnapshot;
 
@@ -74,11 +74,9 @@ fn block_counts(
     }
     let lines = block.data.read()?;
     let mut counts: BTreeMap<usize, u64> = BTreeMap::new();
-    for l in lines.lines() {
-        if range.contains(l.time_ns) && req.selects(l.bytes) {
-            if let Some(b) = buckets.of(l.time_ns) {
-                *counts.entry(b).or_default() += 1;
-            }
+    for i in scan::selected(&lines, req) {
+        if let Some(b) = buckets.of(lines.line(i).time_ns) {
+            *counts.entry(b).or_default() += 1;
         }
     }
     Ok(counts.into_iter().collect())

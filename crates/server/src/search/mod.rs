@@ -15,6 +15,7 @@ pub mod histogram;
 mod merge;
 mod pipeline;
 pub mod plan;
+mod prefilter;
 mod scan;
 
 use std::collections::HashMap;
@@ -32,6 +33,7 @@ use crate::query::LineFilter;
 use crate::store::ReadSnapshot;
 use candidates::TimeRange;
 use plan::{Need, TermNeed};
+pub use prefilter::Prefilter;
 
 /// What a search produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +50,8 @@ pub enum Mode {
 pub struct SearchRequest {
     /// `None`: every line matches (a histogram of volume).
     pub pattern: Option<Pattern>,
+    /// Finds a block's candidate lines without the regex, when it can.
+    pub prefilter: Option<Prefilter>,
     pub invert: bool,
     pub filter: LineFilter,
     /// Matching lines to send at most (lines mode); `None` for all.

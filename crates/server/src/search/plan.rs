@@ -348,7 +348,7 @@ impl TermNeed {
 }
 
 /// How a term of the dictionary is matched.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TermMatch {
     Exact(String),
     Prefix(String),

@@ -36,10 +36,24 @@ pub fn count(block: &SourceBlock, req: &SearchRequest) -> Result<u64, PartitionE
         return Ok(block.n_lines);
     }
     let lines = block.data.read()?;
-    Ok(lines
-        .lines()
-        .filter(|l| range.contains(l.time_ns) && req.selects(l.bytes))
-        .count() as u64)
+    Ok(selected(&lines, req).len() as u64)
+}
+
+/// The lines of `lines` in the request's time range that it selects.
+pub fn selected(lines: &LineBlock, req: &SearchRequest) -> Vec<usize> {
+    let range = req.range();
+    let wanted = |i: &usize| {
+        let l = lines.line(*i);
+        range.contains(l.time_ns) && req.selects(l.bytes)
+    };
+    match &req.prefilter {
+        Some(p) => p
+            .candidate_lines(lines)
+            .into_iter()
+            .filter(wanted)
+            .collect(),
+        None => (0..lines.len()).filter(wanted).collect(),
+    }
 }
 
 /// The matches of block `b` of `s`, with their context lines, by ordinal.
@@ -47,13 +61,7 @@ pub fn hits(s: &SourceBlocks, b: usize, req: &SearchRequest) -> Result<Vec<Hit>,
     let range = req.range();
     let lines = s.blocks[b].data.read()?;
     let base = s.first_line[b];
-    let selected = |l: &crate::block::LineRef| range.contains(l.time_ns) && req.selects(l.bytes);
-    let matches: Vec<usize> = lines
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| selected(l))
-        .map(|(i, _)| i)
-        .collect();
+    let matches = selected(&lines, req);
     if matches.is_empty() {
         return Ok(Vec::new());
     }
