@@ -13,13 +13,13 @@ use cblogs_core::api::{
 };
 use cblogs_core::pattern::PatternOptions;
 use cblogs_core::time::{format_rfc3339, now_ns};
-use cblogs_core::{InstanceSet, Selector};
+use cblogs_core::Selector;
 use clap::Args;
 use serde::Serialize;
 
 use crate::client::Client;
 use crate::render::{self, ColorChoice, Output};
-use crate::{parse_instances, parse_selector, parse_time, Failure, StreamChoice};
+use crate::{parse_selector, parse_time, Failure, SourceFilter};
 
 const EXAMPLES: &str = "Examples:
   cblogs grep OutOfMemoryError
@@ -48,15 +48,8 @@ pub struct GrepArgs {
     /// Select the lines that do not match.
     #[arg(short = 'v', long)]
     invert_match: bool,
-    /// Only these instances: 3, 0-4 or 0-4,7.
-    #[arg(long, value_parser = parse_instances)]
-    instance: Option<InstanceSet>,
-    /// Only this stream.
-    #[arg(long, value_enum, default_value_t = StreamChoice::All)]
-    stream: StreamChoice,
-    /// Only this process (the Thermos process name).
-    #[arg(long)]
-    process: Option<String>,
+    #[command(flatten)]
+    only: SourceFilter,
     /// Only this agent host.
     #[arg(long)]
     host: Option<String>,
@@ -145,18 +138,9 @@ impl GrepArgs {
             }
         }
         p.extend(self.jobs.iter().map(|j| ("job", j.to_string())));
-        if let Some(i) = &self.instance {
-            p.push(("instance", i.to_string()));
-        }
-        match self.stream {
-            StreamChoice::Stdout => p.push(("stream", "stdout".into())),
-            StreamChoice::Stderr => p.push(("stream", "stderr".into())),
-            StreamChoice::All => {}
-        }
-        for (name, v) in [("process", &self.process), ("host", &self.host)] {
-            if let Some(v) = v {
-                p.push((name, v.clone()));
-            }
+        self.only.push_params(&mut p);
+        if let Some(h) = &self.host {
+            p.push(("host", h.clone()));
         }
         for (name, v) in [("since_ns", self.since), ("until_ns", self.until)] {
             if let Some(v) = v {

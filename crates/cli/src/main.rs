@@ -63,15 +63,8 @@ struct TailArgs {
     #[arg(short = 'n', long = "lines", default_value_t = DEFAULT_TAIL_LINES as u64,
           value_parser = clap::value_parser!(u64).range(0..=MAX_TAIL_LINES as u64))]
     n: u64,
-    /// Only these instances: 3, 0-4 or 0-4,7.
-    #[arg(long, value_parser = parse_instances)]
-    instance: Option<InstanceSet>,
-    /// Only this stream.
-    #[arg(long, value_enum, default_value_t = StreamChoice::All)]
-    stream: StreamChoice,
-    /// Only this process (the Thermos process name).
-    #[arg(long)]
-    process: Option<String>,
+    #[command(flatten)]
+    only: SourceFilter,
     /// Only lines since then: 90s, 15m, 2h, 3d, 1h30m, or an RFC 3339 time.
     #[arg(long, value_name = "WHEN", value_parser = parse_time)]
     since: Option<i64>,
@@ -96,8 +89,39 @@ struct JobsArgs {
     output: Output,
 }
 
+/// Which of a job's sources: the flags `tail` and `grep` share.
+#[derive(Args, Debug)]
+pub(crate) struct SourceFilter {
+    /// Only these instances: 3, 0-4 or 0-4,7.
+    #[arg(long, value_parser = parse_instances)]
+    instance: Option<InstanceSet>,
+    /// Only this stream.
+    #[arg(long, value_enum, default_value_t = StreamChoice::All)]
+    stream: StreamChoice,
+    /// Only this process (the Thermos process name).
+    #[arg(long)]
+    process: Option<String>,
+}
+
+impl SourceFilter {
+    /// The read API's parameters for these flags.
+    pub(crate) fn push_params(&self, params: &mut Vec<(&'static str, String)>) {
+        if let Some(i) = &self.instance {
+            params.push(("instance", i.to_string()));
+        }
+        match self.stream {
+            StreamChoice::Stdout => params.push(("stream", "stdout".into())),
+            StreamChoice::Stderr => params.push(("stream", "stderr".into())),
+            StreamChoice::All => {}
+        }
+        if let Some(p) = &self.process {
+            params.push(("process", p.clone()));
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum StreamChoice {
+enum StreamChoice {
     Stdout,
     Stderr,
     All,
@@ -112,7 +136,7 @@ pub(crate) fn parse_time(s: &str) -> Result<i64, String> {
     cblogs_core::time::parse_since(s, cblogs_core::time::now_ns()).map_err(|e| e.to_string())
 }
 
-pub(crate) fn parse_instances(s: &str) -> Result<InstanceSet, String> {
+fn parse_instances(s: &str) -> Result<InstanceSet, String> {
     s.parse()
         .map_err(|e: cblogs_core::SelectorError| e.to_string())
 }
@@ -208,17 +232,7 @@ async fn tail(client: &Client, args: TailArgs) -> Result<(), Failure> {
         std::env::var_os("NO_COLOR").is_some(),
     );
     let mut params: Vec<(&'static str, String)> = vec![("job", args.job.to_string())];
-    if let Some(i) = &args.instance {
-        params.push(("instance", i.to_string()));
-    }
-    match args.stream {
-        StreamChoice::Stdout => params.push(("stream", "stdout".into())),
-        StreamChoice::Stderr => params.push(("stream", "stderr".into())),
-        StreamChoice::All => {}
-    }
-    if let Some(p) = &args.process {
-        params.push(("process", p.clone()));
-    }
+    args.only.push_params(&mut params);
     let mut out = LineWriter::new(
         std::io::BufWriter::new(std::io::stdout().lock()),
         args.output,

@@ -110,6 +110,11 @@ impl LineBlock {
         self.text.len()
     }
 
+    /// About how much memory the block takes: its text and columns.
+    pub fn memory_bytes(&self) -> usize {
+        self.text.capacity() + self.offsets.capacity() * 21
+    }
+
     pub fn line(&self, i: usize) -> LineRef<'_> {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         LineRef {

@@ -95,6 +95,11 @@ pub struct SearchConfig {
     pub regex_size_limit: usize,
     /// The most context lines (-A/-B/-C) a search may ask for on each side.
     pub max_context_lines: usize,
+    /// Memory for decoded blocks kept between searches.
+    pub block_cache_bytes: usize,
+    /// Memory for the index segments' terms kept in one buffer each
+    /// (partial-token lookups scan them).
+    pub term_cache_bytes: usize,
 }
 
 impl Default for SearchConfig {
@@ -103,6 +108,8 @@ impl Default for SearchConfig {
             max_query_secs: 30,
             regex_size_limit: 10 << 20,
             max_context_lines: 1000,
+            block_cache_bytes: 64 << 20,
+            term_cache_bytes: 64 << 20,
         }
     }
 }

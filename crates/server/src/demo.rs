@@ -44,6 +44,8 @@ pub fn print_tour(url: &str) {
          cblogs tail www-data/prod/hello -f\n  \
          cblogs tail eightball_api --stream stderr -n 20\n  \
          cblogs tail 'payments/prod/ledger/1' -n 50 --output json\n  \
+         cblogs grep Traceback -A 6\n  \
+         cblogs grep -i 'error|exception' --since 5m --count\n  \
          curl -s '{url}/api/v1/tail?job=hello&n=5'\n\n\
          (cblogs talks to {url}; set CBLOGS_SERVER or --server for another address.)\n"
     );

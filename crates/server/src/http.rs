@@ -1,4 +1,5 @@
-//! The HTTP API: ingest, the read API and live follow (Server-Sent Events).
+//! The HTTP API: ingest, the read API and live follow (Server-Sent Events);
+//! search and the histogram are in `http_search.rs`.
 //!
 //! Every error is a JSON [`ErrorBody`] with a status that says whose fault it
 //! is: 400 bad request, 404 unknown job, 409 ambiguous job, 413 too large,
@@ -43,6 +44,8 @@ pub struct App {
     pub stopping: watch::Receiver<bool>,
     /// Asks the committer to seal and commit everything now.
     pub committer: std::sync::mpsc::Sender<CommitterCommand>,
+    /// What searches keep between them: decoded blocks, segments' terms.
+    pub caches: Arc<crate::search::ReadCaches>,
 }
 
 pub fn router(app: Arc<App>) -> Router {

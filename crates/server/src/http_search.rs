@@ -236,6 +236,7 @@ fn request(app: &App, p: Params, histogram: bool) -> Result<(SearchRequest, Para
         mode: p.mode,
         deadline: Instant::now() + time_limit,
         time_limit,
+        caches: app.caches.clone(),
     };
     Ok((req, p))
 }
@@ -246,13 +247,25 @@ struct NdjsonSink {
     tx: mpsc::Sender<Bytes>,
 }
 
+impl NdjsonSink {
+    /// Ends the event just written; sends the chunk once it is big enough.
+    fn end_event(&mut self) -> bool {
+        self.buf.push(b'\n');
+        self.buf.len() < CHUNK_BYTES || self.flush()
+    }
+}
+
 impl SearchSink for NdjsonSink {
     fn send(&mut self, event: SearchEvent) -> bool {
         if serde_json::to_writer(&mut self.buf, &event).is_err() {
             return true;
         }
-        self.buf.push(b'\n');
-        self.buf.len() < CHUNK_BYTES || self.flush()
+        self.end_event()
+    }
+
+    fn send_serialized(&mut self, json: &[u8]) -> bool {
+        self.buf.extend_from_slice(json);
+        self.end_event()
     }
 
     fn flush(&mut self) -> bool {

@@ -20,6 +20,7 @@
 //! makes believable traffic.
 
 pub mod block;
+pub mod cache;
 pub mod committer;
 pub mod config;
 pub mod demo;

@@ -185,6 +185,10 @@ impl SourceTotals {
 /// The read side of a partition, shared by queries.
 pub struct Partition {
     pub start_ns: i64,
+    /// Unique among the partitions this process opened: a partition
+    /// deleted by retention and made again has another one, so caches
+    /// keyed by it never serve the old one's blocks.
+    pub uid: u64,
     dir: PathBuf,
     index: Index,
     reader: IndexReader,
@@ -235,8 +239,10 @@ impl Partition {
             .read(true)
             .open(dir.join("blocks.dat"))
             .map_err(io)?;
+        static NEXT_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Partition {
             start_ns,
+            uid: NEXT_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             dir,
             index,
             reader,

@@ -79,12 +79,14 @@ impl Service {
                 source,
             })?;
         let (stopping, stopping_rx) = watch::channel(false);
+        let caches = Arc::new(crate::search::ReadCaches::new(&config.search));
         let app = Arc::new(App {
             config,
             store,
             ingestor,
             stopping: stopping_rx,
             committer: committer_commands.clone(),
+            caches,
         });
         Ok(Service {
             app,

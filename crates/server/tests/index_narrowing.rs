@@ -13,6 +13,7 @@ use std::sync::Arc;
 use cblogs_core::pattern::{Pattern, PatternOptions};
 use cblogs_core::{LineFlags, Source, Stream};
 use cblogs_server::block::LineBlock;
+use cblogs_server::cache::SizedLru;
 use cblogs_server::partition::{CompressedBlock, Partition};
 use cblogs_server::search::candidates::{partition_blocks, TimeRange};
 use cblogs_server::search::plan::Need;
@@ -110,8 +111,16 @@ fn check(f: &Fixture, options: PatternOptions) -> (usize, usize) {
     let need = Need::of(&options.hir().expect("parses")).terms();
     let searcher = f.part.searcher();
     let wanted = [source().id()].into_iter().collect();
-    let found = partition_blocks(&f.part, &searcher, &need, &wanted, TimeRange::default())
-        .expect("index readable");
+    let terms = SizedLru::new(1 << 20);
+    let found = partition_blocks(
+        &f.part,
+        &searcher,
+        &need,
+        &wanted,
+        TimeRange::default(),
+        &terms,
+    )
+    .expect("index readable");
     assert_eq!(found.len(), f.blocks.len());
     let (mut matching, mut candidates) = (0, 0);
     for sb in &found {

@@ -2,14 +2,16 @@
 //! `truncated`, and names the setting that limits it. (A search cannot be
 //! made slow on purpose from outside, so the deadline is set in the past.)
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cblogs_core::api::{SearchEvent, SearchSummary};
 use cblogs_core::pattern::{Pattern, PatternOptions};
 use cblogs_core::wire::{Batch, IngestRequest, WireLine};
 use cblogs_core::{InstanceSet, Selector, Source, Stream};
+use cblogs_server::config::SearchConfig;
 use cblogs_server::query::LineFilter;
-use cblogs_server::search::{self, Mode, SearchRequest, SearchSink};
+use cblogs_server::search::{self, Mode, ReadCaches, SearchRequest, SearchSink};
 use cblogs_server::{Config, Service};
 
 struct Collect(Vec<SearchEvent>);
@@ -17,6 +19,11 @@ struct Collect(Vec<SearchEvent>);
 impl SearchSink for Collect {
     fn send(&mut self, event: SearchEvent) -> bool {
         self.0.push(event);
+        true
+    }
+    fn send_serialized(&mut self, json: &[u8]) -> bool {
+        self.0
+            .push(serde_json::from_slice(json).expect("a search event"));
         true
     }
     fn flush(&mut self) -> bool {
@@ -66,6 +73,7 @@ fn request(deadline: Instant) -> SearchRequest {
         mode: Mode::Lines,
         deadline,
         time_limit: Duration::from_secs(30),
+        caches: Arc::new(ReadCaches::new(&SearchConfig::default())),
     }
 }
 

@@ -8,13 +8,13 @@
 //! bitsets are small.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
 
 use tantivy::index::SegmentId;
 use tantivy::schema::IndexRecordOption;
 use tantivy::{DocId, DocSet, InvertedIndexReader, Searcher, SegmentReader, TERMINATED};
 
 use super::plan::{TermMatch, TermNeed};
+use crate::cache::SizedLru;
 use crate::partition::{BlockRef, BlockRefColumns, Partition, PartitionError};
 
 /// A time range, `since` inclusive, `until` exclusive.
@@ -48,6 +48,7 @@ pub fn partition_blocks(
     need: &TermNeed,
     sources: &HashSet<u64>,
     range: TimeRange,
+    terms: &SizedLru<SegmentId, TermBlob>,
 ) -> Result<Vec<StoredBlock>, PartitionError> {
     let mut out = Vec::new();
     for segment in searcher.segment_readers() {
@@ -57,13 +58,8 @@ pub fn partition_blocks(
             .map_err(|e| part.index_error(e))?;
         let max_doc = segment.max_doc();
         let mut dict = DictionaryMatches::default();
-        dict.collect(
-            need,
-            segment.segment_id(),
-            &inverted,
-            TermBlobCache::global(),
-        )
-        .map_err(|e| part.io_error(e))?;
+        dict.collect(need, segment.segment_id(), &inverted, terms)
+            .map_err(|e| part.io_error(e))?;
         let mut postings = HashMap::new();
         let matching = evaluate(need, &inverted, &dict, max_doc, &mut postings)
             .map_err(|e| part.io_error(e))?;
@@ -121,7 +117,7 @@ impl DictionaryMatches {
         need: &TermNeed,
         segment: SegmentId,
         inv: &InvertedIndexReader,
-        cache: &TermBlobCache,
+        cache: &SizedLru<SegmentId, TermBlob>,
     ) -> std::io::Result<()> {
         let mut all = Vec::new();
         matches_of(need, &mut all);
@@ -143,7 +139,12 @@ impl DictionaryMatches {
                 TermMatch::Suffix(p) | TermMatch::Contains(p) => {
                     let blob = match &blob {
                         Some(b) => b,
-                        None => blob.insert(cache.get(segment, inv)?),
+                        None => blob.insert(cache.get_or_load(&segment, || {
+                            TermBlob::build(inv).map(|b| {
+                                let size = b.memory_bytes();
+                                (b, size)
+                            })
+                        })?),
                     };
                     if matches!(m, TermMatch::Suffix(_)) {
                         blob.ending_with(p.as_bytes())
@@ -161,7 +162,7 @@ impl DictionaryMatches {
 /// Every term of one segment's token dictionary in one buffer, each
 /// followed by a `\n` (no term holds one): a suffix or infix lookup is one
 /// `memmem` pass over it instead of a walk of the dictionary's FST, which
-/// was most of a rare search's time.
+/// was most of a rare search's time. Kept in [`super::ReadCaches`].
 pub struct TermBlob {
     bytes: Vec<u8>,
     /// Where each term starts in `bytes`.
@@ -211,71 +212,8 @@ impl TermBlob {
             .collect()
     }
 
-    fn size(&self) -> usize {
-        self.bytes.len() + self.starts.len() * 4
-    }
-}
-
-/// The segments' [`TermBlob`]s, built on first use and kept while they fit
-/// in [`TERM_CACHE_BYTES`] (least recently used dropped first). Segments
-/// never change, so an entry is valid for as long as its segment lives.
-pub struct TermBlobCache {
-    inner: Mutex<CacheInner>,
-}
-
-/// Memory for cached term buffers: about the size of the dictionaries of
-/// the partitions searched most (a 2 GiB store's is under 30 MB).
-pub const TERM_CACHE_BYTES: usize = 128 << 20;
-
-#[derive(Default)]
-struct CacheInner {
-    blobs: HashMap<SegmentId, (Arc<TermBlob>, u64)>,
-    bytes: usize,
-    clock: u64,
-}
-
-impl TermBlobCache {
-    pub fn global() -> &'static TermBlobCache {
-        static CACHE: std::sync::OnceLock<TermBlobCache> = std::sync::OnceLock::new();
-        CACHE.get_or_init(|| TermBlobCache {
-            inner: Mutex::new(CacheInner::default()),
-        })
-    }
-
-    fn get(&self, segment: SegmentId, inv: &InvertedIndexReader) -> std::io::Result<Arc<TermBlob>> {
-        {
-            let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            c.clock += 1;
-            let now = c.clock;
-            if let Some((blob, used)) = c.blobs.get_mut(&segment) {
-                *used = now;
-                return Ok(blob.clone());
-            }
-        }
-        // Built outside the lock: other searches go on meanwhile.
-        let blob = Arc::new(TermBlob::build(inv)?);
-        let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        c.clock += 1;
-        let now = c.clock;
-        if let Some((old, _)) = c.blobs.insert(segment, (blob.clone(), now)) {
-            c.bytes -= old.size();
-        }
-        c.bytes += blob.size();
-        while c.bytes > TERM_CACHE_BYTES && c.blobs.len() > 1 {
-            let Some(oldest) = c
-                .blobs
-                .iter()
-                .filter(|(id, _)| **id != segment)
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(id, _)| *id)
-            else {
-                break;
-            };
-            if let Some((gone, _)) = c.blobs.remove(&oldest) {
-                c.bytes -= gone.size();
-            }
-        }
-        Ok(blob)
+    fn memory_bytes(&self) -> usize {
+        self.bytes.capacity() + self.starts.capacity() * 4
     }
 }
 

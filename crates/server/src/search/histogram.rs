@@ -72,7 +72,7 @@ fn block_counts(
             }
         }
     }
-    let lines = block.data.read()?;
+    let lines = block.data.read(&req.caches)?;
     let mut counts: BTreeMap<usize, u64> = BTreeMap::new();
     for i in scan::selected(&lines, req) {
         if let Some(b) = buckets.of(lines.line(i).time_ns) {
@@ -88,7 +88,7 @@ pub fn run(
 ) -> Result<HistogramResponse, PartitionError> {
     let started = Instant::now();
     let req = &hreq.search;
-    let sources = gather(snap, &req.term_need(), req.range())?;
+    let sources = gather(snap, &req.term_need(), req.range(), &req.caches)?;
     let until = req
         .filter
         .until_ns

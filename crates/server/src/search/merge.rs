@@ -12,12 +12,11 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use cblogs_core::api::{SearchEvent, SearchLine, SearchSummary};
+use cblogs_core::api::{SearchEvent, SearchSummary};
 
 use super::pipeline::{self, Outcome};
 use super::scan::{self, Hit};
 use super::{storage_failed, SearchRequest, SearchSink, SourceBlocks};
-use crate::query::line_view;
 
 /// A line waiting to be sent.
 struct Waiting {
@@ -44,7 +43,6 @@ impl Ord for Waiting {
 }
 
 struct Merger<'a> {
-    sources: &'a [SourceBlocks],
     req: &'a SearchRequest,
     sink: &'a mut dyn SearchSink,
     waiting: BinaryHeap<Reverse<Waiting>>,
@@ -130,14 +128,7 @@ impl Merger<'_> {
         }
         self.sent[source] = Some(ordinal);
         self.last = Some((source, ordinal));
-        let s = &self.sources[source].source;
-        let hit = w.hit;
-        let line = SearchLine {
-            line: line_view(s, hit.offset, hit.time_ns, hit.flags, &hit.bytes),
-            context: hit.context,
-            matches: hit.spans,
-        };
-        if !self.sink.send(SearchEvent::Line(line)) {
+        if !self.sink.send_serialized(&w.hit.event) {
             self.client_gone = true;
             return false;
         }
@@ -154,7 +145,6 @@ pub fn lines(
 ) {
     let tasks = pipeline::tasks(sources);
     let mut m = Merger {
-        sources,
         req,
         sink,
         waiting: BinaryHeap::new(),

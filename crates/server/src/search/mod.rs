@@ -28,12 +28,15 @@ use cblogs_core::pattern::Pattern;
 use cblogs_core::Source;
 
 use crate::block::LineBlock;
+use crate::cache::SizedLru;
+use crate::config::SearchConfig;
 use crate::partition::{BlockRef, Partition, PartitionError};
 use crate::query::LineFilter;
 use crate::store::ReadSnapshot;
-use candidates::TimeRange;
+use candidates::{TermBlob, TimeRange};
 use plan::{Need, TermNeed};
 pub use prefilter::Prefilter;
+use tantivy::index::SegmentId;
 
 /// What a search produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +66,23 @@ pub struct SearchRequest {
     pub deadline: Instant,
     /// The configured time limit, to name it when it is reached.
     pub time_limit: Duration,
+    pub caches: Arc<ReadCaches>,
+}
+
+/// What searches keep between them (see `crate::cache`).
+pub struct ReadCaches {
+    /// Decoded blocks, by (partition uid, position in `blocks.dat`).
+    pub blocks: SizedLru<(u64, u64), LineBlock>,
+    pub terms: SizedLru<SegmentId, TermBlob>,
+}
+
+impl ReadCaches {
+    pub fn new(config: &SearchConfig) -> ReadCaches {
+        ReadCaches {
+            blocks: SizedLru::new(config.block_cache_bytes),
+            terms: SizedLru::new(config.term_cache_bytes),
+        }
+    }
 }
 
 impl SearchRequest {
@@ -106,9 +126,11 @@ impl SearchRequest {
     }
 }
 
-/// Where search events go. `false` from either call: the client is gone, stop.
+/// Where search events go. `false` from any call: the client is gone, stop.
 pub trait SearchSink {
     fn send(&mut self, event: SearchEvent) -> bool;
+    /// An event already serialized as JSON (lines are, by the workers).
+    fn send_serialized(&mut self, json: &[u8]) -> bool;
     /// Everything sent so far should reach the client now.
     fn flush(&mut self) -> bool;
 }
@@ -121,9 +143,15 @@ pub enum BlockData {
 }
 
 impl BlockData {
-    pub fn read(&self) -> Result<Arc<LineBlock>, PartitionError> {
+    pub fn read(&self, caches: &ReadCaches) -> Result<Arc<LineBlock>, PartitionError> {
         match self {
-            BlockData::Stored(part, b) => part.read_block(b).map(Arc::new),
+            BlockData::Stored(part, b) => {
+                caches.blocks.get_or_load(&(part.uid, b.data_pos), || {
+                    let lines = part.read_block(b)?;
+                    let size = lines.memory_bytes();
+                    Ok((lines, size))
+                })
+            }
             BlockData::Memory(lines) => Ok(lines.clone()),
         }
     }
@@ -155,6 +183,7 @@ pub fn gather(
     snap: &ReadSnapshot,
     need: &TermNeed,
     range: TimeRange,
+    caches: &ReadCaches,
 ) -> Result<Vec<SourceBlocks>, PartitionError> {
     let wanted = snap.sources.keys().copied().collect();
     let mut by_source: HashMap<u64, Vec<SourceBlock>> = HashMap::new();
@@ -165,7 +194,8 @@ pub fn gather(
         {
             continue;
         }
-        for sb in candidates::partition_blocks(part, searcher, need, &wanted, range)? {
+        for sb in candidates::partition_blocks(part, searcher, need, &wanted, range, &caches.terms)?
+        {
             by_source
                 .entry(sb.block.source)
                 .or_default()
@@ -228,7 +258,7 @@ pub fn run(snap: &ReadSnapshot, req: &SearchRequest, jobs: Vec<String>, sink: &m
     }
     let need = req.term_need();
     let mut summary = SearchSummary::default();
-    match gather(snap, &need, req.range()) {
+    match gather(snap, &need, req.range(), &req.caches) {
         Ok(sources) => {
             summary.blocks_total = sources.iter().map(|s| s.blocks.len() as u64).sum();
             match req.mode {

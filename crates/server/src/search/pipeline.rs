@@ -48,6 +48,12 @@ pub fn tasks(sources: &[SourceBlocks]) -> Vec<Task> {
     tasks
 }
 
+/// Where the consumer is, as the workers see it.
+struct Window {
+    wanted: usize,
+    sleepers: usize,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Every task was consumed.
@@ -75,8 +81,12 @@ pub fn run<T: Send>(
         .min(tasks.len());
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    // The index of the task the consumer waits for.
-    let wanted = Mutex::new(0usize);
+    // The index of the task the consumer waits for, and how many workers
+    // wait for it to move (so that it wakes them only then).
+    let wanted = Mutex::new(Window {
+        wanted: 0,
+        sleepers: 0,
+    });
     let moved = Condvar::new();
     let (tx, rx) = std::sync::mpsc::channel::<(usize, T)>();
     std::thread::scope(|scope| {
@@ -90,8 +100,10 @@ pub fn run<T: Send>(
                 }
                 {
                     let mut w = wanted.lock().unwrap_or_else(|e| e.into_inner());
-                    while i >= *w + WINDOW && !stop.load(Ordering::Relaxed) {
+                    while i >= w.wanted + WINDOW && !stop.load(Ordering::Relaxed) {
+                        w.sleepers += 1;
                         w = moved.wait(w).unwrap_or_else(|e| e.into_inner());
+                        w.sleepers -= 1;
                     }
                 }
                 if stop.load(Ordering::Relaxed) || tx.send((i, work(&tasks[i]))).is_err() {
@@ -117,8 +129,13 @@ pub fn run<T: Send>(
             while let Some(result) = pending.remove(&want) {
                 let go_on = consume(want, result);
                 want += 1;
-                *wanted.lock().unwrap_or_else(|e| e.into_inner()) = want;
-                moved.notify_all();
+                {
+                    let mut w = wanted.lock().unwrap_or_else(|e| e.into_inner());
+                    w.wanted = want;
+                    if w.sleepers > 0 {
+                        moved.notify_all();
+                    }
+                }
                 if !go_on {
                     outcome = Outcome::Stopped;
                     break 'receive;

@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use cblogs_core::LineFlags;
+use cblogs_core::api::{SearchEvent, SearchLine};
 
-use super::{SearchRequest, SourceBlock, SourceBlocks};
+use super::{ReadCaches, SearchRequest, SourceBlock, SourceBlocks};
 use crate::block::LineBlock;
 use crate::partition::PartitionError;
+use crate::query::line_view;
 
 /// A line to send: a match, or context around one.
 pub struct Hit {
@@ -17,11 +18,10 @@ pub struct Hit {
     /// have adjacent numbers.
     pub ordinal: u64,
     pub context: bool,
-    pub offset: u64,
     pub time_ns: i64,
-    pub flags: LineFlags,
-    pub bytes: Vec<u8>,
-    pub spans: Vec<[usize; 2]>,
+    /// Its `line` event, serialized here: on the worker that found it,
+    /// in parallel, rather than on the one thread that merges.
+    pub event: Vec<u8>,
 }
 
 /// Lines of `block` in the request's time range that it selects.
@@ -35,7 +35,7 @@ pub fn count(block: &SourceBlock, req: &SearchRequest) -> Result<u64, PartitionE
     {
         return Ok(block.n_lines);
     }
-    let lines = block.data.read()?;
+    let lines = block.data.read(&req.caches)?;
     Ok(selected(&lines, req).len() as u64)
 }
 
@@ -59,7 +59,7 @@ pub fn selected(lines: &LineBlock, req: &SearchRequest) -> Vec<usize> {
 /// The matches of block `b` of `s`, with their context lines, by ordinal.
 pub fn hits(s: &SourceBlocks, b: usize, req: &SearchRequest) -> Result<Vec<Hit>, PartitionError> {
     let range = req.range();
-    let lines = s.blocks[b].data.read()?;
+    let lines = s.blocks[b].data.read(&req.caches)?;
     let base = s.first_line[b];
     let matches = selected(&lines, req);
     if matches.is_empty() {
@@ -76,7 +76,14 @@ pub fn hits(s: &SourceBlocks, b: usize, req: &SearchRequest) -> Result<Vec<Hit>,
         }
     }
     if req.before > 0 && matches[0] < req.before {
-        neighbours(s, b, req.before - matches[0], Direction::Back, &mut wanted)?;
+        neighbours(
+            s,
+            b,
+            req.before - matches[0],
+            Direction::Back,
+            &mut wanted,
+            &req.caches,
+        )?;
     }
     let last = matches[matches.len() - 1];
     if req.after > 0 && last + req.after >= n {
@@ -86,6 +93,7 @@ pub fn hits(s: &SourceBlocks, b: usize, req: &SearchRequest) -> Result<Vec<Hit>,
             last + req.after + 1 - n,
             Direction::Forward,
             &mut wanted,
+            &req.caches,
         )?;
     }
     Ok(wanted
@@ -96,19 +104,26 @@ pub fn hits(s: &SourceBlocks, b: usize, req: &SearchRequest) -> Result<Vec<Hit>,
                 return None;
             }
             let is_match = req.selects(l.bytes);
-            Some(Hit {
-                ordinal,
-                context: !is_match,
-                offset: l.offset,
-                time_ns: l.time_ns,
-                flags: l.flags,
-                bytes: l.bytes.to_vec(),
+            let line = line_view(&s.source, l.offset, l.time_ns, l.flags, l.bytes);
+            let event = SearchEvent::Line(SearchLine {
                 // Highlights index the text as shown (invalid UTF-8 replaced).
-                spans: if is_match {
-                    req.spans(String::from_utf8_lossy(l.bytes).as_bytes())
+                matches: if is_match {
+                    req.spans(line.text.as_bytes())
                 } else {
                     Vec::new()
                 },
+                line,
+                context: !is_match,
+            });
+            // Room for the text (escaped) and the fields around it, so
+            // the buffer is not grown line by line.
+            let mut json = Vec::with_capacity(l.bytes.len() * 5 / 4 + 512);
+            serde_json::to_writer(&mut json, &event).ok()?;
+            Some(Hit {
+                ordinal,
+                context: !is_match,
+                time_ns: l.time_ns,
+                event: json,
             })
         })
         .collect())
@@ -128,6 +143,7 @@ fn neighbours(
     mut count: usize,
     dir: Direction,
     wanted: &mut BTreeMap<u64, (Arc<LineBlock>, usize)>,
+    caches: &ReadCaches,
 ) -> Result<(), PartitionError> {
     let mut at = b;
     while count > 0 {
@@ -136,7 +152,7 @@ fn neighbours(
             Direction::Forward if at + 1 < s.blocks.len() => at + 1,
             _ => return Ok(()),
         };
-        let lines = s.blocks[at].data.read()?;
+        let lines = s.blocks[at].data.read(caches)?;
         let n = lines.len();
         let take = count.min(n);
         let indexes = match dir {
