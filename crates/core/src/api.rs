@@ -7,6 +7,7 @@
 //! | `GET /api/v1/follow?…the same…` | Server-Sent Events: `jobs` (a JSON array of job keys), then one `line` event per line ([`crate::LineView`]): first the backlog, then each new line as it is ingested; `truncated` ([`Truncated`]) before a backlog from `since_ns` that had to leave out its oldest lines; `lagged` ([`Lagged`]) if the client fell behind |
 //!
 //! | `GET /api/v1/search?pattern=P[&fixed=true][&ignore_case=true][&word=true][&invert=true][&job=SELECTOR]…[&instance=I][&stream=S][&process=P][&host=H][&since_ns=T][&until_ns=T][&limit=N][&before=N][&after=N][&mode=lines\|count\|list]` | NDJSON [`SearchEvent`]s, streamed as they are found: lines in file order per source, merged by time across sources; `limit` (default 1000, 0 for none) counts matching lines; `until_ns` is exclusive |
+//! | `GET /api/v1/context?source=HEX&offset=N[&before=10][&after=10]` | [`ContextResponse`]: the lines around one line of one source (a search result's `source` and `offset`) |
 //! | `GET /api/v1/histogram?…the search's selection, pattern optional…[&buckets=N][&by=job]` | [`HistogramResponse`] |
 //!
 //! Errors are a [`crate::wire::ErrorBody`] with a 4xx status: 400 for a bad
@@ -100,6 +101,16 @@ pub struct FlushResponse {
 pub const SEARCH_PATH: &str = "/api/v1/search";
 /// GET: matching lines per time bucket; answers [`HistogramResponse`].
 pub const HISTOGRAM_PATH: &str = "/api/v1/histogram";
+/// GET `?source=HEX&offset=N[&before=10][&after=10]`: the lines around
+/// one line of one source; answers [`ContextResponse`].
+pub const CONTEXT_PATH: &str = "/api/v1/context";
+
+/// The lines around one line, in order (the line itself included).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContextResponse {
+    pub lines: Vec<LineView>,
+}
+
 /// How many matching lines a search shows unless told otherwise.
 pub const DEFAULT_SEARCH_LIMIT: usize = 1000;
 /// How many buckets a histogram has unless told otherwise, and at most.

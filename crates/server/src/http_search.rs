@@ -16,7 +16,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use cblogs_core::api::{self, HistogramResponse, SearchEvent};
+use cblogs_core::api::{self, ContextResponse, HistogramResponse, SearchEvent};
 use cblogs_core::pattern::{Pattern, PatternOptions};
 use cblogs_core::time::{format_rfc3339, now_ns};
 use cblogs_core::{InstanceSet, Selector, Stream};
@@ -308,6 +308,77 @@ pub async fn search(
         Body::from_stream(body),
     )
         .into_response())
+}
+
+/// `GET /api/v1/context`: the lines around one line of one source.
+pub async fn context(
+    State(app): State<Arc<App>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<ContextResponse>, ApiError> {
+    let (mut source, mut offset) = (None, None);
+    let (mut before, mut after) = (10usize, 10usize);
+    for (k, v) in query_pairs(raw) {
+        let bad = |what: &str| ApiError::bad(format!("bad {k} '{v}': {what}"));
+        match k.as_str() {
+            "source" => {
+                source = Some(
+                    u64::from_str_radix(&v, 16)
+                        .map_err(|_| bad("expected a source id (16 hex digits)"))?,
+                )
+            }
+            "offset" => {
+                offset = Some(
+                    v.parse::<u64>()
+                        .map_err(|_| bad("expected a byte offset"))?,
+                )
+            }
+            "before" => before = v.parse().map_err(|_| bad("expected a number of lines"))?,
+            "after" => after = v.parse().map_err(|_| bad("expected a number of lines"))?,
+            other => {
+                return Err(ApiError::bad(format!(
+                    "unknown parameter '{other}' (expected source, offset, before, after)"
+                )))
+            }
+        }
+    }
+    let (Some(source), Some(offset)) = (source, offset) else {
+        return Err(ApiError::bad(
+            "missing parameter: source and offset are needed (a search result's source and offset)",
+        ));
+    };
+    let most = app.config.search.max_context_lines;
+    if before > most || after > most {
+        return Err(ApiError::bad(format!(
+            "at most {most} context lines on each side (search.max_context_lines)"
+        )));
+    }
+    let store = app.store.clone();
+    let caches = app.caches.clone();
+    let lines = tokio::task::spawn_blocking(move || {
+        let snap = store.snapshot(&|s| s.id() == source, false);
+        search::lines_around(&snap, offset, before, after, &caches)
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("context failed: {e}"),
+        )
+    })?
+    .map_err(|e| {
+        tracing::error!(error = %e, "context: cannot read the store");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot read the store: {e}"),
+        )
+    })?;
+    match lines {
+        Some(lines) => Ok(Json(ContextResponse { lines })),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no line at offset {offset} of source {source:016x}"),
+        )),
+    }
 }
 
 pub async fn histogram(

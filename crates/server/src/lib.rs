@@ -33,6 +33,7 @@ pub mod search;
 pub mod service;
 pub mod store;
 pub mod wal;
+pub mod web;
 
 pub use config::Config;
 pub use service::{Service, StartError};

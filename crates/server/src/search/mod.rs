@@ -10,6 +10,7 @@
 //! hold an earlier one. Memory holds the blocks in flight and the lines
 //! waiting for that moment, whatever the size of the answer.
 
+mod around;
 pub mod candidates;
 pub mod histogram;
 mod merge;
@@ -33,6 +34,7 @@ use crate::config::SearchConfig;
 use crate::partition::{BlockRef, Partition, PartitionError};
 use crate::query::LineFilter;
 use crate::store::ReadSnapshot;
+pub use around::lines_around;
 use candidates::{TermBlob, TimeRange};
 use plan::{Need, TermNeed};
 pub use prefilter::Prefilter;

@@ -1,0 +1,649 @@
+// cblogs web page: search with a histogram, live tail, job browser.
+//
+// The whole view lives in the URL's query string, so a link reproduces it.
+// Everything comes from cblogsd's read API (crates/core/src/api.rs):
+// search results stream in as NDJSON, the live tail as Server-Sent Events.
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+const RANGES = { "15m": 15 * 60, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400 };
+const PAGE_LINES = 500;
+const TAIL_BACKLOG = 200;
+const TAIL_MAX_LINES = 5000;
+const CONTEXT_LINES = 10;
+
+// ---------------------------------------------------------------- state & URL
+
+/** The view as the URL says it. */
+function readState() {
+  const p = new URLSearchParams(location.search);
+  return {
+    view: p.get("view") || "search",
+    job: p.get("job") || "",
+    q: p.get("q") || "",
+    i: p.get("i") === "1",
+    stream: p.get("stream") || "",
+    instance: p.get("instance") || "",
+    process: p.get("process") || "",
+    range: p.get("since") ? "custom" : (p.get("range") || "1h"),
+    since: p.get("since") || "",
+    until: p.get("until") || "",
+  };
+}
+
+function writeState(s, push) {
+  const p = new URLSearchParams();
+  if (s.view !== "search") p.set("view", s.view);
+  for (const k of ["job", "q", "stream", "instance", "process"]) if (s[k]) p.set(k, s[k]);
+  if (s.i) p.set("i", "1");
+  if (s.range === "custom") {
+    if (s.since) p.set("since", s.since);
+    if (s.until) p.set("until", s.until);
+  } else if (s.range !== "1h") {
+    p.set("range", s.range);
+  }
+  const url = p.toString() ? `?${p}` : location.pathname;
+  if (push) history.pushState(null, "", url); else history.replaceState(null, "", url);
+}
+
+function fillForm(s) {
+  $("#job").value = s.job;
+  $("#pattern").value = s.q;
+  $("#ignore-case").checked = s.i;
+  $("#stream").value = s.stream;
+  $("#instance").value = s.instance;
+  $("#process").value = s.process;
+  $("#range").value = s.range;
+  $("#since").value = s.since;
+  $("#until").value = s.until;
+  showCustomRange();
+}
+
+function formState(view) {
+  return {
+    view,
+    job: $("#job").value.trim(),
+    q: $("#pattern").value,
+    i: $("#ignore-case").checked,
+    stream: $("#stream").value,
+    instance: $("#instance").value.trim(),
+    process: $("#process").value.trim(),
+    range: $("#range").value,
+    since: $("#since").value.trim(),
+    until: $("#until").value.trim(),
+  };
+}
+
+function showCustomRange() {
+  const custom = $("#range").value === "custom";
+  $("#since").hidden = !custom;
+  $("#until").hidden = !custom;
+}
+
+/** Nanoseconds since the epoch, as a decimal string (too big for a Number). */
+function nsOf(ms) {
+  return (BigInt(Math.round(ms)) * 1000000n).toString();
+}
+
+/** [since_ns, until_ns] of the state's time range; strings, or throws in words. */
+function timeRange(s) {
+  if (s.range !== "custom") {
+    const now = Date.now();
+    return [nsOf(now - RANGES[s.range] * 1000), nsOf(now + 1000)];
+  }
+  const since = s.since ? Date.parse(s.since) : NaN;
+  const until = s.until ? Date.parse(s.until) : Date.now() + 1000;
+  if (Number.isNaN(since)) throw new Error(`'${s.since}' is not a time (use RFC 3339, e.g. 2026-11-25T14:00:00Z)`);
+  if (Number.isNaN(until)) throw new Error(`'${s.until}' is not a time (use RFC 3339)`);
+  return [nsOf(since), nsOf(until)];
+}
+
+/** The read API's selection parameters for a state. */
+function selection(s) {
+  const p = new URLSearchParams();
+  if (s.job) p.append("job", s.job);
+  if (s.stream) p.set("stream", s.stream);
+  if (s.instance) p.set("instance", s.instance);
+  if (s.process) p.set("process", s.process);
+  return p;
+}
+
+// ---------------------------------------------------------------- errors
+
+function showError(msg) {
+  const e = $("#error");
+  e.textContent = msg || "";
+  e.hidden = !msg;
+}
+
+/** The JSON error of a failed answer, in words. */
+async function apiError(resp) {
+  try {
+    const body = await resp.json();
+    let msg = body.error || `${resp.status} ${resp.statusText}`;
+    if (body.candidates && body.candidates.length) msg += `: ${body.candidates.join(", ")}`;
+    return msg;
+  } catch (_) {
+    return `${resp.status} ${resp.statusText}`;
+  }
+}
+
+// ---------------------------------------------------------------- rendering lines
+
+const PALETTE = ["36", "32", "33", "35", "34", "96"];
+const FNV_OFFSET = 0xcbf29ce484222325n;
+const FNV_PRIME = 0x100000001b3n;
+const MASK64 = (1n << 64n) - 1n;
+const utf8 = new TextEncoder();
+
+/** The CLI's colour for (job, instance, process): the same task looks the same. */
+function colorFor(job, instance, process) {
+  let h = FNV_OFFSET;
+  const bytes = [...utf8.encode(job), instance & 255, (instance >>> 8) & 255, (instance >>> 16) & 255, (instance >>> 24) & 255, ...utf8.encode(process)];
+  for (const b of bytes) {
+    h ^= BigInt(b);
+    h = (h * FNV_PRIME) & MASK64;
+  }
+  return PALETTE[Number(h % BigInt(PALETTE.length))];
+}
+
+/** UTF-16 index of each UTF-8 byte offset of `text` (for the server's byte ranges). */
+function byteToIndex(text) {
+  const map = [];
+  let i = 0;
+  for (const ch of text) {
+    const n = utf8.encode(ch).length;
+    for (let k = 0; k < n; k++) map.push(i);
+    i += ch.length;
+  }
+  map.push(i);
+  return map;
+}
+
+const SGR_COLORS = new Set([30, 31, 32, 33, 34, 35, 36, 37, 90, 91, 92, 93, 94, 95, 96, 97]);
+
+/** Appends `text` to `el`: ANSI SGR codes become styles (never shown as
+ *  `^[[31m`), other escape sequences are dropped, and the byte ranges in
+ *  `spans` are wrapped in <mark>. */
+function renderText(el, text, spans) {
+  if (text.endsWith("\r")) text = text.slice(0, -1);
+  const marked = new Uint8Array(text.length);
+  if (spans && spans.length) {
+    const map = byteToIndex(text);
+    for (const [a, b] of spans) {
+      const from = map[Math.min(a, map.length - 1)], to = map[Math.min(b, map.length - 1)];
+      for (let k = from; k < to; k++) marked[k] = 1;
+    }
+  }
+  let style = { color: null, bold: false, dim: false, italic: false, underline: false };
+  let run = "", runKey = null, runMark = 0;
+  const flush = () => {
+    if (!run) return;
+    let node = document.createTextNode(run);
+    const classes = [];
+    if (runKey.color) classes.push(`c${runKey.color}`);
+    for (const k of ["bold", "dim", "italic", "underline"]) if (runKey[k]) classes.push(k);
+    if (classes.length) {
+      const span = document.createElement("span");
+      span.className = classes.join(" ");
+      span.appendChild(node);
+      node = span;
+    }
+    if (runMark) {
+      const m = document.createElement("mark");
+      m.appendChild(node);
+      node = m;
+    }
+    el.appendChild(node);
+    run = "";
+  };
+  const sgr = (params) => {
+    const codes = params === "" ? [0] : params.split(";").map((x) => parseInt(x, 10) || 0);
+    style = { ...style };
+    for (let k = 0; k < codes.length; k++) {
+      const c = codes[k];
+      if (c === 0) style = { color: null, bold: false, dim: false, italic: false, underline: false };
+      else if (c === 1) style.bold = true;
+      else if (c === 2) style.dim = true;
+      else if (c === 3) style.italic = true;
+      else if (c === 4) style.underline = true;
+      else if (c === 22) { style.bold = false; style.dim = false; }
+      else if (c === 23) style.italic = false;
+      else if (c === 24) style.underline = false;
+      else if (c === 39) style.color = null;
+      else if (SGR_COLORS.has(c)) style.color = String(c);
+      else if (c === 38 || c === 48) k += codes[k + 1] === 5 ? 2 : 4; // 256/true colour: skipped
+    }
+  };
+  let i = 0;
+  while (i < text.length) {
+    if (text.charCodeAt(i) === 0x1b) {
+      const m = /^\x1b\[([0-9;?]*)([A-Za-z])/.exec(text.slice(i, i + 32));
+      if (m) {
+        flush();
+        if (m[2] === "m") sgr(m[1]);
+        i += m[0].length;
+        continue;
+      }
+      i += 1; // a lone ESC: dropped
+      continue;
+    }
+    const mark = marked[i];
+    if (run && (runKey !== style || runMark !== mark)) flush();
+    if (!run) { runKey = style; runMark = mark; }
+    run += text[i];
+    i += 1;
+  }
+  flush();
+}
+
+/** A `div.line` for a line of the API (LineView, plus context/matches from a search). */
+function lineElement(l, showJob) {
+  const div = document.createElement("div");
+  div.className = "line" + (l.stream === "stderr" ? " stderr" : "") + (l.context ? " context" : "");
+  div.dataset.source = l.source;
+  div.dataset.offset = String(l.offset);
+  div.dataset.stream = l.stream;
+  div.dataset.job = l.cluster ? `${l.cluster}/${l.job}` : l.job;
+  div.dataset.instance = String(l.instance);
+  const prefix = document.createElement("span");
+  prefix.className = `prefix c${colorFor(l.job, l.instance, l.process)}`;
+  const name = l.job.split("/").pop();
+  prefix.textContent = `${showJob ? `${name}/${l.instance}` : l.instance} ${l.process}/${l.stream}`;
+  if (l.stream === "stderr") prefix.title = "stderr";
+  const text = document.createElement("span");
+  text.className = "text";
+  renderText(text, l.text, l.matches);
+  div.append(prefix, text);
+  div.title = l.time;
+  return div;
+}
+
+// ---------------------------------------------------------------- search
+
+let searchRun = 0; // a newer search makes older ones drop their results
+let nextSince = null;
+let shownKeys = new Set();
+
+async function runSearch(s, append) {
+  const run = ++searchRun;
+  showError("");
+  let range;
+  try {
+    range = timeRange(s);
+  } catch (e) {
+    showError(e.message);
+    return;
+  }
+  if (!append) {
+    $("#results").textContent = "";
+    $("#summary").textContent = "";
+    $("#more").hidden = true;
+    nextSince = null;
+    shownKeys = new Set();
+    drawHistogram(s, range, run);
+  }
+  const p = selection(s);
+  p.set("pattern", s.q);
+  if (s.i) p.set("ignore_case", "true");
+  p.set("since_ns", append && nextSince ? nextSince : range[0]);
+  p.set("until_ns", range[1]);
+  p.set("limit", String(PAGE_LINES));
+  $("#summary").textContent = "searching…";
+  let resp;
+  try {
+    resp = await fetch(`/api/v1/search?${p}`);
+  } catch (e) {
+    showError(`cannot reach cblogsd: ${e.message}`);
+    return;
+  }
+  if (!resp.ok) {
+    if (run === searchRun) { showError(await apiError(resp)); $("#summary").textContent = ""; }
+    return;
+  }
+  const results = $("#results");
+  let showJob = false, summary = null, shown = shownKeys.size;
+  const reader = resp.body.getReader();
+  const decoder = new TextDecoder();
+  let pending = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (run !== searchRun) { reader.cancel(); return; }
+    if (done) break;
+    pending += decoder.decode(value, { stream: true });
+    const lines = pending.split("\n");
+    pending = lines.pop();
+    const frag = document.createDocumentFragment();
+    for (const text of lines) {
+      if (!text) continue;
+      const ev = JSON.parse(text);
+      if (ev.type === "start") showJob = ev.jobs.length > 1;
+      else if (ev.type === "line") {
+        const key = `${ev.source}:${ev.offset}`;
+        if (shownKeys.has(key)) continue; // the next page starts at the last one's time
+        shownKeys.add(key);
+        frag.appendChild(lineElement(ev, showJob));
+        shown += 1;
+      } else if (ev.type === "summary") summary = ev;
+    }
+    results.appendChild(frag);
+  }
+  if (!summary) { showError("the search ended early (was cblogsd stopped?)"); return; }
+  const total = shown.toLocaleString("en");
+  let note = `${total} matching line${shown === 1 ? "" : "s"}`;
+  if (summary.more) note = `showing the first ${total}; more match`;
+  if (summary.truncated) note += ` — incomplete: ${summary.reason}`;
+  note += ` (${summary.took_ms} ms, ${summary.blocks_read} of ${summary.blocks_total} blocks read)`;
+  $("#summary").textContent = note;
+  nextSince = summary.more && summary.next_time_ns != null ? String(summary.next_time_ns) : null;
+  $("#more").hidden = !nextSince;
+}
+
+/** Context: the lines around a result, toggled under it. */
+async function toggleContext(lineEl) {
+  const next = lineEl.nextElementSibling;
+  if (next && next.classList.contains("context-block")) { next.remove(); return; }
+  const p = new URLSearchParams({ source: lineEl.dataset.source, offset: lineEl.dataset.offset, before: CONTEXT_LINES, after: CONTEXT_LINES });
+  const resp = await fetch(`/api/v1/context?${p}`);
+  if (!resp.ok) { showError(await apiError(resp)); return; }
+  const body = await resp.json();
+  const block = document.createElement("div");
+  block.className = "context-block";
+  for (const l of body.lines) {
+    const el = lineElement(l, false);
+    if (String(l.offset) === lineEl.dataset.offset) el.classList.add("focus");
+    block.appendChild(el);
+  }
+  lineEl.after(block);
+}
+
+// ---------------------------------------------------------------- histogram
+
+let chart = null;
+
+async function drawHistogram(s, range, run) {
+  const el = $("#histogram");
+  const p = selection(s);
+  if (s.q) p.set("pattern", s.q);
+  if (s.i) p.set("ignore_case", "true");
+  p.set("since_ns", range[0]);
+  p.set("until_ns", range[1]);
+  p.set("buckets", String(el.clientWidth < 500 ? 30 : 60));
+  const resp = await fetch(`/api/v1/histogram?${p}`).catch(() => null);
+  if (run !== searchRun || !resp || !resp.ok) return;
+  const h = await resp.json();
+  const xs = [], out = new Array(h.buckets).fill(0), err = new Array(h.buckets).fill(0);
+  for (let i = 0; i < h.buckets; i++) xs.push((h.start_ns + i * h.step_ns) / 1e9);
+  for (const series of h.series) {
+    const into = series.stream === "stderr" ? err : out;
+    series.counts.forEach((c, i) => { into[i] += c; });
+  }
+  el.dataset.total = String(h.total);
+  el.dataset.buckets = String(h.buckets);
+  // Stacked: stderr at the bottom, stdout drawn as stderr + stdout behind it.
+  const stacked = out.map((c, i) => c + err[i]);
+  if (chart) chart.destroy();
+  const bars = uPlot.paths.bars({ size: [0.9, 100] });
+  chart = new uPlot({
+    width: el.clientWidth || 600,
+    height: 140,
+    cursor: { drag: { x: true, y: false, setScale: false } },
+    legend: { show: true },
+    scales: { x: { time: true } },
+    series: [
+      {},
+      { label: "stdout", fill: "#58a6ff99", stroke: "#58a6ff", paths: bars, points: { show: false }, value: (u, v, si, i) => (i == null ? "—" : out[i]) },
+      { label: "stderr", fill: "#ff7b72cc", stroke: "#ff7b72", paths: bars, points: { show: false }, value: (u, v, si, i) => (i == null ? "—" : err[i]) },
+    ],
+    axes: [{ stroke: "#7d8590", grid: { stroke: "#2d333b" } }, { stroke: "#7d8590", grid: { stroke: "#2d333b" }, size: 40 }],
+    hooks: {
+      // Drag across the chart: zoom the time range to the selection.
+      setSelect: [(u) => {
+        if (u.select.width < 3) return;
+        const from = u.posToVal(u.select.left, "x"), to = u.posToVal(u.select.left + u.select.width, "x");
+        const state = formState("search");
+        state.range = "custom";
+        state.since = new Date(from * 1000).toISOString();
+        state.until = new Date(to * 1000).toISOString();
+        fillForm(state);
+        go(state, true);
+      }],
+    },
+  }, [xs, stacked, err], el);
+}
+
+// ---------------------------------------------------------------- live tail
+
+const tail = { source: null, paused: false, held: [], autoScroll: true, showJob: false };
+
+function stopTail() {
+  if (tail.source) tail.source.close();
+  tail.source = null;
+}
+
+async function startTail(s) {
+  stopTail();
+  showError("");
+  const list = $("#tail-lines");
+  list.textContent = "";
+  tail.paused = false;
+  tail.held = [];
+  tail.autoScroll = true;
+  updateTailBar();
+  if (!s.job) { showError("live tail needs a job selector, e.g. www-data/prod/hello"); return; }
+  const p = selection(s);
+  // Ask once with n=0 first: an unknown job gets its error in words (an
+  // EventSource only says that it failed).
+  const check = await fetch(`/api/v1/tail?${p}&n=0`).catch((e) => ({ ok: false, error: e }));
+  if (!check.ok) { showError(check.error ? `cannot reach cblogsd: ${check.error.message}` : await apiError(check)); return; }
+  p.set("n", String(TAIL_BACKLOG));
+  const es = new EventSource(`/api/v1/follow?${p}`);
+  tail.source = es;
+  $("#tail-status").textContent = "connecting…";
+  es.addEventListener("open", () => { $("#tail-status").textContent = tail.paused ? "paused" : "live"; });
+  es.addEventListener("error", () => { $("#tail-status").textContent = "reconnecting…"; });
+  es.addEventListener("jobs", (e) => { tail.showJob = JSON.parse(e.data).length > 1; });
+  es.addEventListener("lagged", (e) => { appendNote(`(fell behind: ${JSON.parse(e.data).missed} batches skipped)`); });
+  es.addEventListener("truncated", () => { appendNote("(older lines left out)"); });
+  es.addEventListener("line", (e) => {
+    const l = JSON.parse(e.data);
+    if (tail.paused) { tail.held.push(l); updateTailBar(); return; }
+    appendTail([l]);
+  });
+}
+
+function appendNote(text) {
+  const div = document.createElement("div");
+  div.className = "break";
+  div.textContent = text;
+  $("#tail-lines").appendChild(div);
+}
+
+function appendTail(lines) {
+  const list = $("#tail-lines");
+  const frag = document.createDocumentFragment();
+  for (const l of lines) frag.appendChild(lineElement(l, tail.showJob));
+  list.appendChild(frag);
+  while (list.childElementCount > TAIL_MAX_LINES) list.firstElementChild.remove();
+  if (tail.autoScroll) list.scrollTop = list.scrollHeight;
+}
+
+function setPaused(paused) {
+  tail.paused = paused;
+  if (!paused && tail.held.length) {
+    const held = tail.held;
+    tail.held = [];
+    appendTail(held);
+  }
+  updateTailBar();
+}
+
+function updateTailBar() {
+  $("#tail-pause").textContent = tail.paused ? "Resume" : "Pause";
+  $("#tail-paused-count").textContent = tail.paused && tail.held.length ? `${tail.held.length} new` : "";
+  if (tail.source) $("#tail-status").textContent = tail.paused ? "paused" : "live";
+}
+
+// ---------------------------------------------------------------- jobs
+
+let jobsTimer = null;
+let lastCounts = new Map(); // job key -> [lines, ms]
+
+function ago(ns) {
+  const s = Math.max(0, Math.floor((Date.now() - ns / 1e6) / 1000));
+  if (s < 60) return `${s}s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ago`;
+  return `${Math.floor(s / 86400)}d ago`;
+}
+
+async function loadJobs() {
+  const resp = await fetch("/api/v1/jobs").catch(() => null);
+  if (!resp || !resp.ok) { showError(resp ? await apiError(resp) : "cannot reach cblogsd"); return; }
+  const { jobs } = await resp.json();
+  const now = Date.now();
+  const tree = new Map(); // cluster -> role -> env -> [job]
+  for (const j of jobs) {
+    const c = j.cluster || "(no cluster)";
+    if (!tree.has(c)) tree.set(c, new Map());
+    const roles = tree.get(c);
+    if (!roles.has(j.role)) roles.set(j.role, new Map());
+    const envs = roles.get(j.role);
+    if (!envs.has(j.env)) envs.set(j.env, []);
+    envs.get(j.env).push(j);
+  }
+  const ul = (items) => { const u = document.createElement("ul"); items.forEach((i) => u.appendChild(i)); return u; };
+  const group = (label, children) => {
+    const li = document.createElement("li");
+    const span = document.createElement("span");
+    span.className = "group";
+    span.textContent = label;
+    li.append(span, ul(children));
+    return li;
+  };
+  const clusters = [];
+  for (const [c, roles] of tree) {
+    const roleItems = [];
+    for (const [r, envs] of roles) {
+      const envItems = [];
+      for (const [e, list] of envs) {
+        envItems.push(group(e, list.map((j) => jobItem(j, now))));
+      }
+      roleItems.push(group(r, envItems));
+    }
+    clusters.push(group(c, roleItems));
+  }
+  const root = $("#jobs-tree");
+  root.textContent = "";
+  if (!jobs.length) {
+    root.innerHTML = '<p class="empty">No jobs yet: start a cblogs-shipper on an agent.</p>';
+    return;
+  }
+  root.appendChild(ul(clusters));
+}
+
+function jobItem(j, now) {
+  const li = document.createElement("li");
+  li.className = "job";
+  li.dataset.job = j.key;
+  const prev = lastCounts.get(j.key);
+  lastCounts.set(j.key, [j.lines, now]);
+  let rate = "";
+  if (prev && now > prev[1]) rate = `, ${((j.lines - prev[0]) / ((now - prev[1]) / 1000)).toFixed(1)} lines/s`;
+  const name = document.createElement("span");
+  name.className = "name";
+  name.textContent = j.name;
+  const meta = document.createElement("span");
+  meta.className = "meta";
+  meta.textContent = `${j.lines.toLocaleString("en")} lines, last ${ago(j.last_seen_ns)}${rate}`;
+  const insts = document.createElement("div");
+  for (const i of j.instances) {
+    const chip = document.createElement("span");
+    chip.className = "instance";
+    chip.dataset.job = j.key;
+    chip.dataset.instance = String(i.instance);
+    chip.textContent = String(i.instance);
+    chip.title = `${i.processes.join(", ")} — last ${ago(i.last_seen_ns)}`;
+    insts.appendChild(chip);
+  }
+  li.append(name, meta, insts);
+  return li;
+}
+
+function openTail(job) {
+  const s = formState("tail");
+  s.job = job;
+  s.instance = "";
+  fillForm(s);
+  go(s, true);
+}
+
+// ---------------------------------------------------------------- views
+
+function showView(view) {
+  for (const v of ["search", "tail", "jobs", "alerts"]) {
+    $(`#view-${v}`).hidden = v !== view;
+    $(`#tab-${v}`).classList.toggle("active", v === view);
+  }
+  const form = view === "search" || view === "tail";
+  $("#query-form").hidden = !form;
+  for (const id of ["#pattern", "#ignore-case", "#range"]) {
+    const el = $(id);
+    (el.closest("label") || el).hidden = view === "tail";
+  }
+  if (view === "tail") { $("#since").hidden = true; $("#until").hidden = true; } else showCustomRange();
+}
+
+/** Shows and runs the view of state `s` (and records it in the URL). */
+function go(s, push) {
+  writeState(s, push);
+  showView(s.view);
+  if (s.view !== "tail") stopTail();
+  clearInterval(jobsTimer);
+  showError("");
+  // An empty pattern matches every line: with a job, that is its lines.
+  if (s.view === "search" && (s.q !== "" || s.job !== "")) runSearch(s, false);
+  else if (s.view === "tail") startTail(s);
+  else if (s.view === "jobs") { loadJobs(); jobsTimer = setInterval(loadJobs, 5000); }
+}
+
+function currentView() {
+  return readState().view;
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("#query-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    go(formState(currentView() === "tail" ? "tail" : "search"), true);
+  });
+  $("#range").addEventListener("change", showCustomRange);
+  for (const v of ["search", "tail", "jobs", "alerts"]) {
+    $(`#tab-${v}`).addEventListener("click", () => go(formState(v), true));
+  }
+  $("#more").addEventListener("click", () => runSearch(readState(), true));
+  $("#results").addEventListener("click", (e) => {
+    const line = e.target.closest(".line");
+    if (line && line.parentElement.id === "results" && !window.getSelection().toString()) toggleContext(line);
+  });
+  $("#tail-pause").addEventListener("click", () => setPaused(!tail.paused));
+  const list = $("#tail-lines");
+  list.addEventListener("scroll", () => {
+    // Scrolled up: stop following the bottom; back at the bottom: follow again.
+    tail.autoScroll = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
+  });
+  $("#jobs-tree").addEventListener("click", (e) => {
+    const inst = e.target.closest(".instance");
+    if (inst) { openTail(`${inst.dataset.job}/${inst.dataset.instance}`); return; }
+    const job = e.target.closest(".job");
+    if (job) openTail(job.dataset.job);
+  });
+  document.addEventListener("keydown", (e) => {
+    const typing = e.target.matches("input, select, textarea");
+    if (e.key === "/" && !typing) { e.preventDefault(); $("#pattern").focus(); }
+    else if (e.key === "Escape" && currentView() === "tail") { e.preventDefault(); setPaused(!tail.paused); }
+  });
+  window.addEventListener("popstate", () => { const s = readState(); fillForm(s); go(s, false); });
+  const s = readState();
+  fillForm(s);
+  go(s, false);
+});
