@@ -385,7 +385,7 @@ async function drawHistogram(s, range, run) {
   if (chart) chart.destroy();
   const bars = uPlot.paths.bars({ size: [0.9, 100] });
   chart = new uPlot({
-    width: el.clientWidth || 600,
+    width: Math.max(200, Math.min(el.clientWidth || 600, document.documentElement.clientWidth - 16)),
     height: 140,
     cursor: { drag: { x: true, y: false, setScale: false } },
     legend: { show: true },
