@@ -1930,9 +1930,9 @@ fn streaming_and_bounded_memory() {
     // Debug builds scan slowly: no time cap cuts this search short.
     let mut server = Server::start(
         &dir.path().join("data"),
-        // No block cache: the memory measured is the search's own, not
-        // the 64 MiB of decoded blocks a cache would keep for next time.
-        Some("[search]\nmax_query_secs = 600\nblock_cache_bytes = 0\n"),
+        // No caches: the memory measured is the search's own, not the
+        // decoded blocks and terms that caches would keep for next time.
+        Some("[search]\nmax_query_secs = 600\nblock_cache_bytes = 0\nterm_cache_bytes = 0\n"),
     );
     const JOB: &str = "devcluster/bulk/prod/firehose";
     const STORE_BYTES: u64 = 200 << 20;

@@ -15,7 +15,7 @@ use std::time::Instant;
 use super::SourceBlocks;
 
 /// How far ahead of the merger workers may go, in blocks.
-const WINDOW: usize = 32;
+const WINDOW: usize = 16;
 
 /// One candidate block to read: `sources[source].blocks[block]`.
 #[derive(Debug, Clone, Copy)]
