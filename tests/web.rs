@@ -1057,6 +1057,78 @@ fn live_tail_shows_new_lines_and_pauses() {
 }
 
 #[test]
+fn histogram_drag_zooms_the_time_range() {
+    let _serial = serial();
+    let mut env = Env::new();
+    let hello0 = env.task(HELLO, 0);
+    let mut h0 = hello0.process("hello_world", 0);
+    h0.append_lines(
+        Stream::Stdout,
+        &["zoom me: timeout one", "zoom me: timeout two"],
+    );
+    env.ship();
+    env.wait_stored(&[&h0]);
+
+    let b = Browser::start("histogram_drag_zooms_the_time_range");
+    b.goto(&env.page(&[("q", "zoom me"), ("range", "1h")]));
+    b.wait_until_js(
+        "Number(document.querySelector('#histogram').dataset.total) === 2",
+        DEADLINE,
+    );
+    let before = query_of(&b.url());
+    assert!(!before.contains_key("since"), "{before:?}");
+    // Drag across the right half of the plot, as a mouse would: uPlot
+    // listens on its overlay for the press and the moves (it ignores a move
+    // that did not move) and on the document for the release.
+    let mouse = |kind: &str, on: &str, at: f64| {
+        b.execute(
+            &format!(
+                "const over = document.querySelector('#histogram .u-over');
+                 const r = over.getBoundingClientRect();
+                 {on}.dispatchEvent(new MouseEvent('{kind}', {{
+                     clientX: r.left + r.width * {at}, clientY: r.top + r.height / 2,
+                     movementX: 10, bubbles: true, button: 0, buttons: 1 }}));"
+            ),
+            vec![],
+        );
+        b.wait_frames(2);
+    };
+    mouse("mousedown", "over", 0.5);
+    mouse("mousemove", "over", 0.75);
+    mouse("mousemove", "over", 1.0);
+    mouse("mouseup", "document", 1.0);
+    b.wait_until_js(
+        "new URLSearchParams(location.search).has('since') && \
+         document.querySelector('#range').value === 'custom'",
+        DEADLINE,
+    );
+    let after = query_of(&b.url());
+    let since = after.get("since").expect("since in the URL");
+    let until = after.get("until").expect("until in the URL");
+    let since_ms: f64 = b
+        .eval(&format!("Date.parse({since:?})"))
+        .as_f64()
+        .expect("since is a time");
+    let until_ms: f64 = b
+        .eval(&format!("Date.parse({until:?})"))
+        .as_f64()
+        .expect("until is a time");
+    // The right half of the hour shown: from half an hour ago to now.
+    let span_min = (until_ms - since_ms) / 60_000.0;
+    assert!(
+        span_min > 25.0 && span_min < 35.0,
+        "zoomed to {span_min} minutes"
+    );
+    // The zoomed view still holds the lines (they are from the last minute).
+    b.wait_until_js(
+        "Number(document.querySelector('#histogram').dataset.total) === 2 && \
+         document.querySelectorAll('#results .line').length === 2",
+        DEADLINE,
+    );
+    screenshot(&b, "histogram_drag_zooms_the_time_range");
+}
+
+#[test]
 fn bad_regex_shows_the_error() {
     let _serial = serial();
     let mut env = Env::new();

@@ -398,13 +398,18 @@ async function drawHistogram(s, range, run) {
     axes: [{ stroke: "#7d8590", grid: { stroke: "#2d333b" } }, { stroke: "#7d8590", grid: { stroke: "#2d333b" }, size: 40 }],
     hooks: {
       // Drag across the chart: zoom the time range to the selection.
+      // Drag across the chart: zoom the time range to the buckets under
+      // the selection (bars are centred on their bucket's start, so the
+      // nearest centre on each side decides, and the last one counts whole).
       setSelect: [(u) => {
         if (u.select.width < 3) return;
-        const from = u.posToVal(u.select.left, "x"), to = u.posToVal(u.select.left + u.select.width, "x");
+        const step = h.step_ns / 1e9;
+        const bucket = (px) => Math.min(h.buckets - 1, Math.max(0, Math.round((u.posToVal(px, "x") - xs[0]) / step)));
+        const first = bucket(u.select.left), last = bucket(u.select.left + u.select.width);
         const state = formState("search");
         state.range = "custom";
-        state.since = new Date(from * 1000).toISOString();
-        state.until = new Date(to * 1000).toISOString();
+        state.since = new Date(Math.floor((xs[0] + first * step) * 1000)).toISOString();
+        state.until = new Date(Math.ceil((xs[0] + (last + 1) * step) * 1000)).toISOString();
         fillForm(state);
         go(state, true);
       }],
