@@ -1068,3 +1068,62 @@ impl Drop for Shipper {
         }
     }
 }
+
+/// Lines stored per job key (`cluster/role/env/name`), from `cblogs jobs`.
+pub fn stored_per_job(server: &Server) -> std::collections::BTreeMap<String, u64> {
+    let out = server.cli(&["jobs", "--output", "json"]);
+    out.stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|j| Some((j["key"].as_str()?.to_owned(), j["lines"].as_u64()?)))
+        .collect()
+}
+
+/// Lines written per job key (as the shipper names it), from the runs' models.
+pub fn written_per_job(runs: &[&ProcessRun]) -> std::collections::BTreeMap<String, u64> {
+    let mut want = std::collections::BTreeMap::new();
+    for r in runs {
+        let n: usize = [Stream::Stdout, Stream::Stderr]
+            .iter()
+            .map(|s| r.model(*s).lines.len())
+            .sum();
+        *want
+            .entry(format!("{SHIPPER_CLUSTER}/{}", r.job))
+            .or_insert(0) += n as u64;
+    }
+    want.retain(|_, n| *n > 0);
+    want
+}
+
+/// Waits (polling, up to `deadline`) until cblogsd holds exactly the lines
+/// written to `runs`; fails at once if it holds more, or if the shipper died.
+pub fn wait_all_stored(
+    server: &Server,
+    shipper: &mut Shipper,
+    deadline: Duration,
+    runs: &[&ProcessRun],
+) {
+    let want = written_per_job(runs);
+    let end = Instant::now() + deadline;
+    loop {
+        shipper.assert_running();
+        let got = stored_per_job(server);
+        if got == want {
+            return;
+        }
+        for (job, n) in &got {
+            let written = want.get(job).copied().unwrap_or(0);
+            assert!(
+                *n <= written,
+                "{job}: {n} lines stored, more than the {written} written"
+            );
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?}: lines written per job {want:?}, stored {got:?}; \
+             shipper log:\n{}",
+            shipper.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

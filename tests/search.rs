@@ -204,56 +204,6 @@ fn flush(server: &Server) {
     );
 }
 
-/// Lines stored per job key (`cluster/role/env/name`), from `cblogs jobs`.
-fn stored_per_job(server: &Server) -> BTreeMap<String, u64> {
-    let out = server.cli(&["jobs", "--output", "json"]);
-    out.stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|j| Some((j["key"].as_str()?.to_owned(), j["lines"].as_u64()?)))
-        .collect()
-}
-
-/// Lines written per job key, from the runs' models.
-fn written_per_job(runs: &[&ProcessRun]) -> BTreeMap<String, u64> {
-    let mut want = BTreeMap::new();
-    for r in runs {
-        let n: usize = BOTH.iter().map(|s| r.model(*s).lines.len()).sum();
-        *want
-            .entry(format!("{SHIPPER_CLUSTER}/{}", r.job))
-            .or_insert(0) += n as u64;
-    }
-    want.retain(|_, n| *n > 0);
-    want
-}
-
-/// Waits until cblogsd holds exactly the lines written to `runs`.
-fn wait_all_stored(server: &Server, shipper: &mut Shipper, runs: &[&ProcessRun]) {
-    let want = written_per_job(runs);
-    let end = Instant::now() + SHIP_DEADLINE;
-    loop {
-        shipper.assert_running();
-        let got = stored_per_job(server);
-        if got == want {
-            return;
-        }
-        for (job, n) in &got {
-            let written = want.get(job).copied().unwrap_or(0);
-            assert!(
-                *n <= written,
-                "{job}: {n} lines stored, more than the {written} written"
-            );
-        }
-        assert!(
-            Instant::now() < end,
-            "timed out after {SHIP_DEADLINE:?}: lines written per job {want:?}, stored {got:?}; \
-             shipper log:\n{}",
-            shipper.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// A cblogsd, an agent, and the shipper between them.
 struct Env {
     dir: tempfile::TempDir,
@@ -1053,13 +1003,13 @@ fn differential_against_ripgrep() {
 
     write_wave(&mut plan, false);
     let runs: Vec<&ProcessRun> = plan.iter().map(|p| &p.run).collect();
-    wait_all_stored(&env.server, &mut shipper, &runs);
+    wait_all_stored(&env.server, &mut shipper, SHIP_DEADLINE, &runs);
     flush(&env.server);
 
     // Wave 2: appended to the same files (and a new run), not flushed.
     write_wave(&mut plan, true);
     let runs: Vec<&ProcessRun> = plan.iter().map(|p| &p.run).collect();
-    wait_all_stored(&env.server, &mut shipper, &runs);
+    wait_all_stored(&env.server, &mut shipper, SHIP_DEADLINE, &runs);
 
     let cases = differential_cases();
     assert!(cases.len() >= 40, "{} patterns", cases.len());
@@ -1387,7 +1337,7 @@ fn count_and_list() {
         }
     }
     let refs: Vec<&ProcessRun> = runs.iter().collect();
-    wait_all_stored(&env.server, &mut shipper, &refs);
+    wait_all_stored(&env.server, &mut shipper, SHIP_DEADLINE, &refs);
 
     // What -c and -l must say, from what was written.
     let counts = |streams: &[Stream]| {
@@ -1583,7 +1533,12 @@ fn since_until_and_instances() {
         }
     };
     write_wave(&mut runs, "wave-A");
-    wait_all_stored(&env.server, &mut shipper, &runs.iter().collect::<Vec<_>>());
+    wait_all_stored(
+        &env.server,
+        &mut shipper,
+        SHIP_DEADLINE,
+        &runs.iter().collect::<Vec<_>>(),
+    );
     // Every line of A was read (and timed) before now; B is written after.
     let boundary_ns = cblogs_core::time::now_ns();
     let boundary = cblogs_core::time::format_rfc3339(boundary_ns);
@@ -1595,7 +1550,12 @@ fn since_until_and_instances() {
         .map(|r| BOTH.map(|s| r.model(s).lines.len()))
         .collect();
     write_wave(&mut runs, "wave-B");
-    wait_all_stored(&env.server, &mut shipper, &runs.iter().collect::<Vec<_>>());
+    wait_all_stored(
+        &env.server,
+        &mut shipper,
+        SHIP_DEADLINE,
+        &runs.iter().collect::<Vec<_>>(),
+    );
 
     // The matching lines of a wave (None: both) and instances.
     let expect = |wave_b: Option<bool>, instances: &[u32]| -> LineIds {

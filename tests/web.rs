@@ -100,30 +100,19 @@ impl Env {
 
     /// Waits until cblogsd holds exactly the lines written to `runs`.
     fn wait_stored(&mut self, runs: &[&ProcessRun]) {
-        let want = written_per_job(runs);
         let shipper = self.shipper.as_mut().expect("the shipper runs");
-        let end = Instant::now() + SHIP_DEADLINE;
-        loop {
-            shipper.assert_running();
-            let got = stored_per_job(&self.server);
-            if got == want {
-                return;
-            }
-            for (job, n) in &got {
-                let written = want.get(job).copied().unwrap_or(0);
-                assert!(
-                    *n <= written,
-                    "{job}: {n} lines stored, more than the {written} written"
-                );
-            }
-            assert!(
-                Instant::now() < end,
-                "timed out after {SHIP_DEADLINE:?}: lines written per job {want:?}, stored \
-                 {got:?}; shipper log:\n{}",
-                shipper.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_all_stored(&self.server, shipper, SHIP_DEADLINE, runs);
+    }
+
+    /// An env where `www-data/prod/hello` instance 0's `hello_world` wrote
+    /// `lines` to stdout, shipped and stored.
+    fn hello_with(lines: &[&str]) -> (Env, ProcessRun) {
+        let mut env = Env::new();
+        let mut h0 = env.task(HELLO, 0).process("hello_world", 0);
+        h0.append_lines(Stream::Stdout, lines);
+        env.ship();
+        env.wait_stored(&[&h0]);
+        (env, h0)
     }
 
     /// The page's URL with `params` in its query string.
@@ -132,29 +121,6 @@ impl Env {
             .expect("a valid URL")
             .to_string()
     }
-}
-
-/// Lines stored per job key (`cluster/role/env/name`), from `cblogs jobs`.
-fn stored_per_job(server: &Server) -> BTreeMap<String, u64> {
-    let out = server.cli(&["jobs", "--output", "json"]);
-    out.stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|j| Some((j["key"].as_str()?.to_owned(), j["lines"].as_u64()?)))
-        .collect()
-}
-
-/// Lines written per job key, from the runs' models.
-fn written_per_job(runs: &[&ProcessRun]) -> BTreeMap<String, u64> {
-    let mut want = BTreeMap::new();
-    for r in runs {
-        let n: usize = BOTH.iter().map(|s| r.model(*s).lines.len()).sum();
-        *want
-            .entry(format!("{SHIPPER_CLUSTER}/{}", r.job))
-            .or_insert(0) += n as u64;
-    }
-    want.retain(|_, n| *n > 0);
-    want
 }
 
 fn job_key((role, env, name): (&str, &str, &str)) -> String {
@@ -1059,15 +1025,7 @@ fn live_tail_shows_new_lines_and_pauses() {
 #[test]
 fn histogram_drag_zooms_the_time_range() {
     let _serial = serial();
-    let mut env = Env::new();
-    let hello0 = env.task(HELLO, 0);
-    let mut h0 = hello0.process("hello_world", 0);
-    h0.append_lines(
-        Stream::Stdout,
-        &["zoom me: timeout one", "zoom me: timeout two"],
-    );
-    env.ship();
-    env.wait_stored(&[&h0]);
+    let (env, _h0) = Env::hello_with(&["zoom me: timeout one", "zoom me: timeout two"]);
 
     let b = Browser::start("histogram_drag_zooms_the_time_range");
     b.goto(&env.page(&[("q", "zoom me"), ("range", "1h")]));
@@ -1131,15 +1089,7 @@ fn histogram_drag_zooms_the_time_range() {
 #[test]
 fn bad_regex_shows_the_error() {
     let _serial = serial();
-    let mut env = Env::new();
-    let hello0 = env.task(HELLO, 0);
-    let mut h0 = hello0.process("hello_world", 0);
-    h0.append_lines(
-        Stream::Stdout,
-        &["foo(bar) is a literal here", "nothing to see"],
-    );
-    env.ship();
-    env.wait_stored(&[&h0]);
+    let (env, _h0) = Env::hello_with(&["foo(bar) is a literal here", "nothing to see"]);
 
     let b = Browser::start("bad_regex_shows_the_error");
     b.goto(&env.page(&[("view", "search")]));
