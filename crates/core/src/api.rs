@@ -8,6 +8,8 @@
 //!
 //! | `GET /api/v1/search?pattern=P[&fixed=true][&ignore_case=true][&word=true][&invert=true][&job=SELECTOR]…[&instance=I][&stream=S][&process=P][&host=H][&since_ns=T][&until_ns=T][&limit=N][&before=N][&after=N][&mode=lines\|count\|list]` | NDJSON [`SearchEvent`]s, streamed as they are found: lines in file order per source, merged by time across sources; `limit` (default 1000, 0 for none) counts matching lines; `until_ns` is exclusive |
 //! | `GET /api/v1/context?source=HEX&offset=N[&before=10][&after=10]` | [`ContextResponse`]: the lines around one line of one source (a search result's `source` and `offset`) |
+//! | `GET /api/v1/alerts` | [`AlertsResponse`]: every alert rule, its groups' state, deliveries |
+//! | `POST /api/v1/admin/alerts/reload` | [`ReloadResponse`], or 400 naming the rule and field at fault |
 //! | `GET /api/v1/histogram?…the search's selection, pattern optional…[&buckets=N][&by=job]` | [`HistogramResponse`] |
 //!
 //! Errors are a [`crate::wire::ErrorBody`] with a 4xx status: 400 for a bad
@@ -207,4 +209,61 @@ pub struct HistogramSeries {
     pub job: Option<String>,
     pub stream: crate::Stream,
     pub counts: Vec<u64>,
+}
+
+/// GET: alert rules with their state; answers [`AlertsResponse`].
+pub const ALERTS_PATH: &str = "/api/v1/alerts";
+/// POST: read the alert rules file again; answers [`ReloadResponse`], or
+/// 400 naming the rule and field at fault (the rules in force stay).
+pub const ALERTS_RELOAD_PATH: &str = "/api/v1/admin/alerts/reload";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertsResponse {
+    pub rules: Vec<AlertRuleState>,
+    pub deliveries: DeliveryCounts,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRuleState {
+    pub name: String,
+    pub severity: String,
+    pub threshold: u64,
+    pub window_secs: u64,
+    pub groups: Vec<AlertGroupState>,
+    /// RFC 3339 time of the last firing notification.
+    pub last_fired: Option<String>,
+}
+
+/// What a rule counts per: a job, or a job's instance.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AlertGroup {
+    /// `cluster/role/env/name`.
+    pub job: String,
+    pub instance: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertGroupState {
+    pub group: AlertGroup,
+    /// `firing` or `ok`.
+    pub state: String,
+    /// Matching lines in the window now.
+    pub count: u64,
+    /// RFC 3339: when it started firing.
+    pub since: Option<String>,
+    pub last_notified: Option<String>,
+}
+
+/// Notifications delivered, attempts that failed (each is retried), and
+/// notifications still to deliver.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryCounts {
+    pub sent: u64,
+    pub failed: u64,
+    pub pending: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadResponse {
+    pub rules: usize,
 }

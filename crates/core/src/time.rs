@@ -49,8 +49,9 @@ pub fn parse_since(s: &str, now_ns: i64) -> Result<i64, TimeArgError> {
     Ok(at)
 }
 
-/// `1h30m` → nanoseconds. Units: s, m, h, d, w.
-fn parse_duration_ns(s: &str) -> Option<i64> {
+/// A duration as users type it (`90s`, `15m`, `2h`, `3d`, `1w`, `1h30m`;
+/// units s, m, h, d, w), in nanoseconds.
+pub fn parse_duration_ns(s: &str) -> Option<i64> {
     let mut total: i64 = 0;
     let mut digits = String::new();
     let mut any = false;

@@ -36,6 +36,37 @@ pub struct Config {
     pub storage: StorageConfig,
     pub read: ReadConfig,
     pub search: SearchConfig,
+    pub alerts: AlertsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// The alert rules file; empty: no alerting.
+    pub rules_file: PathBuf,
+    /// Where the web page is, for the links in notifications.
+    pub base_url: String,
+    /// How often windows are checked (expiry, resolve, repeat).
+    pub eval_interval_ms: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            rules_file: PathBuf::new(),
+            base_url: format!("http://127.0.0.1:{}", cblogs_core::DEFAULT_PORT),
+            eval_interval_ms: 250,
+        }
+    }
+}
+
+impl AlertsConfig {
+    pub fn rules_path(&self) -> Option<PathBuf> {
+        (!self.rules_file.as_os_str().is_empty()).then(|| self.rules_file.clone())
+    }
+    pub fn eval_interval(&self) -> Duration {
+        Duration::from_millis(self.eval_interval_ms.max(10))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -129,6 +160,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             read: ReadConfig::default(),
             search: SearchConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }

@@ -46,6 +46,7 @@ pub struct App {
     pub committer: std::sync::mpsc::Sender<CommitterCommand>,
     /// What searches keep between them: decoded blocks, segments' terms.
     pub caches: Arc<crate::search::ReadCaches>,
+    pub alerts: Arc<crate::alert::Alerts>,
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -57,6 +58,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route(api::SEARCH_PATH, get(crate::http_search::search))
         .route(api::HISTOGRAM_PATH, get(crate::http_search::histogram))
         .route(api::CONTEXT_PATH, get(crate::http_search::context))
+        .route(api::ALERTS_PATH, get(alerts))
+        .route(api::ALERTS_RELOAD_PATH, post(reload_alerts))
         .route("/", get(crate::web::index))
         .route("/static/{*path}", get(crate::web::file))
         .route(api::HEALTH_PATH, get(|| async { "ok\n" }))
@@ -264,6 +267,26 @@ async fn jobs(
     Ok(Json(JobsResponse {
         jobs: query::jobs(&app.store, pattern.as_ref()),
     }))
+}
+
+async fn alerts(State(app): State<Arc<App>>) -> Json<api::AlertsResponse> {
+    Json(app.alerts.response())
+}
+
+/// Reads the alert rules file again; a bad one is refused (400) naming the
+/// rule and field, and the rules in force stay.
+async fn reload_alerts(State(app): State<Arc<App>>) -> Result<Json<api::ReloadResponse>, ApiError> {
+    let alerts = app.alerts.clone();
+    let rules = tokio::task::spawn_blocking(move || alerts.reload())
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reload failed: {e}"),
+            )
+        })?
+        .map_err(|e| ApiError::bad(e.to_string()))?;
+    Ok(Json(api::ReloadResponse { rules }))
 }
 
 /// Seals every open block and commits it to the index, answering when that

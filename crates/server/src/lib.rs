@@ -19,6 +19,7 @@
 //! speaks HTTP, [`service`] starts and stops the parts in order, [`demo`]
 //! makes believable traffic.
 
+pub mod alert;
 pub mod block;
 pub mod cache;
 pub mod committer;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 
-use cblogs_server::{Config, Service};
+use cblogs_server::{Config, Service, StartError};
 
 /// The central cblogs service: stores and indexes the logs of every Aurora
 /// task and serves them to `cblogs` and the web page.
@@ -75,8 +75,15 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         .local_addr()
         .context("cannot read the listening address")?;
     let data_dir = config.data_dir.clone();
-    let service = tokio::task::block_in_place(|| Service::open(config))
-        .with_context(|| format!("cannot open the data dir {}", data_dir.display()))?;
+    let service = match tokio::task::block_in_place(|| Service::open(config)) {
+        Ok(s) => s,
+        // A bad rules file: its own message says which rule and field.
+        Err(StartError::Alerts(e)) => anyhow::bail!("{e}"),
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("cannot open the data dir {}", data_dir.display())))
+        }
+    };
     tracing::info!(%addr, data_dir = %data_dir.display(), "cblogsd ready");
     // Scripts and tests wait for this line; keep its wording.
     println!("cblogsd listening on http://{addr}");
@@ -89,6 +96,8 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
             service.app.stopping.clone(),
         ))
     });
+    #[cfg(unix)]
+    tokio::spawn(reload_on_sighup(service.app.alerts.clone()));
     // On SIGINT/SIGTERM: stop accepting, end follow streams (they would
     // otherwise keep the graceful shutdown waiting forever), drain requests.
     let stop = service.stop_handle();
@@ -113,6 +122,23 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     }
     tokio::task::block_in_place(|| service.close());
     Ok(())
+}
+
+/// SIGHUP: read the alert rules file again (a bad one is logged and the
+/// rules in force stay).
+#[cfg(unix)]
+async fn reload_on_sighup(alerts: std::sync::Arc<cblogs_server::alert::Alerts>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let alerts = alerts.clone();
+        match tokio::task::spawn_blocking(move || alerts.reload()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!("alert rules not reloaded: {e}"),
+            Err(e) => tracing::error!("alert rules not reloaded: {e}"),
+        }
+    }
 }
 
 async fn wait_stopping(mut stopping: tokio::sync::watch::Receiver<bool>) {

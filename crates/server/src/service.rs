@@ -26,6 +26,8 @@ pub enum StartError {
     Wal(#[from] WalError),
     #[error(transparent)]
     Storage(#[from] PartitionError),
+    #[error(transparent)]
+    Alerts(#[from] crate::alert::RulesError),
     #[error("cannot create data dir {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -53,6 +55,9 @@ impl Service {
             config.storage.clone(),
             config.read.follow_buffer_batches,
         )?);
+        // Rules first: a bad rules file stops the start before anything runs.
+        let (stopping, stopping_rx) = watch::channel(false);
+        let alerts = crate::alert::Alerts::start(&config, &store, stopping_rx.clone())?;
         let (files, records) = WalFiles::open(&data.join("wal"), config.storage.wal_segment_bytes)?;
         let last_seq = records.last().map_or(0, |r| r.seq);
         store.replay(records);
@@ -78,7 +83,6 @@ impl Service {
                 path: data.clone(),
                 source,
             })?;
-        let (stopping, stopping_rx) = watch::channel(false);
         let caches = Arc::new(crate::search::ReadCaches::new(&config.search));
         let app = Arc::new(App {
             config,
@@ -87,6 +91,7 @@ impl Service {
             stopping: stopping_rx,
             committer: committer_commands.clone(),
             caches,
+            alerts,
         });
         Ok(Service {
             app,

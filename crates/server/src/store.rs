@@ -482,6 +482,11 @@ impl Store {
         }
     }
 
+    /// Every record applied from now on (what live tails and alerts read).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<WalRecord>> {
+        self.tail.subscribe()
+    }
+
     /// Every source with its totals.
     pub fn summaries(&self) -> Vec<SourceSummary> {
         self.read()

@@ -1,0 +1,434 @@
+//! Evaluation: every ingested line is matched against the rules that watch
+//! its source as it is applied; per rule and group, matching line times
+//! sit in a sliding window. A group fires when its window holds `threshold`
+//! lines, is notified again every `repeat` while it does, and resolves when
+//! the window drops below the threshold.
+//!
+//! A firing waits (up to [`TRACE_WAIT`]) for the rest of a traceback or
+//! stack trace its latest match starts, so the notification carries it whole.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cblogs_core::api::AlertGroup;
+use cblogs_core::time::{format_rfc3339, now_ns};
+use cblogs_core::{LineView, Source};
+use serde::{Deserialize, Serialize};
+
+use super::notify::Payload;
+use super::rules::{GroupBy, Rule, Rules};
+use super::trace::{self, TraceKind};
+use crate::query::line_view;
+
+/// How long a firing waits for the rest of a trace.
+pub const TRACE_WAIT: Duration = Duration::from_millis(800);
+/// Lines kept per watched source, to find the start of a trace a match is in.
+const RECENT_LINES: usize = 64;
+/// Matches kept per group (the count is exact up to this many).
+const MAX_HITS: usize = 100_000;
+/// Most lines a trace in a notification holds.
+const MAX_TRACE_LINES: usize = 200;
+
+/// What a group remembers; `firing`, `since` and `last_notified` survive a
+/// restart (`state.json`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GroupMemory {
+    pub firing: bool,
+    pub since_ns: Option<i64>,
+    pub last_notified_ns: Option<i64>,
+    /// After a restart the window is empty: a group that was firing is not
+    /// resolved before one window has passed.
+    #[serde(skip)]
+    pub hold_until_ns: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    memory: GroupMemory,
+    /// Times of the matching lines in the window, oldest first, with the
+    /// lines themselves (for `first` and `latest`).
+    hits: VecDeque<(i64, Arc<LineView>)>,
+}
+
+/// A notification waiting for the end of a trace.
+struct Pending {
+    rule: usize,
+    payload: Payload,
+    source: u64,
+    kind: Option<TraceKind>,
+    deadline_ns: i64,
+}
+
+/// What the engine asks to be sent.
+pub struct Outgoing {
+    pub rule: usize,
+    pub payload: Payload,
+}
+
+pub struct Engine {
+    pub rules: Rules,
+    groups: Vec<BTreeMap<AlertGroup, Group>>,
+    /// Per source id: the rules that watch it (filled on first sight).
+    watchers: HashMap<u64, Vec<usize>>,
+    recent: HashMap<u64, VecDeque<String>>,
+    pending: Vec<Pending>,
+    base_url: String,
+    /// Something worth saving changed.
+    pub dirty: bool,
+    last_fired: Vec<Option<i64>>,
+}
+
+impl Engine {
+    pub fn new(rules: Rules, base_url: &str) -> Engine {
+        let n = rules.rules.len();
+        Engine {
+            rules,
+            groups: (0..n).map(|_| BTreeMap::new()).collect(),
+            watchers: HashMap::new(),
+            recent: HashMap::new(),
+            pending: Vec::new(),
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            dirty: false,
+            last_fired: vec![None; n],
+        }
+    }
+
+    /// New rules; groups of rules that keep their name keep their state.
+    pub fn replace_rules(&mut self, rules: Rules) {
+        let mut old: HashMap<String, BTreeMap<AlertGroup, Group>> = self
+            .rules
+            .rules
+            .iter()
+            .map(|r| r.name.clone())
+            .zip(std::mem::take(&mut self.groups))
+            .collect();
+        self.groups = rules
+            .rules
+            .iter()
+            .map(|r| old.remove(&r.name).unwrap_or_default())
+            .collect();
+        self.last_fired = vec![None; rules.rules.len()];
+        self.rules = rules;
+        self.watchers.clear();
+        self.pending.clear();
+        self.dirty = true;
+    }
+
+    /// Restores what `state.json` said: rule name → group → memory.
+    pub fn restore(&mut self, saved: BTreeMap<String, Vec<(AlertGroup, GroupMemory)>>) {
+        let now = now_ns();
+        for (i, rule) in self.rules.rules.iter().enumerate() {
+            for (group, mut memory) in saved.get(&rule.name).cloned().unwrap_or_default() {
+                if memory.firing {
+                    memory.hold_until_ns = Some(now + rule.window.as_nanos() as i64);
+                }
+                self.groups[i].insert(
+                    group,
+                    Group {
+                        memory,
+                        hits: VecDeque::new(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// What `state.json` holds.
+    pub fn saved(&self) -> BTreeMap<String, Vec<(AlertGroup, GroupMemory)>> {
+        self.rules
+            .rules
+            .iter()
+            .zip(&self.groups)
+            .map(|(r, groups)| {
+                let kept = groups
+                    .iter()
+                    .filter(|(_, g)| g.memory.firing || g.memory.last_notified_ns.is_some())
+                    .map(|(k, g)| (k.clone(), g.memory.clone()))
+                    .collect();
+                (r.name.clone(), kept)
+            })
+            .collect()
+    }
+
+    fn watchers(&mut self, source: &Source) -> &[usize] {
+        let rules = &self.rules.rules;
+        self.watchers.entry(source.id()).or_insert_with(|| {
+            (0..rules.len())
+                .filter(|&i| rules[i].watches(source))
+                .collect()
+        })
+    }
+
+    /// Matches one applied batch of lines; returns notifications due now.
+    pub fn on_lines<'a>(
+        &mut self,
+        source: &Source,
+        lines: impl Iterator<Item = (u64, i64, cblogs_core::LineFlags, &'a [u8])>,
+    ) -> Vec<Outgoing> {
+        let watchers = self.watchers(source).to_vec();
+        if watchers.is_empty() {
+            return Vec::new();
+        }
+        let id = source.id();
+        let mut out = Vec::new();
+        for (offset, time_ns, flags, bytes) in lines {
+            let text = String::from_utf8_lossy(bytes);
+            let text = text.strip_suffix('\r').unwrap_or(&text).to_owned();
+            self.feed_pending(id, &text, &mut out);
+            for &r in &watchers {
+                if !self.rules.rules[r].pattern.is_match(bytes) {
+                    continue;
+                }
+                let view = Arc::new(line_view(source, offset, time_ns, flags, bytes));
+                self.hit(r, source, view, &text, &mut out);
+            }
+            let recent = self.recent.entry(id).or_default();
+            recent.push_back(text);
+            if recent.len() > RECENT_LINES {
+                recent.pop_front();
+            }
+        }
+        out
+    }
+
+    fn group_of(rule: &Rule, source: &Source) -> AlertGroup {
+        AlertGroup {
+            job: source.job_key().to_string(),
+            instance: (rule.group_by == GroupBy::JobInstance).then_some(source.instance),
+        }
+    }
+
+    fn hit(
+        &mut self,
+        r: usize,
+        source: &Source,
+        view: Arc<LineView>,
+        text: &str,
+        out: &mut Vec<Outgoing>,
+    ) {
+        let rule = &self.rules.rules[r];
+        let key = Self::group_of(rule, source);
+        let group = self.groups[r].entry(key.clone()).or_default();
+        group.hits.push_back((view.time_ns, view));
+        if group.hits.len() > MAX_HITS {
+            group.hits.pop_front();
+        }
+        let count = group.hits.len() as u64;
+        if group.memory.firing || count < rule.threshold {
+            return;
+        }
+        let now = now_ns();
+        group.memory.firing = true;
+        group.memory.since_ns = Some(now);
+        group.memory.last_notified_ns = Some(now);
+        group.memory.hold_until_ns = None;
+        self.dirty = true;
+        self.last_fired[r] = Some(now);
+        let payload = self.payload(r, &key, "firing");
+        // Wait for the rest of a trace the match starts or is in.
+        let before: Vec<String> = self
+            .recent
+            .get(&source.id())
+            .map(|q| q.iter().cloned().collect())
+            .unwrap_or_default();
+        let (lines, kind) = trace::look_back(&before, text);
+        let mut pending = Pending {
+            rule: r,
+            payload,
+            source: source.id(),
+            kind,
+            deadline_ns: now + TRACE_WAIT.as_nanos() as i64,
+        };
+        pending.payload.trace = lines;
+        if kind.is_none() {
+            out.push(Outgoing {
+                rule: r,
+                payload: pending.payload,
+            });
+        } else {
+            self.pending.push(pending);
+        }
+    }
+
+    /// Gives a line of `source` to the traces that wait for it; a trace that
+    /// it ends is sent.
+    fn feed_pending(&mut self, source: u64, text: &str, out: &mut Vec<Outgoing>) {
+        let mut i = 0;
+        while i < self.pending.len() {
+            let p = &mut self.pending[i];
+            if p.source != source {
+                i += 1;
+                continue;
+            }
+            let Some(kind) = p.kind else {
+                i += 1;
+                continue;
+            };
+            let done = if trace::continues(kind, text) {
+                p.payload.trace.push(text.to_owned());
+                p.payload.trace.len() >= MAX_TRACE_LINES
+            } else {
+                // A Python traceback ends with its exception line.
+                if kind == TraceKind::Python && trace::ends_python(text) {
+                    p.payload.trace.push(text.to_owned());
+                }
+                true
+            };
+            if done {
+                let p = self.pending.remove(i);
+                out.push(Outgoing {
+                    rule: p.rule,
+                    payload: p.payload,
+                });
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn payload(&self, r: usize, group: &AlertGroup, status: &'static str) -> Payload {
+        let rule = &self.rules.rules[r];
+        let g = self.groups[r].get(group);
+        let first = g.and_then(|g| g.hits.front()).map(|(_, v)| (**v).clone());
+        let latest = g.and_then(|g| g.hits.back()).map(|(_, v)| (**v).clone());
+        let count = g.map_or(0, |g| g.hits.len() as u64);
+        let since = g.and_then(|g| g.memory.since_ns).unwrap_or_else(now_ns);
+        let mut link = url_params(&[
+            ("q", rule.pattern.options().pattern.as_str()),
+            ("job", &group.job),
+        ]);
+        if let Some(i) = group.instance {
+            link.push_str(&format!("&instance={i}"));
+        }
+        if rule.pattern.options().ignore_case {
+            link.push_str("&i=1");
+        }
+        Payload {
+            status,
+            rule: rule.name.clone(),
+            severity: rule.severity,
+            labels: rule.labels.clone(),
+            group: group.clone(),
+            count,
+            threshold: rule.threshold,
+            window_secs: rule.window.as_secs(),
+            first,
+            latest,
+            trace: Vec::new(),
+            link: format!("{}/?{link}&range={}", self.base_url, range_for(rule.window)),
+            started_at: format_rfc3339(since),
+            sent_at: format_rfc3339(now_ns()),
+        }
+    }
+
+    /// Expires windows, resolves, repeats, and sends traces whose wait is
+    /// over; what is due now.
+    pub fn tick(&mut self) -> Vec<Outgoing> {
+        let now = now_ns();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < self.pending.len() {
+            if self.pending[i].deadline_ns <= now {
+                let p = self.pending.remove(i);
+                out.push(Outgoing {
+                    rule: p.rule,
+                    payload: p.payload,
+                });
+            } else {
+                i += 1;
+            }
+        }
+        for r in 0..self.rules.rules.len() {
+            let rule = &self.rules.rules[r];
+            let (window, threshold, repeat) = (
+                rule.window.as_nanos() as i64,
+                rule.threshold,
+                rule.repeat.as_nanos() as i64,
+            );
+            let mut due = Vec::new();
+            for (key, g) in self.groups[r].iter_mut() {
+                while g.hits.front().is_some_and(|(t, _)| *t < now - window) {
+                    g.hits.pop_front();
+                }
+                if !g.memory.firing {
+                    continue;
+                }
+                let held = g.memory.hold_until_ns.is_some_and(|h| now < h);
+                if (g.hits.len() as u64) < threshold && !held {
+                    g.memory.firing = false;
+                    g.memory.hold_until_ns = None;
+                    due.push((key.clone(), "resolved"));
+                } else if g.memory.last_notified_ns.is_some_and(|t| now - t >= repeat)
+                    && (g.hits.len() as u64) >= threshold
+                {
+                    g.memory.last_notified_ns = Some(now);
+                    due.push((key.clone(), "firing"));
+                }
+            }
+            for (key, status) in due {
+                self.dirty = true;
+                if status == "firing" {
+                    self.last_fired[r] = Some(now);
+                }
+                let payload = self.payload(r, &key, status);
+                out.push(Outgoing { rule: r, payload });
+            }
+            self.groups[r].retain(|_, g| g.memory.firing || !g.hits.is_empty());
+        }
+        out
+    }
+
+    /// Every rule with its groups, for the API.
+    pub fn states(&self) -> Vec<cblogs_core::api::AlertRuleState> {
+        let time = |t: Option<i64>| t.map(format_rfc3339);
+        self.rules
+            .rules
+            .iter()
+            .zip(&self.groups)
+            .zip(&self.last_fired)
+            .map(|((r, groups), fired)| cblogs_core::api::AlertRuleState {
+                name: r.name.clone(),
+                severity: serde_json::to_value(r.severity)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                threshold: r.threshold,
+                window_secs: r.window.as_secs(),
+                groups: groups
+                    .iter()
+                    .map(|(k, g)| cblogs_core::api::AlertGroupState {
+                        group: k.clone(),
+                        state: if g.memory.firing { "firing" } else { "ok" }.into(),
+                        count: g.hits.len() as u64,
+                        since: time(g.memory.since_ns.filter(|_| g.memory.firing)),
+                        last_notified: time(g.memory.last_notified_ns),
+                    })
+                    .collect(),
+                last_fired: time(fired.or_else(|| {
+                    groups
+                        .values()
+                        .filter_map(|g| g.memory.last_notified_ns)
+                        .max()
+                })),
+            })
+            .collect()
+    }
+}
+
+/// The web page's range that covers a window.
+fn range_for(window: Duration) -> &'static str {
+    match window.as_secs() {
+        0..=900 => "15m",
+        901..=3600 => "1h",
+        3601..=21_600 => "6h",
+        21_601..=86_400 => "24h",
+        _ => "7d",
+    }
+}
+
+fn url_params(pairs: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}

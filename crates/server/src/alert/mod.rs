@@ -1,0 +1,198 @@
+//! Alerting: rules evaluated on the stream of ingested lines, notifications
+//! to webhooks, Slack, PagerDuty or a command.
+//!
+//! The engine runs on its own thread (with its own small async runtime for
+//! deliveries) and reads the store's broadcast of applied records, the same
+//! one live tails read: ingest never waits for it, and a slow receiver only
+//! delays its own notification. State that must survive a restart (which
+//! groups fire, when they were last notified) is saved in
+//! `<data dir>/alerts/state.json` whenever it changes.
+
+mod engine;
+mod notify;
+pub mod rules;
+mod trace;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use cblogs_core::api::{AlertGroup, AlertsResponse};
+use tokio::sync::{broadcast, watch};
+
+use crate::config::Config;
+use crate::store::Store;
+use engine::{Engine, GroupMemory, Outgoing};
+use notify::Deliveries;
+pub use rules::{Rules, RulesError};
+
+pub struct Alerts {
+    engine: Mutex<Engine>,
+    deliveries: Arc<Deliveries>,
+    rules_path: Option<PathBuf>,
+    regex_size_limit: usize,
+    state_path: PathBuf,
+}
+
+type Saved = BTreeMap<String, Vec<(AlertGroup, GroupMemory)>>;
+
+impl Alerts {
+    /// Loads the rules (a bad file stops the start, naming the problem) and
+    /// starts evaluating the store's new lines.
+    pub fn start(
+        config: &Config,
+        store: &Store,
+        stopping: watch::Receiver<bool>,
+    ) -> Result<Arc<Alerts>, RulesError> {
+        let rules_path = config.alerts.rules_path();
+        let limit = config.search.regex_size_limit;
+        let rules = match &rules_path {
+            Some(p) => Rules::load(p, limit)?,
+            None => Rules::default(),
+        };
+        let mut engine = Engine::new(rules, &config.alerts.base_url);
+        let state_path = config.data_dir.join("alerts").join("state.json");
+        if let Some(saved) = read_state(&state_path) {
+            engine.restore(saved);
+        }
+        let alerts = Arc::new(Alerts {
+            engine: Mutex::new(engine),
+            deliveries: Deliveries::new(),
+            rules_path,
+            regex_size_limit: limit,
+            state_path,
+        });
+        let records = store.subscribe();
+        let this = alerts.clone();
+        let interval = config.alerts.eval_interval();
+        let spawned = std::thread::Builder::new()
+            .name("alerts".into())
+            .spawn(move || this.run(records, interval, stopping));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the alert engine; no alerts will fire");
+        }
+        Ok(alerts)
+    }
+
+    fn engine(&self) -> MutexGuard<'_, Engine> {
+        self.engine.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads the rules file again; on a problem the rules in force stay.
+    pub fn reload(&self) -> Result<usize, RulesError> {
+        let Some(path) = &self.rules_path else {
+            return Err(RulesError::Read {
+                path: "(none)".into(),
+                why: "alerting is off: set [alerts] rules_file in cblogsd.toml".into(),
+            });
+        };
+        let rules = Rules::load(path, self.regex_size_limit)?;
+        let n = rules.rules.len();
+        self.engine().replace_rules(rules);
+        tracing::info!(rules = n, path = %path.display(), "alert rules reloaded");
+        Ok(n)
+    }
+
+    pub fn response(&self) -> AlertsResponse {
+        AlertsResponse {
+            rules: self.engine().states(),
+            deliveries: self.deliveries.counts(),
+        }
+    }
+
+    /// The engine's loop: lines as they are applied, and a tick for windows.
+    fn run(
+        self: Arc<Self>,
+        mut records: broadcast::Receiver<Arc<crate::wal::WalRecord>>,
+        interval: Duration,
+        mut stopping: watch::Receiver<bool>,
+    ) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the alert engine; no alerts will fire");
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let out = tokio::select! {
+                    r = records.recv() => match r {
+                        Ok(rec) => self.engine().on_lines(
+                            &rec.source,
+                            rec.lines.lines().map(|l| (l.offset, l.time_ns, l.flags, l.bytes)),
+                        ),
+                        Err(broadcast::error::RecvError::Lagged(missed)) => {
+                            tracing::warn!(missed, "the alert engine fell behind ingest; some lines were not evaluated");
+                            Vec::new()
+                        }
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    },
+                    _ = tick.tick() => self.engine().tick(),
+                    _ = stopping.wait_for(|s| *s) => break,
+                };
+                self.send(out);
+                self.save_if_changed();
+            }
+            // Deliveries under way get a moment to finish.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+            while self.deliveries.counts().pending > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+    }
+
+    fn send(&self, out: Vec<Outgoing>) {
+        if out.is_empty() {
+            return;
+        }
+        let engine = self.engine();
+        for o in out {
+            if let Some(rule) = engine.rules.rules.get(o.rule) {
+                self.deliveries
+                    .send(rule, &engine.rules.notifiers, &o.payload);
+            }
+        }
+    }
+
+    fn save_if_changed(&self) {
+        let saved = {
+            let mut engine = self.engine();
+            if !engine.dirty {
+                return;
+            }
+            engine.dirty = false;
+            engine.saved()
+        };
+        if let Err(e) = write_state(&self.state_path, &saved) {
+            tracing::error!(error = %e, path = %self.state_path.display(), "cannot save the alert state");
+        }
+    }
+}
+
+fn read_state(path: &Path) -> Option<Saved> {
+    let text = std::fs::read(path).ok()?;
+    match serde_json::from_slice(&text) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, path = %path.display(), "alert state unreadable; starting afresh");
+            None
+        }
+    }
+}
+
+/// Written aside and renamed, so a crash leaves the old state or the new.
+fn write_state(path: &Path, saved: &Saved) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(saved)?)?;
+    std::fs::rename(&tmp, path)
+}
