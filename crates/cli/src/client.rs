@@ -68,6 +68,26 @@ impl Client {
             .map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
+    /// POST `body` as JSON to `path` and parse the JSON answer.
+    pub async fn post_json<B: serde::Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.server);
+        let resp = self
+            .http
+            .post(&url)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        let resp = self.check(resp).await?;
+        resp.json()
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
     /// GET `path` and hand back the response to read as a stream.
     pub async fn send(
         &self,
@@ -82,6 +102,11 @@ impl Client {
             .send()
             .await
             .map_err(|e| self.unreachable(&e))?;
+        self.check(resp).await
+    }
+
+    /// The response if it succeeded, else its error in words.
+    async fn check(&self, resp: reqwest::Response) -> Result<reqwest::Response, ClientError> {
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);

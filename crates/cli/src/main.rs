@@ -1,5 +1,6 @@
 //! `cblogs`: tail, search and list the logs of Aurora jobs, from cblogsd.
 
+mod alerts;
 mod client;
 mod follow;
 mod grep;
@@ -24,7 +25,8 @@ const EXAMPLES: &str = "Examples:
   cblogs tail hello --instance 0-2 --stream stderr
   cblogs tail 'devcluster/www-data/prod/hello/3' -n 500 --output raw
   cblogs grep -i 'timeout|refused' www-data/prod/hello --since 2h -C 2
-  cblogs jobs 'www-data/*'";
+  cblogs jobs 'www-data/*'
+  cblogs alerts silence python-tracebacks --group www-data/prod/hello/3 --for 2h";
 
 /// Tail, search and list the logs of Aurora jobs, collected by cblogsd.
 #[derive(Parser, Debug)]
@@ -43,6 +45,8 @@ enum Command {
     Tail(TailArgs),
     /// Search lines with a regex (ripgrep's syntax) or a fixed string; -C, --count, -l as grep.
     Grep(grep::GrepArgs),
+    /// Alert rules with their state; `alerts silence RULE --for 2h` holds them back.
+    Alerts(alerts::AlertsArgs),
     /// List jobs with their instances, line counts and when they last logged.
     Jobs(JobsArgs),
 }
@@ -217,6 +221,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Tail(args) => tail(&client, args).await.map(|()| 0),
         Command::Jobs(args) => jobs(&client, args).await.map(|()| 0),
+        Command::Alerts(args) => alerts::alerts(&client, args).await.map(|()| 0),
         // grep's codes: 0 a line matched, 1 none did, 2 trouble.
         Command::Grep(args) => match grep::grep(&client, args).await {
             Ok(matched) => Ok(if matched { 0 } else { 1 }),

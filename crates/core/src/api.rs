@@ -221,6 +221,57 @@ pub const ALERTS_RELOAD_PATH: &str = "/api/v1/admin/alerts/reload";
 pub struct AlertsResponse {
     pub rules: Vec<AlertRuleState>,
     pub deliveries: DeliveryCounts,
+    /// Silences in force.
+    #[serde(default)]
+    pub silences: Vec<Silence>,
+}
+
+/// POST: silence a rule (or one group of it) for a while; body
+/// [`SilenceRequest`], answer the [`Silence`].
+pub const SILENCES_PATH: &str = "/api/v1/alerts/silences";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SilenceRequest {
+    pub rule: String,
+    /// A group (`cluster/role/env/name` or `…/INSTANCE`; the cluster may be
+    /// left out); every group of the rule when absent.
+    pub group: Option<String>,
+    pub for_secs: u64,
+}
+
+/// No notifications for `rule` (and `group`) until `until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Silence {
+    pub rule: String,
+    pub group: Option<String>,
+    pub until_ns: i64,
+    /// RFC 3339.
+    pub until: String,
+}
+
+impl AlertGroup {
+    /// `cluster/role/env/name`, or with `/INSTANCE`.
+    pub fn key(&self) -> String {
+        match self.instance {
+            Some(i) => format!("{}/{i}", self.job),
+            None => self.job.clone(),
+        }
+    }
+}
+
+impl Silence {
+    /// Whether it silences `rule`'s `group` at `now_ns`.
+    pub fn covers(&self, rule: &str, group: &AlertGroup, now_ns: i64) -> bool {
+        let key = group.key();
+        self.rule == rule
+            && now_ns < self.until_ns
+            && self.group.as_ref().is_none_or(|g| {
+                key == *g
+                    || key.ends_with(&format!("/{g}"))
+                    || group.job == *g
+                    || group.job.ends_with(&format!("/{g}"))
+            })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -60,6 +60,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route(api::CONTEXT_PATH, get(crate::http_search::context))
         .route(api::ALERTS_PATH, get(alerts))
         .route(api::ALERTS_RELOAD_PATH, post(reload_alerts))
+        .route(api::SILENCES_PATH, post(silence))
         .route("/", get(crate::web::index))
         .route("/static/{*path}", get(crate::web::file))
         .route(api::HEALTH_PATH, get(|| async { "ok\n" }))
@@ -271,6 +272,25 @@ async fn jobs(
 
 async fn alerts(State(app): State<Arc<App>>) -> Json<api::AlertsResponse> {
     Json(app.alerts.response())
+}
+
+async fn silence(
+    State(app): State<Arc<App>>,
+    body: axum::body::Bytes,
+) -> Result<Json<api::Silence>, ApiError> {
+    let req: api::SilenceRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad(format!(
+            "malformed silence: {e} (expected {{\"rule\", \"group\", \"for_secs\"}})"
+        ))
+    })?;
+    app.alerts.silence(req).map(Json).map_err(|e| {
+        let status = if e.starts_with("no alert rule") {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        ApiError::new(status, e)
+    })
 }
 
 /// Reads the alert rules file again; a bad one is refused (400) naming the

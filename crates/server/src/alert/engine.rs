@@ -76,6 +76,7 @@ pub struct Engine {
     base_url: String,
     /// Something worth saving changed.
     pub dirty: bool,
+    pub silences: Vec<cblogs_core::api::Silence>,
     last_fired: Vec<Option<i64>>,
 }
 
@@ -91,6 +92,7 @@ impl Engine {
             base_url: base_url.trim_end_matches('/').to_owned(),
             dirty: false,
             last_fired: vec![None; n],
+            silences: Vec::new(),
         }
     }
 
@@ -326,6 +328,9 @@ impl Engine {
     /// over; what is due now.
     pub fn tick(&mut self) -> Vec<Outgoing> {
         let now = now_ns();
+        let before = self.silences.len();
+        self.silences.retain(|s| s.until_ns > now);
+        self.dirty |= self.silences.len() != before;
         let mut out = Vec::new();
         let mut i = 0;
         while i < self.pending.len() {
@@ -377,6 +382,14 @@ impl Engine {
             self.groups[r].retain(|_, g| g.memory.firing || !g.hits.is_empty());
         }
         out
+    }
+
+    /// Whether a silence holds this notification back.
+    pub fn silenced(&self, o: &Outgoing) -> bool {
+        let now = now_ns();
+        self.silences
+            .iter()
+            .any(|s| s.covers(&o.payload.rule, &o.payload.group, now))
     }
 
     /// Every rule with its groups, for the API.

@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use cblogs_core::api::{AlertGroup, AlertsResponse};
+use cblogs_core::api::{AlertGroup, AlertsResponse, Silence, SilenceRequest};
+use cblogs_core::time::{format_rfc3339, now_ns};
 use tokio::sync::{broadcast, watch};
 
 use crate::config::Config;
@@ -35,7 +36,13 @@ pub struct Alerts {
     state_path: PathBuf,
 }
 
-type Saved = BTreeMap<String, Vec<(AlertGroup, GroupMemory)>>;
+/// What `state.json` holds.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Saved {
+    /// Rule name → its groups that fire or were notified.
+    groups: BTreeMap<String, Vec<(AlertGroup, GroupMemory)>>,
+    silences: Vec<Silence>,
+}
 
 impl Alerts {
     /// Loads the rules (a bad file stops the start, naming the problem) and
@@ -54,7 +61,8 @@ impl Alerts {
         let mut engine = Engine::new(rules, &config.alerts.base_url);
         let state_path = config.data_dir.join("alerts").join("state.json");
         if let Some(saved) = read_state(&state_path) {
-            engine.restore(saved);
+            engine.restore(saved.groups);
+            engine.silences = saved.silences;
         }
         let alerts = Arc::new(Alerts {
             engine: Mutex::new(engine),
@@ -95,10 +103,34 @@ impl Alerts {
     }
 
     pub fn response(&self) -> AlertsResponse {
+        let engine = self.engine();
         AlertsResponse {
-            rules: self.engine().states(),
+            rules: engine.states(),
             deliveries: self.deliveries.counts(),
+            silences: engine.silences.clone(),
         }
+    }
+
+    /// Silences `rule` (or one group of it) for `for_secs`.
+    pub fn silence(&self, req: SilenceRequest) -> Result<Silence, String> {
+        let mut engine = self.engine();
+        if !engine.rules.rules.iter().any(|r| r.name == req.rule) {
+            return Err(format!("no alert rule is named '{}'", req.rule));
+        }
+        if req.for_secs == 0 {
+            return Err("a silence must last at least a second".into());
+        }
+        let until_ns = now_ns().saturating_add((req.for_secs as i64).saturating_mul(1_000_000_000));
+        let silence = Silence {
+            rule: req.rule,
+            group: req.group.filter(|g| !g.is_empty()),
+            until_ns,
+            until: format_rfc3339(until_ns),
+        };
+        tracing::info!(rule = %silence.rule, group = ?silence.group, until = %silence.until, "alert silenced");
+        engine.silences.push(silence.clone());
+        engine.dirty = true;
+        Ok(silence)
     }
 
     /// The engine's loop: lines as they are applied, and a tick for windows.
@@ -154,6 +186,10 @@ impl Alerts {
         }
         let engine = self.engine();
         for o in out {
+            if engine.silenced(&o) {
+                tracing::info!(rule = %o.payload.rule, group = %o.payload.group.key(), status = o.payload.status, "alert notification silenced");
+                continue;
+            }
             if let Some(rule) = engine.rules.rules.get(o.rule) {
                 self.deliveries
                     .send(rule, &engine.rules.notifiers, &o.payload);
@@ -168,7 +204,10 @@ impl Alerts {
                 return;
             }
             engine.dirty = false;
-            engine.saved()
+            Saved {
+                groups: engine.saved(),
+                silences: engine.silences.clone(),
+            }
         };
         if let Err(e) = write_state(&self.state_path, &saved) {
             tracing::error!(error = %e, path = %self.state_path.display(), "cannot save the alert state");
