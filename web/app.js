@@ -583,6 +583,63 @@ function openTail(job) {
   go(s, true);
 }
 
+// ---------------------------------------------------------------- alerts
+
+let alertsTimer = null;
+
+async function loadAlerts() {
+  const resp = await fetch("/api/v1/alerts").catch(() => null);
+  if (!resp || !resp.ok) { showError(resp ? await apiError(resp) : "cannot reach cblogsd"); return; }
+  const a = await resp.json();
+  const root = $("#alerts-list");
+  root.textContent = "";
+  if (!a.rules.length) {
+    root.innerHTML = '<p class="empty">No alert rules: set <code>[alerts] rules_file</code> in cblogsd.toml (see config/alerts.toml).</p>';
+    return;
+  }
+  for (const r of a.rules) {
+    const firing = r.groups.filter((g) => g.state === "firing");
+    const div = document.createElement("div");
+    div.className = "rule" + (firing.length ? " firing" : "");
+    div.dataset.rule = r.name;
+    const head = document.createElement("div");
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = r.name;
+    const state = document.createElement("span");
+    state.className = "state";
+    state.textContent = firing.length ? `FIRING (${firing.length})` : "ok";
+    const meta = document.createElement("span");
+    meta.className = "meta";
+    const last = r.last_fired ? `last fired ${ago(Date.parse(r.last_fired) * 1e6)}` : "never fired";
+    meta.textContent = `${r.severity} · ≥ ${r.threshold} lines in ${r.window_secs} s · ${last}`;
+    head.append(name, state, meta);
+    div.appendChild(head);
+    for (const g of firing) {
+      const row = document.createElement("div");
+      row.className = "group";
+      const key = g.group.instance == null ? g.group.job : `${g.group.job}/${g.group.instance}`;
+      row.textContent = `${key} — ${g.count} lines, since ${g.since || "?"}`;
+      row.addEventListener("click", () => openTail(key));
+      div.appendChild(row);
+    }
+    root.appendChild(div);
+  }
+  if (a.silences.length) {
+    const p = document.createElement("div");
+    p.className = "silences";
+    p.textContent = "Silenced: " + a.silences.map((s) => `${s.rule}${s.group ? ` on ${s.group}` : ""} until ${s.until}`).join("; ");
+    root.appendChild(p);
+  }
+  const d = a.deliveries;
+  if (d.failed || d.pending) {
+    const p = document.createElement("div");
+    p.className = "silences";
+    p.textContent = `Notifications: ${d.sent} sent, ${d.failed} attempts failed, ${d.pending} waiting.`;
+    root.appendChild(p);
+  }
+}
+
 // ---------------------------------------------------------------- views
 
 function showView(view) {
@@ -605,11 +662,13 @@ function go(s, push) {
   showView(s.view);
   if (s.view !== "tail") stopTail();
   clearInterval(jobsTimer);
+  clearInterval(alertsTimer);
   showError("");
   // An empty pattern matches every line: with a job, that is its lines.
   if (s.view === "search" && (s.q !== "" || s.job !== "")) runSearch(s, false);
   else if (s.view === "tail") startTail(s);
   else if (s.view === "jobs") { loadJobs(); jobsTimer = setInterval(loadJobs, 5000); }
+  else if (s.view === "alerts") { loadAlerts(); alertsTimer = setInterval(loadAlerts, 5000); }
 }
 
 function currentView() {
