@@ -171,8 +171,13 @@ pub struct Run {
 }
 
 pub fn run(corpus: &Corpus, bodies: &Bodies, dir: &Path) -> Result<Run> {
+    run_with(corpus, bodies, dir, None)
+}
+
+/// [`run`], with `extra` appended to the run's cblogsd config.
+pub fn run_with(corpus: &Corpus, bodies: &Bodies, dir: &Path, extra: Option<&str>) -> Result<Run> {
     let data_dir = dir.join("data");
-    let server = crate::start_cblogsd(&data_dir);
+    let server = crate::start_cblogsd_with(&data_dir, extra);
     let url = server.url.clone();
     let started = Instant::now();
     std::thread::scope(|s| {

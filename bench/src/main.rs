@@ -10,6 +10,7 @@
 //!
 //! What is measured and against what is in `bench/README.md`.
 
+mod alerts;
 mod baselines;
 mod corpus;
 mod e2e;
@@ -75,8 +76,17 @@ static CBLOGSD_CONFIG: std::sync::OnceLock<Option<String>> = std::sync::OnceLock
 
 /// Starts a real cblogsd on `data_dir` with the run's config.
 pub fn start_cblogsd(data_dir: &Path) -> cblogs_e2e::Server {
+    start_cblogsd_with(data_dir, None)
+}
+
+/// [`start_cblogsd`] with `extra` appended to the run's config.
+pub fn start_cblogsd_with(data_dir: &Path, extra: Option<&str>) -> cblogs_e2e::Server {
     let config = CBLOGSD_CONFIG.get().and_then(Option::as_deref);
-    cblogs_e2e::Server::start(data_dir, config)
+    let text = match (config, extra) {
+        (c, None) => c.map(str::to_owned),
+        (c, Some(e)) => Some(format!("{}\n{e}", c.unwrap_or_default())),
+    };
+    cblogs_e2e::Server::start(data_dir, text.as_deref())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -280,7 +290,7 @@ fn ingest_figures(a: &Args, corpus: &Corpus, work: &Path) -> Result<Vec<Figure>>
             "ingest.server",
             "server ingest (HTTP, until flushed into the index)",
             "MB/s",
-            mb_s,
+            mb_s.clone(),
         )
         .goal(Goal::AtLeast(100.0))
         .baseline("tantivy, one doc per line, text stored", tantivy_mb_s)
@@ -328,8 +338,43 @@ fn ingest_figures(a: &Args, corpus: &Corpus, work: &Path) -> Result<Vec<Figure>>
         .goal(Goal::AtMost(30.0))
         .note(format!("median of {tail_runs}")),
     );
+    figures.push(alerts_figure(a, corpus, &bodies, work, &mb_s)?);
     figures.extend(search_figures(a, corpus, &server.url)?);
     Ok(figures)
+}
+
+/// Ingest with 100 alert rules over every job, against the runs without.
+fn alerts_figure(
+    a: &Args,
+    corpus: &Corpus,
+    bodies: &ingest::Bodies,
+    work: &Path,
+    without: &[f64],
+) -> Result<Figure> {
+    let raw = corpus.bytes as f64;
+    let rules = work.join("alerts.toml");
+    std::fs::write(&rules, alerts::hundred_rules()).context("write the alert rules")?;
+    let extra = format!("[alerts]\nrules_file = {:?}\n", rules.display().to_string());
+    let mut with = Vec::new();
+    for i in 0..a.runs {
+        let dir = run_dir(work, "ingest-alerts", i)?;
+        let r = ingest::run_with(corpus, bodies, &dir, Some(&extra))?;
+        eprintln!(
+            "ingest with 100 alert rules, run {}: {:.1} MB/s",
+            i + 1,
+            raw / MB / r.secs
+        );
+        with.push(raw / MB / r.secs);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(Figure::new(
+        "alerts.ingest",
+        "server ingest with 100 alert rules evaluated on every line",
+        "MB/s",
+        with,
+    )
+    .baseline("the same ingest without rules", without.to_vec())
+    .ratio_goal(Goal::AtLeast(0.9)))
 }
 
 fn search_figures(a: &Args, corpus: &Corpus, url: &str) -> Result<Vec<Figure>> {

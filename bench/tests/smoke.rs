@@ -32,6 +32,7 @@ fn smoke_run_produces_every_figure() {
     };
     for id in [
         "ingest.server",
+        "alerts.ingest",
         "storage.ratio",
         "memory.cblogsd",
         "tail.n100",
@@ -53,7 +54,12 @@ fn smoke_run_produces_every_figure() {
         );
     }
     // Baselines measured in the same run.
-    for id in ["ingest.server", "storage.ratio", "memory.shipper"] {
+    for id in [
+        "ingest.server",
+        "alerts.ingest",
+        "storage.ratio",
+        "memory.shipper",
+    ] {
         let f = figure(id);
         assert!(f["baseline"].as_f64().unwrap_or(0.0) > 0.0, "{id}: {f}");
         assert!(f["ratio"].as_f64().unwrap_or(0.0) > 0.0, "{id}: {f}");

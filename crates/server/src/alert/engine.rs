@@ -14,6 +14,7 @@ use std::time::Duration;
 use cblogs_core::api::AlertGroup;
 use cblogs_core::time::{format_rfc3339, now_ns};
 use cblogs_core::{LineView, Source};
+use regex::bytes::{RegexSet, RegexSetBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::notify::Payload;
@@ -68,6 +69,9 @@ pub struct Outgoing {
 
 pub struct Engine {
     pub rules: Rules,
+    /// Every rule's pattern in one set: a line is matched against all the
+    /// rules in one pass, not one regex per rule.
+    set: Option<RegexSet>,
     groups: Vec<BTreeMap<AlertGroup, Group>>,
     /// Per source id: the rules that watch it (filled on first sight).
     watchers: HashMap<u64, Vec<usize>>,
@@ -84,6 +88,7 @@ impl Engine {
     pub fn new(rules: Rules, base_url: &str) -> Engine {
         let n = rules.rules.len();
         Engine {
+            set: pattern_set(&rules),
             rules,
             groups: (0..n).map(|_| BTreeMap::new()).collect(),
             watchers: HashMap::new(),
@@ -111,6 +116,7 @@ impl Engine {
             .map(|r| old.remove(&r.name).unwrap_or_default())
             .collect();
         self.last_fired = vec![None; rules.rules.len()];
+        self.set = pattern_set(&rules);
         self.rules = rules;
         self.watchers.clear();
         self.pending.clear();
@@ -178,8 +184,12 @@ impl Engine {
             let text = String::from_utf8_lossy(bytes);
             let text = text.strip_suffix('\r').unwrap_or(&text).to_owned();
             self.feed_pending(id, &text, &mut out);
+            let matched = match &self.set {
+                Some(set) => set.matches(bytes),
+                None => continue,
+            };
             for &r in &watchers {
-                if !self.rules.rules[r].pattern.is_match(bytes) {
+                if !matched.matched(r) {
                     continue;
                 }
                 let view = Arc::new(line_view(source, offset, time_ns, flags, bytes));
@@ -426,6 +436,30 @@ impl Engine {
                 })),
             })
             .collect()
+    }
+}
+
+/// All the rules' patterns as one set, in rule order. The patterns were
+/// compiled one by one within the size limit already; a set too big for
+/// the regex crate falls back to nothing matching, loudly.
+fn pattern_set(rules: &Rules) -> Option<RegexSet> {
+    let expressions = rules.rules.iter().map(|r| {
+        let o = r.pattern.options();
+        if o.ignore_case {
+            format!("(?i:{})", o.expression())
+        } else {
+            o.expression()
+        }
+    });
+    match RegexSetBuilder::new(expressions)
+        .size_limit(256 << 20)
+        .build()
+    {
+        Ok(set) => Some(set),
+        Err(e) => {
+            tracing::error!(error = %e, "the alert rules' patterns do not fit in one set; no rule will match");
+            None
+        }
     }
 }
 
