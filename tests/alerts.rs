@@ -1249,3 +1249,84 @@ notify = ["pd", "chat"]
         "Slack resolve text: {text}"
     );
 }
+
+#[test]
+fn a_silence_holds_notifications_back() {
+    let _serial = serial();
+    let receiver = Receiver::start();
+    let rules = format!(
+        r#"{}
+[[rule]]
+name = "oom"
+jobs = ["www-data/prod/hello"]
+pattern = 'OutOfMemoryError'
+threshold = 1
+window = "10m"
+group_by = "job+instance"
+notify = ["hook"]
+"#,
+        webhook("hook", &receiver.url("/hook"))
+    );
+    let mut env = Env::start(receiver, &rules);
+    // Instance 0 is silenced through the real CLI; instance 1 is not.
+    let out = env.server.cli(&[
+        "alerts",
+        "silence",
+        "oom",
+        "--group",
+        &format!("{HELLO_JOB}/0"),
+        "--for",
+        "1h",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("silenced oom on www-data/prod/hello/0"),
+        "{}",
+        out.stdout
+    );
+    let unknown = env
+        .server
+        .cli(&["alerts", "silence", "no-such-rule", "--for", "1h"]);
+    assert_ne!(unknown.code, 0);
+    assert!(
+        unknown.stderr.contains("no-such-rule"),
+        "{}",
+        unknown.stderr
+    );
+
+    let mut i0 = env.task(HELLO, 0).process("web", 0);
+    let mut i1 = env.task(HELLO, 1).process("web", 0);
+    i0.append_lines(
+        Stream::Stderr,
+        &["java.lang.OutOfMemoryError: Java heap space"],
+    );
+    env.wait_stored(&[&i0]);
+    // It fires (the state says so) but nothing is sent for instance 0.
+    wait_until("instance 0 firing", Duration::from_secs(5), || {
+        env.group("oom", Some(0))
+            .filter(|g| g["state"] == "firing")
+            .map(drop)
+    });
+    let quiet = env
+        .receiver
+        .wait_for(1, Instant::now() + QUIET, notification("firing", "oom"));
+    assert!(
+        quiet.is_empty(),
+        "silenced, yet sent:\n{}",
+        env.receiver.describe()
+    );
+    // Instance 1 is not silenced.
+    i1.append_lines(Stream::Stderr, &["java.lang.OutOfMemoryError: Metaspace"]);
+    env.wait_stored(&[&i0, &i1]);
+    let sent = env.expect_firing("oom", Instant::now() + FIRE_BUDGET);
+    assert_eq!(sent.body["group"]["instance"], 1, "{}", sent.body);
+    // The silence is listed, by the API and by `cblogs alerts`.
+    let alerts = env.alerts();
+    assert_eq!(alerts["silences"][0]["rule"], "oom", "{alerts}");
+    let listed = env.server.cli(&["alerts"]);
+    assert!(
+        listed.stdout.contains("oom on www-data/prod/hello/0 until"),
+        "{}",
+        listed.stdout
+    );
+}
