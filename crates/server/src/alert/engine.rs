@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::notify::Payload;
 use super::rules::{GroupBy, Rule, Rules};
 use super::trace::{self, TraceKind};
+use crate::block::LineBlock;
 use crate::query::line_view;
 
 /// How long a firing waits for the rest of a trace.
@@ -81,6 +82,8 @@ pub struct Engine {
     /// Something worth saving changed.
     pub dirty: bool,
     pub silences: Vec<cblogs_core::api::Silence>,
+    /// A batch's lines joined, reused from batch to batch.
+    joined: Vec<u8>,
     last_fired: Vec<Option<i64>>,
 }
 
@@ -98,6 +101,7 @@ impl Engine {
             dirty: false,
             last_fired: vec![None; n],
             silences: Vec::new(),
+            joined: Vec::new(),
         }
     }
 
@@ -169,36 +173,64 @@ impl Engine {
     }
 
     /// Matches one applied batch of lines; returns notifications due now.
-    pub fn on_lines<'a>(
-        &mut self,
-        source: &Source,
-        lines: impl Iterator<Item = (u64, i64, cblogs_core::LineFlags, &'a [u8])>,
-    ) -> Vec<Outgoing> {
+    ///
+    /// Most batches match no rule, so the batch is first matched whole:
+    /// its lines joined by `\n`, against the set compiled in multi-line
+    /// mode (`^`/`$` at line ends). A rule that matches a line matches
+    /// there too, so a rule the set does not report is skipped; the rules
+    /// it does report are checked line by line with their own pattern.
+    pub fn on_lines(&mut self, source: &Source, lines: &LineBlock) -> Vec<Outgoing> {
         let watchers = self.watchers(source).to_vec();
         if watchers.is_empty() {
             return Vec::new();
         }
         let id = source.id();
+        let candidates: Vec<usize> = match &self.set {
+            Some(set) => {
+                self.joined.clear();
+                for l in lines.lines() {
+                    self.joined.extend_from_slice(l.bytes);
+                    self.joined.push(b'\n');
+                }
+                let matched = set.matches(&self.joined);
+                watchers
+                    .into_iter()
+                    .filter(|&r| matched.matched(r))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        let mut waiting = self.pending.iter().any(|p| p.source == id);
         let mut out = Vec::new();
-        for (offset, time_ns, flags, bytes) in lines {
-            let text = String::from_utf8_lossy(bytes);
+        let n = lines.len();
+        for (i, l) in lines.lines().enumerate() {
+            // Only the last lines of a batch can be looked back to, and
+            // only a line that may match or end a trace needs its text.
+            let keep = i + RECENT_LINES >= n;
+            if candidates.is_empty() && !waiting && !keep {
+                continue;
+            }
+            let text = String::from_utf8_lossy(l.bytes);
             let text = text.strip_suffix('\r').unwrap_or(&text).to_owned();
-            self.feed_pending(id, &text, &mut out);
-            let matched = match &self.set {
-                Some(set) => set.matches(bytes),
-                None => continue,
-            };
-            for &r in &watchers {
-                if !matched.matched(r) {
+            if waiting {
+                self.feed_pending(id, &text, &mut out);
+                waiting = self.pending.iter().any(|p| p.source == id);
+            }
+            for &r in &candidates {
+                if !self.rules.rules[r].pattern.is_match(l.bytes) {
                     continue;
                 }
-                let view = Arc::new(line_view(source, offset, time_ns, flags, bytes));
+                let view = Arc::new(line_view(source, l.offset, l.time_ns, l.flags, l.bytes));
                 self.hit(r, source, view, &text, &mut out);
+                // A firing may now wait for this trace's next lines.
+                waiting = self.pending.iter().any(|p| p.source == id);
             }
-            let recent = self.recent.entry(id).or_default();
-            recent.push_back(text);
-            if recent.len() > RECENT_LINES {
-                recent.pop_front();
+            if keep {
+                let recent = self.recent.entry(id).or_default();
+                recent.push_back(text);
+                if recent.len() > RECENT_LINES {
+                    recent.pop_front();
+                }
             }
         }
         out
@@ -452,6 +484,7 @@ fn pattern_set(rules: &Rules) -> Option<RegexSet> {
         }
     });
     match RegexSetBuilder::new(expressions)
+        .multi_line(true)
         .size_limit(256 << 20)
         .build()
     {
@@ -478,4 +511,89 @@ fn url_params(pairs: &[(&str, &str)]) -> String {
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
         .finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cblogs_core::{LineFlags, Stream};
+
+    fn source(process: &str) -> Source {
+        Source {
+            cluster: "c".into(),
+            host: "h".into(),
+            task_id: "www-data-prod-hello-0-5c1e9a52-8f0e-4c0b-9d61-0f3c1b7b2a11".into(),
+            job: "www-data/prod/hello".parse().expect("job key"),
+            instance: 0,
+            process: process.into(),
+            run: 0,
+            stream: Stream::Stderr,
+        }
+    }
+
+    fn batch(lines: &[&str]) -> LineBlock {
+        let mut b = LineBlock::new();
+        let mut offset = 0;
+        for l in lines {
+            b.push(offset, now_ns(), LineFlags::default(), l.as_bytes());
+            offset += l.len() as u64 + 1;
+        }
+        b
+    }
+
+    const RULES: &str = r#"
+[[notifier]]
+name = "hook"
+kind = "webhook"
+url = "http://127.0.0.1:9/"
+[[rule]]
+name = "py"
+jobs = ["www-data/prod/hello"]
+pattern = '^Traceback'
+threshold = 1
+window = "1m"
+notify = ["hook"]
+[[rule]]
+name = "java"
+jobs = ["www-data/prod/hello"]
+pattern = 'Exception in thread'
+threshold = 1
+window = "1m"
+notify = ["hook"]
+"#;
+
+    #[test]
+    fn each_rule_that_matches_a_line_of_a_batch_fires_with_its_trace() {
+        let rules = Rules::parse(RULES, "test", 1 << 20).unwrap();
+        let mut e = Engine::new(rules, "http://x");
+        let py = batch(&[
+            "INFO before",
+            "Traceback (most recent call last):",
+            "  File \"a.py\", line 1, in <module>",
+            "ValueError: bad",
+            "INFO after",
+        ]);
+        let out = e.on_lines(&source("web"), &py);
+        assert_eq!(out.len(), 1, "the trace ended within the batch");
+        assert_eq!(out[0].payload.rule, "py");
+        assert_eq!(out[0].payload.trace.len(), 3, "{:?}", out[0].payload.trace);
+        let java = batch(&[
+            "Exception in thread \"main\" java.lang.IllegalStateException: boom",
+            "\tat a.B.c(B.java:1)",
+        ]);
+        // The trace may go on in the next batch: it waits.
+        assert!(e.on_lines(&source("worker"), &java).is_empty());
+        let out = e.on_lines(&source("worker"), &batch(&["INFO next"]));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].payload.rule, "java");
+        assert_eq!(out[0].payload.trace.len(), 2);
+        let none = e.on_lines(
+            &source("web"),
+            &batch(&["INFO quiet", "Traceback is a word here"]),
+        );
+        assert!(
+            none.is_empty(),
+            "already firing: counted, not notified again"
+        );
+    }
 }

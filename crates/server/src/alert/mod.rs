@@ -156,10 +156,7 @@ impl Alerts {
             loop {
                 let out = tokio::select! {
                     r = records.recv() => match r {
-                        Ok(rec) => self.engine().on_lines(
-                            &rec.source,
-                            rec.lines.lines().map(|l| (l.offset, l.time_ns, l.flags, l.bytes)),
-                        ),
+                        Ok(rec) => self.engine().on_lines(&rec.source, &rec.lines),
                         Err(broadcast::error::RecvError::Lagged(missed)) => {
                             tracing::warn!(missed, "the alert engine fell behind ingest; some lines were not evaluated");
                             Vec::new()
