@@ -245,6 +245,7 @@ fn request(app: &App, p: Params, histogram: bool) -> Result<(SearchRequest, Para
 struct NdjsonSink {
     buf: Vec<u8>,
     tx: mpsc::Sender<Bytes>,
+    deadline: Instant,
 }
 
 impl NdjsonSink {
@@ -268,12 +269,18 @@ impl SearchSink for NdjsonSink {
         self.end_event()
     }
 
+    /// Waits for the client to take the chunk, but not past the search's
+    /// deadline: a client that stops reading and keeps the connection
+    /// open would otherwise hold the search (and its snapshot) forever.
     fn flush(&mut self) -> bool {
         if self.buf.is_empty() {
             return !self.tx.is_closed();
         }
         let chunk = Bytes::from(std::mem::take(&mut self.buf));
-        self.tx.blocking_send(chunk).is_ok()
+        let deadline = tokio::time::Instant::from_std(self.deadline);
+        let sent = tokio::runtime::Handle::current()
+            .block_on(tokio::time::timeout_at(deadline, self.tx.send(chunk)));
+        matches!(sent, Ok(Ok(())))
     }
 }
 
@@ -297,6 +304,8 @@ pub async fn search(
         let mut sink = NdjsonSink {
             buf: Vec::with_capacity(CHUNK_BYTES),
             tx,
+            // A little past the search's own limit, for its summary.
+            deadline: req.deadline + std::time::Duration::from_secs(5),
         };
         search::run(&snap, &req, jobs, &mut sink);
     });

@@ -195,6 +195,9 @@ fn hand_picked_patterns_never_lose_a_block() {
         "blk_-?\\d+",
         "PacketResponder [0-9] for block",
         "zzz-no-such-thing-anywhere",
+        "(?-u)Received\\sdisconnect",
+        "(?-u)req[-.]7f3a",
+        "(?-u:[Tt])imeout",
     ];
     let mut total_matching = 0;
     for p in patterns {

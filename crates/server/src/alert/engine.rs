@@ -55,7 +55,6 @@ struct Group {
 
 /// A notification waiting for the end of a trace.
 struct Pending {
-    rule: usize,
     payload: Payload,
     source: u64,
     kind: Option<TraceKind>,
@@ -63,8 +62,8 @@ struct Pending {
 }
 
 /// What the engine asks to be sent.
+/// (By rule name, not index: a reload may come between.)
 pub struct Outgoing {
-    pub rule: usize,
     pub payload: Payload,
 }
 
@@ -84,6 +83,10 @@ pub struct Engine {
     pub silences: Vec<cblogs_core::api::Silence>,
     /// A batch's lines joined, reused from batch to batch.
     joined: Vec<u8>,
+    /// Per rule: its pattern anchors at the text's start or end even in
+    /// multi-line mode (`\A`, `\z`, `(?-m)^`), which in the joined batch
+    /// means its first or last line only: such a rule is checked on every line.
+    anchored: Vec<bool>,
     last_fired: Vec<Option<i64>>,
 }
 
@@ -102,11 +105,14 @@ impl Engine {
             last_fired: vec![None; n],
             silences: Vec::new(),
             joined: Vec::new(),
+            anchored: Vec::new(),
         }
+        .with_anchors()
     }
 
     /// New rules; groups of rules that keep their name keep their state.
-    pub fn replace_rules(&mut self, rules: Rules) {
+    /// Firings still waiting for their trace are handed back, to be sent.
+    pub fn replace_rules(&mut self, rules: Rules) -> Vec<Outgoing> {
         let mut old: HashMap<String, BTreeMap<AlertGroup, Group>> = self
             .rules
             .rules
@@ -122,9 +128,13 @@ impl Engine {
         self.last_fired = vec![None; rules.rules.len()];
         self.set = pattern_set(&rules);
         self.rules = rules;
+        self.anchored = anchored(&self.rules);
         self.watchers.clear();
-        self.pending.clear();
         self.dirty = true;
+        self.pending
+            .drain(..)
+            .map(|p| Outgoing { payload: p.payload })
+            .collect()
     }
 
     /// Restores what `state.json` said: rule name → group → memory.
@@ -193,9 +203,10 @@ impl Engine {
                     self.joined.push(b'\n');
                 }
                 let matched = set.matches(&self.joined);
+                let anchored = &self.anchored;
                 watchers
                     .into_iter()
-                    .filter(|&r| matched.matched(r))
+                    .filter(|&r| matched.matched(r) || anchored[r])
                     .collect()
             }
             None => Vec::new(),
@@ -278,7 +289,6 @@ impl Engine {
             .unwrap_or_default();
         let (lines, kind) = trace::look_back(&before, text);
         let mut pending = Pending {
-            rule: r,
             payload,
             source: source.id(),
             kind,
@@ -287,7 +297,6 @@ impl Engine {
         pending.payload.trace = lines;
         if kind.is_none() {
             out.push(Outgoing {
-                rule: r,
                 payload: pending.payload,
             });
         } else {
@@ -321,10 +330,7 @@ impl Engine {
             };
             if done {
                 let p = self.pending.remove(i);
-                out.push(Outgoing {
-                    rule: p.rule,
-                    payload: p.payload,
-                });
+                out.push(Outgoing { payload: p.payload });
             } else {
                 i += 1;
             }
@@ -378,10 +384,7 @@ impl Engine {
         while i < self.pending.len() {
             if self.pending[i].deadline_ns <= now {
                 let p = self.pending.remove(i);
-                out.push(Outgoing {
-                    rule: p.rule,
-                    payload: p.payload,
-                });
+                out.push(Outgoing { payload: p.payload });
             } else {
                 i += 1;
             }
@@ -419,7 +422,7 @@ impl Engine {
                     self.last_fired[r] = Some(now);
                 }
                 let payload = self.payload(r, &key, status);
-                out.push(Outgoing { rule: r, payload });
+                out.push(Outgoing { payload });
             }
             self.groups[r].retain(|_, g| g.memory.firing || !g.hits.is_empty());
         }
@@ -468,6 +471,42 @@ impl Engine {
                 })),
             })
             .collect()
+    }
+}
+
+/// Per rule: whether its pattern, read in multi-line mode as the set reads
+/// it, still anchors at the start or end of the whole text.
+fn anchored(rules: &Rules) -> Vec<bool> {
+    fn walk(h: &regex_syntax::hir::Hir) -> bool {
+        use regex_syntax::hir::{HirKind, Look};
+        match h.kind() {
+            HirKind::Look(Look::Start | Look::End) => true,
+            HirKind::Capture(c) => walk(&c.sub),
+            HirKind::Repetition(r) => walk(&r.sub),
+            HirKind::Concat(hs) | HirKind::Alternation(hs) => hs.iter().any(walk),
+            _ => false,
+        }
+    }
+    rules
+        .rules
+        .iter()
+        .map(|r| {
+            let o = r.pattern.options();
+            regex_syntax::ParserBuilder::new()
+                .utf8(false)
+                .case_insensitive(o.ignore_case)
+                .multi_line(true)
+                .build()
+                .parse(&o.expression())
+                .map_or(true, |h| walk(&h))
+        })
+        .collect()
+}
+
+impl Engine {
+    fn with_anchors(mut self) -> Engine {
+        self.anchored = anchored(&self.rules);
+        self
     }
 }
 
@@ -561,6 +600,24 @@ threshold = 1
 window = "1m"
 notify = ["hook"]
 "#;
+
+    #[test]
+    fn a_text_anchored_rule_is_checked_on_every_line() {
+        let rules = RULES.replace("pattern = '^Traceback'", "pattern = '(?-m)^Traceback'");
+        let rules = Rules::parse(&rules, "test", 1 << 20).unwrap();
+        let mut e = Engine::new(rules, "http://x");
+        let py = batch(&[
+            "INFO before",
+            "Traceback (most recent call last):",
+            "ValueError: x",
+        ]);
+        let out = e.on_lines(&source("web"), &py);
+        assert_eq!(
+            out.len(),
+            1,
+            "in the middle of a batch, (?-m)^ still means the line's start"
+        );
+    }
 
     #[test]
     fn each_rule_that_matches_a_line_of_a_batch_fires_with_its_trace() {

@@ -97,7 +97,8 @@ impl Alerts {
         };
         let rules = Rules::load(path, self.regex_size_limit)?;
         let n = rules.rules.len();
-        self.engine().replace_rules(rules);
+        let waiting = self.engine().replace_rules(rules);
+        self.send(waiting);
         tracing::info!(rules = n, path = %path.display(), "alert rules reloaded");
         Ok(n)
     }
@@ -187,7 +188,7 @@ impl Alerts {
                 tracing::info!(rule = %o.payload.rule, group = %o.payload.group.key(), status = o.payload.status, "alert notification silenced");
                 continue;
             }
-            if let Some(rule) = engine.rules.rules.get(o.rule) {
+            if let Some(rule) = engine.rules.rules.iter().find(|r| r.name == o.payload.rule) {
                 self.deliveries
                     .send(rule, &engine.rules.notifiers, &o.payload);
             }

@@ -72,9 +72,15 @@ impl Payload {
                 serde_json::to_value(self).unwrap_or_default()
             }
             NotifierKind::Slack { .. } => {
-                let mut text = format!("{}\n<{}|open in cblogs>", self.summary(), self.link);
+                let mut text = format!(
+                    "{}\n<{}|open in cblogs>",
+                    slack_escape(&self.summary()),
+                    self.link
+                );
                 if let Some(l) = &self.latest {
-                    text.push_str(&format!("\n```{}```", l.text));
+                    // A log line must not ping a channel or end the code block.
+                    let line = slack_escape(&l.text).replace("```", "`\u{200b}``");
+                    text.push_str(&format!("\n```{line}```"));
                 }
                 json!({ "text": text })
             }
@@ -98,6 +104,14 @@ impl Payload {
         };
         serde_json::to_vec(&value).unwrap_or_default()
     }
+}
+
+/// Slack's escaping of text: `&`, `<` and `>` (so `<!channel>` in a log
+/// line is shown, not acted on).
+fn slack_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// One incident's key at PagerDuty: the same for its trigger and resolve.
@@ -207,13 +221,17 @@ async fn run_command(argv: &[String], body: &[u8]) -> Result<(), String> {
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(body).await.map_err(|e| e.to_string())?;
-    }
-    let status = tokio::time::timeout(DELIVERY_TIMEOUT, child.wait())
+    // Writing and waiting share one limit: a command that never reads its
+    // stdin must not hold the delivery forever.
+    let run = async {
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(body).await.map_err(|e| e.to_string())?;
+        }
+        child.wait().await.map_err(|e| e.to_string())
+    };
+    let status = tokio::time::timeout(DELIVERY_TIMEOUT, run)
         .await
-        .map_err(|_| format!("{program} took more than {DELIVERY_TIMEOUT:?}"))?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| format!("{program} took more than {DELIVERY_TIMEOUT:?}"))??;
     if status.success() {
         Ok(())
     } else {

@@ -60,9 +60,7 @@ pub fn partition_blocks(
         let mut dict = DictionaryMatches::default();
         dict.collect(need, segment.segment_id(), &inverted, terms)
             .map_err(|e| part.io_error(e))?;
-        let mut postings = HashMap::new();
-        let matching = evaluate(need, &inverted, &dict, max_doc, &mut postings)
-            .map_err(|e| part.io_error(e))?;
+        let matching = evaluate(need, &inverted, &dict, max_doc).map_err(|e| part.io_error(e))?;
         for doc in 0..max_doc {
             if !is_alive(segment, doc) || !sources.contains(&columns.source(doc)) {
                 continue;
@@ -233,7 +231,6 @@ fn evaluate(
     inv: &InvertedIndexReader,
     dict: &DictionaryMatches,
     max_doc: DocId,
-    postings: &mut HashMap<Vec<u8>, DocBits>,
 ) -> std::io::Result<Option<DocBits>> {
     Ok(match need {
         TermNeed::Any => None,
@@ -241,7 +238,7 @@ fn evaluate(
             let mut bits = DocBits::new(max_doc);
             for m in ms {
                 for term in dict.terms.get(m).into_iter().flatten() {
-                    bits.or(term_docs(inv, term, max_doc, postings)?);
+                    add_term_docs(inv, term, &mut bits)?;
                 }
             }
             Some(bits)
@@ -249,7 +246,7 @@ fn evaluate(
         TermNeed::All(parts) => {
             let mut acc: Option<DocBits> = None;
             for p in parts {
-                if let Some(b) = evaluate(p, inv, dict, max_doc, postings)? {
+                if let Some(b) = evaluate(p, inv, dict, max_doc)? {
                     match &mut acc {
                         Some(a) => a.and(&b),
                         None => acc = Some(b),
@@ -261,7 +258,7 @@ fn evaluate(
         TermNeed::OneOf(parts) => {
             let mut acc = DocBits::new(max_doc);
             for p in parts {
-                match evaluate(p, inv, dict, max_doc, postings)? {
+                match evaluate(p, inv, dict, max_doc)? {
                     Some(b) => acc.or(&b),
                     None => return Ok(None),
                 }
@@ -271,24 +268,20 @@ fn evaluate(
     })
 }
 
-/// The docs holding `term`, read from its postings once per segment.
-fn term_docs<'a>(
+/// Adds the docs holding `term` to `bits`, straight from its postings (a
+/// partial match can find tens of thousands of terms: no bitset of their own).
+fn add_term_docs(
     inv: &InvertedIndexReader,
     term: &[u8],
-    max_doc: DocId,
-    cache: &'a mut HashMap<Vec<u8>, DocBits>,
-) -> std::io::Result<&'a DocBits> {
-    if !cache.contains_key(term) {
-        let mut bits = DocBits::new(max_doc);
-        if let Some(info) = inv.terms().get(term)? {
-            let mut postings = inv.read_postings_from_terminfo(&info, IndexRecordOption::Basic)?;
-            let mut doc = postings.doc();
-            while doc != TERMINATED {
-                bits.insert(doc);
-                doc = postings.advance();
-            }
+    bits: &mut DocBits,
+) -> std::io::Result<()> {
+    if let Some(info) = inv.terms().get(term)? {
+        let mut postings = inv.read_postings_from_terminfo(&info, IndexRecordOption::Basic)?;
+        let mut doc = postings.doc();
+        while doc != TERMINATED {
+            bits.insert(doc);
+            doc = postings.advance();
         }
-        cache.insert(term.to_vec(), bits);
     }
-    Ok(&cache[term])
+    Ok(())
 }

@@ -48,10 +48,13 @@ pub fn tasks(sources: &[SourceBlocks]) -> Vec<Task> {
     tasks
 }
 
-/// Where the consumer is, as the workers see it.
+/// Where the consumer is, as the workers see it. `stop` lives here too:
+/// set under the same lock a worker checks it under before it waits, so
+/// the wake-up that follows cannot fall between the check and the wait.
 struct Window {
     wanted: usize,
     sleepers: usize,
+    stop: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +89,7 @@ pub fn run<T: Send>(
     let wanted = Mutex::new(Window {
         wanted: 0,
         sleepers: 0,
+        stop: false,
     });
     let moved = Condvar::new();
     let (tx, rx) = std::sync::mpsc::channel::<(usize, T)>();
@@ -100,7 +104,7 @@ pub fn run<T: Send>(
                 }
                 {
                     let mut w = wanted.lock().unwrap_or_else(|e| e.into_inner());
-                    while i >= w.wanted + WINDOW && !stop.load(Ordering::Relaxed) {
+                    while i >= w.wanted + WINDOW && !w.stop {
                         w.sleepers += 1;
                         w = moved.wait(w).unwrap_or_else(|e| e.into_inner());
                         w.sleepers -= 1;
@@ -147,6 +151,7 @@ pub fn run<T: Send>(
             }
         }
         stop.store(true, Ordering::Relaxed);
+        wanted.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
         moved.notify_all();
         drop(rx);
         outcome

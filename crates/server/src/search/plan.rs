@@ -292,7 +292,7 @@ fn class_strings(class: &Class) -> Option<BTreeSet<String>> {
                 c.ranges()
                     .iter()
                     .flat_map(|r| r.start()..=r.end())
-                    .map(|b| char::from(b).to_ascii_lowercase().to_string())
+                    .map(|b| lowercase(char::from(b).encode_utf8(&mut [0; 4])))
                     .collect(),
             )
         }
@@ -385,13 +385,15 @@ fn piece_terms(piece: &str, left: bool, right: bool) -> TermNeed {
     // A token of MAX_TOKEN_BYTES or more is not indexed, only marked; lowercasing
     // can shrink a character to a third of its bytes, so a non-ASCII piece
     // may come from a token longer than it looks.
-    let maybe_long =
-        piece.len() >= MAX_TOKEN_BYTES || (!piece.is_ascii() && piece.len() * 3 >= MAX_TOKEN_BYTES);
+    // (The index measures a token before lowercasing, which can shrink a
+    // character to a third of its bytes or grow one by half: `-i` turns a
+    // Kelvin sign into `k`, `İ` becomes `i̇`.)
+    let maybe_long = piece.len() * 3 >= MAX_TOKEN_BYTES;
     let long = TermMatch::Exact(LONG_TOKEN_MARKER.to_owned());
     let mut terms = Vec::new();
     match (left, right) {
         (true, true) => {
-            if piece.len() < MAX_TOKEN_BYTES {
+            if piece.len() < MAX_TOKEN_BYTES || !piece.is_ascii() {
                 let term = index_term(piece.as_bytes());
                 terms.push(TermMatch::Exact(String::from_utf8_lossy(term).into_owned()));
             }
