@@ -48,9 +48,12 @@ pub struct GroupMemory {
 #[derive(Debug, Default)]
 struct Group {
     memory: GroupMemory,
-    /// Times of the matching lines in the window, oldest first, with the
-    /// lines themselves (for `first` and `latest`).
-    hits: VecDeque<(i64, Arc<LineView>)>,
+    /// Times of the matching lines in the window, oldest first.
+    hits: VecDeque<i64>,
+    /// The first matching line since the window was last empty, and the
+    /// latest: what a notification shows (no copy of every match is kept).
+    first: Option<Arc<LineView>>,
+    latest: Option<Arc<LineView>>,
 }
 
 /// A notification waiting for the end of a trace.
@@ -150,6 +153,8 @@ impl Engine {
                     Group {
                         memory,
                         hits: VecDeque::new(),
+                        first: None,
+                        latest: None,
                     },
                 );
             }
@@ -214,15 +219,16 @@ impl Engine {
         let mut waiting = self.pending.iter().any(|p| p.source == id);
         let mut out = Vec::new();
         let n = lines.len();
+        let shown = |b: &[u8]| {
+            let t = String::from_utf8_lossy(b);
+            t.strip_suffix('\r').unwrap_or(&t).to_owned()
+        };
         for (i, l) in lines.lines().enumerate() {
-            // Only the last lines of a batch can be looked back to, and
-            // only a line that may match or end a trace needs its text.
-            let keep = i + RECENT_LINES >= n;
-            if candidates.is_empty() && !waiting && !keep {
+            // Only a line that may match or go on a trace needs its text.
+            if candidates.is_empty() && !waiting {
                 continue;
             }
-            let text = String::from_utf8_lossy(l.bytes);
-            let text = text.strip_suffix('\r').unwrap_or(&text).to_owned();
+            let text = shown(l.bytes);
             if waiting {
                 self.feed_pending(id, &text, &mut out);
                 waiting = self.pending.iter().any(|p| p.source == id);
@@ -232,16 +238,23 @@ impl Engine {
                     continue;
                 }
                 let view = Arc::new(line_view(source, l.offset, l.time_ns, l.flags, l.bytes));
-                self.hit(r, source, view, &text, &mut out);
+                let before: Vec<String> = lines
+                    .lines()
+                    .skip(i.saturating_sub(RECENT_LINES))
+                    .take(i.min(RECENT_LINES))
+                    .map(|b| shown(b.bytes))
+                    .collect();
+                self.hit(r, source, view, &text, &before, &mut out);
                 // A firing may now wait for this trace's next lines.
                 waiting = self.pending.iter().any(|p| p.source == id);
             }
-            if keep {
-                let recent = self.recent.entry(id).or_default();
-                recent.push_back(text);
-                if recent.len() > RECENT_LINES {
-                    recent.pop_front();
-                }
+        }
+        // The batch's last lines, for a trace the next batch's match is in.
+        let recent = self.recent.entry(id).or_default();
+        for l in lines.lines().skip(n.saturating_sub(RECENT_LINES)) {
+            recent.push_back(shown(l.bytes));
+            if recent.len() > RECENT_LINES {
+                recent.pop_front();
             }
         }
         out
@@ -260,12 +273,17 @@ impl Engine {
         source: &Source,
         view: Arc<LineView>,
         text: &str,
+        before_in_batch: &[String],
         out: &mut Vec<Outgoing>,
     ) {
         let rule = &self.rules.rules[r];
         let key = Self::group_of(rule, source);
         let group = self.groups[r].entry(key.clone()).or_default();
-        group.hits.push_back((view.time_ns, view));
+        if group.hits.is_empty() {
+            group.first = Some(view.clone());
+        }
+        group.hits.push_back(view.time_ns);
+        group.latest = Some(view);
         if group.hits.len() > MAX_HITS {
             group.hits.pop_front();
         }
@@ -282,12 +300,17 @@ impl Engine {
         self.last_fired[r] = Some(now);
         let payload = self.payload(r, &key, "firing");
         // Wait for the rest of a trace the match starts or is in.
-        let before: Vec<String> = self
+        // The lines before it: the earlier batches' last ones, then this
+        // batch's up to it.
+        let mut before: Vec<String> = self
             .recent
             .get(&source.id())
             .map(|q| q.iter().cloned().collect())
             .unwrap_or_default();
-        let (lines, kind) = trace::look_back(&before, text);
+        before.extend(before_in_batch.iter().cloned());
+        let from = before.len().saturating_sub(RECENT_LINES);
+        let before = &before[from..];
+        let (lines, kind) = trace::look_back(before, text);
         let mut pending = Pending {
             payload,
             source: source.id(),
@@ -340,8 +363,8 @@ impl Engine {
     fn payload(&self, r: usize, group: &AlertGroup, status: &'static str) -> Payload {
         let rule = &self.rules.rules[r];
         let g = self.groups[r].get(group);
-        let first = g.and_then(|g| g.hits.front()).map(|(_, v)| (**v).clone());
-        let latest = g.and_then(|g| g.hits.back()).map(|(_, v)| (**v).clone());
+        let first = g.and_then(|g| g.first.as_deref()).cloned();
+        let latest = g.and_then(|g| g.latest.as_deref()).cloned();
         let count = g.map_or(0, |g| g.hits.len() as u64);
         let since = g.and_then(|g| g.memory.since_ns).unwrap_or_else(now_ns);
         let mut link = url_params(&[
@@ -398,7 +421,7 @@ impl Engine {
             );
             let mut due = Vec::new();
             for (key, g) in self.groups[r].iter_mut() {
-                while g.hits.front().is_some_and(|(t, _)| *t < now - window) {
+                while g.hits.front().is_some_and(|t| *t < now - window) {
                     g.hits.pop_front();
                 }
                 if !g.memory.firing {
@@ -429,8 +452,12 @@ impl Engine {
         out
     }
 
-    /// Whether a silence holds this notification back.
+    /// Whether a silence holds this notification back. Resolves always go:
+    /// an incident opened before the silence must still be closed.
     pub fn silenced(&self, o: &Outgoing) -> bool {
+        if o.payload.status == "resolved" {
+            return false;
+        }
         let now = now_ns();
         self.silences
             .iter()

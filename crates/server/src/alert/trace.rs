@@ -57,7 +57,8 @@ pub fn ends_python(line: &str) -> bool {
 
 /// The trace that `matched` belongs to, as far as `before` (the source's
 /// lines just before it, oldest first) shows: the lines from its header up
-/// to `matched`. Empty when `matched` is in no trace.
+/// to `matched`, and the kind of trace when it may go on after `matched`.
+/// Empty when `matched` is in no trace.
 pub fn look_back(before: &[String], matched: &str) -> (Vec<String>, Option<TraceKind>) {
     if let Some(kind) = header(matched) {
         return (vec![matched.to_owned()], Some(kind));
@@ -77,7 +78,9 @@ pub fn look_back(before: &[String], matched: &str) -> (Vec<String>, Option<Trace
         Some((i, kind)) if continues(kind, matched) || kind == TraceKind::Python => {
             let mut lines: Vec<String> = before[i..].to_vec();
             lines.push(matched.to_owned());
-            (lines, Some(kind))
+            // A Python exception line ends its traceback: nothing to wait for.
+            let open = kind == TraceKind::Java || continues(kind, matched);
+            (lines, open.then_some(kind))
         }
         _ => (Vec::new(), None),
     }
@@ -130,7 +133,7 @@ mod tests {
         .map(|s| s.to_string())
         .collect();
         let (lines, kind) = look_back(&before, "ValueError: bad");
-        assert_eq!(kind, Some(TraceKind::Python));
+        assert_eq!(kind, None, "the exception line ends the traceback");
         assert_eq!(lines.len(), 4);
         assert_eq!(lines[0], "Traceback (most recent call last):");
         assert_eq!(
