@@ -281,7 +281,7 @@ async function runSearch(s, append) {
     $("#more").hidden = true;
     nextSince = null;
     shownKeys = new Set();
-    drawHistogram(s, range, run);
+    drawHistogram(s, range);
   }
   const p = selection(s);
   p.set("pattern", s.q);
@@ -360,9 +360,13 @@ async function toggleContext(lineEl) {
 // ---------------------------------------------------------------- histogram
 
 let chart = null;
+let histogramRun = 0; // a newer histogram makes older answers drop
 
-async function drawHistogram(s, range, run) {
+async function drawHistogram(s, range) {
+  const run = ++histogramRun;
   const el = $("#histogram");
+  if (chart) { chart.destroy(); chart = null; }
+  el.dataset.total = "0";
   const p = selection(s);
   if (s.q) p.set("pattern", s.q);
   if (s.i) p.set("ignore_case", "true");
@@ -370,8 +374,9 @@ async function drawHistogram(s, range, run) {
   p.set("until_ns", range[1]);
   p.set("buckets", String(el.clientWidth < 500 ? 30 : 60));
   const resp = await fetch(`/api/v1/histogram?${p}`).catch(() => null);
-  if (run !== searchRun || !resp || !resp.ok) return;
+  if (run !== histogramRun || !resp || !resp.ok) return;
   const h = await resp.json();
+  if (run !== histogramRun) return;
   const xs = [], out = new Array(h.buckets).fill(0), err = new Array(h.buckets).fill(0);
   for (let i = 0; i < h.buckets; i++) xs.push((h.start_ns + i * h.step_ns) / 1e9);
   for (const series of h.series) {
@@ -419,15 +424,18 @@ async function drawHistogram(s, range, run) {
 
 // ---------------------------------------------------------------- live tail
 
-const tail = { source: null, paused: false, held: [], autoScroll: true, showJob: false };
+const tail = { source: null, paused: false, held: [], autoScroll: true, showJob: false, run: 0, seen: new Map() };
 
 function stopTail() {
+  tail.run += 1;
   if (tail.source) tail.source.close();
   tail.source = null;
 }
 
 async function startTail(s) {
   stopTail();
+  const run = ++tail.run;
+  tail.seen = new Map();
   showError("");
   const list = $("#tail-lines");
   list.textContent = "";
@@ -440,6 +448,7 @@ async function startTail(s) {
   // Ask once with n=0 first: an unknown job gets its error in words (an
   // EventSource only says that it failed).
   const check = await fetch(`/api/v1/tail?${p}&n=0`).catch((e) => ({ ok: false, error: e }));
+  if (run !== tail.run) return; // another tail started meanwhile
   if (!check.ok) { showError(check.error ? `cannot reach cblogsd: ${check.error.message}` : await apiError(check)); return; }
   p.set("n", String(TAIL_BACKLOG));
   const es = new EventSource(`/api/v1/follow?${p}`);
@@ -452,6 +461,9 @@ async function startTail(s) {
   es.addEventListener("truncated", () => { appendNote("(older lines left out)"); });
   es.addEventListener("line", (e) => {
     const l = JSON.parse(e.data);
+    // After a reconnect the backlog comes again: show each line once.
+    if (tail.seen.has(l.source) && l.offset <= tail.seen.get(l.source)) return;
+    tail.seen.set(l.source, l.offset);
     if (tail.paused) { tail.held.push(l); updateTailBar(); return; }
     appendTail([l]);
   });
