@@ -2250,3 +2250,85 @@ fn histogram() {
         ]
     );
 }
+
+/// Lines read in one round share one time: a page that ends among them
+/// must continue with the very next line, not repeat or skip any.
+#[test]
+fn pages_continue_exactly_at_the_cursor() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&dir.path().join("data"), None);
+    let t = cblogs_core::time::now_ns() - 1_000_000_000;
+    let mut batches = Vec::new();
+    let mut written = BTreeSet::new();
+    for instance in 0..2 {
+        let src = source(
+            "devcluster/www-data/prod/hello",
+            instance,
+            "hello",
+            Stream::Stdout,
+        );
+        let mut offset = 0u64;
+        let lines: Vec<WireLine> = (0..300)
+            .map(|i| {
+                let text = format!("tick {i} on {instance}");
+                let l = WireLine::from_bytes(offset, t, text.as_bytes());
+                written.insert((instance, offset));
+                offset += text.len() as u64 + 1;
+                l
+            })
+            .collect();
+        batches.push(Batch {
+            source: src,
+            start: 0,
+            end: offset,
+            lines,
+            allow_gap: false,
+        });
+    }
+    server.post_ok(&request(batches));
+    let mut seen = BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut params = vec![("pattern", "tick".to_owned()), ("limit", "250".to_owned())];
+        if let Some(c) = &cursor {
+            params.push(("cursor", c.clone()));
+            params.push((
+                "since_ns",
+                c.split('.').next().unwrap_or_default().to_owned(),
+            ));
+        }
+        let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, body) = http_get(&server, "/api/v1/search", &params);
+        assert_eq!(status, 200, "{body}");
+        let mut summary = Value::Null;
+        for line in body.lines() {
+            let v: Value = serde_json::from_str(line).expect("NDJSON");
+            match v["type"].as_str() {
+                Some("line") => {
+                    let key = (
+                        as_u64(&v, "instance", line) as u32,
+                        as_u64(&v, "offset", line),
+                    );
+                    assert!(seen.insert(key), "{key:?} shown twice (page {pages})");
+                }
+                Some("summary") => summary = v,
+                _ => {}
+            }
+        }
+        pages += 1;
+        assert!(pages <= 3, "more pages than 600 lines need at 250 a page");
+        if summary["more"] != true {
+            break;
+        }
+        cursor = Some(
+            summary["next_cursor"]
+                .as_str()
+                .expect("a next_cursor with more")
+                .to_owned(),
+        );
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, written, "every line once across the pages");
+}

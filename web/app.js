@@ -263,6 +263,7 @@ function lineElement(l, showJob) {
 
 let searchRun = 0; // a newer search makes older ones drop their results
 let nextSince = null;
+let nextCursor = null;
 let shownKeys = new Set();
 
 async function runSearch(s, append) {
@@ -280,6 +281,7 @@ async function runSearch(s, append) {
     $("#summary").textContent = "";
     $("#more").hidden = true;
     nextSince = null;
+    nextCursor = null;
     shownKeys = new Set();
     drawHistogram(s, range);
   }
@@ -287,6 +289,7 @@ async function runSearch(s, append) {
   p.set("pattern", s.q);
   if (s.i) p.set("ignore_case", "true");
   p.set("since_ns", append && nextSince ? nextSince : range[0]);
+  if (append && nextCursor) p.set("cursor", nextCursor);
   p.set("until_ns", range[1]);
   p.set("limit", String(PAGE_LINES));
   $("#summary").textContent = "searching…";
@@ -336,6 +339,10 @@ async function runSearch(s, append) {
   note += ` (${summary.took_ms} ms, ${summary.blocks_read} of ${summary.blocks_total} blocks read)`;
   $("#summary").textContent = note;
   nextSince = summary.more && summary.next_time_ns != null ? String(summary.next_time_ns) : null;
+  // The cursor starts exactly after the last line shown, even when many
+  // share its time; the page starts at that time.
+  nextCursor = summary.more ? summary.next_cursor : null;
+  if (nextCursor) nextSince = nextCursor.split(".")[0];
   $("#more").hidden = !nextSince;
 }
 

@@ -6,7 +6,7 @@
 //! | `GET /api/v1/tail?job=SELECTOR[&n=N][&instance=I][&stream=S][&process=P][&since_ns=T]` | [`TailResponse`]: the last `n` lines (default 100) in time order |
 //! | `GET /api/v1/follow?…the same…` | Server-Sent Events: `jobs` (a JSON array of job keys), then one `line` event per line ([`crate::LineView`]): first the backlog, then each new line as it is ingested; `truncated` ([`Truncated`]) before a backlog from `since_ns` that had to leave out its oldest lines; `lagged` ([`Lagged`]) if the client fell behind |
 //!
-//! | `GET /api/v1/search?pattern=P[&fixed=true][&ignore_case=true][&word=true][&invert=true][&job=SELECTOR]…[&instance=I][&stream=S][&process=P][&host=H][&since_ns=T][&until_ns=T][&limit=N][&before=N][&after=N][&mode=lines\|count\|list]` | NDJSON [`SearchEvent`]s, streamed as they are found: lines in file order per source, merged by time across sources; `limit` (default 1000, 0 for none) counts matching lines; `until_ns` is exclusive |
+//! | `GET /api/v1/search?pattern=P[&fixed=true][&ignore_case=true][&word=true][&invert=true][&job=SELECTOR]…[&instance=I][&stream=S][&process=P][&host=H][&since_ns=T][&until_ns=T][&limit=N][&before=N][&after=N][&mode=lines\|count\|list][&cursor=C]` | NDJSON [`SearchEvent`]s, streamed as they are found: lines in file order per source, merged by time across sources; `limit` (default 1000, 0 for none) counts matching lines; `until_ns` is exclusive; `cursor` (a summary's `next_cursor`) starts after the matches an earlier page showed |
 //! | `GET /api/v1/context?source=HEX&offset=N[&before=10][&after=10]` | [`ContextResponse`]: the lines around one line of one source (a search result's `source` and `offset`) |
 //! | `GET /api/v1/alerts` | [`AlertsResponse`]: every alert rule, its groups' state, deliveries |
 //! | `POST /api/v1/admin/alerts/reload` | [`ReloadResponse`], or 400 naming the rule and field at fault |
@@ -183,6 +183,10 @@ pub struct SearchSummary {
     /// With `more`: the time of the first matching line left out, where a
     /// next search can start (`since_ns`).
     pub next_time_ns: Option<i64>,
+    /// With `more`: where the next page starts, exactly (`cursor=` of the
+    /// next request; lines sharing one time are neither repeated nor skipped).
+    #[serde(default)]
+    pub next_cursor: Option<String>,
     /// Blocks of the selected sources in the time range, and how many of
     /// them the index could not rule out and were read.
     pub blocks_total: u64,

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use crate::http::{query_pairs, ApiError, App};
 use crate::query::{self, LineFilter};
 use crate::search::histogram::{self, HistogramRequest};
-use crate::search::{self, Mode, Prefilter, SearchRequest, SearchSink};
+use crate::search::{self, Cursor, Mode, Prefilter, SearchRequest, SearchSink};
 
 /// Chunks of NDJSON bigger than this are sent without waiting for a flush.
 const CHUNK_BYTES: usize = 64 << 10;
@@ -44,6 +44,7 @@ struct Params {
     limit: Option<usize>,
     before: usize,
     after: usize,
+    cursor: Option<Cursor>,
     mode: Mode,
     buckets: usize,
     by_job: bool,
@@ -73,6 +74,7 @@ fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiError> {
         limit: Some(api::DEFAULT_SEARCH_LIMIT),
         before: 0,
         after: 0,
+        cursor: None,
         mode: Mode::Lines,
         buckets: api::DEFAULT_HISTOGRAM_BUCKETS,
         by_job: false,
@@ -116,6 +118,11 @@ fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiError> {
             "limit" => p.limit = Some(count(&v)?).filter(|l| *l > 0),
             "before" => p.before = count(&v)?,
             "after" => p.after = count(&v)?,
+            "cursor" if !histogram => {
+                p.cursor = Some(Cursor::parse(&v).ok_or_else(|| {
+                    bad("expected a summary's next_cursor (TIME.SOURCE.OFFSET)")
+                })?)
+            }
             "mode" => {
                 p.mode = match v.as_str() {
                     "lines" => Mode::Lines,
@@ -143,7 +150,7 @@ fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiError> {
             other => {
                 return Err(ApiError::bad(format!(
                     "unknown parameter '{other}' (expected pattern, fixed, ignore_case, word, invert, job, instance, stream, process, host, since_ns, until_ns{})",
-                    if histogram { ", buckets, by" } else { ", limit, before, after, mode" }
+                    if histogram { ", buckets, by" } else { ", limit, before, after, mode, cursor" }
                 )))
             }
         }
@@ -233,6 +240,7 @@ fn request(app: &App, p: Params, histogram: bool) -> Result<(SearchRequest, Para
         limit: p.limit,
         before: p.before,
         after: p.after,
+        cursor: p.cursor,
         mode: p.mode,
         deadline: Instant::now() + time_limit,
         time_limit,

@@ -70,6 +70,7 @@ fn request(deadline: Instant) -> SearchRequest {
         limit: None,
         before: 0,
         after: 0,
+        cursor: None,
         mode: Mode::Lines,
         deadline,
         time_limit: Duration::from_secs(30),

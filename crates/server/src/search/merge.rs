@@ -16,7 +16,7 @@ use cblogs_core::api::{SearchEvent, SearchSummary};
 
 use super::pipeline::{self, Outcome};
 use super::scan::{self, Hit};
-use super::{storage_failed, SearchRequest, SearchSink, SourceBlocks};
+use super::{storage_failed, Cursor, SearchRequest, SearchSink, SourceBlocks};
 
 /// A line waiting to be sent.
 struct Waiting {
@@ -43,6 +43,7 @@ impl Ord for Waiting {
 }
 
 struct Merger<'a> {
+    sources: &'a [SourceBlocks],
     req: &'a SearchRequest,
     sink: &'a mut dyn SearchSink,
     waiting: BinaryHeap<Reverse<Waiting>>,
@@ -59,6 +60,9 @@ struct Merger<'a> {
     /// More matches than the limit: stop.
     full: bool,
     next_time_ns: Option<i64>,
+    /// The last match sent, and where the next page starts.
+    last_match: Cursor,
+    next_cursor: Option<Cursor>,
     client_gone: bool,
 }
 
@@ -97,6 +101,15 @@ impl Merger<'_> {
             return true;
         }
         let context_on = self.req.before > 0 || self.req.after > 0;
+        let cursor = Cursor {
+            time_ns: w.hit.time_ns,
+            source: self.sources[source].source.id(),
+            offset: w.hit.offset,
+        };
+        // Shown by an earlier page (its context too).
+        if self.req.cursor.is_some_and(|c| cursor <= c) {
+            return true;
+        }
         if !w.hit.context {
             if self
                 .req
@@ -105,9 +118,11 @@ impl Merger<'_> {
             {
                 self.full = true;
                 self.next_time_ns = Some(w.hit.time_ns);
+                self.next_cursor = Some(self.last_match);
                 return false;
             }
             self.matches_sent += 1;
+            self.last_match = cursor;
             if self
                 .req
                 .limit
@@ -145,6 +160,7 @@ pub fn lines(
 ) {
     let tasks = pipeline::tasks(sources);
     let mut m = Merger {
+        sources,
         req,
         sink,
         waiting: BinaryHeap::new(),
@@ -155,6 +171,12 @@ pub fn lines(
         matches_sent: 0,
         full: false,
         next_time_ns: None,
+        last_match: Cursor {
+            time_ns: i64::MIN,
+            source: 0,
+            offset: 0,
+        },
+        next_cursor: None,
         client_gone: false,
     };
     let mut failed = None;
@@ -190,4 +212,5 @@ pub fn lines(
     summary.matched = m.matches_sent;
     summary.more = m.full;
     summary.next_time_ns = m.next_time_ns;
+    summary.next_cursor = m.next_cursor.map(|c| c.to_string());
 }

@@ -63,6 +63,9 @@ pub struct SearchRequest {
     pub limit: Option<usize>,
     pub before: usize,
     pub after: usize,
+    /// Matches at or before this (time, source id, offset) were shown by
+    /// an earlier page.
+    pub cursor: Option<Cursor>,
     pub mode: Mode,
     /// When to stop and answer with what was found.
     pub deadline: Instant,
@@ -125,6 +128,33 @@ impl SearchRequest {
             "the search reached its time limit (search.max_query_secs = {} s); narrow it with a job, --since/--until or a more specific pattern",
             self.time_limit.as_secs()
         )
+    }
+}
+
+/// A place in a search's order: (time, source id, offset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cursor {
+    pub time_ns: i64,
+    pub source: u64,
+    pub offset: u64,
+}
+
+impl Cursor {
+    /// `TIME.SOURCE.OFFSET` (source in hex), as summaries give it.
+    pub fn parse(s: &str) -> Option<Cursor> {
+        let mut parts = s.split('.');
+        let c = Cursor {
+            time_ns: parts.next()?.parse().ok()?,
+            source: u64::from_str_radix(parts.next()?, 16).ok()?,
+            offset: parts.next()?.parse().ok()?,
+        };
+        parts.next().is_none().then_some(c)
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:016x}.{}", self.time_ns, self.source, self.offset)
     }
 }
 

@@ -19,6 +19,7 @@ pub struct Hit {
     pub ordinal: u64,
     pub context: bool,
     pub time_ns: i64,
+    pub offset: u64,
     /// Its `line` event, serialized here: on the worker that found it,
     /// in parallel, rather than on the one thread that merges.
     pub event: Vec<u8>,
@@ -123,6 +124,7 @@ pub fn hits(s: &SourceBlocks, b: usize, req: &SearchRequest) -> Result<Vec<Hit>,
                 ordinal,
                 context: !is_match,
                 time_ns: l.time_ns,
+                offset: l.offset,
                 event: json,
             })
         })
