@@ -29,6 +29,9 @@ pub const TRACE_WAIT: Duration = Duration::from_millis(800);
 const RECENT_LINES: usize = 64;
 /// Matches kept per group (the count is exact up to this many).
 const MAX_HITS: usize = 100_000;
+/// A source with no line for this long is forgotten by the engine (its
+/// recent lines and the rules that watch it; both come back with a line).
+const FORGET_SOURCE_AFTER: Duration = Duration::from_secs(600);
 /// Most lines a trace in a notification holds.
 const MAX_TRACE_LINES: usize = 200;
 
@@ -79,6 +82,9 @@ pub struct Engine {
     /// Per source id: the rules that watch it (filled on first sight).
     watchers: HashMap<u64, Vec<usize>>,
     recent: HashMap<u64, VecDeque<String>>,
+    /// When each source last had lines: sources gone quiet for
+    /// [`FORGET_SOURCE_AFTER`] are forgotten (tasks come and go).
+    last_seen: HashMap<u64, i64>,
     pending: Vec<Pending>,
     base_url: String,
     /// Something worth saving changed.
@@ -102,6 +108,7 @@ impl Engine {
             groups: (0..n).map(|_| BTreeMap::new()).collect(),
             watchers: HashMap::new(),
             recent: HashMap::new(),
+            last_seen: HashMap::new(),
             pending: Vec::new(),
             base_url: base_url.trim_end_matches('/').to_owned(),
             dirty: false,
@@ -250,6 +257,7 @@ impl Engine {
             }
         }
         // The batch's last lines, for a trace the next batch's match is in.
+        self.last_seen.insert(id, now_ns());
         let recent = self.recent.entry(id).or_default();
         for l in lines.lines().skip(n.saturating_sub(RECENT_LINES)) {
             recent.push_back(shown(l.bytes));
@@ -399,6 +407,13 @@ impl Engine {
     /// over; what is due now.
     pub fn tick(&mut self) -> Vec<Outgoing> {
         let now = now_ns();
+        let quiet = now - FORGET_SOURCE_AFTER.as_nanos() as i64;
+        if self.last_seen.values().any(|t| *t < quiet) {
+            self.last_seen.retain(|_, t| *t >= quiet);
+            let seen = &self.last_seen;
+            self.recent.retain(|id, _| seen.contains_key(id));
+            self.watchers.retain(|id, _| seen.contains_key(id));
+        }
         let before = self.silences.len();
         self.silences.retain(|s| s.until_ns > now);
         self.dirty |= self.silences.len() != before;
