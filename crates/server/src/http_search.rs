@@ -115,15 +115,15 @@ fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiError> {
             "process" | "host" => {}
             "since_ns" => p.since_ns = Some(time(&v)?),
             "until_ns" => p.until_ns = Some(time(&v)?),
-            "limit" => p.limit = Some(count(&v)?).filter(|l| *l > 0),
-            "before" => p.before = count(&v)?,
-            "after" => p.after = count(&v)?,
+            "limit" if !histogram => p.limit = Some(count(&v)?).filter(|l| *l > 0),
+            "before" if !histogram => p.before = count(&v)?,
+            "after" if !histogram => p.after = count(&v)?,
             "cursor" if !histogram => {
                 p.cursor = Some(Cursor::parse(&v).ok_or_else(|| {
                     bad("expected a summary's next_cursor (TIME.SOURCE.OFFSET)")
                 })?)
             }
-            "mode" => {
+            "mode" if !histogram => {
                 p.mode = match v.as_str() {
                     "lines" => Mode::Lines,
                     "count" => Mode::Count,
