@@ -125,6 +125,10 @@ pub fn dedup_key(rule: &str, group: &AlertGroup) -> String {
 /// Delivers notifications and counts how that goes.
 pub struct Deliveries {
     http: reqwest::Client,
+    /// One turn per notifier and incident (rule and group): a resolve waits
+    /// until its trigger is delivered or given up, so a trigger in backoff
+    /// cannot arrive after it and open an incident nobody closes.
+    turns: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     sent: AtomicU64,
     failed: AtomicU64,
     pending: AtomicU64,
@@ -138,6 +142,7 @@ impl Deliveries {
             .unwrap_or_default();
         Arc::new(Deliveries {
             http,
+            turns: std::sync::Mutex::new(std::collections::HashMap::new()),
             sent: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             pending: AtomicU64::new(0),
@@ -162,8 +167,14 @@ impl Deliveries {
             let body = payload.body_for(&notifier.kind);
             let this = self.clone();
             let what = payload.summary();
+            let turn = self.turn(&format!(
+                "{}\u{0}{}",
+                notifier.name,
+                dedup_key(&payload.rule, &payload.group)
+            ));
             this.pending.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
+                let _turn = turn.lock().await;
                 let mut wait = FIRST_BACKOFF;
                 for attempt in 1..=MAX_TRIES {
                     match deliver(&this.http, &notifier.kind, &body).await {
@@ -187,6 +198,15 @@ impl Deliveries {
                 this.pending.fetch_sub(1, Ordering::Relaxed);
             });
         }
+    }
+}
+
+impl Deliveries {
+    /// The turn of one notifier and incident (forgetting turns nobody holds).
+    fn turn(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+        turns.retain(|_, t| Arc::strong_count(t) > 1);
+        turns.entry(key.to_owned()).or_default().clone()
     }
 }
 
