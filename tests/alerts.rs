@@ -310,6 +310,14 @@ impl Env {
         }
     }
 
+    /// A receiver, and cblogsd with `rules` and one webhook notifier
+    /// named `hook` posting to the receiver's `/hook`.
+    fn with_hook(rules: &str) -> Env {
+        let receiver = Receiver::start();
+        let rules = format!("{}{rules}", webhook("hook", &receiver.url("/hook")));
+        Env::start(receiver, &rules)
+    }
+
     fn task(&self, (role, env, name): (&str, &str, &str), instance: u32) -> Task {
         self.agent.task(role, env, name, instance)
     }
@@ -440,9 +448,8 @@ fn str_of<'a>(v: &'a Value, field: &str) -> &'a str {
 #[test]
 fn fires_at_threshold_not_below() {
     let _serial = serial();
-    let receiver = Receiver::start();
-    let rules = format!(
-        r#"{}
+    let mut env = Env::with_hook(
+        r#"
 [[rule]]
 name = "checkout-failures"
 jobs = ["www-data/prod/hello"]
@@ -451,12 +458,10 @@ pattern = 'checkout failed'
 threshold = 3
 window = "1m"
 severity = "critical"
-labels = {{ team = "web", runbook = "checkout" }}
+labels = { team = "web", runbook = "checkout" }
 notify = ["hook"]
 "#,
-        webhook("hook", &receiver.url("/hook"))
     );
-    let mut env = Env::start(receiver, &rules);
     let mut web = env.task(HELLO, 0).process("web", 0);
     let mut other_job = env
         .task(("www-data", "devel", "hello"), 0)
@@ -567,9 +572,8 @@ notify = ["hook"]
 #[test]
 fn resolves_when_the_window_passes() {
     let _serial = serial();
-    let receiver = Receiver::start();
-    let rules = format!(
-        r#"{}
+    let mut env = Env::with_hook(
+        r#"
 [[rule]]
 name = "disk-full"
 jobs = ["www-data/prod/hello"]
@@ -578,9 +582,7 @@ threshold = 2
 window = "3s"
 notify = ["hook"]
 "#,
-        webhook("hook", &receiver.url("/hook"))
     );
-    let mut env = Env::start(receiver, &rules);
     let mut web = env.task(HELLO, 0).process("web", 0);
     // One write: both lines are read, and leave the window, together.
     web.append_lines(
@@ -632,9 +634,8 @@ notify = ["hook"]
 #[test]
 fn group_by_instance() {
     let _serial = serial();
-    let receiver = Receiver::start();
-    let rules = format!(
-        r#"{}
+    let mut env = Env::with_hook(
+        r#"
 [[rule]]
 name = "oom"
 jobs = ["www-data/prod/*"]
@@ -644,9 +645,7 @@ window = "1m"
 group_by = "job+instance"
 notify = ["hook"]
 "#,
-        webhook("hook", &receiver.url("/hook"))
     );
-    let mut env = Env::start(receiver, &rules);
     let mut i0 = env.task(HELLO, 0).process("web", 0);
     let mut i1 = env.task(HELLO, 1).process("web", 0);
     // Three in the job, two on instance 0: grouped by job it would fire
@@ -701,9 +700,8 @@ notify = ["hook"]
 #[test]
 fn repeat_interval() {
     let _serial = serial();
-    let receiver = Receiver::start();
-    let rules = format!(
-        r#"{}
+    let mut env = Env::with_hook(
+        r#"
 [[rule]]
 name = "slow-queries"
 jobs = ["www-data/prod/hello"]
@@ -713,9 +711,7 @@ window = "10m"
 repeat = "2s"
 notify = ["hook"]
 "#,
-        webhook("hook", &receiver.url("/hook"))
     );
-    let mut env = Env::start(receiver, &rules);
     let mut web = env.task(HELLO, 0).process("web", 0);
     web.append_lines(Stream::Stderr, &["slow query 1.2 s", "slow query 3.4 s"]);
     env.wait_stored(&[&web]);
@@ -755,9 +751,8 @@ notify = ["hook"]
 #[test]
 fn restart_does_not_renotify() {
     let _serial = serial();
-    let receiver = Receiver::start();
-    let rules = format!(
-        r#"{}
+    let mut env = Env::with_hook(
+        r#"
 [[rule]]
 name = "panics"
 jobs = ["www-data/prod/hello"]
@@ -767,9 +762,7 @@ window = "15s"
 repeat = "1h"
 notify = ["hook"]
 "#,
-        webhook("hook", &receiver.url("/hook"))
     );
-    let mut env = Env::start(receiver, &rules);
     let mut web = env.task(HELLO, 0).process("web", 0);
     web.append_lines(
         Stream::Stderr,
@@ -824,9 +817,8 @@ notify = ["hook"]
 #[test]
 fn traceback_is_in_the_payload() {
     let _serial = serial();
-    let receiver = Receiver::start();
-    let rules = format!(
-        r#"{}
+    let mut env = Env::with_hook(
+        r#"
 [[rule]]
 name = "python-tracebacks"
 jobs = ["www-data/prod/hello"]
@@ -843,9 +835,7 @@ threshold = 1
 window = "1m"
 notify = ["hook"]
 "#,
-        webhook("hook", &receiver.url("/hook"))
     );
-    let mut env = Env::start(receiver, &rules);
     let task = env.task(HELLO, 0);
     let mut web = task.process("web", 0);
     let mut worker = task.process("worker", 0);
@@ -1253,9 +1243,8 @@ notify = ["pd", "chat"]
 #[test]
 fn a_silence_holds_notifications_back() {
     let _serial = serial();
-    let receiver = Receiver::start();
-    let rules = format!(
-        r#"{}
+    let mut env = Env::with_hook(
+        r#"
 [[rule]]
 name = "oom"
 jobs = ["www-data/prod/hello"]
@@ -1265,9 +1254,7 @@ window = "10m"
 group_by = "job+instance"
 notify = ["hook"]
 "#,
-        webhook("hook", &receiver.url("/hook"))
     );
-    let mut env = Env::start(receiver, &rules);
     // Instance 0 is silenced through the real CLI; instance 1 is not.
     let out = env.server.cli(&[
         "alerts",
