@@ -144,6 +144,16 @@ impl WireLine {
 }
 
 impl IngestRequest {
+    /// The bytes of its lines as sent (base64 counted as encoded): an upper
+    /// bound of what storing them takes.
+    pub fn text_bytes(&self) -> u64 {
+        self.batches
+            .iter()
+            .flat_map(|b| &b.lines)
+            .map(|l| l.text.as_ref().or(l.b64.as_ref()).map_or(0, |t| t.len() as u64))
+            .sum()
+    }
+
     /// Checks everything serde cannot, naming the batch and line at fault.
     pub fn validate(&self) -> Result<(), WireError> {
         if self.batches.is_empty() {

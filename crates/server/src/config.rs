@@ -76,6 +76,8 @@ pub struct IngestConfig {
     pub max_body_bytes: usize,
     /// Lines longer than this are cut here and marked `cut`.
     pub max_line_bytes: usize,
+    /// Most lines in one ingest request, over all its batches (413 past it).
+    pub max_lines_per_request: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -170,6 +172,7 @@ impl Default for IngestConfig {
         IngestConfig {
             max_body_bytes: 32 << 20,
             max_line_bytes: 1 << 20,
+            max_lines_per_request: 100_000,
         }
     }
 }
@@ -221,6 +224,10 @@ impl Config {
         let positive = [
             ("ingest.max_body_bytes", self.ingest.max_body_bytes as u64),
             ("ingest.max_line_bytes", self.ingest.max_line_bytes as u64),
+            (
+                "ingest.max_lines_per_request",
+                self.ingest.max_lines_per_request as u64,
+            ),
             ("storage.block_bytes", s.block_bytes as u64),
             ("storage.block_max_lines", s.block_max_lines as u64),
             ("storage.commit_interval_ms", s.commit_interval_ms),

@@ -6,7 +6,6 @@
 //! 415 unknown encoding, 503 the server cannot store right now.
 
 use std::convert::Infallible;
-use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cblogs_core::api::{self, JobsResponse, Lagged, TailResponse, Truncated};
-use cblogs_core::wire::{ErrorBody, IngestRequest, IngestResponse, INGEST_PATH};
+use cblogs_core::wire::{ErrorBody, IngestResponse, INGEST_PATH};
 use cblogs_core::{InstanceSet, Selector, Stream};
 use tokio::sync::{broadcast, mpsc, watch};
 
@@ -87,6 +86,13 @@ impl ApiError {
             },
         }
     }
+    /// The message the client is told.
+    pub fn message(&self) -> &str {
+        &self.body.error
+    }
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
     pub(crate) fn bad(msg: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, msg)
     }
@@ -95,6 +101,18 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(self.body)).into_response()
+    }
+}
+
+impl From<crate::decode::DecodeError> for ApiError {
+    fn from(e: crate::decode::DecodeError) -> Self {
+        use crate::decode::DecodeError as D;
+        let status = match &e {
+            D::TooLarge { .. } | D::TooManyLines { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            D::Encoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            D::Zstd(_) | D::Json(_) | D::Invalid(_) => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, e.to_string())
     }
 }
 
@@ -185,60 +203,22 @@ async fn ingest(
     })?;
     let encoding = headers
         .get(header::CONTENT_ENCODING)
-        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
-    let json = match encoding.as_deref() {
-        None | Some("identity") => raw.to_vec(),
-        Some("zstd") => unzstd(&raw, limit)?,
-        Some(other) => {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("unsupported Content-Encoding '{other}' (use zstd or none)"),
-            ))
-        }
+        .map(|v| v.to_str().unwrap_or("?"));
+    let limits = crate::decode::DecodeLimits {
+        max_body_bytes: limit,
+        max_lines: app.config.ingest.max_lines_per_request,
     };
-    let req: IngestRequest = serde_json::from_slice(&json)
-        .map_err(|e| ApiError::bad(format!("malformed ingest body: {e}")))?;
-    req.validate()
-        .map_err(|e| ApiError::bad(format!("invalid ingest body: {e}")))?;
+    let req = crate::decode::decode_ingest(&raw, encoding, limits).map_err(ApiError::from)?;
+    drop(raw);
     // Requests woken together must not all fill the same room: each
-    // reserves its size (the JSON's, an upper bound of its lines') until
+    // reserves its lines' size (as sent: an upper bound of what is stored) until
     // its lines are applied and counted as waiting for the index.
     let _admission = app
         .store
-        .admit(json.len() as u64, budget, deadline)
+        .admit(req.text_bytes(), budget, deadline)
         .await
         .map_err(busy)?;
     Ok(Json(app.ingestor.ingest(req).await?))
-}
-
-/// Decompresses at most `limit` bytes: a small body cannot expand into a huge one.
-fn unzstd(raw: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
-    let bad = |e: std::io::Error| ApiError::bad(format!("body is not valid zstd: {e}"));
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("decompressed body is larger than ingest.max_body_bytes ({limit} bytes)"),
-        )
-    };
-    // A frame that states its size (shippers' do) is decompressed in one
-    // go into a buffer of exactly that size, after checking it is allowed.
-    let single_frame = zstd::zstd_safe::find_frame_compressed_size(raw) == Ok(raw.len());
-    if let (true, Ok(Some(size))) = (single_frame, zstd::zstd_safe::get_frame_content_size(raw)) {
-        if size > limit as u64 {
-            return Err(too_large());
-        }
-        return zstd::bulk::decompress(raw, size as usize).map_err(bad);
-    }
-    let decoder = zstd::stream::read::Decoder::new(raw).map_err(bad)?;
-    let mut out = Vec::new();
-    decoder
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(bad)?;
-    if out.len() > limit {
-        return Err(too_large());
-    }
-    Ok(out)
 }
 
 pub(crate) fn query_pairs(raw: Option<String>) -> Vec<(String, String)> {

@@ -60,6 +60,17 @@ fn flag(k: &str, v: &str) -> Result<bool, ApiError> {
     }
 }
 
+/// Parses a search (or histogram) query string as the endpoint would,
+/// without touching a store: for the fuzzer and property tests. The error
+/// is the message a client would get.
+pub fn check_query(raw: &str, histogram: bool) -> Result<(), String> {
+    let p = parse(Some(raw.to_owned()), histogram).map_err(|e| e.message().to_owned())?;
+    if let Some(options) = p.pattern {
+        Pattern::new(options, 1 << 20).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiError> {
     let mut p = Params {
         pattern: None,

@@ -24,6 +24,7 @@ pub mod block;
 pub mod cache;
 pub mod committer;
 pub mod config;
+pub mod decode;
 pub mod demo;
 pub mod http;
 pub mod http_search;
