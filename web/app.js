@@ -108,6 +108,38 @@ function selection(s) {
   return p;
 }
 
+// ---------------------------------------------------------------- auth
+
+// A cblogsd with read tokens answers 401 until the page has one: ask for it
+// once, trade it for an HttpOnly cookie (POST /api/v1/session), and reload.
+// The cookie also lets in the live tail, whose EventSource cannot send headers.
+const rawFetch = window.fetch.bind(window);
+window.fetch = async (...args) => {
+  const resp = await rawFetch(...args);
+  if (resp.status === 401) showLogin();
+  return resp;
+};
+
+function showLogin() {
+  const form = $("#login");
+  if (!form.hidden) return;
+  form.hidden = false;
+  $("#token").focus();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("#login").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const token = $("#token").value.trim();
+    const resp = await rawFetch("/api/v1/session", {
+      method: "POST",
+      headers: { Authorization: `Bearer ${token}` },
+    }).catch((e) => ({ ok: false, error: e }));
+    if (resp.ok) { location.reload(); return; }
+    $("#login-error").textContent = resp.error ? `cannot reach cblogsd: ${resp.error.message}` : await apiError(resp);
+  });
+});
+
 // ---------------------------------------------------------------- errors
 
 function showError(msg) {

@@ -23,6 +23,11 @@ impl fmt::Display for ClientError {
             ClientError::Unreachable { server, reason } => {
                 write!(f, "cannot reach cblogsd at {server}: {reason}")
             }
+            ClientError::Api { status, body } if *status == StatusCode::UNAUTHORIZED => write!(
+                f,
+                "{} (give cblogs a token: CBLOGS_TOKEN, or token/token_file in ~/.config/cblogs/config.toml)",
+                body.error
+            ),
             ClientError::Api { body, .. } => f.write_str(&body.error),
             ClientError::Protocol(why) => write!(f, "unexpected answer from cblogsd: {why}"),
         }
@@ -37,16 +42,35 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(server: &str) -> Result<Client, ClientError> {
-        let server = server.trim_end_matches('/').to_owned();
+    pub fn new(settings: &crate::config::Settings) -> Result<Client, ClientError> {
+        let server = settings.server.trim_end_matches('/').to_owned();
         if !(server.starts_with("http://") || server.starts_with("https://")) {
             return Err(ClientError::Unreachable {
                 server,
                 reason: "the server URL must start with http:// or https://".into(),
             });
         }
-        let http = reqwest::Client::builder()
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = &settings.token {
+            let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| {
+                    ClientError::Protocol("the token holds characters a header cannot".into())
+                })?;
+            // Kept out of Debug output and any log of headers.
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
+            .default_headers(headers);
+        if let Some(pem) = &settings.ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| ClientError::Protocol(format!("the CA certificate file: {e}")))?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         Ok(Client { server, http })

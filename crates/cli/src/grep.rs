@@ -173,7 +173,6 @@ pub async fn grep(client: &Client, args: GrepArgs) -> Result<bool, Failure> {
         std::io::stdout().is_terminal(),
         std::env::var_os("NO_COLOR").is_some(),
     );
-    let mut resp = client.send(SEARCH_PATH, &args.params()).await?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut printer = Printer {
         args: &args,
@@ -182,23 +181,54 @@ pub async fn grep(client: &Client, args: GrepArgs) -> Result<bool, Failure> {
         counts: BTreeMap::new(),
         listed: BTreeSet::new(),
         summary: None,
+        matched: 0,
     };
-    // NDJSON: events are printed as complete lines arrive.
-    let mut pending: Vec<u8> = Vec::new();
+    let base = args.params();
+    let mut cursor: Option<String> = None;
     loop {
-        let chunk = resp.chunk().await.map_err(|e| client.unreachable(&e))?;
-        let Some(chunk) = chunk else { break };
-        pending.extend_from_slice(&chunk);
-        let mut start = 0;
-        while let Some(nl) = memchr_newline(&pending[start..]) {
-            let line = &pending[start..start + nl];
-            start += nl + 1;
-            let event: SearchEvent = serde_json::from_slice(line)
-                .map_err(|e| Failure::protocol(format!("bad search event: {e}")))?;
-            printer.event(&mut out, event)?;
+        let mut params = base.clone();
+        if let Some(c) = &cursor {
+            params.push(("cursor", c.clone()));
+            // What is left of --limit (the first page asked for it all).
+            if args.limit > 0 {
+                let left = args.limit.saturating_sub(printer.matched as usize);
+                params.retain(|(k, _)| *k != "limit");
+                params.push(("limit", left.to_string()));
+            }
         }
-        pending.drain(..start);
-        out.flush()?;
+        let mut resp = client.send(SEARCH_PATH, &params).await?;
+        // NDJSON: events are printed as complete lines arrive.
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            let chunk = resp.chunk().await.map_err(|e| client.unreachable(&e))?;
+            let Some(chunk) = chunk else { break };
+            pending.extend_from_slice(&chunk);
+            let mut start = 0;
+            while let Some(nl) = memchr_newline(&pending[start..]) {
+                let line = &pending[start..start + nl];
+                start += nl + 1;
+                let event: SearchEvent = serde_json::from_slice(line)
+                    .map_err(|e| Failure::protocol(format!("bad search event: {e}")))?;
+                printer.event(&mut out, event)?;
+            }
+            pending.drain(..start);
+            out.flush()?;
+        }
+        // The server ends a page at search.max_results: go on from its
+        // cursor while --limit wants more.
+        cursor = match &printer.summary {
+            Some(s)
+                if s.more
+                    && !s.truncated
+                    && (args.limit == 0 || (printer.matched as usize) < args.limit) =>
+            {
+                s.next_cursor.clone()
+            }
+            _ => None,
+        };
+        if cursor.is_none() {
+            break;
+        }
     }
     printer.finish(&mut out)
 }
@@ -216,6 +246,8 @@ struct Printer<'a> {
     /// `-l`: (cluster, job, instance, process).
     listed: BTreeSet<(String, String, u32, String)>,
     summary: Option<SearchSummary>,
+    /// Matching lines over every page.
+    matched: u64,
 }
 
 /// `cluster/role/env/name/INSTANCE`, a selector `cblogs tail` accepts.
@@ -269,7 +301,10 @@ impl Printer<'_> {
             }) => {
                 self.listed.insert((cluster, job, instance, process));
             }
-            SearchEvent::Summary(s) => self.summary = Some(s),
+            SearchEvent::Summary(s) => {
+                self.matched += s.matched;
+                self.summary = Some(s);
+            }
         }
         Ok(())
     }
@@ -355,6 +390,6 @@ impl Printer<'_> {
                     .unwrap_or("the search stopped early")
             );
         }
-        Ok(summary.matched > 0)
+        Ok(self.matched > 0)
     }
 }

@@ -2,6 +2,7 @@
 
 mod alerts;
 mod client;
+mod config;
 mod follow;
 mod grep;
 mod render;
@@ -32,9 +33,17 @@ const EXAMPLES: &str = "Examples:
 #[derive(Parser, Debug)]
 #[command(name = "cblogs", version, about, after_help = EXAMPLES)]
 struct Cli {
-    /// The cblogsd to ask.
-    #[arg(long, global = true, env = "CBLOGS_SERVER", default_value = cblogs_core::DEFAULT_SERVER)]
-    server: String,
+    /// The cblogsd to ask [default: the config file's, else http://127.0.0.1:7450].
+    #[arg(long, global = true, env = "CBLOGS_SERVER")]
+    server: Option<String>,
+    /// CA certificates (PEM) to trust for an https server, besides the system's.
+    #[arg(long, global = true, env = "CBLOGS_CA_CERT", value_name = "FILE")]
+    ca_cert: Option<std::path::PathBuf>,
+    /// The config file [default: $XDG_CONFIG_HOME/cblogs/config.toml or ~/.config/cblogs/config.toml].
+    /// It may set server, token (or token_file) and ca_cert; the token is
+    /// otherwise read from $CBLOGS_TOKEN.
+    #[arg(long, global = true, env = "CBLOGS_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -217,7 +226,13 @@ fn main() -> ExitCode {
 
 /// Runs the command; the exit code on success.
 async fn run(cli: Cli) -> Result<u8, Failure> {
-    let client = Client::new(&cli.server)?;
+    let settings = config::Settings::resolve(
+        cli.config.as_deref(),
+        cli.server.clone(),
+        cli.ca_cert.clone(),
+    )
+    .map_err(|message| Failure { message, code: 2 })?;
+    let client = Client::new(&settings)?;
     match cli.command {
         Command::Tail(args) => tail(&client, args).await.map(|()| 0),
         Command::Jobs(args) => jobs(&client, args).await.map(|()| 0),

@@ -28,6 +28,57 @@ pub const HEALTH_PATH: &str = "/healthz";
 /// [`FlushResponse`] when it is in the index.
 pub const FLUSH_PATH: &str = "/api/v1/admin/flush";
 
+/// GET: what is stored, the disk budget and what retention deleted
+/// ([`StorageResponse`]).
+pub const STORAGE_PATH: &str = "/api/v1/storage";
+/// GET: Prometheus text format.
+pub const METRICS_PATH: &str = "/metrics";
+/// POST with a read token: the web page's cookie; DELETE: forget it.
+pub const SESSION_PATH: &str = "/api/v1/session";
+
+/// The answer of [`STORAGE_PATH`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StorageResponse {
+    /// Bytes of all partitions on disk (blocks and indexes).
+    pub disk_bytes: u64,
+    /// `storage.max_disk_bytes` (0: none).
+    pub max_disk_bytes: u64,
+    /// `storage.retention_days` (0: keep everything).
+    pub retention_days: u64,
+    pub wal_bytes: u64,
+    /// Lines held in memory, not yet in the index.
+    pub unindexed_bytes: u64,
+    /// False while the disk is full: ingest answers 503 until it is not.
+    pub ingest_available: bool,
+    /// Why ingest is unavailable, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingest_error: Option<String>,
+    pub partitions: Vec<PartitionSummary>,
+    /// What retention deleted since the start, newest last (at most 100).
+    pub deleted: Vec<DeletedPartition>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionSummary {
+    /// Its start, RFC 3339.
+    pub start: String,
+    pub start_ns: i64,
+    pub bytes: u64,
+    pub blocks: u64,
+    /// The newest line's time, RFC 3339 (empty when it holds none).
+    pub newest: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeletedPartition {
+    pub start: String,
+    pub bytes: u64,
+    /// `age` (retention_days) or `disk` (max_disk_bytes).
+    pub reason: String,
+    /// When it was deleted, RFC 3339.
+    pub at: String,
+}
+
 /// The default and the largest `n` of a tail.
 pub const DEFAULT_TAIL_LINES: usize = 100;
 pub const MAX_TAIL_LINES: usize = 100_000;

@@ -150,7 +150,12 @@ impl IngestRequest {
         self.batches
             .iter()
             .flat_map(|b| &b.lines)
-            .map(|l| l.text.as_ref().or(l.b64.as_ref()).map_or(0, |t| t.len() as u64))
+            .map(|l| {
+                l.text
+                    .as_ref()
+                    .or(l.b64.as_ref())
+                    .map_or(0, |t| t.len() as u64)
+            })
             .sum()
     }
 

@@ -30,8 +30,6 @@ const WRITER_IDLE: Duration = Duration::from_secs(300);
 const BACKLOG_CHECK: Duration = Duration::from_millis(50);
 /// Blocks compressed at once: bounds the memory of a round with a backlog.
 const COMPRESS_CHUNK: usize = 64;
-/// How often retention is checked.
-const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
 /// What the committer's thread is asked to do between its rounds.
 pub enum CommitterCommand {
@@ -53,14 +51,21 @@ pub struct Committer {
     last_retention: Option<Instant>,
     /// When a block last failed to be compressed, added or committed.
     last_failure: Option<Instant>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Committer {
-    pub fn new(store: Arc<Store>, wal: Arc<Wal>, config: StorageConfig) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        wal: Arc<Wal>,
+        config: StorageConfig,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
         Committer {
             store,
             wal,
             config,
+            metrics,
             writers: HashMap::new(),
             last_retention: None,
             last_failure: None,
@@ -134,6 +139,11 @@ impl Committer {
                 Ok((start, r)) => added.push((block, start, r)),
                 Err(e) => {
                     self.last_failure = Some(Instant::now());
+                    // A writer that failed is not trusted again: a fresh one
+                    // starts from what is committed.
+                    if let Ok(part) = self.store.partition_for(t_min) {
+                        self.writers.remove(&part.start_ns);
+                    }
                     tracing::error!(error = %e, "cannot add a block to the index; it stays in memory and the WAL")
                 }
             }
@@ -150,6 +160,15 @@ impl Committer {
                     tracing::error!(error = %e, "index commit failed; its blocks stay in memory and the WAL and are retried");
                     failed.push(start);
                 }
+            } else {
+                // Its writer failed while adding a block this round and was
+                // dropped with the blocks added before it: none is committed.
+                failed.push(start);
+            }
+            if failed.contains(&start) {
+                // Rolled back, but tantivy's writer may have lost a worker
+                // thread to the error: start the next try with a new one.
+                self.writers.remove(&start);
             }
         }
         added.retain(|(_, s, _)| !failed.contains(s));
@@ -162,6 +181,9 @@ impl Committer {
             took_ms = started.elapsed().as_millis() as u64,
             "committed"
         );
+        self.metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
         added.len()
     }
 
@@ -190,24 +212,58 @@ impl Committer {
             .retain(|_, (_, used)| used.elapsed() < WRITER_IDLE);
         if self
             .last_retention
-            .is_some_and(|t| t.elapsed() < RETENTION_EVERY)
-            || self.config.retention_days == 0
+            .is_some_and(|t| t.elapsed() < self.config.retention_check())
         {
             return;
         }
         self.last_retention = Some(Instant::now());
-        let keep_ns = i64::try_from(
-            self.config
-                .retention_days
-                .saturating_mul(86_400_000_000_000),
-        )
-        .unwrap_or(i64::MAX);
-        let cutoff = cblogs_core::time::now_ns().saturating_sub(keep_ns);
-        for start in self.store.expired_partitions(cutoff) {
-            self.writers.remove(&start);
-            if let Err(e) = self.store.drop_partition(start) {
-                tracing::error!(error = %e, "retention: cannot delete an expired partition");
+        self.apply_retention();
+    }
+
+    /// Deletes partitions past `retention_days`, then the oldest ones while
+    /// the rest are over `max_disk_bytes`. The newest partition is never
+    /// deleted for the budget: it is where lines arrive.
+    pub fn apply_retention(&mut self) {
+        if self.config.retention_days > 0 {
+            let keep_ns = i64::try_from(
+                self.config
+                    .retention_days
+                    .saturating_mul(86_400_000_000_000),
+            )
+            .unwrap_or(i64::MAX);
+            let cutoff = cblogs_core::time::now_ns().saturating_sub(keep_ns);
+            for start in self.store.expired_partitions(cutoff) {
+                self.delete_partition(start, "age");
             }
+        }
+        let budget = self.config.max_disk_bytes;
+        if budget == 0 {
+            return;
+        }
+        let usage = self.store.disk_usage();
+        let mut total = usage.bytes;
+        let count = usage.partitions.len();
+        for p in usage.partitions.iter().take(count.saturating_sub(1)) {
+            if total <= budget {
+                break;
+            }
+            self.delete_partition(p.start_ns, "disk");
+            total = total.saturating_sub(p.bytes);
+        }
+        if total > budget {
+            tracing::warn!(
+                bytes = total,
+                budget,
+                "partitions still over storage.max_disk_bytes: the newest partition alone is larger"
+            );
+        }
+    }
+
+    fn delete_partition(&mut self, start: i64, reason: &str) {
+        self.writers.remove(&start);
+        match self.store.drop_partition(start, reason) {
+            Ok(()) => self.metrics.retention_deleted(reason),
+            Err(e) => tracing::error!(error = %e, reason, "retention: cannot delete a partition"),
         }
     }
 }

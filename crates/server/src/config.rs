@@ -37,6 +37,24 @@ pub struct Config {
     pub read: ReadConfig,
     pub search: SearchConfig,
     pub alerts: AlertsConfig,
+    pub auth: crate::auth::AuthConfig,
+    pub tls: TlsConfig,
+}
+
+/// `[tls]`: with both files set, everything is served over https only.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain, the server's own certificate first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.as_os_str().is_empty() || !self.key_file.as_os_str().is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -78,6 +96,10 @@ pub struct IngestConfig {
     pub max_line_bytes: usize,
     /// Most lines in one ingest request, over all its batches (413 past it).
     pub max_lines_per_request: usize,
+    /// Bytes of lines per second one token (or, without one, one client
+    /// address) may send, with one second's worth of burst; 429 past it.
+    /// 0: no limit.
+    pub max_bytes_per_sec_per_token: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -95,6 +117,11 @@ pub struct StorageConfig {
     pub partition_secs: u64,
     /// Partitions whose newest line is older than this are deleted. 0 keeps everything.
     pub retention_days: u64,
+    /// Past this many bytes of partitions on disk, the oldest partitions are
+    /// deleted until the rest fit. 0: no budget.
+    pub max_disk_bytes: u64,
+    /// How often retention (age and disk budget) is checked.
+    pub retention_check_secs: u64,
     /// zstd level for sealed blocks.
     pub zstd_level: i32,
     /// A WAL segment is closed and a new one started past this size.
@@ -116,6 +143,10 @@ pub struct ReadConfig {
     pub follow_buffer_batches: usize,
     /// Seconds between keep-alive comments on an idle follow stream.
     pub keepalive_secs: u64,
+    /// Live tails (follow streams) one client address may hold open; 429 past it.
+    pub max_follows_per_client: usize,
+    /// The most lines one `tail` request may ask for (`n`); 413 past it.
+    pub max_tail_lines: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,6 +159,11 @@ pub struct SearchConfig {
     pub regex_size_limit: usize,
     /// The most context lines (-A/-B/-C) a search may ask for on each side.
     pub max_context_lines: usize,
+    /// Searches and histograms running at once; past it 503 (retry shortly).
+    pub max_concurrent: usize,
+    /// The most matching lines one search request sends; a search with
+    /// more ends its page there with `more` and a cursor to go on from.
+    pub max_results: usize,
     /// Memory for decoded blocks kept between searches.
     pub block_cache_bytes: usize,
     /// Memory for the index segments' terms kept in one buffer each
@@ -141,6 +177,8 @@ impl Default for SearchConfig {
             max_query_secs: 30,
             regex_size_limit: 10 << 20,
             max_context_lines: 1000,
+            max_concurrent: 8,
+            max_results: 100_000,
             block_cache_bytes: 64 << 20,
             term_cache_bytes: 64 << 20,
         }
@@ -163,6 +201,8 @@ impl Default for Config {
             read: ReadConfig::default(),
             search: SearchConfig::default(),
             alerts: AlertsConfig::default(),
+            auth: crate::auth::AuthConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -173,6 +213,7 @@ impl Default for IngestConfig {
             max_body_bytes: 32 << 20,
             max_line_bytes: 1 << 20,
             max_lines_per_request: 100_000,
+            max_bytes_per_sec_per_token: 256 << 20,
         }
     }
 }
@@ -186,6 +227,8 @@ impl Default for StorageConfig {
             commit_interval_ms: 1_000,
             partition_secs: 86_400,
             retention_days: 14,
+            max_disk_bytes: 0,
+            retention_check_secs: 60,
             zstd_level: 3,
             wal_segment_bytes: 64 << 20,
             wal_max_bytes: 1 << 30,
@@ -200,6 +243,8 @@ impl Default for ReadConfig {
         ReadConfig {
             follow_buffer_batches: 4096,
             keepalive_secs: 15,
+            max_follows_per_client: 64,
+            max_tail_lines: 100_000,
         }
     }
 }
@@ -240,6 +285,14 @@ impl Config {
                 self.read.follow_buffer_batches as u64,
             ),
             ("read.keepalive_secs", self.read.keepalive_secs),
+            (
+                "read.max_follows_per_client",
+                self.read.max_follows_per_client as u64,
+            ),
+            ("read.max_tail_lines", self.read.max_tail_lines as u64),
+            ("search.max_concurrent", self.search.max_concurrent as u64),
+            ("search.max_results", self.search.max_results as u64),
+            ("storage.retention_check_secs", s.retention_check_secs),
             ("search.max_query_secs", self.search.max_query_secs),
             (
                 "search.regex_size_limit",
@@ -250,6 +303,14 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "{name} must be greater than 0"
             )));
+        }
+        if self.tls.enabled()
+            && (self.tls.cert_file.as_os_str().is_empty()
+                || self.tls.key_file.as_os_str().is_empty())
+        {
+            return Err(ConfigError::Invalid(
+                "tls.cert_file and tls.key_file must be set together".into(),
+            ));
         }
         if s.index_writer_bytes < 15_000_000 {
             return Err(ConfigError::Invalid(
@@ -266,6 +327,9 @@ impl Config {
 }
 
 impl StorageConfig {
+    pub fn retention_check(&self) -> Duration {
+        Duration::from_secs(self.retention_check_secs)
+    }
     pub fn block_max_age(&self) -> Duration {
         Duration::from_millis(self.block_max_age_ms)
     }

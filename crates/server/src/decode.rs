@@ -140,7 +140,10 @@ mod tests {
     fn limits_are_named() {
         assert!(decode_ingest(body(3).as_bytes(), None, LIMITS).is_ok());
         let err = decode_ingest(body(4).as_bytes(), None, LIMITS).unwrap_err();
-        assert!(err.to_string().contains("ingest.max_lines_per_request (3)"), "{err}");
+        assert!(
+            err.to_string().contains("ingest.max_lines_per_request (3)"),
+            "{err}"
+        );
         let big = zstd::bulk::compress(" ".repeat(5000).as_bytes(), 3).unwrap();
         let err = decode_ingest(&big, Some("zstd"), LIMITS).unwrap_err();
         assert!(err.to_string().contains("ingest.max_body_bytes"), "{err}");

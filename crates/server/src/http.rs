@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,9 +22,12 @@ use cblogs_core::wire::{ErrorBody, IngestResponse, INGEST_PATH};
 use cblogs_core::{InstanceSet, Selector, Stream};
 use tokio::sync::{broadcast, mpsc, watch};
 
+use crate::auth::{presented_token, Auth, Role, TOKEN_COOKIE};
 use crate::committer::CommitterCommand;
 use crate::config::Config;
 use crate::ingest::{IngestError, Ingestor};
+use crate::limits::{Caller, Limits};
+use crate::listener::PeerAddr;
 use crate::query::{self, line_view, LineFilter, QueryError};
 use crate::store::Store;
 use crate::wal::WalError;
@@ -39,6 +43,8 @@ pub struct App {
     pub config: Config,
     pub store: Arc<Store>,
     pub ingestor: Ingestor,
+    pub wal: Arc<crate::wal::Wal>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Flips to true when the service stops: ends follow streams.
     pub stopping: watch::Receiver<bool>,
     /// Asks the committer to seal and commit everything now.
@@ -46,11 +52,18 @@ pub struct App {
     /// What searches keep between them: decoded blocks, segments' terms.
     pub caches: Arc<crate::search::ReadCaches>,
     pub alerts: Arc<crate::alert::Alerts>,
+    pub auth: Arc<Auth>,
+    pub limits: Arc<Limits>,
 }
 
+/// Every endpoint, each behind the role it needs (`auth.rs`); the page's
+/// files and the health check are open.
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+    let role = |r: Role| middleware::from_fn_with_state((app.clone(), r), require_role);
+    let ingest = Router::new()
         .route(INGEST_PATH, post(ingest))
+        .route_layer(role(Role::Ingest));
+    let read = Router::new()
         .route(api::JOBS_PATH, get(jobs))
         .route(api::TAIL_PATH, get(tail))
         .route(api::FOLLOW_PATH, get(follow))
@@ -58,14 +71,104 @@ pub fn router(app: Arc<App>) -> Router {
         .route(api::HISTOGRAM_PATH, get(crate::http_search::histogram))
         .route(api::CONTEXT_PATH, get(crate::http_search::context))
         .route(api::ALERTS_PATH, get(alerts))
+        .route(api::STORAGE_PATH, get(storage))
+        .route(api::METRICS_PATH, get(crate::metrics::serve))
+        .route(api::SESSION_PATH, post(session_start).delete(session_end))
+        .route_layer(role(Role::Read));
+    let admin = Router::new()
         .route(api::ALERTS_RELOAD_PATH, post(reload_alerts))
         .route(api::SILENCES_PATH, post(silence))
+        .route(api::FLUSH_PATH, post(flush))
+        .route_layer(role(Role::Admin));
+    Router::new()
+        .merge(ingest)
+        .merge(read)
+        .merge(admin)
         .route("/", get(crate::web::index))
         .route("/static/{*path}", get(crate::web::file))
         .route(api::HEALTH_PATH, get(|| async { "ok\n" }))
-        .route(api::FLUSH_PATH, post(flush))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(app)
+}
+
+/// The auth layer: refuses a request whose token (or, for a role without
+/// tokens, whose address) may not act in `role`; tells the handlers who the
+/// caller is, for the limits kept per token or per client.
+async fn require_role(
+    State((app, role)): State<(Arc<App>, Role)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<PeerAddr>>()
+        .map(|c| c.0 .0);
+    let token = presented_token(req.headers());
+    if let Err(denied) = app.auth.check(role, token, peer) {
+        // The reason and the role, never the token.
+        tracing::debug!(role = role.as_str(), peer = ?peer, reason = %denied.message(), "request refused");
+        app.metrics.refused(role.as_str(), "auth");
+        let status = if denied.is_unauthenticated() {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        let mut resp = ApiError::new(status, denied.message()).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"cblogs\""),
+            );
+        }
+        return resp;
+    }
+    let caller = match (token, peer) {
+        (Some(t), _) => Caller::Token(crate::auth::token_digest(t)),
+        (None, Some(p)) => Caller::Addr(p.ip()),
+        (None, None) => Caller::Unknown,
+    };
+    req.extensions_mut().insert(caller);
+    req.extensions_mut().insert(PeerAddr(
+        peer.unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+    ));
+    next.run(req).await
+}
+
+/// The web page trades a read token for a cookie (HttpOnly, SameSite=Strict),
+/// so that its live tail (an EventSource, which cannot send headers) is
+/// let in too. The auth layer has already checked the token.
+async fn session_start(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let Some(token) =
+        presented_token(&headers).filter(|_| headers.contains_key(header::AUTHORIZATION))
+    else {
+        return ApiError::bad("send the token as 'Authorization: Bearer <token>'").into_response();
+    };
+    let secure = if app.config.tls.enabled() {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!("{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}");
+    match HeaderValue::from_str(&cookie) {
+        Ok(v) => (
+            [(header::SET_COOKIE, v)],
+            Json(serde_json::json!({"ok": true})),
+        )
+            .into_response(),
+        Err(_) => ApiError::bad("the token holds characters a cookie cannot").into_response(),
+    }
+}
+
+async fn session_end() -> Response {
+    let cookie = format!("{TOKEN_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    (
+        [(
+            header::SET_COOKIE,
+            HeaderValue::from_str(&cookie).unwrap_or(HeaderValue::from_static("")),
+        )],
+        Json(serde_json::json!({"ok": true})),
+    )
+        .into_response()
 }
 
 /// An error answer: status plus a JSON body naming the problem.
@@ -73,10 +176,22 @@ pub fn router(app: Arc<App>) -> Router {
 pub struct ApiError {
     status: StatusCode,
     body: ErrorBody,
+    /// For `cblogs_requests_refused_total`'s `reason` label.
+    reason: &'static str,
+    /// Sent as `Retry-After` (whole seconds, at least 1).
+    retry_after: Option<Duration>,
 }
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, msg: impl Into<String>) -> Self {
+        let reason = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+            StatusCode::TOO_MANY_REQUESTS => "rate",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            StatusCode::CONFLICT => "gap",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "encoding",
+            _ => "bad_request",
+        };
         ApiError {
             status,
             body: ErrorBody {
@@ -84,7 +199,20 @@ impl ApiError {
                 candidates: Vec::new(),
                 held_end: None,
             },
+            reason,
+            retry_after: None,
         }
+    }
+    pub(crate) fn because(mut self, reason: &'static str) -> Self {
+        self.reason = reason;
+        self
+    }
+    pub(crate) fn retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
+    }
+    pub fn reason(&self) -> &'static str {
+        self.reason
     }
     /// The message the client is told.
     pub fn message(&self) -> &str {
@@ -100,7 +228,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
+        let mut resp = (self.status, Json(self.body)).into_response();
+        if let Some(wait) = self.retry_after {
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
     }
 }
 
@@ -112,7 +246,13 @@ impl From<crate::decode::DecodeError> for ApiError {
             D::Encoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             D::Zstd(_) | D::Json(_) | D::Invalid(_) => StatusCode::BAD_REQUEST,
         };
-        ApiError::new(status, e.to_string())
+        let reason = match &e {
+            D::TooLarge { .. } => "too_large",
+            D::TooManyLines { .. } => "too_many_lines",
+            D::Encoding(_) => "encoding",
+            _ => "bad_request",
+        };
+        ApiError::new(status, e.to_string()).because(reason)
     }
 }
 
@@ -138,6 +278,8 @@ impl From<QueryError> for ApiError {
                 candidates,
                 held_end: None,
             },
+            reason: "bad_request",
+            retry_after: None,
         }
     }
 }
@@ -152,6 +294,8 @@ impl From<IngestError> for ApiError {
                     candidates: Vec::new(),
                     held_end: Some(held_end),
                 },
+                reason: "gap",
+                retry_after: None,
             },
             IngestError::Wal(w) => w.into(),
         }
@@ -164,14 +308,51 @@ impl From<WalError> for ApiError {
             StatusCode::SERVICE_UNAVAILABLE,
             format!("cannot store the batch: {e}"),
         )
+        .because("unavailable")
+        .retry_after(Duration::from_secs(2))
     }
 }
 
 async fn ingest(
     State(app): State<Arc<App>>,
+    axum::Extension(caller): axum::Extension<Caller>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestResponse>, ApiError> {
+    let answer = ingest_checked(&app, &caller, headers, body).await;
+    match &answer {
+        Ok(Json(r)) => {
+            app.metrics.lines_in.inc_by(r.accepted);
+            app.metrics.duplicate_lines.inc_by(r.duplicates);
+        }
+        Err(e) => app.metrics.refused("ingest", e.reason()),
+    }
+    answer
+}
+
+async fn ingest_checked(
+    app: &App,
+    caller: &Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<IngestResponse>, ApiError> {
+    // Refused before the body is read: a full disk, a caller over its rate.
+    if let Some(why) = app.wal.failure() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot store: {why}"),
+        )
+        .because("unavailable")
+        .retry_after(Duration::from_secs(2)));
+    }
+    if let Err(wait) = app.limits.ingest_allowed(caller) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            app.limits.ingest_rate_message(wait),
+        )
+        .because("rate")
+        .retry_after(wait));
+    }
     // Wait for room before reading the body: a waiting request holds
     // nothing but its connection.
     let budget = app.config.storage.max_unindexed_bytes;
@@ -183,6 +364,8 @@ async fn ingest(
                 "busy: {held} bytes of lines are waiting for the index, more than storage.max_unindexed_bytes ({budget}); retry later"
             ),
         )
+        .because("busy")
+        .retry_after(Duration::from_secs(1))
     };
     app.store
         .wait_for_room(budget, deadline)
@@ -197,6 +380,7 @@ async fn ingest(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("request body is larger than ingest.max_body_bytes ({limit} bytes)"),
             )
+            .because("too_large")
         } else {
             ApiError::bad(format!("cannot read the request body: {e}"))
         }
@@ -213,12 +397,16 @@ async fn ingest(
     // Requests woken together must not all fill the same room: each
     // reserves its lines' size (as sent: an upper bound of what is stored) until
     // its lines are applied and counted as waiting for the index.
+    let text_bytes = req.text_bytes();
     let _admission = app
         .store
-        .admit(req.text_bytes(), budget, deadline)
+        .admit(text_bytes, budget, deadline)
         .await
         .map_err(busy)?;
-    Ok(Json(app.ingestor.ingest(req).await?))
+    let resp = app.ingestor.ingest(req).await?;
+    app.limits.charge_ingest(caller, text_bytes);
+    app.metrics.bytes_in.inc_by(text_bytes);
+    Ok(Json(resp))
 }
 
 pub(crate) fn query_pairs(raw: Option<String>) -> Vec<(String, String)> {
@@ -248,6 +436,40 @@ async fn jobs(
     Ok(Json(JobsResponse {
         jobs: query::jobs(&app.store, pattern.as_ref()),
     }))
+}
+
+/// What is stored, the disk budget, and what retention deleted.
+async fn storage(State(app): State<Arc<App>>) -> Json<api::StorageResponse> {
+    let store = app.store.clone();
+    let usage = tokio::task::spawn_blocking(move || store.disk_usage())
+        .await
+        .unwrap_or_else(|_| crate::store::DiskUsage {
+            bytes: 0,
+            partitions: Vec::new(),
+        });
+    let fmt = cblogs_core::time::format_rfc3339;
+    let failure = app.wal.failure();
+    Json(api::StorageResponse {
+        disk_bytes: usage.bytes,
+        max_disk_bytes: app.config.storage.max_disk_bytes,
+        retention_days: app.config.storage.retention_days,
+        wal_bytes: app.wal.bytes_on_disk(),
+        unindexed_bytes: app.store.unindexed_bytes(),
+        ingest_available: failure.is_none(),
+        ingest_error: failure,
+        partitions: usage
+            .partitions
+            .iter()
+            .map(|p| api::PartitionSummary {
+                start: fmt(p.start_ns),
+                start_ns: p.start_ns,
+                bytes: p.bytes,
+                blocks: p.blocks,
+                newest: p.newest_ns.map(fmt).unwrap_or_default(),
+            })
+            .collect(),
+        deleted: app.store.deleted_partitions(),
+    })
 }
 
 async fn alerts(State(app): State<Arc<App>>) -> Json<api::AlertsResponse> {
@@ -316,7 +538,7 @@ struct TailParams {
     n: usize,
 }
 
-fn tail_params(store: &Store, raw: Option<String>) -> Result<TailParams, ApiError> {
+fn tail_params(store: &Store, raw: Option<String>, max_n: usize) -> Result<TailParams, ApiError> {
     let mut selectors = Vec::new();
     let mut n = api::DEFAULT_TAIL_LINES;
     let mut instances = InstanceSet::all();
@@ -327,8 +549,12 @@ fn tail_params(store: &Store, raw: Option<String>) -> Result<TailParams, ApiErro
             "job" => selectors.push(Selector::parse(&v).map_err(|e| ApiError::bad(e.to_string()))?),
             "n" => {
                 n = v.parse().map_err(|_| bad("expected a number of lines"))?;
-                if n > api::MAX_TAIL_LINES {
-                    return Err(bad(&format!("at most {} lines", api::MAX_TAIL_LINES)));
+                if n > max_n {
+                    return Err(ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("n={n} is more lines than read.max_tail_lines ({max_n}) allows"),
+                    )
+                    .because("tail_limit"));
                 }
             }
             "instance" => instances = v.parse().map_err(|e: cblogs_core::SelectorError| ApiError::bad(e.to_string()))?,
@@ -370,7 +596,8 @@ async fn tail(
     State(app): State<Arc<App>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<TailResponse>, ApiError> {
-    let TailParams { filter, n } = tail_params(&app.store, raw)?;
+    let started = std::time::Instant::now();
+    let TailParams { filter, n } = tail_params(&app.store, raw, app.config.read.max_tail_lines)?;
     let store = app.store.clone();
     let jobs = filter.job_keys();
     let lines = tokio::task::spawn_blocking(move || {
@@ -384,17 +611,25 @@ async fn tail(
             format!("tail failed: {e}"),
         )
     })??;
-    Ok(Json(TailResponse {
+    let resp = TailResponse {
         jobs,
         lines: lines.iter().map(|l| l.view()).collect(),
-    }))
+    };
+    app.metrics
+        .observe_query("tail", started.elapsed().as_secs_f64());
+    Ok(Json(resp))
 }
 
 async fn follow(
     State(app): State<Arc<App>>,
+    axum::Extension(peer): axum::Extension<PeerAddr>,
     RawQuery(raw): RawQuery,
 ) -> Result<impl IntoResponse, ApiError> {
-    let TailParams { filter, n } = tail_params(&app.store, raw)?;
+    let TailParams { filter, n } = tail_params(&app.store, raw, app.config.read.max_tail_lines)?;
+    let slot = app.limits.follow_slot(Some(peer.0.ip())).map_err(|msg| {
+        app.metrics.refused("read", "follow_limit");
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, msg).because("follow_limit")
+    })?;
     let store = app.store.clone();
     let f = filter.clone();
     // The snapshot and the subscription are taken together, so the backlog
@@ -420,6 +655,9 @@ async fn follow(
     let (tx, rx) = mpsc::channel::<Event>(1024);
     let mut stopping = app.stopping.clone();
     tokio::spawn(async move {
+        // Counted as open until this task ends (the client went away or
+        // the service stops).
+        let _slot = slot;
         let jobs = Event::default().event("jobs").json_data(filter.job_keys());
         if let Ok(ev) = jobs {
             if tx.send(ev).await.is_err() {

@@ -248,7 +248,12 @@ fn request(app: &App, p: Params, histogram: bool) -> Result<(SearchRequest, Para
             since_ns: p.since_ns,
             until_ns: p.until_ns,
         },
-        limit: p.limit,
+        // search.max_results caps a page; a search with more ends it there
+        // with `more` and a cursor.
+        limit: Some(
+            p.limit
+                .map_or(config.max_results, |l| l.min(config.max_results)),
+        ),
         before: p.before,
         after: p.after,
         cursor: p.cursor,
@@ -303,11 +308,23 @@ impl SearchSink for NdjsonSink {
     }
 }
 
+/// One of `search.max_concurrent` slots, or 503: each search uses every
+/// core, so more at once would only make all of them slower.
+fn search_slot(app: &App) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    app.limits.search_slot().map_err(|msg| {
+        app.metrics.refused("read", "search_limit");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg)
+            .because("search_limit")
+            .retry_after(std::time::Duration::from_secs(1))
+    })
+}
+
 pub async fn search(
     State(app): State<Arc<App>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let (req, _) = request(&app, parse(raw, false)?, false)?;
+    let slot = search_slot(&app)?;
     let jobs = if req.filter.jobs.is_empty() {
         query::jobs(&app.store, None)
             .into_iter()
@@ -318,7 +335,10 @@ pub async fn search(
     };
     let (tx, mut rx) = mpsc::channel::<Bytes>(8);
     let store = app.store.clone();
+    let metrics = app.metrics.clone();
     tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        let started = Instant::now();
         let snap = store.snapshot(&|s| req.filter.wants(s), false);
         let mut sink = NdjsonSink {
             buf: Vec::with_capacity(CHUNK_BYTES),
@@ -327,6 +347,7 @@ pub async fn search(
             deadline: req.deadline + std::time::Duration::from_secs(5),
         };
         search::run(&snap, &req, jobs, &mut sink);
+        metrics.observe_query("search", started.elapsed().as_secs_f64());
     });
     let body = futures_util::stream::poll_fn(move |cx| {
         rx.poll_recv(cx).map(|c| c.map(Ok::<_, Infallible>))
@@ -419,10 +440,16 @@ pub async fn histogram(
         buckets: p.buckets,
         by_job: p.by_job,
     };
+    let slot = search_slot(&app)?;
     let store = app.store.clone();
+    let metrics = app.metrics.clone();
     let answer = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        let started = Instant::now();
         let snap = store.snapshot(&|s| hreq.search.filter.wants(s), false);
-        histogram::run(&snap, &hreq)
+        let answer = histogram::run(&snap, &hreq);
+        metrics.observe_query("histogram", started.elapsed().as_secs_f64());
+        answer
     })
     .await
     .map_err(|e| {

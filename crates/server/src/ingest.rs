@@ -110,6 +110,19 @@ impl Ingestor {
         Ok(resp)
     }
 
+    /// After the WAL could not write (a full disk): drops what was queued
+    /// and not written, forgets that its sources held it (`held` is what
+    /// was applied: everything durable), and lets ingest go on. Shippers
+    /// were answered 503 for the dropped lines and send them again.
+    pub fn recover(&self, held: impl FnOnce() -> HashMap<u64, u64>) -> bool {
+        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.wal.resume() {
+            return false;
+        }
+        ledger.held = held();
+        true
+    }
+
     /// The lines of `batch` at or past offset `from`, cut at the length
     /// limit, as a block covering up to the batch's end; and how many
     /// were cut.

@@ -20,6 +20,7 @@
 //! makes believable traffic.
 
 pub mod alert;
+pub mod auth;
 pub mod block;
 pub mod cache;
 pub mod committer;
@@ -29,6 +30,9 @@ pub mod demo;
 pub mod http;
 pub mod http_search;
 pub mod ingest;
+pub mod limits;
+pub mod listener;
+pub mod metrics;
 pub mod partition;
 pub mod query;
 pub mod search;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 
+use cblogs_server::listener::{PeerAddr, TlsListener};
 use cblogs_server::{Config, Service, StartError};
 
 /// The central cblogs service: stores and indexes the logs of every Aurora
@@ -68,27 +69,37 @@ fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+    let tls = if config.tls.enabled() {
+        Some(cblogs_server::listener::acceptor(&config.tls)?)
+    } else {
+        None
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener
         .local_addr()
         .context("cannot read the listening address")?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let data_dir = config.data_dir.clone();
     let service = match tokio::task::block_in_place(|| Service::open(config)) {
         Ok(s) => s,
         // A bad rules file: its own message says which rule and field.
         Err(StartError::Alerts(e)) => anyhow::bail!("{e}"),
+        Err(StartError::Auth(e)) => anyhow::bail!("{e}"),
         Err(e) => {
             return Err(anyhow::Error::new(e)
                 .context(format!("cannot open the data dir {}", data_dir.display())))
         }
     };
-    tracing::info!(%addr, data_dir = %data_dir.display(), "cblogsd ready");
+    for line in service.app.auth.describe() {
+        tracing::info!("auth: {line}");
+    }
+    tracing::info!(%addr, data_dir = %data_dir.display(), tls = tls.is_some(), "cblogsd ready");
     // Scripts and tests wait for this line; keep its wording.
-    println!("cblogsd listening on http://{addr}");
+    println!("cblogsd listening on {scheme}://{addr}");
     let demo_task = demo.then(|| {
-        let url = format!("http://{addr}");
+        let url = format!("{scheme}://{addr}");
         cblogs_server::demo::print_tour(&url);
         tokio::spawn(cblogs_server::demo::run(
             url,
@@ -97,17 +108,28 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         ))
     });
     #[cfg(unix)]
-    tokio::spawn(reload_on_sighup(service.app.alerts.clone()));
+    tokio::spawn(reload_on_sighup(service.app.clone()));
     // On SIGINT/SIGTERM: stop accepting, end follow streams (they would
     // otherwise keep the graceful shutdown waiting forever), drain requests.
     let stop = service.stop_handle();
-    let server = axum::serve(listener, cblogs_server::http::router(service.app.clone()))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down");
-            stop.send_replace(true);
-        });
-    let mut server = tokio::spawn(async move { server.await });
+    let app = cblogs_server::http::router(service.app.clone())
+        .into_make_service_with_connect_info::<PeerAddr>();
+    let shutdown = async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        stop.send_replace(true);
+    };
+    let mut server = match tls {
+        Some(acceptor) => {
+            let listener = TlsListener::new(listener, acceptor).context("cannot start TLS")?;
+            let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+            tokio::spawn(async move { server.await })
+        }
+        None => {
+            let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+            tokio::spawn(async move { server.await })
+        }
+    };
     tokio::select! {
         r = &mut server => r.context("HTTP server task failed")?.context("HTTP server failed")?,
         _ = wait_stopping(service.app.stopping.clone()) => {
@@ -124,15 +146,24 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGHUP: read the alert rules file again (a bad one is logged and the
-/// rules in force stay).
+/// SIGHUP: read the token files and the alert rules file again (a bad one
+/// is logged and what is in force stays).
 #[cfg(unix)]
-async fn reload_on_sighup(alerts: std::sync::Arc<cblogs_server::alert::Alerts>) {
+async fn reload_on_sighup(app: std::sync::Arc<cblogs_server::http::App>) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
         return;
     };
     while hup.recv().await.is_some() {
-        let alerts = alerts.clone();
+        match app.auth.reload() {
+            Ok(c) => tracing::info!(
+                ingest = c.ingest,
+                read = c.read,
+                admin = c.admin,
+                "tokens reloaded"
+            ),
+            Err(e) => tracing::error!("tokens not reloaded: {e}"),
+        }
+        let alerts = app.alerts.clone();
         match tokio::task::spawn_blocking(move || alerts.reload()).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::error!("alert rules not reloaded: {e}"),

@@ -571,8 +571,14 @@ impl PartitionWriter {
         };
         if !self.data.is_empty() {
             let mut f = &self.part.blocks;
-            f.write_all(&self.data).map_err(io)?;
-            f.sync_data().map_err(io)?;
+            if let Err(e) = f.write_all(&self.data).and_then(|_| f.sync_data()) {
+                // A partial write (a full disk) would shift every later
+                // block: cut the file back to what the index knows.
+                if let Err(cut) = f.set_len(self.data_len) {
+                    tracing::error!(dir = %dir.display(), error = %cut, "cannot cut a partial block write off blocks.dat");
+                }
+                return Err(io(e));
+            }
             self.data_len += self.data.len() as u64;
             self.data.clear();
         }

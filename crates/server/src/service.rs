@@ -28,6 +28,8 @@ pub enum StartError {
     Storage(#[from] PartitionError),
     #[error(transparent)]
     Alerts(#[from] crate::alert::RulesError),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
     #[error("cannot create data dir {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -55,9 +57,12 @@ impl Service {
             config.storage.clone(),
             config.read.follow_buffer_batches,
         )?);
-        // Rules first: a bad rules file stops the start before anything runs.
+        // Tokens and rules first: a bad file stops the start before anything runs.
+        let auth = Arc::new(crate::auth::Auth::load(&config.auth)?);
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let (stopping, stopping_rx) = watch::channel(false);
-        let alerts = crate::alert::Alerts::start(&config, &store, stopping_rx.clone())?;
+        let alerts =
+            crate::alert::Alerts::start(&config, &store, stopping_rx.clone(), metrics.clone())?;
         let (files, records) = WalFiles::open(&data.join("wal"), config.storage.wal_segment_bytes)?;
         let last_seq = records.last().map_or(0, |r| r.seq);
         store.replay(records);
@@ -71,7 +76,12 @@ impl Service {
             last_seq,
             config.ingest.max_line_bytes,
         );
-        let mut committer = Committer::new(store.clone(), wal.clone(), config.storage.clone());
+        let mut committer = Committer::new(
+            store.clone(),
+            wal.clone(),
+            config.storage.clone(),
+            metrics.clone(),
+        );
         // Replayed lines may already be old enough to seal: commit them now,
         // so the WAL from the last run is trimmed early.
         committer.commit(false);
@@ -84,15 +94,21 @@ impl Service {
                 source,
             })?;
         let caches = Arc::new(crate::search::ReadCaches::new(&config.search));
+        let limits = crate::limits::Limits::new(&config);
         let app = Arc::new(App {
             config,
             store,
             ingestor,
+            wal: wal.clone(),
             stopping: stopping_rx,
             committer: committer_commands.clone(),
             caches,
             alerts,
+            auth,
+            limits,
+            metrics,
         });
+        spawn_ingest_recovery(app.clone());
         Ok(Service {
             app,
             wal,
@@ -122,4 +138,57 @@ impl Service {
         }
         tracing::info!("stopped cleanly");
     }
+}
+
+/// A full disk stops the WAL (ingest answers 503); this thread starts it
+/// again once the disk has room: every second it looks at the free space
+/// where the WAL lives and, past [`RECOVERY_FREE_BYTES`], resumes.
+fn spawn_ingest_recovery(app: Arc<App>) {
+    let started = std::thread::Builder::new()
+        .name("ingest-recovery".into())
+        .spawn(move || {
+            let dir = app.wal.dir();
+            let mut warned = false;
+            while !*app.stopping.borrow() {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                let Some(why) = app.wal.failure() else {
+                    warned = false;
+                    continue;
+                };
+                let free = free_bytes(&dir).unwrap_or(u64::MAX);
+                if free < RECOVERY_FREE_BYTES {
+                    if !warned {
+                        tracing::warn!(free_bytes = free, "ingest waits for disk space ({why})");
+                        warned = true;
+                    }
+                    continue;
+                }
+                let store = app.store.clone();
+                if app.ingestor.recover(|| store.held_ends()) {
+                    tracing::info!(free_bytes = free, "the disk has room again: ingest resumed");
+                }
+            }
+        });
+    if let Err(e) = started {
+        tracing::error!(error = %e, "cannot start the ingest recovery thread; after a full disk, restart cblogsd");
+    }
+}
+
+/// Room needed on the WAL's disk before ingest resumes after a full disk.
+const RECOVERY_FREE_BYTES: u64 = 1 << 20;
+
+/// Bytes free for an unprivileged writer on the file system holding `dir`.
+fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a NUL-terminated string and `st` is written by the
+    // call before it is read, only when the call succeeds.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
 }

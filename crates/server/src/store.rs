@@ -89,6 +89,8 @@ pub struct Store {
     /// Bytes of lines in memory and not yet in the index (open and sealed
     /// blocks): what `max_unindexed_bytes` bounds.
     unindexed_bytes: AtomicU64,
+    /// What retention deleted, for the storage API (the last 100).
+    deleted: std::sync::Mutex<std::collections::VecDeque<cblogs_core::api::DeletedPartition>>,
     /// Bytes of ingest requests admitted and not yet applied.
     admitted_bytes: AtomicU64,
     /// Woken after each commit and each admission's end: there may be room.
@@ -189,6 +191,7 @@ impl Store {
             tail,
             unindexed_bytes: AtomicU64::new(0),
             admitted_bytes: AtomicU64::new(0),
+            deleted: Default::default(),
             room: Notify::new(),
         })
     }
@@ -510,16 +513,93 @@ impl Store {
             .collect()
     }
 
-    /// Forgets a partition (the caller has dropped its writer) and deletes its files.
-    pub fn drop_partition(&self, start: i64) -> Result<(), PartitionError> {
+    /// Forgets a partition (the caller has dropped its writer) and deletes
+    /// its files; `reason` (age or disk) is kept for the storage API.
+    pub fn drop_partition(&self, start: i64, reason: &str) -> Result<(), PartitionError> {
         let Some(view) = self.write().remove_partition(start) else {
             return Ok(());
         };
         let dir = view.part.dir().to_owned();
         drop(view);
-        tracing::info!(dir = %dir.display(), "retention: partition deleted");
-        std::fs::remove_dir_all(&dir).map_err(|source| PartitionError::Io { dir, source })
+        let bytes = dir_bytes(&dir);
+        tracing::info!(dir = %dir.display(), bytes, reason, "retention: partition deleted");
+        let removed = std::fs::remove_dir_all(&dir);
+        let mut log = self.deleted.lock().unwrap_or_else(|p| p.into_inner());
+        log.push_back(cblogs_core::api::DeletedPartition {
+            start: cblogs_core::time::format_rfc3339(start),
+            bytes,
+            reason: reason.to_owned(),
+            at: cblogs_core::time::format_rfc3339(cblogs_core::time::now_ns()),
+        });
+        if log.len() > 100 {
+            log.pop_front();
+        }
+        removed.map_err(|source| PartitionError::Io { dir, source })
     }
+
+    /// What retention deleted since the start, oldest first.
+    pub fn deleted_partitions(&self) -> Vec<cblogs_core::api::DeletedPartition> {
+        self.deleted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Every partition with its size on disk, oldest first.
+    pub fn disk_usage(&self) -> DiskUsage {
+        let parts: Vec<(i64, PathBuf, u64, i64)> = self
+            .read()
+            .partitions
+            .iter()
+            .map(|(start, v)| {
+                let blocks = v.searcher.num_docs();
+                (*start, v.part.dir().to_owned(), blocks, v.t_max())
+            })
+            .collect();
+        let partitions: Vec<PartitionUsage> = parts
+            .into_iter()
+            .map(|(start_ns, dir, blocks, newest_ns)| PartitionUsage {
+                start_ns,
+                bytes: dir_bytes(&dir),
+                blocks,
+                newest_ns: (newest_ns != i64::MIN).then_some(newest_ns),
+            })
+            .collect();
+        DiskUsage {
+            bytes: partitions.iter().map(|p| p.bytes).sum(),
+            partitions,
+        }
+    }
+}
+
+/// Partitions on disk, oldest first.
+pub struct DiskUsage {
+    pub bytes: u64,
+    pub partitions: Vec<PartitionUsage>,
+}
+
+pub struct PartitionUsage {
+    pub start_ns: i64,
+    pub bytes: u64,
+    pub blocks: u64,
+    pub newest_ns: Option<i64>,
+}
+
+/// Bytes of the files under `dir` (one level of subfolders: the index).
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 impl Inner {

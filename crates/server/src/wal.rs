@@ -37,6 +37,10 @@ pub struct WalRecord {
 pub enum WalError {
     #[error("write-ahead log I/O error in {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    /// A write failed and was undone (the file is as before it): the disk
+    /// is full, most likely. Ingest resumes by itself once there is room.
+    #[error("the write-ahead log cannot write ({0}); ingest resumes by itself when there is room")]
+    Full(String),
     #[error("the write-ahead log has failed ({0}); restart cblogsd once the cause is fixed")]
     Failed(String),
 }
@@ -168,22 +172,57 @@ impl WalFiles {
     }
 
     /// Writes the records and syncs them to disk.
+    ///
+    /// A write that fails (no space, most likely) is undone: the file is
+    /// cut back to its length before, so it holds no half record, and the
+    /// error is [`WalError::Full`] — the WAL can go on once there is room. A
+    /// failed sync is [`WalError::Failed`]: after one, Linux may have
+    /// dropped pages it had reported written, so nothing can be trusted
+    /// until a restart replays the file.
     pub fn append(&mut self, records: &[WalRecord], buf: &mut Vec<u8>) -> Result<(), WalError> {
         buf.clear();
         for r in records {
             r.encode_into(buf);
         }
         let path = &self.active.path;
-        self.active_file.write_all(buf).map_err(io_err(path))?;
-        self.active_file.sync_data().map_err(io_err(path))?;
+        if let Err(e) = self.active_file.write_all(buf) {
+            let undone = self
+                .active_file
+                .set_len(self.active.bytes)
+                .and_then(|_| self.active_file.sync_data());
+            return Err(match undone {
+                Ok(()) => WalError::Full(format!("{}: {e}", path.display())),
+                Err(u) => WalError::Failed(format!(
+                    "{}: {e}; and cutting the partial write off failed: {u}",
+                    path.display()
+                )),
+            });
+        }
+        if let Err(e) = self.active_file.sync_data() {
+            return Err(WalError::Failed(format!("{}: fsync: {e}", path.display())));
+        }
         self.active.bytes += buf.len() as u64;
         if let Some(last) = records.last() {
             self.active.last_seq = Some(last.seq);
         }
         if self.active.bytes >= self.segment_bytes {
-            self.roll()?;
+            // The records are durable whatever happens here: a segment
+            // that cannot be started now (no room for a new file) is
+            // tried again after the next append.
+            if let Err(e) = self.roll() {
+                tracing::warn!(error = %e, "cannot start a new WAL segment; the current one grows meanwhile");
+            }
         }
         Ok(())
+    }
+
+    /// Bytes of every segment.
+    pub fn bytes(&self) -> u64 {
+        self.closed.iter().map(|s| s.bytes).sum::<u64>() + self.active.bytes
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn roll(&mut self) -> Result<(), WalError> {
@@ -217,8 +256,7 @@ impl WalFiles {
     /// seals the open blocks that pin it (quiet sources whose blocks would
     /// otherwise wait for `block_max_age`).
     pub fn over_budget(&self, max_bytes: u64) -> Option<u64> {
-        let total: u64 = self.closed.iter().map(|s| s.bytes).sum::<u64>() + self.active.bytes;
-        if total <= max_bytes {
+        if self.bytes() <= max_bytes {
             return None;
         }
         let oldest = self.closed.first().unwrap_or(&self.active);
@@ -292,16 +330,47 @@ fn replay_segment(path: &Path, out: &mut Vec<WalRecord>) -> Result<(), WalError>
     Ok(())
 }
 
-/// The durable point: every record up to `seq` is on disk and applied.
+/// What the writer thread has done: every record up to `seq` is on disk
+/// and applied, except those in `dropped`.
 #[derive(Debug, Clone, Default)]
 struct Durable {
     seq: u64,
+    /// Seq ranges (inclusive) of records that were not written: those of
+    /// the group whose write failed and those queued after it until
+    /// [`Wal::resume`]. Their senders are answered 503 and send again.
+    dropped: Vec<(u64, u64)>,
+    /// Why the WAL cannot write now.
     failed: Option<String>,
+    /// The failure cannot be undone without a restart (a failed fsync).
+    fatal: bool,
+}
+
+impl Durable {
+    fn was_dropped(&self, seq: u64) -> bool {
+        self.dropped.iter().any(|&(a, b)| (a..=b).contains(&seq))
+    }
+    fn drop_records(&mut self, first: u64, last: u64) {
+        match self.dropped.last_mut() {
+            Some((_, b)) if *b + 1 >= first => *b = (*b).max(last),
+            _ => self.dropped.push((first, last)),
+        }
+        // Only recent ranges can have waiters; keep the list short.
+        if self.dropped.len() > 64 {
+            self.dropped.remove(0);
+        }
+    }
+}
+
+enum Msg {
+    Record(WalRecord),
+    /// After a [`WalError::Full`]: everything queued before this message
+    /// has been dropped; start writing again. Answers whether it did.
+    Resume(mpsc::Sender<bool>),
 }
 
 /// The running WAL: a writer thread and the handles the service uses.
 pub struct Wal {
-    tx: Mutex<Option<mpsc::Sender<WalRecord>>>,
+    tx: Mutex<Option<mpsc::Sender<Msg>>>,
     durable: watch::Receiver<Durable>,
     /// Shared with the writer thread: it appends, the committer trims.
     files: Arc<Mutex<WalFiles>>,
@@ -316,10 +385,10 @@ impl Wal {
         last_seq: u64,
         mut on_durable: impl FnMut(Vec<WalRecord>) + Send + 'static,
     ) -> Wal {
-        let (tx, rx) = mpsc::channel::<WalRecord>();
+        let (tx, rx) = mpsc::channel::<Msg>();
         let (durable_tx, durable) = watch::channel(Durable {
             seq: last_seq,
-            failed: None,
+            ..Durable::default()
         });
         let files = Arc::new(Mutex::new(files));
         let writer_files = files.clone();
@@ -327,26 +396,74 @@ impl Wal {
             .name("wal-writer".into())
             .spawn(move || {
                 let mut buf = Vec::new();
-                while let Ok(first) = rx.recv() {
+                let mut next = rx.recv().ok();
+                while let Some(msg) = next.take() {
+                    let first = match msg {
+                        Msg::Resume(reply) => {
+                            let resumed = durable_tx.send_if_modified(|d| {
+                                let resume = d.failed.is_some() && !d.fatal;
+                                if resume {
+                                    d.failed = None;
+                                }
+                                resume
+                            });
+                            let _ = reply.send(resumed || durable_tx.borrow().failed.is_none());
+                            next = rx.recv().ok();
+                            continue;
+                        }
+                        Msg::Record(r) => r,
+                    };
                     // Group commit: everything already waiting shares this sync.
                     let mut group = vec![first];
                     let mut bytes = group[0].lines.text_len();
                     while bytes < GROUP_BYTES {
-                        let Ok(r) = rx.try_recv() else { break };
-                        bytes += r.lines.text_len();
-                        group.push(r);
+                        match rx.try_recv() {
+                            Ok(Msg::Record(r)) => {
+                                bytes += r.lines.text_len();
+                                group.push(r);
+                            }
+                            Ok(resume) => {
+                                next = Some(resume);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
                     }
-                    let last = group.last().map_or(0, |r| r.seq);
-                    let appended = lock(&writer_files).append(&group, &mut buf);
-                    if let Err(e) = appended {
-                        // We cannot know what reached the disk: refuse
-                        // everything from here on rather than ack a lie.
-                        tracing::error!(error = %e, "write-ahead log append failed; ingest stops until restart");
-                        durable_tx.send_modify(|d| d.failed = Some(e.to_string()));
-                        return;
+                    let (first_seq, last) = (group[0].seq, group.last().map_or(0, |r| r.seq));
+                    let failed = durable_tx.borrow().failed.is_some();
+                    let appended = if failed {
+                        Err(None)
+                    } else {
+                        lock(&writer_files).append(&group, &mut buf).map_err(Some)
+                    };
+                    match appended {
+                        Ok(()) => {
+                            on_durable(group);
+                            durable_tx.send_modify(|d| d.seq = last);
+                        }
+                        Err(e) => {
+                            match &e {
+                                Some(WalError::Full(why)) => tracing::error!(
+                                    "write-ahead log cannot write ({why}); ingest answers 503 until there is room"
+                                ),
+                                Some(e) => tracing::error!(
+                                    error = %e,
+                                    "write-ahead log failed; ingest answers 503 until cblogsd is restarted"
+                                ),
+                                None => {}
+                            }
+                            durable_tx.send_modify(|d| {
+                                d.drop_records(first_seq, last);
+                                if let Some(e) = e {
+                                    d.fatal |= !matches!(e, WalError::Full(_));
+                                    d.failed = Some(e.to_string());
+                                }
+                            });
+                        }
                     }
-                    on_durable(group);
-                    durable_tx.send_modify(|d| d.seq = last);
+                    if next.is_none() {
+                        next = rx.recv().ok();
+                    }
                 }
             })
             .expect("spawn the WAL writer thread");
@@ -363,7 +480,7 @@ impl Wal {
     pub fn submit(&self, record: WalRecord) -> Result<(), WalError> {
         let sent = lock(&self.tx)
             .as_ref()
-            .is_some_and(|tx| tx.send(record).is_ok());
+            .is_some_and(|tx| tx.send(Msg::Record(record)).is_ok());
         if sent {
             Ok(())
         } else {
@@ -371,17 +488,50 @@ impl Wal {
         }
     }
 
-    /// Waits until every record up to `seq` is durable and applied.
+    /// Waits until the record `seq` and every one before it is durable and
+    /// applied, or was dropped by a failed write.
     pub async fn wait_durable(&self, seq: u64) -> Result<(), WalError> {
         let mut rx = self.durable.clone();
         let d = rx
-            .wait_for(|d| d.seq >= seq || d.failed.is_some())
+            .wait_for(|d| d.seq >= seq || d.was_dropped(seq) || d.fatal)
             .await
             .map_err(|_| WalError::Failed("the writer has stopped".into()))?;
-        match &d.failed {
-            Some(why) if d.seq < seq => Err(WalError::Failed(why.clone())),
-            _ => Ok(()),
+        if d.was_dropped(seq) || d.seq < seq {
+            let why = d.failed.clone().unwrap_or_else(|| "a write failed".into());
+            return Err(if d.fatal {
+                WalError::Failed(why)
+            } else {
+                WalError::Full(why)
+            });
         }
+        Ok(())
+    }
+
+    /// Why the WAL cannot write, while it cannot.
+    pub fn failure(&self) -> Option<String> {
+        self.durable.borrow().failed.clone()
+    }
+
+    /// After a [`WalError::Full`]: drops whatever is still queued and starts
+    /// writing again. The caller holds the ingest lock (nothing is queued
+    /// meanwhile) and resets what each source holds to what was applied.
+    /// Blocks until the writer has done it; false if it could not (the
+    /// failure is fatal, or the writer has stopped).
+    pub fn resume(&self) -> bool {
+        let (reply, answer) = mpsc::channel();
+        let sent = lock(&self.tx)
+            .as_ref()
+            .is_some_and(|tx| tx.send(Msg::Resume(reply)).is_ok());
+        sent && answer.recv().unwrap_or(false)
+    }
+
+    /// Bytes of WAL on disk.
+    pub fn bytes_on_disk(&self) -> u64 {
+        lock(&self.files).bytes()
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        lock(&self.files).dir().to_owned()
     }
 
     /// Deletes the segments whose records are all below `seq`: the caller

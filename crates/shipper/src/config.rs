@@ -34,6 +34,10 @@ pub struct Config {
     pub checkpoint_root: PathBuf,
     /// `cblogsd`'s base URL.
     pub server: String,
+    /// A file holding the ingest token; empty: `CBLOGS_TOKEN`, or none.
+    pub token_file: PathBuf,
+    /// Extra CA certificates (PEM) to trust for an https server.
+    pub ca_cert: PathBuf,
     /// Where checkpoints are kept.
     pub state_dir: PathBuf,
     /// The Aurora cluster this agent belongs to.
@@ -133,6 +137,8 @@ impl Default for Config {
             cluster: "default".to_owned(),
             host: String::new(),
             status_listen: "127.0.0.1:7451".to_owned(),
+            token_file: PathBuf::new(),
+            ca_cert: PathBuf::new(),
             start_at: StartAt::Beginning,
             discovery: DiscoveryConfig::default(),
             tail: TailConfig::default(),

@@ -25,6 +25,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod discovery;
 pub mod mapping;
+pub mod metrics;
 pub mod sender;
 pub mod shipper;
 pub mod status;

@@ -40,6 +40,12 @@ struct Args {
     /// Address of the status endpoint, or "off" [default: 127.0.0.1:7451].
     #[arg(long, value_name = "ADDR")]
     status_listen: Option<String>,
+    /// A file holding the ingest token [default: $CBLOGS_TOKEN, or none].
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// CA certificates (PEM) to trust for an https server, besides the system's.
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
     /// Print the running shipper's tailed files and their lag, then exit.
     #[arg(long)]
     status: bool,
@@ -76,8 +82,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         host,
         checkpoint_root,
         status_listen,
+        token_file,
+        ca_cert,
         ..
     } = args;
+    cfg.token_file = token_file.unwrap_or(cfg.token_file);
+    cfg.ca_cert = ca_cert.unwrap_or(cfg.ca_cert);
     cfg.work_dir = work_dir.unwrap_or(cfg.work_dir);
     cfg.server = server.unwrap_or(cfg.server);
     cfg.state_dir = state_dir.unwrap_or(cfg.state_dir);

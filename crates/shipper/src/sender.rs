@@ -12,7 +12,10 @@ use std::time::Duration;
 use cblogs_core::wire::{ErrorBody, IngestRequest, IngestResponse, INGEST_PATH};
 use reqwest::StatusCode;
 
-use crate::config::ShipConfig;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use crate::config::{Config, ShipConfig};
 
 /// What became of a request.
 #[derive(Debug)]
@@ -27,8 +30,88 @@ pub enum Delivery {
     Refused { status: u16, message: String },
 }
 
+/// How the shipper proves itself to cblogsd: its ingest token (from a file,
+/// read again after a 401 so that a rotated token is picked up, or from
+/// `CBLOGS_TOKEN`), and the CA it trusts for https.
+pub struct Credentials {
+    token_file: Option<PathBuf>,
+    token: RwLock<Option<String>>,
+    ca_cert: Option<Vec<u8>>,
+}
+
+impl Credentials {
+    pub fn from_config(cfg: &Config) -> Result<Credentials, SenderError> {
+        let token_file = (!cfg.token_file.as_os_str().is_empty()).then(|| cfg.token_file.clone());
+        let token = match &token_file {
+            Some(path) => Some(read_token(path)?),
+            None => std::env::var("CBLOGS_TOKEN")
+                .ok()
+                .filter(|t| !t.trim().is_empty()),
+        };
+        let ca_cert = if cfg.ca_cert.as_os_str().is_empty() {
+            None
+        } else {
+            Some(std::fs::read(&cfg.ca_cert).map_err(|e| SenderError::Ca {
+                path: cfg.ca_cert.clone(),
+                reason: e.to_string(),
+            })?)
+        };
+        Ok(Credentials {
+            token_file,
+            token: RwLock::new(token.map(|t| t.trim().to_owned())),
+            ca_cert,
+        })
+    }
+
+    /// No token, no extra CA.
+    pub fn none() -> Credentials {
+        Credentials {
+            token_file: None,
+            token: RwLock::new(None),
+            ca_cert: None,
+        }
+    }
+
+    fn header(&self) -> Option<reqwest::header::HeaderValue> {
+        let token = self.token.read().unwrap_or_else(|p| p.into_inner());
+        let mut v =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.as_deref()?))
+                .ok()?;
+        // Kept out of reqwest's Debug output and any log of headers.
+        v.set_sensitive(true);
+        Some(v)
+    }
+
+    /// After a 401: the token file may hold a new token.
+    fn reread(&self) {
+        let Some(path) = &self.token_file else { return };
+        match read_token(path) {
+            Ok(t) => *self.token.write().unwrap_or_else(|p| p.into_inner()) = Some(t),
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+}
+
+fn read_token(path: &Path) -> Result<String, SenderError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SenderError::Token {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .ok_or_else(|| SenderError::Token {
+            path: path.to_owned(),
+            reason: "holds no token".into(),
+        })
+}
+
 pub struct Sender {
     client: reqwest::Client,
+    credentials: Credentials,
+    /// Retries since start by why (a status code, or `unreachable`).
+    retries: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     url: String,
     zstd_level: i32,
     /// Set after a 415: this server takes plain JSON only.
@@ -41,17 +124,32 @@ pub struct Sender {
 pub enum SenderError {
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error("token file {path}: {reason}")]
+    Token { path: PathBuf, reason: String },
+    #[error("CA certificate file {path} (ca_cert): {reason}")]
+    Ca { path: PathBuf, reason: String },
 }
 
 impl Sender {
-    pub fn new(server: &str, cfg: &ShipConfig) -> Result<Sender, SenderError> {
-        let client = reqwest::Client::builder()
+    pub fn new(
+        server: &str,
+        cfg: &ShipConfig,
+        credentials: Credentials,
+    ) -> Result<Sender, SenderError> {
+        let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_millis(cfg.request_timeout_ms))
             .connect_timeout(Duration::from_millis(cfg.request_timeout_ms.min(5_000)))
-            .pool_max_idle_per_host(cfg.max_in_flight)
-            .build()?;
+            .pool_max_idle_per_host(cfg.max_in_flight);
+        if let Some(pem) = &credentials.ca_cert {
+            for cert in reqwest::Certificate::from_pem_bundle(pem)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder.build()?;
         Ok(Sender {
             client,
+            credentials,
+            retries: Default::default(),
             url: format!("{}{INGEST_PATH}", server.trim_end_matches('/')),
             zstd_level: cfg.zstd_level,
             plain: AtomicBool::new(cfg.zstd_level == 0),
@@ -67,19 +165,37 @@ impl Sender {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
+            let mut server_says = None;
+            let mut why = "unreachable".to_owned();
             let problem = match self.post(&body).await {
-                Ok((status, text)) => match self.classify(status, &text) {
+                Ok((status, text, retry_after)) => match self.classify(status, &text) {
                     Verdict::Final(d) => return d,
                     Verdict::Uncompressed => {
                         body = self.encode(req);
                         continue;
                     }
-                    Verdict::Retry(problem) => problem,
+                    Verdict::Retry(problem) => {
+                        if status == StatusCode::UNAUTHORIZED {
+                            self.credentials.reread();
+                        }
+                        // 429 and 503 say when to come back: not sooner.
+                        server_says = retry_after;
+                        why = status.as_u16().to_string();
+                        problem
+                    }
                 },
                 Err(e) => format!("cannot reach {}: {}", self.url, error_chain(&e)),
             };
+            *self
+                .retries
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(why)
+                .or_default() += 1;
             // Jitter: a fleet of shippers must not retry in step.
-            let wait = delay.mul_f64(0.5 + fastrand::f64());
+            let wait = delay
+                .mul_f64(0.5 + fastrand::f64())
+                .max(server_says.unwrap_or_default());
             if attempt == 1 || attempt.is_power_of_two() {
                 tracing::warn!(
                     attempt,
@@ -90,6 +206,13 @@ impl Sender {
             tokio::time::sleep(wait).await;
             delay = (delay * 2).min(self.retry_max);
         }
+    }
+
+    pub fn retries(&self) -> std::collections::BTreeMap<String, u64> {
+        self.retries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn encode(&self, req: &IngestRequest) -> Body {
@@ -114,7 +237,10 @@ impl Sender {
         }
     }
 
-    async fn post(&self, body: &Body) -> Result<(StatusCode, String), reqwest::Error> {
+    async fn post(
+        &self,
+        body: &Body,
+    ) -> Result<(StatusCode, String, Option<Duration>), reqwest::Error> {
         let mut r = self
             .client
             .post(&self.url)
@@ -123,9 +249,18 @@ impl Sender {
         if body.zstd {
             r = r.header(reqwest::header::CONTENT_ENCODING, "zstd");
         }
+        if let Some(auth) = self.credentials.header() {
+            r = r.header(reqwest::header::AUTHORIZATION, auth);
+        }
         let resp = r.send().await?;
         let status = resp.status();
-        Ok((status, resp.text().await?))
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| Duration::from_secs(s.min(60)));
+        Ok((status, resp.text().await?, retry_after))
     }
 
     fn classify(&self, status: StatusCode, text: &str) -> Verdict {

@@ -26,7 +26,7 @@ use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore};
 use crate::config::{Config, ConfigError, StartAt};
 use crate::discovery::SandboxScanner;
 use crate::mapping::JobMapper;
-use crate::sender::{Delivery, Sender, SenderError};
+use crate::sender::{Credentials, Delivery, Sender, SenderError};
 use crate::status::{FileStatus, Status, StatusRequest};
 use crate::tailer::{StreamTailer, TailLimits};
 use crate::watcher::DirWatcher;
@@ -111,7 +111,7 @@ impl Shipper {
         let store = CheckpointStore::open(&cfg.state_dir)?;
         let loaded = store.load()?;
         let first_start = loaded.is_none();
-        let sender = Sender::new(&cfg.server, &cfg.ship)?;
+        let sender = Sender::new(&cfg.server, &cfg.ship, Credentials::from_config(&cfg)?)?;
         let (status_tx, status_rx) = mpsc::channel(8);
         Ok(Shipper {
             scratch: vec![0; cfg.tail.read_chunk_bytes],
@@ -598,6 +598,7 @@ impl Shipper {
             lines_dropped: self.lines_dropped,
             requests_in_flight: self.in_flight.len(),
             watched_dirs: self.watcher.watched(),
+            retries: self.sender.retries(),
         }
     }
 }

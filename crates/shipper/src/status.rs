@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 pub const STATUS_PATH: &str = "/status";
+pub const METRICS_PATH: &str = "/metrics";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
@@ -22,6 +23,10 @@ pub struct Status {
     pub lines_dropped: u64,
     pub requests_in_flight: usize,
     pub watched_dirs: usize,
+    /// Requests retried since start, by why: the server's status code
+    /// (429, 503, 401…) or `unreachable`.
+    #[serde(default)]
+    pub retries: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,10 +50,31 @@ pub type StatusRequest = oneshot::Sender<Status>;
 pub async fn serve(listener: tokio::net::TcpListener, ask: mpsc::Sender<StatusRequest>) {
     let app = Router::new()
         .route(STATUS_PATH, get(status))
+        .route(METRICS_PATH, get(metrics))
         .with_state(ask);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::warn!("status endpoint stopped: {e}");
     }
+}
+
+/// `GET /metrics`: the status in Prometheus text format.
+async fn metrics(
+    State(ask): State<mpsc::Sender<StatusRequest>>,
+) -> Result<impl axum::response::IntoResponse, (axum::http::StatusCode, String)> {
+    let Json(s) = status(State(ask)).await?;
+    let text = crate::metrics::render(&s).map_err(|e| {
+        (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode the metrics: {e}"),
+        )
+    })?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    ))
 }
 
 async fn status(

@@ -34,6 +34,7 @@ pub struct Alerts {
     rules_path: Option<PathBuf>,
     regex_size_limit: usize,
     state_path: PathBuf,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// What `state.json` holds.
@@ -51,6 +52,7 @@ impl Alerts {
         config: &Config,
         store: &Store,
         stopping: watch::Receiver<bool>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<Arc<Alerts>, RulesError> {
         let rules_path = config.alerts.rules_path();
         let limit = config.search.regex_size_limit;
@@ -70,6 +72,7 @@ impl Alerts {
             rules_path,
             regex_size_limit: limit,
             state_path,
+            metrics,
         });
         let records = store.subscribe();
         let this = alerts.clone();
@@ -184,6 +187,7 @@ impl Alerts {
         }
         let engine = self.engine();
         for o in out {
+            self.metrics.notified(&o.payload.rule, o.payload.status);
             if engine.silenced(&o) {
                 tracing::info!(rule = %o.payload.rule, group = %o.payload.group.key(), status = o.payload.status, "alert notification silenced");
                 continue;

@@ -1,0 +1,455 @@
+//! Who may do what: bearer tokens per role, compared in constant time.
+//!
+//! Three roles: **ingest** (shippers: `POST /api/v1/ingest`), **read**
+//! (the CLI, the web page, Prometheus: every GET of the API and `/metrics`)
+//! and **admin** (flush, alert reload, silences; an admin token may also
+//! read). Each role has any number of tokens, from the config file and from
+//! token files (one per line), so a token can be rotated by adding the new
+//! one, moving clients over, then removing the old one; files are read again
+//! on SIGHUP.
+//!
+//! A role with no token configured is open, but only to clients on the
+//! loopback interface: a fresh `cblogsd` is usable on the machine it runs
+//! on and closed to the network. `cblogsd` says so at start-up.
+//!
+//! Tokens are kept only as SHA-256 digests and compared digest against
+//! digest with `subtle`, over every configured token without stopping at a
+//! match, so neither the time taken nor the length of a guess tells anything
+//! about a real token. No token is ever logged: what is logged is the role
+//! and the reason for a refusal.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// The cookie the web page keeps a token in (set by `POST /api/v1/session`).
+pub const TOKEN_COOKIE: &str = "cblogs_token";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Ingest,
+    Read,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Ingest => "ingest",
+            Role::Read => "read",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// `[auth]` in cblogsd.toml.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub ingest_tokens: Vec<String>,
+    pub ingest_token_files: Vec<PathBuf>,
+    pub read_tokens: Vec<String>,
+    pub read_token_files: Vec<PathBuf>,
+    pub admin_tokens: Vec<String>,
+    pub admin_token_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("cannot read token file {path} (auth.{role}_token_files): {source}")]
+    File {
+        role: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("auth.{role}_tokens: a token must be at least 16 characters and hold no spaces")]
+    Weak { role: &'static str },
+}
+
+/// Why a request was refused; the message never holds the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    /// No token, where one is needed: 401.
+    Missing(Role),
+    /// A token that no role knows: 401.
+    Invalid(Role),
+    /// A token of another role: 403.
+    WrongRole(Role),
+    /// No token configured for the role, and the client is not local: 403.
+    NotLoopback(Role),
+}
+
+impl Denied {
+    pub fn is_unauthenticated(&self) -> bool {
+        matches!(self, Denied::Missing(_) | Denied::Invalid(_))
+    }
+    pub fn message(&self) -> String {
+        match self {
+            Denied::Missing(r) => format!(
+                "this endpoint needs a {} token: send it as 'Authorization: Bearer <token>'",
+                r.as_str()
+            ),
+            Denied::Invalid(r) => format!("the token is not a valid {} token", r.as_str()),
+            Denied::WrongRole(r) => {
+                format!("the token is valid but may not {}", r.as_str())
+            }
+            Denied::NotLoopback(r) => format!(
+                "no {0} token is configured (auth.{0}_tokens), so {0} is open only to clients on this machine",
+                r.as_str()
+            ),
+        }
+    }
+}
+
+type TokenDigest = [u8; 32];
+
+#[derive(Default)]
+struct Tokens {
+    ingest: Vec<TokenDigest>,
+    read: Vec<TokenDigest>,
+    admin: Vec<TokenDigest>,
+}
+
+impl Tokens {
+    fn of(&self, role: Role) -> &[TokenDigest] {
+        match role {
+            Role::Ingest => &self.ingest,
+            Role::Read => &self.read,
+            Role::Admin => &self.admin,
+        }
+    }
+}
+
+/// The configured tokens, checked for each request.
+pub struct Auth {
+    config: AuthConfig,
+    tokens: RwLock<Tokens>,
+}
+
+/// How many tokens each role has: what start-up and reloads report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenCounts {
+    pub ingest: usize,
+    pub read: usize,
+    pub admin: usize,
+}
+
+impl Auth {
+    pub fn load(config: &AuthConfig) -> Result<Auth, AuthError> {
+        let tokens = read_tokens(config)?;
+        Ok(Auth {
+            config: config.clone(),
+            tokens: RwLock::new(tokens),
+        })
+    }
+
+    /// Reads the token files again (rotation); on an error the tokens in
+    /// force stay.
+    pub fn reload(&self) -> Result<TokenCounts, AuthError> {
+        let tokens = read_tokens(&self.config)?;
+        *self.tokens.write().unwrap_or_else(|p| p.into_inner()) = tokens;
+        Ok(self.counts())
+    }
+
+    pub fn counts(&self) -> TokenCounts {
+        let t = self.tokens.read().unwrap_or_else(|p| p.into_inner());
+        TokenCounts {
+            ingest: t.ingest.len(),
+            read: t.read.len(),
+            admin: t.admin.len(),
+        }
+    }
+
+    /// The start-up lines: which roles are open to loopback only.
+    pub fn describe(&self) -> Vec<String> {
+        let c = self.counts();
+        [
+            (Role::Ingest, c.ingest),
+            (Role::Read, c.read),
+            (Role::Admin, c.admin),
+        ]
+        .into_iter()
+        .map(|(role, n)| {
+            if n == 0 {
+                format!(
+                    "{0}: no token configured (auth.{0}_tokens); open to loopback clients only",
+                    role.as_str()
+                )
+            } else {
+                format!("{}: {n} token(s)", role.as_str())
+            }
+        })
+        .collect()
+    }
+
+    /// May a request with `token` from `peer` act in `role`? An admin
+    /// token may also read.
+    pub fn check(
+        &self,
+        role: Role,
+        token: Option<&str>,
+        peer: Option<SocketAddr>,
+    ) -> Result<(), Denied> {
+        let tokens = self.tokens.read().unwrap_or_else(|p| p.into_inner());
+        let configured = !tokens.of(role).is_empty();
+        let Some(token) = token else {
+            if !configured {
+                return if peer.is_some_and(|p| is_loopback(p.ip())) {
+                    Ok(())
+                } else {
+                    Err(Denied::NotLoopback(role))
+                };
+            }
+            return Err(Denied::Missing(role));
+        };
+        let digest = digest(token);
+        let mut allowed = matches_any(&digest, tokens.of(role));
+        if role == Role::Read {
+            allowed |= matches_any(&digest, &tokens.admin);
+        }
+        if allowed {
+            return Ok(());
+        }
+        // A token the role does not know: still fine from loopback when
+        // the role has no tokens at all (a stale CBLOGS_TOKEN must not lock
+        // a local user out of an open role).
+        if !configured && peer.is_some_and(|p| is_loopback(p.ip())) {
+            return Ok(());
+        }
+        let known = [Role::Ingest, Role::Read, Role::Admin]
+            .into_iter()
+            .fold(false, |k, r| k | matches_any(&digest, tokens.of(r)));
+        Err(if known {
+            Denied::WrongRole(role)
+        } else if configured {
+            Denied::Invalid(role)
+        } else {
+            Denied::NotLoopback(role)
+        })
+    }
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+/// A token's SHA-256: how tokens are kept, and how limits key a caller.
+pub fn token_digest(token: &str) -> TokenDigest {
+    digest(token)
+}
+
+fn digest(token: &str) -> TokenDigest {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Constant time over the whole list: no early exit on a match.
+fn matches_any(digest: &TokenDigest, list: &[TokenDigest]) -> bool {
+    list.iter()
+        .fold(subtle::Choice::from(0), |acc, t| acc | t.ct_eq(digest))
+        .into()
+}
+
+fn read_tokens(c: &AuthConfig) -> Result<Tokens, AuthError> {
+    Ok(Tokens {
+        ingest: role_tokens(Role::Ingest, &c.ingest_tokens, &c.ingest_token_files)?,
+        read: role_tokens(Role::Read, &c.read_tokens, &c.read_token_files)?,
+        admin: role_tokens(Role::Admin, &c.admin_tokens, &c.admin_token_files)?,
+    })
+}
+
+fn role_tokens(
+    role: Role,
+    inline: &[String],
+    files: &[PathBuf],
+) -> Result<Vec<TokenDigest>, AuthError> {
+    let mut all: Vec<String> = inline.to_vec();
+    for path in files {
+        all.extend(read_token_file(role, path)?);
+    }
+    let mut digests = Vec::with_capacity(all.len());
+    for t in all {
+        if t.len() < 16 || t.chars().any(char::is_whitespace) {
+            return Err(AuthError::Weak {
+                role: role.as_str(),
+            });
+        }
+        digests.push(digest(&t));
+    }
+    digests.sort_unstable();
+    digests.dedup();
+    Ok(digests)
+}
+
+/// One token per line; blank lines and `#` comments are skipped.
+fn read_token_file(role: Role, path: &Path) -> Result<Vec<String>, AuthError> {
+    let text = std::fs::read_to_string(path).map_err(|source| AuthError::File {
+        role: role.as_str(),
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect())
+}
+
+/// The token a request presents: `Authorization: Bearer …`, else the web
+/// page's cookie.
+pub fn presented_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get(axum::http::header::AUTHORIZATION) {
+        let v = v.to_str().ok()?.trim();
+        let (scheme, token) = v.split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
+    }
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == TOKEN_COOKIE)
+        .map(|(_, value)| value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOCAL: Option<SocketAddr> = Some(SocketAddr::new(
+        IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        4000,
+    ));
+    const REMOTE: Option<SocketAddr> = Some(SocketAddr::new(
+        IpAddr::V4(std::net::Ipv4Addr::new(10, 1, 2, 3)),
+        4000,
+    ));
+
+    fn auth() -> Auth {
+        Auth::load(&AuthConfig {
+            ingest_tokens: vec!["ingest-token-0123456789".into()],
+            admin_tokens: vec![
+                "admin-token-0123456789".into(),
+                "admin-token-rotated-42".into(),
+            ],
+            ..AuthConfig::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn roles_and_loopback() {
+        let a = auth();
+        assert_eq!(
+            a.check(Role::Ingest, None, LOCAL),
+            Err(Denied::Missing(Role::Ingest))
+        );
+        assert_eq!(
+            a.check(Role::Ingest, Some("ingest-token-0123456789"), REMOTE),
+            Ok(())
+        );
+        assert_eq!(
+            a.check(Role::Ingest, Some("ingest-token-012345678"), REMOTE),
+            Err(Denied::Invalid(Role::Ingest))
+        );
+        assert_eq!(
+            a.check(Role::Ingest, Some("admin-token-0123456789"), REMOTE),
+            Err(Denied::WrongRole(Role::Ingest))
+        );
+        // Read has no token of its own: loopback only, or an admin token.
+        assert_eq!(a.check(Role::Read, None, LOCAL), Ok(()));
+        assert_eq!(
+            a.check(Role::Read, None, REMOTE),
+            Err(Denied::NotLoopback(Role::Read))
+        );
+        assert_eq!(
+            a.check(Role::Read, None, None),
+            Err(Denied::NotLoopback(Role::Read))
+        );
+        assert_eq!(
+            a.check(Role::Read, Some("admin-token-rotated-42"), REMOTE),
+            Ok(())
+        );
+        assert_eq!(
+            a.check(Role::Read, Some("ingest-token-0123456789"), REMOTE),
+            Err(Denied::WrongRole(Role::Read))
+        );
+        assert_eq!(
+            a.check(Role::Admin, Some("admin-token-0123456789"), REMOTE),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn files_rotate_on_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("read.tokens");
+        std::fs::write(&file, "# readers\nold-read-token-123456\n\n").unwrap();
+        let a = Auth::load(&AuthConfig {
+            read_token_files: vec![file.clone()],
+            ..AuthConfig::default()
+        })
+        .unwrap();
+        assert_eq!(
+            a.check(Role::Read, Some("old-read-token-123456"), REMOTE),
+            Ok(())
+        );
+        std::fs::write(&file, "new-read-token-123456\n").unwrap();
+        assert_eq!(a.reload().unwrap().read, 1);
+        assert_eq!(
+            a.check(Role::Read, Some("old-read-token-123456"), REMOTE),
+            Err(Denied::Invalid(Role::Read))
+        );
+        assert_eq!(
+            a.check(Role::Read, Some("new-read-token-123456"), REMOTE),
+            Ok(())
+        );
+        std::fs::remove_file(&file).unwrap();
+        let err = a.reload().unwrap_err().to_string();
+        assert!(err.contains("auth.read_token_files"), "{err}");
+        assert_eq!(
+            a.check(Role::Read, Some("new-read-token-123456"), REMOTE),
+            Ok(()),
+            "tokens in force stay"
+        );
+    }
+
+    #[test]
+    fn weak_tokens_are_refused_without_echoing_them() {
+        let err = Auth::load(&AuthConfig {
+            admin_tokens: vec!["short".into()],
+            ..AuthConfig::default()
+        })
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            err.contains("auth.admin_tokens") && !err.contains("short"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn token_from_header_or_cookie() {
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(
+            "cookie",
+            "a=b; cblogs_token=tok-from-cookie".parse().unwrap(),
+        );
+        assert_eq!(presented_token(&h), Some("tok-from-cookie"));
+        h.insert("authorization", "Bearer  tok-from-header ".parse().unwrap());
+        assert_eq!(presented_token(&h), Some("tok-from-header"));
+        h.insert("authorization", "Basic abc".parse().unwrap());
+        assert_eq!(presented_token(&h), None);
+    }
+}
