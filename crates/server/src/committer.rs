@@ -144,7 +144,10 @@ impl Committer {
                     if let Ok(part) = self.store.partition_for(t_min) {
                         self.writers.remove(&part.start_ns);
                     }
-                    tracing::error!(error = %e, "cannot add a block to the index; it stays in memory and the WAL")
+                    tracing::error!(error = %e, "cannot add a block to the index; it and the rest of this round stay in memory and the WAL");
+                    // The rest would most likely fail the same way (a full
+                    // disk): try again next round.
+                    break;
                 }
             }
         }
