@@ -985,6 +985,18 @@ impl Shipper {
         self.child = Some(child);
     }
 
+    /// Its status endpoint's address ("off" when started without one).
+    pub fn status_listen(&self) -> &str {
+        &self.status_listen
+    }
+
+    /// GET a path of its status endpoint (`/status`, `/metrics`) as text.
+    pub fn status_get(&self, path: &str) -> String {
+        reqwest::blocking::get(format!("http://{}{path}", self.status_listen))
+            .and_then(|r| r.text())
+            .unwrap_or_default()
+    }
+
     /// Runs `cblogs-shipper --status` against this shipper's endpoint.
     pub fn status(&self) -> CliOutput {
         assert_ne!(
