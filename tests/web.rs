@@ -71,8 +71,12 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
+        Env::with_config(None)
+    }
+
+    fn with_config(config: Option<&str>) -> Env {
         let dir = tempfile::tempdir().expect("temp dir");
-        let server = Server::start(&dir.path().join("data"), None);
+        let server = Server::start(&dir.path().join("data"), config);
         let agent = Agent::new(&dir.path().join("agent"));
         Env {
             shipper: None,
@@ -1127,6 +1131,75 @@ fn bad_regex_shows_the_error() {
     b.goto(&env.page(&[("view", "search"), ("q", "foo(bar")]));
     b.wait_until_js(error_shown, DEADLINE);
     assert_eq!(lines_in(&b, "#results"), Vec::new());
+}
+
+#[test]
+fn a_read_token_is_asked_once_and_lets_in_search_and_the_live_tail() {
+    let _serial = serial();
+    let token = "web-read-token-0123456789abcdef";
+    // Ingest stays open to the local shipper; reading needs the token.
+    let mut env = Env::with_config(Some(&format!("[auth]\nread_tokens = [\"{token}\"]\n")));
+    let mut h0 = env.task(HELLO, 0).process("hello_world", 0);
+    h0.append_lines(
+        Stream::Stdout,
+        &["signed-in line one", "signed-in line two"],
+    );
+    env.ship();
+    let tail_url = format!("{}/api/v1/tail?job=www-data/prod/hello", env.server.url);
+    let http = reqwest::blocking::Client::new();
+    assert_eq!(
+        http.get(&tail_url).send().map(|r| r.status().as_u16()).ok(),
+        Some(401),
+        "without the token the API refuses"
+    );
+    wait_until("the lines stored", SHIP_DEADLINE, || {
+        let v: Value = http
+            .get(&tail_url)
+            .bearer_auth(token)
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        (v["lines"].as_array()?.len() == 2).then_some(())
+    });
+
+    let b = Browser::start("a_read_token_is_asked_once");
+    b.goto(&env.page(&[
+        ("view", "search"),
+        ("job", "www-data/prod/hello"),
+        ("q", "signed-in"),
+    ]));
+    // The first 401 asks for the token; no results meanwhile.
+    b.wait_for("#login:not([hidden])", DEADLINE);
+    assert!(displayed(&b, "#login"), "the sign-in form is shown");
+    assert_eq!(lines_in(&b, "#results"), Vec::new());
+    // A wrong token is refused in words, and the form stays.
+    b.find("#token")
+        .send_keys(&format!("not-the-token-000000{}", Key::Enter));
+    b.wait_until_js(
+        "(document.querySelector('#login-error')?.textContent ?? '').includes('not a valid read token')",
+        DEADLINE,
+    );
+    // The right one: the page reloads and shows the results.
+    let t = b.find("#token");
+    t.clear();
+    t.send_keys(&format!("{token}{}", Key::Enter));
+    b.wait_until_js(&shows_text_js("#results", "signed-in line two"), DEADLINE);
+    assert!(!displayed(&b, "#login"), "signed in, the form is gone");
+    let texts: Vec<String> = lines_in(&b, "#results")
+        .into_iter()
+        .map(|l| l.text)
+        .collect();
+    assert_eq!(texts, ["signed-in line one", "signed-in line two"]);
+    // The cookie also lets the live tail's EventSource in.
+    b.goto(&env.page(&[("view", "tail"), ("job", "www-data/prod/hello")]));
+    b.wait_until_js(
+        "(document.querySelector('#tail-status')?.textContent ?? '').includes('live')",
+        DEADLINE,
+    );
+    write_and_see(&b, &mut h0, Stream::Stdout, "a live line after signing in");
+    assert!(!displayed(&b, "#login"));
+    screenshot(&b, "a_read_token_is_asked_once");
 }
 
 #[test]
