@@ -63,15 +63,6 @@ impl Credentials {
         })
     }
 
-    /// No token, no extra CA.
-    pub fn none() -> Credentials {
-        Credentials {
-            token_file: None,
-            token: RwLock::new(None),
-            ca_cert: None,
-        }
-    }
-
     fn header(&self) -> Option<reqwest::header::HeaderValue> {
         let token = self.token.read().unwrap_or_else(|p| p.into_inner());
         let mut v =
