@@ -66,7 +66,7 @@ pub enum AuthError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("auth.{role}_tokens: a token must be at least 16 characters and hold no spaces")]
+    #[error("auth.{role}_tokens: a token must be at least 16 characters of visible ASCII, without spaces or ; , \" \\ (it travels in a header and a cookie)")]
     Weak { role: &'static str },
 }
 
@@ -277,7 +277,8 @@ fn role_tokens(
     }
     let mut digests = Vec::with_capacity(all.len());
     for t in all {
-        if t.len() < 16 || t.chars().any(char::is_whitespace) {
+        let cookie_safe = |c: char| c.is_ascii_graphic() && !matches!(c, ';' | ',' | '"' | '\\');
+        if t.len() < 16 || !t.chars().all(cookie_safe) {
             return Err(AuthError::Weak {
                 role: role.as_str(),
             });
