@@ -1139,3 +1139,164 @@ pub fn wait_all_stored(
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+// ---------------------------------------------------------------------------
+// Starting the binaries with extra flags and environment (auth.rs).
+// ---------------------------------------------------------------------------
+
+/// Environment variables of the CLI that a test must not inherit.
+const CLI_ENV: [&str; 4] = [
+    "CBLOGS_SERVER",
+    "CBLOGS_TOKEN",
+    "CBLOGS_CA_CERT",
+    "CBLOGS_CONFIG",
+];
+
+impl Server {
+    /// Starts `cblogsd` listening on `listen` (e.g. `0.0.0.0:0`) with
+    /// `env` added to its environment (e.g. `RUST_LOG`). Its stderr goes to
+    /// [`Server::log_text`]; the URL is what it printed (`https://…` with
+    /// `[tls]`). [`Server::restart`] brings it back on 127.0.0.1 without `env`.
+    pub fn start_with(
+        data_dir: &Path,
+        config: Option<&str>,
+        listen: &str,
+        env: &[(&str, &str)],
+    ) -> Server {
+        let config = config.map(|text| {
+            let path = data_dir.with_extension("toml");
+            std::fs::write(&path, text).expect("write config");
+            path
+        });
+        let log_path = data_dir.with_extension("log");
+        let mut cmd = Command::new(bin("cblogsd"));
+        cmd.arg("--listen")
+            .arg(listen)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .envs(env.iter().copied());
+        if let Some(c) = &config {
+            cmd.arg("--config").arg(c);
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("open server log");
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start cblogsd");
+        let stdout = lines_to_channel(child.stdout.take().expect("piped stdout"));
+        let mut s = Server {
+            child: Some(child),
+            url: String::new(),
+            port: 0,
+            data_dir: data_dir.to_owned(),
+            config,
+            log: log_path,
+        };
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match stdout.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(url) = line.strip_prefix("cblogsd listening on ") {
+                        s.url = url.to_owned();
+                        s.port = url
+                            .rsplit(':')
+                            .next()
+                            .and_then(|p| p.parse().ok())
+                            .expect("port in the url");
+                        return s;
+                    }
+                }
+                Err(_) => panic!("cblogsd did not start; its log:\n{}", s.log_text()),
+            }
+        }
+    }
+}
+
+impl Shipper {
+    /// [`Shipper::start`] with `extra_args` after the usual flags (e.g.
+    /// `--token-file`, `--ca-cert`) and `env` added to (and overriding) its
+    /// environment, e.g. `RUST_LOG=debug`. `CBLOGS_TOKEN` is not inherited.
+    /// [`Shipper::restart`] keeps the flags but not `env`.
+    pub fn start_with(
+        agent: &Agent,
+        state_dir: &Path,
+        server_url: &str,
+        config: &str,
+        extra_args: &[&std::ffi::OsStr],
+        env: &[(&str, &str)],
+    ) -> Shipper {
+        mkdirs(state_dir);
+        let config_path = state_dir.with_extension("toml");
+        std::fs::write(&config_path, config).expect("write shipper config");
+        let mut args: Vec<std::ffi::OsString> = [
+            "--config".as_ref(),
+            config_path.as_os_str(),
+            "--work-dir".as_ref(),
+            agent.work_dir.as_os_str(),
+            "--checkpoint-root".as_ref(),
+            agent.checkpoint_root.as_os_str(),
+            "--state-dir".as_ref(),
+            state_dir.as_os_str(),
+            "--server".as_ref(),
+            server_url.as_ref(),
+            "--cluster".as_ref(),
+            SHIPPER_CLUSTER.as_ref(),
+            "--host".as_ref(),
+            SHIPPER_HOST.as_ref(),
+            "--status-listen".as_ref(),
+            "off".as_ref(),
+        ]
+        .iter()
+        .map(|a: &&std::ffi::OsStr| a.to_os_string())
+        .collect();
+        args.extend(extra_args.iter().map(|a| a.to_os_string()));
+        let log = state_dir.with_extension("log");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("open shipper log");
+        let child = Command::new(bin("cblogs-shipper"))
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .env_remove("CBLOGS_SERVER")
+            .env_remove("CBLOGS_TOKEN")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("start cblogs-shipper");
+        Shipper {
+            child: Some(child),
+            args,
+            log,
+            status_listen: "off".into(),
+        }
+    }
+}
+
+/// Runs `cblogs args…` (no implicit `--server`) with none of the
+/// `CBLOGS_*` variables inherited, no user config file (`XDG_CONFIG_HOME`
+/// points nowhere), and `env` added.
+pub fn cli_with(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> CliOutput {
+    let mut cmd = Command::new(bin("cblogs"));
+    cmd.args(args)
+        .env("XDG_CONFIG_HOME", "/nonexistent/cblogs-e2e-config")
+        .stdin(Stdio::null());
+    for v in CLI_ENV {
+        cmd.env_remove(v);
+    }
+    let out = cmd.envs(env.iter().copied()).output().expect("run cblogs");
+    CliOutput {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
