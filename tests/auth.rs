@@ -1106,8 +1106,6 @@ fn token_rotation_by_sighup() {
 /// must reload, not kill it: SIGHUP's default action ends a process that
 /// has no handler for it yet.
 #[test]
-#[ignore = "bug: cblogsd prints 'listening' before it installs its SIGHUP handler \
-            (crates/server/src/main.rs), so an early SIGHUP kills it"]
 fn sighup_right_after_start_keeps_cblogsd_running() {
     let dir = tempfile::tempdir().expect("temp dir");
     let client = http_client(None);

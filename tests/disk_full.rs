@@ -48,7 +48,7 @@ impl Drop for Tmpfs {
 /// Fills the file system holding `path` with one file, to the last byte.
 fn fill(path: &Path) -> u64 {
     let mut f = std::fs::File::create(path).expect("create the filler");
-    let chunk = vec![0x55u8; 64 << 10];
+    let chunk = [0x55u8; 64 << 10];
     let mut written = 0u64;
     loop {
         match f.write(&chunk) {

@@ -171,5 +171,12 @@ fn root_cause(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "timed out".into();
     }
-    cause.to_string()
+    let why = cause.to_string();
+    if why.contains("invalid peer certificate") || why.contains("UnknownIssuer") {
+        format!("{why} (the server's certificate is not from a CA this machine trusts: give its CA with --ca-cert or $CBLOGS_CA_CERT)")
+    } else if why.contains("invalid HTTP version") {
+        format!("{why} (is it serving https? then use an https:// URL)")
+    } else {
+        why
+    }
 }

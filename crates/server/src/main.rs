@@ -69,6 +69,11 @@ fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+    // Before anything can announce that cblogsd runs: a SIGHUP that came
+    // before the handler would end the process (its default action).
+    #[cfg(unix)]
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot handle SIGHUP")?;
     let tls = if config.tls.enabled() {
         Some(cblogs_server::listener::acceptor(&config.tls)?)
     } else {
@@ -108,7 +113,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         ))
     });
     #[cfg(unix)]
-    tokio::spawn(reload_on_sighup(service.app.clone()));
+    tokio::spawn(reload_on_sighup(service.app.clone(), hup));
     // On SIGINT/SIGTERM: stop accepting, end follow streams (they would
     // otherwise keep the graceful shutdown waiting forever), drain requests.
     let stop = service.stop_handle();
@@ -149,10 +154,10 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
 /// SIGHUP: read the token files and the alert rules file again (a bad one
 /// is logged and what is in force stays).
 #[cfg(unix)]
-async fn reload_on_sighup(app: std::sync::Arc<cblogs_server::http::App>) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        return;
-    };
+async fn reload_on_sighup(
+    app: std::sync::Arc<cblogs_server::http::App>,
+    mut hup: tokio::signal::unix::Signal,
+) {
     while hup.recv().await.is_some() {
         match app.auth.reload() {
             Ok(c) => tracing::info!(
@@ -162,6 +167,9 @@ async fn reload_on_sighup(app: std::sync::Arc<cblogs_server::http::App>) {
                 "tokens reloaded"
             ),
             Err(e) => tracing::error!("tokens not reloaded: {e}"),
+        }
+        if app.config.alerts.rules_path().is_none() {
+            continue;
         }
         let alerts = app.alerts.clone();
         match tokio::task::spawn_blocking(move || alerts.reload()).await {
