@@ -6,6 +6,7 @@
 //! cargo run --release -p cblogs-bench -- all --size 2GiB --runs 3 --out target/bench/report.json
 //! cargo run --release -p cblogs-bench -- ingest --size 512MiB
 //! cargo run -p cblogs-bench -- all --smoke          # CI: every figure, tiny sizes
+//! cargo run --release -p cblogs-bench -- load --secs 60 --rate-mb 10 --tails 64 --searches 16
 //! ```
 //!
 //! What is measured and against what is in `bench/README.md`.
@@ -16,7 +17,10 @@ mod corpus;
 mod e2e;
 mod ingest;
 mod latency;
+mod load;
+mod load_report;
 mod procs;
+mod rawhttp;
 mod report;
 mod search;
 mod shipper;
@@ -46,9 +50,11 @@ struct Args {
     /// built-in templates.
     #[arg(long)]
     corpus: Option<PathBuf>,
-    /// Where to write the JSON report (the Markdown table goes beside it, `.md`).
-    #[arg(long, default_value = "target/bench/report.json")]
-    out: PathBuf,
+    /// Where to write the JSON report (the Markdown table goes beside it,
+    /// `.md`); by default target/bench/report.json, and
+    /// bench/results/load-report.json for `load`.
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Where the corpus and the data dirs go (a temporary dir inside it).
     #[arg(long, default_value = "target/bench")]
     work: PathBuf,
@@ -69,6 +75,18 @@ struct Args {
     /// the built-in defaults), to try settings.
     #[arg(long)]
     cblogsd_config: Option<PathBuf>,
+    /// load: seconds of writing (while the tails and searches run).
+    #[arg(long, default_value_t = 60)]
+    secs: u64,
+    /// load: MB (10^6 bytes) of lines a second written into the sandbox files.
+    #[arg(long, default_value_t = 10.0)]
+    rate_mb: f64,
+    /// load: live tails (SSE follow streams) open at once.
+    #[arg(long, default_value_t = 64)]
+    tails: usize,
+    /// load: clients searching in a loop at once.
+    #[arg(long, default_value_t = 16)]
+    searches: usize,
 }
 
 /// The config text every cblogsd of this run starts with.
@@ -105,6 +123,9 @@ enum What {
     All,
     /// Only write the corpus (a fake agent tree) and keep it; prints where.
     Generate,
+    /// Live tails and searches while the shipper ships lines written at
+    /// --rate-mb: latencies, lags, errors (not part of `all`).
+    Load,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -149,6 +170,10 @@ fn real_main() -> Result<()> {
         a.shipper_files = 40;
         a.shipper_rate = 500;
         a.shipper_secs = 2;
+        a.secs = 3;
+        a.rate_mb = 1.0;
+        a.tails = 4;
+        a.searches = 2;
     }
     let config = match &a.cblogsd_config {
         Some(p) => {
@@ -170,6 +195,13 @@ fn real_main() -> Result<()> {
         Some(dir) => Templates::from_dir(dir)?,
         None => Templates::builtin(),
     };
+    if a.what == What::Load {
+        return load_run(&a, command, &templates, work.path());
+    }
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("target/bench/report.json"));
     let started = Instant::now();
     eprintln!(
         "generating {} bytes of logs from {}",
@@ -211,14 +243,58 @@ fn real_main() -> Result<()> {
         runs: a.runs,
         figures,
     };
-    report.write(&a.out)?;
+    report.write(&out)?;
     println!("{}", report.markdown());
     eprintln!(
         "report: {} and {} ({:.0} s in all)",
-        a.out.display(),
-        a.out.with_extension("md").display(),
+        out.display(),
+        out.with_extension("md").display(),
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// The load run: writes its report, and fails if a tail fell behind
+/// silently or anything unexpected happened.
+fn load_run(a: &Args, command: String, templates: &Templates, work: &Path) -> Result<()> {
+    if a.tails == 0 || a.secs == 0 || a.rate_mb <= 0.0 {
+        bail!("load needs --secs, --rate-mb and --tails above 0");
+    }
+    let out = a.out.clone().unwrap_or_else(|| {
+        PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/results/load-report.json"
+        ))
+    });
+    let settings = load::Settings {
+        secs: a.secs,
+        rate_mb: a.rate_mb,
+        tails: a.tails,
+        searches: a.searches,
+    };
+    let started = Instant::now();
+    eprintln!(
+        "load: {} MB/s for {} s, {} tails, {} searchers, lines from {}",
+        a.rate_mb, a.secs, a.tails, a.searches, templates.from
+    );
+    let outcome = load::run(templates, &run_dir(work, "load", 0)?, &settings)?;
+    let report = load_report::LoadReport::new(command, templates.from.clone(), settings, &outcome);
+    report.write(&out)?;
+    println!("{}", report.markdown());
+    eprintln!(
+        "report: {} and {} ({:.0} s in all)",
+        out.display(),
+        out.with_extension("md").display(),
+        started.elapsed().as_secs_f64()
+    );
+    let c = &report.counts;
+    if c.tails_fell_behind_silently > 0 || c.errors > 0 {
+        bail!(
+            "{} tail(s) fell behind silently, {} unexpected error(s)",
+            c.tails_fell_behind_silently,
+            c.errors
+        );
+    }
     Ok(())
 }
 

@@ -171,46 +171,7 @@ impl Report {
             self.corpus,
             self.runs
         );
-        s.push_str("| figure | cblogs | baseline | ratio | target | met |\n");
-        s.push_str("| --- | --- | --- | --- | --- | --- |\n");
-        for f in &self.figures {
-            let value = f
-                .value
-                .map_or_else(|| "—".into(), |v| format!("{} {}", num(v), f.unit));
-            let baseline = match (&f.baseline_what, f.baseline) {
-                (Some(w), Some(b)) => format!("{} {} ({w})", num(b), f.unit),
-                (Some(w), None) => format!("— ({w})"),
-                _ => "—".into(),
-            };
-            let ratio = f.ratio.map_or_else(|| "—".into(), |r| format!("{r:.2}"));
-            let mut target = Vec::new();
-            if let Some(g) = f.goal {
-                target.push(format!("{} {}", g.text(), f.unit));
-            }
-            if let Some(g) = f.ratio_goal {
-                target.push(format!("ratio {}", g.text()));
-            }
-            let met = match f.met {
-                Some(true) => "yes",
-                Some(false) => "**no**",
-                None if target.is_empty() => "—",
-                None => "pending",
-            };
-            let what = if f.note.is_empty() {
-                f.what.clone()
-            } else {
-                format!("{} — {}", f.what, f.note)
-            };
-            let _ = writeln!(
-                s,
-                "| {what} | {value} | {baseline} | {ratio} | {} | {met} |",
-                if target.is_empty() {
-                    "—".into()
-                } else {
-                    target.join("; ")
-                }
-            );
-        }
+        s.push_str(&table(&self.figures));
         s
     }
 
@@ -225,6 +186,52 @@ impl Report {
         std::fs::write(&md, self.markdown()).with_context(|| format!("write {}", md.display()))?;
         Ok(())
     }
+}
+
+/// The figures as a Markdown table: value, baseline, ratio, target, met.
+pub fn table(figures: &[Figure]) -> String {
+    let mut s = String::new();
+    s.push_str("| figure | cblogs | baseline | ratio | target | met |\n");
+    s.push_str("| --- | --- | --- | --- | --- | --- |\n");
+    for f in figures {
+        let value = f
+            .value
+            .map_or_else(|| "—".into(), |v| format!("{} {}", num(v), f.unit));
+        let baseline = match (&f.baseline_what, f.baseline) {
+            (Some(w), Some(b)) => format!("{} {} ({w})", num(b), f.unit),
+            (Some(w), None) => format!("— ({w})"),
+            _ => "—".into(),
+        };
+        let ratio = f.ratio.map_or_else(|| "—".into(), |r| format!("{r:.2}"));
+        let mut target = Vec::new();
+        if let Some(g) = f.goal {
+            target.push(format!("{} {}", g.text(), f.unit));
+        }
+        if let Some(g) = f.ratio_goal {
+            target.push(format!("ratio {}", g.text()));
+        }
+        let met = match f.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None if target.is_empty() => "—",
+            None => "pending",
+        };
+        let what = if f.note.is_empty() {
+            f.what.clone()
+        } else {
+            format!("{} — {}", f.what, f.note)
+        };
+        let _ = writeln!(
+            s,
+            "| {what} | {value} | {baseline} | {ratio} | {} | {met} |",
+            if target.is_empty() {
+                "—".into()
+            } else {
+                target.join("; ")
+            }
+        );
+    }
+    s
 }
 
 /// The median (the upper middle one of an even count).
