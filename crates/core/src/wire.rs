@@ -236,6 +236,10 @@ pub struct IngestResponse {
     pub duplicates: u64,
     /// Lines cut at the server's line-length limit.
     pub cut: u64,
+    /// Bytes of the lines newly stored (as stored: cut lines count their
+    /// kept part).
+    #[serde(default)]
+    pub accepted_bytes: u64,
     /// Per batch, in request order.
     pub batches: Vec<BatchAck>,
 }

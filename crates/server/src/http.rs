@@ -323,6 +323,7 @@ async fn ingest(
     match &answer {
         Ok(Json(r)) => {
             app.metrics.lines_in.inc_by(r.accepted);
+            app.metrics.bytes_in.inc_by(r.accepted_bytes);
             app.metrics.duplicate_lines.inc_by(r.duplicates);
         }
         Err(e) => app.metrics.refused("ingest", e.reason()),
@@ -405,7 +406,6 @@ async fn ingest_checked(
         .map_err(busy)?;
     let resp = app.ingestor.ingest(req).await?;
     app.limits.charge_ingest(caller, text_bytes);
-    app.metrics.bytes_in.inc_by(text_bytes);
     Ok(Json(resp))
 }
 
@@ -538,7 +538,15 @@ struct TailParams {
     n: usize,
 }
 
-fn tail_params(store: &Store, raw: Option<String>, max_n: usize) -> Result<TailParams, ApiError> {
+/// `resume`: a follow picking up after an outage asks for every line since
+/// a time; past `read.max_tail_lines` it gets the newest of them and a
+/// `truncated` event instead of a refusal.
+fn tail_params(
+    store: &Store,
+    raw: Option<String>,
+    max_n: usize,
+    resume: bool,
+) -> Result<TailParams, ApiError> {
     let mut selectors = Vec::new();
     let mut n = api::DEFAULT_TAIL_LINES;
     let mut instances = InstanceSet::all();
@@ -549,13 +557,6 @@ fn tail_params(store: &Store, raw: Option<String>, max_n: usize) -> Result<TailP
             "job" => selectors.push(Selector::parse(&v).map_err(|e| ApiError::bad(e.to_string()))?),
             "n" => {
                 n = v.parse().map_err(|_| bad("expected a number of lines"))?;
-                if n > max_n {
-                    return Err(ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("n={n} is more lines than read.max_tail_lines ({max_n}) allows"),
-                    )
-                    .because("tail_limit"));
-                }
             }
             "instance" => instances = v.parse().map_err(|e: cblogs_core::SelectorError| ApiError::bad(e.to_string()))?,
             "stream" if v == "all" || v.is_empty() => stream = None,
@@ -574,6 +575,16 @@ fn tail_params(store: &Store, raw: Option<String>, max_n: usize) -> Result<TailP
         return Err(ApiError::bad(
             "missing parameter 'job' (a job selector such as www-data/prod/hello)",
         ));
+    }
+    if n > max_n {
+        if !(resume && since_ns.is_some()) {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("n={n} is more lines than read.max_tail_lines ({max_n}) allows"),
+            )
+            .because("tail_limit"));
+        }
+        n = max_n;
     }
     let jobs = query::resolve(store, &selectors)?;
     let globs = selectors.into_iter().filter(|s| !s.is_exact()).collect();
@@ -597,7 +608,8 @@ async fn tail(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<TailResponse>, ApiError> {
     let started = std::time::Instant::now();
-    let TailParams { filter, n } = tail_params(&app.store, raw, app.config.read.max_tail_lines)?;
+    let TailParams { filter, n } =
+        tail_params(&app.store, raw, app.config.read.max_tail_lines, false)?;
     let store = app.store.clone();
     let jobs = filter.job_keys();
     let lines = tokio::task::spawn_blocking(move || {
@@ -625,7 +637,8 @@ async fn follow(
     axum::Extension(peer): axum::Extension<PeerAddr>,
     RawQuery(raw): RawQuery,
 ) -> Result<impl IntoResponse, ApiError> {
-    let TailParams { filter, n } = tail_params(&app.store, raw, app.config.read.max_tail_lines)?;
+    let TailParams { filter, n } =
+        tail_params(&app.store, raw, app.config.read.max_tail_lines, true)?;
     let slot = app.limits.follow_slot(Some(peer.0.ip())).map_err(|msg| {
         app.metrics.refused("read", "follow_limit");
         ApiError::new(StatusCode::TOO_MANY_REQUESTS, msg).because("follow_limit")

@@ -91,6 +91,7 @@ impl Ingestor {
                 let end = held.max(batch.end);
                 ledger.held.insert(id, end);
                 resp.accepted += lines.len() as u64;
+                resp.accepted_bytes += lines.text_len() as u64;
                 resp.duplicates += duplicates;
                 resp.batches.push(BatchAck {
                     source: source.key(),
