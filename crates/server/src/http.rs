@@ -9,11 +9,10 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -665,70 +664,111 @@ async fn follow(
             "follow: no live subscription",
         ));
     };
-    let (tx, rx) = mpsc::channel::<Event>(1024);
+    // The stream is written by hand rather than through axum's `Sse`, so
+    // that a record's lines, encoded once (`WalRecord::sse`), go to every
+    // tail as one shared chunk.
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
     let mut stopping = app.stopping.clone();
+    let keepalive = Duration::from_secs(app.config.read.keepalive_secs);
     tokio::spawn(async move {
         // Counted as open until this task ends (the client went away or
         // the service stops).
         let _slot = slot;
-        let jobs = Event::default().event("jobs").json_data(filter.job_keys());
-        if let Ok(ev) = jobs {
-            if tx.send(ev).await.is_err() {
-                return;
-            }
-        }
+        let mut head = Vec::new();
+        sse_event(&mut head, "jobs", &filter.job_keys());
         if backlog.truncated && filter.since_ns.is_some() {
-            if let Ok(ev) = Event::default()
-                .event("truncated")
-                .json_data(Truncated { limit: n })
-            {
-                if tx.send(ev).await.is_err() {
-                    return;
-                }
-            }
+            sse_event(&mut head, "truncated", &Truncated { limit: n });
         }
-        for l in &backlog.lines {
-            let Ok(ev) = Event::default().event("line").json_data(l.view()) else {
-                continue;
-            };
-            if tx.send(ev).await.is_err() {
+        if tx.send(Bytes::from(head)).await.is_err() {
+            return;
+        }
+        for chunk in backlog.lines.chunks(512) {
+            let mut buf = Vec::new();
+            for l in chunk {
+                sse_event(&mut buf, "line", &l.view());
+            }
+            if tx.send(Bytes::from(buf)).await.is_err() {
                 return;
             }
         }
         drop(backlog);
+        let mut ticks =
+            tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+        let mut sent_since_tick = false;
         loop {
-            tokio::select! {
+            let chunk = tokio::select! {
                 r = live.recv() => match r {
                     Ok(rec) => {
                         if !filter.wants(&rec.source) {
                             continue;
                         }
-                        for l in rec.lines.lines() {
-                            let view = line_view(&rec.source, l.offset, l.time_ns, l.flags, l.bytes);
-                            let Ok(ev) = Event::default().event("line").json_data(view) else { continue };
-                            if tx.send(ev).await.is_err() {
-                                return;
-                            }
-                        }
+                        rec.sse.get_or_init(|| record_events(&rec)).clone()
                     }
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::warn!(missed, "a follow stream fell behind; skipping ahead");
-                        if let Ok(ev) = Event::default().event("lagged").json_data(Lagged { missed }) {
-                            if tx.send(ev).await.is_err() {
-                                return;
-                            }
-                        }
+                    Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                        // Skip to the newest, not to the oldest still
+                        // buffered: a tail that fell behind once would
+                        // otherwise stay at the back and keep lagging.
+                        let missed = skipped + live.len() as u64;
+                        live = live.resubscribe();
+                        tracing::warn!(missed, "a follow stream fell behind; skipped to the newest lines");
+                        let mut buf = Vec::new();
+                        sse_event(&mut buf, "lagged", &Lagged { missed });
+                        Bytes::from(buf)
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
+                _ = ticks.tick() => {
+                    if std::mem::take(&mut sent_since_tick) {
+                        continue;
+                    }
+                    Bytes::from_static(b":\n\n")
+                }
                 _ = stopping.changed() => return,
                 _ = tx.closed() => return,
+            };
+            sent_since_tick = true;
+            if tx.send(chunk).await.is_err() {
+                return;
             }
         }
     });
-    let events = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|ev| (Ok::<_, Infallible>(ev), rx))
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
     });
-    let keepalive = Duration::from_secs(app.config.read.keepalive_secs);
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(keepalive)))
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(body),
+    ))
+}
+
+/// Appends one Server-Sent Event: `event: NAME`, `data: JSON`, a blank line.
+/// (Compact JSON has no raw newline, so one `data:` line holds it.)
+fn sse_event(buf: &mut Vec<u8>, name: &str, data: &impl serde::Serialize) {
+    let start = buf.len();
+    buf.extend_from_slice(b"event: ");
+    buf.extend_from_slice(name.as_bytes());
+    buf.extend_from_slice(b"\ndata: ");
+    if serde_json::to_writer(&mut *buf, data).is_err() {
+        buf.truncate(start);
+        return;
+    }
+    buf.extend_from_slice(b"\n\n");
+}
+
+/// Every line of a record as `line` events.
+fn record_events(rec: &crate::wal::WalRecord) -> Bytes {
+    let mut buf = Vec::with_capacity(rec.lines.text_len() * 2 + 512 * rec.lines.len());
+    for l in rec.lines.lines() {
+        sse_event(
+            &mut buf,
+            "line",
+            &line_view(&rec.source, l.offset, l.time_ns, l.flags, l.bytes),
+        );
+    }
+    Bytes::from(buf)
 }

@@ -102,7 +102,7 @@ impl Ingestor {
                 if !lines.is_empty() {
                     let seq = ledger.next_seq;
                     ledger.next_seq += 1;
-                    self.wal.submit(WalRecord { seq, source, lines })?;
+                    self.wal.submit(WalRecord::new(seq, source, lines))?;
                 }
             }
             ledger.next_seq - 1

@@ -31,6 +31,10 @@ pub struct WalRecord {
     pub seq: u64,
     pub source: Arc<Source>,
     pub lines: LineBlock,
+    /// Its lines as Server-Sent Events, encoded by the first live tail that
+    /// wants them and shared by every other: with 64 tails on one job, a
+    /// line is turned into JSON once, not 64 times.
+    pub sse: std::sync::OnceLock<bytes::Bytes>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +61,15 @@ const HEADER: usize = 8;
 const MAX_RECORD: usize = 1 << 30;
 
 impl WalRecord {
+    pub fn new(seq: u64, source: Arc<Source>, lines: LineBlock) -> WalRecord {
+        WalRecord {
+            seq,
+            source,
+            lines,
+            sse: std::sync::OnceLock::new(),
+        }
+    }
+
     fn encode_into(&self, out: &mut Vec<u8>) {
         let source = serde_json::to_vec(&*self.source).unwrap_or_default();
         let lines = self.lines.encode();
@@ -75,11 +88,7 @@ impl WalRecord {
         let slen = u32::from_le_bytes(payload.get(8..12)?.try_into().ok()?) as usize;
         let source: Source = serde_json::from_slice(payload.get(12..12 + slen)?).ok()?;
         let lines = LineBlock::decode(payload.get(12 + slen..)?).ok()?;
-        Some(WalRecord {
-            seq,
-            source: Arc::new(source),
-            lines,
-        })
+        Some(WalRecord::new(seq, Arc::new(source), lines))
     }
 }
 
@@ -574,9 +583,9 @@ mod tests {
     fn record(seq: u64, text: &str) -> WalRecord {
         let mut lines = LineBlock::new();
         lines.push(seq * 100, 1, LineFlags::default(), text.as_bytes());
-        WalRecord {
+        WalRecord::new(
             seq,
-            source: Arc::new(Source {
+            Arc::new(Source {
                 cluster: "c".into(),
                 host: "h".into(),
                 task_id: "t".into(),
@@ -587,7 +596,7 @@ mod tests {
                 stream: Stream::Stdout,
             }),
             lines,
-        }
+        )
     }
 
     #[test]
