@@ -32,9 +32,13 @@ pub fn executor_task_id(dir_name: &str) -> Option<&str> {
         .filter(|id| !id.is_empty())
 }
 
-/// A process run folder's number: `0`, `1`, … (digits only).
+/// A process run folder's number: `0`, `1`, … (digits only, as Thermos
+/// writes them: no leading zero, so `7` and `07` are not both run 7).
 pub fn run_number(dir_name: &str) -> Option<u32> {
-    if dir_name.is_empty() || !dir_name.bytes().all(|b| b.is_ascii_digit()) {
+    if dir_name.is_empty()
+        || !dir_name.bytes().all(|b| b.is_ascii_digit())
+        || (dir_name.len() > 1 && dir_name.starts_with('0'))
+    {
         return None;
     }
     dir_name.parse().ok()
@@ -88,5 +92,20 @@ mod tests {
         assert_eq!(log_file("stdoutx"), None);
         assert_eq!(rotated_name(Stream::Stdout, 2), "stdout.2");
         assert_eq!(rotated_name(Stream::Stderr, 0), "stderr");
+    }
+
+    /// Found by the `task_id` fuzz target: `07` was read as run 7 and
+    /// `stdout.01` as rotation 1, so two folders (or files) could feed the
+    /// same source, whose key holds the run number.
+    #[test]
+    fn one_name_per_number() {
+        assert_eq!(run_number("0"), Some(0));
+        assert_eq!(run_number("10"), Some(10));
+        assert_eq!(run_number("07"), None);
+        assert_eq!(run_number("00"), None);
+        assert_eq!(run_number("0212"), None);
+        assert_eq!(log_file("stdout.01"), None);
+        assert_eq!(log_file("stderr.10"), Some((Stream::Stderr, Some(10))));
+        assert_eq!(run_number("4294967296"), None);
     }
 }

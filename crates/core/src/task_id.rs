@@ -37,6 +37,16 @@ pub enum TaskIdError {
     NoEnvironment(String),
     #[error("task id '{0}' has no job name between its environment and instance")]
     NoName(String),
+    #[error("task id '{0}' has no role before its environment")]
+    NoRole(String),
+    #[error("task id '{0}': role and job name may only contain letters, digits, '_', '-' and '.'")]
+    BadChar(String),
+}
+
+/// What a job key accepts in a role or name (`JobKey`'s rule): a task id's
+/// parts go on the wire as a job key, which the server parses again.
+fn is_name_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
 }
 
 fn is_hex_group(s: &str, len: usize) -> bool {
@@ -80,15 +90,20 @@ impl TaskId {
             Ok(i) if !instance.is_empty() && instance.bytes().all(|b| b.is_ascii_digit()) => i,
             _ => return Err(err(TaskIdError::NoInstance)),
         };
-        // An older scheduler's millisecond prefix: all digits, 12+ long (a
-        // role is never only a timestamp-sized number in practice).
+        // An older scheduler's millisecond prefix: a number 12+ digits long
+        // with no leading zero, as Java prints a long (a role is never only
+        // a timestamp-sized number in practice). Anything else is a role group.
         let (created_ms, head) = match head.split_first() {
             Some((first, rest))
                 if first.len() >= 12
+                    && !first.starts_with('0')
                     && first.bytes().all(|b| b.is_ascii_digit())
                     && !rest.is_empty() =>
             {
-                (first.parse().ok(), rest)
+                match first.parse::<u64>() {
+                    Ok(ms) => (Some(ms), rest),
+                    Err(_) => (None, head),
+                }
             }
             _ => (None, head),
         };
@@ -100,11 +115,22 @@ impl TaskId {
         if env_at + 1 >= head.len() {
             return Err(err(TaskIdError::NoName));
         }
+        let role = head[..env_at].join("-");
+        let name = head[env_at + 1..].join("-");
+        if role.is_empty() {
+            return Err(err(TaskIdError::NoRole));
+        }
+        if name.is_empty() {
+            return Err(err(TaskIdError::NoName));
+        }
+        if !role.bytes().chain(name.bytes()).all(is_name_char) {
+            return Err(err(TaskIdError::BadChar));
+        }
         Ok(TaskId {
             created_ms,
-            role: head[..env_at].join("-"),
+            role,
             env: head[env_at].to_owned(),
-            name: head[env_at + 1..].join("-"),
+            name,
             instance,
             uuid: uuid.join("-"),
             raw: raw.to_owned(),
@@ -183,5 +209,61 @@ mod tests {
             TaskId::parse(&format!("www-prod-0-{UUID}")),
             Err(TaskIdError::NoName(_))
         ));
+    }
+
+    /// Found by the `task_id` fuzz target: a millisecond prefix with a
+    /// leading zero, or too big for a u64, was dropped from the parts (so
+    /// the parts no longer made up the id, and formatted again split
+    /// differently); it is a role group now.
+    #[test]
+    fn only_a_real_millis_prefix_is_split_off() {
+        let t = TaskId::parse(&format!("0001734429034-cbe-devel-api-1-{UUID}")).unwrap();
+        assert_eq!((t.created_ms, t.role.as_str()), (None, "0001734429034-cbe"));
+        let t = TaskId::parse(&format!("99999999999999999999999-cbe-devel-api-1-{UUID}")).unwrap();
+        assert_eq!(
+            (t.created_ms, t.role.as_str()),
+            (None, "99999999999999999999999-cbe")
+        );
+        let t = TaskId::parse(&format!("1734429034000-cbe-devel-api-1-{UUID}")).unwrap();
+        assert_eq!(
+            (t.created_ms, t.role.as_str()),
+            (Some(1734429034000), "cbe")
+        );
+    }
+
+    /// Found by the `task_id` fuzz target: the parts of a task id become a
+    /// job key on the wire, which the server parses again; a part it
+    /// refuses (control characters, `/`, an empty role or name) made the
+    /// whole ingest request fail.
+    #[test]
+    fn parts_are_valid_job_key_parts() {
+        for bad in ["ad\0\0s", "a/b", "caf\u{e9}", "a b"] {
+            assert!(
+                matches!(
+                    TaskId::parse(&format!("{bad}-staging3-runner-0-{UUID}")),
+                    Err(TaskIdError::BadChar(_))
+                ),
+                "{bad:?}"
+            );
+            assert!(
+                matches!(
+                    TaskId::parse(&format!("www-prod-{bad}-0-{UUID}")),
+                    Err(TaskIdError::BadChar(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            TaskId::parse(&format!("-prod-hello-0-{UUID}")),
+            Err(TaskIdError::NoRole(_))
+        ));
+        assert!(matches!(
+            TaskId::parse(&format!("www-prod--0-{UUID}")),
+            Err(TaskIdError::NoName(_))
+        ));
+        // Empty groups inside a part are fine: the part is not empty.
+        let t = TaskId::parse(&format!("www--data-prod-a--b-0-{UUID}")).unwrap();
+        assert_eq!(t.job_key().to_string(), "www--data/prod/a--b");
+        assert_eq!(t.job_key().to_string().parse(), Ok(t.job_key()));
     }
 }

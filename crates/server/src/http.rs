@@ -667,7 +667,7 @@ async fn follow(
     // The stream is written by hand rather than through axum's `Sse`, so
     // that a record's lines, encoded once (`WalRecord::sse`), go to every
     // tail as one shared chunk.
-    let (tx, rx) = mpsc::channel::<Bytes>(256);
+    let (tx, rx) = mpsc::channel::<Bytes>(32);
     let mut stopping = app.stopping.clone();
     let keepalive = Duration::from_secs(app.config.read.keepalive_secs);
     tokio::spawn(async move {
