@@ -296,22 +296,6 @@ fn wait_change<T: PartialEq>(within: Duration, mut f: impl FnMut() -> T) -> bool
     false
 }
 
-/// The last `n` lines of a log, without terminal colour codes.
-fn log_tail(text: &str, n: usize) -> String {
-    let mut log = String::new();
-    let mut in_escape = false;
-    for c in text.chars() {
-        match (in_escape, c) {
-            (false, '\u{1b}') => in_escape = true,
-            (false, c) => log.push(c),
-            (true, 'm') => in_escape = false,
-            (true, _) => {}
-        }
-    }
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
 // ---------------------------------------------------------------------------
 // Exactly once, in order.
 // ---------------------------------------------------------------------------

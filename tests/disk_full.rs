@@ -4,7 +4,6 @@
 //!
 //! The data dir is a small tmpfs, mounted by the test (CI runs as root).
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -100,40 +99,8 @@ fn lines(tag: &str, from: usize, n: usize) -> Vec<String> {
 /// Every line written to `runs`, once each, in file order, and nothing else.
 fn assert_exactly_once(server: &Server, runs: &[&ProcessRun]) {
     let got: Vec<LineView> = server.all_lines("*");
-    let mut by_key: BTreeMap<StreamKey, Vec<(u64, String)>> = BTreeMap::new();
-    for l in &got {
-        by_key
-            .entry((l.task_id.clone(), l.process.clone(), l.run, l.stream))
-            .or_default()
-            .push((l.offset, l.text.clone()));
-    }
-    for run in runs {
-        for stream in BOTH {
-            let want: Vec<(u64, String)> = run
-                .model(stream)
-                .lines
-                .iter()
-                .map(|w| (w.offset, String::from_utf8_lossy(&w.bytes).into_owned()))
-                .collect();
-            let have = by_key.remove(&run.key(stream)).unwrap_or_default();
-            if want != have {
-                let i = want
-                    .iter()
-                    .zip(&have)
-                    .position(|(w, h)| w != h)
-                    .unwrap_or(want.len().min(have.len()));
-                panic!(
-                    "{}/{stream}: wrote {} lines, stored {}; first difference at line {i}: wrote {:?}, stored {:?}",
-                    run.process,
-                    want.len(),
-                    have.len(),
-                    want.get(i),
-                    have.get(i)
-                );
-            }
-        }
-    }
-    assert!(by_key.is_empty(), "lines nobody wrote: {:?}", by_key.keys());
+    let problems = problems(&got, runs, Offsets::Exact);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 #[test]
@@ -147,7 +114,7 @@ fn a_full_disk_refuses_ingest_then_recovers_without_loss_when_space_returns() {
     let config = format!("{SMALL_BLOCKS}wal_segment_bytes = 65536\nretention_check_secs = 1\n");
     let mut server = Server::start(&data, Some(&config));
     let agent = Agent::new(&dir.path().join("agent"));
-    let mut runs = vec![
+    let mut runs = [
         agent
             .task("www-data", "prod", "hello", 0)
             .process("hello_world", 0),

@@ -90,6 +90,19 @@ pub struct Server {
 impl Server {
     /// Starts `cblogsd` on a free port with `data_dir`, and the config text if given.
     pub fn start(data_dir: &Path, config: Option<&str>) -> Server {
+        Server::start_with(data_dir, config, "127.0.0.1:0", &[])
+    }
+
+    /// Starts `cblogsd` listening on `listen` (e.g. `0.0.0.0:0`) with
+    /// `env` added to its environment (e.g. `RUST_LOG`). Its stderr goes to
+    /// [`Server::log_text`]; the URL is what it printed (`https://…` with
+    /// `[tls]`). [`Server::restart`] brings it back on 127.0.0.1 without `env`.
+    pub fn start_with(
+        data_dir: &Path,
+        config: Option<&str>,
+        listen: &str,
+        env: &[(&str, &str)],
+    ) -> Server {
         let config = config.map(|text| {
             let path = data_dir.with_extension("toml");
             std::fs::write(&path, text).expect("write config");
@@ -103,16 +116,22 @@ impl Server {
             config,
             log: data_dir.with_extension("log"),
         };
-        s.spawn(0);
+        s.spawn_at(listen, env);
         s
     }
 
     fn spawn(&mut self, port: u16) {
+        self.spawn_at(&format!("127.0.0.1:{port}"), &[]);
+    }
+
+    /// Starts the process and waits for the line that says where it listens.
+    fn spawn_at(&mut self, listen: &str, env: &[(&str, &str)]) {
         let mut cmd = Command::new(bin("cblogsd"));
         cmd.arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
+            .arg(listen)
             .arg("--data-dir")
-            .arg(&self.data_dir);
+            .arg(&self.data_dir)
+            .envs(env.iter().copied());
         if let Some(c) = &self.config {
             cmd.arg("--config").arg(c);
         }
@@ -126,26 +145,25 @@ impl Server {
             .stderr(log)
             .spawn()
             .expect("start cblogsd");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("cblogsd listening on ") {
-                    let _ = tx.send(url.to_owned());
-                }
-            }
-        });
+        let stdout = lines_to_channel(child.stdout.take().expect("piped stdout"));
         self.child = Some(child);
-        match rx.recv_timeout(DEADLINE) {
-            Ok(url) => {
-                self.port = url
-                    .rsplit(':')
-                    .next()
-                    .and_then(|p| p.parse().ok())
-                    .expect("port in the url");
-                self.url = url;
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match stdout.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(url) = line.strip_prefix("cblogsd listening on ") {
+                        self.port = url
+                            .rsplit(':')
+                            .next()
+                            .and_then(|p| p.parse().ok())
+                            .expect("port in the url");
+                        self.url = url.to_owned();
+                        return;
+                    }
+                }
+                Err(_) => panic!("cblogsd did not start; its log:\n{}", self.log_text()),
             }
-            Err(_) => panic!("cblogsd did not start; its log:\n{}", self.log_text()),
         }
     }
 
@@ -926,7 +944,38 @@ impl Shipper {
         Shipper::start_with_status(agent, state_dir, server_url, config, &addr)
     }
 
+    /// [`Shipper::start`] with `extra_args` after the usual flags (e.g.
+    /// `--token-file`, `--ca-cert`) and `env` added to (and overriding) its
+    /// environment, e.g. `RUST_LOG=debug`. `CBLOGS_TOKEN` is not inherited.
+    /// [`Shipper::restart`] keeps the flags but not `env`.
+    pub fn start_with(
+        agent: &Agent,
+        state_dir: &Path,
+        server_url: &str,
+        config: &str,
+        extra_args: &[&std::ffi::OsStr],
+        env: &[(&str, &str)],
+    ) -> Shipper {
+        let mut s = Shipper::prepare(agent, state_dir, server_url, config, "off");
+        s.args.extend(extra_args.iter().map(|a| a.to_os_string()));
+        s.spawn_with(env);
+        s
+    }
+
     fn start_with_status(
+        agent: &Agent,
+        state_dir: &Path,
+        server_url: &str,
+        config: &str,
+        status_listen: &str,
+    ) -> Shipper {
+        let mut s = Shipper::prepare(agent, state_dir, server_url, config, status_listen);
+        s.spawn();
+        s
+    }
+
+    /// Writes the config and sets up the flags; starts nothing.
+    fn prepare(
         agent: &Agent,
         state_dir: &Path,
         server_url: &str,
@@ -957,17 +1006,19 @@ impl Shipper {
         .iter()
         .map(|a: &&std::ffi::OsStr| a.to_os_string())
         .collect();
-        let mut s = Shipper {
+        Shipper {
             child: None,
             args,
             log: state_dir.with_extension("log"),
             status_listen: status_listen.to_owned(),
-        };
-        s.spawn();
-        s
+        }
     }
 
     fn spawn(&mut self) {
+        self.spawn_with(&[]);
+    }
+
+    fn spawn_with(&mut self, env: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -977,6 +1028,8 @@ impl Shipper {
             .args(&self.args)
             .env("RUST_LOG", "info")
             .env_remove("CBLOGS_SERVER")
+            .env_remove("CBLOGS_TOKEN")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -1152,136 +1205,6 @@ const CLI_ENV: [&str; 4] = [
     "CBLOGS_CONFIG",
 ];
 
-impl Server {
-    /// Starts `cblogsd` listening on `listen` (e.g. `0.0.0.0:0`) with
-    /// `env` added to its environment (e.g. `RUST_LOG`). Its stderr goes to
-    /// [`Server::log_text`]; the URL is what it printed (`https://…` with
-    /// `[tls]`). [`Server::restart`] brings it back on 127.0.0.1 without `env`.
-    pub fn start_with(
-        data_dir: &Path,
-        config: Option<&str>,
-        listen: &str,
-        env: &[(&str, &str)],
-    ) -> Server {
-        let config = config.map(|text| {
-            let path = data_dir.with_extension("toml");
-            std::fs::write(&path, text).expect("write config");
-            path
-        });
-        let log_path = data_dir.with_extension("log");
-        let mut cmd = Command::new(bin("cblogsd"));
-        cmd.arg("--listen")
-            .arg(listen)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .envs(env.iter().copied());
-        if let Some(c) = &config {
-            cmd.arg("--config").arg(c);
-        }
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .expect("open server log");
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("start cblogsd");
-        let stdout = lines_to_channel(child.stdout.take().expect("piped stdout"));
-        let mut s = Server {
-            child: Some(child),
-            url: String::new(),
-            port: 0,
-            data_dir: data_dir.to_owned(),
-            config,
-            log: log_path,
-        };
-        let end = Instant::now() + DEADLINE;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match stdout.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(url) = line.strip_prefix("cblogsd listening on ") {
-                        s.url = url.to_owned();
-                        s.port = url
-                            .rsplit(':')
-                            .next()
-                            .and_then(|p| p.parse().ok())
-                            .expect("port in the url");
-                        return s;
-                    }
-                }
-                Err(_) => panic!("cblogsd did not start; its log:\n{}", s.log_text()),
-            }
-        }
-    }
-}
-
-impl Shipper {
-    /// [`Shipper::start`] with `extra_args` after the usual flags (e.g.
-    /// `--token-file`, `--ca-cert`) and `env` added to (and overriding) its
-    /// environment, e.g. `RUST_LOG=debug`. `CBLOGS_TOKEN` is not inherited.
-    /// [`Shipper::restart`] keeps the flags but not `env`.
-    pub fn start_with(
-        agent: &Agent,
-        state_dir: &Path,
-        server_url: &str,
-        config: &str,
-        extra_args: &[&std::ffi::OsStr],
-        env: &[(&str, &str)],
-    ) -> Shipper {
-        mkdirs(state_dir);
-        let config_path = state_dir.with_extension("toml");
-        std::fs::write(&config_path, config).expect("write shipper config");
-        let mut args: Vec<std::ffi::OsString> = [
-            "--config".as_ref(),
-            config_path.as_os_str(),
-            "--work-dir".as_ref(),
-            agent.work_dir.as_os_str(),
-            "--checkpoint-root".as_ref(),
-            agent.checkpoint_root.as_os_str(),
-            "--state-dir".as_ref(),
-            state_dir.as_os_str(),
-            "--server".as_ref(),
-            server_url.as_ref(),
-            "--cluster".as_ref(),
-            SHIPPER_CLUSTER.as_ref(),
-            "--host".as_ref(),
-            SHIPPER_HOST.as_ref(),
-            "--status-listen".as_ref(),
-            "off".as_ref(),
-        ]
-        .iter()
-        .map(|a: &&std::ffi::OsStr| a.to_os_string())
-        .collect();
-        args.extend(extra_args.iter().map(|a| a.to_os_string()));
-        let log = state_dir.with_extension("log");
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("open shipper log");
-        let child = Command::new(bin("cblogs-shipper"))
-            .args(&args)
-            .env("RUST_LOG", "info")
-            .env_remove("CBLOGS_SERVER")
-            .env_remove("CBLOGS_TOKEN")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("start cblogs-shipper");
-        Shipper {
-            child: Some(child),
-            args,
-            log,
-            status_listen: "off".into(),
-        }
-    }
-}
-
 /// Runs `cblogs args…` (no implicit `--server`) with none of the
 /// `CBLOGS_*` variables inherited, no user config file (`XDG_CONFIG_HOME`
 /// points nowhere), and `env` added.
@@ -1299,4 +1222,131 @@ pub fn cli_with(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> CliOutput {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// The last `n` lines of a log, without terminal colour codes.
+pub fn log_tail(text: &str, n: usize) -> String {
+    let mut log = String::new();
+    let mut in_escape = false;
+    for c in text.chars() {
+        match (in_escape, c) {
+            (false, '\u{1b}') => in_escape = true,
+            (false, c) => log.push(c),
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+        }
+    }
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+// ---------------------------------------------------------------------------
+// Exactly once, in order: what the CLI shows against what was written.
+// ---------------------------------------------------------------------------
+
+/// How the offsets the CLI shows are checked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Offsets {
+    /// Each line's offset is its byte position in the stream: bytes written
+    /// before it, counted across rotations.
+    Exact,
+    /// Offsets only grow (after a truncation, the stream offsets go on from
+    /// where the shipper was, which the test does not pin down).
+    Growing,
+}
+
+pub type Shown = (u64, String, bool, bool);
+
+pub fn shown_line(l: &LineView) -> Shown {
+    (l.offset, l.text.clone(), l.flags.cut, l.flags.partial)
+}
+
+pub fn brief((offset, text, cut, partial): &Shown) -> String {
+    let mut t: String = text.chars().take(70).collect();
+    if t.len() < text.len() {
+        t.push_str(&format!("… ({} bytes)", text.len()));
+    }
+    format!(
+        "@{offset} {t:?}{}{}",
+        if *cut { " cut" } else { "" },
+        if *partial { " partial" } else { "" }
+    )
+}
+
+/// Everything wrong with `got` (the CLI's lines) against what `runs` wrote;
+/// empty when every line arrived exactly once, in order, with its source.
+pub fn problems(got: &[LineView], runs: &[&ProcessRun], offsets: Offsets) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut by_key: std::collections::BTreeMap<StreamKey, Vec<&LineView>> =
+        std::collections::BTreeMap::new();
+    for l in got {
+        by_key
+            .entry((l.task_id.clone(), l.process.clone(), l.run, l.stream))
+            .or_default()
+            .push(l);
+    }
+    for run in runs {
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let key = run.key(stream);
+            let lines = by_key.remove(&key).unwrap_or_default();
+            let name = format!("{}/{}/{}/{stream}", run.task_id, run.process, run.run);
+            for l in &lines {
+                let meta = (
+                    l.cluster.as_str(),
+                    l.host.as_str(),
+                    l.job.as_str(),
+                    l.instance,
+                );
+                let want = (
+                    SHIPPER_CLUSTER,
+                    SHIPPER_HOST,
+                    run.job.as_str(),
+                    run.instance,
+                );
+                if meta != want {
+                    problems.push(format!(
+                        "{name}: a line shows (cluster, host, job, instance) {meta:?}, want {want:?}"
+                    ));
+                    break;
+                }
+            }
+            let mut want: Vec<Shown> = run.model(stream).lines.iter().map(Written::view).collect();
+            let mut have: Vec<Shown> = lines.iter().map(|l| shown_line(l)).collect();
+            if offsets == Offsets::Growing {
+                if let Some(w) = have.windows(2).find(|w| w[0].0 >= w[1].0) {
+                    problems.push(format!(
+                        "{name}: offsets do not grow: {} then {}",
+                        brief(&w[0]),
+                        brief(&w[1])
+                    ));
+                }
+                for s in want.iter_mut().chain(have.iter_mut()) {
+                    s.0 = 0;
+                }
+            }
+            if want != have {
+                let i = want
+                    .iter()
+                    .zip(&have)
+                    .position(|(w, h)| w != h)
+                    .unwrap_or(want.len().min(have.len()));
+                problems.push(format!(
+                    "{name}: wrote {} lines, the CLI shows {}; first difference at line {i}: \
+                     wrote {}, shown {}",
+                    want.len(),
+                    have.len(),
+                    want.get(i).map_or("nothing".into(), brief),
+                    have.get(i).map_or("nothing".into(), brief),
+                ));
+            }
+        }
+    }
+    for (key, lines) in by_key {
+        problems.push(format!(
+            "{} lines of a source nothing was written to: {key:?}, e.g. {}",
+            lines.len(),
+            brief(&shown_line(lines[0]))
+        ));
+    }
+    problems
 }

@@ -5,7 +5,6 @@
 //! its job, instance, process, run and stream, whatever happens to the
 //! files, the shipper or the server in between.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -82,126 +81,9 @@ fn write_in_chunks(run: &mut ProcessRun, stream: Stream, lines: &[Vec<u8>], per_
     }
 }
 
-/// How the offsets the CLI shows are checked.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Offsets {
-    /// Each line's offset is its byte position in the stream: bytes written
-    /// before it, counted across rotations.
-    Exact,
-    /// Offsets only grow (after a truncation, the stream offsets go on from
-    /// where the shipper was, which the test does not pin down).
-    Growing,
-}
-
-type Shown = (u64, String, bool, bool);
-
-fn shown_line(l: &LineView) -> Shown {
-    (l.offset, l.text.clone(), l.flags.cut, l.flags.partial)
-}
-
-fn brief((offset, text, cut, partial): &Shown) -> String {
-    let mut t: String = text.chars().take(70).collect();
-    if t.len() < text.len() {
-        t.push_str(&format!("… ({} bytes)", text.len()));
-    }
-    format!(
-        "@{offset} {t:?}{}{}",
-        if *cut { " cut" } else { "" },
-        if *partial { " partial" } else { "" }
-    )
-}
-
-/// Everything wrong with `got` (the CLI's lines) against what `runs` wrote;
-/// empty when every line arrived exactly once, in order, with its source.
-fn problems(got: &[LineView], runs: &[&ProcessRun], offsets: Offsets) -> Vec<String> {
-    let mut problems = Vec::new();
-    let mut by_key: BTreeMap<StreamKey, Vec<&LineView>> = BTreeMap::new();
-    for l in got {
-        by_key
-            .entry((l.task_id.clone(), l.process.clone(), l.run, l.stream))
-            .or_default()
-            .push(l);
-    }
-    for run in runs {
-        for stream in BOTH {
-            let key = run.key(stream);
-            let lines = by_key.remove(&key).unwrap_or_default();
-            let name = format!("{}/{}/{}/{stream}", run.task_id, run.process, run.run);
-            for l in &lines {
-                let meta = (
-                    l.cluster.as_str(),
-                    l.host.as_str(),
-                    l.job.as_str(),
-                    l.instance,
-                );
-                let want = (
-                    SHIPPER_CLUSTER,
-                    SHIPPER_HOST,
-                    run.job.as_str(),
-                    run.instance,
-                );
-                if meta != want {
-                    problems.push(format!(
-                        "{name}: a line shows (cluster, host, job, instance) {meta:?}, want {want:?}"
-                    ));
-                    break;
-                }
-            }
-            let mut want: Vec<Shown> = run.model(stream).lines.iter().map(Written::view).collect();
-            let mut have: Vec<Shown> = lines.iter().map(|l| shown_line(l)).collect();
-            if offsets == Offsets::Growing {
-                if let Some(w) = have.windows(2).find(|w| w[0].0 >= w[1].0) {
-                    problems.push(format!(
-                        "{name}: offsets do not grow: {} then {}",
-                        brief(&w[0]),
-                        brief(&w[1])
-                    ));
-                }
-                for s in want.iter_mut().chain(have.iter_mut()) {
-                    s.0 = 0;
-                }
-            }
-            if want != have {
-                let i = want
-                    .iter()
-                    .zip(&have)
-                    .position(|(w, h)| w != h)
-                    .unwrap_or(want.len().min(have.len()));
-                problems.push(format!(
-                    "{name}: wrote {} lines, the CLI shows {}; first difference at line {i}: \
-                     wrote {}, shown {}",
-                    want.len(),
-                    have.len(),
-                    want.get(i).map_or("nothing".into(), brief),
-                    have.get(i).map_or("nothing".into(), brief),
-                ));
-            }
-        }
-    }
-    for (key, lines) in by_key {
-        problems.push(format!(
-            "{} lines of a source nothing was written to: {key:?}, e.g. {}",
-            lines.len(),
-            brief(&shown_line(lines[0]))
-        ));
-    }
-    problems
-}
-
 /// The end of the shipper's log, without terminal colour codes.
-fn log_tail(shipper: &Shipper) -> String {
-    let mut log = String::new();
-    let mut in_escape = false;
-    for c in shipper.log_text().chars() {
-        match (in_escape, c) {
-            (false, '\u{1b}') => in_escape = true,
-            (false, c) => log.push(c),
-            (true, 'm') => in_escape = false,
-            (true, _) => {}
-        }
-    }
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
+fn shipper_log_tail(shipper: &Shipper) -> String {
+    log_tail(&shipper.log_text(), 40)
 }
 
 /// Waits until the CLI shows as many lines for `selector` as `runs` wrote
@@ -236,7 +118,7 @@ fn await_shipped(
                 total,
                 got.len(),
                 problems.join("\n  "),
-                log_tail(shipper)
+                shipper_log_tail(shipper)
             );
             return got;
         }
