@@ -2,8 +2,11 @@
 //! search and the histogram are in `http_search.rs`.
 //!
 //! Every error is a JSON [`ErrorBody`] with a status that says whose fault it
-//! is: 400 bad request, 404 unknown job, 409 ambiguous job, 413 too large,
-//! 415 unknown encoding, 503 the server cannot store right now.
+//! is: 400 bad request, 401 no valid token, 403 a token (or an address) that
+//! may not do this, 404 unknown job, 409 ambiguous job or a gap, 413 past a
+//! size limit, 415 unknown encoding, 429 past a rate or count limit, 503 the
+//! server cannot take it now (full disk, busy, searches at their limit).
+//! Limits name their setting; 429 and 503 carry `Retry-After`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
