@@ -364,6 +364,24 @@ impl<'a> LineGen<'a> {
 
 /// Appends generated lines to many files in turn: the background load of
 /// the latency and shipper measurements.
+/// `specs`' files opened for appending, each with its own line generator.
+pub fn open_for_append<'a>(
+    templates: &'a Templates,
+    specs: &[FileSpec],
+) -> Result<(Vec<File>, Vec<LineGen<'a>>)> {
+    let files = specs
+        .iter()
+        .map(|s| std::fs::OpenOptions::new().append(true).open(&s.path))
+        .collect::<std::io::Result<_>>()
+        .context("open the sandbox files")?;
+    let gens = specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| LineGen::new(templates, s, i as u64))
+        .collect();
+    Ok((files, gens))
+}
+
 pub struct RoundRobinWriter<'a> {
     files: Vec<File>,
     gens: Vec<LineGen<'a>>,
@@ -374,16 +392,7 @@ pub struct RoundRobinWriter<'a> {
 impl<'a> RoundRobinWriter<'a> {
     /// Opens `specs`' files for appending, each with its own line generator.
     pub fn open(templates: &'a Templates, specs: &[FileSpec]) -> Result<RoundRobinWriter<'a>> {
-        let files = specs
-            .iter()
-            .map(|s| std::fs::OpenOptions::new().append(true).open(&s.path))
-            .collect::<std::io::Result<_>>()
-            .context("open the sandbox files")?;
-        let gens = specs
-            .iter()
-            .enumerate()
-            .map(|(i, s)| LineGen::new(templates, s, i as u64))
-            .collect();
+        let (files, gens) = open_for_append(templates, specs)?;
         Ok(RoundRobinWriter {
             files,
             gens,

@@ -97,16 +97,7 @@ struct Writer<'a> {
 
 impl<'a> Writer<'a> {
     fn open(templates: &'a Templates, specs: &[FileSpec], epoch: Instant) -> Result<Writer<'a>> {
-        let files = specs
-            .iter()
-            .map(|s| std::fs::OpenOptions::new().append(true).open(&s.path))
-            .collect::<std::io::Result<_>>()
-            .context("open the sandbox files")?;
-        let gens = specs
-            .iter()
-            .enumerate()
-            .map(|(i, s)| LineGen::new(templates, s, i as u64))
-            .collect();
+        let (files, gens) = crate::corpus::open_for_append(templates, specs)?;
         let mut acc = 0.0;
         let cumulative = specs
             .iter()
