@@ -72,6 +72,11 @@ impl JobMapper {
             if job.role.is_empty() || job.env.is_empty() || job.name.is_empty() {
                 return Err(rule_err("role, env or name is empty".to_owned()));
             }
+            // The key travels as text and the server parses it again: what
+            // a rule captured must be what a job key may hold.
+            if let Err(e) = job.to_string().parse::<JobKey>() {
+                return Err(rule_err(e.to_string()));
+            }
             return Ok(TaskJob {
                 job,
                 instance,
@@ -92,6 +97,23 @@ mod tests {
     use super::*;
 
     const UUID: &str = "5c1e9a52-8f0e-4c0b-9d61-0f3c1b7b2a11";
+
+    #[test]
+    fn a_rule_cannot_capture_what_a_job_key_refuses() {
+        let rules = JobMapper::new(&[JobRule {
+            task_id: r"^(?P<role>\w+) (?P<env>prod) (?P<name>.+)-(?P<instance>\d+)$".into(),
+        }])
+        .unwrap();
+        let err = rules
+            .map("ops prod hello wörld/x-3")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("may only contain"), "{err}");
+        assert_eq!(
+            rules.map("ops prod hello-3").unwrap().job.to_string(),
+            "ops/prod/hello"
+        );
+    }
 
     #[test]
     fn standard_split_and_rules() {
