@@ -67,6 +67,24 @@ pub enum Outcome {
     Deadline,
 }
 
+/// How much lower than the rest of cblogsd a search's worker threads run
+/// (a nice value): a search uses every core for as long as it takes, and
+/// when the cores are all busy, ingest and live tails — which someone is
+/// waiting on line by line — should get them first. Measured with the
+/// load benchmark (bench/, `load`).
+const SEARCH_NICE: libc::c_int = 5;
+
+/// Lowers the calling thread's priority by [`SEARCH_NICE`]. On Linux the
+/// nice value is per thread, and these threads end with their search.
+fn below_live_work() {
+    // SAFETY: setpriority with PRIO_PROCESS and who = 0 changes only the
+    // calling thread on Linux; it has no memory effects. A failure (not
+    // permitted) leaves the priority as it was, which is harmless.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, SEARCH_NICE);
+    }
+}
+
 /// Runs `work` on every task on all cores and gives each result to
 /// `consume` in task order; `consume` returns false to stop early.
 pub fn run<T: Send>(
@@ -97,21 +115,24 @@ pub fn run<T: Send>(
         for _ in 0..threads {
             let tx = tx.clone();
             let (next, stop, wanted, moved, work) = (&next, &stop, &wanted, &moved, &work);
-            scope.spawn(move || loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= tasks.len() || stop.load(Ordering::Relaxed) {
-                    return;
-                }
-                {
-                    let mut w = wanted.lock().unwrap_or_else(|e| e.into_inner());
-                    while i >= w.wanted + WINDOW && !w.stop {
-                        w.sleepers += 1;
-                        w = moved.wait(w).unwrap_or_else(|e| e.into_inner());
-                        w.sleepers -= 1;
+            scope.spawn(move || {
+                below_live_work();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= tasks.len() || stop.load(Ordering::Relaxed) {
+                        return;
                     }
-                }
-                if stop.load(Ordering::Relaxed) || tx.send((i, work(&tasks[i]))).is_err() {
-                    return;
+                    {
+                        let mut w = wanted.lock().unwrap_or_else(|e| e.into_inner());
+                        while i >= w.wanted + WINDOW && !w.stop {
+                            w.sleepers += 1;
+                            w = moved.wait(w).unwrap_or_else(|e| e.into_inner());
+                            w.sleepers -= 1;
+                        }
+                    }
+                    if stop.load(Ordering::Relaxed) || tx.send((i, work(&tasks[i]))).is_err() {
+                        return;
+                    }
                 }
             });
         }
