@@ -463,6 +463,29 @@ enum ServerKill {
     Random,
 }
 
+/// A kill point in the middle of a burst: writes 100–300 lines to every
+/// file and returns once a random part of them is stored.
+fn mid_burst(api: &Api, writer: &Writer, rng: &mut Rng) -> String {
+    let before = api.stored().unwrap_or(0);
+    let per_file = 100 + rng.below(200) as usize;
+    writer.burst(per_file);
+    let part = 1 + rng.below(per_file as u64 * 8);
+    match api.wait_stored_above(before + part, DEADLINE) {
+        Some(n) => format!(
+            "during a burst of {per_file} lines per file, {} lines into it",
+            n - before
+        ),
+        None => "burst not acknowledged".into(),
+    }
+}
+
+/// A kill point 0–1.5 s from now, whatever is happening then.
+fn after_random_delay(rng: &mut Rng) -> String {
+    let d = rng.millis(0, 1500);
+    std::thread::sleep(d);
+    format!("after {d:?}")
+}
+
 #[test]
 fn sigkill_cblogsd_at_20_random_points() {
     let _serial = serial();
@@ -517,24 +540,8 @@ fn sigkill_cblogsd_at_20_random_points() {
                     "no commit seen within 5 s".into()
                 }
             }
-            ServerKill::MidShipperBatch => {
-                let before = api.stored().unwrap_or(0);
-                let per_file = 100 + rng.below(200) as usize;
-                writer.burst(per_file);
-                let part = 1 + rng.below(per_file as u64 * 8);
-                match api.wait_stored_above(before + part, DEADLINE) {
-                    Some(n) => format!(
-                        "during a burst of {per_file} lines per file, {} lines into it",
-                        n - before
-                    ),
-                    None => "burst not acknowledged".into(),
-                }
-            }
-            ServerKill::Random => {
-                let d = rng.millis(0, 1500);
-                std::thread::sleep(d);
-                format!("after {d:?}")
-            }
+            ServerKill::MidShipperBatch => mid_burst(&api, &writer, &mut rng),
+            ServerKill::Random => after_random_delay(&mut rng),
         };
         server.kill9();
         let down = rng.millis(0, 300);
@@ -639,24 +646,8 @@ fn sigkill_shipper_at_20_random_points() {
                     "no checkpoint written within 5 s".into()
                 }
             }
-            ShipperKill::MidBatch => {
-                let before = api.stored().expect("cblogsd answers");
-                let per_file = 100 + rng.below(200) as usize;
-                writer.burst(per_file);
-                let part = 1 + rng.below(per_file as u64 * 8);
-                match api.wait_stored_above(before + part, DEADLINE) {
-                    Some(n) => format!(
-                        "during a burst of {per_file} lines per file, {} lines into it",
-                        n - before
-                    ),
-                    None => "burst not acknowledged".into(),
-                }
-            }
-            ShipperKill::Random => {
-                let d = rng.millis(0, 1500);
-                std::thread::sleep(d);
-                format!("after {d:?}")
-            }
+            ShipperKill::MidBatch => mid_burst(&api, &writer, &mut rng),
+            ShipperKill::Random => after_random_delay(&mut rng),
         };
         shipper.assert_running();
         shipper.kill9();
