@@ -44,7 +44,13 @@ struct SourceEntry {
 }
 
 struct OpenBlock {
-    lines: LineBlock,
+    /// Shared with the read snapshots taken since the last append: a
+    /// snapshot takes a reference, and the next append copies the block
+    /// only if a snapshot still holds it (`Arc::make_mut`). Copying in
+    /// every snapshot instead cost each search of every job a copy of
+    /// every open block (up to block_bytes × sources), 8 searches at once
+    /// that many copies.
+    lines: Arc<LineBlock>,
     /// The WAL record that holds this block's first line: the WAL must keep it.
     first_seq: u64,
     opened: Instant,
@@ -333,12 +339,13 @@ impl Store {
             return;
         };
         let open = e.open.get_or_insert_with(|| OpenBlock {
-            lines: LineBlock::new(),
+            lines: Arc::new(LineBlock::new()),
             first_seq: seq,
             opened: Instant::now(),
         });
+        let block = Arc::make_mut(&mut open.lines);
         for l in lines.lines() {
-            open.lines.push(l.offset, l.time_ns, l.flags, l.bytes);
+            block.push(l.offset, l.time_ns, l.flags, l.bytes);
             e.totals.lines += 1;
             e.totals.bytes += l.bytes.len() as u64;
             e.totals.last_seen_ns = e.totals.last_seen_ns.max(l.time_ns);
@@ -346,7 +353,7 @@ impl Store {
         self.unindexed_bytes
             .fetch_add(lines.text_len() as u64, Ordering::Relaxed);
         let covered = lines.end_offset().unwrap_or(0);
-        open.lines.cover_to(covered);
+        block.cover_to(covered);
         e.end = e.end.max(covered);
         if open.lines.text_len() >= self.config.block_bytes
             || open.lines.len() >= self.config.block_max_lines
@@ -462,7 +469,7 @@ impl Store {
             }
             sources.insert(*id, e.source.clone());
             if let Some(o) = &e.open {
-                memory.push((e.source.clone(), Arc::new(o.lines.clone())));
+                memory.push((e.source.clone(), o.lines.clone()));
             }
         }
         for s in &inner.sealed {
@@ -630,11 +637,12 @@ impl SourceEntry {
 
     fn seal(&mut self) -> Option<Arc<SealedBlock>> {
         let mut open = self.open.take()?;
-        // It grew by doubling; it waits for the committer at its real size.
-        open.lines.shrink_to_fit();
+        // It grew by doubling; it waits for the committer at its real size
+        // (a snapshot still holding it keeps its own, grown, copy).
+        Arc::make_mut(&mut open.lines).shrink_to_fit();
         Some(Arc::new(SealedBlock {
             source: self.source.clone(),
-            lines: Arc::new(open.lines),
+            lines: open.lines,
             first_seq: open.first_seq,
         }))
     }
