@@ -463,6 +463,15 @@ enum ServerKill {
     Random,
 }
 
+/// A kill point right after the server acknowledged more lines.
+fn after_an_ack(api: &Api) -> String {
+    let now = api.stored().unwrap_or(0);
+    match api.wait_stored_above(now, DEADLINE) {
+        Some(n) => format!("right after {n} lines were stored"),
+        None => "no ingest seen".into(),
+    }
+}
+
 /// A kill point in the middle of a burst: writes 100–300 lines to every
 /// file and returns once a random part of them is stored.
 fn mid_burst(api: &Api, writer: &Writer, rng: &mut Rng) -> String {
@@ -526,13 +535,7 @@ fn sigkill_cblogsd_at_20_random_points() {
             println!("  rotated the first run's stdout");
         }
         let note = match mode {
-            ServerKill::AfterAck => {
-                let now = api.stored().unwrap_or(0);
-                match api.wait_stored_above(now, DEADLINE) {
-                    Some(n) => format!("right after {n} lines were stored"),
-                    None => "no ingest seen".into(),
-                }
-            }
+            ServerKill::AfterAck => after_an_ack(&api),
             ServerKill::MidCommit => {
                 if wait_change(Duration::from_secs(5), || tree_signature(&partitions)) {
                     "as a commit wrote to the partitions".into()
@@ -632,13 +635,7 @@ fn sigkill_shipper_at_20_random_points() {
     rng.shuffle(&mut plan);
     for (k, mode) in plan.iter().enumerate() {
         let note = match mode {
-            ShipperKill::AfterAck => {
-                let now = api.stored().expect("cblogsd answers");
-                match api.wait_stored_above(now, DEADLINE) {
-                    Some(n) => format!("right after {n} lines were stored"),
-                    None => "no ingest seen".into(),
-                }
-            }
+            ShipperKill::AfterAck => after_an_ack(&api),
             ShipperKill::AfterCheckpoint => {
                 if wait_change(Duration::from_secs(5), checkpoint_id) {
                     "right after a checkpoint was written".into()

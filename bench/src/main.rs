@@ -244,13 +244,7 @@ fn real_main() -> Result<()> {
         figures,
     };
     report.write(&out)?;
-    println!("{}", report.markdown());
-    eprintln!(
-        "report: {} and {} ({:.0} s in all)",
-        out.display(),
-        out.with_extension("md").display(),
-        started.elapsed().as_secs_f64()
-    );
+    announce(&out, &report.markdown(), started);
     Ok(())
 }
 
@@ -280,13 +274,7 @@ fn load_run(a: &Args, command: String, templates: &Templates, work: &Path) -> Re
     let outcome = load::run(templates, &run_dir(work, "load", 0)?, &settings)?;
     let report = load_report::LoadReport::new(command, templates.from.clone(), settings, &outcome);
     report.write(&out)?;
-    println!("{}", report.markdown());
-    eprintln!(
-        "report: {} and {} ({:.0} s in all)",
-        out.display(),
-        out.with_extension("md").display(),
-        started.elapsed().as_secs_f64()
-    );
+    announce(&out, &report.markdown(), started);
     let c = &report.counts;
     if c.tails_fell_behind_silently > 0 || c.errors > 0 {
         bail!(
@@ -605,4 +593,15 @@ fn shipper_figure(a: &Args, templates: &Templates, work: &Path) -> Result<Figure
         report::median(&cpu).unwrap_or(0.0),
         report::median(&tail_cpu).unwrap_or(0.0)
     )))
+}
+
+/// Prints a written report's table and says where it is.
+fn announce(out: &Path, markdown: &str, started: Instant) {
+    println!("{markdown}");
+    eprintln!(
+        "report: {} and {} ({:.0} s in all)",
+        out.display(),
+        out.with_extension("md").display(),
+        started.elapsed().as_secs_f64()
+    );
 }
