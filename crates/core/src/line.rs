@@ -124,6 +124,29 @@ impl Source {
         }
         Ok(())
     }
+
+    /// A source of run 0 of `process` of instance `instance` of `job`
+    /// (`role/env/name`) on cluster `c`, host `agent1`, with a task id of
+    /// the real shape: the one every unit test of every crate builds.
+    ///
+    /// Panics if `job` is not a job key: for tests and examples only.
+    #[doc(hidden)]
+    pub fn example(job: &str, instance: u32, process: &str, stream: Stream) -> Source {
+        let job: JobKey = job.parse().expect("an example source needs a valid job key");
+        Source {
+            cluster: "c".into(),
+            host: "agent1".into(),
+            task_id: format!(
+                "{}-{}-{}-{instance}-5c1e9a52-8f0e-4c0b-9d61-0f3c1b7b2a11",
+                job.role, job.env, job.name
+            ),
+            job,
+            instance,
+            process: process.into(),
+            run: 0,
+            stream,
+        }
+    }
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -185,6 +208,30 @@ pub struct LineView {
     pub flags: LineFlags,
     /// [`Source::id`] in hex: what identifies the stream for de-duplication.
     pub source: String,
+}
+
+impl LineView {
+    /// One line of `source` as the read API shows it: the tail, follow,
+    /// search and context endpoints and alert notifications all build it
+    /// here, so a line looks the same wherever it is shown.
+    pub fn new(source: &Source, offset: u64, time_ns: i64, flags: LineFlags, bytes: &[u8]) -> Self {
+        LineView {
+            time: crate::time::format_rfc3339(time_ns),
+            time_ns,
+            cluster: source.cluster.clone(),
+            host: source.host.clone(),
+            job: source.job.role_env_name(),
+            instance: source.instance,
+            task_id: source.task_id.clone(),
+            process: source.process.clone(),
+            run: source.run,
+            stream: source.stream,
+            offset,
+            text: String::from_utf8_lossy(bytes).into_owned(),
+            flags,
+            source: format!("{:016x}", source.id()),
+        }
+    }
 }
 
 #[cfg(test)]

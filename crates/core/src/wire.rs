@@ -274,16 +274,7 @@ mod tests {
     fn batch(lines: Vec<WireLine>) -> IngestRequest {
         IngestRequest {
             batches: vec![Batch {
-                source: Source {
-                    cluster: "c".into(),
-                    host: "h".into(),
-                    task_id: "t".into(),
-                    job: "r/prod/n".parse().unwrap(),
-                    instance: 0,
-                    process: "p".into(),
-                    run: 0,
-                    stream: Stream::Stdout,
-                },
+                source: Source::example("r/prod/n", 0, "p", Stream::Stdout),
                 start: 0,
                 end: 20,
                 lines,

@@ -37,8 +37,20 @@ pub struct Config {
     pub read: ReadConfig,
     pub search: SearchConfig,
     pub alerts: AlertsConfig,
-    pub auth: crate::auth::AuthConfig,
+    pub auth: AuthConfig,
     pub tls: TlsConfig,
+}
+
+/// `[auth]` in cblogsd.toml.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub ingest_tokens: Vec<String>,
+    pub ingest_token_files: Vec<PathBuf>,
+    pub read_tokens: Vec<String>,
+    pub read_token_files: Vec<PathBuf>,
+    pub admin_tokens: Vec<String>,
+    pub admin_token_files: Vec<PathBuf>,
 }
 
 /// `[tls]`: with both files set, everything is served over https only.
@@ -201,7 +213,7 @@ impl Default for Config {
             read: ReadConfig::default(),
             search: SearchConfig::default(),
             alerts: AlertsConfig::default(),
-            auth: crate::auth::AuthConfig::default(),
+            auth: AuthConfig::default(),
             tls: TlsConfig::default(),
         }
     }

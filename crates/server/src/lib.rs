@@ -1,45 +1,61 @@
 //! `cblogsd`, the central cblogs service, as a library.
 //!
 //! ```text
-//! POST /api/v1/ingest ─▶ Ingestor (dedup by offset) ─▶ Wal (group commit, fsync)
-//!                                                        │ durable
-//!                                                        ▼
-//!               follow streams ◀── Store::apply: open blocks in memory
-//!                                                        │ seal on size/age
-//!                                                        ▼
-//!                        Committer: zstd block ─▶ Partition (blocks.dat + tantivy doc)
-//!                                   commit ─▶ Store::committed ─▶ Wal::trim_below
-//! GET /api/v1/{jobs,tail,follow} ─▶ query over Store::snapshot (memory + committed)
+//! POST /api/v1/ingest ─▶ api ─▶ ingest (admission, dedup by offset) ─▶ wal (group commit, fsync)
+//!                                                                        │ durable
+//!                                                                        ▼
+//!              live tails, alerts ◀── store::TailHub ◀── store::Store::apply: open blocks
+//!                                                                        │ seal on size/age
+//!                                                                        ▼
+//!                          store::Committer: index::PreparedBlock ─▶ index::PartitionWriter
+//!                                 commit ─▶ Store::committed ─▶ Wal::trim_below
+//! GET /api/v1/{jobs,tail,follow,search,…} ─▶ api ─▶ read / search over a store snapshot
 //! ```
 //!
-//! One file, one idea: [`wal`] makes batches durable, [`store`] holds what is
-//! readable and keeps readers consistent, [`block`] is the storage unit,
-//! [`partition`] a time slice of the index, [`committer`] moves blocks from
-//! memory to the index, [`ingest`] de-duplicates, [`query`] reads, [`http`]
-//! speaks HTTP, [`service`] starts and stops the parts in order, [`demo`]
-//! makes believable traffic.
+//! The folders, bottom up (each imports only from those below it):
+//! [`config`]; `block` (the unit of storage); `index` (partitions: tantivy
+//! plus block files); `wal`; `store` (memory blocks, snapshots, the
+//! committer, partitions' lives, retention); `ingest`; `read` and `search`;
+//! `alert`; `access` (tokens, limits); `metrics` (events the loops emit);
+//! `app` (what handlers share); `api` (HTTP); [`Service`] (start and stop).
+//! `ARCHITECTURE.md` at the repository's root maps them.
+//!
+//! Everything is private but what the binary needs; tests and fuzz
+//! targets reach the internals through [`testing`].
 
-pub mod alert;
-pub mod auth;
-pub mod block;
-pub mod cache;
-pub mod committer;
+mod access;
+mod alert;
+mod api;
+mod app;
+mod block;
 pub mod config;
-pub mod decode;
 pub mod demo;
-pub mod http;
-pub mod http_search;
-pub mod ingest;
-pub mod limits;
-pub mod listener;
-pub mod metrics;
-pub mod partition;
-pub mod query;
-pub mod search;
-pub mod service;
-pub mod store;
-pub mod wal;
-pub mod web;
+mod index;
+mod ingest;
+mod metrics;
+mod read;
+mod search;
+mod service;
+mod store;
+mod wal;
 
+pub use api::{tls_acceptor, PeerAddr, TlsError, TlsListener};
 pub use config::Config;
 pub use service::{Service, StartError};
+
+/// The internals that tests and fuzz targets drive directly. Not an API:
+/// it changes with the code.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::api::check_query;
+    pub use crate::block::LineBlock;
+    pub use crate::index::{
+        tokens::distinct_tokens, Partition, PreparedBlock, ReadCaches, SizedLru, StoredBlock,
+        TermMatch, TermNeed, TimeRange,
+    };
+    pub use crate::ingest::decode::{decode_ingest, DecodeError, DecodeLimits};
+    pub use crate::read::{last_lines, LineFilter, OwnedLine};
+    pub use crate::search::plan::Need;
+    pub use crate::search::{run as search, Mode, Prefilter, SearchRequest, SearchSink};
+    pub use crate::store::ReadSnapshot;
+}

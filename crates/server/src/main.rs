@@ -9,8 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 
-use cblogs_server::listener::{PeerAddr, TlsListener};
-use cblogs_server::{Config, Service, StartError};
+use cblogs_server::{Config, PeerAddr, Service, StartError, TlsListener};
 
 /// The central cblogs service: stores and indexes the logs of every Aurora
 /// task and serves them to `cblogs` and the web page.
@@ -94,7 +93,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot handle SIGHUP")?;
     let tls = if config.tls.enabled() {
-        Some(cblogs_server::listener::acceptor(&config.tls)?)
+        Some(cblogs_server::tls_acceptor(&config.tls)?)
     } else {
         None
     };
@@ -116,7 +115,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
                 .context(format!("cannot open the data dir {}", data_dir.display())))
         }
     };
-    for line in service.app.auth.describe() {
+    for line in service.describe_auth() {
         tracing::info!("auth: {line}");
     }
     tracing::info!(%addr, data_dir = %data_dir.display(), tls = tls.is_some(), "cblogsd ready");
@@ -128,15 +127,16 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         tokio::spawn(cblogs_server::demo::run(
             url,
             data_dir.clone(),
-            service.app.stopping.clone(),
+            service.stopping(),
         ))
     });
     #[cfg(unix)]
-    tokio::spawn(reload_on_sighup(service.app.clone(), hup));
+    service.reload_on(hup);
     // On SIGINT/SIGTERM: stop accepting, end follow streams (they would
     // otherwise keep the graceful shutdown waiting forever), drain requests.
     let stop = service.stop_handle();
-    let app = cblogs_server::http::router(service.app.clone())
+    let app = service
+        .router()
         .into_make_service_with_connect_info::<PeerAddr>();
     let shutdown = async move {
         shutdown_signal().await;
@@ -156,7 +156,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     };
     tokio::select! {
         r = &mut server => r.context("HTTP server task failed")?.context("HTTP server failed")?,
-        _ = wait_stopping(service.app.stopping.clone()) => {
+        _ = wait_stopping(service.stopping()) => {
             if tokio::time::timeout(Duration::from_secs(10), &mut server).await.is_err() {
                 tracing::warn!("HTTP requests still running after 10 s; closing anyway");
                 server.abort();
@@ -168,35 +168,6 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     }
     tokio::task::block_in_place(|| service.close());
     Ok(())
-}
-
-/// SIGHUP: read the token files and the alert rules file again (a bad one
-/// is logged and what is in force stays).
-#[cfg(unix)]
-async fn reload_on_sighup(
-    app: std::sync::Arc<cblogs_server::http::App>,
-    mut hup: tokio::signal::unix::Signal,
-) {
-    while hup.recv().await.is_some() {
-        match app.auth.reload() {
-            Ok(c) => tracing::info!(
-                ingest = c.ingest,
-                read = c.read,
-                admin = c.admin,
-                "tokens reloaded"
-            ),
-            Err(e) => tracing::error!("tokens not reloaded: {e}"),
-        }
-        if app.config.alerts.rules_path().is_none() {
-            continue;
-        }
-        let alerts = app.alerts.clone();
-        match tokio::task::spawn_blocking(move || alerts.reload()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!("alert rules not reloaded: {e}"),
-            Err(e) => tracing::error!("alert rules not reloaded: {e}"),
-        }
-    }
 }
 
 async fn wait_stopping(mut stopping: tokio::sync::watch::Receiver<bool>) {

@@ -12,12 +12,15 @@ use std::thread::JoinHandle;
 
 use tokio::sync::watch;
 
-use crate::committer::{Committer, CommitterCommand};
+use crate::access::{Auth, AuthError, Limits};
+use crate::alert::{Alerts, RulesError};
+use crate::app::App;
 use crate::config::Config;
-use crate::http::App;
-use crate::ingest::Ingestor;
-use crate::partition::PartitionError;
-use crate::store::Store;
+use crate::index::{PartitionError, ReadCaches};
+use crate::ingest::{spawn_ingest_recovery, Ingestor};
+use crate::store::{
+    Committer, CommitterCommand, PartitionSet, Retention, RetentionLog, Store, TailHub,
+};
 use crate::wal::{Wal, WalError, WalFiles};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,9 +30,9 @@ pub enum StartError {
     #[error(transparent)]
     Storage(#[from] PartitionError),
     #[error(transparent)]
-    Alerts(#[from] crate::alert::RulesError),
+    Alerts(#[from] RulesError),
     #[error(transparent)]
-    Auth(#[from] crate::auth::AuthError),
+    Auth(#[from] AuthError),
     #[error("cannot create data dir {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -38,7 +41,7 @@ pub enum StartError {
 }
 
 pub struct Service {
-    pub app: Arc<App>,
+    app: Arc<App>,
     wal: Arc<Wal>,
     stopping: Arc<watch::Sender<bool>>,
     committer_commands: mpsc::Sender<CommitterCommand>,
@@ -52,17 +55,18 @@ impl Service {
             path: data.clone(),
             source,
         })?;
+        let (partitions, existing) =
+            PartitionSet::open(&data.join("partitions"), &config.storage)?;
         let store = Arc::new(Store::open(
-            &data.join("partitions"),
+            existing,
             config.storage.clone(),
-            config.read.follow_buffer_batches,
+            TailHub::new(config.read.follow_buffer_batches),
+            Arc::new(ReadCaches::new(&config.search)),
         )?);
         // Tokens and rules first: a bad file stops the start before anything runs.
-        let auth = Arc::new(crate::auth::Auth::load(&config.auth)?);
-        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let auth = Arc::new(Auth::load(&config.auth)?);
         let (stopping, stopping_rx) = watch::channel(false);
-        let alerts =
-            crate::alert::Alerts::start(&config, &store, stopping_rx.clone(), metrics.clone())?;
+        let alerts = Alerts::start(&config, store.live(), stopping_rx.clone())?;
         let (files, records) = WalFiles::open(&data.join("wal"), config.storage.wal_segment_bytes)?;
         let last_seq = records.last().map_or(0, |r| r.seq);
         store.replay(records);
@@ -70,17 +74,19 @@ impl Service {
         let wal = Arc::new(Wal::start(files, last_seq, move |records| {
             applier.apply(records)
         }));
-        let ingestor = Ingestor::new(
+        let ingestor = Arc::new(Ingestor::new(
             wal.clone(),
             store.held_ends(),
             last_seq,
             config.ingest.max_line_bytes,
-        );
+        ));
+        let retention_log = Arc::new(RetentionLog::default());
         let mut committer = Committer::new(
             store.clone(),
             wal.clone(),
             config.storage.clone(),
-            metrics.clone(),
+            partitions,
+            Retention::new(config.storage.clone(), retention_log.clone()),
         );
         // Replayed lines may already be old enough to seal: commit them now,
         // so the WAL from the last run is trimmed early.
@@ -93,8 +99,13 @@ impl Service {
                 path: data.clone(),
                 source,
             })?;
-        let caches = Arc::new(crate::search::ReadCaches::new(&config.search));
-        let limits = crate::limits::Limits::new(&config);
+        let limits = Limits::new(&config);
+        spawn_ingest_recovery(
+            wal.clone(),
+            ingestor.clone(),
+            store.clone(),
+            stopping_rx.clone(),
+        );
         let app = Arc::new(App {
             config,
             store,
@@ -102,13 +113,11 @@ impl Service {
             wal: wal.clone(),
             stopping: stopping_rx,
             committer: committer_commands.clone(),
-            caches,
+            retention_log,
             alerts,
             auth,
             limits,
-            metrics,
         });
-        spawn_ingest_recovery(app.clone());
         Ok(Service {
             app,
             wal,
@@ -116,6 +125,39 @@ impl Service {
             committer_commands,
             committer,
         })
+    }
+
+    /// What the request handlers share.
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// The HTTP API and the web page, every route behind its role.
+    pub fn router(&self) -> axum::Router {
+        crate::api::router(self.app.clone())
+    }
+
+    /// Lines for the start-up log: which roles are open to whom.
+    pub fn describe_auth(&self) -> Vec<String> {
+        self.app.auth.describe()
+    }
+
+    /// Turns true when the service begins to stop.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.app.stopping.clone()
+    }
+
+    /// Reloads on every SIGHUP `hup` receives: the token files and the
+    /// alert rules file are read again (a bad one is logged and what is in
+    /// force stays).
+    #[cfg(unix)]
+    pub fn reload_on(&self, mut hup: tokio::signal::unix::Signal) {
+        let app = self.app.clone();
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                app.reload().await;
+            }
+        });
     }
 
     /// Tells follow streams and the demo to end.
@@ -138,57 +180,4 @@ impl Service {
         }
         tracing::info!("stopped cleanly");
     }
-}
-
-/// A full disk stops the WAL (ingest answers 503); this thread starts it
-/// again once the disk has room: every second it looks at the free space
-/// where the WAL lives and, past [`RECOVERY_FREE_BYTES`], resumes.
-fn spawn_ingest_recovery(app: Arc<App>) {
-    let started = std::thread::Builder::new()
-        .name("ingest-recovery".into())
-        .spawn(move || {
-            let dir = app.wal.dir();
-            let mut warned = false;
-            while !*app.stopping.borrow() {
-                std::thread::sleep(std::time::Duration::from_secs(1));
-                let Some(why) = app.wal.failure() else {
-                    warned = false;
-                    continue;
-                };
-                let free = free_bytes(&dir).unwrap_or(u64::MAX);
-                if free < RECOVERY_FREE_BYTES {
-                    if !warned {
-                        tracing::warn!(free_bytes = free, "ingest waits for disk space ({why})");
-                        warned = true;
-                    }
-                    continue;
-                }
-                let store = app.store.clone();
-                if app.ingestor.recover(|| store.held_ends()) {
-                    tracing::info!(free_bytes = free, "the disk has room again: ingest resumed");
-                }
-            }
-        });
-    if let Err(e) = started {
-        tracing::error!(error = %e, "cannot start the ingest recovery thread; after a full disk, restart cblogsd");
-    }
-}
-
-/// Room needed on the WAL's disk before ingest resumes after a full disk.
-const RECOVERY_FREE_BYTES: u64 = 1 << 20;
-
-/// Bytes free for an unprivileged writer on the file system holding `dir`.
-fn free_bytes(dir: &std::path::Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `path` is a NUL-terminated string and `st` is written by the
-    // call before it is read, only when the call succeeds.
-    let rc = unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: statvfs returned 0, so it filled `st`.
-    let st = unsafe { st.assume_init() };
-    Some(st.f_bavail.saturating_mul(st.f_frsize))
 }

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use cblogs_core::wire::{Batch, IngestRequest, WireLine};
 use cblogs_core::{Source, Stream};
-use cblogs_server::{query, Config, Service};
+use cblogs_server::testing::{last_lines, OwnedLine};
+use cblogs_server::{Config, Service};
 
 fn config(dir: &std::path::Path) -> Config {
     let mut c = Config {
@@ -27,16 +28,7 @@ fn config(dir: &std::path::Path) -> Config {
 }
 
 fn source(instance: u32) -> Source {
-    Source {
-        cluster: "c".into(),
-        host: "agent1".into(),
-        task_id: format!("www-data-prod-hello-{instance}-5c1e9a52-8f0e-4c0b-9d61-0f3c1b7b2a11"),
-        job: "www-data/prod/hello".parse().expect("valid job key"),
-        instance,
-        process: "hello".into(),
-        run: 0,
-        stream: Stream::Stdout,
-    }
+    Source::example("www-data/prod/hello", instance, "hello", Stream::Stdout)
 }
 
 /// All lines are timed from here: now, so that retention keeps them.
@@ -58,9 +50,9 @@ fn offset_of(i: u64) -> u64 {
 }
 
 /// Checks one reader's view: per source, lines 0..k in order, each once.
-fn check_prefixes(lines: &[query::OwnedLine]) -> usize {
+fn check_prefixes(lines: &[OwnedLine]) -> usize {
     let mut next: HashMap<u32, u64> = HashMap::new();
-    let mut by_source: Vec<&query::OwnedLine> = lines.iter().collect();
+    let mut by_source: Vec<&OwnedLine> = lines.iter().collect();
     by_source.sort_by_key(|l| (l.source.instance, l.offset));
     for l in by_source {
         let i = next.entry(l.source.instance).or_insert(0);
@@ -83,7 +75,7 @@ fn readers_see_every_line_once_while_blocks_move_to_the_index() {
     let dir = tempfile::tempdir().expect("temp dir");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let service = Service::open(config(dir.path())).expect("service opens");
-    let app = service.app.clone();
+    let app = service.app().clone();
     let stop = Arc::new(AtomicBool::new(false));
 
     // A reader that checks every snapshot it takes until told to stop.
@@ -95,7 +87,7 @@ fn readers_see_every_line_once_while_blocks_move_to_the_index() {
             let mut most = 0;
             while !stop.load(Ordering::Relaxed) {
                 let snap = app.store.snapshot(&|_| true, false);
-                let lines = query::last_lines(&snap, 100_000, None).expect("read").lines;
+                let lines = last_lines(&snap, 100_000, None).expect("read").lines;
                 most = most.max(check_prefixes(&lines));
                 checks += 1;
             }
@@ -143,7 +135,7 @@ fn readers_see_every_line_once_while_blocks_move_to_the_index() {
     assert!(most > 0, "the reader never saw a line");
 
     let snap = app.store.snapshot(&|_| true, false);
-    let all = query::last_lines(&snap, 100_000, None).expect("read").lines;
+    let all = last_lines(&snap, 100_000, None).expect("read").lines;
     assert_eq!(check_prefixes(&all), (SOURCES as u64 * LINES) as usize);
     assert!(
         snap.memory.len() < SOURCES as usize * 2,
@@ -156,12 +148,12 @@ fn readers_see_every_line_once_while_blocks_move_to_the_index() {
 
     // A clean restart replays nothing and still holds every line.
     let service = Service::open(config(dir.path())).expect("service reopens");
-    let snap = service.app.store.snapshot(&|_| true, false);
+    let snap = service.app().store.snapshot(&|_| true, false);
     assert!(snap.memory.is_empty(), "a clean stop commits everything");
-    let all = query::last_lines(&snap, 100_000, None).expect("read").lines;
+    let all = last_lines(&snap, 100_000, None).expect("read").lines;
     assert_eq!(check_prefixes(&all), (SOURCES as u64 * LINES) as usize);
     // The newest 10 lines overall are the last lines of each source.
-    let last = query::last_lines(&snap, 10, None).expect("read").lines;
+    let last = last_lines(&snap, 10, None).expect("read").lines;
     assert_eq!(last.len(), 10);
     assert!(last.iter().all(|l| l.time_ns >= t0() + LINES as i64 - 3));
 
@@ -169,14 +161,14 @@ fn readers_see_every_line_once_while_blocks_move_to_the_index() {
     // 3 lines of each of the 4 sources are at or after t0 + LINES - 3.
     let since = Some(t0() + LINES as i64 - 3);
     for (n, truncated) in [(10, true), (11, true), (12, false), (100, false)] {
-        let tail = query::last_lines(&snap, n, since).expect("read");
+        let tail = last_lines(&snap, n, since).expect("read");
         assert_eq!(
             (tail.lines.len(), tail.truncated),
             (n.min(12), truncated),
             "n = {n}"
         );
     }
-    let all_since_start = query::last_lines(&snap, 100, Some(t0())).expect("read");
+    let all_since_start = last_lines(&snap, 100, Some(t0())).expect("read");
     assert!(all_since_start.truncated, "12000 lines since t0, 100 kept");
     drop(snap);
     service.close();

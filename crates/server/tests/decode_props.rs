@@ -1,11 +1,11 @@
-//! Property tests of the ingest decoder (`cblogs_server::decode`):
+//! Property tests of the ingest decoder (`ingest/decode.rs`):
 //! generated valid requests, plain and zstd, decode to what was sent;
 //! arbitrary bytes never panic and always give an error with a name.
 //! (The `ingest_decode` fuzz target in `fuzz/` goes further.)
 
 use cblogs_core::wire::{Batch, IngestRequest, WireLine};
 use cblogs_core::{JobKey, Source, Stream};
-use cblogs_server::decode::{decode_ingest, DecodeError, DecodeLimits};
+use cblogs_server::testing::{decode_ingest, DecodeError, DecodeLimits};
 use proptest::prelude::*;
 
 const LIMITS: DecodeLimits = DecodeLimits {

@@ -12,23 +12,15 @@ use std::sync::Arc;
 
 use cblogs_core::pattern::{Pattern, PatternOptions};
 use cblogs_core::{LineFlags, Source, Stream};
-use cblogs_server::block::LineBlock;
-use cblogs_server::cache::SizedLru;
-use cblogs_server::partition::{CompressedBlock, Partition};
-use cblogs_server::search::candidates::{partition_blocks, TimeRange};
-use cblogs_server::search::plan::Need;
+use cblogs_server::testing::{LineBlock, Need, Partition, PreparedBlock, SizedLru, TimeRange};
 
 fn source() -> Arc<Source> {
-    Arc::new(Source {
-        cluster: "c".into(),
-        host: "agent1".into(),
-        task_id: "www-data-prod-hello-0-5c1e9a52-8f0e-4c0b-9d61-0f3c1b7b2a11".into(),
-        job: "www-data/prod/hello".parse().expect("valid job key"),
-        instance: 0,
-        process: "hello".into(),
-        run: 0,
-        stream: Stream::Stdout,
-    })
+    Arc::new(Source::example(
+        "www-data/prod/hello",
+        0,
+        "hello",
+        Stream::Stdout,
+    ))
 }
 
 /// Corpus lines (CRLF kept) and lines made to trip the planner.
@@ -91,7 +83,7 @@ fn fixture() -> Fixture {
             b.push(offset, 1_000 + k as i64, LineFlags::default(), l);
             offset += l.len() as u64 + 1;
         }
-        let c = CompressedBlock::new(src.id(), &b, 3).expect("compress");
+        let c = PreparedBlock::new(src.id(), &b, 3).expect("compress");
         writer.add_block(&src, c).expect("add");
         blocks.push(b);
     }
@@ -112,15 +104,10 @@ fn check(f: &Fixture, options: PatternOptions) -> (usize, usize) {
     let searcher = f.part.searcher();
     let wanted = [source().id()].into_iter().collect();
     let terms = SizedLru::new(1 << 20);
-    let found = partition_blocks(
-        &f.part,
-        &searcher,
-        &need,
-        &wanted,
-        TimeRange::default(),
-        &terms,
-    )
-    .expect("index readable");
+    let found = f
+        .part
+        .candidate_blocks(&searcher, &need, &wanted, TimeRange::default(), &terms)
+        .expect("index readable");
     assert_eq!(found.len(), f.blocks.len());
     let (mut matching, mut candidates) = (0, 0);
     for sb in &found {

@@ -2,16 +2,13 @@
 //! `truncated`, and names the setting that limits it. (A search cannot be
 //! made slow on purpose from outside, so the deadline is set in the past.)
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cblogs_core::api::{SearchEvent, SearchSummary};
 use cblogs_core::pattern::{Pattern, PatternOptions};
 use cblogs_core::wire::{Batch, IngestRequest, WireLine};
 use cblogs_core::{InstanceSet, Selector, Source, Stream};
-use cblogs_server::config::SearchConfig;
-use cblogs_server::query::LineFilter;
-use cblogs_server::search::{self, Mode, ReadCaches, SearchRequest, SearchSink};
+use cblogs_server::testing::{search, LineFilter, Mode, Prefilter, SearchRequest, SearchSink};
 use cblogs_server::{Config, Service};
 
 struct Collect(Vec<SearchEvent>);
@@ -32,16 +29,7 @@ impl SearchSink for Collect {
 }
 
 fn source(instance: u32) -> Source {
-    Source {
-        cluster: "c".into(),
-        host: "agent1".into(),
-        task_id: format!("www-data-prod-hello-{instance}-5c1e9a52-8f0e-4c0b-9d61-0f3c1b7b2a11"),
-        job: "www-data/prod/hello".parse().expect("valid job key"),
-        instance,
-        process: "hello".into(),
-        run: 0,
-        stream: Stream::Stdout,
-    }
+    Source::example("www-data/prod/hello", instance, "hello", Stream::Stdout)
 }
 
 fn request(deadline: Instant) -> SearchRequest {
@@ -54,7 +42,7 @@ fn request(deadline: Instant) -> SearchRequest {
     )
     .expect("pattern");
     SearchRequest {
-        prefilter: search::Prefilter::new(&pattern),
+        prefilter: Prefilter::new(&pattern),
         pattern: Some(pattern),
         invert: false,
         filter: LineFilter {
@@ -74,7 +62,6 @@ fn request(deadline: Instant) -> SearchRequest {
         mode: Mode::Lines,
         deadline,
         time_limit: Duration::from_secs(30),
-        caches: Arc::new(ReadCaches::new(&SearchConfig::default())),
     }
 }
 
@@ -95,7 +82,7 @@ fn out_of_time_means_truncated_and_says_why() {
     // Many small blocks, so there is work left when the deadline passes.
     config.storage.block_max_lines = 20;
     let service = Service::open(config).expect("service opens");
-    let app = service.app.clone();
+    let app = service.app().clone();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let t0 = cblogs_core::time::now_ns();
     rt.block_on(async {
@@ -127,7 +114,7 @@ fn out_of_time_means_truncated_and_says_why() {
     let snap = app.store.snapshot(&|_| true, false);
 
     let mut all = Collect(Vec::new());
-    search::run(
+    search(
         &snap,
         &request(Instant::now() + Duration::from_secs(60)),
         Vec::new(),
@@ -138,7 +125,7 @@ fn out_of_time_means_truncated_and_says_why() {
     assert_eq!(full.matched, 8000);
 
     let mut cut = Collect(Vec::new());
-    search::run(&snap, &request(Instant::now()), Vec::new(), &mut cut);
+    search(&snap, &request(Instant::now()), Vec::new(), &mut cut);
     let s = summary(&cut.0);
     assert!(s.truncated, "{s:?}");
     let reason = s.reason.as_deref().unwrap_or_default();

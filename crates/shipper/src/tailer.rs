@@ -617,7 +617,7 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    use cblogs_core::{JobKey, Stream};
+    use cblogs_core::Stream;
 
     fn limits() -> TailLimits {
         TailLimits {
@@ -629,16 +629,7 @@ mod tests {
     fn found(dir: &Path) -> FoundStream {
         FoundStream {
             dir: dir.to_owned(),
-            source: Source {
-                cluster: "c".into(),
-                host: "h".into(),
-                task_id: "t".into(),
-                job: JobKey::new(None, "r", "prod", "n"),
-                instance: 0,
-                process: "p".into(),
-                run: 0,
-                stream: Stream::Stdout,
-            },
+            source: Source::example("r/prod/n", 0, "p", Stream::Stdout),
         }
     }
 

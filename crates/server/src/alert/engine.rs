@@ -21,7 +21,6 @@ use super::notify::Payload;
 use super::rules::{GroupBy, Rule, Rules};
 use super::trace::{self, TraceKind};
 use crate::block::LineBlock;
-use crate::query::line_view;
 
 /// How long a firing waits for the rest of a trace.
 pub const TRACE_WAIT: Duration = Duration::from_millis(800);
@@ -244,7 +243,7 @@ impl Engine {
                 if !self.rules.rules[r].pattern.is_match(l.bytes) {
                     continue;
                 }
-                let view = Arc::new(line_view(source, l.offset, l.time_ns, l.flags, l.bytes));
+                let view = Arc::new(LineView::new(source, l.offset, l.time_ns, l.flags, l.bytes));
                 let before: Vec<String> = lines
                     .lines()
                     .skip(i.saturating_sub(RECENT_LINES))
@@ -600,16 +599,7 @@ mod tests {
     use cblogs_core::{LineFlags, Stream};
 
     fn source(process: &str) -> Source {
-        Source {
-            cluster: "c".into(),
-            host: "h".into(),
-            task_id: "www-data-prod-hello-0-5c1e9a52-8f0e-4c0b-9d61-0f3c1b7b2a11".into(),
-            job: "www-data/prod/hello".parse().expect("job key"),
-            instance: 0,
-            process: process.into(),
-            run: 0,
-            stream: Stream::Stderr,
-        }
+        Source::example("www-data/prod/hello", 0, process, Stream::Stderr)
     }
 
     fn batch(lines: &[&str]) -> LineBlock {

@@ -23,7 +23,8 @@ use cblogs_core::time::{format_rfc3339, now_ns};
 use tokio::sync::{broadcast, watch};
 
 use crate::config::Config;
-use crate::store::Store;
+use crate::metrics::{emit, AlertNotified};
+use crate::store::{LiveBatch, TailHub};
 use engine::{Engine, GroupMemory, Outgoing};
 use notify::Deliveries;
 pub use rules::{Rules, RulesError};
@@ -34,7 +35,6 @@ pub struct Alerts {
     rules_path: Option<PathBuf>,
     regex_size_limit: usize,
     state_path: PathBuf,
-    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// What `state.json` holds.
@@ -50,9 +50,8 @@ impl Alerts {
     /// starts evaluating the store's new lines.
     pub fn start(
         config: &Config,
-        store: &Store,
+        live: &TailHub,
         stopping: watch::Receiver<bool>,
-        metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<Arc<Alerts>, RulesError> {
         let rules_path = config.alerts.rules_path();
         let limit = config.search.regex_size_limit;
@@ -72,9 +71,8 @@ impl Alerts {
             rules_path,
             regex_size_limit: limit,
             state_path,
-            metrics,
         });
-        let records = store.subscribe();
+        let records = live.subscribe();
         let this = alerts.clone();
         let interval = config.alerts.eval_interval();
         let spawned = std::thread::Builder::new()
@@ -140,7 +138,7 @@ impl Alerts {
     /// The engine's loop: lines as they are applied, and a tick for windows.
     fn run(
         self: Arc<Self>,
-        mut records: broadcast::Receiver<Arc<crate::wal::WalRecord>>,
+        mut records: broadcast::Receiver<Arc<LiveBatch>>,
         interval: Duration,
         mut stopping: watch::Receiver<bool>,
     ) {
@@ -187,7 +185,10 @@ impl Alerts {
         }
         let engine = self.engine();
         for o in out {
-            self.metrics.notified(&o.payload.rule, o.payload.status);
+            emit(AlertNotified {
+                rule: &o.payload.rule,
+                status: o.payload.status,
+            });
             if engine.silenced(&o) {
                 tracing::info!(rule = %o.payload.rule, group = %o.payload.group.key(), status = o.payload.status, "alert notification silenced");
                 continue;

@@ -6,12 +6,9 @@ use std::sync::Arc;
 
 use cblogs_core::LineView;
 
-use super::candidates::TimeRange;
-use super::plan::TermNeed;
-use super::{gather, ReadCaches};
+use super::gather;
 use crate::block::LineBlock;
-use crate::partition::PartitionError;
-use crate::query::line_view;
+use crate::index::{PartitionError, TermNeed, TimeRange};
 use crate::store::ReadSnapshot;
 
 /// Up to `before` lines before the line at `offset`, the line, and up to
@@ -22,9 +19,8 @@ pub fn lines_around(
     offset: u64,
     before: usize,
     after: usize,
-    caches: &ReadCaches,
 ) -> Result<Option<Vec<LineView>>, PartitionError> {
-    let sources = gather(snap, &TermNeed::Any, TimeRange::default(), caches)?;
+    let sources = gather(snap, &TermNeed::Any, TimeRange::default())?;
     let Some(s) = sources.first() else {
         return Ok(None);
     };
@@ -33,7 +29,7 @@ pub fn lines_around(
         if let Some(lines) = read.get(&b) {
             return Ok(lines.clone());
         }
-        let lines = s.blocks[b].data.read(caches)?;
+        let lines = s.blocks[b].data.read()?;
         read.insert(b, lines.clone());
         Ok(lines)
     };
@@ -84,7 +80,7 @@ pub fn lines_around(
     for (b, i) in positions {
         let lines = block(b)?;
         let l = lines.line(i);
-        out.push(line_view(&s.source, l.offset, l.time_ns, l.flags, l.bytes));
+        out.push(LineView::new(&s.source, l.offset, l.time_ns, l.flags, l.bytes));
     }
     Ok(Some(out))
 }

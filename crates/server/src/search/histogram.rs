@@ -11,10 +11,9 @@ use std::time::Instant;
 use cblogs_core::api::{HistogramResponse, HistogramSeries};
 use cblogs_core::Stream;
 
-use super::candidates::TimeRange;
 use super::pipeline::{self, Outcome};
 use super::{gather, scan, SearchRequest, SourceBlock};
-use crate::partition::PartitionError;
+use crate::index::{PartitionError, TimeRange};
 use crate::store::ReadSnapshot;
 
 pub struct HistogramRequest {
@@ -72,7 +71,7 @@ fn block_counts(
             }
         }
     }
-    let lines = block.data.read(&req.caches)?;
+    let lines = block.data.read()?;
     let mut counts: BTreeMap<usize, u64> = BTreeMap::new();
     for i in scan::selected(&lines, req) {
         if let Some(b) = buckets.of(lines.line(i).time_ns) {
@@ -88,7 +87,7 @@ pub fn run(
 ) -> Result<HistogramResponse, PartitionError> {
     let started = Instant::now();
     let req = &hreq.search;
-    let sources = gather(snap, &req.term_need(), req.range(), &req.caches)?;
+    let sources = gather(snap, &req.term_need(), req.range())?;
     let until = req
         .filter
         .until_ns

@@ -11,7 +11,6 @@
 //! waiting for that moment, whatever the size of the answer.
 
 mod around;
-pub mod candidates;
 pub mod histogram;
 mod merge;
 mod pipeline;
@@ -29,16 +28,12 @@ use cblogs_core::pattern::Pattern;
 use cblogs_core::Source;
 
 use crate::block::LineBlock;
-use crate::cache::SizedLru;
-use crate::config::SearchConfig;
-use crate::partition::{BlockRef, Partition, PartitionError};
-use crate::query::LineFilter;
+use crate::index::{BlockRef, Partition, PartitionError, ReadCaches, TermNeed, TimeRange};
+use crate::read::LineFilter;
 use crate::store::ReadSnapshot;
 pub use around::lines_around;
-use candidates::{TermBlob, TimeRange};
-use plan::{Need, TermNeed};
+use plan::Need;
 pub use prefilter::Prefilter;
-use tantivy::index::SegmentId;
 
 /// What a search produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,23 +66,6 @@ pub struct SearchRequest {
     pub deadline: Instant,
     /// The configured time limit, to name it when it is reached.
     pub time_limit: Duration,
-    pub caches: Arc<ReadCaches>,
-}
-
-/// What searches keep between them (see `crate::cache`).
-pub struct ReadCaches {
-    /// Decoded blocks, by (partition uid, position in `blocks.dat`).
-    pub blocks: SizedLru<(u64, u64), LineBlock>,
-    pub terms: SizedLru<SegmentId, TermBlob>,
-}
-
-impl ReadCaches {
-    pub fn new(config: &SearchConfig) -> ReadCaches {
-        ReadCaches {
-            blocks: SizedLru::new(config.block_cache_bytes),
-            terms: SizedLru::new(config.term_cache_bytes),
-        }
-    }
 }
 
 impl SearchRequest {
@@ -170,20 +148,23 @@ pub trait SearchSink {
 /// Where a block's lines are.
 #[derive(Clone)]
 pub enum BlockData {
-    Stored(Arc<Partition>, BlockRef),
+    /// Committed: read (through the snapshot's caches) when needed.
+    Stored {
+        part: Arc<Partition>,
+        block: BlockRef,
+        caches: Arc<ReadCaches>,
+    },
     Memory(Arc<LineBlock>),
 }
 
 impl BlockData {
-    pub fn read(&self, caches: &ReadCaches) -> Result<Arc<LineBlock>, PartitionError> {
+    pub fn read(&self) -> Result<Arc<LineBlock>, PartitionError> {
         match self {
-            BlockData::Stored(part, b) => {
-                caches.blocks.get_or_load(&(part.uid, b.data_pos), || {
-                    let lines = part.read_block(b)?;
-                    let size = lines.memory_bytes();
-                    Ok((lines, size))
-                })
-            }
+            BlockData::Stored {
+                part,
+                block,
+                caches,
+            } => caches.block(part, block),
             BlockData::Memory(lines) => Ok(lines.clone()),
         }
     }
@@ -215,7 +196,6 @@ pub fn gather(
     snap: &ReadSnapshot,
     need: &TermNeed,
     range: TimeRange,
-    caches: &ReadCaches,
 ) -> Result<Vec<SourceBlocks>, PartitionError> {
     let wanted = snap.sources.keys().copied().collect();
     let mut by_source: HashMap<u64, Vec<SourceBlock>> = HashMap::new();
@@ -226,13 +206,17 @@ pub fn gather(
         {
             continue;
         }
-        for sb in candidates::partition_blocks(part, searcher, need, &wanted, range, &caches.terms)?
-        {
+        let terms = &snap.caches.terms;
+        for sb in part.candidate_blocks(searcher, need, &wanted, range, terms)? {
             by_source
                 .entry(sb.block.source)
                 .or_default()
                 .push(SourceBlock {
-                    data: BlockData::Stored(part.clone(), sb.block),
+                    data: BlockData::Stored {
+                        part: part.clone(),
+                        block: sb.block,
+                        caches: snap.caches.clone(),
+                    },
                     t_min: sb.block.t_min,
                     t_max: sb.block.t_max,
                     off_start: sb.block.off_start,
@@ -290,7 +274,7 @@ pub fn run(snap: &ReadSnapshot, req: &SearchRequest, jobs: Vec<String>, sink: &m
     }
     let need = req.term_need();
     let mut summary = SearchSummary::default();
-    match gather(snap, &need, req.range(), &req.caches) {
+    match gather(snap, &need, req.range()) {
         Ok(sources) => {
             summary.blocks_total = sources.iter().map(|s| s.blocks.len() as u64).sum();
             match req.mode {

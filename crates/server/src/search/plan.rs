@@ -1,7 +1,7 @@
 //! From a pattern to the index terms a matching line's block must hold.
 //!
 //! The index knows, per block, its distinct tokens (runs of token characters,
-//! lowercased; long numbers by prefix; see `block.rs`). A regex only tells
+//! lowercased; long numbers by prefix; see `index/tokens.rs`). A regex only tells
 //! us substrings a matching line must contain, so planning is two steps:
 //!
 //! 1. [`Need`]: walk the regex's syntax tree (regex-syntax's HIR) for the
@@ -16,7 +16,7 @@
 //!    tokens (an exact term); a piece that touches the literal's edge may
 //!    be part of a longer token, so it becomes a prefix, suffix or infix
 //!    match on the term dictionary. `^`, `$` and Unicode `\b` bound a
-//!    piece too (see `block::is_token_char` for why `\b` may).
+//!    piece too (see `index::tokens::is_token_char` for why `\b` may).
 //!
 //! Every step only widens: a block the plan rules out holds no matching
 //! line. Lines of the blocks it keeps are verified with the real regex.
@@ -25,9 +25,10 @@ use std::collections::BTreeSet;
 
 use regex_syntax::hir::{Class, Hir, HirKind, Look};
 
-use crate::block::{
+use crate::index::tokens::{
     index_term, is_token_char, LONG_NUMBER_DIGITS, LONG_TOKEN_MARKER, MAX_TOKEN_BYTES,
 };
+use crate::index::{TermMatch, TermNeed};
 
 /// The most strings a node's exact set may hold before it is given up.
 const MAX_EXACT: usize = 64;
@@ -313,47 +314,6 @@ fn lowercase(s: &str) -> String {
         }
     }
     out
-}
-
-/// Index terms a block must hold, as an AND/OR formula.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TermNeed {
-    /// The index cannot narrow: every block is a candidate.
-    Any,
-    /// The block holds a term that this matches (one of them).
-    Term(Vec<TermMatch>),
-    All(Vec<TermNeed>),
-    OneOf(Vec<TermNeed>),
-}
-
-impl TermNeed {
-    fn all(parts: Vec<TermNeed>) -> TermNeed {
-        let mut parts: Vec<TermNeed> = parts.into_iter().filter(|n| *n != TermNeed::Any).collect();
-        match parts.len() {
-            0 => TermNeed::Any,
-            1 => parts.remove(0),
-            _ => TermNeed::All(parts),
-        }
-    }
-
-    fn one_of(mut parts: Vec<TermNeed>) -> TermNeed {
-        if parts.is_empty() || parts.contains(&TermNeed::Any) {
-            return TermNeed::Any;
-        }
-        if parts.len() == 1 {
-            return parts.remove(0);
-        }
-        TermNeed::OneOf(parts)
-    }
-}
-
-/// How a term of the dictionary is matched.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum TermMatch {
-    Exact(String),
-    Prefix(String),
-    Suffix(String),
-    Contains(String),
 }
 
 /// The terms a line containing `literal` (lowercased) must have produced.

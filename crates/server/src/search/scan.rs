@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use cblogs_core::api::{SearchEvent, SearchLine};
+use cblogs_core::LineView;
 
-use super::{ReadCaches, SearchRequest, SourceBlock, SourceBlocks};
+use super::{SearchRequest, SourceBlock, SourceBlocks};
 use crate::block::LineBlock;
-use crate::partition::PartitionError;
-use crate::query::line_view;
+use crate::index::PartitionError;
 
 /// A line to send: a match, or context around one.
 pub struct Hit {
@@ -36,7 +36,7 @@ pub fn count(block: &SourceBlock, req: &SearchRequest) -> Result<u64, PartitionE
     {
         return Ok(block.n_lines);
     }
-    let lines = block.data.read(&req.caches)?;
+    let lines = block.data.read()?;
     Ok(selected(&lines, req).len() as u64)
 }
 
@@ -60,7 +60,7 @@ pub fn selected(lines: &LineBlock, req: &SearchRequest) -> Vec<usize> {
 /// The matches of block `b` of `s`, with their context lines, by ordinal.
 pub fn hits(s: &SourceBlocks, b: usize, req: &SearchRequest) -> Result<Vec<Hit>, PartitionError> {
     let range = req.range();
-    let lines = s.blocks[b].data.read(&req.caches)?;
+    let lines = s.blocks[b].data.read()?;
     let base = s.first_line[b];
     let matches = selected(&lines, req);
     if matches.is_empty() {
@@ -83,7 +83,6 @@ pub fn hits(s: &SourceBlocks, b: usize, req: &SearchRequest) -> Result<Vec<Hit>,
             req.before - matches[0],
             Direction::Back,
             &mut wanted,
-            &req.caches,
         )?;
     }
     let last = matches[matches.len() - 1];
@@ -94,7 +93,6 @@ pub fn hits(s: &SourceBlocks, b: usize, req: &SearchRequest) -> Result<Vec<Hit>,
             last + req.after + 1 - n,
             Direction::Forward,
             &mut wanted,
-            &req.caches,
         )?;
     }
     Ok(wanted
@@ -105,7 +103,7 @@ pub fn hits(s: &SourceBlocks, b: usize, req: &SearchRequest) -> Result<Vec<Hit>,
                 return None;
             }
             let is_match = req.selects(l.bytes);
-            let line = line_view(&s.source, l.offset, l.time_ns, l.flags, l.bytes);
+            let line = LineView::new(&s.source, l.offset, l.time_ns, l.flags, l.bytes);
             let event = SearchEvent::Line(SearchLine {
                 // Highlights index the text as shown (invalid UTF-8 replaced).
                 matches: if is_match {
@@ -145,7 +143,6 @@ fn neighbours(
     mut count: usize,
     dir: Direction,
     wanted: &mut BTreeMap<u64, (Arc<LineBlock>, usize)>,
-    caches: &ReadCaches,
 ) -> Result<(), PartitionError> {
     let mut at = b;
     while count > 0 {
@@ -154,7 +151,7 @@ fn neighbours(
             Direction::Forward if at + 1 < s.blocks.len() => at + 1,
             _ => return Ok(()),
         };
-        let lines = s.blocks[at].data.read(caches)?;
+        let lines = s.blocks[at].data.read()?;
         let n = lines.len();
         let take = count.min(n);
         let indexes = match dir {

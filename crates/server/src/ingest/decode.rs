@@ -102,17 +102,8 @@ mod tests {
 
     fn body(lines: usize) -> String {
         use cblogs_core::wire::{Batch, WireLine};
-        use cblogs_core::{JobKey, Source, Stream};
-        let source = Source {
-            cluster: "c".into(),
-            host: "h".into(),
-            task_id: "r-prod-n-0-x".into(),
-            job: JobKey::new(None, "r", "prod", "n"),
-            instance: 0,
-            process: "p".into(),
-            run: 0,
-            stream: Stream::Stdout,
-        };
+        use cblogs_core::{Source, Stream};
+        let source = Source::example("r/prod/n", 0, "p", Stream::Stdout);
         let lines: Vec<WireLine> = (0..lines as u64)
             .map(|i| WireLine {
                 offset: i * 3,

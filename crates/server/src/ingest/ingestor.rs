@@ -1,5 +1,6 @@
-//! The ingest path: de-duplicate a request against what the server holds,
-//! write what is new to the WAL, and answer once it is durable.
+//! The ingestor: checks a request against what the server holds (a gap is
+//! refused, what a source already holds is dropped), writes what is new to
+//! the WAL, and answers once it is durable.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

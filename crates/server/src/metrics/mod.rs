@@ -1,14 +1,20 @@
-//! `/metrics`: Prometheus text format (prometheus-client).
+//! What `cblogsd` counts, for `/metrics` (Prometheus text, prometheus-client).
 //!
-//! Counters and histograms are kept as things happen; sizes (WAL, index,
-//! memory), live tails and running searches are read when scraped, so they
-//! are never stale and cost nothing between scrapes.
+//! The loops that do the work (ingest, queries, the committer, retention,
+//! the alert engine) do not hold a handle to the metrics: they [`emit`] an
+//! event (`events.rs`) and the event updates the process's one registry,
+//! as Vector's internal events do. So no `Arc<Metrics>` is threaded through
+//! constructors, and a part that counts something depends only on this
+//! module. Sizes (WAL, index, memory), live tails and running searches are
+//! read when scraped ([`Gauges`]), so they are never stale and cost
+//! nothing between scrapes.
+//!
+//! The registry is per process: one `cblogsd` runs one service.
 
-use std::sync::Arc;
+mod events;
 
-use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use std::sync::OnceLock;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -16,40 +22,42 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::http::App;
+pub use events::{
+    emit, AlertNotified, CommitDone, Ingested, PartitionDeleted, QueryAnswered, RequestRefused,
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Refusal {
+struct Refusal {
     /// The role of the endpoint: ingest, read or admin.
-    pub endpoint: String,
+    endpoint: String,
     /// auth, too_large, too_many_lines, bad_request, gap, rate, busy,
     /// unavailable, tail_limit, follow_limit, search_limit.
-    pub reason: String,
+    reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Kind {
-    pub kind: String,
+struct Kind {
+    kind: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RuleStatus {
-    pub rule: String,
+struct RuleStatus {
+    rule: String,
     /// firing (first and repeats) or resolved.
-    pub status: String,
+    status: String,
 }
 
-/// What `cblogsd` counts.
-pub struct Metrics {
+/// The registry and every metric in it.
+struct Metrics {
     registry: Registry,
-    pub lines_in: Counter,
-    pub bytes_in: Counter,
-    pub duplicate_lines: Counter,
+    lines_in: Counter,
+    bytes_in: Counter,
+    duplicate_lines: Counter,
     refused: Family<Refusal, Counter>,
-    pub commit_seconds: Histogram,
-    pub query_seconds: Family<Kind, Histogram>,
-    pub alert_notifications: Family<RuleStatus, Counter>,
-    pub retention_deleted: Family<Kind, Counter>,
+    commit_seconds: Histogram,
+    query_seconds: Family<Kind, Histogram>,
+    alert_notifications: Family<RuleStatus, Counter>,
+    retention_deleted: Family<Kind, Counter>,
     // Read at scrape time.
     wal_bytes: Gauge,
     index_bytes: Gauge,
@@ -60,14 +68,42 @@ pub struct Metrics {
     ingest_available: Gauge,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
+/// The values read at scrape time.
+pub struct Gauges {
+    pub wal_bytes: u64,
+    pub index_bytes: u64,
+    pub partitions: u64,
+    pub unindexed_bytes: u64,
+    pub live_tails: u64,
+    pub searches_running: u64,
+    pub ingest_available: bool,
+}
+
+fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+/// Everything counted so far and `gauges`, in Prometheus text format.
+pub fn render(gauges: Gauges) -> Result<String, std::fmt::Error> {
+    let m = metrics();
+    let set = |g: &Gauge, v: u64| {
+        g.set(i64::try_from(v).unwrap_or(i64::MAX));
+    };
+    set(&m.wal_bytes, gauges.wal_bytes);
+    set(&m.index_bytes, gauges.index_bytes);
+    set(&m.partitions, gauges.partitions);
+    set(&m.unindexed_bytes, gauges.unindexed_bytes);
+    set(&m.live_tails, gauges.live_tails);
+    set(&m.searches_running, gauges.searches_running);
+    set(&m.ingest_available, u64::from(gauges.ingest_available));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &m.registry)?;
+    Ok(text)
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    fn new() -> Metrics {
         let mut r = Registry::with_prefix("cblogs");
         let lines_in = Counter::default();
         r.register("ingest_lines", "Lines accepted (durable)", lines_in.clone());
@@ -143,71 +179,4 @@ impl Metrics {
             retention_deleted,
         }
     }
-
-    pub fn refused(&self, endpoint: &str, reason: &str) {
-        self.refused
-            .get_or_create(&Refusal {
-                endpoint: endpoint.to_owned(),
-                reason: reason.to_owned(),
-            })
-            .inc();
-    }
-
-    pub fn observe_query(&self, kind: &str, seconds: f64) {
-        self.query_seconds
-            .get_or_create(&Kind {
-                kind: kind.to_owned(),
-            })
-            .observe(seconds);
-    }
-
-    pub fn notified(&self, rule: &str, status: &str) {
-        self.alert_notifications
-            .get_or_create(&RuleStatus {
-                rule: rule.to_owned(),
-                status: status.to_owned(),
-            })
-            .inc();
-    }
-
-    pub fn retention_deleted(&self, kind: &str) {
-        self.retention_deleted
-            .get_or_create(&Kind {
-                kind: kind.to_owned(),
-            })
-            .inc();
-    }
-}
-
-fn gauge_set(g: &Gauge, v: u64) {
-    g.set(i64::try_from(v).unwrap_or(i64::MAX));
-}
-
-/// GET /metrics.
-pub async fn serve(State(app): State<Arc<App>>) -> Response {
-    let m = &app.metrics;
-    let storage = app.store.disk_usage();
-    gauge_set(&m.wal_bytes, app.wal.bytes_on_disk());
-    gauge_set(&m.index_bytes, storage.bytes);
-    gauge_set(&m.partitions, storage.partitions.len() as u64);
-    gauge_set(&m.unindexed_bytes, app.store.unindexed_bytes());
-    gauge_set(&m.live_tails, app.limits.follows_open() as u64);
-    gauge_set(&m.searches_running, app.limits.searches_running() as u64);
-    gauge_set(&m.ingest_available, u64::from(app.wal.failure().is_none()));
-    let mut text = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &m.registry) {
-        return crate::http::ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot encode the metrics: {e}"),
-        )
-        .into_response();
-    }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
 }

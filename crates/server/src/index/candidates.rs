@@ -1,6 +1,7 @@
-//! Which blocks of a partition a search must read: the selected sources'
-//! blocks in the time range, each marked whether the index could rule it
-//! out ([`TermNeed`] evaluated on every segment's term dictionary).
+//! Which blocks of a partition a search must read
+//! ([`Partition::candidate_blocks`]): the selected sources' blocks in the
+//! time range, each marked whether the index could rule it out
+//! ([`TermNeed`] evaluated on every segment's term dictionary).
 //!
 //! The formula is evaluated per segment into bitsets of doc ids: an exact
 //! term is one dictionary lookup, a prefix a range of it, a suffix or an
@@ -13,9 +14,9 @@ use tantivy::index::SegmentId;
 use tantivy::schema::IndexRecordOption;
 use tantivy::{DocId, DocSet, InvertedIndexReader, Searcher, SegmentReader, TERMINATED};
 
-use super::plan::{TermMatch, TermNeed};
-use crate::cache::SizedLru;
-use crate::partition::{BlockRef, BlockRefColumns, Partition, PartitionError};
+use super::cache::SizedLru;
+use super::columns::BlockRefColumns;
+use super::{BlockRef, Partition, PartitionError, TermMatch, TermNeed};
 
 /// A time range, `since` inclusive, `until` exclusive.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,39 +42,44 @@ pub struct StoredBlock {
     pub candidate: bool,
 }
 
-/// The blocks of `sources` in `range` in this partition.
-pub fn partition_blocks(
-    part: &Partition,
-    searcher: &Searcher,
-    need: &TermNeed,
-    sources: &HashSet<u64>,
-    range: TimeRange,
-    terms: &SizedLru<SegmentId, TermBlob>,
-) -> Result<Vec<StoredBlock>, PartitionError> {
-    let mut out = Vec::new();
-    for segment in searcher.segment_readers() {
-        let columns = BlockRefColumns::open(segment).map_err(|e| part.index_error(e))?;
-        let inverted = segment
-            .inverted_index(part.tokens_field())
-            .map_err(|e| part.index_error(e))?;
-        let max_doc = segment.max_doc();
-        let mut dict = DictionaryMatches::default();
-        dict.collect(need, segment.segment_id(), &inverted, terms)
-            .map_err(|e| part.io_error(e))?;
-        let matching = evaluate(need, &inverted, &dict, max_doc).map_err(|e| part.io_error(e))?;
-        for doc in 0..max_doc {
-            if !is_alive(segment, doc) || !sources.contains(&columns.source(doc)) {
-                continue;
+impl Partition {
+    /// The blocks of `sources` in `range` in this partition, each marked
+    /// whether `need` lets the index rule it out. Suffix and infix terms
+    /// are looked up in the segment's [`TermBlob`], kept in `terms`.
+    pub fn candidate_blocks(
+        &self,
+        searcher: &Searcher,
+        need: &TermNeed,
+        sources: &HashSet<u64>,
+        range: TimeRange,
+        terms: &SizedLru<SegmentId, TermBlob>,
+    ) -> Result<Vec<StoredBlock>, PartitionError> {
+        let mut out = Vec::new();
+        for segment in searcher.segment_readers() {
+            let columns = BlockRefColumns::open(segment).map_err(|e| self.index_error(e))?;
+            let inverted = segment
+                .inverted_index(self.fields.tokens)
+                .map_err(|e| self.index_error(e))?;
+            let max_doc = segment.max_doc();
+            let mut dict = DictionaryMatches::default();
+            dict.collect(need, segment.segment_id(), &inverted, terms)
+                .map_err(|e| self.io_error(e))?;
+            let matching =
+                evaluate(need, &inverted, &dict, max_doc).map_err(|e| self.io_error(e))?;
+            for doc in 0..max_doc {
+                if !is_alive(segment, doc) || !sources.contains(&columns.source(doc)) {
+                    continue;
+                }
+                let block = columns.get(doc);
+                if !range.overlaps(block.t_min, block.t_max) {
+                    continue;
+                }
+                let candidate = matching.as_ref().is_none_or(|m| m.contains(doc));
+                out.push(StoredBlock { block, candidate });
             }
-            let block = columns.get(doc);
-            if !range.overlaps(block.t_min, block.t_max) {
-                continue;
-            }
-            let candidate = matching.as_ref().is_none_or(|m| m.contains(doc));
-            out.push(StoredBlock { block, candidate });
         }
+        Ok(out)
     }
-    Ok(out)
 }
 
 fn is_alive(segment: &SegmentReader, doc: DocId) -> bool {

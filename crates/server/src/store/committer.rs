@@ -5,25 +5,26 @@
 //! blocks that are old enough, compress and add each sealed block to its
 //! time partition, commit the touched partitions (block bytes synced first),
 //! hand the result to the store, and trim the WAL below the oldest line
-//! still only in memory. It also applies retention, and on shutdown seals
-//! and commits everything so that a clean restart replays nothing.
+//! still only in memory. Between rounds it closes idle partition writers
+//! and runs retention, so every partition's life is decided on this one
+//! thread ([`PartitionSet`]). On shutdown it seals and commits everything
+//! so that a clean restart replays nothing.
 //!
 //! A [`Flush`] asks it to seal and commit everything now (the admin flush
 //! endpoint: before a backup, or when a benchmark needs every acknowledged
 //! line in the index).
 
-use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::partitions::PartitionSet;
+use super::retention::Retention;
+use super::{SealedBlock, Store};
 use crate::config::StorageConfig;
-use crate::partition::{CompressedBlock, PartitionWriter};
-use crate::store::{SealedBlock, Store};
+use crate::index::{PartitionError, PreparedBlock};
+use crate::metrics::{emit, CommitDone};
 use crate::wal::Wal;
-
-/// How long a partition's writer may sit idle before it is closed.
-const WRITER_IDLE: Duration = Duration::from_secs(300);
 /// How often the committer looks whether lines waiting for the index are
 /// past half of `max_unindexed_bytes` (then it commits without waiting for
 /// the interval, so ingest is not held back).
@@ -47,11 +48,10 @@ pub struct Committer {
     store: Arc<Store>,
     wal: Arc<Wal>,
     config: StorageConfig,
-    writers: HashMap<i64, (PartitionWriter, Instant)>,
-    last_retention: Option<Instant>,
+    partitions: PartitionSet,
+    retention: Retention,
     /// When a block last failed to be compressed, added or committed.
     last_failure: Option<Instant>,
-    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Committer {
@@ -59,15 +59,15 @@ impl Committer {
         store: Arc<Store>,
         wal: Arc<Wal>,
         config: StorageConfig,
-        metrics: Arc<crate::metrics::Metrics>,
+        partitions: PartitionSet,
+        retention: Retention,
     ) -> Self {
         Committer {
             store,
             wal,
             config,
-            metrics,
-            writers: HashMap::new(),
-            last_retention: None,
+            partitions,
+            retention,
             last_failure: None,
         }
     }
@@ -127,12 +127,13 @@ impl Committer {
         for (block, compressed) in blocks.iter().cloned().zip(compressed) {
             let (t_min, _) = block.lines.time_range().unwrap_or_default();
             let result = compressed
-                .map_err(|source| crate::partition::PartitionError::Io {
+                .map_err(|source| PartitionError::Io {
                     dir: std::path::PathBuf::from("(compressing a block)"),
                     source,
                 })
                 .and_then(|c| {
-                    self.writer_for(t_min)
+                    self.partitions
+                        .writer_for(&self.store, t_min)
                         .and_then(|(start, w)| w.add_block(&block.source, c).map(|r| (start, r)))
                 });
             match result {
@@ -141,9 +142,8 @@ impl Committer {
                     self.last_failure = Some(Instant::now());
                     // A writer that failed is not trusted again: a fresh one
                     // starts from what is committed.
-                    if let Ok(part) = self.store.partition_for(t_min) {
-                        self.writers.remove(&part.start_ns);
-                    }
+                    self.partitions
+                        .drop_writer(self.partitions.start_of(t_min));
                     tracing::error!(error = %e, "cannot add a block to the index; it and the rest of this round stay in memory and the WAL");
                     // The rest would most likely fail the same way (a full
                     // disk): try again next round.
@@ -156,8 +156,7 @@ impl Committer {
         touched.sort_unstable();
         touched.dedup();
         for start in touched {
-            if let Some((w, used)) = self.writers.get_mut(&start) {
-                *used = Instant::now();
+            if let Some(w) = self.partitions.writer(start) {
                 if let Err(e) = w.commit() {
                     self.last_failure = Some(Instant::now());
                     tracing::error!(error = %e, "index commit failed; its blocks stay in memory and the WAL and are retried");
@@ -171,7 +170,7 @@ impl Committer {
             if failed.contains(&start) {
                 // Rolled back, but tantivy's writer may have lost a worker
                 // thread to the error: start the next try with a new one.
-                self.writers.remove(&start);
+                self.partitions.drop_writer(start);
             }
         }
         added.retain(|(_, s, _)| !failed.contains(s));
@@ -184,9 +183,9 @@ impl Committer {
             took_ms = started.elapsed().as_millis() as u64,
             "committed"
         );
-        self.metrics
-            .commit_seconds
-            .observe(started.elapsed().as_secs_f64());
+        emit(CommitDone {
+            seconds: started.elapsed().as_secs_f64(),
+        });
         added.len()
     }
 
@@ -195,92 +194,24 @@ impl Committer {
             .is_some_and(|t| t.elapsed() < self.config.commit_interval())
     }
 
-    fn writer_for(
-        &mut self,
-        t_min: i64,
-    ) -> Result<(i64, &mut PartitionWriter), crate::partition::PartitionError> {
-        let part = self.store.partition_for(t_min)?;
-        let start = part.start_ns;
-        if !self.writers.contains_key(&start) {
-            let w = part.writer(self.config.index_writer_bytes)?;
-            self.writers.insert(start, (w, Instant::now()));
-        }
-        let (w, _) = self.writers.get_mut(&start).expect("inserted above");
-        Ok((start, w))
-    }
-
     /// Closes idle writers and applies retention.
     fn housekeeping(&mut self) {
-        self.writers
-            .retain(|_, (_, used)| used.elapsed() < WRITER_IDLE);
-        if self
-            .last_retention
-            .is_some_and(|t| t.elapsed() < self.config.retention_check())
-        {
-            return;
-        }
-        self.last_retention = Some(Instant::now());
-        self.apply_retention();
-    }
-
-    /// Deletes partitions past `retention_days`, then the oldest ones while
-    /// the rest are over `max_disk_bytes`. The newest partition is never
-    /// deleted for the budget: it is where lines arrive.
-    pub fn apply_retention(&mut self) {
-        if self.config.retention_days > 0 {
-            let keep_ns = i64::try_from(
-                self.config
-                    .retention_days
-                    .saturating_mul(86_400_000_000_000),
-            )
-            .unwrap_or(i64::MAX);
-            let cutoff = cblogs_core::time::now_ns().saturating_sub(keep_ns);
-            for start in self.store.expired_partitions(cutoff) {
-                self.delete_partition(start, "age");
-            }
-        }
-        let budget = self.config.max_disk_bytes;
-        if budget == 0 {
-            return;
-        }
-        let usage = self.store.disk_usage();
-        let mut total = usage.bytes;
-        let count = usage.partitions.len();
-        for p in usage.partitions.iter().take(count.saturating_sub(1)) {
-            if total <= budget {
-                break;
-            }
-            self.delete_partition(p.start_ns, "disk");
-            total = total.saturating_sub(p.bytes);
-        }
-        if total > budget {
-            tracing::warn!(
-                bytes = total,
-                budget,
-                "partitions still over storage.max_disk_bytes: the newest partition alone is larger"
-            );
-        }
-    }
-
-    fn delete_partition(&mut self, start: i64, reason: &str) {
-        self.writers.remove(&start);
-        match self.store.drop_partition(start, reason) {
-            Ok(()) => self.metrics.retention_deleted(reason),
-            Err(e) => tracing::error!(error = %e, reason, "retention: cannot delete a partition"),
-        }
+        self.partitions.close_idle();
+        self.retention
+            .run_if_due(&self.store, &mut self.partitions);
     }
 }
 
 /// Compresses and tokenizes `blocks` on every core: each thread takes an
 /// equal run of them. The order of the answer is the order of `blocks`.
-fn compress_all(blocks: &[Arc<SealedBlock>], level: i32) -> Vec<std::io::Result<CompressedBlock>> {
+fn compress_all(blocks: &[Arc<SealedBlock>], level: i32) -> Vec<std::io::Result<PreparedBlock>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(blocks.len().max(1));
     if threads <= 1 {
         return blocks
             .iter()
-            .map(|b| CompressedBlock::new(b.source.id(), &b.lines, level))
+            .map(|b| PreparedBlock::new(b.source.id(), &b.lines, level))
             .collect();
     }
     let per_thread = blocks.len().div_ceil(threads);
@@ -291,7 +222,7 @@ fn compress_all(blocks: &[Arc<SealedBlock>], level: i32) -> Vec<std::io::Result<
                 let handle = s.spawn(move || {
                     chunk
                         .iter()
-                        .map(|b| CompressedBlock::new(b.source.id(), &b.lines, level))
+                        .map(|b| PreparedBlock::new(b.source.id(), &b.lines, level))
                         .collect::<Vec<_>>()
                 });
                 (chunk.len(), handle)

@@ -1,4 +1,5 @@
-//! The search and histogram endpoints: parameters in, NDJSON or JSON out.
+//! `GET /api/v1/search` (NDJSON, streamed as found) and
+//! `GET /api/v1/context`; the parameters the histogram shares with search.
 //!
 //! Everything a request says is checked before the store is touched: the
 //! pattern is compiled (within `search.regex_size_limit`), the time range
@@ -16,48 +17,33 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use cblogs_core::api::{self, ContextResponse, HistogramResponse, SearchEvent};
+use cblogs_core::api::{self, ContextResponse, SearchEvent};
 use cblogs_core::pattern::{Pattern, PatternOptions};
 use cblogs_core::time::{format_rfc3339, now_ns};
-use cblogs_core::{InstanceSet, Selector, Stream};
 use tokio::sync::mpsc;
 
-use crate::http::{query_pairs, ApiError, App};
-use crate::query::{self, LineFilter};
-use crate::search::histogram::{self, HistogramRequest};
+use super::error::ApiError;
+use super::params::{bad_param, flag, query_pairs, Selection, SEARCH_SELECTION};
+use crate::app::App;
+use crate::metrics::{emit, QueryAnswered, RequestRefused};
+use crate::read;
 use crate::search::{self, Cursor, Mode, Prefilter, SearchRequest, SearchSink};
 
 /// Chunks of NDJSON bigger than this are sent without waiting for a flush.
 const CHUNK_BYTES: usize = 64 << 10;
 
 /// A search's parameters, before the store resolves the selectors.
-struct Params {
+pub(super) struct Params {
     pattern: Option<PatternOptions>,
     invert: bool,
-    selectors: Vec<Selector>,
-    instances: InstanceSet,
-    stream: Option<Stream>,
-    process: Option<String>,
-    host: Option<String>,
-    since_ns: Option<i64>,
-    until_ns: Option<i64>,
+    selection: Selection,
     limit: Option<usize>,
     before: usize,
     after: usize,
     cursor: Option<Cursor>,
     mode: Mode,
-    buckets: usize,
-    by_job: bool,
-}
-
-fn flag(k: &str, v: &str) -> Result<bool, ApiError> {
-    match v {
-        "" | "true" | "1" | "yes" => Ok(true),
-        "false" | "0" | "no" => Ok(false),
-        _ => Err(ApiError::bad(format!(
-            "bad {k} '{v}': expected true or false"
-        ))),
-    }
+    pub(super) buckets: usize,
+    pub(super) by_job: bool,
 }
 
 /// Parses a search (or histogram) query string as the endpoint would,
@@ -71,17 +57,11 @@ pub fn check_query(raw: &str, histogram: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiError> {
+pub(super) fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiError> {
     let mut p = Params {
         pattern: None,
         invert: false,
-        selectors: Vec::new(),
-        instances: InstanceSet::all(),
-        stream: None,
-        process: None,
-        host: None,
-        since_ns: None,
-        until_ns: None,
+        selection: Selection::default(),
         limit: Some(api::DEFAULT_SEARCH_LIMIT),
         before: 0,
         after: 0,
@@ -92,12 +72,15 @@ fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiError> {
     };
     let (mut fixed, mut ignore_case, mut word) = (false, false, false);
     for (k, v) in query_pairs(raw) {
-        let bad = |what: &str| ApiError::bad(format!("bad {k} '{v}': {what}"));
+        // An empty job or instance selects every one (the page sends them so).
+        if (k == "job" || k == "instance") && v.is_empty() {
+            continue;
+        }
+        if p.selection.take(&k, &v, SEARCH_SELECTION)? {
+            continue;
+        }
+        let bad = |what: &str| bad_param(&k, &v, what);
         let count = |v: &str| v.parse::<usize>().map_err(|_| bad("expected a number"));
-        let time = |v: &str| {
-            v.parse::<i64>()
-                .map_err(|_| bad("expected nanoseconds since the epoch"))
-        };
         match k.as_str() {
             "pattern" => {
                 p.pattern = Some(PatternOptions {
@@ -109,23 +92,6 @@ fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiError> {
             "ignore_case" => ignore_case = flag(&k, &v)?,
             "word" => word = flag(&k, &v)?,
             "invert" => p.invert = flag(&k, &v)?,
-            "job" if v.is_empty() => {}
-            "job" => p
-                .selectors
-                .push(Selector::parse(&v).map_err(|e| ApiError::bad(e.to_string()))?),
-            "instance" if v.is_empty() => {}
-            "instance" => {
-                p.instances = v
-                    .parse()
-                    .map_err(|e: cblogs_core::SelectorError| ApiError::bad(e.to_string()))?
-            }
-            "stream" if v == "all" || v.is_empty() => p.stream = None,
-            "stream" => p.stream = Some(v.parse::<Stream>().map_err(ApiError::bad)?),
-            "process" if !v.is_empty() => p.process = Some(v),
-            "host" if !v.is_empty() => p.host = Some(v),
-            "process" | "host" => {}
-            "since_ns" => p.since_ns = Some(time(&v)?),
-            "until_ns" => p.until_ns = Some(time(&v)?),
             "limit" if !histogram => p.limit = Some(count(&v)?).filter(|l| *l > 0),
             "before" if !histogram => p.before = count(&v)?,
             "after" if !histogram => p.after = count(&v)?,
@@ -176,7 +142,11 @@ fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiError> {
 
 /// Checks what can be checked without the store, compiles the pattern and
 /// resolves the selectors.
-fn request(app: &App, p: Params, histogram: bool) -> Result<(SearchRequest, Params), ApiError> {
+pub(super) fn request(
+    app: &App,
+    p: Params,
+    histogram: bool,
+) -> Result<(SearchRequest, Params), ApiError> {
     let config = &app.config.search;
     let pattern = match &p.pattern {
         Some(o) => Some(
@@ -191,7 +161,8 @@ fn request(app: &App, p: Params, histogram: bool) -> Result<(SearchRequest, Para
         }
     };
     let now = now_ns();
-    if let Some(since) = p.since_ns {
+    let (since, until) = (p.selection.since_ns, p.selection.until_ns);
+    if let Some(since) = since {
         if since > now {
             return Err(ApiError::bad(format!(
                 "since {} is in the future (now is {})",
@@ -200,7 +171,7 @@ fn request(app: &App, p: Params, histogram: bool) -> Result<(SearchRequest, Para
             )));
         }
     }
-    if let (Some(since), Some(until)) = (p.since_ns, p.until_ns) {
+    if let (Some(since), Some(until)) = (since, until) {
         if since >= until {
             return Err(ApiError::bad(format!(
                 "empty time range: since {} is not before until {}",
@@ -215,20 +186,7 @@ fn request(app: &App, p: Params, histogram: bool) -> Result<(SearchRequest, Para
             "at most {most} context lines on each side (search.max_context_lines)"
         )));
     }
-    // No selector: every job, including any that appears during the search.
-    let (jobs, globs) = if p.selectors.is_empty() {
-        let all = Selector::parse("*").map_err(|e| ApiError::bad(e.to_string()))?;
-        (Vec::new(), vec![all])
-    } else {
-        let jobs = query::resolve(&app.store, &p.selectors)?;
-        let globs = p
-            .selectors
-            .iter()
-            .filter(|s| !s.is_exact())
-            .cloned()
-            .collect();
-        (jobs, globs)
-    };
+    let filter = p.selection.clone().resolve(&app.store)?;
     let time_limit = config.max_query_time();
     let prefilter = match &pattern {
         Some(pattern) if !p.invert => Prefilter::new(pattern),
@@ -238,16 +196,7 @@ fn request(app: &App, p: Params, histogram: bool) -> Result<(SearchRequest, Para
         pattern,
         prefilter,
         invert: p.invert,
-        filter: LineFilter {
-            jobs,
-            globs,
-            instances: p.instances.clone(),
-            stream: p.stream,
-            process: p.process.clone(),
-            host: p.host.clone(),
-            since_ns: p.since_ns,
-            until_ns: p.until_ns,
-        },
+        filter,
         // search.max_results caps a page; a search with more ends it there
         // with `more` and a cursor.
         limit: Some(
@@ -260,7 +209,6 @@ fn request(app: &App, p: Params, histogram: bool) -> Result<(SearchRequest, Para
         mode: p.mode,
         deadline: Instant::now() + time_limit,
         time_limit,
-        caches: app.caches.clone(),
     };
     Ok((req, p))
 }
@@ -310,9 +258,12 @@ impl SearchSink for NdjsonSink {
 
 /// One of `search.max_concurrent` slots, or 503: each search uses every
 /// core, so more at once would only make all of them slower.
-fn search_slot(app: &App) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+pub(super) fn search_slot(app: &App) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
     app.limits.search_slot().map_err(|msg| {
-        app.metrics.refused("read", "search_limit");
+        emit(RequestRefused {
+            endpoint: "read",
+            reason: "search_limit",
+        });
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg)
             .because("search_limit")
             .retry_after(std::time::Duration::from_secs(1))
@@ -326,7 +277,7 @@ pub async fn search(
     let (req, _) = request(&app, parse(raw, false)?, false)?;
     let slot = search_slot(&app)?;
     let jobs = if req.filter.jobs.is_empty() {
-        query::jobs(&app.store, None)
+        read::jobs(&app.store, None)
             .into_iter()
             .map(|j| j.key)
             .collect()
@@ -335,7 +286,6 @@ pub async fn search(
     };
     let (tx, mut rx) = mpsc::channel::<Bytes>(8);
     let store = app.store.clone();
-    let metrics = app.metrics.clone();
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let started = Instant::now();
@@ -347,7 +297,10 @@ pub async fn search(
             deadline: req.deadline + std::time::Duration::from_secs(5),
         };
         search::run(&snap, &req, jobs, &mut sink);
-        metrics.observe_query("search", started.elapsed().as_secs_f64());
+        emit(QueryAnswered {
+            kind: "search",
+            seconds: started.elapsed().as_secs_f64(),
+        });
     });
     let body = futures_util::stream::poll_fn(move |cx| {
         rx.poll_recv(cx).map(|c| c.map(Ok::<_, Infallible>))
@@ -367,7 +320,7 @@ pub async fn context(
     let (mut source, mut offset) = (None, None);
     let (mut before, mut after) = (10usize, 10usize);
     for (k, v) in query_pairs(raw) {
-        let bad = |what: &str| ApiError::bad(format!("bad {k} '{v}': {what}"));
+        let bad = |what: &str| bad_param(&k, &v, what);
         match k.as_str() {
             "source" => {
                 source = Some(
@@ -402,10 +355,9 @@ pub async fn context(
         )));
     }
     let store = app.store.clone();
-    let caches = app.caches.clone();
     let lines = tokio::task::spawn_blocking(move || {
         let snap = store.snapshot(&|s| s.id() == source, false);
-        search::lines_around(&snap, offset, before, after, &caches)
+        search::lines_around(&snap, offset, before, after)
     })
     .await
     .map_err(|e| {
@@ -428,42 +380,4 @@ pub async fn context(
             format!("no line at offset {offset} of source {source:016x}"),
         )),
     }
-}
-
-pub async fn histogram(
-    State(app): State<Arc<App>>,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<HistogramResponse>, ApiError> {
-    let (search, p) = request(&app, parse(raw, true)?, true)?;
-    let hreq = HistogramRequest {
-        search,
-        buckets: p.buckets,
-        by_job: p.by_job,
-    };
-    let slot = search_slot(&app)?;
-    let store = app.store.clone();
-    let metrics = app.metrics.clone();
-    let answer = tokio::task::spawn_blocking(move || {
-        let _slot = slot;
-        let started = Instant::now();
-        let snap = store.snapshot(&|s| hreq.search.filter.wants(s), false);
-        let answer = histogram::run(&snap, &hreq);
-        metrics.observe_query("histogram", started.elapsed().as_secs_f64());
-        answer
-    })
-    .await
-    .map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("histogram failed: {e}"),
-        )
-    })?
-    .map_err(|e| {
-        tracing::error!(error = %e, "histogram: cannot read the store");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot read the store: {e}"),
-        )
-    })?;
-    Ok(Json(answer))
 }

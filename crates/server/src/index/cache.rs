@@ -1,13 +1,48 @@
-//! A size-bounded least-recently-used cache, shared between threads.
+//! What readers of the index keep between reads ([`ReadCaches`]), in
+//! size-bounded least-recently-used caches shared between threads
+//! ([`SizedLru`]).
 //!
-//! Searches keep two things here: decoded blocks (a refined search, or the
-//! web page's results and histogram for one query, read the same blocks
+//! Two things are kept: decoded blocks (a refined search, or the web
+//! page's results and histogram for one query, read the same blocks
 //! again) and each index segment's terms in one buffer. Values are handed
 //! out as `Arc`s, so evicting one never pulls it from under a reader.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
+
+use tantivy::index::SegmentId;
+
+use super::{BlockRef, Partition, PartitionError, TermBlob};
+use crate::block::LineBlock;
+use crate::config::SearchConfig;
+
+/// The caches every read of committed blocks goes through. The store owns
+/// them and hands them to readers with each snapshot.
+pub struct ReadCaches {
+    /// Decoded blocks, by (partition uid, position in `blocks.dat`).
+    blocks: SizedLru<(u64, u64), LineBlock>,
+    /// Each segment's terms, for suffix and infix lookups.
+    pub terms: SizedLru<SegmentId, TermBlob>,
+}
+
+impl ReadCaches {
+    pub fn new(config: &SearchConfig) -> ReadCaches {
+        ReadCaches {
+            blocks: SizedLru::new(config.block_cache_bytes),
+            terms: SizedLru::new(config.term_cache_bytes),
+        }
+    }
+
+    /// Block `b` of `part`, decoded: from the cache, or read and kept.
+    pub fn block(&self, part: &Partition, b: &BlockRef) -> Result<Arc<LineBlock>, PartitionError> {
+        self.blocks.get_or_load(&(part.uid, b.data_pos), || {
+            let lines = part.read_block(b)?;
+            let size = lines.memory_bytes();
+            Ok((lines, size))
+        })
+    }
+}
 
 pub struct SizedLru<K, V> {
     budget: usize,

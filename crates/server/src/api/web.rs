@@ -11,26 +11,26 @@ const FILES: &[(&str, &str, &[u8])] = &[
     (
         "app.js",
         "text/javascript; charset=utf-8",
-        include_bytes!("../../../web/app.js"),
+        include_bytes!("../../../../web/app.js"),
     ),
     (
         "app.css",
         "text/css; charset=utf-8",
-        include_bytes!("../../../web/app.css"),
+        include_bytes!("../../../../web/app.css"),
     ),
     (
         "vendor/uPlot.iife.min.js",
         "text/javascript; charset=utf-8",
-        include_bytes!("../../../web/vendor/uPlot.iife.min.js"),
+        include_bytes!("../../../../web/vendor/uPlot.iife.min.js"),
     ),
     (
         "vendor/uPlot.min.css",
         "text/css; charset=utf-8",
-        include_bytes!("../../../web/vendor/uPlot.min.css"),
+        include_bytes!("../../../../web/vendor/uPlot.min.css"),
     ),
 ];
 
-const INDEX: &[u8] = include_bytes!("../../../web/index.html");
+const INDEX: &[u8] = include_bytes!("../../../../web/index.html");
 
 /// `GET /`: the page. Its state lives in the query string, so every view
 /// is this one document.

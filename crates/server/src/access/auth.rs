@@ -22,9 +22,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use crate::config::AuthConfig;
 
 /// The cookie the web page keeps a token in (set by `POST /api/v1/session`).
 pub const TOKEN_COOKIE: &str = "cblogs_token";
@@ -44,18 +45,6 @@ impl Role {
             Role::Admin => "admin",
         }
     }
-}
-
-/// `[auth]` in cblogsd.toml.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    pub ingest_tokens: Vec<String>,
-    pub ingest_token_files: Vec<PathBuf>,
-    pub read_tokens: Vec<String>,
-    pub read_token_files: Vec<PathBuf>,
-    pub admin_tokens: Vec<String>,
-    pub admin_token_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,125 @@
+//! `POST /api/v1/ingest`: a shipper's batches, answered once durable.
+//!
+//! Refused before the body is read when the disk is full (503) or the
+//! caller is over its rate (429); then it waits for room in memory
+//! (`ingest/admission.rs`), decodes the body (`ingest/decode.rs`), and
+//! hands it to the ingestor, which answers once the WAL has synced it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::Json;
+use cblogs_core::wire::IngestResponse;
+
+use super::error::ApiError;
+use crate::access::Caller;
+use crate::app::App;
+use crate::ingest::admission;
+use crate::ingest::decode::{decode_ingest, DecodeLimits};
+use crate::metrics::{emit, Ingested, RequestRefused};
+
+/// How long an ingest request waits for the committer to make room before
+/// it is answered 503: well within a shipper's request timeout (10 s), so
+/// the shipper hears the 503 and backs off instead of timing out and
+/// sending the same body again.
+const INGEST_PATIENCE: Duration = Duration::from_secs(5);
+
+pub async fn ingest(
+    State(app): State<Arc<App>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<IngestResponse>, ApiError> {
+    let answer = ingest_checked(&app, &caller, headers, body).await;
+    match &answer {
+        Ok(Json(r)) => emit(Ingested {
+            lines: r.accepted,
+            bytes: r.accepted_bytes,
+            duplicates: r.duplicates,
+        }),
+        Err(e) => emit(RequestRefused {
+            endpoint: "ingest",
+            reason: e.reason(),
+        }),
+    }
+    answer
+}
+
+async fn ingest_checked(
+    app: &App,
+    caller: &Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<IngestResponse>, ApiError> {
+    // Refused before the body is read: a full disk, a caller over its rate.
+    if let Some(why) = app.wal.failure() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot store: {why}"),
+        )
+        .because("unavailable")
+        .retry_after(Duration::from_secs(2)));
+    }
+    if let Err(wait) = app.limits.ingest_allowed(caller) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            app.limits.ingest_rate_message(wait),
+        )
+        .because("rate")
+        .retry_after(wait));
+    }
+    // Wait for room before reading the body: a waiting request holds
+    // nothing but its connection.
+    let budget = app.config.storage.max_unindexed_bytes;
+    let deadline = tokio::time::Instant::now() + INGEST_PATIENCE;
+    let busy = |held: u64| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "busy: {held} bytes of lines are waiting for the index, more than storage.max_unindexed_bytes ({budget}); retry later"
+            ),
+        )
+        .because("busy")
+        .retry_after(Duration::from_secs(1))
+    };
+    admission::wait_for_room(app.store.room(), budget, deadline)
+        .await
+        .map_err(busy)?;
+    let limit = app.config.ingest.max_body_bytes;
+    let raw = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body is larger than ingest.max_body_bytes ({limit} bytes)"),
+            )
+            .because("too_large")
+        } else {
+            ApiError::bad(format!("cannot read the request body: {e}"))
+        }
+    })?;
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?"));
+    let limits = DecodeLimits {
+        max_body_bytes: limit,
+        max_lines: app.config.ingest.max_lines_per_request,
+    };
+    let req = decode_ingest(&raw, encoding, limits).map_err(ApiError::from)?;
+    drop(raw);
+    // Requests woken together must not all fill the same room: each
+    // reserves its lines' size (as sent: an upper bound of what is stored) until
+    // its lines are applied and counted as waiting for the index.
+    let text_bytes = req.text_bytes();
+    let _admission = admission::admit(app.store.room(), text_bytes, budget, deadline)
+        .await
+        .map_err(busy)?;
+    let resp = app.ingestor.ingest(req).await?;
+    app.limits.charge_ingest(caller, text_bytes);
+    Ok(Json(resp))
+}
+

@@ -1,0 +1,137 @@
+//! The HTTP API and the web page: one file per endpoint group, every route
+//! behind the role it needs.
+//!
+//! ```text
+//! mod.rs        router(); the auth layer (access/auth.rs) in front of each role's routes
+//! error.rs      ApiError: status, JSON message naming the problem, Retry-After
+//! params.rs     query strings; the selection parameters every read shares
+//! ingest.rs     POST /api/v1/ingest
+//! tail.rs       GET /api/v1/tail, /api/v1/follow (Server-Sent Events, sse.rs)
+//! search.rs     GET /api/v1/search (NDJSON), /api/v1/context
+//! histogram.rs  GET /api/v1/histogram
+//! status.rs     GET /api/v1/jobs, /api/v1/storage, /api/v1/alerts
+//! admin.rs      POST /api/v1/admin/flush, /api/v1/admin/alerts/reload, /api/v1/alerts/silences
+//! session.rs    POST/DELETE /api/v1/session: the page's cookie
+//! metrics.rs    GET /metrics
+//! web.rs        GET /, /static/…: the embedded page
+//! listener.rs   TCP or TLS connections, each with its peer's address
+//! ```
+//!
+//! Handlers read the shared [`App`]; none of them starts or stops anything.
+
+mod admin;
+mod error;
+mod histogram;
+mod ingest;
+mod listener;
+mod metrics;
+mod params;
+mod search;
+mod session;
+mod sse;
+mod status;
+mod tail;
+mod web;
+
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use cblogs_core::api;
+use cblogs_core::wire::INGEST_PATH;
+
+use crate::access::auth::{presented_token, token_digest};
+use crate::access::{Caller, Role};
+use crate::app::App;
+use crate::metrics::{emit, RequestRefused};
+pub use error::ApiError;
+pub use listener::{acceptor as tls_acceptor, PeerAddr, TlsError, TlsListener};
+pub use search::check_query;
+
+/// Every endpoint, each behind the role it needs (`access/auth.rs`); the
+/// page's files and the health check are open.
+pub fn router(app: Arc<App>) -> Router {
+    let role = |r: Role| middleware::from_fn_with_state((app.clone(), r), require_role);
+    let ingest = Router::new()
+        .route(INGEST_PATH, post(ingest::ingest))
+        .route_layer(role(Role::Ingest));
+    let read = Router::new()
+        .route(api::JOBS_PATH, get(status::jobs))
+        .route(api::TAIL_PATH, get(tail::tail))
+        .route(api::FOLLOW_PATH, get(tail::follow))
+        .route(api::SEARCH_PATH, get(search::search))
+        .route(api::HISTOGRAM_PATH, get(histogram::histogram))
+        .route(api::CONTEXT_PATH, get(search::context))
+        .route(api::ALERTS_PATH, get(status::alerts))
+        .route(api::STORAGE_PATH, get(status::storage))
+        .route(api::METRICS_PATH, get(metrics::serve))
+        .route(
+            api::SESSION_PATH,
+            post(session::session_start).delete(session::session_end),
+        )
+        .route_layer(role(Role::Read));
+    let admin = Router::new()
+        .route(api::ALERTS_RELOAD_PATH, post(admin::reload_alerts))
+        .route(api::SILENCES_PATH, post(admin::silence))
+        .route(api::FLUSH_PATH, post(admin::flush))
+        .route_layer(role(Role::Admin));
+    Router::new()
+        .merge(ingest)
+        .merge(read)
+        .merge(admin)
+        .route("/", get(web::index))
+        .route("/static/{*path}", get(web::file))
+        .route(api::HEALTH_PATH, get(|| async { "ok\n" }))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .with_state(app)
+}
+
+/// The auth layer: refuses a request whose token (or, for a role without
+/// tokens, whose address) may not act in `role`; tells the handlers who the
+/// caller is, for the limits kept per token or per client.
+async fn require_role(
+    State((app, role)): State<(Arc<App>, Role)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<PeerAddr>>()
+        .map(|c| c.0 .0);
+    let token = presented_token(req.headers());
+    if let Err(denied) = app.auth.check(role, token, peer) {
+        // The reason and the role, never the token.
+        tracing::debug!(role = role.as_str(), peer = ?peer, reason = %denied.message(), "request refused");
+        emit(RequestRefused {
+            endpoint: role.as_str(),
+            reason: "auth",
+        });
+        let status = if denied.is_unauthenticated() {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        let mut resp = ApiError::new(status, denied.message()).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"cblogs\""),
+            );
+        }
+        return resp;
+    }
+    let caller = match (token, peer) {
+        (Some(t), _) => Caller::Token(token_digest(t)),
+        (None, Some(p)) => Caller::Addr(p.ip()),
+        (None, None) => Caller::Unknown,
+    };
+    req.extensions_mut().insert(caller);
+    req.extensions_mut().insert(PeerAddr(
+        peer.unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+    ));
+    next.run(req).await
+}

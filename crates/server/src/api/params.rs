@@ -1,0 +1,132 @@
+//! Query strings: the selection parameters every read endpoint shares
+//! (`job`, `instance`, `stream`, `process`, `host`, `since_ns`,
+//! `until_ns`), parsed in one place ([`Selection`]) so that they mean and
+//! refuse the same everywhere. Each endpoint names which of them it takes
+//! and refuses the rest as unknown (`tail` has no `host` or `until_ns`).
+
+use cblogs_core::{InstanceSet, Selector, SelectorError, Stream};
+
+use super::error::ApiError;
+use crate::read::{self, LineFilter};
+use crate::store::Store;
+
+/// What `tail` and `follow` select by.
+pub const TAIL_SELECTION: &[&str] = &["job", "instance", "stream", "process", "since_ns"];
+/// What `search` and `histogram` select by.
+pub const SEARCH_SELECTION: &[&str] = &[
+    "job", "instance", "stream", "process", "host", "since_ns", "until_ns",
+];
+
+/// `k=v` pairs of a raw query string, decoded.
+pub fn query_pairs(raw: Option<String>) -> Vec<(String, String)> {
+    form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// A boolean parameter: empty (`?fixed`), true/1/yes or false/0/no.
+pub fn flag(k: &str, v: &str) -> Result<bool, ApiError> {
+    match v {
+        "" | "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(ApiError::bad(format!(
+            "bad {k} '{v}': expected true or false"
+        ))),
+    }
+}
+
+/// `bad K 'V': WHAT`, the message of every malformed parameter.
+pub fn bad_param(k: &str, v: &str, what: &str) -> ApiError {
+    ApiError::bad(format!("bad {k} '{v}': {what}"))
+}
+
+/// Which sources and lines a read asks for, before its selectors are
+/// resolved against the jobs the store knows.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    pub selectors: Vec<Selector>,
+    pub instances: InstanceSet,
+    pub stream: Option<Stream>,
+    pub process: Option<String>,
+    pub host: Option<String>,
+    pub since_ns: Option<i64>,
+    /// Exclusive.
+    pub until_ns: Option<i64>,
+}
+
+impl Default for Selection {
+    fn default() -> Self {
+        Selection {
+            selectors: Vec::new(),
+            instances: InstanceSet::all(),
+            stream: None,
+            process: None,
+            host: None,
+            since_ns: None,
+            until_ns: None,
+        }
+    }
+}
+
+impl Selection {
+    /// Takes `k=v` if `k` is one of the selection parameters `keys` (those
+    /// the endpoint takes): `Ok(true)`. Any other key is the endpoint's to
+    /// handle: `Ok(false)`.
+    pub fn take(&mut self, k: &str, v: &str, keys: &[&str]) -> Result<bool, ApiError> {
+        if !keys.contains(&k) {
+            return Ok(false);
+        }
+        let time = || {
+            v.parse::<i64>()
+                .map_err(|_| bad_param(k, v, "expected nanoseconds since the epoch"))
+        };
+        match k {
+            "job" => self
+                .selectors
+                .push(Selector::parse(v).map_err(|e| ApiError::bad(e.to_string()))?),
+            "instance" => {
+                self.instances = v
+                    .parse()
+                    .map_err(|e: SelectorError| ApiError::bad(e.to_string()))?
+            }
+            "stream" if v == "all" || v.is_empty() => self.stream = None,
+            "stream" => self.stream = Some(v.parse::<Stream>().map_err(ApiError::bad)?),
+            "process" if !v.is_empty() => self.process = Some(v.to_owned()),
+            "host" if !v.is_empty() => self.host = Some(v.to_owned()),
+            "since_ns" => self.since_ns = Some(time()?),
+            "until_ns" => self.until_ns = Some(time()?),
+            // An empty process or host selects every one.
+            _ => {}
+        }
+        Ok(true)
+    }
+
+    /// The filter a read applies: the selectors resolved against the jobs
+    /// the store knows (an exact selector must name one job), globs kept
+    /// to be matched against sources that appear later. No selector at all
+    /// means every job, including any that appears during the read.
+    pub fn resolve(self, store: &Store) -> Result<LineFilter, ApiError> {
+        let (jobs, globs) = if self.selectors.is_empty() {
+            let all = Selector::parse("*").map_err(|e| ApiError::bad(e.to_string()))?;
+            (Vec::new(), vec![all])
+        } else {
+            let jobs = read::resolve(store, &self.selectors)?;
+            let globs = self
+                .selectors
+                .into_iter()
+                .filter(|s| !s.is_exact())
+                .collect();
+            (jobs, globs)
+        };
+        Ok(LineFilter {
+            jobs,
+            globs,
+            instances: self.instances,
+            stream: self.stream,
+            process: self.process,
+            host: self.host,
+            since_ns: self.since_ns,
+            until_ns: self.until_ns,
+        })
+    }
+}

@@ -1,0 +1,76 @@
+//! Read-only views of what the service holds: `GET /api/v1/jobs`,
+//! `GET /api/v1/storage` and `GET /api/v1/alerts`.
+
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::Json;
+use cblogs_core::api::{self, JobsResponse};
+use cblogs_core::Selector;
+
+use super::error::ApiError;
+use super::params::query_pairs;
+use crate::app::App;
+use crate::read;
+use crate::store::{disk_usage, DiskUsage};
+
+pub async fn jobs(
+    State(app): State<Arc<App>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<JobsResponse>, ApiError> {
+    let mut pattern = None;
+    for (k, v) in query_pairs(raw) {
+        match k.as_str() {
+            "pattern" if !v.is_empty() => {
+                pattern = Some(Selector::parse(&v).map_err(|e| ApiError::bad(e.to_string()))?)
+            }
+            "pattern" => {}
+            other => {
+                return Err(ApiError::bad(format!(
+                    "unknown parameter '{other}' (expected pattern)"
+                )))
+            }
+        }
+    }
+    Ok(Json(JobsResponse {
+        jobs: read::jobs(&app.store, pattern.as_ref()),
+    }))
+}
+
+/// What is stored, the disk budget, and what retention deleted.
+pub async fn storage(State(app): State<Arc<App>>) -> Json<api::StorageResponse> {
+    let store = app.store.clone();
+    let usage = tokio::task::spawn_blocking(move || disk_usage(&store))
+        .await
+        .unwrap_or_else(|_| DiskUsage {
+            bytes: 0,
+            partitions: Vec::new(),
+        });
+    let fmt = cblogs_core::time::format_rfc3339;
+    let failure = app.wal.failure();
+    Json(api::StorageResponse {
+        disk_bytes: usage.bytes,
+        max_disk_bytes: app.config.storage.max_disk_bytes,
+        retention_days: app.config.storage.retention_days,
+        wal_bytes: app.wal.bytes_on_disk(),
+        unindexed_bytes: app.store.unindexed_bytes(),
+        ingest_available: failure.is_none(),
+        ingest_error: failure,
+        partitions: usage
+            .partitions
+            .iter()
+            .map(|p| api::PartitionSummary {
+                start: fmt(p.start_ns),
+                start_ns: p.start_ns,
+                bytes: p.bytes,
+                blocks: p.blocks,
+                newest: p.newest_ns.map(fmt).unwrap_or_default(),
+            })
+            .collect(),
+        deleted: app.retention_log.list(),
+    })
+}
+
+pub async fn alerts(State(app): State<Arc<App>>) -> Json<api::AlertsResponse> {
+    Json(app.alerts.response())
+}

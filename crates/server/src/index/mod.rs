@@ -1,0 +1,34 @@
+//! The block index: time partitions of sealed blocks, each a tantivy index
+//! with one document per block plus the blocks' compressed bytes.
+//!
+//! ```text
+//! tokens.rs      the tokenizer contract: what a block's terms are (writer and planner)
+//! schema.rs      one document per block: fast fields and distinct tokens
+//! columns.rs     BlockRef: where a block is and what it covers, from fast fields
+//! partition.rs   Partition: open, search, read a block (read side)
+//! writer.rs      PreparedBlock, PartitionWriter: compress, append, commit (write side)
+//! need.rs        TermNeed: the terms a block must hold (the index's query language)
+//! candidates.rs  Partition::candidate_blocks: TermNeed evaluated per segment
+//! cache.rs       ReadCaches: decoded blocks and segments' terms kept between reads
+//! ```
+//!
+//! The index only ever rules blocks out: every line of a block it keeps is
+//! verified by the reader. Nothing here knows about memory blocks, the WAL
+//! or HTTP; the store decides when blocks are committed and which
+//! partitions live (`store/partitions.rs`).
+
+mod cache;
+mod candidates;
+mod columns;
+mod need;
+mod partition;
+mod schema;
+pub mod tokens;
+mod writer;
+
+pub use cache::{ReadCaches, SizedLru};
+pub use candidates::{StoredBlock, TermBlob, TimeRange};
+pub use columns::{BlockRef, SourceTotals};
+pub use need::{TermMatch, TermNeed};
+pub use partition::{parse_dir_name, Partition, PartitionError};
+pub use writer::{PartitionWriter, PreparedBlock};

@@ -1,0 +1,161 @@
+//! `tail`: the last N lines of the selected sources in time order, from
+//! memory first and then committed blocks newest first, stopping as soon
+//! as no older block can hold one of the newest N.
+
+use std::sync::Arc;
+
+use cblogs_core::{LineFlags, LineView, Source};
+
+use super::QueryError;
+use crate::block::LineBlock;
+use crate::store::ReadSnapshot;
+
+/// One line with its source, owned.
+#[derive(Debug, Clone)]
+pub struct OwnedLine {
+    pub source: Arc<Source>,
+    pub offset: u64,
+    pub time_ns: i64,
+    pub flags: LineFlags,
+    pub bytes: Vec<u8>,
+}
+
+impl OwnedLine {
+    /// Time order; ties broken by source and offset so the order is total and stable.
+    fn key(&self) -> (i64, u64, u64) {
+        (self.time_ns, self.source.id(), self.offset)
+    }
+
+    pub fn view(&self) -> LineView {
+        LineView::new(
+            &self.source,
+            self.offset,
+            self.time_ns,
+            self.flags,
+            &self.bytes,
+        )
+    }
+}
+
+/// Keeps the newest `n` lines seen so far, and knows how old a line must
+/// be to no longer matter.
+struct Newest {
+    n: usize,
+    since_ns: Option<i64>,
+    lines: Vec<OwnedLine>,
+    /// Once `n` lines are held: the oldest time among them. Blocks whose
+    /// newest line is older cannot contribute.
+    threshold: Option<i64>,
+    /// Lines that qualified were left out because there were more than `n`.
+    left_out: bool,
+}
+
+impl Newest {
+    fn push_block(&mut self, source: &Arc<Source>, block: &LineBlock) {
+        for l in block.lines() {
+            if self.since_ns.is_some_and(|s| l.time_ns < s) {
+                continue;
+            }
+            self.lines.push(OwnedLine {
+                source: source.clone(),
+                offset: l.offset,
+                time_ns: l.time_ns,
+                flags: l.flags,
+                bytes: l.bytes.to_vec(),
+            });
+        }
+        // Pruning is linear, so do it only when the held lines double:
+        // memory stays within 2n lines and the work stays linear overall.
+        if self.lines.len() >= 2 * self.n
+            || (self.threshold.is_none() && self.lines.len() >= self.n)
+        {
+            self.prune();
+        }
+    }
+
+    /// Drops all but the newest `n` (in linear time) and updates the threshold.
+    fn prune(&mut self) {
+        if self.lines.len() > self.n {
+            self.left_out = true;
+            let cut = self.lines.len() - self.n;
+            self.lines.select_nth_unstable_by_key(cut, OwnedLine::key);
+            self.lines.drain(..cut);
+        }
+        if self.lines.len() >= self.n {
+            self.threshold = self.lines.iter().map(|l| l.time_ns).min();
+        }
+    }
+
+    fn finish(mut self) -> LastLines {
+        self.prune();
+        self.lines.sort_unstable_by_key(OwnedLine::key);
+        LastLines {
+            lines: self.lines,
+            truncated: self.left_out,
+        }
+    }
+}
+
+/// The answer of [`last_lines`].
+pub struct LastLines {
+    /// Oldest first.
+    pub lines: Vec<OwnedLine>,
+    /// With `since_ns`: lines at or after it were left out (the oldest ones)
+    /// because more than `n` qualified. A follower resuming after an outage
+    /// must say so rather than skip them in silence.
+    pub truncated: bool,
+}
+
+/// The last `n` lines of the snapshot's sources (at or after `since_ns`),
+/// oldest first. Memory first, then committed blocks newest first, stopping
+/// as soon as no older block can hold one of the newest `n`.
+pub fn last_lines(
+    snap: &ReadSnapshot,
+    n: usize,
+    since_ns: Option<i64>,
+) -> Result<LastLines, QueryError> {
+    if n == 0 {
+        return Ok(LastLines {
+            lines: Vec::new(),
+            truncated: false,
+        });
+    }
+    let mut newest = Newest {
+        n,
+        since_ns,
+        lines: Vec::new(),
+        threshold: None,
+        left_out: false,
+    };
+    for (source, block) in &snap.memory {
+        newest.push_block(source, block);
+    }
+    let ids: Vec<u64> = snap.sources.keys().copied().collect();
+    for (part, searcher, t_max) in &snap.partitions {
+        if since_ns.is_some_and(|s| *t_max < s) {
+            continue;
+        }
+        // Without a lower bound, a partition wholly older than the newest n
+        // is skipped unread. With one, it is looked at (fast fields only), so
+        // that `truncated` is exact: the first block in it says so and stops.
+        if since_ns.is_none() && newest.threshold.is_some_and(|t| *t_max < t) {
+            continue;
+        }
+        let mut blocks = part.blocks(searcher, Some(&ids), since_ns)?;
+        blocks.sort_unstable_by_key(|b| std::cmp::Reverse(b.t_max));
+        for b in blocks {
+            if newest.threshold.is_some_and(|t| b.t_max < t) {
+                // This block holds a qualifying line (its newest one) that
+                // is older than all n kept.
+                newest.left_out = true;
+                break;
+            }
+            let Some(source) = snap.sources.get(&b.source) else {
+                continue;
+            };
+            newest.push_block(source, &part.read_block(&b)?);
+        }
+    }
+    Ok(newest.finish())
+}
+

@@ -1,0 +1,53 @@
+//! What the partitions take on disk: for the storage API, `/metrics` and
+//! retention's disk budget. Measured when asked (a walk of each partition's
+//! files), never kept.
+
+use std::path::Path;
+
+use super::Store;
+
+/// Partitions on disk, oldest first.
+pub struct DiskUsage {
+    pub bytes: u64,
+    pub partitions: Vec<PartitionUsage>,
+}
+
+pub struct PartitionUsage {
+    pub start_ns: i64,
+    pub bytes: u64,
+    pub blocks: u64,
+    pub newest_ns: Option<i64>,
+}
+
+/// Every partition the store holds, with its size on disk, oldest first.
+pub fn disk_usage(store: &Store) -> DiskUsage {
+    let partitions: Vec<PartitionUsage> = store
+        .partition_list()
+        .into_iter()
+        .map(|p| PartitionUsage {
+            start_ns: p.start_ns,
+            bytes: dir_bytes(&p.dir),
+            blocks: p.blocks,
+            newest_ns: p.newest_ns,
+        })
+        .collect();
+    DiskUsage {
+        bytes: partitions.iter().map(|p| p.bytes).sum(),
+        partitions,
+    }
+}
+
+/// Bytes of the files under `dir` (one level of subfolders: the index).
+pub fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
