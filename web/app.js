@@ -1,8 +1,22 @@
 // cblogs web page: search with a histogram, live tail, job browser.
 //
-// The whole view lives in the URL's query string, so a link reproduces it.
-// Everything comes from cblogsd's read API (crates/core/src/api.rs):
-// search results stream in as NDJSON, the live tail as Server-Sent Events.
+// The whole view lives in the URL's query string (view, job, q, i, stream,
+// instance, process, range or since/until), so reload and links reproduce
+// it. Everything comes from cblogsd's read API (crates/core/src/api.rs):
+// - a search streams /api/v1/search (NDJSON, read with fetch and a stream
+//   reader, rendered as it arrives, 500 lines a page, "More" continues
+//   from next_time_ns) beside /api/v1/histogram (stdout and stderr
+//   stacked; drag to zoom into since/until);
+// - a click on a result asks /api/v1/context for the lines around it;
+// - the live tail is an EventSource on /api/v1/follow, checked first with
+//   /api/v1/tail?n=0 so that an unknown job gets its error in words;
+// - the job browser polls /api/v1/jobs every 5 s and shows the line rate
+//   between polls.
+// When a request is answered 401, the page asks for a read token once and
+// trades it for an HttpOnly, SameSite=Strict cookie (POST /api/v1/session),
+// which the EventSource (no headers) then carries too. Prefix colours use
+// the CLI's FNV-1a hash over job, instance and process, so a task has the
+// same colour in both.
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);

@@ -1,4 +1,4 @@
-//! The ingest decoder (`cblogs_server::decode::decode_ingest`) on any body.
+//! The ingest decoder (`cblogs_server::testing::decode_ingest`) on any body.
 //!
 //! Input: one mode byte, then the body. Mode (first byte % 3):
 //! 0: the body as plain JSON (no Content-Encoding);
@@ -13,7 +13,7 @@
 #![no_main]
 
 use cblogs_core::wire::IngestRequest;
-use cblogs_server::decode::{decode_ingest, DecodeLimits};
+use cblogs_server::testing::{decode_ingest, DecodeLimits};
 use libfuzzer_sys::fuzz_target;
 
 const LIMITS: DecodeLimits = DecodeLimits {

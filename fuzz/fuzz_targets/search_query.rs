@@ -9,13 +9,13 @@
 //! 12:00:01 ERROR connection reset
 //! ```
 //!
-//! `cblogs_server::http_search::check_query` parses the query as the
+//! `cblogs_server::testing::check_query` parses the query as the
 //! endpoint would and compiles its pattern; it never panics. When it
-//! accepts, the pattern's plan (`search::plan::Need::of(..).terms()`) and
-//! its prefilter (`search::Prefilter`) are built, and both must be sound
-//! on the given lines: a line the regex matches holds the index terms the
-//! plan asks for (the tokens `LineBlock::distinct_tokens` makes of it),
-//! and is one of the prefilter's candidate lines.
+//! accepts, the pattern's plan (`Need::of(..).terms()`, `search/plan.rs`)
+//! and its prefilter (`Prefilter`) are built, and both must be sound on
+//! the given lines: a line the regex matches holds the index terms the
+//! plan asks for (the tokens `distinct_tokens` makes of it, the index's
+//! tokenizer contract), and is one of the prefilter's candidate lines.
 
 #![no_main]
 
@@ -23,10 +23,9 @@ use std::collections::HashSet;
 
 use cblogs_core::pattern::{Pattern, PatternOptions};
 use cblogs_core::LineFlags;
-use cblogs_server::block::LineBlock;
-use cblogs_server::http_search::check_query;
-use cblogs_server::search::plan::{Need, TermMatch, TermNeed};
-use cblogs_server::search::Prefilter;
+use cblogs_server::testing::{
+    check_query, distinct_tokens, LineBlock, Need, Prefilter, TermMatch, TermNeed,
+};
 use libfuzzer_sys::fuzz_target;
 
 /// The regex size limit `check_query` compiles with.
@@ -118,7 +117,7 @@ fuzz_target!(|data: &[u8]| {
         if !pattern.is_match(line) {
             continue;
         }
-        let tokens = block(&[line]).distinct_tokens();
+        let tokens = distinct_tokens(&block(&[line]));
         let terms: HashSet<&str> = tokens.split(' ').filter(|t| !t.is_empty()).collect();
         assert!(
             holds(&need, &terms),

@@ -132,7 +132,9 @@ impl Source {
     /// Panics if `job` is not a job key: for tests and examples only.
     #[doc(hidden)]
     pub fn example(job: &str, instance: u32, process: &str, stream: Stream) -> Source {
-        let job: JobKey = job.parse().expect("an example source needs a valid job key");
+        let job: JobKey = job
+            .parse()
+            .expect("an example source needs a valid job key");
         Source {
             cluster: "c".into(),
             host: "agent1".into(),

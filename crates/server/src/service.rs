@@ -55,8 +55,7 @@ impl Service {
             path: data.clone(),
             source,
         })?;
-        let (partitions, existing) =
-            PartitionSet::open(&data.join("partitions"), &config.storage)?;
+        let (partitions, existing) = PartitionSet::open(&data.join("partitions"), &config.storage)?;
         let store = Arc::new(Store::open(
             existing,
             config.storage.clone(),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use cblogs_core::api::{SearchEvent, SearchSummary};
 use cblogs_core::pattern::{Pattern, PatternOptions};
 use cblogs_core::wire::{Batch, IngestRequest, WireLine};
-use cblogs_core::{InstanceSet, Selector, Source, Stream};
+use cblogs_core::{Source, Stream};
 use cblogs_server::testing::{search, LineFilter, Mode, Prefilter, SearchRequest, SearchSink};
 use cblogs_server::{Config, Service};
 
@@ -45,16 +45,7 @@ fn request(deadline: Instant) -> SearchRequest {
         prefilter: Prefilter::new(&pattern),
         pattern: Some(pattern),
         invert: false,
-        filter: LineFilter {
-            jobs: Vec::new(),
-            globs: vec![Selector::parse("*").expect("selector")],
-            instances: InstanceSet::all(),
-            stream: None,
-            process: None,
-            host: None,
-            since_ns: None,
-            until_ns: None,
-        },
+        filter: LineFilter::everything(),
         limit: None,
         before: 0,
         after: 0,

@@ -17,13 +17,15 @@
 //! - [`checkpoint`]: the acknowledged offset of every stream, replaced
 //!   atomically at least once a second.
 //! - [`shipper`]: the one loop that owns them all, with back-pressure.
-//! - [`status`]: `GET /status` and `cblogs-shipper --status`.
+//! - [`status`]: what `GET /status` and `cblogs-shipper --status` show;
+//!   [`endpoint`] serves it (and [`metrics`], the same in Prometheus text).
 //!
 //! This crate must not depend on tantivy: it runs next to production jobs.
 
 pub mod checkpoint;
 pub mod config;
 pub mod discovery;
+pub mod endpoint;
 pub mod mapping;
 pub mod metrics;
 pub mod sender;
@@ -53,7 +55,7 @@ pub async fn run(
             status::STATUS_PATH
         );
         if let Some(ask) = shipper.status_sender() {
-            tokio::spawn(status::serve(listener, ask));
+            tokio::spawn(endpoint::serve(listener, ask));
         }
     }
     shipper.run(shutdown).await?;

@@ -1,14 +1,11 @@
-//! The status endpoint (`GET /status` on `status_listen`) and
-//! `cblogs-shipper --status`, which prints it: every tailed file with how
-//! far the server is behind it.
+//! The shipper's status: every tailed file with how far the server is
+//! behind it, as the loop reports it (`GET /status`, served by
+//! `endpoint.rs`) and as `cblogs-shipper --status` prints it.
 
 use std::net::SocketAddr;
 
-use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 pub const STATUS_PATH: &str = "/status";
 pub const METRICS_PATH: &str = "/metrics";
@@ -45,51 +42,6 @@ pub struct FileStatus {
 
 /// A request for a fresh status, answered by the shipper's loop.
 pub type StatusRequest = oneshot::Sender<Status>;
-
-/// Serves `GET /status` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, ask: mpsc::Sender<StatusRequest>) {
-    let app = Router::new()
-        .route(STATUS_PATH, get(status))
-        .route(METRICS_PATH, get(metrics))
-        .with_state(ask);
-    if let Err(e) = axum::serve(listener, app).await {
-        tracing::warn!("status endpoint stopped: {e}");
-    }
-}
-
-/// `GET /metrics`: the status in Prometheus text format.
-async fn metrics(
-    State(ask): State<mpsc::Sender<StatusRequest>>,
-) -> Result<impl axum::response::IntoResponse, (axum::http::StatusCode, String)> {
-    let Json(s) = status(State(ask)).await?;
-    let text = crate::metrics::render(&s).map_err(|e| {
-        (
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot encode the metrics: {e}"),
-        )
-    })?;
-    Ok((
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    ))
-}
-
-async fn status(
-    State(ask): State<mpsc::Sender<StatusRequest>>,
-) -> Result<Json<Status>, (axum::http::StatusCode, String)> {
-    let unavailable = || {
-        (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "the shipper is shutting down".to_owned(),
-        )
-    };
-    let (tx, rx) = oneshot::channel();
-    ask.send(tx).await.map_err(|_| unavailable())?;
-    rx.await.map(Json).map_err(|_| unavailable())
-}
 
 /// Fetches the status of the shipper listening on `addr` and renders it.
 pub fn fetch_and_render(addr: SocketAddr) -> anyhow::Result<String> {

@@ -2,11 +2,22 @@
 //! to webhooks, Slack, PagerDuty or a command.
 //!
 //! The engine runs on its own thread (with its own small async runtime for
-//! deliveries) and reads the store's broadcast of applied records, the same
-//! one live tails read: ingest never waits for it, and a slow receiver only
-//! delays its own notification. State that must survive a restart (which
-//! groups fire, when they were last notified) is saved in
-//! `<data dir>/alerts/state.json` whenever it changes.
+//! deliveries) and reads the store's broadcast of applied batches
+//! (`TailHub`), the same one live tails read: ingest never waits for it,
+//! and a slow receiver only delays its own notification. If it falls more
+//! than `read.follow_buffer_batches` batches behind, it logs that some
+//! lines were not evaluated. State that must survive a restart (which
+//! groups fire, when they were last notified, silences) is saved in
+//! `<data dir>/alerts/state.json` whenever it changes, written aside and
+//! renamed; on start a group that was firing is held one window before it
+//! may resolve. Silences hold notifications back, not the evaluation.
+//!
+//! ```text
+//! rules.rs   the rules file, checked whole (a bad one names rule, field, why)
+//! engine.rs  per source the rules that watch it; sliding windows per rule and group
+//! trace.rs   a firing waits for the rest of its Python traceback / Java stack trace
+//! notify.rs  webhook, Slack, PagerDuty, command: one task each, retried
+//! ```
 
 mod engine;
 mod notify;

@@ -33,7 +33,9 @@ pub async fn silence(
 
 /// Reads the alert rules file again; a bad one is refused (400) naming the
 /// rule and field, and the rules in force stay.
-pub async fn reload_alerts(State(app): State<Arc<App>>) -> Result<Json<api::ReloadResponse>, ApiError> {
+pub async fn reload_alerts(
+    State(app): State<Arc<App>>,
+) -> Result<Json<api::ReloadResponse>, ApiError> {
     let alerts = app.alerts.clone();
     let rules = tokio::task::spawn_blocking(move || alerts.reload())
         .await

@@ -158,4 +158,3 @@ impl From<WalError> for ApiError {
         .retry_after(Duration::from_secs(2))
     }
 }
-

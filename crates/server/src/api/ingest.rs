@@ -122,4 +122,3 @@ async fn ingest_checked(
     app.limits.charge_ingest(caller, text_bytes);
     Ok(Json(resp))
 }
-

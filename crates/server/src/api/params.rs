@@ -4,7 +4,7 @@
 //! refuse the same everywhere. Each endpoint names which of them it takes
 //! and refuses the rest as unknown (`tail` has no `host` or `until_ns`).
 
-use cblogs_core::{InstanceSet, Selector, SelectorError, Stream};
+use cblogs_core::{Selector, SelectorError, Stream};
 
 use super::error::ApiError;
 use crate::read::{self, LineFilter};
@@ -45,25 +45,16 @@ pub fn bad_param(k: &str, v: &str, what: &str) -> ApiError {
 #[derive(Debug, Clone)]
 pub struct Selection {
     pub selectors: Vec<Selector>,
-    pub instances: InstanceSet,
-    pub stream: Option<Stream>,
-    pub process: Option<String>,
-    pub host: Option<String>,
-    pub since_ns: Option<i64>,
-    /// Exclusive.
-    pub until_ns: Option<i64>,
+    /// Everything else the parameters say (instances, stream, process,
+    /// host, times); its jobs come from the selectors ([`Selection::resolve`]).
+    pub filter: LineFilter,
 }
 
 impl Default for Selection {
     fn default() -> Self {
         Selection {
             selectors: Vec::new(),
-            instances: InstanceSet::all(),
-            stream: None,
-            process: None,
-            host: None,
-            since_ns: None,
-            until_ns: None,
+            filter: LineFilter::everything(),
         }
     }
 }
@@ -80,21 +71,22 @@ impl Selection {
             v.parse::<i64>()
                 .map_err(|_| bad_param(k, v, "expected nanoseconds since the epoch"))
         };
+        let f = &mut self.filter;
         match k {
             "job" => self
                 .selectors
                 .push(Selector::parse(v).map_err(|e| ApiError::bad(e.to_string()))?),
             "instance" => {
-                self.instances = v
+                f.instances = v
                     .parse()
                     .map_err(|e: SelectorError| ApiError::bad(e.to_string()))?
             }
-            "stream" if v == "all" || v.is_empty() => self.stream = None,
-            "stream" => self.stream = Some(v.parse::<Stream>().map_err(ApiError::bad)?),
-            "process" if !v.is_empty() => self.process = Some(v.to_owned()),
-            "host" if !v.is_empty() => self.host = Some(v.to_owned()),
-            "since_ns" => self.since_ns = Some(time()?),
-            "until_ns" => self.until_ns = Some(time()?),
+            "stream" if v == "all" || v.is_empty() => f.stream = None,
+            "stream" => f.stream = Some(v.parse::<Stream>().map_err(ApiError::bad)?),
+            "process" if !v.is_empty() => f.process = Some(v.to_owned()),
+            "host" if !v.is_empty() => f.host = Some(v.to_owned()),
+            "since_ns" => f.since_ns = Some(time()?),
+            "until_ns" => f.until_ns = Some(time()?),
             // An empty process or host selects every one.
             _ => {}
         }
@@ -106,27 +98,15 @@ impl Selection {
     /// to be matched against sources that appear later. No selector at all
     /// means every job, including any that appears during the read.
     pub fn resolve(self, store: &Store) -> Result<LineFilter, ApiError> {
-        let (jobs, globs) = if self.selectors.is_empty() {
-            let all = Selector::parse("*").map_err(|e| ApiError::bad(e.to_string()))?;
-            (Vec::new(), vec![all])
-        } else {
-            let jobs = read::resolve(store, &self.selectors)?;
-            let globs = self
+        let mut filter = self.filter;
+        if !self.selectors.is_empty() {
+            filter.jobs = read::resolve(store, &self.selectors)?;
+            filter.globs = self
                 .selectors
                 .into_iter()
                 .filter(|s| !s.is_exact())
                 .collect();
-            (jobs, globs)
-        };
-        Ok(LineFilter {
-            jobs,
-            globs,
-            instances: self.instances,
-            stream: self.stream,
-            process: self.process,
-            host: self.host,
-            since_ns: self.since_ns,
-            until_ns: self.until_ns,
-        })
+        }
+        Ok(filter)
     }
 }

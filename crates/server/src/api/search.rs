@@ -161,7 +161,7 @@ pub(super) fn request(
         }
     };
     let now = now_ns();
-    let (since, until) = (p.selection.since_ns, p.selection.until_ns);
+    let (since, until) = (p.selection.filter.since_ns, p.selection.filter.until_ns);
     if let Some(since) = since {
         if since > now {
             return Err(ApiError::bad(format!(

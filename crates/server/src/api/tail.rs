@@ -67,7 +67,7 @@ fn tail_params(
         ));
     }
     if n > max_n {
-        if !(resume && selection.since_ns.is_some()) {
+        if !(resume && selection.filter.since_ns.is_some()) {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("n={n} is more lines than read.max_tail_lines ({max_n}) allows"),

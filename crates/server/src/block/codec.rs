@@ -139,7 +139,6 @@ impl LineBlock {
         })?;
         LineBlock::decode(&raw)
     }
-
 }
 
 /// The largest block a frame may claim to hold: far above any real block

@@ -43,4 +43,3 @@ pub enum TermMatch {
     Suffix(String),
     Contains(String),
 }
-

@@ -31,11 +31,7 @@ pub struct PreparedBlock {
 }
 
 impl PreparedBlock {
-    pub fn new(
-        source: u64,
-        lines: &LineBlock,
-        zstd_level: i32,
-    ) -> std::io::Result<PreparedBlock> {
+    pub fn new(source: u64, lines: &LineBlock, zstd_level: i32) -> std::io::Result<PreparedBlock> {
         let (t_min, t_max) = lines.time_range().unwrap_or_default();
         Ok(PreparedBlock {
             compressed: lines.compress(zstd_level)?,
@@ -90,7 +86,6 @@ impl Partition {
             sources_dirty: false,
         })
     }
-
 }
 
 /// Adds blocks to one partition and commits them.

@@ -42,6 +42,21 @@ pub struct LineFilter {
 }
 
 impl LineFilter {
+    /// Every line of every job, including jobs that appear later: what a
+    /// request narrows from.
+    pub fn everything() -> LineFilter {
+        LineFilter {
+            jobs: Vec::new(),
+            globs: vec![Selector::parse("*").expect("'*' is a selector")],
+            instances: InstanceSet::all(),
+            stream: None,
+            process: None,
+            host: None,
+            since_ns: None,
+            until_ns: None,
+        }
+    }
+
     pub fn wants(&self, s: &Source) -> bool {
         self.instances.contains(s.instance)
             && self.stream.is_none_or(|st| st == s.stream)
@@ -97,4 +112,3 @@ pub fn resolve(
     }
     Ok(out)
 }
-

@@ -158,4 +158,3 @@ pub fn last_lines(
     }
     Ok(newest.finish())
 }
-

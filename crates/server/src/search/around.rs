@@ -80,7 +80,9 @@ pub fn lines_around(
     for (b, i) in positions {
         let lines = block(b)?;
         let l = lines.line(i);
-        out.push(LineView::new(&s.source, l.offset, l.time_ns, l.flags, l.bytes));
+        out.push(LineView::new(
+            &s.source, l.offset, l.time_ns, l.flags, l.bytes,
+        ));
     }
     Ok(Some(out))
 }

@@ -8,6 +8,11 @@
 //! overtake each other, whatever their times say. Context lines read twice
 //! (after one match, before the next) are sent once; a line that is both
 //! is sent as a match.
+//!
+//! A page ends one match past `limit` with `more`; its summary's
+//! `next_cursor` (time, source id, offset of the last match sent) lets the
+//! next request start exactly after it (`cursor=`): a shipper stamps a
+//! whole read round with one time, so a time alone would not do.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

@@ -77,13 +77,7 @@ pub fn hits(s: &SourceBlocks, b: usize, req: &SearchRequest) -> Result<Vec<Hit>,
         }
     }
     if req.before > 0 && matches[0] < req.before {
-        neighbours(
-            s,
-            b,
-            req.before - matches[0],
-            Direction::Back,
-            &mut wanted,
-        )?;
+        neighbours(s, b, req.before - matches[0], Direction::Back, &mut wanted)?;
     }
     let last = matches[matches.len() - 1];
     if req.after > 0 && last + req.after >= n {

@@ -142,8 +142,7 @@ impl Committer {
                     self.last_failure = Some(Instant::now());
                     // A writer that failed is not trusted again: a fresh one
                     // starts from what is committed.
-                    self.partitions
-                        .drop_writer(self.partitions.start_of(t_min));
+                    self.partitions.drop_writer(self.partitions.start_of(t_min));
                     tracing::error!(error = %e, "cannot add a block to the index; it and the rest of this round stay in memory and the WAL");
                     // The rest would most likely fail the same way (a full
                     // disk): try again next round.
@@ -197,8 +196,7 @@ impl Committer {
     /// Closes idle writers and applies retention.
     fn housekeeping(&mut self) {
         self.partitions.close_idle();
-        self.retention
-            .run_if_due(&self.store, &mut self.partitions);
+        self.retention.run_if_due(&self.store, &mut self.partitions);
     }
 }
 

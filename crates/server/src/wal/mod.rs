@@ -48,4 +48,3 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
         source,
     }
 }
-

@@ -49,4 +49,3 @@ impl WalRecord {
         Some(WalRecord::new(seq, Arc::new(source), lines))
     }
 }
-

@@ -245,4 +245,3 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Stop adding to a group past this many bytes of text.
 const GROUP_BYTES: usize = 8 << 20;
-
