@@ -5,7 +5,7 @@
 // it. Everything comes from cblogsd's read API (crates/core/src/api.rs):
 // - a search streams /api/v1/search (NDJSON, read with fetch and a stream
 //   reader, rendered as it arrives, 500 lines a page, "More" continues
-//   from next_time_ns) beside /api/v1/histogram (stdout and stderr
+//   from the summary's next_cursor) beside /api/v1/histogram (stdout and stderr
 //   stacked; drag to zoom into since/until);
 // - a click on a result asks /api/v1/context for the lines around it;
 // - the live tail is an EventSource on /api/v1/follow, checked first with

@@ -57,7 +57,7 @@ fn options(query: &str) -> Option<PatternOptions> {
 }
 
 /// Does a block whose only terms are `terms` satisfy `need`? (As
-/// `search/candidates.rs` evaluates it on a segment's term dictionary.)
+/// `index/candidates.rs` evaluates it on a segment's term dictionary.)
 fn holds(need: &TermNeed, terms: &HashSet<&str>) -> bool {
     match need {
         TermNeed::Any => true,

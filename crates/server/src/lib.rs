@@ -12,13 +12,13 @@
 //! GET /api/v1/{jobs,tail,follow,search,…} ─▶ api ─▶ read / search over a store snapshot
 //! ```
 //!
-//! The folders, bottom up (each imports only from those below it):
-//! [`config`]; `block` (the unit of storage); `index` (partitions: tantivy
-//! plus block files); `wal`; `store` (memory blocks, snapshots, the
-//! committer, partitions' lives, retention); `ingest`; `read` and `search`;
-//! `alert`; `access` (tokens, limits); `metrics` (events the loops emit);
-//! `app` (what handlers share); `api` (HTTP); [`Service`] (start and stop).
-//! `ARCHITECTURE.md` at the repository's root maps them.
+//! The folders, bottom up (each imports only from those before it):
+//! [`config`]; `metrics` (events the loops emit); `block` (the unit of
+//! storage); `access` (tokens, limits); `index` (partitions: tantivy plus
+//! block files); `wal`; `store` (memory blocks, snapshots, the committer,
+//! partitions' lives, retention); `ingest`; `read`; `search`; `alert`;
+//! `app` (what handlers share); `api` (HTTP); [`Service`] (start and
+//! stop). `ARCHITECTURE.md` at the repository's root maps them.
 //!
 //! Everything is private but what the binary needs; tests and fuzz
 //! targets reach the internals through [`testing`].
@@ -39,7 +39,7 @@ mod service;
 mod store;
 mod wal;
 
-pub use api::{tls_acceptor, PeerAddr, TlsError, TlsListener};
+pub use api::{tls_acceptor, PeerAddr, TlsListener};
 pub use config::Config;
 pub use service::{Service, StartError};
 
@@ -50,12 +50,10 @@ pub mod testing {
     pub use crate::api::check_query;
     pub use crate::block::LineBlock;
     pub use crate::index::{
-        tokens::distinct_tokens, Partition, PreparedBlock, ReadCaches, SizedLru, StoredBlock,
-        TermMatch, TermNeed, TimeRange,
+        tokens::distinct_tokens, Partition, PreparedBlock, SizedLru, TermMatch, TermNeed, TimeRange,
     };
     pub use crate::ingest::decode::{decode_ingest, DecodeError, DecodeLimits};
     pub use crate::read::{last_lines, LineFilter, OwnedLine};
     pub use crate::search::plan::Need;
     pub use crate::search::{run as search, Mode, Prefilter, SearchRequest, SearchSink};
-    pub use crate::store::ReadSnapshot;
 }

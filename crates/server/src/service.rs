@@ -126,7 +126,9 @@ impl Service {
         })
     }
 
-    /// What the request handlers share.
+    /// What the request handlers share: for tests that drive the parts
+    /// in-process.
+    #[doc(hidden)]
     pub fn app(&self) -> &Arc<App> {
         &self.app
     }

@@ -12,7 +12,7 @@ use super::error::ApiError;
 use crate::app::App;
 use crate::store::CommitterCommand;
 
-pub async fn silence(
+pub(super) async fn silence(
     State(app): State<Arc<App>>,
     body: axum::body::Bytes,
 ) -> Result<Json<api::Silence>, ApiError> {
@@ -33,7 +33,7 @@ pub async fn silence(
 
 /// Reads the alert rules file again; a bad one is refused (400) naming the
 /// rule and field, and the rules in force stay.
-pub async fn reload_alerts(
+pub(super) async fn reload_alerts(
     State(app): State<Arc<App>>,
 ) -> Result<Json<api::ReloadResponse>, ApiError> {
     let alerts = app.alerts.clone();
@@ -52,7 +52,9 @@ pub async fn reload_alerts(
 /// Seals every open block and commits it to the index, answering when that
 /// is done: every line acknowledged before the call is then in the index
 /// and the WAL holds nothing older.
-pub async fn flush(State(app): State<Arc<App>>) -> Result<Json<api::FlushResponse>, ApiError> {
+pub(super) async fn flush(
+    State(app): State<Arc<App>>,
+) -> Result<Json<api::FlushResponse>, ApiError> {
     let started = std::time::Instant::now();
     let (reply, answer) = std::sync::mpsc::channel();
     app.committer

@@ -16,7 +16,7 @@ use crate::app::App;
 use crate::metrics::{emit, QueryAnswered};
 use crate::search::histogram::{self, HistogramRequest};
 
-pub async fn histogram(
+pub(super) async fn histogram(
     State(app): State<Arc<App>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<HistogramResponse>, ApiError> {

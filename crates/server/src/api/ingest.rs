@@ -27,7 +27,7 @@ use crate::metrics::{emit, Ingested, RequestRefused};
 /// sending the same body again.
 const INGEST_PATIENCE: Duration = Duration::from_secs(5);
 
-pub async fn ingest(
+pub(super) async fn ingest(
     State(app): State<Arc<App>>,
     axum::Extension(caller): axum::Extension<Caller>,
     headers: HeaderMap,

@@ -12,7 +12,7 @@ use crate::app::App;
 use crate::metrics::{render, Gauges};
 use crate::store::disk_usage;
 
-pub async fn serve(State(app): State<Arc<App>>) -> Response {
+pub(super) async fn serve(State(app): State<Arc<App>>) -> Response {
     let storage = disk_usage(&app.store);
     let gauges = Gauges {
         wal_bytes: app.wal.bytes_on_disk(),

@@ -4,7 +4,7 @@
 //! ```text
 //! mod.rs        router(); the auth layer (access/auth.rs) in front of each role's routes
 //! error.rs      ApiError: status, JSON message naming the problem, Retry-After
-//! params.rs     query strings; the selection parameters every read shares
+//! params.rs     query strings; the selection parameters tail, follow, search and histogram share
 //! ingest.rs     POST /api/v1/ingest
 //! tail.rs       GET /api/v1/tail, /api/v1/follow (Server-Sent Events, sse.rs)
 //! search.rs     GET /api/v1/search (NDJSON), /api/v1/context
@@ -49,7 +49,7 @@ use crate::access::{Caller, Role};
 use crate::app::App;
 use crate::metrics::{emit, RequestRefused};
 pub use error::ApiError;
-pub use listener::{acceptor as tls_acceptor, PeerAddr, TlsError, TlsListener};
+pub use listener::{acceptor as tls_acceptor, PeerAddr, TlsListener};
 pub use search::check_query;
 
 /// Every endpoint, each behind the role it needs (`access/auth.rs`); the

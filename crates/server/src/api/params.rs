@@ -1,8 +1,9 @@
-//! Query strings: the selection parameters every read endpoint shares
-//! (`job`, `instance`, `stream`, `process`, `host`, `since_ns`,
-//! `until_ns`), parsed in one place ([`Selection`]) so that they mean and
-//! refuse the same everywhere. Each endpoint names which of them it takes
-//! and refuses the rest as unknown (`tail` has no `host` or `until_ns`).
+//! Query strings: the selection parameters that `tail`, `follow`,
+//! `search` and `histogram` share (`job`, `instance`, `stream`, `process`,
+//! `host`, `since_ns`, `until_ns`), parsed in one place ([`Selection`]) so
+//! that they mean and refuse the same everywhere. Each endpoint names which
+//! of them it takes and refuses the rest as unknown (`tail` has no `host`
+//! or `until_ns`).
 
 use cblogs_core::{Selector, SelectorError, Stream};
 
@@ -11,21 +12,21 @@ use crate::read::{self, LineFilter};
 use crate::store::Store;
 
 /// What `tail` and `follow` select by.
-pub const TAIL_SELECTION: &[&str] = &["job", "instance", "stream", "process", "since_ns"];
+pub(super) const TAIL_SELECTION: &[&str] = &["job", "instance", "stream", "process", "since_ns"];
 /// What `search` and `histogram` select by.
-pub const SEARCH_SELECTION: &[&str] = &[
+pub(super) const SEARCH_SELECTION: &[&str] = &[
     "job", "instance", "stream", "process", "host", "since_ns", "until_ns",
 ];
 
 /// `k=v` pairs of a raw query string, decoded.
-pub fn query_pairs(raw: Option<String>) -> Vec<(String, String)> {
+pub(super) fn query_pairs(raw: Option<String>) -> Vec<(String, String)> {
     form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
         .into_owned()
         .collect()
 }
 
 /// A boolean parameter: empty (`?fixed`), true/1/yes or false/0/no.
-pub fn flag(k: &str, v: &str) -> Result<bool, ApiError> {
+pub(super) fn flag(k: &str, v: &str) -> Result<bool, ApiError> {
     match v {
         "" | "true" | "1" | "yes" => Ok(true),
         "false" | "0" | "no" => Ok(false),
@@ -36,14 +37,14 @@ pub fn flag(k: &str, v: &str) -> Result<bool, ApiError> {
 }
 
 /// `bad K 'V': WHAT`, the message of every malformed parameter.
-pub fn bad_param(k: &str, v: &str, what: &str) -> ApiError {
+pub(super) fn bad_param(k: &str, v: &str, what: &str) -> ApiError {
     ApiError::bad(format!("bad {k} '{v}': {what}"))
 }
 
 /// Which sources and lines a read asks for, before its selectors are
 /// resolved against the jobs the store knows.
 #[derive(Debug, Clone)]
-pub struct Selection {
+pub(super) struct Selection {
     pub selectors: Vec<Selector>,
     /// Everything else the parameters say (instances, stream, process,
     /// host, times); its jobs come from the selectors ([`Selection::resolve`]).

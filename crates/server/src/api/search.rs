@@ -270,7 +270,7 @@ pub(super) fn search_slot(app: &App) -> Result<tokio::sync::OwnedSemaphorePermit
     })
 }
 
-pub async fn search(
+pub(super) async fn search(
     State(app): State<Arc<App>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -313,7 +313,7 @@ pub async fn search(
 }
 
 /// `GET /api/v1/context`: the lines around one line of one source.
-pub async fn context(
+pub(super) async fn context(
     State(app): State<Arc<App>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<ContextResponse>, ApiError> {

@@ -15,7 +15,7 @@ use crate::app::App;
 /// The web page trades a read token for a cookie (HttpOnly, SameSite=Strict),
 /// so that its live tail (an EventSource, which cannot send headers) is
 /// let in too. The auth layer has already checked the token.
-pub async fn session_start(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+pub(super) async fn session_start(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let Some(token) =
         presented_token(&headers).filter(|_| headers.contains_key(header::AUTHORIZATION))
     else {
@@ -37,7 +37,7 @@ pub async fn session_start(State(app): State<Arc<App>>, headers: HeaderMap) -> R
     }
 }
 
-pub async fn session_end() -> Response {
+pub(super) async fn session_end() -> Response {
     let cookie = format!("{TOKEN_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     (
         [(

@@ -10,7 +10,7 @@ use crate::store::LiveBatch;
 
 /// Appends one event. (Compact JSON has no raw newline, so one `data:`
 /// line holds it.)
-pub fn event(buf: &mut Vec<u8>, name: &str, data: &impl serde::Serialize) {
+pub(super) fn event(buf: &mut Vec<u8>, name: &str, data: &impl serde::Serialize) {
     let start = buf.len();
     buf.extend_from_slice(b"event: ");
     buf.extend_from_slice(name.as_bytes());
@@ -23,7 +23,7 @@ pub fn event(buf: &mut Vec<u8>, name: &str, data: &impl serde::Serialize) {
 }
 
 /// Every line of a batch as `line` events.
-pub fn line_events(batch: &LiveBatch) -> Bytes {
+pub(super) fn line_events(batch: &LiveBatch) -> Bytes {
     let mut buf = Vec::with_capacity(batch.lines.text_len() * 2 + 512 * batch.lines.len());
     for l in batch.lines.lines() {
         event(

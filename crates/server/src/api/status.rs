@@ -14,7 +14,7 @@ use crate::app::App;
 use crate::read;
 use crate::store::{disk_usage, DiskUsage};
 
-pub async fn jobs(
+pub(super) async fn jobs(
     State(app): State<Arc<App>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<JobsResponse>, ApiError> {
@@ -38,7 +38,7 @@ pub async fn jobs(
 }
 
 /// What is stored, the disk budget, and what retention deleted.
-pub async fn storage(State(app): State<Arc<App>>) -> Json<api::StorageResponse> {
+pub(super) async fn storage(State(app): State<Arc<App>>) -> Json<api::StorageResponse> {
     let store = app.store.clone();
     let usage = tokio::task::spawn_blocking(move || disk_usage(&store))
         .await
@@ -71,6 +71,6 @@ pub async fn storage(State(app): State<Arc<App>>) -> Json<api::StorageResponse> 
     })
 }
 
-pub async fn alerts(State(app): State<Arc<App>>) -> Json<api::AlertsResponse> {
+pub(super) async fn alerts(State(app): State<Arc<App>>) -> Json<api::AlertsResponse> {
     Json(app.alerts.response())
 }

@@ -82,7 +82,7 @@ fn tail_params(
     })
 }
 
-pub async fn tail(
+pub(super) async fn tail(
     State(app): State<Arc<App>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<TailResponse>, ApiError> {
@@ -113,7 +113,7 @@ pub async fn tail(
     Ok(Json(resp))
 }
 
-pub async fn follow(
+pub(super) async fn follow(
     State(app): State<Arc<App>>,
     axum::Extension(peer): axum::Extension<PeerAddr>,
     RawQuery(raw): RawQuery,

@@ -34,7 +34,7 @@ const INDEX: &[u8] = include_bytes!("../../../../web/index.html");
 
 /// `GET /`: the page. Its state lives in the query string, so every view
 /// is this one document.
-pub async fn index() -> Response {
+pub(super) async fn index() -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -46,7 +46,7 @@ pub async fn index() -> Response {
 }
 
 /// `GET /static/{*path}`: the page's scripts and styles.
-pub async fn file(Path(path): Path<String>) -> Response {
+pub(super) async fn file(Path(path): Path<String>) -> Response {
     match FILES.iter().find(|(name, _, _)| *name == path) {
         // Revalidated each time: an upgraded cblogsd serves its own page.
         Some((_, kind, bytes)) => (

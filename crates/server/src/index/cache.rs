@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use tantivy::index::SegmentId;
 
-use super::{BlockRef, Partition, PartitionError, TermBlob};
+use super::columns::BlockRef;
+use super::partition::{Partition, PartitionError};
+use super::term_blob::TermBlob;
 use crate::block::LineBlock;
 use crate::config::SearchConfig;
 

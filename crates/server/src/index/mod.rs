@@ -9,6 +9,7 @@
 //! writer.rs      PreparedBlock, PartitionWriter: compress, append, commit (write side)
 //! need.rs        TermNeed: the terms a block must hold (the index's query language)
 //! candidates.rs  Partition::candidate_blocks: TermNeed evaluated per segment
+//! term_blob.rs   a segment's terms in one buffer: suffix and infix lookups by memmem
 //! cache.rs       ReadCaches: decoded blocks and segments' terms kept between reads
 //! ```
 //!
@@ -23,11 +24,12 @@ mod columns;
 mod need;
 mod partition;
 mod schema;
+mod term_blob;
 pub mod tokens;
 mod writer;
 
 pub use cache::{ReadCaches, SizedLru};
-pub use candidates::{StoredBlock, TermBlob, TimeRange};
+pub use candidates::TimeRange;
 pub use columns::{BlockRef, SourceTotals};
 pub use need::{TermMatch, TermNeed};
 pub use partition::{parse_dir_name, Partition, PartitionError};

@@ -21,8 +21,8 @@ use tantivy::query::{AllQuery, Query, TermSetQuery};
 use tantivy::{Index, IndexReader, ReloadPolicy, Term};
 
 use super::columns::BlockRefs;
+use super::columns::{BlockRef, SourceTotals};
 use super::schema::{schema, Fields};
-use super::{BlockRef, SourceTotals};
 use crate::block::{BlockError, LineBlock};
 
 #[derive(Debug, thiserror::Error)]

@@ -16,7 +16,8 @@ use std::sync::Arc;
 use cblogs_core::Source;
 use tantivy::{IndexWriter, TantivyDocument};
 
-use super::{BlockRef, Partition, PartitionError};
+use super::columns::BlockRef;
+use super::partition::{Partition, PartitionError};
 use crate::block::LineBlock;
 
 /// A sealed block made ready for the index: its bytes compressed and its
@@ -105,14 +106,14 @@ impl PartitionWriter {
     pub fn add_block(
         &mut self,
         source: &Arc<Source>,
-        compressed: PreparedBlock,
+        prepared: PreparedBlock,
     ) -> Result<BlockRef, PartitionError> {
         let dir = || self.part.dir.clone();
         let PreparedBlock {
             compressed,
             tokens,
             mut block,
-        } = compressed;
+        } = prepared;
         block.data_pos = self.data_len + self.data.len() as u64;
         block.data_len = compressed.len() as u64;
         self.data.extend_from_slice(&compressed);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::Ingestor;
+use super::ingestor::Ingestor;
 use crate::store::Store;
 use crate::wal::Wal;
 

@@ -3,7 +3,7 @@
 //! the event, not the metric: the event's wording is the loop's, the
 //! metric's name and labels are here and in `mod.rs`.
 
-use super::{metrics, Kind, Refusal, RuleStatus};
+use super::registry::{metrics, Kind, Refusal, RuleStatus};
 
 /// Something worth counting happened.
 pub trait Event {

@@ -9,174 +9,19 @@
 //! read when scraped ([`Gauges`]), so they are never stale and cost
 //! nothing between scrapes.
 //!
-//! The registry is per process: one `cblogsd` runs one service.
+//! The registry is per process: one `cblogsd` runs one service. (A process
+//! that opens several services in turn, as some tests do, keeps counting
+//! into the same registry.)
+//!
+//! ```text
+//! events.rs    Event, emit: what happened (ingested, refused, answered, committed, …)
+//! registry.rs  the registry and its metrics; render with the scrape-time gauges
+//! ```
 
 mod events;
-
-use std::sync::OnceLock;
-
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+mod registry;
 
 pub use events::{
     emit, AlertNotified, CommitDone, Ingested, PartitionDeleted, QueryAnswered, RequestRefused,
 };
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Refusal {
-    /// The role of the endpoint: ingest, read or admin.
-    endpoint: String,
-    /// auth, too_large, too_many_lines, bad_request, gap, rate, busy,
-    /// unavailable, tail_limit, follow_limit, search_limit.
-    reason: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Kind {
-    kind: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RuleStatus {
-    rule: String,
-    /// firing (first and repeats) or resolved.
-    status: String,
-}
-
-/// The registry and every metric in it.
-struct Metrics {
-    registry: Registry,
-    lines_in: Counter,
-    bytes_in: Counter,
-    duplicate_lines: Counter,
-    refused: Family<Refusal, Counter>,
-    commit_seconds: Histogram,
-    query_seconds: Family<Kind, Histogram>,
-    alert_notifications: Family<RuleStatus, Counter>,
-    retention_deleted: Family<Kind, Counter>,
-    // Read at scrape time.
-    wal_bytes: Gauge,
-    index_bytes: Gauge,
-    partitions: Gauge,
-    unindexed_bytes: Gauge,
-    live_tails: Gauge,
-    searches_running: Gauge,
-    ingest_available: Gauge,
-}
-
-/// The values read at scrape time.
-pub struct Gauges {
-    pub wal_bytes: u64,
-    pub index_bytes: u64,
-    pub partitions: u64,
-    pub unindexed_bytes: u64,
-    pub live_tails: u64,
-    pub searches_running: u64,
-    pub ingest_available: bool,
-}
-
-fn metrics() -> &'static Metrics {
-    static METRICS: OnceLock<Metrics> = OnceLock::new();
-    METRICS.get_or_init(Metrics::new)
-}
-
-/// Everything counted so far and `gauges`, in Prometheus text format.
-pub fn render(gauges: Gauges) -> Result<String, std::fmt::Error> {
-    let m = metrics();
-    let set = |g: &Gauge, v: u64| {
-        g.set(i64::try_from(v).unwrap_or(i64::MAX));
-    };
-    set(&m.wal_bytes, gauges.wal_bytes);
-    set(&m.index_bytes, gauges.index_bytes);
-    set(&m.partitions, gauges.partitions);
-    set(&m.unindexed_bytes, gauges.unindexed_bytes);
-    set(&m.live_tails, gauges.live_tails);
-    set(&m.searches_running, gauges.searches_running);
-    set(&m.ingest_available, u64::from(gauges.ingest_available));
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &m.registry)?;
-    Ok(text)
-}
-
-impl Metrics {
-    fn new() -> Metrics {
-        let mut r = Registry::with_prefix("cblogs");
-        let lines_in = Counter::default();
-        r.register("ingest_lines", "Lines accepted (durable)", lines_in.clone());
-        let bytes_in = Counter::default();
-        r.register(
-            "ingest_bytes",
-            "Bytes of lines accepted (durable)",
-            bytes_in.clone(),
-        );
-        let duplicate_lines = Counter::default();
-        r.register(
-            "ingest_duplicate_lines",
-            "Lines sent again that the server already held (dropped)",
-            duplicate_lines.clone(),
-        );
-        let refused = Family::<Refusal, Counter>::default();
-        r.register(
-            "requests_refused",
-            "Requests refused, by endpoint role and reason",
-            refused.clone(),
-        );
-        let commit_seconds = Histogram::new(exponential_buckets(0.005, 2.0, 14));
-        r.register(
-            "commit_seconds",
-            "Time of one commit round: compress, write, index, fsync, tantivy commit",
-            commit_seconds.clone(),
-        );
-        let query_seconds = Family::<Kind, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.001, 2.0, 16))
-        });
-        r.register(
-            "query_seconds",
-            "Time to answer a read request (kind: search, histogram, tail, context), to the last byte",
-            query_seconds.clone(),
-        );
-        let alert_notifications = Family::<RuleStatus, Counter>::default();
-        r.register(
-            "alert_notifications",
-            "Alert notifications (firing, repeated firing, resolved) by rule, silenced ones included",
-            alert_notifications.clone(),
-        );
-        let retention_deleted = Family::<Kind, Counter>::default();
-        r.register(
-            "retention_deleted_partitions",
-            "Partitions deleted by retention (kind: age or disk)",
-            retention_deleted.clone(),
-        );
-        let gauge = |r: &mut Registry, name: &str, help: &str| {
-            let g = Gauge::default();
-            r.register(name, help, g.clone());
-            g
-        };
-        Metrics {
-            wal_bytes: gauge(&mut r, "wal_bytes", "Bytes of write-ahead log on disk"),
-            index_bytes: gauge(&mut r, "index_bytes", "Bytes of partitions on disk (blocks and indexes)"),
-            partitions: gauge(&mut r, "partitions", "Time partitions held"),
-            unindexed_bytes: gauge(&mut r, "unindexed_bytes", "Bytes of lines in memory, not yet in the index"),
-            live_tails: gauge(&mut r, "live_tails", "Follow streams open"),
-            searches_running: gauge(&mut r, "searches_running", "Searches and histograms running"),
-            ingest_available: gauge(
-                &mut r,
-                "ingest_available",
-                "1 while ingest can store (0: the disk is full or the WAL failed; ingest answers 503)",
-            ),
-            registry: r,
-            lines_in,
-            bytes_in,
-            duplicate_lines,
-            refused,
-            commit_seconds,
-            query_seconds,
-            alert_notifications,
-            retention_deleted,
-        }
-    }
-}
+pub use registry::{render, Gauges};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use cblogs_core::{LineFlags, LineView, Source};
 
-use super::QueryError;
+use super::selection::QueryError;
 use crate::block::LineBlock;
 use crate::store::ReadSnapshot;
 

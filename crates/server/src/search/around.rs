@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use cblogs_core::LineView;
 
-use super::gather;
+use super::blocks::gather;
 use crate::block::LineBlock;
 use crate::index::{PartitionError, TermNeed, TimeRange};
 use crate::store::ReadSnapshot;

@@ -11,8 +11,10 @@ use std::time::Instant;
 use cblogs_core::api::{HistogramResponse, HistogramSeries};
 use cblogs_core::Stream;
 
+use super::blocks::{gather, SourceBlock};
 use super::pipeline::{self, Outcome};
-use super::{gather, scan, SearchRequest, SourceBlock};
+use super::request::SearchRequest;
+use super::scan;
 use crate::index::{PartitionError, TimeRange};
 use crate::store::ReadSnapshot;
 

@@ -19,9 +19,10 @@ use std::collections::BinaryHeap;
 
 use cblogs_core::api::{SearchEvent, SearchSummary};
 
+use super::blocks::SourceBlocks;
 use super::pipeline::{self, Outcome};
+use super::request::{storage_failed, Cursor, SearchRequest, SearchSink};
 use super::scan::{self, Hit};
-use super::{storage_failed, Cursor, SearchRequest, SearchSink, SourceBlocks};
 
 /// A line waiting to be sent.
 struct Waiting {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
-use super::SourceBlocks;
+use super::blocks::SourceBlocks;
 
 /// How far ahead of the merger workers may go, in blocks.
 const WINDOW: usize = 16;

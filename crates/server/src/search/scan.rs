@@ -8,7 +8,8 @@ use std::sync::Arc;
 use cblogs_core::api::{SearchEvent, SearchLine};
 use cblogs_core::LineView;
 
-use super::{SearchRequest, SourceBlock, SourceBlocks};
+use super::blocks::{SourceBlock, SourceBlocks};
+use super::request::SearchRequest;
 use crate::block::LineBlock;
 use crate::index::PartitionError;
 

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use super::partitions::PartitionSet;
 use super::retention::Retention;
-use super::{SealedBlock, Store};
+use super::sources::SealedBlock;
+use super::store::Store;
 use crate::config::StorageConfig;
 use crate::index::{PartitionError, PreparedBlock};
 use crate::metrics::{emit, CommitDone};

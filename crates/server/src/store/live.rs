@@ -24,7 +24,7 @@ pub struct LiveBatch {
 }
 
 impl LiveBatch {
-    pub fn new(source: Arc<Source>, lines: LineBlock) -> LiveBatch {
+    pub(super) fn new(source: Arc<Source>, lines: LineBlock) -> LiveBatch {
         LiveBatch {
             source,
             lines,

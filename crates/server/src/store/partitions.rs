@@ -2,8 +2,8 @@
 //! start-up, creates a partition when the first block of its time arrives,
 //! holds the writer of each partition being written to, and deletes a
 //! partition (retention). The committer owns it, so a partition is only
-//! ever created, written or deleted on the committer's thread; the store
-//! only shows readers what is registered with it.
+//! ever created, written or deleted by the committer; the store only shows
+//! readers what is registered with it.
 //!
 //! ```text
 //! partitions/p-<start unix secs>/    one per `storage.partition_secs` of first-line times
@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::store::Store;
 use super::usage::dir_bytes;
-use super::Store;
 use crate::config::StorageConfig;
 use crate::index::{parse_dir_name, Partition, PartitionError, PartitionWriter};
 
@@ -59,13 +59,13 @@ impl PartitionSet {
     }
 
     /// The start of the partition a block whose first line is at `t_min` belongs to.
-    pub fn start_of(&self, t_min: i64) -> i64 {
+    pub(super) fn start_of(&self, t_min: i64) -> i64 {
         t_min.div_euclid(self.partition_ns) * self.partition_ns
     }
 
     /// The writer of the partition for `t_min`; the partition is created
     /// (and shown to readers, empty) on first use.
-    pub fn writer_for(
+    pub(super) fn writer_for(
         &mut self,
         store: &Store,
         t_min: i64,
@@ -92,26 +92,26 @@ impl PartitionSet {
     }
 
     /// The writer of partition `start`, if one is open.
-    pub fn writer(&mut self, start: i64) -> Option<&mut PartitionWriter> {
+    pub(super) fn writer(&mut self, start: i64) -> Option<&mut PartitionWriter> {
         self.writers.get_mut(&start).map(|(w, _)| w)
     }
 
     /// Drops the writer of partition `start`: after a failure it is not
     /// trusted again (tantivy's writer may have lost a worker thread), and
     /// a fresh one starts from what is committed.
-    pub fn drop_writer(&mut self, start: i64) {
+    pub(super) fn drop_writer(&mut self, start: i64) {
         self.writers.remove(&start);
     }
 
     /// Closes the writers nobody used for a while.
-    pub fn close_idle(&mut self) {
+    pub(super) fn close_idle(&mut self) {
         self.writers
             .retain(|_, (_, used)| used.elapsed() < WRITER_IDLE);
     }
 
     /// Takes partition `start` away from readers and deletes its files.
     /// Returns its directory and its size before, or `None` if it was not held.
-    pub fn delete(
+    pub(super) fn delete(
         &mut self,
         store: &Store,
         start: i64,

@@ -5,7 +5,8 @@
 //! then the oldest while the partitions' bytes exceed
 //! `storage.max_disk_bytes`. The newest partition is never deleted for the
 //! budget: it is where lines arrive. Each deletion is kept in the
-//! [`RetentionLog`] for `GET /api/v1/storage` and counted in `/metrics`.
+//! [`RetentionLog`] for `GET /api/v1/storage`, and counted in `/metrics`
+//! once its files are gone.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -15,8 +16,8 @@ use cblogs_core::api::DeletedPartition;
 use cblogs_core::time::{format_rfc3339, now_ns};
 
 use super::partitions::PartitionSet;
+use super::store::Store;
 use super::usage::disk_usage;
-use super::Store;
 use crate::config::StorageConfig;
 use crate::metrics::{emit, PartitionDeleted};
 
@@ -83,7 +84,7 @@ impl Retention {
 
     /// Deletes partitions past `retention_days`, then the oldest ones while
     /// the rest are over `max_disk_bytes`.
-    pub fn apply(&mut self, store: &Store, partitions: &mut PartitionSet) {
+    fn apply(&mut self, store: &Store, partitions: &mut PartitionSet) {
         if self.config.retention_days > 0 {
             let keep_ns = i64::try_from(
                 self.config

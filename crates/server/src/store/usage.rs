@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::Store;
+use super::store::Store;
 
 /// Partitions on disk, oldest first.
 pub struct DiskUsage {
@@ -38,7 +38,7 @@ pub fn disk_usage(store: &Store) -> DiskUsage {
 }
 
 /// Bytes of the files under `dir` (one level of subfolders: the index).
-pub fn dir_bytes(dir: &Path) -> u64 {
+pub(super) fn dir_bytes(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };

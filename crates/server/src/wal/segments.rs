@@ -6,8 +6,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use super::error::{io_err, WalError};
 use super::record::{WalRecord, HEADER, MAX_RECORD};
-use super::{io_err, WalError};
 
 struct Segment {
     path: PathBuf,

@@ -8,7 +8,9 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use tokio::sync::watch;
 
-use super::{WalError, WalFiles, WalRecord};
+use super::error::WalError;
+use super::record::WalRecord;
+use super::segments::WalFiles;
 
 /// What the writer thread has done: every record up to `seq` is on disk
 /// and applied, except those in `dropped`.

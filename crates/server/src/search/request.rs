@@ -1,0 +1,130 @@
+//! One search as the endpoint checked it ([`SearchRequest`]), what it
+//! produces ([`Mode`]), where a page ends ([`Cursor`]), and where its
+//! events go ([`SearchSink`]).
+
+use std::time::{Duration, Instant};
+
+use cblogs_core::api::{SearchEvent, SearchSummary};
+use cblogs_core::pattern::Pattern;
+
+use super::plan::Need;
+use super::prefilter::Prefilter;
+use crate::index::{PartitionError, TermNeed, TimeRange};
+use crate::read::LineFilter;
+
+/// What a search produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Matching lines (and context).
+    Lines,
+    /// Matching lines per source.
+    Count,
+    /// Sources with a matching line.
+    List,
+}
+
+/// One search, parsed and checked.
+pub struct SearchRequest {
+    /// `None`: every line matches (a histogram of volume).
+    pub pattern: Option<Pattern>,
+    /// Finds a block's candidate lines without the regex, when it can.
+    pub prefilter: Option<Prefilter>,
+    pub invert: bool,
+    pub filter: LineFilter,
+    /// Matching lines to send at most (lines mode); `None` for all.
+    pub limit: Option<usize>,
+    pub before: usize,
+    pub after: usize,
+    /// Matches at or before this (time, source id, offset) were shown by
+    /// an earlier page.
+    pub cursor: Option<Cursor>,
+    pub mode: Mode,
+    /// When to stop and answer with what was found.
+    pub deadline: Instant,
+    /// The configured time limit, to name it when it is reached.
+    pub time_limit: Duration,
+}
+
+impl SearchRequest {
+    pub(super) fn range(&self) -> TimeRange {
+        TimeRange {
+            since_ns: self.filter.since_ns,
+            until_ns: self.filter.until_ns,
+        }
+    }
+
+    /// The index terms a block must hold to be read.
+    pub(super) fn term_need(&self) -> TermNeed {
+        match &self.pattern {
+            // An inverted search wants lines *without* the literals: the
+            // index cannot tell which blocks have none.
+            Some(p) if !self.invert => match p.options().hir() {
+                Ok(hir) => Need::of(&hir).terms(),
+                Err(_) => TermNeed::Any,
+            },
+            _ => TermNeed::Any,
+        }
+    }
+
+    /// Whether a line is selected.
+    pub(super) fn selects(&self, line: &[u8]) -> bool {
+        self.pattern.as_ref().is_none_or(|p| p.is_match(line)) != self.invert
+    }
+
+    pub(super) fn spans(&self, line: &[u8]) -> Vec<[usize; 2]> {
+        match &self.pattern {
+            Some(p) if !self.invert => p.spans(line),
+            _ => Vec::new(),
+        }
+    }
+
+    pub(super) fn time_limit_reason(&self) -> String {
+        format!(
+            "the search reached its time limit (search.max_query_secs = {} s); narrow it with a job, --since/--until or a more specific pattern",
+            self.time_limit.as_secs()
+        )
+    }
+}
+
+/// A place in a search's order: (time, source id, offset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cursor {
+    pub time_ns: i64,
+    pub source: u64,
+    pub offset: u64,
+}
+
+impl Cursor {
+    /// `TIME.SOURCE.OFFSET` (source in hex), as summaries give it.
+    pub fn parse(s: &str) -> Option<Cursor> {
+        let mut parts = s.split('.');
+        let c = Cursor {
+            time_ns: parts.next()?.parse().ok()?,
+            source: u64::from_str_radix(parts.next()?, 16).ok()?,
+            offset: parts.next()?.parse().ok()?,
+        };
+        parts.next().is_none().then_some(c)
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:016x}.{}", self.time_ns, self.source, self.offset)
+    }
+}
+
+/// Where search events go. `false` from any call: the client is gone, stop.
+pub trait SearchSink {
+    fn send(&mut self, event: SearchEvent) -> bool;
+    /// An event already serialized as JSON (lines are, by the workers).
+    fn send_serialized(&mut self, json: &[u8]) -> bool;
+    /// Everything sent so far should reach the client now.
+    fn flush(&mut self) -> bool;
+}
+
+/// Marks a search that could not read the store as incomplete, saying why.
+pub(super) fn storage_failed(summary: &mut SearchSummary, e: &PartitionError) {
+    tracing::error!(error = %e, "search: cannot read the store");
+    summary.truncated = true;
+    summary.reason = Some(format!("storage error: {e}"));
+}

@@ -1,0 +1,388 @@
+//! [`Store`]: every source with its totals, held end and open block; the
+//! blocks sealed in memory; the committed partitions readers are shown —
+//! all under one lock, so that a reader's snapshot sees each line exactly
+//! once, and the committer's hand-over (`committed`) is atomic for readers.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
+
+use cblogs_core::Source;
+use tantivy::Searcher;
+
+use super::live::{LiveBatch, TailHub};
+use super::room::Room;
+use super::snapshot::ReadSnapshot;
+use super::sources::{OpenBlock, SealedBlock, SourceEntry, SourceSummary};
+use crate::block::LineBlock;
+use crate::config::StorageConfig;
+use crate::index::{BlockRef, Partition, PartitionError, ReadCaches, SourceTotals};
+use crate::wal::WalRecord;
+
+/// A committed partition as readers see it.
+struct PartitionView {
+    part: Arc<Partition>,
+    searcher: Searcher,
+    totals: HashMap<u64, SourceTotals>,
+}
+
+impl PartitionView {
+    fn t_max(&self) -> i64 {
+        self.totals
+            .values()
+            .map(|t| t.t_max)
+            .max()
+            .unwrap_or(i64::MIN)
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    sources: HashMap<u64, SourceEntry>,
+    sealed: Vec<Arc<SealedBlock>>,
+    partitions: BTreeMap<i64, PartitionView>,
+    applied_seq: u64,
+}
+
+/// A partition held, for the storage listing.
+pub(super) struct PartitionInfo {
+    pub start_ns: i64,
+    pub dir: PathBuf,
+    pub blocks: u64,
+    pub newest_ns: Option<i64>,
+}
+
+pub struct Store {
+    config: StorageConfig,
+    inner: RwLock<Inner>,
+    live: TailHub,
+    room: Arc<Room>,
+    caches: Arc<ReadCaches>,
+}
+
+impl Store {
+    /// A store showing the committed `partitions` (from
+    /// [`PartitionSet::open`]), with the source table rebuilt from them.
+    pub fn open(
+        partitions: Vec<Arc<Partition>>,
+        config: StorageConfig,
+        live: TailHub,
+        caches: Arc<ReadCaches>,
+    ) -> Result<Store, PartitionError> {
+        let mut inner = Inner::default();
+        for part in partitions {
+            let searcher = part.searcher();
+            let totals = part.totals(&searcher)?;
+            for (id, source) in part.load_sources()? {
+                let Some(t) = totals.get(&id) else { continue };
+                let e = inner
+                    .sources
+                    .entry(id)
+                    .or_insert_with(|| SourceEntry::new(Arc::new(source)));
+                e.totals.lines += t.lines;
+                e.totals.bytes += t.bytes;
+                e.totals.last_seen_ns = e.totals.last_seen_ns.max(t.t_max);
+                e.end = e.end.max(t.off_end);
+            }
+            inner.partitions.insert(
+                part.start_ns,
+                PartitionView {
+                    part,
+                    searcher,
+                    totals,
+                },
+            );
+        }
+        tracing::info!(
+            partitions = inner.partitions.len(),
+            sources = inner.sources.len(),
+            "store opened"
+        );
+        Ok(Store {
+            config,
+            inner: RwLock::new(inner),
+            live,
+            room: Arc::new(Room::default()),
+            caches,
+        })
+    }
+
+    /// The memory lines take until they are indexed, and who waits for it.
+    pub fn room(&self) -> &Arc<Room> {
+        &self.room
+    }
+
+    /// Bytes of lines in memory that are not in the index yet.
+    pub fn unindexed_bytes(&self) -> u64 {
+        self.room.unindexed()
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Start-up: adds the WAL's records, skipping lines already committed.
+    pub fn replay(&self, records: Vec<WalRecord>) {
+        let mut inner = self.write();
+        let (mut kept, mut skipped) = (0u64, 0u64);
+        for r in records {
+            let e = inner
+                .sources
+                .entry(r.source.id())
+                .or_insert_with(|| SourceEntry::new(r.source.clone()));
+            let mut fresh = LineBlock::new();
+            for l in r.lines.lines() {
+                if l.offset >= e.end {
+                    fresh.push(l.offset, l.time_ns, l.flags, l.bytes);
+                } else {
+                    skipped += 1;
+                }
+            }
+            kept += fresh.len() as u64;
+            let covered = r.lines.end_offset().unwrap_or(0);
+            fresh.cover_to(covered);
+            e.end = e.end.max(covered);
+            inner.applied_seq = inner.applied_seq.max(r.seq);
+            if !fresh.is_empty() {
+                self.add_lines(&mut inner, r.source.id(), r.seq, &fresh);
+            }
+        }
+        tracing::info!(
+            lines = kept,
+            already_committed = skipped,
+            "write-ahead log replayed"
+        );
+    }
+
+    /// The WAL writer's hand-off: `records` are durable; make them visible
+    /// and tell live tailers, under the lock so no reader sees half of it.
+    pub fn apply(&self, records: Vec<WalRecord>) {
+        let mut inner = self.write();
+        for r in records {
+            inner.applied_seq = inner.applied_seq.max(r.seq);
+            inner
+                .sources
+                .entry(r.source.id())
+                .or_insert_with(|| SourceEntry::new(r.source.clone()));
+            self.add_lines(&mut inner, r.source.id(), r.seq, &r.lines);
+            self.live.publish(LiveBatch::new(r.source, r.lines));
+        }
+    }
+
+    fn add_lines(&self, inner: &mut Inner, id: u64, seq: u64, lines: &LineBlock) {
+        let Some(e) = inner.sources.get_mut(&id) else {
+            return;
+        };
+        let open = e.open.get_or_insert_with(|| OpenBlock {
+            lines: Arc::new(LineBlock::new()),
+            first_seq: seq,
+            opened: Instant::now(),
+        });
+        let block = Arc::make_mut(&mut open.lines);
+        for l in lines.lines() {
+            block.push(l.offset, l.time_ns, l.flags, l.bytes);
+            e.totals.lines += 1;
+            e.totals.bytes += l.bytes.len() as u64;
+            e.totals.last_seen_ns = e.totals.last_seen_ns.max(l.time_ns);
+        }
+        self.room.add_unindexed(lines.text_len() as u64);
+        let covered = lines.end_offset().unwrap_or(0);
+        block.cover_to(covered);
+        e.end = e.end.max(covered);
+        if open.lines.text_len() >= self.config.block_bytes
+            || open.lines.len() >= self.config.block_max_lines
+        {
+            let sealed = e.seal();
+            inner.sealed.extend(sealed);
+        }
+    }
+
+    /// For the ingest de-duplication: per source, the offset below which
+    /// everything is held.
+    pub fn held_ends(&self) -> HashMap<u64, u64> {
+        self.read()
+            .sources
+            .iter()
+            .map(|(id, e)| (*id, e.end))
+            .collect()
+    }
+
+    /// Seals open blocks that are old enough, or whose first line is in a
+    /// WAL record below `seal_below` (the WAL is over its budget), or all of
+    /// them when `all`; returns every sealed block not yet committed.
+    pub fn blocks_to_commit(&self, all: bool, seal_below: Option<u64>) -> Vec<Arc<SealedBlock>> {
+        let mut inner = self.write();
+        let max_age = self.config.block_max_age();
+        // Ingest waits while max_unindexed_bytes are held. When most of that
+        // is in open blocks (many sources, none full), committing what is
+        // sealed would not make room: seal the open blocks too.
+        let held = self.unindexed_bytes();
+        let sealed: u64 = inner.sealed.iter().map(|b| b.lines.text_len() as u64).sum();
+        let all = all || (held >= self.config.max_unindexed_bytes / 2 && sealed < held / 2);
+        let mut newly = Vec::new();
+        for e in inner.sources.values_mut() {
+            let due = |o: &OpenBlock| {
+                all || o.opened.elapsed() >= max_age || seal_below.is_some_and(|s| o.first_seq < s)
+            };
+            if e.open.as_ref().is_some_and(due) {
+                newly.extend(e.seal());
+            }
+        }
+        inner.sealed.extend(newly);
+        inner.sealed.clone()
+    }
+
+    /// The partition starting at `start`, if readers are shown one.
+    pub(super) fn partition(&self, start: i64) -> Option<Arc<Partition>> {
+        self.read().partitions.get(&start).map(|v| v.part.clone())
+    }
+
+    /// Shows readers a new (empty) partition.
+    pub(super) fn add_partition(&self, part: Arc<Partition>) {
+        let mut inner = self.write();
+        inner
+            .partitions
+            .entry(part.start_ns)
+            .or_insert_with(|| PartitionView {
+                searcher: part.searcher(),
+                part,
+                totals: HashMap::new(),
+            });
+    }
+
+    /// Takes a partition away from readers, and its lines from its
+    /// sources' totals (a source left with no line is forgotten).
+    pub(super) fn remove_partition(&self, start: i64) -> Option<Arc<Partition>> {
+        let mut inner = self.write();
+        let view = inner.partitions.remove(&start)?;
+        for (id, t) in &view.totals {
+            if let Some(e) = inner.sources.get_mut(id) {
+                e.totals.lines = e.totals.lines.saturating_sub(t.lines);
+                e.totals.bytes = e.totals.bytes.saturating_sub(t.bytes);
+            }
+        }
+        inner
+            .sources
+            .retain(|_, e| e.totals.lines > 0 || e.open.is_some());
+        Some(view.part)
+    }
+
+    /// The committer made `blocks` durable in the index: swap in the new
+    /// searchers and forget the blocks' memory copies, atomically for
+    /// readers. Returns the WAL seq below which everything is committed.
+    pub fn committed(&self, blocks: &[(Arc<SealedBlock>, i64, BlockRef)]) -> u64 {
+        let mut inner = self.write();
+        for (_, start, b) in blocks {
+            if let Some(v) = inner.partitions.get_mut(start) {
+                v.totals.entry(b.source).or_default().add_block(b);
+            }
+        }
+        for v in inner.partitions.values_mut() {
+            v.searcher = v.part.searcher();
+        }
+        let done: HashSet<*const SealedBlock> =
+            blocks.iter().map(|(c, _, _)| Arc::as_ptr(c)).collect();
+        inner.sealed.retain(|s| !done.contains(&Arc::as_ptr(s)));
+        let freed: u64 = blocks
+            .iter()
+            .map(|(c, _, _)| c.lines.text_len() as u64)
+            .sum();
+        self.room.free_unindexed(freed);
+        let pinned_open = inner
+            .sources
+            .values()
+            .filter_map(|e| e.open.as_ref().map(|o| o.first_seq));
+        let pinned_sealed = inner.sealed.iter().map(|s| s.first_seq);
+        pinned_open
+            .chain(pinned_sealed)
+            .min()
+            .unwrap_or(u64::MAX)
+            .min(inner.applied_seq + 1)
+    }
+
+    /// A consistent view of the sources `wanted` picks, optionally with a
+    /// live subscription that starts exactly after it.
+    pub fn snapshot(&self, wanted: &dyn Fn(&Source) -> bool, subscribe: bool) -> ReadSnapshot {
+        let inner = self.read();
+        let mut sources = HashMap::new();
+        let mut memory = Vec::new();
+        for (id, e) in &inner.sources {
+            if !wanted(&e.source) {
+                continue;
+            }
+            sources.insert(*id, e.source.clone());
+            if let Some(o) = &e.open {
+                memory.push((e.source.clone(), o.lines.clone()));
+            }
+        }
+        for s in &inner.sealed {
+            if sources.contains_key(&s.source.id()) {
+                memory.push((s.source.clone(), s.lines.clone()));
+            }
+        }
+        let partitions = inner
+            .partitions
+            .values()
+            .rev()
+            .map(|v| (v.part.clone(), v.searcher.clone(), v.t_max()))
+            .collect();
+        let live = subscribe.then(|| self.live.subscribe());
+        ReadSnapshot {
+            sources,
+            memory,
+            partitions,
+            live,
+            caches: self.caches.clone(),
+        }
+    }
+
+    /// Every batch applied from now on (what live tails and alerts read).
+    pub fn live(&self) -> &TailHub {
+        &self.live
+    }
+
+    /// Every source with its totals.
+    pub fn summaries(&self) -> Vec<SourceSummary> {
+        self.read()
+            .sources
+            .values()
+            .map(|e| SourceSummary {
+                source: e.source.clone(),
+                job: e.job.clone(),
+                totals: e.totals,
+            })
+            .collect()
+    }
+
+    /// Partitions whose newest line is older than `cutoff_ns`.
+    pub(super) fn expired_partitions(&self, cutoff_ns: i64) -> Vec<i64> {
+        self.read()
+            .partitions
+            .iter()
+            .filter(|(_, v)| !v.totals.is_empty() && v.t_max() < cutoff_ns)
+            .map(|(start, _)| *start)
+            .collect()
+    }
+
+    /// Every partition held, oldest first.
+    pub(super) fn partition_list(&self) -> Vec<PartitionInfo> {
+        self.read()
+            .partitions
+            .iter()
+            .map(|(start, v)| {
+                let newest = v.t_max();
+                PartitionInfo {
+                    start_ns: *start,
+                    dir: v.part.dir().to_owned(),
+                    blocks: v.searcher.num_docs(),
+                    newest_ns: (newest != i64::MIN).then_some(newest),
+                }
+            })
+            .collect()
+    }
+}
