@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cblogs_core::Stream;
-use cblogs_e2e::*;
+use cblogs_testkit::*;
 
 /// One token per role, and tokens no role knows.
 const INGEST: &str = "ingest-tok-3f9a1c7e5b2d";
@@ -135,7 +135,7 @@ fn ingest_body(job: &str, lines: &[&str]) -> (Vec<u8>, cblogs_core::Source) {
 }
 
 fn request_of(batches: Vec<cblogs_core::wire::Batch>) -> cblogs_core::wire::IngestRequest {
-    cblogs_e2e::request(batches)
+    cblogs_testkit::request(batches)
 }
 
 /// The texts of `job`'s newest lines, via the API, or `None` while the

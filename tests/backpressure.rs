@@ -4,7 +4,7 @@
 //! rule would seal (many quiet sources): the committer seals them early.
 
 use cblogs_core::Stream;
-use cblogs_e2e::*;
+use cblogs_testkit::*;
 
 #[test]
 fn many_quiet_sources_past_the_memory_budget_do_not_stall_ingest() {

@@ -2,16 +2,15 @@
 //! in sealed blocks and in the index all come back, each exactly once.
 
 use cblogs_core::Stream;
-use cblogs_e2e::*;
+use cblogs_testkit::*;
 
 #[test]
 fn sigkill_after_acknowledgements_loses_nothing() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut server = Server::start(&dir.path().join("data"), Some(SMALL_BLOCKS));
+    let (_dir, mut server) = Server::in_temp_dir(Some(SMALL_BLOCKS));
     let corpora = [
-        corpus("HDFS_2k.log"),
-        corpus("Thunderbird_2k.log"),
-        corpus("BGL_2k.log"),
+        sample(LogKind::Hdfs),
+        sample(LogKind::ClusterSyslog),
+        sample(LogKind::Supercomputer),
     ];
     let mut files: Vec<(SourceFile, &Vec<Vec<u8>>)> = (0..3u32)
         .flat_map(|i| {
@@ -72,8 +71,7 @@ fn sigkill_after_acknowledgements_loses_nothing() {
 
 #[test]
 fn the_held_end_survives_a_restart_even_after_a_cut_or_partial_line() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut server = Server::start(&dir.path().join("data"), Some(SMALL_BLOCKS));
+    let (_dir, mut server) = Server::in_temp_dir(Some(SMALL_BLOCKS));
     let mut cut = SourceFile::new(source("devcluster/data/prod/big", 0, "big", Stream::Stdout));
     let mut partial = SourceFile::new(source("devcluster/data/prod/big", 1, "big", Stream::Stdout));
     // The last line of one source is cut at 1 MiB: only the batch's end
@@ -155,7 +153,7 @@ fn a_quiet_source_cannot_make_the_wal_grow_past_its_budget() {
     server.post_ok(&request(vec![
         quiet.batch(&["the only line of a quiet source"])
     ]));
-    let lines = corpus("Android_2k.log");
+    let lines = sample(LogKind::Logcat);
     for chunk in lines.chunks(50) {
         server.post_ok(&request(vec![busy.batch(chunk)]));
     }

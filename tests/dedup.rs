@@ -3,13 +3,12 @@
 //! exactly once.
 
 use cblogs_core::Stream;
-use cblogs_e2e::*;
+use cblogs_testkit::*;
 
 #[test]
 fn resent_and_overlapping_batches_show_every_line_once() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(&dir.path().join("data"), Some(SMALL_BLOCKS));
-    let lines = corpus("Linux_2k.log");
+    let (_dir, server) = Server::in_temp_dir(Some(SMALL_BLOCKS));
+    let lines = sample(LogKind::Syslog);
     let mut files: Vec<SourceFile> = (0..3)
         .flat_map(|i| {
             [Stream::Stdout, Stream::Stderr]
@@ -97,9 +96,8 @@ fn resent_and_overlapping_batches_show_every_line_once() {
 
 #[test]
 fn copies_sent_at_once_are_taken_once() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(&dir.path().join("data"), None);
-    let lines = corpus("Mac_2k.log");
+    let (_dir, server) = Server::in_temp_dir(None);
+    let lines = sample(LogKind::MacOs);
     let mut f = SourceFile::new(source(
         "devcluster/ops/prod/racer",
         0,
@@ -122,9 +120,8 @@ fn copies_sent_at_once_are_taken_once() {
 
 #[test]
 fn a_batch_that_would_leave_a_hole_is_refused_until_the_hole_is_filled() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(&dir.path().join("data"), None);
-    let lines = corpus("Proxifier_2k.log");
+    let (_dir, server) = Server::in_temp_dir(None);
+    let lines = sample(LogKind::DesktopProxy);
     let mut f = SourceFile::new(source(
         "devcluster/ops/prod/proxy",
         0,

@@ -4,12 +4,11 @@
 use std::time::{Duration, Instant};
 
 use cblogs_core::Stream;
-use cblogs_e2e::*;
+use cblogs_testkit::*;
 
 #[test]
 fn follow_prints_new_lines_at_once_and_survives_restarts() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut server = Server::start(&dir.path().join("data"), Some(SMALL_BLOCKS));
+    let (_dir, mut server) = Server::in_temp_dir(Some(SMALL_BLOCKS));
     let mut out = SourceFile::new(source(
         "devcluster/www-data/prod/hello",
         0,
@@ -90,8 +89,7 @@ fn follow_prints_new_lines_at_once_and_survives_restarts() {
 
 #[test]
 fn a_glob_follow_takes_in_jobs_that_appear_later() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(&dir.path().join("data"), None);
+    let (_dir, server) = Server::in_temp_dir(None);
     let mut first = SourceFile::new(source(
         "devcluster/www-data/prod/hello",
         0,
@@ -150,8 +148,7 @@ fn follow_events(url: &str, query: &str, count: usize) -> Vec<String> {
 
 #[test]
 fn a_resume_that_cannot_send_everything_says_so() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(&dir.path().join("data"), None);
+    let (_dir, server) = Server::in_temp_dir(None);
     let mut f = SourceFile::new(source(
         "devcluster/www-data/prod/hello",
         0,

@@ -29,12 +29,11 @@ mod browser;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use browser::{artifacts_dir, Browser};
 use cblogs_core::{JobKey, Selector, Source, Stream};
-use cblogs_e2e::*;
+use cblogs_testkit::*;
 use fantoccini::key::Key;
 use serde_json::{json, Value};
 
@@ -51,22 +50,15 @@ const SHIP_DEADLINE: Duration = Duration::from_secs(60);
 /// How soon a line written to a sandbox file must show in the live tail.
 const LIVE_BUDGET: Duration = Duration::from_secs(2);
 
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 // ---------------------------------------------------------------------------
 // cblogsd, an agent and the shipper between them.
 // ---------------------------------------------------------------------------
 
-/// Dropped in field order: the shipper and cblogsd stop before their
+/// Dropped in field order: the shipper stops before cblogsd and the
 /// folders go.
 struct Env {
     shipper: Option<Shipper>,
-    server: Server,
-    agent: Agent,
-    dir: tempfile::TempDir,
+    stack: Stack,
 }
 
 impl Env {
@@ -75,37 +67,31 @@ impl Env {
     }
 
     fn with_config(config: Option<&str>) -> Env {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let server = Server::start(&dir.path().join("data"), config);
-        let agent = Agent::new(&dir.path().join("agent"));
         Env {
             shipper: None,
-            server,
-            agent,
-            dir,
+            stack: Stack::new(config),
         }
     }
 
-    fn task(&self, (role, env, name): (&str, &str, &str), instance: u32) -> Task {
-        self.agent.task(role, env, name, instance)
+    fn task(&self, job: JobName, instance: u32) -> Task {
+        self.stack.task(job, instance)
+    }
+
+    fn url(&self) -> &str {
+        &self.stack.server.url
     }
 
     /// Starts the shipper (once).
     fn ship(&mut self) {
         if self.shipper.is_none() {
-            self.shipper = Some(Shipper::start(
-                &self.agent,
-                &self.dir.path().join("shipper-state"),
-                &self.server.url,
-                SHIPPER_FAST,
-            ));
+            self.shipper = Some(self.stack.shipper());
         }
     }
 
     /// Waits until cblogsd holds exactly the lines written to `runs`.
     fn wait_stored(&mut self, runs: &[&ProcessRun]) {
         let shipper = self.shipper.as_mut().expect("the shipper runs");
-        wait_all_stored(&self.server, shipper, SHIP_DEADLINE, runs);
+        wait_all_stored(&self.stack.server, shipper, SHIP_DEADLINE, runs);
     }
 
     /// An env where `www-data/prod/hello` instance 0's `hello_world` wrote
@@ -121,7 +107,7 @@ impl Env {
 
     /// The page's URL with `params` in its query string.
     fn page(&self, params: &[(&str, &str)]) -> String {
-        reqwest::Url::parse_with_params(&format!("{}/", self.server.url), params)
+        reqwest::Url::parse_with_params(&format!("{}/", self.url()), params)
             .expect("a valid URL")
             .to_string()
     }
@@ -523,7 +509,7 @@ fn search_shows_lines_and_histogram() {
     assert_eq!(n, 12, "the fixture has 12 matching lines");
 
     let b = Browser::start("search_shows_lines_and_histogram");
-    b.goto(&format!("{}/", env.server.url));
+    b.goto(&format!("{}/", env.url()));
     b.wait_for("#tab-search", DEADLINE).click();
     b.wait_until_js("!document.querySelector('#view-search').hidden", DEADLINE);
     let job = b.find("#job");
@@ -1145,7 +1131,7 @@ fn a_read_token_is_asked_once_and_lets_in_search_and_the_live_tail() {
         &["signed-in line one", "signed-in line two"],
     );
     env.ship();
-    let tail_url = format!("{}/api/v1/tail?job=www-data/prod/hello", env.server.url);
+    let tail_url = format!("{}/api/v1/tail?job=www-data/prod/hello", env.url());
     let http = reqwest::blocking::Client::new();
     assert_eq!(
         http.get(&tail_url).send().map(|r| r.status().as_u16()).ok(),

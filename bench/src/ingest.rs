@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use cblogs_core::wire::{Batch, IngestRequest, WireLine, INGEST_PATH};
 use cblogs_core::{JobKey, Source};
-use cblogs_e2e::{bin, Server, SHIPPER_CLUSTER, SHIPPER_HOST};
+use cblogs_testkit::{bin, Server, SHIPPER_CLUSTER, SHIPPER_HOST};
 
 use crate::corpus::{Corpus, FileSpec};
 use crate::procs::{dir_bytes, peak_rss_mib};

@@ -33,10 +33,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use cblogs_core::api::{SearchEvent, SEARCH_PATH};
 use cblogs_core::{JobKey, Selector};
-use cblogs_e2e::Shipper;
+use cblogs_fake_agent::lines::{LineGen, Templates};
+use cblogs_testkit::Shipper;
 use serde::{Deserialize, Serialize};
 
-use crate::corpus::{lay_out, FileSpec, LineGen, Templates, JOBS};
+use crate::corpus::{lay_out, FileSpec, JOBS};
 use crate::ingest::stored_lines;
 use crate::procs::{cpu_secs, peak_rss_mib, MB};
 use crate::rawhttp;
@@ -770,7 +771,7 @@ pub fn run(templates: &Templates, dir: &Path, s: &Settings) -> Result<Outcome> {
         (s.tails + 8).max(64)
     );
     let server = crate::start_cblogsd_with(&dir.join("data"), Some(&extra));
-    let (agent, specs) = lay_out(&dir.join("agent"));
+    let (agent, specs) = lay_out(&dir.join("agent"))?;
     let mut shipper = Shipper::start(&agent, &dir.join("state"), &server.url, "");
     let server_pid = server.pid().context("cblogsd is not running")?;
     let shipper_pid = shipper.pid().context("the shipper is not running")?;
@@ -1019,7 +1020,7 @@ mod tests {
     #[test]
     fn the_tails_cover_every_job_and_all_kinds() {
         let dir = tempfile::tempdir().unwrap();
-        let (_, specs) = lay_out(dir.path());
+        let (_, specs) = lay_out(dir.path()).expect("the layout");
         let tails = tail_specs(64, &specs).unwrap();
         assert_eq!(tails.iter().filter(|t| t.kind == "all").count(), 1);
         for kind in ["job", "instance", "glob"] {
@@ -1036,7 +1037,7 @@ mod tests {
     #[test]
     fn gaps_are_silent_unless_a_lagged_event_came_first() {
         let dir = tempfile::tempdir().unwrap();
-        let (_, specs) = lay_out(dir.path());
+        let (_, specs) = lay_out(dir.path()).expect("the layout");
         let tails = tail_specs(1, &specs).unwrap();
         let spec = &tails[0]; // www-data/prod/hello
         let f = spec.wanted.iter().position(|w| *w).unwrap();

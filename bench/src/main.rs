@@ -31,7 +31,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 
-use crate::corpus::{Corpus, Templates};
+use cblogs_fake_agent::lines::Templates;
+
+use crate::corpus::Corpus;
 use crate::procs::MB;
 use crate::report::{Figure, Goal, Machine, Report};
 
@@ -93,18 +95,18 @@ struct Args {
 static CBLOGSD_CONFIG: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
 /// Starts a real cblogsd on `data_dir` with the run's config.
-pub fn start_cblogsd(data_dir: &Path) -> cblogs_e2e::Server {
+pub fn start_cblogsd(data_dir: &Path) -> cblogs_testkit::Server {
     start_cblogsd_with(data_dir, None)
 }
 
 /// [`start_cblogsd`] with `extra` appended to the run's config.
-pub fn start_cblogsd_with(data_dir: &Path, extra: Option<&str>) -> cblogs_e2e::Server {
+pub fn start_cblogsd_with(data_dir: &Path, extra: Option<&str>) -> cblogs_testkit::Server {
     let config = CBLOGSD_CONFIG.get().and_then(Option::as_deref);
     let text = match (config, extra) {
         (c, None) => c.map(str::to_owned),
         (c, Some(e)) => Some(format!("{}\n{e}", c.unwrap_or_default())),
     };
-    cblogs_e2e::Server::start(data_dir, text.as_deref())
+    cblogs_testkit::Server::start(data_dir, text.as_deref())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -10,9 +10,8 @@ use std::process::Command;
 fn load_smoke_run_checks_tails_and_searches() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("load-report.json");
-    let corpus = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/loghub");
     let run = Command::new(env!("CARGO_BIN_EXE_cblogs-bench"))
-        .args(["load", "--smoke", "--corpus", corpus, "--work"])
+        .args(["load", "--smoke", "--work"])
         .arg(dir.path())
         .arg("--out")
         .arg(&out)
