@@ -18,7 +18,6 @@ mod e2e;
 mod ingest;
 mod latency;
 mod load;
-mod load_report;
 mod procs;
 mod rawhttp;
 mod report;
@@ -274,7 +273,7 @@ fn load_run(a: &Args, command: String, templates: &Templates, work: &Path) -> Re
         a.rate_mb, a.secs, a.tails, a.searches, templates.from
     );
     let outcome = load::run(templates, &run_dir(work, "load", 0)?, &settings)?;
-    let report = load_report::LoadReport::new(command, templates.from.clone(), settings, &outcome);
+    let report = load::report::LoadReport::new(command, templates.from.clone(), settings, &outcome);
     report.write(&out)?;
     announce(&out, &report.markdown(), started);
     let c = &report.counts;
