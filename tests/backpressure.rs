@@ -23,12 +23,7 @@ fn many_quiet_sources_past_the_memory_budget_do_not_stall_ingest() {
     // Without early sealing, requests past the budget would wait out the
     // 30 s patience and be answered 503.
     for instance in 0..64 {
-        let mut f = SourceFile::new(source(
-            "www-data/prod/hello",
-            instance,
-            "hello",
-            Stream::Stdout,
-        ));
+        let mut f = SourceFile::of("www-data/prod/hello", instance, "hello", Stream::Stdout);
         let (status, body) = server.post(&request(vec![f.batch(&lines)]), true);
         assert_eq!(status, 200, "instance {instance}: {body}");
     }

@@ -7,12 +7,7 @@ use cblogs_testkit::*;
 #[test]
 fn bad_bodies_get_clear_errors_and_nothing_is_lost() {
     let (_dir, server) = Server::in_temp_dir(None);
-    let mut f = SourceFile::new(source(
-        "devcluster/www-data/prod/hello",
-        0,
-        "hello",
-        Stream::Stdout,
-    ));
+    let mut f = SourceFile::of("devcluster/www-data/prod/hello", 0, "hello", Stream::Stdout);
     server.post_ok(&request(vec![f.batch(&["good before"])]));
     let good = serde_json::to_value(request(vec![f.batch(&["never stored"])])).expect("json");
 

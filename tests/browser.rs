@@ -526,7 +526,7 @@ fn spawn_driver(dir: &Path, port: u16) -> (Child, bool) {
     let exe = std::env::var("CBLOGS_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
     let exe = require_tool(
         &exe,
-        "the browser tests (tests/web.rs), with Chromium",
+        "the browser tests (tests/web.rs, with Chromium)",
         "apt-get install chromium chromium-driver",
     );
     let out =

@@ -293,6 +293,31 @@ fn assert_exactly_once(
     got
 }
 
+/// The end of a kill test: one last burst after the last restart, writing
+/// stops, the rotation happened, and every line written is stored exactly
+/// once, in order.
+fn last_burst_then_check(
+    writer: Writer,
+    server: &Server,
+    shipper: &mut Shipper,
+    what: &str,
+    started: Instant,
+) {
+    writer.burst(50);
+    let runs = writer.finish();
+    let refs: Vec<&ProcessRun> = runs.iter().collect();
+    assert!(
+        runs[0].dir.join("stdout.1").exists(),
+        "the rotation happened"
+    );
+    let lines = assert_exactly_once(server, shipper, &refs, "*", what);
+    println!(
+        "{what}: {} lines exactly once, {:.1?}",
+        lines.len(),
+        started.elapsed()
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 1. SIGKILL cblogsd.
 // ---------------------------------------------------------------------------
@@ -333,6 +358,23 @@ fn mid_burst(api: &Api, writer: &Writer, rng: &mut Rng) -> String {
         ),
         None => "burst not acknowledged".into(),
     }
+}
+
+/// A kill point as soon as `f` changes (within 5 s): `seen`, or `not_seen`
+/// if it did not.
+fn on_change<T: PartialEq>(f: impl FnMut() -> T, seen: &str, not_seen: &str) -> String {
+    let changed = wait_change(Duration::from_secs(5), f);
+    if changed { seen } else { not_seen }.to_owned()
+}
+
+/// Says which kill this was, and keeps the process down for `down` (the
+/// schedule's pause, not a wait for anything).
+fn stay_down(k: usize, mode: &impl std::fmt::Debug, note: &str, down: Duration, started: Instant) {
+    println!(
+        "  kill {k:2} ({mode:?}) {note}; down for {down:?} [{:.1?}]",
+        started.elapsed()
+    );
+    std::thread::sleep(down);
 }
 
 /// A kill point 0–1.5 s from now, whatever is happening then.
@@ -383,46 +425,21 @@ fn sigkill_cblogsd_at_20_random_points() {
         }
         let note = match mode {
             ServerKill::AfterAck => after_an_ack(&api),
-            ServerKill::MidCommit => {
-                if wait_change(Duration::from_secs(5), || tree_signature(&partitions)) {
-                    "as a commit wrote to the partitions".into()
-                } else {
-                    "no commit seen within 5 s".into()
-                }
-            }
+            ServerKill::MidCommit => on_change(
+                || tree_signature(&partitions),
+                "as a commit wrote to the partitions",
+                "no commit seen within 5 s",
+            ),
             ServerKill::MidShipperBatch => mid_burst(&api, &writer, &mut rng),
             ServerKill::Random => after_random_delay(&mut rng),
         };
         server.kill9();
-        let down = rng.millis(0, 300);
-        println!(
-            "  kill {k:2} ({mode:?}) {note}; down for {down:?} [{:.1?}]",
-            started.elapsed()
-        );
-        std::thread::sleep(down);
+        stay_down(k, mode, &note, rng.millis(0, 300), started);
         server.restart();
         shipper.assert_running();
     }
-    // One last burst after the last restart, then writing stops.
-    writer.burst(50);
-    let runs = writer.finish();
-    let refs: Vec<&ProcessRun> = runs.iter().collect();
-    assert!(
-        runs[0].dir.join("stdout.1").exists(),
-        "the rotation happened"
-    );
-    let lines = assert_exactly_once(
-        &server,
-        &mut shipper,
-        &refs,
-        "*",
-        &format!("seed {seed}, cblogsd killed {KILLS} times"),
-    );
-    println!(
-        "sigkill_cblogsd_at_20_random_points: {} lines exactly once after {KILLS} kills, {:.1?}",
-        lines.len(),
-        started.elapsed()
-    );
+    let what = format!("seed {seed}, cblogsd killed {KILLS} times");
+    last_burst_then_check(writer, &server, &mut shipper, &what, started);
     assert!(
         server.log_text().contains("write-ahead log replayed"),
         "restarts replayed the WAL"
@@ -482,24 +499,17 @@ fn sigkill_shipper_at_20_random_points() {
     for (k, mode) in plan.iter().enumerate() {
         let note = match mode {
             ShipperKill::AfterAck => after_an_ack(&api),
-            ShipperKill::AfterCheckpoint => {
-                if wait_change(Duration::from_secs(5), checkpoint_id) {
-                    "right after a checkpoint was written".into()
-                } else {
-                    "no checkpoint written within 5 s".into()
-                }
-            }
+            ShipperKill::AfterCheckpoint => on_change(
+                checkpoint_id,
+                "right after a checkpoint was written",
+                "no checkpoint written within 5 s",
+            ),
             ShipperKill::MidBatch => mid_burst(&api, &writer, &mut rng),
             ShipperKill::Random => after_random_delay(&mut rng),
         };
         shipper.assert_running();
         shipper.kill9();
-        let down = rng.millis(0, 500);
-        println!(
-            "  kill {k:2} ({mode:?}) {note}; down for {down:?} [{:.1?}]",
-            started.elapsed()
-        );
-        std::thread::sleep(down);
+        stay_down(k, mode, &note, rng.millis(0, 500), started);
         if k == KILLS / 2 {
             // While the shipper is down: on restart it must find its
             // checkpointed file by inode as stdout.1 and go on with stdout.
@@ -508,25 +518,8 @@ fn sigkill_shipper_at_20_random_points() {
         }
         shipper.restart();
     }
-    writer.burst(50);
-    let runs = writer.finish();
-    let refs: Vec<&ProcessRun> = runs.iter().collect();
-    assert!(
-        runs[0].dir.join("stdout.1").exists(),
-        "the rotation happened"
-    );
-    let lines = assert_exactly_once(
-        &server,
-        &mut shipper,
-        &refs,
-        "*",
-        &format!("seed {seed}, the shipper killed {KILLS} times"),
-    );
-    println!(
-        "sigkill_shipper_at_20_random_points: {} lines exactly once after {KILLS} kills, {:.1?}",
-        lines.len(),
-        started.elapsed()
-    );
+    let what = format!("seed {seed}, the shipper killed {KILLS} times");
+    last_burst_then_check(writer, &server, &mut shipper, &what, started);
     shipper.stop();
     server.stop();
 }
@@ -705,12 +698,7 @@ fn torn_last_wal_record(damage: Damage) {
         &format!("{damage:?}: after the torn WAL record"),
     );
     // New ingest from another sender is accepted too.
-    let mut fresh = SourceFile::new(source(
-        "devcluster/chaos/prod/fresh",
-        0,
-        "p",
-        Stream::Stdout,
-    ));
+    let mut fresh = SourceFile::of("devcluster/chaos/prod/fresh", 0, "p", Stream::Stdout);
     let resp = server.post_ok(&request(vec![fresh.batch(&["after the torn record"])]));
     assert_eq!(resp["accepted"], 1, "{damage:?}: {resp}");
     assert_eq!(server.all_lines("chaos/prod/fresh").len(), 1);

@@ -17,7 +17,7 @@ fn sigkill_after_acknowledgements_loses_nothing() {
             let corpus = &corpora[i as usize];
             [Stream::Stdout, Stream::Stderr].map(|s| {
                 (
-                    SourceFile::new(source("devcluster/data/prod/etl", i, "etl", s)),
+                    SourceFile::of("devcluster/data/prod/etl", i, "etl", s),
                     corpus,
                 )
             })
@@ -72,8 +72,8 @@ fn sigkill_after_acknowledgements_loses_nothing() {
 #[test]
 fn the_held_end_survives_a_restart_even_after_a_cut_or_partial_line() {
     let (_dir, mut server) = Server::in_temp_dir(Some(SMALL_BLOCKS));
-    let mut cut = SourceFile::new(source("devcluster/data/prod/big", 0, "big", Stream::Stdout));
-    let mut partial = SourceFile::new(source("devcluster/data/prod/big", 1, "big", Stream::Stdout));
+    let mut cut = SourceFile::of("devcluster/data/prod/big", 0, "big", Stream::Stdout);
+    let mut partial = SourceFile::of("devcluster/data/prod/big", 1, "big", Stream::Stdout);
     // The last line of one source is cut at 1 MiB: only the batch's end
     // says where the next byte is. The other ends in a line with no newline.
     let giant = vec![b'y'; 3 << 20];
@@ -138,18 +138,8 @@ fn a_quiet_source_cannot_make_the_wal_grow_past_its_budget() {
         "[storage]\nblock_bytes = 4096\nblock_max_age_ms = 600000\ncommit_interval_ms = 50\n\
                   wal_segment_bytes = 16384\nwal_max_bytes = 65536\n";
     let mut server = Server::start(&data, Some(config));
-    let mut quiet = SourceFile::new(source(
-        "devcluster/data/prod/quiet",
-        0,
-        "cron",
-        Stream::Stdout,
-    ));
-    let mut busy = SourceFile::new(source(
-        "devcluster/data/prod/busy",
-        0,
-        "etl",
-        Stream::Stdout,
-    ));
+    let mut quiet = SourceFile::of("devcluster/data/prod/quiet", 0, "cron", Stream::Stdout);
+    let mut busy = SourceFile::of("devcluster/data/prod/busy", 0, "etl", Stream::Stdout);
     server.post_ok(&request(vec![
         quiet.batch(&["the only line of a quiet source"])
     ]));

@@ -12,7 +12,7 @@ fn resent_and_overlapping_batches_show_every_line_once() {
     let mut files: Vec<SourceFile> = (0..3)
         .flat_map(|i| {
             [Stream::Stdout, Stream::Stderr]
-                .map(|s| SourceFile::new(source("devcluster/ops/prod/cron", i, "cron", s)))
+                .map(|s| SourceFile::of("devcluster/ops/prod/cron", i, "cron", s))
         })
         .collect();
     let mut all = Vec::new();
@@ -98,12 +98,7 @@ fn resent_and_overlapping_batches_show_every_line_once() {
 fn copies_sent_at_once_are_taken_once() {
     let (_dir, server) = Server::in_temp_dir(None);
     let lines = sample(LogKind::MacOs);
-    let mut f = SourceFile::new(source(
-        "devcluster/ops/prod/racer",
-        0,
-        "racer",
-        Stream::Stdout,
-    ));
+    let mut f = SourceFile::of("devcluster/ops/prod/racer", 0, "racer", Stream::Stdout);
     let req = request(vec![f.batch(&lines[..500])]);
     let accepted: u64 = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8)
@@ -122,12 +117,7 @@ fn copies_sent_at_once_are_taken_once() {
 fn a_batch_that_would_leave_a_hole_is_refused_until_the_hole_is_filled() {
     let (_dir, server) = Server::in_temp_dir(None);
     let lines = sample(LogKind::DesktopProxy);
-    let mut f = SourceFile::new(source(
-        "devcluster/ops/prod/proxy",
-        0,
-        "proxy",
-        Stream::Stdout,
-    ));
+    let mut f = SourceFile::of("devcluster/ops/prod/proxy", 0, "proxy", Stream::Stdout);
     let first = f.batch(&lines[..10]);
     let mut second = f.batch(&lines[10..20]);
     let third = f.batch(&lines[20..30]);
@@ -150,12 +140,7 @@ fn a_batch_that_would_leave_a_hole_is_refused_until_the_hole_is_filled() {
     );
 
     // A fresh source sent out of order, as several batches in flight can be.
-    let mut g = SourceFile::new(source(
-        "devcluster/ops/prod/proxy",
-        1,
-        "proxy",
-        Stream::Stdout,
-    ));
+    let mut g = SourceFile::of("devcluster/ops/prod/proxy", 1, "proxy", Stream::Stdout);
     let a = g.batch(&lines[..10]);
     let b = g.batch(&lines[10..20]);
     let c = g.batch(&lines[20..30]);

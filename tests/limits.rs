@@ -199,12 +199,12 @@ fn texts(lines: &[LineView]) -> Vec<&str> {
 }
 
 fn hello(instance: u32) -> SourceFile {
-    SourceFile::new(source(
+    SourceFile::of(
         "devcluster/www-data/prod/hello",
         instance,
         "hello",
         Stream::Stdout,
-    ))
+    )
 }
 
 #[test]
@@ -360,12 +360,12 @@ fn ingest_rate_limit_answers_429_and_the_shipper_backs_off_and_delivers_everythi
         "[ingest]\nmax_bytes_per_sec_per_token = 20000\n",
     )));
     let direct = |i| {
-        SourceFile::new(source(
+        SourceFile::of(
             "devcluster/www-data/prod/direct",
             i,
             "direct",
             Stream::Stdout,
-        ))
+        )
     };
     let mut f = direct(0);
 

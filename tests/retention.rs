@@ -60,12 +60,12 @@ fn lines(tag: &str, n: usize) -> Vec<String> {
 }
 
 fn job_file(instance: u32) -> SourceFile {
-    SourceFile::new(source(
+    SourceFile::of(
         "devcluster/www-data/prod/kept",
         instance,
         "kept",
         Stream::Stdout,
-    ))
+    )
 }
 
 /// Every line's text that `cblogs tail` serves for the job.

@@ -31,7 +31,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cblogs_core::wire::{Batch, WireLine};
 use cblogs_core::Stream;
 use cblogs_testkit::*;
 use serde_json::Value;
@@ -1104,8 +1103,8 @@ fn context_lines() {
             }
         })
         .collect();
-    let mut xf = SourceFile::new(source(JOB, 0, "ctx", Stream::Stdout));
-    let mut yf = SourceFile::new(source(JOB, 0, "ctx", Stream::Stderr));
+    let mut xf = SourceFile::of(JOB, 0, "ctx", Stream::Stdout);
+    let mut yf = SourceFile::of(JOB, 0, "ctx", Stream::Stderr);
     let mut post_in_turns = |from: usize, to: usize| {
         for c in (from..to).step_by(4) {
             server.post_ok(&request(vec![xf.batch(&x[c..c + 4])]));
@@ -1634,12 +1633,7 @@ fn error_of(body: &str) -> String {
 fn bad_input() {
     let _serial = serial();
     let (_dir, server) = Server::in_temp_dir(None);
-    let mut f = SourceFile::new(source(
-        "devcluster/www-data/prod/hello",
-        0,
-        "hello",
-        Stream::Stdout,
-    ));
+    let mut f = SourceFile::of("devcluster/www-data/prod/hello", 0, "hello", Stream::Stdout);
     server.post_ok(&request(vec![
         f.batch(&["foo(bar) is a literal here", "ERROR something"])
     ]));
@@ -1693,12 +1687,7 @@ fn bad_input() {
 
     // A pattern too big for search.regex_size_limit.
     let (_small, server) = Server::in_temp_dir(Some("[search]\nregex_size_limit = 10000\n"));
-    let mut f = SourceFile::new(source(
-        "devcluster/www-data/prod/hello",
-        0,
-        "hello",
-        Stream::Stdout,
-    ));
+    let mut f = SourceFile::of("devcluster/www-data/prod/hello", 0, "hello", Stream::Stdout);
     server.post_ok(&request(vec![f.batch(&["ERROR word7x here"])]));
     let alternation = (0..2000)
         .map(|i| format!("word{i}x"))
@@ -1850,11 +1839,8 @@ fn streaming_and_bounded_memory() {
     let mut files: Vec<(SourceFile, usize)> = (0..4)
         .flat_map(|i| {
             [
-                (
-                    SourceFile::new(source(JOB, i, "pump", Stream::Stdout)),
-                    3000,
-                ),
-                (SourceFile::new(source(JOB, i, "pump", Stream::Stderr)), 200),
+                (SourceFile::of(JOB, i, "pump", Stream::Stdout), 3000),
+                (SourceFile::of(JOB, i, "pump", Stream::Stderr), 200),
             ]
         })
         .collect();
@@ -2003,26 +1989,6 @@ fn streaming_and_bounded_memory() {
 // 7. Histogram.
 // ---------------------------------------------------------------------------
 
-/// A batch of `lines` at the times given.
-fn batch_at(f: &mut SourceFile, lines: &[(i64, String)]) -> Batch {
-    let start = f.offset;
-    let wire = lines
-        .iter()
-        .map(|(t, text)| {
-            let w = WireLine::from_bytes(f.offset, *t, text.as_bytes());
-            f.offset += text.len() as u64 + 1;
-            w
-        })
-        .collect();
-    Batch {
-        source: f.source.clone(),
-        start,
-        end: f.offset,
-        lines: wire,
-        allow_gap: false,
-    }
-}
-
 /// `role/env/name` of a job key with or without its cluster.
 fn short_job(key: &str) -> String {
     let parts: Vec<&str> = key.split('/').collect();
@@ -2091,7 +2057,7 @@ fn histogram() {
     let mut posted: Vec<(String, Stream, i64, bool)> = Vec::new();
     let mut batches = Vec::new();
     for (job, stream, within, every) in sources {
-        let mut f = SourceFile::new(source(job, 0, "app", stream));
+        let mut f = SourceFile::of(job, 0, "app", stream);
         let lines: Vec<(i64, String)> = (0..200i64)
             .map(|i| {
                 let text = if i % every == 0 {
@@ -2107,7 +2073,7 @@ fn histogram() {
                 .iter()
                 .map(|(t, l)| (short_job(job), stream, *t, l.contains("ERROR"))),
         );
-        batches.push(batch_at(&mut f, &lines));
+        batches.push(f.batch_at(&lines));
     }
     server.post_ok(&request(batches));
     let since = base + 50 * MS + 833_333;
@@ -2198,29 +2164,18 @@ fn pages_continue_exactly_at_the_cursor() {
     let mut batches = Vec::new();
     let mut written = BTreeSet::new();
     for instance in 0..2 {
-        let src = source(
+        let mut f = SourceFile::of(
             "devcluster/www-data/prod/hello",
             instance,
             "hello",
             Stream::Stdout,
         );
-        let mut offset = 0u64;
-        let lines: Vec<WireLine> = (0..300)
-            .map(|i| {
-                let text = format!("tick {i} on {instance}");
-                let l = WireLine::from_bytes(offset, t, text.as_bytes());
-                written.insert((instance, offset));
-                offset += text.len() as u64 + 1;
-                l
-            })
+        let lines: Vec<(i64, String)> = (0..300)
+            .map(|i| (t, format!("tick {i} on {instance}")))
             .collect();
-        batches.push(Batch {
-            source: src,
-            start: 0,
-            end: offset,
-            lines,
-            allow_gap: false,
-        });
+        let batch = f.batch_at(&lines);
+        written.extend(batch.lines.iter().map(|l| (instance, l.offset)));
+        batches.push(batch);
     }
     server.post_ok(&request(batches));
     let mut seen = BTreeSet::new();

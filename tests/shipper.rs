@@ -26,7 +26,7 @@ fn setup() -> Stack {
 /// `n` lines of a sample of `kind` starting at line `from` (wrapping
 /// around), each prefixed with `tag` so that every line a test writes is
 /// distinct.
-fn tagged_sample(kind: LogKind, tag: &str, from: usize, n: usize) -> Vec<Vec<u8>> {
+fn tagged(kind: LogKind, tag: &str, from: usize, n: usize) -> Vec<Vec<u8>> {
     let lines = sample(kind);
     (from..from + n)
         .map(|i| {
@@ -152,18 +152,8 @@ fn appends_to_many_files_arrive_once_in_order_with_job_instance_process_and_run(
     // Before the shipper starts: what the sandboxes already hold is shipped.
     for (i, run) in runs.iter_mut().enumerate() {
         let c = corpora[i % corpora.len()];
-        write_in_chunks(
-            run,
-            Stream::Stdout,
-            &tagged_sample(c, "before", i * 300, 300),
-            7,
-        );
-        write_in_chunks(
-            run,
-            Stream::Stderr,
-            &tagged_sample(c, "before-err", i * 50, 50),
-            3,
-        );
+        write_in_chunks(run, Stream::Stdout, &tagged(c, "before", i * 300, 300), 7);
+        write_in_chunks(run, Stream::Stderr, &tagged(c, "before-err", i * 50, 50), 3);
     }
     let mut shipper = env.shipper_with_status_endpoint();
     let refs: Vec<&ProcessRun> = runs.iter().collect();
@@ -174,18 +164,8 @@ fn appends_to_many_files_arrive_once_in_order_with_job_instance_process_and_run(
     // first write); a new process of the other job writes only stderr.
     for (i, run) in runs.iter_mut().enumerate() {
         let c = corpora[(i + 1) % corpora.len()];
-        write_in_chunks(
-            run,
-            Stream::Stdout,
-            &tagged_sample(c, "during", i * 200, 200),
-            5,
-        );
-        write_in_chunks(
-            run,
-            Stream::Stderr,
-            &tagged_sample(c, "during-err", i * 20, 20),
-            1,
-        );
+        write_in_chunks(run, Stream::Stdout, &tagged(c, "during", i * 200, 200), 5);
+        write_in_chunks(run, Stream::Stderr, &tagged(c, "during-err", i * 20, 20), 1);
     }
     let mut restarted = hello0.process("hello_world", 1);
     let hello2 = env.task(HELLO, 2);
@@ -194,19 +174,19 @@ fn appends_to_many_files_arrive_once_in_order_with_job_instance_process_and_run(
     write_in_chunks(
         &mut restarted,
         Stream::Stdout,
-        &tagged_sample(LogKind::Syslog, "run1", 0, 150),
+        &tagged(LogKind::Syslog, "run1", 0, 150),
         10,
     );
     write_in_chunks(
         &mut restarted,
         Stream::Stderr,
-        &tagged_sample(LogKind::Syslog, "run1-err", 0, 15),
+        &tagged(LogKind::Syslog, "run1-err", 0, 15),
         1,
     );
     write_in_chunks(
         &mut late_files,
         Stream::Stdout,
-        &tagged_sample(LogKind::MacOs, "new instance", 0, 120),
+        &tagged(LogKind::MacOs, "new instance", 0, 120),
         4,
     );
     late_files.append_lines(
@@ -216,7 +196,7 @@ fn appends_to_many_files_arrive_once_in_order_with_job_instance_process_and_run(
     write_in_chunks(
         &mut late_process,
         Stream::Stderr,
-        &tagged_sample(LogKind::ClusterNodes, "late process", 0, 40),
+        &tagged(LogKind::ClusterNodes, "late process", 0, 40),
         8,
     );
     runs.extend([restarted, late_files, late_process]);
@@ -285,7 +265,7 @@ fn appends_to_many_files_arrive_once_in_order_with_job_instance_process_and_run(
         write_in_chunks(
             run,
             Stream::Stdout,
-            &tagged_sample(LogKind::WindowsCbs, "while down", 0, 30),
+            &tagged(LogKind::WindowsCbs, "while down", 0, 30),
             6,
         );
     }
@@ -372,13 +352,13 @@ fn rotation_mid_burst_loses_nothing_doubles_nothing_and_joins_a_split_line() {
     write_in_chunks(
         &mut run,
         Stream::Stdout,
-        &tagged_sample(LogKind::ClusterSyslog, "a", 0, 2000),
+        &tagged(LogKind::ClusterSyslog, "a", 0, 2000),
         50,
     );
     write_in_chunks(
         &mut run,
         Stream::Stderr,
-        &tagged_sample(LogKind::Supercomputer, "e", 0, 500),
+        &tagged(LogKind::Supercomputer, "e", 0, 500),
         20,
     );
     run.append(
@@ -391,20 +371,20 @@ fn rotation_mid_burst_loses_nothing_doubles_nothing_and_joins_a_split_line() {
     write_in_chunks(
         &mut run,
         Stream::Stdout,
-        &tagged_sample(LogKind::ClusterSyslog, "b", 2000, 500),
+        &tagged(LogKind::ClusterSyslog, "b", 2000, 500),
         50,
     );
     write_in_chunks(
         &mut run,
         Stream::Stderr,
-        &tagged_sample(LogKind::Supercomputer, "f", 500, 200),
+        &tagged(LogKind::Supercomputer, "f", 500, 200),
         20,
     );
     run.rotate(Stream::Stdout);
     write_in_chunks(
         &mut run,
         Stream::Stdout,
-        &tagged_sample(LogKind::ClusterSyslog, "c", 2500, 300),
+        &tagged(LogKind::ClusterSyslog, "c", 2500, 300),
         50,
     );
     assert!(run.dir.join("stdout.2").exists() && run.dir.join("stderr.1").exists());
@@ -432,7 +412,7 @@ fn truncation_is_read_again_from_the_start_and_nothing_is_doubled() {
     write_in_chunks(
         &mut run,
         Stream::Stdout,
-        &tagged_sample(LogKind::Logcat, "old", 0, 200),
+        &tagged(LogKind::Logcat, "old", 0, 200),
         10,
     );
     run.append_lines(Stream::Stderr, &["stderr is not truncated"]);
@@ -495,13 +475,13 @@ fn a_sandbox_deleted_right_after_its_last_write_is_drained() {
     write_in_chunks(
         &mut ended,
         Stream::Stdout,
-        &tagged_sample(LogKind::HealthApp, "last burst", 0, 5000),
+        &tagged(LogKind::HealthApp, "last burst", 0, 5000),
         100,
     );
     write_in_chunks(
         &mut ended,
         Stream::Stderr,
-        &tagged_sample(LogKind::WindowsCbs, "last burst", 0, 1000),
+        &tagged(LogKind::WindowsCbs, "last burst", 0, 1000),
         100,
     );
     ended.append(Stream::Stderr, b"the last words, with no newline");
@@ -512,7 +492,7 @@ fn a_sandbox_deleted_right_after_its_last_write_is_drained() {
     write_in_chunks(
         &mut running,
         Stream::Stdout,
-        &tagged_sample(LogKind::WebServerErrors, "still running", 0, 100),
+        &tagged(LogKind::WebServerErrors, "still running", 0, 100),
         10,
     );
     await_shipped(&env, &mut shipper, "*", &[&ended, &running], Offsets::Exact);
@@ -720,7 +700,7 @@ fn legacy_checkpoint_root_logs_are_shipped_too() {
     write_in_chunks(
         &mut old,
         Stream::Stdout,
-        &tagged_sample(LogKind::MacOs, "legacy", 0, 100),
+        &tagged(LogKind::MacOs, "legacy", 0, 100),
         10,
     );
     new.append_lines(Stream::Stdout, &["modern layout"]);

@@ -57,7 +57,7 @@ fn post_fixture(server: &Server) -> Vec<Posted> {
     }
     let mut writers: Vec<SourceFile> = files
         .iter()
-        .map(|(job, i, p, s, _)| SourceFile::new(source(job, *i, p, *s)))
+        .map(|(job, i, p, s, _)| SourceFile::of(job, *i, p, *s))
         .collect();
     let mut posted = Vec::new();
     for round in 0..6 {
@@ -255,7 +255,7 @@ fn an_ambiguous_name_lists_the_candidates() {
         "devcluster/www-data/prod/hello",
         "devcluster/bob/devel/hello",
     ] {
-        let mut f = SourceFile::new(source(job, 0, "hello", Stream::Stdout));
+        let mut f = SourceFile::of(job, 0, "hello", Stream::Stdout);
         server.post_ok(&request(vec![f.batch(&["hi"])]));
     }
     let out = server.cli(&["tail", "hello"]);
@@ -311,12 +311,7 @@ fn an_unreachable_server_is_one_clear_line() {
 #[test]
 fn since_and_timestamps() {
     let (_dir, server) = Server::in_temp_dir(None);
-    let mut f = SourceFile::new(source(
-        "devcluster/www-data/prod/hello",
-        0,
-        "hello",
-        Stream::Stdout,
-    ));
+    let mut f = SourceFile::of("devcluster/www-data/prod/hello", 0, "hello", Stream::Stdout);
     server.post_ok(&request(vec![f.batch(&["old one", "old two"])]));
     let cut = cblogs_core::time::format_rfc3339(next_time());
     server.post_ok(&request(vec![f.batch(&["new one", "new two"])]));

@@ -243,18 +243,20 @@ const LINE_OF: &str = "const lineOf = (l) => ({
 
 fn parse_lines(v: &Value) -> Vec<PageLine> {
     let s = |l: &Value, k: &str| l[k].as_str().unwrap_or_default().to_owned();
+    let strings = |l: &Value, k: &str| -> Vec<String> {
+        l[k].as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     v.as_array()
         .unwrap_or_else(|| panic!("not a list of lines: {v}"))
         .iter()
         .map(|l| PageLine {
-            classes: l["classes"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|c| c.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            classes: strings(l, "classes"),
             source: s(l, "source"),
             offset: l["offset"].as_str().and_then(|o| o.parse().ok()),
             stream: s(l, "stream"),
@@ -262,14 +264,7 @@ fn parse_lines(v: &Value) -> Vec<PageLine> {
             instance: s(l, "instance"),
             prefix: s(l, "prefix"),
             text: s(l, "text"),
-            marks: l["marks"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|c| c.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            marks: strings(l, "marks"),
         })
         .collect()
 }
@@ -824,6 +819,16 @@ fn tail_scroll(b: &Browser) -> (f64, f64, f64) {
     (f(0), f(1), f(2))
 }
 
+/// Scrolls the live tail's list to `top` (a JavaScript expression that may
+/// use `scroller`), and lets two frames pass.
+fn scroll_tail_to(b: &Browser, top: &str) {
+    b.execute(
+        &format!("{TAIL_SCROLLER} scroller.scrollTop = {top};"),
+        Vec::new(),
+    );
+    b.wait_frames(2);
+}
+
 fn at_bottom((top, height, total): (f64, f64, f64)) -> bool {
     top + height >= total - 2.0
 }
@@ -961,11 +966,7 @@ fn live_tail_shows_new_lines_and_pauses() {
     );
 
     // Scrolled up, a new line does not pull the list to the bottom.
-    b.execute(
-        &format!("{TAIL_SCROLLER} scroller.scrollTop = 0;"),
-        Vec::new(),
-    );
-    b.wait_frames(2);
+    scroll_tail_to(&b, "0");
     write_and_see(
         &b,
         &mut h0,
@@ -980,11 +981,7 @@ fn live_tail_shows_new_lines_and_pauses() {
         "scrolled to the top, a new line leaves the view where it was: {scroll:?}"
     );
     // Back at the bottom, it follows again.
-    b.execute(
-        &format!("{TAIL_SCROLLER} scroller.scrollTop = scroller.scrollHeight;"),
-        Vec::new(),
-    );
-    b.wait_frames(2);
+    scroll_tail_to(&b, "scroller.scrollHeight");
     write_and_see(
         &b,
         &mut h0,

@@ -38,7 +38,7 @@ pub fn as_root(test: &str) -> AsRoot {
     );
     let unshare = require_tool(
         "unshare",
-        &format!("{test}, run without root, to mount its tmpfs in a user namespace"),
+        &format!("{test}, run without root (to mount its tmpfs in a user namespace),"),
         "apt-get install util-linux",
     );
     let exe = std::env::current_exe().expect("the test executable");

@@ -5,12 +5,12 @@
 use std::path::{Path, PathBuf};
 
 /// The path of `program` on `PATH` (or `program` itself if it is a path
-/// to an executable); panics naming it, what needs it and how to install
-/// it when it is not there.
-pub fn require_tool(program: &str, needed_for: &str, install: &str) -> PathBuf {
+/// to an executable); panics naming it, who needs it and how to install it
+/// when it is not there.
+pub fn require_tool(program: &str, needed_by: &str, install: &str) -> PathBuf {
     find_program(program).unwrap_or_else(|| {
         panic!(
-            "`{program}` is not installed (or not on PATH), and {needed_for} needs it; \
+            "{needed_by} needs `{program}`, which is not installed (or not on PATH); \
              install it ({install}) and run the tests again"
         )
     })

@@ -57,6 +57,11 @@ impl SourceFile {
         SourceFile { source, offset: 0 }
     }
 
+    /// A new file of [`source`]`(job, instance, process, stream)`.
+    pub fn of(job: &str, instance: u32, process: &str, stream: Stream) -> Self {
+        SourceFile::new(source(job, instance, process, stream))
+    }
+
     /// The next batch: `lines` (without newlines) appended to the file, each
     /// at the next of [`next_time`].
     pub fn batch<T: AsRef<[u8]>>(&mut self, lines: &[T]) -> Batch {
