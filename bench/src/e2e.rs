@@ -28,7 +28,7 @@ pub struct Run {
 }
 
 pub fn run(corpus: &Corpus, dir: &Path) -> Result<Run> {
-    let server = crate::start_cblogsd(&dir.join("data"));
+    let server = crate::cblogsd::start(&dir.join("data"));
     let (agent, specs) = lay_out(&dir.join("agent"))?;
     let mut shipper = Shipper::start(&agent, &dir.join("state"), &server.url, "");
     let mut pairs = Vec::with_capacity(specs.len());

@@ -177,7 +177,7 @@ pub fn run(corpus: &Corpus, bodies: &Bodies, dir: &Path) -> Result<Run> {
 /// [`run`], with `extra` appended to the run's cblogsd config.
 pub fn run_with(corpus: &Corpus, bodies: &Bodies, dir: &Path, extra: Option<&str>) -> Result<Run> {
     let data_dir = dir.join("data");
-    let server = crate::start_cblogsd_with(&data_dir, extra);
+    let server = crate::cblogsd::start_with(&data_dir, extra);
     let url = server.url.clone();
     let started = Instant::now();
     std::thread::scope(|s| {

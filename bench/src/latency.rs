@@ -33,7 +33,7 @@ pub fn run(
     background_lines_per_sec: usize,
     secs: u64,
 ) -> Result<Vec<f64>> {
-    let server = crate::start_cblogsd(&dir.join("data"));
+    let server = crate::cblogsd::start(&dir.join("data"));
     let (agent, specs) = lay_out(&dir.join("agent"))?;
     let _shipper = Shipper::start(&agent, &dir.join("state"), &server.url, "");
     let probe_index = specs

@@ -32,7 +32,7 @@ pub struct Run {
 }
 
 pub fn run(templates: &Templates, dir: &Path, files: usize, rate: usize, secs: u64) -> Result<Run> {
-    let server = crate::start_cblogsd(&dir.join("data"));
+    let server = crate::cblogsd::start(&dir.join("data"));
     let (agent, mut specs) = lay_out(&dir.join("agent"))?;
     // Past the layout's 400 files: a second run of each process (a restart).
     let mut extra = Vec::new();

@@ -121,7 +121,7 @@ pub fn run(templates: &Templates, dir: &Path, s: &Settings) -> Result<Outcome> {
         "[read]\nmax_follows_per_client = {}\n",
         (s.tails + 8).max(64)
     );
-    let server = crate::start_cblogsd_with(&dir.join("data"), Some(&extra));
+    let server = crate::cblogsd::start_with(&dir.join("data"), Some(&extra));
     let (agent, specs) = lay_out(&dir.join("agent"))?;
     let mut shipper = Shipper::start(&agent, &dir.join("state"), &server.url, "");
     let server_pid = server.pid().context("cblogsd is not running")?;
