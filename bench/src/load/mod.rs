@@ -26,6 +26,7 @@ pub mod report;
 mod searchers;
 mod shared;
 mod sse;
+mod tail_check;
 mod tail_specs;
 mod tails;
 mod writer;
@@ -46,8 +47,9 @@ use crate::procs::{cpu_secs, peak_rss_mib, MB};
 use crate::rawhttp;
 use searchers::{searcher, SearchRecord};
 use shared::Shared;
+use tail_check::TailResult;
 use tail_specs::tail_specs;
-use tails::{TailResult, Tails};
+use tails::Tails;
 use writer::Writer;
 
 #[derive(Debug, Clone, Serialize)]

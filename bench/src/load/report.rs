@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::histogram::Hist;
 use super::searchers::{SearchRecord, SEARCHES};
-use super::tails::TailResult;
+use super::tail_check::TailResult;
 use super::{Outcome, Settings};
 use crate::corpus::JOBS;
 use crate::procs::MB;
