@@ -8,9 +8,14 @@ use std::path::{Path, PathBuf};
 
 use cblogs_core::sandbox::{EXECUTOR_PREFIX, LATEST_LINK, LEGACY_LOG_DIR, LOG_DIR, SANDBOX_DIR};
 
+use crate::fs::{mkdirs, with_path, write};
 use crate::ids::{self, fake_uuid, AGENT_ID, FRAMEWORK_ID};
 use crate::task::Task;
-use crate::NOT_A_LOG;
+
+/// Text written where a shipper must not look (the executor's own output,
+/// Thermos checkpoints, a foreign executor's files, files a task
+/// installed): no shipped line may contain it.
+pub const NOT_A_LOG: &str = "NOT-A-TASK-LOG";
 
 /// A Mesos agent's work dir with the Aurora framework's executors folder,
 /// and (optionally) a Thermos checkpoint root for legacy tasks.
@@ -150,18 +155,4 @@ impl Agent {
         }
         Ok(dir)
     }
-}
-
-/// `mkdir -p`, with the path in the error.
-pub(crate) fn mkdirs(dir: &Path) -> io::Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| with_path(e, "create", dir))
-}
-
-fn write(path: &Path, text: String) -> io::Result<()> {
-    std::fs::write(path, text).map_err(|e| with_path(e, "write", path))
-}
-
-/// The error, saying what was done to which path.
-pub(crate) fn with_path(e: io::Error, what: &str, path: &Path) -> io::Error {
-    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
 }

@@ -14,6 +14,8 @@
 //! - [`ProcessRunDir`]: one run of one Thermos process,
 //!   `<log dir>/<process>/<run>/{stdout,stderr}`, written as a process
 //!   writes (append), rotated as Thermos rotates, truncated as `>` does.
+//! - [`NOT_A_LOG`]: the marker in every file of the layout that is not a
+//!   process log (the executor's output, checkpoints, a foreign executor).
 //! - [`ids`]: the agent and framework ids of the layout page, and the
 //!   deterministic uuids task ids and container ids are made of.
 //! - [`lines`]: template sets (built in, or read from a directory of logs)
@@ -22,18 +24,14 @@
 //!   tracebacks and Java stack traces where asked.
 
 mod agent;
+mod fs;
 pub mod ids;
 pub mod lines;
 mod process;
 mod task;
 
-pub use agent::Agent;
+pub use agent::{Agent, NOT_A_LOG};
 /// The random number generator [`lines::TraceKind::trace`] takes.
 pub use fastrand;
 pub use process::{joined_lines, ProcessRunDir};
 pub use task::Task;
-
-/// Text written where a shipper must not look (the executor's own output,
-/// Thermos checkpoints, a foreign executor's files, files a task
-/// installed): no shipped line may contain it.
-pub const NOT_A_LOG: &str = "NOT-A-TASK-LOG";

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use cblogs_core::sandbox::rotated_name;
 use cblogs_core::Stream;
 
-use crate::agent::with_path;
+use crate::fs::with_path;
 
 /// The folder of one run of one Thermos process, and who it belongs to.
 #[derive(Debug, Clone)]

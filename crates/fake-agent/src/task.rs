@@ -5,7 +5,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::agent::{mkdirs, with_path};
+use crate::fs::{mkdirs, with_path};
 use crate::process::ProcessRunDir;
 
 /// One Aurora task on an [`crate::Agent`].

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 pub use kinds::LogKind;
 pub use traces::TraceKind;
 
+use crate::fs::with_path;
 use template::{mix, push_number, push_padded, Seg, Template};
 
 /// Template lines, in sets: one set per program.
@@ -51,18 +52,15 @@ impl Templates {
     /// Every `*.log` file of `dir`, one set each (sorted by name); a
     /// line's `\r` is kept.
     pub fn from_dir(dir: &Path) -> io::Result<Templates> {
-        let named = |e: io::Error, what: &str, p: &Path| {
-            io::Error::new(e.kind(), format!("{what} {}: {e}", p.display()))
-        };
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| named(e, "read corpus dir", dir))?
+            .map_err(|e| with_path(e, "read corpus dir", dir))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "log"))
             .collect();
         paths.sort();
         let mut sets = Vec::new();
         for p in &paths {
-            let data = std::fs::read(p).map_err(|e| named(e, "read", p))?;
+            let data = std::fs::read(p).map_err(|e| with_path(e, "read", p))?;
             let lines: Vec<Template> = data
                 .split(|&b| b == b'\n')
                 .filter(|l| !l.is_empty() && *l != b"\r")
