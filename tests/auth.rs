@@ -87,6 +87,17 @@ fn http_client(ca_pem: Option<&[u8]>) -> reqwest::blocking::Client {
     b.build().expect("HTTP client")
 }
 
+/// `POST /api/v1/ingest` of `body` with the bearer token `token`.
+fn post_ingest(client: &reqwest::blocking::Client, base: &str, token: &str, body: &[u8]) -> Answer {
+    request(
+        client,
+        "POST",
+        &format!("{base}/api/v1/ingest"),
+        Cred::Bearer(token),
+        Some(body),
+    )
+}
+
 /// [`request`] without a body.
 fn call(client: &reqwest::blocking::Client, method: &str, url: &str, cred: Cred) -> Answer {
     request(client, method, url, cred, None)
@@ -226,13 +237,7 @@ fn every_endpoint_needs_its_token() {
     let job = "www-data/prod/hello";
 
     let (ingest, src) = ingest_body(job, &["hello from the auth test", "second line"]);
-    let a = request(
-        &client,
-        "POST",
-        &format!("{base}/api/v1/ingest"),
-        Cred::Bearer(INGEST),
-        Some(&ingest),
-    );
+    let a = post_ingest(&client, base, INGEST, &ingest);
     assert_eq!(a.status, 200, "ingest with the ingest token: {}", a.body);
 
     let silence = br#"{"rule": "no-such-rule", "for_secs": 60}"#.to_vec();
@@ -922,13 +927,7 @@ fn tokens_never_appear_in_logs() {
     );
     let base = server.url.clone();
     let (body, _) = ingest_body(&job, &["a traced line"]);
-    let a = request(
-        &client,
-        "POST",
-        &format!("{base}/api/v1/ingest"),
-        Cred::Bearer(INGEST),
-        Some(&body),
-    );
+    let a = post_ingest(&client, &base, INGEST, &body);
     assert_eq!(a.status, 200, "{}", a.body);
     let mut outputs = Vec::new();
     exercise(&base, READ, &job, &client, &mut outputs);
@@ -1015,16 +1014,7 @@ fn token_rotation_by_sighup() {
     write_atomically(&ingest_file, &format!("{ingest2}\n"));
     sighup(&server);
     let (probe, _) = ingest_body("www-data/prod/probe", &["probe"]);
-    let ingest_status = |token| {
-        request(
-            &client,
-            "POST",
-            &format!("{base}/api/v1/ingest"),
-            Cred::Bearer(token),
-            Some(&probe),
-        )
-        .status
-    };
+    let ingest_status = |token| post_ingest(&client, &base, token, &probe).status;
     wait_until(
         "the old ingest token refused, the new one taken",
         DEADLINE,
