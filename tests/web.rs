@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use browser::{artifacts_dir, Browser};
-use cblogs_core::{JobKey, Selector, Source, Stream};
+use cblogs_core::{JobKey, Selector, Stream};
 use cblogs_testkit::*;
 use fantoccini::key::Key;
 use serde_json::{json, Value};
@@ -141,17 +141,7 @@ impl Want {
 }
 
 fn source_hex(run: &ProcessRun, stream: Stream) -> String {
-    let source = Source {
-        cluster: SHIPPER_CLUSTER.into(),
-        host: SHIPPER_HOST.into(),
-        task_id: run.task_id.clone(),
-        job: run.job.parse::<JobKey>().expect("a job key"),
-        instance: run.instance,
-        process: run.process.clone(),
-        run: run.run,
-        stream,
-    };
-    format!("{:016x}", source.id())
+    format!("{:016x}", run.source(stream).id())
 }
 
 /// Every line written to `runs`, by `(data-source, data-offset)`: the

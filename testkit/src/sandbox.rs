@@ -11,10 +11,11 @@
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
-use cblogs_core::Stream;
+use cblogs_core::{JobKey, Source, Stream};
 use cblogs_fake_agent::{joined_lines, ProcessRunDir};
 
 use crate::model::{StreamKey, StreamModel};
+use crate::shipper::{SHIPPER_CLUSTER, SHIPPER_HOST};
 
 /// A Mesos agent's work dir laid out as `thermos-layout.md` describes, and
 /// a Thermos checkpoint root for tasks of the older (legacy) layout.
@@ -144,6 +145,21 @@ impl ProcessRun {
             self.dir.run,
             stream,
         )
+    }
+
+    /// The source a test shipper (cluster `devcluster`, host `agent1`)
+    /// ships the stream as.
+    pub fn source(&self, stream: Stream) -> Source {
+        Source {
+            cluster: SHIPPER_CLUSTER.into(),
+            host: SHIPPER_HOST.into(),
+            task_id: self.dir.task_id.clone(),
+            job: self.dir.job.parse::<JobKey>().expect("a job key"),
+            instance: self.dir.instance,
+            process: self.dir.process.clone(),
+            run: self.dir.run,
+            stream,
+        }
     }
 
     /// What was written to the stream so far.
