@@ -495,7 +495,7 @@ fn plan_differential(env: &Stack) -> Vec<Planned> {
         let n = i as usize;
         let mut base = sample_from(LogKind::Syslog, n * 300, 300);
         base.extend(sample_from(LogKind::Sshd, n * 300, 300));
-        // Proxifier's lines end with a bare \n; the others with \r\n.
+        // The desktop proxy's lines end with a bare \n; the others with \r\n.
         base.extend(sample_from(LogKind::DesktopProxy, n * 300, 300));
         let stdout = sprinkle(base, 30, |k| token_block(k + 500, &mut Rng(k as u64 + 7)));
         let mut stderr = sprinkle(
