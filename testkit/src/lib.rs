@@ -14,7 +14,7 @@
 //! | [`server`] | `cblogsd` on a free port: start, stop, restart |
 //! | [`server_api`] | what tests ask a running `cblogsd` over HTTP (ingest, flush, storage, metrics) |
 //! | [`shipper`] | `cblogs-shipper` on a fake agent, and the configs tests run it with |
-//! | [`cli`] | running `cblogs` and reading what it printed |
+//! | [`cli`](mod@cli) | running `cblogs` and reading what it printed |
 //! | [`follower`] | a running `cblogs tail -f` whose lines arrive over channels |
 //! | [`wire`] | sources and batches shaped like a shipper's, posted straight to ingest |
 //! | [`sandbox`] | the fake agent (from `cblogs-fake-agent`) remembering what each file was written |
@@ -27,7 +27,7 @@
 //! | [`rng`] | a small seeded random sequence for schedules and fixtures |
 //! | [`text`] | how a terminal shows a line, and the end of a log |
 //! | [`wait`] | the deadline and the poll |
-//! | [`serial`] | one test of a file at a time, where they measure or crowd the cores |
+//! | [`serial`](mod@serial) | one test of a file at a time, where they measure or crowd the cores |
 
 pub mod binaries;
 pub mod cli;
