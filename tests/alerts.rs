@@ -36,12 +36,12 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use cblogs_core::Stream;
-use cblogs_e2e::*;
+use cblogs_testkit::*;
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------
@@ -256,11 +256,6 @@ const QUIET: Duration = Duration::from_secs(2);
 /// Wall-clock slack for "no sooner than": arrival vs. a line's `time_ns`.
 const SLACK_NS: i64 = 100_000_000;
 
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// A cblogsd config that turns alerting on with `rules_file`.
 fn alerts_config(rules_file: &Path) -> String {
     format!(
@@ -275,14 +270,12 @@ fn webhook(name: &str, url: &str) -> String {
 }
 
 /// Dropped in field order: the shipper and cblogsd stop before the receiver
-/// and the folders go.
+/// goes.
 struct Env {
     shipper: Shipper,
-    server: Server,
+    stack: Stack,
     receiver: Receiver,
-    agent: Agent,
     rules_file: PathBuf,
-    _dir: tempfile::TempDir,
 }
 
 impl Env {
@@ -292,21 +285,12 @@ impl Env {
         let dir = tempfile::tempdir().expect("temp dir");
         let rules_file = dir.path().join("alerts.toml");
         std::fs::write(&rules_file, rules).expect("write the rules file");
-        let server = Server::start(&dir.path().join("data"), Some(&alerts_config(&rules_file)));
-        let agent = Agent::new(&dir.path().join("agent"));
-        let shipper = Shipper::start(
-            &agent,
-            &dir.path().join("shipper-state"),
-            &server.url,
-            SHIPPER_FAST,
-        );
+        let stack = Stack::in_dir(dir, Some(&alerts_config(&rules_file)));
         Env {
-            shipper,
-            server,
+            shipper: stack.shipper(),
+            stack,
             receiver,
-            agent,
             rules_file,
-            _dir: dir,
         }
     }
 
@@ -318,13 +302,13 @@ impl Env {
         Env::start(receiver, &rules)
     }
 
-    fn task(&self, (role, env, name): (&str, &str, &str), instance: u32) -> Task {
-        self.agent.task(role, env, name, instance)
+    fn task(&self, job: JobName, instance: u32) -> Task {
+        self.stack.task(job, instance)
     }
 
     /// Waits until cblogsd holds exactly the lines written to `runs`.
     fn wait_stored(&mut self, runs: &[&ProcessRun]) {
-        wait_all_stored(&self.server, &mut self.shipper, SHIP_DEADLINE, runs);
+        wait_all_stored(&self.stack.server, &mut self.shipper, SHIP_DEADLINE, runs);
     }
 
     /// Waits (until `deadline`) for the firing of `rule`, or fails saying
@@ -346,14 +330,14 @@ impl Env {
             panic!(
                 "no {status:?} notification of {rule:?} in time; received:\n{}\ncblogsd log:\n{}",
                 self.receiver.describe(),
-                self.server.log_text()
+                self.stack.server.log_text()
             )
         })
     }
 
     /// `GET /api/v1/alerts`.
     fn alerts(&self) -> Value {
-        get_json(&self.server, "/api/v1/alerts")
+        get_json(&self.stack.server, "/api/v1/alerts")
     }
 
     /// The group of `rule` for `job` (and `instance`) in `GET /api/v1/alerts`, if listed.
@@ -598,7 +582,7 @@ notify = ["hook"]
     assert_eq!(fired.body["count"], 2, "{}", fired.body);
     assert_eq!(fired.body["window_secs"], 3, "{}", fired.body);
 
-    let last_match = *times_of(&env.server, "No space left")
+    let last_match = *times_of(&env.stack.server, "No space left")
         .iter()
         .max()
         .expect("the matching lines are stored");
@@ -773,13 +757,13 @@ notify = ["hook"]
     );
     env.wait_stored(&[&web]);
     env.expect_firing("panics", Instant::now() + FIRE_BUDGET);
-    let last_match = *times_of(&env.server, "panicked at")
+    let last_match = *times_of(&env.stack.server, "panicked at")
         .iter()
         .max()
         .expect("stored");
 
-    env.server.stop();
-    env.server.restart();
+    env.stack.server.stop();
+    env.stack.server.restart();
     let restarted = Instant::now();
     let group = wait_until("the rule's group after the restart", FIRE_BUDGET, || {
         env.group("panics", None)
@@ -1105,7 +1089,7 @@ fn bad_rules_are_refused() {
         );
 
         std::fs::write(&env.rules_file, &bad.rules).expect("write the rules file");
-        let (status, body) = reload(&env.server);
+        let (status, body) = reload(&env.stack.server);
         assert_eq!(status, 400, "{}: reload answered {body}", bad.what);
         let error = str_of(&body, "error");
         assert!(
@@ -1125,7 +1109,7 @@ fn bad_rules_are_refused() {
 
     let two = notifier.clone() + &rule_table("good-one", &[]) + &rule_table("good-two", &[]);
     std::fs::write(&env.rules_file, two).expect("write the rules file");
-    let (status, body) = reload(&env.server);
+    let (status, body) = reload(&env.stack.server);
     assert_eq!(status, 200, "a good file reloads: {body}");
     assert_eq!(body["rules"], 2, "{body}");
     assert_eq!(rule_names(&env.alerts()), ["good-one", "good-two"]);
@@ -1135,7 +1119,7 @@ fn bad_rules_are_refused() {
         + &rule_table("good-two", &[])
         + &rule_table("good-three", &[("severity", "\"info\"")]);
     std::fs::write(&env.rules_file, three).expect("write the rules file");
-    let pid = env.server.pid().expect("cblogsd runs");
+    let pid = env.stack.server.pid().expect("cblogsd runs");
     // SAFETY: kill(2) with a pid we own and a valid signal number.
     let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) };
     assert_eq!(rc, 0, "send SIGHUP");
@@ -1195,7 +1179,7 @@ notify = ["pd", "chat"]
         panic!(
             "PagerDuty and Slack both notified; received:\n{}\ncblogsd log:\n{}",
             env.receiver.describe(),
-            env.server.log_text()
+            env.stack.server.log_text()
         );
     };
 
@@ -1256,7 +1240,7 @@ notify = ["hook"]
 "#,
     );
     // Instance 0 is silenced through the real CLI; instance 1 is not.
-    let out = env.server.cli(&[
+    let out = env.stack.server.cli(&[
         "alerts",
         "silence",
         "oom",
@@ -1272,6 +1256,7 @@ notify = ["hook"]
         out.stdout
     );
     let unknown = env
+        .stack
         .server
         .cli(&["alerts", "silence", "no-such-rule", "--for", "1h"]);
     assert_ne!(unknown.code, 0);
@@ -1310,7 +1295,7 @@ notify = ["hook"]
     // The silence is listed, by the API and by `cblogs alerts`.
     let alerts = env.alerts();
     assert_eq!(alerts["silences"][0]["rule"], "oom", "{alerts}");
-    let listed = env.server.cli(&["alerts"]);
+    let listed = env.stack.server.cli(&["alerts"]);
     assert!(
         listed.stdout.contains("oom on www-data/prod/hello/0 until"),
         "{}",

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cblogs_core::Stream;
-use cblogs_e2e::*;
+use cblogs_testkit::*;
 
 /// One token per role, and tokens no role knows.
 const INGEST: &str = "ingest-tok-3f9a1c7e5b2d";
@@ -87,6 +87,22 @@ fn http_client(ca_pem: Option<&[u8]>) -> reqwest::blocking::Client {
     b.build().expect("HTTP client")
 }
 
+/// `POST /api/v1/ingest` of `body` with the bearer token `token`.
+fn post_ingest(client: &reqwest::blocking::Client, base: &str, token: &str, body: &[u8]) -> Answer {
+    request(
+        client,
+        "POST",
+        &format!("{base}/api/v1/ingest"),
+        Cred::Bearer(token),
+        Some(body),
+    )
+}
+
+/// [`request`] without a body.
+fn call(client: &reqwest::blocking::Client, method: &str, url: &str, cred: Cred) -> Answer {
+    request(client, method, url, cred, None)
+}
+
 fn request(
     client: &reqwest::blocking::Client,
     method: &str,
@@ -135,7 +151,7 @@ fn ingest_body(job: &str, lines: &[&str]) -> (Vec<u8>, cblogs_core::Source) {
 }
 
 fn request_of(batches: Vec<cblogs_core::wire::Batch>) -> cblogs_core::wire::IngestRequest {
-    cblogs_e2e::request(batches)
+    cblogs_testkit::request(batches)
 }
 
 /// The texts of `job`'s newest lines, via the API, or `None` while the
@@ -146,12 +162,11 @@ fn api_lines(
     token: &str,
     job: &str,
 ) -> Option<Vec<String>> {
-    let a = request(
+    let a = call(
         client,
         "GET",
         &format!("{base}/api/v1/tail?job={job}&n=10000"),
         Cred::Bearer(token),
-        None,
     );
     if a.status == 404 {
         return None;
@@ -222,13 +237,7 @@ fn every_endpoint_needs_its_token() {
     let job = "www-data/prod/hello";
 
     let (ingest, src) = ingest_body(job, &["hello from the auth test", "second line"]);
-    let a = request(
-        &client,
-        "POST",
-        &format!("{base}/api/v1/ingest"),
-        Cred::Bearer(INGEST),
-        Some(&ingest),
-    );
+    let a = post_ingest(&client, base, INGEST, &ingest);
     assert_eq!(a.status, 200, "ingest with the ingest token: {}", a.body);
 
     let silence = br#"{"rule": "no-such-rule", "for_secs": 60}"#.to_vec();
@@ -346,30 +355,20 @@ fn every_endpoint_needs_its_token() {
 
     // The web page's cookie stands for a read token.
     let jobs = format!("{base}/api/v1/jobs");
-    let a = request(&client, "GET", &jobs, Cred::Cookie(READ), None);
+    let a = call(&client, "GET", &jobs, Cred::Cookie(READ));
     assert_eq!(a.status, 200, "jobs with the read cookie: {}", a.body);
     assert!(a.body.contains(job), "{}", a.body);
-    let a = request(&client, "GET", &jobs, Cred::Cookie(BOGUS), None);
+    let a = call(&client, "GET", &jobs, Cred::Cookie(BOGUS));
     assert_eq!(a.status, 401, "jobs with a bogus cookie: {}", a.body);
-    let a = request(&client, "GET", &jobs, Cred::Cookie(INGEST), None);
+    let a = call(&client, "GET", &jobs, Cred::Cookie(INGEST));
     assert_eq!(a.status, 403, "jobs with an ingest cookie: {}", a.body);
-    let a = request(
-        &client,
-        "POST",
-        &format!("{base}/api/v1/admin/flush"),
-        Cred::Cookie(READ),
-        None,
-    );
+    let flush = format!("{base}/api/v1/admin/flush");
+    let a = call(&client, "POST", &flush, Cred::Cookie(READ));
     assert_eq!(a.status, 403, "flush with the read cookie: {}", a.body);
 
     // Sign-in: the token becomes an HttpOnly, SameSite=Strict cookie.
-    let a = request(
-        &client,
-        "POST",
-        &format!("{base}/api/v1/session"),
-        Cred::Bearer(READ),
-        None,
-    );
+    let session = format!("{base}/api/v1/session");
+    let a = call(&client, "POST", &session, Cred::Bearer(READ));
     assert_eq!(a.status, 200, "{}", a.body);
     let cookie = a.header("set-cookie");
     assert!(
@@ -380,37 +379,19 @@ fn every_endpoint_needs_its_token() {
     assert!(cookie.contains("SameSite=Strict"), "{cookie}");
     assert!(!cookie.contains("Secure"), "plain http: {cookie}");
     // A cookie alone does not start a session: the token must be sent.
-    let a = request(
-        &client,
-        "POST",
-        &format!("{base}/api/v1/session"),
-        Cred::Cookie(READ),
-        None,
-    );
+    let a = call(&client, "POST", &session, Cred::Cookie(READ));
     assert_eq!(a.status, 400, "{}", a.body);
-    let a = request(
-        &client,
-        "DELETE",
-        &format!("{base}/api/v1/session"),
-        Cred::Cookie(READ),
-        None,
-    );
+    let a = call(&client, "DELETE", &session, Cred::Cookie(READ));
     assert_eq!(a.status, 200, "{}", a.body);
     assert!(a.header("set-cookie").contains("Max-Age=0"), "sign-out");
 
     // The page and the health check stay open.
     for path in ["/", "/static/app.js", "/healthz"] {
-        let a = request(&client, "GET", &format!("{base}{path}"), Cred::None, None);
+        let a = call(&client, "GET", &format!("{base}{path}"), Cred::None);
         assert_eq!(a.status, 200, "GET {path} without a token: {}", a.body);
     }
     // An unknown path is 404 whatever the credentials.
-    let a = request(
-        &client,
-        "GET",
-        &format!("{base}/api/v1/nope"),
-        Cred::None,
-        None,
-    );
+    let a = call(&client, "GET", &format!("{base}/api/v1/nope"), Cred::None);
     assert_eq!(a.status, 404, "{}", a.body);
     eprintln!("every_endpoint_needs_its_token: {:?}", started.elapsed());
 }
@@ -500,13 +481,7 @@ fn roles_without_tokens_are_open_only_on_loopback() {
             );
         }
     }
-    let a = request(
-        &client,
-        "GET",
-        &format!("{remote}/healthz"),
-        Cred::None,
-        None,
-    );
+    let a = call(&client, "GET", &format!("{remote}/healthz"), Cred::None);
     assert_eq!(a.status, 200, "/healthz stays open to everyone");
 
     // Dual-stack: an IPv4 client of a `[::]` listener arrives as
@@ -515,7 +490,7 @@ fn roles_without_tokens_are_open_only_on_loopback() {
         let dual = Server::start_with(&dir.path().join("data6"), None, "[::]:0", &[]);
         let jobs = |host: String| {
             let url = format!("http://{host}:{}/api/v1/jobs", dual.port);
-            request(&client, "GET", &url, Cred::None, None)
+            call(&client, "GET", &url, Cred::None)
         };
         let a = jobs("127.0.0.1".into());
         assert_eq!(a.status, 200, "via 127.0.0.1 to [::]: {}", a.body);
@@ -730,15 +705,14 @@ fn shipper_and_cli_with_tokens_over_tls() {
         r.map(|r| r.status())
     );
     // And https still works after that.
-    let a = request(&client, "GET", &format!("{url}/healthz"), Cred::None, None);
+    let a = call(&client, "GET", &format!("{url}/healthz"), Cred::None);
     assert_eq!(a.status, 200);
     // Over TLS the session cookie is Secure too.
-    let a = request(
+    let a = call(
         &client,
         "POST",
         &format!("{url}/api/v1/session"),
         Cred::Bearer(READ),
-        None,
     );
     assert_eq!(a.status, 200, "{}", a.body);
     let cookie = a.header("set-cookie");
@@ -797,7 +771,7 @@ fn exercise(
         ("POST", "/api/v1/ingest", Cred::Bearer(BOGUS)),
     ];
     for (method, path, cred) in calls {
-        let a = request(client, method, &format!("{base}{path}"), cred, None);
+        let a = call(client, method, &format!("{base}{path}"), cred);
         // What the server answers must not echo a token either, save the
         // session's own Set-Cookie.
         if path != "/api/v1/session" || a.status != 200 {
@@ -884,19 +858,17 @@ fn tokens_never_appear_in_logs() {
     write_atomically(&read_file, &format!("# rotated\n{NEW_READ}\n"));
     sighup(&server);
     wait_until("the rotated read token", DEADLINE, || {
-        let old = request(
+        let old = call(
             &client,
             "GET",
             &format!("{base}/api/v1/jobs"),
             Cred::Bearer(READ),
-            None,
         );
-        let new = request(
+        let new = call(
             &client,
             "GET",
             &format!("{base}/api/v1/jobs"),
             Cred::Bearer(NEW_READ),
-            None,
         );
         (old.status == 401 && new.status == 200).then_some(())
     });
@@ -910,12 +882,11 @@ fn tokens_never_appear_in_logs() {
             .contains("tokens not reloaded")
             .then_some(())
     });
-    let a = request(
+    let a = call(
         &client,
         "GET",
         &format!("{base}/api/v1/jobs"),
         Cred::Bearer(NEW_READ),
-        None,
     );
     assert_eq!(a.status, 200, "the tokens in force stay: {}", a.body);
 
@@ -956,13 +927,7 @@ fn tokens_never_appear_in_logs() {
     );
     let base = server.url.clone();
     let (body, _) = ingest_body(&job, &["a traced line"]);
-    let a = request(
-        &client,
-        "POST",
-        &format!("{base}/api/v1/ingest"),
-        Cred::Bearer(INGEST),
-        Some(&body),
-    );
+    let a = post_ingest(&client, &base, INGEST, &body);
     assert_eq!(a.status, 200, "{}", a.body);
     let mut outputs = Vec::new();
     exercise(&base, READ, &job, &client, &mut outputs);
@@ -1008,7 +973,7 @@ fn token_rotation_by_sighup() {
     let base = server.url.clone();
     let client = http_client(None);
     let jobs = format!("{base}/api/v1/jobs");
-    let status = |token| request(&client, "GET", &jobs, Cred::Bearer(token), None).status;
+    let status = |token| call(&client, "GET", &jobs, Cred::Bearer(token)).status;
 
     // Read tokens.
     assert_eq!(status(read1), 200, "the read token in the file");
@@ -1049,16 +1014,7 @@ fn token_rotation_by_sighup() {
     write_atomically(&ingest_file, &format!("{ingest2}\n"));
     sighup(&server);
     let (probe, _) = ingest_body("www-data/prod/probe", &["probe"]);
-    let ingest_status = |token| {
-        request(
-            &client,
-            "POST",
-            &format!("{base}/api/v1/ingest"),
-            Cred::Bearer(token),
-            Some(&probe),
-        )
-        .status
-    };
+    let ingest_status = |token| post_ingest(&client, &base, token, &probe).status;
     wait_until(
         "the old ingest token refused, the new one taken",
         DEADLINE,

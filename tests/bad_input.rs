@@ -2,18 +2,12 @@
 //! cut line), and the service keeps serving and keeps what it accepted.
 
 use cblogs_core::Stream;
-use cblogs_e2e::*;
+use cblogs_testkit::*;
 
 #[test]
 fn bad_bodies_get_clear_errors_and_nothing_is_lost() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(&dir.path().join("data"), None);
-    let mut f = SourceFile::new(source(
-        "devcluster/www-data/prod/hello",
-        0,
-        "hello",
-        Stream::Stdout,
-    ));
+    let (_dir, server) = Server::in_temp_dir(None);
+    let mut f = SourceFile::of("devcluster/www-data/prod/hello", 0, "hello", Stream::Stdout);
     server.post_ok(&request(vec![f.batch(&["good before"])]));
     let good = serde_json::to_value(request(vec![f.batch(&["never stored"])])).expect("json");
 

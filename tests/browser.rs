@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cblogs_e2e::DEADLINE;
+use cblogs_testkit::{require_tool, DEADLINE};
 use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::elements::Element;
 use fantoccini::error::CmdError;
@@ -147,7 +147,8 @@ impl Browser {
             })
             .unwrap_or_else(|e| {
                 panic!(
-                    "new WebDriver session: {e}; chromedriver said:\n{}",
+                    "new WebDriver session: {e} (is Chromium installed? the browser tests \
+                     need it: apt-get install chromium chromium-driver); chromedriver said:\n{}",
                     self.driver_output()
                 )
             });
@@ -522,7 +523,12 @@ fn free_port() -> u16 {
 /// Starts `chromedriver --port=PORT` in a new process group and polls its
 /// `/status` until it is ready; `false` if it exited first.
 fn spawn_driver(dir: &Path, port: u16) -> (Child, bool) {
-    let exe = std::env::var_os("CBLOGS_CHROMEDRIVER").unwrap_or_else(|| "chromedriver".into());
+    let exe = std::env::var("CBLOGS_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+    let exe = require_tool(
+        &exe,
+        "the browser tests (tests/web.rs, with Chromium)",
+        "apt-get install chromium chromium-driver",
+    );
     let out =
         std::fs::File::create(dir.join("chromedriver.out")).expect("chromedriver output file");
     let err = out.try_clone().expect("clone file handle");
@@ -539,7 +545,7 @@ fn spawn_driver(dir: &Path, port: u16) -> (Child, bool) {
             panic!(
                 "start {}: {e} (the browser tests need Chromium and chromedriver: \
                  apt-get install chromium chromium-driver, as .ci/run does)",
-                exe.to_string_lossy()
+                exe.display()
             )
         });
     let status_url = format!("http://127.0.0.1:{port}/status");

@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use cblogs_e2e::*;
+use cblogs_testkit::*;
 
 #[test]
 fn the_demo_writes_jobs_that_cblogs_can_tail() {

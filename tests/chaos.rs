@@ -9,16 +9,15 @@
 //! `CBLOGS_CHAOS_SEED=<seed>` to replay a run's schedule (the timing of the
 //! processes themselves can of course not be replayed).
 
-use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use cblogs_core::{LineView, Stream};
-use cblogs_e2e::*;
+use cblogs_testkit::*;
 
 const BOTH: [Stream; 2] = [Stream::Stdout, Stream::Stderr];
 const HELLO: (&str, &str, &str) = ("www-data", "prod", "hello");
@@ -45,45 +44,9 @@ fn chaos_shipper_config() -> String {
     c
 }
 
-/// One chaos test at a time: each runs two busy processes and a writer,
-/// and its kill points assume it has the machine's cores to itself.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 // ---------------------------------------------------------------------------
 // Seeded randomness.
 // ---------------------------------------------------------------------------
-
-/// splitmix64: small, seedable, good enough to pick kill points.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.below(hi - lo + 1))
-    }
-
-    fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            let j = self.below(i as u64 + 1) as usize;
-            v.swap(i, j);
-        }
-    }
-}
 
 /// `CBLOGS_CHAOS_SEED`, or one from the clock; printed either way.
 fn chaos_seed(test: &str) -> u64 {
@@ -117,7 +80,7 @@ struct WriterControl {
 }
 
 /// Appends one line to every stream every `pause`, each line
-/// `<run>/<stream>/<seq> <corpus line>` (so unique); every seventh write
+/// `<run>/<stream>/<seq> <sample line>` (so unique); every seventh write
 /// in two pieces. On request: a burst of many lines per file, or a
 /// rotation of the first run's stdout.
 struct Writer {
@@ -132,13 +95,13 @@ impl Writer {
             let ctl = ctl.clone();
             std::thread::spawn(move || {
                 let corpora: Vec<Vec<Vec<u8>>> = [
-                    "Apache_2k.log",
-                    "HDFS_2k.log",
-                    "OpenSSH_2k.log",
-                    "Linux_2k.log",
+                    LogKind::WebServerErrors,
+                    LogKind::Hdfs,
+                    LogKind::Sshd,
+                    LogKind::Syslog,
                 ]
                 .iter()
-                .map(|n| corpus(n))
+                .map(|kind| sample(*kind))
                 .collect();
                 let mut seq = vec![[0usize; 2]; runs.len()];
                 let mut writes = 0usize;
@@ -300,99 +263,6 @@ fn wait_change<T: PartialEq>(within: Duration, mut f: impl FnMut() -> T) -> bool
 // Exactly once, in order.
 // ---------------------------------------------------------------------------
 
-type Shown = (u64, String, bool, bool);
-
-fn brief((offset, text, cut, partial): &Shown) -> String {
-    let mut t: String = text.chars().take(60).collect();
-    if t.len() < text.len() {
-        t.push('…');
-    }
-    format!(
-        "@{offset} {t:?}{}{}",
-        if *cut { " cut" } else { "" },
-        if *partial { " partial" } else { "" }
-    )
-}
-
-fn first_few<'a>(what: &str, items: impl Iterator<Item = &'a Shown>) -> Option<String> {
-    let items: Vec<&Shown> = items.collect();
-    (!items.is_empty()).then(|| {
-        let shown: Vec<String> = items.iter().take(5).map(|s| brief(s)).collect();
-        format!("{} {what}, first: {}", items.len(), shown.join(", "))
-    })
-}
-
-/// Everything wrong with `got` against what `runs` wrote: per stream the
-/// lines missing, doubled, never written, or out of file order (first few
-/// of each); empty when every line is there exactly once, in order.
-fn problems(got: &[LineView], runs: &[&ProcessRun]) -> Vec<String> {
-    let mut by_key: BTreeMap<StreamKey, Vec<&LineView>> = BTreeMap::new();
-    for l in got {
-        by_key
-            .entry((l.task_id.clone(), l.process.clone(), l.run, l.stream))
-            .or_default()
-            .push(l);
-    }
-    let mut problems = Vec::new();
-    for run in runs {
-        for stream in BOTH {
-            let name = format!("{}/{}/{}/{stream}", run.task_id, run.process, run.run);
-            let have: Vec<Shown> = by_key
-                .remove(&run.key(stream))
-                .unwrap_or_default()
-                .iter()
-                .map(|l| (l.offset, l.text.clone(), l.flags.cut, l.flags.partial))
-                .collect();
-            let want: Vec<Shown> = run.model(stream).lines.iter().map(Written::view).collect();
-            if want == have {
-                continue;
-            }
-            let mut count: HashMap<&Shown, usize> = HashMap::new();
-            for h in &have {
-                *count.entry(h).or_default() += 1;
-            }
-            let wanted: std::collections::HashSet<&Shown> = want.iter().collect();
-            let mut found = vec![format!(
-                "{name}: {} lines written, {} stored",
-                want.len(),
-                have.len()
-            )];
-            found.extend(first_few(
-                "missing",
-                want.iter().filter(|w| !count.contains_key(w)),
-            ));
-            found.extend(first_few(
-                "stored more than once",
-                want.iter().filter(|w| count.get(w).is_some_and(|n| *n > 1)),
-            ));
-            found.extend(first_few(
-                "stored but never written",
-                have.iter().filter(|h| !wanted.contains(h)),
-            ));
-            if found.len() == 1 {
-                let i = want
-                    .iter()
-                    .zip(&have)
-                    .position(|(w, h)| w != h)
-                    .unwrap_or(0);
-                found.push(format!(
-                    "out of file order at line {i}: wrote {}, stored {}",
-                    brief(&want[i]),
-                    brief(&have[i])
-                ));
-            }
-            problems.push(found.join("; "));
-        }
-    }
-    for (key, lines) in by_key {
-        problems.push(format!(
-            "{} lines of a source nothing was written to: {key:?}",
-            lines.len()
-        ));
-    }
-    problems
-}
-
 /// Waits until the server holds as many lines per job as `runs` wrote
 /// (failing at once if it holds more), then checks every line is there
 /// exactly once, in file order; on failure lists what is wrong.
@@ -403,37 +273,14 @@ fn assert_exactly_once(
     selector: &str,
     ctx: &str,
 ) -> Vec<LineView> {
-    let want = written_per_job(runs);
-    let total: u64 = want.values().sum();
+    let total: u64 = written_per_job(runs).values().sum();
     assert!(
         total < cblogs_core::api::MAX_TAIL_LINES as u64,
         "{ctx}: {total} lines written, more than one tail can read back"
     );
-    let end = Instant::now() + CATCH_UP;
-    let outcome = loop {
-        shipper.assert_running();
-        let got = stored_per_job(server);
-        if got == want {
-            break None;
-        }
-        if let Some((job, n)) = got
-            .iter()
-            .find(|(job, n)| **n > want.get(*job).copied().unwrap_or(0))
-        {
-            break Some(format!(
-                "{job}: {n} lines stored, more than the {} written",
-                want.get(job).copied().unwrap_or(0)
-            ));
-        }
-        if Instant::now() >= end {
-            break Some(format!(
-                "timed out after {CATCH_UP:?}: written per job {want:?}, stored {got:?}"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let outcome = await_stored(server, shipper, CATCH_UP, runs).err();
     let got = server.try_all_lines(selector).unwrap_or_default();
-    let problems = problems(&got, runs);
+    let problems = problems(&got, runs, Offsets::Exact);
     if outcome.is_some() || !problems.is_empty() {
         panic!(
             "{ctx}: {}\n  {}\nshipper log (end):\n{}\ncblogsd log (end):\n{}",
@@ -444,6 +291,31 @@ fn assert_exactly_once(
         );
     }
     got
+}
+
+/// The end of a kill test: one last burst after the last restart, writing
+/// stops, the rotation happened, and every line written is stored exactly
+/// once, in order.
+fn last_burst_then_check(
+    writer: Writer,
+    server: &Server,
+    shipper: &mut Shipper,
+    what: &str,
+    started: Instant,
+) {
+    writer.burst(50);
+    let runs = writer.finish();
+    let refs: Vec<&ProcessRun> = runs.iter().collect();
+    assert!(
+        runs[0].dir.join("stdout.1").exists(),
+        "the rotation happened"
+    );
+    let lines = assert_exactly_once(server, shipper, &refs, "*", what);
+    println!(
+        "{what}: {} lines exactly once, {:.1?}",
+        lines.len(),
+        started.elapsed()
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -486,6 +358,23 @@ fn mid_burst(api: &Api, writer: &Writer, rng: &mut Rng) -> String {
         ),
         None => "burst not acknowledged".into(),
     }
+}
+
+/// A kill point as soon as `f` changes (within 5 s): `seen`, or `not_seen`
+/// if it did not.
+fn on_change<T: PartialEq>(f: impl FnMut() -> T, seen: &str, not_seen: &str) -> String {
+    let changed = wait_change(Duration::from_secs(5), f);
+    if changed { seen } else { not_seen }.to_owned()
+}
+
+/// Says which kill this was, and keeps the process down for `down` (the
+/// schedule's pause, not a wait for anything).
+fn stay_down(k: usize, mode: &impl std::fmt::Debug, note: &str, down: Duration, started: Instant) {
+    println!(
+        "  kill {k:2} ({mode:?}) {note}; down for {down:?} [{:.1?}]",
+        started.elapsed()
+    );
+    std::thread::sleep(down);
 }
 
 /// A kill point 0–1.5 s from now, whatever is happening then.
@@ -536,46 +425,21 @@ fn sigkill_cblogsd_at_20_random_points() {
         }
         let note = match mode {
             ServerKill::AfterAck => after_an_ack(&api),
-            ServerKill::MidCommit => {
-                if wait_change(Duration::from_secs(5), || tree_signature(&partitions)) {
-                    "as a commit wrote to the partitions".into()
-                } else {
-                    "no commit seen within 5 s".into()
-                }
-            }
+            ServerKill::MidCommit => on_change(
+                || tree_signature(&partitions),
+                "as a commit wrote to the partitions",
+                "no commit seen within 5 s",
+            ),
             ServerKill::MidShipperBatch => mid_burst(&api, &writer, &mut rng),
             ServerKill::Random => after_random_delay(&mut rng),
         };
         server.kill9();
-        let down = rng.millis(0, 300);
-        println!(
-            "  kill {k:2} ({mode:?}) {note}; down for {down:?} [{:.1?}]",
-            started.elapsed()
-        );
-        std::thread::sleep(down);
+        stay_down(k, mode, &note, rng.millis(0, 300), started);
         server.restart();
         shipper.assert_running();
     }
-    // One last burst after the last restart, then writing stops.
-    writer.burst(50);
-    let runs = writer.finish();
-    let refs: Vec<&ProcessRun> = runs.iter().collect();
-    assert!(
-        runs[0].dir.join("stdout.1").exists(),
-        "the rotation happened"
-    );
-    let lines = assert_exactly_once(
-        &server,
-        &mut shipper,
-        &refs,
-        "*",
-        &format!("seed {seed}, cblogsd killed {KILLS} times"),
-    );
-    println!(
-        "sigkill_cblogsd_at_20_random_points: {} lines exactly once after {KILLS} kills, {:.1?}",
-        lines.len(),
-        started.elapsed()
-    );
+    let what = format!("seed {seed}, cblogsd killed {KILLS} times");
+    last_burst_then_check(writer, &server, &mut shipper, &what, started);
     assert!(
         server.log_text().contains("write-ahead log replayed"),
         "restarts replayed the WAL"
@@ -605,8 +469,7 @@ fn sigkill_shipper_at_20_random_points() {
     let started = Instant::now();
     let seed = chaos_seed("sigkill_shipper_at_20_random_points");
     let mut rng = Rng(seed);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut server = Server::start(&dir.path().join("data"), Some(SMALL_BLOCKS));
+    let (dir, mut server) = Server::in_temp_dir(Some(SMALL_BLOCKS));
     let api = Api::new(&server);
     let agent = Agent::new(&dir.path().join("agent"));
     let runs = chaos_runs(&agent);
@@ -636,24 +499,17 @@ fn sigkill_shipper_at_20_random_points() {
     for (k, mode) in plan.iter().enumerate() {
         let note = match mode {
             ShipperKill::AfterAck => after_an_ack(&api),
-            ShipperKill::AfterCheckpoint => {
-                if wait_change(Duration::from_secs(5), checkpoint_id) {
-                    "right after a checkpoint was written".into()
-                } else {
-                    "no checkpoint written within 5 s".into()
-                }
-            }
+            ShipperKill::AfterCheckpoint => on_change(
+                checkpoint_id,
+                "right after a checkpoint was written",
+                "no checkpoint written within 5 s",
+            ),
             ShipperKill::MidBatch => mid_burst(&api, &writer, &mut rng),
             ShipperKill::Random => after_random_delay(&mut rng),
         };
         shipper.assert_running();
         shipper.kill9();
-        let down = rng.millis(0, 500);
-        println!(
-            "  kill {k:2} ({mode:?}) {note}; down for {down:?} [{:.1?}]",
-            started.elapsed()
-        );
-        std::thread::sleep(down);
+        stay_down(k, mode, &note, rng.millis(0, 500), started);
         if k == KILLS / 2 {
             // While the shipper is down: on restart it must find its
             // checkpointed file by inode as stdout.1 and go on with stdout.
@@ -662,25 +518,8 @@ fn sigkill_shipper_at_20_random_points() {
         }
         shipper.restart();
     }
-    writer.burst(50);
-    let runs = writer.finish();
-    let refs: Vec<&ProcessRun> = runs.iter().collect();
-    assert!(
-        runs[0].dir.join("stdout.1").exists(),
-        "the rotation happened"
-    );
-    let lines = assert_exactly_once(
-        &server,
-        &mut shipper,
-        &refs,
-        "*",
-        &format!("seed {seed}, the shipper killed {KILLS} times"),
-    );
-    println!(
-        "sigkill_shipper_at_20_random_points: {} lines exactly once after {KILLS} kills, {:.1?}",
-        lines.len(),
-        started.elapsed()
-    );
+    let what = format!("seed {seed}, the shipper killed {KILLS} times");
+    last_burst_then_check(writer, &server, &mut shipper, &what, started);
     shipper.stop();
     server.stop();
 }
@@ -765,7 +604,7 @@ fn torn_last_wal_record(damage: Damage) {
         &server.url,
         SHIPPER_FAST,
     );
-    let text = corpus("Thunderbird_2k.log");
+    let text = sample(LogKind::ClusterSyslog);
     let line = |tag: &str, i: usize| {
         let mut l = format!("{tag} {i:04} ").into_bytes();
         l.extend_from_slice(&text[i % text.len()]);
@@ -859,12 +698,7 @@ fn torn_last_wal_record(damage: Damage) {
         &format!("{damage:?}: after the torn WAL record"),
     );
     // New ingest from another sender is accepted too.
-    let mut fresh = SourceFile::new(source(
-        "devcluster/chaos/prod/fresh",
-        0,
-        "p",
-        Stream::Stdout,
-    ));
+    let mut fresh = SourceFile::of("devcluster/chaos/prod/fresh", 0, "p", Stream::Stdout);
     let resp = server.post_ok(&request(vec![fresh.batch(&["after the torn record"])]));
     assert_eq!(resp["accepted"], 1, "{damage:?}: {resp}");
     assert_eq!(server.all_lines("chaos/prod/fresh").len(), 1);

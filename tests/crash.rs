@@ -2,23 +2,22 @@
 //! in sealed blocks and in the index all come back, each exactly once.
 
 use cblogs_core::Stream;
-use cblogs_e2e::*;
+use cblogs_testkit::*;
 
 #[test]
 fn sigkill_after_acknowledgements_loses_nothing() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut server = Server::start(&dir.path().join("data"), Some(SMALL_BLOCKS));
+    let (_dir, mut server) = Server::in_temp_dir(Some(SMALL_BLOCKS));
     let corpora = [
-        corpus("HDFS_2k.log"),
-        corpus("Thunderbird_2k.log"),
-        corpus("BGL_2k.log"),
+        sample(LogKind::Hdfs),
+        sample(LogKind::ClusterSyslog),
+        sample(LogKind::Supercomputer),
     ];
     let mut files: Vec<(SourceFile, &Vec<Vec<u8>>)> = (0..3u32)
         .flat_map(|i| {
             let corpus = &corpora[i as usize];
             [Stream::Stdout, Stream::Stderr].map(|s| {
                 (
-                    SourceFile::new(source("devcluster/data/prod/etl", i, "etl", s)),
+                    SourceFile::of("devcluster/data/prod/etl", i, "etl", s),
                     corpus,
                 )
             })
@@ -72,10 +71,9 @@ fn sigkill_after_acknowledgements_loses_nothing() {
 
 #[test]
 fn the_held_end_survives_a_restart_even_after_a_cut_or_partial_line() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut server = Server::start(&dir.path().join("data"), Some(SMALL_BLOCKS));
-    let mut cut = SourceFile::new(source("devcluster/data/prod/big", 0, "big", Stream::Stdout));
-    let mut partial = SourceFile::new(source("devcluster/data/prod/big", 1, "big", Stream::Stdout));
+    let (_dir, mut server) = Server::in_temp_dir(Some(SMALL_BLOCKS));
+    let mut cut = SourceFile::of("devcluster/data/prod/big", 0, "big", Stream::Stdout);
+    let mut partial = SourceFile::of("devcluster/data/prod/big", 1, "big", Stream::Stdout);
     // The last line of one source is cut at 1 MiB: only the batch's end
     // says where the next byte is. The other ends in a line with no newline.
     let giant = vec![b'y'; 3 << 20];
@@ -140,22 +138,12 @@ fn a_quiet_source_cannot_make_the_wal_grow_past_its_budget() {
         "[storage]\nblock_bytes = 4096\nblock_max_age_ms = 600000\ncommit_interval_ms = 50\n\
                   wal_segment_bytes = 16384\nwal_max_bytes = 65536\n";
     let mut server = Server::start(&data, Some(config));
-    let mut quiet = SourceFile::new(source(
-        "devcluster/data/prod/quiet",
-        0,
-        "cron",
-        Stream::Stdout,
-    ));
-    let mut busy = SourceFile::new(source(
-        "devcluster/data/prod/busy",
-        0,
-        "etl",
-        Stream::Stdout,
-    ));
+    let mut quiet = SourceFile::of("devcluster/data/prod/quiet", 0, "cron", Stream::Stdout);
+    let mut busy = SourceFile::of("devcluster/data/prod/busy", 0, "etl", Stream::Stdout);
     server.post_ok(&request(vec![
         quiet.batch(&["the only line of a quiet source"])
     ]));
-    let lines = corpus("Android_2k.log");
+    let lines = sample(LogKind::Logcat);
     for chunk in lines.chunks(50) {
         server.post_ok(&request(vec![busy.batch(chunk)]));
     }

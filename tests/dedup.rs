@@ -3,17 +3,16 @@
 //! exactly once.
 
 use cblogs_core::Stream;
-use cblogs_e2e::*;
+use cblogs_testkit::*;
 
 #[test]
 fn resent_and_overlapping_batches_show_every_line_once() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(&dir.path().join("data"), Some(SMALL_BLOCKS));
-    let lines = corpus("Linux_2k.log");
+    let (_dir, server) = Server::in_temp_dir(Some(SMALL_BLOCKS));
+    let lines = sample(LogKind::Syslog);
     let mut files: Vec<SourceFile> = (0..3)
         .flat_map(|i| {
             [Stream::Stdout, Stream::Stderr]
-                .map(|s| SourceFile::new(source("devcluster/ops/prod/cron", i, "cron", s)))
+                .map(|s| SourceFile::of("devcluster/ops/prod/cron", i, "cron", s))
         })
         .collect();
     let mut all = Vec::new();
@@ -97,15 +96,9 @@ fn resent_and_overlapping_batches_show_every_line_once() {
 
 #[test]
 fn copies_sent_at_once_are_taken_once() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(&dir.path().join("data"), None);
-    let lines = corpus("Mac_2k.log");
-    let mut f = SourceFile::new(source(
-        "devcluster/ops/prod/racer",
-        0,
-        "racer",
-        Stream::Stdout,
-    ));
+    let (_dir, server) = Server::in_temp_dir(None);
+    let lines = sample(LogKind::MacOs);
+    let mut f = SourceFile::of("devcluster/ops/prod/racer", 0, "racer", Stream::Stdout);
     let req = request(vec![f.batch(&lines[..500])]);
     let accepted: u64 = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8)
@@ -122,15 +115,9 @@ fn copies_sent_at_once_are_taken_once() {
 
 #[test]
 fn a_batch_that_would_leave_a_hole_is_refused_until_the_hole_is_filled() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(&dir.path().join("data"), None);
-    let lines = corpus("Proxifier_2k.log");
-    let mut f = SourceFile::new(source(
-        "devcluster/ops/prod/proxy",
-        0,
-        "proxy",
-        Stream::Stdout,
-    ));
+    let (_dir, server) = Server::in_temp_dir(None);
+    let lines = sample(LogKind::DesktopProxy);
+    let mut f = SourceFile::of("devcluster/ops/prod/proxy", 0, "proxy", Stream::Stdout);
     let first = f.batch(&lines[..10]);
     let mut second = f.batch(&lines[10..20]);
     let third = f.batch(&lines[20..30]);
@@ -153,12 +140,7 @@ fn a_batch_that_would_leave_a_hole_is_refused_until_the_hole_is_filled() {
     );
 
     // A fresh source sent out of order, as several batches in flight can be.
-    let mut g = SourceFile::new(source(
-        "devcluster/ops/prod/proxy",
-        1,
-        "proxy",
-        Stream::Stdout,
-    ));
+    let mut g = SourceFile::of("devcluster/ops/prod/proxy", 1, "proxy", Stream::Stdout);
     let a = g.batch(&lines[..10]);
     let b = g.batch(&lines[10..20]);
     let c = g.batch(&lines[20..30]);

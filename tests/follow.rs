@@ -4,24 +4,13 @@
 use std::time::{Duration, Instant};
 
 use cblogs_core::Stream;
-use cblogs_e2e::*;
+use cblogs_testkit::*;
 
 #[test]
 fn follow_prints_new_lines_at_once_and_survives_restarts() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut server = Server::start(&dir.path().join("data"), Some(SMALL_BLOCKS));
-    let mut out = SourceFile::new(source(
-        "devcluster/www-data/prod/hello",
-        0,
-        "hello",
-        Stream::Stdout,
-    ));
-    let mut err = SourceFile::new(source(
-        "devcluster/www-data/prod/hello",
-        1,
-        "hello",
-        Stream::Stderr,
-    ));
+    let (_dir, mut server) = Server::in_temp_dir(Some(SMALL_BLOCKS));
+    let mut out = SourceFile::of("devcluster/www-data/prod/hello", 0, "hello", Stream::Stdout);
+    let mut err = SourceFile::of("devcluster/www-data/prod/hello", 1, "hello", Stream::Stderr);
     let backlog: Vec<String> = (0..20).map(|i| format!("backlog {i}")).collect();
     server.post_ok(&request(vec![out.batch(&backlog)]));
 
@@ -90,36 +79,20 @@ fn follow_prints_new_lines_at_once_and_survives_restarts() {
 
 #[test]
 fn a_glob_follow_takes_in_jobs_that_appear_later() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(&dir.path().join("data"), None);
-    let mut first = SourceFile::new(source(
-        "devcluster/www-data/prod/hello",
-        0,
-        "hello",
-        Stream::Stdout,
-    ));
+    let (_dir, server) = Server::in_temp_dir(None);
+    let mut first = SourceFile::of("devcluster/www-data/prod/hello", 0, "hello", Stream::Stdout);
     server.post_ok(&request(vec![first.batch(&["from hello"])]));
 
     let mut f = Follower::start(&server.url, &["tail", "www-data/prod/*", "-f"]);
     f.expect_line("0 hello/stdout │ from hello", DEADLINE);
-    let mut later = SourceFile::new(source(
-        "devcluster/www-data/prod/goodbye",
-        2,
-        "bye",
-        Stream::Stderr,
-    ));
+    let mut later = SourceFile::of("devcluster/www-data/prod/goodbye", 2, "bye", Stream::Stderr);
     server.post_ok(&request(vec![later.batch(&["from goodbye"])]));
     f.expect_line(
         "goodbye/2 bye/stderr │ from goodbye",
         Duration::from_secs(1),
     );
     // A job outside the glob stays out.
-    let mut other = SourceFile::new(source(
-        "devcluster/bob/prod/hello",
-        0,
-        "hello",
-        Stream::Stdout,
-    ));
+    let mut other = SourceFile::of("devcluster/bob/prod/hello", 0, "hello", Stream::Stdout);
     server.post_ok(&request(vec![
         other.batch(&["from bob"]),
         first.batch(&["hello again"]),
@@ -150,14 +123,8 @@ fn follow_events(url: &str, query: &str, count: usize) -> Vec<String> {
 
 #[test]
 fn a_resume_that_cannot_send_everything_says_so() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(&dir.path().join("data"), None);
-    let mut f = SourceFile::new(source(
-        "devcluster/www-data/prod/hello",
-        0,
-        "hello",
-        Stream::Stdout,
-    ));
+    let (_dir, server) = Server::in_temp_dir(None);
+    let mut f = SourceFile::of("devcluster/www-data/prod/hello", 0, "hello", Stream::Stdout);
     let since = next_time();
     server.post_ok(&request(vec![f.batch(&["one", "two", "three"])]));
     let query = format!("job=hello&since_ns={since}");

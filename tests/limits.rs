@@ -14,7 +14,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use cblogs_core::{LineView, Stream};
-use cblogs_e2e::*;
+use cblogs_testkit::*;
 use serde_json::Value;
 
 const BOTH: [Stream; 2] = [Stream::Stdout, Stream::Stderr];
@@ -23,13 +23,6 @@ const BOTH: [Stream; 2] = [Stream::Stdout, Stream::Stderr];
 /// [`SMALL_BLOCKS`]), with `sections` (TOML without a `[storage]` table).
 fn config(sections: &str) -> String {
     format!("{SMALL_BLOCKS}{sections}")
-}
-
-fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(None)
-        .build()
-        .expect("HTTP client")
 }
 
 /// An answer: status, `Retry-After` if any, and the body as JSON (or as a
@@ -74,7 +67,7 @@ impl Answer {
 }
 
 fn get(server: &Server, path: &str, params: &[(&str, &str)]) -> Answer {
-    let resp = http()
+    let resp = http_client(None)
         .get(format!("{}{path}", server.url))
         .query(params)
         .send()
@@ -83,7 +76,7 @@ fn get(server: &Server, path: &str, params: &[(&str, &str)]) -> Answer {
 }
 
 fn post_ingest(server: &Server, body: Vec<u8>, zstd: bool) -> Answer {
-    let mut req = http()
+    let mut req = http_client(None)
         .post(format!("{}/api/v1/ingest", server.url))
         .header("Content-Type", "application/json")
         .body(body);
@@ -95,17 +88,6 @@ fn post_ingest(server: &Server, body: Vec<u8>, zstd: bool) -> Answer {
 
 fn post_request(server: &Server, req: &cblogs_core::wire::IngestRequest) -> Answer {
     post_ingest(server, serde_json::to_vec(req).expect("json"), false)
-}
-
-/// `POST /api/v1/admin/flush`: everything acknowledged so far is in the index.
-fn flush(server: &Server) {
-    let a = Answer::read(
-        http()
-            .post(format!("{}/api/v1/admin/flush", server.url))
-            .send()
-            .expect("POST /api/v1/admin/flush"),
-    );
-    assert_eq!(a.status, 200, "flush: {a:?}");
 }
 
 /// One series of a Prometheus text exposition.
@@ -190,7 +172,7 @@ fn metric(rows: &[Series], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 }
 
 fn server_metrics(server: &Server) -> Vec<Series> {
-    let resp = http()
+    let resp = http_client(None)
         .get(format!("{}/metrics", server.url))
         .send()
         .expect("GET /metrics");
@@ -217,23 +199,19 @@ fn texts(lines: &[LineView]) -> Vec<&str> {
 }
 
 fn hello(instance: u32) -> SourceFile {
-    SourceFile::new(source(
+    SourceFile::of(
         "devcluster/www-data/prod/hello",
         instance,
         "hello",
         Stream::Stdout,
-    ))
+    )
 }
 
 #[test]
 fn ingest_size_limits_are_named_and_nothing_accepted_is_lost() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(
-        &dir.path().join("data"),
-        Some(&config(
-            "[ingest]\nmax_body_bytes = 200000\nmax_lines_per_request = 10\nmax_line_bytes = 1000\n",
-        )),
-    );
+    let (_dir, server) = Server::in_temp_dir(Some(&config(
+        "[ingest]\nmax_body_bytes = 200000\nmax_lines_per_request = 10\nmax_line_bytes = 1000\n",
+    )));
     let mut f0 = hello(0);
     let mut f1 = hello(1);
     server.post_ok(&request(vec![f0.batch(&["good before"])]));
@@ -378,18 +356,16 @@ fn written(runs: &[&ProcessRun]) -> BTreeMap<StreamKey, Vec<(u64, String)>> {
 
 #[test]
 fn ingest_rate_limit_answers_429_and_the_shipper_backs_off_and_delivers_everything() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(
-        &dir.path().join("data"),
-        Some(&config("[ingest]\nmax_bytes_per_sec_per_token = 20000\n")),
-    );
+    let (dir, server) = Server::in_temp_dir(Some(&config(
+        "[ingest]\nmax_bytes_per_sec_per_token = 20000\n",
+    )));
     let direct = |i| {
-        SourceFile::new(source(
+        SourceFile::of(
             "devcluster/www-data/prod/direct",
             i,
             "direct",
             Stream::Stdout,
-        ))
+        )
     };
     let mut f = direct(0);
 
@@ -587,11 +563,7 @@ fn start_unread_get(server: &Server, path_and_query: &str) -> (TcpStream, String
 
 #[test]
 fn search_max_concurrent_busy_answers_503_and_the_cli_says_so() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(
-        &dir.path().join("data"),
-        Some("[search]\nmax_concurrent = 1\n"),
-    );
+    let (_dir, server) = Server::in_temp_dir(Some("[search]\nmax_concurrent = 1\n"));
     // 3000 lines of "a a a …": every line matches `a` 500 times, so the
     // answer (each match's byte range, with its line) is some 20 MB.
     let mut f = hello(0);
@@ -654,7 +626,7 @@ fn search_max_concurrent_busy_answers_503_and_the_cli_says_so() {
 
 /// A search's NDJSON answer, as events.
 fn search_events(server: &Server, params: &[(&str, &str)]) -> Vec<Value> {
-    let resp = http()
+    let resp = http_client(None)
         .get(format!("{}/api/v1/search", server.url))
         .query(params)
         .send()
@@ -669,11 +641,7 @@ fn search_events(server: &Server, params: &[(&str, &str)]) -> Vec<Value> {
 
 #[test]
 fn search_max_results_ends_a_page_and_the_cli_follows_the_cursor() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(
-        &dir.path().join("data"),
-        Some(&config("[search]\nmax_results = 5\n")),
-    );
+    let (_dir, server) = Server::in_temp_dir(Some(&config("[search]\nmax_results = 5\n")));
     // 25 matching lines among others, in two sources; six of them (in
     // both sources) share one time, across a page boundary; the first half
     // is flushed to the index.
@@ -696,7 +664,7 @@ fn search_max_results_ends_a_page_and_the_cli_follows_the_cursor() {
         want.extend(m0);
         want.extend(m1);
         if round == 1 {
-            flush(&server);
+            server.flush();
         }
     }
     let extra = numbered("match late", 0..1, 30);
@@ -779,7 +747,7 @@ fn search_max_results_ends_a_page_and_the_cli_follows_the_cursor() {
 
 /// Opens `/api/v1/follow` for `job` and returns the open response.
 fn open_follow(server: &Server, job: &str) -> Result<reqwest::blocking::Response, Answer> {
-    let resp = http()
+    let resp = http_client(None)
         .get(format!("{}/api/v1/follow", server.url))
         .query(&[("job", job), ("n", "1")])
         .send()
@@ -793,13 +761,9 @@ fn open_follow(server: &Server, job: &str) -> Result<reqwest::blocking::Response
 
 #[test]
 fn follows_per_client_and_tail_lines_are_limited() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(
-        &dir.path().join("data"),
-        Some(&config(
-            "[read]\nmax_follows_per_client = 2\nmax_tail_lines = 50\n",
-        )),
-    );
+    let (_dir, server) = Server::in_temp_dir(Some(&config(
+        "[read]\nmax_follows_per_client = 2\nmax_tail_lines = 50\n",
+    )));
     let mut f = hello(0);
     server.post_ok(&request(vec![f.batch(&numbered("line", 0..60, 20))]));
 
@@ -882,9 +846,7 @@ fn follows_per_client_and_tail_lines_are_limited() {
 
 #[test]
 fn cblogsd_metrics_count_ingest_commits_queries_and_live_tails() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(
-        &dir.path().join("data"),
+    let (_dir, server) = Server::in_temp_dir(
         // Default blocks: the lines stay in open blocks (and the WAL)
         // until the flush.
         Some("[ingest]\nmax_lines_per_request = 100\n"),
@@ -917,7 +879,7 @@ fn cblogsd_metrics_count_ingest_commits_queries_and_live_tails() {
         unindexed > 0.0,
         "lines in open blocks, not in the index yet"
     );
-    flush(&server);
+    server.flush();
     let m = server_metrics(&server);
     assert_eq!(
         metric(&m, "cblogs_ingest_lines_total", &[]),
@@ -994,11 +956,7 @@ fn cblogsd_metrics_count_ingest_commits_queries_and_live_tails() {
 /// accepted) with `ingest.max_line_bytes` bytes.
 #[test]
 fn cblogsd_ingest_bytes_total_counts_the_bytes_accepted() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(
-        &dir.path().join("data"),
-        Some(&config("[ingest]\nmax_line_bytes = 100\n")),
-    );
+    let (_dir, server) = Server::in_temp_dir(Some(&config("[ingest]\nmax_line_bytes = 100\n")));
     let mut f = hello(0);
     let lines = numbered("line", 0..10, 50);
     server.post_ok(&request(vec![f.batch(&lines)]));
@@ -1028,11 +986,7 @@ fn cblogsd_ingest_bytes_total_counts_the_bytes_accepted() {
 /// `n` (the resume must ask for no more than the server allows).
 #[test]
 fn a_follow_resumes_after_a_restart_under_a_small_max_tail_lines() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut server = Server::start(
-        &dir.path().join("data"),
-        Some(&config("[read]\nmax_tail_lines = 50\n")),
-    );
+    let (_dir, mut server) = Server::in_temp_dir(Some(&config("[read]\nmax_tail_lines = 50\n")));
     let mut f = hello(0);
     server.post_ok(&request(vec![f.batch(&["before the restart"])]));
     let mut follower = Follower::start(&server.url, &["tail", "-f", "hello", "-n", "1"]);

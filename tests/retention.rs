@@ -9,48 +9,11 @@ use std::path::Path;
 
 use cblogs_core::time::{format_rfc3339, now_ns};
 use cblogs_core::Stream;
-use cblogs_e2e::*;
+use cblogs_testkit::*;
 use serde_json::Value;
 
 const HOUR_NS: i64 = 3_600_000_000_000;
 const DAY_NS: i64 = 24 * HOUR_NS;
-
-fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(None)
-        .build()
-        .expect("HTTP client")
-}
-
-/// `GET /api/v1/storage`.
-fn storage(server: &Server) -> Value {
-    let resp = http()
-        .get(format!("{}/api/v1/storage", server.url))
-        .send()
-        .expect("GET /api/v1/storage");
-    assert_eq!(resp.status().as_u16(), 200);
-    resp.json().expect("storage answers JSON")
-}
-
-/// `POST /api/v1/admin/flush`: everything acknowledged is in the index.
-fn flush(server: &Server) {
-    let resp = http()
-        .post(format!("{}/api/v1/admin/flush", server.url))
-        .send()
-        .expect("POST /api/v1/admin/flush");
-    assert_eq!(resp.status().as_u16(), 200, "flush");
-}
-
-/// The value of a series of cblogsd's `/metrics` (`name{labels} value`).
-fn metric(server: &Server, series: &str) -> Option<f64> {
-    let text = http()
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .and_then(|r| r.text())
-        .expect("GET /metrics");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
 
 /// `start_ns` of each partition held, oldest first.
 fn partition_starts(storage: &Value) -> Vec<i64> {
@@ -97,12 +60,12 @@ fn lines(tag: &str, n: usize) -> Vec<String> {
 }
 
 fn job_file(instance: u32) -> SourceFile {
-    SourceFile::new(source(
+    SourceFile::of(
         "devcluster/www-data/prod/kept",
         instance,
         "kept",
         Stream::Stdout,
-    ))
+    )
 }
 
 /// Every line's text that `cblogs tail` serves for the job.
@@ -121,14 +84,10 @@ fn write_config(data_dir: &Path, text: &str) {
 
 #[test]
 fn a_partition_past_retention_days_is_deleted_and_the_recent_lines_stay() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut server = Server::start(
-        &dir.path().join("data"),
-        Some(
-            "[storage]\npartition_secs = 3600\nretention_days = 14\nretention_check_secs = 1\n\
+    let (_dir, mut server) = Server::in_temp_dir(Some(
+        "[storage]\npartition_secs = 3600\nretention_days = 14\nretention_check_secs = 1\n\
              commit_interval_ms = 100\n",
-        ),
-    );
+    ));
     // Lines of 20 days ago (one source) and of now (another).
     let old_ns = now_ns() - 20 * DAY_NS;
     let old = lines("old", 50);
@@ -139,14 +98,14 @@ fn a_partition_past_retention_days_is_deleted_and_the_recent_lines_stay() {
     server.post_ok(&request(vec![recent_batch]));
     // While in memory, both are served.
     assert_eq!(served(&server).len(), 100);
-    flush(&server);
+    server.flush();
 
     let old_start = partition_start(old_ns);
     let s = wait_until(
         "the old partition to be deleted for its age",
         DEADLINE,
         || {
-            let s = storage(&server);
+            let s = server.storage();
             (!deleted(&s).is_empty()).then_some(s)
         },
     );
@@ -174,26 +133,20 @@ fn a_partition_past_retention_days_is_deleted_and_the_recent_lines_stay() {
     assert_eq!(out.lines(), recent);
 
     assert_eq!(
-        metric(
-            &server,
-            "cblogs_retention_deleted_partitions_total{kind=\"age\"}"
-        ),
+        server.metric("cblogs_retention_deleted_partitions_total{kind=\"age\"}"),
         Some(1.0)
     );
     assert_eq!(
-        metric(
-            &server,
-            "cblogs_retention_deleted_partitions_total{kind=\"disk\"}"
-        ),
+        server.metric("cblogs_retention_deleted_partitions_total{kind=\"disk\"}"),
         None
     );
-    assert_eq!(metric(&server, "cblogs_partitions"), Some(1.0));
+    assert_eq!(server.metric("cblogs_partitions"), Some(1.0));
 
     // Deleted for good: a restart (which replays the WAL) brings nothing back.
     server.stop();
     server.restart();
     assert_eq!(served(&server), want);
-    let s = storage(&server);
+    let s = server.storage();
     assert_eq!(partition_starts(&s), starts, "{s}");
 }
 
@@ -214,8 +167,8 @@ fn over_max_disk_bytes_the_oldest_partitions_are_deleted_until_the_rest_fit() {
         server.post_ok(&request(vec![batch_at(&mut f, &l, start + 60_000_000_000)]));
         written.push(l);
     }
-    flush(&server);
-    let s = storage(&server);
+    server.flush();
+    let s = server.storage();
     assert_eq!(partition_starts(&s), hours, "{s}");
     assert!(deleted(&s).is_empty(), "{s}");
     let sizes: Vec<u64> = s["partitions"]
@@ -237,7 +190,7 @@ fn over_max_disk_bytes_the_oldest_partitions_are_deleted_until_the_rest_fit() {
         "the oldest partitions to be deleted for the disk budget",
         DEADLINE,
         || {
-            let s = storage(&server);
+            let s = server.storage();
             (deleted(&s).len() >= 2).then_some(s)
         },
     );
@@ -263,10 +216,7 @@ fn over_max_disk_bytes_the_oldest_partitions_are_deleted_until_the_rest_fit() {
     let out = server.cli(&["grep", "^hour[01] ", "--output", "raw"]);
     assert_eq!((out.code, out.stdout.as_str()), (1, ""), "{}", out.stderr);
     assert_eq!(
-        metric(
-            &server,
-            "cblogs_retention_deleted_partitions_total{kind=\"disk\"}"
-        ),
+        server.metric("cblogs_retention_deleted_partitions_total{kind=\"disk\"}"),
         Some(2.0)
     );
 }

@@ -3,8 +3,9 @@
 //! `thermos-layout.md` describes.
 //!
 //! - `differential_against_ripgrep`: dozens of patterns and flags over
-//!   loghub lines, stack traces, Unicode, invalid UTF-8, long lines and
-//!   odd tokens, part in the index and part only in memory; for every
+//!   lines of the built-in template sets (web server errors, HDFS, syslog,
+//!   sshd, logcat, Windows CBS and more, most with CRLF endings), stack
+//!   traces, Unicode, invalid UTF-8, long lines and odd tokens, part in the index and part only in memory; for every
 //!   sandbox file, the lines `cblogs grep` prints are exactly the lines
 //!   `rg` finds in that file, in file order (and the match ranges agree).
 //! - `context_lines`: `-A/-B/-C` as GNU grep prints them, `--` included,
@@ -28,12 +29,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use cblogs_core::wire::{Batch, WireLine};
 use cblogs_core::Stream;
-use cblogs_e2e::*;
+use cblogs_testkit::*;
 use serde_json::Value;
 
 const BOTH: [Stream; 2] = [Stream::Stdout, Stream::Stderr];
@@ -46,13 +45,6 @@ const TINY: (&str, &str, &str) = ("bob", "test", "tiny");
 
 /// How long shipping a few megabytes may take (debug binaries, 2 cores).
 const SHIP_DEADLINE: Duration = Duration::from_secs(120);
-
-/// Tests here run one at a time: the streaming test measures time and
-/// peak memory, which other tests' load on two cores would blur.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 // ---------------------------------------------------------------------------
 // Talking to cblogsd and cblogs.
@@ -187,50 +179,12 @@ fn http_get_json(server: &Server, path: &str, params: &[(&str, &str)]) -> Value 
 
 /// `POST /api/v1/admin/flush`: everything acknowledged so far goes into the index.
 fn flush(server: &Server) {
-    let resp = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(300))
-        .build()
-        .expect("HTTP client")
-        .post(format!("{}/api/v1/admin/flush", server.url))
-        .send()
-        .expect("POST /api/v1/admin/flush");
-    let status = resp.status().as_u16();
-    let body: Value = resp.json().expect("flush answers JSON");
-    assert_eq!(status, 200, "flush: {body}");
+    let body = server.flush();
     assert_eq!(
         body["unindexed_bytes"].as_u64(),
         Some(0),
         "after a flush with nothing arriving, every line is in the index: {body}"
     );
-}
-
-/// A cblogsd, an agent, and the shipper between them.
-struct Env {
-    dir: tempfile::TempDir,
-    server: Server,
-    agent: Agent,
-}
-
-impl Env {
-    fn new(server_config: Option<&str>) -> Env {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let server = Server::start(&dir.path().join("data"), server_config);
-        let agent = Agent::new(&dir.path().join("agent"));
-        Env { dir, server, agent }
-    }
-
-    fn shipper(&self) -> Shipper {
-        Shipper::start(
-            &self.agent,
-            &self.dir.path().join("shipper-state"),
-            &self.server.url,
-            SHIPPER_FAST,
-        )
-    }
-
-    fn task(&self, (role, env, name): (&str, &str, &str), instance: u32) -> Task {
-        self.agent.task(role, env, name, instance)
-    }
 }
 
 /// The run and stream a line printed by the CLI came from.
@@ -267,40 +221,13 @@ fn brief(bytes: &[u8]) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// Line content: loghub samples and what they lack.
+// Line content: samples of the built-in template sets, and what they lack.
 // ---------------------------------------------------------------------------
-
-/// A deterministic pseudo-random sequence (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn hex(&mut self, len: usize) -> String {
-        (0..len)
-            .map(|_| char::from(b"0123456789abcdef"[(self.next() % 16) as usize]))
-            .collect()
-    }
-}
 
 const SHA1: &str = "3f786850e387550fdab836ed7e6dc881de23001b";
 const SHA256: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 const SHA256_PIECE: &str = "c55ad015a3bf4f1b";
 const NEEDLE: &str = "needle_in_the_haystack";
-
-/// `n` lines of a loghub sample from line `from` (wrapping), bytes as published.
-fn loghub(name: &str, from: usize, n: usize) -> Vec<Vec<u8>> {
-    let lines = corpus(name);
-    (from..from + n)
-        .map(|i| lines[i % lines.len()].clone())
-        .collect()
-}
 
 fn lines_of(texts: &[&str]) -> Vec<Vec<u8>> {
     texts.iter().map(|t| t.as_bytes().to_vec()).collect()
@@ -477,7 +404,7 @@ struct Planned {
     wave2_only: bool,
 }
 
-fn plan_differential(env: &Env) -> Vec<Planned> {
+fn plan_differential(env: &Stack) -> Vec<Planned> {
     let mut plan = Vec::new();
     let mut add = |run: ProcessRun, stdout: Vec<Vec<u8>>, stderr: Vec<Vec<u8>>, wave2_only| {
         plan.push(Planned {
@@ -489,16 +416,20 @@ fn plan_differential(env: &Env) -> Vec<Planned> {
     for i in 0..3 {
         let t = env.task(HELLO, i);
         let n = i as usize;
-        let stdout = sprinkle(loghub("Apache_2k.log", n * 500, 500), 20, |k| {
-            token_block(k + n * 100, &mut Rng(k as u64))
-        });
-        let mut stderr = sprinkle(loghub("HealthApp_2k.log", n * 200, 200), 10, |k| {
-            match k % 3 {
+        let stdout = sprinkle(
+            sample_from(LogKind::WebServerErrors, n * 500, 500),
+            20,
+            |k| token_block(k + n * 100, &mut Rng(k as u64)),
+        );
+        let mut stderr = sprinkle(
+            sample_from(LogKind::HealthApp, n * 200, 200),
+            10,
+            |k| match k % 3 {
                 0 => python_traceback(k),
                 1 => unicode_block(k),
                 _ => invalid_utf8_block(k),
-            }
-        });
+            },
+        );
         if i == 1 {
             // The last lines are wave 2's: a long line only in memory.
             let mut words = Rng(11);
@@ -523,7 +454,7 @@ fn plan_differential(env: &Env) -> Vec<Planned> {
         add(t.process("fetch_package", 0), fetch, Vec::new(), false);
         if i == 1 {
             // A restart whose lines all come after the flush: only in memory.
-            let stdout = sprinkle(loghub("Apache_2k.log", 1700, 100), 10, |k| {
+            let stdout = sprinkle(sample_from(LogKind::WebServerErrors, 1700, 100), 10, |k| {
                 token_block(k + 7, &mut Rng(99))
             });
             let stderr = (0..6).flat_map(python_traceback).collect();
@@ -533,10 +464,10 @@ fn plan_differential(env: &Env) -> Vec<Planned> {
     for i in 0..4 {
         let t = env.task(EIGHT_BALL, i);
         let n = i as usize;
-        let stdout = sprinkle(loghub("HDFS_2k.log", n * 400, 400), 25, |k| {
+        let stdout = sprinkle(sample_from(LogKind::Hdfs, n * 400, 400), 25, |k| {
             token_block(k * 3 + n, &mut Rng(k as u64 + 1000))
         });
-        let mut stderr = sprinkle(loghub("Android_2k.log", n * 150, 150), 8, |k| {
+        let mut stderr = sprinkle(sample_from(LogKind::Logcat, n * 150, 150), 8, |k| {
             if k % 4 == 3 {
                 unicode_block(k)
             } else {
@@ -554,7 +485,7 @@ fn plan_differential(env: &Env) -> Vec<Planned> {
         }
         add(t.process("eight_ball", 0), stdout, stderr, false);
         if i < 2 {
-            let stdout = loghub("HDFS_2k.log", 1600 + n * 200, 200);
+            let stdout = sample_from(LogKind::Hdfs, 1600 + n * 200, 200);
             let stderr = (0..10).flat_map(|k| java_stack_trace(k + n)).collect();
             add(t.process("eight_ball", 1), stdout, stderr, false);
         }
@@ -562,17 +493,21 @@ fn plan_differential(env: &Env) -> Vec<Planned> {
     for i in 0..2 {
         let t = env.task(CRUNCH, i);
         let n = i as usize;
-        let mut base = loghub("Linux_2k.log", n * 300, 300);
-        base.extend(loghub("OpenSSH_2k.log", n * 300, 300));
-        // Proxifier's lines end with a bare \n; the others with \r\n.
-        base.extend(loghub("Proxifier_2k.log", n * 300, 300));
+        let mut base = sample_from(LogKind::Syslog, n * 300, 300);
+        base.extend(sample_from(LogKind::Sshd, n * 300, 300));
+        // The desktop proxy's lines end with a bare \n; the others with \r\n.
+        base.extend(sample_from(LogKind::DesktopProxy, n * 300, 300));
         let stdout = sprinkle(base, 30, |k| token_block(k + 500, &mut Rng(k as u64 + 7)));
-        let mut stderr = sprinkle(loghub("BGL_2k.log", n * 200, 200), 6, |k| match k % 4 {
-            0 => unicode_block(k),
-            1 => invalid_utf8_block(k),
-            2 => token_block(k, &mut Rng(3)),
-            _ => python_traceback(k),
-        });
+        let mut stderr = sprinkle(
+            sample_from(LogKind::Supercomputer, n * 200, 200),
+            6,
+            |k| match k % 4 {
+                0 => unicode_block(k),
+                1 => invalid_utf8_block(k),
+                2 => token_block(k, &mut Rng(3)),
+                _ => python_traceback(k),
+            },
+        );
         if i == 0 {
             let mut words = Rng(77);
             let needle = long_line(150_000, NEEDLE, "ERROR", |w| format!("lorem{w}"));
@@ -585,12 +520,12 @@ fn plan_differential(env: &Env) -> Vec<Planned> {
             stderr.splice(3..3, [needle, hashes, refused]);
         }
         add(t.process("crunch", 0), stdout, stderr, false);
-        let mut stdout = loghub("Thunderbird_2k.log", n * 300, 300);
-        stdout.extend(loghub("Mac_2k.log", n * 300, 300));
+        let mut stdout = sample_from(LogKind::ClusterSyslog, n * 300, 300);
+        stdout.extend(sample_from(LogKind::MacOs, n * 300, 300));
         add(
             t.process("syslog", 0),
             stdout,
-            loghub("HPC_2k.log", n * 200, 200),
+            sample_from(LogKind::ClusterNodes, n * 200, 200),
             false,
         );
     }
@@ -995,9 +930,14 @@ fn compare_with_ripgrep(
 #[test]
 fn differential_against_ripgrep() {
     let _serial = serial();
+    require_tool(
+        "rg",
+        "tests/search.rs (cblogs grep is compared with ripgrep)",
+        "apt-get install ripgrep",
+    );
     // Blocks are sealed by size or line count, never by age, so what is
     // written after the flush stays in memory (unless a block fills up).
-    let env = Env::new(Some("[storage]\nblock_max_age_ms = 3600000\n"));
+    let env = Stack::new(Some("[storage]\nblock_max_age_ms = 3600000\n"));
     let mut shipper = env.shipper();
     let mut plan = plan_differential(&env);
 
@@ -1133,8 +1073,12 @@ fn offsets_of(lines: &[String]) -> Vec<u64> {
 #[test]
 fn context_lines() {
     let _serial = serial();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(&dir.path().join("data"), Some(SIXTEEN_LINE_BLOCKS));
+    require_tool(
+        "grep",
+        "tests/search.rs (context lines are compared with GNU grep's)",
+        "apt-get install grep",
+    );
+    let (dir, server) = Server::in_temp_dir(Some(SIXTEEN_LINE_BLOCKS));
     const JOB: &str = "devcluster/alice/test/context";
     // x (stdout): matches at the edges of its 16-line blocks (15|16, 31|32,
     // 47|48, 63|64) and across the flush (lines 96.. stay in memory).
@@ -1159,8 +1103,8 @@ fn context_lines() {
             }
         })
         .collect();
-    let mut xf = SourceFile::new(source(JOB, 0, "ctx", Stream::Stdout));
-    let mut yf = SourceFile::new(source(JOB, 0, "ctx", Stream::Stderr));
+    let mut xf = SourceFile::of(JOB, 0, "ctx", Stream::Stdout);
+    let mut yf = SourceFile::of(JOB, 0, "ctx", Stream::Stderr);
     let mut post_in_turns = |from: usize, to: usize| {
         for c in (from..to).step_by(4) {
             server.post_ok(&request(vec![xf.batch(&x[c..c + 4])]));
@@ -1289,7 +1233,7 @@ fn has_refused(w: &Written) -> bool {
 #[test]
 fn count_and_list() {
     let _serial = serial();
-    let env = Env::new(None);
+    let env = Stack::new(None);
     let mut shipper = env.shipper();
     let hello: Vec<Task> = (0..3).map(|i| env.task(HELLO, i)).collect();
     let eight: Vec<Task> = (0..2).map(|i| env.task(EIGHT_BALL, i)).collect();
@@ -1510,7 +1454,7 @@ fn ids_of(hits: &[Hit]) -> LineIds {
 #[test]
 fn since_until_and_instances() {
     let _serial = serial();
-    let env = Env::new(None);
+    let env = Stack::new(None);
     let mut shipper = env.shipper();
     let mut runs: Vec<ProcessRun> = (0..5)
         .map(|i| env.task(HELLO, i).process("hello_world", 0))
@@ -1688,14 +1632,8 @@ fn error_of(body: &str) -> String {
 #[test]
 fn bad_input() {
     let _serial = serial();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(&dir.path().join("data"), None);
-    let mut f = SourceFile::new(source(
-        "devcluster/www-data/prod/hello",
-        0,
-        "hello",
-        Stream::Stdout,
-    ));
+    let (_dir, server) = Server::in_temp_dir(None);
+    let mut f = SourceFile::of("devcluster/www-data/prod/hello", 0, "hello", Stream::Stdout);
     server.post_ok(&request(vec![
         f.batch(&["foo(bar) is a literal here", "ERROR something"])
     ]));
@@ -1748,17 +1686,8 @@ fn bad_input() {
     assert_eq!(last["matched"], 1, "{body}");
 
     // A pattern too big for search.regex_size_limit.
-    let small = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(
-        &small.path().join("data"),
-        Some("[search]\nregex_size_limit = 10000\n"),
-    );
-    let mut f = SourceFile::new(source(
-        "devcluster/www-data/prod/hello",
-        0,
-        "hello",
-        Stream::Stdout,
-    ));
+    let (_small, server) = Server::in_temp_dir(Some("[search]\nregex_size_limit = 10000\n"));
+    let mut f = SourceFile::of("devcluster/www-data/prod/hello", 0, "hello", Stream::Stdout);
     server.post_ok(&request(vec![f.batch(&["ERROR word7x here"])]));
     let alternation = (0..2000)
         .map(|i| format!("word{i}x"))
@@ -1886,37 +1815,32 @@ fn run_piped(server: &Server, args: &[&str], deadline: Duration) -> (Piped, CliO
 #[test]
 fn streaming_and_bounded_memory() {
     let _serial = serial();
-    let dir = tempfile::tempdir().expect("temp dir");
     // Debug builds scan slowly: no time cap cuts this search short.
-    let mut server = Server::start(
-        &dir.path().join("data"),
-        // No caches: the memory measured is the search's own, not the
-        // decoded blocks and terms that caches would keep for next time.
-        Some("[search]\nmax_query_secs = 600\nblock_cache_bytes = 0\nterm_cache_bytes = 0\n"),
-    );
+    // No caches: the memory measured is the search's own, not the decoded
+    // blocks and terms that caches would keep for next time.
+    let (_dir, mut server) = Server::in_temp_dir(Some(
+        "[search]\nmax_query_secs = 600\nblock_cache_bytes = 0\nterm_cache_bytes = 0\n",
+    ));
     const JOB: &str = "devcluster/bulk/prod/firehose";
     const STORE_BYTES: u64 = 200 << 20;
     let pool: Vec<Vec<u8>> = [
-        "Apache_2k.log",
-        "HDFS_2k.log",
-        "Linux_2k.log",
-        "Windows_2k.log",
-        "Mac_2k.log",
-        "Thunderbird_2k.log",
+        LogKind::WebServerErrors,
+        LogKind::Hdfs,
+        LogKind::Syslog,
+        LogKind::WindowsCbs,
+        LogKind::MacOs,
+        LogKind::ClusterSyslog,
     ]
     .iter()
-    .flat_map(|n| corpus(n))
+    .flat_map(|kind| sample(*kind))
     .collect();
     // Four instances, each a busy stdout and a quieter stderr; 9 lines in
     // 10 hold `pump_seq=N`.
     let mut files: Vec<(SourceFile, usize)> = (0..4)
         .flat_map(|i| {
             [
-                (
-                    SourceFile::new(source(JOB, i, "pump", Stream::Stdout)),
-                    3000,
-                ),
-                (SourceFile::new(source(JOB, i, "pump", Stream::Stderr)), 200),
+                (SourceFile::of(JOB, i, "pump", Stream::Stdout), 3000),
+                (SourceFile::of(JOB, i, "pump", Stream::Stderr), 200),
             ]
         })
         .collect();
@@ -2065,26 +1989,6 @@ fn streaming_and_bounded_memory() {
 // 7. Histogram.
 // ---------------------------------------------------------------------------
 
-/// A batch of `lines` at the times given.
-fn batch_at(f: &mut SourceFile, lines: &[(i64, String)]) -> Batch {
-    let start = f.offset;
-    let wire = lines
-        .iter()
-        .map(|(t, text)| {
-            let w = WireLine::from_bytes(f.offset, *t, text.as_bytes());
-            f.offset += text.len() as u64 + 1;
-            w
-        })
-        .collect();
-    Batch {
-        source: f.source.clone(),
-        start,
-        end: f.offset,
-        lines: wire,
-        allow_gap: false,
-    }
-}
-
 /// `role/env/name` of a job key with or without its cluster.
 fn short_job(key: &str) -> String {
     let parts: Vec<&str> = key.split('/').collect();
@@ -2140,8 +2044,7 @@ fn check_histogram(what: &str, h: &Value, want: &BTreeMap<(Option<String>, Strea
 #[test]
 fn histogram() {
     let _serial = serial();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(&dir.path().join("data"), None);
+    let (_dir, server) = Server::in_temp_dir(None);
     const MS: i64 = 1_000_000;
     let base = (cblogs_core::time::now_ns() / 1_000_000_000 - 600) * 1_000_000_000;
     // 200 lines a millisecond apart per source, each source at its own
@@ -2154,7 +2057,7 @@ fn histogram() {
     let mut posted: Vec<(String, Stream, i64, bool)> = Vec::new();
     let mut batches = Vec::new();
     for (job, stream, within, every) in sources {
-        let mut f = SourceFile::new(source(job, 0, "app", stream));
+        let mut f = SourceFile::of(job, 0, "app", stream);
         let lines: Vec<(i64, String)> = (0..200i64)
             .map(|i| {
                 let text = if i % every == 0 {
@@ -2170,7 +2073,7 @@ fn histogram() {
                 .iter()
                 .map(|(t, l)| (short_job(job), stream, *t, l.contains("ERROR"))),
         );
-        batches.push(batch_at(&mut f, &lines));
+        batches.push(f.batch_at(&lines));
     }
     server.post_ok(&request(batches));
     let since = base + 50 * MS + 833_333;
@@ -2256,35 +2159,23 @@ fn histogram() {
 #[test]
 fn pages_continue_exactly_at_the_cursor() {
     let _serial = serial();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(&dir.path().join("data"), None);
+    let (_dir, server) = Server::in_temp_dir(None);
     let t = cblogs_core::time::now_ns() - 1_000_000_000;
     let mut batches = Vec::new();
     let mut written = BTreeSet::new();
     for instance in 0..2 {
-        let src = source(
+        let mut f = SourceFile::of(
             "devcluster/www-data/prod/hello",
             instance,
             "hello",
             Stream::Stdout,
         );
-        let mut offset = 0u64;
-        let lines: Vec<WireLine> = (0..300)
-            .map(|i| {
-                let text = format!("tick {i} on {instance}");
-                let l = WireLine::from_bytes(offset, t, text.as_bytes());
-                written.insert((instance, offset));
-                offset += text.len() as u64 + 1;
-                l
-            })
+        let lines: Vec<(i64, String)> = (0..300)
+            .map(|i| (t, format!("tick {i} on {instance}")))
             .collect();
-        batches.push(Batch {
-            source: src,
-            start: 0,
-            end: offset,
-            lines,
-            allow_gap: false,
-        });
+        let batch = f.batch_at(&lines);
+        written.extend(batch.lines.iter().map(|l| (instance, l.offset)));
+        batches.push(batch);
     }
     server.post_ok(&request(batches));
     let mut seen = BTreeSet::new();

@@ -5,66 +5,29 @@
 //! its job, instance, process, run and stream, whatever happens to the
 //! files, the shipper or the server in between.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use cblogs_core::{LineView, Stream};
-use cblogs_e2e::*;
+use cblogs_testkit::*;
 
 const BOTH: [Stream; 2] = [Stream::Stdout, Stream::Stderr];
 const HELLO: (&str, &str, &str) = ("www-data", "prod", "hello");
 /// A role and a job name holding `-` and `_`.
 const EIGHT_BALL: (&str, &str, &str) = ("cbe-team", "devel", "eight_ball-api");
 
-/// A cblogsd, an empty agent, and where the shipper keeps its state.
-struct Env {
-    dir: tempfile::TempDir,
-    server: Server,
-    agent: Agent,
+/// A cblogsd (small blocks, so the index is read too) and an empty agent.
+fn setup() -> Stack {
+    Stack::new(Some(SMALL_BLOCKS))
 }
 
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let server = Server::start(&dir.path().join("data"), Some(SMALL_BLOCKS));
-        let agent = Agent::new(&dir.path().join("agent"));
-        Env { dir, server, agent }
-    }
-
-    fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("shipper-state")
-    }
-
-    fn shipper(&self) -> Shipper {
-        Shipper::start(
-            &self.agent,
-            &self.state_dir(),
-            &self.server.url,
-            SHIPPER_FAST,
-        )
-    }
-
-    fn shipper_with_status_endpoint(&self) -> Shipper {
-        Shipper::start_with_status_endpoint(
-            &self.agent,
-            &self.state_dir(),
-            &self.server.url,
-            SHIPPER_FAST,
-        )
-    }
-
-    fn task(&self, (role, env, name): (&str, &str, &str), instance: u32) -> Task {
-        self.agent.task(role, env, name, instance)
-    }
-}
-
-/// `n` lines of a loghub sample starting at line `from` (wrapping around),
-/// each prefixed with `tag` so that every line a test writes is distinct.
-fn sample(corpus_name: &str, tag: &str, from: usize, n: usize) -> Vec<Vec<u8>> {
-    let lines = corpus(corpus_name);
+/// `n` lines of a sample of `kind` starting at line `from` (wrapping
+/// around), each prefixed with `tag` so that every line a test writes is
+/// distinct.
+fn tagged(kind: LogKind, tag: &str, from: usize, n: usize) -> Vec<Vec<u8>> {
+    let lines = sample(kind);
     (from..from + n)
         .map(|i| {
             let mut l = format!("{tag} {i:05} ").into_bytes();
@@ -90,7 +53,7 @@ fn shipper_log_tail(shipper: &Shipper) -> String {
 /// (every line of the selected jobs must come from `runs`), then asserts
 /// that each arrived exactly once, in order, with the right source.
 fn await_shipped(
-    env: &Env,
+    env: &Stack,
     shipper: &mut Shipper,
     selector: &str,
     runs: &[&ProcessRun],
@@ -158,7 +121,7 @@ fn status_rows(stdout: &str) -> Vec<(u64, u64, String)> {
         .collect()
 }
 
-fn assert_nothing_but_task_logs(env: &Env) {
+fn assert_nothing_but_task_logs(env: &Stack) {
     let all = env.server.all_lines("*");
     assert!(!all.is_empty());
     let bad: Vec<&LineView> = all.iter().filter(|l| l.text.contains(NOT_A_LOG)).collect();
@@ -173,7 +136,7 @@ fn assert_nothing_but_task_logs(env: &Env) {
 
 #[test]
 fn appends_to_many_files_arrive_once_in_order_with_job_instance_process_and_run() {
-    let env = Env::new();
+    let env = setup();
     env.agent.foreign_executor();
     let hello0 = env.task(HELLO, 0);
     let hello1 = env.task(HELLO, 1);
@@ -185,12 +148,12 @@ fn appends_to_many_files_arrive_once_in_order_with_job_instance_process_and_run(
         hello1.process("hello_world", 0),
         eight.process("eight_ball_srv", 0),
     ];
-    let corpora = ["Apache_2k.log", "HDFS_2k.log", "OpenSSH_2k.log"];
+    let corpora = [LogKind::WebServerErrors, LogKind::Hdfs, LogKind::Sshd];
     // Before the shipper starts: what the sandboxes already hold is shipped.
     for (i, run) in runs.iter_mut().enumerate() {
         let c = corpora[i % corpora.len()];
-        write_in_chunks(run, Stream::Stdout, &sample(c, "before", i * 300, 300), 7);
-        write_in_chunks(run, Stream::Stderr, &sample(c, "before-err", i * 50, 50), 3);
+        write_in_chunks(run, Stream::Stdout, &tagged(c, "before", i * 300, 300), 7);
+        write_in_chunks(run, Stream::Stderr, &tagged(c, "before-err", i * 50, 50), 3);
     }
     let mut shipper = env.shipper_with_status_endpoint();
     let refs: Vec<&ProcessRun> = runs.iter().collect();
@@ -201,8 +164,8 @@ fn appends_to_many_files_arrive_once_in_order_with_job_instance_process_and_run(
     // first write); a new process of the other job writes only stderr.
     for (i, run) in runs.iter_mut().enumerate() {
         let c = corpora[(i + 1) % corpora.len()];
-        write_in_chunks(run, Stream::Stdout, &sample(c, "during", i * 200, 200), 5);
-        write_in_chunks(run, Stream::Stderr, &sample(c, "during-err", i * 20, 20), 1);
+        write_in_chunks(run, Stream::Stdout, &tagged(c, "during", i * 200, 200), 5);
+        write_in_chunks(run, Stream::Stderr, &tagged(c, "during-err", i * 20, 20), 1);
     }
     let mut restarted = hello0.process("hello_world", 1);
     let hello2 = env.task(HELLO, 2);
@@ -211,19 +174,19 @@ fn appends_to_many_files_arrive_once_in_order_with_job_instance_process_and_run(
     write_in_chunks(
         &mut restarted,
         Stream::Stdout,
-        &sample("Linux_2k.log", "run1", 0, 150),
+        &tagged(LogKind::Syslog, "run1", 0, 150),
         10,
     );
     write_in_chunks(
         &mut restarted,
         Stream::Stderr,
-        &sample("Linux_2k.log", "run1-err", 0, 15),
+        &tagged(LogKind::Syslog, "run1-err", 0, 15),
         1,
     );
     write_in_chunks(
         &mut late_files,
         Stream::Stdout,
-        &sample("Mac_2k.log", "new instance", 0, 120),
+        &tagged(LogKind::MacOs, "new instance", 0, 120),
         4,
     );
     late_files.append_lines(
@@ -233,7 +196,7 @@ fn appends_to_many_files_arrive_once_in_order_with_job_instance_process_and_run(
     write_in_chunks(
         &mut late_process,
         Stream::Stderr,
-        &sample("HPC_2k.log", "late process", 0, 40),
+        &tagged(LogKind::ClusterNodes, "late process", 0, 40),
         8,
     );
     runs.extend([restarted, late_files, late_process]);
@@ -302,7 +265,7 @@ fn appends_to_many_files_arrive_once_in_order_with_job_instance_process_and_run(
         write_in_chunks(
             run,
             Stream::Stdout,
-            &sample("Windows_2k.log", "while down", 0, 30),
+            &tagged(LogKind::WindowsCbs, "while down", 0, 30),
             6,
         );
     }
@@ -317,7 +280,7 @@ fn appends_to_many_files_arrive_once_in_order_with_job_instance_process_and_run(
 
 #[test]
 fn a_line_written_in_three_pieces_arrives_as_one_line() {
-    let env = Env::new();
+    let env = setup();
     let task = env.task(HELLO, 0);
     let mut run = task.process("hello_world", 0);
     let mut shipper = env.shipper();
@@ -378,7 +341,7 @@ fn a_line_written_in_three_pieces_arrives_as_one_line() {
 
 #[test]
 fn rotation_mid_burst_loses_nothing_doubles_nothing_and_joins_a_split_line() {
-    let env = Env::new();
+    let env = setup();
     let task = env.task(HELLO, 0);
     let mut run = task.process("hello_world", 0);
     let mut shipper = env.shipper();
@@ -389,13 +352,13 @@ fn rotation_mid_burst_loses_nothing_doubles_nothing_and_joins_a_split_line() {
     write_in_chunks(
         &mut run,
         Stream::Stdout,
-        &sample("Thunderbird_2k.log", "a", 0, 2000),
+        &tagged(LogKind::ClusterSyslog, "a", 0, 2000),
         50,
     );
     write_in_chunks(
         &mut run,
         Stream::Stderr,
-        &sample("BGL_2k.log", "e", 0, 500),
+        &tagged(LogKind::Supercomputer, "e", 0, 500),
         20,
     );
     run.append(
@@ -408,20 +371,20 @@ fn rotation_mid_burst_loses_nothing_doubles_nothing_and_joins_a_split_line() {
     write_in_chunks(
         &mut run,
         Stream::Stdout,
-        &sample("Thunderbird_2k.log", "b", 2000, 500),
+        &tagged(LogKind::ClusterSyslog, "b", 2000, 500),
         50,
     );
     write_in_chunks(
         &mut run,
         Stream::Stderr,
-        &sample("BGL_2k.log", "f", 500, 200),
+        &tagged(LogKind::Supercomputer, "f", 500, 200),
         20,
     );
     run.rotate(Stream::Stdout);
     write_in_chunks(
         &mut run,
         Stream::Stdout,
-        &sample("Thunderbird_2k.log", "c", 2500, 300),
+        &tagged(LogKind::ClusterSyslog, "c", 2500, 300),
         50,
     );
     assert!(run.dir.join("stdout.2").exists() && run.dir.join("stderr.1").exists());
@@ -442,14 +405,14 @@ fn rotation_mid_burst_loses_nothing_doubles_nothing_and_joins_a_split_line() {
 
 #[test]
 fn truncation_is_read_again_from_the_start_and_nothing_is_doubled() {
-    let env = Env::new();
+    let env = setup();
     let task = env.task(HELLO, 0);
     let mut run = task.process("hello_world", 0);
     let mut shipper = env.shipper();
     write_in_chunks(
         &mut run,
         Stream::Stdout,
-        &sample("Android_2k.log", "old", 0, 200),
+        &tagged(LogKind::Logcat, "old", 0, 200),
         10,
     );
     run.append_lines(Stream::Stderr, &["stderr is not truncated"]);
@@ -494,7 +457,7 @@ fn truncation_is_read_again_from_the_start_and_nothing_is_doubled() {
 
 #[test]
 fn a_sandbox_deleted_right_after_its_last_write_is_drained() {
-    let env = Env::new();
+    let env = setup();
     let gone = env.task(HELLO, 0);
     let stays = env.task(HELLO, 1);
     let mut ended = gone.process("hello_world", 0);
@@ -512,13 +475,13 @@ fn a_sandbox_deleted_right_after_its_last_write_is_drained() {
     write_in_chunks(
         &mut ended,
         Stream::Stdout,
-        &sample("HealthApp_2k.log", "last burst", 0, 5000),
+        &tagged(LogKind::HealthApp, "last burst", 0, 5000),
         100,
     );
     write_in_chunks(
         &mut ended,
         Stream::Stderr,
-        &sample("Windows_2k.log", "last burst", 0, 1000),
+        &tagged(LogKind::WindowsCbs, "last burst", 0, 1000),
         100,
     );
     ended.append(Stream::Stderr, b"the last words, with no newline");
@@ -529,7 +492,7 @@ fn a_sandbox_deleted_right_after_its_last_write_is_drained() {
     write_in_chunks(
         &mut running,
         Stream::Stdout,
-        &sample("Apache_2k.log", "still running", 0, 100),
+        &tagged(LogKind::WebServerErrors, "still running", 0, 100),
         10,
     );
     await_shipped(&env, &mut shipper, "*", &[&ended, &running], Offsets::Exact);
@@ -552,7 +515,7 @@ impl Burst {
         let handle = {
             let (stop, rounds) = (stop.clone(), rounds.clone());
             std::thread::spawn(move || {
-                let text = corpus("Proxifier_2k.log");
+                let text = sample(LogKind::DesktopProxy);
                 let mut i = 0;
                 while !stop.load(Ordering::SeqCst) {
                     for (r, run) in runs.iter_mut().enumerate() {
@@ -597,7 +560,7 @@ impl Burst {
     }
 }
 
-fn burst_runs(env: &Env) -> Vec<ProcessRun> {
+fn burst_runs(env: &Stack) -> Vec<ProcessRun> {
     vec![
         env.task(HELLO, 0).process("hello_world", 0),
         env.task(HELLO, 1).process("hello_world", 0),
@@ -607,7 +570,7 @@ fn burst_runs(env: &Env) -> Vec<ProcessRun> {
 
 #[test]
 fn kill_9_of_the_shipper_mid_burst_loses_nothing_and_doubles_nothing() {
-    let env = Env::new();
+    let env = setup();
     let burst = Burst::start(burst_runs(&env), Duration::from_millis(2));
     let mut shipper = env.shipper();
     let mut shipped = wait_stored_at_least(&env.server, &mut shipper, 300);
@@ -636,7 +599,7 @@ fn kill_9_of_the_shipper_mid_burst_loses_nothing_and_doubles_nothing() {
 
 #[test]
 fn cblogsd_down_for_10_s_mid_burst_loses_nothing_and_doubles_nothing() {
-    let mut env = Env::new();
+    let mut env = setup();
     let burst = Burst::start(burst_runs(&env), Duration::from_millis(5));
     // A small read-ahead budget: during the outage far more is written than
     // the shipper may hold, so reading must pause and resume.
@@ -644,7 +607,7 @@ fn cblogsd_down_for_10_s_mid_burst_loses_nothing_and_doubles_nothing() {
         .replace("[tail]\n", "[tail]\nmax_buffered_bytes = 65536\n")
         .replace("batch_max_bytes = 1048576", "batch_max_bytes = 16384");
     assert_ne!(config, SHIPPER_FAST);
-    let mut shipper = Shipper::start(&env.agent, &env.state_dir(), &env.server.url, &config);
+    let mut shipper = env.shipper_with_config(&config);
     let before = wait_stored_at_least(&env.server, &mut shipper, 300);
     env.server.kill9();
     let down = Instant::now();
@@ -670,7 +633,7 @@ fn cblogsd_down_for_10_s_mid_burst_loses_nothing_and_doubles_nothing() {
 
 #[test]
 fn invalid_utf8_arrives_lossy_and_a_5_mib_line_arrives_cut_at_1_mib() {
-    let env = Env::new();
+    let env = setup();
     let task = env.task(HELLO, 0);
     let mut run = task.process("hello_world", 0);
     let mut shipper = env.shipper();
@@ -729,7 +692,7 @@ fn invalid_utf8_arrives_lossy_and_a_5_mib_line_arrives_cut_at_1_mib() {
 
 #[test]
 fn legacy_checkpoint_root_logs_are_shipped_too() {
-    let env = Env::new();
+    let env = setup();
     let legacy = env.agent.legacy_task(HELLO.0, HELLO.1, HELLO.2, 2);
     let modern = env.task(HELLO, 0);
     let mut old = legacy.process("hello_world", 0);
@@ -737,7 +700,7 @@ fn legacy_checkpoint_root_logs_are_shipped_too() {
     write_in_chunks(
         &mut old,
         Stream::Stdout,
-        &sample("Mac_2k.log", "legacy", 0, 100),
+        &tagged(LogKind::MacOs, "legacy", 0, 100),
         10,
     );
     new.append_lines(Stream::Stdout, &["modern layout"]);

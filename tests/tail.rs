@@ -3,7 +3,7 @@
 //! from the index, then after a restart.
 
 use cblogs_core::{LineView, Stream};
-use cblogs_e2e::*;
+use cblogs_testkit::*;
 
 /// What was posted, in time order: (job key, instance, process, stream, bytes).
 struct Posted {
@@ -39,9 +39,9 @@ const API: &str = "devcluster/bob/devel/api";
 
 /// Posts interleaved rounds to every source and returns the model.
 fn post_fixture(server: &Server) -> Vec<Posted> {
-    let apache = corpus("Apache_2k.log");
-    let hdfs = corpus("HDFS_2k.log");
-    let ssh = corpus("OpenSSH_2k.log");
+    let apache = sample(LogKind::WebServerErrors);
+    let hdfs = sample(LogKind::Hdfs);
+    let ssh = sample(LogKind::Sshd);
     let mut files = Vec::new();
     for instance in 0..3 {
         for stream in [Stream::Stdout, Stream::Stderr] {
@@ -57,7 +57,7 @@ fn post_fixture(server: &Server) -> Vec<Posted> {
     }
     let mut writers: Vec<SourceFile> = files
         .iter()
-        .map(|(job, i, p, s, _)| SourceFile::new(source(job, *i, p, *s)))
+        .map(|(job, i, p, s, _)| SourceFile::of(job, *i, p, *s))
         .collect();
     let mut posted = Vec::new();
     for round in 0..6 {
@@ -238,8 +238,7 @@ fn check_reads(server: &Server, posted: &[Posted]) {
 #[test]
 fn tail_and_jobs_from_memory_from_the_index_and_after_a_restart() {
     for config in [None, Some(SMALL_BLOCKS)] {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut server = Server::start(&dir.path().join("data"), config);
+        let (_dir, mut server) = Server::in_temp_dir(config);
         let posted = post_fixture(&server);
         check_reads(&server, &posted);
         // After a clean stop everything is committed to the index.
@@ -251,13 +250,12 @@ fn tail_and_jobs_from_memory_from_the_index_and_after_a_restart() {
 
 #[test]
 fn an_ambiguous_name_lists_the_candidates() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(&dir.path().join("data"), None);
+    let (_dir, server) = Server::in_temp_dir(None);
     for job in [
         "devcluster/www-data/prod/hello",
         "devcluster/bob/devel/hello",
     ] {
-        let mut f = SourceFile::new(source(job, 0, "hello", Stream::Stdout));
+        let mut f = SourceFile::of(job, 0, "hello", Stream::Stdout);
         server.post_ok(&request(vec![f.batch(&["hi"])]));
     }
     let out = server.cli(&["tail", "hello"]);
@@ -312,14 +310,8 @@ fn an_unreachable_server_is_one_clear_line() {
 
 #[test]
 fn since_and_timestamps() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(&dir.path().join("data"), None);
-    let mut f = SourceFile::new(source(
-        "devcluster/www-data/prod/hello",
-        0,
-        "hello",
-        Stream::Stdout,
-    ));
+    let (_dir, server) = Server::in_temp_dir(None);
+    let mut f = SourceFile::of("devcluster/www-data/prod/hello", 0, "hello", Stream::Stdout);
     server.post_ok(&request(vec![f.batch(&["old one", "old two"])]));
     let cut = cblogs_core::time::format_rfc3339(next_time());
     server.post_ok(&request(vec![f.batch(&["new one", "new two"])]));

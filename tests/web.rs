@@ -29,12 +29,11 @@ mod browser;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use browser::{artifacts_dir, Browser};
-use cblogs_core::{JobKey, Selector, Source, Stream};
-use cblogs_e2e::*;
+use cblogs_core::{JobKey, Selector, Stream};
+use cblogs_testkit::*;
 use fantoccini::key::Key;
 use serde_json::{json, Value};
 
@@ -51,22 +50,15 @@ const SHIP_DEADLINE: Duration = Duration::from_secs(60);
 /// How soon a line written to a sandbox file must show in the live tail.
 const LIVE_BUDGET: Duration = Duration::from_secs(2);
 
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 // ---------------------------------------------------------------------------
 // cblogsd, an agent and the shipper between them.
 // ---------------------------------------------------------------------------
 
-/// Dropped in field order: the shipper and cblogsd stop before their
+/// Dropped in field order: the shipper stops before cblogsd and the
 /// folders go.
 struct Env {
     shipper: Option<Shipper>,
-    server: Server,
-    agent: Agent,
-    dir: tempfile::TempDir,
+    stack: Stack,
 }
 
 impl Env {
@@ -75,37 +67,31 @@ impl Env {
     }
 
     fn with_config(config: Option<&str>) -> Env {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let server = Server::start(&dir.path().join("data"), config);
-        let agent = Agent::new(&dir.path().join("agent"));
         Env {
             shipper: None,
-            server,
-            agent,
-            dir,
+            stack: Stack::new(config),
         }
     }
 
-    fn task(&self, (role, env, name): (&str, &str, &str), instance: u32) -> Task {
-        self.agent.task(role, env, name, instance)
+    fn task(&self, job: JobName, instance: u32) -> Task {
+        self.stack.task(job, instance)
+    }
+
+    fn url(&self) -> &str {
+        &self.stack.server.url
     }
 
     /// Starts the shipper (once).
     fn ship(&mut self) {
         if self.shipper.is_none() {
-            self.shipper = Some(Shipper::start(
-                &self.agent,
-                &self.dir.path().join("shipper-state"),
-                &self.server.url,
-                SHIPPER_FAST,
-            ));
+            self.shipper = Some(self.stack.shipper());
         }
     }
 
     /// Waits until cblogsd holds exactly the lines written to `runs`.
     fn wait_stored(&mut self, runs: &[&ProcessRun]) {
         let shipper = self.shipper.as_mut().expect("the shipper runs");
-        wait_all_stored(&self.server, shipper, SHIP_DEADLINE, runs);
+        wait_all_stored(&self.stack.server, shipper, SHIP_DEADLINE, runs);
     }
 
     /// An env where `www-data/prod/hello` instance 0's `hello_world` wrote
@@ -121,7 +107,7 @@ impl Env {
 
     /// The page's URL with `params` in its query string.
     fn page(&self, params: &[(&str, &str)]) -> String {
-        reqwest::Url::parse_with_params(&format!("{}/", self.server.url), params)
+        reqwest::Url::parse_with_params(&format!("{}/", self.url()), params)
             .expect("a valid URL")
             .to_string()
     }
@@ -155,17 +141,7 @@ impl Want {
 }
 
 fn source_hex(run: &ProcessRun, stream: Stream) -> String {
-    let source = Source {
-        cluster: SHIPPER_CLUSTER.into(),
-        host: SHIPPER_HOST.into(),
-        task_id: run.task_id.clone(),
-        job: run.job.parse::<JobKey>().expect("a job key"),
-        instance: run.instance,
-        process: run.process.clone(),
-        run: run.run,
-        stream,
-    };
-    format!("{:016x}", source.id())
+    format!("{:016x}", run.source(stream).id())
 }
 
 /// Every line written to `runs`, by `(data-source, data-offset)`: the
@@ -257,18 +233,20 @@ const LINE_OF: &str = "const lineOf = (l) => ({
 
 fn parse_lines(v: &Value) -> Vec<PageLine> {
     let s = |l: &Value, k: &str| l[k].as_str().unwrap_or_default().to_owned();
+    let strings = |l: &Value, k: &str| -> Vec<String> {
+        l[k].as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     v.as_array()
         .unwrap_or_else(|| panic!("not a list of lines: {v}"))
         .iter()
         .map(|l| PageLine {
-            classes: l["classes"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|c| c.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            classes: strings(l, "classes"),
             source: s(l, "source"),
             offset: l["offset"].as_str().and_then(|o| o.parse().ok()),
             stream: s(l, "stream"),
@@ -276,14 +254,7 @@ fn parse_lines(v: &Value) -> Vec<PageLine> {
             instance: s(l, "instance"),
             prefix: s(l, "prefix"),
             text: s(l, "text"),
-            marks: l["marks"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|c| c.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            marks: strings(l, "marks"),
         })
         .collect()
 }
@@ -523,7 +494,7 @@ fn search_shows_lines_and_histogram() {
     assert_eq!(n, 12, "the fixture has 12 matching lines");
 
     let b = Browser::start("search_shows_lines_and_histogram");
-    b.goto(&format!("{}/", env.server.url));
+    b.goto(&format!("{}/", env.url()));
     b.wait_for("#tab-search", DEADLINE).click();
     b.wait_until_js("!document.querySelector('#view-search').hidden", DEADLINE);
     let job = b.find("#job");
@@ -838,6 +809,16 @@ fn tail_scroll(b: &Browser) -> (f64, f64, f64) {
     (f(0), f(1), f(2))
 }
 
+/// Scrolls the live tail's list to `top` (a JavaScript expression that may
+/// use `scroller`), and lets two frames pass.
+fn scroll_tail_to(b: &Browser, top: &str) {
+    b.execute(
+        &format!("{TAIL_SCROLLER} scroller.scrollTop = {top};"),
+        Vec::new(),
+    );
+    b.wait_frames(2);
+}
+
 fn at_bottom((top, height, total): (f64, f64, f64)) -> bool {
     top + height >= total - 2.0
 }
@@ -975,11 +956,7 @@ fn live_tail_shows_new_lines_and_pauses() {
     );
 
     // Scrolled up, a new line does not pull the list to the bottom.
-    b.execute(
-        &format!("{TAIL_SCROLLER} scroller.scrollTop = 0;"),
-        Vec::new(),
-    );
-    b.wait_frames(2);
+    scroll_tail_to(&b, "0");
     write_and_see(
         &b,
         &mut h0,
@@ -994,11 +971,7 @@ fn live_tail_shows_new_lines_and_pauses() {
         "scrolled to the top, a new line leaves the view where it was: {scroll:?}"
     );
     // Back at the bottom, it follows again.
-    b.execute(
-        &format!("{TAIL_SCROLLER} scroller.scrollTop = scroller.scrollHeight;"),
-        Vec::new(),
-    );
-    b.wait_frames(2);
+    scroll_tail_to(&b, "scroller.scrollHeight");
     write_and_see(
         &b,
         &mut h0,
@@ -1145,7 +1118,7 @@ fn a_read_token_is_asked_once_and_lets_in_search_and_the_live_tail() {
         &["signed-in line one", "signed-in line two"],
     );
     env.ship();
-    let tail_url = format!("{}/api/v1/tail?job=www-data/prod/hello", env.server.url);
+    let tail_url = format!("{}/api/v1/tail?job=www-data/prod/hello", env.url());
     let http = reqwest::blocking::Client::new();
     assert_eq!(
         http.get(&tail_url).send().map(|r| r.status().as_u16()).ok(),

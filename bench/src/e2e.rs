@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use cblogs_e2e::Shipper;
+use cblogs_testkit::Shipper;
 
 use crate::corpus::{lay_out, Corpus};
 use crate::ingest::{flush, stored_lines};
@@ -28,8 +28,8 @@ pub struct Run {
 }
 
 pub fn run(corpus: &Corpus, dir: &Path) -> Result<Run> {
-    let server = crate::start_cblogsd(&dir.join("data"));
-    let (agent, specs) = lay_out(&dir.join("agent"));
+    let server = crate::cblogsd::start(&dir.join("data"));
+    let (agent, specs) = lay_out(&dir.join("agent"))?;
     let mut shipper = Shipper::start(&agent, &dir.join("state"), &server.url, "");
     let mut pairs = Vec::with_capacity(specs.len());
     for (from, to) in corpus.files.iter().zip(&specs) {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use cblogs_core::wire::{Batch, IngestRequest, WireLine, INGEST_PATH};
 use cblogs_core::{JobKey, Source};
-use cblogs_e2e::{bin, Server, SHIPPER_CLUSTER, SHIPPER_HOST};
+use cblogs_testkit::{bin, Server, SHIPPER_CLUSTER, SHIPPER_HOST};
 
 use crate::corpus::{Corpus, FileSpec};
 use crate::procs::{dir_bytes, peak_rss_mib};
@@ -177,7 +177,7 @@ pub fn run(corpus: &Corpus, bodies: &Bodies, dir: &Path) -> Result<Run> {
 /// [`run`], with `extra` appended to the run's cblogsd config.
 pub fn run_with(corpus: &Corpus, bodies: &Bodies, dir: &Path, extra: Option<&str>) -> Result<Run> {
     let data_dir = dir.join("data");
-    let server = crate::start_cblogsd_with(&data_dir, extra);
+    let server = crate::cblogsd::start_with(&data_dir, extra);
     let url = server.url.clone();
     let started = Instant::now();
     std::thread::scope(|s| {

@@ -15,9 +15,11 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use cblogs_e2e::{bin, Shipper};
+use cblogs_testkit::{bin, Shipper};
 
-use crate::corpus::{lay_out, RoundRobinWriter, Templates};
+use cblogs_fake_agent::lines::Templates;
+
+use crate::corpus::{lay_out, RoundRobinWriter};
 use crate::ingest::stored_lines;
 
 const PROBE: &str = "cblogs-bench-probe ";
@@ -31,8 +33,8 @@ pub fn run(
     background_lines_per_sec: usize,
     secs: u64,
 ) -> Result<Vec<f64>> {
-    let server = crate::start_cblogsd(&dir.join("data"));
-    let (agent, specs) = lay_out(&dir.join("agent"));
+    let server = crate::cblogsd::start(&dir.join("data"));
+    let (agent, specs) = lay_out(&dir.join("agent"))?;
     let _shipper = Shipper::start(&agent, &dir.join("state"), &server.url, "");
     let probe_index = specs
         .iter()

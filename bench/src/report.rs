@@ -143,6 +143,16 @@ impl Machine {
     }
 }
 
+impl Machine {
+    /// `2 cores (model), 8 GiB, Linux 6.1.0`: how a report's first line names it.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} cores ({}), {:.0} GiB, Linux {}",
+            self.cpus, self.cpu_model, self.memory_gib, self.kernel
+        )
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub command: String,
@@ -156,16 +166,12 @@ pub struct Report {
 
 impl Report {
     pub fn markdown(&self) -> String {
-        let m = &self.machine;
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "`{}` — {} cores ({}), {:.0} GiB, Linux {}; corpus: {} bytes, {} lines from {}; medians of {} run(s).\n",
+            "`{}` — {}; corpus: {} bytes, {} lines from {}; medians of {} run(s).\n",
             self.command,
-            m.cpus,
-            m.cpu_model,
-            m.memory_gib,
-            m.kernel,
+            self.machine.summary(),
             self.raw_bytes,
             self.lines,
             self.corpus,
@@ -177,15 +183,21 @@ impl Report {
 
     /// Writes `path` (JSON) and the Markdown table beside it (`.md`).
     pub fn write(&self, path: &Path) -> Result<()> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-        }
-        let json = serde_json::to_string_pretty(self)?;
-        std::fs::write(path, json).with_context(|| format!("write {}", path.display()))?;
-        let md = path.with_extension("md");
-        std::fs::write(&md, self.markdown()).with_context(|| format!("write {}", md.display()))?;
-        Ok(())
+        write_json_and_markdown(path, self, &self.markdown())
     }
+}
+
+/// Writes `value` as JSON to `path`, and `markdown` beside it (`.md`);
+/// creates the folder if need be.
+pub fn write_json_and_markdown(path: &Path, value: &impl Serialize, markdown: &str) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    let json = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, json).with_context(|| format!("write {}", path.display()))?;
+    let md = path.with_extension("md");
+    std::fs::write(&md, markdown).with_context(|| format!("write {}", md.display()))?;
+    Ok(())
 }
 
 /// The figures as a Markdown table: value, baseline, ratio, target, met.

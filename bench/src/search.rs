@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use cblogs_core::api::{SearchEvent, SearchSummary, SEARCH_PATH};
-use cblogs_e2e::bin;
+use cblogs_testkit::bin;
 
 use crate::corpus::Corpus;
 

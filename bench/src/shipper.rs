@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use cblogs_core::Stream;
-use cblogs_e2e::Shipper;
+use cblogs_testkit::Shipper;
 
-use crate::corpus::{lay_out, RoundRobinWriter, Templates};
+use cblogs_fake_agent::lines::Templates;
+
+use crate::corpus::{lay_out, RoundRobinWriter};
 use crate::ingest::stored_lines;
 use crate::procs::{cpu_secs, peak_rss_mib};
 
@@ -30,8 +32,8 @@ pub struct Run {
 }
 
 pub fn run(templates: &Templates, dir: &Path, files: usize, rate: usize, secs: u64) -> Result<Run> {
-    let server = crate::start_cblogsd(&dir.join("data"));
-    let (agent, mut specs) = lay_out(&dir.join("agent"));
+    let server = crate::cblogsd::start(&dir.join("data"));
+    let (agent, mut specs) = lay_out(&dir.join("agent"))?;
     // Past the layout's 400 files: a second run of each process (a restart).
     let mut extra = Vec::new();
     for s in specs.iter().filter(|s| s.stream == Stream::Stdout) {

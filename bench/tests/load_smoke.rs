@@ -4,25 +4,12 @@
 //! here (a debug build on a shared machine); a tail that fell behind
 //! silently or an unexpected error fails the run, and so this test.
 
-use std::process::Command;
+mod smoke_run;
 
 #[test]
 fn load_smoke_run_checks_tails_and_searches() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let out = dir.path().join("load-report.json");
-    let corpus = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/loghub");
-    let run = Command::new(env!("CARGO_BIN_EXE_cblogs-bench"))
-        .args(["load", "--smoke", "--corpus", corpus, "--work"])
-        .arg(dir.path())
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .expect("run cblogs-bench load");
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "cblogs-bench load failed:\n{stderr}");
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&out).expect("the JSON report")).expect("JSON");
-    let markdown = std::fs::read_to_string(out.with_extension("md")).expect("the Markdown report");
+    let smoke = smoke_run::run_smoke("load", "load-report.json");
+    let (report, markdown) = (&smoke.json, &smoke.markdown);
     assert_eq!(report["passed"], true, "{report}");
     let counts = &report["counts"];
     assert_eq!(counts["tails_fell_behind_silently"], 0, "{counts}");
@@ -38,7 +25,6 @@ fn load_smoke_run_checks_tails_and_searches() {
     for t in tails {
         assert!(t["lines"].as_u64().unwrap_or(0) > 0, "{t}");
     }
-    let figures = report["figures"].as_array().expect("figures");
     for id in [
         "load.write_rate",
         "load.ingest_rate",
@@ -48,10 +34,7 @@ fn load_smoke_run_checks_tails_and_searches() {
         "load.search_latency_p99",
         "load.memory.cblogsd",
     ] {
-        let f = figures
-            .iter()
-            .find(|f| f["id"] == id)
-            .unwrap_or_else(|| panic!("no figure {id} in {report}"));
+        let f = smoke.figure(id);
         assert!(f["value"].as_f64().unwrap_or(0.0) > 0.0, "{id}: {f}");
         assert!(
             markdown.contains(f["what"].as_str().unwrap_or("?")),

@@ -3,19 +3,24 @@
 //! and a real `cblogs-shipper` (in this process) tailing them into this
 //! server, so there is something to tail at once and the whole path runs.
 //!
-//! The agent lives in `<data dir>/demo-agent`, laid out as a Mesos agent's
-//! work dir is (`thermos-layout.md`), and the shipper keeps its checkpoints
-//! in `<data dir>/demo-shipper`. Templates are built in: Apache access
+//! The agent lives in `<data dir>/demo-agent`, laid out by
+//! `cblogs-fake-agent` exactly as a Mesos agent's work dir is
+//! (`thermos-layout.md`; the same layout the end-to-end tests use), and the
+//! shipper keeps its checkpoints in `<data dir>/demo-shipper`. The lines
+//! are made here, stamped with the time they are written: Apache access
 //! lines for a web job, Python service logs with an occasional traceback on
-//! stderr, and Java service logs with an occasional stack trace.
+//! stderr, and Java service logs with an occasional stack trace (the
+//! tracebacks and stack traces are the shared line generator's).
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cblogs_core::time::now_ns;
 use cblogs_core::Stream;
+use cblogs_fake_agent::fastrand::Rng;
+use cblogs_fake_agent::lines::TraceKind;
+use cblogs_fake_agent::{joined_lines, Agent, ProcessRunDir};
 use tokio::sync::watch;
 
 const CLUSTER: &str = "devcluster";
@@ -51,157 +56,94 @@ pub fn print_tour(url: &str) {
     );
 }
 
-/// A small deterministic generator: the demo needs variety, not secrecy.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
-    }
+fn pick<'a>(rng: &mut Rng, items: &[&'a str]) -> &'a str {
+    items[rng.usize(0..items.len())]
 }
 
 fn stdout_line(rng: &mut Rng, flavour: Flavour, instance: u32) -> String {
     match flavour {
         Flavour::Web => {
-            let path = rng.pick(&["/", "/hello", "/static/app.js", "/api/v1/greet?name=ada", "/health", "/favicon.ico"]);
-            let status = if rng.below(20) == 0 { "500" } else if rng.below(10) == 0 { "404" } else { "200" };
+            let path = pick(rng, &["/", "/hello", "/static/app.js", "/api/v1/greet?name=ada", "/health", "/favicon.ico"]);
+            let status = if rng.u64(0..20) == 0 { "500" } else if rng.u64(0..10) == 0 { "404" } else { "200" };
             format!(
                 "10.0.{}.{} - - [{}] \"GET {path} HTTP/1.1\" {status} {} \"-\" \"Mozilla/5.0 (X11; Linux x86_64)\"",
-                rng.below(8),
-                rng.below(250) + 2,
+                rng.u64(0..8),
+                rng.u64(0..250) + 2,
                 jiff::Timestamp::now().strftime("%d/%b/%Y:%H:%M:%S +0000"),
-                rng.below(9000) + 120
+                rng.u64(0..9000) + 120
             )
         }
         Flavour::Python => {
-            let q = rng.pick(&["will it rain?", "should I deploy on friday?", "is the build green?", "ship it?"]);
-            let a = rng.pick(&["It is certain", "Ask again later", "Very doubtful", "Outlook good"]);
+            let q = pick(rng, &["will it rain?", "should I deploy on friday?", "is the build green?", "ship it?"]);
+            let a = pick(rng, &["It is certain", "Ask again later", "Very doubtful", "Outlook good"]);
             format!(
                 "{} INFO eightball.api [instance {instance}] question={q:?} answer={a:?} latency_ms={}",
                 jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M:%S,%3f"),
-                rng.below(40) + 1
+                rng.u64(0..40) + 1
             )
         }
         Flavour::Java => format!(
             "{} INFO  [pool-2-thread-{}] c.e.ledger.TransferService - transfer id={} amount={}.{:02} EUR status=COMMITTED",
             jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M:%S.%3f"),
-            rng.below(8) + 1,
-            rng.next() % 1_000_000,
-            rng.below(5000),
-            rng.below(100)
+            rng.u64(0..8) + 1,
+            rng.u64(0..1_000_000),
+            rng.u64(0..5000),
+            rng.u64(0..100)
         ),
     }
 }
 
-fn stderr_lines(rng: &mut Rng, flavour: Flavour) -> Vec<String> {
+fn stderr_lines(rng: &mut Rng, flavour: Flavour) -> Vec<Vec<u8>> {
     match flavour {
         Flavour::Web => vec![format!(
             "[error] [client 10.0.{}.{}] File does not exist: /var/www/html/favicon.ico",
-            rng.below(8),
-            rng.below(250) + 2
-        )],
-        Flavour::Python => vec![
-            "Traceback (most recent call last):".into(),
-            "  File \"/app/eightball/api.py\", line 88, in answer".into(),
-            "    reply = oracle.consult(question, timeout=2.0)".into(),
-            "  File \"/app/eightball/oracle.py\", line 41, in consult".into(),
-            "    raise TimeoutError(f\"oracle did not answer within {timeout}s\")".into(),
-            "TimeoutError: oracle did not answer within 2.0s".into(),
-        ],
-        Flavour::Java => vec![
-            format!("{} ERROR [pool-2-thread-3] c.e.ledger.TransferService - transfer failed", jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M:%S.%3f")),
-            "java.lang.IllegalStateException: account 4411 is frozen".into(),
-            "\tat com.example.ledger.Account.debit(Account.java:112)".into(),
-            "\tat com.example.ledger.TransferService.transfer(TransferService.java:57)".into(),
-            "\tat java.base/java.util.concurrent.ThreadPoolExecutor.runWorker(ThreadPoolExecutor.java:1136)".into(),
-        ],
+            rng.u64(0..8),
+            rng.u64(0..250) + 2
+        )
+        .into_bytes()],
+        Flavour::Python => TraceKind::Python.trace(rng),
+        Flavour::Java => {
+            let mut lines = vec![format!(
+                "{} ERROR [pool-2-thread-3] c.e.ledger.TransferService - transfer failed",
+                jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M:%S.%3f")
+            )
+            .into_bytes()];
+            lines.extend(TraceKind::Java.trace(rng));
+            lines
+        }
     }
 }
 
-/// One process run's log folder in a demo sandbox.
+/// One process run of a demo job, and what it writes.
 struct DemoProcess {
-    dir: PathBuf,
+    run: ProcessRunDir,
     instance: u32,
     flavour: Flavour,
 }
 
-impl DemoProcess {
-    fn append(&self, stream: Stream, lines: &[String]) -> std::io::Result<()> {
-        let mut text = String::new();
-        for l in lines {
-            text.push_str(l);
-            text.push('\n');
-        }
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join(stream.as_str()))?
-            .write_all(text.as_bytes())
-    }
-}
-
 /// Lays out the agent (idempotent: a restarted demo appends to the same files).
-fn build_agent(work_dir: &Path) -> std::io::Result<Vec<DemoProcess>> {
-    let executors = work_dir
-        .join("slaves")
-        .join(AGENT_ID)
-        .join("frameworks")
-        .join(FRAMEWORK_ID)
-        .join("executors");
+fn build_agent(work_dir: &Path) -> io::Result<Vec<DemoProcess>> {
+    let agent = Agent::in_work_dir(work_dir, AGENT_ID, FRAMEWORK_ID)?;
     let mut out = Vec::new();
-    for (n, (job, process, instances, flavour)) in JOBS.iter().enumerate() {
+    for (job, process, instances, flavour) in JOBS {
         let (role, rest) = job.split_once('/').unwrap_or((job, ""));
         let (env, name) = rest.split_once('/').unwrap_or((rest, ""));
-        for instance in 0..*instances {
-            let task_id = format!(
-                "{role}-{env}-{name}-{instance}-{:08x}-0000-4000-8000-{:012x}",
-                0xdeb0_0000u32 + n as u32,
-                instance
-            );
-            let container = format!(
-                "{:08x}-5eed-4000-8000-{:012x}",
-                0xc0de_0000u32 + n as u32,
-                instance
-            );
-            let runs = executors.join(format!("thermos-{task_id}")).join("runs");
-            let run = runs.join(&container);
-            let logs = run.join("sandbox").join(".logs");
-            fs::create_dir_all(logs.join(process).join("0"))?;
-            let fetch = logs.join("fetch_package").join("0");
-            if !fetch.exists() {
-                fs::create_dir_all(&fetch)?;
-                fs::write(
-                    fetch.join("stdout"),
-                    format!("Fetching package {name} version 17 from the package store\nUnpacked 3 files into the sandbox\n"),
+        for instance in 0..instances {
+            let task = agent.task(role, env, name, instance)?;
+            let fetch = task.process("fetch_package", 0)?;
+            if std::fs::metadata(fetch.path(Stream::Stdout))?.len() == 0 {
+                fetch.append(
+                    Stream::Stdout,
+                    &joined_lines(&[
+                        format!("Fetching package {name} version 17 from the package store"),
+                        "Unpacked 3 files into the sandbox".to_owned(),
+                    ]),
                 )?;
-                fs::write(fetch.join("stderr"), b"")?;
-                fs::write(run.join("stdout"), b"Thermos executor started\n")?;
-                fs::write(run.join("stderr"), b"")?;
-            }
-            let latest = runs.join("latest");
-            if fs::symlink_metadata(&latest).is_err() {
-                std::os::unix::fs::symlink(&container, &latest)?;
-            }
-            let dir = logs.join(process).join("0");
-            for stream in [Stream::Stdout, Stream::Stderr] {
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(dir.join(stream.as_str()))?;
             }
             out.push(DemoProcess {
-                dir,
+                run: task.process(process, 0)?,
                 instance,
-                flavour: *flavour,
+                flavour,
             });
         }
     }
@@ -240,18 +182,19 @@ pub async fn run(url: String, data_dir: PathBuf, mut stopping: watch::Receiver<b
             tracing::error!("demo: the shipper stopped: {e:#}");
         }
     });
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ now_ns() as u64);
+    let mut rng = Rng::with_seed(0x2545_f491_4f6c_dd1d ^ now_ns() as u64);
     loop {
         for p in &processes {
-            let out: Vec<String> = (0..rng.below(4))
+            let out: Vec<String> = (0..rng.u64(0..4))
                 .map(|_| stdout_line(&mut rng, p.flavour, p.instance))
                 .collect();
-            let mut written = p.append(Stream::Stdout, &out);
-            if rng.below(80) == 0 {
-                written = written.and(p.append(Stream::Stderr, &stderr_lines(&mut rng, p.flavour)));
+            let mut written = p.run.append(Stream::Stdout, &joined_lines(&out));
+            if rng.u64(0..80) == 0 {
+                let err = joined_lines(&stderr_lines(&mut rng, p.flavour));
+                written = written.and(p.run.append(Stream::Stderr, &err));
             }
             if let Err(e) = written {
-                tracing::warn!("demo: cannot write to {}: {e}", p.dir.display());
+                tracing::warn!("demo: cannot write: {e}");
             }
         }
         tokio::select! {

@@ -5,13 +5,16 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 
+use super::histogram::Hist;
+use super::searchers::{SearchRecord, SEARCHES};
+use super::tail_check::TailResult;
+use super::{Outcome, Settings};
 use crate::corpus::JOBS;
-use crate::load::{Hist, Outcome, SearchRecord, Settings, TailResult, SEARCHES};
 use crate::procs::MB;
-use crate::report::{num, percentile, table, Figure, Goal, Machine};
+use crate::report::{num, percentile, table, write_json_and_markdown, Figure, Goal, Machine};
 
 /// The counts of a load run; `tails_fell_behind_silently` and `errors`
 /// must be 0.
@@ -272,18 +275,14 @@ impl LoadReport {
     }
 
     pub fn markdown(&self) -> String {
-        let m = &self.machine;
         let st = &self.settings;
         let c = &self.counts;
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "`{}` — {} cores ({}), {:.0} GiB, Linux {}; {} MB/s of lines from {} into {} files of {} jobs for {:.0} s, through cblogs-shipper; {} live tails, {} searchers; one run.\n",
+            "`{}` — {}; {} MB/s of lines from {} into {} files of {} jobs for {:.0} s, through cblogs-shipper; {} live tails, {} searchers; one run.\n",
             self.command,
-            m.cpus,
-            m.cpu_model,
-            m.memory_gib,
-            m.kernel,
+            self.machine.summary(),
             st.rate_mb,
             self.corpus,
             self.files,
@@ -382,13 +381,6 @@ impl LoadReport {
 
     /// Writes `path` (JSON) and the Markdown beside it (`.md`).
     pub fn write(&self, path: &Path) -> Result<()> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-        }
-        let json = serde_json::to_string_pretty(self)?;
-        std::fs::write(path, json).with_context(|| format!("write {}", path.display()))?;
-        let md = path.with_extension("md");
-        std::fs::write(&md, self.markdown()).with_context(|| format!("write {}", md.display()))?;
-        Ok(())
+        write_json_and_markdown(path, self, &self.markdown())
     }
 }

@@ -1,0 +1,117 @@
+//! A long-running child a test starts, SIGKILLs, stops cleanly and starts
+//! again: `cblogsd` and `cblogs-shipper` are both driven through this, so
+//! killing, stopping, checking it still runs and reaping it on drop are
+//! written once. Its stderr (the tracing log) is appended to one file
+//! across restarts, for failure messages.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+use crate::wait::{wait_until, DEADLINE};
+
+/// One daemon process (while it runs) and its log file.
+pub struct Daemon {
+    /// The binary's name, for messages.
+    name: &'static str,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Nothing runs yet; `log` collects its stderr.
+    pub fn new(name: &'static str, log: &Path) -> Daemon {
+        Daemon {
+            name,
+            child: None,
+            log: log.to_owned(),
+        }
+    }
+
+    /// Spawns `cmd` (with stderr appended to the log) as this daemon.
+    pub fn spawn(&mut self, cmd: &mut Command) -> &mut Child {
+        assert!(
+            self.child.is_none(),
+            "stop or kill {} before starting it again",
+            self.name
+        );
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap_or_else(|e| panic!("open {}: {e}", self.log.display()));
+        let child = cmd
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", self.name));
+        self.child.insert(child)
+    }
+
+    /// Everything it logged, across restarts.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether it was started and has not been stopped or killed.
+    pub fn is_started(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Panics, with the log, if the process has exited.
+    pub fn assert_running(&mut self) {
+        let child = self
+            .child
+            .as_mut()
+            .unwrap_or_else(|| panic!("{} was not started", self.name));
+        if let Some(status) = child.try_wait().expect("wait") {
+            panic!(
+                "{} exited with {status}; its log:\n{}",
+                self.name,
+                self.log_text()
+            );
+        }
+    }
+
+    /// SIGKILL: no chance to flush, commit, send or checkpoint anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill()
+                .unwrap_or_else(|e| panic!("SIGKILL {}: {e}", self.name));
+            c.wait()
+                .unwrap_or_else(|e| panic!("reap {}: {e}", self.name));
+        }
+    }
+
+    /// SIGTERM, and a clean exit (status 0) within the deadline.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) with a pid we own and a valid signal number.
+            let rc = unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+            assert_eq!(rc, 0, "send SIGTERM to {}", self.name);
+            let status = wait_until(
+                &format!("{} to exit after SIGTERM", self.name),
+                DEADLINE,
+                || c.try_wait().expect("wait"),
+            );
+            assert!(
+                status.success(),
+                "{} exited with {status} after SIGTERM; log:\n{}",
+                self.name,
+                self.log_text()
+            );
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! The test kit: what the end-to-end tests (`tests/`) and the benchmark
+//! (`bench/`) share to run the real `cblogsd`, `cblogs-shipper` and
+//! `cblogs` and to check what comes out. Test-only: it may panic with a
+//! message on anything that goes wrong, and nothing but tests and the
+//! benchmark links it (`cblogsd` links only the fake agent).
+//!
+//! Every wait is a poll with a deadline ([`wait_until`]), never a bare
+//! sleep standing in for an event.
+//!
+//! | module | what it owns |
+//! | --- | --- |
+//! | [`binaries`] | building the binaries once, and where they are |
+//! | [`daemon`] | a child process started, SIGKILLed, stopped, restarted (both daemons use it) |
+//! | [`server`] | `cblogsd` on a free port: start, stop, restart |
+//! | [`server_api`] | what tests ask a running `cblogsd` over HTTP (ingest, flush, storage, metrics) |
+//! | [`shipper`] | `cblogs-shipper` on a fake agent, and the configs tests run it with |
+//! | [`cli`](mod@cli) | running `cblogs` and reading what it printed |
+//! | [`follower`] | a running `cblogs tail -f` whose lines arrive over channels |
+//! | [`wire`] | sources and batches shaped like a shipper's, posted straight to ingest |
+//! | [`sandbox`] | the fake agent (from `cblogs-fake-agent`) remembering what each file was written |
+//! | [`model`] | what was written to one stream, as the lines a reader must see |
+//! | [`exactly_once`] | every line once, in order, with its source: the check and the waits |
+//! | [`stack`] | a temporary folder with a `cblogsd`, a fake agent and a shipper's state |
+//! | [`samples`] | log lines for tests, from the fake agent's built-in template sets |
+//! | [`privilege`] | running a test that needs a mount as root, or in a user namespace |
+//! | [`tools`] | failing with the tool's name when a test needs one that is missing |
+//! | [`rng`] | a small seeded random sequence for schedules and fixtures |
+//! | [`text`] | how a terminal shows a line, and the end of a log |
+//! | [`wait`] | the deadline and the poll |
+//! | [`serial`](mod@serial) | one test of a file at a time, where they measure or crowd the cores |
+
+pub mod binaries;
+pub mod cli;
+pub mod daemon;
+pub mod exactly_once;
+pub mod follower;
+mod line_reader;
+pub mod model;
+pub mod privilege;
+pub mod rng;
+pub mod samples;
+pub mod sandbox;
+pub mod serial;
+pub mod server;
+pub mod server_api;
+pub mod shipper;
+pub mod stack;
+pub mod text;
+pub mod tools;
+pub mod wait;
+pub mod wire;
+
+pub use binaries::{bin, bin_dir};
+pub use cblogs_fake_agent::ids::{fake_uuid, AGENT_ID, FRAMEWORK_ID};
+pub use cblogs_fake_agent::lines::LogKind;
+pub use cblogs_fake_agent::NOT_A_LOG;
+pub use cli::{cli, cli_with, CliOutput};
+pub use exactly_once::{
+    await_stored, brief, problems, shown_line, stored_per_job, wait_all_stored, written_per_job,
+    Offsets, Shown,
+};
+pub use follower::Follower;
+pub use model::{StreamKey, StreamModel, Written, MAX_LINE_BYTES};
+pub use privilege::{as_root, AsRoot};
+pub use rng::Rng;
+pub use samples::{sample, sample_from, SAMPLE_LINES};
+pub use sandbox::{Agent, ProcessRun, Task};
+pub use serial::serial;
+pub use server::{Server, SMALL_BLOCKS};
+pub use server_api::http_client;
+pub use shipper::{Shipper, SHIPPER_CLUSTER, SHIPPER_FAST, SHIPPER_HOST};
+pub use stack::{JobName, Stack};
+pub use text::{log_tail, shown};
+pub use tools::require_tool;
+pub use wait::{wait_until, DEADLINE};
+pub use wire::{next_time, request, source, SourceFile};
