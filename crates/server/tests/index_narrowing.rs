@@ -1,17 +1,17 @@
 //! The index only narrows: for any pattern, every block that holds a
 //! matching line must be a candidate. Checked here on a real partition
-//! (tantivy index and block file) of corpus lines and awkward ones, for a
+//! (tantivy index and block file) of generated log lines and awkward ones, for a
 //! list of hand-picked patterns and for hundreds of random substrings of
 //! the lines themselves (fixed strings that start and end anywhere: in a
 //! token, on a separator, in a long number, in a 40+ byte hash, in a
 //! multi-byte character). It also checks that the index does narrow for
 //! literals that are rare.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use cblogs_core::pattern::{Pattern, PatternOptions};
 use cblogs_core::{LineFlags, Source, Stream};
+use cblogs_fake_agent::lines::{LineGen, LogKind, Templates};
 use cblogs_server::testing::{LineBlock, Need, Partition, PreparedBlock, SizedLru, TimeRange};
 
 fn source() -> Arc<Source> {
@@ -23,23 +23,20 @@ fn source() -> Arc<Source> {
     ))
 }
 
-/// Corpus lines (CRLF kept) and lines made to trip the planner.
+/// Generated log lines (a web server's errors, HDFS, sshd and logcat, from
+/// the fake agent's built-in templates, CRLF kept) and lines made to trip
+/// the planner.
 fn lines() -> Vec<Vec<u8>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/loghub");
+    let kinds = [
+        LogKind::WebServerErrors,
+        LogKind::Hdfs,
+        LogKind::Sshd,
+        LogKind::Logcat,
+    ];
+    let templates = Templates::of(&kinds);
     let mut out = Vec::new();
-    for name in [
-        "Apache_2k.log",
-        "HDFS_2k.log",
-        "OpenSSH_2k.log",
-        "Android_2k.log",
-    ] {
-        let text = std::fs::read(dir.join(name)).expect("the loghub corpus is readable");
-        out.extend(
-            text.split(|&b| b == b'\n')
-                .filter(|l| !l.is_empty())
-                .take(600)
-                .map(<[u8]>::to_vec),
-        );
+    for (i, _) in kinds.iter().enumerate() {
+        out.extend(LineGen::new(templates.set(i), i as u64, None).take_lines(600));
     }
     let special: Vec<Vec<u8>> = vec![
         b"Exception in thread \"worker-3\" java.lang.OutOfMemoryError: Java heap space".to_vec(),
