@@ -41,6 +41,5 @@ pub use partitions::PartitionSet;
 pub use retention::{Retention, RetentionLog};
 pub use room::Room;
 pub use snapshot::ReadSnapshot;
-
 pub use store::Store;
 pub use usage::{disk_usage, DiskUsage};
