@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use cblogs_core::pattern::{Pattern, PatternOptions};
 use cblogs_core::{LineFlags, Source, Stream};
-use cblogs_fake_agent::lines::{LineGen, LogKind, Templates};
 use cblogs_server::testing::{LineBlock, Need, Partition, PreparedBlock, SizedLru, TimeRange};
+use cblogs_testkit::{sample, LogKind};
 
 fn source() -> Arc<Source> {
     Arc::new(Source::example(
@@ -23,20 +23,17 @@ fn source() -> Arc<Source> {
     ))
 }
 
-/// Generated log lines (a web server's errors, HDFS, sshd and logcat, from
-/// the fake agent's built-in templates, CRLF kept) and lines made to trip
-/// the planner.
+/// Generated log lines (a web server's errors, HDFS, sshd and logcat:
+/// the test kit's samples, CRLF kept) and lines made to trip the planner.
 fn lines() -> Vec<Vec<u8>> {
-    let kinds = [
+    let mut out = Vec::new();
+    for kind in [
         LogKind::WebServerErrors,
         LogKind::Hdfs,
         LogKind::Sshd,
         LogKind::Logcat,
-    ];
-    let templates = Templates::of(&kinds);
-    let mut out = Vec::new();
-    for (i, _) in kinds.iter().enumerate() {
-        out.extend(LineGen::new(templates.set(i), i as u64, None).take_lines(600));
+    ] {
+        out.extend(sample(kind).into_iter().take(600));
     }
     let special: Vec<Vec<u8>> = vec![
         b"Exception in thread \"worker-3\" java.lang.OutOfMemoryError: Java heap space".to_vec(),

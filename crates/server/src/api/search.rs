@@ -144,7 +144,7 @@ pub(super) fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiE
 /// resolves the selectors.
 pub(super) fn request(
     app: &App,
-    p: Params,
+    mut p: Params,
     histogram: bool,
 ) -> Result<(SearchRequest, Params), ApiError> {
     let config = &app.config.search;
@@ -186,7 +186,7 @@ pub(super) fn request(
             "at most {most} context lines on each side (search.max_context_lines)"
         )));
     }
-    let filter = p.selection.clone().resolve(&app.store)?;
+    let filter = std::mem::take(&mut p.selection).resolve(&app.store)?;
     let time_limit = config.max_query_time();
     let prefilter = match &pattern {
         Some(pattern) if !p.invert => Prefilter::new(pattern),
