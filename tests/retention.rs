@@ -150,6 +150,65 @@ fn a_partition_past_retention_days_is_deleted_and_the_recent_lines_stay() {
     assert_eq!(partition_starts(&s), starts, "{s}");
 }
 
+/// Issue 16, rule 1: a source's held end is a record of its own in the
+/// metastore, not derived from the partitions that still exist. Before,
+/// after retention deleted every line of a quiet source, a restart held it
+/// at offset 0: its next batch was refused with `held_end` 0, and the
+/// shipper then sent the whole file again, stored twice with new times.
+#[test]
+fn a_source_whose_lines_retention_deleted_keeps_its_held_end_after_a_restart() {
+    let (_dir, mut server) = Server::in_temp_dir(Some(
+        "[storage]\npartition_secs = 3600\nretention_days = 14\nretention_check_secs = 1\n\
+             commit_interval_ms = 100\n",
+    ));
+    let old = lines("quiet", 50);
+    let mut file = job_file(7);
+    let first = batch_at(&mut file, &old, now_ns() - 20 * DAY_NS);
+    let end = first.end;
+    server.post_ok(&request(vec![first.clone()]));
+    server.flush();
+    wait_until(
+        "the quiet source's partition to be deleted",
+        DEADLINE,
+        || (!deleted(&server.storage()).is_empty()).then_some(()),
+    );
+    let out = server.cli(&["tail", "www-data/prod/kept"]);
+    assert_eq!(
+        out.code, 1,
+        "retention deleted every line of the job: {}",
+        out.stdout
+    );
+    assert!(out.stderr.contains("no job matches"), "{}", out.stderr);
+
+    // No clean stop: the record must already be durable.
+    server.kill9();
+    server.restart();
+
+    // The whole first batch again (a shipper that lost its checkpoint):
+    // every line is known, none is stored again.
+    let again = server.post_ok(&request(vec![first]));
+    assert_eq!(
+        (again["accepted"].as_u64(), again["duplicates"].as_u64()),
+        (Some(0), Some(50)),
+        "{again}"
+    );
+    assert_eq!(
+        again["batches"][0]["acked_end"].as_u64(),
+        Some(end),
+        "{again}"
+    );
+    // The file goes on where it was: taken, not refused as a gap.
+    let next = lines("later", 10);
+    let later = file.batch(&next);
+    assert_eq!(later.start, end);
+    let ack = server.post_ok(&request(vec![later]));
+    assert_eq!(ack["accepted"].as_u64(), Some(10), "{ack}");
+    assert_eq!(
+        served(&server),
+        next.iter().cloned().collect::<BTreeSet<_>>()
+    );
+}
+
 #[test]
 fn over_max_disk_bytes_the_oldest_partitions_are_deleted_until_the_rest_fit() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -1,6 +1,7 @@
 //! Starting and stopping the parts in the right order.
 //!
-//! Start: open the partitions, replay the WAL into memory, start the WAL
+//! Start: open the object store and read the metastore (the sources'
+//! published ends), open the partitions, replay the WAL into memory, start the WAL
 //! writer and the committer, build the ingest ledger from what is held.
 //! Stop: (HTTP already drained by the caller) close the WAL so every queued
 //! record is synced and applied, then let the committer seal and commit
@@ -15,11 +16,14 @@ use tokio::sync::watch;
 use crate::access::{Auth, AuthError, Limits};
 use crate::alert::{Alerts, RulesError};
 use crate::app::App;
+use crate::bucket::{Bucket, BucketError};
 use crate::config::Config;
 use crate::index::{PartitionError, ReadCaches};
 use crate::ingest::{spawn_ingest_recovery, Ingestor};
+use crate::metastore::{Metastore, MetastoreError};
 use crate::store::{
-    Committer, CommitterCommand, PartitionSet, Retention, RetentionLog, Store, TailHub,
+    Committer, CommitterCommand, PartitionSet, PublishedEnds, Retention, RetentionLog, Store,
+    TailHub,
 };
 use crate::wal::{Wal, WalError, WalFiles};
 
@@ -29,6 +33,10 @@ pub enum StartError {
     Wal(#[from] WalError),
     #[error(transparent)]
     Storage(#[from] PartitionError),
+    #[error(transparent)]
+    Bucket(#[from] BucketError),
+    #[error(transparent)]
+    Metastore(#[from] MetastoreError),
     #[error(transparent)]
     Alerts(#[from] RulesError),
     #[error(transparent)]
@@ -55,13 +63,21 @@ impl Service {
             path: data.clone(),
             source,
         })?;
+        let bucket = Arc::new(Bucket::local(&data.join("bucket"))?);
+        let metastore = Arc::new(Metastore::open(bucket)?);
         let (partitions, existing) = PartitionSet::open(&data.join("partitions"), &config.storage)?;
         let store = Arc::new(Store::open(
             existing,
             config.storage.clone(),
             TailHub::new(config.read.follow_buffer_batches),
             Arc::new(ReadCaches::new(&config.search)),
+            metastore.state().published_ends().collect(),
         )?);
+        // What the partitions hold and the metastore does not record yet
+        // (a data dir from before the metastore, or a crash before the
+        // record was written): recorded with the first round.
+        let mut published = PublishedEnds::new(metastore);
+        published.note(store.unrecorded_ends());
         // Tokens and rules first: a bad file stops the start before anything runs.
         let auth = Arc::new(Auth::load(&config.auth)?);
         let (stopping, stopping_rx) = watch::channel(false);
@@ -86,6 +102,7 @@ impl Service {
             config.storage.clone(),
             partitions,
             Retention::new(config.storage.clone(), retention_log.clone()),
+            published,
         );
         // Replayed lines may already be old enough to seal: commit them now,
         // so the WAL from the last run is trimmed early.

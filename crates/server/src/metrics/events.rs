@@ -115,3 +115,23 @@ impl Event for AlertNotified<'_> {
             .inc();
     }
 }
+
+/// A request to the object store was answered (or failed).
+pub struct ObjectStoreRequest<'a> {
+    /// put, get, list or delete.
+    pub kind: &'a str,
+    pub ok: bool,
+}
+
+impl Event for ObjectStoreRequest<'_> {
+    fn emit(self) {
+        let m = metrics();
+        let kind = Kind {
+            kind: self.kind.to_owned(),
+        };
+        m.object_store_requests.get_or_create(&kind).inc();
+        if !self.ok {
+            m.object_store_errors.get_or_create(&kind).inc();
+        }
+    }
+}

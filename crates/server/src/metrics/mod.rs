@@ -22,6 +22,7 @@ mod events;
 mod registry;
 
 pub use events::{
-    emit, AlertNotified, CommitDone, Ingested, PartitionDeleted, QueryAnswered, RequestRefused,
+    emit, AlertNotified, CommitDone, Ingested, ObjectStoreRequest, PartitionDeleted, QueryAnswered,
+    RequestRefused,
 };
 pub use registry::{render, Gauges};

@@ -43,6 +43,8 @@ pub(super) struct Metrics {
     pub(super) query_seconds: Family<Kind, Histogram>,
     pub(super) alert_notifications: Family<RuleStatus, Counter>,
     pub(super) retention_deleted: Family<Kind, Counter>,
+    pub(super) object_store_requests: Family<Kind, Counter>,
+    pub(super) object_store_errors: Family<Kind, Counter>,
     // Read at scrape time.
     pub(super) wal_bytes: Gauge,
     pub(super) index_bytes: Gauge,
@@ -136,6 +138,18 @@ impl Metrics {
             "Partitions deleted by retention (kind: age or disk)",
             retention_deleted.clone(),
         );
+        let object_store_requests = Family::<Kind, Counter>::default();
+        r.register(
+            "object_store_requests",
+            "Requests to the object store (kind: put, get, list, delete), failed ones included",
+            object_store_requests.clone(),
+        );
+        let object_store_errors = Family::<Kind, Counter>::default();
+        r.register(
+            "object_store_errors",
+            "Object-store requests that failed, by kind",
+            object_store_errors.clone(),
+        );
         let gauge = |r: &mut Registry, name: &str, help: &str| {
             let g = Gauge::default();
             r.register(name, help, g.clone());
@@ -162,6 +176,8 @@ impl Metrics {
             query_seconds,
             alert_notifications,
             retention_deleted,
+            object_store_requests,
+            object_store_errors,
         }
     }
 }

@@ -7,7 +7,8 @@
 //! hand the result to the store, and trim the WAL below the oldest line
 //! still only in memory. Between rounds it closes idle partition writers
 //! and runs retention, so every partition's life is decided on this one
-//! thread ([`PartitionSet`]). On shutdown it seals and commits everything
+//! thread ([`PartitionSet`]); the committed ends of sources are recorded
+//! in the metastore before retention may delete them ([`PublishedEnds`]). On shutdown it seals and commits everything
 //! so that a clean restart replays nothing.
 //!
 //! A [`Flush`] asks it to seal and commit everything now (the admin flush
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::partitions::PartitionSet;
+use super::published::PublishedEnds;
 use super::retention::Retention;
 use super::sources::SealedBlock;
 use super::store::Store;
@@ -51,6 +53,7 @@ pub struct Committer {
     config: StorageConfig,
     partitions: PartitionSet,
     retention: Retention,
+    published: PublishedEnds,
     /// When a block last failed to be compressed, added or committed.
     last_failure: Option<Instant>,
 }
@@ -62,6 +65,7 @@ impl Committer {
         config: StorageConfig,
         partitions: PartitionSet,
         retention: Retention,
+        published: PublishedEnds,
     ) -> Self {
         Committer {
             store,
@@ -69,6 +73,7 @@ impl Committer {
             config,
             partitions,
             retention,
+            published,
             last_failure: None,
         }
     }
@@ -97,12 +102,15 @@ impl Committer {
                     next = started + self.config.commit_interval();
                 }
                 Ok(CommitterCommand::Flush(reply)) => {
-                    let _ = reply.send(self.commit(true));
+                    let committed = self.commit(true);
+                    self.published.record(&self.store, true);
+                    let _ = reply.send(committed);
                 }
                 Ok(CommitterCommand::Stop) | Err(RecvTimeoutError::Disconnected) => break,
             }
         }
         self.commit(true);
+        self.published.record(&self.store, true);
     }
 
     /// Seals what is due (everything when `all`) and commits it. Returns
@@ -174,7 +182,8 @@ impl Committer {
             }
         }
         added.retain(|(_, s, _)| !failed.contains(s));
-        let trim = self.store.committed(&added);
+        let (trim, ends) = self.store.committed(&added);
+        self.published.note(ends);
         if let Err(e) = self.wal.trim_below(trim) {
             tracing::warn!(error = %e, "WAL trim failed; retried after the next commit");
         }
@@ -194,10 +203,15 @@ impl Committer {
             .is_some_and(|t| t.elapsed() < self.config.commit_interval())
     }
 
-    /// Closes idle writers and applies retention.
+    /// Closes idle writers, records published ends, and applies
+    /// retention once every end it could delete the last lines of is
+    /// recorded.
     fn housekeeping(&mut self) {
         self.partitions.close_idle();
-        self.retention.run_if_due(&self.store, &mut self.partitions);
+        let due = self.retention.due();
+        if self.published.record(&self.store, due) && due {
+            self.retention.run_if_due(&self.store, &mut self.partitions);
+        }
     }
 }
 

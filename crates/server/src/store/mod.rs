@@ -25,6 +25,7 @@
 mod committer;
 mod live;
 mod partitions;
+mod published;
 mod retention;
 mod room;
 mod snapshot;
@@ -38,6 +39,7 @@ mod usage;
 pub use committer::{Committer, CommitterCommand};
 pub use live::{LiveBatch, TailHub};
 pub use partitions::PartitionSet;
+pub use published::PublishedEnds;
 pub use retention::{Retention, RetentionLog};
 pub use room::Room;
 pub use snapshot::ReadSnapshot;

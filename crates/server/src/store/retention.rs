@@ -70,12 +70,15 @@ impl Retention {
         }
     }
 
-    /// Applies retention if `retention_check_secs` have passed since it last ran.
+    /// Whether `retention_check_secs` have passed since it last ran.
+    pub fn due(&self) -> bool {
+        self.last_run
+            .is_none_or(|t| t.elapsed() >= self.config.retention_check())
+    }
+
+    /// Applies retention if it is [`due`](Retention::due).
     pub fn run_if_due(&mut self, store: &Store, partitions: &mut PartitionSet) {
-        if self
-            .last_run
-            .is_some_and(|t| t.elapsed() < self.config.retention_check())
-        {
+        if !self.due() {
             return;
         }
         self.last_run = Some(Instant::now());

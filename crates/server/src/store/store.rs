@@ -43,6 +43,9 @@ struct Inner {
     sealed: Vec<Arc<SealedBlock>>,
     partitions: BTreeMap<i64, PartitionView>,
     applied_seq: u64,
+    /// Per source id, the published end the metastore records: held
+    /// even after retention deleted every line of the source.
+    published: HashMap<u64, u64>,
 }
 
 /// A partition held, for the storage listing.
@@ -63,14 +66,19 @@ pub struct Store {
 
 impl Store {
     /// A store showing the committed `partitions` (from
-    /// [`PartitionSet::open`]), with the source table rebuilt from them.
+    /// [`PartitionSet::open`]), with the source table rebuilt from them,
+    /// and holding at least the `published` ends the metastore records.
     pub fn open(
         partitions: Vec<Arc<Partition>>,
         config: StorageConfig,
         live: TailHub,
         caches: Arc<ReadCaches>,
+        published: HashMap<u64, u64>,
     ) -> Result<Store, PartitionError> {
-        let mut inner = Inner::default();
+        let mut inner = Inner {
+            published,
+            ..Inner::default()
+        };
         for part in partitions {
             let searcher = part.searcher();
             let totals = part.totals(&searcher)?;
@@ -203,12 +211,38 @@ impl Store {
     }
 
     /// For the ingest de-duplication: per source, the offset below which
-    /// everything is held.
+    /// everything is held: in memory, in the index, or published earlier
+    /// and since deleted by retention.
     pub fn held_ends(&self) -> HashMap<u64, u64> {
-        self.read()
+        let inner = self.read();
+        let mut held = inner.published.clone();
+        for (id, e) in &inner.sources {
+            let end = held.entry(*id).or_default();
+            *end = (*end).max(e.end);
+        }
+        held
+    }
+
+    /// The metastore now records these published ends.
+    pub(super) fn set_published(&self, ends: impl IntoIterator<Item = (u64, u64)>) {
+        let mut inner = self.write();
+        for (id, end) in ends {
+            let e = inner.published.entry(id).or_default();
+            *e = (*e).max(end);
+        }
+    }
+
+    /// Per source, the end of what is committed (nothing of it only in
+    /// memory), where it is past what the metastore records.
+    pub fn unrecorded_ends(&self) -> Vec<(Arc<Source>, u64)> {
+        let inner = self.read();
+        inner
             .sources
             .iter()
-            .map(|(id, e)| (*id, e.end))
+            .map(|(id, e)| (e, committed_end(&inner, *id, e)))
+            .filter(|(_, end)| *end > 0)
+            .filter(|(e, end)| inner.published.get(&e.source.id()) < Some(end))
+            .map(|(e, end)| (e.source.clone(), end))
             .collect()
     }
 
@@ -274,8 +308,12 @@ impl Store {
 
     /// The committer made `blocks` durable in the index: swap in the new
     /// searchers and forget the blocks' memory copies, atomically for
-    /// readers. Returns the WAL seq below which everything is committed.
-    pub fn committed(&self, blocks: &[(Arc<SealedBlock>, i64, BlockRef)]) -> u64 {
+    /// readers. Returns the WAL seq below which everything is committed,
+    /// and the committed end of each source that had a block in `blocks`.
+    pub fn committed(
+        &self,
+        blocks: &[(Arc<SealedBlock>, i64, BlockRef)],
+    ) -> (u64, Vec<(Arc<Source>, u64)>) {
         let mut inner = self.write();
         for (_, start, b) in blocks {
             if let Some(v) = inner.partitions.get_mut(start) {
@@ -293,16 +331,23 @@ impl Store {
             .map(|(c, _, _)| c.lines.text_len() as u64)
             .sum();
         self.room.free_unindexed(freed);
+        let touched: HashSet<u64> = blocks.iter().map(|(c, _, _)| c.source.id()).collect();
+        let ends = touched
+            .into_iter()
+            .filter_map(|id| inner.sources.get(&id).map(|e| (id, e)))
+            .map(|(id, e)| (e.source.clone(), committed_end(&inner, id, e)))
+            .collect();
         let pinned_open = inner
             .sources
             .values()
             .filter_map(|e| e.open.as_ref().map(|o| o.first_seq));
         let pinned_sealed = inner.sealed.iter().map(|s| s.first_seq);
-        pinned_open
+        let trim = pinned_open
             .chain(pinned_sealed)
             .min()
             .unwrap_or(u64::MAX)
-            .min(inner.applied_seq + 1)
+            .min(inner.applied_seq + 1);
+        (trim, ends)
     }
 
     /// A consistent view of the sources `wanted` picks, optionally with a
@@ -385,4 +430,16 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// The end of source `id`'s committed prefix: the first offset still only
+/// in memory (open or sealed, not committed), or all it holds if none.
+fn committed_end(inner: &Inner, id: u64, e: &SourceEntry) -> u64 {
+    let open = e.open.as_ref().and_then(|o| o.lines.first_offset());
+    let sealed = inner
+        .sealed
+        .iter()
+        .filter(|s| s.source.id() == id)
+        .filter_map(|s| s.lines.first_offset());
+    open.into_iter().chain(sealed).min().unwrap_or(e.end)
 }

@@ -1,0 +1,201 @@
+//! [`Metastore`]: the version log in the object store (see the module's
+//! doc), and the state it adds up to.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use cblogs_core::time::{format_rfc3339, now_ns};
+use serde::{Deserialize, Serialize};
+
+use super::keys::{self, CHECKPOINTS, VERSIONS};
+use super::state::{Change, MetastoreState};
+use crate::bucket::{Bucket, BucketError};
+
+/// How many versions between two checkpoints.
+pub(super) const CHECKPOINT_EVERY: u64 = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetastoreError {
+    #[error(transparent)]
+    Bucket(#[from] BucketError),
+    #[error("metastore in {location}: {key}: {source}")]
+    Decode {
+        location: String,
+        key: String,
+        source: serde_json::Error,
+    },
+    #[error(
+        "metastore in {location}: version {missing} is missing although {found} exists; \
+         the metastore's objects were changed by something other than cblogsd"
+    )]
+    Missing {
+        location: String,
+        missing: u64,
+        found: u64,
+    },
+}
+
+/// One version as written (`C`: the changes, borrowed to write them).
+#[derive(Serialize, Deserialize)]
+struct VersionFile<C> {
+    version: u64,
+    written_at: String,
+    changes: C,
+}
+
+pub struct Metastore {
+    bucket: Arc<Bucket>,
+    /// What this process has read and written, up to `state.version`.
+    /// Held across a commit: commits of one process are one at a time.
+    state: Mutex<MetastoreState>,
+}
+
+impl Metastore {
+    /// Reads the newest checkpoint and every version after it.
+    pub fn open(bucket: Arc<Bucket>) -> Result<Metastore, MetastoreError> {
+        let checkpoints = bucket.list(CHECKPOINTS, None)?;
+        let newest = checkpoints
+            .iter()
+            .rev()
+            .find_map(|k| keys::parse(CHECKPOINTS, k).map(|v| (v, k)));
+        let mut state = match newest {
+            Some((_, key)) => match bucket.get(key)? {
+                Some(bytes) => decode(&bucket, key, &bytes)?,
+                None => MetastoreState::default(),
+            },
+            None => MetastoreState::default(),
+        };
+        catch_up(&bucket, &mut state)?;
+        tracing::info!(
+            location = bucket.location(),
+            version = state.version,
+            sources = state.sources.len(),
+            "metastore read"
+        );
+        Ok(Metastore {
+            bucket,
+            state: Mutex::new(state),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, MetastoreState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A copy of the state as this process knows it.
+    pub fn state(&self) -> MetastoreState {
+        self.lock().clone()
+    }
+
+    /// Records `changes` as the next version. If another writer took that
+    /// version first, its changes are read and applied, and the next one
+    /// is tried. Returns the version written.
+    pub fn commit(&self, changes: Vec<Change>) -> Result<u64, MetastoreError> {
+        let mut state = self.lock();
+        loop {
+            let version = state.version + 1;
+            let file = VersionFile {
+                version,
+                written_at: format_rfc3339(now_ns()),
+                changes: &changes[..],
+            };
+            let key = keys::version(version);
+            let body = encode(&self.bucket, &key, &file)?;
+            if self.bucket.create(&key, body)? {
+                state.apply(version, &changes);
+                if version.is_multiple_of(CHECKPOINT_EVERY) {
+                    if let Err(e) = self.checkpoint(&state) {
+                        // The versions stay: the next checkpoint covers them.
+                        tracing::warn!(error = %e, version, "metastore checkpoint failed");
+                    }
+                }
+                return Ok(version);
+            }
+            tracing::debug!(
+                version,
+                "metastore version taken by another writer; reading it"
+            );
+            catch_up(&self.bucket, &mut state)?;
+        }
+    }
+
+    /// Writes the whole state as a checkpoint, then deletes what only the
+    /// checkpoint before it needed: the versions up to it, and older
+    /// checkpoints. One checkpoint back is kept, so a reader that listed
+    /// just before this one still finds the versions after it.
+    fn checkpoint(&self, state: &MetastoreState) -> Result<(), MetastoreError> {
+        let key = keys::checkpoint(state.version);
+        let body = encode(&self.bucket, &key, state)?;
+        self.bucket.create(&key, body)?;
+        let previous = self
+            .bucket
+            .list(CHECKPOINTS, None)?
+            .iter()
+            .filter_map(|k| keys::parse(CHECKPOINTS, k))
+            .filter(|v| *v < state.version)
+            .max();
+        let Some(previous) = previous else {
+            return Ok(());
+        };
+        for k in self.bucket.list(VERSIONS, None)? {
+            if keys::parse(VERSIONS, &k).is_some_and(|v| v <= previous) {
+                self.bucket.delete(&k)?;
+            }
+        }
+        for k in self.bucket.list(CHECKPOINTS, None)? {
+            if keys::parse(CHECKPOINTS, &k).is_some_and(|v| v < previous) {
+                self.bucket.delete(&k)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies every version after `state.version`, in order.
+fn catch_up(bucket: &Bucket, state: &mut MetastoreState) -> Result<(), MetastoreError> {
+    let after = keys::version(state.version);
+    for key in bucket.list(VERSIONS, Some(&after))? {
+        let Some(v) = keys::parse(VERSIONS, &key) else {
+            continue;
+        };
+        if v <= state.version {
+            continue;
+        }
+        let missing = || MetastoreError::Missing {
+            location: bucket.location().to_owned(),
+            missing: state.version + 1,
+            found: v,
+        };
+        if v != state.version + 1 {
+            return Err(missing());
+        }
+        let Some(bytes) = bucket.get(&key)? else {
+            return Err(missing());
+        };
+        let file: VersionFile<Vec<Change>> = decode(bucket, &key, &bytes)?;
+        state.apply(v, &file.changes);
+    }
+    Ok(())
+}
+
+fn encode<T: Serialize>(bucket: &Bucket, key: &str, value: &T) -> Result<Bytes, MetastoreError> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|source| MetastoreError::Decode {
+            location: bucket.location().to_owned(),
+            key: key.to_owned(),
+            source,
+        })
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(
+    bucket: &Bucket,
+    key: &str,
+    bytes: &[u8],
+) -> Result<T, MetastoreError> {
+    serde_json::from_slice(bytes).map_err(|source| MetastoreError::Decode {
+        location: bucket.location().to_owned(),
+        key: key.to_owned(),
+        source,
+    })
+}

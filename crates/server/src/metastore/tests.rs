@@ -1,0 +1,157 @@
+//! The metastore on the local store: what is committed is read back, two
+//! writers never both win a version, and checkpoints bound what is kept.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cblogs_core::{Source, Stream};
+
+use super::keys::{self, CHECKPOINTS, VERSIONS};
+use super::log::{Metastore, MetastoreError, CHECKPOINT_EVERY};
+use super::state::{Change, SourceAdvance};
+use crate::bucket::Bucket;
+
+fn source(instance: u32) -> Source {
+    Source::example("www-data/prod/hello", instance, "hello", Stream::Stdout)
+}
+
+fn published(instance: u32, end: u64) -> Vec<Change> {
+    vec![Change::Published {
+        sources: vec![SourceAdvance {
+            source: source(instance),
+            published_end: end,
+        }],
+    }]
+}
+
+fn bucket(dir: &tempfile::TempDir) -> Arc<Bucket> {
+    Arc::new(Bucket::local(dir.path()).expect("local bucket"))
+}
+
+fn ends(m: &Metastore) -> Vec<(u64, u64)> {
+    m.state().published_ends().collect()
+}
+
+#[test]
+fn what_is_committed_is_read_back_by_a_new_process() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let m = Metastore::open(bucket(&dir)).expect("open");
+    assert_eq!(m.state().version, 0);
+    assert_eq!(m.commit(published(0, 100)).expect("commit"), 1);
+    assert_eq!(m.commit(published(1, 7)).expect("commit"), 2);
+    assert_eq!(m.commit(published(0, 50)).expect("commit"), 3);
+    drop(m);
+    let again = Metastore::open(bucket(&dir)).expect("reopen");
+    assert_eq!(again.state().version, 3);
+    let mut want = vec![(source(0).id(), 100), (source(1).id(), 7)];
+    want.sort_unstable();
+    assert_eq!(ends(&again), want, "never lowered");
+}
+
+#[test]
+fn two_writers_never_both_win_a_version() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (
+        Metastore::open(bucket(&dir)).expect("a"),
+        Metastore::open(bucket(&dir)).expect("b"),
+    );
+    assert_eq!(a.commit(published(0, 10)).expect("a"), 1);
+    // b has read nothing of a's version 1: its create of 1 loses, and it
+    // reads 1 and writes 2.
+    assert_eq!(b.commit(published(1, 20)).expect("b"), 2);
+    assert_eq!(b.state().version, 2);
+    assert_eq!(ends(&b).len(), 2, "b applied a's change");
+
+    // Both at once, from two threads, many times: every version written
+    // once, every change applied.
+    const EACH: u32 = 40;
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let threads: Vec<_> = [(a.clone(), 100), (b.clone(), 200)]
+        .into_iter()
+        .map(|(m, base)| {
+            std::thread::spawn(move || {
+                for i in 0..EACH {
+                    m.commit(published(base + i, u64::from(i) + 1))
+                        .expect("commit");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("writer thread");
+    }
+    let fresh = Metastore::open(bucket(&dir)).expect("reopen");
+    let state = fresh.state();
+    assert_eq!(state.version, 2 + 2 * u64::from(EACH));
+    assert_eq!(state.sources.len(), 2 + 2 * EACH as usize);
+}
+
+#[test]
+fn checkpoints_bound_the_versions_kept_and_open_reads_the_newest() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let b = bucket(&dir);
+    let m = Metastore::open(b.clone()).expect("open");
+    let last = 2 * CHECKPOINT_EVERY + 30;
+    for v in 1..=last {
+        m.commit(published((v % 7) as u32, v)).expect("commit");
+    }
+    let versions: Vec<u64> = b
+        .list(VERSIONS, None)
+        .expect("list")
+        .iter()
+        .filter_map(|k| keys::parse(VERSIONS, k))
+        .collect();
+    let checkpoints: Vec<u64> = b
+        .list(CHECKPOINTS, None)
+        .expect("list")
+        .iter()
+        .filter_map(|k| keys::parse(CHECKPOINTS, k))
+        .collect();
+    assert_eq!(checkpoints, [CHECKPOINT_EVERY, 2 * CHECKPOINT_EVERY]);
+    assert_eq!(
+        versions,
+        (CHECKPOINT_EVERY + 1..=last).collect::<Vec<_>>(),
+        "the versions up to the checkpoint before the newest are deleted"
+    );
+    let again = Metastore::open(b).expect("reopen");
+    assert_eq!(again.state(), m.state());
+    assert_eq!(again.state().version, last);
+}
+
+#[test]
+fn a_version_from_a_newer_cblogsd_is_refused_by_name() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let b = bucket(&dir);
+    let body = br#"{"version":1,"written_at":"x","changes":[{"op":"teleported"}]}"#;
+    assert!(b
+        .create(&keys::version(1), Bytes::from_static(body))
+        .expect("put"));
+    let err = Metastore::open(b).err().expect("refused");
+    assert!(matches!(err, MetastoreError::Decode { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("00000000000000000001.json"), "{text}");
+    assert!(text.contains("teleported"), "{text}");
+}
+
+#[test]
+fn a_missing_version_is_refused_not_skipped() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let b = bucket(&dir);
+    let m = Metastore::open(b.clone()).expect("open");
+    for end in 1..=3 {
+        m.commit(published(0, end)).expect("commit");
+    }
+    b.delete(&keys::version(2)).expect("delete");
+    let err = Metastore::open(b).err().expect("refused");
+    assert!(
+        matches!(
+            err,
+            MetastoreError::Missing {
+                missing: 2,
+                found: 3,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
