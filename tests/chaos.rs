@@ -29,7 +29,8 @@ const CATCH_UP: Duration = Duration::from_secs(60);
 /// Small blocks, frequent commits and small WAL segments: a kill at any
 /// moment has a fair chance to land in a seal, a commit or a WAL trim.
 const CHAOS_SERVER: &str = "[storage]\nblock_bytes = 1024\nblock_max_age_ms = 200\n\
-                            commit_interval_ms = 100\nwal_segment_bytes = 32768\n";
+                            commit_interval_ms = 100\nwal_segment_bytes = 32768\n\
+                            split_max_age_secs = 1\n";
 
 /// The test shipper config with small requests (a burst goes out as many
 /// requests, so a kill can land between them) and frequent checkpoints.
@@ -326,9 +327,12 @@ fn last_burst_then_check(
 enum ServerKill {
     /// As soon as more lines are stored (and so acknowledged, or about to be).
     AfterAck,
-    /// As soon as a commit touches the partitions (blocks.dat appended,
-    /// tantivy segment or meta written): in mid-commit.
+    /// As soon as a commit touches a split being built (blocks.dat
+    /// appended, tantivy segment or meta written): in mid-commit.
     MidCommit,
+    /// As soon as a publish touches the object store (a split's files
+    /// linked in, before or after the metastore commit that shows it).
+    MidPublish,
     /// While the shipper sends a burst as many requests: a random part of it acknowledged.
     MidShipperBatch,
     /// After a random delay.
@@ -411,13 +415,15 @@ fn sigkill_cblogsd_at_20_random_points() {
             [
                 ServerKill::AfterAck,
                 ServerKill::MidCommit,
+                ServerKill::MidPublish,
                 ServerKill::MidShipperBatch,
                 ServerKill::Random,
-            ][i % 4]
+            ][i % 5]
         })
         .collect();
     rng.shuffle(&mut plan);
-    let partitions = data.join("partitions");
+    let building = data.join("building");
+    let published = data.join("bucket");
     for (k, mode) in plan.iter().enumerate() {
         if k == KILLS / 2 {
             writer.rotate();
@@ -426,9 +432,14 @@ fn sigkill_cblogsd_at_20_random_points() {
         let note = match mode {
             ServerKill::AfterAck => after_an_ack(&api),
             ServerKill::MidCommit => on_change(
-                || tree_signature(&partitions),
-                "as a commit wrote to the partitions",
+                || tree_signature(&building),
+                "as a commit wrote to a split being built",
                 "no commit seen within 5 s",
+            ),
+            ServerKill::MidPublish => on_change(
+                || tree_signature(&published),
+                "as a publish wrote to the object store",
+                "no publish seen within 5 s",
             ),
             ServerKill::MidShipperBatch => mid_burst(&api, &writer, &mut rng),
             ServerKill::Random => after_random_delay(&mut rng),

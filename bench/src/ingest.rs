@@ -209,10 +209,13 @@ pub fn run_with(corpus: &Corpus, bodies: &Bodies, dir: &Path, extra: Option<&str
     // Settle: tantivy merges segments in the background after the last
     // commit. Disk use is taken, and reads are timed, once cblogsd is idle.
     settle(pid);
+    // Splits: published (the embedded object store) and any being built.
+    let splits = [data_dir.join("bucket/splits"), data_dir.join("building")];
+    let sum = |f: &dyn Fn(&Path) -> u64| splits.iter().map(|d| f(d)).sum::<u64>();
     Ok(Run {
-        disk_bytes: dir_bytes(&data_dir.join("partitions")) + dir_bytes(&data_dir.join("wal")),
-        block_bytes: files_named(&data_dir.join("partitions"), "blocks.dat"),
-        index_bytes: index_dirs_bytes(&data_dir.join("partitions")),
+        disk_bytes: sum(&|d| dir_bytes(d)) + dir_bytes(&data_dir.join("wal")),
+        block_bytes: sum(&|d| files_named(d, "blocks.dat")),
+        index_bytes: sum(&index_dirs_bytes),
         wal_bytes: dir_bytes(&data_dir.join("wal")),
         server,
         data_dir,
@@ -324,9 +327,9 @@ fn files_named(dir: &Path, name: &str) -> u64 {
         .sum()
 }
 
-/// Bytes under `<partition>/index/` of every partition in `partitions`.
-fn index_dirs_bytes(partitions: &Path) -> u64 {
-    std::fs::read_dir(partitions)
+/// Bytes under `<split>/index/` of every split in `splits`.
+fn index_dirs_bytes(splits: &Path) -> u64 {
+    std::fs::read_dir(splits)
         .map(|entries| {
             entries
                 .filter_map(Result::ok)

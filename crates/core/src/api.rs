@@ -39,7 +39,8 @@ pub const SESSION_PATH: &str = "/api/v1/session";
 /// The answer of [`STORAGE_PATH`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StorageResponse {
-    /// Bytes of all partitions on disk (blocks and indexes).
+    /// Bytes of all splits (blocks and indexes): being built on the
+    /// local disk, and published.
     pub disk_bytes: u64,
     /// `storage.max_disk_bytes` (0: none).
     pub max_disk_bytes: u64,
@@ -53,9 +54,31 @@ pub struct StorageResponse {
     /// Why ingest is unavailable, when it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingest_error: Option<String>,
+    /// Per window of line time (`storage.partition_secs`): its splits
+    /// added up.
     pub partitions: Vec<PartitionSummary>,
+    /// Every split, oldest window first.
+    #[serde(default)]
+    pub splits: Vec<SplitSummary>,
+    /// Where published splits and the metastore are.
+    #[serde(default)]
+    pub object_store: String,
     /// What retention deleted since the start, newest last (at most 100).
     pub deleted: Vec<DeletedPartition>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SplitSummary {
+    pub id: String,
+    /// `published` (in the object store), or `unpublished` (being built
+    /// on the local disk, or waiting for its upload).
+    pub state: String,
+    /// The start of its window, RFC 3339.
+    pub window: String,
+    pub bytes: u64,
+    pub blocks: u64,
+    /// The newest line's time, RFC 3339 (empty when it holds none).
+    pub newest: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,6 +94,10 @@ pub struct PartitionSummary {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeletedPartition {
+    /// The split retired.
+    #[serde(default)]
+    pub split: String,
+    /// The start of its window of line time.
     pub start: String,
     pub bytes: u64,
     /// `age` (retention_days) or `disk` (max_disk_bytes).

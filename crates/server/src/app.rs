@@ -24,6 +24,8 @@ pub struct App {
     pub committer: std::sync::mpsc::Sender<CommitterCommand>,
     /// What retention deleted, for the storage API.
     pub retention_log: Arc<RetentionLog>,
+    /// Where published splits and the metastore are, for the storage API.
+    pub object_store: String,
     pub alerts: Arc<Alerts>,
     pub auth: Arc<Auth>,
     pub limits: Arc<Limits>,

@@ -39,6 +39,37 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub auth: AuthConfig,
     pub tls: TlsConfig,
+    pub object_store: ObjectStoreConfig,
+}
+
+/// `[object_store]`: where published splits and the metastore live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectStoreConfig {
+    /// Empty: the embedded default, `bucket/` in the data dir.
+    /// `s3://bucket/prefix`: an S3-compatible store.
+    pub url: String,
+    /// The store's address, for stores other than AWS S3.
+    pub endpoint: String,
+    pub region: String,
+    /// Plain http to `endpoint` (a store on the same host or network).
+    pub allow_http: bool,
+    /// A TOML file with `access_key_id` and `secret_access_key` (and
+    /// optionally `session_token`); empty: the environment's
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`.
+    pub credentials_file: PathBuf,
+}
+
+impl Default for ObjectStoreConfig {
+    fn default() -> Self {
+        ObjectStoreConfig {
+            url: String::new(),
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            allow_http: false,
+            credentials_file: PathBuf::new(),
+        }
+    }
 }
 
 /// `[auth]` in cblogsd.toml.
@@ -125,8 +156,14 @@ pub struct StorageConfig {
     pub block_max_age_ms: u64,
     /// How often sealed blocks are committed to the index (and the WAL trimmed).
     pub commit_interval_ms: u64,
-    /// Width of one time partition of the index; retention drops whole partitions.
+    /// Width of one window of line time: a split never holds blocks of
+    /// two windows (so retention by age deletes old lines that arrive
+    /// late apart from new ones).
     pub partition_secs: u64,
+    /// A split being built is sealed and published at this age…
+    pub split_max_age_secs: u64,
+    /// …or at this many bytes of compressed blocks.
+    pub split_max_bytes: u64,
     /// Partitions whose newest line is older than this are deleted. 0 keeps everything.
     pub retention_days: u64,
     /// Past this many bytes of partitions on disk, the oldest partitions are
@@ -215,6 +252,7 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
+            object_store: ObjectStoreConfig::default(),
         }
     }
 }
@@ -238,6 +276,8 @@ impl Default for StorageConfig {
             block_max_age_ms: 60_000,
             commit_interval_ms: 1_000,
             partition_secs: 86_400,
+            split_max_age_secs: 300,
+            split_max_bytes: 256 << 20,
             retention_days: 14,
             max_disk_bytes: 0,
             retention_check_secs: 60,
@@ -289,6 +329,8 @@ impl Config {
             ("storage.block_max_lines", s.block_max_lines as u64),
             ("storage.commit_interval_ms", s.commit_interval_ms),
             ("storage.partition_secs", s.partition_secs),
+            ("storage.split_max_age_secs", s.split_max_age_secs),
+            ("storage.split_max_bytes", s.split_max_bytes),
             ("storage.wal_segment_bytes", s.wal_segment_bytes),
             ("storage.wal_max_bytes", s.wal_max_bytes),
             ("storage.max_unindexed_bytes", s.max_unindexed_bytes),
@@ -323,6 +365,12 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "tls.cert_file and tls.key_file must be set together".into(),
             ));
+        }
+        let url = &self.object_store.url;
+        if !url.is_empty() && !url.starts_with("s3://") {
+            return Err(ConfigError::Invalid(format!(
+                "object_store.url '{url}': expected s3://bucket/prefix (or empty: bucket/ in the data dir)"
+            )));
         }
         if s.index_writer_bytes < 15_000_000 {
             return Err(ConfigError::Invalid(

@@ -1,7 +1,7 @@
 //! Starting and stopping the parts in the right order.
 //!
-//! Start: open the object store and read the metastore (the sources'
-//! published ends), open the partitions, replay the WAL into memory, start the WAL
+//! Start: open the object store and read the metastore, open the splits
+//! (published, and those left on the local disk), replay the WAL into memory, start the WAL
 //! writer and the committer, build the ingest ledger from what is held.
 //! Stop: (HTTP already drained by the caller) close the WAL so every queued
 //! record is synced and applied, then let the committer seal and commit
@@ -22,8 +22,7 @@ use crate::index::{PartitionError, ReadCaches};
 use crate::ingest::{spawn_ingest_recovery, Ingestor};
 use crate::metastore::{Metastore, MetastoreError};
 use crate::store::{
-    Committer, CommitterCommand, PartitionSet, PublishedEnds, Retention, RetentionLog, Store,
-    TailHub,
+    Committer, CommitterCommand, PublishError, Retention, RetentionLog, SplitSet, Store, TailHub,
 };
 use crate::wal::{Wal, WalError, WalFiles};
 
@@ -38,6 +37,8 @@ pub enum StartError {
     #[error(transparent)]
     Metastore(#[from] MetastoreError),
     #[error(transparent)]
+    Splits(#[from] PublishError),
+    #[error(transparent)]
     Alerts(#[from] RulesError),
     #[error(transparent)]
     Auth(#[from] AuthError),
@@ -47,6 +48,28 @@ pub enum StartError {
         source: std::io::Error,
     },
 }
+
+/// Reads the metastore. While the store cannot be reached, says so (naming
+/// it) and tries again, waiting longer each time up to 30 s; a store that
+/// answers with a refusal (credentials, a missing bucket) stops the start.
+fn open_metastore(bucket: &Arc<Bucket>) -> Result<Metastore, MetastoreError> {
+    let mut wait = std::time::Duration::from_secs(1);
+    loop {
+        match Metastore::open(bucket.clone()) {
+            Ok(m) => return Ok(m),
+            Err(e) if e.is_unreachable() => {
+                tracing::warn!(error = %e, retry_in_secs = wait.as_secs(), "the object store cannot be reached; cblogsd starts once it can");
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(std::time::Duration::from_secs(30));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// How much longer than `search.max_query_secs` a retired split's objects
+/// are kept.
+const RETIRED_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct Service {
     app: Arc<App>,
@@ -63,21 +86,22 @@ impl Service {
             path: data.clone(),
             source,
         })?;
-        let bucket = Arc::new(Bucket::local(&data.join("bucket"))?);
-        let metastore = Arc::new(Metastore::open(bucket)?);
-        let (partitions, existing) = PartitionSet::open(&data.join("partitions"), &config.storage)?;
+        let bucket = Arc::new(Bucket::open(&config.object_store, &data)?);
+        let object_store = bucket.location().to_owned();
+        let metastore = Arc::new(open_metastore(&bucket)?);
+        let published_ends = metastore.state().published_ends().collect();
+        // A retired split's objects outlive the longest search that could
+        // be reading them.
+        let retired_grace = config.search.max_query_time() + RETIRED_MARGIN;
+        let (splits, existing) =
+            SplitSet::open(&data, bucket, metastore, &config.storage, retired_grace)?;
         let store = Arc::new(Store::open(
             existing,
             config.storage.clone(),
             TailHub::new(config.read.follow_buffer_batches),
             Arc::new(ReadCaches::new(&config.search)),
-            metastore.state().published_ends().collect(),
+            published_ends,
         )?);
-        // What the partitions hold and the metastore does not record yet
-        // (a data dir from before the metastore, or a crash before the
-        // record was written): recorded with the first round.
-        let mut published = PublishedEnds::new(metastore);
-        published.note(store.unrecorded_ends());
         // Tokens and rules first: a bad file stops the start before anything runs.
         let auth = Arc::new(Auth::load(&config.auth)?);
         let (stopping, stopping_rx) = watch::channel(false);
@@ -100,9 +124,8 @@ impl Service {
             store.clone(),
             wal.clone(),
             config.storage.clone(),
-            partitions,
+            splits,
             Retention::new(config.storage.clone(), retention_log.clone()),
-            published,
         );
         // Replayed lines may already be old enough to seal: commit them now,
         // so the WAL from the last run is trimmed early.
@@ -130,6 +153,7 @@ impl Service {
             stopping: stopping_rx,
             committer: committer_commands.clone(),
             retention_log,
+            object_store,
             alerts,
             auth,
             limits,

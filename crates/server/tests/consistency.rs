@@ -1,6 +1,7 @@
 //! The store's central promise, exercised under concurrency: while lines
 //! are ingested and the committer keeps moving blocks from memory into the
-//! index, every reader snapshot sees each source as an unbroken prefix of
+//! index, and splits from the local disk to the object store (published
+//! every second), every reader snapshot sees each source as an unbroken prefix of
 //! what was acknowledged — no line twice, none missing — and after a clean
 //! restart everything is still there.
 
@@ -24,6 +25,7 @@ fn config(dir: &std::path::Path) -> Config {
     c.storage.block_bytes = 2048;
     c.storage.block_max_age_ms = 50;
     c.storage.commit_interval_ms = 20;
+    c.storage.split_max_age_secs = 1;
     c
 }
 

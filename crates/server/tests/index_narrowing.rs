@@ -66,7 +66,7 @@ struct Fixture {
 /// One partition with the lines in blocks of 16.
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
-    let part = Arc::new(Partition::open(dir.path(), 0).expect("partition"));
+    let part = Arc::new(Partition::create(dir.path(), 0).expect("partition"));
     let src = source();
     let mut writer = part.writer(20_000_000).expect("writer");
     let mut blocks = Vec::new();

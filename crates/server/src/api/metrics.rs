@@ -17,7 +17,13 @@ pub(super) async fn serve(State(app): State<Arc<App>>) -> Response {
     let gauges = Gauges {
         wal_bytes: app.wal.bytes_on_disk(),
         index_bytes: storage.bytes,
-        partitions: storage.partitions.len() as u64,
+        partitions: {
+            let mut windows: Vec<i64> = storage.partitions.iter().map(|p| p.start_ns).collect();
+            windows.dedup();
+            windows.len() as u64
+        },
+        splits: storage.partitions.len() as u64,
+        unpublished_splits: storage.partitions.iter().filter(|p| !p.published).count() as u64,
         unindexed_bytes: app.store.unindexed_bytes(),
         live_tails: app.limits.follows_open() as u64,
         searches_running: app.limits.searches_running() as u64,

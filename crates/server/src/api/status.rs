@@ -48,6 +48,24 @@ pub(super) async fn storage(State(app): State<Arc<App>>) -> Json<api::StorageRes
         });
     let fmt = cblogs_core::time::format_rfc3339;
     let failure = app.wal.failure();
+    let mut windows: Vec<api::PartitionSummary> = Vec::new();
+    for p in &usage.partitions {
+        let newest = p.newest_ns.map(fmt).unwrap_or_default();
+        match windows.last_mut() {
+            Some(w) if w.start_ns == p.start_ns => {
+                w.bytes += p.bytes;
+                w.blocks += p.blocks;
+                w.newest = w.newest.clone().max(newest);
+            }
+            _ => windows.push(api::PartitionSummary {
+                start: fmt(p.start_ns),
+                start_ns: p.start_ns,
+                bytes: p.bytes,
+                blocks: p.blocks,
+                newest,
+            }),
+        }
+    }
     Json(api::StorageResponse {
         disk_bytes: usage.bytes,
         max_disk_bytes: app.config.storage.max_disk_bytes,
@@ -56,17 +74,25 @@ pub(super) async fn storage(State(app): State<Arc<App>>) -> Json<api::StorageRes
         unindexed_bytes: app.store.unindexed_bytes(),
         ingest_available: failure.is_none(),
         ingest_error: failure,
-        partitions: usage
+        partitions: windows,
+        splits: usage
             .partitions
             .iter()
-            .map(|p| api::PartitionSummary {
-                start: fmt(p.start_ns),
-                start_ns: p.start_ns,
+            .map(|p| api::SplitSummary {
+                id: p.id.clone(),
+                state: if p.published {
+                    "published"
+                } else {
+                    "unpublished"
+                }
+                .to_owned(),
+                window: fmt(p.start_ns),
                 bytes: p.bytes,
                 blocks: p.blocks,
                 newest: p.newest_ns.map(fmt).unwrap_or_default(),
             })
             .collect(),
+        object_store: app.object_store.clone(),
         deleted: app.retention_log.list(),
     })
 }

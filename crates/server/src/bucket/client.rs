@@ -11,7 +11,12 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 
 use super::durable::sync_object;
 use super::runtime::IoRuntime;
+use crate::config::ObjectStoreConfig;
 use crate::metrics::{emit, ObjectStoreRequest};
+
+/// Files up to this size are uploaded with one PUT; bigger ones in parts
+/// of this size (S3's parts are at least 5 MiB).
+const PART_BYTES: usize = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BucketError {
@@ -29,11 +34,44 @@ pub enum BucketError {
         key: String,
         source: std::io::Error,
     },
+    #[error("object store {location}: uploading {key}: {source}")]
+    Upload {
+        location: String,
+        key: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("object store {location}: cannot open: {source}")]
     Open {
         location: String,
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+impl BucketError {
+    /// Whether the request never got an answer from the store (connection
+    /// refused, reset or timed out): worth trying again, unlike a refusal
+    /// (credentials, a missing bucket).
+    pub fn is_unreachable(&self) -> bool {
+        let BucketError::Request { source, .. } = self else {
+            return false;
+        };
+        if !matches!(**source, object_store::Error::Generic { .. }) {
+            return false;
+        }
+        // The HTTP client's error is a few sources down; a refusal has a
+        // status, a connection failure none.
+        let mut e: Option<&(dyn std::error::Error + 'static)> = Some(&**source);
+        while let Some(err) = e {
+            let text = err.to_string();
+            if text.contains("Client error with status")
+                || text.contains("Server error with status")
+            {
+                return text.contains("503") || text.contains("502") || text.contains("504");
+            }
+            e = err.source();
+        }
+        true
+    }
 }
 
 /// An object store under a key prefix, with blocking calls (see the
@@ -48,6 +86,26 @@ pub struct Bucket {
 }
 
 impl Bucket {
+    /// The store `config` names: an S3-compatible one, or (no url) the
+    /// embedded default under `data_dir/bucket`.
+    pub fn open(config: &ObjectStoreConfig, data_dir: &Path) -> Result<Bucket, BucketError> {
+        if config.url.is_empty() {
+            return Bucket::local(&data_dir.join("bucket"));
+        }
+        let open = |source| BucketError::Open {
+            location: config.url.clone(),
+            source,
+        };
+        let (store, location) = super::s3::open(config).map_err(open)?;
+        let runtime = IoRuntime::new().map_err(|e| open(e.into()))?;
+        Ok(Bucket {
+            store,
+            location,
+            local_root: None,
+            runtime,
+        })
+    }
+
     /// The embedded default: objects are files under `root` (created if needed).
     pub fn local(root: &Path) -> Result<Bucket, BucketError> {
         let location = root.display().to_string();
@@ -56,7 +114,10 @@ impl Bucket {
             source,
         };
         std::fs::create_dir_all(root).map_err(|e| open(e.into()))?;
-        let store = LocalFileSystem::new_with_prefix(root).map_err(|e| open(e.into()))?;
+        let store = LocalFileSystem::new_with_prefix(root)
+            .map_err(|e| open(e.into()))?
+            // Deleting a split's objects leaves no empty folders behind.
+            .with_automatic_cleanup(true);
         let runtime = IoRuntime::new().map_err(|e| open(e.into()))?;
         Ok(Bucket {
             store: Arc::new(store),
@@ -69,6 +130,48 @@ impl Bucket {
     /// Where the store is, for messages.
     pub fn location(&self) -> &str {
         &self.location
+    }
+
+    /// Where object `key` is on this machine's disk, if the store is a
+    /// local one: readers then open it in place (no copy in a cache).
+    pub fn local_path(&self, key: &str) -> Option<PathBuf> {
+        self.local_root.as_ref().map(|root| root.join(key))
+    }
+
+    /// Writes the file at `path` as object `key` (replacing one of that
+    /// name: an upload that is retried). On the local store the file is
+    /// linked into place, not copied, and synced like every put.
+    pub fn upload_file(&self, key: &str, path: &Path) -> Result<(), BucketError> {
+        let Some(root) = &self.local_root else {
+            let sent = self.runtime.wait(self.send_file(key, path));
+            return sent.map_err(|source| BucketError::Upload {
+                location: self.location.clone(),
+                key: key.to_owned(),
+                source,
+            });
+        };
+        let dest = root.join(key);
+        let link = || -> std::io::Result<()> {
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            match std::fs::remove_file(&dest) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            std::fs::hard_link(path, &dest)?;
+            sync_object(root, key)
+        };
+        let linked = link();
+        emit(ObjectStoreRequest {
+            kind: "put",
+            ok: linked.is_ok(),
+        });
+        linked.map_err(|source| BucketError::Sync {
+            location: self.location.clone(),
+            key: key.to_owned(),
+            source,
+        })
     }
 
     fn failed(&self, op: &'static str, key: &str, source: object_store::Error) -> BucketError {
@@ -120,6 +223,59 @@ impl Bucket {
             })?;
         }
         Ok(true)
+    }
+
+    /// One PUT, or a multipart upload in [`PART_BYTES`] parts; each PUT
+    /// (part) counted.
+    async fn send_file(
+        &self,
+        key: &str,
+        path: &Path,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        use tokio::io::AsyncReadExt;
+        let object = ObjectPath::from(key);
+        let count = |ok: bool| emit(ObjectStoreRequest { kind: "put", ok });
+        let len = tokio::fs::metadata(path).await?.len();
+        if len <= PART_BYTES as u64 {
+            let bytes = tokio::fs::read(path).await?;
+            let put = self.store.put(&object, PutPayload::from(bytes)).await;
+            count(put.is_ok());
+            put?;
+            return Ok(());
+        }
+        // Starting a multipart upload is a request of its own, and each
+        // part one more.
+        let upload = self.store.put_multipart(&object).await;
+        count(upload.is_ok());
+        let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload?, PART_BYTES);
+        let mut file = tokio::fs::File::open(path).await?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            writer.wait_for_capacity(4).await?;
+            writer.write(&buf[..n]);
+        }
+        let done = writer.finish().await;
+        for _ in 0..len.div_ceil(PART_BYTES as u64) {
+            count(done.is_ok());
+        }
+        done?;
+        Ok(())
+    }
+
+    /// Bytes `range` of object `key`.
+    pub fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<Bytes, BucketError> {
+        let path = ObjectPath::from(key);
+        let got = self.runtime.wait(self.store.get_range(&path, range));
+        let bytes = got.map_err(|e| self.failed("get", key, e))?;
+        emit(ObjectStoreRequest {
+            kind: "get",
+            ok: true,
+        });
+        Ok(bytes)
     }
 
     /// The whole object `key`, or `None` if there is none.

@@ -7,13 +7,16 @@
 //! depend on which runtime (if any) its caller runs in.
 //!
 //! ```text
-//! client.rs    Bucket: create-only puts, gets, lists, deletes; every request counted by kind
+//! client.rs    Bucket: create-only puts, uploads, gets (whole or a range), lists, deletes;
+//!              every request counted by kind
 //! durable.rs   local disk: a put is fsynced, file and directories, before it counts as done
+//! s3.rs        an S3-compatible store from [object_store]
 //! runtime.rs   the runtime the requests run on
 //! ```
 
 mod client;
 mod durable;
 mod runtime;
+mod s3;
 
 pub use client::{Bucket, BucketError};

@@ -26,11 +26,18 @@ pub struct SourceTotals {
     pub lines: u64,
     pub bytes: u64,
     pub t_max: i64,
+    /// The lowest offset of its blocks (0 before the first block).
+    pub off_start: u64,
     pub off_end: u64,
 }
 
 impl SourceTotals {
     pub fn add_block(&mut self, b: &BlockRef) {
+        self.off_start = if self.lines == 0 && self.off_end == 0 {
+            b.off_start
+        } else {
+            self.off_start.min(b.off_start)
+        };
         self.lines += b.n_lines;
         self.bytes += b.text_bytes;
         self.t_max = self.t_max.max(b.t_max);

@@ -1,9 +1,10 @@
-//! One time partition, read side: a tantivy index with one document per
-//! sealed block, the block file holding the blocks' zstd bytes, and the
-//! list of sources whose blocks it holds.
+//! One split, read side: a tantivy index with one document per sealed
+//! block, the block file holding the blocks' zstd bytes, and the list of
+//! sources whose blocks it holds. The same files whether the split is
+//! being built on the local disk or published in the object store.
 //!
 //! ```text
-//! partitions/p-<start unix secs>/
+//! <split id>/
 //!     index/         tantivy: one doc per block (fast fields + distinct tokens)
 //!     blocks.dat     compressed blocks back to back; docs point into it
 //!     sources.json   source id -> source, for every source with a block here
@@ -50,8 +51,11 @@ pub enum PartitionError {
     },
 }
 
-/// The read side of a partition, shared by queries.
+/// The read side of a split, shared by queries.
 pub struct Partition {
+    /// The split's id (`split_id.rs`).
+    pub id: String,
+    /// The start of the `storage.partition_secs` window its blocks belong to.
     pub start_ns: i64,
     /// Unique among the partitions this process opened: a partition
     /// deleted by retention and made again has another one, so caches
@@ -61,32 +65,83 @@ pub struct Partition {
     pub(super) index: Index,
     reader: IndexReader,
     pub(super) fields: Fields,
-    /// `blocks.dat`, opened for appending (the writer) and reading.
-    pub(super) blocks: File,
+    /// `blocks.dat`: a file here (opened for appending while the split is
+    /// built), or an object in a remote store.
+    pub(super) blocks: BlockFile,
 }
 
-fn dir_name(start_ns: i64) -> String {
-    format!("p-{}", start_ns.div_euclid(1_000_000_000))
+/// Reads byte ranges of a split's `blocks.dat` kept elsewhere (a remote
+/// object store). Its errors say where it is.
+pub trait RangeRead: Send + Sync {
+    fn read_range(&self, pos: u64, len: u64) -> std::io::Result<Vec<u8>>;
 }
 
-/// The start of the partition named `name`, if it is one.
-pub fn parse_dir_name(name: &str) -> Option<i64> {
-    name.strip_prefix("p-")?
-        .parse::<i64>()
-        .ok()?
-        .checked_mul(1_000_000_000)
+pub(super) enum BlockFile {
+    Local(File),
+    Remote(Box<dyn RangeRead>),
+}
+
+impl BlockFile {
+    /// The file, if `blocks.dat` is one here.
+    pub(super) fn local(&self) -> Option<&File> {
+        match self {
+            BlockFile::Local(f) => Some(f),
+            BlockFile::Remote(_) => None,
+        }
+    }
+}
+
+/// Whether a split's files may be written to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Being built: blocks are appended, the index committed.
+    Building,
+    /// Published: never changed again.
+    ReadOnly,
 }
 
 impl Partition {
-    /// Opens (creating if needed) the partition starting at `start_ns` under `root`.
-    pub fn open(root: &Path, start_ns: i64) -> Result<Partition, PartitionError> {
-        let dir = root.join(dir_name(start_ns));
+    /// Starts a new split of the window at `start_ns`, in a folder of its
+    /// own under `root`.
+    pub fn create(root: &Path, start_ns: i64) -> Result<Partition, PartitionError> {
+        let id = super::split_id::new_split_id(start_ns);
+        Partition::open(&root.join(&id), id, start_ns, Access::Building)
+    }
+
+    /// Opens the split `id` whose files are in `dir`.
+    pub fn open(
+        dir: &Path,
+        id: String,
+        start_ns: i64,
+        access: Access,
+    ) -> Result<Partition, PartitionError> {
+        Partition::open_with(dir, id, start_ns, access, None)
+    }
+
+    /// Opens the published split `id` whose index and `sources.json` are
+    /// in `dir`, and whose blocks are read through `blocks`.
+    pub fn open_remote(
+        dir: &Path,
+        id: String,
+        start_ns: i64,
+        blocks: Box<dyn RangeRead>,
+    ) -> Result<Partition, PartitionError> {
+        Partition::open_with(dir, id, start_ns, Access::ReadOnly, Some(blocks))
+    }
+
+    fn open_with(
+        dir: &Path,
+        id: String,
+        start_ns: i64,
+        access: Access,
+        remote: Option<Box<dyn RangeRead>>,
+    ) -> Result<Partition, PartitionError> {
+        let dir = dir.to_owned();
         let io = |source| PartitionError::Io {
             dir: dir.clone(),
             source,
         };
         let index_dir = dir.join("index");
-        fs::create_dir_all(&index_dir).map_err(io)?;
         let idx = |source| PartitionError::Index {
             dir: dir.clone(),
             source,
@@ -94,22 +149,35 @@ impl Partition {
         let (schema, fields) = schema();
         let index = if index_dir.join("meta.json").exists() {
             Index::open_in_dir(&index_dir).map_err(idx)?
-        } else {
+        } else if access == Access::Building {
+            fs::create_dir_all(&index_dir).map_err(io)?;
             Index::create_in_dir(&index_dir, schema).map_err(idx)?
+        } else {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the split has no index/meta.json",
+            )));
         };
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(idx)?;
-        let blocks = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(dir.join("blocks.dat"))
-            .map_err(io)?;
+        let building = access == Access::Building;
+        let blocks = match remote {
+            Some(r) => BlockFile::Remote(r),
+            None => BlockFile::Local(
+                OpenOptions::new()
+                    .create(building)
+                    .append(building)
+                    .read(true)
+                    .open(dir.join("blocks.dat"))
+                    .map_err(io)?,
+            ),
+        };
         static NEXT_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Partition {
+            id,
             start_ns,
             uid: NEXT_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             dir,
@@ -122,6 +190,44 @@ impl Partition {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Bytes in `blocks.dat` (0 if it cannot be read).
+    pub fn blocks_len(&self) -> u64 {
+        self.blocks
+            .local()
+            .and_then(|f| f.metadata().ok())
+            .map_or(0, |m| m.len())
+    }
+
+    /// The split's files, relative to its folder, with their sizes: what
+    /// an upload sends. Only the index files the newest commit uses (a
+    /// finished writer has deleted the others).
+    pub fn files(&self) -> Result<Vec<(String, u64)>, PartitionError> {
+        let io = |source| PartitionError::Io {
+            dir: self.dir.clone(),
+            source,
+        };
+        let mut files = Vec::new();
+        for name in ["blocks.dat", "sources.json"] {
+            match fs::metadata(self.dir.join(name)) {
+                Ok(m) => files.push((name.to_owned(), m.len())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(e)),
+            }
+        }
+        for entry in fs::read_dir(self.dir.join("index")).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // The writer's lock and bookkeeping are not part of the index.
+            if name.starts_with(".tantivy") || name == ".managed.json" {
+                continue;
+            }
+            let len = entry.metadata().map_err(io)?.len();
+            files.push((format!("index/{name}"), len));
+        }
+        files.sort();
+        Ok(files)
     }
 
     /// An I/O error of this partition, naming its directory.
@@ -185,13 +291,17 @@ impl Partition {
 
     /// Reads and decompresses one block.
     pub fn read_block(&self, b: &BlockRef) -> Result<LineBlock, PartitionError> {
-        let mut buf = vec![0u8; b.data_len as usize];
-        self.blocks
-            .read_exact_at(&mut buf, b.data_pos)
-            .map_err(|source| PartitionError::Io {
-                dir: self.dir.clone(),
-                source,
-            })?;
+        let read = match &self.blocks {
+            BlockFile::Local(f) => {
+                let mut buf = vec![0u8; b.data_len as usize];
+                f.read_exact_at(&mut buf, b.data_pos).map(|()| buf)
+            }
+            BlockFile::Remote(r) => r.read_range(b.data_pos, b.data_len),
+        };
+        let buf = read.map_err(|source| PartitionError::Io {
+            dir: self.dir.clone(),
+            source,
+        })?;
         LineBlock::decompress(&buf).map_err(|source| PartitionError::Block {
             dir: self.dir.clone(),
             pos: b.data_pos,

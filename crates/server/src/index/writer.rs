@@ -65,13 +65,21 @@ impl Partition {
                 dir: self.dir.clone(),
                 source,
             })?;
+        let io = |source| PartitionError::Io {
+            dir: self.dir.clone(),
+            source,
+        };
         let data_len = self
             .blocks
-            .metadata()
-            .map_err(|source| PartitionError::Io {
-                dir: self.dir.clone(),
-                source,
+            .local()
+            .ok_or_else(|| {
+                io(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    "a published split is never written to",
+                ))
             })?
+            .metadata()
+            .map_err(io)?
             .len();
         let sources = self
             .load_sources()?
@@ -159,6 +167,27 @@ impl PartitionWriter {
         result
     }
 
+    /// Ends the split's writing, before its upload: its segments merged
+    /// into one (one commit per round made many small ones; one segment
+    /// is fewer objects to upload and fewer to read), committed, and the
+    /// files no commit uses deleted.
+    pub fn finish(mut self) -> Result<(), PartitionError> {
+        self.commit()?;
+        let dir = self.part.dir.clone();
+        let idx = |source| PartitionError::Index {
+            dir: dir.clone(),
+            source,
+        };
+        let segments = self.part.index.searchable_segment_ids().map_err(idx)?;
+        if segments.len() > 1 {
+            self.writer.merge(&segments).wait().map_err(idx)?;
+        }
+        self.writer.commit().map_err(idx)?;
+        self.writer.garbage_collect_files().wait().map_err(idx)?;
+        self.writer.wait_merging_threads().map_err(idx)?;
+        self.part.reload()
+    }
+
     fn try_commit(&mut self) -> Result<(), PartitionError> {
         let dir = self.part.dir.clone();
         let io = |source| PartitionError::Io {
@@ -166,7 +195,12 @@ impl PartitionWriter {
             source,
         };
         if !self.data.is_empty() {
-            let mut f = &self.part.blocks;
+            let Some(mut f) = self.part.blocks.local() else {
+                return Err(io(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    "a published split is never written to",
+                )));
+            };
             if let Err(e) = f.write_all(&self.data).and_then(|_| f.sync_data()) {
                 // A partial write (a full disk) would shift every later
                 // block: cut the file back to what the index knows.

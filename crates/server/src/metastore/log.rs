@@ -35,6 +35,17 @@ pub enum MetastoreError {
     },
 }
 
+impl MetastoreError {
+    /// Whether the store could not be reached at all (a connection refused
+    /// or timed out), rather than answered with a refusal.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            MetastoreError::Bucket(e) => e.is_unreachable(),
+            _ => false,
+        }
+    }
+}
+
 /// One version as written (`C`: the changes, borrowed to write them).
 #[derive(Serialize, Deserialize)]
 struct VersionFile<C> {

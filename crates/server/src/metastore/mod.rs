@@ -25,7 +25,8 @@
 //! loses nothing of it. ARCHITECTURE.md says more.
 //!
 //! ```text
-//! state.rs   what is recorded: per source, its published end; the changes a version holds
+//! state.rs   what is recorded: splits and their states, per source its published end;
+//!            the changes a version holds
 //! keys.rs    object names
 //! log.rs     Metastore: open (checkpoint + versions), commit, checkpoints and cleanup
 //! ```
@@ -37,4 +38,4 @@ mod state;
 mod tests;
 
 pub use log::{Metastore, MetastoreError};
-pub use state::{Change, SourceAdvance};
+pub use state::{Change, SourceAdvance, SplitEntry, SplitSource, SplitState};

@@ -1,5 +1,13 @@
 //! What the metastore records, and how a version's changes apply to it.
 //!
+//! Per split: its entry (time range, sources with their offset ranges,
+//! files and sizes) and its state. A split is *staged* before its upload
+//! (so cleanup knows whose objects may be half-written), *published* in
+//! the commit that also moves its sources' published ends (readers see
+//! exactly the published ones), *retired* when retention takes it from
+//! readers (its objects are deleted later, when no running search can
+//! still read them), and forgotten once its objects are gone.
+//!
 //! Per source: `published_end`, the end of its contiguous published
 //! prefix. It is a record of its own, not derived from the data that
 //! still exists: retention may delete every line of a quiet source, and
@@ -18,13 +26,71 @@ pub struct SourceAdvance {
     pub published_end: u64,
 }
 
+/// One source's part of a split.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitSource {
+    pub source: Source,
+    /// The offsets its blocks in the split cover: `[off_start, off_end)`.
+    pub off_start: u64,
+    pub off_end: u64,
+    pub lines: u64,
+    pub bytes: u64,
+    pub t_max: i64,
+}
+
+/// A split as published: everything a reader needs to know before it
+/// reads an object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitEntry {
+    pub id: String,
+    /// The start of the `storage.partition_secs` window of line time
+    /// its blocks belong to.
+    pub window_ns: i64,
+    pub t_min: i64,
+    pub t_max: i64,
+    pub blocks: u64,
+    /// Its objects, relative to its folder, with their sizes.
+    pub files: Vec<(String, u64)>,
+    pub sources: Vec<SplitSource>,
+}
+
+impl SplitEntry {
+    /// Bytes of its objects.
+    pub fn bytes(&self) -> u64 {
+        self.files.iter().map(|(_, n)| n).sum()
+    }
+}
+
 /// What one version changes. A version written by a newer cblogsd with
 /// a change this one does not know is refused at open, by name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Change {
-    /// Sources' published ends moved up (a lower one is ignored).
-    Published { sources: Vec<SourceAdvance> },
+    /// A split's upload begins.
+    Staged { split: String, at_ns: i64 },
+    /// A split becomes visible, and its sources' published ends move up:
+    /// one change, so that no reader or restart sees one without the other.
+    Publish {
+        split: SplitEntry,
+        sources: Vec<SourceAdvance>,
+    },
+    /// Splits leave readers (retention); their objects go later.
+    Retire {
+        splits: Vec<String>,
+        at_ns: i64,
+        reason: String,
+    },
+    /// The objects of these (retired or abandoned) splits are deleted.
+    Forget { splits: Vec<String> },
+}
+
+/// Where a split is in its life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum SplitState {
+    Staged { at_ns: i64 },
+    Published { entry: SplitEntry },
+    Retired { entry: SplitEntry, at_ns: i64 },
 }
 
 /// A source's record.
@@ -40,6 +106,9 @@ pub struct MetastoreState {
     pub version: u64,
     /// By source id.
     pub sources: BTreeMap<u64, SourceRecord>,
+    /// By split id.
+    #[serde(default)]
+    pub splits: BTreeMap<String, SplitState>,
 }
 
 impl MetastoreState {
@@ -47,21 +116,50 @@ impl MetastoreState {
     pub(super) fn apply(&mut self, version: u64, changes: &[Change]) {
         for change in changes {
             match change {
-                Change::Published { sources } => {
-                    for a in sources {
-                        let r = self
-                            .sources
-                            .entry(a.source.id())
-                            .or_insert_with(|| SourceRecord {
-                                source: a.source.clone(),
-                                published_end: 0,
-                            });
-                        r.published_end = r.published_end.max(a.published_end);
+                Change::Staged { split, at_ns } => {
+                    self.splits
+                        .entry(split.clone())
+                        .or_insert(SplitState::Staged { at_ns: *at_ns });
+                }
+                Change::Publish { split, sources } => {
+                    self.splits.insert(
+                        split.id.clone(),
+                        SplitState::Published {
+                            entry: split.clone(),
+                        },
+                    );
+                    self.advance(sources);
+                }
+                Change::Retire { splits, at_ns, .. } => {
+                    for id in splits {
+                        if let Some(SplitState::Published { entry }) = self.splits.remove(id) {
+                            let at_ns = *at_ns;
+                            self.splits
+                                .insert(id.clone(), SplitState::Retired { entry, at_ns });
+                        }
+                    }
+                }
+                Change::Forget { splits } => {
+                    for id in splits {
+                        self.splits.remove(id);
                     }
                 }
             }
         }
         self.version = version;
+    }
+
+    fn advance(&mut self, sources: &[SourceAdvance]) {
+        for a in sources {
+            let r = self
+                .sources
+                .entry(a.source.id())
+                .or_insert_with(|| SourceRecord {
+                    source: a.source.clone(),
+                    published_end: 0,
+                });
+            r.published_end = r.published_end.max(a.published_end);
+        }
     }
 
     /// Every source's published end, by id.
@@ -82,7 +180,16 @@ mod tests {
             "hello",
             cblogs_core::Stream::Stdout,
         );
-        let at = |end| Change::Published {
+        let at = |end| Change::Publish {
+            split: SplitEntry {
+                id: format!("split-{end}"),
+                window_ns: 0,
+                t_min: 0,
+                t_max: 0,
+                blocks: 0,
+                files: Vec::new(),
+                sources: Vec::new(),
+            },
             sources: vec![SourceAdvance {
                 source: s.clone(),
                 published_end: end,
@@ -94,6 +201,7 @@ mod tests {
         assert_eq!(state.version, 2);
         assert_eq!(state.published_ends().collect::<Vec<_>>(), [(s.id(), 100)]);
         let json = serde_json::to_string(&at(5)).expect("serialize");
-        assert!(json.contains("\"op\":\"published\""), "{json}");
+        assert!(json.contains("\"op\":\"publish\""), "{json}");
+        assert_eq!(state.splits.len(), 2);
     }
 }

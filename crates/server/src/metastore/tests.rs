@@ -8,20 +8,37 @@ use cblogs_core::{Source, Stream};
 
 use super::keys::{self, CHECKPOINTS, VERSIONS};
 use super::log::{Metastore, MetastoreError, CHECKPOINT_EVERY};
-use super::state::{Change, SourceAdvance};
+use super::state::{Change, SourceAdvance, SplitState};
 use crate::bucket::Bucket;
 
 fn source(instance: u32) -> Source {
     Source::example("www-data/prod/hello", instance, "hello", Stream::Stdout)
 }
 
+/// Source `instance`'s end moves to `end` (staged: the change that
+/// carries no split entry).
 fn published(instance: u32, end: u64) -> Vec<Change> {
-    vec![Change::Published {
-        sources: vec![SourceAdvance {
-            source: source(instance),
-            published_end: end,
-        }],
-    }]
+    vec![
+        Change::Staged {
+            split: format!("s{instance}-{end}"),
+            at_ns: 0,
+        },
+        Change::Publish {
+            split: crate::metastore::SplitEntry {
+                id: format!("s{instance}-{end}"),
+                window_ns: 0,
+                t_min: 0,
+                t_max: 0,
+                blocks: 1,
+                files: vec![("blocks.dat".into(), 10)],
+                sources: Vec::new(),
+            },
+            sources: vec![SourceAdvance {
+                source: source(instance),
+                published_end: end,
+            }],
+        },
+    ]
 }
 
 fn bucket(dir: &tempfile::TempDir) -> Arc<Bucket> {
@@ -154,4 +171,37 @@ fn a_missing_version_is_refused_not_skipped() {
         ),
         "{err}"
     );
+}
+
+#[test]
+fn a_split_is_staged_then_published_then_retired_then_forgotten() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let m = Metastore::open(bucket(&dir)).expect("open");
+    m.commit(published(3, 30)).expect("publish");
+    let id = "s3-30".to_owned();
+    assert!(matches!(
+        m.state().splits.get(&id),
+        Some(SplitState::Published { .. })
+    ));
+    m.commit(vec![Change::Retire {
+        splits: vec![id.clone()],
+        at_ns: 5,
+        reason: "age".into(),
+    }])
+    .expect("retire");
+    let reopened = Metastore::open(bucket(&dir)).expect("reopen");
+    assert!(matches!(
+        reopened.state().splits.get(&id),
+        Some(SplitState::Retired { at_ns: 5, .. })
+    ));
+    assert_eq!(
+        ends(&reopened),
+        [(source(3).id(), 30)],
+        "retiring never lowers an end"
+    );
+    m.commit(vec![Change::Forget {
+        splits: vec![id.clone()],
+    }])
+    .expect("forget");
+    assert!(m.state().splits.is_empty());
 }

@@ -49,6 +49,8 @@ pub(super) struct Metrics {
     pub(super) wal_bytes: Gauge,
     pub(super) index_bytes: Gauge,
     pub(super) partitions: Gauge,
+    pub(super) splits: Gauge,
+    pub(super) unpublished_splits: Gauge,
     pub(super) unindexed_bytes: Gauge,
     pub(super) live_tails: Gauge,
     pub(super) searches_running: Gauge,
@@ -60,6 +62,8 @@ pub struct Gauges {
     pub wal_bytes: u64,
     pub index_bytes: u64,
     pub partitions: u64,
+    pub splits: u64,
+    pub unpublished_splits: u64,
     pub unindexed_bytes: u64,
     pub live_tails: u64,
     pub searches_running: u64,
@@ -80,6 +84,8 @@ pub fn render(gauges: Gauges) -> Result<String, std::fmt::Error> {
     set(&m.wal_bytes, gauges.wal_bytes);
     set(&m.index_bytes, gauges.index_bytes);
     set(&m.partitions, gauges.partitions);
+    set(&m.splits, gauges.splits);
+    set(&m.unpublished_splits, gauges.unpublished_splits);
     set(&m.unindexed_bytes, gauges.unindexed_bytes);
     set(&m.live_tails, gauges.live_tails);
     set(&m.searches_running, gauges.searches_running);
@@ -135,7 +141,7 @@ impl Metrics {
         let retention_deleted = Family::<Kind, Counter>::default();
         r.register(
             "retention_deleted_partitions",
-            "Partitions deleted by retention (kind: age or disk)",
+            "Splits deleted by retention (kind: age or disk)",
             retention_deleted.clone(),
         );
         let object_store_requests = Family::<Kind, Counter>::default();
@@ -157,8 +163,10 @@ impl Metrics {
         };
         Metrics {
             wal_bytes: gauge(&mut r, "wal_bytes", "Bytes of write-ahead log on disk"),
-            index_bytes: gauge(&mut r, "index_bytes", "Bytes of partitions on disk (blocks and indexes)"),
-            partitions: gauge(&mut r, "partitions", "Time partitions held"),
+            index_bytes: gauge(&mut r, "index_bytes", "Bytes of splits (blocks and indexes), published and being built"),
+            partitions: gauge(&mut r, "partitions", "Windows of line time (storage.partition_secs) with a split held"),
+            splits: gauge(&mut r, "splits", "Splits held, published and not"),
+            unpublished_splits: gauge(&mut r, "unpublished_splits", "Splits being built or waiting for their upload"),
             unindexed_bytes: gauge(&mut r, "unindexed_bytes", "Bytes of lines in memory, not yet in the index"),
             live_tails: gauge(&mut r, "live_tails", "Follow streams open"),
             searches_running: gauge(&mut r, "searches_running", "Searches and histograms running"),

@@ -2,13 +2,13 @@
 //! documents, then lets the WAL go of them.
 //!
 //! It runs on its own thread every `commit_interval_ms`: seal the open
-//! blocks that are old enough, compress and add each sealed block to its
-//! time partition, commit the touched partitions (block bytes synced first),
-//! hand the result to the store, and trim the WAL below the oldest line
-//! still only in memory. Between rounds it closes idle partition writers
-//! and runs retention, so every partition's life is decided on this one
-//! thread ([`PartitionSet`]); the committed ends of sources are recorded
-//! in the metastore before retention may delete them ([`PublishedEnds`]). On shutdown it seals and commits everything
+//! blocks that are old enough, compress and add each sealed block to the
+//! split being built for its window of line time, commit the touched
+//! splits (block bytes synced first), hand the result to the store, seal
+//! and publish the splits that are due, and trim the WAL below the oldest
+//! line not yet published.  Between rounds it closes idle
+//! writers, deletes retired splits' objects and runs retention, so every
+//! split's life is decided on this one thread ([`SplitSet`]). On shutdown it seals and commits everything
 //! so that a clean restart replays nothing.
 //!
 //! A [`Flush`] asks it to seal and commit everything now (the admin flush
@@ -19,10 +19,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::partitions::PartitionSet;
-use super::published::PublishedEnds;
 use super::retention::Retention;
 use super::sources::SealedBlock;
+use super::splits::SplitSet;
 use super::store::Store;
 use crate::config::StorageConfig;
 use crate::index::{PartitionError, PreparedBlock};
@@ -51,9 +50,8 @@ pub struct Committer {
     store: Arc<Store>,
     wal: Arc<Wal>,
     config: StorageConfig,
-    partitions: PartitionSet,
+    splits: SplitSet,
     retention: Retention,
-    published: PublishedEnds,
     /// When a block last failed to be compressed, added or committed.
     last_failure: Option<Instant>,
 }
@@ -63,17 +61,15 @@ impl Committer {
         store: Arc<Store>,
         wal: Arc<Wal>,
         config: StorageConfig,
-        partitions: PartitionSet,
+        splits: SplitSet,
         retention: Retention,
-        published: PublishedEnds,
     ) -> Self {
         Committer {
             store,
             wal,
             config,
-            partitions,
+            splits,
             retention,
-            published,
             last_failure: None,
         }
     }
@@ -102,19 +98,17 @@ impl Committer {
                     next = started + self.config.commit_interval();
                 }
                 Ok(CommitterCommand::Flush(reply)) => {
-                    let committed = self.commit(true);
-                    self.published.record(&self.store, true);
-                    let _ = reply.send(committed);
+                    let _ = reply.send(self.commit(true));
                 }
                 Ok(CommitterCommand::Stop) | Err(RecvTimeoutError::Disconnected) => break,
             }
         }
         self.commit(true);
-        self.published.record(&self.store, true);
     }
 
-    /// Seals what is due (everything when `all`) and commits it. Returns
-    /// the number of blocks committed.
+    /// Seals what is due (everything when `all`) and commits it, then
+    /// seals and publishes the splits that are due (all of them when
+    /// `all`). Returns the number of blocks committed.
     pub fn commit(&mut self, all: bool) -> usize {
         let started = Instant::now();
         let seal_below = self.wal.over_budget(self.config.wal_max_bytes);
@@ -126,6 +120,8 @@ impl Committer {
         }
         let blocks = self.store.blocks_to_commit(all, seal_below);
         if blocks.is_empty() {
+            let in_memory = self.store.oldest_in_memory();
+            self.publish(all, seal_below, in_memory);
             return 0;
         }
         let mut added = Vec::with_capacity(blocks.len());
@@ -141,17 +137,17 @@ impl Committer {
                     source,
                 })
                 .and_then(|c| {
-                    self.partitions
-                        .writer_for(&self.store, t_min)
-                        .and_then(|(start, w)| w.add_block(&block.source, c).map(|r| (start, r)))
+                    self.splits
+                        .writer_for(&self.store, t_min, block.first_seq)
+                        .and_then(|(id, w)| w.add_block(&block.source, c).map(|r| (id, r)))
                 });
             match result {
-                Ok((start, r)) => added.push((block, start, r)),
+                Ok((id, r)) => added.push((block, id, r)),
                 Err(e) => {
                     self.last_failure = Some(Instant::now());
                     // A writer that failed is not trusted again: a fresh one
                     // starts from what is committed.
-                    self.partitions.drop_writer(self.partitions.start_of(t_min));
+                    self.splits.drop_window_writer(t_min);
                     tracing::error!(error = %e, "cannot add a block to the index; it and the rest of this round stay in memory and the WAL");
                     // The rest would most likely fail the same way (a full
                     // disk): try again next round.
@@ -160,33 +156,30 @@ impl Committer {
             }
         }
         let mut failed = Vec::new();
-        let mut touched: Vec<i64> = added.iter().map(|(_, s, _)| *s).collect();
+        let mut touched: Vec<String> = added.iter().map(|(_, s, _)| s.clone()).collect();
         touched.sort_unstable();
         touched.dedup();
-        for start in touched {
-            if let Some(w) = self.partitions.writer(start) {
+        for id in touched {
+            if let Some(w) = self.splits.writer(&id) {
                 if let Err(e) = w.commit() {
                     self.last_failure = Some(Instant::now());
                     tracing::error!(error = %e, "index commit failed; its blocks stay in memory and the WAL and are retried");
-                    failed.push(start);
+                    failed.push(id.clone());
                 }
             } else {
                 // Its writer failed while adding a block this round and was
                 // dropped with the blocks added before it: none is committed.
-                failed.push(start);
+                failed.push(id.clone());
             }
-            if failed.contains(&start) {
+            if failed.contains(&id) {
                 // Rolled back, but tantivy's writer may have lost a worker
                 // thread to the error: start the next try with a new one.
-                self.partitions.drop_writer(start);
+                self.splits.drop_writer(&id);
             }
         }
         added.retain(|(_, s, _)| !failed.contains(s));
-        let (trim, ends) = self.store.committed(&added);
-        self.published.note(ends);
-        if let Err(e) = self.wal.trim_below(trim) {
-            tracing::warn!(error = %e, "WAL trim failed; retried after the next commit");
-        }
+        let trim = self.store.committed(&added);
+        self.publish(all, seal_below, trim);
         tracing::debug!(
             blocks = added.len(),
             took_ms = started.elapsed().as_millis() as u64,
@@ -198,20 +191,30 @@ impl Committer {
         added.len()
     }
 
+    /// Seals and publishes the splits that are due, then trims the WAL
+    /// below the oldest line not yet published (`in_memory`: the oldest
+    /// record with a line only in memory).
+    fn publish(&mut self, all: bool, wal_pinned: Option<u64>, in_memory: u64) {
+        self.splits.seal_due(all, wal_pinned);
+        self.splits.publish(&self.store);
+        let trim = in_memory.min(self.splits.unpublished_seq());
+        if let Err(e) = self.wal.trim_below(trim) {
+            tracing::warn!(error = %e, "WAL trim failed; retried after the next commit");
+        }
+    }
+
     fn failed_recently(&self) -> bool {
         self.last_failure
             .is_some_and(|t| t.elapsed() < self.config.commit_interval())
     }
 
-    /// Closes idle writers, records published ends, and applies
-    /// retention once every end it could delete the last lines of is
-    /// recorded.
+    /// Closes idle writers, deletes what retired and abandoned splits
+    /// left once no search can read it, and applies retention.
     fn housekeeping(&mut self) {
-        self.partitions.close_idle();
-        let due = self.retention.due();
-        if self.published.record(&self.store, due) && due {
-            self.retention.run_if_due(&self.store, &mut self.partitions);
-        }
+        self.splits.close_idle();
+        self.splits.delete_retired();
+        self.splits.delete_abandoned();
+        self.retention.run_if_due(&self.store, &mut self.splits);
     }
 }
 

@@ -4,32 +4,34 @@
 //! A line's life: the WAL writer [`Store::apply`]s it into its source's open
 //! block (readable at once, also published to live tailers); the block seals
 //! on size or age and waits in `sealed` (still readable from memory); the
-//! committer compresses and indexes it into a time partition, commits, and
-//! [`Store::committed`] swaps in the new searcher and drops the block from
-//! memory in the same critical section. A reader's [`Store::snapshot`] takes
+//! committer compresses and indexes it into the split being built for its
+//! window of line time, commits, and [`Store::committed`] swaps in the new
+//! searcher and drops the block from memory in the same critical section.
+//! When the split is published, [`Store::published`] swaps the local copy
+//! for the object store's, again in one critical section. A reader's [`Store::snapshot`] takes
 //! the searchers and the memory blocks under that lock, so every line is seen
 //! exactly once: either in memory or in the index, never both or neither.
 //!
 //! ```text
-//! store.rs       Store: sources, open and sealed blocks, partitions shown to readers
+//! store.rs       Store: sources, open and sealed blocks, splits shown to readers
 //! sources.rs     per source: totals, held end, open block; sealed blocks
 //! snapshot.rs    ReadSnapshot: what one reader sees
 //! live.rs        TailHub: every applied batch, to live tails and alerts
 //! room.rs        Room: bytes waiting for the index (max_unindexed_bytes)
-//! committer.rs   Committer: seal, compress, index, commit, trim the WAL
-//! partitions.rs  PartitionSet: the one owner of partitions' lives (committer's thread)
+//! committer.rs   Committer: seal, compress, index, commit, publish, trim the WAL
+//! splits.rs      SplitSet: the one owner of splits' lives (committer's thread): build,
+//!                seal, stage, upload, publish, retire, delete
 //! retention.rs   Retention: partitions past their age or the disk budget
 //! usage.rs       what the partitions take on disk
 //! ```
 
 mod committer;
 mod live;
-mod partitions;
-mod published;
 mod retention;
 mod room;
 mod snapshot;
 mod sources;
+mod splits;
 // The type the folder is named for lives in a file of its own, so that
 // this file only declares and re-exports.
 #[allow(clippy::module_inception)]
@@ -38,10 +40,9 @@ mod usage;
 
 pub use committer::{Committer, CommitterCommand};
 pub use live::{LiveBatch, TailHub};
-pub use partitions::PartitionSet;
-pub use published::PublishedEnds;
 pub use retention::{Retention, RetentionLog};
 pub use room::Room;
 pub use snapshot::ReadSnapshot;
+pub use splits::{PublishError, SplitSet};
 pub use store::Store;
 pub use usage::{disk_usage, DiskUsage};

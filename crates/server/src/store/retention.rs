@@ -1,12 +1,14 @@
-//! Retention: which partitions go, and the record of what went.
+//! Retention: which splits go, and the record of what went.
 //!
-//! Every `storage.retention_check_secs` the committer's thread deletes the
-//! partitions whose newest line is older than `storage.retention_days`,
-//! then the oldest while the partitions' bytes exceed
-//! `storage.max_disk_bytes`. The newest partition is never deleted for the
-//! budget: it is where lines arrive. Each deletion is kept in the
-//! [`RetentionLog`] for `GET /api/v1/storage`, and counted in `/metrics`
-//! once its files are gone.
+//! Every `storage.retention_check_secs` the committer's thread retires the
+//! published splits whose newest line is older than
+//! `storage.retention_days`, then the oldest while the splits' bytes
+//! exceed `storage.max_disk_bytes`. Splits not yet published are never
+//! deleted, nor the newest published one for the budget. A retired split
+//! leaves readers at once (one metastore commit); its objects are deleted
+//! once no running search can still read them ([`SplitSet`]). Each
+//! retirement is kept in the [`RetentionLog`] for `GET /api/v1/storage`,
+//! and counted in `/metrics`.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -15,7 +17,7 @@ use std::time::Instant;
 use cblogs_core::api::DeletedPartition;
 use cblogs_core::time::{format_rfc3339, now_ns};
 
-use super::partitions::PartitionSet;
+use super::splits::SplitSet;
 use super::store::Store;
 use super::usage::disk_usage;
 use crate::config::StorageConfig;
@@ -31,9 +33,10 @@ pub struct RetentionLog {
 }
 
 impl RetentionLog {
-    fn record(&self, start_ns: i64, bytes: u64, reason: &str) {
+    fn record(&self, split: &str, start_ns: i64, bytes: u64, reason: &str) {
         let mut log = self.deleted.lock().unwrap_or_else(|p| p.into_inner());
         log.push_back(DeletedPartition {
+            split: split.to_owned(),
             start: format_rfc3339(start_ns),
             bytes,
             reason: reason.to_owned(),
@@ -77,17 +80,17 @@ impl Retention {
     }
 
     /// Applies retention if it is [`due`](Retention::due).
-    pub fn run_if_due(&mut self, store: &Store, partitions: &mut PartitionSet) {
+    pub fn run_if_due(&mut self, store: &Store, splits: &mut SplitSet) {
         if !self.due() {
             return;
         }
         self.last_run = Some(Instant::now());
-        self.apply(store, partitions);
+        self.apply(store, splits);
     }
 
-    /// Deletes partitions past `retention_days`, then the oldest ones while
+    /// Retires splits past `retention_days`, then the oldest ones while
     /// the rest are over `max_disk_bytes`.
-    fn apply(&mut self, store: &Store, partitions: &mut PartitionSet) {
+    fn apply(&mut self, store: &Store, splits: &mut SplitSet) {
         if self.config.retention_days > 0 {
             let keep_ns = i64::try_from(
                 self.config
@@ -96,9 +99,8 @@ impl Retention {
             )
             .unwrap_or(i64::MAX);
             let cutoff = now_ns().saturating_sub(keep_ns);
-            for start in store.expired_partitions(cutoff) {
-                self.delete(store, partitions, start, "age");
-            }
+            let expired = store.expired_partitions(cutoff);
+            self.retire(store, splits, &expired, "age");
         }
         let budget = self.config.max_disk_bytes;
         if budget == 0 {
@@ -106,32 +108,37 @@ impl Retention {
         }
         let usage = disk_usage(store);
         let mut total = usage.bytes;
-        let count = usage.partitions.len();
-        for p in usage.partitions.iter().take(count.saturating_sub(1)) {
+        let published: Vec<_> = usage.partitions.iter().filter(|p| p.published).collect();
+        let mut over = Vec::new();
+        for p in published.iter().take(published.len().saturating_sub(1)) {
             if total <= budget {
                 break;
             }
-            self.delete(store, partitions, p.start_ns, "disk");
+            over.push(p.id.clone());
             total = total.saturating_sub(p.bytes);
         }
+        self.retire(store, splits, &over, "disk");
         if total > budget {
             tracing::warn!(
                 bytes = total,
                 budget,
-                "partitions still over storage.max_disk_bytes: the newest partition alone is larger"
+                "splits still over storage.max_disk_bytes: the newest published split and those not yet published are kept"
             );
         }
     }
 
-    fn delete(&self, store: &Store, partitions: &mut PartitionSet, start: i64, reason: &str) {
-        let Some((dir, bytes, removed)) = partitions.delete(store, start) else {
-            return;
-        };
-        tracing::info!(dir = %dir.display(), bytes, reason, "retention: partition deleted");
-        self.log.record(start, bytes, reason);
-        match removed {
-            Ok(()) => emit(PartitionDeleted { reason }),
-            Err(e) => tracing::error!(error = %e, reason, "retention: cannot delete a partition"),
+    fn retire(&self, store: &Store, splits: &mut SplitSet, ids: &[String], reason: &str) {
+        match splits.retire(store, ids, reason) {
+            Ok(retired) => {
+                for (part, bytes) in retired {
+                    tracing::info!(split = %part.id, bytes, reason, "retention: split retired");
+                    self.log.record(&part.id, part.start_ns, bytes, reason);
+                    emit(PartitionDeleted { reason });
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, reason, "retention: cannot retire splits; tried again at the next check")
+            }
         }
     }
 }

@@ -1,7 +1,8 @@
 //! [`Store`]: every source with its totals, held end and open block; the
-//! blocks sealed in memory; the committed partitions readers are shown —
-//! all under one lock, so that a reader's snapshot sees each line exactly
-//! once, and the committer's hand-over (`committed`) is atomic for readers.
+//! blocks sealed in memory; the splits readers are shown (being built on
+//! the local disk, or published) — all under one lock, so that a reader's
+//! snapshot sees each line exactly once, and the committer's hand-overs
+//! (`committed`, `published`) are atomic for readers.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -20,11 +21,14 @@ use crate::config::StorageConfig;
 use crate::index::{BlockRef, Partition, PartitionError, ReadCaches, SourceTotals};
 use crate::wal::WalRecord;
 
-/// A committed partition as readers see it.
+/// A split as readers see it.
 struct PartitionView {
     part: Arc<Partition>,
     searcher: Searcher,
     totals: HashMap<u64, SourceTotals>,
+    /// In the object store and the metastore (else: being built, or
+    /// waiting for its upload).
+    published: bool,
 }
 
 impl PartitionView {
@@ -41,19 +45,22 @@ impl PartitionView {
 struct Inner {
     sources: HashMap<u64, SourceEntry>,
     sealed: Vec<Arc<SealedBlock>>,
-    partitions: BTreeMap<i64, PartitionView>,
+    /// By split id.
+    partitions: BTreeMap<String, PartitionView>,
     applied_seq: u64,
     /// Per source id, the published end the metastore records: held
     /// even after retention deleted every line of the source.
     published: HashMap<u64, u64>,
 }
 
-/// A partition held, for the storage listing.
+/// A split held, for the storage listing and retention.
 pub(super) struct PartitionInfo {
+    pub id: String,
     pub start_ns: i64,
     pub dir: PathBuf,
     pub blocks: u64,
     pub newest_ns: Option<i64>,
+    pub published: bool,
 }
 
 pub struct Store {
@@ -65,11 +72,12 @@ pub struct Store {
 }
 
 impl Store {
-    /// A store showing the committed `partitions` (from
-    /// [`PartitionSet::open`]), with the source table rebuilt from them,
-    /// and holding at least the `published` ends the metastore records.
+    /// A store showing the `partitions` (from [`SplitSet::open`]: each
+    /// split, and whether it is published), with the source table rebuilt
+    /// from them, and holding at least the `published` ends the metastore
+    /// records.
     pub fn open(
-        partitions: Vec<Arc<Partition>>,
+        partitions: Vec<(Arc<Partition>, bool)>,
         config: StorageConfig,
         live: TailHub,
         caches: Arc<ReadCaches>,
@@ -79,7 +87,7 @@ impl Store {
             published,
             ..Inner::default()
         };
-        for part in partitions {
+        for (part, published) in partitions {
             let searcher = part.searcher();
             let totals = part.totals(&searcher)?;
             for (id, source) in part.load_sources()? {
@@ -94,11 +102,12 @@ impl Store {
                 e.end = e.end.max(t.off_end);
             }
             inner.partitions.insert(
-                part.start_ns,
+                part.id.clone(),
                 PartitionView {
                     part,
                     searcher,
                     totals,
+                    published,
                 },
             );
         }
@@ -223,27 +232,57 @@ impl Store {
         held
     }
 
-    /// The metastore now records these published ends.
-    pub(super) fn set_published(&self, ends: impl IntoIterator<Item = (u64, u64)>) {
-        let mut inner = self.write();
-        for (id, end) in ends {
-            let e = inner.published.entry(id).or_default();
-            *e = (*e).max(end);
-        }
+    /// What publishing split `id` makes of the published end of each of
+    /// its sources: the first offset of the source that would still not
+    /// be published (in memory, or in another split not published), or
+    /// all the source holds.
+    pub(super) fn ends_once_published(&self, id: &str) -> Vec<(Arc<Source>, u64)> {
+        let inner = self.read();
+        let Some(view) = inner.partitions.get(id) else {
+            return Vec::new();
+        };
+        view.totals
+            .keys()
+            .filter_map(|sid| inner.sources.get(sid).map(|e| (*sid, e)))
+            .map(|(sid, e)| {
+                let unpublished = inner
+                    .partitions
+                    .iter()
+                    .filter(|(other, v)| !v.published && other.as_str() != id)
+                    .filter_map(|(_, v)| v.totals.get(&sid).map(|t| t.off_start))
+                    .min();
+                let end = committed_end(&inner, sid, e);
+                (e.source.clone(), unpublished.map_or(end, |u| u.min(end)))
+            })
+            .collect()
     }
 
-    /// Per source, the end of what is committed (nothing of it only in
-    /// memory), where it is past what the metastore records.
-    pub fn unrecorded_ends(&self) -> Vec<(Arc<Source>, u64)> {
-        let inner = self.read();
-        inner
-            .sources
-            .iter()
-            .map(|(id, e)| (e, committed_end(&inner, *id, e)))
-            .filter(|(_, end)| *end > 0)
-            .filter(|(e, end)| inner.published.get(&e.source.id()) < Some(end))
-            .map(|(e, end)| (e.source.clone(), end))
-            .collect()
+    /// Split `id` is published: readers now read `published` (its files
+    /// in the object store) in its place, and the store holds at least
+    /// the published `ends` the metastore now records, in one step.
+    pub(super) fn published(
+        &self,
+        id: &str,
+        published: Arc<Partition>,
+        ends: impl IntoIterator<Item = (u64, u64)>,
+    ) {
+        let mut inner = self.write();
+        for (sid, end) in ends {
+            let e = inner.published.entry(sid).or_default();
+            *e = (*e).max(end);
+        }
+        let Some(old) = inner.partitions.remove(id) else {
+            return;
+        };
+        inner.partitions.insert(
+            published.id.clone(),
+            PartitionView {
+                searcher: published.searcher(),
+                part: published,
+                totals: old.totals,
+                published: true,
+            },
+        );
     }
 
     /// Seals open blocks that are old enough, or whose first line is in a
@@ -271,29 +310,25 @@ impl Store {
         inner.sealed.clone()
     }
 
-    /// The partition starting at `start`, if readers are shown one.
-    pub(super) fn partition(&self, start: i64) -> Option<Arc<Partition>> {
-        self.read().partitions.get(&start).map(|v| v.part.clone())
-    }
-
-    /// Shows readers a new (empty) partition.
+    /// Shows readers a new split being built (empty).
     pub(super) fn add_partition(&self, part: Arc<Partition>) {
         let mut inner = self.write();
         inner
             .partitions
-            .entry(part.start_ns)
+            .entry(part.id.clone())
             .or_insert_with(|| PartitionView {
                 searcher: part.searcher(),
                 part,
                 totals: HashMap::new(),
+                published: false,
             });
     }
 
-    /// Takes a partition away from readers, and its lines from its
-    /// sources' totals (a source left with no line is forgotten).
-    pub(super) fn remove_partition(&self, start: i64) -> Option<Arc<Partition>> {
+    /// Takes a split away from readers, and its lines from its sources'
+    /// totals (a source left with no line is forgotten).
+    pub(super) fn remove_partition(&self, id: &str) -> Option<Arc<Partition>> {
         let mut inner = self.write();
-        let view = inner.partitions.remove(&start)?;
+        let view = inner.partitions.remove(id)?;
         for (id, t) in &view.totals {
             if let Some(e) = inner.sources.get_mut(id) {
                 e.totals.lines = e.totals.lines.saturating_sub(t.lines);
@@ -308,19 +343,15 @@ impl Store {
 
     /// The committer made `blocks` durable in the index: swap in the new
     /// searchers and forget the blocks' memory copies, atomically for
-    /// readers. Returns the WAL seq below which everything is committed,
-    /// and the committed end of each source that had a block in `blocks`.
-    pub fn committed(
-        &self,
-        blocks: &[(Arc<SealedBlock>, i64, BlockRef)],
-    ) -> (u64, Vec<(Arc<Source>, u64)>) {
+    /// readers. Returns [`Store::oldest_in_memory`].
+    pub fn committed(&self, blocks: &[(Arc<SealedBlock>, String, BlockRef)]) -> u64 {
         let mut inner = self.write();
-        for (_, start, b) in blocks {
-            if let Some(v) = inner.partitions.get_mut(start) {
+        for (_, id, b) in blocks {
+            if let Some(v) = inner.partitions.get_mut(id) {
                 v.totals.entry(b.source).or_default().add_block(b);
             }
         }
-        for v in inner.partitions.values_mut() {
+        for v in inner.partitions.values_mut().filter(|v| !v.published) {
             v.searcher = v.part.searcher();
         }
         let done: HashSet<*const SealedBlock> =
@@ -331,23 +362,12 @@ impl Store {
             .map(|(c, _, _)| c.lines.text_len() as u64)
             .sum();
         self.room.free_unindexed(freed);
-        let touched: HashSet<u64> = blocks.iter().map(|(c, _, _)| c.source.id()).collect();
-        let ends = touched
-            .into_iter()
-            .filter_map(|id| inner.sources.get(&id).map(|e| (id, e)))
-            .map(|(id, e)| (e.source.clone(), committed_end(&inner, id, e)))
-            .collect();
-        let pinned_open = inner
-            .sources
-            .values()
-            .filter_map(|e| e.open.as_ref().map(|o| o.first_seq));
-        let pinned_sealed = inner.sealed.iter().map(|s| s.first_seq);
-        let trim = pinned_open
-            .chain(pinned_sealed)
-            .min()
-            .unwrap_or(u64::MAX)
-            .min(inner.applied_seq + 1);
-        (trim, ends)
+        oldest_in_memory(&inner)
+    }
+
+    /// The WAL seq below which no line is only in memory.
+    pub fn oldest_in_memory(&self) -> u64 {
+        oldest_in_memory(&self.read())
     }
 
     /// A consistent view of the sources `wanted` picks, optionally with a
@@ -370,12 +390,13 @@ impl Store {
                 memory.push((s.source.clone(), s.lines.clone()));
             }
         }
-        let partitions = inner
+        let mut partitions: Vec<_> = inner
             .partitions
             .values()
-            .rev()
             .map(|v| (v.part.clone(), v.searcher.clone(), v.t_max()))
             .collect();
+        // Newest first: `tail` stops early, reading the fewest.
+        partitions.sort_by_key(|(p, _, t_max)| (std::cmp::Reverse(*t_max), p.uid));
         let live = subscribe.then(|| self.live.subscribe());
         ReadSnapshot {
             sources,
@@ -404,31 +425,37 @@ impl Store {
             .collect()
     }
 
-    /// Partitions whose newest line is older than `cutoff_ns`.
-    pub(super) fn expired_partitions(&self, cutoff_ns: i64) -> Vec<i64> {
+    /// Published splits whose newest line is older than `cutoff_ns`.
+    pub(super) fn expired_partitions(&self, cutoff_ns: i64) -> Vec<String> {
         self.read()
             .partitions
             .iter()
-            .filter(|(_, v)| !v.totals.is_empty() && v.t_max() < cutoff_ns)
-            .map(|(start, _)| *start)
+            .filter(|(_, v)| v.published && !v.totals.is_empty() && v.t_max() < cutoff_ns)
+            .map(|(id, _)| id.clone())
             .collect()
     }
 
-    /// Every partition held, oldest first.
+    /// Every split held, oldest window first (and, within one, in the
+    /// order they were made).
     pub(super) fn partition_list(&self) -> Vec<PartitionInfo> {
-        self.read()
+        let mut list: Vec<PartitionInfo> = self
+            .read()
             .partitions
             .iter()
-            .map(|(start, v)| {
+            .map(|(id, v)| {
                 let newest = v.t_max();
                 PartitionInfo {
-                    start_ns: *start,
+                    id: id.clone(),
+                    start_ns: v.part.start_ns,
                     dir: v.part.dir().to_owned(),
                     blocks: v.searcher.num_docs(),
                     newest_ns: (newest != i64::MIN).then_some(newest),
+                    published: v.published,
                 }
             })
-            .collect()
+            .collect();
+        list.sort_by(|a, b| (a.start_ns, &a.id).cmp(&(b.start_ns, &b.id)));
+        list
     }
 }
 
@@ -442,4 +469,17 @@ fn committed_end(inner: &Inner, id: u64, e: &SourceEntry) -> u64 {
         .filter(|s| s.source.id() == id)
         .filter_map(|s| s.lines.first_offset());
     open.into_iter().chain(sealed).min().unwrap_or(e.end)
+}
+
+fn oldest_in_memory(inner: &Inner) -> u64 {
+    let pinned_open = inner
+        .sources
+        .values()
+        .filter_map(|e| e.open.as_ref().map(|o| o.first_seq));
+    let pinned_sealed = inner.sealed.iter().map(|s| s.first_seq);
+    pinned_open
+        .chain(pinned_sealed)
+        .min()
+        .unwrap_or(u64::MAX)
+        .min(inner.applied_seq + 1)
 }

@@ -1,0 +1,666 @@
+//! [`SplitSet`]: the one owner of the splits' lives, on the committer's
+//! thread. It builds splits on the local disk, one per window of line
+//! time (`storage.partition_secs`) at a time; seals one when it is old or
+//! big enough (or on a flush); publishes it (staged in the metastore,
+//! its files uploaded, then one metastore commit that makes it visible
+//! and moves its sources' published ends); and retires and deletes
+//! splits for retention. The store only shows readers what is
+//! registered with it.
+//!
+//! ```text
+//! <data_dir>/building/<split id>/     being built, or sealed and waiting for its upload
+//! <bucket>/splits/<split id>/...      published: the same files, never changed again
+//! <data_dir>/cache/splits/<split id>/ a remote store's split: its index and sources.json
+//! ```
+//!
+//! On the local store a published split is read in place. On a remote one
+//! its index (one segment: a few files) and `sources.json` are kept here
+//! whole, in `cache/`: the local copy of a split this node built is moved
+//! there when it is published, and one it did not build (a new or wiped
+//! node) is downloaded when the split is opened. Its blocks are read with
+//! ranged GETs, through the read caches in memory.
+//!
+//! A split found in `building/` at start (a crash, or a stop before its
+//! upload) is sealed and published like any other; today's older layout,
+//! `partitions/p-<secs>/`, is moved there once and published the same way.
+//! The WAL keeps every line of a split until the split is published
+//! ([`SplitSet::unpublished_seq`]).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cblogs_core::time::now_ns;
+
+use super::store::Store;
+use super::usage::dir_bytes;
+use crate::bucket::Bucket;
+use crate::config::StorageConfig;
+use crate::index::{split_window, Access, Partition, PartitionError, PartitionWriter, RangeRead};
+use crate::metastore::{Change, Metastore, SourceAdvance, SplitEntry, SplitSource, SplitState};
+
+/// How long a split's writer may sit idle before it is closed.
+const WRITER_IDLE: Duration = Duration::from_secs(300);
+/// A split staged this long ago and neither published nor being uploaded
+/// here was abandoned (its node crashed mid-upload and lost its disk):
+/// its objects are deleted.
+const STAGED_GRACE: Duration = Duration::from_secs(600);
+/// How often abandoned staged splits are looked for.
+const STAGED_CHECK: Duration = Duration::from_secs(60);
+/// The folder of split `id` in the object store.
+fn split_key(id: &str) -> String {
+    format!("splits/{id}/")
+}
+
+/// A split being written to.
+struct Building {
+    part: Arc<Partition>,
+    /// `None` after a failure, or when idle: made again from what is committed.
+    writer: Option<PartitionWriter>,
+    created: Instant,
+    used: Instant,
+    /// The oldest WAL record with a line in it (0: unknown, found at start).
+    min_seq: u64,
+}
+
+/// A split whose writing is finished, waiting for its upload.
+struct Sealed {
+    part: Arc<Partition>,
+    min_seq: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Split(#[from] PartitionError),
+    #[error(transparent)]
+    Bucket(#[from] crate::bucket::BucketError),
+    #[error(transparent)]
+    Metastore(#[from] crate::metastore::MetastoreError),
+}
+
+pub struct SplitSet {
+    building_root: PathBuf,
+    cache_root: PathBuf,
+    bucket: Arc<Bucket>,
+    metastore: Arc<Metastore>,
+    config: StorageConfig,
+    /// By window start.
+    building: HashMap<i64, Building>,
+    /// Oldest first.
+    sealed: Vec<Sealed>,
+    /// Retired splits whose objects are deleted at the instant given.
+    retired: Vec<(String, Instant)>,
+    /// How long a retired split's objects stay: the longest search that
+    /// could still be reading them.
+    retired_grace: Duration,
+    /// When abandoned staged splits were last looked for.
+    staged_checked: Option<Instant>,
+}
+
+impl SplitSet {
+    /// Opens every split: the published ones the metastore lists (read in
+    /// place from the object store), and those found in `building/`
+    /// (sealed, to be published). Returns the set and the splits for the
+    /// store to show, each with whether it is published.
+    #[allow(clippy::type_complexity)]
+    pub fn open(
+        data_dir: &Path,
+        bucket: Arc<Bucket>,
+        metastore: Arc<Metastore>,
+        config: &StorageConfig,
+        retired_grace: Duration,
+    ) -> Result<(SplitSet, Vec<(Arc<Partition>, bool)>), PublishError> {
+        let building_root = data_dir.join("building");
+        let cache_root = data_dir.join("cache").join("splits");
+        let io = |dir: &Path, source| PartitionError::Io {
+            dir: dir.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(&building_root).map_err(|e| io(&building_root, e))?;
+        convert_partitions(&data_dir.join("partitions"), &building_root)?;
+        let mut shown = Vec::new();
+        let mut retired = Vec::new();
+        let splits = metastore.state().splits;
+        for (id, state) in splits.clone() {
+            match state {
+                SplitState::Published { entry } => {
+                    let part = open_published(&bucket, &cache_root, &entry)?;
+                    shown.push((Arc::new(part), true));
+                }
+                SplitState::Retired { .. } => retired.push((id, Instant::now() + retired_grace)),
+                SplitState::Staged { .. } => {}
+            }
+        }
+        let mut sealed = Vec::new();
+        let mut found: Vec<(String, i64)> = std::fs::read_dir(&building_root)
+            .map_err(|e| io(&building_root, e))?
+            .flatten()
+            .filter_map(|e| {
+                let id = e.file_name().to_str()?.to_owned();
+                split_window(&id).map(|w| (id, w))
+            })
+            .collect();
+        found.sort();
+        for (id, window) in found {
+            let dir = building_root.join(&id);
+            if matches!(
+                splits.get(&id),
+                Some(SplitState::Published { .. } | SplitState::Retired { .. })
+            ) {
+                // Published just before a stop or crash, before its local
+                // copy was deleted: the object store's copy is the one.
+                std::fs::remove_dir_all(&dir).map_err(|e| io(&dir, e))?;
+                continue;
+            }
+            let part = Arc::new(Partition::open(&dir, id, window, Access::Building)?);
+            shown.push((part.clone(), false));
+            sealed.push(Sealed { part, min_seq: 0 });
+        }
+        let set = SplitSet {
+            building_root,
+            cache_root,
+            bucket,
+            metastore,
+            config: config.clone(),
+            building: HashMap::new(),
+            sealed,
+            retired,
+            retired_grace,
+            staged_checked: None,
+        };
+        Ok((set, shown))
+    }
+
+    /// The window a block whose first line is at `t_min` belongs to.
+    pub(super) fn window_of(&self, t_min: i64) -> i64 {
+        let width = self.config.partition_ns();
+        t_min.div_euclid(width) * width
+    }
+
+    /// The writer of the split being built for `t_min`'s window (made,
+    /// and shown to readers empty, on first use); `seq` is the WAL record
+    /// of the block about to be added.
+    pub(super) fn writer_for(
+        &mut self,
+        store: &Store,
+        t_min: i64,
+        seq: u64,
+    ) -> Result<(String, &mut PartitionWriter), PartitionError> {
+        let window = self.window_of(t_min);
+        if !self.building.contains_key(&window) {
+            let part = Arc::new(Partition::create(&self.building_root, window)?);
+            store.add_partition(part.clone());
+            let now = Instant::now();
+            self.building.insert(
+                window,
+                Building {
+                    part,
+                    writer: None,
+                    created: now,
+                    used: now,
+                    min_seq: seq,
+                },
+            );
+        }
+        let b = self
+            .building
+            .get_mut(&window)
+            .expect("a split is inserted above");
+        if b.writer.is_none() {
+            b.writer = Some(b.part.writer(self.config.index_writer_bytes)?);
+        }
+        b.used = Instant::now();
+        b.min_seq = b.min_seq.min(seq);
+        let id = b.part.id.clone();
+        Ok((id, b.writer.as_mut().expect("made above")))
+    }
+
+    /// The writer of split `id`, if it is being built and has one open.
+    pub(super) fn writer(&mut self, id: &str) -> Option<&mut PartitionWriter> {
+        self.building
+            .values_mut()
+            .find(|b| b.part.id == id)
+            .and_then(|b| b.writer.as_mut())
+    }
+
+    /// Drops the writer of the split being built for `t_min`'s window.
+    pub(super) fn drop_window_writer(&mut self, t_min: i64) {
+        let window = self.window_of(t_min);
+        if let Some(b) = self.building.get_mut(&window) {
+            b.writer = None;
+        }
+    }
+
+    /// Drops the writer of split `id`: after a failure it is not trusted
+    /// again (tantivy's writer may have lost a worker thread), and a fresh
+    /// one starts from what is committed.
+    pub(super) fn drop_writer(&mut self, id: &str) {
+        if let Some(b) = self.building.values_mut().find(|b| b.part.id == id) {
+            b.writer = None;
+        }
+    }
+
+    /// Closes the writers nobody used for a while.
+    pub(super) fn close_idle(&mut self) {
+        for b in self.building.values_mut() {
+            if b.used.elapsed() >= WRITER_IDLE {
+                b.writer = None;
+            }
+        }
+    }
+
+    /// The oldest WAL record a split not yet published holds a line of:
+    /// the WAL is kept from there (`u64::MAX`: none).
+    pub(super) fn unpublished_seq(&self) -> u64 {
+        let building = self.building.values().map(|b| b.min_seq);
+        let sealed = self.sealed.iter().map(|s| s.min_seq);
+        building.chain(sealed).min().unwrap_or(u64::MAX)
+    }
+
+    /// Seals the splits being built that are due: old enough
+    /// (`split_max_age_secs`), big enough (`split_max_bytes`), holding
+    /// the WAL's record `pinned` (the WAL is over its budget), or all of
+    /// them when `all`.
+    pub(super) fn seal_due(&mut self, all: bool, pinned: Option<u64>) {
+        let max_age = Duration::from_secs(self.config.split_max_age_secs);
+        let max_bytes = self.config.split_max_bytes;
+        let due: Vec<i64> = self
+            .building
+            .iter()
+            .filter(|(_, b)| {
+                all || b.created.elapsed() >= max_age
+                    || pinned.is_some_and(|seq| b.min_seq < seq)
+                    || b.part.blocks_len() >= max_bytes
+            })
+            .map(|(w, _)| *w)
+            .collect();
+        for window in due {
+            let Some(b) = self.building.remove(&window) else {
+                continue;
+            };
+            self.sealed.push(Sealed {
+                part: b.part,
+                min_seq: b.min_seq,
+            });
+        }
+    }
+
+    /// Publishes the sealed splits, oldest first, until one fails (it
+    /// and the rest are tried again next time). Returns how many were
+    /// published.
+    pub(super) fn publish(&mut self, store: &Store) -> usize {
+        let mut done = 0;
+        while let Some(first) = self.sealed.first() {
+            let part = first.part.clone();
+            match self.publish_one(store, &part) {
+                Ok(()) => {
+                    self.sealed.remove(0);
+                    done += 1;
+                }
+                Err(e) => {
+                    tracing::error!(split = %part.id, error = %e, "cannot publish a split; it stays on the local disk, in the WAL, and readable, and is tried again");
+                    break;
+                }
+            }
+        }
+        done
+    }
+
+    /// Stage, finish, upload, publish, show: see the module's doc. A
+    /// split the metastore has published already (an earlier try failed
+    /// after that commit) is only shown.
+    fn publish_one(&self, store: &Store, part: &Arc<Partition>) -> Result<(), PublishError> {
+        let started = Instant::now();
+        let ends = store.ends_once_published(&part.id);
+        let entry = match self.metastore.state().splits.remove(&part.id) {
+            Some(SplitState::Published { entry }) => entry,
+            _ => self.upload(part, &ends)?,
+        };
+        let folder = split_key(&part.id);
+        if self.bucket.local_path(&folder).is_none() {
+            keep_in_cache(part, &self.cache_root.join(&part.id))?;
+        }
+        let published = Arc::new(open_published(&self.bucket, &self.cache_root, &entry)?);
+        store.published(
+            &part.id,
+            published,
+            ends.iter().map(|(s, end)| (s.id(), *end)),
+        );
+        if let Err(e) = std::fs::remove_dir_all(part.dir()) {
+            tracing::warn!(dir = %part.dir().display(), error = %e, "a published split's local copy could not be deleted");
+        }
+        tracing::debug!(
+            split = %part.id,
+            bytes = entry.bytes(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "split published"
+        );
+        Ok(())
+    }
+
+    /// Stages the split, finishes its index, uploads its files and
+    /// publishes it with its sources' `ends` in one metastore commit.
+    fn upload(
+        &self,
+        part: &Arc<Partition>,
+        ends: &[(Arc<cblogs_core::Source>, u64)],
+    ) -> Result<SplitEntry, PublishError> {
+        self.metastore.commit(vec![Change::Staged {
+            split: part.id.clone(),
+            at_ns: now_ns(),
+        }])?;
+        // Its last writer (if any) was dropped at sealing: a fresh one
+        // merges what is committed into one segment.
+        part.writer(self.config.index_writer_bytes)?.finish()?;
+        let files = part.files()?;
+        let folder = split_key(&part.id);
+        for (name, _) in &files {
+            self.bucket
+                .upload_file(&format!("{folder}{name}"), &part.dir().join(name))?;
+        }
+        let entry = entry_of(part, files)?;
+        let advances = ends
+            .iter()
+            .map(|(source, end)| SourceAdvance {
+                source: (**source).clone(),
+                published_end: *end,
+            })
+            .collect();
+        self.metastore.commit(vec![Change::Publish {
+            split: entry.clone(),
+            sources: advances,
+        }])?;
+        Ok(entry)
+    }
+
+    /// Takes published splits from readers for retention (one metastore
+    /// commit); their objects are deleted once no running search can
+    /// still read them. Returns the splits retired, with their folder
+    /// and bytes.
+    pub(super) fn retire(
+        &mut self,
+        store: &Store,
+        ids: &[String],
+        reason: &str,
+    ) -> Result<Vec<(Arc<Partition>, u64)>, PublishError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.metastore.commit(vec![Change::Retire {
+            splits: ids.to_vec(),
+            at_ns: now_ns(),
+            reason: reason.to_owned(),
+        }])?;
+        let at = Instant::now() + self.retired_grace;
+        let mut retired = Vec::new();
+        for id in ids {
+            self.retired.push((id.clone(), at));
+            if let Some(part) = store.remove_partition(id) {
+                let bytes = dir_bytes(part.dir());
+                retired.push((part, bytes));
+            }
+        }
+        Ok(retired)
+    }
+
+    /// Deletes the objects of retired splits whose grace has passed, then
+    /// forgets them in the metastore.
+    pub(super) fn delete_retired(&mut self) {
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retired)
+            .into_iter()
+            .partition(|(_, at)| *at <= now);
+        self.retired = later;
+        let mut gone = Vec::new();
+        for (id, at) in due {
+            match self.delete_objects(&id) {
+                Ok(()) => gone.push(id),
+                Err(e) => {
+                    tracing::warn!(split = %id, error = %e, "cannot delete a retired split's objects; tried again");
+                    self.retired.push((id, at));
+                }
+            }
+        }
+        if !gone.is_empty() {
+            if let Err(e) = self.metastore.commit(vec![Change::Forget { splits: gone }]) {
+                tracing::warn!(error = %e, "cannot forget deleted splits in the metastore");
+            }
+        }
+    }
+
+    /// Deletes the objects of splits staged more than [`STAGED_GRACE`]
+    /// ago that are neither published nor held here, and forgets them.
+    /// Every object a split has is written after its staging, so this
+    /// leaves no orphan behind a crash.
+    pub(super) fn delete_abandoned(&mut self) {
+        if self
+            .staged_checked
+            .is_some_and(|t| t.elapsed() < STAGED_CHECK)
+        {
+            return;
+        }
+        self.staged_checked = Some(Instant::now());
+        let grace_ns = i64::try_from(STAGED_GRACE.as_nanos()).unwrap_or(i64::MAX);
+        let before = now_ns().saturating_sub(grace_ns);
+        let ours = |id: &str| {
+            self.sealed.iter().any(|s| s.part.id == id)
+                || self.building.values().any(|b| b.part.id == id)
+        };
+        let abandoned: Vec<String> = self
+            .metastore
+            .state()
+            .splits
+            .into_iter()
+            .filter(|(id, state)| {
+                matches!(state, SplitState::Staged { at_ns } if *at_ns < before) && !ours(id)
+            })
+            .map(|(id, _)| id)
+            .collect();
+        let mut gone = Vec::new();
+        for id in abandoned {
+            match self.delete_objects(&id) {
+                Ok(()) => gone.push(id),
+                Err(e) => {
+                    tracing::warn!(split = %id, error = %e, "cannot delete an abandoned split's objects; tried again")
+                }
+            }
+        }
+        if gone.is_empty() {
+            return;
+        }
+        tracing::info!(splits = gone.len(), "abandoned staged splits deleted");
+        if let Err(e) = self.metastore.commit(vec![Change::Forget { splits: gone }]) {
+            tracing::warn!(error = %e, "cannot forget abandoned splits in the metastore");
+        }
+    }
+
+    fn delete_objects(&self, id: &str) -> Result<(), crate::bucket::BucketError> {
+        for key in self.bucket.list(&split_key(id), None)? {
+            self.bucket.delete(&key)?;
+        }
+        let cached = self.cache_root.join(id);
+        if let Err(e) = std::fs::remove_dir_all(&cached) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %cached.display(), error = %e, "cannot delete a deleted split's cached index");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The metastore entry of a finished split.
+fn entry_of(part: &Partition, files: Vec<(String, u64)>) -> Result<SplitEntry, PartitionError> {
+    let searcher = part.searcher();
+    let totals = part.totals(&searcher)?;
+    let sources = part.load_sources()?;
+    let mut list: Vec<SplitSource> = totals
+        .iter()
+        .filter_map(|(id, t)| {
+            sources.get(id).map(|s| SplitSource {
+                source: s.clone(),
+                off_start: t.off_start,
+                off_end: t.off_end,
+                lines: t.lines,
+                bytes: t.bytes,
+                t_max: t.t_max,
+            })
+        })
+        .collect();
+    list.sort_by_key(|s| s.source.id());
+    let blocks = part.blocks(&searcher, None, None)?;
+    Ok(SplitEntry {
+        id: part.id.clone(),
+        window_ns: part.start_ns,
+        t_min: blocks.iter().map(|b| b.t_min).min().unwrap_or_default(),
+        t_max: blocks.iter().map(|b| b.t_max).max().unwrap_or_default(),
+        blocks: blocks.len() as u64,
+        files,
+        sources: list,
+    })
+}
+
+/// Opens a published split: in place on the local store; else from its
+/// index in the cache (downloaded first if it is not there) and its
+/// blocks in the store.
+fn open_published(
+    bucket: &Arc<Bucket>,
+    cache_root: &Path,
+    entry: &SplitEntry,
+) -> Result<Partition, PublishError> {
+    let key = split_key(&entry.id);
+    if let Some(dir) = bucket.local_path(&key) {
+        let part = Partition::open(&dir, entry.id.clone(), entry.window_ns, Access::ReadOnly)?;
+        return Ok(part);
+    }
+    let dir = cache_root.join(&entry.id);
+    if !dir.exists() {
+        download_index(bucket, &key, entry, &dir)?;
+    }
+    let blocks = Box::new(RemoteBlocks {
+        bucket: bucket.clone(),
+        key: format!("{key}blocks.dat"),
+    });
+    let part = Partition::open_remote(&dir, entry.id.clone(), entry.window_ns, blocks)?;
+    Ok(part)
+}
+
+/// Downloads every file of a split but its blocks into `dir`: into a
+/// folder beside it first, renamed into place when whole, so that a
+/// half-downloaded index is never opened.
+fn download_index(
+    bucket: &Bucket,
+    key: &str,
+    entry: &SplitEntry,
+    dir: &Path,
+) -> Result<(), PublishError> {
+    let io = |source| PartitionError::Io {
+        dir: dir.to_owned(),
+        source,
+    };
+    let partial = dir.with_extension("partial");
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial).map_err(io)?;
+    }
+    for (name, _) in entry.files.iter().filter(|(n, _)| n != "blocks.dat") {
+        let object = format!("{key}{name}");
+        let Some(bytes) = bucket.get(&object)? else {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "{object} is listed in the metastore but not in {}",
+                    bucket.location()
+                ),
+            ))
+            .into());
+        };
+        let path = partial.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        std::fs::write(&path, &bytes).map_err(io)?;
+    }
+    std::fs::rename(&partial, dir).map_err(io)?;
+    Ok(())
+}
+
+/// Keeps the index and `sources.json` of a split this node built, now
+/// published to a remote store, in the cache (moved, not copied); its
+/// blocks are read from the store from now on.
+fn keep_in_cache(part: &Partition, dir: &Path) -> Result<(), PartitionError> {
+    let io = |source| PartitionError::Io {
+        dir: dir.to_owned(),
+        source,
+    };
+    if !part.dir().join("index").exists() {
+        // Moved by an earlier try of this publish.
+        return Ok(());
+    }
+    let partial = dir.with_extension("partial");
+    std::fs::create_dir_all(&partial).map_err(io)?;
+    for name in ["index", "sources.json"] {
+        let from = part.dir().join(name);
+        if from.exists() {
+            std::fs::rename(&from, partial.join(name)).map_err(io)?;
+        }
+    }
+    // A leftover of an earlier try of this publish is replaced.
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(io)?;
+    }
+    std::fs::rename(&partial, dir).map_err(io)
+}
+
+/// `blocks.dat` of a split in a remote store, read by ranged GET.
+struct RemoteBlocks {
+    bucket: Arc<Bucket>,
+    key: String,
+}
+
+impl RangeRead for RemoteBlocks {
+    fn read_range(&self, pos: u64, len: u64) -> std::io::Result<Vec<u8>> {
+        self.bucket
+            .get_range(&self.key, pos..pos + len)
+            .map(|b| b.to_vec())
+            .map_err(std::io::Error::other)
+    }
+}
+
+/// Moves each partition of the layout before splits
+/// (`partitions/p-<start secs>/`) to `building/` under a split id, to be
+/// published like any split found there. Done once: the folder is gone
+/// after.
+fn convert_partitions(old_root: &Path, building_root: &Path) -> Result<(), PartitionError> {
+    let io = |dir: &Path, source| PartitionError::Io {
+        dir: dir.to_owned(),
+        source,
+    };
+    let entries = match std::fs::read_dir(old_root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(old_root, e)),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(start) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("p-"))
+            .and_then(|n| n.parse::<i64>().ok())
+            .and_then(|secs| secs.checked_mul(1_000_000_000))
+        else {
+            continue;
+        };
+        let id = crate::index::new_split_id(start);
+        let to = building_root.join(&id);
+        std::fs::rename(entry.path(), &to).map_err(|e| io(&entry.path(), e))?;
+        tracing::info!(from = %entry.path().display(), split = %id, "a partition of the older layout becomes a split, to be published");
+    }
+    std::fs::File::open(building_root)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io(building_root, e))?;
+    if let Err(e) = std::fs::remove_dir(old_root) {
+        tracing::warn!(dir = %old_root.display(), error = %e, "the older layout's folder is not empty; left alone");
+    }
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! Splits on the real cblogsd with its embedded object store (issue 16):
+//! sealed blocks are built into a split on the local disk, published to
+//! the object store (`<data>/bucket/splits/<id>/`) in one metastore
+//! commit, and read there; the WAL keeps every line until its split is
+//! published; a crash at any point of a publish shows no line twice; and
+//! a data dir of the older layout (`partitions/`) is converted once.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use cblogs_core::time::now_ns;
+use cblogs_core::Stream;
+use cblogs_testkit::*;
+use serde_json::Value;
+
+const DAY_NS: i64 = 86_400_000_000_000;
+
+/// Small blocks, a fast committer, and splits that are published only
+/// when a test flushes (or after an hour).
+const HELD: &str =
+    "[storage]\nblock_bytes = 1024\nblock_max_age_ms = 200\ncommit_interval_ms = 100\n\
+                    split_max_age_secs = 3600\n";
+
+fn file(instance: u32) -> SourceFile {
+    SourceFile::of(
+        "devcluster/www-data/prod/split",
+        instance,
+        "split",
+        Stream::Stdout,
+    )
+}
+
+fn lines(tag: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("{tag} {i:04} a line that is long enough to fill blocks quickly {i:x}"))
+        .collect()
+}
+
+/// The folders under `dir` (split ids), sorted.
+fn folders(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// (id, state) of every split `GET /api/v1/storage` lists.
+fn splits(storage: &Value) -> Vec<(String, String)> {
+    storage["splits"]
+        .as_array()
+        .expect("splits")
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().expect("id").to_owned(),
+                s["state"].as_str().expect("state").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Every line's text the CLI serves for the job, in order; each must be
+/// there once.
+fn served_once(server: &Server) -> Vec<String> {
+    let texts: Vec<String> = server
+        .all_lines("www-data/prod/split")
+        .into_iter()
+        .map(|l| l.text)
+        .collect();
+    let distinct: BTreeSet<&String> = texts.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        texts.len(),
+        "a line is served twice: {texts:?}"
+    );
+    texts
+}
+
+#[test]
+fn a_flush_publishes_every_split_and_the_wal_keeps_its_lines_until_then() {
+    let (dir, mut server) = Server::in_temp_dir(Some(HELD));
+    let data = dir.path().join("data");
+    let written = lines("held", 300);
+    let mut f = file(0);
+    server.post_ok(&request(vec![f.batch(&written)]));
+
+    // Committed into a split being built, which is not published yet.
+    let s = wait_until("the lines to be committed to a split", DEADLINE, || {
+        let s = server.storage();
+        let committed =
+            s["unindexed_bytes"] == 0 && s["splits"][0]["blocks"].as_u64().is_some_and(|b| b > 0);
+        committed.then_some(s)
+    });
+    let building = folders(&data.join("building"));
+    assert_eq!(
+        splits(&s),
+        [(building[0].clone(), "unpublished".to_owned())],
+        "{s}"
+    );
+    assert!(folders(&data.join("bucket/splits")).is_empty(), "{s}");
+    let wal_before = s["wal_bytes"].as_u64().expect("wal_bytes");
+    assert!(
+        wal_before > 0,
+        "the WAL keeps the lines of a split not published: {s}"
+    );
+    assert_eq!(served_once(&server), written);
+
+    server.flush();
+    let s = server.storage();
+    assert_eq!(
+        splits(&s),
+        [(building[0].clone(), "published".to_owned())],
+        "{s}"
+    );
+    assert!(folders(&data.join("building")).is_empty(), "{s}");
+    let published = data.join("bucket/splits").join(&building[0]);
+    for name in ["blocks.dat", "sources.json", "index/meta.json"] {
+        assert!(
+            published.join(name).is_file(),
+            "{name} in {}",
+            published.display()
+        );
+    }
+    assert!(
+        s["wal_bytes"].as_u64().expect("wal_bytes") < wal_before,
+        "the WAL is trimmed once the split is published: {s}"
+    );
+    assert!(
+        !folders(&data.join("bucket/metastore")).is_empty(),
+        "the metastore is in the object store"
+    );
+    assert_eq!(served_once(&server), written);
+    // Staged, blocks.dat, sources.json, the index's files, published.
+    let puts = server
+        .metric("cblogs_object_store_requests_total{kind=\"put\"}")
+        .expect("object-store puts are counted");
+    assert!(puts >= 5.0, "{puts} puts");
+    let out = server.cli(&["grep", "held 0042 ", "--output", "raw"]);
+    assert_eq!(out.lines(), [written[42].as_str()], "{}", out.stderr);
+
+    // Read from the object store after a crash: the same lines, once.
+    server.kill9();
+    server.restart();
+    assert_eq!(served_once(&server), written);
+    assert_eq!(splits(&server.storage()), splits(&s));
+}
+
+#[test]
+fn a_split_published_just_before_a_crash_is_shown_once() {
+    let (dir, mut server) = Server::in_temp_dir(Some(HELD));
+    let data = dir.path().join("data");
+    let written = lines("once", 200);
+    let mut f = file(1);
+    server.post_ok(&request(vec![f.batch(&written)]));
+    server.flush();
+    let ids = folders(&data.join("bucket/splits"));
+    assert_eq!(ids.len(), 1);
+    server.stop();
+    // The instant between the metastore commit that publishes a split and
+    // the removal of its local copy: both are on disk.
+    copy_dir(
+        &data.join("bucket/splits").join(&ids[0]),
+        &data.join("building").join(&ids[0]),
+    );
+    server.restart();
+    assert_eq!(served_once(&server), written);
+    assert!(folders(&data.join("building")).is_empty());
+    assert_eq!(
+        splits(&server.storage()),
+        [(ids[0].clone(), "published".to_owned())]
+    );
+}
+
+#[test]
+fn a_data_dir_of_the_older_layout_is_converted_once_and_never_looks_empty() {
+    let (dir, mut server) = Server::in_temp_dir(Some(HELD));
+    let data = dir.path().join("data");
+    // Two windows of line time: today and three days ago.
+    let (old, new) = (lines("older", 100), lines("newer", 100));
+    let (mut a, mut b) = (file(2), file(3));
+    let mut old_batch = a.batch(&old);
+    let three_days_ago = now_ns() - 3 * DAY_NS;
+    for (i, l) in old_batch.lines.iter_mut().enumerate() {
+        l.time_ns = three_days_ago + i as i64;
+    }
+    server.post_ok(&request(vec![old_batch, b.batch(&new)]));
+    server.flush();
+    let s = server.storage();
+    assert_eq!(s["partitions"].as_array().map(Vec::len), Some(2), "{s}");
+    server.stop();
+
+    // The layout before splits: partitions/p-<window start secs>/ with the
+    // same three things in it, and no object store.
+    let partitions = data.join("partitions");
+    for split in s["splits"].as_array().expect("splits") {
+        let id = split["id"].as_str().expect("id");
+        let window_secs = id
+            .strip_prefix('w')
+            .and_then(|r| r.split('_').next())
+            .expect("the window in the id");
+        copy_dir(
+            &data.join("bucket/splits").join(id),
+            &partitions.join(format!("p-{window_secs}")),
+        );
+    }
+    std::fs::remove_dir_all(data.join("bucket")).expect("remove the object store");
+
+    server.restart();
+    let mut want: Vec<String> = old.iter().chain(&new).cloned().collect();
+    let mut got = served_once(&server);
+    want.sort();
+    got.sort();
+    assert_eq!(got, want, "every line of the older layout is served");
+    assert!(!partitions.exists(), "partitions/ is converted, not kept");
+    let s = server.storage();
+    let states: Vec<String> = splits(&s).into_iter().map(|(_, st)| st).collect();
+    assert_eq!(states, ["published", "published"], "{s}");
+    assert_eq!(folders(&data.join("bucket/splits")).len(), 2);
+    assert!(server.log_text().contains("older layout becomes a split"));
+
+    // Converted once: a second start finds the same splits.
+    server.stop();
+    server.restart();
+    assert_eq!(splits(&server.storage()), splits(&s));
+    assert_eq!(served_once(&server).len(), 200);
+}
+
+#[test]
+fn a_retired_splits_files_outlive_the_longest_search_then_go() {
+    let (dir, server) = Server::in_temp_dir(Some(
+        "[storage]\nretention_days = 14\nretention_check_secs = 1\ncommit_interval_ms = 100\n\
+         [search]\nmax_query_secs = 2\n",
+    ));
+    let data = dir.path().join("data");
+    let mut f = file(4);
+    let mut batch = f.batch(&lines("ancient", 20));
+    let long_ago = now_ns() - 20 * DAY_NS;
+    for (i, l) in batch.lines.iter_mut().enumerate() {
+        l.time_ns = long_ago + i as i64;
+    }
+    server.post_ok(&request(vec![batch]));
+    server.flush();
+    wait_until("the old split to be retired", DEADLINE, || {
+        server.storage()["deleted"]
+            .as_array()
+            .is_some_and(|d| !d.is_empty())
+            .then_some(())
+    });
+    let retired_at = std::time::Instant::now();
+    // Gone from readers at once...
+    let out = server.cli(&["grep", "ancient", "--output", "raw"]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    // ...but its files stay for search.max_query_secs + 5 s: a search that
+    // began before could still be reading them.
+    let bucket = data.join("bucket/splits");
+    assert_eq!(
+        folders(&bucket).len(),
+        1,
+        "the files are not deleted at once"
+    );
+    wait_until("the retired split's files to be deleted", DEADLINE, || {
+        folders(&bucket).is_empty().then_some(())
+    });
+    assert!(
+        retired_at.elapsed() >= std::time::Duration::from_secs(5),
+        "deleted after {:?}, before the longest search could end",
+        retired_at.elapsed()
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for e in std::fs::read_dir(from).expect("read dir").flatten() {
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy file");
+        }
+    }
+}
