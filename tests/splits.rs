@@ -51,6 +51,24 @@ fn folders(dir: &Path) -> Vec<String> {
     names
 }
 
+/// `GET /api/v1/ingest/published`: the incarnation, and (published end,
+/// held end) of the one source there is.
+fn ends(server: &Server) -> (String, (u64, u64)) {
+    let v: Value = http_client(None)
+        .get(format!("{}/api/v1/ingest/published", server.url))
+        .send()
+        .and_then(|r| r.json())
+        .expect("GET /api/v1/ingest/published");
+    let source = &v["sources"][0];
+    (
+        v["incarnation"].as_str().expect("incarnation").to_owned(),
+        (
+            source["published_end"].as_u64().expect("published_end"),
+            source["held_end"].as_u64().expect("held_end"),
+        ),
+    )
+}
+
 /// (id, state) of every split `GET /api/v1/storage` lists.
 fn splits(storage: &Value) -> Vec<(String, String)> {
     storage["splits"]
@@ -89,7 +107,9 @@ fn a_flush_publishes_every_split_and_the_wal_keeps_its_lines_until_then() {
     let data = dir.path().join("data");
     let written = lines("held", 300);
     let mut f = file(0);
-    server.post_ok(&request(vec![f.batch(&written)]));
+    let batch = f.batch(&written);
+    let end = batch.end;
+    let ack = server.post_ok(&request(vec![batch]));
 
     // Committed into a split being built, which is not published yet.
     let s = wait_until("the lines to be committed to a split", DEADLINE, || {
@@ -110,7 +130,16 @@ fn a_flush_publishes_every_split_and_the_wal_keeps_its_lines_until_then() {
         wal_before > 0,
         "the WAL keeps the lines of a split not published: {s}"
     );
+    assert_eq!(s["unpublished_splits"], 1, "{s}");
+    assert!(
+        s["upload_lag_secs"].as_f64().is_some_and(|l| l > 0.0),
+        "{s}"
+    );
     assert_eq!(served_once(&server), written);
+    // Durable here (the WAL), not yet in the object store.
+    let (incarnation, held) = ends(&server);
+    assert_eq!(held, (0, end));
+    assert_eq!(ack["incarnation"].as_str(), Some(incarnation.as_str()));
 
     server.flush();
     let s = server.storage();
@@ -119,6 +148,15 @@ fn a_flush_publishes_every_split_and_the_wal_keeps_its_lines_until_then() {
         [(building[0].clone(), "published".to_owned())],
         "{s}"
     );
+    assert_eq!(
+        (
+            s["unpublished_splits"].as_u64(),
+            s["upload_lag_secs"].as_f64()
+        ),
+        (Some(0), Some(0.0)),
+        "{s}"
+    );
+    assert_eq!(ends(&server), (incarnation.clone(), (end, end)));
     assert!(folders(&data.join("building")).is_empty(), "{s}");
     let published = data.join("bucket/splits").join(&building[0]);
     for name in ["blocks.dat", "sources.json", "index/meta.json"] {
@@ -145,11 +183,13 @@ fn a_flush_publishes_every_split_and_the_wal_keeps_its_lines_until_then() {
     let out = server.cli(&["grep", "held 0042 ", "--output", "raw"]);
     assert_eq!(out.lines(), [written[42].as_str()], "{}", out.stderr);
 
-    // Read from the object store after a crash: the same lines, once.
+    // Read from the object store after a crash: the same lines, once; the
+    // same incarnation (nothing held was lost).
     server.kill9();
     server.restart();
     assert_eq!(served_once(&server), written);
     assert_eq!(splits(&server.storage()), splits(&s));
+    assert_eq!(ends(&server), (incarnation, (end, end)));
 }
 
 #[test]

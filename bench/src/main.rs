@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release -p cblogs-bench -- all --size 2GiB --runs 3 --out target/bench/report.json
 //! cargo run --release -p cblogs-bench -- ingest --size 512MiB
+//! cargo run --release -p cblogs-bench -- objstore --size 2GiB   # needs `weed` (scripts/test installs it)
 //! cargo run -p cblogs-bench -- all --smoke          # CI: every figure, tiny sizes
 //! cargo run --release -p cblogs-bench -- load --secs 60 --rate-mb 10 --tails 64 --searches 16
 //! ```
@@ -20,6 +21,7 @@ mod figures;
 mod ingest;
 mod latency;
 mod load;
+mod objstore;
 mod procs;
 mod rawhttp;
 mod report;
@@ -103,6 +105,9 @@ enum What {
     Search,
     /// The shipper's memory with 500 files.
     Shipper,
+    /// cblogsd on SeaweedFS (S3) against the local store: ingest, bucket
+    /// bytes, PUTs per GB, warm and cold reads.
+    Objstore,
     /// Everything.
     All,
     /// Only write the corpus (a fake agent tree) and keep it; prints where.
@@ -229,6 +234,15 @@ fn real_main() -> Result<()> {
     }
     if wants(What::Shipper) {
         figures.push(shipper_figure(&plan, &templates, work.path())?);
+    }
+    if wants(What::Objstore) {
+        let bodies = ingest::build_bodies(&corpus)?;
+        figures.extend(objstore::objstore_figures(
+            &plan,
+            &corpus,
+            &bodies,
+            work.path(),
+        )?);
     }
     let report = Report {
         command,

@@ -3,7 +3,8 @@
 //! figure. The figures themselves are not judged here (they are not
 //! meaningful at this size, in a debug build, on a shared machine). The
 //! search rows compare `cblogs grep` with ripgrep, so this test needs `rg`
-//! and fails naming it when it is missing.
+//! and fails naming it when it is missing; the object-store rows run
+//! SeaweedFS (`weed`, which `scripts/test` installs).
 
 mod smoke_run;
 
@@ -28,6 +29,12 @@ fn smoke_run_produces_every_figure() {
         "tail.latency_p50",
         "tail.latency_p99",
         "memory.shipper",
+        "objstore.ingest",
+        "objstore.storage",
+        "objstore.puts",
+        "objstore.grep_warm",
+        "objstore.grep_cold",
+        "objstore.tail_cold",
     ] {
         let f = figure(id);
         let value = f["value"].as_f64().unwrap_or(0.0);
@@ -47,6 +54,9 @@ fn smoke_run_produces_every_figure() {
         "alerts.ingest",
         "storage.ratio",
         "memory.shipper",
+        "objstore.ingest",
+        "objstore.storage",
+        "objstore.grep_warm",
     ] {
         let f = figure(id);
         assert!(f["baseline"].as_f64().unwrap_or(0.0) > 0.0, "{id}: {f}");

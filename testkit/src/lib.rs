@@ -22,6 +22,7 @@
 //! | [`exactly_once`] | every line once, in order, with its source: the check and the waits |
 //! | [`stack`] | a temporary folder with a `cblogsd`, a fake agent and a shipper's state |
 //! | [`samples`] | log lines for tests, from the fake agent's built-in template sets |
+//! | [`seaweed`] | a real SeaweedFS (S3 gateway) on loopback ports, and cblogsd's `[object_store]` for it |
 //! | [`privilege`] | running a test that needs a mount as root, or in a user namespace |
 //! | [`tools`] | failing with the tool's name when a test needs one that is missing |
 //! | [`rng`] | a small seeded random sequence for schedules and fixtures |
@@ -40,6 +41,7 @@ pub mod privilege;
 pub mod rng;
 pub mod samples;
 pub mod sandbox;
+pub mod seaweed;
 pub mod serial;
 pub mod server;
 pub mod server_api;
@@ -65,6 +67,7 @@ pub use privilege::{as_root, AsRoot};
 pub use rng::Rng;
 pub use samples::{sample, sample_from, SAMPLE_LINES};
 pub use sandbox::{Agent, ProcessRun, Task};
+pub use seaweed::Seaweed;
 pub use serial::serial;
 pub use server::{Server, SMALL_BLOCKS};
 pub use server_api::http_client;

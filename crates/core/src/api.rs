@@ -63,6 +63,19 @@ pub struct StorageResponse {
     /// Where published splits and the metastore are.
     #[serde(default)]
     pub object_store: String,
+    /// Splits being built or waiting for their upload (their lines are in
+    /// the WAL: `wal_bytes` is what waits for the object store).
+    #[serde(default)]
+    pub unpublished_splits: u64,
+    /// Seconds since the oldest split not yet published was started.
+    #[serde(default)]
+    pub upload_lag_secs: f64,
+    /// Why the last publish failed, until one succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_error: Option<String>,
+    /// Splits published since cblogsd started.
+    #[serde(default)]
+    pub published_splits: u64,
     /// What retention deleted since the start, newest last (at most 100).
     pub deleted: Vec<DeletedPartition>,
 }

@@ -34,6 +34,9 @@ use crate::{Source, SourceError};
 
 /// Where batches are posted.
 pub const INGEST_PATH: &str = "/api/v1/ingest";
+/// GET (ingest role), `?host=H` optional: each source's published and
+/// held ends ([`PublishedResponse`]).
+pub const PUBLISHED_PATH: &str = "/api/v1/ingest/published";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IngestRequest {
@@ -227,9 +230,36 @@ impl Batch {
     }
 }
 
+/// What a node holds of each source: [`PUBLISHED_PATH`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PublishedResponse {
+    /// See [`IngestResponse::incarnation`].
+    pub incarnation: String,
+    pub sources: Vec<SourceEnds>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceEnds {
+    /// [`Source::key`].
+    pub source: String,
+    /// [`Source::id`], in hex.
+    pub id: String,
+    /// Everything below is in the object store: it survives the loss of
+    /// the node's disk.
+    pub published_end: u64,
+    /// Everything below is durable on the node (published, or in its
+    /// WAL): what an acknowledgement means.
+    pub held_end: u64,
+}
+
 /// The acknowledgement: sent only once every accepted line is durable.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct IngestResponse {
+    /// The node's incarnation: the same for as long as its data dir
+    /// lives. A new one means what was held but not published is gone:
+    /// a shipper re-sends each source from its published end.
+    #[serde(default)]
+    pub incarnation: String,
     /// Lines newly stored.
     pub accepted: u64,
     /// Lines dropped because the server already held their offsets.

@@ -10,7 +10,7 @@ use crate::access::{Auth, Limits};
 use crate::alert::Alerts;
 use crate::config::Config;
 use crate::ingest::Ingestor;
-use crate::store::{CommitterCommand, RetentionLog, Store};
+use crate::store::{CommitterCommand, Publishing, RetentionLog, Store};
 use crate::wal::Wal;
 
 pub struct App {
@@ -26,6 +26,10 @@ pub struct App {
     pub retention_log: Arc<RetentionLog>,
     /// Where published splits and the metastore are, for the storage API.
     pub object_store: String,
+    /// This node's incarnation: kept in the data dir, new with a new one.
+    pub incarnation: String,
+    /// The upload lag and the last failure to publish.
+    pub publishing: Arc<Publishing>,
     pub alerts: Arc<Alerts>,
     pub auth: Arc<Auth>,
     pub limits: Arc<Limits>,

@@ -183,6 +183,9 @@ pub struct StorageConfig {
     /// Past this many bytes of lines held in memory and not yet in the
     /// index, ingest waits for the committer (up to 5 s, then 503).
     pub max_unindexed_bytes: u64,
+    /// Past this much WAL (everything not yet published to the object
+    /// store), ingest answers 503: the store has been failing for a while.
+    pub max_unpublished_bytes: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -285,6 +288,7 @@ impl Default for StorageConfig {
             wal_segment_bytes: 64 << 20,
             wal_max_bytes: 1 << 30,
             max_unindexed_bytes: 64 << 20,
+            max_unpublished_bytes: 4 << 30,
             index_writer_bytes: 32 << 20,
         }
     }
@@ -334,6 +338,7 @@ impl Config {
             ("storage.wal_segment_bytes", s.wal_segment_bytes),
             ("storage.wal_max_bytes", s.wal_max_bytes),
             ("storage.max_unindexed_bytes", s.max_unindexed_bytes),
+            ("storage.max_unpublished_bytes", s.max_unpublished_bytes),
             (
                 "read.follow_buffer_batches",
                 self.read.follow_buffer_batches as u64,

@@ -22,7 +22,8 @@ use crate::index::{PartitionError, ReadCaches};
 use crate::ingest::{spawn_ingest_recovery, Ingestor};
 use crate::metastore::{Metastore, MetastoreError};
 use crate::store::{
-    Committer, CommitterCommand, PublishError, Retention, RetentionLog, SplitSet, Store, TailHub,
+    Committer, CommitterCommand, PublishError, Publishing, Retention, RetentionLog, SplitSet,
+    Store, TailHub,
 };
 use crate::wal::{Wal, WalError, WalFiles};
 
@@ -36,6 +37,11 @@ pub enum StartError {
     Bucket(#[from] BucketError),
     #[error(transparent)]
     Metastore(#[from] MetastoreError),
+    #[error("{error}; {hint}")]
+    StoreRefused {
+        error: MetastoreError,
+        hint: &'static str,
+    },
     #[error(transparent)]
     Splits(#[from] PublishError),
     #[error(transparent)]
@@ -49,10 +55,38 @@ pub enum StartError {
     },
 }
 
+/// This node's incarnation: read from `<data_dir>/incarnation`, or made
+/// (random) and written there, synced, when the data dir is new. It
+/// changes exactly when what the node held but had not published is gone.
+fn incarnation(data: &std::path::Path) -> std::io::Result<String> {
+    use std::hash::BuildHasher;
+    use std::io::Write;
+    let path = data.join("incarnation");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let random = std::collections::hash_map::RandomState::new();
+    let id = format!(
+        "{:016x}{:016x}",
+        random.hash_one(cblogs_core::time::now_ns()),
+        random.hash_one(std::process::id())
+    );
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(id.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(data)?.sync_all()?;
+    Ok(id)
+}
+
 /// Reads the metastore. While the store cannot be reached, says so (naming
 /// it) and tries again, waiting longer each time up to 30 s; a store that
 /// answers with a refusal (credentials, a missing bucket) stops the start.
-fn open_metastore(bucket: &Arc<Bucket>) -> Result<Metastore, MetastoreError> {
+fn open_metastore(bucket: &Arc<Bucket>) -> Result<Metastore, StartError> {
     let mut wait = std::time::Duration::from_secs(1);
     loop {
         match Metastore::open(bucket.clone()) {
@@ -62,7 +96,12 @@ fn open_metastore(bucket: &Arc<Bucket>) -> Result<Metastore, MetastoreError> {
                 std::thread::sleep(wait);
                 wait = (wait * 2).min(std::time::Duration::from_secs(30));
             }
-            Err(e) => return Err(e),
+            Err(error) => {
+                return Err(match error.hint() {
+                    Some(hint) => StartError::StoreRefused { error, hint },
+                    None => error.into(),
+                })
+            }
         }
     }
 }
@@ -86,15 +125,31 @@ impl Service {
             path: data.clone(),
             source,
         })?;
+        let incarnation = incarnation(&data).map_err(|source| StartError::DataDir {
+            path: data.clone(),
+            source,
+        })?;
         let bucket = Arc::new(Bucket::open(&config.object_store, &data)?);
         let object_store = bucket.location().to_owned();
         let metastore = Arc::new(open_metastore(&bucket)?);
-        let published_ends = metastore.state().published_ends().collect();
+        let published_ends = metastore
+            .state()
+            .sources
+            .into_iter()
+            .map(|(id, r)| (id, (Arc::new(r.source), r.published_end)))
+            .collect();
         // A retired split's objects outlive the longest search that could
         // be reading them.
         let retired_grace = config.search.max_query_time() + RETIRED_MARGIN;
-        let (splits, existing) =
-            SplitSet::open(&data, bucket, metastore, &config.storage, retired_grace)?;
+        let publishing = Arc::new(Publishing::default());
+        let (splits, existing) = SplitSet::open(
+            &data,
+            bucket,
+            metastore,
+            &config.storage,
+            retired_grace,
+            publishing.clone(),
+        )?;
         let store = Arc::new(Store::open(
             existing,
             config.storage.clone(),
@@ -154,6 +209,8 @@ impl Service {
             committer: committer_commands.clone(),
             retention_log,
             object_store,
+            incarnation,
+            publishing,
             alerts,
             auth,
             limits,

@@ -1,7 +1,8 @@
 //! `POST /api/v1/ingest`: a shipper's batches, answered once durable.
 //!
-//! Refused before the body is read when the disk is full (503) or the
-//! caller is over its rate (429); then it waits for room in memory
+//! Refused before the body is read when the disk is full (503), when more
+//! than `storage.max_unpublished_bytes` wait for the object store (503),
+//! or the caller is over its rate (429); then it waits for room in memory
 //! (`ingest/admission.rs`), decodes the body (`ingest/decode.rs`), and
 //! hands it to the ingestor, which answers once the WAL has synced it.
 
@@ -12,7 +13,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
-use cblogs_core::wire::IngestResponse;
+use cblogs_core::wire::{IngestResponse, PublishedResponse, SourceEnds};
 
 use super::error::ApiError;
 use crate::access::Caller;
@@ -62,6 +63,22 @@ async fn ingest_checked(
         )
         .because("unavailable")
         .retry_after(Duration::from_secs(2)));
+    }
+    let unpublished = app.wal.bytes_on_disk();
+    let budget = app.config.storage.max_unpublished_bytes;
+    if unpublished >= budget {
+        // The WAL holds exactly what is not published yet: past the
+        // budget, the object store has been failing for a while.
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{unpublished} bytes wait for their upload to the object store ({}), \
+                 storage.max_unpublished_bytes is {budget}; try again later",
+                app.object_store
+            ),
+        )
+        .because("unpublished")
+        .retry_after(Duration::from_secs(5)));
     }
     if let Err(wait) = app.limits.ingest_allowed(caller) {
         return Err(ApiError::new(
@@ -118,7 +135,45 @@ async fn ingest_checked(
     let _admission = admission::admit(app.store.room(), text_bytes, budget, deadline)
         .await
         .map_err(busy)?;
-    let resp = app.ingestor.ingest(req).await?;
+    let mut resp = app.ingestor.ingest(req).await?;
+    resp.incarnation = app.incarnation.clone();
     app.limits.charge_ingest(caller, text_bytes);
     Ok(Json(resp))
+}
+
+/// `GET /api/v1/ingest/published[?host=H]`: each source's published and
+/// held ends, and the node's incarnation; a shipper asks when the
+/// incarnation it saw changes.
+pub(super) async fn published(
+    State(app): State<Arc<App>>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> Result<Json<PublishedResponse>, ApiError> {
+    let mut host = None;
+    for (k, v) in super::params::query_pairs(raw) {
+        match k.as_str() {
+            "host" => host = Some(v),
+            other => {
+                return Err(ApiError::bad(format!(
+                    "unknown parameter '{other}' (expected host)"
+                )))
+            }
+        }
+    }
+    let wanted = |s: &cblogs_core::Source| host.as_ref().is_none_or(|h| &s.host == h);
+    let mut sources: Vec<SourceEnds> = app
+        .store
+        .ends(&wanted)
+        .into_iter()
+        .map(|(source, published_end, held_end)| SourceEnds {
+            source: source.key(),
+            id: format!("{:016x}", source.id()),
+            published_end,
+            held_end,
+        })
+        .collect();
+    sources.sort_by(|a, b| a.source.cmp(&b.source));
+    Ok(Json(PublishedResponse {
+        incarnation: app.incarnation.clone(),
+        sources,
+    }))
 }

@@ -24,6 +24,7 @@ pub(super) async fn serve(State(app): State<Arc<App>>) -> Response {
         },
         splits: storage.partitions.len() as u64,
         unpublished_splits: storage.partitions.iter().filter(|p| !p.published).count() as u64,
+        upload_lag_seconds: app.publishing.now().upload_lag_secs as u64,
         unindexed_bytes: app.store.unindexed_bytes(),
         live_tails: app.limits.follows_open() as u64,
         searches_running: app.limits.searches_running() as u64,

@@ -42,7 +42,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use cblogs_core::api;
-use cblogs_core::wire::INGEST_PATH;
+use cblogs_core::wire::{INGEST_PATH, PUBLISHED_PATH};
 
 use crate::access::auth::{presented_token, token_digest};
 use crate::access::{Caller, Role};
@@ -58,6 +58,7 @@ pub fn router(app: Arc<App>) -> Router {
     let role = |r: Role| middleware::from_fn_with_state((app.clone(), r), require_role);
     let ingest = Router::new()
         .route(INGEST_PATH, post(ingest::ingest))
+        .route(PUBLISHED_PATH, get(ingest::published))
         .route_layer(role(Role::Ingest));
     let read = Router::new()
         .route(api::JOBS_PATH, get(status::jobs))

@@ -48,6 +48,7 @@ pub(super) async fn storage(State(app): State<Arc<App>>) -> Json<api::StorageRes
         });
     let fmt = cblogs_core::time::format_rfc3339;
     let failure = app.wal.failure();
+    let publishing = app.publishing.now();
     let mut windows: Vec<api::PartitionSummary> = Vec::new();
     for p in &usage.partitions {
         let newest = p.newest_ns.map(fmt).unwrap_or_default();
@@ -93,6 +94,10 @@ pub(super) async fn storage(State(app): State<Arc<App>>) -> Json<api::StorageRes
             })
             .collect(),
         object_store: app.object_store.clone(),
+        unpublished_splits: usage.partitions.iter().filter(|p| !p.published).count() as u64,
+        upload_lag_secs: publishing.upload_lag_secs,
+        publish_error: publishing.error,
+        published_splits: publishing.published,
         deleted: app.retention_log.list(),
     })
 }

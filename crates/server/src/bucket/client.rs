@@ -20,7 +20,7 @@ const PART_BYTES: usize = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BucketError {
-    #[error("object store {location}: {op} {key}: {source}")]
+    #[error("object store {location}: {op} {key}: {}", one_line(source))]
     Request {
         location: String,
         op: &'static str,
@@ -47,30 +47,68 @@ pub enum BucketError {
     },
 }
 
+/// An error's text on one line (a store's XML answer has several).
+fn one_line(e: &impl std::fmt::Display) -> String {
+    e.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 impl BucketError {
-    /// Whether the request never got an answer from the store (connection
-    /// refused, reset or timed out): worth trying again, unlike a refusal
-    /// (credentials, a missing bucket).
-    pub fn is_unreachable(&self) -> bool {
+    /// The HTTP status the store answered with, if it answered: found in
+    /// the text of the HTTP client's error, a few sources down.
+    fn status(&self) -> Option<u16> {
         let BucketError::Request { source, .. } = self else {
-            return false;
+            return None;
         };
-        if !matches!(**source, object_store::Error::Generic { .. }) {
-            return false;
-        }
-        // The HTTP client's error is a few sources down; a refusal has a
-        // status, a connection failure none.
         let mut e: Option<&(dyn std::error::Error + 'static)> = Some(&**source);
         while let Some(err) = e {
             let text = err.to_string();
-            if text.contains("Client error with status")
-                || text.contains("Server error with status")
-            {
-                return text.contains("503") || text.contains("502") || text.contains("504");
+            if let Some(at) = text.find("status code: ") {
+                let code = &text[at + "status code: ".len()..];
+                return code.get(..3).and_then(|c| c.parse().ok());
             }
             e = err.source();
         }
-        true
+        None
+    }
+
+    /// Whether the request got no answer a retry could not change: the
+    /// connection was refused, reset or timed out, or the store said it
+    /// is unavailable (5xx). A refusal (credentials, a missing bucket) is
+    /// not.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            BucketError::Request { source, .. } => {
+                matches!(**source, object_store::Error::Generic { .. })
+                    && self.status().is_none_or(|s| s >= 500)
+            }
+            _ => false,
+        }
+    }
+
+    /// What to do about a refusal, when the store's answer says.
+    pub fn hint(&self) -> Option<&'static str> {
+        let text = match self {
+            BucketError::Request { source, .. } => source.to_string(),
+            _ => return None,
+        };
+        if text.contains("NoSuchBucket") {
+            Some("the bucket does not exist: create it, or correct object_store.url")
+        } else if [
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+            "AccessDenied",
+        ]
+        .iter()
+        .any(|c| text.contains(c))
+            || matches!(self.status(), Some(401 | 403))
+        {
+            Some("the store refused the credentials: check object_store.credentials_file, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+        } else {
+            None
+        }
     }
 }
 

@@ -44,6 +44,14 @@ impl MetastoreError {
             _ => false,
         }
     }
+
+    /// What to do about the store's refusal, when its answer says.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            MetastoreError::Bucket(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 /// One version as written (`C`: the changes, borrowed to write them).

@@ -163,6 +163,7 @@ impl MetastoreState {
     }
 
     /// Every source's published end, by id.
+    #[cfg(test)]
     pub fn published_ends(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.sources.iter().map(|(id, r)| (*id, r.published_end))
     }

@@ -51,6 +51,7 @@ pub(super) struct Metrics {
     pub(super) partitions: Gauge,
     pub(super) splits: Gauge,
     pub(super) unpublished_splits: Gauge,
+    pub(super) upload_lag_seconds: Gauge,
     pub(super) unindexed_bytes: Gauge,
     pub(super) live_tails: Gauge,
     pub(super) searches_running: Gauge,
@@ -64,6 +65,7 @@ pub struct Gauges {
     pub partitions: u64,
     pub splits: u64,
     pub unpublished_splits: u64,
+    pub upload_lag_seconds: u64,
     pub unindexed_bytes: u64,
     pub live_tails: u64,
     pub searches_running: u64,
@@ -86,6 +88,7 @@ pub fn render(gauges: Gauges) -> Result<String, std::fmt::Error> {
     set(&m.partitions, gauges.partitions);
     set(&m.splits, gauges.splits);
     set(&m.unpublished_splits, gauges.unpublished_splits);
+    set(&m.upload_lag_seconds, gauges.upload_lag_seconds);
     set(&m.unindexed_bytes, gauges.unindexed_bytes);
     set(&m.live_tails, gauges.live_tails);
     set(&m.searches_running, gauges.searches_running);
@@ -167,6 +170,7 @@ impl Metrics {
             partitions: gauge(&mut r, "partitions", "Windows of line time (storage.partition_secs) with a split held"),
             splits: gauge(&mut r, "splits", "Splits held, published and not"),
             unpublished_splits: gauge(&mut r, "unpublished_splits", "Splits being built or waiting for their upload"),
+            upload_lag_seconds: gauge(&mut r, "upload_lag_seconds", "Age of the oldest split not yet published (0: all published)"),
             unindexed_bytes: gauge(&mut r, "unindexed_bytes", "Bytes of lines in memory, not yet in the index"),
             live_tails: gauge(&mut r, "live_tails", "Follow streams open"),
             searches_running: gauge(&mut r, "searches_running", "Searches and histograms running"),

@@ -196,7 +196,7 @@ impl Committer {
     /// record with a line only in memory).
     fn publish(&mut self, all: bool, wal_pinned: Option<u64>, in_memory: u64) {
         self.splits.seal_due(all, wal_pinned);
-        self.splits.publish(&self.store);
+        self.splits.publish(&self.store, all);
         let trim = in_memory.min(self.splits.unpublished_seq());
         if let Err(e) = self.wal.trim_below(trim) {
             tracing::warn!(error = %e, "WAL trim failed; retried after the next commit");

@@ -19,6 +19,7 @@
 //! live.rs        TailHub: every applied batch, to live tails and alerts
 //! room.rs        Room: bytes waiting for the index (max_unindexed_bytes)
 //! committer.rs   Committer: seal, compress, index, commit, publish, trim the WAL
+//! publishing.rs  Publishing: the upload lag and the last failure, for the API
 //! splits.rs      SplitSet: the one owner of splits' lives (committer's thread): build,
 //!                seal, stage, upload, publish, retire, delete
 //! retention.rs   Retention: partitions past their age or the disk budget
@@ -27,6 +28,7 @@
 
 mod committer;
 mod live;
+mod publishing;
 mod retention;
 mod room;
 mod snapshot;
@@ -40,6 +42,7 @@ mod usage;
 
 pub use committer::{Committer, CommitterCommand};
 pub use live::{LiveBatch, TailHub};
+pub use publishing::Publishing;
 pub use retention::{Retention, RetentionLog};
 pub use room::Room;
 pub use snapshot::ReadSnapshot;

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use cblogs_core::time::now_ns;
 
+use super::publishing::Publishing;
 use super::store::Store;
 use super::usage::dir_bytes;
 use crate::bucket::Bucket;
@@ -48,6 +49,11 @@ const WRITER_IDLE: Duration = Duration::from_secs(300);
 const STAGED_GRACE: Duration = Duration::from_secs(600);
 /// How often abandoned staged splits are looked for.
 const STAGED_CHECK: Duration = Duration::from_secs(60);
+/// After a failed publish the next try waits this long, doubled after
+/// each failure up to [`PUBLISH_BACKOFF_MAX`]: a store that is down is
+/// not asked every commit round.
+const PUBLISH_BACKOFF: Duration = Duration::from_secs(1);
+const PUBLISH_BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// The folder of split `id` in the object store.
 fn split_key(id: &str) -> String {
     format!("splits/{id}/")
@@ -68,6 +74,7 @@ struct Building {
 struct Sealed {
     part: Arc<Partition>,
     min_seq: u64,
+    created: Instant,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +104,10 @@ pub struct SplitSet {
     retired_grace: Duration,
     /// When abandoned staged splits were last looked for.
     staged_checked: Option<Instant>,
+    /// After a failed publish: when to try again, and the wait after that.
+    retry: Option<(Instant, Duration)>,
+    /// What the API shows of publishing.
+    status: Arc<Publishing>,
 }
 
 impl SplitSet {
@@ -111,6 +122,7 @@ impl SplitSet {
         metastore: Arc<Metastore>,
         config: &StorageConfig,
         retired_grace: Duration,
+        status: Arc<Publishing>,
     ) -> Result<(SplitSet, Vec<(Arc<Partition>, bool)>), PublishError> {
         let building_root = data_dir.join("building");
         let cache_root = data_dir.join("cache").join("splits");
@@ -156,7 +168,11 @@ impl SplitSet {
             }
             let part = Arc::new(Partition::open(&dir, id, window, Access::Building)?);
             shown.push((part.clone(), false));
-            sealed.push(Sealed { part, min_seq: 0 });
+            sealed.push(Sealed {
+                part,
+                min_seq: 0,
+                created: Instant::now(),
+            });
         }
         let set = SplitSet {
             building_root,
@@ -169,6 +185,8 @@ impl SplitSet {
             retired,
             retired_grace,
             staged_checked: None,
+            retry: None,
+            status,
         };
         Ok((set, shown))
     }
@@ -283,24 +301,44 @@ impl SplitSet {
             self.sealed.push(Sealed {
                 part: b.part,
                 min_seq: b.min_seq,
+                created: b.created,
             });
         }
     }
 
     /// Publishes the sealed splits, oldest first, until one fails (it
-    /// and the rest are tried again next time). Returns how many were
-    /// published.
-    pub(super) fn publish(&mut self, store: &Store) -> usize {
+    /// and the rest are tried again after a backoff; `now` tries at once,
+    /// a flush). Returns how many were published.
+    pub(super) fn publish(&mut self, store: &Store, now: bool) -> usize {
+        let done = self.publish_sealed(store, now);
+        let building = self.building.values().map(|b| b.created);
+        let sealed = self.sealed.iter().map(|s| s.created);
+        self.status
+            .set_oldest_unpublished(building.chain(sealed).min());
+        done
+    }
+
+    fn publish_sealed(&mut self, store: &Store, now: bool) -> usize {
+        if !now && self.retry.is_some_and(|(at, _)| Instant::now() < at) {
+            return 0;
+        }
         let mut done = 0;
         while let Some(first) = self.sealed.first() {
             let part = first.part.clone();
             match self.publish_one(store, &part) {
                 Ok(()) => {
                     self.sealed.remove(0);
+                    self.retry = None;
+                    self.status.published();
                     done += 1;
                 }
                 Err(e) => {
-                    tracing::error!(split = %part.id, error = %e, "cannot publish a split; it stays on the local disk, in the WAL, and readable, and is tried again");
+                    let wait = self
+                        .retry
+                        .map_or(PUBLISH_BACKOFF, |(_, w)| (w * 2).min(PUBLISH_BACKOFF_MAX));
+                    self.retry = Some((Instant::now() + wait, wait));
+                    self.status.failed(e.to_string());
+                    tracing::error!(split = %part.id, error = %e, retry_in_ms = wait.as_millis() as u64, "cannot publish a split; it stays on the local disk, in the WAL, and readable, and is tried again");
                     break;
                 }
             }
@@ -323,11 +361,7 @@ impl SplitSet {
             keep_in_cache(part, &self.cache_root.join(&part.id))?;
         }
         let published = Arc::new(open_published(&self.bucket, &self.cache_root, &entry)?);
-        store.published(
-            &part.id,
-            published,
-            ends.iter().map(|(s, end)| (s.id(), *end)),
-        );
+        store.published(&part.id, published, &ends);
         if let Err(e) = std::fs::remove_dir_all(part.dir()) {
             tracing::warn!(dir = %part.dir().display(), error = %e, "a published split's local copy could not be deleted");
         }

@@ -50,7 +50,7 @@ struct Inner {
     applied_seq: u64,
     /// Per source id, the published end the metastore records: held
     /// even after retention deleted every line of the source.
-    published: HashMap<u64, u64>,
+    published: HashMap<u64, (Arc<Source>, u64)>,
 }
 
 /// A split held, for the storage listing and retention.
@@ -81,7 +81,7 @@ impl Store {
         config: StorageConfig,
         live: TailHub,
         caches: Arc<ReadCaches>,
-        published: HashMap<u64, u64>,
+        published: HashMap<u64, (Arc<Source>, u64)>,
     ) -> Result<Store, PartitionError> {
         let mut inner = Inner {
             published,
@@ -224,7 +224,11 @@ impl Store {
     /// and since deleted by retention.
     pub fn held_ends(&self) -> HashMap<u64, u64> {
         let inner = self.read();
-        let mut held = inner.published.clone();
+        let mut held: HashMap<u64, u64> = inner
+            .published
+            .iter()
+            .map(|(id, (_, end))| (*id, *end))
+            .collect();
         for (id, e) in &inner.sources {
             let end = held.entry(*id).or_default();
             *end = (*end).max(e.end);
@@ -264,12 +268,15 @@ impl Store {
         &self,
         id: &str,
         published: Arc<Partition>,
-        ends: impl IntoIterator<Item = (u64, u64)>,
+        ends: &[(Arc<Source>, u64)],
     ) {
         let mut inner = self.write();
-        for (sid, end) in ends {
-            let e = inner.published.entry(sid).or_default();
-            *e = (*e).max(end);
+        for (source, end) in ends {
+            let e = inner
+                .published
+                .entry(source.id())
+                .or_insert_with(|| (source.clone(), 0));
+            e.1 = e.1.max(*end);
         }
         let Some(old) = inner.partitions.remove(id) else {
             return;
@@ -283,6 +290,23 @@ impl Store {
                 published: true,
             },
         );
+    }
+
+    /// Per source (of those `wanted` picks): its published end and its
+    /// held end (durable here: published, or in the WAL).
+    pub fn ends(&self, wanted: &dyn Fn(&Source) -> bool) -> Vec<(Arc<Source>, u64, u64)> {
+        let inner = self.read();
+        let mut ends: HashMap<u64, (Arc<Source>, u64, u64)> = inner
+            .published
+            .iter()
+            .filter(|(_, (s, _))| wanted(s))
+            .map(|(id, (s, end))| (*id, (s.clone(), *end, *end)))
+            .collect();
+        for (id, e) in inner.sources.iter().filter(|(_, e)| wanted(&e.source)) {
+            let entry = ends.entry(*id).or_insert_with(|| (e.source.clone(), 0, 0));
+            entry.2 = entry.2.max(e.end);
+        }
+        ends.into_values().collect()
     }
 
     /// Seals open blocks that are old enough, or whose first line is in a

