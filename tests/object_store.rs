@@ -132,6 +132,67 @@ fn shipped_lines_are_published_to_s3_and_survive_the_loss_of_the_nodes_disk() {
     shipper.stop();
 }
 
+/// Issue 16, rule 3: lines acknowledged but not yet published are on the
+/// node's disk only. When that disk is lost, the node comes back with a
+/// new incarnation holding each source up to its published end; the
+/// shipper notices (it asks every `incarnation_check_ms`) and sends every
+/// stream again from there — a quiet stream too, that no new line would
+/// bring to a 409.
+#[test]
+fn lines_not_yet_published_are_sent_again_after_the_node_loses_its_disk() {
+    let weed = Seaweed::start();
+    // Splits are published on a flush only: at the kill, the newest lines
+    // are in the WAL and nowhere else on the server.
+    let config = format!(
+        "[storage]\nblock_bytes = 1024\nblock_max_age_ms = 200\ncommit_interval_ms = 100\n\
+         split_max_age_secs = 3600\n{}",
+        weed.config("resend")
+    );
+    let stack = Stack::new(Some(&config));
+    let mut server = stack.server;
+    let task = stack.agent.task("www-data", "prod", "s3", 1);
+    let mut run = task.process("s3", 0);
+    run.append_lines(Stream::Stdout, &lines("published", 100));
+    run.append_lines(Stream::Stderr, &lines("published-err", 10));
+    let shipper_config = SHIPPER_FAST.replace("[ship]\n", "[ship]\nincarnation_check_ms = 200\n");
+    let mut shipper = Shipper::start(
+        &stack.agent,
+        &stack.dir.path().join("shipper-state"),
+        &server.url,
+        &shipper_config,
+    );
+    assert_exactly_once(&server, &mut shipper, &[&run], "shipped");
+    server.flush();
+    // From here on stderr is quiet.
+    run.append_lines(Stream::Stdout, &lines("unpublished", 50));
+    run.append_lines(Stream::Stderr, &lines("unpublished-err", 5));
+    assert_exactly_once(&server, &mut shipper, &[&run], "shipped, not published");
+    let before = published(&server);
+    for s in before["sources"].as_array().expect("sources") {
+        assert!(
+            s["published_end"].as_u64() < s["held_end"].as_u64(),
+            "acknowledged but not published: {before}"
+        );
+    }
+
+    server.kill9();
+    std::fs::remove_dir_all(stack.dir.path().join("data")).expect("wipe the data dir");
+    server.restart();
+    // Nothing more is written: both streams come back by the shipper's
+    // question alone.
+    assert_exactly_once(&server, &mut shipper, &[&run], "after the disk was lost");
+    assert!(
+        shipper
+            .log_text()
+            .contains("the server has a new incarnation"),
+        "{}",
+        log_tail(&shipper.log_text(), 20)
+    );
+    run.append_lines(Stream::Stdout, &lines("after", 20));
+    assert_exactly_once(&server, &mut shipper, &[&run], "lines written after");
+    shipper.stop();
+}
+
 fn published(server: &Server) -> serde_json::Value {
     http_client(None)
         .get(format!("{}/api/v1/ingest/published", server.url))

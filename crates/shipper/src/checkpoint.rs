@@ -32,6 +32,18 @@ pub struct Checkpoint {
 struct CheckpointFile {
     /// Live file path (`…/.logs/<process>/<run>/stdout`) → checkpoint.
     files: BTreeMap<PathBuf, Checkpoint>,
+    /// The server's incarnation when these were acknowledged: a server
+    /// that answers with another one lost what it had not published, and
+    /// the streams are sent again from what it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    incarnation: Option<String>,
+}
+
+/// What a checkpoint file holds.
+#[derive(Debug, Default)]
+pub struct Saved {
+    pub files: BTreeMap<PathBuf, Checkpoint>,
+    pub incarnation: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +82,7 @@ impl CheckpointStore {
     }
 
     /// The saved checkpoints, or `None` when there are none yet (a first start).
-    pub fn load(&self) -> Result<Option<BTreeMap<PathBuf, Checkpoint>>, CheckpointError> {
+    pub fn load(&self) -> Result<Option<Saved>, CheckpointError> {
         let bytes = match fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -86,16 +98,22 @@ impl CheckpointStore {
                 path: self.path.clone(),
                 source,
             })?;
-        Ok(Some(file.files))
+        Ok(Some(Saved {
+            files: file.files,
+            incarnation: file.incarnation,
+        }))
     }
 
-    pub fn save(&self, files: BTreeMap<PathBuf, Checkpoint>) -> Result<(), CheckpointError> {
+    pub fn save(&self, saved: Saved) -> Result<(), CheckpointError> {
         let io = |source| CheckpointError::Io {
             path: self.tmp.clone(),
             source,
         };
-        let body = serde_json::to_vec_pretty(&CheckpointFile { files })
-            .map_err(|e| io(std::io::Error::other(e)))?;
+        let file = CheckpointFile {
+            files: saved.files,
+            incarnation: saved.incarnation,
+        };
+        let body = serde_json::to_vec_pretty(&file).map_err(|e| io(std::io::Error::other(e)))?;
         let mut f = File::create(&self.tmp).map_err(io)?;
         f.write_all(&body).map_err(io)?;
         f.sync_all().map_err(io)?;
@@ -125,9 +143,18 @@ mod tests {
                 base: 40,
             },
         );
-        store.save(files.clone()).unwrap();
-        store.save(files.clone()).unwrap();
-        assert_eq!(store.load().unwrap(), Some(files));
+        let saved = |incarnation: Option<&str>| Saved {
+            files: files.clone(),
+            incarnation: incarnation.map(str::to_owned),
+        };
+        store.save(saved(None)).unwrap();
+        store.save(saved(Some("abc"))).unwrap();
+        let loaded = store.load().unwrap().unwrap();
+        assert_eq!(loaded.files, files);
+        assert_eq!(loaded.incarnation.as_deref(), Some("abc"));
+        // A file written before incarnations were kept still loads.
+        fs::write(&store.path, br#"{"files":{}}"#).unwrap();
+        assert_eq!(store.load().unwrap().unwrap().incarnation, None);
         fs::write(&store.path, b"{").unwrap();
         let err = store.load().unwrap_err();
         assert!(err.to_string().contains("checkpoints.json"), "{err}");

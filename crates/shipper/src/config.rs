@@ -110,6 +110,11 @@ pub struct ShipConfig {
     pub retry_max_ms: u64,
     /// On shutdown, how long to wait for lines in flight to be acknowledged.
     pub shutdown_grace_ms: u64,
+    /// How often the server is asked for its incarnation and what it holds
+    /// of this agent's sources. A server that lost its disk comes back with
+    /// another incarnation; every stream it no longer holds is read and
+    /// sent again from what it holds, quiet ones included.
+    pub incarnation_check_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -182,6 +187,7 @@ impl Default for ShipConfig {
             retry_initial_ms: 100,
             retry_max_ms: 10_000,
             shutdown_grace_ms: 5_000,
+            incarnation_check_ms: 30_000,
         }
     }
 }

@@ -9,7 +9,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use cblogs_core::wire::{ErrorBody, IngestRequest, IngestResponse, INGEST_PATH};
+use cblogs_core::wire::{
+    ErrorBody, IngestRequest, IngestResponse, PublishedResponse, INGEST_PATH, PUBLISHED_PATH,
+};
 use reqwest::StatusCode;
 
 use std::path::{Path, PathBuf};
@@ -109,6 +111,8 @@ pub struct Sender {
     plain: AtomicBool,
     retry_initial: Duration,
     retry_max: Duration,
+    /// `GET` what the server holds of each source (`PUBLISHED_PATH`).
+    published_url: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +146,7 @@ impl Sender {
             credentials,
             retries: Default::default(),
             url: format!("{}{INGEST_PATH}", server.trim_end_matches('/')),
+            published_url: format!("{}{PUBLISHED_PATH}", server.trim_end_matches('/')),
             zstd_level: cfg.zstd_level,
             plain: AtomicBool::new(cfg.zstd_level == 0),
             retry_initial: Duration::from_millis(cfg.retry_initial_ms.max(1)),
@@ -197,6 +202,28 @@ impl Sender {
             tokio::time::sleep(wait).await;
             delay = (delay * 2).min(self.retry_max);
         }
+    }
+
+    /// What the server holds of `host`'s sources, and its incarnation
+    /// (one try: the caller asks again later).
+    pub async fn published(&self, host: &str) -> Result<PublishedResponse, String> {
+        let url = format!("{}?host={host}", self.published_url);
+        let mut r = self.client.get(&url);
+        if let Some(auth) = self.credentials.header() {
+            r = r.header(reqwest::header::AUTHORIZATION, auth);
+        }
+        let resp = r
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach {url}: {}", error_chain(&e)))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            return Err(format!("{url} answered {status}: {text}"));
+        }
+        resp.json()
+            .await
+            .map_err(|e| format!("{url}: {}", error_chain(&e)))
     }
 
     pub fn retries(&self) -> std::collections::BTreeMap<String, u64> {

@@ -17,12 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cblogs_core::time::now_ns;
-use cblogs_core::wire::{Batch, IngestRequest};
+use cblogs_core::wire::{Batch, IngestRequest, PublishedResponse};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
 
-use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore};
+use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore, Saved};
 use crate::config::{Config, ConfigError, StartAt};
 use crate::discovery::SandboxScanner;
 use crate::mapping::JobMapper;
@@ -76,6 +76,14 @@ pub struct Shipper {
     lines_dropped: u64,
     status_tx: Option<mpsc::Sender<StatusRequest>>,
     status_rx: mpsc::Receiver<StatusRequest>,
+    /// This agent's name in its sources: what the server is asked about.
+    host: String,
+    /// The server's incarnation that acknowledged the checkpoints.
+    incarnation: Option<String>,
+    /// A question to the server about what it holds, on its way.
+    asking: JoinSet<Result<PublishedResponse, String>>,
+    /// The last such question failed (said once, not every time).
+    asking_failed: bool,
 }
 
 impl Shipper {
@@ -105,12 +113,16 @@ impl Shipper {
             cfg.work_dir.clone(),
             legacy,
             cfg.cluster.clone(),
-            host,
+            host.clone(),
             mapper,
         );
         let store = CheckpointStore::open(&cfg.state_dir)?;
         let loaded = store.load()?;
         let first_start = loaded.is_none();
+        let Saved {
+            files: carried,
+            incarnation,
+        } = loaded.unwrap_or_default();
         let sender = Sender::new(&cfg.server, &cfg.ship, Credentials::from_config(&cfg)?)?;
         let (status_tx, status_rx) = mpsc::channel(8);
         Ok(Shipper {
@@ -120,7 +132,7 @@ impl Shipper {
             tailers: Vec::new(),
             by_path: HashMap::new(),
             store: Arc::new(store),
-            carried: loaded.unwrap_or_default(),
+            carried,
             first_start,
             scanned_once: false,
             sender: Arc::new(sender),
@@ -135,6 +147,10 @@ impl Shipper {
             lines_dropped: 0,
             status_tx: Some(status_tx),
             status_rx,
+            host,
+            incarnation,
+            asking: JoinSet::new(),
+            asking_failed: false,
             cfg,
         })
     }
@@ -152,7 +168,10 @@ impl Shipper {
         let mut poll = interval(self.cfg.poll_interval());
         let mut rescan = interval(Duration::from_millis(self.cfg.discovery.rescan_interval_ms));
         let mut checkpoint = interval(Duration::from_millis(self.cfg.checkpoint.interval_ms));
-        for t in [&mut poll, &mut rescan, &mut checkpoint] {
+        let mut incarnation = interval(Duration::from_millis(
+            self.cfg.ship.incarnation_check_ms.max(100),
+        ));
+        for t in [&mut poll, &mut rescan, &mut checkpoint, &mut incarnation] {
             t.set_missed_tick_behavior(MissedTickBehavior::Delay);
         }
         let changed = self.watcher.changed.clone();
@@ -185,6 +204,12 @@ impl Shipper {
                 Some(reply) = self.status_rx.recv() => {
                     let _ = reply.send(self.status());
                 }
+                Some(answer) = self.asking.join_next(), if !self.asking.is_empty() => {
+                    if let Ok(answer) = answer {
+                        self.on_published(answer);
+                    }
+                }
+                _ = incarnation.tick() => self.ask_published(),
                 _ = checkpoint.tick() => self.save_checkpoints().await,
                 () = changed.notified() => {
                     rescan_at.get_or_insert_with(|| Instant::now() + Duration::from_millis(100));
@@ -456,6 +481,93 @@ impl Shipper {
         });
     }
 
+    /// An ingest answer came from a server of `incarnation`: the first one
+    /// seen is kept; another one means the server may have lost what it
+    /// had not published, and it is asked what it holds.
+    fn note_incarnation(&mut self, incarnation: &str) {
+        if incarnation.is_empty() || self.incarnation.as_deref() == Some(incarnation) {
+            return;
+        }
+        if self.incarnation.is_none() {
+            self.incarnation = Some(incarnation.to_owned());
+            self.checkpoint_dirty = true;
+            return;
+        }
+        self.ask_published();
+    }
+
+    /// Asks the server what it holds of this agent's sources (unless a
+    /// question is on its way already).
+    fn ask_published(&mut self) {
+        if !self.asking.is_empty() {
+            return;
+        }
+        let sender = self.sender.clone();
+        let host = self.host.clone();
+        self.asking
+            .spawn(async move { sender.published(&host).await });
+    }
+
+    /// The server's answer: if its incarnation is not the one that
+    /// acknowledged our streams, every stream it holds less of than was
+    /// acknowledged is read again from what it holds (one with a batch in
+    /// flight is told by that batch's 409).
+    fn on_published(&mut self, answer: Result<PublishedResponse, String>) {
+        let resp = match answer {
+            Ok(resp) => {
+                self.asking_failed = false;
+                resp
+            }
+            Err(e) => {
+                if !self.asking_failed {
+                    tracing::info!("cannot ask the server what it holds: {e}");
+                }
+                self.asking_failed = true;
+                return;
+            }
+        };
+        if resp.incarnation.is_empty() || self.incarnation.as_deref() == Some(&resp.incarnation) {
+            return;
+        }
+        let known = self.incarnation.replace(resp.incarnation.clone());
+        self.checkpoint_dirty = true;
+        if known.is_none() {
+            return;
+        }
+        let held: HashMap<&str, u64> = resp
+            .sources
+            .iter()
+            .map(|s| (s.id.as_str(), s.held_end))
+            .collect();
+        let mut again = 0;
+        for t in &mut self.tailers {
+            let id = format!("{:016x}", t.source.id());
+            let held_end = held.get(id.as_str()).copied().unwrap_or(0);
+            if t.in_flight || held_end >= t.acked {
+                continue;
+            }
+            let acked = t.acked;
+            if t.rewind(held_end) {
+                again += 1;
+                tracing::warn!(
+                    file = %t.path.display(),
+                    "the server (a new incarnation) holds this stream only up to offset {held_end} of the {acked} it acknowledged; sending the rest again"
+                );
+            } else {
+                tracing::warn!(
+                    file = %t.path.display(),
+                    "the server (a new incarnation) holds this stream only up to offset {held_end} of the {acked} it acknowledged, and those bytes are no longer on disk here"
+                );
+            }
+        }
+        tracing::info!(
+            incarnation = %resp.incarnation,
+            streams_sent_again = again,
+            "the server has a new incarnation"
+        );
+        self.more_to_read = true;
+    }
+
     /// Sends each batch of a refused request on its own, so one bad batch
     /// does not take the others down with it.
     fn resend_singly(&mut self, keys: Vec<PathBuf>, req: IngestRequest) {
@@ -476,6 +588,7 @@ impl Shipper {
         match delivery {
             Delivery::Acked(resp) => {
                 self.lines_acked += resp.accepted + resp.duplicates;
+                self.note_incarnation(&resp.incarnation);
                 for (key, batch) in keys.iter().zip(&req.batches) {
                     if let Some(t) = self.tailer(key) {
                         t.ack(batch.end);
@@ -563,7 +676,11 @@ impl Shipper {
             }
         }
         let store = self.store.clone();
-        let saved = tokio::task::spawn_blocking(move || store.save(files)).await;
+        let saved = Saved {
+            files,
+            incarnation: self.incarnation.clone(),
+        };
+        let saved = tokio::task::spawn_blocking(move || store.save(saved)).await;
         match saved {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {

@@ -15,8 +15,11 @@ use crate::config::ObjectStoreConfig;
 use crate::metrics::{emit, ObjectStoreRequest};
 
 /// Files up to this size are uploaded with one PUT; bigger ones in parts
-/// of this size (S3's parts are at least 5 MiB).
-const PART_BYTES: usize = 16 << 20;
+/// of this size (S3's parts are at least 5 MiB), two on their way at once
+/// (what an upload holds in memory). Bigger parts are fewer requests: a
+/// split's blocks are most of its PUTs.
+const PART_BYTES: usize = 32 << 20;
+const PARTS_IN_FLIGHT: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BucketError {
@@ -293,11 +296,12 @@ impl Bucket {
             if n == 0 {
                 break;
             }
-            writer.wait_for_capacity(4).await?;
+            writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
             writer.write(&buf[..n]);
         }
         let done = writer.finish().await;
-        for _ in 0..len.div_ceil(PART_BYTES as u64) {
+        // Each part, and the request that completes the upload.
+        for _ in 0..=len.div_ceil(PART_BYTES as u64) {
             count(done.is_ok());
         }
         done?;
