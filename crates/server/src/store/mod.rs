@@ -20,6 +20,8 @@
 //! room.rs        Room: bytes waiting for the index (max_unindexed_bytes)
 //! committer.rs   Committer: seal, compress, index, commit, publish, trim the WAL
 //! publishing.rs  Publishing: the upload lag and the last failure, for the API
+//! published.rs   a published split: its entry, opened in place or from cache/ and
+//!                ranged GETs; convert.rs: the layout before splits, converted once
 //! splits.rs      SplitSet: the one owner of splits' lives (committer's thread): build,
 //!                seal, stage, upload, publish, retire, delete
 //! retention.rs   Retention: partitions past their age or the disk budget
@@ -27,7 +29,9 @@
 //! ```
 
 mod committer;
+mod convert;
 mod live;
+mod published;
 mod publishing;
 mod retention;
 mod room;
@@ -42,10 +46,11 @@ mod usage;
 
 pub use committer::{Committer, CommitterCommand};
 pub use live::{LiveBatch, TailHub};
+pub use published::PublishError;
 pub use publishing::Publishing;
 pub use retention::{Retention, RetentionLog};
 pub use room::Room;
 pub use snapshot::ReadSnapshot;
-pub use splits::{PublishError, SplitSet};
+pub use splits::SplitSet;
 pub use store::Store;
 pub use usage::{disk_usage, DiskUsage};

@@ -18,7 +18,7 @@
 //! whole, in `cache/`: the local copy of a split this node built is moved
 //! there when it is published, and one it did not build (a new or wiped
 //! node) is downloaded when the split is opened. Its blocks are read with
-//! ranged GETs, through the read caches in memory.
+//! ranged GETs, through the read caches in memory (`published.rs`).
 //!
 //! A split found in `building/` at start (a crash, or a stop before its
 //! upload) is sealed and published like any other; today's older layout,
@@ -33,13 +33,15 @@ use std::time::{Duration, Instant};
 
 use cblogs_core::time::now_ns;
 
+use super::convert::convert_partitions;
+use super::published::{entry_of, keep_in_cache, open_published, split_key, PublishError};
 use super::publishing::Publishing;
 use super::store::Store;
 use super::usage::dir_bytes;
 use crate::bucket::Bucket;
 use crate::config::StorageConfig;
-use crate::index::{split_window, Access, Partition, PartitionError, PartitionWriter, RangeRead};
-use crate::metastore::{Change, Metastore, SourceAdvance, SplitEntry, SplitSource, SplitState};
+use crate::index::{split_window, Access, Partition, PartitionError, PartitionWriter};
+use crate::metastore::{Change, Metastore, SourceAdvance, SplitEntry, SplitState};
 
 /// How long a split's writer may sit idle before it is closed.
 const WRITER_IDLE: Duration = Duration::from_secs(300);
@@ -54,11 +56,6 @@ const STAGED_CHECK: Duration = Duration::from_secs(60);
 /// not asked every commit round.
 const PUBLISH_BACKOFF: Duration = Duration::from_secs(1);
 const PUBLISH_BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// The folder of split `id` in the object store.
-fn split_key(id: &str) -> String {
-    format!("splits/{id}/")
-}
-
 /// A split being written to.
 struct Building {
     part: Arc<Partition>,
@@ -75,16 +72,6 @@ struct Sealed {
     part: Arc<Partition>,
     min_seq: u64,
     created: Instant,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PublishError {
-    #[error(transparent)]
-    Split(#[from] PartitionError),
-    #[error(transparent)]
-    Bucket(#[from] crate::bucket::BucketError),
-    #[error(transparent)]
-    Metastore(#[from] crate::metastore::MetastoreError),
 }
 
 pub struct SplitSet {
@@ -522,179 +509,4 @@ impl SplitSet {
         }
         Ok(())
     }
-}
-
-/// The metastore entry of a finished split.
-fn entry_of(part: &Partition, files: Vec<(String, u64)>) -> Result<SplitEntry, PartitionError> {
-    let searcher = part.searcher();
-    let totals = part.totals(&searcher)?;
-    let sources = part.load_sources()?;
-    let mut list: Vec<SplitSource> = totals
-        .iter()
-        .filter_map(|(id, t)| {
-            sources.get(id).map(|s| SplitSource {
-                source: s.clone(),
-                off_start: t.off_start,
-                off_end: t.off_end,
-                lines: t.lines,
-                bytes: t.bytes,
-                t_max: t.t_max,
-            })
-        })
-        .collect();
-    list.sort_by_key(|s| s.source.id());
-    let blocks = part.blocks(&searcher, None, None)?;
-    Ok(SplitEntry {
-        id: part.id.clone(),
-        window_ns: part.start_ns,
-        t_min: blocks.iter().map(|b| b.t_min).min().unwrap_or_default(),
-        t_max: blocks.iter().map(|b| b.t_max).max().unwrap_or_default(),
-        blocks: blocks.len() as u64,
-        files,
-        sources: list,
-    })
-}
-
-/// Opens a published split: in place on the local store; else from its
-/// index in the cache (downloaded first if it is not there) and its
-/// blocks in the store.
-fn open_published(
-    bucket: &Arc<Bucket>,
-    cache_root: &Path,
-    entry: &SplitEntry,
-) -> Result<Partition, PublishError> {
-    let key = split_key(&entry.id);
-    if let Some(dir) = bucket.local_path(&key) {
-        let part = Partition::open(&dir, entry.id.clone(), entry.window_ns, Access::ReadOnly)?;
-        return Ok(part);
-    }
-    let dir = cache_root.join(&entry.id);
-    if !dir.exists() {
-        download_index(bucket, &key, entry, &dir)?;
-    }
-    let blocks = Box::new(RemoteBlocks {
-        bucket: bucket.clone(),
-        key: format!("{key}blocks.dat"),
-    });
-    let part = Partition::open_remote(&dir, entry.id.clone(), entry.window_ns, blocks)?;
-    Ok(part)
-}
-
-/// Downloads every file of a split but its blocks into `dir`: into a
-/// folder beside it first, renamed into place when whole, so that a
-/// half-downloaded index is never opened.
-fn download_index(
-    bucket: &Bucket,
-    key: &str,
-    entry: &SplitEntry,
-    dir: &Path,
-) -> Result<(), PublishError> {
-    let io = |source| PartitionError::Io {
-        dir: dir.to_owned(),
-        source,
-    };
-    let partial = dir.with_extension("partial");
-    if partial.exists() {
-        std::fs::remove_dir_all(&partial).map_err(io)?;
-    }
-    for (name, _) in entry.files.iter().filter(|(n, _)| n != "blocks.dat") {
-        let object = format!("{key}{name}");
-        let Some(bytes) = bucket.get(&object)? else {
-            return Err(io(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!(
-                    "{object} is listed in the metastore but not in {}",
-                    bucket.location()
-                ),
-            ))
-            .into());
-        };
-        let path = partial.join(name);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io)?;
-        }
-        std::fs::write(&path, &bytes).map_err(io)?;
-    }
-    std::fs::rename(&partial, dir).map_err(io)?;
-    Ok(())
-}
-
-/// Keeps the index and `sources.json` of a split this node built, now
-/// published to a remote store, in the cache (moved, not copied); its
-/// blocks are read from the store from now on.
-fn keep_in_cache(part: &Partition, dir: &Path) -> Result<(), PartitionError> {
-    let io = |source| PartitionError::Io {
-        dir: dir.to_owned(),
-        source,
-    };
-    if !part.dir().join("index").exists() {
-        // Moved by an earlier try of this publish.
-        return Ok(());
-    }
-    let partial = dir.with_extension("partial");
-    std::fs::create_dir_all(&partial).map_err(io)?;
-    for name in ["index", "sources.json"] {
-        let from = part.dir().join(name);
-        if from.exists() {
-            std::fs::rename(&from, partial.join(name)).map_err(io)?;
-        }
-    }
-    // A leftover of an earlier try of this publish is replaced.
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(io)?;
-    }
-    std::fs::rename(&partial, dir).map_err(io)
-}
-
-/// `blocks.dat` of a split in a remote store, read by ranged GET.
-struct RemoteBlocks {
-    bucket: Arc<Bucket>,
-    key: String,
-}
-
-impl RangeRead for RemoteBlocks {
-    fn read_range(&self, pos: u64, len: u64) -> std::io::Result<Vec<u8>> {
-        self.bucket
-            .get_range(&self.key, pos..pos + len)
-            .map(|b| b.to_vec())
-            .map_err(std::io::Error::other)
-    }
-}
-
-/// Moves each partition of the layout before splits
-/// (`partitions/p-<start secs>/`) to `building/` under a split id, to be
-/// published like any split found there. Done once: the folder is gone
-/// after.
-fn convert_partitions(old_root: &Path, building_root: &Path) -> Result<(), PartitionError> {
-    let io = |dir: &Path, source| PartitionError::Io {
-        dir: dir.to_owned(),
-        source,
-    };
-    let entries = match std::fs::read_dir(old_root) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io(old_root, e)),
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(start) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("p-"))
-            .and_then(|n| n.parse::<i64>().ok())
-            .and_then(|secs| secs.checked_mul(1_000_000_000))
-        else {
-            continue;
-        };
-        let id = crate::index::new_split_id(start);
-        let to = building_root.join(&id);
-        std::fs::rename(entry.path(), &to).map_err(|e| io(&entry.path(), e))?;
-        tracing::info!(from = %entry.path().display(), split = %id, "a partition of the older layout becomes a split, to be published");
-    }
-    std::fs::File::open(building_root)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io(building_root, e))?;
-    if let Err(e) = std::fs::remove_dir(old_root) {
-        tracing::warn!(dir = %old_root.display(), error = %e, "the older layout's folder is not empty; left alone");
-    }
-    Ok(())
 }

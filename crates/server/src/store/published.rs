@@ -1,0 +1,169 @@
+//! A published split, as this node reads it: its metastore entry made
+//! from the finished local copy ([`entry_of`]); opened where the store
+//! keeps it ([`open_published`]) — in place on the local store, else its
+//! index and `sources.json` from `cache/` (moved there when this node
+//! published the split, downloaded when it did not) and its blocks by
+//! ranged GET ([`RemoteBlocks`]).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::bucket::Bucket;
+use crate::index::{Access, Partition, PartitionError, RangeRead};
+use crate::metastore::{SplitEntry, SplitSource};
+
+/// Why a split could not be published (or, published, opened).
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Split(#[from] PartitionError),
+    #[error(transparent)]
+    Bucket(#[from] crate::bucket::BucketError),
+    #[error(transparent)]
+    Metastore(#[from] crate::metastore::MetastoreError),
+}
+
+/// The folder of split `id` in the object store.
+pub(super) fn split_key(id: &str) -> String {
+    format!("splits/{id}/")
+}
+
+/// The metastore entry of a finished split.
+pub(super) fn entry_of(
+    part: &Partition,
+    files: Vec<(String, u64)>,
+) -> Result<SplitEntry, PartitionError> {
+    let searcher = part.searcher();
+    let totals = part.totals(&searcher)?;
+    let sources = part.load_sources()?;
+    let mut list: Vec<SplitSource> = totals
+        .iter()
+        .filter_map(|(id, t)| {
+            sources.get(id).map(|s| SplitSource {
+                source: s.clone(),
+                off_start: t.off_start,
+                off_end: t.off_end,
+                lines: t.lines,
+                bytes: t.bytes,
+                t_max: t.t_max,
+            })
+        })
+        .collect();
+    list.sort_by_key(|s| s.source.id());
+    let blocks = part.blocks(&searcher, None, None)?;
+    Ok(SplitEntry {
+        id: part.id.clone(),
+        window_ns: part.start_ns,
+        t_min: blocks.iter().map(|b| b.t_min).min().unwrap_or_default(),
+        t_max: blocks.iter().map(|b| b.t_max).max().unwrap_or_default(),
+        blocks: blocks.len() as u64,
+        files,
+        sources: list,
+    })
+}
+
+/// Opens a published split: in place on the local store; else from its
+/// index in the cache (downloaded first if it is not there) and its
+/// blocks in the store.
+pub(super) fn open_published(
+    bucket: &Arc<Bucket>,
+    cache_root: &Path,
+    entry: &SplitEntry,
+) -> Result<Partition, PublishError> {
+    let key = split_key(&entry.id);
+    if let Some(dir) = bucket.local_path(&key) {
+        let part = Partition::open(&dir, entry.id.clone(), entry.window_ns, Access::ReadOnly)?;
+        return Ok(part);
+    }
+    let dir = cache_root.join(&entry.id);
+    if !dir.exists() {
+        download_index(bucket, &key, entry, &dir)?;
+    }
+    let blocks = Box::new(RemoteBlocks {
+        bucket: bucket.clone(),
+        key: format!("{key}blocks.dat"),
+    });
+    let part = Partition::open_remote(&dir, entry.id.clone(), entry.window_ns, blocks)?;
+    Ok(part)
+}
+
+/// Downloads every file of a split but its blocks into `dir`: into a
+/// folder beside it first, renamed into place when whole, so that a
+/// half-downloaded index is never opened.
+fn download_index(
+    bucket: &Bucket,
+    key: &str,
+    entry: &SplitEntry,
+    dir: &Path,
+) -> Result<(), PublishError> {
+    let io = |source| PartitionError::Io {
+        dir: dir.to_owned(),
+        source,
+    };
+    let partial = dir.with_extension("partial");
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial).map_err(io)?;
+    }
+    for (name, _) in entry.files.iter().filter(|(n, _)| n != "blocks.dat") {
+        let object = format!("{key}{name}");
+        let Some(bytes) = bucket.get(&object)? else {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "{object} is listed in the metastore but not in {}",
+                    bucket.location()
+                ),
+            ))
+            .into());
+        };
+        let path = partial.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        std::fs::write(&path, &bytes).map_err(io)?;
+    }
+    std::fs::rename(&partial, dir).map_err(io)?;
+    Ok(())
+}
+
+/// Keeps the index and `sources.json` of a split this node built, now
+/// published to a remote store, in the cache (moved, not copied); its
+/// blocks are read from the store from now on.
+pub(super) fn keep_in_cache(part: &Partition, dir: &Path) -> Result<(), PartitionError> {
+    let io = |source| PartitionError::Io {
+        dir: dir.to_owned(),
+        source,
+    };
+    if !part.dir().join("index").exists() {
+        // Moved by an earlier try of this publish.
+        return Ok(());
+    }
+    let partial = dir.with_extension("partial");
+    std::fs::create_dir_all(&partial).map_err(io)?;
+    for name in ["index", "sources.json"] {
+        let from = part.dir().join(name);
+        if from.exists() {
+            std::fs::rename(&from, partial.join(name)).map_err(io)?;
+        }
+    }
+    // A leftover of an earlier try of this publish is replaced.
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(io)?;
+    }
+    std::fs::rename(&partial, dir).map_err(io)
+}
+
+/// `blocks.dat` of a split in a remote store, read by ranged GET.
+struct RemoteBlocks {
+    bucket: Arc<Bucket>,
+    key: String,
+}
+
+impl RangeRead for RemoteBlocks {
+    fn read_range(&self, pos: u64, len: u64) -> std::io::Result<Vec<u8>> {
+        self.bucket
+            .get_range(&self.key, pos..pos + len)
+            .map(|b| b.to_vec())
+            .map_err(std::io::Error::other)
+    }
+}
