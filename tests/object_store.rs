@@ -76,7 +76,9 @@ fn shipped_lines_are_published_to_s3_and_survive_the_loss_of_the_nodes_disk() {
     server.flush();
     let files = split_files(&weed, "node-loss");
     assert!(files.iter().any(|f| f == "blocks.dat"), "{files:?}");
-    assert!(files.iter().any(|f| f == "meta.json"), "{files:?}");
+    // The index and sources.json in one object: one PUT, one GET.
+    assert!(files.iter().any(|f| f == "index.bundle"), "{files:?}");
+    assert!(!files.iter().any(|f| f == "meta.json"), "{files:?}");
     let s = server.storage();
     assert!(
         s["object_store"]

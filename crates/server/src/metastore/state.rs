@@ -49,8 +49,13 @@ pub struct SplitEntry {
     pub t_min: i64,
     pub t_max: i64,
     pub blocks: u64,
-    /// Its objects, relative to its folder, with their sizes.
+    /// Its files, relative to its folder, with their sizes.
     pub files: Vec<(String, u64)>,
+    /// Every file but `blocks.dat` is in one object, `index.bundle`, back
+    /// to back in the order of `files` (remote stores: one PUT and one GET
+    /// instead of one per file). Otherwise each file is an object.
+    #[serde(default)]
+    pub bundled: bool,
     pub sources: Vec<SplitSource>,
 }
 
@@ -189,6 +194,7 @@ mod tests {
                 t_max: 0,
                 blocks: 0,
                 files: Vec::new(),
+                bundled: false,
                 sources: Vec::new(),
             },
             sources: vec![SourceAdvance {

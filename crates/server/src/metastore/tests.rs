@@ -31,6 +31,7 @@ fn published(instance: u32, end: u64) -> Vec<Change> {
                 t_max: 0,
                 blocks: 1,
                 files: vec![("blocks.dat".into(), 10)],
+                bundled: false,
                 sources: Vec::new(),
             },
             sources: vec![SourceAdvance {

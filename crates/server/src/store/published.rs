@@ -23,6 +23,20 @@ pub enum PublishError {
     Metastore(#[from] crate::metastore::MetastoreError),
 }
 
+/// The object holding every file of a split but its blocks, on a remote
+/// store ([`SplitEntry::bundled`]).
+pub(super) const BUNDLE: &str = "index.bundle";
+
+/// Writes every file of `files` but `blocks.dat` back to back into
+/// `<dir>/index.bundle`, for one upload.
+pub(super) fn write_bundle(dir: &Path, files: &[(String, u64)]) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(dir.join(BUNDLE))?);
+    for (name, _) in files.iter().filter(|(n, _)| n != "blocks.dat") {
+        std::io::copy(&mut std::fs::File::open(dir.join(name))?, &mut out)?;
+    }
+    std::io::Write::flush(&mut out)
+}
+
 /// The folder of split `id` in the object store.
 pub(super) fn split_key(id: &str) -> String {
     format!("splits/{id}/")
@@ -32,6 +46,7 @@ pub(super) fn split_key(id: &str) -> String {
 pub(super) fn entry_of(
     part: &Partition,
     files: Vec<(String, u64)>,
+    bundled: bool,
 ) -> Result<SplitEntry, PartitionError> {
     let searcher = part.searcher();
     let totals = part.totals(&searcher)?;
@@ -58,6 +73,7 @@ pub(super) fn entry_of(
         t_max: blocks.iter().map(|b| b.t_max).max().unwrap_or_default(),
         blocks: blocks.len() as u64,
         files,
+        bundled,
         sources: list,
     })
 }
@@ -104,17 +120,38 @@ fn download_index(
     if partial.exists() {
         std::fs::remove_dir_all(&partial).map_err(io)?;
     }
-    for (name, _) in entry.files.iter().filter(|(n, _)| n != "blocks.dat") {
-        let object = format!("{key}{name}");
-        let Some(bytes) = bucket.get(&object)? else {
-            return Err(io(std::io::Error::new(
+    let fetch = |object: String| -> Result<bytes::Bytes, PublishError> {
+        bucket.get(&object)?.ok_or_else(|| {
+            io(std::io::Error::new(
                 std::io::ErrorKind::NotFound,
                 format!(
                     "{object} is listed in the metastore but not in {}",
                     bucket.location()
                 ),
             ))
-            .into());
+            .into()
+        })
+    };
+    let bundle = if entry.bundled {
+        Some(fetch(format!("{key}{BUNDLE}"))?)
+    } else {
+        None
+    };
+    let mut at = 0usize;
+    for (name, len) in entry.files.iter().filter(|(n, _)| n != "blocks.dat") {
+        let bytes = match &bundle {
+            Some(b) => {
+                let end = at + *len as usize;
+                let part = b.get(at..end).ok_or_else(|| {
+                    io(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{key}{BUNDLE} is shorter than its files"),
+                    ))
+                })?;
+                at = end;
+                bytes::Bytes::copy_from_slice(part)
+            }
+            None => fetch(format!("{key}{name}"))?,
         };
         let path = partial.join(name);
         if let Some(parent) = path.parent() {

@@ -34,7 +34,9 @@ use std::time::{Duration, Instant};
 use cblogs_core::time::now_ns;
 
 use super::convert::convert_partitions;
-use super::published::{entry_of, keep_in_cache, open_published, split_key, PublishError};
+use super::published::{
+    entry_of, keep_in_cache, open_published, split_key, write_bundle, PublishError, BUNDLE,
+};
 use super::publishing::Publishing;
 use super::store::Store;
 use super::usage::dir_bytes;
@@ -377,11 +379,20 @@ impl SplitSet {
         part.writer(self.config.index_writer_bytes)?.finish()?;
         let files = part.files()?;
         let folder = split_key(&part.id);
-        for (name, _) in &files {
+        // The local store takes each file as it is (a link, no copy); a
+        // remote one takes the blocks and one bundle of the rest.
+        let bundled = self.bucket.local_path(&folder).is_none();
+        let objects: Vec<&str> = if bundled {
+            write_bundle(part.dir(), &files).map_err(|e| part.io_error(e))?;
+            vec!["blocks.dat", BUNDLE]
+        } else {
+            files.iter().map(|(name, _)| name.as_str()).collect()
+        };
+        for name in objects {
             self.bucket
                 .upload_file(&format!("{folder}{name}"), &part.dir().join(name))?;
         }
-        let entry = entry_of(part, files)?;
+        let entry = entry_of(part, files, bundled)?;
         let advances = ends
             .iter()
             .map(|(source, end)| SourceAdvance {
