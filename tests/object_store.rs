@@ -1,9 +1,11 @@
 //! cblogsd on a real S3-compatible store: SeaweedFS on loopback ports,
 //! one per test (issue 16). The real shipper ships into it, splits are
 //! published to the bucket, and `tail`, `grep` and follow read them back;
-//! a node that loses its whole disk comes back from the bucket alone; the
-//! store going away loses nothing; retention deletes from the bucket; a
-//! missing bucket and an unreachable store are said plainly at start-up.
+//! a node that loses its whole disk comes back from the bucket alone, and
+//! the shipper sends again what it had not published; the store going
+//! away loses nothing; retention deletes from the bucket; a missing
+//! bucket, wrong credentials and an unreachable store are said plainly at
+//! start-up.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -289,6 +291,48 @@ fn retention_deletes_splits_from_the_bucket() {
     );
     let s = server.storage();
     assert_eq!(s["deleted"][0]["reason"], "age", "{s}");
+}
+
+#[test]
+fn wrong_credentials_stop_the_start_with_a_clear_error() {
+    let mut weed = Seaweed::start();
+    weed.require_credentials();
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The right key works...
+    let ok = weed.config("creds");
+    let mut child = spawn_cblogsd(dir.path(), &ok);
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("read stdout");
+    assert!(first.contains("listening on"), "{first:?}");
+    let _ = child.kill();
+    let _ = child.wait();
+    // ...a wrong secret is refused at start, and said so.
+    let creds = dir.path().join("wrong.toml");
+    std::fs::write(
+        &creds,
+        "access_key_id = \"cblogs-test\"\nsecret_access_key = \"not-the-secret\"\n",
+    )
+    .expect("write credentials");
+    let wrong = ok
+        .lines()
+        .map(|l| {
+            if l.starts_with("credentials_file") {
+                format!("credentials_file = \"{}\"", creds.display())
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let out = spawn_cblogsd(dir.path(), &wrong)
+        .wait_with_output()
+        .expect("cblogsd ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("refused the credentials"), "{stderr}");
+    assert!(stderr.contains(&weed.endpoint), "{stderr}");
 }
 
 /// cblogsd started by hand: its start-up may not reach "listening".

@@ -18,6 +18,8 @@ pub const BUCKET: &str = "cblogs";
 pub struct Seaweed {
     daemon: Daemon,
     dir: tempfile::TempDir,
+    /// An S3 identities file: only its key may act (else anyone may).
+    identities: Option<PathBuf>,
     /// S3, master, volume, filer; each also uses its port + 10000 (gRPC).
     ports: [u16; 4],
     /// `http://127.0.0.1:<s3 port>`.
@@ -67,6 +69,7 @@ impl Seaweed {
             endpoint: format!("http://127.0.0.1:{}", ports[0]),
             ports,
             dir,
+            identities: None,
         };
         s.restart();
         let resp = http_client(None)
@@ -97,6 +100,11 @@ impl Seaweed {
                 .arg(format!("-volume.port={volume}"))
                 .arg(format!("-filer.port={filer}"))
                 .arg("-master.volumeSizeLimitMB=64")
+                .args(
+                    self.identities
+                        .iter()
+                        .map(|p| format!("-s3.config={}", p.display())),
+                )
                 // Listeners on fixed ports that two servers would fight
                 // over, and that the tests do not use.
                 .args([
@@ -111,13 +119,25 @@ impl Seaweed {
             "SeaweedFS's S3 gateway to answer",
             std::time::Duration::from_secs(90),
             || {
-                let ok = client
-                    .get(format!("{}/", self.endpoint))
-                    .send()
-                    .is_ok_and(|r| r.status().is_success());
+                // Any answer: with identities an anonymous one is 403.
+                let ok = client.get(format!("{}/", self.endpoint)).send().is_ok();
                 ok.then_some(())
             },
         );
+    }
+
+    /// From now on only the key [`Seaweed::config`] names may act: a
+    /// cblogsd with another one is refused (403). Restarts the server.
+    pub fn require_credentials(&mut self) {
+        let path = self.dir.path().join("s3.json");
+        std::fs::write(
+            &path,
+            r#"{"identities":[{"name":"cblogs","credentials":[{"accessKey":"cblogs-test","secretKey":"cblogs-test-secret"}],"actions":["Admin","Read","Write","List","Tagging"]}]}"#,
+        )
+        .expect("write the identities");
+        self.identities = Some(path);
+        self.stop();
+        self.restart();
     }
 
     /// SIGTERM, and wait until it is gone (its ports are closed).
