@@ -265,32 +265,60 @@ fn while_the_store_is_down_ingest_goes_on_and_nothing_is_lost() {
 }
 
 #[test]
-fn retention_deletes_splits_from_the_bucket() {
+fn retention_deletes_splits_from_the_bucket_by_age_and_never_for_the_local_disk_budget() {
     let weed = Seaweed::start();
+    // A disk budget of one byte: on the local store it would delete every
+    // published split but the newest. With a remote store it deletes
+    // nothing (it bounds this disk, and the splits are in the bucket).
     let config = format!(
         "[storage]\nretention_days = 14\nretention_check_secs = 1\ncommit_interval_ms = 100\n\
-         [search]\nmax_query_secs = 1\n{}",
+         max_disk_bytes = 1\n[search]\nmax_query_secs = 1\n{}",
         weed.config("retention")
     );
     let (_dir, server) = Server::in_temp_dir(Some(&config));
-    let mut f = SourceFile::of(&format!("devcluster/{JOB}"), 1, "s3", Stream::Stdout);
-    let mut batch = f.batch(&lines("ancient", 30));
-    let long_ago = now_ns() - 20 * 86_400_000_000_000;
-    for (i, l) in batch.lines.iter_mut().enumerate() {
-        l.time_ns = long_ago + i as i64;
-    }
-    server.post_ok(&request(vec![batch]));
+    assert!(
+        server
+            .log_text()
+            .contains("storage.max_disk_bytes deletes nothing with a remote object store"),
+        "{}",
+        server.log_text()
+    );
+    let at = |instance: u32, tag: &str, days: i64| {
+        let mut f = SourceFile::of(&format!("devcluster/{JOB}"), instance, "s3", Stream::Stdout);
+        let mut batch = f.batch(&lines(tag, 30));
+        let t0 = now_ns() - days * 86_400_000_000_000;
+        for (i, l) in batch.lines.iter_mut().enumerate() {
+            l.time_ns = t0 + i as i64;
+        }
+        batch
+    };
+    server.post_ok(&request(vec![
+        at(1, "ancient", 20),
+        at(2, "older", 2),
+        at(3, "recent", 0),
+    ]));
     server.flush();
-    assert!(split_files(&weed, "retention")
-        .iter()
-        .any(|f| f == "blocks.dat"));
+    let splits = |weed: &Seaweed| {
+        let mut ids: Vec<String> = weed
+            .keys("retention/splits/")
+            .into_iter()
+            .filter_map(|k| k.split('/').nth(2).map(str::to_owned))
+            .collect();
+        ids.dedup();
+        ids
+    };
+    assert_eq!(splits(&weed).len(), 3, "{:?}", splits(&weed));
     wait_until(
         "the old split's objects to leave the bucket",
         DEADLINE,
-        || split_files(&weed, "retention").is_empty().then_some(()),
+        || (splits(&weed).len() == 2).then_some(()),
     );
     let s = server.storage();
-    assert_eq!(s["deleted"][0]["reason"], "age", "{s}");
+    let deleted = s["deleted"].as_array().expect("deleted");
+    assert_eq!(deleted.len(), 1, "{s}");
+    assert_eq!(deleted[0]["reason"], "age", "{s}");
+    let out = server.cli(&["grep", "^older", "--output", "raw", "--limit", "0"]);
+    assert_eq!(out.lines().len(), 30, "{}", out.stderr);
 }
 
 #[test]

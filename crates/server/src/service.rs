@@ -131,6 +131,7 @@ impl Service {
         })?;
         let bucket = Arc::new(Bucket::open(&config.object_store, &data)?);
         let object_store = bucket.location().to_owned();
+        let local_store = bucket.is_local();
         let metastore = Arc::new(open_metastore(&bucket)?);
         let published_ends = metastore
             .state()
@@ -180,7 +181,7 @@ impl Service {
             wal.clone(),
             config.storage.clone(),
             splits,
-            Retention::new(config.storage.clone(), retention_log.clone()),
+            Retention::new(config.storage.clone(), retention_log.clone(), local_store),
         );
         // Replayed lines may already be old enough to seal: commit them now,
         // so the WAL from the last run is trimmed early.

@@ -173,6 +173,11 @@ impl Bucket {
         &self.location
     }
 
+    /// Whether the store is a directory on this machine (the embedded default).
+    pub fn is_local(&self) -> bool {
+        self.local_root.is_some()
+    }
+
     /// Where object `key` is on this machine's disk, if the store is a
     /// local one: readers then open it in place (no copy in a cache).
     pub fn local_path(&self, key: &str) -> Option<PathBuf> {

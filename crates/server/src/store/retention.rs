@@ -62,14 +62,30 @@ pub struct Retention {
     config: StorageConfig,
     last_run: Option<Instant>,
     log: std::sync::Arc<RetentionLog>,
+    local_store: bool,
 }
 
 impl Retention {
-    pub fn new(config: StorageConfig, log: std::sync::Arc<RetentionLog>) -> Retention {
+    /// `local_store`: the published splits are on this disk (the embedded
+    /// default). Only then does `max_disk_bytes` delete any: with a remote
+    /// store this disk holds the WAL, the splits being built and cached
+    /// indexes, and deleting from the bucket would free none of it.
+    pub fn new(
+        config: StorageConfig,
+        log: std::sync::Arc<RetentionLog>,
+        local_store: bool,
+    ) -> Retention {
+        if !local_store && config.max_disk_bytes > 0 {
+            tracing::warn!(
+                max_disk_bytes = config.max_disk_bytes,
+                "storage.max_disk_bytes deletes nothing with a remote object store: it bounds splits on this disk, and the published ones are in the store"
+            );
+        }
         Retention {
             config,
             last_run: None,
             log,
+            local_store,
         }
     }
 
@@ -103,7 +119,7 @@ impl Retention {
             self.retire(store, splits, &expired, "age");
         }
         let budget = self.config.max_disk_bytes;
-        if budget == 0 {
+        if budget == 0 || !self.local_store {
             return;
         }
         let usage = disk_usage(store);
