@@ -122,11 +122,11 @@ fn shipped_lines_are_published_to_s3_and_survive_the_loss_of_the_nodes_disk() {
 
     // The node loses its whole disk and comes back on the same bucket: a
     // new incarnation, and each source's ends from the metastore.
-    let before = published(&server);
+    let before = server.published();
     server.kill9();
     std::fs::remove_dir_all(&data).expect("wipe the data dir");
     server.restart();
-    let after = published(&server);
+    let after = server.published();
     assert_ne!(after["incarnation"], before["incarnation"]);
     assert_eq!(after["sources"], before["sources"], "{after}");
     assert_exactly_once(&server, &mut shipper, &[&run], "after the disk was lost");
@@ -171,7 +171,7 @@ fn lines_not_yet_published_are_sent_again_after_the_node_loses_its_disk() {
     run.append_lines(Stream::Stdout, &lines("unpublished", 50));
     run.append_lines(Stream::Stderr, &lines("unpublished-err", 5));
     assert_exactly_once(&server, &mut shipper, &[&run], "shipped, not published");
-    let before = published(&server);
+    let before = server.published();
     for s in before["sources"].as_array().expect("sources") {
         assert!(
             s["published_end"].as_u64() < s["held_end"].as_u64(),
@@ -195,14 +195,6 @@ fn lines_not_yet_published_are_sent_again_after_the_node_loses_its_disk() {
     run.append_lines(Stream::Stdout, &lines("after", 20));
     assert_exactly_once(&server, &mut shipper, &[&run], "lines written after");
     shipper.stop();
-}
-
-fn published(server: &Server) -> serde_json::Value {
-    http_client(None)
-        .get(format!("{}/api/v1/ingest/published", server.url))
-        .send()
-        .and_then(|r| r.json())
-        .expect("GET /api/v1/ingest/published")
 }
 
 fn has_file_named(dir: &std::path::Path, name: &str) -> bool {

@@ -54,11 +54,7 @@ fn folders(dir: &Path) -> Vec<String> {
 /// `GET /api/v1/ingest/published`: the incarnation, and (published end,
 /// held end) of the one source there is.
 fn ends(server: &Server) -> (String, (u64, u64)) {
-    let v: Value = http_client(None)
-        .get(format!("{}/api/v1/ingest/published", server.url))
-        .send()
-        .and_then(|r| r.json())
-        .expect("GET /api/v1/ingest/published");
+    let v = server.published();
     let source = &v["sources"][0];
     (
         v["incarnation"].as_str().expect("incarnation").to_owned(),

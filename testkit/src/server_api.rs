@@ -82,6 +82,17 @@ impl Server {
         resp.json().expect("storage answers JSON")
     }
 
+    /// `GET /api/v1/ingest/published`: the incarnation and each source's
+    /// published and held ends.
+    pub fn published(&self) -> Value {
+        let resp = http_client(None)
+            .get(format!("{}/api/v1/ingest/published", self.url))
+            .send()
+            .expect("GET /api/v1/ingest/published");
+        assert_eq!(resp.status().as_u16(), 200, "GET /api/v1/ingest/published");
+        resp.json().expect("published answers JSON")
+    }
+
     /// The value of one series of `/metrics`, named as the exposition
     /// writes it (`name` or `name{labels}`), if it is there.
     pub fn metric(&self, series: &str) -> Option<f64> {

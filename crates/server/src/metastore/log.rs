@@ -8,7 +8,7 @@ use cblogs_core::time::{format_rfc3339, now_ns};
 use serde::{Deserialize, Serialize};
 
 use super::keys::{self, CHECKPOINTS, VERSIONS};
-use super::state::{Change, MetastoreState};
+use super::state::{Change, MetastoreState, SplitState};
 use crate::bucket::{Bucket, BucketError};
 
 /// How many versions between two checkpoints.
@@ -104,6 +104,11 @@ impl Metastore {
     /// A copy of the state as this process knows it.
     pub fn state(&self) -> MetastoreState {
         self.lock().clone()
+    }
+
+    /// Split `id`'s state as this process knows it.
+    pub fn split(&self, id: &str) -> Option<SplitState> {
+        self.lock().splits.get(id).cloned()
     }
 
     /// Records `changes` as the next version. If another writer took that

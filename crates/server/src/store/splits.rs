@@ -341,7 +341,7 @@ impl SplitSet {
     fn publish_one(&self, store: &Store, part: &Arc<Partition>) -> Result<(), PublishError> {
         let started = Instant::now();
         let ends = store.ends_once_published(&part.id);
-        let entry = match self.metastore.state().splits.remove(&part.id) {
+        let entry = match self.metastore.split(&part.id) {
             Some(SplitState::Published { entry }) => entry,
             _ => self.upload(part, &ends)?,
         };
