@@ -37,15 +37,7 @@ fn lines(tag: &str, n: usize) -> Vec<String> {
 /// Every line of the job, once each and in file order (else panics with
 /// what is wrong).
 fn assert_exactly_once(server: &Server, shipper: &mut Shipper, runs: &[&ProcessRun], ctx: &str) {
-    wait_all_stored(server, shipper, DEADLINE, runs);
-    let got = server.all_lines(JOB);
-    let problems = problems(&got, runs, Offsets::Exact);
-    assert!(
-        problems.is_empty(),
-        "{ctx}:\n  {}\ncblogsd log (end):\n{}",
-        problems.join("\n  "),
-        log_tail(&server.log_text(), 30)
-    );
+    assert_job_exactly_once(server, shipper, runs, JOB, ctx);
 }
 
 /// The split objects under `prefix`, by file name.
@@ -136,12 +128,13 @@ fn shipped_lines_are_published_to_s3_and_survive_the_loss_of_the_nodes_disk() {
     shipper.stop();
 }
 
-/// Issue 16, rule 3: lines acknowledged but not yet published are on the
-/// node's disk only. When that disk is lost, the node comes back with a
-/// new incarnation holding each source up to its published end; the
-/// shipper notices (it asks every `incarnation_check_ms`) and sends every
-/// stream again from there — a quiet stream too, that no new line would
-/// bring to a 409.
+/// Issue 16, rules 2 and 3: lines acknowledged but not yet published are
+/// on the node's disk only. When that disk is lost, the node comes back
+/// with a new incarnation holding each source up to its published end;
+/// the shipper notices (it asks every `incarnation_check_ms`) and sends
+/// every stream again from there, across files: from a rotated file it
+/// kept open, and from a finished task whose sandbox the agent has deleted
+/// since — and a quiet stream too, that no new line would bring to a 409.
 #[test]
 fn lines_not_yet_published_are_sent_again_after_the_node_loses_its_disk() {
     let weed = Seaweed::start();
@@ -156,21 +149,44 @@ fn lines_not_yet_published_are_sent_again_after_the_node_loses_its_disk() {
     let mut server = stack.server;
     let task = stack.agent.task("www-data", "prod", "s3", 1);
     let mut run = task.process("s3", 0);
+    let finished_task = stack.agent.task("www-data", "prod", "s3", 2);
+    let mut finished = finished_task.process("s3", 0);
     run.append_lines(Stream::Stdout, &lines("published", 100));
     run.append_lines(Stream::Stderr, &lines("published-err", 10));
+    finished.append_lines(Stream::Stdout, &lines("finished-published", 10));
     let shipper_config = SHIPPER_FAST.replace("[ship]\n", "[ship]\nincarnation_check_ms = 200\n");
-    let mut shipper = Shipper::start(
+    let mut shipper = Shipper::start_with_status_endpoint(
         &stack.agent,
         &stack.dir.path().join("shipper-state"),
         &server.url,
         &shipper_config,
     );
-    assert_exactly_once(&server, &mut shipper, &[&run], "shipped");
+    let runs = [&run, &finished];
+    assert_exactly_once(&server, &mut shipper, &runs, "shipped");
     server.flush();
-    // From here on stderr is quiet.
+    // A rotation: the rotated file is read to its end, and kept open.
     run.append_lines(Stream::Stdout, &lines("unpublished", 50));
+    run.rotate(Stream::Stdout);
+    run.append_lines(Stream::Stdout, &lines("after-rotation", 20));
+    // From here on stderr is quiet.
     run.append_lines(Stream::Stderr, &lines("unpublished-err", 5));
-    assert_exactly_once(&server, &mut shipper, &[&run], "shipped, not published");
+    // The task finishes, and the agent's garbage collector deletes its sandbox.
+    finished.append_lines(Stream::Stdout, &lines("finished-last", 10));
+    let runs = [&run, &finished];
+    assert_exactly_once(&server, &mut shipper, &runs, "shipped, not published");
+    finished_task.delete();
+    let stdout = run.path(Stream::Stdout).display().to_string();
+    let gone = finished.path(Stream::Stdout).display().to_string();
+    wait_until(
+        "the shipper to keep the unpublished files",
+        DEADLINE,
+        || {
+            let status = shipper_files(&shipper);
+            let live = status.iter().find(|f| f["path"] == stdout.as_str())?;
+            let deleted = status.iter().find(|f| f["path"] == gone.as_str())?;
+            (live["open_files"] == 2 && deleted["deleted"] == true).then_some(())
+        },
+    );
     let before = server.published();
     for s in before["sources"].as_array().expect("sources") {
         assert!(
@@ -182,9 +198,9 @@ fn lines_not_yet_published_are_sent_again_after_the_node_loses_its_disk() {
     server.kill9();
     std::fs::remove_dir_all(stack.dir.path().join("data")).expect("wipe the data dir");
     server.restart();
-    // Nothing more is written: both streams come back by the shipper's
+    // Nothing more is written: every stream comes back by the shipper's
     // question alone.
-    assert_exactly_once(&server, &mut shipper, &[&run], "after the disk was lost");
+    assert_exactly_once(&server, &mut shipper, &runs, "after the disk was lost");
     assert!(
         shipper
             .log_text()
@@ -192,9 +208,35 @@ fn lines_not_yet_published_are_sent_again_after_the_node_loses_its_disk() {
         "{}",
         log_tail(&shipper.log_text(), 20)
     );
+    // Once published, the rotated file is closed and the deleted task's
+    // stream forgotten.
+    server.flush();
+    wait_until(
+        "the shipper to let the published files go",
+        DEADLINE,
+        || {
+            let status = shipper_files(&shipper);
+            let live = status.iter().find(|f| f["path"] == stdout.as_str())?;
+            let forgotten = !status.iter().any(|f| f["path"] == gone.as_str());
+            (live["open_files"] == 1 && forgotten).then_some(())
+        },
+    );
     run.append_lines(Stream::Stdout, &lines("after", 20));
-    assert_exactly_once(&server, &mut shipper, &[&run], "lines written after");
+    assert_exactly_once(
+        &server,
+        &mut shipper,
+        &[&run, &finished],
+        "lines written after",
+    );
     shipper.stop();
+}
+
+/// The files of the shipper's status endpoint.
+fn shipper_files(shipper: &Shipper) -> Vec<serde_json::Value> {
+    serde_json::from_str::<serde_json::Value>(&shipper.status_get("/status"))
+        .ok()
+        .and_then(|s| s["files"].as_array().cloned())
+        .unwrap_or_default()
 }
 
 fn has_file_named(dir: &std::path::Path, name: &str) -> bool {
@@ -357,8 +399,22 @@ fn wrong_credentials_stop_the_start_with_a_clear_error() {
 
 /// cblogsd started by hand: its start-up may not reach "listening".
 fn spawn_cblogsd(dir: &std::path::Path, config: &str) -> std::process::Child {
+    spawn_cblogsd_on(dir, config, 0)
+}
+
+/// A free port on loopback, for a cblogsd that is to be asked before it
+/// says where it listens.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn spawn_cblogsd_on(dir: &std::path::Path, config: &str, port: u16) -> std::process::Child {
     let path = dir.join("cblogsd.toml");
-    std::fs::write(&path, format!("listen = \"127.0.0.1:0\"\n{config}")).expect("write config");
+    std::fs::write(&path, format!("listen = \"127.0.0.1:{port}\"\n{config}"))
+        .expect("write config");
     Command::new(bin("cblogsd"))
         .arg("--config")
         .arg(&path)
@@ -387,9 +443,12 @@ fn a_missing_bucket_stops_the_start_and_an_unreachable_store_is_waited_for() {
     assert!(stderr.contains("no-such-bucket"), "{stderr}");
 
     // The store is down at start: cblogsd says so, naming it, and starts
-    // once it is back.
+    // once it is back. Meanwhile it answers, but takes nothing (rule 4: a
+    // node that has not read the metastore does not know what each source
+    // published).
     weed.stop();
-    let mut child = spawn_cblogsd(dir.path(), &weed.config("later"));
+    let port = free_port();
+    let mut child = spawn_cblogsd_on(dir.path(), &weed.config("later"), port);
     let stderr = BufReader::new(child.stderr.take().expect("stderr"));
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -406,6 +465,26 @@ fn a_missing_bucket_stops_the_start_and_an_unreachable_store_is_waited_for() {
         child.try_wait().expect("status").is_none(),
         "it keeps trying"
     );
+    let batch = {
+        let mut f = SourceFile::of(&format!("devcluster/{JOB}"), 0, "s3", Stream::Stdout);
+        request(vec![f.batch(&lines("too early", 3))])
+    };
+    let early = wait_until("the port to answer while starting", DEADLINE, || {
+        reqwest::blocking::Client::new()
+            .post(format!("http://127.0.0.1:{port}/api/v1/ingest"))
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&batch).expect("json"))
+            .send()
+            .ok()
+    });
+    assert_eq!(early.status().as_u16(), 503);
+    assert!(early.headers().contains_key("retry-after"));
+    let said = early.text().expect("body");
+    assert!(
+        said.contains("starting") && said.contains("metastore"),
+        "{said}"
+    );
+    assert!(said.contains(&weed.endpoint), "{said}");
     weed.restart();
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let mut first = String::new();

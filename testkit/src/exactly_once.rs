@@ -229,3 +229,25 @@ pub fn wait_all_stored(
         panic!("{e}; shipper log:\n{}", shipper.log_text());
     }
 }
+
+/// Waits until cblogsd holds every line written to `runs`, then checks
+/// that `job`'s lines are each shown once, in file order, at their
+/// offsets; else panics saying what is wrong (`ctx` first) with the end of
+/// cblogsd's log.
+pub fn assert_job_exactly_once(
+    server: &Server,
+    shipper: &mut Shipper,
+    runs: &[&ProcessRun],
+    job: &str,
+    ctx: &str,
+) {
+    wait_all_stored(server, shipper, crate::wait::DEADLINE, runs);
+    let got = server.all_lines(job);
+    let problems = problems(&got, runs, Offsets::Exact);
+    assert!(
+        problems.is_empty(),
+        "{ctx}:\n  {}\ncblogsd log (end):\n{}",
+        problems.join("\n  "),
+        crate::text::log_tail(&server.log_text(), 30)
+    );
+}

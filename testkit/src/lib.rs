@@ -9,7 +9,7 @@
 //!
 //! | module | what it owns |
 //! | --- | --- |
-//! | [`binaries`] | building the binaries once, and where they are |
+//! | [`binaries`] | building the binaries once, and where they are (and the previous version's) |
 //! | [`daemon`] | a child process started, SIGKILLed, stopped, restarted (both daemons use it) |
 //! | [`server`] | `cblogsd` on a free port: start, stop, restart |
 //! | [`server_api`] | what tests ask a running `cblogsd` over HTTP (ingest, flush, storage, metrics) |
@@ -52,14 +52,14 @@ pub mod tools;
 pub mod wait;
 pub mod wire;
 
-pub use binaries::{bin, bin_dir};
+pub use binaries::{bin, bin_dir, previous_bin, PREVIOUS_VERSION};
 pub use cblogs_fake_agent::ids::{fake_uuid, AGENT_ID, FRAMEWORK_ID};
 pub use cblogs_fake_agent::lines::LogKind;
 pub use cblogs_fake_agent::NOT_A_LOG;
 pub use cli::{cli, cli_with, CliOutput};
 pub use exactly_once::{
-    await_stored, brief, problems, shown_line, stored_per_job, wait_all_stored, written_per_job,
-    Offsets, Shown,
+    assert_job_exactly_once, await_stored, brief, problems, shown_line, stored_per_job,
+    wait_all_stored, written_per_job, Offsets, Shown,
 };
 pub use follower::Follower;
 pub use model::{StreamKey, StreamModel, Written, MAX_LINE_BYTES};

@@ -23,6 +23,8 @@ pub struct Server {
     pub port: u16,
     data_dir: PathBuf,
     config: Option<PathBuf>,
+    /// The binary: this version's `cblogsd`, or another (an upgrade test).
+    program: PathBuf,
 }
 
 impl Server {
@@ -50,6 +52,18 @@ impl Server {
         listen: &str,
         env: &[(&str, &str)],
     ) -> Server {
+        Server::start_program(&bin("cblogsd"), data_dir, config, listen, env)
+    }
+
+    /// [`Server::start_with`] of another `cblogsd` binary (e.g.
+    /// [`crate::previous_bin`]); a restart runs it again.
+    pub fn start_program(
+        program: &Path,
+        data_dir: &Path,
+        config: Option<&str>,
+        listen: &str,
+        env: &[(&str, &str)],
+    ) -> Server {
         let config = config.map(|text| {
             let path = data_dir.with_extension("toml");
             std::fs::write(&path, text).expect("write config");
@@ -61,6 +75,7 @@ impl Server {
             port: 0,
             data_dir: data_dir.to_owned(),
             config,
+            program: program.to_owned(),
         };
         s.spawn_at(listen, env);
         s
@@ -68,7 +83,7 @@ impl Server {
 
     /// Starts the process and waits for the line that says where it listens.
     fn spawn_at(&mut self, listen: &str, env: &[(&str, &str)]) {
-        let mut cmd = Command::new(bin("cblogsd"));
+        let mut cmd = Command::new(&self.program);
         cmd.arg("--listen")
             .arg(listen)
             .arg("--data-dir")
@@ -118,6 +133,13 @@ impl Server {
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) {
         self.daemon.stop();
+    }
+
+    /// Starts `program` (another version of `cblogsd`) on the same data dir
+    /// and port, once this one is stopped: an upgrade or a downgrade.
+    pub fn restart_as(&mut self, program: &Path) {
+        self.program = program.to_owned();
+        self.restart();
     }
 
     /// Starts again on the same data dir and the same port (clients reconnect to it).

@@ -5,7 +5,7 @@
 //! configs tests run it with.
 
 use std::ffi::{OsStr, OsString};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use cblogs_fake_agent::Agent;
@@ -42,6 +42,8 @@ pub struct Shipper {
     daemon: Daemon,
     args: Vec<OsString>,
     status_listen: String,
+    /// The binary: this version's `cblogs-shipper`, or another (an upgrade test).
+    program: PathBuf,
 }
 
 impl Shipper {
@@ -63,14 +65,7 @@ impl Shipper {
         server_url: &str,
         config: &str,
     ) -> Shipper {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let mut s = Shipper::prepare(agent, state_dir, server_url, config, &addr);
-        s.spawn(&[]);
-        s
+        Shipper::start_program(&bin("cblogs-shipper"), agent, state_dir, server_url, config)
     }
 
     /// [`Shipper::start`] with `extra_args` after the usual flags (e.g.
@@ -129,11 +124,12 @@ impl Shipper {
             daemon: Daemon::new("cblogs-shipper", &state_dir.with_extension("log")),
             args: args.into_iter().map(OsStr::to_os_string).collect(),
             status_listen: status_listen.to_owned(),
+            program: bin("cblogs-shipper"),
         }
     }
 
     fn spawn(&mut self, env: &[(&str, &str)]) {
-        let mut cmd = Command::new(bin("cblogs-shipper"));
+        let mut cmd = Command::new(&self.program);
         cmd.args(&self.args)
             .env("RUST_LOG", "info")
             .env_remove("CBLOGS_SERVER")
@@ -142,6 +138,33 @@ impl Shipper {
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         self.daemon.spawn(&mut cmd);
+    }
+
+    /// [`Shipper::start_with_status_endpoint`] of another `cblogs-shipper`
+    /// binary (e.g. [`crate::previous_bin`]); a restart runs it again.
+    pub fn start_program(
+        program: &Path,
+        agent: &Agent,
+        state_dir: &Path,
+        server_url: &str,
+        config: &str,
+    ) -> Shipper {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut s = Shipper::prepare(agent, state_dir, server_url, config, &addr);
+        s.program = program.to_owned();
+        s.spawn(&[]);
+        s
+    }
+
+    /// Starts `program` (another version of `cblogs-shipper`) with the same
+    /// flags and state dir, once this one is stopped: an upgrade or a downgrade.
+    pub fn restart_as(&mut self, program: &Path) {
+        self.program = program.to_owned();
+        self.restart();
     }
 
     /// Its status endpoint's address ("off" when started without one).

@@ -60,6 +60,18 @@ pub struct ObjectStoreConfig {
     pub credentials_file: PathBuf,
 }
 
+impl ObjectStoreConfig {
+    /// Where the store is, for messages: its URL (and endpoint), or the
+    /// embedded default's folder under `data_dir`.
+    pub fn describe(&self, data_dir: &Path) -> String {
+        match (self.url.is_empty(), self.endpoint.is_empty()) {
+            (true, _) => data_dir.join("bucket").display().to_string(),
+            (false, true) => self.url.clone(),
+            (false, false) => format!("{} at {}", self.url, self.endpoint),
+        }
+    }
+}
+
 impl Default for ObjectStoreConfig {
     fn default() -> Self {
         ObjectStoreConfig {

@@ -41,7 +41,7 @@ mod service;
 mod store;
 mod wal;
 
-pub use api::{tls_acceptor, PeerAddr, TlsListener};
+pub use api::{tls_acceptor, PeerAddr, Starting, TlsListener};
 pub use config::Config;
 pub use service::{Service, StartError};
 

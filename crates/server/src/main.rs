@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 
-use cblogs_server::{Config, PeerAddr, Service, StartError, TlsListener};
+use cblogs_server::{Config, PeerAddr, Service, StartError, Starting, TlsListener};
 
 /// The central cblogs service: stores and indexes the logs of every Aurora
 /// task and serves them to `cblogs` and the web page.
@@ -105,7 +105,35 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         .context("cannot read the listening address")?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let data_dir = config.data_dir.clone();
-    let service = match tokio::task::block_in_place(|| Service::open(config)) {
+    // The port answers from now on: 503 until the service is open (the
+    // metastore read, the WAL replayed), then the service itself.
+    let starting = Starting::new(&format!(
+        "reading the metastore in {} and the write-ahead log in {}",
+        config.object_store.describe(&data_dir),
+        data_dir.display()
+    ));
+    let front = starting
+        .router()
+        .into_make_service_with_connect_info::<PeerAddr>();
+    let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        let _ = shutdown_rx.await;
+    };
+    let mut server = match tls {
+        Some(acceptor) => {
+            let listener = TlsListener::new(listener, acceptor).context("cannot start TLS")?;
+            let server = axum::serve(listener, front).with_graceful_shutdown(shutdown);
+            tokio::spawn(async move { server.await })
+        }
+        None => {
+            let server = axum::serve(listener, front).with_graceful_shutdown(shutdown);
+            tokio::spawn(async move { server.await })
+        }
+    };
+    let service = match tokio::task::spawn_blocking(|| Service::open(config))
+        .await
+        .context("the start failed")?
+    {
         Ok(s) => s,
         // A bad rules file: its own message says which rule and field.
         Err(StartError::Alerts(e)) => anyhow::bail!("{e}"),
@@ -118,8 +146,9 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     for line in service.describe_auth() {
         tracing::info!("auth: {line}");
     }
-    tracing::info!(%addr, data_dir = %data_dir.display(), tls = tls.is_some(), "cblogsd ready");
-    // Scripts and tests wait for this line; keep its wording.
+    starting.ready(service.router());
+    tracing::info!(%addr, data_dir = %data_dir.display(), tls = scheme == "https", "cblogsd ready");
+    // Scripts and tests wait for this line (it means ready); keep its wording.
     println!("cblogsd listening on {scheme}://{addr}");
     let demo_task = demo.then(|| {
         let url = format!("{scheme}://{addr}");
@@ -135,25 +164,17 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     // On SIGINT/SIGTERM: stop accepting, end follow streams (they would
     // otherwise keep the graceful shutdown waiting forever), drain requests.
     let stop = service.stop_handle();
-    let app = service
-        .router()
-        .into_make_service_with_connect_info::<PeerAddr>();
-    let shutdown = async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        stop.send_replace(true);
-    };
-    let mut server = match tls {
-        Some(acceptor) => {
-            let listener = TlsListener::new(listener, acceptor).context("cannot start TLS")?;
-            let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-            tokio::spawn(async move { server.await })
+    let stopping = service.stopping();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = shutdown_signal() => {
+                tracing::info!("shutting down");
+                stop.send_replace(true);
+            }
+            () = wait_stopping(stopping) => {}
         }
-        None => {
-            let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-            tokio::spawn(async move { server.await })
-        }
-    };
+        let _ = shutdown_tx.send(());
+    });
     tokio::select! {
         r = &mut server => r.context("HTTP server task failed")?.context("HTTP server failed")?,
         _ = wait_stopping(service.stopping()) => {

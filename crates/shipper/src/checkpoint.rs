@@ -1,7 +1,9 @@
 //! Checkpoints: per stream, the offset `cblogsd` has acknowledged and the
 //! file (by device and inode) that holds it, so a restart — of the shipper
 //! or of the host — resumes exactly there, even if the file was rotated
-//! meanwhile.
+//! meanwhile; and the offset the server has published to its object store,
+//! with the older files still kept for it: until a byte is published, a
+//! server that loses its disk may ask for it again.
 //!
 //! All checkpoints live in one `checkpoints.json`, replaced atomically:
 //! write a temporary file, fsync it, rename it over the old one, fsync the
@@ -25,6 +27,23 @@ pub struct Checkpoint {
     pub dev: u64,
     pub ino: u64,
     /// …and the stream offset of its first byte.
+    pub base: u64,
+    /// Everything before this offset is published by the server (in its
+    /// object store, safe from the loss of its disk). `None` in a file
+    /// written before this was kept: taken as `acked`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<u64>,
+    /// The files before the one holding `acked`, oldest first, kept
+    /// because they hold bytes not yet published.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<FileMark>,
+}
+
+/// A file of a stream: its device and inode, and the stream offset of its first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMark {
+    pub dev: u64,
+    pub ino: u64,
     pub base: u64,
 }
 
@@ -141,6 +160,12 @@ mod tests {
                 dev: 1,
                 ino: 2,
                 base: 40,
+                published: Some(7),
+                kept: vec![FileMark {
+                    dev: 1,
+                    ino: 3,
+                    base: 0,
+                }],
             },
         );
         let saved = |incarnation: Option<&str>| Saved {
@@ -152,9 +177,16 @@ mod tests {
         let loaded = store.load().unwrap().unwrap();
         assert_eq!(loaded.files, files);
         assert_eq!(loaded.incarnation.as_deref(), Some("abc"));
-        // A file written before incarnations were kept still loads.
-        fs::write(&store.path, br#"{"files":{}}"#).unwrap();
-        assert_eq!(store.load().unwrap().unwrap().incarnation, None);
+        // A file written before incarnations and published ends were kept still loads.
+        fs::write(
+            &store.path,
+            br#"{"files":{"/x":{"source":"k","acked":5,"dev":1,"ino":2,"base":0}}}"#,
+        )
+        .unwrap();
+        let old = store.load().unwrap().unwrap();
+        assert_eq!(old.incarnation, None);
+        let cp = &old.files[Path::new("/x")];
+        assert_eq!((cp.published, cp.kept.len()), (None, 0));
         fs::write(&store.path, b"{").unwrap();
         let err = store.load().unwrap_err();
         assert!(err.to_string().contains("checkpoints.json"), "{err}");

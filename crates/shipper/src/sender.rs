@@ -100,6 +100,16 @@ fn read_token(path: &Path) -> Result<String, SenderError> {
         })
 }
 
+/// Why the server could not say what it holds.
+#[derive(Debug)]
+pub enum PublishedError {
+    /// 404: a server from before published ends (or a proxy that does not
+    /// route the path).
+    NotServed(String),
+    /// Unreachable, refused, or an answer that is not one.
+    Failed(String),
+}
+
 pub struct Sender {
     client: reqwest::Client,
     credentials: Credentials,
@@ -206,24 +216,28 @@ impl Sender {
 
     /// What the server holds of `host`'s sources, and its incarnation
     /// (one try: the caller asks again later).
-    pub async fn published(&self, host: &str) -> Result<PublishedResponse, String> {
+    pub async fn published(&self, host: &str) -> Result<PublishedResponse, PublishedError> {
         let url = format!("{}?host={host}", self.published_url);
         let mut r = self.client.get(&url);
         if let Some(auth) = self.credentials.header() {
             r = r.header(reqwest::header::AUTHORIZATION, auth);
         }
-        let resp = r
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach {url}: {}", error_chain(&e)))?;
+        let resp = r.send().await.map_err(|e| {
+            PublishedError::Failed(format!("cannot reach {url}: {}", error_chain(&e)))
+        })?;
         let status = resp.status();
         if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
-            return Err(format!("{url} answered {status}: {text}"));
+            let said = format!("{url} answered {status}: {text}");
+            return Err(if status == reqwest::StatusCode::NOT_FOUND {
+                PublishedError::NotServed(said)
+            } else {
+                PublishedError::Failed(said)
+            });
         }
         resp.json()
             .await
-            .map_err(|e| format!("{url}: {}", error_chain(&e)))
+            .map_err(|e| PublishedError::Failed(format!("{url}: {}", error_chain(&e))))
     }
 
     pub fn retries(&self) -> std::collections::BTreeMap<String, u64> {

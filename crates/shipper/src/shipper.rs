@@ -8,6 +8,13 @@
 //! memory; each stream has at most one batch in flight, so its batches
 //! reach the server in order; a checkpoint only ever records what the
 //! server acknowledged.
+//!
+//! Two ends per stream: `acked` (the server holds it, in its write-ahead
+//! log) and `published` (the server has put it in its object store, safe
+//! from the loss of its disk). The loop asks the server for the second
+//! every `incarnation_check_ms`; until a stream's bytes are published, its
+//! files stay open (rotated or deleted) and a finished sandbox's streams
+//! are not forgotten, so a server that comes back empty gets them again.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
@@ -26,7 +33,7 @@ use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore, Saved};
 use crate::config::{Config, ConfigError, StartAt};
 use crate::discovery::SandboxScanner;
 use crate::mapping::JobMapper;
-use crate::sender::{Credentials, Delivery, Sender, SenderError};
+use crate::sender::{Credentials, Delivery, PublishedError, Sender, SenderError};
 use crate::status::{FileStatus, Status, StatusRequest};
 use crate::tailer::{StreamTailer, TailLimits};
 use crate::watcher::DirWatcher;
@@ -81,9 +88,13 @@ pub struct Shipper {
     /// The server's incarnation that acknowledged the checkpoints.
     incarnation: Option<String>,
     /// A question to the server about what it holds, on its way.
-    asking: JoinSet<Result<PublishedResponse, String>>,
+    asking: JoinSet<Result<PublishedResponse, PublishedError>>,
     /// The last such question failed (said once, not every time).
     asking_failed: bool,
+    /// The server answers what it has published. `false` for a server
+    /// older than that question (404): each acknowledged byte then counts
+    /// as published, as before, so files are not kept for nothing.
+    server_publishes: bool,
 }
 
 impl Shipper {
@@ -151,6 +162,7 @@ impl Shipper {
             incarnation,
             asking: JoinSet::new(),
             asking_failed: false,
+            server_publishes: true,
             cfg,
         })
     }
@@ -387,7 +399,7 @@ impl Shipper {
         let mut i = 0;
         while i < self.tailers.len() {
             let t = &self.tailers[i];
-            if !(t.gone && t.is_drained()) {
+            if !(t.gone && t.is_drained() && t.published >= t.acked) {
                 i += 1;
                 continue;
             }
@@ -508,17 +520,32 @@ impl Shipper {
             .spawn(async move { sender.published(&host).await });
     }
 
-    /// The server's answer: if its incarnation is not the one that
+    /// The server's answer: each stream's published end (files wholly
+    /// before it are closed); and if its incarnation is not the one that
     /// acknowledged our streams, every stream it holds less of than was
     /// acknowledged is read again from what it holds (one with a batch in
     /// flight is told by that batch's 409).
-    fn on_published(&mut self, answer: Result<PublishedResponse, String>) {
+    fn on_published(&mut self, answer: Result<PublishedResponse, PublishedError>) {
         let resp = match answer {
             Ok(resp) => {
                 self.asking_failed = false;
+                self.server_publishes = true;
                 resp
             }
-            Err(e) => {
+            Err(PublishedError::NotServed(e)) => {
+                if self.server_publishes {
+                    tracing::info!(
+                        "the server does not say what it has published ({e}): an older cblogsd; \
+                         acknowledged lines count as published"
+                    );
+                    for t in &mut self.tailers {
+                        t.set_published(t.acked);
+                    }
+                }
+                self.server_publishes = false;
+                return;
+            }
+            Err(PublishedError::Failed(e)) => {
                 if !self.asking_failed {
                     tracing::info!("cannot ask the server what it holds: {e}");
                 }
@@ -526,39 +553,58 @@ impl Shipper {
                 return;
             }
         };
-        if resp.incarnation.is_empty() || self.incarnation.as_deref() == Some(&resp.incarnation) {
-            return;
-        }
-        let known = self.incarnation.replace(resp.incarnation.clone());
-        self.checkpoint_dirty = true;
-        if known.is_none() {
-            return;
-        }
-        let held: HashMap<&str, u64> = resp
+        let ends: HashMap<&str, (u64, u64)> = resp
             .sources
             .iter()
-            .map(|s| (s.id.as_str(), s.held_end))
+            .map(|s| (s.id.as_str(), (s.published_end, s.held_end)))
             .collect();
+        let new_incarnation = !resp.incarnation.is_empty()
+            && self.incarnation.as_deref() != Some(resp.incarnation.as_str());
+        let known = if new_incarnation {
+            self.checkpoint_dirty = true;
+            self.incarnation.replace(resp.incarnation.clone())
+        } else {
+            None
+        };
         let mut again = 0;
         for t in &mut self.tailers {
             let id = format!("{:016x}", t.source.id());
-            let held_end = held.get(id.as_str()).copied().unwrap_or(0);
+            let (published_end, held_end) = ends.get(id.as_str()).copied().unwrap_or((0, 0));
+            if known.is_none() {
+                if published_end > t.published && t.published < t.acked {
+                    t.set_published(published_end);
+                    self.checkpoint_dirty = true;
+                }
+                continue;
+            }
             if t.in_flight || held_end >= t.acked {
+                t.set_published(published_end);
                 continue;
             }
             let acked = t.acked;
-            if t.rewind(held_end) {
-                again += 1;
-                tracing::warn!(
+            match t.rewind(held_end) {
+                Some(from) if from == held_end => {
+                    again += 1;
+                    tracing::warn!(
+                        file = %t.path.display(),
+                        "the server (a new incarnation) holds this stream only up to offset {held_end} of the {acked} it acknowledged; sending the rest again"
+                    );
+                }
+                Some(from) => {
+                    again += 1;
+                    tracing::warn!(
+                        file = %t.path.display(),
+                        "the server (a new incarnation) holds this stream only up to offset {held_end} of the {acked} it acknowledged; bytes {held_end}..{from} are no longer on disk here (lost), sending on from {from}"
+                    );
+                }
+                None => tracing::warn!(
                     file = %t.path.display(),
-                    "the server (a new incarnation) holds this stream only up to offset {held_end} of the {acked} it acknowledged; sending the rest again"
-                );
-            } else {
-                tracing::warn!(
-                    file = %t.path.display(),
-                    "the server (a new incarnation) holds this stream only up to offset {held_end} of the {acked} it acknowledged, and those bytes are no longer on disk here"
-                );
+                    "the server (a new incarnation) holds this stream only up to offset {held_end} of the {acked} it acknowledged, and this stream cannot be read again from there"
+                ),
             }
+        }
+        if known.is_none() {
+            return;
         }
         tracing::info!(
             incarnation = %resp.incarnation,
@@ -589,9 +635,13 @@ impl Shipper {
             Delivery::Acked(resp) => {
                 self.lines_acked += resp.accepted + resp.duplicates;
                 self.note_incarnation(&resp.incarnation);
+                let publishes = self.server_publishes;
                 for (key, batch) in keys.iter().zip(&req.batches) {
                     if let Some(t) = self.tailer(key) {
                         t.ack(batch.end);
+                        if !publishes {
+                            t.set_published(batch.end);
+                        }
                     }
                 }
                 self.checkpoint_dirty = true;
@@ -601,25 +651,30 @@ impl Shipper {
                     return;
                 };
                 let Some(t) = self.tailer(&key) else { return };
-                if t.rewind(held_end) {
-                    tracing::warn!(
+                match t.rewind(held_end) {
+                    Some(from) if from == held_end => tracing::warn!(
                         file = %key.display(),
                         "the server holds this stream only up to offset {held_end} ({message}); reading it again from there"
-                    );
-                } else {
-                    tracing::warn!(
+                    ),
+                    Some(from) => tracing::warn!(
                         file = %key.display(),
-                        "the server holds this stream only up to offset {held_end}, and bytes {held_end}..{} are no longer on disk here: sending on, with the gap allowed",
-                        batch.start
-                    );
-                    t.in_flight = true;
-                    batch.allow_gap = true;
-                    self.dispatch(
-                        vec![key],
-                        IngestRequest {
-                            batches: vec![batch],
-                        },
-                    );
+                        "the server holds this stream only up to offset {held_end} ({message}), and bytes {held_end}..{from} are no longer on disk here (lost): reading it again from {from}, with the gap allowed"
+                    ),
+                    None => {
+                        tracing::warn!(
+                            file = %key.display(),
+                            "the server holds this stream only up to offset {held_end}, and bytes {held_end}..{} are no longer on disk here: sending on, with the gap allowed",
+                            batch.start
+                        );
+                        t.in_flight = true;
+                        batch.allow_gap = true;
+                        self.dispatch(
+                            vec![key],
+                            IngestRequest {
+                                batches: vec![batch],
+                            },
+                        );
+                    }
                 }
             }
             Delivery::TooLarge { message } => {
@@ -702,6 +757,7 @@ impl Shipper {
                 path: t.path.display().to_string(),
                 source: t.source.key(),
                 acked: t.acked,
+                published: t.published,
                 lag_bytes: t.lag(),
                 open_files: t.open_files(),
                 deleted: t.gone,

@@ -32,9 +32,13 @@ pub struct FileStatus {
     pub source: String,
     /// Stream offset the server has acknowledged.
     pub acked: u64,
+    /// Stream offset the server has published to its object store.
+    #[serde(default)]
+    pub published: u64,
     /// Bytes on disk the server does not hold yet.
     pub lag_bytes: u64,
-    /// Open descriptors (the live file and rotated files not read yet).
+    /// Open descriptors: the live file, rotated files not read yet, and
+    /// those kept until the server has published them.
     pub open_files: usize,
     /// The run folder was deleted; the file is being drained.
     pub deleted: bool,

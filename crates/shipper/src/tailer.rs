@@ -10,6 +10,13 @@
 //! appears is opened at once, so a file deleted while the shipper lags (or
 //! while the server is down) is still read. Offsets count from the start of
 //! the stream, so they keep growing across files.
+//!
+//! A file read to its end is not closed at once: it is kept (open, so its
+//! deletion does not matter) until the server has *published* every byte
+//! of it. Until then a server that loses its disk may hold less than it
+//! acknowledged, and [`StreamTailer::rewind`] reads the stream again from
+//! there, across files. Only bytes older than every file kept are truly
+//! gone, and only for those is the server told to accept a gap.
 
 use std::collections::VecDeque;
 use std::fs::{self, File};
@@ -22,7 +29,7 @@ use cblogs_core::sandbox;
 use cblogs_core::wire::{Batch, WireLine};
 use cblogs_core::Source;
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, FileMark};
 use crate::discovery::FoundStream;
 
 /// One open file of the stream.
@@ -32,15 +39,23 @@ struct Segment {
     ino: u64,
     /// Bytes of this file already read.
     pos: u64,
+    /// The stream offset of its first byte: known once reading reaches it.
+    base: u64,
 }
 
-/// A file whose first byte's stream offset is known: what a checkpoint
-/// needs to find an offset again after a restart.
-#[derive(Debug, Clone, Copy)]
-struct Mark {
-    dev: u64,
-    ino: u64,
-    base: u64,
+impl Segment {
+    fn mark(&self) -> FileMark {
+        FileMark {
+            dev: self.dev,
+            ino: self.ino,
+            base: self.base,
+        }
+    }
+
+    fn seek_to(&mut self, pos: u64) -> io::Result<()> {
+        self.pos = self.file.seek(SeekFrom::Start(pos))?;
+        Ok(())
+    }
 }
 
 /// The last line, while its newline has not arrived.
@@ -86,9 +101,11 @@ pub struct StreamTailer {
     /// The live file's path (`…/<run>/stdout`): the stream's key.
     pub path: PathBuf,
     dir: PathBuf,
-    /// Front: the file being read. Back: the file last seen under the live name.
+    /// Oldest first: files read to their end and kept until published,
+    /// then the file being read (`segs[reading]`), then newer ones not
+    /// reached yet. Back: the file last seen under the live name.
     segs: VecDeque<Segment>,
-    marks: VecDeque<Mark>,
+    reading: usize,
     /// The stream offset of the next byte to read.
     read_to: u64,
     line: PartialLine,
@@ -97,6 +114,8 @@ pub struct StreamTailer {
     batched_to: u64,
     /// Everything before this is acknowledged by the server.
     pub acked: u64,
+    /// Everything before this is published by the server (never past `acked`).
+    pub published: u64,
     /// A batch of this stream awaits its answer (at most one, so a
     /// stream's batches reach the server in order).
     pub in_flight: bool,
@@ -148,6 +167,7 @@ fn open_segment(path: &Path) -> io::Result<Segment> {
         dev: meta.dev(),
         ino: meta.ino(),
         pos: 0,
+        base: 0,
     })
 }
 
@@ -177,12 +197,13 @@ impl StreamTailer {
             path: path.clone(),
             dir: found.dir.clone(),
             segs: VecDeque::new(),
-            marks: VecDeque::new(),
+            reading: 0,
             read_to: 0,
             line: PartialLine::default(),
             pending: Pending::default(),
             batched_to: 0,
             acked: 0,
+            published: 0,
             in_flight: false,
             allow_gap: false,
             max_batch_lines: usize::MAX,
@@ -204,6 +225,7 @@ impl StreamTailer {
                 let mut live = opened.pop().expect("checked non-empty");
                 live.pos = live.file.seek(SeekFrom::End(0))?;
                 t.read_to = live.pos;
+                t.published = live.pos;
                 t.allow_gap = true;
                 t.start_with(vec![live]);
             }
@@ -216,6 +238,7 @@ impl StreamTailer {
 
     fn resume(&mut self, mut opened: Vec<Segment>, cp: &Checkpoint) -> io::Result<()> {
         self.read_to = cp.acked;
+        self.published = cp.published.unwrap_or(cp.acked).min(cp.acked);
         let within = cp.acked.saturating_sub(cp.base);
         // After a reboot the device number may differ; within one run
         // folder the inode decides. A file now shorter than the checkpoint
@@ -225,8 +248,26 @@ impl StreamTailer {
             .position(|s| s.ino == cp.ino && s.file.metadata().is_ok_and(|m| m.len() >= within));
         match found {
             Some(i) => {
-                opened.drain(..i);
-                opened[0].pos = opened[0].file.seek(SeekFrom::Start(within))?;
+                opened[i].seek_to(within)?;
+                opened[i].base = cp.base;
+                // The files kept before it, as far as they are still here
+                // and in the same order.
+                let mut first = i;
+                for mark in cp.kept.iter().rev() {
+                    match first.checked_sub(1) {
+                        Some(j) if opened[j].ino == mark.ino => {
+                            let len = opened[j].file.metadata()?.len();
+                            opened[j].seek_to(len)?;
+                            opened[j].base = mark.base;
+                            first = j;
+                        }
+                        _ => break,
+                    }
+                }
+                opened.drain(..first);
+                self.segs = opened.into();
+                self.reading = i - first;
+                return Ok(());
             }
             None => tracing::warn!(
                 file = %self.path.display(),
@@ -237,22 +278,17 @@ impl StreamTailer {
                 cp.ino
             ),
         }
+        self.published = self.read_to;
         self.start_with(opened);
         Ok(())
     }
 
+    /// Starts reading the first of `segs` where it stands, at `read_to`.
     fn start_with(&mut self, segs: Vec<Segment>) {
         self.segs = segs.into();
-        self.mark_front();
-    }
-
-    fn mark_front(&mut self) {
-        if let Some(front) = self.segs.front() {
-            self.marks.push_back(Mark {
-                dev: front.dev,
-                ino: front.ino,
-                base: self.read_to - front.pos,
-            });
+        self.reading = 0;
+        if let Some(front) = self.segs.front_mut() {
+            front.base = self.read_to - front.pos;
         }
     }
 
@@ -301,25 +337,27 @@ impl StreamTailer {
                 polled.more = true;
                 break;
             }
-            let Some(front) = self.segs.front_mut() else {
+            let Some(seg) = self.segs.get_mut(self.reading) else {
                 break;
             };
-            let n = match front.file.read(&mut scratch[..want]) {
+            let n = match seg.file.read(&mut scratch[..want]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
             if n == 0 {
-                if self.segs.len() > 1 {
-                    // A rotated file is never written again: it is done.
-                    self.segs.pop_front();
-                    self.mark_front();
+                if self.reading + 1 < self.segs.len() {
+                    // A rotated file is never written again: it is read,
+                    // and kept until the server has published it.
+                    self.reading += 1;
+                    self.segs[self.reading].base = self.read_to;
+                    self.drop_published();
                     continue;
                 }
                 self.at_eof = true;
                 break;
             }
-            front.pos += n as u64;
+            seg.pos += n as u64;
             self.consume(&scratch[..n], now_ns, now);
             polled.bytes += n;
         }
@@ -349,7 +387,7 @@ impl StreamTailer {
         };
         if (meta.dev(), meta.ino()) != (back.dev, back.ino) {
             self.follow_rotation();
-        } else if self.segs.len() == 1 && meta.len() < back.pos {
+        } else if self.reading + 1 == self.segs.len() && meta.len() < back.pos {
             self.restart_truncated(meta.len());
         }
         Ok(())
@@ -377,22 +415,25 @@ impl StreamTailer {
         self.segs.extend(newer);
     }
 
+    /// The file being read (the live one) was cut short: its old bytes
+    /// are gone, and with them any way back past this point.
     fn restart_truncated(&mut self, len: u64) {
-        let Some(front) = self.segs.front_mut() else {
+        let read_to = self.read_to;
+        let Some(seg) = self.segs.get_mut(self.reading) else {
             return;
         };
         tracing::warn!(
             file = %self.path.display(),
-            was = front.pos,
+            was = seg.pos,
             now = len,
-            "truncated: reading it again from its start (stream offset {})",
-            self.read_to
+            "truncated: reading it again from its start (stream offset {read_to})"
         );
-        if front.file.seek(SeekFrom::Start(0)).is_ok() {
-            front.pos = 0;
+        if seg.seek_to(0).is_ok() {
+            seg.base = read_to;
             // Whatever was before the cut is the end of that line.
             self.flush_partial(cblogs_core::time::now_ns(), true);
-            self.mark_front();
+            self.segs.drain(..self.reading);
+            self.reading = 0;
         }
     }
 
@@ -537,8 +578,19 @@ impl StreamTailer {
         self.in_flight = false;
         self.max_batch_lines = usize::MAX;
         self.acked = self.acked.max(end);
-        while self.marks.len() > 1 && self.marks[1].base <= self.acked {
-            self.marks.pop_front();
+    }
+
+    /// The server has published everything before `end`: the files wholly
+    /// before it are closed.
+    pub fn set_published(&mut self, end: u64) {
+        self.published = self.published.max(end.min(self.acked));
+        self.drop_published();
+    }
+
+    fn drop_published(&mut self) {
+        while self.reading > 0 && self.segs[1].base <= self.published {
+            self.segs.pop_front();
+            self.reading -= 1;
         }
     }
 
@@ -556,39 +608,51 @@ impl StreamTailer {
         self.pending.since.get_or_insert_with(Instant::now);
     }
 
-    /// The server holds this stream only up to `held_end`, before the batch
-    /// we sent. Reads again from there if the file still has those bytes
-    /// (returns true); otherwise the caller resends with a gap allowed.
-    pub fn rewind(&mut self, held_end: u64) -> bool {
+    /// The server holds this stream only up to `held_end`, before what we
+    /// sent. Reads again from there, across the files kept, or from the
+    /// oldest byte still here (the next batch then allows the gap). Returns
+    /// where reading starts again, or `None` when it cannot (`held_end` is
+    /// past what was read, or a file cannot seek).
+    pub fn rewind(&mut self, held_end: u64) -> Option<u64> {
         self.in_flight = false;
-        let Some(front) = self.segs.front_mut() else {
-            return false;
-        };
-        let base = self.read_to - front.pos;
-        if held_end < base || held_end > self.read_to {
-            return false;
+        if held_end > self.read_to {
+            return None;
         }
-        if front.file.seek(SeekFrom::Start(held_end - base)).is_err() {
-            return false;
+        let to = held_end.max(self.segs.front()?.base);
+        let i = (0..=self.reading)
+            .rev()
+            .find(|&i| self.segs[i].base <= to)?;
+        let within = to - self.segs[i].base;
+        self.segs[i].seek_to(within).ok()?;
+        for seg in self.segs.iter_mut().skip(i + 1) {
+            seg.seek_to(0).ok()?;
         }
-        front.pos = held_end - base;
-        self.read_to = held_end;
-        self.batched_to = held_end;
-        self.acked = held_end;
+        self.reading = i;
+        self.read_to = to;
+        self.batched_to = to;
+        self.acked = to;
+        self.published = self.published.min(to);
         self.line = PartialLine::default();
         self.pending = Pending::default();
-        true
+        self.allow_gap |= to > held_end;
+        Some(to)
     }
 
     /// Where the stream stands, to be saved.
     pub fn checkpoint(&self) -> Option<Checkpoint> {
-        let mark = self.marks.front()?;
+        // The file holding `acked`: the newest one reached that starts at or before it.
+        let at = (0..=self.reading)
+            .rev()
+            .find(|&i| self.segs.get(i).is_some_and(|s| s.base <= self.acked))?;
+        let mark = self.segs[at].mark();
         Some(Checkpoint {
             source: self.source.key(),
             acked: self.acked,
             dev: mark.dev,
             ino: mark.ino,
             base: mark.base,
+            published: Some(self.published),
+            kept: self.segs.iter().take(at).map(Segment::mark).collect(),
         })
     }
 
@@ -597,6 +661,7 @@ impl StreamTailer {
         let unread: u64 = self
             .segs
             .iter()
+            .skip(self.reading)
             .map(|s| {
                 s.file
                     .metadata()
@@ -606,7 +671,8 @@ impl StreamTailer {
         (self.read_to + unread).saturating_sub(self.acked)
     }
 
-    /// Files held open (the live one and rotated ones not read to the end).
+    /// Files held open: the live one, rotated ones not read to the end,
+    /// and those kept until published.
     pub fn open_files(&self) -> usize {
         self.segs.len()
     }
@@ -784,7 +850,79 @@ mod tests {
         assert!(b.allow_gap);
         assert_eq!((b.start, b.lines[0].offset), (4, 4));
         // The server lost everything: read it again from 0.
-        assert!(t.rewind(0));
+        assert_eq!(t.rewind(0), Some(0));
         assert_eq!(texts(&drain(&mut t)), ["old", "new"]);
+    }
+
+    /// Issue 16, rule 2: rotated files are kept until the server has
+    /// published them, a rewind crosses files (even deleted ones), a
+    /// restart finds the kept files again from the checkpoint, and only
+    /// bytes older than every kept file are a gap.
+    #[test]
+    fn rotated_files_are_kept_until_published_and_rewinds_cross_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = found(tmp.path());
+        let path = f.path();
+        append(
+            &path, b"a1
+a2
+",
+        );
+        let mut t = StreamTailer::open(&f, None, false, limits()).unwrap();
+        assert_eq!(texts(&drain(&mut t)), ["a1", "a2"]);
+        fs::rename(&path, tmp.path().join("stdout.1")).unwrap();
+        append(
+            &path, b"b1
+",
+        );
+        assert_eq!(texts(&drain(&mut t)), ["b1"]);
+        fs::rename(tmp.path().join("stdout.1"), tmp.path().join("stdout.2")).unwrap();
+        fs::rename(&path, tmp.path().join("stdout.1")).unwrap();
+        append(
+            &path, b"c1
+c2
+",
+        );
+        assert_eq!(texts(&drain(&mut t)), ["c1", "c2"]);
+        assert_eq!(
+            (t.acked, t.open_files()),
+            (15, 3),
+            "nothing published: all kept"
+        );
+        // The oldest rotated file is deleted by Thermos: still kept, by descriptor.
+        fs::remove_file(tmp.path().join("stdout.2")).unwrap();
+
+        // A server that lost its disk holds up to 3 (after "a1"): the
+        // stream is read again from there, across both rotations.
+        assert_eq!(t.rewind(3), Some(3));
+        let got = drain(&mut t);
+        assert_eq!(texts(&got), ["a2", "b1", "c1", "c2"]);
+        assert_eq!(got.iter().map(|l| l.0).collect::<Vec<_>>(), [3, 6, 9, 12]);
+
+        // Published up to 7 (inside b's file): a's file is closed, b's kept.
+        t.set_published(7);
+        assert_eq!(t.open_files(), 2);
+        let cp = t.checkpoint().unwrap();
+        assert_eq!((cp.acked, cp.base, cp.published), (15, 9, Some(7)));
+        assert_eq!(cp.kept.iter().map(|m| m.base).collect::<Vec<_>>(), [6]);
+
+        // A restart finds b's file (now stdout.1) from the checkpoint.
+        let mut t = StreamTailer::open(&f, Some(&cp), false, limits()).unwrap();
+        assert_eq!(t.open_files(), 2);
+        assert!(drain(&mut t).is_empty());
+        // Held up to 0: a's file is gone, so from 6 on, with the gap allowed.
+        assert_eq!(t.rewind(0), Some(6));
+        let mut scratch = vec![0; 64];
+        t.poll(usize::MAX, &mut scratch, 1).unwrap();
+        let b = t.take_batch(usize::MAX).unwrap();
+        assert!(b.allow_gap);
+        assert_eq!(b.start, 6);
+        let texts: Vec<_> = b.lines.iter().filter_map(|l| l.text.as_deref()).collect();
+        assert_eq!(texts, ["b1", "c1", "c2"]);
+        t.ack(b.end);
+        // Everything published: only the live file stays open.
+        t.set_published(15);
+        assert_eq!(t.open_files(), 1);
+        assert!(t.checkpoint().unwrap().kept.is_empty());
     }
 }

@@ -15,6 +15,7 @@
 //! metrics.rs    GET /metrics
 //! web.rs        GET /, /static/…: the embedded page
 //! listener.rs   TCP or TLS connections, each with its peer's address
+//! starting.rs   Starting: 503 on every path until the service is open
 //! ```
 //!
 //! Handlers read the shared [`App`]; none of them starts or stops anything.
@@ -29,6 +30,7 @@ mod params;
 mod search;
 mod session;
 mod sse;
+mod starting;
 mod status;
 mod tail;
 mod web;
@@ -51,6 +53,7 @@ use crate::metrics::{emit, RequestRefused};
 pub use error::ApiError;
 pub use listener::{acceptor as tls_acceptor, PeerAddr, TlsListener};
 pub use search::check_query;
+pub use starting::Starting;
 
 /// Every endpoint, each behind the role it needs (`access/auth.rs`); the
 /// page's files and the health check are open.
