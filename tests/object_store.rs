@@ -355,6 +355,70 @@ fn retention_deletes_splits_from_the_bucket_by_age_and_never_for_the_local_disk_
     assert_eq!(out.lines().len(), 30, "{}", out.stderr);
 }
 
+/// `storage.max_bucket_bytes` bounds the published splits in the bucket:
+/// past it the oldest go first, until the rest fit.
+#[test]
+fn over_max_bucket_bytes_the_oldest_splits_leave_the_bucket() {
+    let weed = Seaweed::start();
+    let base = format!(
+        "[storage]\npartition_secs = 3600\nretention_check_secs = 1\ncommit_interval_ms = 100\n\
+         [search]\nmax_query_secs = 1\n{}",
+        weed.config("budget")
+    );
+    let (dir, mut server) = Server::in_temp_dir(Some(&base));
+    let hour = 3_600_000_000_000;
+    let mut written = Vec::new();
+    for (i, hours_ago) in [30, 20, 5].into_iter().enumerate() {
+        let mut f = SourceFile::of(&format!("devcluster/{JOB}"), i as u32, "s3", Stream::Stdout);
+        let tag = format!("hour{i}");
+        let mut batch = f.batch(&lines(&tag, 200));
+        let t0 = now_ns() - hours_ago * hour;
+        for (k, l) in batch.lines.iter_mut().enumerate() {
+            l.time_ns = t0 + k as i64;
+        }
+        server.post_ok(&request(vec![batch]));
+        written.push(tag);
+    }
+    server.flush();
+    let s = server.storage();
+    let total = s["bucket_bytes"].as_u64().expect("bucket_bytes");
+    assert!(total > 3000, "{s}");
+    let split_ids = |weed: &Seaweed| {
+        let mut ids: Vec<String> = weed
+            .keys("budget/splits/")
+            .into_iter()
+            .filter_map(|k| k.split('/').nth(2).map(str::to_owned))
+            .collect();
+        ids.dedup();
+        ids
+    };
+    assert_eq!(split_ids(&weed).len(), 3);
+
+    // One byte less than the three take: the oldest goes, and only it.
+    server.stop();
+    std::fs::write(
+        dir.path().join("data.toml"),
+        base.replace(
+            "[storage]\n",
+            &format!("[storage]\nmax_bucket_bytes = {}\n", total - 1),
+        ),
+    )
+    .expect("write config");
+    server.restart();
+    wait_until("the oldest split to leave the bucket", DEADLINE, || {
+        (split_ids(&weed).len() == 2).then_some(())
+    });
+    let s = server.storage();
+    let deleted = s["deleted"].as_array().expect("deleted");
+    assert_eq!(deleted.len(), 1, "{s}");
+    assert_eq!(deleted[0]["reason"], "bucket", "{s}");
+    assert!(s["bucket_bytes"].as_u64() < Some(total), "{s}");
+    let out = server.cli(&["grep", "^hour0 ", "--output", "raw"]);
+    assert_eq!((out.code, out.stdout.as_str()), (1, ""), "{}", out.stderr);
+    let out = server.cli(&["grep", "^hour[12] ", "--output", "raw", "--limit", "0"]);
+    assert_eq!(out.lines().len(), 400, "{}", out.stderr);
+}
+
 #[test]
 fn wrong_credentials_stop_the_start_with_a_clear_error() {
     let mut weed = Seaweed::start();

@@ -44,6 +44,12 @@ pub struct StorageResponse {
     pub disk_bytes: u64,
     /// `storage.max_disk_bytes` (0: none).
     pub max_disk_bytes: u64,
+    /// Bytes of the published splits in the object store.
+    #[serde(default)]
+    pub bucket_bytes: u64,
+    /// `storage.max_bucket_bytes` (0: none).
+    #[serde(default)]
+    pub max_bucket_bytes: u64,
     /// `storage.retention_days` (0: keep everything).
     pub retention_days: u64,
     pub wal_bytes: u64,

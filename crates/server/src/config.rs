@@ -178,9 +178,12 @@ pub struct StorageConfig {
     pub split_max_bytes: u64,
     /// Partitions whose newest line is older than this are deleted. 0 keeps everything.
     pub retention_days: u64,
-    /// Past this many bytes of partitions on disk, the oldest partitions are
-    /// deleted until the rest fit. 0: no budget.
+    /// Past this many bytes of splits on this disk, the oldest published
+    /// ones are deleted until the rest fit (the local store only). 0: no budget.
     pub max_disk_bytes: u64,
+    /// Past this many bytes of published splits in the object store, the
+    /// oldest are deleted until the rest fit. 0: no budget.
+    pub max_bucket_bytes: u64,
     /// How often retention (age and disk budget) is checked.
     pub retention_check_secs: u64,
     /// zstd level for sealed blocks.
@@ -295,6 +298,7 @@ impl Default for StorageConfig {
             split_max_bytes: 256 << 20,
             retention_days: 14,
             max_disk_bytes: 0,
+            max_bucket_bytes: 0,
             retention_check_secs: 60,
             zstd_level: 3,
             wal_segment_bytes: 64 << 20,

@@ -70,6 +70,8 @@ pub(super) async fn storage(State(app): State<Arc<App>>) -> Json<api::StorageRes
     Json(api::StorageResponse {
         disk_bytes: usage.bytes,
         max_disk_bytes: app.config.storage.max_disk_bytes,
+        bucket_bytes: publishing.bucket_bytes,
+        max_bucket_bytes: app.config.storage.max_bucket_bytes,
         retention_days: app.config.storage.retention_days,
         wal_bytes: app.wal.bytes_on_disk(),
         unindexed_bytes: app.store.unindexed_bytes(),

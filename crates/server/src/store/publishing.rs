@@ -17,6 +17,8 @@ struct Inner {
     /// Why the last publish failed, until one succeeds.
     error: Option<String>,
     published: u64,
+    /// Bytes of the published splits in the object store.
+    bucket_bytes: u64,
 }
 
 /// A reading of [`Publishing`].
@@ -27,6 +29,8 @@ pub struct PublishingNow {
     pub error: Option<String>,
     /// Splits published since the start.
     pub published: u64,
+    /// Bytes of the published splits in the object store.
+    pub bucket_bytes: u64,
 }
 
 impl Publishing {
@@ -44,6 +48,10 @@ impl Publishing {
         inner.error = None;
     }
 
+    pub(super) fn set_bucket_bytes(&self, bytes: u64) {
+        self.lock().bucket_bytes = bytes;
+    }
+
     pub(super) fn failed(&self, error: String) {
         self.lock().error = Some(error);
     }
@@ -56,6 +64,7 @@ impl Publishing {
                 .map_or(0.0, |t| t.elapsed().as_secs_f64()),
             error: inner.error.clone(),
             published: inner.published,
+            bucket_bytes: inner.bucket_bytes,
         }
     }
 }

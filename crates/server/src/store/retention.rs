@@ -3,8 +3,10 @@
 //! Every `storage.retention_check_secs` the committer's thread retires the
 //! published splits whose newest line is older than
 //! `storage.retention_days`, then the oldest while the splits' bytes
-//! exceed `storage.max_disk_bytes`. Splits not yet published are never
-//! deleted, nor the newest published one for the budget. A retired split
+//! exceed `storage.max_disk_bytes` (on the local store only: it bounds
+//! this disk), then the oldest while the published splits in the object
+//! store exceed `storage.max_bucket_bytes`. Splits not yet published are
+//! never deleted, nor the newest published one for a budget. A retired split
 //! leaves readers at once (one metastore commit); its objects are deleted
 //! once no running search can still read them ([`SplitSet`]). Each
 //! retirement is kept in the [`RetentionLog`] for `GET /api/v1/storage`,
@@ -105,7 +107,7 @@ impl Retention {
     }
 
     /// Retires splits past `retention_days`, then the oldest ones while
-    /// the rest are over `max_disk_bytes`.
+    /// the rest are over `max_disk_bytes`, then over `max_bucket_bytes`.
     fn apply(&mut self, store: &Store, splits: &mut SplitSet) {
         if self.config.retention_days > 0 {
             let keep_ns = i64::try_from(
@@ -118,6 +120,15 @@ impl Retention {
             let expired = store.expired_partitions(cutoff);
             self.retire(store, splits, &expired, "age");
         }
+        self.apply_disk_budget(store, splits);
+        let budget = self.config.max_bucket_bytes;
+        if budget > 0 {
+            let over = splits.over_bucket_budget(budget);
+            self.retire(store, splits, &over, "bucket");
+        }
+    }
+
+    fn apply_disk_budget(&mut self, store: &Store, splits: &mut SplitSet) {
         let budget = self.config.max_disk_bytes;
         if budget == 0 || !self.local_store {
             return;

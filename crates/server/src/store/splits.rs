@@ -97,6 +97,25 @@ pub struct SplitSet {
     retry: Option<(Instant, Duration)>,
     /// What the API shows of publishing.
     status: Arc<Publishing>,
+    /// The published splits, with what retention's bucket budget needs.
+    in_bucket: HashMap<String, InBucket>,
+}
+
+/// A published split as the bucket budget sees it.
+struct InBucket {
+    window_ns: i64,
+    t_max: i64,
+    bytes: u64,
+}
+
+impl InBucket {
+    fn of(entry: &SplitEntry) -> InBucket {
+        InBucket {
+            window_ns: entry.window_ns,
+            t_max: entry.t_max,
+            bytes: entry.bytes(),
+        }
+    }
 }
 
 impl SplitSet {
@@ -123,10 +142,12 @@ impl SplitSet {
         convert_partitions(&data_dir.join("partitions"), &building_root)?;
         let mut shown = Vec::new();
         let mut retired = Vec::new();
+        let mut in_bucket = HashMap::new();
         let splits = metastore.state().splits;
         for (id, state) in splits.clone() {
             match state {
                 SplitState::Published { entry } => {
+                    in_bucket.insert(entry.id.clone(), InBucket::of(&entry));
                     let part = open_published(&bucket, &cache_root, &entry)?;
                     shown.push((Arc::new(part), true));
                 }
@@ -176,7 +197,9 @@ impl SplitSet {
             staged_checked: None,
             retry: None,
             status,
+            in_bucket,
         };
+        set.show_bucket_bytes();
         Ok((set, shown))
     }
 
@@ -315,7 +338,10 @@ impl SplitSet {
         while let Some(first) = self.sealed.first() {
             let part = first.part.clone();
             match self.publish_one(store, &part) {
-                Ok(()) => {
+                Ok(entry) => {
+                    self.in_bucket
+                        .insert(entry.id.clone(), InBucket::of(&entry));
+                    self.show_bucket_bytes();
                     self.sealed.remove(0);
                     self.retry = None;
                     self.status.published();
@@ -338,7 +364,11 @@ impl SplitSet {
     /// Stage, finish, upload, publish, show: see the module's doc. A
     /// split the metastore has published already (an earlier try failed
     /// after that commit) is only shown.
-    fn publish_one(&self, store: &Store, part: &Arc<Partition>) -> Result<(), PublishError> {
+    fn publish_one(
+        &self,
+        store: &Store,
+        part: &Arc<Partition>,
+    ) -> Result<SplitEntry, PublishError> {
         let started = Instant::now();
         let ends = store.ends_once_published(&part.id);
         let entry = match self.metastore.split(&part.id) {
@@ -360,7 +390,7 @@ impl SplitSet {
             took_ms = started.elapsed().as_millis() as u64,
             "split published"
         );
-        Ok(())
+        Ok(entry)
     }
 
     /// Stages the split, finishes its index, uploads its files and
@@ -428,13 +458,37 @@ impl SplitSet {
         let at = Instant::now() + self.retired_grace;
         let mut retired = Vec::new();
         for id in ids {
+            self.in_bucket.remove(id);
             self.retired.push((id.clone(), at));
             if let Some(part) = store.remove_partition(id) {
                 let bytes = dir_bytes(part.dir());
                 retired.push((part, bytes));
             }
         }
+        self.show_bucket_bytes();
         Ok(retired)
+    }
+
+    fn show_bucket_bytes(&self) {
+        let bytes = self.in_bucket.values().map(|b| b.bytes).sum();
+        self.status.set_bucket_bytes(bytes);
+    }
+
+    /// The published splits to retire, oldest first, for the rest to fit
+    /// in `budget` bytes of the object store; never the newest one.
+    pub(super) fn over_bucket_budget(&self, budget: u64) -> Vec<String> {
+        let mut by_age: Vec<(&String, &InBucket)> = self.in_bucket.iter().collect();
+        by_age.sort_by_key(|(id, b)| (b.window_ns, b.t_max, *id));
+        let mut total: u64 = by_age.iter().map(|(_, b)| b.bytes).sum();
+        let mut over = Vec::new();
+        for (id, b) in by_age.iter().take(by_age.len().saturating_sub(1)) {
+            if total <= budget {
+                break;
+            }
+            over.push((*id).clone());
+            total = total.saturating_sub(b.bytes);
+        }
+        over
     }
 
     /// Deletes the objects of retired splits whose grace has passed, then
