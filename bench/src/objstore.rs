@@ -3,9 +3,10 @@
 //! local store in the same run, on the same requests: ingest, what the
 //! bucket holds, requests made, and reads with an empty cache.
 //!
-//! "Cold" is a restart with the data dir's cache deleted: cblogsd
-//! downloads each split's index while it opens (counted in its start-up),
-//! and every block a read needs is a ranged GET.
+//! "Cold" is a restart with the data dir's cache deleted: a read
+//! downloads each split index it needs into the disk cache (one GET,
+//! counted in its time and GETs), and every block it needs is a ranged
+//! GET.
 
 use std::path::Path;
 use std::time::Instant;
@@ -178,7 +179,7 @@ fn figures(m: Measured, note: String) -> Vec<Figure> {
         )
         .goal(Goal::AtMost(1.0))
         .note(format!(
-            "{:.0} GETs per search; the restart (indexes downloaded) took {:.2} s",
+            "{:.0} GETs per search (split indexes included); the restart took {:.2} s",
             med(&m.gets_per_grep),
             med(&m.cold_start)
         )),

@@ -84,6 +84,34 @@ pub struct StorageResponse {
     pub published_splits: u64,
     /// What retention deleted since the start, newest last (at most 100).
     pub deleted: Vec<DeletedPartition>,
+    /// The disk cache of published splits' indexes (`cache.max_bytes`).
+    #[serde(default)]
+    pub cache: CacheSummary,
+}
+
+/// The disk cache of published splits' indexes, `<data_dir>/cache/`
+/// (`cache.max_bytes`): used with a remote object store only (on the
+/// local store splits are read in place, and it stays empty).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CacheSummary {
+    /// Bytes in it now.
+    pub bytes: u64,
+    /// `cache.max_bytes`: least recently used indexes go past it.
+    pub max_bytes: u64,
+    /// The most it held since cblogsd started. Over `max_bytes` only while
+    /// running searches held more indexes than fit.
+    pub peak_bytes: u64,
+    /// Split indexes in it now.
+    pub splits: u64,
+    /// A read needed a split's index and found it here.
+    pub hits: u64,
+    /// A read needed a split's index and downloaded it (one GET).
+    pub misses: u64,
+    /// `hits / (hits + misses)`; 0 before the first read.
+    pub hit_rate: f64,
+    /// Indexes deleted to stay within `max_bytes` (their splits stay
+    /// published).
+    pub evictions: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use crate::access::{Auth, Limits};
 use crate::alert::Alerts;
 use crate::config::Config;
 use crate::ingest::Ingestor;
-use crate::store::{CommitterCommand, Publishing, RetentionLog, Store};
+use crate::store::{CommitterCommand, DiskCache, Publishing, RetentionLog, Store};
 use crate::wal::Wal;
 
 pub struct App {
@@ -30,6 +30,8 @@ pub struct App {
     pub incarnation: String,
     /// The upload lag and the last failure to publish.
     pub publishing: Arc<Publishing>,
+    /// The disk cache of a remote store's split indexes.
+    pub cache: Arc<DiskCache>,
     pub alerts: Arc<Alerts>,
     pub auth: Arc<Auth>,
     pub limits: Arc<Limits>,

@@ -40,6 +40,26 @@ pub struct Config {
     pub auth: AuthConfig,
     pub tls: TlsConfig,
     pub object_store: ObjectStoreConfig,
+    pub cache: CacheConfig,
+}
+
+/// `[cache]`: this disk's cache of what a remote object store holds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Bytes of published splits' indexes kept in `<data_dir>/cache/`
+    /// (remote store only); the least recently used go first. A bound on
+    /// disk: the memory caches are `search.block_cache_bytes` and
+    /// `search.term_cache_bytes`, which it does not replace.
+    pub max_bytes: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_bytes: 10 << 30,
+        }
+    }
 }
 
 /// `[object_store]`: where published splits and the metastore live.
@@ -271,6 +291,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
             object_store: ObjectStoreConfig::default(),
+            cache: CacheConfig::default(),
         }
     }
 }
@@ -355,6 +376,7 @@ impl Config {
             ("storage.wal_max_bytes", s.wal_max_bytes),
             ("storage.max_unindexed_bytes", s.max_unindexed_bytes),
             ("storage.max_unpublished_bytes", s.max_unpublished_bytes),
+            ("cache.max_bytes", self.cache.max_bytes),
             (
                 "read.follow_buffer_batches",
                 self.read.follow_buffer_batches as u64,

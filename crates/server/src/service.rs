@@ -148,9 +148,11 @@ impl Service {
             bucket,
             metastore,
             &config.storage,
+            &config.cache,
             retired_grace,
             publishing.clone(),
         )?;
+        let cache = splits.cache();
         let store = Arc::new(Store::open(
             existing,
             config.storage.clone(),
@@ -212,6 +214,7 @@ impl Service {
             object_store,
             incarnation,
             publishing,
+            cache,
             alerts,
             auth,
             limits,

@@ -14,6 +14,7 @@ use crate::store::disk_usage;
 
 pub(super) async fn serve(State(app): State<Arc<App>>) -> Response {
     let storage = disk_usage(&app.store);
+    let cache = app.cache.stats();
     let gauges = Gauges {
         wal_bytes: app.wal.bytes_on_disk(),
         index_bytes: storage.bytes,
@@ -29,6 +30,8 @@ pub(super) async fn serve(State(app): State<Arc<App>>) -> Response {
         live_tails: app.limits.follows_open() as u64,
         searches_running: app.limits.searches_running() as u64,
         ingest_available: app.wal.failure().is_none(),
+        cache_bytes: cache.bytes,
+        cache_max_bytes: cache.max_bytes,
     };
     match render(gauges) {
         Ok(text) => (

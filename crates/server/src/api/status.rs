@@ -101,6 +101,19 @@ pub(super) async fn storage(State(app): State<Arc<App>>) -> Json<api::StorageRes
         publish_error: publishing.error,
         published_splits: publishing.published,
         deleted: app.retention_log.list(),
+        cache: {
+            let c = app.cache.stats();
+            api::CacheSummary {
+                bytes: c.bytes,
+                max_bytes: c.max_bytes,
+                peak_bytes: c.peak_bytes,
+                splits: c.splits,
+                hits: c.hits,
+                misses: c.misses,
+                hit_rate: c.hit_rate(),
+                evictions: c.evictions,
+            }
+        },
     })
 }
 

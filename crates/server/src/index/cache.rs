@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use tantivy::index::SegmentId;
 
 use super::columns::BlockRef;
-use super::partition::{Partition, PartitionError};
+use super::partition::{PartitionError, SplitBlocks};
 use super::term_blob::TermBlob;
 use crate::block::LineBlock;
 use crate::config::SearchConfig;
@@ -36,10 +36,14 @@ impl ReadCaches {
         }
     }
 
-    /// Block `b` of `part`, decoded: from the cache, or read and kept.
-    pub fn block(&self, part: &Partition, b: &BlockRef) -> Result<Arc<LineBlock>, PartitionError> {
-        self.blocks.get_or_load(&(part.uid, b.data_pos), || {
-            let lines = part.read_block(b)?;
+    /// Block `b` of a split, decoded: from the cache, or read and kept.
+    pub fn block(
+        &self,
+        blocks: &SplitBlocks,
+        b: &BlockRef,
+    ) -> Result<Arc<LineBlock>, PartitionError> {
+        self.blocks.get_or_load(&(blocks.uid, b.data_pos), || {
+            let lines = blocks.read_block(b)?;
             let size = lines.memory_bytes();
             Ok((lines, size))
         })

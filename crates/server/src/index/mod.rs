@@ -5,7 +5,8 @@
 //! tokens.rs      the tokenizer contract: what a block's terms are (writer and planner)
 //! schema.rs      one document per block: fast fields and distinct tokens
 //! columns.rs     BlockRef: where a block is and what it covers, from fast fields
-//! partition.rs   Partition: open, search, read a block (read side)
+//! partition.rs   Partition: open, search, read a block (read side); SplitBlocks: its
+//!                blocks.dat, read apart from its index
 //! writer.rs      PreparedBlock, PartitionWriter: compress, append, commit (write side)
 //! need.rs        TermNeed: the terms a block must hold (the index's query language)
 //! candidates.rs  Partition::candidate_blocks: TermNeed evaluated per segment
@@ -33,6 +34,6 @@ pub use cache::{ReadCaches, SizedLru};
 pub use candidates::TimeRange;
 pub use columns::{BlockRef, SourceTotals};
 pub use need::{TermMatch, TermNeed};
-pub use partition::{Access, Partition, PartitionError, RangeRead};
+pub use partition::{new_uid, Access, Partition, PartitionError, RangeRead, SplitBlocks};
 pub use split_id::{new_split_id, split_window};
 pub use writer::{PartitionWriter, PreparedBlock};

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use cblogs_core::Source;
 use tantivy::query::{AllQuery, Query, TermSetQuery};
@@ -67,7 +68,51 @@ pub struct Partition {
     pub(super) fields: Fields,
     /// `blocks.dat`: a file here (opened for appending while the split is
     /// built), or an object in a remote store.
-    pub(super) blocks: BlockFile,
+    pub(super) blocks: Arc<SplitBlocks>,
+}
+
+/// A split's `blocks.dat`, readable apart from its index: a search keeps
+/// this for the blocks it reads after planning, so that it does not keep
+/// the index (which the disk cache may then evict) open.
+pub struct SplitBlocks {
+    /// The [`Partition::uid`] of the split.
+    pub uid: u64,
+    /// The split's folder, for errors.
+    dir: PathBuf,
+    file: BlockFile,
+}
+
+impl SplitBlocks {
+    /// The file, if `blocks.dat` is one here.
+    pub(super) fn local(&self) -> Option<&File> {
+        self.file.local()
+    }
+
+    /// Reads and decompresses one block.
+    pub fn read_block(&self, b: &BlockRef) -> Result<LineBlock, PartitionError> {
+        let read = match &self.file {
+            BlockFile::Local(f) => {
+                let mut buf = vec![0u8; b.data_len as usize];
+                f.read_exact_at(&mut buf, b.data_pos).map(|()| buf)
+            }
+            BlockFile::Remote(r) => r.read_range(b.data_pos, b.data_len),
+        };
+        let buf = read.map_err(|source| PartitionError::Io {
+            dir: self.dir.clone(),
+            source,
+        })?;
+        LineBlock::decompress(&buf).map_err(|source| PartitionError::Block {
+            dir: self.dir.clone(),
+            pos: b.data_pos,
+            source,
+        })
+    }
+}
+
+/// A new [`Partition::uid`].
+pub fn new_uid() -> u64 {
+    static NEXT_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Reads byte ranges of a split's `blocks.dat` kept elsewhere (a remote
@@ -76,14 +121,14 @@ pub trait RangeRead: Send + Sync {
     fn read_range(&self, pos: u64, len: u64) -> std::io::Result<Vec<u8>>;
 }
 
-pub(super) enum BlockFile {
+enum BlockFile {
     Local(File),
     Remote(Box<dyn RangeRead>),
 }
 
 impl BlockFile {
     /// The file, if `blocks.dat` is one here.
-    pub(super) fn local(&self) -> Option<&File> {
+    fn local(&self) -> Option<&File> {
         match self {
             BlockFile::Local(f) => Some(f),
             BlockFile::Remote(_) => None,
@@ -115,18 +160,21 @@ impl Partition {
         start_ns: i64,
         access: Access,
     ) -> Result<Partition, PartitionError> {
-        Partition::open_with(dir, id, start_ns, access, None)
+        Partition::open_with(dir, id, start_ns, access, None, new_uid())
     }
 
     /// Opens the published split `id` whose index and `sources.json` are
-    /// in `dir`, and whose blocks are read through `blocks`.
+    /// in `dir`, and whose blocks are read through `blocks`. `uid` is the
+    /// split's (from [`new_uid`]), kept when its index is opened again
+    /// (the split never changes), so the blocks cached stay valid.
     pub fn open_remote(
         dir: &Path,
         id: String,
         start_ns: i64,
         blocks: Box<dyn RangeRead>,
+        uid: u64,
     ) -> Result<Partition, PartitionError> {
-        Partition::open_with(dir, id, start_ns, Access::ReadOnly, Some(blocks))
+        Partition::open_with(dir, id, start_ns, Access::ReadOnly, Some(blocks), uid)
     }
 
     fn open_with(
@@ -135,6 +183,7 @@ impl Partition {
         start_ns: i64,
         access: Access,
         remote: Option<Box<dyn RangeRead>>,
+        uid: u64,
     ) -> Result<Partition, PartitionError> {
         let dir = dir.to_owned();
         let io = |source| PartitionError::Io {
@@ -175,16 +224,19 @@ impl Partition {
                     .map_err(io)?,
             ),
         };
-        static NEXT_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Partition {
             id,
             start_ns,
-            uid: NEXT_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            uid,
+            blocks: Arc::new(SplitBlocks {
+                uid,
+                dir: dir.clone(),
+                file: blocks,
+            }),
             dir,
             index,
             reader,
             fields,
-            blocks,
         })
     }
 
@@ -291,22 +343,12 @@ impl Partition {
 
     /// Reads and decompresses one block.
     pub fn read_block(&self, b: &BlockRef) -> Result<LineBlock, PartitionError> {
-        let read = match &self.blocks {
-            BlockFile::Local(f) => {
-                let mut buf = vec![0u8; b.data_len as usize];
-                f.read_exact_at(&mut buf, b.data_pos).map(|()| buf)
-            }
-            BlockFile::Remote(r) => r.read_range(b.data_pos, b.data_len),
-        };
-        let buf = read.map_err(|source| PartitionError::Io {
-            dir: self.dir.clone(),
-            source,
-        })?;
-        LineBlock::decompress(&buf).map_err(|source| PartitionError::Block {
-            dir: self.dir.clone(),
-            pos: b.data_pos,
-            source,
-        })
+        self.blocks.read_block(b)
+    }
+
+    /// Its `blocks.dat`, to read blocks from without holding the index.
+    pub fn split_blocks(&self) -> Arc<SplitBlocks> {
+        self.blocks.clone()
     }
 
     /// The sources listed in `sources.json`.

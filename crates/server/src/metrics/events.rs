@@ -135,3 +135,30 @@ impl Event for ObjectStoreRequest<'_> {
         }
     }
 }
+
+/// A reader needed a published split's index from the disk cache
+/// (`cache.max_bytes`): there (a hit), or downloaded (a miss).
+pub struct SplitCacheUsed {
+    pub hit: bool,
+}
+
+impl Event for SplitCacheUsed {
+    fn emit(self) {
+        let m = metrics();
+        if self.hit {
+            m.cache_hits.inc();
+        } else {
+            m.cache_misses.inc();
+        }
+    }
+}
+
+/// A split's index was deleted from the disk cache to stay within
+/// `cache.max_bytes` (the split stays published).
+pub struct SplitCacheEvicted;
+
+impl Event for SplitCacheEvicted {
+    fn emit(self) {
+        metrics().cache_evictions.inc();
+    }
+}

@@ -23,6 +23,6 @@ mod registry;
 
 pub use events::{
     emit, AlertNotified, CommitDone, Ingested, ObjectStoreRequest, PartitionDeleted, QueryAnswered,
-    RequestRefused,
+    RequestRefused, SplitCacheEvicted, SplitCacheUsed,
 };
 pub use registry::{render, Gauges};

@@ -45,6 +45,9 @@ pub(super) struct Metrics {
     pub(super) retention_deleted: Family<Kind, Counter>,
     pub(super) object_store_requests: Family<Kind, Counter>,
     pub(super) object_store_errors: Family<Kind, Counter>,
+    pub(super) cache_hits: Counter,
+    pub(super) cache_misses: Counter,
+    pub(super) cache_evictions: Counter,
     // Read at scrape time.
     pub(super) wal_bytes: Gauge,
     pub(super) index_bytes: Gauge,
@@ -56,6 +59,8 @@ pub(super) struct Metrics {
     pub(super) live_tails: Gauge,
     pub(super) searches_running: Gauge,
     pub(super) ingest_available: Gauge,
+    pub(super) cache_bytes: Gauge,
+    pub(super) cache_max_bytes: Gauge,
 }
 
 /// The values read at scrape time.
@@ -70,6 +75,9 @@ pub struct Gauges {
     pub live_tails: u64,
     pub searches_running: u64,
     pub ingest_available: bool,
+    /// The disk cache of split indexes: bytes now, and its budget.
+    pub cache_bytes: u64,
+    pub cache_max_bytes: u64,
 }
 
 pub(super) fn metrics() -> &'static Metrics {
@@ -93,6 +101,8 @@ pub fn render(gauges: Gauges) -> Result<String, std::fmt::Error> {
     set(&m.live_tails, gauges.live_tails);
     set(&m.searches_running, gauges.searches_running);
     set(&m.ingest_available, u64::from(gauges.ingest_available));
+    set(&m.cache_bytes, gauges.cache_bytes);
+    set(&m.cache_max_bytes, gauges.cache_max_bytes);
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &m.registry)?;
     Ok(text)
@@ -159,6 +169,26 @@ impl Metrics {
             "Object-store requests that failed, by kind",
             object_store_errors.clone(),
         );
+        let counter = |r: &mut Registry, name: &str, help: &str| {
+            let c = Counter::default();
+            r.register(name, help, c.clone());
+            c
+        };
+        let cache_hits = counter(
+            &mut r,
+            "cache_hits",
+            "Reads of a published split's index found in the disk cache (cache.max_bytes)",
+        );
+        let cache_misses = counter(
+            &mut r,
+            "cache_misses",
+            "Reads of a published split's index that downloaded it into the disk cache",
+        );
+        let cache_evictions = counter(
+            &mut r,
+            "cache_evictions",
+            "Split indexes deleted from the disk cache to stay within cache.max_bytes",
+        );
         let gauge = |r: &mut Registry, name: &str, help: &str| {
             let g = Gauge::default();
             r.register(name, help, g.clone());
@@ -179,6 +209,8 @@ impl Metrics {
                 "ingest_available",
                 "1 while ingest can store (0: the disk is full or the WAL failed; ingest answers 503)",
             ),
+            cache_bytes: gauge(&mut r, "cache_bytes", "Bytes of published splits' indexes in the disk cache (remote object store)"),
+            cache_max_bytes: gauge(&mut r, "cache_max_bytes", "cache.max_bytes: the disk cache's budget"),
             registry: r,
             lines_in,
             bytes_in,
@@ -190,6 +222,9 @@ impl Metrics {
             retention_deleted,
             object_store_requests,
             object_store_errors,
+            cache_hits,
+            cache_misses,
+            cache_evictions,
         }
     }
 }

@@ -131,17 +131,21 @@ pub fn last_lines(
         newest.push_block(source, block);
     }
     let ids: Vec<u64> = snap.sources.keys().copied().collect();
-    for (part, searcher, t_max) in &snap.partitions {
-        if since_ns.is_some_and(|s| *t_max < s) {
+    for split in &snap.partitions {
+        let t_max = split.t_max;
+        if since_ns.is_some_and(|s| t_max < s) {
             continue;
         }
         // Without a lower bound, a partition wholly older than the newest n
         // is skipped unread. With one, it is looked at (fast fields only), so
         // that `truncated` is exact: the first block in it says so and stops.
-        if since_ns.is_none() && newest.threshold.is_some_and(|t| *t_max < t) {
+        if since_ns.is_none() && newest.threshold.is_some_and(|t| t_max < t) {
             continue;
         }
-        let mut blocks = part.blocks(searcher, Some(&ids), since_ns)?;
+        // The index is held (in the disk cache: downloaded if need be)
+        // while this split is read.
+        let part = split.open()?;
+        let mut blocks = part.blocks(part.searcher(), Some(&ids), since_ns)?;
         blocks.sort_unstable_by_key(|b| std::cmp::Reverse(b.t_max));
         for b in blocks {
             if newest.threshold.is_some_and(|t| b.t_max < t) {

@@ -8,15 +8,18 @@ use std::sync::Arc;
 use cblogs_core::Source;
 
 use crate::block::LineBlock;
-use crate::index::{BlockRef, Partition, PartitionError, ReadCaches, TermNeed, TimeRange};
+use crate::index::{BlockRef, PartitionError, ReadCaches, SplitBlocks, TermNeed, TimeRange};
 use crate::store::ReadSnapshot;
 
 /// Where a block's lines are.
 #[derive(Clone)]
 pub enum BlockData {
-    /// Committed: read (through the snapshot's caches) when needed.
+    /// Committed: read (through the snapshot's caches) when needed. Only
+    /// the split's blocks are held, not its index: a search keeps a
+    /// split's index (and pins it in the disk cache) while it plans that
+    /// split only.
     Stored {
-        part: Arc<Partition>,
+        blocks: Arc<SplitBlocks>,
         block: BlockRef,
         caches: Arc<ReadCaches>,
     },
@@ -27,10 +30,10 @@ impl BlockData {
     pub fn read(&self) -> Result<Arc<LineBlock>, PartitionError> {
         match self {
             BlockData::Stored {
-                part,
+                blocks,
                 block,
                 caches,
-            } => caches.block(part, block),
+            } => caches.block(blocks, block),
             BlockData::Memory(lines) => Ok(lines.clone()),
         }
     }
@@ -65,21 +68,24 @@ pub fn gather(
 ) -> Result<Vec<SourceBlocks>, PartitionError> {
     let wanted = snap.sources.keys().copied().collect();
     let mut by_source: HashMap<u64, Vec<SourceBlock>> = HashMap::new();
-    for (part, searcher, t_max) in &snap.partitions {
+    for split in &snap.partitions {
         // Partitions hold blocks by their first line's time.
-        if range.until_ns.is_some_and(|u| part.start_ns >= u)
-            || range.since_ns.is_some_and(|s| *t_max < s)
+        if range.until_ns.is_some_and(|u| split.start_ns >= u)
+            || range.since_ns.is_some_and(|s| split.t_max < s)
         {
             continue;
         }
+        // The index is held (in the disk cache: downloaded if need be)
+        // for this split's planning only.
+        let part = split.open()?;
         let terms = &snap.caches.terms;
-        for sb in part.candidate_blocks(searcher, need, &wanted, range, terms)? {
+        for sb in part.candidate_blocks(part.searcher(), need, &wanted, range, terms)? {
             by_source
                 .entry(sb.block.source)
                 .or_default()
                 .push(SourceBlock {
                     data: BlockData::Stored {
-                        part: part.clone(),
+                        blocks: part.split_blocks(),
                         block: sb.block,
                         caches: snap.caches.clone(),
                     },

@@ -20,8 +20,10 @@
 //! room.rs        Room: bytes waiting for the index (max_unindexed_bytes)
 //! committer.rs   Committer: seal, compress, index, commit, publish, trim the WAL
 //! publishing.rs  Publishing: the upload lag and the last failure, for the API
-//! published.rs   a published split: its entry, opened in place or from cache/ and
-//!                ranged GETs; convert.rs: the layout before splits, converted once
+//! published.rs   a published split: its entry, its index bundle, its blocks by ranged
+//!                GET; convert.rs: the layout before splits, converted once
+//! disk_cache.rs  DiskCache: a remote store's split indexes in cache/, within
+//!                cache.max_bytes, least recently used out first; SplitHandle, IndexPin
 //! splits.rs      SplitSet: the one owner of splits' lives (committer's thread): build,
 //!                seal, stage, upload, publish, retire, delete
 //! retention.rs   Retention: partitions past their age or the disk budget
@@ -30,6 +32,7 @@
 
 mod committer;
 mod convert;
+mod disk_cache;
 mod live;
 mod published;
 mod publishing;
@@ -45,6 +48,7 @@ mod store;
 mod usage;
 
 pub use committer::{Committer, CommitterCommand};
+pub use disk_cache::DiskCache;
 pub use live::{LiveBatch, TailHub};
 pub use published::PublishError;
 pub use publishing::Publishing;

@@ -1,15 +1,15 @@
 //! A published split, as this node reads it: its metastore entry made
-//! from the finished local copy ([`entry_of`]); opened where the store
-//! keeps it ([`open_published`]) — in place on the local store, else its
-//! index and `sources.json` from `cache/` (moved there when this node
-//! published the split, downloaded when it did not) and its blocks by
-//! ranged GET ([`RemoteBlocks`]).
+//! from the finished local copy ([`entry_of`]); on a remote store, its
+//! index and `sources.json` in one object (`index.bundle`, [`write_bundle`])
+//! downloaded into the disk cache ([`download_index`], `disk_cache.rs`),
+//! and its blocks read by ranged GET ([`RemoteBlocks`]). On the local
+//! store it is opened in place (`splits.rs`).
 
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::bucket::Bucket;
-use crate::index::{Access, Partition, PartitionError, RangeRead};
+use crate::index::{Partition, PartitionError, RangeRead};
 use crate::metastore::{SplitEntry, SplitSource};
 
 /// Why a split could not be published (or, published, opened).
@@ -78,35 +78,10 @@ pub(super) fn entry_of(
     })
 }
 
-/// Opens a published split: in place on the local store; else from its
-/// index in the cache (downloaded first if it is not there) and its
-/// blocks in the store.
-pub(super) fn open_published(
-    bucket: &Arc<Bucket>,
-    cache_root: &Path,
-    entry: &SplitEntry,
-) -> Result<Partition, PublishError> {
-    let key = split_key(&entry.id);
-    if let Some(dir) = bucket.local_path(&key) {
-        let part = Partition::open(&dir, entry.id.clone(), entry.window_ns, Access::ReadOnly)?;
-        return Ok(part);
-    }
-    let dir = cache_root.join(&entry.id);
-    if !dir.exists() {
-        download_index(bucket, &key, entry, &dir)?;
-    }
-    let blocks = Box::new(RemoteBlocks {
-        bucket: bucket.clone(),
-        key: format!("{key}blocks.dat"),
-    });
-    let part = Partition::open_remote(&dir, entry.id.clone(), entry.window_ns, blocks)?;
-    Ok(part)
-}
-
 /// Downloads every file of a split but its blocks into `dir`: into a
 /// folder beside it first, renamed into place when whole, so that a
 /// half-downloaded index is never opened.
-fn download_index(
+pub(super) fn download_index(
     bucket: &Bucket,
     key: &str,
     entry: &SplitEntry,
@@ -163,37 +138,10 @@ fn download_index(
     Ok(())
 }
 
-/// Keeps the index and `sources.json` of a split this node built, now
-/// published to a remote store, in the cache (moved, not copied); its
-/// blocks are read from the store from now on.
-pub(super) fn keep_in_cache(part: &Partition, dir: &Path) -> Result<(), PartitionError> {
-    let io = |source| PartitionError::Io {
-        dir: dir.to_owned(),
-        source,
-    };
-    if !part.dir().join("index").exists() {
-        // Moved by an earlier try of this publish.
-        return Ok(());
-    }
-    let partial = dir.with_extension("partial");
-    std::fs::create_dir_all(&partial).map_err(io)?;
-    for name in ["index", "sources.json"] {
-        let from = part.dir().join(name);
-        if from.exists() {
-            std::fs::rename(&from, partial.join(name)).map_err(io)?;
-        }
-    }
-    // A leftover of an earlier try of this publish is replaced.
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(io)?;
-    }
-    std::fs::rename(&partial, dir).map_err(io)
-}
-
 /// `blocks.dat` of a split in a remote store, read by ranged GET.
-struct RemoteBlocks {
-    bucket: Arc<Bucket>,
-    key: String,
+pub(super) struct RemoteBlocks {
+    pub(super) bucket: Arc<Bucket>,
+    pub(super) key: String,
 }
 
 impl RangeRead for RemoteBlocks {

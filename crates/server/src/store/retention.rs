@@ -157,9 +157,9 @@ impl Retention {
     fn retire(&self, store: &Store, splits: &mut SplitSet, ids: &[String], reason: &str) {
         match splits.retire(store, ids, reason) {
             Ok(retired) => {
-                for (part, bytes) in retired {
-                    tracing::info!(split = %part.id, bytes, reason, "retention: split retired");
-                    self.log.record(&part.id, part.start_ns, bytes, reason);
+                for (split, bytes) in retired {
+                    tracing::info!(split = %split.id(), bytes, reason, "retention: split retired");
+                    self.log.record(split.id(), split.start_ns(), bytes, reason);
                     emit(PartitionDeleted { reason });
                 }
             }

@@ -15,10 +15,12 @@
 //!
 //! On the local store a published split is read in place. On a remote one
 //! its index (one segment: a few files) and `sources.json` are kept here
-//! whole, in `cache/`: the local copy of a split this node built is moved
-//! there when it is published, and one it did not build (a new or wiped
-//! node) is downloaded when the split is opened. Its blocks are read with
-//! ranged GETs, through the read caches in memory (`published.rs`).
+//! whole, in the disk cache (`cache/`, `cache.max_bytes`, least recently
+//! used out first: `disk_cache.rs`): the local copy of a split this node
+//! built is moved there when it is published, and one that is not there
+//! (evicted, or a new or wiped node) is downloaded when a reader needs
+//! it. Its blocks are read with ranged GETs, through the read caches in
+//! memory (`published.rs`).
 //!
 //! A split found in `building/` at start (a crash, or a stop before its
 //! upload) is sealed and published like any other; today's older layout,
@@ -34,14 +36,13 @@ use std::time::{Duration, Instant};
 use cblogs_core::time::now_ns;
 
 use super::convert::convert_partitions;
-use super::published::{
-    entry_of, keep_in_cache, open_published, split_key, write_bundle, PublishError, BUNDLE,
-};
+use super::disk_cache::{CachedSplit, DiskCache, SplitHandle};
+use super::published::{entry_of, split_key, write_bundle, PublishError, BUNDLE};
 use super::publishing::Publishing;
 use super::store::Store;
 use super::usage::dir_bytes;
 use crate::bucket::Bucket;
-use crate::config::StorageConfig;
+use crate::config::{CacheConfig, StorageConfig};
 use crate::index::{split_window, Access, Partition, PartitionError, PartitionWriter};
 use crate::metastore::{Change, Metastore, SourceAdvance, SplitEntry, SplitState};
 
@@ -78,7 +79,8 @@ struct Sealed {
 
 pub struct SplitSet {
     building_root: PathBuf,
-    cache_root: PathBuf,
+    /// A remote store's published split indexes.
+    cache: Arc<DiskCache>,
     bucket: Arc<Bucket>,
     metastore: Arc<Metastore>,
     config: StorageConfig,
@@ -120,7 +122,8 @@ impl InBucket {
 
 impl SplitSet {
     /// Opens every split: the published ones the metastore lists (read in
-    /// place from the object store), and those found in `building/`
+    /// place from the local store; from a remote one, through the disk
+    /// cache when a reader needs them), and those found in `building/`
     /// (sealed, to be published). Returns the set and the splits for the
     /// store to show, each with whether it is published.
     #[allow(clippy::type_complexity)]
@@ -129,9 +132,10 @@ impl SplitSet {
         bucket: Arc<Bucket>,
         metastore: Arc<Metastore>,
         config: &StorageConfig,
+        cache: &CacheConfig,
         retired_grace: Duration,
         status: Arc<Publishing>,
-    ) -> Result<(SplitSet, Vec<(Arc<Partition>, bool)>), PublishError> {
+    ) -> Result<(SplitSet, Vec<(SplitHandle, bool)>), PublishError> {
         let building_root = data_dir.join("building");
         let cache_root = data_dir.join("cache").join("splits");
         let io = |dir: &Path, source| PartitionError::Io {
@@ -144,12 +148,19 @@ impl SplitSet {
         let mut retired = Vec::new();
         let mut in_bucket = HashMap::new();
         let splits = metastore.state().splits;
+        let published = |id: &str| matches!(splits.get(id), Some(SplitState::Published { .. }));
+        let cache = Arc::new(DiskCache::open(
+            &cache_root,
+            cache.max_bytes,
+            bucket.clone(),
+            !bucket.is_local(),
+            &published,
+        )?);
         for (id, state) in splits.clone() {
             match state {
                 SplitState::Published { entry } => {
                     in_bucket.insert(entry.id.clone(), InBucket::of(&entry));
-                    let part = open_published(&bucket, &cache_root, &entry)?;
-                    shown.push((Arc::new(part), true));
+                    shown.push((open_published(&bucket, &cache, &entry)?, true));
                 }
                 SplitState::Retired { .. } => retired.push((id, Instant::now() + retired_grace)),
                 SplitState::Staged { .. } => {}
@@ -177,7 +188,7 @@ impl SplitSet {
                 continue;
             }
             let part = Arc::new(Partition::open(&dir, id, window, Access::Building)?);
-            shown.push((part.clone(), false));
+            shown.push((SplitHandle::Open(part.clone()), false));
             sealed.push(Sealed {
                 part,
                 min_seq: 0,
@@ -186,7 +197,7 @@ impl SplitSet {
         }
         let set = SplitSet {
             building_root,
-            cache_root,
+            cache,
             bucket,
             metastore,
             config: config.clone(),
@@ -201,6 +212,11 @@ impl SplitSet {
         };
         set.show_bucket_bytes();
         Ok((set, shown))
+    }
+
+    /// The disk cache of a remote store's split indexes.
+    pub fn cache(&self) -> Arc<DiskCache> {
+        self.cache.clone()
     }
 
     /// The window a block whose first line is at `t_min` belongs to.
@@ -377,9 +393,9 @@ impl SplitSet {
         };
         let folder = split_key(&part.id);
         if self.bucket.local_path(&folder).is_none() {
-            keep_in_cache(part, &self.cache_root.join(&part.id))?;
+            self.cache.adopt(part)?;
         }
-        let published = Arc::new(open_published(&self.bucket, &self.cache_root, &entry)?);
+        let published = open_published(&self.bucket, &self.cache, &entry)?;
         store.published(&part.id, published, &ends);
         if let Err(e) = std::fs::remove_dir_all(part.dir()) {
             tracing::warn!(dir = %part.dir().display(), error = %e, "a published split's local copy could not be deleted");
@@ -446,7 +462,7 @@ impl SplitSet {
         store: &Store,
         ids: &[String],
         reason: &str,
-    ) -> Result<Vec<(Arc<Partition>, u64)>, PublishError> {
+    ) -> Result<Vec<(SplitHandle, u64)>, PublishError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -460,9 +476,9 @@ impl SplitSet {
         for id in ids {
             self.in_bucket.remove(id);
             self.retired.push((id.clone(), at));
-            if let Some(part) = store.remove_partition(id) {
-                let bytes = dir_bytes(part.dir());
-                retired.push((part, bytes));
+            if let Some(split) = store.remove_partition(id) {
+                let bytes = dir_bytes(&split.dir());
+                retired.push((split, bytes));
             }
         }
         self.show_bucket_bytes();
@@ -566,12 +582,25 @@ impl SplitSet {
         for key in self.bucket.list(&split_key(id), None)? {
             self.bucket.delete(&key)?;
         }
-        let cached = self.cache_root.join(id);
-        if let Err(e) = std::fs::remove_dir_all(&cached) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(dir = %cached.display(), error = %e, "cannot delete a deleted split's cached index");
-            }
-        }
+        self.cache.forget(id);
         Ok(())
     }
+}
+
+/// A published split as readers see it: opened in place on the local
+/// store; on a remote one, its index in the disk cache (downloaded when a
+/// reader needs it and it is not there).
+fn open_published(
+    bucket: &Bucket,
+    cache: &Arc<DiskCache>,
+    entry: &SplitEntry,
+) -> Result<SplitHandle, PublishError> {
+    if let Some(dir) = bucket.local_path(&split_key(&entry.id)) {
+        let part = Partition::open(&dir, entry.id.clone(), entry.window_ns, Access::ReadOnly)?;
+        return Ok(SplitHandle::Open(Arc::new(part)));
+    }
+    Ok(SplitHandle::Cached(Arc::new(CachedSplit::new(
+        entry.clone(),
+        cache.clone(),
+    ))))
 }

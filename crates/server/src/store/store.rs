@@ -12,9 +12,10 @@ use std::time::Instant;
 use cblogs_core::Source;
 use tantivy::Searcher;
 
+use super::disk_cache::SplitHandle;
 use super::live::{LiveBatch, TailHub};
 use super::room::Room;
-use super::snapshot::ReadSnapshot;
+use super::snapshot::{ReadSnapshot, SnapshotSplit};
 use super::sources::{OpenBlock, SealedBlock, SourceEntry, SourceSummary};
 use crate::block::LineBlock;
 use crate::config::StorageConfig;
@@ -23,8 +24,12 @@ use crate::wal::WalRecord;
 
 /// A split as readers see it.
 struct PartitionView {
-    part: Arc<Partition>,
-    searcher: Searcher,
+    split: SplitHandle,
+    /// What readers of a split open here read (`None` for a cached one:
+    /// its searcher is made when a reader opens its index).
+    searcher: Option<Searcher>,
+    /// Its blocks (docs).
+    blocks: u64,
     totals: HashMap<u64, SourceTotals>,
     /// In the object store and the metastore (else: being built, or
     /// waiting for its upload).
@@ -74,10 +79,11 @@ pub struct Store {
 impl Store {
     /// A store showing the `partitions` (from [`SplitSet::open`]: each
     /// split, and whether it is published), with the source table rebuilt
-    /// from them, and holding at least the `published` ends the metastore
-    /// records.
+    /// from them (a cached split's from its metastore entry: its index is
+    /// not opened), and holding at least the `published` ends the
+    /// metastore records.
     pub fn open(
-        partitions: Vec<(Arc<Partition>, bool)>,
+        partitions: Vec<(SplitHandle, bool)>,
         config: StorageConfig,
         live: TailHub,
         caches: Arc<ReadCaches>,
@@ -87,10 +93,17 @@ impl Store {
             published,
             ..Inner::default()
         };
-        for (part, published) in partitions {
-            let searcher = part.searcher();
-            let totals = part.totals(&searcher)?;
-            for (id, source) in part.load_sources()? {
+        for (split, published) in partitions {
+            let (searcher, blocks, totals, sources) = match &split {
+                SplitHandle::Open(part) => {
+                    let searcher = part.searcher();
+                    let totals = part.totals(&searcher)?;
+                    let sources = part.load_sources()?;
+                    (Some(searcher.clone()), searcher.num_docs(), totals, sources)
+                }
+                SplitHandle::Cached(c) => (None, c.entry.blocks, c.totals(), c.sources()),
+            };
+            for (id, source) in sources {
                 let Some(t) = totals.get(&id) else { continue };
                 let e = inner
                     .sources
@@ -102,10 +115,11 @@ impl Store {
                 e.end = e.end.max(t.off_end);
             }
             inner.partitions.insert(
-                part.id.clone(),
+                split.id().to_owned(),
                 PartitionView {
-                    part,
+                    split,
                     searcher,
+                    blocks,
                     totals,
                     published,
                 },
@@ -264,12 +278,7 @@ impl Store {
     /// Split `id` is published: readers now read `published` (its files
     /// in the object store) in its place, and the store holds at least
     /// the published `ends` the metastore now records, in one step.
-    pub(super) fn published(
-        &self,
-        id: &str,
-        published: Arc<Partition>,
-        ends: &[(Arc<Source>, u64)],
-    ) {
+    pub(super) fn published(&self, id: &str, published: SplitHandle, ends: &[(Arc<Source>, u64)]) {
         let mut inner = self.write();
         for (source, end) in ends {
             let e = inner
@@ -281,11 +290,20 @@ impl Store {
         let Some(old) = inner.partitions.remove(id) else {
             return;
         };
+        let (searcher, blocks) = match &published {
+            SplitHandle::Open(p) => {
+                let searcher = p.searcher();
+                let blocks = searcher.num_docs();
+                (Some(searcher), blocks)
+            }
+            SplitHandle::Cached(c) => (None, c.entry.blocks),
+        };
         inner.partitions.insert(
-            published.id.clone(),
+            published.id().to_owned(),
             PartitionView {
-                searcher: published.searcher(),
-                part: published,
+                split: published,
+                searcher,
+                blocks,
                 totals: old.totals,
                 published: true,
             },
@@ -341,8 +359,9 @@ impl Store {
             .partitions
             .entry(part.id.clone())
             .or_insert_with(|| PartitionView {
-                searcher: part.searcher(),
-                part,
+                searcher: Some(part.searcher()),
+                split: SplitHandle::Open(part),
+                blocks: 0,
                 totals: HashMap::new(),
                 published: false,
             });
@@ -350,7 +369,7 @@ impl Store {
 
     /// Takes a split away from readers, and its lines from its sources'
     /// totals (a source left with no line is forgotten).
-    pub(super) fn remove_partition(&self, id: &str) -> Option<Arc<Partition>> {
+    pub(super) fn remove_partition(&self, id: &str) -> Option<SplitHandle> {
         let mut inner = self.write();
         let view = inner.partitions.remove(id)?;
         for (id, t) in &view.totals {
@@ -362,7 +381,7 @@ impl Store {
         inner
             .sources
             .retain(|_, e| e.totals.lines > 0 || e.open.is_some());
-        Some(view.part)
+        Some(view.split)
     }
 
     /// The committer made `blocks` durable in the index: swap in the new
@@ -376,7 +395,11 @@ impl Store {
             }
         }
         for v in inner.partitions.values_mut().filter(|v| !v.published) {
-            v.searcher = v.part.searcher();
+            if let SplitHandle::Open(part) = &v.split {
+                let searcher = part.searcher();
+                v.blocks = searcher.num_docs();
+                v.searcher = Some(searcher);
+            }
         }
         let done: HashSet<*const SealedBlock> =
             blocks.iter().map(|(c, _, _)| Arc::as_ptr(c)).collect();
@@ -417,10 +440,10 @@ impl Store {
         let mut partitions: Vec<_> = inner
             .partitions
             .values()
-            .map(|v| (v.part.clone(), v.searcher.clone(), v.t_max()))
+            .map(|v| SnapshotSplit::new(v.split.clone(), v.searcher.clone(), v.t_max()))
             .collect();
         // Newest first: `tail` stops early, reading the fewest.
-        partitions.sort_by_key(|(p, _, t_max)| (std::cmp::Reverse(*t_max), p.uid));
+        partitions.sort_by_key(|s| (std::cmp::Reverse(s.t_max), s.uid()));
         let live = subscribe.then(|| self.live.subscribe());
         ReadSnapshot {
             sources,
@@ -470,9 +493,9 @@ impl Store {
                 let newest = v.t_max();
                 PartitionInfo {
                     id: id.clone(),
-                    start_ns: v.part.start_ns,
-                    dir: v.part.dir().to_owned(),
-                    blocks: v.searcher.num_docs(),
+                    start_ns: v.split.start_ns(),
+                    dir: v.split.dir(),
+                    blocks: v.blocks,
                     newest_ns: (newest != i64::MIN).then_some(newest),
                     published: v.published,
                 }
