@@ -355,6 +355,50 @@ fn retention_deletes_splits_from_the_bucket_by_age_and_never_for_the_local_disk_
     assert_eq!(out.lines().len(), 30, "{}", out.stderr);
 }
 
+/// A slow store: every chunk to and from SeaweedFS waits 200 ms (a
+/// loopback proxy). Ingest does not wait for it; the upload lag shows it;
+/// a flush returns once everything is published; reads go through it; and
+/// nothing is lost or doubled.
+#[test]
+fn a_slow_store_slows_publishing_only() {
+    let weed = Seaweed::start();
+    let proxy = SlowProxy::start(
+        weed.endpoint.trim_start_matches("http://"),
+        Duration::from_millis(200),
+    );
+    let config = format!(
+        "{FAST}{}",
+        weed.config("slow").replace(&weed.endpoint, &proxy.endpoint)
+    );
+    let (_dir, server) = Server::in_temp_dir(Some(&config));
+    let mut f = SourceFile::of(&format!("devcluster/{JOB}"), 0, "s3", Stream::Stdout);
+    let mut want = Vec::new();
+    for round in 0..5 {
+        let l = lines(&format!("slow{round}"), 100);
+        server.post_ok(&request(vec![f.batch(&l)]));
+        want.extend(l);
+    }
+    wait_until("the upload lag to show the slow store", DEADLINE, || {
+        let s = server.storage();
+        (s["upload_lag_secs"].as_f64() > Some(1.0)).then_some(())
+    });
+    // Ingest goes on meanwhile, into the WAL.
+    for round in 5..10 {
+        let l = lines(&format!("slow{round}"), 100);
+        server.post_ok(&request(vec![f.batch(&l)]));
+        want.extend(l);
+    }
+    server.flush();
+    let s = server.storage();
+    assert_eq!(s["unpublished_splits"], 0, "{s}");
+    assert!(s["publish_error"].is_null(), "{s}");
+    let got: Vec<String> = server.all_lines(JOB).into_iter().map(|l| l.text).collect();
+    assert_eq!(got, want, "every line once, in order");
+    let out = server.cli(&["grep", "slow3 0042 ", "--output", "raw"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.lines(), [lines("slow3", 100)[42].as_str()]);
+}
+
 /// `storage.max_bucket_bytes` bounds the published splits in the bucket:
 /// past it the oldest go first, until the rest fit.
 #[test]

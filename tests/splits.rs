@@ -322,3 +322,42 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Issue 16, rule 1: a gap the node accepted (`allow_gap`: bytes the
+/// shipper no longer has) is recorded with the source's published end in
+/// the metastore, so it is known after a restart, and after the node's
+/// disk is lost, as lost and not as still to come.
+#[test]
+fn a_gap_accepted_through_allow_gap_is_recorded_with_the_published_end() {
+    let (dir, mut server) = Server::in_temp_dir(Some(HELD));
+    let mut f = file(0);
+    let first = lines("before", 20);
+    server.post_ok(&request(vec![f.batch(&first)]));
+    let held = f.offset;
+    // 1000 bytes of the file are gone: the shipper says so.
+    f.offset += 1000;
+    let mut batch = f.batch(&lines("after", 20));
+    batch.allow_gap = true;
+    server.post_ok(&request(vec![batch]));
+    let gaps = |server: &Server| server.published()["sources"][0]["gaps"].clone();
+    assert_eq!(gaps(&server), serde_json::json!([[held, held + 1000]]));
+    assert!(
+        server.log_text().contains(&format!(
+            "a gap was accepted (allow_gap): bytes {held}..{}",
+            held + 1000
+        )),
+        "{}",
+        server.log_text()
+    );
+    server.flush();
+    assert_eq!(ends(&server).1, (f.offset, f.offset));
+
+    // Published with the end: without the WAL (nothing replayed), the
+    // metastore still says so after a restart.
+    server.kill9();
+    std::fs::remove_dir_all(dir.path().join("data").join("wal")).expect("remove the WAL");
+    server.restart();
+    assert_eq!(gaps(&server), serde_json::json!([[held, held + 1000]]));
+    assert_eq!(ends(&server).1, (f.offset, f.offset));
+    assert_eq!(served_once(&server).len(), 40);
+}

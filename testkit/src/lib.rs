@@ -23,6 +23,7 @@
 //! | [`stack`] | a temporary folder with a `cblogsd`, a fake agent and a shipper's state |
 //! | [`samples`] | log lines for tests, from the fake agent's built-in template sets |
 //! | [`seaweed`] | a real SeaweedFS (S3 gateway) on loopback ports, and cblogsd's `[object_store]` for it |
+//! | [`slow_proxy`] | a TCP proxy that delays what it forwards: a slow store |
 //! | [`privilege`] | running a test that needs a mount as root, or in a user namespace |
 //! | [`tools`] | failing with the tool's name when a test needs one that is missing |
 //! | [`rng`] | a small seeded random sequence for schedules and fixtures |
@@ -46,6 +47,7 @@ pub mod serial;
 pub mod server;
 pub mod server_api;
 pub mod shipper;
+pub mod slow_proxy;
 pub mod stack;
 pub mod text;
 pub mod tools;
@@ -72,6 +74,7 @@ pub use serial::serial;
 pub use server::{Server, SMALL_BLOCKS};
 pub use server_api::http_client;
 pub use shipper::{Shipper, SHIPPER_CLUSTER, SHIPPER_FAST, SHIPPER_HOST};
+pub use slow_proxy::SlowProxy;
 pub use stack::{JobName, Stack};
 pub use text::{log_tail, shown};
 pub use tools::require_tool;

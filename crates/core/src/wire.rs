@@ -250,6 +250,10 @@ pub struct SourceEnds {
     /// Everything below is durable on the node (published, or in its
     /// WAL): what an acknowledgement means.
     pub held_end: u64,
+    /// Byte ranges `[start, end)` the node accepted as lost (a batch sent
+    /// with `allow_gap`), oldest first (the newest 64).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<[u64; 2]>,
 }
 
 /// The acknowledgement: sent only once every accepted line is durable.

@@ -133,12 +133,7 @@ impl Service {
         let object_store = bucket.location().to_owned();
         let local_store = bucket.is_local();
         let metastore = Arc::new(open_metastore(&bucket)?);
-        let published_ends = metastore
-            .state()
-            .sources
-            .into_iter()
-            .map(|(id, r)| (id, (Arc::new(r.source), r.published_end)))
-            .collect();
+        let published_ends = metastore.state().sources;
         // A retired split's objects outlive the longest search that could
         // be reading them.
         let retired_grace = config.search.max_query_time() + RETIRED_MARGIN;

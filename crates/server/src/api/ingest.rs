@@ -164,11 +164,12 @@ pub(super) async fn published(
         .store
         .ends(&wanted)
         .into_iter()
-        .map(|(source, published_end, held_end)| SourceEnds {
-            source: source.key(),
-            id: format!("{:016x}", source.id()),
-            published_end,
-            held_end,
+        .map(|e| SourceEnds {
+            source: e.source.key(),
+            id: format!("{:016x}", e.source.id()),
+            published_end: e.published_end,
+            held_end: e.held_end,
+            gaps: e.gaps.into_iter().map(|(a, b)| [a, b]).collect(),
         })
         .collect();
     sources.sort_by(|a, b| a.source.cmp(&b.source));

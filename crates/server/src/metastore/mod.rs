@@ -38,4 +38,6 @@ mod state;
 mod tests;
 
 pub use log::{Metastore, MetastoreError};
-pub use state::{Change, SourceAdvance, SplitEntry, SplitSource, SplitState};
+pub use state::{
+    Change, SourceAdvance, SourceRecord, SplitEntry, SplitSource, SplitState, GAPS_KEPT,
+};

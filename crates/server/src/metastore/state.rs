@@ -24,7 +24,15 @@ use serde::{Deserialize, Serialize};
 pub struct SourceAdvance {
     pub source: Source,
     pub published_end: u64,
+    /// Byte ranges below `published_end` accepted as lost (`allow_gap`)
+    /// since the source's last advance: inside the published prefix, but
+    /// not there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<(u64, u64)>,
 }
+
+/// How many gaps a source's record keeps (the newest).
+pub const GAPS_KEPT: usize = 64;
 
 /// One source's part of a split.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +111,9 @@ pub enum SplitState {
 pub struct SourceRecord {
     pub source: Source,
     pub published_end: u64,
+    /// Gaps accepted through `allow_gap`, oldest first (the newest [`GAPS_KEPT`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<(u64, u64)>,
 }
 
 /// The state after `version`: what a checkpoint holds whole.
@@ -162,8 +173,16 @@ impl MetastoreState {
                 .or_insert_with(|| SourceRecord {
                     source: a.source.clone(),
                     published_end: 0,
+                    gaps: Vec::new(),
                 });
             r.published_end = r.published_end.max(a.published_end);
+            for gap in &a.gaps {
+                if !r.gaps.contains(gap) {
+                    r.gaps.push(*gap);
+                }
+            }
+            let extra = r.gaps.len().saturating_sub(GAPS_KEPT);
+            r.gaps.drain(..extra);
         }
     }
 
@@ -200,6 +219,7 @@ mod tests {
             sources: vec![SourceAdvance {
                 source: s.clone(),
                 published_end: end,
+                gaps: Vec::new(),
             }],
         };
         let mut state = MetastoreState::default();

@@ -37,6 +37,7 @@ fn published(instance: u32, end: u64) -> Vec<Change> {
             sources: vec![SourceAdvance {
                 source: source(instance),
                 published_end: end,
+                gaps: Vec::new(),
             }],
         },
     ]

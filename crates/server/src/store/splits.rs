@@ -414,7 +414,7 @@ impl SplitSet {
     fn upload(
         &self,
         part: &Arc<Partition>,
-        ends: &[(Arc<cblogs_core::Source>, u64)],
+        ends: &[SourceAdvance],
     ) -> Result<SplitEntry, PublishError> {
         self.metastore.commit(vec![Change::Staged {
             split: part.id.clone(),
@@ -439,16 +439,9 @@ impl SplitSet {
                 .upload_file(&format!("{folder}{name}"), &part.dir().join(name))?;
         }
         let entry = entry_of(part, files, bundled)?;
-        let advances = ends
-            .iter()
-            .map(|(source, end)| SourceAdvance {
-                source: (**source).clone(),
-                published_end: *end,
-            })
-            .collect();
         self.metastore.commit(vec![Change::Publish {
             split: entry.clone(),
-            sources: advances,
+            sources: ends.to_vec(),
         }])?;
         Ok(entry)
     }

@@ -20,7 +20,16 @@ use super::sources::{OpenBlock, SealedBlock, SourceEntry, SourceSummary};
 use crate::block::LineBlock;
 use crate::config::StorageConfig;
 use crate::index::{BlockRef, Partition, PartitionError, ReadCaches, SourceTotals};
+use crate::metastore::{SourceAdvance, SourceRecord, GAPS_KEPT};
 use crate::wal::WalRecord;
+
+/// What [`Store::ends`] says of one source.
+pub struct SourceEndsNow {
+    pub source: Arc<Source>,
+    pub published_end: u64,
+    pub held_end: u64,
+    pub gaps: Vec<(u64, u64)>,
+}
 
 /// A split as readers see it.
 struct PartitionView {
@@ -56,6 +65,9 @@ struct Inner {
     /// Per source id, the published end the metastore records: held
     /// even after retention deleted every line of the source.
     published: HashMap<u64, (Arc<Source>, u64)>,
+    /// Per source id, the byte ranges accepted as lost (`allow_gap`),
+    /// oldest first: those the metastore records, then those since.
+    gaps: HashMap<u64, Vec<(u64, u64)>>,
 }
 
 /// A split held, for the storage listing and retention.
@@ -87,12 +99,17 @@ impl Store {
         config: StorageConfig,
         live: TailHub,
         caches: Arc<ReadCaches>,
-        published: HashMap<u64, (Arc<Source>, u64)>,
+        published: BTreeMap<u64, SourceRecord>,
     ) -> Result<Store, PartitionError> {
-        let mut inner = Inner {
-            published,
-            ..Inner::default()
-        };
+        let mut inner = Inner::default();
+        for (id, r) in published {
+            if !r.gaps.is_empty() {
+                inner.gaps.insert(id, r.gaps);
+            }
+            inner
+                .published
+                .insert(id, (Arc::new(r.source), r.published_end));
+        }
         for (split, published) in partitions {
             let (searcher, blocks, totals, sources) = match &split {
                 SplitHandle::Open(part) => {
@@ -162,10 +179,16 @@ impl Store {
         let mut inner = self.write();
         let (mut kept, mut skipped) = (0u64, 0u64);
         for r in records {
-            let e = inner
+            inner
                 .sources
                 .entry(r.source.id())
                 .or_insert_with(|| SourceEntry::new(r.source.clone()));
+            if let Some(first) = r.lines.first_offset() {
+                note_gap(&mut inner, r.source.id(), first);
+            }
+            let Some(e) = inner.sources.get_mut(&r.source.id()) else {
+                continue;
+            };
             let mut fresh = LineBlock::new();
             for l in r.lines.lines() {
                 if l.offset >= e.end {
@@ -200,6 +223,9 @@ impl Store {
                 .sources
                 .entry(r.source.id())
                 .or_insert_with(|| SourceEntry::new(r.source.clone()));
+            if let Some(first) = r.lines.first_offset() {
+                note_gap(&mut inner, r.source.id(), first);
+            }
             self.add_lines(&mut inner, r.source.id(), r.seq, &r.lines);
             self.live.publish(LiveBatch::new(r.source, r.lines));
         }
@@ -254,7 +280,7 @@ impl Store {
     /// its sources: the first offset of the source that would still not
     /// be published (in memory, or in another split not published), or
     /// all the source holds.
-    pub(super) fn ends_once_published(&self, id: &str) -> Vec<(Arc<Source>, u64)> {
+    pub(super) fn ends_once_published(&self, id: &str) -> Vec<SourceAdvance> {
         let inner = self.read();
         let Some(view) = inner.partitions.get(id) else {
             return Vec::new();
@@ -270,7 +296,19 @@ impl Store {
                     .filter_map(|(_, v)| v.totals.get(&sid).map(|t| t.off_start))
                     .min();
                 let end = committed_end(&inner, sid, e);
-                (e.source.clone(), unpublished.map_or(end, |u| u.min(end)))
+                let end = unpublished.map_or(end, |u| u.min(end));
+                let floor = inner.published.get(&sid).map_or(0, |p| p.1);
+                let gaps = inner.gaps.get(&sid).map_or_else(Vec::new, |gaps| {
+                    gaps.iter()
+                        .filter(|g| g.0 >= floor && g.1 <= end)
+                        .copied()
+                        .collect()
+                });
+                SourceAdvance {
+                    source: (*e.source).clone(),
+                    published_end: end,
+                    gaps,
+                }
             })
             .collect()
     }
@@ -278,14 +316,14 @@ impl Store {
     /// Split `id` is published: readers now read `published` (its files
     /// in the object store) in its place, and the store holds at least
     /// the published `ends` the metastore now records, in one step.
-    pub(super) fn published(&self, id: &str, published: SplitHandle, ends: &[(Arc<Source>, u64)]) {
+    pub(super) fn published(&self, id: &str, published: SplitHandle, ends: &[SourceAdvance]) {
         let mut inner = self.write();
-        for (source, end) in ends {
+        for a in ends {
             let e = inner
                 .published
-                .entry(source.id())
-                .or_insert_with(|| (source.clone(), 0));
-            e.1 = e.1.max(*end);
+                .entry(a.source.id())
+                .or_insert_with(|| (Arc::new(a.source.clone()), 0));
+            e.1 = e.1.max(a.published_end);
         }
         let Some(old) = inner.partitions.remove(id) else {
             return;
@@ -310,19 +348,36 @@ impl Store {
         );
     }
 
-    /// Per source (of those `wanted` picks): its published end and its
-    /// held end (durable here: published, or in the WAL).
-    pub fn ends(&self, wanted: &dyn Fn(&Source) -> bool) -> Vec<(Arc<Source>, u64, u64)> {
+    /// Per source (of those `wanted` picks): its published end, its
+    /// held end (durable here: published, or in the WAL), and the gaps
+    /// accepted in it.
+    pub fn ends(&self, wanted: &dyn Fn(&Source) -> bool) -> Vec<SourceEndsNow> {
         let inner = self.read();
-        let mut ends: HashMap<u64, (Arc<Source>, u64, u64)> = inner
+        let mut ends: HashMap<u64, SourceEndsNow> = inner
             .published
             .iter()
             .filter(|(_, (s, _))| wanted(s))
-            .map(|(id, (s, end))| (*id, (s.clone(), *end, *end)))
+            .map(|(id, (s, end))| {
+                let now = SourceEndsNow {
+                    source: s.clone(),
+                    published_end: *end,
+                    held_end: *end,
+                    gaps: Vec::new(),
+                };
+                (*id, now)
+            })
             .collect();
         for (id, e) in inner.sources.iter().filter(|(_, e)| wanted(&e.source)) {
-            let entry = ends.entry(*id).or_insert_with(|| (e.source.clone(), 0, 0));
-            entry.2 = entry.2.max(e.end);
+            let entry = ends.entry(*id).or_insert_with(|| SourceEndsNow {
+                source: e.source.clone(),
+                published_end: 0,
+                held_end: 0,
+                gaps: Vec::new(),
+            });
+            entry.held_end = entry.held_end.max(e.end);
+        }
+        for (id, now) in &mut ends {
+            now.gaps = inner.gaps.get(id).cloned().unwrap_or_default();
         }
         ends.into_values().collect()
     }
@@ -508,6 +563,28 @@ impl Store {
 
 /// The end of source `id`'s committed prefix: the first offset still only
 /// in memory (open or sealed, not committed), or all it holds if none.
+/// A batch accepted with `allow_gap` starts past what the source held:
+/// the bytes in between are recorded as lost (and published as such with
+/// the source's end, rule 1 of issue 16).
+fn note_gap(inner: &mut Inner, id: u64, first: u64) {
+    let floor = inner.published.get(&id).map_or(0, |p| p.1);
+    let Some(e) = inner.sources.get(&id) else {
+        return;
+    };
+    let held = e.end.max(floor);
+    if first <= held {
+        return;
+    }
+    tracing::warn!(
+        source = %e.source.key(),
+        "a gap was accepted (allow_gap): bytes {held}..{first} of this source are lost"
+    );
+    let gaps = inner.gaps.entry(id).or_default();
+    gaps.push((held, first));
+    let extra = gaps.len().saturating_sub(GAPS_KEPT);
+    gaps.drain(..extra);
+}
+
 fn committed_end(inner: &Inner, id: u64, e: &SourceEntry) -> u64 {
     let open = e.open.as_ref().and_then(|o| o.lines.first_offset());
     let sealed = inner
