@@ -98,7 +98,7 @@ fn a_cache_of_two_indexes_serves_five_splits_within_its_budget() {
         .map(|(_, size)| size)
         .collect();
     assert_eq!(bundles.len(), DAYS as usize, "{bundles:?}");
-    let cache_dir = data.join("cache").join("splits");
+    let cache_dir = data.join("cache");
     assert_eq!(cache_stat(&s, "bytes"), bundles.iter().sum::<u64>(), "{s}");
     assert_eq!(disk_bytes(&cache_dir), cache_stat(&s, "bytes"));
     assert_eq!(cache_stat(&s, "splits"), u64::from(DAYS), "{s}");
@@ -201,4 +201,57 @@ fn on_the_embedded_default_store_nothing_is_cached() {
         assert_eq!(cache_stat(&s, name), 0, "{name}: {s}");
     }
     assert_eq!(disk_bytes(&dir.path().join("data").join("cache")), 0);
+}
+
+/// Blocks fetched by ranged GET are kept in the cache too: a search
+/// read again (with no memory cache in front) makes no GET.
+#[test]
+fn blocks_read_from_the_store_are_kept_in_the_cache() {
+    let weed = Seaweed::start();
+    let config = format!(
+        "[storage]\ncommit_interval_ms = 100\n[search]\nblock_cache_bytes = 0\n{}",
+        weed.config("blocks")
+    );
+    let (dir, mut server) = Server::in_temp_dir(Some(&config));
+    post_days(&server);
+    server.flush();
+    let gets = |server: &Server| {
+        server
+            .metric("cblogs_object_store_requests_total{kind=\"get\"}")
+            .unwrap_or(0.0)
+    };
+    let grep = |server: &Server| {
+        let out = server.cli(&["grep", "GET /api/items/", "--output", "raw", "--limit", "0"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(out.lines().len(), LINES * DAYS as usize);
+    };
+    let before = gets(&server);
+    grep(&server);
+    let first = server.storage();
+    let fetched = cache_stat(&first, "block_misses");
+    assert!(fetched >= u64::from(DAYS), "a block of each split: {first}");
+    assert_eq!(gets(&server), before + fetched as f64, "one GET per block");
+    assert_eq!(cache_stat(&first, "blocks"), fetched, "{first}");
+    let on_disk = disk_bytes(&dir.path().join("data").join("cache").join("blocks"));
+    assert_eq!(on_disk, cache_stat(&first, "block_bytes"), "{first}");
+
+    grep(&server);
+    let second = server.storage();
+    assert_eq!(cache_stat(&second, "block_misses"), fetched, "{second}");
+    assert!(cache_stat(&second, "block_hits") >= fetched, "{second}");
+    assert_eq!(
+        gets(&server),
+        before + fetched as f64,
+        "no GET the second time"
+    );
+
+    // They start empty at the next start.
+    server.stop();
+    server.restart();
+    assert_eq!(cache_stat(&server.storage(), "blocks"), 0);
+    assert_eq!(
+        disk_bytes(&dir.path().join("data").join("cache").join("blocks")),
+        0
+    );
+    grep(&server);
 }

@@ -112,6 +112,18 @@ pub struct CacheSummary {
     /// Indexes deleted to stay within `max_bytes` (their splits stay
     /// published).
     pub evictions: u64,
+    /// Blocks fetched by ranged GET and kept (their bytes are part of
+    /// `bytes`), and how often a block read found one here, or fetched it.
+    #[serde(default)]
+    pub blocks: u64,
+    #[serde(default)]
+    pub block_bytes: u64,
+    #[serde(default)]
+    pub block_hits: u64,
+    #[serde(default)]
+    pub block_misses: u64,
+    #[serde(default)]
+    pub block_evictions: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

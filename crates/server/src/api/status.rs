@@ -112,6 +112,11 @@ pub(super) async fn storage(State(app): State<Arc<App>>) -> Json<api::StorageRes
                 misses: c.misses,
                 hit_rate: c.hit_rate(),
                 evictions: c.evictions,
+                blocks: c.blocks,
+                block_bytes: c.block_bytes,
+                block_hits: c.block_hits,
+                block_misses: c.block_misses,
+                block_evictions: c.block_evictions,
             }
         },
     })

@@ -253,8 +253,11 @@ impl Partition {
     }
 
     /// The split's files, relative to its folder, with their sizes: what
-    /// an upload sends. Only the index files the newest commit uses (a
-    /// finished writer has deleted the others).
+    /// an upload sends. Only the index files the newest commit uses
+    /// (`meta.json` and its segments' files): a merge that an earlier
+    /// writer of the split started may still be writing a segment of its
+    /// own in the folder, which no commit will ever use, and whose size
+    /// changes while it is read.
     pub fn files(&self) -> Result<Vec<(String, u64)>, PartitionError> {
         let io = |source| PartitionError::Io {
             dir: self.dir.clone(),
@@ -268,15 +271,23 @@ impl Partition {
                 Err(e) => return Err(io(e)),
             }
         }
-        for entry in fs::read_dir(self.dir.join("index")).map_err(io)? {
-            let entry = entry.map_err(io)?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            // The writer's lock and bookkeeping are not part of the index.
-            if name.starts_with(".tantivy") || name == ".managed.json" {
-                continue;
+        let metas =
+            self.index
+                .searchable_segment_metas()
+                .map_err(|source| PartitionError::Index {
+                    dir: self.dir.clone(),
+                    source,
+                })?;
+        let mut names: std::collections::BTreeSet<PathBuf> =
+            metas.iter().flat_map(|m| m.list_files()).collect();
+        names.insert(PathBuf::from("meta.json"));
+        for name in names {
+            // A component a segment does not have (no deletes) is no file.
+            match fs::metadata(self.dir.join("index").join(&name)) {
+                Ok(m) => files.push((format!("index/{}", name.display()), m.len())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(e)),
             }
-            let len = entry.metadata().map_err(io)?.len();
-            files.push((format!("index/{name}"), len));
         }
         files.sort();
         Ok(files)
@@ -382,5 +393,50 @@ impl Partition {
             totals.entry(b.source).or_default().add_block(&b);
         }
         Ok(totals)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use cblogs_core::{LineFlags, Source, Stream};
+
+    use super::*;
+    use crate::index::PreparedBlock;
+
+    /// An upload sends what the newest commit uses, each at the size it
+    /// has: not the file of a merge an earlier writer left running, which
+    /// no commit uses and which grows while it is read.
+    #[test]
+    fn files_are_those_the_newest_commit_uses() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = Arc::new(Partition::create(dir.path(), 0).unwrap());
+        let src = Arc::new(Source::example("r/prod/j", 0, "p", Stream::Stdout));
+        let mut writer = part.writer(20_000_000).unwrap();
+        let mut b = LineBlock::new();
+        b.push(0, 1, LineFlags::default(), b"a line");
+        writer
+            .add_block(&src, PreparedBlock::new(src.id(), &b, 3).unwrap())
+            .unwrap();
+        writer.commit().unwrap();
+        drop(writer);
+        let index = part.dir().join("index");
+        std::fs::write(index.join("0123456789abcdef0123456789abcdef.idx"), b"half").unwrap();
+        let files = part.files().unwrap();
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(names.contains(&"blocks.dat"), "{names:?}");
+        assert!(names.contains(&"index/meta.json"), "{names:?}");
+        assert!(names.iter().any(|n| n.ends_with(".idx")), "{names:?}");
+        assert!(
+            !names.iter().any(|n| n.contains("0123456789abcdef")),
+            "{names:?}"
+        );
+        for (name, len) in &files {
+            assert_eq!(
+                std::fs::metadata(part.dir().join(name)).unwrap().len(),
+                *len
+            );
+        }
     }
 }

@@ -22,8 +22,16 @@
 //! room by evicting, so the files here never exceed the budget because of
 //! a download that unpinned entries could have made room for.
 //!
-//! Blocks are not cached on disk: see `ARCHITECTURE.md` (the in-memory
-//! block cache, `search.block_cache_bytes`, keeps decoded blocks).
+//! Blocks read by ranged GET are kept here too, within the same budget
+//! and the same least-recently-used order: each block's compressed bytes
+//! as one file, `<data_dir>/cache/blocks/<split id>/<offset>`
+//! ([`DiskCache::read_block`]). The in-memory block cache
+//! (`search.block_cache_bytes`) keeps decoded blocks in front of it; this
+//! one holds what does not fit there, so a search read twice does not GET
+//! its blocks twice. A block file is written whole before it is counted
+//! (a temporary name, then a rename), and read back only at its exact
+//! length; one evicted while it is read is fetched again. The block files
+//! start empty at each start of cblogsd (deleted, not scanned).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,10 +40,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use cblogs_core::Source;
 use tantivy::Searcher;
 
-use super::published::{download_index, split_key, PublishError, RemoteBlocks};
+use super::published::{download_index, split_key, PublishError};
 use super::usage::dir_bytes;
 use crate::bucket::Bucket;
-use crate::index::{new_uid, Partition, PartitionError, SourceTotals};
+use crate::index::{new_uid, Partition, PartitionError, RangeRead, SourceTotals};
 use crate::metastore::SplitEntry;
 use crate::metrics::{emit, SplitCacheEvicted, SplitCacheUsed};
 
@@ -59,6 +67,15 @@ pub struct CacheStats {
     pub misses: u64,
     /// Split indexes deleted to stay within the budget.
     pub evictions: u64,
+    /// Blocks in the cache, and their share of `bytes`.
+    pub blocks: u64,
+    pub block_bytes: u64,
+    /// A block read from the store was here (no GET)…
+    pub block_hits: u64,
+    /// …or was fetched with a ranged GET (and kept).
+    pub block_misses: u64,
+    /// Blocks deleted to stay within the budget.
+    pub block_evictions: u64,
 }
 
 impl CacheStats {
@@ -73,9 +90,14 @@ impl CacheStats {
     }
 }
 
+/// How a block's slot is named among the splits' (a split id never starts so).
+const BLOCK_SLOT: &str = "blocks/";
+
 pub struct DiskCache {
     /// `<data_dir>/cache/splits`.
     root: PathBuf,
+    /// `<data_dir>/cache/blocks`.
+    blocks_root: PathBuf,
     max_bytes: u64,
     bucket: Arc<Bucket>,
     state: Mutex<State>,
@@ -93,6 +115,11 @@ struct State {
     hits: u64,
     misses: u64,
     evictions: u64,
+    blocks: u64,
+    block_bytes: u64,
+    block_hits: u64,
+    block_misses: u64,
+    block_evictions: u64,
 }
 
 struct Slot {
@@ -129,6 +156,9 @@ impl DiskCache {
     ) -> Result<DiskCache, PartitionError> {
         let cache = DiskCache {
             root: root.to_owned(),
+            blocks_root: root
+                .parent()
+                .map_or_else(|| root.join("blocks"), |p| p.join("blocks")),
             max_bytes,
             bucket,
             state: Mutex::new(State::default()),
@@ -142,6 +172,9 @@ impl DiskCache {
             source,
         };
         std::fs::create_dir_all(root).map_err(io)?;
+        // Block files are not taken up: thousands of small files to scan
+        // at each start, for what the next searches fetch again.
+        remove_path(&cache.blocks_root).map_err(io)?;
         let mut found = Vec::new();
         for entry in std::fs::read_dir(root).map_err(io)? {
             let entry = entry.map_err(io)?;
@@ -192,8 +225,86 @@ impl DiskCache {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Where slot `id` is on disk: a split's folder, or a block's file.
     fn dir_of(&self, id: &str) -> PathBuf {
-        self.root.join(id)
+        match id.strip_prefix(BLOCK_SLOT) {
+            Some(block) => self.blocks_root.join(block),
+            None => self.root.join(id),
+        }
+    }
+
+    /// Bytes `[pos, pos + len)` of split `split`'s `blocks.dat` (object
+    /// `key`): from this cache, or by one ranged GET, kept here after.
+    pub(super) fn read_block(
+        self: &Arc<Self>,
+        split: &str,
+        key: &str,
+        pos: u64,
+        len: u64,
+    ) -> std::io::Result<Vec<u8>> {
+        let slot = format!("{BLOCK_SLOT}{split}/{pos}");
+        let path = self.dir_of(&slot);
+        let cached = {
+            let mut st = self.lock();
+            st.clock += 1;
+            let now = st.clock;
+            let here = st.slots.get_mut(&slot).map(|s| s.used = now).is_some();
+            if here {
+                st.block_hits += 1;
+            }
+            here
+        };
+        if cached {
+            match std::fs::read(&path) {
+                Ok(bytes) if bytes.len() as u64 == len => return Ok(bytes),
+                // Evicted since, or not this block: fetched again.
+                _ => {}
+            }
+        }
+        let bytes = self
+            .bucket
+            .get_range(key, pos..pos + len)
+            .map(|b| b.to_vec())
+            .map_err(std::io::Error::other)?;
+        if let Err(e) = self.keep_block(&slot, &path, &bytes) {
+            tracing::debug!(path = %path.display(), error = %e, "a block fetched from the store is not kept in the cache");
+        }
+        Ok(bytes)
+    }
+
+    fn keep_block(&self, slot: &str, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        let len = bytes.len() as u64;
+        if len > self.max_bytes {
+            return Ok(());
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("partial");
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, path)?;
+        let mut st = self.lock();
+        st.block_misses += 1;
+        if st.slots.contains_key(slot) {
+            return Ok(());
+        }
+        st.clock += 1;
+        let used = st.clock;
+        st.bytes += len;
+        st.blocks += 1;
+        st.block_bytes += len;
+        st.slots.insert(
+            slot.to_owned(),
+            Slot {
+                ready: true,
+                bytes: len,
+                used,
+                open: None,
+            },
+        );
+        self.trim(&mut st);
+        st.peak = st.peak.max(st.bytes);
+        Ok(())
     }
 
     /// What the cache holds and has done.
@@ -203,10 +314,15 @@ impl DiskCache {
             bytes: st.bytes,
             max_bytes: self.max_bytes,
             peak_bytes: st.peak,
-            splits: st.slots.len() as u64,
+            splits: st.slots.len() as u64 - st.blocks,
             hits: st.hits,
             misses: st.misses,
             evictions: st.evictions,
+            blocks: st.blocks,
+            block_bytes: st.block_bytes,
+            block_hits: st.block_hits,
+            block_misses: st.block_misses,
+            block_evictions: st.block_evictions,
         }
     }
 
@@ -379,10 +495,11 @@ impl DiskCache {
         result
     }
 
-    fn open_index(&self, split: &CachedSplit) -> Result<Partition, PartitionError> {
+    fn open_index(self: &Arc<Self>, split: &CachedSplit) -> Result<Partition, PartitionError> {
         let id = &split.entry.id;
         let blocks = Box::new(RemoteBlocks {
-            bucket: self.bucket.clone(),
+            cache: self.clone(),
+            split: id.clone(),
             key: format!("{}blocks.dat", split_key(id)),
         });
         Partition::open_remote(
@@ -416,6 +533,15 @@ impl DiskCache {
                 return;
             };
             st.bytes -= slot.bytes;
+            if id.starts_with(BLOCK_SLOT) {
+                st.blocks -= 1;
+                st.block_bytes -= slot.bytes;
+                st.block_evictions += 1;
+                if let Err(e) = remove_path(&self.dir_of(&id)) {
+                    tracing::warn!(block = %id, error = %e, "cannot delete an evicted block");
+                }
+                continue;
+            }
             st.evictions += 1;
             // The index is closed (unmapped) before its files go.
             drop(slot.open);
@@ -449,6 +575,24 @@ impl DiskCache {
         if let Err(e) = remove_path(&self.dir_of(id)) {
             tracing::warn!(split = %id, error = %e, "cannot delete a deleted split's cached index");
         }
+        // Its blocks too.
+        let prefix = format!("{BLOCK_SLOT}{id}/");
+        let blocks: Vec<String> = st
+            .slots
+            .keys()
+            .filter(|k| k.starts_with(&prefix))
+            .cloned()
+            .collect();
+        for key in blocks {
+            if let Some(slot) = st.slots.remove(&key) {
+                st.bytes -= slot.bytes;
+                st.blocks -= 1;
+                st.block_bytes -= slot.bytes;
+            }
+        }
+        if let Err(e) = remove_path(&self.dir_of(&format!("{BLOCK_SLOT}{id}"))) {
+            tracing::warn!(split = %id, error = %e, "cannot delete a deleted split's cached blocks");
+        }
     }
 
     /// Where split `id`'s index is kept.
@@ -467,6 +611,20 @@ fn remove_path(path: &Path) -> std::io::Result<()> {
     match done {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
+    }
+}
+
+/// `blocks.dat` of a split in a remote store, read by ranged GET.
+struct RemoteBlocks {
+    /// Block bytes are kept there (`cache.max_bytes`).
+    cache: Arc<DiskCache>,
+    split: String,
+    key: String,
+}
+
+impl RangeRead for RemoteBlocks {
+    fn read_range(&self, pos: u64, len: u64) -> std::io::Result<Vec<u8>> {
+        self.cache.read_block(&self.split, &self.key, pos, len)
     }
 }
 
@@ -814,6 +972,7 @@ mod tests {
         // Room for one index: the budget is set after the fact.
         let c = Arc::new(DiskCache {
             root: c.root.clone(),
+            blocks_root: c.blocks_root.clone(),
             max_bytes: size,
             bucket: c.bucket.clone(),
             state: Mutex::new(State::default()),

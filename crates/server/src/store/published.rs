@@ -6,10 +6,9 @@
 //! store it is opened in place (`splits.rs`).
 
 use std::path::Path;
-use std::sync::Arc;
 
 use crate::bucket::Bucket;
-use crate::index::{Partition, PartitionError, RangeRead};
+use crate::index::{Partition, PartitionError};
 use crate::metastore::{SplitEntry, SplitSource};
 
 /// Why a split could not be published (or, published, opened).
@@ -31,8 +30,17 @@ pub(super) const BUNDLE: &str = "index.bundle";
 /// `<dir>/index.bundle`, for one upload.
 pub(super) fn write_bundle(dir: &Path, files: &[(String, u64)]) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(dir.join(BUNDLE))?);
-    for (name, _) in files.iter().filter(|(n, _)| n != "blocks.dat") {
-        std::io::copy(&mut std::fs::File::open(dir.join(name))?, &mut out)?;
+    for (name, len) in files.iter().filter(|(n, _)| n != "blocks.dat") {
+        // Exactly the length the entry records: a reader cuts the bundle
+        // by those lengths, so one byte more or less would shift every
+        // file after it.
+        let copied = std::io::copy(&mut std::fs::File::open(dir.join(name))?, &mut out)?;
+        if copied != *len {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{name} changed while it was bundled ({len} bytes, then {copied})"),
+            ));
+        }
     }
     std::io::Write::flush(&mut out)
 }
@@ -136,19 +144,4 @@ pub(super) fn download_index(
     }
     std::fs::rename(&partial, dir).map_err(io)?;
     Ok(())
-}
-
-/// `blocks.dat` of a split in a remote store, read by ranged GET.
-pub(super) struct RemoteBlocks {
-    pub(super) bucket: Arc<Bucket>,
-    pub(super) key: String,
-}
-
-impl RangeRead for RemoteBlocks {
-    fn read_range(&self, pos: u64, len: u64) -> std::io::Result<Vec<u8>> {
-        self.bucket
-            .get_range(&self.key, pos..pos + len)
-            .map(|b| b.to_vec())
-            .map_err(std::io::Error::other)
-    }
 }
