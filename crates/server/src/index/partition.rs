@@ -357,6 +357,12 @@ impl Partition {
         self.blocks.read_block(b)
     }
 
+    /// Its blocks are in a remote store: each read is a request, worth
+    /// making several at once.
+    pub fn blocks_are_remote(&self) -> bool {
+        self.blocks.local().is_none()
+    }
+
     /// Its `blocks.dat`, to read blocks from without holding the index.
     pub fn split_blocks(&self) -> Arc<SplitBlocks> {
         self.blocks.clone()

@@ -8,6 +8,7 @@ use cblogs_core::{LineFlags, LineView, Source};
 
 use super::selection::QueryError;
 use crate::block::LineBlock;
+use crate::index::{BlockRef, Partition, PartitionError};
 use crate::store::ReadSnapshot;
 
 /// One line with its source, owned.
@@ -146,19 +147,65 @@ pub fn last_lines(
         // while this split is read.
         let part = split.open()?;
         let mut blocks = part.blocks(part.searcher(), Some(&ids), since_ns)?;
+        blocks.retain(|b| snap.sources.contains_key(&b.source));
         blocks.sort_unstable_by_key(|b| std::cmp::Reverse(b.t_max));
-        for b in blocks {
-            if newest.threshold.is_some_and(|t| b.t_max < t) {
-                // This block holds a qualifying line (its newest one) that
-                // is older than all n kept.
+        // From a remote store, the next blocks that may still hold one of
+        // the newest n are fetched together (one request each, at once);
+        // the rest is read one at a time as before.
+        let wave = if part.blocks_are_remote() { WAVE } else { 1 };
+        let mut next = 0;
+        'blocks: while next < blocks.len() {
+            let ahead: Vec<&BlockRef> = blocks[next..]
+                .iter()
+                .take(wave)
+                .take_while(|b| newest.threshold.is_none_or(|t| b.t_max >= t))
+                .collect();
+            let read = read_together(&part, &ahead);
+            next += ahead.len().max(1);
+            for (b, block) in ahead.iter().zip(read) {
+                if newest.threshold.is_some_and(|t| b.t_max < t) {
+                    // This block holds a qualifying line (its newest one)
+                    // that is older than all n kept.
+                    newest.left_out = true;
+                    break 'blocks;
+                }
+                if let Some(source) = snap.sources.get(&b.source) {
+                    newest.push_block(source, &block?);
+                }
+            }
+            if ahead.is_empty() {
                 newest.left_out = true;
                 break;
             }
-            let Some(source) = snap.sources.get(&b.source) else {
-                continue;
-            };
-            newest.push_block(source, &part.read_block(&b)?);
         }
     }
     Ok(newest.finish())
+}
+
+/// Blocks read at once from a remote store by `tail -n`.
+const WAVE: usize = 16;
+
+/// Reads `blocks` of `part`, each on a thread of its own when there are
+/// several (each is a request to the store).
+fn read_together(part: &Partition, blocks: &[&BlockRef]) -> Vec<Result<LineBlock, PartitionError>> {
+    if blocks.len() <= 1 {
+        return blocks.iter().map(|b| part.read_block(b)).collect();
+    }
+    std::thread::scope(|scope| {
+        let reads: Vec<_> = blocks
+            .iter()
+            .map(|b| scope.spawn(move || part.read_block(b)))
+            .collect();
+        reads
+            .into_iter()
+            .map(|r| {
+                r.join().unwrap_or_else(|_| {
+                    Err(PartitionError::Io {
+                        dir: part.dir().to_owned(),
+                        source: std::io::Error::other("a block reader panicked"),
+                    })
+                })
+            })
+            .collect()
+    })
 }
