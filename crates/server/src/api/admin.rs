@@ -65,6 +65,19 @@ pub(super) async fn flush(
         .ok()
         .and_then(Result::ok)
         .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the service is stopping"))?;
+    // It answers once everything is published: a publish that failed is
+    // said, not passed over (it is tried again with a backoff).
+    let publishing = app.publishing.now();
+    if let (Some(error), true) = (publishing.error, publishing.upload_lag_secs > 0.0) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "flushed, but a split could not be published to {} ({error}); it stays on the local disk and is tried again",
+                app.object_store
+            ),
+        )
+        .retry_after(std::time::Duration::from_secs(1)));
+    }
     Ok(Json(api::FlushResponse {
         committed_blocks,
         took_ms: started.elapsed().as_millis() as u64,
