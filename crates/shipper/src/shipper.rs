@@ -602,6 +602,7 @@ impl Shipper {
                     "the server (a new incarnation) holds this stream only up to offset {held_end} of the {acked} it acknowledged, and this stream cannot be read again from there"
                 ),
             }
+            t.set_published(published_end);
         }
         if known.is_none() {
             return;
