@@ -41,7 +41,6 @@ use cblogs_core::Source;
 use tantivy::Searcher;
 
 use super::published::{download_index, split_key, PublishError};
-use super::usage::dir_bytes;
 use crate::bucket::Bucket;
 use crate::index::{new_uid, Partition, PartitionError, RangeRead, SourceTotals};
 use crate::metastore::SplitEntry;
@@ -599,6 +598,21 @@ impl DiskCache {
     pub(super) fn dir(&self, id: &str) -> PathBuf {
         self.dir_of(id)
     }
+}
+
+/// Bytes of the files under `dir` (one level of subfolders: the index).
+pub(super) fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// Deletes a folder or file; one that is not there is no error.

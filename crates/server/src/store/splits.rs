@@ -36,11 +36,10 @@ use std::time::{Duration, Instant};
 use cblogs_core::time::now_ns;
 
 use super::convert::convert_partitions;
-use super::disk_cache::{CachedSplit, DiskCache, SplitHandle};
+use super::disk_cache::{dir_bytes, CachedSplit, DiskCache, SplitHandle};
 use super::published::{entry_of, split_key, write_bundle, PublishError, BUNDLE};
 use super::publishing::Publishing;
 use super::store::Store;
-use super::usage::dir_bytes;
 use crate::bucket::Bucket;
 use crate::config::{CacheConfig, StorageConfig};
 use crate::index::{split_window, Access, Partition, PartitionError, PartitionWriter};

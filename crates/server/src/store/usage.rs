@@ -2,8 +2,7 @@
 //! retention's disk budget. Measured when asked (a walk of each split's
 //! files), never kept.
 
-use std::path::Path;
-
+use super::disk_cache::dir_bytes;
 use super::store::Store;
 
 /// Splits on disk, oldest window first.
@@ -40,19 +39,4 @@ pub fn disk_usage(store: &Store) -> DiskUsage {
         bytes: partitions.iter().map(|p| p.bytes).sum(),
         partitions,
     }
-}
-
-/// Bytes of the files under `dir` (one level of subfolders: the index).
-pub(super) fn dir_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }
