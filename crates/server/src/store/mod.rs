@@ -22,7 +22,7 @@
 //! publishing.rs  Publishing: the upload lag and the last failure, for the API
 //! published.rs   a published split: its entry, its index bundle, its blocks by ranged
 //!                GET; convert.rs: the layout before splits, converted once
-//! disk_cache.rs  DiskCache: a remote store's split indexes in cache/, within
+//! disk_cache.rs  DiskCache: a remote store's split indexes and blocks in cache/, within
 //!                cache.max_bytes, least recently used out first; SplitHandle, IndexPin
 //! splits.rs      SplitSet: the one owner of splits' lives (committer's thread): build,
 //!                seal, stage, upload, publish, retire, delete
