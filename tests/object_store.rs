@@ -399,6 +399,55 @@ fn a_slow_store_slows_publishing_only() {
     assert_eq!(out.lines(), [lines("slow3", 100)[42].as_str()]);
 }
 
+/// Issue 16, rule 5: a split is staged before its upload; a node that
+/// crashes mid-upload and loses its disk leaves objects no one will
+/// publish. Once `storage.abandoned_split_secs` have passed, a node
+/// deletes them and the metastore forgets the split.
+#[test]
+fn a_split_abandoned_mid_upload_is_deleted_after_its_grace() {
+    let weed = Seaweed::start();
+    // Each request to the store takes seconds: the upload can be caught
+    // between its first object and its publish.
+    let proxy = SlowProxy::start(weed.endpoint.trim_start_matches("http://"), Duration::ZERO);
+    let config = format!(
+        "{FAST}abandoned_split_secs = 1\n{}",
+        weed.config("abandon")
+            .replace(&weed.endpoint, &proxy.endpoint)
+    );
+    let (dir, mut server) = Server::in_temp_dir(Some(&config));
+    proxy.set_delay(Duration::from_secs(1));
+    let mut f = SourceFile::of(&format!("devcluster/{JOB}"), 0, "s3", Stream::Stdout);
+    server.post_ok(&request(vec![f.batch(&lines("abandoned", 50))]));
+    let objects = |weed: &Seaweed| weed.keys("abandon/splits/");
+    wait_until("the upload to have begun", DEADLINE, || {
+        objects(&weed)
+            .iter()
+            .any(|k| k.ends_with("/blocks.dat"))
+            .then_some(())
+    });
+    server.kill9();
+    assert!(
+        !objects(&weed).iter().any(|k| k.ends_with("/index.bundle")),
+        "killed before the upload ended: {:?}",
+        objects(&weed)
+    );
+    std::fs::remove_dir_all(dir.path().join("data")).expect("wipe the data dir");
+    proxy.set_delay(Duration::ZERO);
+    server.restart();
+    wait_until("the abandoned split's objects to go", DEADLINE, || {
+        objects(&weed).is_empty().then_some(())
+    });
+    assert!(
+        server
+            .log_text()
+            .contains("abandoned staged splits deleted"),
+        "{}",
+        log_tail(&server.log_text(), 20)
+    );
+    let s = server.storage();
+    assert_eq!(s["splits"].as_array().map(Vec::len), Some(0), "{s}");
+}
+
 /// `storage.max_bucket_bytes` bounds the published splits in the bucket:
 /// past it the oldest go first, until the rest fit.
 #[test]

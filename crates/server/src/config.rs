@@ -196,6 +196,9 @@ pub struct StorageConfig {
     pub split_max_age_secs: u64,
     /// …or at this many bytes of compressed blocks.
     pub split_max_bytes: u64,
+    /// A split staged this long ago, and neither published nor being
+    /// uploaded here, was abandoned: its objects are deleted.
+    pub abandoned_split_secs: u64,
     /// Partitions whose newest line is older than this are deleted. 0 keeps everything.
     pub retention_days: u64,
     /// Past this many bytes of splits on this disk, the oldest published
@@ -317,6 +320,7 @@ impl Default for StorageConfig {
             partition_secs: 86_400,
             split_max_age_secs: 300,
             split_max_bytes: 256 << 20,
+            abandoned_split_secs: 600,
             retention_days: 14,
             max_disk_bytes: 0,
             max_bucket_bytes: 0,
@@ -372,6 +376,7 @@ impl Config {
             ("storage.partition_secs", s.partition_secs),
             ("storage.split_max_age_secs", s.split_max_age_secs),
             ("storage.split_max_bytes", s.split_max_bytes),
+            ("storage.abandoned_split_secs", s.abandoned_split_secs),
             ("storage.wal_segment_bytes", s.wal_segment_bytes),
             ("storage.wal_max_bytes", s.wal_max_bytes),
             ("storage.max_unindexed_bytes", s.max_unindexed_bytes),

@@ -47,11 +47,8 @@ use crate::metastore::{Change, Metastore, SourceAdvance, SplitEntry, SplitState}
 
 /// How long a split's writer may sit idle before it is closed.
 const WRITER_IDLE: Duration = Duration::from_secs(300);
-/// A split staged this long ago and neither published nor being uploaded
-/// here was abandoned (its node crashed mid-upload and lost its disk):
-/// its objects are deleted.
-const STAGED_GRACE: Duration = Duration::from_secs(600);
-/// How often abandoned staged splits are looked for.
+/// How often abandoned staged splits are looked for (at most; more often
+/// when `storage.abandoned_split_secs` is shorter).
 const STAGED_CHECK: Duration = Duration::from_secs(60);
 /// After a failed publish the next try waits this long, doubled after
 /// each failure up to [`PUBLISH_BACKOFF_MAX`]: a store that is down is
@@ -524,19 +521,21 @@ impl SplitSet {
         }
     }
 
-    /// Deletes the objects of splits staged more than [`STAGED_GRACE`]
+    /// Deletes the objects of splits staged more than
+    /// `storage.abandoned_split_secs`
     /// ago that are neither published nor held here, and forgets them.
     /// Every object a split has is written after its staging, so this
     /// leaves no orphan behind a crash.
     pub(super) fn delete_abandoned(&mut self) {
+        let grace = Duration::from_secs(self.config.abandoned_split_secs);
         if self
             .staged_checked
-            .is_some_and(|t| t.elapsed() < STAGED_CHECK)
+            .is_some_and(|t| t.elapsed() < STAGED_CHECK.min(grace))
         {
             return;
         }
         self.staged_checked = Some(Instant::now());
-        let grace_ns = i64::try_from(STAGED_GRACE.as_nanos()).unwrap_or(i64::MAX);
+        let grace_ns = i64::try_from(grace.as_nanos()).unwrap_or(i64::MAX);
         let before = now_ns().saturating_sub(grace_ns);
         let ours = |id: &str| {
             self.sealed.iter().any(|s| s.part.id == id)
