@@ -18,15 +18,7 @@ const DAYS: u32 = 5;
 const LINES: usize = 30;
 
 fn lines(tag: &str) -> Vec<String> {
-    (0..LINES)
-        .map(|i| {
-            format!(
-                "{tag} {i:04} GET /api/items/{} 200 {}us",
-                i * 31 % 997,
-                i * 7
-            )
-        })
-        .collect()
+    numbered_lines(tag, LINES)
 }
 
 fn tag(day: u32) -> String {

@@ -7,9 +7,8 @@
 //! bucket, wrong credentials and an unreachable store are said plainly at
 //! start-up.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cblogs_core::time::now_ns;
 use cblogs_core::Stream;
@@ -23,15 +22,7 @@ const FAST: &str =
 const JOB: &str = "www-data/prod/s3";
 
 fn lines(tag: &str, n: usize) -> Vec<String> {
-    (0..n)
-        .map(|i| {
-            format!(
-                "{tag} {i:04} GET /api/items/{} 200 {}us",
-                i * 31 % 997,
-                i * 7
-            )
-        })
-        .collect()
+    numbered_lines(tag, n)
 }
 
 /// Every line of the job, once each and in file order (else panics with
@@ -181,16 +172,23 @@ fn lines_not_yet_published_are_sent_again_after_the_node_loses_its_disk() {
         "the shipper to keep the unpublished files",
         DEADLINE,
         || {
-            let status = shipper_files(&shipper);
+            let status = shipper.files();
             let live = status.iter().find(|f| f["path"] == stdout.as_str())?;
             let deleted = status.iter().find(|f| f["path"] == gone.as_str())?;
             (live["open_files"] == 2 && deleted["deleted"] == true).then_some(())
         },
     );
     let before = server.published();
-    for s in before["sources"].as_array().expect("sources") {
+    let sources = before["sources"].as_array().expect("sources");
+    assert_eq!(
+        sources.len(),
+        3,
+        "two streams and the finished one: {before}"
+    );
+    for s in sources {
+        let end = |name: &str| s[name].as_u64().expect(name);
         assert!(
-            s["published_end"].as_u64() < s["held_end"].as_u64(),
+            end("published_end") < end("held_end"),
             "acknowledged but not published: {before}"
         );
     }
@@ -215,7 +213,7 @@ fn lines_not_yet_published_are_sent_again_after_the_node_loses_its_disk() {
         "the shipper to let the published files go",
         DEADLINE,
         || {
-            let status = shipper_files(&shipper);
+            let status = shipper.files();
             let live = status.iter().find(|f| f["path"] == stdout.as_str())?;
             let forgotten = !status.iter().any(|f| f["path"] == gone.as_str());
             (live["open_files"] == 1 && forgotten).then_some(())
@@ -229,14 +227,6 @@ fn lines_not_yet_published_are_sent_again_after_the_node_loses_its_disk() {
         "lines written after",
     );
     shipper.stop();
-}
-
-/// The files of the shipper's status endpoint.
-fn shipper_files(shipper: &Shipper) -> Vec<serde_json::Value> {
-    serde_json::from_str::<serde_json::Value>(&shipper.status_get("/status"))
-        .ok()
-        .and_then(|s| s["files"].as_array().cloned())
-        .unwrap_or_default()
 }
 
 fn has_file_named(dir: &std::path::Path, name: &str) -> bool {
@@ -382,12 +372,17 @@ fn a_slow_store_slows_publishing_only() {
         let s = server.storage();
         (s["upload_lag_secs"].as_f64() > Some(1.0)).then_some(())
     });
-    // Ingest goes on meanwhile, into the WAL.
+    // Ingest goes on meanwhile, into the WAL, while splits wait.
     for round in 5..10 {
         let l = lines(&format!("slow{round}"), 100);
         server.post_ok(&request(vec![f.batch(&l)]));
         want.extend(l);
     }
+    let s = server.storage();
+    assert!(
+        s["unpublished_splits"].as_u64() > Some(0),
+        "acknowledged before their split was published: {s}"
+    );
     server.flush();
     let s = server.storage();
     assert_eq!(s["unpublished_splits"], 0, "{s}");
@@ -520,10 +515,9 @@ fn wrong_credentials_stop_the_start_with_a_clear_error() {
     // The right key works...
     let ok = weed.config("creds");
     let mut child = spawn_cblogsd(dir.path(), &ok);
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut first)
-        .expect("read stdout");
+    let first = lines_to_channel(child.stdout.take().expect("stdout"))
+        .recv_timeout(DEADLINE)
+        .expect("cblogsd says where it listens");
     assert!(first.contains("listening on"), "{first:?}");
     let _ = child.kill();
     let _ = child.wait();
@@ -557,15 +551,6 @@ fn wrong_credentials_stop_the_start_with_a_clear_error() {
 /// cblogsd started by hand: its start-up may not reach "listening".
 fn spawn_cblogsd(dir: &std::path::Path, config: &str) -> std::process::Child {
     spawn_cblogsd_on(dir, config, 0)
-}
-
-/// A free port on loopback, for a cblogsd that is to be asked before it
-/// says where it listens.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 fn spawn_cblogsd_on(dir: &std::path::Path, config: &str, port: u16) -> std::process::Child {
@@ -606,17 +591,17 @@ fn a_missing_bucket_stops_the_start_and_an_unreachable_store_is_waited_for() {
     weed.stop();
     let port = free_port();
     let mut child = spawn_cblogsd_on(dir.path(), &weed.config("later"), port);
-    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let said = rx
-        .iter()
-        .find(|l| l.contains("cannot be reached"))
-        .expect("cblogsd says the store cannot be reached");
+    let stderr = lines_to_channel(child.stderr.take().expect("stderr"));
+    let said = wait_until(
+        "cblogsd to say the store cannot be reached",
+        DEADLINE,
+        || {
+            stderr
+                .recv_timeout(Duration::from_millis(100))
+                .ok()
+                .filter(|l| l.contains("cannot be reached"))
+        },
+    );
     assert!(said.contains(&weed.endpoint), "{said}");
     assert!(
         child.try_wait().expect("status").is_none(),
@@ -643,16 +628,11 @@ fn a_missing_bucket_stops_the_start_and_an_unreachable_store_is_waited_for() {
     );
     assert!(said.contains(&weed.endpoint), "{said}");
     weed.restart();
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut first = String::new();
-    let started = Instant::now();
-    stdout.read_line(&mut first).expect("read stdout");
-    assert!(
-        first.contains("listening on"),
-        "{first:?} after {:?}",
-        started.elapsed()
-    );
-    assert!(started.elapsed() < Duration::from_secs(60));
+    // It retries at most every 30 s: it starts within a minute.
+    let first = lines_to_channel(child.stdout.take().expect("stdout"))
+        .recv_timeout(Duration::from_secs(60))
+        .expect("cblogsd starts once the store is back");
+    assert!(first.contains("listening on"), "{first:?}");
     let _ = child.kill();
     let _ = child.wait();
 }

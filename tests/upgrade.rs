@@ -19,20 +19,16 @@ const NEW_SERVER: &str =
      split_max_age_secs = 1\n";
 
 fn lines(tag: &str, n: usize) -> Vec<String> {
-    (0..n)
-        .map(|i| format!("{tag} {i:04} GET /api/items/{} 200", i * 31 % 997))
-        .collect()
+    numbered_lines(tag, n)
 }
 
 /// The status of `stream`'s file in the shipper's status endpoint.
 fn file_status(shipper: &Shipper, run: &ProcessRun, stream: Stream) -> Option<serde_json::Value> {
     let path = run.path(stream).display().to_string();
-    let status: serde_json::Value = serde_json::from_str(&shipper.status_get("/status")).ok()?;
-    status["files"]
-        .as_array()?
-        .iter()
+    shipper
+        .files()
+        .into_iter()
         .find(|f| f["path"] == path.as_str())
-        .cloned()
 }
 
 #[test]

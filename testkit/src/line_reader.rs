@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::sync::mpsc::{self, Receiver};
 
 /// Every line `r` yields, sent as it is read; the channel closes at EOF.
-pub(crate) fn lines_to_channel(r: impl Read + Send + 'static) -> Receiver<String> {
+pub fn lines_to_channel(r: impl Read + Send + 'static) -> Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(r).lines().map_while(Result::ok) {

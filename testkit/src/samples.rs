@@ -25,3 +25,17 @@ pub fn sample_from(kind: LogKind, from: usize, n: usize) -> Vec<Vec<u8>> {
         .map(|i| lines[i % lines.len()].clone())
         .collect()
 }
+
+/// `n` access-log lines, each distinct and found by its prefix
+/// `"<tag> <i:04> "` (a grep for one line, a check of order by the number).
+pub fn numbered_lines(tag: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            format!(
+                "{tag} {i:04} GET /api/items/{} 200 {}us",
+                i * 31 % 997,
+                i * 7
+            )
+        })
+        .collect()
+}

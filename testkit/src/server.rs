@@ -16,6 +16,15 @@ use crate::wait::DEADLINE;
 pub const SMALL_BLOCKS: &str =
     "[storage]\nblock_bytes = 1024\nblock_max_age_ms = 200\ncommit_interval_ms = 100\n";
 
+/// A free port on loopback (for a server that is to be asked before it
+/// says where it listens, or a browser's driver).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// A running `cblogsd`.
 pub struct Server {
     daemon: Daemon,

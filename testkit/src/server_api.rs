@@ -74,23 +74,24 @@ impl Server {
 
     /// `GET /api/v1/storage`, which must answer 200.
     pub fn storage(&self) -> Value {
-        let resp = http_client(None)
-            .get(format!("{}/api/v1/storage", self.url))
-            .send()
-            .expect("GET /api/v1/storage");
-        assert_eq!(resp.status().as_u16(), 200, "GET /api/v1/storage");
-        resp.json().expect("storage answers JSON")
+        self.get_json("/api/v1/storage")
     }
 
     /// `GET /api/v1/ingest/published`: the incarnation and each source's
     /// published and held ends.
     pub fn published(&self) -> Value {
+        self.get_json("/api/v1/ingest/published")
+    }
+
+    /// GET `path` (no token), which must answer 200 with JSON.
+    pub fn get_json(&self, path: &str) -> Value {
         let resp = http_client(None)
-            .get(format!("{}/api/v1/ingest/published", self.url))
+            .get(format!("{}{path}", self.url))
             .send()
-            .expect("GET /api/v1/ingest/published");
-        assert_eq!(resp.status().as_u16(), 200, "GET /api/v1/ingest/published");
-        resp.json().expect("published answers JSON")
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert_eq!(resp.status().as_u16(), 200, "GET {path}");
+        resp.json()
+            .unwrap_or_else(|e| panic!("GET {path} answers JSON: {e}"))
     }
 
     /// The value of one series of `/metrics`, named as the exposition

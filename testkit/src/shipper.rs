@@ -149,11 +149,7 @@ impl Shipper {
         server_url: &str,
         config: &str,
     ) -> Shipper {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = format!("127.0.0.1:{}", crate::server::free_port());
         let mut s = Shipper::prepare(agent, state_dir, server_url, config, &addr);
         s.program = program.to_owned();
         s.spawn(&[]);
@@ -165,6 +161,15 @@ impl Shipper {
     pub fn restart_as(&mut self, program: &Path) {
         self.program = program.to_owned();
         self.restart();
+    }
+
+    /// The files of its status endpoint (`GET /status`), as JSON; none
+    /// while it does not answer.
+    pub fn files(&self) -> Vec<serde_json::Value> {
+        serde_json::from_str::<serde_json::Value>(&self.status_get("/status"))
+            .ok()
+            .and_then(|s| s["files"].as_array().cloned())
+            .unwrap_or_default()
     }
 
     /// Its status endpoint's address ("off" when started without one).

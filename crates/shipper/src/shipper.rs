@@ -303,7 +303,10 @@ impl Shipper {
             }
             let resume = self.carried.remove(&path);
             match StreamTailer::open(found, resume.as_ref(), at_end, self.limits()) {
-                Ok(t) => {
+                Ok(mut t) => {
+                    if !self.server_publishes {
+                        t.set_published(t.acked);
+                    }
                     self.open_failed.remove(&path);
                     tracing::info!(
                         file = %path.display(),
@@ -711,6 +714,11 @@ impl Shipper {
         self.lines_dropped += n;
         if let Some(t) = self.tailer(key) {
             t.ack(batch.end);
+            // Never to be published: what was published before them is
+            // all there will be (else a deleted stream is held for ever).
+            if t.published >= batch.start {
+                t.set_published(batch.end);
+            }
         }
         self.checkpoint_dirty = true;
     }

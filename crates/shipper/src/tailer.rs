@@ -312,6 +312,8 @@ impl StreamTailer {
             && self.line.since.is_none()
             && !self.in_flight
             && self.acked >= self.read_to
+            // Read to the end: after a rewind, the bytes on disk are not.
+            && self.at_eof
     }
 
     /// Looks at the live name (rotation, truncation, deletion), then reads
@@ -634,20 +636,25 @@ impl StreamTailer {
         self.published = self.published.min(to);
         self.line = PartialLine::default();
         self.pending = Pending::default();
+        self.at_eof = false;
         self.allow_gap |= to > held_end;
         Some(to)
     }
 
     /// Where the stream stands, to be saved.
     pub fn checkpoint(&self) -> Option<Checkpoint> {
-        // The file holding `acked`: the newest one reached that starts at or before it.
+        // The file holding `acked`: the newest one reached that starts at
+        // or before it. None does while lines from before a truncation are
+        // still unanswered: those bytes are only in memory now, and a
+        // restart goes on from the cut.
         let at = (0..=self.reading)
             .rev()
-            .find(|&i| self.segs.get(i).is_some_and(|s| s.base <= self.acked))?;
-        let mark = self.segs[at].mark();
+            .find(|&i| self.segs.get(i).is_some_and(|s| s.base <= self.acked))
+            .unwrap_or(0);
+        let mark = self.segs.get(at)?.mark();
         Some(Checkpoint {
             source: self.source.key(),
-            acked: self.acked,
+            acked: self.acked.max(mark.base),
             dev: mark.dev,
             ino: mark.ino,
             base: mark.base,
@@ -852,6 +859,26 @@ mod tests {
         // The server lost everything: read it again from 0.
         assert_eq!(t.rewind(0), Some(0));
         assert_eq!(texts(&drain(&mut t)), ["old", "new"]);
+    }
+
+    /// A deleted sandbox's stream rewound (its node lost its disk) is not
+    /// drained, and so not forgotten, before it is read again.
+    #[test]
+    fn a_rewound_deleted_stream_is_drained_only_once_read_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run");
+        fs::create_dir(&dir).unwrap();
+        let f = found(&dir);
+        append(&f.path(), b"a\nb\n");
+        let mut t = StreamTailer::open(&f, None, false, limits()).unwrap();
+        assert_eq!(texts(&drain(&mut t)), ["a", "b"]);
+        fs::remove_dir_all(&dir).unwrap();
+        assert!(drain(&mut t).is_empty());
+        assert!(t.gone && t.is_drained());
+        assert_eq!(t.rewind(0), Some(0));
+        assert!(!t.is_drained(), "its bytes are still to be read");
+        assert_eq!(texts(&drain(&mut t)), ["a", "b"]);
+        assert!(t.is_drained());
     }
 
     /// Issue 16, rule 2: rotated files are kept until the server has

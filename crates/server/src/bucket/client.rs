@@ -294,15 +294,23 @@ impl Bucket {
         let upload = self.store.put_multipart(&object).await;
         count(upload.is_ok());
         let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload?, PART_BYTES);
-        let mut file = tokio::fs::File::open(path).await?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = file.read(&mut buf).await?;
-            if n == 0 {
-                break;
+        let sent: Result<(), Box<dyn std::error::Error + Send + Sync>> = async {
+            let mut file = tokio::fs::File::open(path).await?;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = file.read(&mut buf).await?;
+                if n == 0 {
+                    return Ok(());
+                }
+                writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+                writer.write(&buf[..n]);
             }
-            writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
-            writer.write(&buf[..n]);
+        }
+        .await;
+        if let Err(e) = sent {
+            // An upload left open is kept (and billed) by S3 until aborted.
+            let _ = writer.abort().await;
+            return Err(e);
         }
         let done = writer.finish().await;
         // Each part, and the request that completes the upload.

@@ -160,7 +160,7 @@ pub fn last_lines(
                 .take(wave)
                 .take_while(|b| newest.threshold.is_none_or(|t| b.t_max >= t))
                 .collect();
-            let read = read_together(&part, &ahead);
+            let read = read_together(snap, &part, &ahead);
             next += ahead.len().max(1);
             for (b, block) in ahead.iter().zip(read) {
                 if newest.threshold.is_some_and(|t| b.t_max < t) {
@@ -170,7 +170,7 @@ pub fn last_lines(
                     break 'blocks;
                 }
                 if let Some(source) = snap.sources.get(&b.source) {
-                    newest.push_block(source, &block?);
+                    newest.push_block(source, &*block?);
                 }
             }
             if ahead.is_empty() {
@@ -185,17 +185,21 @@ pub fn last_lines(
 /// Blocks read at once from a remote store by `tail -n`.
 const WAVE: usize = 16;
 
-/// Reads `blocks` of `part`, each on a thread of its own when there are
-/// several (each is a request to the store).
-fn read_together(part: &Partition, blocks: &[&BlockRef]) -> Vec<Result<LineBlock, PartitionError>> {
+/// Reads `blocks` of `part` through the snapshot's block cache, each on a
+/// thread of its own when there are several (each is a request to the
+/// store).
+fn read_together(
+    snap: &ReadSnapshot,
+    part: &Partition,
+    blocks: &[&BlockRef],
+) -> Vec<Result<Arc<LineBlock>, PartitionError>> {
+    let file = part.split_blocks();
+    let read = |b: &BlockRef| snap.caches.block(&file, b);
     if blocks.len() <= 1 {
-        return blocks.iter().map(|b| part.read_block(b)).collect();
+        return blocks.iter().map(|b| read(b)).collect();
     }
     std::thread::scope(|scope| {
-        let reads: Vec<_> = blocks
-            .iter()
-            .map(|b| scope.spawn(move || part.read_block(b)))
-            .collect();
+        let reads: Vec<_> = blocks.iter().map(|b| scope.spawn(|| read(b))).collect();
         reads
             .into_iter()
             .map(|r| {

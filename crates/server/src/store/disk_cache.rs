@@ -33,9 +33,9 @@
 //! length; one evicted while it is read is fetched again. The block files
 //! start empty at each start of cblogsd (deleted, not scanned).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
 use cblogs_core::Source;
 use tantivy::Searcher;
@@ -106,7 +106,7 @@ pub struct DiskCache {
 
 #[derive(Default)]
 struct State {
-    slots: HashMap<String, Slot>,
+    slots: Slots,
     bytes: u64,
     peak: u64,
     /// Bumped at every use: a slot's `used` orders the evictions.
@@ -136,6 +136,68 @@ struct Slot {
 impl Slot {
     fn evictable(&self) -> bool {
         self.ready && self.open.as_ref().is_none_or(|p| Arc::strong_count(p) == 1)
+    }
+}
+
+/// The slots by id, and by last use: an eviction takes the least
+/// recently used one without a scan of every slot (a full cache holds
+/// tens of thousands of blocks, and each block fetched evicts).
+#[derive(Default)]
+struct Slots {
+    by_id: HashMap<String, Slot>,
+    /// `used` → id; each `used` is a fresh tick of the clock, so unique.
+    by_use: BTreeMap<u64, String>,
+}
+
+impl Slots {
+    fn insert(&mut self, id: String, slot: Slot) {
+        self.by_use.insert(slot.used, id.clone());
+        if let Some(old) = self.by_id.insert(id, slot) {
+            self.by_use.remove(&old.used);
+        }
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Slot> {
+        let slot = self.by_id.remove(id)?;
+        self.by_use.remove(&slot.used);
+        Some(slot)
+    }
+
+    /// The slot, marked as used at `now`.
+    fn touch(&mut self, id: &str, now: u64) -> Option<&mut Slot> {
+        let slot = self.by_id.get_mut(id)?;
+        self.by_use.remove(&slot.used);
+        slot.used = now;
+        self.by_use.insert(now, id.to_owned());
+        Some(slot)
+    }
+
+    fn get(&self, id: &str) -> Option<&Slot> {
+        self.by_id.get(id)
+    }
+
+    fn get_mut(&mut self, id: &str) -> Option<&mut Slot> {
+        self.by_id.get_mut(id)
+    }
+
+    fn contains_key(&self, id: &str) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &String> {
+        self.by_id.keys()
+    }
+
+    /// The least recently used slot that may be evicted now.
+    fn least_recent_evictable(&self) -> Option<String> {
+        self.by_use
+            .values()
+            .find(|id| self.by_id.get(*id).is_some_and(Slot::evictable))
+            .cloned()
     }
 }
 
@@ -247,15 +309,14 @@ impl DiskCache {
             let mut st = self.lock();
             st.clock += 1;
             let now = st.clock;
-            let here = st.slots.get_mut(&slot).map(|s| s.used = now).is_some();
-            if here {
-                st.block_hits += 1;
-            }
-            here
+            st.slots.touch(&slot, now).is_some()
         };
         if cached {
             match std::fs::read(&path) {
-                Ok(bytes) if bytes.len() as u64 == len => return Ok(bytes),
+                Ok(bytes) if bytes.len() as u64 == len => {
+                    self.lock().block_hits += 1;
+                    return Ok(bytes);
+                }
                 // Evicted since, or not this block: fetched again.
                 _ => {}
             }
@@ -265,6 +326,7 @@ impl DiskCache {
             .get_range(key, pos..pos + len)
             .map(|b| b.to_vec())
             .map_err(std::io::Error::other)?;
+        self.lock().block_misses += 1;
         if let Err(e) = self.keep_block(&slot, &path, &bytes) {
             tracing::debug!(path = %path.display(), error = %e, "a block fetched from the store is not kept in the cache");
         }
@@ -283,7 +345,6 @@ impl DiskCache {
         std::fs::write(&tmp, bytes)?;
         std::fs::rename(&tmp, path)?;
         let mut st = self.lock();
-        st.block_misses += 1;
         if st.slots.contains_key(slot) {
             return Ok(());
         }
@@ -353,9 +414,13 @@ impl DiskCache {
                 }
             }
             let mut st = self.lock();
-            // A leftover of an earlier try of this publish is replaced.
-            if let Some(old) = st.slots.remove(&part.id) {
-                st.bytes -= old.bytes;
+            // A leftover of an earlier try of this publish is replaced
+            // (never a download under way: this node publishes the split,
+            // so no reader of it downloads it).
+            if st.slots.get(&part.id).is_some_and(|s| s.ready) {
+                if let Some(old) = st.slots.remove(&part.id) {
+                    st.bytes -= old.bytes;
+                }
             }
             if dir.exists() {
                 std::fs::remove_dir_all(&dir).map_err(io)?;
@@ -398,14 +463,17 @@ impl DiskCache {
         loop {
             st.clock += 1;
             let now = st.clock;
-            let Some(slot) = st.slots.get_mut(id) else {
+            match st.slots.get(id) {
+                None => break,
+                Some(slot) if !slot.ready => {
+                    st = self.downloaded.wait(st).unwrap_or_else(|e| e.into_inner());
+                    continue;
+                }
+                Some(_) => {}
+            }
+            let Some(slot) = st.slots.touch(id, now) else {
                 break;
             };
-            if !slot.ready {
-                st = self.downloaded.wait(st).unwrap_or_else(|e| e.into_inner());
-                continue;
-            }
-            slot.used = now;
             let part = match &slot.open {
                 Some(p) => p.clone(),
                 // Opening maps a few files of the local disk: quick
@@ -473,8 +541,8 @@ impl DiskCache {
                     slot.ready = true;
                     slot.bytes = bytes;
                     slot.open = Some(part.clone());
+                    st.bytes = st.bytes - need + bytes;
                 }
-                st.bytes = st.bytes - need + bytes;
                 self.trim(&mut st);
                 st.peak = st.peak.max(st.bytes);
                 Ok(IndexPin::cached(part, self.clone()))
@@ -497,7 +565,7 @@ impl DiskCache {
     fn open_index(self: &Arc<Self>, split: &CachedSplit) -> Result<Partition, PartitionError> {
         let id = &split.entry.id;
         let blocks = Box::new(RemoteBlocks {
-            cache: self.clone(),
+            cache: Arc::downgrade(self),
             split: id.clone(),
             key: format!("{}blocks.dat", split_key(id)),
         });
@@ -514,13 +582,7 @@ impl DiskCache {
     /// cache is within its budget (or none is left to evict).
     fn trim(&self, st: &mut State) {
         while st.bytes > self.max_bytes {
-            let Some(id) = st
-                .slots
-                .iter()
-                .filter(|(_, s)| s.evictable())
-                .min_by_key(|(_, s)| s.used)
-                .map(|(id, _)| id.clone())
-            else {
+            let Some(id) = st.slots.least_recent_evictable() else {
                 tracing::debug!(
                     bytes = st.bytes,
                     max_bytes = self.max_bytes,
@@ -630,15 +692,20 @@ fn remove_path(path: &Path) -> std::io::Result<()> {
 
 /// `blocks.dat` of a split in a remote store, read by ranged GET.
 struct RemoteBlocks {
-    /// Block bytes are kept there (`cache.max_bytes`).
-    cache: Arc<DiskCache>,
+    /// Block bytes are kept there (`cache.max_bytes`). Weak: the cache
+    /// holds the open index that holds this.
+    cache: Weak<DiskCache>,
     split: String,
     key: String,
 }
 
 impl RangeRead for RemoteBlocks {
     fn read_range(&self, pos: u64, len: u64) -> std::io::Result<Vec<u8>> {
-        self.cache.read_block(&self.split, &self.key, pos, len)
+        let cache = self
+            .cache
+            .upgrade()
+            .ok_or_else(|| std::io::Error::other("the split cache is closed"))?;
+        cache.read_block(&self.split, &self.key, pos, len)
     }
 }
 

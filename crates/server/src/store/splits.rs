@@ -463,10 +463,12 @@ impl SplitSet {
         let at = Instant::now() + self.retired_grace;
         let mut retired = Vec::new();
         for id in ids {
-            self.in_bucket.remove(id);
+            // Its size in the store (a cached split's folder here holds
+            // only its index, or nothing).
+            let in_bucket = self.in_bucket.remove(id).map(|b| b.bytes);
             self.retired.push((id.clone(), at));
             if let Some(split) = store.remove_partition(id) {
-                let bytes = dir_bytes(&split.dir());
+                let bytes = in_bucket.unwrap_or_else(|| dir_bytes(&split.dir()));
                 retired.push((split, bytes));
             }
         }

@@ -561,8 +561,6 @@ impl Store {
     }
 }
 
-/// The end of source `id`'s committed prefix: the first offset still only
-/// in memory (open or sealed, not committed), or all it holds if none.
 /// A batch accepted with `allow_gap` starts past what the source held:
 /// the bytes in between are recorded as lost (and published as such with
 /// the source's end, rule 1 of issue 16).
@@ -585,6 +583,8 @@ fn note_gap(inner: &mut Inner, id: u64, first: u64) {
     gaps.drain(..extra);
 }
 
+/// The end of source `id`'s committed prefix: the first offset still only
+/// in memory (open or sealed, not committed), or all it holds if none.
 fn committed_end(inner: &Inner, id: u64, e: &SourceEntry) -> u64 {
     let open = e.open.as_ref().and_then(|o| o.lines.first_offset());
     let sealed = inner

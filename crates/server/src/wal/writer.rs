@@ -4,6 +4,7 @@
 //! drops what was queued until told to resume.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use tokio::sync::watch;
@@ -56,6 +57,10 @@ pub struct Wal {
     durable: watch::Receiver<Durable>,
     /// Shared with the writer thread: it appends, the committer trims.
     files: Arc<Mutex<WalFiles>>,
+    /// The files' bytes, as of their last change: read on every ingest
+    /// request (the unpublished budget), which must not wait for the lock
+    /// the writer holds across its fsync.
+    bytes: Arc<AtomicU64>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -72,8 +77,10 @@ impl Wal {
             seq: last_seq,
             ..Durable::default()
         });
+        let bytes = Arc::new(AtomicU64::new(files.bytes()));
         let files = Arc::new(Mutex::new(files));
         let writer_files = files.clone();
+        let writer_bytes = bytes.clone();
         let thread = std::thread::Builder::new()
             .name("wal-writer".into())
             .spawn(move || {
@@ -116,7 +123,10 @@ impl Wal {
                     let appended = if failed {
                         Err(None)
                     } else {
-                        lock(&writer_files).append(&group, &mut buf).map_err(Some)
+                        let mut files = lock(&writer_files);
+                        let appended = files.append(&group, &mut buf).map_err(Some);
+                        writer_bytes.store(files.bytes(), Ordering::Relaxed);
+                        appended
                     };
                     match appended {
                         Ok(()) => {
@@ -153,6 +163,7 @@ impl Wal {
             tx: Mutex::new(Some(tx)),
             durable,
             files,
+            bytes,
             thread: Mutex::new(Some(thread)),
         }
     }
@@ -207,9 +218,9 @@ impl Wal {
         sent && answer.recv().unwrap_or(false)
     }
 
-    /// Bytes of WAL on disk.
+    /// Bytes of WAL on disk (as of the last append or trim; no lock).
     pub fn bytes_on_disk(&self) -> u64 {
-        lock(&self.files).bytes()
+        self.bytes.load(Ordering::Relaxed)
     }
 
     pub fn dir(&self) -> PathBuf {
@@ -221,7 +232,10 @@ impl Wal {
     /// record appended meanwhile has a seq at or above `seq` and keeps its
     /// segment alive.
     pub fn trim_below(&self, seq: u64) -> Result<(), WalError> {
-        lock(&self.files).trim_below(seq)
+        let mut files = lock(&self.files);
+        let trimmed = files.trim_below(seq);
+        self.bytes.store(files.bytes(), Ordering::Relaxed);
+        trimmed
     }
 
     /// See [`WalFiles::over_budget`].
