@@ -928,7 +928,7 @@ mod tests {
         let mut st = cache.lock();
         st.clock += 1;
         let now = st.clock;
-        st.slots.get_mut(id).expect("cached").used = now;
+        st.slots.touch(id, now).expect("cached");
     }
 
     fn held(cache: &DiskCache) -> Vec<String> {
