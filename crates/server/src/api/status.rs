@@ -39,6 +39,9 @@ pub(super) async fn jobs(
 
 /// What is stored, the disk budget, and what retention deleted.
 pub(super) async fn storage(State(app): State<Arc<App>>) -> Json<api::StorageResponse> {
+    // What retention deleted is read before the splits are listed: a
+    // split named deleted is then never still listed beside it.
+    let deleted = app.retention_log.list();
     let store = app.store.clone();
     let usage = tokio::task::spawn_blocking(move || disk_usage(&store))
         .await
@@ -100,7 +103,7 @@ pub(super) async fn storage(State(app): State<Arc<App>>) -> Json<api::StorageRes
         upload_lag_secs: publishing.upload_lag_secs,
         publish_error: publishing.error,
         published_splits: publishing.published,
-        deleted: app.retention_log.list(),
+        deleted,
         cache: {
             let c = app.cache.stats();
             api::CacheSummary {
