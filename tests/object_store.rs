@@ -429,15 +429,20 @@ fn a_split_abandoned_mid_upload_is_deleted_after_its_grace() {
     std::fs::remove_dir_all(dir.path().join("data")).expect("wipe the data dir");
     proxy.set_delay(Duration::ZERO);
     server.restart();
+    // Its objects go first, then the metastore forgets it, then the log
+    // says so.
     wait_until("the abandoned split's objects to go", DEADLINE, || {
         objects(&weed).is_empty().then_some(())
     });
-    assert!(
-        server
-            .log_text()
-            .contains("abandoned staged splits deleted"),
-        "{}",
-        log_tail(&server.log_text(), 20)
+    wait_until(
+        "the log to say the abandoned split was deleted",
+        DEADLINE,
+        || {
+            server
+                .log_text()
+                .contains("abandoned staged splits deleted")
+                .then_some(())
+        },
     );
     let s = server.storage();
     assert_eq!(s["splits"].as_array().map(Vec::len), Some(0), "{s}");

@@ -255,9 +255,12 @@ fn a_data_dir_of_the_older_layout_is_converted_once_and_never_looks_empty() {
     got.sort();
     assert_eq!(got, want, "every line of the older layout is served");
     assert!(!partitions.exists(), "partitions/ is converted, not kept");
-    let s = server.storage();
-    let states: Vec<String> = splits(&s).into_iter().map(|(_, st)| st).collect();
-    assert_eq!(states, ["published", "published"], "{s}");
+    // Then published (on the upload thread, soon after the start).
+    let s = wait_until("the converted splits to be published", DEADLINE, || {
+        let s = server.storage();
+        let states: Vec<String> = splits(&s).into_iter().map(|(_, st)| st).collect();
+        (states == ["published", "published"]).then_some(s)
+    });
     assert_eq!(folders(&data.join("bucket/splits")).len(), 2);
     assert!(server.log_text().contains("older layout becomes a split"));
 
@@ -360,4 +363,120 @@ fn a_gap_accepted_through_allow_gap_is_recorded_with_the_published_end() {
     assert_eq!(gaps(&server), serde_json::json!([[held, held + 1000]]));
     assert_eq!(ends(&server).1, (f.offset, f.offset));
     assert_eq!(served_once(&server).len(), 40);
+}
+
+/// Rule: a reader sees each line exactly once while splits are sealed,
+/// published (the local copy swapped for the published one) and retired
+/// under it. A writer posts numbered lines of one source, and with them
+/// old lines of another in a new window each time, which retention
+/// retires as soon as they are published. Meanwhile greps and `tail -n`
+/// run again and again: each must show a prefix of the numbered lines,
+/// no line twice and none missing that was acknowledged before it began,
+/// and a follow must print every numbered line once, in order.
+#[test]
+fn searches_and_tails_see_each_line_once_while_splits_are_published_and_retired() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    const PER_ROUND: usize = 25;
+    let (_dir, server) = Server::in_temp_dir(Some(
+        "[storage]\nblock_bytes = 1024\nblock_max_age_ms = 100\ncommit_interval_ms = 50\n\
+         split_max_age_secs = 1\npartition_secs = 3600\nretention_days = 14\n\
+         retention_check_secs = 1\n[search]\nmax_query_secs = 2\n",
+    ));
+    let job = "www-data/prod/split";
+    let numbered = |i: usize| format!("now {i:05} a line that is long enough to fill blocks");
+    let mut current = file(0);
+    server.post_ok(&request(vec![current.batch(&[numbered(0)])]));
+    let mut follow = Follower::start(
+        &server.url,
+        &["tail", job, "-f", "-n", "1", "--output", "raw"],
+    );
+    follow.expect_line(&numbered(0), DEADLINE);
+
+    let acked = AtomicUsize::new(1);
+    let enough = AtomicBool::new(false);
+    let (mut greps, mut tails) = (0, 0);
+    let started = std::time::Instant::now();
+    let storage = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut old = file(1);
+            let long_ago = now_ns() - 20 * DAY_NS;
+            let mut round = 0i64;
+            while !enough.load(SeqCst) {
+                let from = acked.load(SeqCst);
+                let texts: Vec<String> = (from..from + PER_ROUND).map(numbered).collect();
+                let at = long_ago + round * 3_600_000_000_000;
+                let ancient: Vec<(i64, String)> = (0..5)
+                    .map(|i| (at + i, format!("old {round} {i}")))
+                    .collect();
+                server.post_ok(&request(vec![
+                    current.batch(&texts),
+                    old.batch_at(&ancient),
+                ]));
+                acked.store(from + PER_ROUND, SeqCst);
+                round += 1;
+                // Paced, so that readers run between the writes.
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        });
+        let prefix = |got: &[String], before: usize, after: usize, what: &str| {
+            let n = got.len();
+            assert!(
+                (before..=after).contains(&n),
+                "{what}: {n} lines, while {before} to {after} were acknowledged"
+            );
+            let want: Vec<String> = (0..n).map(numbered).collect();
+            assert_eq!(got, want, "{what}: not each line once, in order");
+        };
+        loop {
+            let before = acked.load(SeqCst);
+            let out = server.cli(&["grep", "^now ", "--output", "raw"]);
+            let after = acked.load(SeqCst);
+            assert_eq!(out.code, 0, "{}", out.stderr);
+            let got: Vec<String> = out.stdout.lines().map(str::to_owned).collect();
+            prefix(&got, before, after, "grep");
+            greps += 1;
+
+            let before = acked.load(SeqCst);
+            let out = server.cli(&["tail", job, "-n", "100000", "--output", "raw"]);
+            let after = acked.load(SeqCst);
+            assert_eq!(out.code, 0, "{}", out.stderr);
+            let got: Vec<String> = out
+                .stdout
+                .lines()
+                .filter(|l| l.starts_with("now "))
+                .map(str::to_owned)
+                .collect();
+            prefix(&got, before, after, "tail -n");
+            tails += 1;
+
+            // On until it really ran across publishes and retirements.
+            let s = server.storage();
+            let published = s["published_splits"].as_u64().expect("published_splits");
+            let retired = s["deleted"].as_array().map_or(0, Vec::len);
+            if published >= 6 && retired >= 3 && greps >= 5 {
+                enough.store(true, SeqCst);
+                break s;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "{published} splits published and {retired} retired after {greps} greps: {s}"
+            );
+        }
+    });
+    let total = acked.load(SeqCst);
+    let now_lines = |seen: &[String]| seen.iter().filter(|l| l.starts_with("now ")).count();
+    while now_lines(&follow.seen) < total {
+        follow.next_line(DEADLINE);
+    }
+    let followed: Vec<&String> = follow
+        .seen
+        .iter()
+        .filter(|l| l.starts_with("now "))
+        .collect();
+    let want: Vec<String> = (0..total).map(numbered).collect();
+    assert_eq!(
+        followed,
+        want.iter().collect::<Vec<_>>(),
+        "the follow shows each line once, in order ({greps} greps, {tails} tails): {storage}"
+    );
 }

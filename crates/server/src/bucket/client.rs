@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -20,6 +20,12 @@ use crate::metrics::{emit, ObjectStoreRequest};
 /// split's blocks are most of its PUTs.
 const PART_BYTES: usize = 32 << 20;
 const PARTS_IN_FLIGHT: usize = 2;
+
+/// A big object is read as ranged GETs of this size, this many at once:
+/// one GET is bounded by one connection's speed, several are not (a cold
+/// split index is read while someone waits for a search).
+const CHUNK_BYTES: u64 = 4 << 20;
+const CHUNKS_IN_FLIGHT: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BucketError {
@@ -89,6 +95,11 @@ impl BucketError {
             }
             _ => false,
         }
+    }
+
+    /// The object asked for is not there.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, BucketError::Request { source, .. } if matches!(**source, object_store::Error::NotFound { .. }))
     }
 
     /// What to do about a refusal, when the store's answer says.
@@ -331,6 +342,46 @@ impl Bucket {
             ok: true,
         });
         Ok(bytes)
+    }
+
+    /// Bytes `0..len` of object `key`, read in [`CHUNK_BYTES`] ranges,
+    /// [`CHUNKS_IN_FLIGHT`] at once.
+    pub fn get_in_chunks(&self, key: &str, len: u64) -> Result<Bytes, BucketError> {
+        if len <= CHUNK_BYTES {
+            return self.get_range(key, 0..len);
+        }
+        let path = ObjectPath::from(key);
+        let ranges = (0..len)
+            .step_by(CHUNK_BYTES as usize)
+            .map(|at| at..(at + CHUNK_BYTES).min(len));
+        let chunks = self.runtime.wait(async {
+            futures_util::stream::iter(ranges)
+                .map(|range| {
+                    let path = &path;
+                    async move {
+                        let got = self.store.get_range(path, range).await;
+                        emit(ObjectStoreRequest {
+                            kind: "get",
+                            ok: got.is_ok(),
+                        });
+                        got
+                    }
+                })
+                .buffered(CHUNKS_IN_FLIGHT)
+                .try_collect::<Vec<Bytes>>()
+                .await
+        });
+        let chunks = chunks.map_err(|e| BucketError::Request {
+            location: self.location.clone(),
+            op: "get",
+            key: key.to_owned(),
+            source: Box::new(e),
+        })?;
+        let mut whole = bytes::BytesMut::with_capacity(len as usize);
+        for c in chunks {
+            whole.extend_from_slice(&c);
+        }
+        Ok(whole.freeze())
     }
 
     /// The whole object `key`, or `None` if there is none.

@@ -88,6 +88,21 @@ impl SplitBlocks {
         self.file.local()
     }
 
+    /// Its blocks are in a remote store: each read is a request, worth
+    /// making several at once.
+    pub fn is_remote(&self) -> bool {
+        self.local().is_none()
+    }
+
+    /// Reading block `b` is a request to a remote store (it is not kept
+    /// on this disk).
+    pub fn needs_request(&self, b: &BlockRef) -> bool {
+        match &self.file {
+            BlockFile::Local(_) => false,
+            BlockFile::Remote(r) => !r.is_kept(b.data_pos),
+        }
+    }
+
     /// Reads and decompresses one block.
     pub fn read_block(&self, b: &BlockRef) -> Result<LineBlock, PartitionError> {
         let read = match &self.file {
@@ -119,6 +134,10 @@ pub fn new_uid() -> u64 {
 /// object store). Its errors say where it is.
 pub trait RangeRead: Send + Sync {
     fn read_range(&self, pos: u64, len: u64) -> std::io::Result<Vec<u8>>;
+
+    /// The range at `pos` is kept on this disk: reading it makes no
+    /// request.
+    fn is_kept(&self, pos: u64) -> bool;
 }
 
 enum BlockFile {
@@ -360,7 +379,7 @@ impl Partition {
     /// Its blocks are in a remote store: each read is a request, worth
     /// making several at once.
     pub fn blocks_are_remote(&self) -> bool {
-        self.blocks.local().is_none()
+        self.blocks.is_remote()
     }
 
     /// Its `blocks.dat`, to read blocks from without holding the index.

@@ -9,7 +9,7 @@ use cblogs_core::{LineFlags, LineView, Source};
 use super::selection::QueryError;
 use crate::block::LineBlock;
 use crate::index::{BlockRef, Partition, PartitionError};
-use crate::store::ReadSnapshot;
+use crate::store::{open_together, ReadSnapshot};
 
 /// One line with its source, owned.
 #[derive(Debug, Clone)]
@@ -132,6 +132,7 @@ pub fn last_lines(
         newest.push_block(source, block);
     }
     let ids: Vec<u64> = snap.sources.keys().copied().collect();
+    download_overlapping(snap, since_ns);
     for split in &snap.partitions {
         let t_max = split.t_max;
         if since_ns.is_some_and(|s| t_max < s) {
@@ -180,6 +181,42 @@ pub fn last_lines(
         }
     }
     Ok(newest.finish())
+}
+
+/// Split indexes downloaded at once by `tail -n`.
+const DOWNLOADS: usize = 8;
+
+/// Downloads together the indexes of the remote splits that overlap the
+/// newest one in time, before they are read one after another: splits
+/// built side by side hold lines of the same minutes, and the newest n
+/// lines are likely spread over all of them. A split that does not
+/// overlap is downloaded only if the tail gets to it. Failures are left
+/// for the read to meet and report.
+fn download_overlapping(snap: &ReadSnapshot, since_ns: Option<i64>) {
+    let mut splits = snap
+        .partitions
+        .iter()
+        .filter(|s| since_ns.is_none_or(|since| s.t_max >= since));
+    let Some(from) = splits.next().and_then(|s| s.is_remote().then_some(s)) else {
+        return;
+    };
+    let Some(t_min) = from.t_min() else {
+        return;
+    };
+    let overlapping: Vec<_> = std::iter::once(from)
+        .chain(splits.filter(|s| s.is_remote() && s.t_max >= t_min))
+        .collect();
+    let Some(overlapping) = open_together(&overlapping, DOWNLOADS).into_iter().next() else {
+        return;
+    };
+    if overlapping.len() < 2 {
+        return;
+    }
+    std::thread::scope(|scope| {
+        for split in overlapping {
+            scope.spawn(move || drop(split.open()));
+        }
+    });
 }
 
 /// Blocks read at once from a remote store by `tail -n`.

@@ -2,14 +2,14 @@
 //! its time range, committed or in memory, in offset order per source,
 //! each marked whether the index could rule it out ([`gather`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use cblogs_core::Source;
 
 use crate::block::LineBlock;
 use crate::index::{BlockRef, PartitionError, ReadCaches, SplitBlocks, TermNeed, TimeRange};
-use crate::store::ReadSnapshot;
+use crate::store::{open_together, ReadSnapshot, SnapshotSplit};
 
 /// Where a block's lines are.
 #[derive(Clone)]
@@ -27,6 +27,12 @@ pub enum BlockData {
 }
 
 impl BlockData {
+    /// Reading it is a request to a remote store (the disk cache does
+    /// not have it).
+    pub fn needs_request(&self) -> bool {
+        matches!(self, BlockData::Stored { blocks, block, .. } if blocks.needs_request(block))
+    }
+
     pub fn read(&self) -> Result<Arc<LineBlock>, PartitionError> {
         match self {
             BlockData::Stored {
@@ -59,6 +65,43 @@ pub struct SourceBlocks {
     pub first_line: Vec<u64>,
 }
 
+/// Splits on a remote store planned at once (their indexes downloaded).
+const PLANNERS: usize = 8;
+
+/// The blocks of one split for [`gather`], each with its source's id.
+fn plan_split(
+    snap: &ReadSnapshot,
+    split: &SnapshotSplit,
+    need: &TermNeed,
+    wanted: &HashSet<u64>,
+    range: TimeRange,
+) -> Result<Vec<(u64, SourceBlock)>, PartitionError> {
+    // The index is held (in the disk cache: downloaded if need be)
+    // for this split's planning only.
+    let part = split.open()?;
+    let terms = &snap.caches.terms;
+    let blocks = part
+        .candidate_blocks(part.searcher(), need, wanted, range, terms)?
+        .into_iter()
+        .map(|sb| {
+            let block = SourceBlock {
+                data: BlockData::Stored {
+                    blocks: part.split_blocks(),
+                    block: sb.block,
+                    caches: snap.caches.clone(),
+                },
+                t_min: sb.block.t_min,
+                t_max: sb.block.t_max,
+                off_start: sb.block.off_start,
+                n_lines: sb.block.n_lines,
+                candidate: sb.candidate,
+            };
+            (sb.block.source, block)
+        })
+        .collect();
+    Ok(blocks)
+}
+
 /// Every block of the snapshot's sources in `range`, per source, each
 /// marked whether `need` lets the index rule it out.
 pub fn gather(
@@ -66,35 +109,40 @@ pub fn gather(
     need: &TermNeed,
     range: TimeRange,
 ) -> Result<Vec<SourceBlocks>, PartitionError> {
-    let wanted = snap.sources.keys().copied().collect();
+    let wanted: HashSet<u64> = snap.sources.keys().copied().collect();
+    // Partitions hold blocks by their first line's time.
+    let splits: Vec<&SnapshotSplit> = snap
+        .partitions
+        .iter()
+        .filter(|split| {
+            !(range.until_ns.is_some_and(|u| split.start_ns >= u)
+                || range.since_ns.is_some_and(|s| split.t_max < s))
+        })
+        .collect();
+    let plan = |split: &SnapshotSplit| plan_split(snap, split, need, &wanted, range);
+    // A cold split's index is a download: those are made several at once.
+    let planned: Vec<Result<Vec<(u64, SourceBlock)>, PartitionError>> =
+        if splits.iter().any(|s| s.is_remote()) {
+            open_together(&splits, PLANNERS)
+                .into_iter()
+                .flat_map(|chunk| {
+                    std::thread::scope(|scope| {
+                        let running: Vec<_> =
+                            chunk.iter().map(|s| scope.spawn(|| plan(s))).collect();
+                        running
+                            .into_iter()
+                            .map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect()
+        } else {
+            splits.iter().map(|s| plan(s)).collect()
+        };
     let mut by_source: HashMap<u64, Vec<SourceBlock>> = HashMap::new();
-    for split in &snap.partitions {
-        // Partitions hold blocks by their first line's time.
-        if range.until_ns.is_some_and(|u| split.start_ns >= u)
-            || range.since_ns.is_some_and(|s| split.t_max < s)
-        {
-            continue;
-        }
-        // The index is held (in the disk cache: downloaded if need be)
-        // for this split's planning only.
-        let part = split.open()?;
-        let terms = &snap.caches.terms;
-        for sb in part.candidate_blocks(part.searcher(), need, &wanted, range, terms)? {
-            by_source
-                .entry(sb.block.source)
-                .or_default()
-                .push(SourceBlock {
-                    data: BlockData::Stored {
-                        blocks: part.split_blocks(),
-                        block: sb.block,
-                        caches: snap.caches.clone(),
-                    },
-                    t_min: sb.block.t_min,
-                    t_max: sb.block.t_max,
-                    off_start: sb.block.off_start,
-                    n_lines: sb.block.n_lines,
-                    candidate: sb.candidate,
-                });
+    for blocks in planned {
+        for (source, b) in blocks? {
+            by_source.entry(source).or_default().push(b);
         }
     }
     for (source, lines) in &snap.memory {

@@ -115,7 +115,7 @@ impl Committer {
         if let Some(seq) = seal_below {
             tracing::debug!(
                 seq,
-                "WAL over storage.wal_max_bytes: sealing the blocks that pin its oldest segment"
+                "WAL over storage.wal_max_bytes: sealing the blocks below the seq that brings it to half, and the splits being built"
             );
         }
         let blocks = self.store.blocks_to_commit(all, seal_below);
@@ -195,7 +195,7 @@ impl Committer {
     /// below the oldest line not yet published (`in_memory`: the oldest
     /// record with a line only in memory).
     fn publish(&mut self, all: bool, wal_pinned: Option<u64>, in_memory: u64) {
-        self.splits.seal_due(all, wal_pinned);
+        self.splits.seal_due(all, wal_pinned.is_some());
         self.splits.publish(&self.store, all);
         let trim = in_memory.min(self.splits.unpublished_seq());
         if let Err(e) = self.wal.trim_below(trim) {

@@ -333,6 +333,12 @@ impl DiskCache {
         Ok(bytes)
     }
 
+    /// Block `pos` of `split` is kept here.
+    fn has_block(&self, split: &str, pos: u64) -> bool {
+        let slot = format!("{BLOCK_SLOT}{split}/{pos}");
+        self.lock().slots.contains_key(&slot)
+    }
+
     fn keep_block(&self, slot: &str, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let len = bytes.len() as u64;
         if len > self.max_bytes {
@@ -522,7 +528,13 @@ impl DiskCache {
         st.peak = st.peak.max(st.bytes);
         drop(st);
         emit(SplitCacheUsed { hit: false });
+        let reserved = Reserved {
+            cache: self,
+            id,
+            need,
+        };
         let dir = self.dir_of(id);
+        let started = std::time::Instant::now();
         let got = download_index(&self.bucket, &split_key(id), &split.entry, &dir)
             .map_err(|e| match e {
                 PublishError::Split(e) => e,
@@ -532,11 +544,13 @@ impl DiskCache {
                 },
             })
             .and_then(|()| self.open_index(split));
+        std::mem::forget(reserved);
         let mut st = self.lock();
         let result = match got {
             Ok(part) => {
                 let part = Arc::new(part);
                 let bytes = dir_bytes(&dir);
+                tracing::info!(split = %id, bytes, ms = started.elapsed().as_millis() as u64, "split index downloaded into the cache");
                 if let Some(slot) = st.slots.get_mut(id) {
                     slot.ready = true;
                     slot.bytes = bytes;
@@ -690,6 +704,26 @@ fn remove_path(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// A split's slot reserved for its download: if the download unwinds
+/// (a panic), the slot is let go and the readers waiting for it woken,
+/// so that none waits for ever. Forgotten once the download returns.
+struct Reserved<'a> {
+    cache: &'a DiskCache,
+    id: &'a str,
+    need: u64,
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        let mut st = self.cache.lock();
+        if st.slots.get(self.id).is_some_and(|s| !s.ready) && st.slots.remove(self.id).is_some() {
+            st.bytes -= self.need;
+        }
+        drop(st);
+        self.cache.downloaded.notify_all();
+    }
+}
+
 /// `blocks.dat` of a split in a remote store, read by ranged GET.
 struct RemoteBlocks {
     /// Block bytes are kept there (`cache.max_bytes`). Weak: the cache
@@ -706,6 +740,12 @@ impl RangeRead for RemoteBlocks {
             .upgrade()
             .ok_or_else(|| std::io::Error::other("the split cache is closed"))?;
         cache.read_block(&self.split, &self.key, pos, len)
+    }
+
+    fn is_kept(&self, pos: u64) -> bool {
+        self.cache
+            .upgrade()
+            .is_some_and(|c| c.has_block(&self.split, pos))
     }
 }
 
@@ -756,6 +796,11 @@ impl CachedSplit {
     }
 
     /// Bytes of its index and `sources.json`: every file but its blocks.
+    /// What its index takes in the cache, and the cache's budget.
+    pub(super) fn index_cost(&self) -> (u64, u64) {
+        (self.index_bytes(), self.cache.max_bytes)
+    }
+
     fn index_bytes(&self) -> u64 {
         self.entry
             .files

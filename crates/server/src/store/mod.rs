@@ -54,7 +54,7 @@ pub use published::PublishError;
 pub use publishing::Publishing;
 pub use retention::{Retention, RetentionLog};
 pub use room::Room;
-pub use snapshot::ReadSnapshot;
+pub use snapshot::{open_together, ReadSnapshot, SnapshotSplit};
 pub use splits::SplitSet;
 pub use store::Store;
 pub use usage::{disk_usage, DiskUsage};

@@ -86,6 +86,14 @@ pub(super) fn entry_of(
     })
 }
 
+/// A relative path with no `..`, `.` or root in it.
+fn is_plain_relative(name: &str) -> bool {
+    !name.is_empty()
+        && Path::new(name)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+}
+
 /// Downloads every file of a split but its blocks into `dir`: into a
 /// folder beside it first, renamed into place when whole, so that a
 /// half-downloaded index is never opened.
@@ -103,25 +111,45 @@ pub(super) fn download_index(
     if partial.exists() {
         std::fs::remove_dir_all(&partial).map_err(io)?;
     }
-    let fetch = |object: String| -> Result<bytes::Bytes, PublishError> {
-        bucket.get(&object)?.ok_or_else(|| {
-            io(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!(
-                    "{object} is listed in the metastore but not in {}",
-                    bucket.location()
-                ),
-            ))
-            .into()
-        })
+    let missing = |object: &str| -> PublishError {
+        io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!(
+                "{object} is listed in the metastore but not in {}",
+                bucket.location()
+            ),
+        ))
+        .into()
     };
+    let fetch = |object: String| -> Result<bytes::Bytes, PublishError> {
+        bucket.get(&object)?.ok_or_else(|| missing(&object))
+    };
+    let files: Vec<&(String, u64)> = entry
+        .files
+        .iter()
+        .filter(|(n, _)| n != "blocks.dat")
+        .collect();
+    // Names come from the metastore: each must stay inside `dir`.
+    if let Some((name, _)) = files.iter().find(|(n, _)| !is_plain_relative(n)) {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{key}: the metastore lists a file named {name:?}, which is not a path inside a split"),
+        ))
+        .into());
+    }
     let bundle = if entry.bundled {
-        Some(fetch(format!("{key}{BUNDLE}"))?)
+        let len = files.iter().map(|(_, n)| n).sum();
+        let object = format!("{key}{BUNDLE}");
+        match bucket.get_in_chunks(&object, len) {
+            Ok(b) => Some(b),
+            Err(e) if e.is_not_found() => return Err(missing(&object)),
+            Err(e) => return Err(e.into()),
+        }
     } else {
         None
     };
     let mut at = 0usize;
-    for (name, len) in entry.files.iter().filter(|(n, _)| n != "blocks.dat") {
+    for (name, len) in files {
         let bytes = match &bundle {
             Some(b) => {
                 let end = at + *len as usize;

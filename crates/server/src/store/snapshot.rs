@@ -50,6 +50,29 @@ impl SnapshotSplit {
         }
     }
 
+    /// Published on a remote store: opening it may be a download.
+    pub fn is_remote(&self) -> bool {
+        matches!(self.split, SplitHandle::Cached(_))
+    }
+
+    /// Its oldest line's time, if known without opening it (a published
+    /// split on a remote store: from its metastore entry).
+    pub fn t_min(&self) -> Option<i64> {
+        match &self.split {
+            SplitHandle::Cached(c) => Some(c.entry.t_min),
+            SplitHandle::Open(_) => None,
+        }
+    }
+
+    /// What opening it may download into the disk cache, and the cache's
+    /// budget (`None` for a split open here).
+    fn download(&self) -> Option<(u64, u64)> {
+        match &self.split {
+            SplitHandle::Cached(c) => Some(c.index_cost()),
+            SplitHandle::Open(_) => None,
+        }
+    }
+
     /// Orders splits of the same newest line time.
     pub(super) fn uid(&self) -> u64 {
         self.split.uid()
@@ -62,4 +85,29 @@ impl SnapshotSplit {
     pub fn open(&self) -> Result<IndexPin, PartitionError> {
         self.split.pin(self.searcher.as_ref())
     }
+}
+
+/// `splits`, in order, in runs that may be opened at once: at most `n`
+/// in each, and downloads within half the disk cache. An opened index is
+/// pinned, never evicted: more at once than the cache holds would take
+/// it over its budget.
+pub fn open_together<'a>(splits: &[&'a SnapshotSplit], n: usize) -> Vec<Vec<&'a SnapshotSplit>> {
+    let mut runs: Vec<Vec<&SnapshotSplit>> = Vec::new();
+    let mut bytes = 0;
+    for split in splits {
+        let (cost, room) = split
+            .download()
+            .map_or((0, u64::MAX), |(c, max)| (c, max / 2));
+        match runs.last_mut() {
+            Some(run) if run.len() < n && bytes + cost <= room => {
+                bytes += cost;
+                run.push(split);
+            }
+            _ => {
+                bytes = cost;
+                runs.push(vec![split]);
+            }
+        }
+    }
+    runs
 }

@@ -1,11 +1,12 @@
 //! [`SplitSet`]: the one owner of the splits' lives, on the committer's
 //! thread. It builds splits on the local disk, one per window of line
 //! time (`storage.partition_secs`) at a time; seals one when it is old or
-//! big enough (or on a flush); publishes it (staged in the metastore,
-//! its files uploaded, then one metastore commit that makes it visible
-//! and moves its sources' published ends); and retires and deletes
-//! splits for retention. The store only shows readers what is
-//! registered with it.
+//! big enough (or on a flush, or when the WAL is over its budget);
+//! publishes it (staged in the metastore, its files uploaded, then one
+//! metastore commit that makes it visible and moves its sources'
+//! published ends: on a thread of its own, one split at a time, so that
+//! commits go on meanwhile); and retires and deletes splits for
+//! retention. The store only shows readers what is registered with it.
 //!
 //! ```text
 //! <data_dir>/building/<split id>/     being built, or sealed and waiting for its upload
@@ -20,7 +21,7 @@
 //! built is moved there when it is published, and one that is not there
 //! (evicted, or a new or wiped node) is downloaded when a reader needs
 //! it. Its blocks are read with ranged GETs, through the read caches in
-//! memory (`published.rs`).
+//! memory and the disk cache (`published.rs`, `disk_cache.rs`).
 //!
 //! A split found in `building/` at start (a crash, or a stop before its
 //! upload) is sealed and published like any other; today's older layout,
@@ -93,10 +94,29 @@ pub struct SplitSet {
     staged_checked: Option<Instant>,
     /// After a failed publish: when to try again, and the wait after that.
     retry: Option<(Instant, Duration)>,
+    /// The upload of the oldest sealed split, on a thread of its own, so
+    /// that the committer goes on committing meanwhile (ingest would
+    /// otherwise wait for the upload, the room for lines being full).
+    uploading: Option<Upload>,
     /// What the API shows of publishing.
     status: Arc<Publishing>,
     /// The published splits, with what retention's bucket budget needs.
     in_bucket: HashMap<String, InBucket>,
+}
+
+/// An upload running on its thread: the split's id, its sources' ends as
+/// of its sealing, and what the thread answers.
+struct Upload {
+    id: String,
+    ends: Vec<SourceAdvance>,
+    thread: std::thread::JoinHandle<Result<SplitEntry, PublishError>>,
+}
+
+/// What an upload needs, apart from the set (it runs on another thread).
+struct Uploader {
+    bucket: Arc<Bucket>,
+    metastore: Arc<Metastore>,
+    writer_bytes: usize,
 }
 
 /// A published split as the bucket budget sees it.
@@ -113,6 +133,45 @@ impl InBucket {
             t_max: entry.t_max,
             bytes: entry.bytes(),
         }
+    }
+}
+
+impl Uploader {
+    /// Stages the split, finishes its index, uploads its files and
+    /// publishes it with its sources' `ends` in one metastore commit.
+    fn upload(
+        &self,
+        part: &Arc<Partition>,
+        ends: &[SourceAdvance],
+    ) -> Result<SplitEntry, PublishError> {
+        self.metastore.commit(vec![Change::Staged {
+            split: part.id.clone(),
+            at_ns: now_ns(),
+        }])?;
+        // Its last writer (if any) was dropped at sealing: a fresh one
+        // merges what is committed into one segment.
+        part.writer(self.writer_bytes)?.finish()?;
+        let files = part.files()?;
+        let folder = split_key(&part.id);
+        // The local store takes each file as it is (a link, no copy); a
+        // remote one takes the blocks and one bundle of the rest.
+        let bundled = self.bucket.local_path(&folder).is_none();
+        let objects: Vec<&str> = if bundled {
+            write_bundle(part.dir(), &files).map_err(|e| part.io_error(e))?;
+            vec!["blocks.dat", BUNDLE]
+        } else {
+            files.iter().map(|(name, _)| name.as_str()).collect()
+        };
+        for name in objects {
+            self.bucket
+                .upload_file(&format!("{folder}{name}"), &part.dir().join(name))?;
+        }
+        let entry = entry_of(part, files, bundled)?;
+        self.metastore.commit(vec![Change::Publish {
+            split: entry.clone(),
+            sources: ends.to_vec(),
+        }])?;
+        Ok(entry)
     }
 }
 
@@ -203,6 +262,7 @@ impl SplitSet {
             retired_grace,
             staged_checked: None,
             retry: None,
+            uploading: None,
             status,
             in_bucket,
         };
@@ -302,26 +362,44 @@ impl SplitSet {
     }
 
     /// Seals the splits being built that are due: old enough
-    /// (`split_max_age_secs`), big enough (`split_max_bytes`), holding
-    /// the WAL's record `pinned` (the WAL is over its budget), or all of
-    /// them when `all`.
-    pub(super) fn seal_due(&mut self, all: bool, pinned: Option<u64>) {
+    /// (`split_max_age_secs`), big enough (`split_max_bytes`), all of them
+    /// when `all` (a flush, a stop), and all of them when the WAL is over
+    /// its budget (`wal_over`) and no sealed split waits for its upload.
+    ///
+    /// All, not only those holding the oldest segment: the WAL then falls
+    /// to half its budget (`WalFiles::over_budget`). Were only those
+    /// sealed, the WAL would stay at its budget, and each later split
+    /// would be sealed one segment's worth of lines after it began
+    /// (measured at 2 GiB: 7 splits, 4 of them of 11-14 MB, where 3 do).
+    /// While a sealed split waits (its upload runs, or the store is down),
+    /// the WAL is held by it: sealing more would only make small splits.
+    pub(super) fn seal_due(&mut self, all: bool, wal_over: bool) {
         let max_age = Duration::from_secs(self.config.split_max_age_secs);
         let max_bytes = self.config.split_max_bytes;
-        let due: Vec<i64> = self
+        let wal_full = wal_over && self.sealed.is_empty();
+        let due: Vec<(i64, &'static str)> = self
             .building
             .iter()
-            .filter(|(_, b)| {
-                all || b.created.elapsed() >= max_age
-                    || pinned.is_some_and(|seq| b.min_seq < seq)
-                    || b.part.blocks_len() >= max_bytes
+            .filter_map(|(w, b)| {
+                let why = if all {
+                    "a flush or a stop"
+                } else if b.part.blocks_len() >= max_bytes {
+                    "storage.split_max_bytes"
+                } else if b.created.elapsed() >= max_age {
+                    "storage.split_max_age_secs"
+                } else if wal_full {
+                    "storage.wal_max_bytes"
+                } else {
+                    return None;
+                };
+                Some((*w, why))
             })
-            .map(|(w, _)| *w)
             .collect();
-        for window in due {
+        for (window, why) in due {
             let Some(b) = self.building.remove(&window) else {
                 continue;
             };
+            tracing::info!(split = %b.part.id, bytes = b.part.blocks_len(), reason = why, "split sealed");
             self.sealed.push(Sealed {
                 part: b.part,
                 min_seq: b.min_seq,
@@ -342,14 +420,45 @@ impl SplitSet {
         done
     }
 
+    /// Publishes the sealed splits in order. The oldest one's upload runs
+    /// on a thread; each call takes it up when it is done (a flush, `now`,
+    /// waits for it) and shows it, then starts the next one's.
     fn publish_sealed(&mut self, store: &Store, now: bool) -> usize {
-        if !now && self.retry.is_some_and(|(at, _)| Instant::now() < at) {
-            return 0;
-        }
         let mut done = 0;
         while let Some(first) = self.sealed.first() {
             let part = first.part.clone();
-            match self.publish_one(store, &part) {
+            let (entry, ends) = match self.uploading.take() {
+                Some(up) if up.thread.is_finished() || now => {
+                    let entry = up.thread.join().unwrap_or_else(|_| {
+                        Err(PublishError::Split(part.io_error(std::io::Error::other(
+                            "the upload thread panicked",
+                        ))))
+                    });
+                    debug_assert_eq!(up.id, part.id);
+                    (entry, up.ends)
+                }
+                Some(up) => {
+                    self.uploading = Some(up);
+                    break;
+                }
+                None => {
+                    if !now && self.retry.is_some_and(|(at, _)| Instant::now() < at) {
+                        break;
+                    }
+                    let ends = store.ends_once_published(&part.id);
+                    // A split the metastore has published already (an
+                    // earlier try failed after that commit) is only shown.
+                    if let Some(SplitState::Published { entry }) = self.metastore.split(&part.id) {
+                        (Ok(entry), ends)
+                    } else {
+                        match self.start_upload(&part, ends) {
+                            Ok(()) => continue,
+                            Err(e) => (Err(e), Vec::new()),
+                        }
+                    }
+                }
+            };
+            match entry.and_then(|entry| self.show_published(store, &part, entry, &ends)) {
                 Ok(entry) => {
                     self.in_bucket
                         .insert(entry.id.clone(), InBucket::of(&entry));
@@ -373,72 +482,49 @@ impl SplitSet {
         done
     }
 
-    /// Stage, finish, upload, publish, show: see the module's doc. A
-    /// split the metastore has published already (an earlier try failed
-    /// after that commit) is only shown.
-    fn publish_one(
+    /// Starts `part`'s upload on a thread of its own.
+    fn start_upload(
+        &mut self,
+        part: &Arc<Partition>,
+        ends: Vec<SourceAdvance>,
+    ) -> Result<(), PublishError> {
+        let uploader = Uploader {
+            bucket: self.bucket.clone(),
+            metastore: self.metastore.clone(),
+            writer_bytes: self.config.index_writer_bytes,
+        };
+        let (split, sources) = (part.clone(), ends.clone());
+        let thread = std::thread::Builder::new()
+            .name("split-upload".into())
+            .spawn(move || uploader.upload(&split, &sources))
+            .map_err(|e| PublishError::Split(part.io_error(e)))?;
+        self.uploading = Some(Upload {
+            id: part.id.clone(),
+            ends,
+            thread,
+        });
+        Ok(())
+    }
+
+    /// After its publish: the split is shown to readers as published (the
+    /// store's copy replaces the local one) and its local folder goes.
+    fn show_published(
         &self,
         store: &Store,
         part: &Arc<Partition>,
+        entry: SplitEntry,
+        ends: &[SourceAdvance],
     ) -> Result<SplitEntry, PublishError> {
-        let started = Instant::now();
-        let ends = store.ends_once_published(&part.id);
-        let entry = match self.metastore.split(&part.id) {
-            Some(SplitState::Published { entry }) => entry,
-            _ => self.upload(part, &ends)?,
-        };
         let folder = split_key(&part.id);
         if self.bucket.local_path(&folder).is_none() {
             self.cache.adopt(part)?;
         }
         let published = open_published(&self.bucket, &self.cache, &entry)?;
-        store.published(&part.id, published, &ends);
+        store.published(&part.id, published, ends);
         if let Err(e) = std::fs::remove_dir_all(part.dir()) {
             tracing::warn!(dir = %part.dir().display(), error = %e, "a published split's local copy could not be deleted");
         }
-        tracing::debug!(
-            split = %part.id,
-            bytes = entry.bytes(),
-            took_ms = started.elapsed().as_millis() as u64,
-            "split published"
-        );
-        Ok(entry)
-    }
-
-    /// Stages the split, finishes its index, uploads its files and
-    /// publishes it with its sources' `ends` in one metastore commit.
-    fn upload(
-        &self,
-        part: &Arc<Partition>,
-        ends: &[SourceAdvance],
-    ) -> Result<SplitEntry, PublishError> {
-        self.metastore.commit(vec![Change::Staged {
-            split: part.id.clone(),
-            at_ns: now_ns(),
-        }])?;
-        // Its last writer (if any) was dropped at sealing: a fresh one
-        // merges what is committed into one segment.
-        part.writer(self.config.index_writer_bytes)?.finish()?;
-        let files = part.files()?;
-        let folder = split_key(&part.id);
-        // The local store takes each file as it is (a link, no copy); a
-        // remote one takes the blocks and one bundle of the rest.
-        let bundled = self.bucket.local_path(&folder).is_none();
-        let objects: Vec<&str> = if bundled {
-            write_bundle(part.dir(), &files).map_err(|e| part.io_error(e))?;
-            vec!["blocks.dat", BUNDLE]
-        } else {
-            files.iter().map(|(name, _)| name.as_str()).collect()
-        };
-        for name in objects {
-            self.bucket
-                .upload_file(&format!("{folder}{name}"), &part.dir().join(name))?;
-        }
-        let entry = entry_of(part, files, bundled)?;
-        self.metastore.commit(vec![Change::Publish {
-            split: entry.clone(),
-            sources: ends.to_vec(),
-        }])?;
+        tracing::info!(split = %part.id, bytes = entry.bytes(), "split published");
         Ok(entry)
     }
 

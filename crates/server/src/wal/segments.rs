@@ -178,15 +178,30 @@ impl WalFiles {
     }
 
     /// When the WAL holds more than `max_bytes`: the seq below which records
-    /// must be committed so that the oldest segment can go. The caller
-    /// seals the open blocks that pin it (quiet sources whose blocks would
-    /// otherwise wait for `block_max_age`).
+    /// must be committed (and published) for the WAL to fall to half of
+    /// `max_bytes`, at least the oldest segment. The caller seals the open
+    /// blocks and splits that pin it (quiet sources whose blocks would
+    /// otherwise wait for `block_max_age`). Half, not just under: freeing
+    /// one segment at a time leaves the WAL at its budget, and every
+    /// commit round would then seal another small split.
     pub fn over_budget(&self, max_bytes: u64) -> Option<u64> {
-        if self.bytes() <= max_bytes {
+        let bytes = self.bytes();
+        if bytes <= max_bytes {
             return None;
         }
-        let oldest = self.closed.first().unwrap_or(&self.active);
-        oldest.last_seq.map(|last| last + 1)
+        let to_free = bytes - max_bytes / 2;
+        let mut freed = 0;
+        let mut below = None;
+        for segment in self.closed.iter().chain(std::iter::once(&self.active)) {
+            if let Some(last) = segment.last_seq {
+                below = Some(last + 1);
+            }
+            freed += segment.bytes;
+            if freed >= to_free && below.is_some() {
+                break;
+            }
+        }
+        below
     }
 
     /// Deletes every segment whose records all have a seq below `seq` (they
@@ -303,24 +318,36 @@ mod tests {
     }
 
     #[test]
-    fn over_budget_names_the_seq_that_frees_the_oldest_segment() {
+    fn over_budget_names_the_seq_that_brings_the_wal_to_half_its_budget() {
         let dir = tempfile::tempdir().unwrap();
         let (mut files, _) = WalFiles::open(dir.path(), 10).unwrap(); // roll after every append
         let mut buf = Vec::new();
         assert_eq!(files.over_budget(0), None, "empty");
-        for seq in 1..=3 {
+        for seq in 1..=6 {
             files.append(&[record(seq, "x")], &mut buf).unwrap();
         }
-        let total: u64 = files.closed.iter().map(|s| s.bytes).sum();
-        assert_eq!(files.closed.len(), 3);
+        // Segment k holds seq k + 1.
+        let sizes: Vec<u64> = files.closed.iter().map(|s| s.bytes).collect();
+        let total: u64 = sizes.iter().sum();
+        assert_eq!(sizes.len(), 6);
         assert_eq!(files.over_budget(total), None);
-        assert_eq!(
-            files.over_budget(total - 1),
-            Some(2),
-            "commit seq 1 to free the oldest"
-        );
-        files.trim_below(2).unwrap();
-        assert_eq!(files.over_budget(0), Some(3));
+        let kept_from = |seq: u64| -> u64 { sizes[(seq - 1) as usize..].iter().sum() };
+        for budget in [total - 1, total - total / 4, total / 2, total / 3] {
+            let seq = files.over_budget(budget).expect("over");
+            assert!(
+                kept_from(seq) <= budget / 2,
+                "{budget}: below {seq} leaves {} bytes",
+                kept_from(seq)
+            );
+            assert!(
+                seq == 2 || kept_from(seq - 1) > budget / 2,
+                "{budget}: {seq} frees more than needed"
+            );
+        }
+        // Far over: at least the oldest, and at most all.
+        assert_eq!(files.over_budget(1), Some(7));
+        files.trim_below(3).unwrap();
+        assert_eq!(files.closed.len(), 4);
     }
 
     #[test]
