@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use cblogs_core::{LineFlags, LineView, Source};
+use tantivy::Searcher;
 
 use super::selection::QueryError;
 use crate::block::LineBlock;
@@ -132,7 +133,7 @@ pub fn last_lines(
         newest.push_block(source, block);
     }
     let ids: Vec<u64> = snap.sources.keys().copied().collect();
-    download_overlapping(snap, since_ns);
+    read_overlapping_ahead(snap, &ids, since_ns);
     for split in &snap.partitions {
         let t_max = split.t_max;
         if since_ns.is_some_and(|s| t_max < s) {
@@ -147,9 +148,7 @@ pub fn last_lines(
         // The index is held (in the disk cache: downloaded if need be)
         // while this split is read.
         let part = split.open()?;
-        let mut blocks = part.blocks(part.searcher(), Some(&ids), since_ns)?;
-        blocks.retain(|b| snap.sources.contains_key(&b.source));
-        blocks.sort_unstable_by_key(|b| std::cmp::Reverse(b.t_max));
+        let blocks = newest_first(snap, &part, part.searcher(), &ids, since_ns)?;
         // From a remote store, the next blocks that may still hold one of
         // the newest n are fetched together (one request each, at once);
         // the rest is read one at a time as before.
@@ -183,16 +182,32 @@ pub fn last_lines(
     Ok(newest.finish())
 }
 
-/// Split indexes downloaded at once by `tail -n`.
-const DOWNLOADS: usize = 8;
+/// The blocks of `part` that hold lines of the snapshot's sources (at or
+/// after `since_ns`), newest first.
+fn newest_first(
+    snap: &ReadSnapshot,
+    part: &Partition,
+    searcher: &Searcher,
+    ids: &[u64],
+    since_ns: Option<i64>,
+) -> Result<Vec<BlockRef>, PartitionError> {
+    let mut blocks = part.blocks(searcher, Some(ids), since_ns)?;
+    blocks.retain(|b| snap.sources.contains_key(&b.source));
+    blocks.sort_unstable_by_key(|b| std::cmp::Reverse(b.t_max));
+    Ok(blocks)
+}
 
-/// Downloads together the indexes of the remote splits that overlap the
-/// newest one in time, before they are read one after another: splits
-/// built side by side hold lines of the same minutes, and the newest n
-/// lines are likely spread over all of them. A split that does not
-/// overlap is downloaded only if the tail gets to it. Failures are left
+/// Splits `tail -n` opens at once.
+const AHEAD: usize = 8;
+
+/// Opens together the remote splits that overlap the newest one in time
+/// (their indexes downloaded side by side) and reads the newest blocks of
+/// each into the block cache, before they are read one after another:
+/// splits built side by side hold lines of the same minutes, and the
+/// newest n lines are likely spread over all of them. A split that does
+/// not overlap is opened only if the tail gets to it. Failures are left
 /// for the read to meet and report.
-fn download_overlapping(snap: &ReadSnapshot, since_ns: Option<i64>) {
+fn read_overlapping_ahead(snap: &ReadSnapshot, ids: &[u64], since_ns: Option<i64>) {
     let mut splits = snap
         .partitions
         .iter()
@@ -206,7 +221,7 @@ fn download_overlapping(snap: &ReadSnapshot, since_ns: Option<i64>) {
     let overlapping: Vec<_> = std::iter::once(from)
         .chain(splits.filter(|s| s.is_remote() && s.t_max >= t_min))
         .collect();
-    let Some(overlapping) = open_together(&overlapping, DOWNLOADS).into_iter().next() else {
+    let Some(overlapping) = open_together(&overlapping, AHEAD).into_iter().next() else {
         return;
     };
     if overlapping.len() < 2 {
@@ -214,7 +229,15 @@ fn download_overlapping(snap: &ReadSnapshot, since_ns: Option<i64>) {
     }
     std::thread::scope(|scope| {
         for split in overlapping {
-            scope.spawn(move || drop(split.open()));
+            scope.spawn(move || {
+                let Ok(part) = split.open() else {
+                    return;
+                };
+                if let Ok(blocks) = newest_first(snap, &part, part.searcher(), ids, since_ns) {
+                    let first: Vec<&BlockRef> = blocks.iter().take(WAVE).collect();
+                    drop(read_together(snap, &part, &first));
+                }
+            });
         }
     });
 }
