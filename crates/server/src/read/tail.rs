@@ -133,7 +133,7 @@ pub fn last_lines(
         newest.push_block(source, block);
     }
     let ids: Vec<u64> = snap.sources.keys().copied().collect();
-    read_overlapping_ahead(snap, &ids, since_ns);
+    read_overlapping_ahead(snap, &ids, since_ns, newest.threshold, n);
     for split in &snap.partitions {
         let t_max = split.t_max;
         if since_ns.is_some_and(|s| t_max < s) {
@@ -205,13 +205,19 @@ const AHEAD: usize = 8;
 /// each into the block cache, before they are read one after another:
 /// splits built side by side hold lines of the same minutes, and the
 /// newest n lines are likely spread over all of them. A split that does
-/// not overlap is opened only if the tail gets to it. Failures are left
-/// for the read to meet and report.
-fn read_overlapping_ahead(snap: &ReadSnapshot, ids: &[u64], since_ns: Option<i64>) {
-    let mut splits = snap
-        .partitions
-        .iter()
-        .filter(|s| since_ns.is_none_or(|since| s.t_max >= since));
+/// not overlap, or is older than the newest n lines found in memory
+/// (`threshold`), is opened only if the tail gets to it. Failures are
+/// left for the read to meet and report.
+fn read_overlapping_ahead(
+    snap: &ReadSnapshot,
+    ids: &[u64],
+    since_ns: Option<i64>,
+    threshold: Option<i64>,
+    n: usize,
+) {
+    let mut splits = snap.partitions.iter().filter(|s| {
+        since_ns.is_none_or(|since| s.t_max >= since) && threshold.is_none_or(|t| s.t_max >= t)
+    });
     let Some(from) = splits.next().and_then(|s| s.is_remote().then_some(s)) else {
         return;
     };
@@ -234,7 +240,7 @@ fn read_overlapping_ahead(snap: &ReadSnapshot, ids: &[u64], since_ns: Option<i64
                     return;
                 };
                 if let Ok(blocks) = newest_first(snap, &part, part.searcher(), ids, since_ns) {
-                    let first: Vec<&BlockRef> = blocks.iter().take(WAVE).collect();
+                    let first: Vec<&BlockRef> = blocks.iter().take(WAVE.min(n)).collect();
                     drop(read_together(snap, &part, &first));
                 }
             });

@@ -120,29 +120,30 @@ pub fn gather(
         })
         .collect();
     let plan = |split: &SnapshotSplit| plan_split(snap, split, need, &wanted, range);
-    // A cold split's index is a download: those are made several at once.
-    let planned: Vec<Result<Vec<(u64, SourceBlock)>, PartitionError>> =
-        if splits.iter().any(|s| s.is_remote()) {
-            open_together(&splits, PLANNERS)
-                .into_iter()
-                .flat_map(|chunk| {
-                    std::thread::scope(|scope| {
-                        let running: Vec<_> =
-                            chunk.iter().map(|s| scope.spawn(|| plan(s))).collect();
-                        running
-                            .into_iter()
-                            .map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect()
-        } else {
-            splits.iter().map(|s| plan(s)).collect()
-        };
     let mut by_source: HashMap<u64, Vec<SourceBlock>> = HashMap::new();
-    for blocks in planned {
-        for (source, b) in blocks? {
+    let mut keep = |blocks: Vec<(u64, SourceBlock)>| {
+        for (source, b) in blocks {
             by_source.entry(source).or_default().push(b);
+        }
+    };
+    if splits.iter().any(|s| s.is_remote()) {
+        // A cold split's index is a download: those are made several at
+        // once. The first error ends the planning.
+        for run in open_together(&splits, PLANNERS) {
+            let planned: Vec<_> = std::thread::scope(|scope| {
+                let running: Vec<_> = run.iter().map(|s| scope.spawn(|| plan(s))).collect();
+                running
+                    .into_iter()
+                    .map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            });
+            for blocks in planned {
+                keep(blocks?);
+            }
+        }
+    } else {
+        for split in &splits {
+            keep(plan(split)?);
         }
     }
     for (source, lines) in &snap.memory {

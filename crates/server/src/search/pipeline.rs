@@ -19,8 +19,8 @@ use std::time::Instant;
 
 use super::blocks::SourceBlocks;
 
-/// How far ahead of the merger workers may go, in blocks (at least
-/// twice the workers).
+/// How far ahead of the merger workers may go, in blocks (twice the
+/// workers while they wait on a remote store).
 const WINDOW: usize = 16;
 
 /// Workers when some blocks are only in a remote store: requests in
@@ -114,7 +114,11 @@ pub fn run<T: Send>(
         .unwrap_or(1);
     let requests = tasks.iter().filter(|t| t.request).count();
     let threads = cores.max(requests.min(REMOTE_READERS)).min(tasks.len());
-    let window = WINDOW.max(2 * threads);
+    let window = if requests > 0 {
+        WINDOW.max(2 * threads)
+    } else {
+        WINDOW
+    };
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     // The index of the task the consumer waits for, and how many workers

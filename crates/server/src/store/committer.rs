@@ -195,7 +195,7 @@ impl Committer {
     /// below the oldest line not yet published (`in_memory`: the oldest
     /// record with a line only in memory).
     fn publish(&mut self, all: bool, wal_pinned: Option<u64>, in_memory: u64) {
-        self.splits.seal_due(all, wal_pinned.is_some());
+        self.splits.seal_due(all, wal_pinned);
         self.splits.publish(&self.store, all);
         let trim = in_memory.min(self.splits.unpublished_seq());
         if let Err(e) = self.wal.trim_below(trim) {

@@ -138,7 +138,15 @@ pub(super) fn download_index(
         .into());
     }
     let bundle = if entry.bundled {
-        let len = files.iter().map(|(_, n)| n).sum();
+        let len = files
+            .iter()
+            .try_fold(0u64, |sum, (_, n)| sum.checked_add(*n))
+            .ok_or_else(|| {
+                PublishError::from(io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{key}: the metastore lists files longer than any object"),
+                )))
+            })?;
         let object = format!("{key}{BUNDLE}");
         match bucket.get_in_chunks(&object, len) {
             Ok(b) => Some(b),

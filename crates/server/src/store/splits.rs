@@ -212,6 +212,12 @@ impl SplitSet {
             &published,
         )?);
         for (id, state) in splits.clone() {
+            // Ids name folders here: one cblogsd did not make (a damaged
+            // or foreign metastore) is not followed.
+            if split_window(&id).is_none() {
+                tracing::error!(split = %id, "the metastore lists a split whose id is not one cblogsd makes; it is left alone");
+                continue;
+            }
             match state {
                 SplitState::Published { entry } => {
                     in_bucket.insert(entry.id.clone(), InBucket::of(&entry));
@@ -363,20 +369,24 @@ impl SplitSet {
 
     /// Seals the splits being built that are due: old enough
     /// (`split_max_age_secs`), big enough (`split_max_bytes`), all of them
-    /// when `all` (a flush, a stop), and all of them when the WAL is over
-    /// its budget (`wal_over`) and no sealed split waits for its upload.
+    /// when `all` (a flush, a stop), and, when the WAL is over its budget
+    /// and no sealed split waits for its upload, those holding a record
+    /// below `pinned`.
     ///
-    /// All, not only those holding the oldest segment: the WAL then falls
-    /// to half its budget (`WalFiles::over_budget`). Were only those
-    /// sealed, the WAL would stay at its budget, and each later split
-    /// would be sealed one segment's worth of lines after it began
-    /// (measured at 2 GiB: 7 splits, 4 of them of 11-14 MB, where 3 do).
-    /// While a sealed split waits (its upload runs, or the store is down),
-    /// the WAL is held by it: sealing more would only make small splits.
-    pub(super) fn seal_due(&mut self, all: bool, wal_over: bool) {
+    /// `pinned` is where the WAL falls to half its budget
+    /// (`WalFiles::over_budget`), not the end of its oldest segment: were
+    /// only that segment freed, the WAL would stay at its budget, and each
+    /// later split would be sealed one segment's worth of lines after it
+    /// began (measured at 2 GiB: 7 splits, 4 of them of 11-14 MB, where 3
+    /// do). While a sealed split waits (its upload runs, or the store is
+    /// down), the WAL is held by it: sealing more would only make small
+    /// splits. A split made after the WAL was cut holds only records above
+    /// `pinned`, so a WAL that stays over its budget (a failed trim) does
+    /// not seal a split per round either.
+    pub(super) fn seal_due(&mut self, all: bool, pinned: Option<u64>) {
         let max_age = Duration::from_secs(self.config.split_max_age_secs);
         let max_bytes = self.config.split_max_bytes;
-        let wal_full = wal_over && self.sealed.is_empty();
+        let wal_below = pinned.filter(|_| self.sealed.is_empty());
         let due: Vec<(i64, &'static str)> = self
             .building
             .iter()
@@ -387,7 +397,7 @@ impl SplitSet {
                     "storage.split_max_bytes"
                 } else if b.created.elapsed() >= max_age {
                     "storage.split_max_age_secs"
-                } else if wal_full {
+                } else if wal_below.is_some_and(|seq| b.min_seq < seq) {
                     "storage.wal_max_bytes"
                 } else {
                     return None;
@@ -635,7 +645,9 @@ impl SplitSet {
             .splits
             .into_iter()
             .filter(|(id, state)| {
-                matches!(state, SplitState::Staged { at_ns } if *at_ns < before) && !ours(id)
+                matches!(state, SplitState::Staged { at_ns } if *at_ns < before)
+                    && !ours(id)
+                    && split_window(id).is_some()
             })
             .map(|(id, _)| id)
             .collect();
