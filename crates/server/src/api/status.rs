@@ -104,24 +104,7 @@ pub(super) async fn storage(State(app): State<Arc<App>>) -> Json<api::StorageRes
         publish_error: publishing.error,
         published_splits: publishing.published,
         deleted,
-        cache: {
-            let c = app.cache.stats();
-            api::CacheSummary {
-                bytes: c.bytes,
-                max_bytes: c.max_bytes,
-                peak_bytes: c.peak_bytes,
-                splits: c.splits,
-                hits: c.hits,
-                misses: c.misses,
-                hit_rate: c.hit_rate(),
-                evictions: c.evictions,
-                blocks: c.blocks,
-                block_bytes: c.block_bytes,
-                block_hits: c.block_hits,
-                block_misses: c.block_misses,
-                block_evictions: c.block_evictions,
-            }
-        },
+        cache: app.cache.stats(),
     })
 }
 

@@ -37,6 +37,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
+use cblogs_core::api::CacheSummary;
 use cblogs_core::Source;
 use tantivy::Searcher;
 
@@ -46,46 +47,13 @@ use crate::index::{new_uid, Partition, PartitionError, RangeRead, SourceTotals};
 use crate::metastore::SplitEntry;
 use crate::metrics::{emit, SplitCacheEvicted, SplitCacheUsed};
 
-/// What the cache holds and has done since the start, for the storage API
-/// and `/metrics`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CacheStats {
-    /// Bytes of split indexes in the cache now (downloads under way
-    /// included, at their full size).
-    pub bytes: u64,
-    /// `cache.max_bytes`.
-    pub max_bytes: u64,
-    /// The most [`CacheStats::bytes`] was since the start (after the
-    /// start's own trim).
-    pub peak_bytes: u64,
-    /// Split indexes in the cache.
-    pub splits: u64,
-    /// A reader needed a split's index and it was here.
-    pub hits: u64,
-    /// A reader needed a split's index and it was downloaded.
-    pub misses: u64,
-    /// Split indexes deleted to stay within the budget.
-    pub evictions: u64,
-    /// Blocks in the cache, and their share of `bytes`.
-    pub blocks: u64,
-    pub block_bytes: u64,
-    /// A block read from the store was here (no GET)…
-    pub block_hits: u64,
-    /// …or was fetched with a ranged GET (and kept).
-    pub block_misses: u64,
-    /// Blocks deleted to stay within the budget.
-    pub block_evictions: u64,
-}
-
-impl CacheStats {
-    /// Hits over all uses (0 before the first).
-    pub fn hit_rate(&self) -> f64 {
-        let uses = self.hits + self.misses;
-        if uses == 0 {
-            0.0
-        } else {
-            self.hits as f64 / uses as f64
-        }
+/// Hits over all uses (0 before the first).
+fn hit_rate(hits: u64, misses: u64) -> f64 {
+    let uses = hits + misses;
+    if uses == 0 {
+        0.0
+    } else {
+        hits as f64 / uses as f64
     }
 }
 
@@ -354,35 +322,24 @@ impl DiskCache {
         if st.slots.contains_key(slot) {
             return Ok(());
         }
-        st.clock += 1;
-        let used = st.clock;
-        st.bytes += len;
         st.blocks += 1;
         st.block_bytes += len;
-        st.slots.insert(
-            slot.to_owned(),
-            Slot {
-                ready: true,
-                bytes: len,
-                used,
-                open: None,
-            },
-        );
-        self.trim(&mut st);
-        st.peak = st.peak.max(st.bytes);
+        self.insert_ready(&mut st, slot, len, None);
         Ok(())
     }
 
-    /// What the cache holds and has done.
-    pub fn stats(&self) -> CacheStats {
+    /// What the cache holds and has done, as `/api/v1/storage` shows it
+    /// (`/metrics` too).
+    pub fn stats(&self) -> CacheSummary {
         let st = self.lock();
-        CacheStats {
+        CacheSummary {
             bytes: st.bytes,
             max_bytes: self.max_bytes,
             peak_bytes: st.peak,
             splits: st.slots.len() as u64 - st.blocks,
             hits: st.hits,
             misses: st.misses,
+            hit_rate: hit_rate(st.hits, st.misses),
             evictions: st.evictions,
             blocks: st.blocks,
             block_bytes: st.block_bytes,
@@ -432,18 +389,20 @@ impl DiskCache {
                 std::fs::remove_dir_all(&dir).map_err(io)?;
             }
             std::fs::rename(&partial, &dir).map_err(io)?;
-            self.insert_ready(&mut st, &part.id, dir_bytes(&dir));
+            self.insert_ready(&mut st, &part.id, dir_bytes(&dir), None);
         } else if dir.exists() {
             // Moved by an earlier try of this publish.
             let mut st = self.lock();
             if !st.slots.contains_key(&part.id) {
-                self.insert_ready(&mut st, &part.id, dir_bytes(&dir));
+                self.insert_ready(&mut st, &part.id, dir_bytes(&dir), None);
             }
         }
         Ok(())
     }
 
-    fn insert_ready(&self, st: &mut State, id: &str, bytes: u64) {
+    /// Takes in slot `id`, whole on disk, as just used (held open by
+    /// `open`, if given), then trims to the budget.
+    fn insert_ready(&self, st: &mut State, id: &str, bytes: u64, open: Option<Arc<Partition>>) {
         st.clock += 1;
         let used = st.clock;
         st.bytes += bytes;
@@ -453,7 +412,7 @@ impl DiskCache {
                 ready: true,
                 bytes,
                 used,
-                open: None,
+                open,
             },
         );
         self.trim(st);
@@ -941,7 +900,7 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("split dir");
         std::fs::write(dir.join("sources.json"), vec![b'x'; bytes]).expect("file");
         let mut st = cache.lock();
-        cache.insert_ready(&mut st, id, dir_bytes(&dir));
+        cache.insert_ready(&mut st, id, dir_bytes(&dir), None);
     }
 
     /// A split with a real (empty) index, taken in as just used and held
@@ -952,19 +911,7 @@ mod tests {
         let bytes = dir_bytes(part.dir());
         assert!(bytes > 0);
         let mut st = cache.lock();
-        st.clock += 1;
-        let used = st.clock;
-        st.bytes += bytes;
-        st.slots.insert(
-            id.clone(),
-            Slot {
-                ready: true,
-                bytes,
-                used,
-                open: Some(part.clone()),
-            },
-        );
-        cache.trim(&mut st);
+        cache.insert_ready(&mut st, &id, bytes, Some(part.clone()));
         drop(st);
         (id, IndexPin::cached(part, cache.clone()))
     }
@@ -1157,12 +1104,7 @@ mod tests {
 
     #[test]
     fn hit_rate_counts_uses() {
-        let s = CacheStats {
-            hits: 3,
-            misses: 1,
-            ..CacheStats::default()
-        };
-        assert_eq!(s.hit_rate(), 0.75);
-        assert_eq!(CacheStats::default().hit_rate(), 0.0);
+        assert_eq!(hit_rate(3, 1), 0.75);
+        assert_eq!(hit_rate(0, 0), 0.0);
     }
 }
