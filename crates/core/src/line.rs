@@ -218,7 +218,7 @@ impl LineView {
     /// here, so a line looks the same wherever it is shown.
     pub fn new(source: &Source, offset: u64, time_ns: i64, flags: LineFlags, bytes: &[u8]) -> Self {
         LineView {
-            time: crate::time::format_rfc3339(time_ns),
+            time: crate::time::format_rfc3339_nanos(time_ns),
             time_ns,
             cluster: source.cluster.clone(),
             host: source.host.clone(),

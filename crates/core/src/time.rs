@@ -18,6 +18,17 @@ pub fn format_rfc3339(ns: i64) -> String {
     }
 }
 
+/// `2026-11-25T01:02:03.120000000Z`: always nine digits of fraction, so
+/// that line times sort as text (`sort`, `-t` output) the way they sort as
+/// times. [`format_rfc3339`] drops trailing zeros: `…03.12Z` would sort
+/// after `…03.120000001Z`.
+pub fn format_rfc3339_nanos(ns: i64) -> String {
+    match jiff::Timestamp::from_nanosecond(i128::from(ns)) {
+        Ok(ts) => format!("{ts:.9}"),
+        Err(_) => ns.to_string(),
+    }
+}
+
 /// Parses an RFC 3339 timestamp into nanoseconds since the epoch.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let ts: jiff::Timestamp = s.parse().ok()?;
@@ -79,6 +90,19 @@ pub fn parse_duration_ns(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_times_have_a_fixed_width_and_sort_as_text() {
+        let t = 1_764_032_523_120_000_000;
+        assert_eq!(format_rfc3339_nanos(t), "2025-11-25T01:02:03.120000000Z");
+        let mut shown: Vec<String> = [t + 1, t, t + 1_000, 1_764_032_523_000_000_000]
+            .iter()
+            .map(|&t| format_rfc3339_nanos(t))
+            .collect();
+        shown.sort();
+        let back: Vec<i64> = shown.iter().filter_map(|s| parse_rfc3339(s)).collect();
+        assert_eq!(back, [1_764_032_523_000_000_000, t, t + 1, t + 1_000]);
+    }
 
     #[test]
     fn since_takes_durations_and_times() {
