@@ -427,6 +427,7 @@ fn searches_and_tails_see_each_line_once_while_splits_are_published_and_retired(
             let want: Vec<String> = (0..n).map(numbered).collect();
             assert_eq!(got, want, "{what}: not each line once, in order");
         };
+        let _writer_ends = SetOnDrop(&enough);
         loop {
             let before = acked.load(SeqCst);
             let out = server.cli(&["grep", "^now ", "--output", "raw"]);

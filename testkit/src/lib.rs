@@ -79,5 +79,5 @@ pub use slow_proxy::SlowProxy;
 pub use stack::{JobName, Stack};
 pub use text::{log_tail, shown};
 pub use tools::require_tool;
-pub use wait::{wait_until, DEADLINE};
+pub use wait::{wait_until, SetOnDrop, DEADLINE};
 pub use wire::{next_time, request, source, SourceFile};

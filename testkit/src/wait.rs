@@ -21,3 +21,14 @@ pub fn wait_until<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Opti
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Sets its flag when dropped: a test's helper thread looping until the
+/// flag is set also ends when the test panics, so a failing test reports
+/// its panic instead of waiting forever in `std::thread::scope`.
+pub struct SetOnDrop<'a>(pub &'a std::sync::atomic::AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}

@@ -87,6 +87,32 @@ pub struct StorageResponse {
     /// The disk cache of published splits' indexes (`cache.max_bytes`).
     #[serde(default)]
     pub cache: CacheSummary,
+    /// Background merges of published splits (`[merge]`).
+    #[serde(default)]
+    pub merges: MergeSummary,
+}
+
+/// Background merges since cblogsd started (`[merge]` in cblogsd.toml).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MergeSummary {
+    /// Merges published (their inputs retired in the same commit).
+    pub done: u64,
+    /// Merges that failed, or lost to retention taking an input.
+    pub failed: u64,
+    /// A merge is running now.
+    pub running: bool,
+    /// Merges the merge policy would run now, after the running one.
+    pub pending: u64,
+    /// Why the last merge failed, until one succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Blocks read and written; compressed bytes of blocks read and written.
+    pub blocks_in: u64,
+    pub blocks_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Seconds merges took, added up.
+    pub seconds: f64,
 }
 
 /// The disk cache of published splits' indexes, `<data_dir>/cache/`

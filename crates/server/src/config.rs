@@ -41,6 +41,51 @@ pub struct Config {
     pub tls: TlsConfig,
     pub object_store: ObjectStoreConfig,
     pub cache: CacheConfig,
+    pub merge: MergeConfig,
+}
+
+/// `[merge]`: background merges of published splits (`store/merge/`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MergeConfig {
+    /// Merges run at all.
+    pub enabled: bool,
+    /// This many splits of one window and one level, next to each other
+    /// in time, are merged into one of the next level.
+    pub merge_factor: usize,
+    /// A window whose newest line is older than this (line time) is
+    /// settled: its splits are merged whatever their number and level.
+    pub settle_secs: u64,
+    /// A split this big is not merged again, and no merge makes a bigger one.
+    pub max_split_bytes: u64,
+    /// A merge combines one source's small blocks, next to each other in
+    /// the stream, into blocks of up to this many bytes of text.
+    pub block_bytes: usize,
+    /// zstd level of merged blocks.
+    pub zstd_level: i32,
+    /// Scheduling priority (`nice`, 0-19) of the merge thread: ingest,
+    /// live tails and searches come first.
+    pub nice: i32,
+}
+
+impl Default for MergeConfig {
+    fn default() -> Self {
+        MergeConfig {
+            enabled: true,
+            merge_factor: 10,
+            settle_secs: 3_600,
+            max_split_bytes: 2 << 30,
+            block_bytes: 256 << 10,
+            zstd_level: 9,
+            nice: 10,
+        }
+    }
+}
+
+impl MergeConfig {
+    pub fn settle_ns(&self) -> i64 {
+        i64::try_from(self.settle_secs.saturating_mul(1_000_000_000)).unwrap_or(i64::MAX)
+    }
 }
 
 /// `[cache]`: this disk's cache of what a remote object store holds.
@@ -295,6 +340,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             object_store: ObjectStoreConfig::default(),
             cache: CacheConfig::default(),
+            merge: MergeConfig::default(),
         }
     }
 }
@@ -382,6 +428,7 @@ impl Config {
             ("storage.max_unindexed_bytes", s.max_unindexed_bytes),
             ("storage.max_unpublished_bytes", s.max_unpublished_bytes),
             ("cache.max_bytes", self.cache.max_bytes),
+            ("merge.max_split_bytes", self.merge.max_split_bytes),
             (
                 "read.follow_buffer_batches",
                 self.read.follow_buffer_batches as u64,
@@ -425,9 +472,30 @@ impl Config {
                 "storage.index_writer_bytes must be at least 15000000 (tantivy's minimum)".into(),
             ));
         }
-        if !(1..=22).contains(&s.zstd_level) {
+        for (name, level) in [
+            ("storage.zstd_level", s.zstd_level),
+            ("merge.zstd_level", self.merge.zstd_level),
+        ] {
+            if !(1..=22).contains(&level) {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} must be between 1 and 22"
+                )));
+            }
+        }
+        let m = &self.merge;
+        if m.merge_factor < 2 {
             return Err(ConfigError::Invalid(
-                "storage.zstd_level must be between 1 and 22".into(),
+                "merge.merge_factor must be at least 2".into(),
+            ));
+        }
+        if !(0..=19).contains(&m.nice) {
+            return Err(ConfigError::Invalid(
+                "merge.nice must be between 0 and 19".into(),
+            ));
+        }
+        if m.block_bytes == 0 || m.block_bytes > 64 << 20 {
+            return Err(ConfigError::Invalid(
+                "merge.block_bytes must be between 1 and 67108864 (64 MiB)".into(),
             ));
         }
         Ok(())

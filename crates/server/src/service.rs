@@ -142,8 +142,7 @@ impl Service {
             &data,
             bucket,
             metastore,
-            &config.storage,
-            &config.cache,
+            &config,
             retired_grace,
             publishing.clone(),
         )?;

@@ -15,6 +15,7 @@ use crate::store::disk_usage;
 pub(super) async fn serve(State(app): State<Arc<App>>) -> Response {
     let storage = disk_usage(&app.store);
     let cache = app.cache.stats();
+    let publishing = app.publishing.now();
     let gauges = Gauges {
         wal_bytes: app.wal.bytes_on_disk(),
         index_bytes: storage.bytes,
@@ -25,13 +26,14 @@ pub(super) async fn serve(State(app): State<Arc<App>>) -> Response {
         },
         splits: storage.partitions.len() as u64,
         unpublished_splits: storage.partitions.iter().filter(|p| !p.published).count() as u64,
-        upload_lag_seconds: app.publishing.now().upload_lag_secs as u64,
+        upload_lag_seconds: publishing.upload_lag_secs as u64,
         unindexed_bytes: app.store.unindexed_bytes(),
         live_tails: app.limits.follows_open() as u64,
         searches_running: app.limits.searches_running() as u64,
         ingest_available: app.wal.failure().is_none(),
         cache_bytes: cache.bytes,
         cache_max_bytes: cache.max_bytes,
+        merges_pending: publishing.merges.pending,
     };
     match render(gauges) {
         Ok(text) => (

@@ -105,6 +105,7 @@ pub(super) async fn storage(State(app): State<Arc<App>>) -> Json<api::StorageRes
         published_splits: publishing.published,
         deleted,
         cache: app.cache.stats(),
+        merges: publishing.merges,
     })
 }
 

@@ -89,6 +89,15 @@ impl LineBlock {
         self.covered_end = self.covered_end.max(offset + bytes.len() as u64 + newline);
     }
 
+    /// Adds every line of `next`, which follows this block in the same
+    /// stream (a merge combining small blocks), and what it covers.
+    pub fn append(&mut self, next: &LineBlock) {
+        for l in next.lines() {
+            self.push(l.offset, l.time_ns, l.flags, l.bytes);
+        }
+        self.cover_to(next.covered_end);
+    }
+
     /// Records that the stream is covered up to `end` (a batch's declared end).
     pub fn cover_to(&mut self, end: u64) {
         self.covered_end = self.covered_end.max(end);

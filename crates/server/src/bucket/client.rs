@@ -43,6 +43,13 @@ pub enum BucketError {
         key: String,
         source: std::io::Error,
     },
+    #[error("object store {location}: downloading {key} to {path}: {source}")]
+    Download {
+        location: String,
+        key: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("object store {location}: uploading {key}: {source}")]
     Upload {
         location: String,
@@ -347,13 +354,24 @@ impl Bucket {
     /// Bytes `0..len` of object `key`, read in [`CHUNK_BYTES`] ranges,
     /// [`CHUNKS_IN_FLIGHT`] at once.
     pub fn get_in_chunks(&self, key: &str, len: u64) -> Result<Bytes, BucketError> {
+        self.get_range_in_chunks(key, 0..len)
+    }
+
+    /// Bytes `range` of object `key`, read as [`Bucket::get_in_chunks`] does.
+    fn get_range_in_chunks(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, BucketError> {
+        let len = range.end.saturating_sub(range.start);
         if len <= CHUNK_BYTES {
-            return self.get_range(key, 0..len);
+            return self.get_range(key, range);
         }
         let path = ObjectPath::from(key);
-        let ranges = (0..len)
+        let end = range.end;
+        let ranges = range
             .step_by(CHUNK_BYTES as usize)
-            .map(|at| at..(at + CHUNK_BYTES).min(len));
+            .map(|at| at..(at + CHUNK_BYTES).min(end));
         let chunks = self.runtime.wait(async {
             futures_util::stream::iter(ranges)
                 .map(|range| {
@@ -382,6 +400,28 @@ impl Bucket {
             whole.extend_from_slice(&c);
         }
         Ok(whole.freeze())
+    }
+
+    /// Bytes `0..len` of object `key` written to the file at `path` (made
+    /// or replaced), [`CHUNK_BYTES`] × [`CHUNKS_IN_FLIGHT`] at a time: a
+    /// big object is never whole in memory.
+    pub fn download_file(&self, key: &str, len: u64, path: &Path) -> Result<(), BucketError> {
+        let step = CHUNK_BYTES * CHUNKS_IN_FLIGHT as u64;
+        let io = |source| BucketError::Download {
+            location: self.location.clone(),
+            key: key.to_owned(),
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
+        let mut at = 0;
+        while at < len {
+            let end = (at + step).min(len);
+            let bytes = self.get_range_in_chunks(key, at..end)?;
+            std::io::Write::write_all(&mut file, &bytes).map_err(io)?;
+            at = end;
+        }
+        std::io::Write::flush(&mut file).map_err(io)
     }
 
     /// The whole object `key`, or `None` if there is none.

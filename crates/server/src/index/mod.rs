@@ -8,6 +8,8 @@
 //! partition.rs   Partition: open, search, read a block (read side); SplitBlocks: its
 //!                blocks.dat, read apart from its index
 //! writer.rs      PreparedBlock, PartitionWriter: compress, append, commit (write side)
+//! merge.rs       merge_into: several splits' blocks into one split, adjacent small
+//!                blocks of a source combined, compressed again
 //! need.rs        TermNeed: the terms a block must hold (the index's query language)
 //! candidates.rs  Partition::candidate_blocks: TermNeed evaluated per segment
 //! term_blob.rs   a segment's terms in one buffer: suffix and infix lookups by memmem
@@ -22,6 +24,7 @@
 mod cache;
 mod candidates;
 mod columns;
+mod merge;
 mod need;
 mod partition;
 mod schema;
@@ -33,6 +36,7 @@ mod writer;
 pub use cache::{ReadCaches, SizedLru};
 pub use candidates::TimeRange;
 pub use columns::{BlockRef, SourceTotals};
+pub use merge::{merge_into, MergeCounts, MergeError, MergeInput, MergeOptions};
 pub use need::{TermMatch, TermNeed};
 pub use partition::{new_uid, Access, Partition, PartitionError, RangeRead, SplitBlocks};
 pub use split_id::{new_split_id, split_window};

@@ -24,6 +24,8 @@ pub enum MetastoreError {
         key: String,
         source: serde_json::Error,
     },
+    #[error("metastore in {location}: refused: {why}")]
+    Conflict { location: String, why: String },
     #[error(
         "metastore in {location}: version {missing} is missing although {found} exists; \
          the metastore's objects were changed by something other than cblogsd"
@@ -113,10 +115,20 @@ impl Metastore {
 
     /// Records `changes` as the next version. If another writer took that
     /// version first, its changes are read and applied, and the next one
-    /// is tried. Returns the version written.
+    /// is tried. A change that cannot follow the state it would be
+    /// written after ([`Change::conflict`]: checked again after reading
+    /// another writer's version) is refused with
+    /// [`MetastoreError::Conflict`], and nothing is written. Returns the
+    /// version written.
     pub fn commit(&self, changes: Vec<Change>) -> Result<u64, MetastoreError> {
         let mut state = self.lock();
         loop {
+            if let Some(why) = changes.iter().find_map(|c| c.conflict(&state)) {
+                return Err(MetastoreError::Conflict {
+                    location: self.bucket.location().to_owned(),
+                    why,
+                });
+            }
             let version = state.version + 1;
             let file = VersionFile {
                 version,

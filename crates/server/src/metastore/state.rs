@@ -65,6 +65,16 @@ pub struct SplitEntry {
     #[serde(default)]
     pub bundled: bool,
     pub sources: Vec<SplitSource>,
+    /// How many merges made it: 0 for a split built from ingest, one more
+    /// than the highest of its inputs for a merge's output (the merge
+    /// policy merges splits of one level together, as tantivy's log merge
+    /// policy does).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub level: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl SplitEntry {
@@ -87,7 +97,9 @@ pub enum Change {
         split: SplitEntry,
         sources: Vec<SourceAdvance>,
     },
-    /// Splits leave readers (retention); their objects go later.
+    /// Splits leave readers (retention); their objects go later. Written
+    /// only while every one is published ([`Change::conflict`]): one a
+    /// merge took is retired as part of the merge's output.
     Retire {
         splits: Vec<String>,
         at_ns: i64,
@@ -95,6 +107,32 @@ pub enum Change {
     },
     /// The objects of these (retired or abandoned) splits are deleted.
     Forget { splits: Vec<String> },
+    /// A merge's output becomes visible and its inputs leave readers, in
+    /// one change: two would show every line twice (or not at all) in
+    /// between. Written only while every input is published
+    /// ([`Change::conflict`]), so that of a merge and a retention (or two
+    /// merges) taking the same split, one loses.
+    Merge {
+        split: SplitEntry,
+        inputs: Vec<String>,
+        at_ns: i64,
+    },
+}
+
+impl Change {
+    /// Why this change cannot follow `state`, if it cannot: a merge or a
+    /// retirement of a split that is no longer published (retired, or
+    /// merged by another).
+    pub fn conflict(&self, state: &MetastoreState) -> Option<String> {
+        let (ids, what) = match self {
+            Change::Merge { inputs, .. } => (inputs, "an input of the merge"),
+            Change::Retire { splits, .. } => (splits, "to be retired"),
+            _ => return None,
+        };
+        ids.iter()
+            .find(|id| !matches!(state.splits.get(*id), Some(SplitState::Published { .. })))
+            .map(|id| format!("split {id}, {what}, is no longer published"))
+    }
 }
 
 /// Where a split is in its life.
@@ -146,23 +184,39 @@ impl MetastoreState {
                     );
                     self.advance(sources);
                 }
-                Change::Retire { splits, at_ns, .. } => {
-                    for id in splits {
-                        if let Some(SplitState::Published { entry }) = self.splits.remove(id) {
-                            let at_ns = *at_ns;
-                            self.splits
-                                .insert(id.clone(), SplitState::Retired { entry, at_ns });
-                        }
-                    }
-                }
+                Change::Retire { splits, at_ns, .. } => self.retire(splits, *at_ns),
                 Change::Forget { splits } => {
                     for id in splits {
                         self.splits.remove(id);
                     }
                 }
+                Change::Merge {
+                    split,
+                    inputs,
+                    at_ns,
+                } => {
+                    // Its writer checked every input is published
+                    // ([`Change::conflict`]): the version applies whole.
+                    self.retire(inputs, *at_ns);
+                    self.splits.insert(
+                        split.id.clone(),
+                        SplitState::Published {
+                            entry: split.clone(),
+                        },
+                    );
+                }
             }
         }
         self.version = version;
+    }
+
+    fn retire(&mut self, splits: &[String], at_ns: i64) {
+        for id in splits {
+            if let Some(SplitState::Published { entry }) = self.splits.remove(id) {
+                self.splits
+                    .insert(id.clone(), SplitState::Retired { entry, at_ns });
+            }
+        }
     }
 
     fn advance(&mut self, sources: &[SourceAdvance]) {
@@ -215,6 +269,7 @@ mod tests {
                 files: Vec::new(),
                 bundled: false,
                 sources: Vec::new(),
+                level: 0,
             },
             sources: vec![SourceAdvance {
                 source: s.clone(),

@@ -33,6 +33,7 @@ fn published(instance: u32, end: u64) -> Vec<Change> {
                 files: vec![("blocks.dat".into(), 10)],
                 bundled: false,
                 sources: Vec::new(),
+                level: 0,
             },
             sources: vec![SourceAdvance {
                 source: source(instance),
@@ -206,4 +207,97 @@ fn a_split_is_staged_then_published_then_retired_then_forgotten() {
     }])
     .expect("forget");
     assert!(m.state().splits.is_empty());
+}
+
+/// A merge's output of `inputs`.
+fn merge(id: &str, inputs: &[&str]) -> Change {
+    let Change::Publish { mut split, .. } = published(0, 1).remove(1) else {
+        unreachable!("published() gives a publish second")
+    };
+    split.id = id.to_owned();
+    split.level = 1;
+    Change::Merge {
+        split,
+        inputs: inputs.iter().map(|s| (*s).to_owned()).collect(),
+        at_ns: 9,
+    }
+}
+
+fn state_of(m: &Metastore, id: &str) -> &'static str {
+    match m.state().splits.get(id) {
+        Some(SplitState::Staged { .. }) => "staged",
+        Some(SplitState::Published { .. }) => "published",
+        Some(SplitState::Retired { .. }) => "retired",
+        None => "none",
+    }
+}
+
+#[test]
+fn a_merge_publishes_its_output_and_retires_its_inputs_in_one_version() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let m = Metastore::open(bucket(&dir)).expect("open");
+    m.commit(published(1, 10)).expect("publish");
+    m.commit(published(2, 20)).expect("publish");
+    let before = m.state().version;
+    assert_eq!(
+        m.commit(vec![merge("m1", &["s1-10", "s2-20"])])
+            .expect("merge"),
+        before + 1
+    );
+    let reopened = Metastore::open(bucket(&dir)).expect("reopen");
+    for m in [&m, &reopened] {
+        assert_eq!(state_of(m, "m1"), "published");
+        assert_eq!(state_of(m, "s1-10"), "retired");
+        assert_eq!(state_of(m, "s2-20"), "retired");
+    }
+    assert_eq!(reopened.state(), m.state());
+}
+
+/// Of a merge and a retention (or two merges) taking one split, exactly
+/// one wins, also when the loser had not read the winner's version.
+#[test]
+fn a_merge_whose_input_was_taken_meanwhile_is_refused_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (
+        Metastore::open(bucket(&dir)).expect("a"),
+        Metastore::open(bucket(&dir)).expect("b"),
+    );
+    a.commit(published(1, 10)).expect("publish");
+    a.commit(published(2, 20)).expect("publish");
+    a.commit(published(3, 30)).expect("publish");
+    // b read nothing of that yet: its merge is checked against what it
+    // reads when its first try loses the version.
+    b.commit(vec![Change::Forget { splits: vec![] }])
+        .expect("b catches up");
+    a.commit(vec![Change::Retire {
+        splits: vec!["s2-20".into()],
+        at_ns: 5,
+        reason: "age".into(),
+    }])
+    .expect("retention");
+    let version = a.state().version;
+    let err = b
+        .commit(vec![merge("m1", &["s1-10", "s2-20"])])
+        .expect_err("refused");
+    assert!(matches!(err, MetastoreError::Conflict { .. }), "{err}");
+    assert!(err.to_string().contains("s2-20"), "{err}");
+    assert_eq!(
+        b.state().version,
+        version,
+        "b read a's retirement, wrote nothing"
+    );
+    assert_eq!(state_of(&b, "m1"), "none");
+    assert_eq!(state_of(&b, "s1-10"), "published", "untouched");
+
+    // Two merges of one input: the second is refused.
+    a.commit(vec![merge("m2", &["s1-10", "s3-30"])])
+        .expect("first merge");
+    let err = b
+        .commit(vec![merge("m3", &["s3-30"])])
+        .expect_err("second refused");
+    assert!(matches!(err, MetastoreError::Conflict { .. }), "{err}");
+    let fresh = Metastore::open(bucket(&dir)).expect("reopen");
+    assert_eq!(state_of(&fresh, "m2"), "published");
+    assert_eq!(state_of(&fresh, "m3"), "none");
+    assert_eq!(state_of(&fresh, "s3-30"), "retired");
 }

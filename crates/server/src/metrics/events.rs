@@ -162,3 +162,25 @@ impl Event for SplitCacheEvicted {
         metrics().cache_evictions.inc();
     }
 }
+
+/// A merge of published splits ended: published, or failed.
+pub struct MergeEnded {
+    pub ok: bool,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub seconds: f64,
+}
+
+impl Event for MergeEnded {
+    fn emit(self) {
+        let m = metrics();
+        if !self.ok {
+            m.merge_failures.inc();
+            return;
+        }
+        m.merges.inc();
+        m.merge_bytes_read.inc_by(self.bytes_read);
+        m.merge_bytes_written.inc_by(self.bytes_written);
+        m.merge_seconds.observe(self.seconds);
+    }
+}

@@ -22,7 +22,7 @@ mod events;
 mod registry;
 
 pub use events::{
-    emit, AlertNotified, CommitDone, Ingested, ObjectStoreRequest, PartitionDeleted, QueryAnswered,
-    RequestRefused, SplitCacheEvicted, SplitCacheUsed,
+    emit, AlertNotified, CommitDone, Ingested, MergeEnded, ObjectStoreRequest, PartitionDeleted,
+    QueryAnswered, RequestRefused, SplitCacheEvicted, SplitCacheUsed,
 };
 pub use registry::{render, Gauges};

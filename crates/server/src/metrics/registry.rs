@@ -48,6 +48,11 @@ pub(super) struct Metrics {
     pub(super) cache_hits: Counter,
     pub(super) cache_misses: Counter,
     pub(super) cache_evictions: Counter,
+    pub(super) merges: Counter,
+    pub(super) merge_failures: Counter,
+    pub(super) merge_bytes_read: Counter,
+    pub(super) merge_bytes_written: Counter,
+    pub(super) merge_seconds: Histogram,
     // Read at scrape time.
     pub(super) wal_bytes: Gauge,
     pub(super) index_bytes: Gauge,
@@ -61,6 +66,7 @@ pub(super) struct Metrics {
     pub(super) ingest_available: Gauge,
     pub(super) cache_bytes: Gauge,
     pub(super) cache_max_bytes: Gauge,
+    pub(super) merges_pending: Gauge,
 }
 
 /// The values read at scrape time.
@@ -78,6 +84,8 @@ pub struct Gauges {
     /// The disk cache of split indexes: bytes now, and its budget.
     pub cache_bytes: u64,
     pub cache_max_bytes: u64,
+    /// Merges the policy would run now, after the running one.
+    pub merges_pending: u64,
 }
 
 pub(super) fn metrics() -> &'static Metrics {
@@ -103,6 +111,7 @@ pub fn render(gauges: Gauges) -> Result<String, std::fmt::Error> {
     set(&m.ingest_available, u64::from(gauges.ingest_available));
     set(&m.cache_bytes, gauges.cache_bytes);
     set(&m.cache_max_bytes, gauges.cache_max_bytes);
+    set(&m.merges_pending, gauges.merges_pending);
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &m.registry)?;
     Ok(text)
@@ -189,6 +198,32 @@ impl Metrics {
             "cache_evictions",
             "Split indexes deleted from the disk cache to stay within cache.max_bytes",
         );
+        let merges = counter(
+            &mut r,
+            "merges",
+            "Merges of published splits done (their output published, inputs retired)",
+        );
+        let merge_failures = counter(
+            &mut r,
+            "merge_failures",
+            "Merges that failed or lost to retention (their inputs stay as they were)",
+        );
+        let merge_bytes_read = counter(
+            &mut r,
+            "merge_bytes_read",
+            "Compressed bytes of blocks merges read",
+        );
+        let merge_bytes_written = counter(
+            &mut r,
+            "merge_bytes_written",
+            "Compressed bytes of blocks merges wrote",
+        );
+        let merge_seconds = Histogram::new(exponential_buckets(0.1, 4.0, 8));
+        r.register(
+            "merge_seconds",
+            "Time one merge took (read, write, upload, commit)",
+            merge_seconds.clone(),
+        );
         let gauge = |r: &mut Registry, name: &str, help: &str| {
             let g = Gauge::default();
             r.register(name, help, g.clone());
@@ -211,6 +246,7 @@ impl Metrics {
             ),
             cache_bytes: gauge(&mut r, "cache_bytes", "Bytes of published splits' indexes in the disk cache (remote object store)"),
             cache_max_bytes: gauge(&mut r, "cache_max_bytes", "cache.max_bytes: the disk cache's budget"),
+            merges_pending: gauge(&mut r, "merges_pending", "Merges the merge policy would run now, after the running one"),
             registry: r,
             lines_in,
             bytes_in,
@@ -225,6 +261,11 @@ impl Metrics {
             cache_hits,
             cache_misses,
             cache_evictions,
+            merges,
+            merge_failures,
+            merge_bytes_read,
+            merge_bytes_written,
+            merge_seconds,
         }
     }
 }

@@ -103,6 +103,7 @@ impl Committer {
                 Ok(CommitterCommand::Stop) | Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+        self.splits.stop_merging();
         self.commit(true);
     }
 
@@ -209,12 +210,14 @@ impl Committer {
     }
 
     /// Closes idle writers, deletes what retired and abandoned splits
-    /// left once no search can read it, and applies retention.
+    /// left once no search can read it, applies retention, and takes up
+    /// and starts merges.
     fn housekeeping(&mut self) {
         self.splits.close_idle();
         self.splits.delete_retired();
         self.splits.delete_abandoned();
         self.retention.run_if_due(&self.store, &mut self.splits);
+        self.splits.merge(&self.store);
     }
 }
 

@@ -1031,6 +1031,7 @@ mod tests {
             files,
             bundled: true,
             sources: Vec::new(),
+            level: 0,
         }
     }
 

@@ -25,7 +25,8 @@
 //! disk_cache.rs  DiskCache: a remote store's split indexes and blocks in cache/, within
 //!                cache.max_bytes, least recently used out first; SplitHandle, IndexPin
 //! splits.rs      SplitSet: the one owner of splits' lives (committer's thread): build,
-//!                seal, stage, upload, publish, retire, delete
+//!                seal, stage, upload, publish, merge, retire, delete
+//! merge/         background merges: the policy, one merge's job, the Merger running them
 //! retention.rs   Retention: partitions past their age or the disk budget
 //! usage.rs       what the partitions take on disk
 //! ```
@@ -34,6 +35,7 @@ mod committer;
 mod convert;
 mod disk_cache;
 mod live;
+mod merge;
 mod published;
 mod publishing;
 mod retention;

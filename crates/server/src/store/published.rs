@@ -50,8 +50,28 @@ pub(super) fn split_key(id: &str) -> String {
     format!("splits/{id}/")
 }
 
+/// Uploads the files of a finished split (committed, one segment) and
+/// returns its metastore entry. The local store takes each file as it is
+/// (a link, no copy); a remote one takes the blocks and one bundle of the
+/// rest.
+pub(super) fn upload_split(bucket: &Bucket, part: &Partition) -> Result<SplitEntry, PublishError> {
+    let files = part.files()?;
+    let folder = split_key(&part.id);
+    let bundled = bucket.local_path(&folder).is_none();
+    let objects: Vec<&str> = if bundled {
+        write_bundle(part.dir(), &files).map_err(|e| part.io_error(e))?;
+        vec!["blocks.dat", BUNDLE]
+    } else {
+        files.iter().map(|(name, _)| name.as_str()).collect()
+    };
+    for name in objects {
+        bucket.upload_file(&format!("{folder}{name}"), &part.dir().join(name))?;
+    }
+    Ok(entry_of(part, files, bundled)?)
+}
+
 /// The metastore entry of a finished split.
-pub(super) fn entry_of(
+fn entry_of(
     part: &Partition,
     files: Vec<(String, u64)>,
     bundled: bool,
@@ -83,6 +103,7 @@ pub(super) fn entry_of(
         files,
         bundled,
         sources: list,
+        level: 0,
     })
 }
 

@@ -5,6 +5,10 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
+use cblogs_core::api::MergeSummary;
+
+use crate::metrics::{emit, MergeEnded};
+
 #[derive(Default)]
 pub struct Publishing {
     inner: Mutex<Inner>,
@@ -19,6 +23,8 @@ struct Inner {
     published: u64,
     /// Bytes of the published splits in the object store.
     bucket_bytes: u64,
+    /// What the storage API and `/metrics` show of merges.
+    merges: MergeSummary,
 }
 
 /// A reading of [`Publishing`].
@@ -31,6 +37,7 @@ pub struct PublishingNow {
     pub published: u64,
     /// Bytes of the published splits in the object store.
     pub bucket_bytes: u64,
+    pub merges: MergeSummary,
 }
 
 impl Publishing {
@@ -52,6 +59,42 @@ impl Publishing {
         self.lock().bucket_bytes = bytes;
     }
 
+    pub(super) fn merged(&self, counts: &crate::index::MergeCounts, seconds: f64) {
+        let mut inner = self.lock();
+        let m = &mut inner.merges;
+        m.done += 1;
+        m.error = None;
+        m.blocks_in += counts.blocks_in;
+        m.blocks_out += counts.blocks_out;
+        m.bytes_in += counts.bytes_in;
+        m.bytes_out += counts.bytes_out;
+        m.seconds += seconds;
+        emit(MergeEnded {
+            ok: true,
+            bytes_read: counts.bytes_in,
+            bytes_written: counts.bytes_out,
+            seconds,
+        });
+    }
+
+    pub(super) fn merge_failed(&self, error: String) {
+        let mut inner = self.lock();
+        inner.merges.failed += 1;
+        inner.merges.error = Some(error);
+        emit(MergeEnded {
+            ok: false,
+            bytes_read: 0,
+            bytes_written: 0,
+            seconds: 0.0,
+        });
+    }
+
+    pub(super) fn set_merges_pending(&self, pending: u64, running: bool) {
+        let mut inner = self.lock();
+        inner.merges.pending = pending;
+        inner.merges.running = running;
+    }
+
     pub(super) fn failed(&self, error: String) {
         self.lock().error = Some(error);
     }
@@ -65,6 +108,7 @@ impl Publishing {
             error: inner.error.clone(),
             published: inner.published,
             bucket_bytes: inner.bucket_bytes,
+            merges: inner.merges.clone(),
         }
     }
 }

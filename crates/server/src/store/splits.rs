@@ -38,12 +38,15 @@ use cblogs_core::time::now_ns;
 
 use super::convert::convert_partitions;
 use super::disk_cache::{dir_bytes, CachedSplit, DiskCache, SplitHandle};
-use super::published::{entry_of, split_key, write_bundle, PublishError, BUNDLE};
+use super::merge::{plan, MergeGroup, MergeJob, Merged, Merger, PublishedSplit};
+use super::published::{split_key, upload_split, PublishError};
 use super::publishing::Publishing;
 use super::store::Store;
 use crate::bucket::Bucket;
-use crate::config::{CacheConfig, StorageConfig};
-use crate::index::{split_window, Access, Partition, PartitionError, PartitionWriter};
+use crate::config::{Config, StorageConfig};
+use crate::index::{
+    split_window, Access, MergeOptions, Partition, PartitionError, PartitionWriter,
+};
 use crate::metastore::{Change, Metastore, SourceAdvance, SplitEntry, SplitState};
 
 /// How long a split's writer may sit idle before it is closed.
@@ -100,8 +103,11 @@ pub struct SplitSet {
     uploading: Option<Upload>,
     /// What the API shows of publishing.
     status: Arc<Publishing>,
-    /// The published splits, with what retention's bucket budget needs.
-    in_bucket: HashMap<String, InBucket>,
+    /// The published splits, with what retention's bucket budget and the
+    /// merge policy need.
+    in_bucket: HashMap<String, PublishedSplit>,
+    /// Background merges of published splits.
+    merger: Merger,
 }
 
 /// An upload running on its thread: the split's id, its sources' ends as
@@ -119,23 +125,6 @@ struct Uploader {
     writer_bytes: usize,
 }
 
-/// A published split as the bucket budget sees it.
-struct InBucket {
-    window_ns: i64,
-    t_max: i64,
-    bytes: u64,
-}
-
-impl InBucket {
-    fn of(entry: &SplitEntry) -> InBucket {
-        InBucket {
-            window_ns: entry.window_ns,
-            t_max: entry.t_max,
-            bytes: entry.bytes(),
-        }
-    }
-}
-
 impl Uploader {
     /// Stages the split, finishes its index, uploads its files and
     /// publishes it with its sources' `ends` in one metastore commit.
@@ -151,22 +140,7 @@ impl Uploader {
         // Its last writer (if any) was dropped at sealing: a fresh one
         // merges what is committed into one segment.
         part.writer(self.writer_bytes)?.finish()?;
-        let files = part.files()?;
-        let folder = split_key(&part.id);
-        // The local store takes each file as it is (a link, no copy); a
-        // remote one takes the blocks and one bundle of the rest.
-        let bundled = self.bucket.local_path(&folder).is_none();
-        let objects: Vec<&str> = if bundled {
-            write_bundle(part.dir(), &files).map_err(|e| part.io_error(e))?;
-            vec!["blocks.dat", BUNDLE]
-        } else {
-            files.iter().map(|(name, _)| name.as_str()).collect()
-        };
-        for name in objects {
-            self.bucket
-                .upload_file(&format!("{folder}{name}"), &part.dir().join(name))?;
-        }
-        let entry = entry_of(part, files, bundled)?;
+        let entry = upload_split(&self.bucket, part)?;
         self.metastore.commit(vec![Change::Publish {
             split: entry.clone(),
             sources: ends.to_vec(),
@@ -186,8 +160,7 @@ impl SplitSet {
         data_dir: &Path,
         bucket: Arc<Bucket>,
         metastore: Arc<Metastore>,
-        config: &StorageConfig,
-        cache: &CacheConfig,
+        settings: &Config,
         retired_grace: Duration,
         status: Arc<Publishing>,
     ) -> Result<(SplitSet, Vec<(SplitHandle, bool)>), PublishError> {
@@ -206,7 +179,7 @@ impl SplitSet {
         let published = |id: &str| matches!(splits.get(id), Some(SplitState::Published { .. }));
         let cache = Arc::new(DiskCache::open(
             &cache_root,
-            cache.max_bytes,
+            settings.cache.max_bytes,
             bucket.clone(),
             !bucket.is_local(),
             &published,
@@ -220,7 +193,7 @@ impl SplitSet {
             }
             match state {
                 SplitState::Published { entry } => {
-                    in_bucket.insert(entry.id.clone(), InBucket::of(&entry));
+                    in_bucket.insert(entry.id.clone(), PublishedSplit::of(&entry));
                     shown.push((open_published(&bucket, &cache, &entry)?, true));
                 }
                 SplitState::Retired { .. } => retired.push((id, Instant::now() + retired_grace)),
@@ -256,12 +229,13 @@ impl SplitSet {
                 created: Instant::now(),
             });
         }
+        let merger = Merger::open(data_dir, settings.merge.clone())?;
         let set = SplitSet {
             building_root,
             cache,
             bucket,
             metastore,
-            config: config.clone(),
+            config: settings.storage.clone(),
             building: HashMap::new(),
             sealed,
             retired,
@@ -271,6 +245,7 @@ impl SplitSet {
             uploading: None,
             status,
             in_bucket,
+            merger,
         };
         set.show_bucket_bytes();
         Ok((set, shown))
@@ -471,7 +446,7 @@ impl SplitSet {
             match entry.and_then(|entry| self.show_published(store, &part, entry, &ends)) {
                 Ok(entry) => {
                     self.in_bucket
-                        .insert(entry.id.clone(), InBucket::of(&entry));
+                        .insert(entry.id.clone(), PublishedSplit::of(&entry));
                     self.show_bucket_bytes();
                     self.sealed.remove(0);
                     self.retry = None;
@@ -580,7 +555,7 @@ impl SplitSet {
     /// The published splits to retire, oldest first, for the rest to fit
     /// in `budget` bytes of the object store; never the newest one.
     pub(super) fn over_bucket_budget(&self, budget: u64) -> Vec<String> {
-        let mut by_age: Vec<(&String, &InBucket)> = self.in_bucket.iter().collect();
+        let mut by_age: Vec<(&String, &PublishedSplit)> = self.in_bucket.iter().collect();
         by_age.sort_by_key(|(id, b)| (b.window_ns, b.t_max, *id));
         let mut total: u64 = by_age.iter().map(|(_, b)| b.bytes).sum();
         let mut over = Vec::new();
@@ -638,6 +613,7 @@ impl SplitSet {
         let ours = |id: &str| {
             self.sealed.iter().any(|s| s.part.id == id)
                 || self.building.values().any(|b| b.part.id == id)
+                || self.merger.is_output(id)
         };
         let abandoned: Vec<String> = self
             .metastore
@@ -667,6 +643,139 @@ impl SplitSet {
         if let Err(e) = self.metastore.commit(vec![Change::Forget { splits: gone }]) {
             tracing::warn!(error = %e, "cannot forget abandoned splits in the metastore");
         }
+    }
+
+    /// Takes up a merge that ended, and starts the next one due
+    /// (`store/merge/`): one at a time, on a thread of its own.
+    pub(super) fn merge(&mut self, store: &Store) {
+        match self.merger.finished() {
+            Some(Ok(merged)) => self.show_merged(store, merged),
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "merge failed; its inputs stay as they are, and merges are tried again in 30 s");
+                self.status.merge_failed(e.to_string());
+            }
+            None => {}
+        }
+        let due = self.merges_due();
+        let starts = self.merger.may_start() && !due.is_empty();
+        self.status.set_merges_pending(
+            (due.len() - usize::from(starts)) as u64,
+            starts || self.merger.is_running(),
+        );
+        if !starts {
+            return;
+        }
+        let Some(group) = due.into_iter().next() else {
+            return;
+        };
+        let Some(handles) = store.published_handles(&group) else {
+            return;
+        };
+        let splits: Vec<&PublishedSplit> = group
+            .iter()
+            .filter_map(|id| self.in_bucket.get(id))
+            .collect();
+        let (Some(first), Some(level)) = (splits.first(), splits.iter().map(|s| s.level).max())
+        else {
+            return;
+        };
+        let config = self.merger.config();
+        let job = MergeJob {
+            inputs: group.iter().cloned().zip(handles).collect(),
+            level,
+            window_ns: first.window_ns,
+            bucket: self.bucket.clone(),
+            metastore: self.metastore.clone(),
+            root: self.merger.root().to_owned(),
+            options: MergeOptions {
+                block_bytes: config.block_bytes,
+                zstd_level: config.zstd_level,
+                writer_bytes: self.config.index_writer_bytes,
+            },
+            nice: config.nice,
+            stop: Default::default(),
+        };
+        if let Err(e) = self.merger.start(job) {
+            tracing::error!(error = %e, "cannot start a merge");
+            self.status.merge_failed(e.to_string());
+        }
+    }
+
+    /// The merges the policy would start now, the running one's inputs
+    /// left out. Windows settle by line time: the newest line published
+    /// (a benchmark posting a past day in minutes settles its windows as
+    /// the day would), but never past the clock (a line dated in the
+    /// future would settle every window).
+    fn merges_due(&self) -> Vec<MergeGroup> {
+        if !self.merger.config().enabled {
+            return Vec::new();
+        }
+        let splits: Vec<&PublishedSplit> = self
+            .in_bucket
+            .values()
+            .filter(|s| !self.merger.is_input(&s.id))
+            .collect();
+        let newest = splits.iter().map(|s| s.t_max).max().unwrap_or(i64::MIN);
+        plan(&splits, self.merger.config(), newest.min(now_ns()))
+    }
+
+    /// A merge was published: readers are shown its output in place of its
+    /// inputs, whose objects are deleted once no running search can still
+    /// read them.
+    fn show_merged(&mut self, store: &Store, merged: Merged) {
+        let Merged {
+            entry,
+            part,
+            inputs,
+            counts,
+            seconds,
+        } = merged;
+        let remote = self.bucket.local_path(&split_key(&entry.id)).is_none();
+        let shown = if remote {
+            self.cache.adopt(&part).map_err(PublishError::from)
+        } else {
+            Ok(())
+        }
+        .and_then(|()| open_published(&self.bucket, &self.cache, &entry));
+        if let Err(e) = std::fs::remove_dir_all(part.dir()) {
+            tracing::warn!(dir = %part.dir().display(), error = %e, "a merged split's local copy could not be deleted");
+        }
+        let handle = match shown {
+            Ok(handle) => handle,
+            Err(e) => {
+                // Published, and its inputs retired, in the metastore: the
+                // inputs stay shown (and kept) here until the next start.
+                tracing::error!(split = %entry.id, error = %e, "a merged split is published but cannot be opened; its inputs are read instead until cblogsd restarts");
+                self.status.merge_failed(e.to_string());
+                return;
+            }
+        };
+        store.merged(&inputs, handle);
+        let at = Instant::now() + self.retired_grace;
+        for id in &inputs {
+            self.in_bucket.remove(id);
+            self.retired.push((id.clone(), at));
+        }
+        self.in_bucket
+            .insert(entry.id.clone(), PublishedSplit::of(&entry));
+        self.show_bucket_bytes();
+        self.status.merged(&counts, seconds);
+        tracing::info!(
+            split = %entry.id,
+            inputs = inputs.len(),
+            level = entry.level,
+            blocks_in = counts.blocks_in,
+            blocks_out = counts.blocks_out,
+            bytes_in = counts.bytes_in,
+            bytes_out = counts.bytes_out,
+            seconds,
+            "splits merged"
+        );
+    }
+
+    /// Stops a running merge (cblogsd is stopping): what it wrote is deleted.
+    pub(super) fn stop_merging(&mut self) {
+        self.merger.stop();
     }
 
     fn delete_objects(&self, id: &str) -> Result<(), crate::bucket::BucketError> {

@@ -348,6 +348,53 @@ impl Store {
         );
     }
 
+    /// The published splits `ids` as readers see them, if every one is
+    /// shown and published.
+    pub(super) fn published_handles(&self, ids: &[String]) -> Option<Vec<SplitHandle>> {
+        let inner = self.read();
+        ids.iter()
+            .map(|id| {
+                inner
+                    .partitions
+                    .get(id)
+                    .filter(|v| v.published)
+                    .map(|v| v.split.clone())
+            })
+            .collect()
+    }
+
+    /// A merge of `inputs` was published: readers now read `output` in
+    /// their place, in one step (their lines are the output's, so no
+    /// source's totals change).
+    pub(super) fn merged(&self, inputs: &[String], output: SplitHandle) {
+        let (searcher, blocks, totals) = match &output {
+            SplitHandle::Open(p) => {
+                let searcher = p.searcher();
+                let blocks = searcher.num_docs();
+                let totals = p.totals(&searcher).unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "cannot read a merged split's totals");
+                    HashMap::new()
+                });
+                (Some(searcher), blocks, totals)
+            }
+            SplitHandle::Cached(c) => (None, c.entry.blocks, c.totals()),
+        };
+        let mut inner = self.write();
+        for id in inputs {
+            inner.partitions.remove(id);
+        }
+        inner.partitions.insert(
+            output.id().to_owned(),
+            PartitionView {
+                split: output,
+                searcher,
+                blocks,
+                totals,
+                published: true,
+            },
+        );
+    }
+
     /// Per source (of those `wanted` picks): its published end, its
     /// held end (durable here: published, or in the WAL), and the gaps
     /// accepted in it.

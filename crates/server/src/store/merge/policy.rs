@@ -1,0 +1,284 @@
+//! Which published splits to merge ([`plan`]): a pure function of the
+//! splits' entries, the `[merge]` settings and the newest line time.
+//!
+//! Within one window of line time (`storage.partition_secs`), splits are
+//! taken in time order, and only runs of splits next to each other in it
+//! are merged: a quiet source's blocks can only be combined with the
+//! blocks just before and after them in its stream, which are in the
+//! splits just before and after. Like tantivy's log merge policy, splits
+//! of one level (how many merges made them) are merged `merge_factor` at a
+//! time into one of the next level, so each line is rewritten about
+//! log(splits of a window) times, not once per merge. A settled window
+//! (its newest line older than `settle_secs`) has every run of two or more
+//! merged, whatever their level. No merge makes a split over
+//! `max_split_bytes` or reads more than [`MAX_MERGE_BLOCKS`] blocks.
+
+use std::collections::BTreeMap;
+
+use crate::config::MergeConfig;
+use crate::metastore::SplitEntry;
+
+/// A published split, as the merge policy (and the bucket's budget) sees
+/// it: what its metastore entry says, without its sources.
+#[derive(Debug, Clone)]
+pub struct PublishedSplit {
+    pub id: String,
+    pub window_ns: i64,
+    pub t_min: i64,
+    pub t_max: i64,
+    /// Bytes of its objects.
+    pub bytes: u64,
+    pub blocks: u64,
+    pub level: u32,
+}
+
+impl PublishedSplit {
+    pub fn of(entry: &SplitEntry) -> PublishedSplit {
+        PublishedSplit {
+            id: entry.id.clone(),
+            window_ns: entry.window_ns,
+            t_min: entry.t_min,
+            t_max: entry.t_max,
+            bytes: entry.bytes(),
+            blocks: entry.blocks,
+            level: entry.level,
+        }
+    }
+}
+
+/// The most blocks one merge reads: their list is held in memory (about
+/// 80 bytes each).
+pub const MAX_MERGE_BLOCKS: u64 = 2_000_000;
+
+/// Splits to merge into one, in time order.
+pub type MergeGroup = Vec<String>;
+
+/// Every merge due now, oldest window first. `splits` are the published
+/// splits not being merged; `now_ns` is the newest line time (the clock
+/// that settles windows: a benchmark that posts a day of lines in minutes
+/// settles them as a real day would).
+pub fn plan(splits: &[&PublishedSplit], config: &MergeConfig, now_ns: i64) -> Vec<MergeGroup> {
+    let mut windows: BTreeMap<i64, Vec<&PublishedSplit>> = BTreeMap::new();
+    for s in splits {
+        windows.entry(s.window_ns).or_default().push(s);
+    }
+    let mut groups = Vec::new();
+    for (_, mut window) in windows {
+        window.sort_by(|a, b| (a.t_min, a.t_max, &a.id).cmp(&(b.t_min, b.t_max, &b.id)));
+        let newest = window.iter().map(|s| s.t_max).max().unwrap_or(i64::MIN);
+        let settled = newest < now_ns.saturating_sub(config.settle_ns());
+        // Runs of splits next to each other that may still be merged: a
+        // full one ends a run.
+        for run in window.split(|s| s.bytes >= config.max_split_bytes) {
+            if settled {
+                let all = take_groups(run, config, 2, usize::MAX);
+                groups.extend(
+                    all.into_iter()
+                        .filter_map(|g| without_dominant_ends(g, run)),
+                );
+            } else {
+                for level_run in run.chunk_by(|a, b| a.level == b.level) {
+                    groups.extend(take_groups(
+                        level_run,
+                        config,
+                        config.merge_factor,
+                        config.merge_factor,
+                    ));
+                }
+            }
+        }
+    }
+    groups
+}
+
+/// `group` without the splits at its ends that are more than twice the
+/// rest of it together, if two or more are left: a settled window that
+/// still gets a small split now and then (late lines) must not rewrite its
+/// big split each time. So a merge makes each input's bytes part of a
+/// split at least 1.5 times as big, and a line is rewritten only about
+/// log1.5 of its window's bytes over its first split's times.
+fn without_dominant_ends(group: MergeGroup, run: &[&PublishedSplit]) -> Option<MergeGroup> {
+    let bytes = |id: &String| run.iter().find(|s| &s.id == id).map_or(0, |s| s.bytes);
+    let mut group: std::collections::VecDeque<String> = group.into();
+    let total = |g: &std::collections::VecDeque<String>| g.iter().map(bytes).sum::<u64>();
+    loop {
+        let sum = total(&group);
+        let (Some(first), Some(last)) = (group.front(), group.back()) else {
+            return None;
+        };
+        let dominant = |b: u64| b > 2 * (sum - b);
+        if dominant(bytes(first)) {
+            group.pop_front();
+        } else if dominant(bytes(last)) {
+            group.pop_back();
+        } else {
+            break;
+        }
+    }
+    (group.len() >= 2).then(|| group.into())
+}
+
+/// Cuts `run` into groups of `min..=max` splits, each within the size and
+/// block bounds; what is left over is not merged yet.
+fn take_groups(
+    run: &[&PublishedSplit],
+    config: &MergeConfig,
+    min: usize,
+    max: usize,
+) -> Vec<MergeGroup> {
+    let mut groups = Vec::new();
+    let mut group: Vec<&PublishedSplit> = Vec::new();
+    let (mut bytes, mut blocks) = (0u64, 0u64);
+    let close = |group: &mut Vec<&PublishedSplit>, groups: &mut Vec<MergeGroup>| {
+        if group.len() >= min {
+            groups.push(group.iter().map(|s| s.id.clone()).collect());
+        }
+        group.clear();
+    };
+    for s in run {
+        let fits = bytes + s.bytes <= config.max_split_bytes
+            && blocks + s.blocks <= MAX_MERGE_BLOCKS
+            && group.len() < max;
+        if !fits {
+            close(&mut group, &mut groups);
+            bytes = 0;
+            blocks = 0;
+        }
+        group.push(s);
+        bytes += s.bytes;
+        blocks += s.blocks;
+    }
+    close(&mut group, &mut groups);
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000_000_000;
+
+    /// A split of window 0 holding minutes `from..to`, of `bytes` and `level`.
+    fn split(id: &str, from: i64, to: i64, bytes: u64, level: u32) -> PublishedSplit {
+        PublishedSplit {
+            id: id.into(),
+            window_ns: 0,
+            t_min: from * MIN,
+            t_max: to * MIN,
+            bytes,
+            blocks: 10,
+            level,
+        }
+    }
+
+    fn config(factor: usize) -> MergeConfig {
+        MergeConfig {
+            merge_factor: factor,
+            max_split_bytes: 1000,
+            ..MergeConfig::default()
+        }
+    }
+
+    fn ids(groups: &[MergeGroup]) -> Vec<Vec<&str>> {
+        groups
+            .iter()
+            .map(|g| g.iter().map(String::as_str).collect())
+            .collect()
+    }
+
+    #[test]
+    fn splits_of_one_level_next_to_each_other_are_merged_factor_at_a_time() {
+        let splits = [
+            split("l1", 0, 50, 500, 1),
+            split("a", 50, 55, 10, 0),
+            split("b", 55, 60, 10, 0),
+            split("c", 60, 65, 10, 0),
+            split("d", 65, 70, 10, 0),
+            split("e", 70, 75, 10, 0),
+        ];
+        let refs: Vec<&PublishedSplit> = splits.iter().rev().collect();
+        let now = 80 * MIN;
+        assert_eq!(ids(&plan(&refs, &config(2), now)), [["a", "b"], ["c", "d"]]);
+        assert_eq!(ids(&plan(&refs, &config(3), now)), [["a", "b", "c"]]);
+        assert!(
+            plan(&refs, &config(6), now).is_empty(),
+            "too few of level 0"
+        );
+    }
+
+    #[test]
+    fn a_full_split_or_another_level_between_breaks_a_run() {
+        let splits = [
+            split("a", 0, 5, 10, 0),
+            split("big", 5, 10, 1000, 0),
+            split("b", 10, 15, 10, 0),
+            split("l1", 15, 20, 10, 1),
+            split("c", 20, 25, 10, 0),
+        ];
+        let refs: Vec<&PublishedSplit> = splits.iter().collect();
+        assert!(plan(&refs, &config(2), 30 * MIN).is_empty());
+    }
+
+    #[test]
+    fn a_settled_window_merges_every_run_whatever_its_level_within_the_bounds() {
+        let splits = [
+            split("l2", 0, 500, 300, 2),
+            split("l1", 500, 550, 300, 1),
+            split("a", 550, 555, 300, 0),
+            split("b", 555, 560, 300, 0),
+            split("full", 560, 565, 1000, 0),
+            split("c", 565, 570, 10, 0),
+        ];
+        let refs: Vec<&PublishedSplit> = splits.iter().collect();
+        let settle = config(10).settle_ns();
+        let newest = 570 * MIN;
+        assert!(plan(&refs, &config(10), newest + settle - 1).is_empty());
+        // 1000 bytes at most: l2+l1+a, then b alone (not merged); c alone.
+        assert_eq!(
+            ids(&plan(&refs, &config(10), newest + settle + 1)),
+            [["l2", "l1", "a"]]
+        );
+    }
+
+    /// A settled window that gets a small split now and then does not
+    /// rewrite its big one for each.
+    #[test]
+    fn a_settled_window_never_rewrites_a_big_split_for_a_small_one() {
+        let splits = [
+            split("old", 0, 500, 600, 3),
+            split("late1", 500, 505, 10, 0),
+            split("late2", 505, 510, 20, 0),
+            split("late3", 510, 515, 40, 0),
+        ];
+        let refs: Vec<&PublishedSplit> = splits.iter().collect();
+        let settled = 515 * MIN + config(10).settle_ns() + 1;
+        assert_eq!(
+            ids(&plan(&refs, &config(10), settled)),
+            [["late1", "late2", "late3"]]
+        );
+        assert!(plan(&refs[..2], &config(10), settled).is_empty());
+        // Once the late ones add up to half the old one, it is merged.
+        let caught_up = [
+            split("old", 0, 500, 600, 3),
+            split("late", 500, 515, 300, 1),
+        ];
+        let refs: Vec<&PublishedSplit> = caught_up.iter().collect();
+        assert_eq!(ids(&plan(&refs, &config(10), settled)), [["old", "late"]]);
+    }
+
+    #[test]
+    fn windows_are_planned_apart_oldest_first() {
+        let mut late = [split("x", 0, 5, 10, 0), split("y", 5, 10, 10, 0)];
+        for s in &mut late {
+            s.window_ns = 1;
+        }
+        let early = [split("a", 0, 5, 10, 0), split("b", 5, 10, 10, 0)];
+        let refs: Vec<&PublishedSplit> = late.iter().chain(early.iter()).collect();
+        assert_eq!(
+            ids(&plan(&refs, &config(2), 20 * MIN)),
+            [["a", "b"], ["x", "y"]]
+        );
+        let mixed = [&late[0], &early[1]];
+        assert!(plan(&mixed, &config(2), 20 * MIN).is_empty());
+    }
+}
