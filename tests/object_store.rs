@@ -714,20 +714,6 @@ fn merges_on_s3_lose_nothing_when_the_node_dies_midway() {
     // Published, every line: what the lost disk held is in the bucket
     // (lines only in the WAL would need a shipper to send them again).
     server.flush();
-    wait_until("a merge to be running", DEADLINE, || {
-        (server.storage()["merges"]["running"] == true).then_some(())
-    });
-    server.kill9();
-    std::fs::remove_dir_all(&data).expect("wipe the data dir");
-    proxy.set_delay(Duration::ZERO);
-    server.restart();
-    let mut sorted = want.clone();
-    sorted.sort();
-    same(
-        served(&server),
-        &sorted,
-        "each line once after the node died mid-merge",
-    );
     let split_ids = |weed: &Seaweed| {
         let mut ids: Vec<String> = weed
             .keys("merge/splits/")
@@ -748,6 +734,32 @@ fn merges_on_s3_lose_nothing_when_the_node_dies_midway() {
         ids.sort();
         ids
     };
+    wait_until("a merge to be running", DEADLINE, || {
+        (server.storage()["merges"]["running"] == true).then_some(())
+    });
+    let before = split_ids(&weed);
+    // Its output's objects appear (staged, uploading): the node dies then.
+    let output = wait_until("the merge's output to be uploaded", DEADLINE, || {
+        split_ids(&weed).into_iter().find(|id| !before.contains(id))
+    });
+    server.kill9();
+    std::fs::remove_dir_all(&data).expect("wipe the data dir");
+    proxy.set_delay(Duration::ZERO);
+    server.restart();
+    let mut sorted = want.clone();
+    sorted.sort();
+    same(
+        served(&server),
+        &sorted,
+        "each line once after the node died mid-merge",
+    );
+    assert!(
+        !published(&server).contains(&output),
+        "the output of the merge cut short is not published"
+    );
+    wait_until("the staged output to be swept", DEADLINE, || {
+        (!split_ids(&weed).contains(&output)).then_some(())
+    });
     wait_until("only published splits in the bucket", DEADLINE, || {
         let m = &server.storage()["merges"];
         let idle = m["pending"] == 0 && m["running"] == false;

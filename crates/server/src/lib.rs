@@ -13,7 +13,7 @@
 //! ```
 //!
 //! The folders, bottom up (each imports only from those before it):
-//! [`config`]; `metrics` (events the loops emit); `block` (the unit of
+//! [`config`]; `disk` (free space); `metrics` (events the loops emit); `block` (the unit of
 //! storage); `access` (tokens, limits); `index` (partitions: tantivy plus
 //! block files); `wal`; `store` (memory blocks, snapshots, the committer,
 //! partitions' lives, retention); `ingest`; `read`; `search`; `alert`;
@@ -31,6 +31,7 @@ mod block;
 mod bucket;
 pub mod config;
 pub mod demo;
+mod disk;
 mod index;
 mod ingest;
 mod metastore;

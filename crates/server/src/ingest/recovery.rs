@@ -33,7 +33,7 @@ pub fn spawn_ingest_recovery(
                     warned = false;
                     continue;
                 };
-                let free = free_bytes(&dir).unwrap_or(u64::MAX);
+                let free = crate::disk::free_bytes(&dir).unwrap_or(u64::MAX);
                 if free < RECOVERY_FREE_BYTES {
                     if !warned {
                         tracing::warn!(free_bytes = free, "ingest waits for disk space ({why})");
@@ -49,20 +49,4 @@ pub fn spawn_ingest_recovery(
     if let Err(e) = started {
         tracing::error!(error = %e, "cannot start the ingest recovery thread; after a full disk, restart cblogsd");
     }
-}
-
-/// Bytes free for an unprivileged writer on the file system holding `dir`.
-fn free_bytes(dir: &std::path::Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `path` is a NUL-terminated string and `st` is written by the
-    // call before it is read, only when the call succeeds.
-    let rc = unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: statvfs returned 0, so it filled `st`.
-    let st = unsafe { st.assume_init() };
-    Some(st.f_bavail.saturating_mul(st.f_frsize))
 }

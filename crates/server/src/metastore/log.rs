@@ -61,6 +61,11 @@ impl MetastoreError {
 struct VersionFile<C> {
     version: u64,
     written_at: String,
+    /// Unique to one commit: a commit that finds its version taken tells
+    /// its own write (a put the store did, then answered with an error, or
+    /// retried and refused) from another writer's.
+    #[serde(default)]
+    commit: String,
     changes: C,
 }
 
@@ -86,7 +91,7 @@ impl Metastore {
             },
             None => MetastoreState::default(),
         };
-        catch_up(&bucket, &mut state)?;
+        catch_up(&bucket, &mut state, "")?;
         tracing::info!(
             location = bucket.location(),
             version = state.version,
@@ -122,6 +127,7 @@ impl Metastore {
     /// version written.
     pub fn commit(&self, changes: Vec<Change>) -> Result<u64, MetastoreError> {
         let mut state = self.lock();
+        let commit = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
         loop {
             if let Some(why) = changes.iter().find_map(|c| c.conflict(&state)) {
                 return Err(MetastoreError::Conflict {
@@ -133,6 +139,7 @@ impl Metastore {
             let file = VersionFile {
                 version,
                 written_at: format_rfc3339(now_ns()),
+                commit: commit.clone(),
                 changes: &changes[..],
             };
             let key = keys::version(version);
@@ -151,8 +158,21 @@ impl Metastore {
                 version,
                 "metastore version taken by another writer; reading it"
             );
-            catch_up(&self.bucket, &mut state)?;
+            if let Some(ours) = catch_up(&self.bucket, &mut state, &commit)? {
+                // Taken by this very commit (an earlier try that failed
+                // after the store had written it): done.
+                return Ok(ours);
+            }
         }
+    }
+
+    /// Reads what other writers (or an unanswered write of this process)
+    /// committed since this process last looked: before a decision that
+    /// must not rest on a stale state (deleting a split's objects).
+    pub fn refresh(&self) -> Result<(), MetastoreError> {
+        let mut state = self.lock();
+        catch_up(&self.bucket, &mut state, "")?;
+        Ok(())
     }
 
     /// Writes the whole state as a checkpoint, then deletes what only the
@@ -187,8 +207,14 @@ impl Metastore {
     }
 }
 
-/// Applies every version after `state.version`, in order.
-fn catch_up(bucket: &Bucket, state: &mut MetastoreState) -> Result<(), MetastoreError> {
+/// Applies every version after `state.version`, in order. Returns the
+/// version written by commit `ours`, if one of them was.
+fn catch_up(
+    bucket: &Bucket,
+    state: &mut MetastoreState,
+    ours: &str,
+) -> Result<Option<u64>, MetastoreError> {
+    let mut found = None;
     let after = keys::version(state.version);
     for key in bucket.list(VERSIONS, Some(&after))? {
         let Some(v) = keys::parse(VERSIONS, &key) else {
@@ -210,8 +236,11 @@ fn catch_up(bucket: &Bucket, state: &mut MetastoreState) -> Result<(), Metastore
         };
         let file: VersionFile<Vec<Change>> = decode(bucket, &key, &bytes)?;
         state.apply(v, &file.changes);
+        if !ours.is_empty() && file.commit == ours {
+            found = Some(v);
+        }
     }
-    Ok(())
+    Ok(found)
 }
 
 fn encode<T: Serialize>(bucket: &Bucket, key: &str, value: &T) -> Result<Bytes, MetastoreError> {

@@ -122,15 +122,24 @@ pub enum Change {
 impl Change {
     /// Why this change cannot follow `state`, if it cannot: a merge or a
     /// retirement of a split that is no longer published (retired, or
-    /// merged by another).
+    /// merged by another), or forgetting a published one (whose objects
+    /// must never have been deleted).
     pub fn conflict(&self, state: &MetastoreState) -> Option<String> {
+        let published =
+            |id: &String| matches!(state.splits.get(id), Some(SplitState::Published { .. }));
         let (ids, what) = match self {
             Change::Merge { inputs, .. } => (inputs, "an input of the merge"),
             Change::Retire { splits, .. } => (splits, "to be retired"),
+            Change::Forget { splits } => {
+                return splits
+                    .iter()
+                    .find(|id| published(id))
+                    .map(|id| format!("split {id}, to be forgotten, is published"));
+            }
             _ => return None,
         };
         ids.iter()
-            .find(|id| !matches!(state.splits.get(*id), Some(SplitState::Published { .. })))
+            .find(|id| !published(id))
             .map(|id| format!("split {id}, {what}, is no longer published"))
     }
 }

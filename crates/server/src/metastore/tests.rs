@@ -301,3 +301,20 @@ fn a_merge_whose_input_was_taken_meanwhile_is_refused_and_writes_nothing() {
     assert_eq!(state_of(&fresh, "m3"), "none");
     assert_eq!(state_of(&fresh, "s3-30"), "retired");
 }
+
+/// A split's objects are deleted before it is forgotten: forgetting a
+/// published one would mean its objects were deleted while readers need
+/// them (a node acting on a stale state), so it is refused.
+#[test]
+fn forgetting_a_published_split_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let m = Metastore::open(bucket(&dir)).expect("open");
+    m.commit(published(1, 10)).expect("publish");
+    let err = m
+        .commit(vec![Change::Forget {
+            splits: vec!["s1-10".into()],
+        }])
+        .expect_err("refused");
+    assert!(matches!(err, MetastoreError::Conflict { .. }), "{err}");
+    assert_eq!(state_of(&m, "s1-10"), "published");
+}

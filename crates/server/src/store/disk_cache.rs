@@ -813,6 +813,14 @@ impl SplitHandle {
         }
     }
 
+    /// Whether anything but its caller holds it (a reader's snapshot).
+    pub(super) fn is_shared(&self) -> bool {
+        match self {
+            SplitHandle::Open(p) => Arc::strong_count(p) > 1,
+            SplitHandle::Cached(c) => Arc::strong_count(c) > 1,
+        }
+    }
+
     /// Its index, held until the pin is dropped; `searcher` is the one to
     /// read an open split with (for a cached, published split: made now,
     /// as it never changes).

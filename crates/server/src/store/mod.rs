@@ -24,7 +24,7 @@
 //!                GET; convert.rs: the layout before splits, converted once
 //! disk_cache.rs  DiskCache: a remote store's split indexes and blocks in cache/, within
 //!                cache.max_bytes, least recently used out first; SplitHandle, IndexPin
-//! splits.rs      SplitSet: the one owner of splits' lives (committer's thread): build,
+//! splits/        SplitSet: the one owner of splits' lives (committer's thread): build,
 //!                seal, stage, upload, publish, merge, retire, delete
 //! merge/         background merges: the policy, one merge's job, the Merger running them
 //! retention.rs   Retention: partitions past their age or the disk budget

@@ -3,7 +3,7 @@
 //! index and `sources.json` in one object (`index.bundle`, [`write_bundle`])
 //! downloaded into the disk cache ([`download_index`], `disk_cache.rs`),
 //! and its blocks read by ranged GET ([`RemoteBlocks`]). On the local
-//! store it is opened in place (`splits.rs`).
+//! store it is opened in place (`splits/`).
 
 use std::path::Path;
 

@@ -365,8 +365,8 @@ impl Store {
 
     /// A merge of `inputs` was published: readers now read `output` in
     /// their place, in one step (their lines are the output's, so no
-    /// source's totals change).
-    pub(super) fn merged(&self, inputs: &[String], output: SplitHandle) {
+    /// source's totals change). Returns the inputs as readers were shown them.
+    pub(super) fn merged(&self, inputs: &[String], output: SplitHandle) -> Vec<SplitHandle> {
         let (searcher, blocks, totals) = match &output {
             SplitHandle::Open(p) => {
                 let searcher = p.searcher();
@@ -380,9 +380,11 @@ impl Store {
             SplitHandle::Cached(c) => (None, c.entry.blocks, c.totals()),
         };
         let mut inner = self.write();
-        for id in inputs {
-            inner.partitions.remove(id);
-        }
+        let replaced = inputs
+            .iter()
+            .filter_map(|id| inner.partitions.remove(id))
+            .map(|v| v.split)
+            .collect();
         inner.partitions.insert(
             output.id().to_owned(),
             PartitionView {
@@ -393,6 +395,7 @@ impl Store {
                 published: true,
             },
         );
+        replaced
     }
 
     /// Per source (of those `wanted` picks): its published end, its

@@ -201,25 +201,27 @@ impl MergeJob {
         if let Err(e) = std::fs::remove_dir_all(out.dir()) {
             tracing::warn!(dir = %out.dir().display(), error = %e, "cannot delete a merge's output folder");
         }
-        if matches!(why, MergeFailure::Unknown(_)) {
-            return;
+        if !matches!(why, MergeFailure::Unknown(_)) {
+            delete_output(&self.bucket, &self.metastore, &out.id);
         }
-        let deleted = self
-            .bucket
-            .list(&split_key(&out.id), None)
-            .and_then(|keys| keys.iter().try_for_each(|k| self.bucket.delete(k)));
-        match deleted {
-            Ok(()) => {
-                if let Err(e) = self.metastore.commit(vec![Change::Forget {
-                    splits: vec![out.id.clone()],
-                }]) {
-                    tracing::warn!(split = %out.id, error = %e, "cannot forget a merge's output; the sweep of abandoned splits will");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(split = %out.id, error = %e, "cannot delete a merge's objects; the sweep of abandoned splits will")
-            }
-        }
+    }
+}
+
+/// Deletes the objects of merge output `id`, never published, and forgets
+/// it (best effort: the sweep of abandoned splits is the backstop).
+pub fn delete_output(bucket: &Bucket, metastore: &Metastore, id: &str) {
+    let deleted = bucket
+        .list(&split_key(id), None)
+        .and_then(|keys| keys.iter().try_for_each(|k| bucket.delete(k)));
+    let forgotten = deleted.map_err(PublishError::from).and_then(|()| {
+        metastore
+            .commit(vec![Change::Forget {
+                splits: vec![id.to_owned()],
+            }])
+            .map_err(PublishError::from)
+    });
+    if let Err(e) = forgotten {
+        tracing::warn!(split = %id, error = %e, "cannot delete a merge's output; the sweep of abandoned splits will");
     }
 }
 

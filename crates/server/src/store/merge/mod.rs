@@ -24,21 +24,25 @@
 mod job;
 mod policy;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub use job::{MergeFailure, MergeJob, Merged};
+pub use job::{delete_output, MergeFailure, MergeJob, Merged};
 pub use policy::{plan, MergeGroup, PublishedSplit};
 
 use crate::config::MergeConfig;
 use crate::index::PartitionError;
 
-/// After a failed merge the next one waits this long: a store that is
-/// down is not asked again every commit round.
+/// After a failed merge its group waits this long before it is tried
+/// again, doubled after each failure up to [`FAILED_MERGE_WAIT_MAX`]: a
+/// store that is down is not asked every commit round, and a group that
+/// always fails (a damaged block) does not keep the others from merging.
 const FAILED_MERGE_WAIT: Duration = Duration::from_secs(30);
+const FAILED_MERGE_WAIT_MAX: Duration = Duration::from_secs(3600);
 
 /// A merge running on its thread.
 struct Running {
@@ -55,8 +59,12 @@ pub struct Merger {
     /// `<data_dir>/merging/`: what merges write before their upload.
     root: PathBuf,
     running: Option<Running>,
-    /// After a failure: no merge starts before this.
-    wait_until: Option<Instant>,
+    /// Groups that failed: when each may be tried again, and the wait after that.
+    backoff: HashMap<MergeGroup, (Instant, Duration)>,
+    /// A merge whose last commit failed, which the store may have written
+    /// all the same: (output, inputs) until the metastore, read again,
+    /// says whether it was published.
+    unsure: Option<(String, Vec<String>)>,
 }
 
 impl Merger {
@@ -81,7 +89,8 @@ impl Merger {
             config,
             root,
             running: None,
-            wait_until: None,
+            backoff: HashMap::new(),
+            unsure: None,
         })
     }
 
@@ -93,12 +102,27 @@ impl Merger {
         &self.root
     }
 
-    /// A merge may start now: merges are on, none runs, and none failed
-    /// in the last [`FAILED_MERGE_WAIT`].
+    /// A merge may start now: merges are on, none runs, and none waits
+    /// to be known published or not.
     pub fn may_start(&self) -> bool {
-        self.config.enabled
-            && self.running.is_none()
-            && self.wait_until.is_none_or(|t| Instant::now() >= t)
+        self.config.enabled && self.running.is_none() && self.unsure.is_none()
+    }
+
+    /// Whether `group` may be merged now (it has not failed lately).
+    pub fn may_merge(&self, group: &MergeGroup) -> bool {
+        self.backoff
+            .get(group)
+            .is_none_or(|(at, _)| Instant::now() >= *at)
+    }
+
+    /// The merge whose commit may or may not have been written: (output, inputs).
+    pub fn unsure(&self) -> Option<&(String, Vec<String>)> {
+        self.unsure.as_ref()
+    }
+
+    /// The metastore said what became of the unsure merge.
+    pub fn resolved(&mut self) {
+        self.unsure = None;
     }
 
     /// A merge is running.
@@ -106,9 +130,11 @@ impl Merger {
         self.running.is_some()
     }
 
-    /// Whether split `id` is the output of the running merge.
+    /// Whether split `id` is the output of the running merge, or of one
+    /// not yet known published or not: its objects are not abandoned.
     pub fn is_output(&self, id: &str) -> bool {
         self.running.as_ref().is_some_and(|r| r.output == id)
+            || self.unsure.as_ref().is_some_and(|(out, _)| out == id)
     }
 
     /// Whether split `id` is read by the running merge.
@@ -146,6 +172,15 @@ impl Merger {
         }
         let running = self.running.take()?;
         let result = running.thread.join().unwrap_or_else(|_| {
+            // Its own clean-up did not run.
+            for dir in [
+                self.root.join(&running.output),
+                self.root.join(format!("{}.inputs", running.output)),
+            ] {
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot delete what a merge left");
+                }
+            }
             Err(MergeFailure::Merge(crate::index::MergeError::Split(
                 PartitionError::Io {
                     dir: self.root.join(&running.output),
@@ -153,9 +188,28 @@ impl Merger {
                 },
             )))
         });
-        if result.is_err() {
-            self.wait_until = Some(Instant::now() + FAILED_MERGE_WAIT);
+        match &result {
+            Ok(_) => {
+                self.backoff.remove(&running.inputs);
+            }
+            // Another change took an input: the group is gone.
+            Err(MergeFailure::Lost(_)) => {}
+            Err(MergeFailure::Unknown(_)) => {
+                self.unsure = Some((running.output.clone(), running.inputs.clone()));
+            }
+            Err(_) => {
+                let wait = self
+                    .backoff
+                    .get(&running.inputs)
+                    .map_or(FAILED_MERGE_WAIT, |(_, w)| {
+                        (*w * 2).min(FAILED_MERGE_WAIT_MAX)
+                    });
+                self.backoff
+                    .insert(running.inputs.clone(), (Instant::now() + wait, wait));
+            }
         }
+        let now = Instant::now();
+        self.backoff.retain(|_, (at, wait)| *at + *wait > now);
         Some(result)
     }
 

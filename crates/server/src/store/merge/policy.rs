@@ -47,8 +47,8 @@ impl PublishedSplit {
 }
 
 /// The most blocks one merge reads: their list is held in memory (about
-/// 80 bytes each).
-pub const MAX_MERGE_BLOCKS: u64 = 2_000_000;
+/// 90 bytes each, so at most about 90 MB).
+pub const MAX_MERGE_BLOCKS: u64 = 1_000_000;
 
 /// Splits to merge into one, in time order.
 pub type MergeGroup = Vec<String>;
@@ -119,7 +119,9 @@ fn without_dominant_ends(group: MergeGroup, run: &[&PublishedSplit]) -> Option<M
 }
 
 /// Cuts `run` into groups of `min..=max` splits, each within the size and
-/// block bounds; what is left over is not merged yet.
+/// block bounds; what is left over is not merged yet. A group the bounds
+/// cut short is merged from two splits on: bigger splits (or splits of
+/// many sources, each with its blocks) take fewer to fill one.
 fn take_groups(
     run: &[&PublishedSplit],
     config: &MergeConfig,
@@ -129,18 +131,16 @@ fn take_groups(
     let mut groups = Vec::new();
     let mut group: Vec<&PublishedSplit> = Vec::new();
     let (mut bytes, mut blocks) = (0u64, 0u64);
-    let close = |group: &mut Vec<&PublishedSplit>, groups: &mut Vec<MergeGroup>| {
-        if group.len() >= min {
+    let close = |group: &mut Vec<&PublishedSplit>, groups: &mut Vec<MergeGroup>, full: bool| {
+        if group.len() >= if full { 2 } else { min } {
             groups.push(group.iter().map(|s| s.id.clone()).collect());
         }
         group.clear();
     };
     for s in run {
-        let fits = bytes + s.bytes <= config.max_split_bytes
-            && blocks + s.blocks <= MAX_MERGE_BLOCKS
-            && group.len() < max;
-        if !fits {
-            close(&mut group, &mut groups);
+        let full = bytes + s.bytes > config.max_split_bytes || blocks + s.blocks > MAX_MERGE_BLOCKS;
+        if full || group.len() == max {
+            close(&mut group, &mut groups, full);
             bytes = 0;
             blocks = 0;
         }
@@ -148,7 +148,7 @@ fn take_groups(
         bytes += s.bytes;
         blocks += s.blocks;
     }
-    close(&mut group, &mut groups);
+    close(&mut group, &mut groups, false);
     groups
 }
 
@@ -204,6 +204,25 @@ mod tests {
             plan(&refs, &config(6), now).is_empty(),
             "too few of level 0"
         );
+    }
+
+    /// Splits too big (or of too many blocks) for `merge_factor` of them
+    /// to fit in one merge are merged as many as fit.
+    #[test]
+    fn a_group_the_bounds_cut_short_is_merged_from_two_on() {
+        let mut splits: Vec<PublishedSplit> = (0..4)
+            .map(|i| split(&format!("s{i}"), i * 5, i * 5 + 5, 400, 0))
+            .collect();
+        let refs: Vec<&PublishedSplit> = splits.iter().collect();
+        // 1000 bytes at most: two of 400 fit, not three. The last two wait:
+        // the next split may still fill their group.
+        assert_eq!(ids(&plan(&refs, &config(3), 30 * MIN)), [["s0", "s1"]]);
+        for s in &mut splits {
+            s.bytes = 10;
+            s.blocks = MAX_MERGE_BLOCKS / 2;
+        }
+        let refs: Vec<&PublishedSplit> = splits.iter().collect();
+        assert_eq!(ids(&plan(&refs, &config(3), 30 * MIN)), [["s0", "s1"]]);
     }
 
     #[test]
