@@ -481,3 +481,67 @@ fn searches_and_tails_see_each_line_once_while_splits_are_published_and_retired(
         "the follow shows each line once, in order ({greps} greps, {tails} tails): {storage}"
     );
 }
+
+/// Issue 17: sealing follows line time as well as the clock. A block is
+/// sealed once its lines span `storage.block_max_age_ms` of line time, and
+/// a split once its blocks span `storage.split_max_age_secs`, however fast
+/// the lines come: a day posted in minutes (the quiet-cluster benchmark)
+/// is cut as the day would be.
+#[test]
+fn blocks_and_splits_are_sealed_by_line_time_as_well() {
+    // A minute, of the clock or of line time: the test takes seconds of
+    // the clock, so only line time can seal here.
+    let config = "[storage]\nblock_max_age_ms = 60000\ncommit_interval_ms = 100\n\
+                  split_max_age_secs = 60\n";
+    let (_dir, server) = Server::in_temp_dir(Some(config));
+    let day: i64 = 86_400_000_000_000;
+    let min: i64 = 60_000_000_000;
+    let now = now_ns();
+    // A minute into a window (of a day) that has 10 minutes behind it.
+    let window = (now - 10 * min).div_euclid(day) * day;
+    let t0 = if now - window > 15 * min {
+        window
+    } else {
+        window - day
+    } + min;
+    let mut f = file(0);
+    let at = |secs: i64, text: &str| vec![(t0 + secs * 1_000_000_000, text.to_owned())];
+    // 0 s, 30 s, 70 s: one block spanning 70 s of line time, sealed; and a
+    // split holding 70 s, sealed and published without a flush.
+    for (secs, text) in [(0, "zero"), (30, "thirty"), (70, "seventy")] {
+        server.post_ok(&request(vec![f.batch_at(&at(secs, text))]));
+    }
+    let s = wait_until(
+        "a split sealed by line time to be published",
+        DEADLINE,
+        || {
+            let s = server.storage();
+            (s["published_splits"].as_u64() >= Some(1)).then_some(s)
+        },
+    );
+    let published: Vec<u64> = s["splits"]
+        .as_array()
+        .expect("splits")
+        .iter()
+        .filter(|x| x["state"] == "published")
+        .map(|x| x["blocks"].as_u64().expect("blocks"))
+        .collect();
+    assert_eq!(published, [1], "one block of three lines: {s}");
+    // 130 s, 200 s: a second block (sealed at 70 s of span again).
+    for (secs, text) in [(130, "one-thirty"), (200, "two hundred")] {
+        server.post_ok(&request(vec![f.batch_at(&at(secs, text))]));
+    }
+    server.flush();
+    let s = server.storage();
+    let blocks: u64 = s["splits"]
+        .as_array()
+        .expect("splits")
+        .iter()
+        .map(|x| x["blocks"].as_u64().expect("blocks"))
+        .sum();
+    assert_eq!(blocks, 2, "{s}");
+    assert_eq!(
+        served_once(&server),
+        ["zero", "thirty", "seventy", "one-thirty", "two hundred"]
+    );
+}

@@ -8,6 +8,7 @@
 //! cargo run --release -p cblogs-bench -- objstore --size 2GiB   # needs `weed` (scripts/test installs it)
 //! cargo run -p cblogs-bench -- all --smoke          # CI: every figure, tiny sizes
 //! cargo run --release -p cblogs-bench -- load --secs 60 --rate-mb 10 --tails 64 --searches 16
+//! cargo run --release -p cblogs-bench -- quiet --quiet-sources 2000,10000 --out bench/results/quiet-report.json
 //! ```
 //!
 //! What is measured and against what is in `bench/README.md`.
@@ -23,6 +24,7 @@ mod latency;
 mod load;
 mod objstore;
 mod procs;
+mod quiet;
 mod rawhttp;
 mod report;
 mod search;
@@ -91,6 +93,15 @@ struct Args {
     /// load: clients searching in a loop at once.
     #[arg(long, default_value_t = 16)]
     searches: usize,
+    /// quiet: the numbers of sources, one run each.
+    #[arg(long, value_delimiter = ',', default_value = "2000,10000")]
+    quiet_sources: Vec<usize>,
+    /// quiet: seconds between two lines of a source.
+    #[arg(long, default_value_t = 5)]
+    quiet_interval_secs: u64,
+    /// quiet: minutes of line time measured (a day).
+    #[arg(long, default_value_t = 1440)]
+    quiet_minutes: i64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -115,6 +126,10 @@ enum What {
     /// Live tails and searches while the shipper ships lines written at
     /// --rate-mb: latencies, lags, errors (not part of `all`).
     Load,
+    /// Thousands of quiet sources over a day of line time, posted straight
+    /// to cblogsd: storage after merges against per-file zstd -3, index
+    /// documents per source per day, memory, reads (not part of `all`).
+    Quiet,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -163,6 +178,8 @@ fn real_main() -> Result<()> {
         a.rate_mb = 1.0;
         a.tails = 4;
         a.searches = 2;
+        a.quiet_sources = vec![50];
+        a.quiet_minutes = 30;
     }
     let config = match &a.cblogsd_config {
         Some(p) => {
@@ -190,6 +207,9 @@ fn real_main() -> Result<()> {
     };
     if a.what == What::Load {
         return load_run(&a, command, &templates, work.path());
+    }
+    if a.what == What::Quiet {
+        return quiet_run(&a, command, &templates, work.path());
     }
     let out = a
         .out
@@ -293,6 +313,36 @@ fn load_run(a: &Args, command: String, templates: &Templates, work: &Path) -> Re
             c.errors
         );
     }
+    Ok(())
+}
+
+/// The quiet cluster: one run per number of sources, its own report.
+fn quiet_run(a: &Args, command: String, templates: &Templates, work: &Path) -> Result<()> {
+    if a.quiet_sources.is_empty() || a.quiet_minutes <= 0 {
+        bail!("quiet needs --quiet-sources and --quiet-minutes above 0");
+    }
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("target/bench/quiet-report.json"));
+    let started = Instant::now();
+    let plan = quiet::QuietPlan {
+        sources: a.quiet_sources.clone(),
+        interval_secs: a.quiet_interval_secs,
+        minutes: a.quiet_minutes,
+    };
+    let figures = quiet::quiet_figures(&plan, templates, work)?;
+    let report = Report {
+        command,
+        machine: Machine::this(),
+        corpus: templates.from.clone(),
+        raw_bytes: 0,
+        lines: 0,
+        runs: 1,
+        figures,
+    };
+    report.write(&out)?;
+    announce(&out, &report.markdown(), started);
     Ok(())
 }
 

@@ -509,6 +509,14 @@ impl StorageConfig {
     pub fn block_max_age(&self) -> Duration {
         Duration::from_millis(self.block_max_age_ms)
     }
+    /// [`StorageConfig::block_max_age`] in nanoseconds, as line times count.
+    pub fn block_max_age_ns(&self) -> i64 {
+        i64::try_from(self.block_max_age_ms.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
+    }
+    /// `split_max_age_secs` in nanoseconds, as line times count.
+    pub fn split_max_age_ns(&self) -> i64 {
+        i64::try_from(self.split_max_age_secs.saturating_mul(1_000_000_000)).unwrap_or(i64::MAX)
+    }
     pub fn commit_interval(&self) -> Duration {
         Duration::from_millis(self.commit_interval_ms)
     }

@@ -150,6 +150,11 @@ impl LineBlock {
         self.ends[i] as usize
     }
 
+    /// The time of its first line.
+    pub fn first_time(&self) -> Option<i64> {
+        self.times.first().copied()
+    }
+
     pub fn first_offset(&self) -> Option<u64> {
         self.offsets.first().copied()
     }

@@ -131,7 +131,7 @@ impl Committer {
             .chunks(COMPRESS_CHUNK)
             .flat_map(|chunk| compress_all(chunk, level));
         for (block, compressed) in blocks.iter().cloned().zip(compressed) {
-            let (t_min, _) = block.lines.time_range().unwrap_or_default();
+            let (t_min, t_max) = block.lines.time_range().unwrap_or_default();
             let result = compressed
                 .map_err(|source| PartitionError::Io {
                     dir: std::path::PathBuf::from("(compressing a block)"),
@@ -139,7 +139,7 @@ impl Committer {
                 })
                 .and_then(|c| {
                     self.splits
-                        .writer_for(&self.store, t_min, block.first_seq)
+                        .writer_for(&self.store, (t_min, t_max), block.first_seq)
                         .and_then(|(id, w)| w.add_block(&block.source, c).map(|r| (id, r)))
                 });
             match result {

@@ -251,8 +251,17 @@ impl Store {
         let covered = lines.end_offset().unwrap_or(0);
         block.cover_to(covered);
         e.end = e.end.max(covered);
+        // Old enough by line time too: a day posted in minutes (a backfill,
+        // the quiet-cluster benchmark) is cut into blocks as the day was.
+        let newest = lines.time_range().map(|(_, t)| t);
+        let span = open
+            .lines
+            .first_time()
+            .zip(newest)
+            .map_or(0, |(first, newest)| newest.saturating_sub(first));
         if open.lines.text_len() >= self.config.block_bytes
             || open.lines.len() >= self.config.block_max_lines
+            || span >= self.config.block_max_age_ns()
         {
             let sealed = e.seal();
             inner.sealed.extend(sealed);
@@ -285,6 +294,16 @@ impl Store {
         let Some(view) = inner.partitions.get(id) else {
             return Vec::new();
         };
+        // Per source, the first offset still only in sealed blocks: one pass
+        // (thousands of quiet sources each with a sealed block waiting made
+        // a pass per source quadratic, measured in `cblogs-bench quiet`).
+        let mut sealed_first: HashMap<u64, u64> = HashMap::new();
+        for s in &inner.sealed {
+            if let Some(first) = s.lines.first_offset() {
+                let e = sealed_first.entry(s.source.id()).or_insert(first);
+                *e = (*e).min(first);
+            }
+        }
         view.totals
             .keys()
             .filter_map(|sid| inner.sources.get(sid).map(|e| (*sid, e)))
@@ -295,7 +314,7 @@ impl Store {
                     .filter(|(other, v)| !v.published && other.as_str() != id)
                     .filter_map(|(_, v)| v.totals.get(&sid).map(|t| t.off_start))
                     .min();
-                let end = committed_end(&inner, sid, e);
+                let end = committed_end(e, sealed_first.get(&sid).copied());
                 let end = unpublished.map_or(end, |u| u.min(end));
                 let floor = inner.published.get(&sid).map_or(0, |p| p.1);
                 let gaps = inner.gaps.get(&sid).map_or_else(Vec::new, |gaps| {
@@ -633,16 +652,12 @@ fn note_gap(inner: &mut Inner, id: u64, first: u64) {
     gaps.drain(..extra);
 }
 
-/// The end of source `id`'s committed prefix: the first offset still only
-/// in memory (open or sealed, not committed), or all it holds if none.
-fn committed_end(inner: &Inner, id: u64, e: &SourceEntry) -> u64 {
+/// The end of a source's committed prefix: the first offset still only
+/// in memory (open, or `sealed_first`: sealed and not committed), or all
+/// it holds if none.
+fn committed_end(e: &SourceEntry, sealed_first: Option<u64>) -> u64 {
     let open = e.open.as_ref().and_then(|o| o.lines.first_offset());
-    let sealed = inner
-        .sealed
-        .iter()
-        .filter(|s| s.source.id() == id)
-        .filter_map(|s| s.lines.first_offset());
-    open.into_iter().chain(sealed).min().unwrap_or(e.end)
+    open.into_iter().chain(sealed_first).min().unwrap_or(e.end)
 }
 
 fn oldest_in_memory(inner: &Inner) -> u64 {

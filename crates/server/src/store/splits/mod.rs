@@ -71,6 +71,10 @@ struct Building {
     used: Instant,
     /// The oldest WAL record with a line in it (0: unknown, found at start).
     min_seq: u64,
+    /// The line times its blocks span: a split is sealed by line time as
+    /// well as by the clock.
+    t_first: i64,
+    t_last: i64,
 }
 
 /// A split whose writing is finished, waiting for its upload.
@@ -230,13 +234,14 @@ impl SplitSet {
         t_min.div_euclid(width) * width
     }
 
-    /// The writer of the split being built for `t_min`'s window (made,
-    /// and shown to readers empty, on first use); `seq` is the WAL record
-    /// of the block about to be added.
+    /// The writer of the split being built for the window of `t_min`, the
+    /// first line time of the block about to be added (made, and shown to
+    /// readers empty, on first use); `t_max` is the block's last line time
+    /// and `seq` its WAL record.
     pub(super) fn writer_for(
         &mut self,
         store: &Store,
-        t_min: i64,
+        (t_min, t_max): (i64, i64),
         seq: u64,
     ) -> Result<(String, &mut PartitionWriter), PartitionError> {
         let window = self.window_of(t_min);
@@ -252,6 +257,8 @@ impl SplitSet {
                     created: now,
                     used: now,
                     min_seq: seq,
+                    t_first: t_min,
+                    t_last: t_max,
                 },
             );
         }
@@ -264,6 +271,8 @@ impl SplitSet {
         }
         b.used = Instant::now();
         b.min_seq = b.min_seq.min(seq);
+        b.t_first = b.t_first.min(t_min);
+        b.t_last = b.t_last.max(t_max);
         let id = b.part.id.clone();
         Ok((id, b.writer.as_mut().expect("made above")))
     }
@@ -311,7 +320,8 @@ impl SplitSet {
     }
 
     /// Seals the splits being built that are due: old enough
-    /// (`split_max_age_secs`), big enough (`split_max_bytes`), all of them
+    /// (`split_max_age_secs` of the clock, or of line time between their
+    /// blocks), big enough (`split_max_bytes`), all of them
     /// when `all` (a flush, a stop), and, when the WAL is over its budget
     /// and no sealed split waits for its upload, those holding a record
     /// below `pinned`.
@@ -328,6 +338,7 @@ impl SplitSet {
     /// not seal a split per round either.
     pub(super) fn seal_due(&mut self, all: bool, pinned: Option<u64>) {
         let max_age = Duration::from_secs(self.config.split_max_age_secs);
+        let max_age_ns = self.config.split_max_age_ns();
         let max_bytes = self.config.split_max_bytes;
         let wal_below = pinned.filter(|_| self.sealed.is_empty());
         let due: Vec<(i64, &'static str)> = self
@@ -340,6 +351,8 @@ impl SplitSet {
                     "storage.split_max_bytes"
                 } else if b.created.elapsed() >= max_age {
                     "storage.split_max_age_secs"
+                } else if b.t_last.saturating_sub(b.t_first) >= max_age_ns {
+                    "storage.split_max_age_secs of line time"
                 } else if wal_below.is_some_and(|seq| b.min_seq < seq) {
                     "storage.wal_max_bytes"
                 } else {
