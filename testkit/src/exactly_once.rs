@@ -251,3 +251,38 @@ pub fn assert_job_exactly_once(
         crate::text::log_tail(&server.log_text(), 30)
     );
 }
+
+/// One round of the readers' check while lines are being written: `cblogs
+/// grep ^now` and `cblogs tail JOB -n 100000` must each show a prefix of
+/// the numbered lines (`numbered(0)`, `numbered(1)`, … each starting with
+/// `now `), each line once and in order, and no shorter than what was
+/// acknowledged (`acked`) before it began. Panics saying which reader saw
+/// what.
+pub fn reads_are_acknowledged_prefixes(
+    server: &Server,
+    job: &str,
+    acked: &std::sync::atomic::AtomicUsize,
+    numbered: &dyn Fn(usize) -> String,
+) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let greps: &[&str] = &["grep", "^now ", "--output", "raw", "--limit", "0"];
+    let tails: &[&str] = &["tail", job, "-n", "100000", "--output", "raw"];
+    for (what, args) in [("grep", greps), ("tail -n", tails)] {
+        let before = acked.load(SeqCst);
+        let out = server.cli(args);
+        let after = acked.load(SeqCst);
+        assert_eq!(out.code, 0, "{what}: {}", out.stderr);
+        let got: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("now "))
+            .collect();
+        let n = got.len();
+        assert!(
+            (before..=after).contains(&n),
+            "{what}: {n} lines, while {before} to {after} were acknowledged"
+        );
+        let want: Vec<String> = (0..n).map(numbered).collect();
+        assert_eq!(got, want, "{what}: not each line once, in order");
+    }
+}
