@@ -356,23 +356,45 @@ fn post_share(
             }
             let json = serde_json::to_vec(&IngestRequest { batches })?;
             let body = zstd::bulk::compress(&json, 1).context("zstd")?;
-            let resp = client
-                .post(format!("{url}{INGEST_PATH}"))
-                .header("content-type", "application/json")
-                .header("content-encoding", "zstd")
-                .body(body)
-                .send()
-                .context("post a minute of lines")?;
-            if !resp.status().is_success() {
-                bail!(
-                    "cblogsd answered {}: {}",
-                    resp.status(),
-                    resp.text().unwrap_or_default()
-                );
-            }
+            post_until_taken(&client, url, body)?;
         }
     }
     Ok(posted)
+}
+
+/// Posts one request, and again while cblogsd answers 503 or 429 (busy:
+/// lines waiting for the index, or a rate), after its `Retry-After` (1 s
+/// without one), as a shipper does; any other refusal ends the run.
+fn post_until_taken(client: &reqwest::blocking::Client, url: &str, body: Vec<u8>) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let resp = client
+            .post(format!("{url}{INGEST_PATH}"))
+            .header("content-type", "application/json")
+            .header("content-encoding", "zstd")
+            .body(body.clone())
+            .send()
+            .context("post a minute of lines")?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let busy = status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+            || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+        if !busy || started.elapsed() > Duration::from_secs(600) {
+            bail!(
+                "cblogsd answered {status}: {}",
+                resp.text().unwrap_or_default()
+            );
+        }
+        let wait = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(1);
+        std::thread::sleep(Duration::from_secs(wait.clamp(1, 30)));
+    }
 }
 
 /// Each source's day of lines alone, and libzstd level 3 of it: (raw, compressed).

@@ -118,6 +118,25 @@ impl Metastore {
         self.lock().splits.get(id).cloned()
     }
 
+    /// Whether split `id` is published, as this process knows it (no copy
+    /// of its entry, which lists every source it holds).
+    pub fn is_published(&self, id: &str) -> bool {
+        matches!(
+            self.lock().splits.get(id),
+            Some(SplitState::Published { .. })
+        )
+    }
+
+    /// The splits staged (and neither published nor retired) before `ns`.
+    pub fn staged_before(&self, ns: i64) -> Vec<String> {
+        self.lock()
+            .splits
+            .iter()
+            .filter(|(_, s)| matches!(s, SplitState::Staged { at_ns } if *at_ns < ns))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// Records `changes` as the next version. If another writer took that
     /// version first, its changes are read and applied, and the next one
     /// is tried. A change that cannot follow the state it would be

@@ -62,10 +62,7 @@ impl SplitSet {
         self.resolve_unsure(store);
         let due = self.merges_due();
         let next = due.iter().position(|g| {
-            self.merger.may_merge(g)
-                && g.iter().all(|id| {
-                    matches!(self.metastore.split(id), Some(SplitState::Published { .. }))
-                })
+            self.merger.may_merge(g) && g.iter().all(|id| self.metastore.is_published(id))
         });
         let starts = self.merger.may_start() && next.is_some() && self.room_to_merge(&due, next);
         self.status.set_merges_pending(

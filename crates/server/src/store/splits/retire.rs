@@ -9,7 +9,7 @@ use cblogs_core::time::now_ns;
 
 use super::SplitSet;
 use crate::index::split_window;
-use crate::metastore::{Change, SplitState};
+use crate::metastore::Change;
 use crate::store::disk_cache::{dir_bytes, SplitHandle};
 use crate::store::merge::PublishedSplit;
 use crate::store::published::{split_key, PublishError};
@@ -59,7 +59,7 @@ impl SplitSet {
         // one such id must not keep retention from retiring the rest.
         let ids: Vec<String> = ids
             .iter()
-            .filter(|id| matches!(self.metastore.split(id), Some(SplitState::Published { .. })))
+            .filter(|id| self.metastore.is_published(id))
             .cloned()
             .collect();
         if ids.is_empty() {
@@ -162,15 +162,9 @@ impl SplitSet {
         };
         let abandoned: Vec<String> = self
             .metastore
-            .state()
-            .splits
+            .staged_before(before)
             .into_iter()
-            .filter(|(id, state)| {
-                matches!(state, SplitState::Staged { at_ns } if *at_ns < before)
-                    && !ours(id)
-                    && split_window(id).is_some()
-            })
-            .map(|(id, _)| id)
+            .filter(|id| !ours(id) && split_window(id).is_some())
             .collect();
         let mut gone = Vec::new();
         for id in abandoned {
