@@ -438,20 +438,11 @@ fn searches_and_tails_see_each_line_once_while_splits_are_published_and_retired(
         }
     });
     let total = acked.load(SeqCst);
-    let now_lines = |seen: &[String]| seen.iter().filter(|l| l.starts_with("now ")).count();
-    while now_lines(&follow.seen) < total {
-        follow.next_line(DEADLINE);
-    }
-    let followed: Vec<&String> = follow
-        .seen
-        .iter()
-        .filter(|l| l.starts_with("now "))
-        .collect();
-    let want: Vec<String> = (0..total).map(numbered).collect();
-    assert_eq!(
-        followed,
-        want.iter().collect::<Vec<_>>(),
-        "the follow shows each line once, in order ({rounds} rounds of grep and tail): {storage}"
+    follow_shows_numbered_once(
+        &mut follow,
+        total,
+        &numbered,
+        &format!("{rounds} rounds of grep and tail; {storage}"),
     );
 }
 

@@ -286,3 +286,29 @@ pub fn reads_are_acknowledged_prefixes(
         assert_eq!(got, want, "{what}: not each line once, in order");
     }
 }
+
+/// Waits until `follow` has printed the first `total` numbered lines (those
+/// starting with `now `), then checks it printed each once, in order; `ctx`
+/// goes into the message.
+pub fn follow_shows_numbered_once(
+    follow: &mut crate::follower::Follower,
+    total: usize,
+    numbered: &dyn Fn(usize) -> String,
+    ctx: &str,
+) {
+    let now_lines = |seen: &[String]| seen.iter().filter(|l| l.starts_with("now ")).count();
+    while now_lines(&follow.seen) < total {
+        follow.next_line(crate::wait::DEADLINE);
+    }
+    let followed: Vec<&String> = follow
+        .seen
+        .iter()
+        .filter(|l| l.starts_with("now "))
+        .collect();
+    let want: Vec<String> = (0..total).map(numbered).collect();
+    assert_eq!(
+        followed,
+        want.iter().collect::<Vec<_>>(),
+        "the follow shows each line once, in order ({ctx})"
+    );
+}
