@@ -70,11 +70,16 @@ pub struct FileSpec {
 /// Lays out the agent under `root` (its work dir is `root/mesos`): every
 /// task, process run and empty stdout/stderr file.
 pub fn lay_out(root: &Path) -> Result<(Agent, Vec<FileSpec>)> {
+    lay_out_instances(root, INSTANCES)
+}
+
+/// [`lay_out`] with `instances` instances of every job (4 files each).
+pub fn lay_out_instances(root: &Path, instances: u32) -> Result<(Agent, Vec<FileSpec>)> {
     let agent = Agent::new(root).context("lay out the agent")?;
     let mut files = Vec::new();
     for (j, (role, env, name, main)) in JOBS.iter().enumerate() {
         let job_weight = 1.0 / ((j + 1) as f64).powf(0.7);
-        for instance in 0..INSTANCES {
+        for instance in 0..instances {
             let task = agent.task(role, env, name, instance)?;
             for (process, process_weight) in [(*main, 0.85), (SIDE_PROCESS, 0.15)] {
                 let run = task.process(process, 0)?;

@@ -9,6 +9,7 @@
 //! cargo run -p cblogs-bench -- all --smoke          # CI: every figure, tiny sizes
 //! cargo run --release -p cblogs-bench -- load --secs 60 --rate-mb 10 --tails 64 --searches 16
 //! cargo run --release -p cblogs-bench -- quiet --quiet-sources 2000,10000 --out bench/results/quiet-report.json
+//! cargo run --release -p cblogs-bench -- quiet-shipper --quiet-files 1000,10000 --out bench/results/quiet-shipper-report.json
 //! ```
 //!
 //! What is measured and against what is in `bench/README.md`.
@@ -25,6 +26,7 @@ mod load;
 mod objstore;
 mod procs;
 mod quiet;
+mod quiet_shipper;
 mod rawhttp;
 mod report;
 mod search;
@@ -102,6 +104,12 @@ struct Args {
     /// quiet: minutes of line time measured (a day).
     #[arg(long, default_value_t = 1440)]
     quiet_minutes: i64,
+    /// quiet-shipper: the numbers of sandbox files, each measured `--runs` times.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    quiet_files: Vec<usize>,
+    /// quiet-shipper: seconds CPU is measured over, once the shipper has caught up.
+    #[arg(long, default_value_t = 60)]
+    quiet_shipper_secs: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -130,6 +138,10 @@ enum What {
     /// to cblogsd: storage after merges against per-file zstd -3, index
     /// documents per source per day, memory, reads (not part of `all`).
     Quiet,
+    /// cblogs-shipper's CPU and memory on thousands of quiet sandbox files
+    /// (a line every --quiet-interval-secs each), against GNU tail -F on
+    /// the same files (not part of `all`).
+    QuietShipper,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -180,6 +192,11 @@ fn real_main() -> Result<()> {
         a.searches = 2;
         a.quiet_sources = vec![50];
         a.quiet_minutes = 30;
+        a.quiet_files = vec![40];
+        a.quiet_shipper_secs = 2;
+        if a.what == What::QuietShipper {
+            a.quiet_interval_secs = 1;
+        }
     }
     let config = match &a.cblogsd_config {
         Some(p) => {
@@ -210,6 +227,9 @@ fn real_main() -> Result<()> {
     }
     if a.what == What::Quiet {
         return quiet_run(&a, command, &templates, work.path());
+    }
+    if a.what == What::QuietShipper {
+        return quiet_shipper_run(&a, command, &templates, work.path());
     }
     let out = a
         .out
@@ -332,17 +352,46 @@ fn quiet_run(a: &Args, command: String, templates: &Templates, work: &Path) -> R
         minutes: a.quiet_minutes,
     };
     let figures = quiet::quiet_figures(&plan, templates, work)?;
+    write_report(&out, command, templates, 1, figures, started)
+}
+
+/// The shipper on quiet files: its own report.
+fn quiet_shipper_run(a: &Args, command: String, templates: &Templates, work: &Path) -> Result<()> {
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("target/bench/quiet-shipper-report.json"));
+    let started = Instant::now();
+    let plan = quiet_shipper::QuietShipperPlan {
+        files: a.quiet_files.clone(),
+        interval_secs: a.quiet_interval_secs,
+        secs: a.quiet_shipper_secs,
+        runs: a.runs,
+    };
+    let figures = quiet_shipper::quiet_shipper_figures(&plan, templates, work)?;
+    write_report(&out, command, templates, a.runs, figures, started)
+}
+
+/// Writes the report of a run with no corpus of its own, and says where.
+fn write_report(
+    out: &Path,
+    command: String,
+    templates: &Templates,
+    runs: usize,
+    figures: Vec<report::Figure>,
+    started: Instant,
+) -> Result<()> {
     let report = Report {
         command,
         machine: Machine::this(),
         corpus: templates.from.clone(),
         raw_bytes: 0,
         lines: 0,
-        runs: 1,
+        runs,
         figures,
     };
-    report.write(&out)?;
-    announce(&out, &report.markdown(), started);
+    report.write(out)?;
+    announce(out, &report.markdown(), started);
     Ok(())
 }
 

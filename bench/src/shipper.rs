@@ -31,6 +31,19 @@ pub struct Run {
     pub lines: u64,
 }
 
+/// GNU `tail -q -n 0 -F` following `paths` (relative to `cwd`), its output
+/// thrown away: what "ssh and tail" costs.
+pub fn start_tail_f(cwd: &Path, paths: &[impl AsRef<std::ffi::OsStr>]) -> Result<Child> {
+    Command::new("tail")
+        .current_dir(cwd)
+        .args(["-q", "-n", "0", "-F"])
+        .args(paths)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start GNU tail")
+}
+
 pub fn run(templates: &Templates, dir: &Path, files: usize, rate: usize, secs: u64) -> Result<Run> {
     let server = crate::cblogsd::start(&dir.join("data"));
     let (agent, mut specs) = lay_out(&dir.join("agent"))?;
@@ -60,13 +73,7 @@ pub fn run(templates: &Templates, dir: &Path, files: usize, rate: usize, secs: u
     let mut load = RoundRobinWriter::open(templates, &specs)?;
     let shipper_started = Instant::now();
     let mut shipper = Shipper::start(&agent, &dir.join("state"), &server.url, "");
-    let mut tail: Child = Command::new("tail")
-        .args(["-q", "-n", "0", "-F"])
-        .args(&paths)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("start GNU tail")?;
+    let mut tail = start_tail_f(Path::new("."), &paths)?;
     let shipper_pid = shipper.pid().context("the shipper is not running")?;
 
     // `rate` lines a second, in 100 slices of a second.

@@ -24,3 +24,22 @@ fn quiet_smoke_run_reports_every_figure() {
         "the zstd -3 baseline: {storage}"
     );
 }
+
+/// `cblogs-bench quiet-shipper --smoke` (40 files, a line a second each):
+/// every line must arrive, and both the shipper's and tail -F's figures
+/// are reported.
+#[test]
+fn quiet_shipper_smoke_run_reports_every_figure() {
+    let smoke = smoke_run::run_smoke("quiet-shipper", "quiet-shipper-report.json");
+    // Two seconds of 40 lines a second may take less than a clock tick of
+    // CPU: only that the figure is there is checked.
+    let cpu = smoke.figure("quiet_shipper.40.cpu");
+    assert!(cpu["value"].as_f64().is_some(), "{cpu}");
+    assert!(cpu["baseline"].as_f64().is_some(), "tail -F's CPU: {cpu}");
+    let rss = smoke.figure("quiet_shipper.40.rss");
+    assert!(rss["value"].as_f64().unwrap_or(0.0) > 0.0, "{rss}");
+    assert!(
+        rss["baseline"].as_f64().unwrap_or(0.0) > 0.0,
+        "tail -F's peak RSS: {rss}"
+    );
+}

@@ -8,6 +8,11 @@
 //! All checkpoints live in one `checkpoints.json`, replaced atomically:
 //! write a temporary file, fsync it, rename it over the old one, fsync the
 //! folder. A crash at any point leaves either the old or the new file.
+//!
+//! The file is JSON with one stream per line, for people to grep. An agent
+//! with ten thousand quiet streams changes a few of them a second, so each
+//! stream's line is kept as last written ([`EntryCache`]) and made again
+//! only when its checkpoint changed.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -79,6 +84,66 @@ pub enum CheckpointError {
     },
 }
 
+/// One stream's line of the file as last made: made again only when the
+/// stream's checkpoint changed.
+#[derive(Default)]
+pub struct EntryCache {
+    last: Option<Checkpoint>,
+    line: String,
+}
+
+impl EntryCache {
+    /// The line for `cp`, made again only if `cp` changed. `None` for a
+    /// path that JSON cannot hold (not UTF-8): that stream is not saved,
+    /// and the log says so once.
+    pub fn line(&mut self, path: &Path, cp: Checkpoint) -> Option<&str> {
+        if self.last.as_ref() != Some(&cp) {
+            self.line = match entry_line(path, &cp) {
+                Ok(line) => line,
+                Err(e) => {
+                    if self.last.is_none() || !self.line.is_empty() {
+                        tracing::warn!(file = %path.display(), "cannot save this stream's checkpoint: {e}");
+                    }
+                    String::new()
+                }
+            };
+            self.last = Some(cp);
+        }
+        (!self.line.is_empty()).then_some(self.line.as_str())
+    }
+}
+
+/// `"<path>":{…checkpoint…}`: one entry of the file's `files`.
+fn entry_line(path: &Path, cp: &Checkpoint) -> Result<String, serde_json::Error> {
+    let mut line = serde_json::to_string(path)?;
+    line.push(':');
+    line.push_str(&serde_json::to_string(cp)?);
+    // Kept for every stream: no room to spare.
+    line.shrink_to_fit();
+    Ok(line)
+}
+
+/// The file's text from its entries (see [`entry_line`]): a
+/// [`CheckpointFile`], one stream per line.
+pub fn file_text<'a>(
+    entries: impl IntoIterator<Item = &'a str>,
+    incarnation: Option<&str>,
+) -> Vec<u8> {
+    let mut out = b"{\"files\":{".to_vec();
+    for (i, e) in entries.into_iter().enumerate() {
+        out.extend_from_slice(if i == 0 { b"\n" } else { b",\n" });
+        out.extend_from_slice(e.as_bytes());
+    }
+    out.extend_from_slice(b"\n}");
+    if let Some(inc) = incarnation {
+        out.extend_from_slice(b",\"incarnation\":");
+        // A string always serializes.
+        out.extend_from_slice(serde_json::to_string(inc).unwrap_or_default().as_bytes());
+    }
+    out.extend_from_slice(b"}\n");
+    out
+}
+
 pub struct CheckpointStore {
     path: PathBuf,
     tmp: PathBuf,
@@ -124,17 +189,28 @@ impl CheckpointStore {
     }
 
     pub fn save(&self, saved: Saved) -> Result<(), CheckpointError> {
+        let mut lines = Vec::with_capacity(saved.files.len());
+        for (path, cp) in &saved.files {
+            lines.push(entry_line(path, cp).map_err(|e| CheckpointError::Io {
+                path: path.clone(),
+                source: std::io::Error::other(e),
+            })?);
+        }
+        let body = file_text(
+            lines.iter().map(String::as_str),
+            saved.incarnation.as_deref(),
+        );
+        self.write(&body)
+    }
+
+    /// Replaces the file with `body` (made by [`file_text`]).
+    pub fn write(&self, body: &[u8]) -> Result<(), CheckpointError> {
         let io = |source| CheckpointError::Io {
             path: self.tmp.clone(),
             source,
         };
-        let file = CheckpointFile {
-            files: saved.files,
-            incarnation: saved.incarnation,
-        };
-        let body = serde_json::to_vec_pretty(&file).map_err(|e| io(std::io::Error::other(e)))?;
         let mut f = File::create(&self.tmp).map_err(io)?;
-        f.write_all(&body).map_err(io)?;
+        f.write_all(body).map_err(io)?;
         f.sync_all().map_err(io)?;
         drop(f);
         fs::rename(&self.tmp, &self.path).map_err(io)?;
@@ -174,6 +250,12 @@ mod tests {
         };
         store.save(saved(None)).unwrap();
         store.save(saved(Some("abc"))).unwrap();
+        let text = fs::read_to_string(&store.path).unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(r#""/x/.logs/p/0/stdout":{"source":"k","acked":42"#)),
+            "one stream per line: {text}"
+        );
         let loaded = store.load().unwrap().unwrap();
         assert_eq!(loaded.files, files);
         assert_eq!(loaded.incarnation.as_deref(), Some("abc"));

@@ -67,15 +67,23 @@ pub enum StartAt {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DiscoveryConfig {
-    /// A full walk of the work dir at this interval, besides inotify events.
+    /// A full walk of the work dir at this interval while inotify does not
+    /// watch every folder (not available, or past its watch limit).
     pub rescan_interval_ms: u64,
+    /// With inotify watching every folder, events name what changed and
+    /// only that is walked; a full walk still runs at this interval.
+    pub full_rescan_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TailConfig {
-    /// How often every tailed file is checked for new bytes, rotation and truncation.
+    /// How often a tailed file inotify does not cover is checked for new
+    /// bytes, rotation and truncation.
     pub poll_interval_ms: u64,
+    /// A file inotify covers is read when a write is reported, and still
+    /// checked once in this time, in a rolling sweep.
+    pub sweep_interval_ms: u64,
     /// A last line with no newline yet is sent, marked partial, once it is this old.
     pub partial_line_delay_ms: u64,
     /// Longer lines keep their first this-many bytes and are marked cut.
@@ -158,6 +166,7 @@ impl Default for DiscoveryConfig {
     fn default() -> Self {
         DiscoveryConfig {
             rescan_interval_ms: 1000,
+            full_rescan_interval_ms: 60_000,
         }
     }
 }
@@ -166,6 +175,7 @@ impl Default for TailConfig {
     fn default() -> Self {
         TailConfig {
             poll_interval_ms: 250,
+            sweep_interval_ms: 10_000,
             partial_line_delay_ms: 1000,
             max_line_bytes: 1 << 20,
             read_chunk_bytes: 64 << 10,
@@ -240,6 +250,14 @@ impl Config {
         }
         if self.tail.poll_interval_ms == 0 || self.discovery.rescan_interval_ms == 0 {
             return bad("tail.poll_interval_ms and discovery.rescan_interval_ms must be above 0");
+        }
+        if self.tail.sweep_interval_ms < self.tail.poll_interval_ms
+            || self.discovery.full_rescan_interval_ms < self.discovery.rescan_interval_ms
+        {
+            return bad(
+                "tail.sweep_interval_ms must be at least tail.poll_interval_ms, and \
+                 discovery.full_rescan_interval_ms at least discovery.rescan_interval_ms",
+            );
         }
         Ok(())
     }

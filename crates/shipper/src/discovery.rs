@@ -4,10 +4,14 @@
 //! level by level and never descends into what a task keeps in its sandbox
 //! (which may be millions of files). `runs/latest` is a link to a run the
 //! walk visits anyway, so links are never followed.
+//!
+//! The shape also tells where any folder stands ([`Place`]), so a walk can
+//! start anywhere: when inotify names a new folder, only that folder's
+//! subtree is walked ([`SandboxScanner::scan_under`]), not the whole agent.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use cblogs_core::sandbox::{self, EXECUTOR_PREFIX};
 use cblogs_core::{Source, Stream};
@@ -23,18 +27,60 @@ pub struct FoundStream {
 }
 
 impl FoundStream {
-    /// The live file's path: also the stream's key in checkpoints.
+    /// The live file's path: also the stream's key in checkpoints (made
+    /// to its size: ten thousand of them are kept).
     pub fn path(&self) -> PathBuf {
-        self.dir.join(self.source.stream.as_str())
+        let mut path = self.dir.join(self.source.stream.as_str());
+        path.shrink_to_fit();
+        path
     }
 }
 
-/// What one walk found.
-#[derive(Debug, Default)]
-pub struct Scan {
-    pub streams: Vec<FoundStream>,
-    /// Every folder on the way to a log file: watched for new entries.
-    pub dirs: Vec<PathBuf>,
+/// What a walk tells as it goes.
+pub trait Visit {
+    /// A folder on the way to log files (watched for new entries), told
+    /// before the walk lists it: a watch set then misses nothing created
+    /// after the listing. `writes`: a process run folder, whose files'
+    /// writes matter too.
+    fn folder(&mut self, dir: &Path, writes: bool);
+    /// Whether the live file `path` is tailed already: then it is not
+    /// reported again.
+    fn known(&self, path: &Path) -> bool;
+}
+
+/// What one walk found: the streams not known yet.
+pub type Scan = Vec<FoundStream>;
+
+/// Where a folder stands in the agent's fixed shape, with what the path
+/// above it says (the task id, the process).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Place {
+    /// `<work dir>/slaves`
+    Slaves,
+    /// `slaves/<agent>`
+    Agent,
+    /// `slaves/<agent>/frameworks`
+    Frameworks,
+    /// `frameworks/<framework>`
+    Framework,
+    /// `frameworks/<framework>/executors`
+    Executors,
+    /// `executors/thermos-<task id>`
+    Executor(String),
+    /// `thermos-<task id>/runs`
+    Runs(String),
+    /// `runs/<container id>`
+    Run(String),
+    /// `<container id>/sandbox`
+    Sandbox(String),
+    /// `sandbox/.logs`, or a legacy `<checkpoint root>/logs/<task id>`
+    LogDir(String),
+    /// `.logs/<process>`
+    Process(String, String),
+    /// `.logs/<process>/<run>`: holds the stream files.
+    ProcessRun(String, String, u32),
+    /// `<checkpoint root>/logs`
+    LegacyLogs,
 }
 
 pub struct SandboxScanner {
@@ -45,6 +91,8 @@ pub struct SandboxScanner {
     mapper: JobMapper,
     /// Task ids mapped (or refused) before, so each is logged once.
     known_tasks: HashMap<String, Option<TaskJob>>,
+    /// Tasks seen by the walk under way (a full one forgets the others).
+    seen_tasks: HashSet<String>,
 }
 
 impl SandboxScanner {
@@ -62,90 +110,213 @@ impl SandboxScanner {
             host,
             mapper,
             known_tasks: HashMap::new(),
+            seen_tasks: HashSet::new(),
         }
     }
 
-    pub fn scan(&mut self) -> Scan {
+    /// Walks everything: the work dir, and the legacy log root.
+    pub fn scan(&mut self, visit: &mut dyn Visit) -> Scan {
         let mut scan = Scan::default();
-        let mut seen_tasks = HashSet::new();
+        self.seen_tasks.clear();
         // <work dir>/slaves/*/frameworks/*/executors/thermos-*/runs/*/sandbox/.logs
-        let mut executors = Vec::new();
-        let slaves = self.work_dir.join("slaves");
-        scan.dirs.push(self.work_dir.clone());
-        for agent in subdirs(&slaves, &mut scan) {
-            for framework in subdirs(&agent.join("frameworks"), &mut scan) {
-                for executor in subdirs(&framework.join("executors"), &mut scan) {
-                    executors.push(executor);
-                }
-            }
-        }
-        for executor in executors {
-            let name = file_name(&executor);
-            let Some(task_id) = sandbox::executor_task_id(&name) else {
-                continue;
-            };
-            let task_id = task_id.to_owned();
-            let runs = subdirs(&executor.join("runs"), &mut scan);
-            scan.dirs.push(executor);
-            for run in runs {
-                let sandbox_dir = run.join(sandbox::SANDBOX_DIR);
-                scan.dirs.push(run);
-                if !sandbox_dir.is_dir() {
-                    continue;
-                }
-                let log_dir = sandbox_dir.join(sandbox::LOG_DIR);
-                scan.dirs.push(sandbox_dir);
-                self.scan_log_dir(&log_dir, &task_id, &mut scan);
-                seen_tasks.insert(task_id.clone());
-            }
-        }
+        visit.folder(&self.work_dir.clone(), false);
+        self.walk(
+            &self.work_dir.join("slaves"),
+            Place::Slaves,
+            &mut scan,
+            visit,
+        );
         // <checkpoint root>/logs/<task id>/<process>/<run>/
         if let Some(root) = self.legacy_root.clone() {
-            let logs = root.join(sandbox::LEGACY_LOG_DIR);
             if root.is_dir() {
-                scan.dirs.push(root);
+                visit.folder(&root, false);
             }
-            for task in subdirs(&logs, &mut scan) {
-                let task_id = file_name(&task);
-                self.scan_log_dir(&task, &task_id, &mut scan);
-                seen_tasks.insert(task_id);
-            }
+            let logs = root.join(sandbox::LEGACY_LOG_DIR);
+            self.walk(&logs, Place::LegacyLogs, &mut scan, visit);
         }
-        self.known_tasks.retain(|id, _| seen_tasks.contains(id));
+        let seen = std::mem::take(&mut self.seen_tasks);
+        self.known_tasks.retain(|id, _| seen.contains(id));
         scan
     }
 
-    /// `<log dir>/<process>/<run>/{stdout,stderr}` of one task.
-    fn scan_log_dir(&mut self, log_dir: &Path, task_id: &str, scan: &mut Scan) {
-        let processes = subdirs(log_dir, scan);
-        if processes.is_empty() {
-            return;
+    /// Walks the subtrees of `dirs` only (folders inotify named); one that
+    /// is not a folder of the agent's shape is skipped, and so is one
+    /// inside another of `dirs` (its subtree is walked already).
+    pub fn scan_under(&mut self, dirs: &[PathBuf], visit: &mut dyn Visit) -> Scan {
+        let mut scan = Scan::default();
+        let mut tops: Vec<&PathBuf> = dirs.iter().collect();
+        tops.sort();
+        tops.dedup();
+        let mut last: Option<&PathBuf> = None;
+        for dir in tops {
+            if last.is_some_and(|l| dir.starts_with(l)) {
+                continue;
+            }
+            last = Some(dir);
+            if dir == &self.work_dir {
+                visit.folder(dir, false);
+                self.walk(&dir.join("slaves"), Place::Slaves, &mut scan, visit);
+            } else if Some(dir) == self.legacy_root.as_ref() {
+                visit.folder(dir, false);
+                let logs = dir.join(sandbox::LEGACY_LOG_DIR);
+                self.walk(&logs, Place::LegacyLogs, &mut scan, visit);
+            } else if let Some(place) = self.place(dir) {
+                self.walk(dir, place, &mut scan, visit);
+            }
         }
-        let Some(task) = self.task_job(task_id) else {
-            return;
-        };
-        for process_dir in processes {
-            let process = file_name(&process_dir);
-            for run_dir in subdirs(&process_dir, scan) {
-                let Some(run) = sandbox::run_number(&file_name(&run_dir)) else {
-                    continue;
+        scan
+    }
+
+    /// Where `dir` stands, from its path alone.
+    fn place(&self, dir: &Path) -> Option<Place> {
+        if let Ok(rel) = dir.strip_prefix(&self.work_dir) {
+            let c = names(rel)?;
+            let fixed = |i: usize, name: &str| c.get(i).is_some_and(|n| n == name);
+            if !fixed(0, "slaves")
+                || (c.len() > 2 && !fixed(2, "frameworks"))
+                || (c.len() > 4 && !fixed(4, "executors"))
+            {
+                return None;
+            }
+            let task = || {
+                c.get(5)
+                    .and_then(|n| sandbox::executor_task_id(n))
+                    .map(str::to_owned)
+            };
+            return Some(match c.len() {
+                1 => Place::Slaves,
+                2 => Place::Agent,
+                3 => Place::Frameworks,
+                4 => Place::Framework,
+                5 => Place::Executors,
+                6 => Place::Executor(task()?),
+                7 if fixed(6, "runs") => Place::Runs(task()?),
+                8 if fixed(6, "runs") => Place::Run(task()?),
+                9 if fixed(8, sandbox::SANDBOX_DIR) => Place::Sandbox(task()?),
+                10 if fixed(9, sandbox::LOG_DIR) => Place::LogDir(task()?),
+                11 if fixed(9, sandbox::LOG_DIR) => Place::Process(task()?, c[10].clone()),
+                12 if fixed(9, sandbox::LOG_DIR) => {
+                    Place::ProcessRun(task()?, c[10].clone(), sandbox::run_number(&c[11])?)
+                }
+                _ => return None,
+            });
+        }
+        let rel = dir.strip_prefix(self.legacy_root.as_ref()?).ok()?;
+        let c = names(rel)?;
+        if c.first().map(String::as_str) != Some(sandbox::LEGACY_LOG_DIR) {
+            return None;
+        }
+        Some(match c.len() {
+            1 => Place::LegacyLogs,
+            2 => Place::LogDir(c[1].clone()),
+            3 => Place::Process(c[1].clone(), c[2].clone()),
+            4 => Place::ProcessRun(c[1].clone(), c[2].clone(), sandbox::run_number(&c[3])?),
+            _ => return None,
+        })
+    }
+
+    /// Walks `dir`, which stands at `place`, down to the stream files.
+    fn walk(&mut self, dir: &Path, place: Place, scan: &mut Scan, visit: &mut dyn Visit) {
+        match place {
+            Place::Slaves => {
+                for agent in subdirs(dir, visit) {
+                    self.walk(&agent, Place::Agent, scan, visit);
+                }
+            }
+            Place::Agent => {
+                visit.folder(dir, false);
+                self.walk(&dir.join("frameworks"), Place::Frameworks, scan, visit);
+            }
+            Place::Frameworks => {
+                for framework in subdirs(dir, visit) {
+                    self.walk(&framework, Place::Framework, scan, visit);
+                }
+            }
+            Place::Framework => {
+                visit.folder(dir, false);
+                self.walk(&dir.join("executors"), Place::Executors, scan, visit);
+            }
+            Place::Executors => {
+                for executor in subdirs(dir, visit) {
+                    if let Some(task) = sandbox::executor_task_id(&file_name(&executor)) {
+                        self.walk(&executor, Place::Executor(task.to_owned()), scan, visit);
+                    }
+                }
+            }
+            Place::Executor(task) => {
+                visit.folder(dir, false);
+                self.walk(&dir.join("runs"), Place::Runs(task), scan, visit);
+            }
+            Place::Runs(task) => {
+                for run in subdirs(dir, visit) {
+                    self.walk(&run, Place::Run(task.clone()), scan, visit);
+                }
+            }
+            Place::Run(task) => {
+                visit.folder(dir, false);
+                let sandbox_dir = dir.join(sandbox::SANDBOX_DIR);
+                if sandbox_dir.is_dir() {
+                    self.walk(&sandbox_dir, Place::Sandbox(task), scan, visit);
+                }
+            }
+            Place::Sandbox(task) => {
+                visit.folder(dir, false);
+                self.walk(
+                    &dir.join(sandbox::LOG_DIR),
+                    Place::LogDir(task),
+                    scan,
+                    visit,
+                );
+            }
+            Place::LegacyLogs => {
+                for task in subdirs(dir, visit) {
+                    let id = file_name(&task);
+                    self.walk(&task, Place::LogDir(id), scan, visit);
+                }
+            }
+            Place::LogDir(task) => {
+                let processes = subdirs(dir, visit);
+                self.seen_tasks.insert(task.clone());
+                if processes.is_empty() || self.task_job(&task).is_none() {
+                    return;
+                }
+                for process in processes {
+                    let name = file_name(&process);
+                    self.walk(&process, Place::Process(task.clone(), name), scan, visit);
+                }
+            }
+            Place::Process(task, process) => {
+                if self.task_job(&task).is_none() {
+                    return;
+                }
+                for run_dir in subdirs(dir, visit) {
+                    if let Some(run) = sandbox::run_number(&file_name(&run_dir)) {
+                        let place = Place::ProcessRun(task.clone(), process.clone(), run);
+                        self.walk(&run_dir, place, scan, visit);
+                    }
+                }
+            }
+            Place::ProcessRun(task, process, run) => {
+                let Some(job) = self.task_job(&task) else {
+                    return;
                 };
                 // Watched for writes to its live files (see watcher.rs).
-                scan.dirs.push(run_dir.clone());
+                visit.folder(dir, true);
                 for stream in [Stream::Stdout, Stream::Stderr] {
                     // A stream is found once its live file exists; until
                     // then its folder is watched.
-                    if !run_dir.join(stream.as_str()).is_file() {
+                    let live = dir.join(stream.as_str());
+                    if visit.known(&live) || !live.is_file() {
                         continue;
                     }
-                    scan.streams.push(FoundStream {
-                        dir: run_dir.clone(),
+                    scan.push(FoundStream {
+                        dir: dir.to_owned(),
                         source: Source {
                             cluster: self.cluster.clone(),
                             host: self.host.clone(),
-                            task_id: task_id.to_owned(),
-                            job: task.job.clone(),
-                            instance: task.instance,
+                            task_id: task.clone(),
+                            job: job.job.clone(),
+                            instance: job.instance,
                             process: process.clone(),
                             run,
                             stream,
@@ -184,13 +355,23 @@ impl SandboxScanner {
     }
 }
 
-/// The real sub-folders of `dir` (links are skipped), recording `dir` as
-/// one to watch when it exists.
-fn subdirs(dir: &Path, scan: &mut Scan) -> Vec<PathBuf> {
+/// A relative path's names, or `None` if it has anything else (`..`).
+fn names(rel: &Path) -> Option<Vec<String>> {
+    rel.components()
+        .map(|c| match c {
+            Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The real sub-folders of `dir` (links are skipped); `dir` is told to
+/// `visit` first (to be watched).
+fn subdirs(dir: &Path, visit: &mut dyn Visit) -> Vec<PathBuf> {
+    visit.folder(dir, false);
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
     };
-    scan.dirs.push(dir.to_owned());
     let mut out: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
@@ -227,6 +408,42 @@ mod tests {
         fs::write(path, b"").unwrap();
     }
 
+    /// Records the folders told (those that exist), and knows `known`.
+    #[derive(Default)]
+    struct Recorder {
+        dirs: Vec<PathBuf>,
+        known: Vec<PathBuf>,
+    }
+
+    impl Visit for Recorder {
+        fn folder(&mut self, dir: &Path, _writes: bool) {
+            if dir.is_dir() {
+                self.dirs.push(dir.to_owned());
+            }
+        }
+        fn known(&self, path: &Path) -> bool {
+            self.known.iter().any(|k| k == path)
+        }
+    }
+
+    fn described(scan: &Scan) -> Vec<String> {
+        let mut got: Vec<String> = scan
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {} {} {} {}",
+                    s.source.job,
+                    s.source.instance,
+                    s.source.process,
+                    s.source.run,
+                    s.source.stream
+                )
+            })
+            .collect();
+        got.sort();
+        got
+    }
+
     #[test]
     fn finds_sandbox_and_legacy_logs_once() {
         let tmp = tempfile::tempdir().unwrap();
@@ -250,29 +467,15 @@ mod tests {
 
         let mut scanner = SandboxScanner::new(
             work,
-            Some(legacy),
+            Some(legacy.clone()),
             "c".into(),
             "h".into(),
             JobMapper::new(&[]).unwrap(),
         );
-        let scan = scanner.scan();
-        let mut got: Vec<String> = scan
-            .streams
-            .iter()
-            .map(|s| {
-                format!(
-                    "{} {} {} {} {}",
-                    s.source.job,
-                    s.source.instance,
-                    s.source.process,
-                    s.source.run,
-                    s.source.stream
-                )
-            })
-            .collect();
-        got.sort();
+        let mut rec = Recorder::default();
+        let scan = scanner.scan(&mut rec);
         assert_eq!(
-            got,
+            described(&scan),
             [
                 "cbe/devel/eight_ball 0 eightball 0 stderr",
                 "www-data/prod/hello 3 hello_world 0 stderr",
@@ -282,7 +485,52 @@ mod tests {
         );
         // Process folders are watched for new runs, run folders for writes
         // to their files.
-        assert!(scan.dirs.iter().any(|d| d.ends_with(".logs/hello_world")));
-        assert!(scan.dirs.iter().any(|d| d.ends_with(".logs/hello_world/1")));
+        assert!(rec.dirs.iter().any(|d| d.ends_with(".logs/hello_world")));
+        assert!(rec.dirs.iter().any(|d| d.ends_with(".logs/hello_world/1")));
+        // Never below a process run, nor into other executors.
+        assert!(!rec.dirs.iter().any(|d| d.ends_with("not-thermos/runs")));
+
+        // A walk from one folder: just its subtree, by its place in the shape.
+        let mut rec = Recorder::default();
+        let sub = scanner.scan_under(&[logs.join("hello_world")], &mut rec);
+        assert_eq!(
+            described(&sub),
+            [
+                "www-data/prod/hello 3 hello_world 0 stderr",
+                "www-data/prod/hello 3 hello_world 0 stdout",
+                "www-data/prod/hello 3 hello_world 1 stdout",
+            ]
+        );
+        assert!(rec
+            .dirs
+            .iter()
+            .all(|d| d.starts_with(logs.join("hello_world"))));
+        // Streams tailed already are not reported again; folders outside
+        // the shape are not walked.
+        let mut rec = Recorder {
+            known: vec![logs.join("hello_world/0/stdout")],
+            ..Recorder::default()
+        };
+        let sub = scanner.scan_under(
+            &[
+                logs.join("hello_world/0"),
+                executors.join("not-thermos"),
+                run.join("sandbox/some-data"),
+            ],
+            &mut rec,
+        );
+        assert_eq!(
+            described(&sub),
+            ["www-data/prod/hello 3 hello_world 0 stderr"]
+        );
+        assert_eq!(rec.dirs, [logs.join("hello_world/0")]);
+        let sub = scanner.scan_under(
+            &[legacy.join(format!("logs/{old}"))],
+            &mut Recorder::default(),
+        );
+        assert_eq!(
+            described(&sub),
+            ["cbe/devel/eight_ball 0 eightball 0 stderr"]
+        );
     }
 }

@@ -8,7 +8,8 @@
 //! - [`discovery`]: `SandboxScanner` walks the work dir's fixed shape and
 //!   maps each `stdout`/`stderr` to its `Source` (job from the task id,
 //!   through [`mapping`]); [`watcher`]'s `DirWatcher` turns inotify events
-//!   on those folders into prompt rescans.
+//!   on those folders into prompt walks of just what changed, and reads of
+//!   just the files written.
 //! - [`tailer`]: `StreamTailer` follows one stream across rotations and
 //!   truncations by device and inode, and cuts lines (partial lines wait
 //!   for their newline, up to a delay).
@@ -16,12 +17,14 @@
 //!   backoff and jitter until the server answers for good.
 //! - [`checkpoint`]: the acknowledged offset of every stream, replaced
 //!   atomically at least once a second.
-//! - [`shipper`]: the one loop that owns them all, with back-pressure.
+//! - [`shipper`]: the one loop that owns them all, with back-pressure;
+//!   [`backlog`] keeps what waits to be sent, so no step walks every stream.
 //! - [`status`]: what `GET /status` and `cblogs-shipper --status` show;
 //!   [`endpoint`] serves it (and [`metrics`], the same in Prometheus text).
 //!
 //! This crate must not depend on tantivy: it runs next to production jobs.
 
+pub mod backlog;
 pub mod checkpoint;
 pub mod config;
 pub mod discovery;

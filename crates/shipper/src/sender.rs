@@ -117,6 +117,10 @@ pub struct Sender {
     retries: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     url: String,
     zstd_level: i32,
+    /// One compression context, kept: making one per request (it holds
+    /// hundreds of KiB of tables) cost more than compressing a quiet
+    /// agent's small batches.
+    compressor: std::sync::Mutex<Option<zstd::bulk::Compressor<'static>>>,
     /// Set after a 415: this server takes plain JSON only.
     plain: AtomicBool,
     retry_initial: Duration,
@@ -158,6 +162,7 @@ impl Sender {
             url: format!("{}{INGEST_PATH}", server.trim_end_matches('/')),
             published_url: format!("{}{PUBLISHED_PATH}", server.trim_end_matches('/')),
             zstd_level: cfg.zstd_level,
+            compressor: std::sync::Mutex::new(None),
             plain: AtomicBool::new(cfg.zstd_level == 0),
             retry_initial: Duration::from_millis(cfg.retry_initial_ms.max(1)),
             retry_max: Duration::from_millis(cfg.retry_max_ms.max(cfg.retry_initial_ms)),
@@ -257,9 +262,29 @@ impl Sender {
                 zstd: false,
             };
         }
-        match zstd::bulk::compress(&json, self.zstd_level) {
-            Ok(bytes) => Body {
-                bytes: bytes.into(),
+        let compressed = {
+            let mut kept = self
+                .compressor
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match kept.as_mut() {
+                Some(c) => c.compress(&json),
+                None => zstd::bulk::Compressor::new(self.zstd_level).and_then(|mut c| {
+                    let out = c.compress(&json);
+                    *kept = Some(c);
+                    out
+                }),
+            }
+        };
+        match compressed {
+            Ok(mut bytes) => Body {
+                // Made with room for the worst case (the JSON's size), and
+                // kept until the answer: four such in flight were a third
+                // of a quiet agent's memory.
+                bytes: {
+                    bytes.shrink_to_fit();
+                    bytes.into()
+                },
                 zstd: true,
             },
             Err(_) => Body {

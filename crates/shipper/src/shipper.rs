@@ -25,18 +25,22 @@ use std::time::Duration;
 
 use cblogs_core::time::now_ns;
 use cblogs_core::wire::{Batch, IngestRequest, PublishedResponse};
+use cblogs_core::Stream;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
 
-use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore, Saved};
+use crate::backlog::Backlog;
+use crate::checkpoint::{
+    file_text, Checkpoint, CheckpointError, CheckpointStore, EntryCache, Saved,
+};
 use crate::config::{Config, ConfigError, StartAt};
-use crate::discovery::SandboxScanner;
+use crate::discovery::{SandboxScanner, Scan, Visit};
 use crate::mapping::JobMapper;
 use crate::sender::{Credentials, Delivery, PublishedError, Sender, SenderError};
 use crate::status::{FileStatus, Status, StatusRequest};
 use crate::tailer::{StreamTailer, TailLimits};
-use crate::watcher::DirWatcher;
+use crate::watcher::{Changes, DirWatcher};
 
 /// How long after a write inotify reported the loop waits before reading,
 /// so one read takes what many files (or the rest of a line) were given.
@@ -52,6 +56,35 @@ pub enum ShipperError {
     Sender(#[from] SenderError),
 }
 
+/// A walk's visitor: each folder is watched before it is listed, and the
+/// streams tailed already are skipped.
+struct Walk<'a> {
+    watcher: &'a mut DirWatcher,
+    tailed: &'a HashMap<PathBuf, usize>,
+}
+
+impl Visit for Walk<'_> {
+    fn folder(&mut self, dir: &Path, writes: bool) {
+        self.watcher.watch(dir, writes);
+    }
+
+    fn known(&self, path: &Path) -> bool {
+        self.tailed.contains_key(path)
+    }
+}
+
+/// Which streams a read round reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Round {
+    /// The poll: streams inotify does not cover, those with more to read,
+    /// and the next slice of the sweep.
+    Poll,
+    /// More to read while there is room: as the poll, without sweeping.
+    Flood,
+    /// Every stream (events were lost).
+    All,
+}
+
 /// A request on its way: which streams its batches belong to, and the
 /// request itself (kept to split or resend it).
 type InFlight = (Vec<PathBuf>, IngestRequest, Delivery);
@@ -61,6 +94,10 @@ pub struct Shipper {
     scanner: SandboxScanner,
     watcher: DirWatcher,
     tailers: Vec<StreamTailer>,
+    /// Each tailer's checkpoint line as last saved (same index).
+    checkpoint_lines: Vec<EntryCache>,
+    /// What waits to be sent (kept as tailers change).
+    backlog: Backlog,
     by_path: HashMap<PathBuf, usize>,
     store: Arc<CheckpointStore>,
     /// Checkpoints read at start for streams not found (yet).
@@ -74,9 +111,15 @@ pub struct Shipper {
     last_sent: Instant,
     scratch: Vec<u8>,
     read_cursor: usize,
+    /// Where the sweep of inotify-covered streams goes on from.
+    sweep_cursor: usize,
+    /// When the work dir was last walked whole.
+    last_full_scan: Instant,
     /// A read stopped at its budget with bytes left in the file.
     more_to_read: bool,
     checkpoint_dirty: bool,
+    /// The checkpoint file being written (off the loop).
+    checkpoint_write: JoinSet<Result<(), CheckpointError>>,
     /// Files that could not be opened, each reported once.
     open_failed: HashSet<PathBuf>,
     lines_acked: u64,
@@ -141,6 +184,8 @@ impl Shipper {
             scanner,
             watcher: DirWatcher::new(),
             tailers: Vec::new(),
+            checkpoint_lines: Vec::new(),
+            backlog: Backlog::default(),
             by_path: HashMap::new(),
             store: Arc::new(store),
             carried,
@@ -150,9 +195,12 @@ impl Shipper {
             in_flight: JoinSet::new(),
             last_sent: Instant::now(),
             read_cursor: 0,
+            sweep_cursor: 0,
+            last_full_scan: Instant::now(),
             more_to_read: false,
             // Written at once, so that a restart is never taken for a first start.
             checkpoint_dirty: true,
+            checkpoint_write: JoinSet::new(),
             open_failed: HashSet::new(),
             lines_acked: 0,
             lines_dropped: 0,
@@ -186,11 +234,9 @@ impl Shipper {
         for t in [&mut poll, &mut rescan, &mut checkpoint, &mut incarnation] {
             t.set_missed_tick_behavior(MissedTickBehavior::Delay);
         }
-        let changed = self.watcher.changed.clone();
-        let written = self.watcher.written.clone();
         // After a write, wait a moment so one read takes the writes of
         // many files (and of the rest of the line being written).
-        let mut read_written_at: Option<Instant> = None;
+        let mut read_due: Option<Instant> = None;
         // After an event, wait a moment so a new folder's files exist too.
         let mut rescan_at: Option<Instant> = None;
         let far = || Instant::now() + Duration::from_secs(3600);
@@ -204,7 +250,8 @@ impl Shipper {
         );
         loop {
             let flush_at = self.next_send_at().unwrap_or_else(far);
-            let read_now = self.more_to_read && self.buffered() < self.cfg.tail.max_buffered_bytes;
+            let read_now =
+                self.more_to_read && self.backlog.bytes() < self.cfg.tail.max_buffered_bytes;
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
@@ -221,33 +268,62 @@ impl Shipper {
                         self.on_published(answer);
                     }
                 }
+                Some(saved) = self.checkpoint_write.join_next(), if !self.checkpoint_write.is_empty() => {
+                    self.on_saved(saved);
+                }
                 _ = incarnation.tick() => self.ask_published(),
-                _ = checkpoint.tick() => self.save_checkpoints().await,
-                () = changed.notified() => {
-                    rescan_at.get_or_insert_with(|| Instant::now() + Duration::from_millis(100));
+                _ = checkpoint.tick() => self.save_checkpoints(),
+                // Not while a read of written files is due: the writes
+                // meanwhile are taken in just before it (one wake, not one
+                // per write).
+                () = self.watcher.next(), if read_due.is_none() => {
+                    if self.watcher.has_written() {
+                        read_due.get_or_insert_with(|| self.read_written_at());
+                    }
+                    if self.watcher.has_changes() {
+                        rescan_at.get_or_insert_with(|| Instant::now() + Duration::from_millis(100));
+                    }
                 }
                 () = sleep_until(rescan_at.unwrap_or_else(far)), if rescan_at.is_some() => {
                     rescan_at = None;
-                    self.rescan();
+                    let changes = self.watcher.take_changes();
+                    self.on_changes(changes);
                 }
-                () = written.wake.notified() => {
-                    read_written_at.get_or_insert_with(|| Instant::now() + WRITE_SETTLE);
+                () = sleep_until(read_due.unwrap_or_else(far)), if read_due.is_some() => {
+                    read_due = None;
+                    self.watcher.take_ready();
+                    if self.watcher.has_changes() {
+                        rescan_at.get_or_insert_with(|| Instant::now() + Duration::from_millis(100));
+                    }
+                    let written = self.watcher.take_written();
+                    self.read_written(written);
                 }
-                () = sleep_until(read_written_at.unwrap_or_else(far)), if read_written_at.is_some() => {
-                    read_written_at = None;
-                    self.read_written(written.take());
+                _ = rescan.tick() => {
+                    if self.full_scan_due() {
+                        self.rescan();
+                    }
                 }
-                _ = rescan.tick() => self.rescan(),
-                _ = poll.tick() => self.read_round(),
+                _ = poll.tick() => self.read_round(Round::Poll),
                 () = sleep_until(flush_at) => {}
                 // Last: under a steady flood this is always ready, and the
                 // branches above must still get their turn.
-                () = std::future::ready(()), if read_now => self.read_round(),
+                () = std::future::ready(()), if read_now => self.read_round(Round::Flood),
             }
             self.send_ready(false);
         }
         self.drain().await;
         Ok(())
+    }
+
+    /// When to read the files just written: after [`WRITE_SETTLE`], and
+    /// not before the next request may go (`ship.min_request_gap_ms`):
+    /// lines read sooner would only wait for it, and an agent whose
+    /// thousands of files each get a line now and then would wake twice
+    /// as often.
+    fn read_written_at(&self) -> Instant {
+        let settled = Instant::now() + WRITE_SETTLE;
+        let next_request = self.last_sent + Duration::from_millis(self.cfg.ship.min_request_gap_ms);
+        settled.max(next_request)
     }
 
     /// Sends what was read, waits for the answers up to the grace period,
@@ -280,8 +356,14 @@ impl Shipper {
             }
         }
         self.in_flight.abort_all();
+        while let Some(saved) = self.checkpoint_write.join_next().await {
+            self.on_saved(saved);
+        }
         self.checkpoint_dirty = true;
-        self.save_checkpoints().await;
+        self.save_checkpoints();
+        while let Some(saved) = self.checkpoint_write.join_next().await {
+            self.on_saved(saved);
+        }
     }
 
     fn limits(&self) -> TailLimits {
@@ -291,12 +373,95 @@ impl Shipper {
         }
     }
 
-    /// Walks the work dir, starts tailing what is new, watches its folders.
+    /// Whether the whole work dir is to be walked now: at every rescan
+    /// interval while inotify does not watch every folder, and at the
+    /// (slow) full rescan interval when it does, for events lost.
+    fn full_scan_due(&self) -> bool {
+        !self.watcher.complete()
+            || self.last_full_scan.elapsed()
+                >= Duration::from_millis(self.cfg.discovery.full_rescan_interval_ms)
+    }
+
+    /// Walks the whole work dir, starts tailing what is new, watches
+    /// exactly its folders.
     fn rescan(&mut self) {
-        let scan = self.scanner.scan();
-        self.watcher.set(&scan.dirs);
+        self.last_full_scan = Instant::now();
+        self.watcher.begin_walk();
+        let found = self.scanner.scan(&mut Walk {
+            watcher: &mut self.watcher,
+            tailed: &self.by_path,
+        });
+        self.watcher.end_walk();
+        if !self.watcher.is_watched(&self.cfg.work_dir) {
+            // Nothing would report its creation.
+            self.watcher.missed();
+        }
+        self.start_found(found);
+        for t in &mut self.tailers {
+            t.watched = self.watcher.is_watched(t.dir());
+        }
+        if !self.scanned_once {
+            // Checkpoints of run folders deleted while we were down.
+            self.carried
+                .retain(|path, _| path.parent().is_some_and(|d| d.exists()));
+            self.scanned_once = true;
+        }
+    }
+
+    /// inotify named what changed: walks just those subtrees, and looks at
+    /// once at the streams whose name or folder changed (a rotation, a
+    /// deletion). Lost events mean a full walk and a look at every stream.
+    fn on_changes(&mut self, changes: Changes) {
+        if changes.lost {
+            tracing::debug!("inotify lost events: walking the work dir and reading every file");
+            self.rescan();
+            self.read_round(Round::All);
+            return;
+        }
+        let mut walk = Vec::new();
+        let mut look = Vec::new();
+        for p in &changes.paths {
+            for dir in std::iter::once(p.as_path()).chain(p.parent()) {
+                for stream in [Stream::Stdout, Stream::Stderr] {
+                    if let Some(&i) = self.by_path.get(&dir.join(stream.as_str())) {
+                        look.push(i);
+                    }
+                }
+            }
+            // A new folder: its subtree; a new or renamed file: its folder
+            // (a run folder, mostly). A removal shows nothing new: the
+            // streams looked at above are enough.
+            match std::fs::symlink_metadata(p) {
+                Ok(m) if m.is_dir() => walk.push(p.clone()),
+                Ok(m) if m.is_file() => walk.extend(p.parent().map(Path::to_path_buf)),
+                _ => {}
+            }
+        }
+        let found = self.scanner.scan_under(
+            &walk,
+            &mut Walk {
+                watcher: &mut self.watcher,
+                tailed: &self.by_path,
+            },
+        );
+        self.start_found(found);
+        look.sort_unstable();
+        look.dedup();
+        let mut budget = self.room();
+        let now = now_ns();
+        for i in look {
+            self.read_one(i, &mut budget, now, true);
+        }
+        self.forget_drained();
+    }
+
+    /// Starts tailing the streams found (new ones: a walk skips those
+    /// tailed already).
+    fn start_found(&mut self, found: Scan) {
         let at_end = self.first_start && !self.scanned_once && self.cfg.start_at == StartAt::End;
-        for found in &scan.streams {
+        self.tailers.reserve_exact(found.len());
+        self.checkpoint_lines.reserve_exact(found.len());
+        for found in &found {
             let path = found.path();
             if self.by_path.contains_key(&path) {
                 continue;
@@ -307,15 +472,17 @@ impl Shipper {
                     if !self.server_publishes {
                         t.set_published(t.acked);
                     }
+                    t.watched = self.watcher.is_watched(&found.dir);
                     self.open_failed.remove(&path);
                     tracing::info!(
                         file = %path.display(),
-                        source = %t.source.key(),
+                        source = %t.source_key,
                         from = t.acked,
                         "tailing"
                     );
                     self.by_path.insert(path, self.tailers.len());
                     self.tailers.push(t);
+                    self.checkpoint_lines.push(EntryCache::default());
                     self.checkpoint_dirty = true;
                 }
                 Err(e) => {
@@ -330,28 +497,45 @@ impl Shipper {
                 }
             }
         }
-        if !self.scanned_once {
-            // Checkpoints of run folders deleted while we were down.
-            self.carried
-                .retain(|path, _| path.parent().is_some_and(|d| d.exists()));
-            self.scanned_once = true;
-        }
     }
 
-    /// Bytes of lines read and not yet sent.
-    fn buffered(&self) -> usize {
-        self.tailers.iter().map(StreamTailer::buffered_bytes).sum()
-    }
-
-    /// Reads from every stream in turn (starting one further each round,
-    /// so none is always last), within the buffer's room.
-    fn read_round(&mut self) {
+    /// Reads the streams `round` asks for, in turn (starting one further
+    /// each round, so none is always last), within the buffer's room; the
+    /// others only have a partial line flushed when it waited long enough.
+    ///
+    /// A stream whose folder inotify watches is read when a write is
+    /// reported, so the poll leaves it alone, but for a slice of them each
+    /// round: each is still looked at (stat, read) once per
+    /// `tail.sweep_interval_ms`, in case an event was lost. On an agent
+    /// with ten thousand quiet files, stat'ing each one four times a second
+    /// was most of the shipper's CPU.
+    fn read_round(&mut self, round: Round) {
         let n = self.tailers.len();
         let mut budget = self.room();
         let now = now_ns();
         self.more_to_read = false;
+        let (sweep_from, slice) = if round == Round::Poll && n > 0 {
+            let per_round = self.cfg.tail.poll_interval_ms as f64
+                / self.cfg.tail.sweep_interval_ms.max(1) as f64;
+            let slice = ((n as f64 * per_round).ceil() as usize).clamp(1, n);
+            let from = self.sweep_cursor % n;
+            self.sweep_cursor = (from + slice) % n;
+            (from, slice)
+        } else {
+            (0, 0)
+        };
         for k in 0..n {
-            self.read_one((self.read_cursor + k) % n, &mut budget, now, true);
+            let i = (self.read_cursor + k) % n;
+            let t = &self.tailers[i];
+            let swept = (i + n - sweep_from) % n < slice;
+            if round == Round::All || swept || !t.watched || t.wants_read() {
+                self.read_one(i, &mut budget, now, true);
+            } else if t.has_partial() {
+                let t = &mut self.tailers[i];
+                let before = t.buffered_bytes();
+                t.flush_partial(now, false);
+                self.backlog.update(i, t, before);
+            }
         }
         self.read_cursor = self.read_cursor.wrapping_add(1);
         self.forget_drained();
@@ -373,7 +557,7 @@ impl Shipper {
         self.cfg
             .tail
             .max_buffered_bytes
-            .saturating_sub(self.buffered())
+            .saturating_sub(self.backlog.bytes())
     }
 
     /// Reads stream `i` (first looking at its live name when `check_name`)
@@ -381,11 +565,17 @@ impl Shipper {
     /// that waited long enough.
     fn read_one(&mut self, i: usize, budget: &mut usize, now: i64, check_name: bool) {
         let t = &mut self.tailers[i];
+        let before = t.buffered_bytes();
         let chunk = (*budget).min(self.cfg.tail.read_chunk_bytes);
         let read = if check_name {
             t.poll(chunk, &mut self.scratch, now)
         } else {
-            t.read(chunk, &mut self.scratch, now)
+            match t.read(chunk, &mut self.scratch, now) {
+                // A write reported and nothing new: the file was truncated
+                // (or rotated); the poll looks at its name.
+                Ok(p) if p.bytes == 0 && !t.gone => t.poll(chunk, &mut self.scratch, now),
+                read => read,
+            }
         };
         match read {
             Ok(p) => {
@@ -395,10 +585,12 @@ impl Shipper {
             Err(e) => tracing::warn!(file = %t.path.display(), "cannot read: {e}"),
         }
         t.flush_partial(now, false);
+        self.backlog.update(i, t, before);
     }
 
     /// Streams whose run folder is deleted and whose every line is acknowledged.
     fn forget_drained(&mut self) {
+        let mut forgot = false;
         let mut i = 0;
         while i < self.tailers.len() {
             let t = &self.tailers[i];
@@ -408,22 +600,23 @@ impl Shipper {
             }
             tracing::info!(file = %t.path.display(), acked = t.acked, "drained and forgotten");
             let t = self.tailers.swap_remove(i);
+            self.checkpoint_lines.swap_remove(i);
             self.by_path.remove(&t.path);
             if let Some(moved) = self.tailers.get(i) {
                 self.by_path.insert(moved.path.clone(), i);
             }
             self.checkpoint_dirty = true;
+            forgot = true;
+        }
+        if forgot {
+            // Indices moved.
+            self.backlog.recount(&self.tailers);
         }
     }
 
     /// When the oldest line waiting to be sent reaches the batch delay.
     fn flush_deadline(&self) -> Option<Instant> {
-        let since = self
-            .tailers
-            .iter()
-            .filter(|t| !t.in_flight)
-            .filter_map(StreamTailer::pending_since)
-            .min()?;
+        let since = self.backlog.oldest(&self.tailers)?;
         Some(Instant::from_std(since) + Duration::from_millis(self.cfg.ship.batch_max_delay_ms))
     }
 
@@ -432,9 +625,7 @@ impl Shipper {
     fn send_ready(&mut self, force: bool) {
         let max_bytes = self.cfg.ship.batch_max_bytes;
         while self.in_flight.len() < self.cfg.ship.max_in_flight {
-            let ready: Vec<usize> = (0..self.tailers.len())
-                .filter(|&i| !self.tailers[i].in_flight && self.tailers[i].has_pending())
-                .collect();
+            let ready: Vec<usize> = self.backlog.ready().collect();
             if ready.is_empty() {
                 return;
             }
@@ -462,7 +653,10 @@ impl Shipper {
                     break;
                 }
                 let t = &mut self.tailers[i];
-                if let Some(b) = t.take_batch(room) {
+                let before = t.buffered_bytes();
+                let batch = t.take_batch(room);
+                self.backlog.update(i, t, before);
+                if let Some(b) = batch {
                     room = room.saturating_sub(b.lines.iter().map(crate::tailer::wire_len).sum());
                     keys.push(t.path.clone());
                     batches.push(b);
@@ -477,8 +671,13 @@ impl Shipper {
     }
 
     /// When lines waiting now are next due to be sent: at the batch delay,
-    /// or, with nothing in flight, once the gap after the last request has passed.
+    /// or, with nothing in flight, once the gap after the last request has
+    /// passed. Never while every request slot is taken: an answer wakes the
+    /// loop then (waking at a deadline already past would spin).
     fn next_send_at(&self) -> Option<Instant> {
+        if self.in_flight.len() >= self.cfg.ship.max_in_flight {
+            return None;
+        }
         let deadline = self.flush_deadline()?;
         if self.in_flight.is_empty() {
             let gap = self.last_sent + Duration::from_millis(self.cfg.ship.min_request_gap_ms);
@@ -529,6 +728,13 @@ impl Shipper {
     /// acknowledged is read again from what it holds (one with a batch in
     /// flight is told by that batch's 409).
     fn on_published(&mut self, answer: Result<PublishedResponse, PublishedError>) {
+        self.settle_published(answer);
+        // Streams may have been rewound: counted again whole (this runs
+        // every incarnation_check_ms, not per line).
+        self.backlog.recount(&self.tailers);
+    }
+
+    fn settle_published(&mut self, answer: Result<PublishedResponse, PublishedError>) {
         let resp = match answer {
             Ok(resp) => {
                 self.asking_failed = false;
@@ -631,7 +837,16 @@ impl Shipper {
         }
     }
 
-    fn on_delivery(&mut self, (keys, req, delivery): InFlight) {
+    fn on_delivery(&mut self, done: InFlight) {
+        let acked = matches!(done.2, Delivery::Acked(_));
+        self.settle_delivery(done);
+        if !acked {
+            // A rewind, a requeue or a drop: rare, counted again whole.
+            self.backlog.recount(&self.tailers);
+        }
+    }
+
+    fn settle_delivery(&mut self, (keys, req, delivery): InFlight) {
         if req.batches.len() > 1 && !matches!(delivery, Delivery::Acked(_)) {
             return self.resend_singly(keys, req);
         }
@@ -641,12 +856,16 @@ impl Shipper {
                 self.note_incarnation(&resp.incarnation);
                 let publishes = self.server_publishes;
                 for (key, batch) in keys.iter().zip(&req.batches) {
-                    if let Some(t) = self.tailer(key) {
-                        t.ack(batch.end);
-                        if !publishes {
-                            t.set_published(batch.end);
-                        }
+                    let Some(&i) = self.by_path.get(key) else {
+                        continue;
+                    };
+                    let t = &mut self.tailers[i];
+                    let before = t.buffered_bytes();
+                    t.ack(batch.end);
+                    if !publishes {
+                        t.set_published(batch.end);
                     }
+                    self.backlog.update(i, t, before);
                 }
                 self.checkpoint_dirty = true;
             }
@@ -728,23 +947,35 @@ impl Shipper {
         self.tailers.get_mut(i)
     }
 
-    async fn save_checkpoints(&mut self) {
-        if !self.checkpoint_dirty {
+    /// Writes the checkpoint file, off the loop, if anything changed and
+    /// the last write has ended.
+    fn save_checkpoints(&mut self) {
+        if !self.checkpoint_dirty || !self.checkpoint_write.is_empty() {
             return;
         }
         self.checkpoint_dirty = false;
-        let mut files = self.carried.clone();
-        for t in &self.tailers {
+        let carried: Vec<String> = self
+            .carried
+            .iter()
+            .filter_map(|(path, cp)| {
+                EntryCache::default()
+                    .line(path, cp.clone())
+                    .map(str::to_owned)
+            })
+            .collect();
+        let mut lines: Vec<&str> = carried.iter().map(String::as_str).collect();
+        for (t, cache) in self.tailers.iter().zip(&mut self.checkpoint_lines) {
             if let Some(cp) = t.checkpoint() {
-                files.insert(t.path.clone(), cp);
+                lines.extend(cache.line(&t.path, cp));
             }
         }
+        let body = file_text(lines, self.incarnation.as_deref());
         let store = self.store.clone();
-        let saved = Saved {
-            files,
-            incarnation: self.incarnation.clone(),
-        };
-        let saved = tokio::task::spawn_blocking(move || store.save(saved)).await;
+        self.checkpoint_write
+            .spawn_blocking(move || store.write(&body));
+    }
+
+    fn on_saved(&mut self, saved: Result<Result<(), CheckpointError>, tokio::task::JoinError>) {
         match saved {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
@@ -764,7 +995,7 @@ impl Shipper {
             .iter()
             .map(|t| FileStatus {
                 path: t.path.display().to_string(),
-                source: t.source.key(),
+                source: t.source_key.clone(),
                 acked: t.acked,
                 published: t.published,
                 lag_bytes: t.lag(),

@@ -98,9 +98,11 @@ pub struct Polled {
 
 pub struct StreamTailer {
     pub source: Source,
-    /// The live file's path (`…/<run>/stdout`): the stream's key.
+    /// `source.key()`, made once: checkpoints and logs name it often.
+    pub source_key: String,
+    /// The live file's path (`…/<run>/stdout`): the stream's key. Its
+    /// folder (the run folder) is [`StreamTailer::dir`].
     pub path: PathBuf,
-    dir: PathBuf,
     /// Oldest first: files read to their end and kept until published,
     /// then the file being read (`segs[reading]`), then newer ones not
     /// reached yet. Back: the file last seen under the live name.
@@ -125,6 +127,9 @@ pub struct StreamTailer {
     max_batch_lines: usize,
     /// The run folder is gone (the agent's garbage collector): drain, then forget.
     pub gone: bool,
+    /// inotify watches the run folder: writes to the live file and changes
+    /// of its name are reported, so the file need not be polled.
+    pub watched: bool,
     /// The last poll read to the end of the live file. A partial line is
     /// only given up on then: while back-pressure holds reading back, its
     /// newline may well be on disk already.
@@ -194,8 +199,8 @@ impl StreamTailer {
         }
         let mut t = StreamTailer {
             source: found.source.clone(),
+            source_key: found.source.key(),
             path: path.clone(),
-            dir: found.dir.clone(),
             segs: VecDeque::new(),
             reading: 0,
             read_to: 0,
@@ -208,6 +213,7 @@ impl StreamTailer {
             allow_gap: false,
             max_batch_lines: usize::MAX,
             gone: false,
+            watched: false,
             at_eof: false,
             limits,
         };
@@ -266,6 +272,7 @@ impl StreamTailer {
                 }
                 opened.drain(..first);
                 self.segs = opened.into();
+                self.segs.shrink_to_fit();
                 self.reading = i - first;
                 return Ok(());
             }
@@ -286,6 +293,8 @@ impl StreamTailer {
     /// Starts reading the first of `segs` where it stands, at `read_to`.
     fn start_with(&mut self, segs: Vec<Segment>) {
         self.segs = segs.into();
+        // Ten thousand tailers: no room kept for files that may never come.
+        self.segs.shrink_to_fit();
         self.reading = 0;
         if let Some(front) = self.segs.front_mut() {
             front.base = self.read_to - front.pos;
@@ -297,6 +306,11 @@ impl StreamTailer {
         self.pending.bytes + self.line.bytes.len()
     }
 
+    /// A last line waits for its newline.
+    pub fn has_partial(&self) -> bool {
+        self.line.since.is_some()
+    }
+
     pub fn has_pending(&self) -> bool {
         !self.pending.lines.is_empty()
     }
@@ -304,6 +318,18 @@ impl StreamTailer {
     /// When the oldest pending line was read.
     pub fn pending_since(&self) -> Option<Instant> {
         self.pending.since
+    }
+
+    /// The run folder, which holds the live file and the rotated ones.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("/"))
+    }
+
+    /// Whether a poll may find bytes without a write being reported: the
+    /// last read stopped short of the end (its budget, a rewind), a rotated
+    /// file is still to be read, or the run folder is gone (drain it).
+    pub fn wants_read(&self) -> bool {
+        self.gone || !self.at_eof || self.reading + 1 < self.segs.len()
     }
 
     /// Nothing left to read, send or hear back about.
@@ -375,7 +401,7 @@ impl StreamTailer {
         let meta = match fs::metadata(&self.path) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if !self.dir.exists() {
+                if !self.dir().exists() {
                     tracing::info!(file = %self.path.display(), "deleted: draining what is still open, then forgetting it");
                     self.gone = true;
                 }
@@ -398,7 +424,7 @@ impl StreamTailer {
     /// The live name points at a new file: open every file newer than the
     /// last one held, oldest first.
     fn follow_rotation(&mut self) {
-        let files = stream_files(&self.dir, &self.source);
+        let files = stream_files(self.dir(), &self.source);
         let mut newer = Vec::new();
         for f in &files {
             let Ok(seg) = open_segment(f) else { continue };
@@ -653,7 +679,7 @@ impl StreamTailer {
             .unwrap_or(0);
         let mark = self.segs.get(at)?.mark();
         Some(Checkpoint {
-            source: self.source.key(),
+            source: self.source_key.clone(),
             acked: self.acked.max(mark.base),
             dev: mark.dev,
             ino: mark.ino,
