@@ -459,8 +459,12 @@ impl Shipper {
     /// tailed already).
     fn start_found(&mut self, found: Scan) {
         let at_end = self.first_start && !self.scanned_once && self.cfg.start_at == StartAt::End;
-        self.tailers.reserve_exact(found.len());
-        self.checkpoint_lines.reserve_exact(found.len());
+        if self.tailers.is_empty() {
+            // The first walk: ten thousand tailers take no room to spare
+            // (later ones grow the vectors as usual, not one by one).
+            self.tailers.reserve_exact(found.len());
+            self.checkpoint_lines.reserve_exact(found.len());
+        }
         for found in &found {
             let path = found.path();
             if self.by_path.contains_key(&path) {
