@@ -274,6 +274,19 @@ pub fn flush(url: &str) -> Result<()> {
 }
 
 /// The lines cblogsd holds, over every job.
+/// Waits (up to 2 minutes) until cblogsd holds `written` lines: every line
+/// a measured shipper was given has arrived.
+pub fn await_stored_lines(url: &str, written: u64) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while stored_lines(url)? < written {
+        if Instant::now() > deadline {
+            bail!("not every line written reached cblogsd within 2 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 pub fn stored_lines(url: &str) -> Result<u64> {
     let jobs: cblogs_core::api::JobsResponse =
         reqwest::blocking::get(format!("{url}{}", cblogs_core::api::JOBS_PATH))

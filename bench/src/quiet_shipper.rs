@@ -21,7 +21,7 @@ use cblogs_testkit::Shipper;
 
 use crate::corpus::{lay_out_instances, RoundRobinWriter, JOBS};
 use crate::figures::run_dir;
-use crate::ingest::stored_lines;
+use crate::ingest::{await_stored_lines, stored_lines};
 use crate::procs::{cpu_secs, peak_rss_mib};
 use crate::report::{self, Figure, Goal};
 use crate::shipper::start_tail_f;
@@ -192,13 +192,7 @@ fn run(templates: &Templates, dir: &Path, files: usize, interval: u64, secs: u64
     );
 
     let written = load.written() as u64;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while stored_lines(&server.url)? < written {
-        if Instant::now() > deadline {
-            bail!("not every line written reached cblogsd within 2 minutes");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    await_stored_lines(&server.url, written)?;
     let run = Run {
         shipper_cpu_percent: (s1 - s0) / window * 100.0,
         shipper_peak_mib: peak_rss_mib(shipper_pid),

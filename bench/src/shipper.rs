@@ -13,14 +13,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use cblogs_core::Stream;
 use cblogs_testkit::Shipper;
 
 use cblogs_fake_agent::lines::Templates;
 
 use crate::corpus::{lay_out, RoundRobinWriter};
-use crate::ingest::stored_lines;
+use crate::ingest::await_stored_lines;
 use crate::procs::{cpu_secs, peak_rss_mib};
 
 pub struct Run {
@@ -88,13 +88,7 @@ pub fn run(templates: &Templates, dir: &Path, files: usize, rate: usize, secs: u
         }
     }
     let written = load.written() as u64;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while stored_lines(&server.url)? < written {
-        if Instant::now() > deadline {
-            bail!("not every line written reached cblogsd within 2 minutes");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    await_stored_lines(&server.url, written)?;
     let tail_pid = tail.id();
     // CPU over the whole time each ran: start-up and catch-up included.
     let ran = shipper_started.elapsed().as_secs_f64();

@@ -114,7 +114,7 @@ impl EntryCache {
 }
 
 /// `"<path>":{…checkpoint…}`: one entry of the file's `files`.
-fn entry_line(path: &Path, cp: &Checkpoint) -> Result<String, serde_json::Error> {
+pub fn entry_line(path: &Path, cp: &Checkpoint) -> Result<String, serde_json::Error> {
     let mut line = serde_json::to_string(path)?;
     line.push(':');
     line.push_str(&serde_json::to_string(cp)?);

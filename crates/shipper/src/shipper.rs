@@ -32,7 +32,7 @@ use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
 
 use crate::backlog::Backlog;
 use crate::checkpoint::{
-    file_text, Checkpoint, CheckpointError, CheckpointStore, EntryCache, Saved,
+    entry_line, file_text, Checkpoint, CheckpointError, CheckpointStore, EntryCache, Saved,
 };
 use crate::config::{Config, ConfigError, StartAt};
 use crate::discovery::{SandboxScanner, Scan, Visit};
@@ -961,11 +961,8 @@ impl Shipper {
         let carried: Vec<String> = self
             .carried
             .iter()
-            .filter_map(|(path, cp)| {
-                EntryCache::default()
-                    .line(path, cp.clone())
-                    .map(str::to_owned)
-            })
+            // Read from the file: they serialize again.
+            .filter_map(|(path, cp)| entry_line(path, cp).ok())
             .collect();
         let mut lines: Vec<&str> = carried.iter().map(String::as_str).collect();
         for (t, cache) in self.tailers.iter().zip(&mut self.checkpoint_lines) {
