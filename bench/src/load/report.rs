@@ -14,6 +14,15 @@ use super::tail_check::TailResult;
 use super::{Outcome, Settings};
 use crate::corpus::JOBS;
 use crate::procs::MB;
+
+/// Live tails' p99 under search load (issue 17): a live tail is watched
+/// line by line, and searches must not starve it.
+const TAIL_P99_MS: f64 = 500.0;
+
+/// Searches' p99 may be at most twice what it was before live tails came
+/// first: 762 ms (bench/results/load-report.md, 64 tails, 16 searchers,
+/// 10 MB/s).
+const SEARCH_P99_MS: f64 = 2.0 * 762.0;
 use crate::report::{num, percentile, table, write_json_and_markdown, Figure, Goal, Machine};
 
 /// The counts of a load run; `tails_fell_behind_silently` and `errors`
@@ -187,11 +196,13 @@ impl LoadReport {
             )),
             tail_fig(50.0, "load.tail_latency_p50", "p50"),
             tail_fig(95.0, "load.tail_latency_p95", "p95"),
-            tail_fig(99.0, "load.tail_latency_p99", "p99"),
+            // Live tails come first: searches must not starve them.
+            tail_fig(99.0, "load.tail_latency_p99", "p99").goal(Goal::AtMost(TAIL_P99_MS)),
             tail_fig(100.0, "load.tail_latency_max", "max"),
             search_fig(50.0, "load.search_latency_p50", "p50"),
             search_fig(95.0, "load.search_latency_p95", "p95"),
-            search_fig(99.0, "load.search_latency_p99", "p99"),
+            search_fig(99.0, "load.search_latency_p99", "p99")
+                .goal(Goal::AtMost(SEARCH_P99_MS)),
             search_fig(100.0, "load.search_latency_max", "max"),
             Figure::new(
                 "load.memory.cblogsd",
@@ -310,7 +321,7 @@ impl LoadReport {
                     "{} to {} tails; {} lines skipped after them",
                     c.lagged_events, c.tails_lagged, c.lines_skipped_after_lag
                 ),
-                "—",
+                verdict(usize::from(c.lagged_events > 0)),
             ),
             ("lines written", c.written_lines.to_string(), "—"),
             ("lines stored by cblogsd (with the warm-up line of each file)", c.stored_lines.to_string(), "—"),

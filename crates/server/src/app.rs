@@ -10,6 +10,7 @@ use crate::access::{Auth, Limits};
 use crate::alert::Alerts;
 use crate::config::Config;
 use crate::ingest::Ingestor;
+use crate::search::SearchWorkers;
 use crate::store::{CommitterCommand, DiskCache, Publishing, RetentionLog, Store};
 use crate::wal::Wal;
 
@@ -35,6 +36,8 @@ pub struct App {
     pub alerts: Arc<Alerts>,
     pub auth: Arc<Auth>,
     pub limits: Arc<Limits>,
+    /// The cores all searches share (`search.workers`).
+    pub search_workers: Arc<SearchWorkers>,
 }
 
 impl App {

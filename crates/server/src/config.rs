@@ -296,6 +296,11 @@ pub struct SearchConfig {
     pub max_context_lines: usize,
     /// Searches and histograms running at once; past it 503 (retry shortly).
     pub max_concurrent: usize,
+    /// Blocks verified at once across every search (0: one per core).
+    pub workers: usize,
+    /// Scheduling priority (`nice`, 0-19) of every search thread: ingest
+    /// and live tails come first.
+    pub nice: i32,
     /// The most matching lines one search request sends; a search with
     /// more ends its page there with `more` and a cursor to go on from.
     pub max_results: usize,
@@ -313,6 +318,8 @@ impl Default for SearchConfig {
             regex_size_limit: 10 << 20,
             max_context_lines: 1000,
             max_concurrent: 8,
+            workers: 0,
+            nice: 10,
             max_results: 100_000,
             block_cache_bytes: 64 << 20,
             term_cache_bytes: 64 << 20,
@@ -481,6 +488,11 @@ impl Config {
                     "{name} must be between 1 and 22"
                 )));
             }
+        }
+        if !(0..=19).contains(&self.search.nice) {
+            return Err(ConfigError::Invalid(
+                "search.nice must be between 0 and 19".into(),
+            ));
         }
         let m = &self.merge;
         if m.merge_factor < 2 {

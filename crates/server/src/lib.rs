@@ -13,7 +13,7 @@
 //! ```
 //!
 //! The folders, bottom up (each imports only from those before it):
-//! [`config`]; `disk` (free space); `metrics` (events the loops emit); `block` (the unit of
+//! [`config`]; `disk` (free space); `priority` (threads' nice values); `metrics` (events the loops emit); `block` (the unit of
 //! storage); `access` (tokens, limits); `index` (partitions: tantivy plus
 //! block files); `wal`; `store` (memory blocks, snapshots, the committer,
 //! partitions' lives, retention); `ingest`; `read`; `search`; `alert`;
@@ -36,6 +36,7 @@ mod index;
 mod ingest;
 mod metastore;
 mod metrics;
+mod priority;
 mod read;
 mod search;
 mod service;
@@ -58,5 +59,7 @@ pub mod testing {
     pub use crate::ingest::decode::{decode_ingest, DecodeError, DecodeLimits};
     pub use crate::read::{last_lines, LineFilter, OwnedLine};
     pub use crate::search::plan::Need;
-    pub use crate::search::{run as search, Mode, Prefilter, SearchRequest, SearchSink};
+    pub use crate::search::{
+        run as search, Mode, Prefilter, SearchRequest, SearchSink, SearchWorkers,
+    };
 }

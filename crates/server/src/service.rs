@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::index::{PartitionError, ReadCaches};
 use crate::ingest::{spawn_ingest_recovery, Ingestor};
 use crate::metastore::{Metastore, MetastoreError};
+use crate::search::SearchWorkers;
 use crate::store::{
     Committer, CommitterCommand, PublishError, Publishing, Retention, RetentionLog, SplitSet,
     Store, TailHub,
@@ -197,6 +198,7 @@ impl Service {
             store.clone(),
             stopping_rx.clone(),
         );
+        let search_workers = Arc::new(SearchWorkers::new(config.search.workers));
         let app = Arc::new(App {
             config,
             store,
@@ -212,6 +214,7 @@ impl Service {
             alerts,
             auth,
             limits,
+            search_workers,
         });
         Ok(Service {
             app,

@@ -2,13 +2,16 @@
 //! `truncated`, and names the setting that limits it. (A search cannot be
 //! made slow on purpose from outside, so the deadline is set in the past.)
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cblogs_core::api::{SearchEvent, SearchSummary};
 use cblogs_core::pattern::{Pattern, PatternOptions};
 use cblogs_core::wire::{Batch, IngestRequest, WireLine};
 use cblogs_core::{Source, Stream};
-use cblogs_server::testing::{search, LineFilter, Mode, Prefilter, SearchRequest, SearchSink};
+use cblogs_server::testing::{
+    search, LineFilter, Mode, Prefilter, SearchRequest, SearchSink, SearchWorkers,
+};
 use cblogs_server::{Config, Service};
 
 struct Collect(Vec<SearchEvent>);
@@ -53,6 +56,7 @@ fn request(deadline: Instant) -> SearchRequest {
         mode: Mode::Lines,
         deadline,
         time_limit: Duration::from_secs(30),
+        workers: Arc::new(SearchWorkers::new(0)),
     }
 }
 

@@ -11,7 +11,7 @@ use axum::Json;
 use cblogs_core::api::HistogramResponse;
 
 use super::error::ApiError;
-use super::search::{parse, request, search_slot};
+use super::search::{parse, request, search_slot, spawn_search};
 use crate::app::App;
 use crate::metrics::{emit, QueryAnswered};
 use crate::search::histogram::{self, HistogramRequest};
@@ -28,7 +28,8 @@ pub(super) async fn histogram(
     };
     let slot = search_slot(&app)?;
     let store = app.store.clone();
-    let answer = tokio::task::spawn_blocking(move || {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    spawn_search(&app, move || {
         let _slot = slot;
         let started = Instant::now();
         let snap = store.snapshot(&|s| hreq.search.filter.wants(s), false);
@@ -37,21 +38,23 @@ pub(super) async fn histogram(
             kind: "histogram",
             seconds: started.elapsed().as_secs_f64(),
         });
-        answer
-    })
-    .await
-    .map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("histogram failed: {e}"),
-        )
-    })?
-    .map_err(|e| {
-        tracing::error!(error = %e, "histogram: cannot read the store");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot read the store: {e}"),
-        )
+        // The client may be gone; then nobody wants the answer.
+        let _ = tx.send(answer);
     })?;
+    let answer = rx
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "histogram failed: its thread ended without an answer",
+            )
+        })?
+        .map_err(|e| {
+            tracing::error!(error = %e, "histogram: cannot read the store");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot read the store: {e}"),
+            )
+        })?;
     Ok(Json(answer))
 }

@@ -209,6 +209,7 @@ pub(super) fn request(
         mode: p.mode,
         deadline: Instant::now() + time_limit,
         time_limit,
+        workers: app.search_workers.clone(),
     };
     Ok((req, p))
 }
@@ -256,6 +257,35 @@ impl SearchSink for NdjsonSink {
     }
 }
 
+/// Runs a search (or a histogram) on a thread of its own, at
+/// `search.nice`; the threads it starts to read blocks inherit that
+/// priority. Not on tokio's blocking pool: a thread lowered there could
+/// not be raised again for the next task, a `tail` say. The thread is in
+/// the server's runtime's context, as a blocking task would be: the
+/// search waits on the client's channel with the runtime's timers.
+pub(super) fn spawn_search(
+    app: &App,
+    work: impl FnOnce() + Send + 'static,
+) -> Result<(), ApiError> {
+    let nice = app.config.search.nice;
+    let rt = tokio::runtime::Handle::current();
+    std::thread::Builder::new()
+        .name("search".into())
+        .spawn(move || {
+            let _in_runtime = rt.enter();
+            crate::priority::lower_this_thread(nice);
+            work();
+        })
+        .map(drop)
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("cannot start a search thread: {e}"),
+            )
+            .retry_after(std::time::Duration::from_secs(1))
+        })
+}
+
 /// One of `search.max_concurrent` slots, or 503: each search uses every
 /// core, so more at once would only make all of them slower.
 pub(super) fn search_slot(app: &App) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
@@ -286,7 +316,7 @@ pub(super) async fn search(
     };
     let (tx, mut rx) = mpsc::channel::<Bytes>(8);
     let store = app.store.clone();
-    tokio::task::spawn_blocking(move || {
+    spawn_search(&app, move || {
         let _slot = slot;
         let started = Instant::now();
         let snap = store.snapshot(&|s| req.filter.wants(s), false);
@@ -301,7 +331,7 @@ pub(super) async fn search(
             kind: "search",
             seconds: started.elapsed().as_secs_f64(),
         });
-    });
+    })?;
     let body = futures_util::stream::poll_fn(move |cx| {
         rx.poll_recv(cx).map(|c| c.map(Ok::<_, Infallible>))
     });

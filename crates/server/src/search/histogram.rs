@@ -122,6 +122,7 @@ pub fn run(
     let outcome = pipeline::run(
         &tasks,
         req.deadline,
+        &req.workers,
         |task| {
             let block = &sources[task.source].blocks[task.block];
             if !full.overlaps(block.t_min, block.t_max) {

@@ -189,6 +189,7 @@ pub fn lines(
     let outcome = pipeline::run(
         &tasks,
         req.deadline,
+        &req.workers,
         |task| scan::hits(&sources[task.source], task.block, req),
         |i, hits| {
             summary.blocks_read += 1;

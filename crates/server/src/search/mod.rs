@@ -17,6 +17,7 @@
 //! run.rs        run: to the end, the limit, the deadline or the client leaving
 //! plan.rs       pattern → literals every match contains (Need) → index terms (TermNeed)
 //! pipeline.rs   candidate blocks read and verified on every core, in first-line-time order
+//! workers.rs    SearchWorkers: the cores all searches share (a permit per block worked on)
 //! scan.rs       one block: prefilter, regex, context from neighbouring blocks
 //! prefilter.rs  Aho-Corasick over a block's text for the regex's prefix literals
 //! merge.rs      lines mode: a heap by time; what is final is sent; limit and cursor
@@ -41,8 +42,10 @@ mod prefilter;
 mod request;
 mod run;
 mod scan;
+mod workers;
 
 pub use around::lines_around;
 pub use prefilter::Prefilter;
 pub use request::{Cursor, Mode, SearchRequest, SearchSink};
 pub use run::run;
+pub use workers::SearchWorkers;

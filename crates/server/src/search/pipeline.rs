@@ -11,6 +11,10 @@
 //! are cores ([`REMOTE_READERS`]): each read is mostly a wait for the
 //! store, and a cold search is as slow as its requests one after another.
 //! Once the disk cache has them, reading is work for the cores again.
+//!
+//! However many searches run, at most [`SearchWorkers`] blocks are worked
+//! on at once (one per core by default), and the whole search runs at a
+//! lower priority than ingest and live tails (`api/search.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,6 +22,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
 use super::blocks::SourceBlocks;
+use super::workers::SearchWorkers;
 
 /// How far ahead of the merger workers may go, in blocks (twice the
 /// workers while they wait on a remote store).
@@ -80,29 +85,14 @@ pub enum Outcome {
     Deadline,
 }
 
-/// How much lower than the rest of cblogsd a search's worker threads run
-/// (a nice value): a search uses every core for as long as it takes, and
-/// when the cores are all busy, ingest and live tails — which someone is
-/// waiting on line by line — should get them first. Measured with the
-/// load benchmark (bench/, `load`).
-const SEARCH_NICE: libc::c_int = 5;
-
-/// Lowers the calling thread's priority by [`SEARCH_NICE`]. On Linux the
-/// nice value is per thread, and these threads end with their search.
-fn below_live_work() {
-    // SAFETY: setpriority with PRIO_PROCESS and who = 0 changes only the
-    // calling thread on Linux; it has no memory effects. A failure (not
-    // permitted) leaves the priority as it was, which is harmless.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, SEARCH_NICE);
-    }
-}
-
 /// Runs `work` on every task on all cores and gives each result to
-/// `consume` in task order; `consume` returns false to stop early.
+/// `consume` in task order; `consume` returns false to stop early. Each
+/// block worked on holds one of `workers`' permits (a remote read does
+/// not: it is mostly a wait).
 pub fn run<T: Send>(
     tasks: &[Task],
     deadline: Instant,
+    workers: &SearchWorkers,
     work: impl Fn(&Task) -> T + Sync,
     mut consume: impl FnMut(usize, T) -> bool,
 ) -> Outcome {
@@ -134,24 +124,28 @@ pub fn run<T: Send>(
         for _ in 0..threads {
             let tx = tx.clone();
             let (next, stop, wanted, moved, work) = (&next, &stop, &wanted, &moved, &work);
-            scope.spawn(move || {
-                below_live_work();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= tasks.len() || stop.load(Ordering::Relaxed) {
-                        return;
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= tasks.len() || stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                {
+                    let mut w = wanted.lock().unwrap_or_else(|e| e.into_inner());
+                    while i >= w.wanted + window && !w.stop {
+                        w.sleepers += 1;
+                        w = moved.wait(w).unwrap_or_else(|e| e.into_inner());
+                        w.sleepers -= 1;
                     }
-                    {
-                        let mut w = wanted.lock().unwrap_or_else(|e| e.into_inner());
-                        while i >= w.wanted + window && !w.stop {
-                            w.sleepers += 1;
-                            w = moved.wait(w).unwrap_or_else(|e| e.into_inner());
-                            w.sleepers -= 1;
-                        }
-                    }
-                    if stop.load(Ordering::Relaxed) || tx.send((i, work(&tasks[i]))).is_err() {
-                        return;
-                    }
+                }
+                let task = &tasks[i];
+                let permit = (!task.request).then(|| workers.acquire());
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let result = work(task);
+                drop(permit);
+                if tx.send((i, result)).is_err() {
+                    return;
                 }
             });
         }
@@ -221,6 +215,7 @@ mod tests {
         let outcome = run(
             &t,
             far,
+            &SearchWorkers::new(0),
             |task| {
                 // Uneven work, so workers finish out of order.
                 let spin = (task.block * 7919) % 2000;
@@ -250,6 +245,7 @@ mod tests {
             run(
                 &t,
                 far,
+                &SearchWorkers::new(0),
                 |t| t.block,
                 |_, _| {
                     n += 1;
@@ -263,6 +259,7 @@ mod tests {
         let outcome = run(
             &t,
             past,
+            &SearchWorkers::new(0),
             |t| {
                 std::thread::sleep(std::time::Duration::from_millis(1));
                 t.block
@@ -270,6 +267,42 @@ mod tests {
             |_, _| true,
         );
         assert_eq!(outcome, Outcome::Deadline);
+    }
+
+    #[test]
+    fn searches_side_by_side_share_the_permits() {
+        let t = tasks(300);
+        let workers = SearchWorkers::new(1);
+        let at_once = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        let far = Instant::now() + std::time::Duration::from_secs(60);
+        let work = |task: &Task| {
+            let now = at_once.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            std::thread::yield_now();
+            at_once.fetch_sub(1, Ordering::SeqCst);
+            task.block
+        };
+        let outcomes: Vec<(Outcome, usize)> = std::thread::scope(|s| {
+            let searches: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut n = 0;
+                        let outcome = run(&t, far, &workers, work, |i, b| {
+                            n += usize::from(i == b);
+                            true
+                        });
+                        (outcome, n)
+                    })
+                })
+                .collect();
+            searches
+                .into_iter()
+                .map(|h| h.join().expect("search"))
+                .collect()
+        });
+        assert!(outcomes.iter().all(|o| *o == (Outcome::Done, 300)));
+        assert_eq!(most.load(Ordering::SeqCst), 1, "one block at a time");
     }
 
     #[test]
@@ -285,6 +318,7 @@ mod tests {
         let outcome = run(
             &t,
             far,
+            &SearchWorkers::new(0),
             |task| {
                 // A request's wait: the others run meanwhile.
                 let now = at_once.fetch_add(1, Ordering::SeqCst) + 1;

@@ -2,6 +2,7 @@
 //! produces ([`Mode`]), where a page ends ([`Cursor`]), and where its
 //! events go ([`SearchSink`]).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cblogs_core::api::{SearchEvent, SearchSummary};
@@ -9,6 +10,7 @@ use cblogs_core::pattern::Pattern;
 
 use super::plan::Need;
 use super::prefilter::Prefilter;
+use super::workers::SearchWorkers;
 use crate::index::{PartitionError, TermNeed, TimeRange};
 use crate::read::LineFilter;
 
@@ -43,6 +45,8 @@ pub struct SearchRequest {
     pub deadline: Instant,
     /// The configured time limit, to name it when it is reached.
     pub time_limit: Duration,
+    /// The cores every search shares (`search.workers`).
+    pub workers: Arc<SearchWorkers>,
 }
 
 impl SearchRequest {

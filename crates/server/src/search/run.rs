@@ -63,6 +63,7 @@ fn counts(
     let outcome = pipeline::run(
         &tasks,
         req.deadline,
+        &req.workers,
         |task| {
             if list && found[task.source].load(Ordering::Relaxed) {
                 return Ok(None);

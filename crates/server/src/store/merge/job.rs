@@ -93,7 +93,7 @@ impl MergeJob {
     /// Runs the merge into `out`; whatever it leaves on failure is deleted
     /// (best effort: the sweep of abandoned splits is the backstop).
     pub fn run(self, out: Arc<Partition>) -> Result<Merged, MergeFailure> {
-        lower_priority(self.nice);
+        crate::priority::lower_this_thread(self.nice);
         let started = Instant::now();
         let downloads = self.root.join(format!("{}.inputs", out.id));
         let result = self.merge(&out, &downloads);
@@ -222,16 +222,5 @@ pub fn delete_output(bucket: &Bucket, metastore: &Metastore, id: &str) {
     });
     if let Err(e) = forgotten {
         tracing::warn!(split = %id, error = %e, "cannot delete a merge's output; the sweep of abandoned splits will");
-    }
-}
-
-/// Lowers the calling thread's priority to `nice`: merges compete with
-/// ingest and live tails for the same cores, and those come first.
-fn lower_priority(nice: i32) {
-    // SAFETY: setpriority with PRIO_PROCESS and who = 0 changes only the
-    // calling thread on Linux; it has no memory effects. A failure (not
-    // permitted) leaves the priority as it was, which is harmless.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, nice);
     }
 }
