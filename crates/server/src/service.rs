@@ -134,7 +134,7 @@ impl Service {
         let object_store = bucket.location().to_owned();
         let local_store = bucket.is_local();
         let metastore = Arc::new(open_metastore(&bucket)?);
-        let published_ends = metastore.state().sources;
+        let published_ends = metastore.sources();
         // A retired split's objects outlive the longest search that could
         // be reading them.
         let retired_grace = config.search.max_query_time() + RETIRED_MARGIN;

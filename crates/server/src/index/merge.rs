@@ -30,12 +30,13 @@ use crate::block::LineBlock;
 /// Compressed bytes written between two commits of the output.
 const COMMIT_EVERY: u64 = 64 << 20;
 
-/// One split a merge reads: its blocks (from its index), its sources, and
-/// its `blocks.dat` as a file on this disk (read in place on the local
-/// store, downloaded first from a remote one).
+/// One split a merge reads: its blocks (from its index) and its
+/// `blocks.dat` as a file on this disk (read in place on the local store,
+/// downloaded first from a remote one). The sources of all the inputs are
+/// one map, given beside them: on a quiet cluster every input names the
+/// same 10,000 sources.
 pub struct MergeInput {
     pub refs: Vec<BlockRef>,
-    pub sources: HashMap<u64, Source>,
     pub blocks: File,
     /// Where `blocks` is, for errors.
     pub path: PathBuf,
@@ -77,6 +78,7 @@ pub enum MergeError {
 pub fn merge_into(
     out: &Arc<Partition>,
     inputs: &[MergeInput],
+    input_sources: &HashMap<u64, Source>,
     opts: MergeOptions,
     stop: &AtomicBool,
 ) -> Result<MergeCounts, MergeError> {
@@ -99,10 +101,7 @@ pub fn merge_into(
         let source = match sources.get(&source_id) {
             Some(s) => s.clone(),
             None => {
-                let found = inputs
-                    .iter()
-                    .find_map(|i| i.sources.get(&source_id))
-                    .ok_or_else(|| {
+                let found = input_sources.get(&source_id).ok_or_else(|| {
                         out.io_error(std::io::Error::new(
                             std::io::ErrorKind::InvalidData,
                             format!("source {source_id:016x} has blocks but no sources.json entry in any input"),
@@ -212,10 +211,16 @@ mod tests {
         let searcher = part.searcher();
         MergeInput {
             refs: part.blocks(&searcher, None, None).expect("refs"),
-            sources: part.load_sources().expect("sources"),
             blocks: File::open(part.dir().join("blocks.dat")).expect("blocks.dat"),
             path: part.dir().join("blocks.dat"),
         }
+    }
+
+    fn sources_of(parts: &[&Partition]) -> HashMap<u64, Source> {
+        parts
+            .iter()
+            .flat_map(|p| p.load_sources().expect("sources"))
+            .collect()
     }
 
     /// Every line of source `instance` in `part`, in stream order, and the
@@ -257,8 +262,15 @@ mod tests {
             zstd_level: 9,
             writer_bytes: 20_000_000,
         };
-        let counts = merge_into(&out, &[input(&a), input(&b)], opts, &AtomicBool::new(false))
-            .expect("merge");
+        let both = sources_of(&[&a, &b]);
+        let counts = merge_into(
+            &out,
+            &[input(&a), input(&b)],
+            &both,
+            opts,
+            &AtomicBool::new(false),
+        )
+        .expect("merge");
         assert_eq!(counts.blocks_in, 7);
         assert_eq!(counts.lines, 10 + 7);
         let out = Partition::open(out.dir(), out.id.clone(), 0, Access::ReadOnly).expect("open");
@@ -285,6 +297,7 @@ mod tests {
         let counts = merge_into(
             &small,
             &[input(&a), input(&b)],
+            &both,
             opts,
             &AtomicBool::new(false),
         )
@@ -305,8 +318,14 @@ mod tests {
             zstd_level: 3,
             writer_bytes: 20_000_000,
         };
-        let err =
-            merge_into(&out, &[input(&a)], opts, &AtomicBool::new(true)).expect_err("stopped");
+        let err = merge_into(
+            &out,
+            &[input(&a)],
+            &sources_of(&[&a]),
+            opts,
+            &AtomicBool::new(true),
+        )
+        .expect_err("stopped");
         assert!(matches!(err, MergeError::Stopped), "{err}");
     }
 }

@@ -1,6 +1,8 @@
 //! [`Metastore`]: the version log in the object store (see the module's
 //! doc), and the state it adds up to.
 
+use std::collections::BTreeMap;
+use std::io::{BufReader, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -8,7 +10,7 @@ use cblogs_core::time::{format_rfc3339, now_ns};
 use serde::{Deserialize, Serialize};
 
 use super::keys::{self, CHECKPOINTS, VERSIONS};
-use super::state::{Change, MetastoreState, SplitState};
+use super::state::{Change, MetastoreState, SourceRecord, SplitState};
 use crate::bucket::{Bucket, BucketError};
 
 /// How many versions between two checkpoints.
@@ -86,7 +88,11 @@ impl Metastore {
             .find_map(|k| keys::parse(CHECKPOINTS, k).map(|v| (v, k)));
         let mut state = match newest {
             Some((_, key)) => match bucket.get(key)? {
-                Some(bytes) => decode(&bucket, key, &bytes)?,
+                Some(bytes) => {
+                    let mut state: MetastoreState = decode(&bucket, key, &bytes)?;
+                    state.share_all_sources();
+                    state
+                }
                 None => MetastoreState::default(),
             },
             None => MetastoreState::default(),
@@ -109,8 +115,20 @@ impl Metastore {
     }
 
     /// A copy of the state as this process knows it.
+    #[cfg(test)]
     pub fn state(&self) -> MetastoreState {
         self.lock().clone()
+    }
+
+    /// Every source's record, by id.
+    pub fn sources(&self) -> BTreeMap<u64, SourceRecord> {
+        self.lock().sources.clone()
+    }
+
+    /// Every split's state, by id (the entries share their sources with
+    /// the state's: a copy costs the lists, not the sources).
+    pub fn splits(&self) -> BTreeMap<String, SplitState> {
+        self.lock().splits.clone()
     }
 
     /// Split `id`'s state as this process knows it.
@@ -200,7 +218,7 @@ impl Metastore {
     /// just before this one still finds the versions after it.
     fn checkpoint(&self, state: &MetastoreState) -> Result<(), MetastoreError> {
         let key = keys::checkpoint(state.version);
-        let body = encode(&self.bucket, &key, state)?;
+        let body = encode_compressed(&self.bucket, &key, state)?;
         self.bucket.create(&key, body)?;
         let previous = self
             .bucket
@@ -272,14 +290,49 @@ fn encode<T: Serialize>(bucket: &Bucket, key: &str, value: &T) -> Result<Bytes, 
         })
 }
 
+/// The first bytes of a zstd frame.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// A checkpoint's level of zstd: fast, and JSON that repeats each source
+/// in every split that holds it compresses well even so.
+const CHECKPOINT_ZSTD_LEVEL: i32 = 1;
+
+/// `value` as zstd-compressed JSON, compressed as it is written: a quiet
+/// cluster's whole state is hundreds of MB of JSON, which is never held
+/// whole in memory.
+fn encode_compressed<T: Serialize>(
+    bucket: &Bucket,
+    key: &str,
+    value: &T,
+) -> Result<Bytes, MetastoreError> {
+    let failed = |source| MetastoreError::Decode {
+        location: bucket.location().to_owned(),
+        key: key.to_owned(),
+        source,
+    };
+    let io = |e: std::io::Error| failed(serde_json::Error::io(e));
+    let mut out = zstd::Encoder::new(Vec::new(), CHECKPOINT_ZSTD_LEVEL).map_err(io)?;
+    serde_json::to_writer(&mut out, value).map_err(failed)?;
+    out.flush().map_err(io)?;
+    out.finish().map(Bytes::from).map_err(io)
+}
+
+/// Reads JSON, or zstd-compressed JSON ([`encode_compressed`]; a
+/// checkpoint), read as it is decompressed.
 fn decode<T: for<'de> Deserialize<'de>>(
     bucket: &Bucket,
     key: &str,
     bytes: &[u8],
 ) -> Result<T, MetastoreError> {
-    serde_json::from_slice(bytes).map_err(|source| MetastoreError::Decode {
+    let failed = |source| MetastoreError::Decode {
         location: bucket.location().to_owned(),
         key: key.to_owned(),
         source,
-    })
+    };
+    if !bytes.starts_with(&ZSTD_MAGIC) {
+        return serde_json::from_slice(bytes).map_err(failed);
+    }
+    let reader = zstd::Decoder::with_buffer(BufReader::new(bytes))
+        .map_err(|e| failed(serde_json::Error::io(e)))?;
+    serde_json::from_reader(BufReader::new(reader)).map_err(failed)
 }

@@ -318,3 +318,81 @@ fn forgetting_a_published_split_is_refused() {
     assert!(matches!(err, MetastoreError::Conflict { .. }), "{err}");
     assert_eq!(state_of(&m, "s1-10"), "published");
 }
+
+/// Source `instance` published in split `id` (its entry lists it).
+fn published_with_entry(id: &str, instance: u32, end: u64) -> Change {
+    Change::Publish {
+        split: crate::metastore::SplitEntry {
+            id: id.to_owned(),
+            window_ns: 0,
+            t_min: 0,
+            t_max: 0,
+            blocks: 1,
+            files: vec![("blocks.dat".into(), 10)],
+            bundled: false,
+            sources: vec![crate::metastore::SplitSource {
+                source: Arc::new(source(instance)),
+                off_start: 0,
+                off_end: end,
+                lines: 1,
+                bytes: end,
+                t_max: 0,
+            }],
+            level: 0,
+        },
+        sources: vec![SourceAdvance {
+            source: source(instance),
+            published_end: end,
+            gaps: Vec::new(),
+        }],
+    }
+}
+
+/// Whether every split's sources are the very ones of the source records.
+fn sources_shared(m: &Metastore) -> bool {
+    let state = m.state();
+    state.splits.values().all(|s| match s {
+        SplitState::Published { entry } => entry
+            .sources
+            .iter()
+            .all(|s| Arc::ptr_eq(&s.source, &state.sources[&s.source.id()].source)),
+        _ => true,
+    })
+}
+
+#[test]
+fn splits_share_their_sources_and_checkpoints_are_compressed_but_old_ones_read() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let b = bucket(&dir);
+    let m = Metastore::open(b.clone()).expect("open");
+    for v in 1..=CHECKPOINT_EVERY + 3 {
+        m.commit(vec![published_with_entry(
+            &format!("s{v}"),
+            (v % 3) as u32,
+            v,
+        )])
+        .expect("commit");
+    }
+    assert!(sources_shared(&m), "as committed");
+    let key = keys::checkpoint(CHECKPOINT_EVERY);
+    let body = b.get(&key).expect("get").expect("checkpoint written");
+    assert!(
+        body.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]),
+        "a checkpoint is zstd"
+    );
+    let again = Metastore::open(b.clone()).expect("reopen");
+    assert_eq!(again.state(), m.state());
+    assert!(sources_shared(&again), "read from a checkpoint");
+
+    // A checkpoint as plain JSON, as cblogsd wrote before, is read too.
+    let plain = tempfile::tempdir().expect("temp dir");
+    let pb = bucket(&plain);
+    let state = m.state();
+    let json = serde_json::to_vec(&state).expect("json");
+    assert!(pb
+        .create(&keys::checkpoint(state.version), Bytes::from(json))
+        .expect("put"));
+    let old = Metastore::open(pb).expect("open a plain checkpoint");
+    assert_eq!(old.state(), state);
+    assert!(sources_shared(&old));
+}

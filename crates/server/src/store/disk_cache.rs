@@ -750,7 +750,7 @@ impl CachedSplit {
         self.entry
             .sources
             .iter()
-            .map(|s| (s.source.id(), s.source.clone()))
+            .map(|s| (s.source.id(), Source::clone(&s.source)))
             .collect()
     }
 

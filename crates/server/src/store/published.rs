@@ -6,6 +6,7 @@
 //! store it is opened in place (`splits/`).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::bucket::Bucket;
 use crate::index::{Partition, PartitionError};
@@ -83,7 +84,7 @@ fn entry_of(
         .iter()
         .filter_map(|(id, t)| {
             sources.get(id).map(|s| SplitSource {
-                source: s.clone(),
+                source: Arc::new(s.clone()),
                 off_start: t.off_start,
                 off_end: t.off_end,
                 lines: t.lines,

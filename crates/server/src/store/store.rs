@@ -106,9 +106,7 @@ impl Store {
             if !r.gaps.is_empty() {
                 inner.gaps.insert(id, r.gaps);
             }
-            inner
-                .published
-                .insert(id, (Arc::new(r.source), r.published_end));
+            inner.published.insert(id, (r.source, r.published_end));
         }
         for (split, published) in partitions {
             let (searcher, blocks, totals, sources) = match &split {

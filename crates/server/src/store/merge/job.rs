@@ -13,6 +13,7 @@
 //!    and after it the output is; a commit refused because an input was
 //!    retired meanwhile (retention) deletes the output.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use cblogs_core::time::now_ns;
+use cblogs_core::Source;
 
 use crate::bucket::Bucket;
 use crate::index::{merge_into, MergeCounts, MergeError, MergeInput, MergeOptions, Partition};
@@ -127,11 +129,12 @@ impl MergeJob {
             at_ns: now_ns(),
         }])?;
         let mut inputs = Vec::with_capacity(self.inputs.len());
+        let mut sources = HashMap::new();
         for (id, handle) in &self.inputs {
-            inputs.push(self.open_input(id, handle, downloads)?);
+            inputs.push(self.open_input(id, handle, downloads, &mut sources)?);
         }
-        let counts = merge_into(out, &inputs, self.options, &self.stop)?;
-        drop(inputs);
+        let counts = merge_into(out, &inputs, &sources, self.options, &self.stop)?;
+        drop((inputs, sources));
         let mut entry = upload_split(&self.bucket, out)?;
         entry.level = self.level + 1;
         let committed = self.metastore.commit(vec![Change::Merge {
@@ -150,21 +153,25 @@ impl MergeJob {
         }
     }
 
-    /// Input `id`'s block list and sources (from its index, pinned only
-    /// meanwhile) and its `blocks.dat` as a file here: in place on the
-    /// local store, downloaded from a remote one (one object in a few
-    /// big ranged GETs, rather than one per block).
+    /// Input `id`'s block list (from its index, pinned only meanwhile)
+    /// and its `blocks.dat` as a file here: in place on the local store,
+    /// downloaded from a remote one (one object in a few big ranged GETs,
+    /// rather than one per block). Its sources are added to `sources`.
     fn open_input(
         &self,
         id: &str,
         handle: &SplitHandle,
         downloads: &Path,
+        sources: &mut HashMap<u64, Source>,
     ) -> Result<MergeInput, MergeFailure> {
-        let (refs, sources, len) = {
+        let (refs, len) = {
             let pin = handle.pin(None)?;
             let refs = pin.blocks(pin.searcher(), None, None)?;
             let len = refs.iter().map(|b| b.data_pos + b.data_len).max();
-            (refs, pin.load_sources()?, len.unwrap_or(0))
+            for (sid, source) in pin.load_sources()? {
+                sources.entry(sid).or_insert(source);
+            }
+            (refs, len.unwrap_or(0))
         };
         let key = format!("{}blocks.dat", split_key(id));
         let path = match self.bucket.local_path(&key) {
@@ -186,12 +193,7 @@ impl MergeJob {
             dir: path.clone(),
             source,
         })?;
-        Ok(MergeInput {
-            refs,
-            sources,
-            blocks,
-            path,
-        })
+        Ok(MergeInput { refs, blocks, path })
     }
 
     /// Deletes what a failed merge left: its folder here, and its objects

@@ -143,7 +143,7 @@ impl SplitSet {
         let mut shown = Vec::new();
         let mut retired = Vec::new();
         let mut in_bucket = HashMap::new();
-        let splits = metastore.state().splits;
+        let splits = metastore.splits();
         let published = |id: &str| matches!(splits.get(id), Some(SplitState::Published { .. }));
         let cache = Arc::new(DiskCache::open(
             &cache_root,
@@ -152,20 +152,20 @@ impl SplitSet {
             !bucket.is_local(),
             &published,
         )?);
-        for (id, state) in splits.clone() {
+        for (id, state) in &splits {
             // Ids name folders here: one cblogsd did not make (a damaged
             // or foreign metastore) is not followed.
-            if split_window(&id).is_none() {
+            if split_window(id).is_none() {
                 tracing::error!(split = %id, "the metastore lists a split whose id is not one cblogsd makes; it is left alone");
                 continue;
             }
             match state {
                 SplitState::Published { entry } => {
-                    in_bucket.insert(entry.id.clone(), PublishedSplit::of(&entry));
-                    shown.push((open_published(&bucket, &cache, &entry)?, true));
+                    in_bucket.insert(entry.id.clone(), PublishedSplit::of(entry));
+                    shown.push((open_published(&bucket, &cache, entry)?, true));
                 }
                 SplitState::Retired { .. } => retired.push(Retired {
-                    id,
+                    id: id.clone(),
                     at: Instant::now() + retired_grace,
                     held: None,
                 }),
