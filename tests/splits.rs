@@ -509,3 +509,65 @@ fn blocks_and_splits_are_sealed_by_line_time_as_well() {
         ["zero", "thirty", "seventy", "one-thirty", "two hundred"]
     );
 }
+
+/// `explain=blocks`: a search names each stored block it read, by split
+/// and place in the split's `blocks.dat`, and the summary counts their
+/// compressed bytes (what the bench decompresses again for a search's
+/// floor). Each named block decompresses, and together they hold every
+/// match.
+#[test]
+fn a_search_explains_where_the_blocks_it_read_are() {
+    let (dir, server) = Server::in_temp_dir(Some(HELD));
+    // Four sources: four blocks at least.
+    let batches = (0..4)
+        .map(|instance| file(instance).batch(&lines("explain", 100)))
+        .collect();
+    server.post_ok(&request(batches));
+    server.flush();
+    let path = format!(
+        "{}/api/v1/search?pattern=explain%20%5Cd%2B0%20&limit=0&explain=blocks",
+        server.url
+    );
+    let text = reqwest::blocking::get(&path)
+        .and_then(|r| r.text())
+        .expect("search");
+    let summary: Value = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["type"] == "summary")
+        .unwrap_or_else(|| panic!("a summary in {text}"));
+    let matched = summary["matched"].as_u64().expect("matched");
+    assert_eq!(matched, 40, "lines 0000, 0010, ... 0090 of each: {summary}");
+    let read = summary["read_blocks"].as_array().expect("read_blocks");
+    let blocks_read = summary["blocks_read"].as_u64().expect("blocks_read");
+    assert!(
+        blocks_read >= 4,
+        "a block of each source at least: {summary}"
+    );
+    assert_eq!(read.len() as u64, blocks_read, "every block read is stored");
+    let (mut bytes, mut found) = (0, 0);
+    for b in read {
+        let (split, pos, len) = (
+            b["split"].as_str().expect("split"),
+            b["pos"].as_u64().expect("pos"),
+            b["len"].as_u64().expect("len"),
+        );
+        let data = std::fs::read(
+            dir.path()
+                .join("data/bucket/splits")
+                .join(split)
+                .join("blocks.dat"),
+        )
+        .expect("the split's blocks.dat");
+        let block = &data[pos as usize..(pos + len) as usize];
+        let decoded = zstd::decode_all(block).expect("a zstd frame");
+        let text = String::from_utf8_lossy(&decoded);
+        found += (0..100)
+            .filter(|i| i % 10 == 0)
+            .filter(|i| text.contains(&format!("explain {i:04} ")))
+            .count();
+        bytes += len;
+    }
+    assert_eq!(found, 40, "the blocks read hold every match");
+    assert_eq!(summary["read_bytes"].as_u64(), Some(bytes), "{summary}");
+}

@@ -86,7 +86,7 @@ pub fn ingest_figures(a: &Plan, corpus: &Corpus, work: &Path) -> Result<Vec<Figu
             let _ = std::fs::remove_dir_all(old_dir);
         }
     }
-    let (server, _) = last.context("no ingest run")?;
+    let (server, data_dir) = last.context("no ingest run")?;
     let zstd_ratio = zstd_bytes as f64 / raw;
     let mut figures = vec![
         Figure::new(
@@ -142,7 +142,7 @@ pub fn ingest_figures(a: &Plan, corpus: &Corpus, work: &Path) -> Result<Vec<Figu
         .note(format!("median of {tail_runs}")),
     );
     figures.push(alerts_figure(a, corpus, &bodies, work, &mb_s)?);
-    figures.extend(search_figures(a, corpus, &server.url)?);
+    figures.extend(search_figures(a, corpus, &server.url, &data_dir)?);
     Ok(figures)
 }
 
@@ -180,12 +180,37 @@ fn alerts_figure(
     .ratio_goal(Goal::AtLeast(0.9)))
 }
 
-fn search_figures(a: &Plan, corpus: &Corpus, url: &str) -> Result<Vec<Figure>> {
+fn search_figures(a: &Plan, corpus: &Corpus, url: &str, data_dir: &Path) -> Result<Vec<Figure>> {
     let have_rg = search::have_rg();
     let mut figures = Vec::new();
     for case in &search::CASES {
         let (times, matches) = search::cblogs(url, case, a.runs)?;
-        let inside = search::server_summary(url, case)?;
+        let inside = search::server_summary(url, case, case.max_floor_ratio.is_some())?;
+        if let Some(goal) = case.max_floor_ratio {
+            let (floor, decoded) = search::decompression_floor(data_dir, &inside, a.runs)?;
+            figures.push(
+                Figure::new(
+                    &format!("{}.floor", case.id),
+                    &format!(
+                        "{} (`cblogs grep`), against decompressing the blocks it read",
+                        case.what
+                    ),
+                    "s",
+                    times.clone(),
+                )
+                .baseline(
+                    &format!(
+                        "zstd decompression of exactly those {} blocks on every core, from memory: {:.1} MB to {:.1} MB",
+                        inside.read_blocks.len(),
+                        inside.read_bytes as f64 / MB,
+                        decoded as f64 / MB
+                    ),
+                    floor,
+                )
+                .ratio_goal(Goal::AtMost(goal))
+                .note(format!("{} ms inside cblogsd", inside.took_ms)),
+            );
+        }
         let mut f = Figure::new(
             case.id,
             &format!("{} (`cblogs grep`)", case.what),

@@ -354,7 +354,25 @@ pub struct SearchSummary {
     /// them the index could not rule out and were read.
     pub blocks_total: u64,
     pub blocks_read: u64,
+    /// Compressed bytes of the stored blocks read (blocks still in memory
+    /// are not compressed, and not counted).
+    #[serde(default)]
+    pub read_bytes: u64,
+    /// With `explain=blocks`: where each stored block read is, in the
+    /// order they were read (what a benchmark decompresses again to
+    /// measure the floor of a search).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_blocks: Vec<BlockAt>,
     pub took_ms: u64,
+}
+
+/// Where a stored block is: its split, and its bytes in the split's
+/// `blocks.dat`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockAt {
+    pub split: String,
+    pub pos: u64,
+    pub len: u64,
 }
 
 /// Matching lines per time bucket, per stream (and per job with `by=job`).

@@ -57,6 +57,7 @@ fn request(deadline: Instant) -> SearchRequest {
         deadline,
         time_limit: Duration::from_secs(30),
         workers: Arc::new(SearchWorkers::new(0)),
+        explain: false,
     }
 }
 

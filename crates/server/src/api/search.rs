@@ -44,6 +44,7 @@ pub(super) struct Params {
     mode: Mode,
     pub(super) buckets: usize,
     pub(super) by_job: bool,
+    explain: bool,
 }
 
 /// Parses a search (or histogram) query string as the endpoint would,
@@ -69,6 +70,7 @@ pub(super) fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiE
         mode: Mode::Lines,
         buckets: api::DEFAULT_HISTOGRAM_BUCKETS,
         by_job: false,
+        explain: false,
     };
     let (mut fixed, mut ignore_case, mut word) = (false, false, false);
     for (k, v) in query_pairs(raw) {
@@ -108,6 +110,13 @@ pub(super) fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiE
                     _ => return Err(bad("expected lines, count or list")),
                 }
             }
+            "explain" if !histogram => {
+                p.explain = match v.as_str() {
+                    "blocks" => true,
+                    "" => false,
+                    _ => return Err(bad("expected blocks")),
+                }
+            }
             "buckets" if histogram => {
                 p.buckets = count(&v)?;
                 if !(1..=api::MAX_HISTOGRAM_BUCKETS).contains(&p.buckets) {
@@ -127,7 +136,7 @@ pub(super) fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiE
             other => {
                 return Err(ApiError::bad(format!(
                     "unknown parameter '{other}' (expected pattern, fixed, ignore_case, word, invert, job, instance, stream, process, host, since_ns, until_ns{})",
-                    if histogram { ", buckets, by" } else { ", limit, before, after, mode, cursor" }
+                    if histogram { ", buckets, by" } else { ", limit, before, after, mode, cursor, explain" }
                 )))
             }
         }
@@ -210,6 +219,7 @@ pub(super) fn request(
         deadline: Instant::now() + time_limit,
         time_limit,
         workers: app.search_workers.clone(),
+        explain: p.explain,
     };
     Ok((req, p))
 }

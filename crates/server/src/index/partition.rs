@@ -88,6 +88,14 @@ impl SplitBlocks {
         self.file.local()
     }
 
+    /// The split's id (its folder's name).
+    pub fn split_id(&self) -> &str {
+        self.dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+    }
+
     /// Its blocks are in a remote store: each read is a request, worth
     /// making several at once.
     pub fn is_remote(&self) -> bool {

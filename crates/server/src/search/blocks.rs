@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use cblogs_core::api::{BlockAt, SearchSummary};
 use cblogs_core::Source;
 
 use crate::block::LineBlock;
@@ -41,6 +42,22 @@ impl BlockData {
                 caches,
             } => caches.block(blocks, block),
             BlockData::Memory(lines) => Ok(lines.clone()),
+        }
+    }
+}
+
+/// Counts block `block` as read in `summary`: its compressed bytes, and
+/// with `explain`, where it is.
+pub fn note_read(summary: &mut SearchSummary, block: &SourceBlock, explain: bool) {
+    summary.blocks_read += 1;
+    if let BlockData::Stored { blocks, block, .. } = &block.data {
+        summary.read_bytes += block.data_len;
+        if explain {
+            summary.read_blocks.push(BlockAt {
+                split: blocks.split_id().to_owned(),
+                pos: block.data_pos,
+                len: block.data_len,
+            });
         }
     }
 }

@@ -19,7 +19,7 @@ use std::collections::BinaryHeap;
 
 use cblogs_core::api::{SearchEvent, SearchSummary};
 
-use super::blocks::SourceBlocks;
+use super::blocks::{note_read, SourceBlocks};
 use super::pipeline::{self, Outcome};
 use super::request::{storage_failed, Cursor, SearchRequest, SearchSink};
 use super::scan::{self, Hit};
@@ -192,7 +192,12 @@ pub fn lines(
         &req.workers,
         |task| scan::hits(&sources[task.source], task.block, req),
         |i, hits| {
-            summary.blocks_read += 1;
+            let task = &tasks[i];
+            note_read(
+                summary,
+                &sources[task.source].blocks[task.block],
+                req.explain,
+            );
             match hits {
                 Ok(hits) => m.push(tasks[i].source, tasks[i].t_min, hits),
                 Err(e) => {

@@ -47,6 +47,8 @@ pub struct SearchRequest {
     pub time_limit: Duration,
     /// The cores every search shares (`search.workers`).
     pub workers: Arc<SearchWorkers>,
+    /// `explain=blocks`: the summary lists every stored block read.
+    pub explain: bool,
 }
 
 impl SearchRequest {

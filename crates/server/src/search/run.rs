@@ -7,7 +7,7 @@ use std::time::Instant;
 use cblogs_core::api::{MatchSource, SearchEvent, SearchSummary, SourceCount};
 use cblogs_core::Source;
 
-use super::blocks::{gather, SourceBlocks};
+use super::blocks::{gather, note_read, SourceBlocks};
 use super::request::{storage_failed, Mode, SearchRequest, SearchSink};
 use super::{merge, pipeline, scan};
 use crate::store::ReadSnapshot;
@@ -80,7 +80,11 @@ fn counts(
                     return false;
                 }
             };
-            summary.blocks_read += 1;
+            note_read(
+                summary,
+                &sources[source].blocks[tasks[i].block],
+                req.explain,
+            );
             let had = per_source[source];
             per_source[source] += count;
             summary.matched += count;
