@@ -15,32 +15,16 @@ fn source(instance: u32) -> Source {
     Source::example("www-data/prod/hello", instance, "hello", Stream::Stdout)
 }
 
-/// Source `instance`'s end moves to `end` (staged: the change that
-/// carries no split entry).
+/// Source `instance`'s end moves to `end`: split `s<instance>-<end>`
+/// staged, then published.
 fn published(instance: u32, end: u64) -> Vec<Change> {
+    let id = format!("s{instance}-{end}");
     vec![
         Change::Staged {
-            split: format!("s{instance}-{end}"),
+            split: id.clone(),
             at_ns: 0,
         },
-        Change::Publish {
-            split: crate::metastore::SplitEntry {
-                id: format!("s{instance}-{end}"),
-                window_ns: 0,
-                t_min: 0,
-                t_max: 0,
-                blocks: 1,
-                files: vec![("blocks.dat".into(), 10)],
-                bundled: false,
-                sources: Vec::new(),
-                level: 0,
-            },
-            sources: vec![SourceAdvance {
-                source: source(instance),
-                published_end: end,
-                gaps: Vec::new(),
-            }],
-        },
+        published_with_entry(&id, instance, end),
     ]
 }
 
