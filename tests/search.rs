@@ -1684,6 +1684,33 @@ fn bad_input() {
     let last: Value = serde_json::from_str(body.lines().last().expect("events")).expect("JSON");
     assert_eq!(last["type"], "summary", "{body}");
     assert_eq!(last["matched"], 1, "{body}");
+    // Its match carries the ranges to highlight, unless asked not to (as
+    // `cblogs grep` does when it paints nothing); the line is the same.
+    let line_of = |body: &str| -> Value {
+        body.lines()
+            .map(|l| serde_json::from_str::<Value>(l).expect("JSON"))
+            .find(|v| v["type"] == "line")
+            .unwrap_or_else(|| panic!("no line event: {body}"))
+    };
+    let shown = line_of(&body);
+    assert_ne!(shown["matches"], serde_json::json!([]), "{body}");
+    let (status, plain) = http_get(
+        &server,
+        "/api/v1/search",
+        &[("pattern", "ERROR"), ("highlight", "false")],
+    );
+    assert_eq!(status, 200, "{plain}");
+    let plain = line_of(&plain);
+    assert_eq!(plain["matches"], serde_json::json!([]), "{plain}");
+    assert_eq!(plain["text"], shown["text"]);
+    assert_eq!(plain["offset"], shown["offset"]);
+    let (status, body) = http_get(
+        &server,
+        "/api/v1/search",
+        &[("pattern", "ERROR"), ("highlight", "maybe")],
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(error_of(&body).contains("highlight"), "{body}");
 
     // A pattern too big for search.regex_size_limit.
     let (_small, server) = Server::in_temp_dir(Some("[search]\nregex_size_limit = 10000\n"));

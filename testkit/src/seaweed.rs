@@ -10,7 +10,6 @@ use std::process::{Command, Stdio};
 use crate::daemon::Daemon;
 use crate::server_api::http_client;
 use crate::tools::{find_program, require_tool};
-use crate::wait::wait_until;
 
 /// The bucket every test's store is in; tests keep apart by prefix.
 pub const BUCKET: &str = "cblogs";
@@ -115,15 +114,26 @@ impl Seaweed {
                 .stdout(Stdio::null()),
         );
         let client = http_client(Some(std::time::Duration::from_secs(2)));
-        wait_until(
-            "SeaweedFS's S3 gateway to answer",
-            std::time::Duration::from_secs(90),
-            || {
-                // Any answer: with identities an anonymous one is 403.
-                let ok = client.get(format!("{}/", self.endpoint)).send().is_ok();
-                ok.then_some(())
-            },
-        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        loop {
+            // A server that died (a port taken since it last ran) is
+            // said at once, with its log, rather than waited for.
+            self.daemon.assert_running();
+            // Any answer: with identities an anonymous one is 403.
+            if client.get(format!("{}/", self.endpoint)).send().is_ok() {
+                return;
+            }
+            if std::time::Instant::now() > deadline {
+                let log = self.log_text();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+                panic!(
+                    "timed out after 90s waiting for SeaweedFS's S3 gateway to answer on {}; the end of its log:\n{tail}",
+                    self.endpoint
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
 
     /// From now on only the key [`Seaweed::config`] names may act: a

@@ -11,6 +11,7 @@ use std::io::{IsTerminal, Write};
 use cblogs_core::api::{
     MatchSource, SearchEvent, SearchLine, SearchSummary, DEFAULT_SEARCH_LIMIT, SEARCH_PATH,
 };
+use cblogs_core::line_event::decode_search_event;
 use cblogs_core::pattern::PatternOptions;
 use cblogs_core::time::{format_rfc3339, now_ns};
 use cblogs_core::Selector;
@@ -183,7 +184,12 @@ pub async fn grep(client: &Client, args: GrepArgs) -> Result<bool, Failure> {
         summary: None,
         matched: 0,
     };
-    let base = args.params();
+    let mut base = args.params();
+    // Match ranges are only painted: without colour (or JSON, which
+    // shows them) the server need not find them.
+    if !color && args.output != Output::Json {
+        base.push(("highlight", "false".into()));
+    }
     let mut cursor: Option<String> = None;
     loop {
         let mut params = base.clone();
@@ -207,7 +213,7 @@ pub async fn grep(client: &Client, args: GrepArgs) -> Result<bool, Failure> {
             while let Some(nl) = memchr_newline(&pending[start..]) {
                 let line = &pending[start..start + nl];
                 start += nl + 1;
-                let event: SearchEvent = serde_json::from_slice(line)
+                let event = decode_search_event(line)
                     .map_err(|e| Failure::protocol(format!("bad search event: {e}")))?;
                 printer.event(&mut out, event)?;
             }
@@ -234,7 +240,7 @@ pub async fn grep(client: &Client, args: GrepArgs) -> Result<bool, Failure> {
 }
 
 fn memchr_newline(b: &[u8]) -> Option<usize> {
-    b.iter().position(|&c| c == b'\n')
+    memchr::memchr(b'\n', b)
 }
 
 struct Printer<'a> {

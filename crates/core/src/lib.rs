@@ -8,7 +8,9 @@
 //!   uuid, in both the current and the older millisecond-prefixed form.
 //! - [`Source`] and [`Stream`]: one file stream of one process run of one task.
 //! - [`wire`]: the ingest request and acknowledgement bodies.
-//! - [`LineView`] and [`api`]: how the read API shows lines and jobs.
+//! - [`LineView`] and [`api`]: how the read API shows lines and jobs;
+//!   [`line_event`]: a search's `line` events written and read without
+//!   serde's generic paths.
 //! - [`sandbox`]: the names Thermos gives executor, run and log files.
 //! - [`pattern`]: search patterns with ripgrep's semantics (`-F`, `-i`, `-w`).
 //! - [`Selector`]: the job selector users type (`cluster/role/env/name[/instance]`,
@@ -17,6 +19,7 @@
 pub mod api;
 mod job;
 mod line;
+pub mod line_event;
 pub mod pattern;
 pub mod sandbox;
 mod selector;

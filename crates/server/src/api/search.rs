@@ -45,6 +45,7 @@ pub(super) struct Params {
     pub(super) buckets: usize,
     pub(super) by_job: bool,
     explain: bool,
+    highlight: bool,
 }
 
 /// Parses a search (or histogram) query string as the endpoint would,
@@ -71,6 +72,7 @@ pub(super) fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiE
         buckets: api::DEFAULT_HISTOGRAM_BUCKETS,
         by_job: false,
         explain: false,
+        highlight: true,
     };
     let (mut fixed, mut ignore_case, mut word) = (false, false, false);
     for (k, v) in query_pairs(raw) {
@@ -117,6 +119,7 @@ pub(super) fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiE
                     _ => return Err(bad("expected blocks")),
                 }
             }
+            "highlight" if !histogram => p.highlight = flag(&k, &v)?,
             "buckets" if histogram => {
                 p.buckets = count(&v)?;
                 if !(1..=api::MAX_HISTOGRAM_BUCKETS).contains(&p.buckets) {
@@ -136,7 +139,7 @@ pub(super) fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiE
             other => {
                 return Err(ApiError::bad(format!(
                     "unknown parameter '{other}' (expected pattern, fixed, ignore_case, word, invert, job, instance, stream, process, host, since_ns, until_ns{})",
-                    if histogram { ", buckets, by" } else { ", limit, before, after, mode, cursor, explain" }
+                    if histogram { ", buckets, by" } else { ", limit, before, after, mode, cursor, explain, highlight" }
                 )))
             }
         }
@@ -220,6 +223,7 @@ pub(super) fn request(
         time_limit,
         workers: app.search_workers.clone(),
         explain: p.explain,
+        highlight: p.highlight,
     };
     Ok((req, p))
 }

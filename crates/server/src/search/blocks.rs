@@ -3,9 +3,10 @@
 //! each marked whether the index could rule it out ([`gather`]).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use cblogs_core::api::{BlockAt, SearchSummary};
+use cblogs_core::line_event::SourceJson;
 use cblogs_core::Source;
 
 use crate::block::LineBlock;
@@ -77,9 +78,20 @@ pub struct SourceBlock {
 /// A selected source and its blocks in the time range, in offset order.
 pub struct SourceBlocks {
     pub source: Arc<Source>,
+    /// [`Source::id`], which is a hash of a string made each time.
+    pub id: u64,
     pub blocks: Vec<SourceBlock>,
     /// The number (within this list) of each block's first line.
     pub first_line: Vec<u64>,
+    /// Its fields as its lines' events show them, made when the first
+    /// line is: a needle search over thousands of sources needs few.
+    json: OnceLock<SourceJson>,
+}
+
+impl SourceBlocks {
+    pub fn json(&self) -> &SourceJson {
+        self.json.get_or_init(|| SourceJson::new(&self.source))
+    }
 }
 
 /// Splits on a remote store planned at once (their indexes downloaded).
@@ -194,11 +206,13 @@ pub fn gather(
                 .collect();
             Some(SourceBlocks {
                 source,
+                id,
                 blocks,
                 first_line,
+                json: OnceLock::new(),
             })
         })
         .collect();
-    out.sort_by_key(|s| s.source.id());
+    out.sort_by_key(|s| s.id);
     Ok(out)
 }

@@ -16,19 +16,22 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::Arc;
 
 use cblogs_core::api::{SearchEvent, SearchSummary};
 
 use super::blocks::{note_read, SourceBlocks};
 use super::pipeline::{self, Outcome};
 use super::request::{storage_failed, Cursor, SearchRequest, SearchSink};
-use super::scan::{self, Hit};
+use super::scan::{self, BlockHits, Hit};
 
 /// A line waiting to be sent.
 struct Waiting {
     /// (time, source, ordinal, 0 for a match / 1 for context)
     key: (i64, usize, u64, u8),
     hit: Hit,
+    /// The buffer its event is in.
+    events: Arc<Vec<u8>>,
 }
 
 impl PartialEq for Waiting {
@@ -73,12 +76,13 @@ struct Merger<'a> {
 }
 
 impl Merger<'_> {
-    fn push(&mut self, source: usize, t_min: i64, hits: Vec<Hit>) {
-        for hit in hits {
+    fn push(&mut self, source: usize, t_min: i64, found: BlockHits) {
+        for hit in found.hits {
             let t = hit.time_ns.max(t_min).max(self.floor[source]);
             self.floor[source] = t;
             let key = (t, source, hit.ordinal, u8::from(hit.context));
-            self.waiting.push(Reverse(Waiting { key, hit }));
+            let events = found.events.clone();
+            self.waiting.push(Reverse(Waiting { key, hit, events }));
         }
     }
 
@@ -109,7 +113,7 @@ impl Merger<'_> {
         let context_on = self.req.before > 0 || self.req.after > 0;
         let cursor = Cursor {
             time_ns: w.hit.time_ns,
-            source: self.sources[source].source.id(),
+            source: self.sources[source].id,
             offset: w.hit.offset,
         };
         // Shown by an earlier page (its context too).
@@ -149,7 +153,7 @@ impl Merger<'_> {
         }
         self.sent[source] = Some(ordinal);
         self.last = Some((source, ordinal));
-        if !self.sink.send_serialized(&w.hit.event) {
+        if !self.sink.send_serialized(&w.events[w.hit.event]) {
             self.client_gone = true;
             return false;
         }

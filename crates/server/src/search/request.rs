@@ -49,6 +49,10 @@ pub struct SearchRequest {
     pub workers: Arc<SearchWorkers>,
     /// `explain=blocks`: the summary lists every stored block read.
     pub explain: bool,
+    /// Matches carry the byte ranges the pattern matched (`matches`);
+    /// `highlight=false` leaves them empty, for clients that print text
+    /// alone: finding each match's ranges is a second regex search.
+    pub highlight: bool,
 }
 
 impl SearchRequest {
@@ -79,7 +83,7 @@ impl SearchRequest {
 
     pub(super) fn spans(&self, line: &[u8]) -> Vec<[usize; 2]> {
         match &self.pattern {
-            Some(p) if !self.invert => p.spans(line),
+            Some(p) if !self.invert && self.highlight => p.spans(line),
             _ => Vec::new(),
         }
     }

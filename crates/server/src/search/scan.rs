@@ -3,10 +3,10 @@
 //! blocks of the same source when a match sits near an edge.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::Arc;
 
-use cblogs_core::api::{SearchEvent, SearchLine};
-use cblogs_core::LineView;
+use cblogs_core::line_event::write_search_line;
 
 use super::blocks::{SourceBlock, SourceBlocks};
 use super::request::SearchRequest;
@@ -21,9 +21,17 @@ pub struct Hit {
     pub context: bool,
     pub time_ns: i64,
     pub offset: u64,
-    /// Its `line` event, serialized here: on the worker that found it,
-    /// in parallel, rather than on the one thread that merges.
-    pub event: Vec<u8>,
+    /// Its `line` event: these bytes of [`BlockHits::events`].
+    pub event: Range<usize>,
+}
+
+/// What one block gave: its lines to send, their events serialized here
+/// (on the worker that found them, in parallel, rather than on the one
+/// thread that merges) back to back in one buffer.
+#[derive(Default)]
+pub struct BlockHits {
+    pub hits: Vec<Hit>,
+    pub events: Arc<Vec<u8>>,
 }
 
 /// Lines of `block` in the request's time range that it selects.
@@ -59,22 +67,34 @@ pub fn selected(lines: &LineBlock, req: &SearchRequest) -> Vec<usize> {
 }
 
 /// The matches of block `b` of `s`, with their context lines, by ordinal.
-pub fn hits(s: &SourceBlocks, b: usize, req: &SearchRequest) -> Result<Vec<Hit>, PartitionError> {
-    let range = req.range();
+pub fn hits(s: &SourceBlocks, b: usize, req: &SearchRequest) -> Result<BlockHits, PartitionError> {
     let lines = s.blocks[b].data.read()?;
     let base = s.first_line[b];
     let matches = selected(&lines, req);
     if matches.is_empty() {
-        return Ok(Vec::new());
+        return Ok(BlockHits::default());
     }
-    // Every line to send, by ordinal, with the block that holds it.
-    let mut wanted: BTreeMap<u64, (Arc<LineBlock>, usize)> = BTreeMap::new();
+    if req.before == 0 && req.after == 0 {
+        let wanted = matches
+            .iter()
+            .map(|&i| (base + i as u64, (&lines, i, true)));
+        return Ok(serialize(s, req, wanted));
+    }
+    // Every line to send, by ordinal, with the block that holds it and
+    // whether it is known to match (a line of this block that is not in
+    // `matches` does not; one of a neighbouring block is checked).
+    let mut wanted: BTreeMap<u64, (Arc<LineBlock>, usize, Option<bool>)> = BTreeMap::new();
     let n = lines.len();
     for &m in &matches {
         let first = m.saturating_sub(req.before);
         let last = (m + req.after).min(n - 1);
         for i in first..=last {
-            wanted.insert(base + i as u64, (lines.clone(), i));
+            wanted.insert(base + i as u64, (lines.clone(), i, Some(false)));
+        }
+    }
+    for &m in &matches {
+        if let Some(w) = wanted.get_mut(&(base + m as u64)) {
+            w.2 = Some(true);
         }
     }
     if req.before > 0 && matches[0] < req.before {
@@ -90,38 +110,60 @@ pub fn hits(s: &SourceBlocks, b: usize, req: &SearchRequest) -> Result<Vec<Hit>,
             &mut wanted,
         )?;
     }
-    Ok(wanted
-        .into_iter()
-        .filter_map(|(ordinal, (block, i))| {
+    let range = req.range();
+    let wanted = wanted.iter().filter_map(|(&ordinal, (block, i, known))| {
+        let l = block.line(*i);
+        if *known != Some(true) && !range.contains(l.time_ns) {
+            return None;
+        }
+        let is_match = known.unwrap_or_else(|| req.selects(l.bytes));
+        Some((ordinal, (block, *i, is_match)))
+    });
+    Ok(serialize(s, req, wanted))
+}
+
+/// The events of `wanted` lines: (ordinal, (block, index, is a match)).
+fn serialize<'a>(
+    s: &SourceBlocks,
+    req: &SearchRequest,
+    wanted: impl Iterator<Item = (u64, (&'a Arc<LineBlock>, usize, bool))>,
+) -> BlockHits {
+    let json = s.json();
+    let mut events = Vec::new();
+    let hits = wanted
+        .map(|(ordinal, (block, i, is_match))| {
             let l = block.line(i);
-            if !range.contains(l.time_ns) {
-                return None;
-            }
-            let is_match = req.selects(l.bytes);
-            let line = LineView::new(&s.source, l.offset, l.time_ns, l.flags, l.bytes);
-            let event = SearchEvent::Line(SearchLine {
-                // Highlights index the text as shown (invalid UTF-8 replaced).
-                matches: if is_match {
-                    req.spans(line.text.as_bytes())
-                } else {
-                    Vec::new()
-                },
-                line,
-                context: !is_match,
-            });
-            // Room for the text (escaped) and the fields around it, so
-            // the buffer is not grown line by line.
-            let mut json = Vec::with_capacity(l.bytes.len() * 5 / 4 + 512);
-            serde_json::to_writer(&mut json, &event).ok()?;
-            Some(Hit {
+            // Highlights index the text as shown (invalid UTF-8 replaced).
+            let text = String::from_utf8_lossy(l.bytes);
+            let spans = if is_match {
+                req.spans(text.as_bytes())
+            } else {
+                Vec::new()
+            };
+            let start = events.len();
+            write_search_line(
+                &mut events,
+                json,
+                l.time_ns,
+                l.offset,
+                l.flags,
+                &text,
+                !is_match,
+                &spans,
+            );
+            Hit {
                 ordinal,
                 context: !is_match,
                 time_ns: l.time_ns,
                 offset: l.offset,
-                event: json,
-            })
+                event: start..events.len(),
+            }
         })
-        .collect())
+        .collect();
+    BlockHits {
+        hits,
+        events: Arc::new(events),
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -137,7 +179,7 @@ fn neighbours(
     b: usize,
     mut count: usize,
     dir: Direction,
-    wanted: &mut BTreeMap<u64, (Arc<LineBlock>, usize)>,
+    wanted: &mut BTreeMap<u64, (Arc<LineBlock>, usize, Option<bool>)>,
 ) -> Result<(), PartitionError> {
     let mut at = b;
     while count > 0 {
@@ -154,7 +196,9 @@ fn neighbours(
             Direction::Forward => 0..take,
         };
         for i in indexes {
-            wanted.insert(s.first_line[at] + i as u64, (lines.clone(), i));
+            wanted
+                .entry(s.first_line[at] + i as u64)
+                .or_insert_with(|| (lines.clone(), i, None));
         }
         count -= take;
     }
