@@ -29,7 +29,7 @@ use cblogs_testkit::{bin, SHIPPER_CLUSTER};
 
 use crate::figures::run_dir;
 use crate::ingest::{flush, tail_n100};
-use crate::procs::{cpu_secs, peak_rss_mib, MB};
+use crate::procs::{cpu_secs, peak_rss_mib, rss_mib, MB};
 use crate::report::{self, Figure, Goal};
 
 const MINUTE_NS: i64 = 60_000_000_000;
@@ -236,7 +236,9 @@ fn run(plan: &QuietPlan, n: usize, templates: &Templates, dir: &Path) -> Result<
     let url = server.url.clone();
     let pid = server.pid().context("cblogsd is not running")?;
     let started = Instant::now();
-    let raw: u64 = std::thread::scope(|s| {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let raw = std::thread::scope(|s| {
+        s.spawn(|| sample_memory(&url, pid, &dir.join("rss.tsv"), &done));
         let handles: Vec<_> = (0..POSTERS)
             .map(|p| {
                 let url = url.clone();
@@ -253,19 +255,25 @@ fn run(plan: &QuietPlan, n: usize, templates: &Templates, dir: &Path) -> Result<
                 })
             })
             .collect();
-        handles
+        let raw = handles
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|_| bail!("a poster panicked")))
-            .sum::<Result<u64>>()
+            .sum::<Result<u64>>();
+        let raw = raw.and_then(|raw| {
+            flush(&url)?;
+            eprintln!(
+                "  posted {:.2} GB in {:.0} s; waiting for merges",
+                raw as f64 / 1e9,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(raw)
+        });
+        let ingest_secs = started.elapsed().as_secs_f64();
+        let merges = raw.and_then(|raw| Ok((raw, ingest_secs, wait_for_merges(&url)?)));
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        merges
     })?;
-    flush(&url)?;
-    let ingest_secs = started.elapsed().as_secs_f64();
-    eprintln!(
-        "  posted {:.2} GB in {:.0} s; waiting for merges",
-        raw as f64 / 1e9,
-        ingest_secs
-    );
-    let merges = wait_for_merges(&url)?;
+    let (raw, ingest_secs, merges) = raw;
     let peak_rss = peak_rss_mib(pid);
     let cpu = cpu_secs(pid);
     // The measured day: its window's published splits (a merge's inputs
@@ -439,6 +447,50 @@ fn baseline(
 /// Waits until no merge runs or is due, seen twice two seconds apart (the
 /// committer plans merges between its rounds: one look just after the
 /// flush may come before the plan); returns the merges section.
+/// Every 10 s until `done`: cblogsd's resident memory, and the splits and
+/// merges it holds, as a line of `out` (the peak's line is said at the
+/// end): what the memory grows with.
+fn sample_memory(url: &str, pid: u32, out: &Path, done: &std::sync::atomic::AtomicBool) {
+    let started = Instant::now();
+    let mut table = String::from("secs\trss_mib\tsplits\tmerges_pending\tmerges_done\n");
+    let mut peak = (0.0, String::new());
+    let mut next = Instant::now();
+    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+        if Instant::now() >= next {
+            next += Duration::from_secs(10);
+            let rss = rss_mib(pid);
+            let storage: Option<serde_json::Value> =
+                reqwest::blocking::get(format!("{url}/api/v1/storage"))
+                    .and_then(|r| r.json())
+                    .ok();
+            let field = |f: &dyn Fn(&serde_json::Value) -> Option<u64>| {
+                storage
+                    .as_ref()
+                    .and_then(f)
+                    .map_or("-".to_owned(), |n| n.to_string())
+            };
+            let line = format!(
+                "{:.0}\t{rss:.0}\t{}\t{}\t{}\n",
+                started.elapsed().as_secs_f64(),
+                field(&|s| s["splits"].as_array().map(|a| a.len() as u64)),
+                field(&|s| s["merges"]["pending"].as_u64()),
+                field(&|s| s["merges"]["done"].as_u64()),
+            );
+            if rss > peak.0 {
+                peak = (rss, line.clone());
+            }
+            table.push_str(&line);
+            let _ = std::fs::write(out, &table);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "  highest RSS sampled (secs, MiB, splits, merges pending, done): {}  every sample: {}",
+        peak.1.trim_end(),
+        out.display()
+    );
+}
+
 fn wait_for_merges(url: &str) -> Result<serde_json::Value> {
     let started = Instant::now();
     let mut idle_since: Option<Instant> = None;

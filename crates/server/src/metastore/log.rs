@@ -312,8 +312,12 @@ fn encode_compressed<T: Serialize>(
     };
     let io = |e: std::io::Error| failed(serde_json::Error::io(e));
     let mut out = zstd::Encoder::new(Vec::new(), CHECKPOINT_ZSTD_LEVEL).map_err(io)?;
-    serde_json::to_writer(&mut out, value).map_err(failed)?;
-    out.flush().map_err(io)?;
+    {
+        // serde_json writes a few bytes at a time; zstd costs per call.
+        let mut buffered = std::io::BufWriter::with_capacity(1 << 20, &mut out);
+        serde_json::to_writer(&mut buffered, value).map_err(failed)?;
+        buffered.flush().map_err(io)?;
+    }
     out.finish().map(Bytes::from).map_err(io)
 }
 

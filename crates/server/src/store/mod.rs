@@ -14,6 +14,7 @@
 //!
 //! ```text
 //! store.rs       Store: sources, open and sealed blocks, splits shown to readers
+//! split_totals.rs SplitTotals: per source, what one split holds (compact once published)
 //! sources.rs     per source: totals, held end, open block; sealed blocks
 //! snapshot.rs    ReadSnapshot: what one reader sees
 //! live.rs        TailHub: every applied batch, to live tails and alerts
@@ -42,6 +43,7 @@ mod retention;
 mod room;
 mod snapshot;
 mod sources;
+mod split_totals;
 mod splits;
 // The type the folder is named for lives in a file of its own, so that
 // this file only declares and re-exports.

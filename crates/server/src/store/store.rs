@@ -17,9 +17,10 @@ use super::live::{LiveBatch, TailHub};
 use super::room::Room;
 use super::snapshot::{ReadSnapshot, SnapshotSplit};
 use super::sources::{OpenBlock, SealedBlock, SourceEntry, SourceSummary};
+use super::split_totals::SplitTotals;
 use crate::block::LineBlock;
 use crate::config::StorageConfig;
-use crate::index::{BlockRef, Partition, PartitionError, ReadCaches, SourceTotals};
+use crate::index::{BlockRef, Partition, PartitionError, ReadCaches};
 use crate::metastore::{SourceAdvance, SourceRecord, GAPS_KEPT};
 use crate::wal::WalRecord;
 
@@ -39,7 +40,7 @@ struct PartitionView {
     searcher: Option<Searcher>,
     /// Its blocks (docs).
     blocks: u64,
-    totals: HashMap<u64, SourceTotals>,
+    totals: SplitTotals,
     /// In the object store and the metastore (else: being built, or
     /// waiting for its upload).
     published: bool,
@@ -47,11 +48,7 @@ struct PartitionView {
 
 impl PartitionView {
     fn t_max(&self) -> i64 {
-        self.totals
-            .values()
-            .map(|t| t.t_max)
-            .max()
-            .unwrap_or(i64::MIN)
+        self.totals.t_max()
     }
 }
 
@@ -135,7 +132,7 @@ impl Store {
                     split,
                     searcher,
                     blocks,
-                    totals,
+                    totals: SplitTotals::from_map(totals, published),
                     published,
                 },
             );
@@ -302,15 +299,20 @@ impl Store {
                 *e = (*e).min(first);
             }
         }
+        // The other splits not published yet: a few, among hundreds.
+        let unpublished: Vec<&PartitionView> = inner
+            .partitions
+            .iter()
+            .filter(|(other, v)| !v.published && other.as_str() != id)
+            .map(|(_, v)| v)
+            .collect();
         view.totals
-            .keys()
-            .filter_map(|sid| inner.sources.get(sid).map(|e| (*sid, e)))
+            .sources()
+            .filter_map(|sid| inner.sources.get(&sid).map(|e| (sid, e)))
             .map(|(sid, e)| {
-                let unpublished = inner
-                    .partitions
+                let unpublished = unpublished
                     .iter()
-                    .filter(|(other, v)| !v.published && other.as_str() != id)
-                    .filter_map(|(_, v)| v.totals.get(&sid).map(|t| t.off_start))
+                    .filter_map(|v| v.totals.building_off_start(sid))
                     .min();
                 let end = committed_end(e, sealed_first.get(&sid).copied());
                 let end = unpublished.map_or(end, |u| u.min(end));
@@ -359,7 +361,7 @@ impl Store {
                 split: published,
                 searcher,
                 blocks,
-                totals: old.totals,
+                totals: old.totals.sealed(),
                 published: true,
             },
         );
@@ -396,6 +398,7 @@ impl Store {
             }
             SplitHandle::Cached(c) => (None, c.entry.blocks, c.totals()),
         };
+        let totals = SplitTotals::from_map(totals, true);
         let mut inner = self.write();
         let replaced = inputs
             .iter()
@@ -484,7 +487,7 @@ impl Store {
                 searcher: Some(part.searcher()),
                 split: SplitHandle::Open(part),
                 blocks: 0,
-                totals: HashMap::new(),
+                totals: SplitTotals::building(),
                 published: false,
             });
     }
@@ -494,8 +497,8 @@ impl Store {
     pub(super) fn remove_partition(&self, id: &str) -> Option<SplitHandle> {
         let mut inner = self.write();
         let view = inner.partitions.remove(id)?;
-        for (id, t) in &view.totals {
-            if let Some(e) = inner.sources.get_mut(id) {
+        for t in view.totals.lines() {
+            if let Some(e) = inner.sources.get_mut(&t.source) {
                 e.totals.lines = e.totals.lines.saturating_sub(t.lines);
                 e.totals.bytes = e.totals.bytes.saturating_sub(t.bytes);
             }
@@ -513,7 +516,7 @@ impl Store {
         let mut inner = self.write();
         for (_, id, b) in blocks {
             if let Some(v) = inner.partitions.get_mut(id) {
-                v.totals.entry(b.source).or_default().add_block(b);
+                v.totals.add_block(b);
             }
         }
         for v in inner.partitions.values_mut().filter(|v| !v.published) {
