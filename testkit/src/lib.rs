@@ -73,7 +73,7 @@ pub use samples::{numbered_lines, sample, sample_from, SAMPLE_LINES};
 pub use sandbox::{Agent, ProcessRun, Task};
 pub use seaweed::Seaweed;
 pub use serial::serial;
-pub use server::{free_port, Server, SMALL_BLOCKS};
+pub use server::{free_port, Server, CBLOGSD_ENV, SMALL_BLOCKS};
 pub use server_api::http_client;
 pub use shipper::{Shipper, SHIPPER_CLUSTER, SHIPPER_FAST, SHIPPER_HOST};
 pub use slow_proxy::SlowProxy;

@@ -11,6 +11,11 @@ use crate::daemon::Daemon;
 use crate::line_reader::lines_to_channel;
 use crate::wait::DEADLINE;
 
+/// When set, the `cblogsd` program every [`Server::start`] runs instead of
+/// the one built from this tree: another build to compare with, or a
+/// script that runs cblogsd under a profiler.
+pub const CBLOGSD_ENV: &str = "CBLOGS_CBLOGSD";
+
 /// Small blocks and a fast committer: lines reach the index within
 /// moments, so tests exercise the index path and not only memory.
 pub const SMALL_BLOCKS: &str =
@@ -61,7 +66,10 @@ impl Server {
         listen: &str,
         env: &[(&str, &str)],
     ) -> Server {
-        Server::start_program(&bin("cblogsd"), data_dir, config, listen, env)
+        // Another build to compare with, or a wrapper that runs cblogsd
+        // under a profiler (bench/README.md, "Comparing two builds").
+        let program = std::env::var_os(CBLOGSD_ENV).map_or_else(|| bin("cblogsd"), PathBuf::from);
+        Server::start_program(&program, data_dir, config, listen, env)
     }
 
     /// [`Server::start_with`] of another `cblogsd` binary (e.g.
