@@ -15,13 +15,12 @@ use cblogs_server::{Config, PeerAddr, Service, StartError, Starting, TlsListener
 /// small open block per source, each grown a line at a time while
 /// millions of short-lived allocations (requests, index documents) come
 /// and go around them: glibc's arenas kept the holes between them, and
-/// RSS ran well past what was live (heaptrack: 300 MB live at 580 MiB
-/// RSS). With jemalloc, a day of 2,000 quiet sources peaks at 237 MiB
-/// against 389, and 10,000 at 835 MiB against 1,014, at the same busy
-/// ingest rate and search latency (bench/README.md, "Comparing two
-/// builds"; the figures are in README.md, "A quiet cluster"). It also
-/// replaces the cap of two glibc arenas per core that 16 searches at once
-/// needed (522 MiB then, 563 MiB now while serving a third more searches).
+/// RSS ran well past what was live. Built both ways, a day of 2,000 quiet
+/// sources peaks at 237 MiB against 389, at the same busy ingest rate and
+/// search latency (bench/results/allocator-report.md); a day of 10,000
+/// at 835 MiB, against 1,014 the run before. It also replaces the cap of
+/// two glibc arenas per core that 16 searches at once needed (522 MiB
+/// then, 563 MiB now while serving a third more searches).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
