@@ -78,9 +78,11 @@ pub fn write_search_line(
     context: bool,
     matches: &[[usize; 2]],
 ) {
-    out.extend_from_slice(b"{\"type\":\"line\",\"time\":\"");
-    put_time(out, time_ns);
-    let _ = write!(out, "\",\"time_ns\":{time_ns},");
+    let time = crate::time::Rfc3339Nanos(time_ns);
+    let _ = write!(
+        out,
+        "{{\"type\":\"line\",\"time\":\"{time}\",\"time_ns\":{time_ns},"
+    );
     out.extend_from_slice(&source.fields);
     let _ = write!(out, ",\"offset\":{offset},\"text\":");
     put_str(out, text);
@@ -104,18 +106,6 @@ pub fn write_search_line(
         let _ = write!(out, "[{start},{end}]");
     }
     out.extend_from_slice(b"]}");
-}
-
-/// [`crate::time::format_rfc3339_nanos`], written in place.
-fn put_time(out: &mut Vec<u8>, ns: i64) {
-    match jiff::Timestamp::from_nanosecond(i128::from(ns)) {
-        Ok(ts) => {
-            let _ = write!(out, "{ts:.9}");
-        }
-        Err(_) => {
-            let _ = write!(out, "{ns}");
-        }
-    }
 }
 
 /// A `line` event's fields as they are on the wire: no tag, no flatten.

@@ -23,9 +23,19 @@ pub fn format_rfc3339(ns: i64) -> String {
 /// times. [`format_rfc3339`] drops trailing zeros: `…03.12Z` would sort
 /// after `…03.120000001Z`.
 pub fn format_rfc3339_nanos(ns: i64) -> String {
-    match jiff::Timestamp::from_nanosecond(i128::from(ns)) {
-        Ok(ts) => format!("{ts:.9}"),
-        Err(_) => ns.to_string(),
+    Rfc3339Nanos(ns).to_string()
+}
+
+/// [`format_rfc3339_nanos`] as a `Display`, to write it in place (a
+/// search writes one per line event) without a `String` of its own.
+pub struct Rfc3339Nanos(pub i64);
+
+impl std::fmt::Display for Rfc3339Nanos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match jiff::Timestamp::from_nanosecond(i128::from(self.0)) {
+            Ok(ts) => write!(f, "{ts:.9}"),
+            Err(_) => write!(f, "{}", self.0),
+        }
     }
 }
 
