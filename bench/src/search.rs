@@ -119,13 +119,33 @@ pub fn rg(corpus: &Corpus, case: &Case, runs: usize) -> Result<(Vec<f64>, u64)> 
     args.push("-e".into());
     args.push(case.pattern.into());
     args.extend(files(corpus, case).iter().map(|f| f.display().to_string()));
-    timed("rg".as_ref(), &args, runs)
+    timed("rg".as_ref(), &args, runs, Expect::Matches)
 }
 
 /// Seconds of `cblogs grep` for the case against the server at `url`,
 /// every match printed (`--limit 0`), after one warm-up run; and how many
 /// lines it printed.
 pub fn cblogs(url: &str, case: &Case, runs: usize) -> Result<(Vec<f64>, u64)> {
+    let args = grep_args(url, case, case.pattern, case.fixed);
+    timed(&bin("cblogs"), &args, runs, Expect::Matches)
+}
+
+/// A string no generated line holds, nor any index term.
+const ABSENT: &str = "cblogs-bench-absent-7f3a";
+
+/// Seconds of a `cblogs grep` over the case's selection that reads no
+/// block (its literal is in no index term): what every search costs
+/// whatever it finds, the process start, the request, planning.
+pub fn cblogs_fixed_cost(url: &str, case: &Case, runs: usize) -> Result<Vec<f64>> {
+    let args = grep_args(url, case, ABSENT, true);
+    let (times, lines) = timed(&bin("cblogs"), &args, runs, Expect::NoMatch)?;
+    if lines != 0 {
+        bail!("`cblogs grep -F {ABSENT}` printed {lines} lines");
+    }
+    Ok(times)
+}
+
+fn grep_args(url: &str, case: &Case, pattern: &str, fixed: bool) -> Vec<String> {
     let mut args: Vec<String> = vec![
         "--server".into(),
         url.into(),
@@ -134,16 +154,16 @@ pub fn cblogs(url: &str, case: &Case, runs: usize) -> Result<(Vec<f64>, u64)> {
         "--output=raw".into(),
         "--color=never".into(),
     ];
-    if case.fixed {
+    if fixed {
         args.push("-F".into());
     }
     if let Some(stream) = case.stream {
         args.push(format!("--stream={stream}"));
     }
     args.push("--".into());
-    args.push(case.pattern.into());
+    args.push(pattern.into());
     args.extend(case.job.map(str::to_owned));
-    timed(&bin("cblogs"), &args, runs)
+    args
 }
 
 /// The server's own account of the case's search: its summary (time
@@ -271,7 +291,21 @@ fn split_blocks(data_dir: &Path, id: &str) -> Result<PathBuf> {
 
 /// Runs `program` `runs + 1` times draining its output through a pipe;
 /// the seconds of all but the first (warm-up) run and the lines printed.
-fn timed(program: &std::path::Path, args: &[String], runs: usize) -> Result<(Vec<f64>, u64)> {
+/// What a timed command should say by its exit status.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// Success: it found lines.
+    Matches,
+    /// 1, grep's "no match".
+    NoMatch,
+}
+
+fn timed(
+    program: &std::path::Path,
+    args: &[String],
+    runs: usize,
+    expect: Expect,
+) -> Result<(Vec<f64>, u64)> {
     let mut times = Vec::new();
     let mut count = 0;
     for i in 0..=runs {
@@ -292,8 +326,12 @@ fn timed(program: &std::path::Path, args: &[String], runs: usize) -> Result<(Vec
             lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
         }
         let status = child.wait().context("wait")?;
-        // 1 is "no match": a valid answer, but the cases are chosen to match.
-        if !status.success() {
+        // The cases are chosen to match; the fixed-cost search, not to.
+        let expected = match expect {
+            Expect::Matches => status.success(),
+            Expect::NoMatch => status.code() == Some(1),
+        };
+        if !expected {
             bail!("{} {args:?} exited with {status}", program.display());
         }
         if i > 0 {

@@ -63,6 +63,12 @@ impl Client {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
             .default_headers(headers);
+        if server.starts_with("http://") {
+            // Plain HTTP needs no roots of trust, and loading the system's
+            // (parsing every PEM file under /etc/ssl/certs) was a third of
+            // a `cblogs grep`'s CPU: a quarter of its time on a dense search.
+            builder = builder.tls_built_in_root_certs(false);
+        }
         if let Some(pem) = &settings.ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| ClientError::Protocol(format!("the CA certificate file: {e}")))?;

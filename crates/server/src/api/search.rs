@@ -17,6 +17,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use bytes::{BufMut, BytesMut};
 use cblogs_core::api::{self, ContextResponse, SearchEvent};
 use cblogs_core::pattern::{Pattern, PatternOptions};
 use cblogs_core::time::{format_rfc3339, now_ns};
@@ -230,7 +231,10 @@ pub(super) fn request(
 
 /// Serializes events into NDJSON chunks for the response body.
 struct NdjsonSink {
-    buf: Vec<u8>,
+    /// The chunk being filled. Each chunk sent is split off its front,
+    /// so the next one fills room already there rather than growing a
+    /// new buffer from nothing, copying itself at each doubling.
+    buf: BytesMut,
     tx: mpsc::Sender<Bytes>,
     deadline: Instant,
 }
@@ -238,14 +242,14 @@ struct NdjsonSink {
 impl NdjsonSink {
     /// Ends the event just written; sends the chunk once it is big enough.
     fn end_event(&mut self) -> bool {
-        self.buf.push(b'\n');
+        self.buf.put_u8(b'\n');
         self.buf.len() < CHUNK_BYTES || self.flush()
     }
 }
 
 impl SearchSink for NdjsonSink {
     fn send(&mut self, event: SearchEvent) -> bool {
-        if serde_json::to_writer(&mut self.buf, &event).is_err() {
+        if serde_json::to_writer((&mut self.buf).writer(), &event).is_err() {
             return true;
         }
         self.end_event()
@@ -263,7 +267,10 @@ impl SearchSink for NdjsonSink {
         if self.buf.is_empty() {
             return !self.tx.is_closed();
         }
-        let chunk = Bytes::from(std::mem::take(&mut self.buf));
+        let chunk = self.buf.split().freeze();
+        // Room for the next chunk: once the client has taken the ones
+        // before, this reuses their memory.
+        self.buf.reserve(CHUNK_BYTES);
         let deadline = tokio::time::Instant::from_std(self.deadline);
         let sent = tokio::runtime::Handle::current()
             .block_on(tokio::time::timeout_at(deadline, self.tx.send(chunk)));
@@ -335,7 +342,7 @@ pub(super) async fn search(
         let started = Instant::now();
         let snap = store.snapshot(&|s| req.filter.wants(s), false);
         let mut sink = NdjsonSink {
-            buf: Vec::with_capacity(CHUNK_BYTES),
+            buf: BytesMut::with_capacity(CHUNK_BYTES),
             tx,
             // A little past the search's own limit, for its summary.
             deadline: req.deadline + std::time::Duration::from_secs(5),
