@@ -11,7 +11,7 @@ use std::io::{IsTerminal, Write};
 use cblogs_core::api::{
     MatchSource, SearchEvent, SearchLine, SearchSummary, DEFAULT_SEARCH_LIMIT, SEARCH_PATH,
 };
-use cblogs_core::line_event::decode_search_event;
+use cblogs_core::line_event::{decode_raw_line, decode_search_event, RawLine};
 use cblogs_core::pattern::PatternOptions;
 use cblogs_core::time::{format_rfc3339, now_ns};
 use cblogs_core::Selector;
@@ -213,8 +213,16 @@ pub async fn grep(client: &Client, args: GrepArgs) -> Result<bool, Failure> {
             while let Some(nl) = memchr_newline(&pending[start..]) {
                 let line = &pending[start..start + nl];
                 start += nl + 1;
-                let event = decode_search_event(line)
-                    .map_err(|e| Failure::protocol(format!("bad search event: {e}")))?;
+                let bad = |e| Failure::protocol(format!("bad search event: {e}"));
+                // Raw output prints a line's text alone: its event is
+                // read without copying the rest into strings.
+                if args.output == Output::Raw {
+                    if let Some(raw) = decode_raw_line(line) {
+                        printer.raw_line(&mut out, &raw.map_err(bad)?)?;
+                        continue;
+                    }
+                }
+                let event = decode_search_event(line).map_err(bad)?;
                 printer.event(&mut out, event)?;
             }
             pending.drain(..start);
@@ -315,6 +323,19 @@ impl Printer<'_> {
         Ok(())
     }
 
+    /// A line for `--output raw`, decoded as [`RawLine`].
+    fn raw_line(&mut self, out: &mut impl Write, l: &RawLine) -> Result<(), Failure> {
+        if self.args.timestamps {
+            write!(out, "{} ", l.time)?;
+        }
+        writeln!(
+            out,
+            "{}",
+            render::raw_search_line(&l.text, &l.matches, self.color)
+        )?;
+        Ok(())
+    }
+
     fn line(&mut self, out: &mut impl Write, l: &SearchLine) -> Result<(), Failure> {
         if self.args.timestamps && self.args.output != Output::Json {
             write!(out, "{} ", l.line.time)?;
@@ -325,7 +346,11 @@ impl Printer<'_> {
                 "{}",
                 render::pretty_search_line(l, self.show_job, self.color)
             )?,
-            Output::Raw => writeln!(out, "{}", render::raw_search_line(l, self.color))?,
+            Output::Raw => writeln!(
+                out,
+                "{}",
+                render::raw_search_line(&l.line.text, &l.matches, self.color)
+            )?,
             Output::Json => {
                 serde_json::to_writer(&mut *out, l).map_err(std::io::Error::from)?;
                 out.write_all(b"\n")?;

@@ -109,9 +109,9 @@ pub fn pretty_search_line(l: &SearchLine, show_job: bool, color: bool) -> String
 }
 
 /// A search result line for `raw` output: the text, matches highlighted.
-pub fn raw_search_line(l: &SearchLine, color: bool) -> String {
-    let mut s = String::with_capacity(l.line.text.len());
-    highlighted(&mut s, display_text(&l.line.text), &l.matches, color);
+pub fn raw_search_line(text: &str, matches: &[[usize; 2]], color: bool) -> String {
+    let mut s = String::with_capacity(text.len());
+    highlighted(&mut s, display_text(text), matches, color);
     s
 }
 
@@ -325,7 +325,7 @@ mod tests {
             "{coloured:?}"
         );
         assert_eq!(
-            raw_search_line(&hit, true),
+            raw_search_line(&hit.line.text, &hit.matches, true),
             "a \x1b[1;31mtimeout\x1b[0m here"
         );
         hit.context = true;
@@ -340,7 +340,7 @@ mod tests {
             context: false,
             matches: vec![[1, 2]],
         };
-        assert_eq!(raw_search_line(&odd, true), "é");
+        assert_eq!(raw_search_line(&odd.line.text, &odd.matches, true), "é");
     }
 
     #[test]

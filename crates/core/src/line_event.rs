@@ -11,8 +11,11 @@
 //!   [`write_search_line`] writes each line around them, byte for byte
 //!   what serde writes for [`SearchEvent::Line`] (a test holds it to that);
 //! - [`decode_search_event`] reads a `line` event straight into its
-//!   fields, and any other event through serde as before.
+//!   fields, and any other event through serde as before;
+//! - [`decode_raw_line`] reads only what raw output prints of one (its
+//!   time, text and match ranges), borrowed from the JSON.
 
+use std::borrow::Cow;
 use std::io::Write as _;
 
 use serde::Deserialize;
@@ -160,10 +163,32 @@ impl From<LineEvent> for SearchLine {
     }
 }
 
+/// What `--output raw` prints of a `line` event, borrowed from its JSON
+/// where no escape needs undoing: the rest of the event is skipped, not
+/// copied into strings.
+#[derive(Debug, Deserialize)]
+pub struct RawLine<'a> {
+    #[serde(borrow)]
+    pub time: Cow<'a, str>,
+    #[serde(borrow)]
+    pub text: Cow<'a, str>,
+    #[serde(default)]
+    pub matches: Vec<[usize; 2]>,
+}
+
+/// A `line` event's [`RawLine`]; `None` for any other event.
+pub fn decode_raw_line(json: &[u8]) -> Option<serde_json::Result<RawLine<'_>>> {
+    json.starts_with(LINE_EVENT_START)
+        .then(|| serde_json::from_slice(json))
+}
+
+/// How every `line` event starts ([`write_search_line`]).
+const LINE_EVENT_START: &[u8] = b"{\"type\":\"line\",";
+
 /// One NDJSON line of a search's answer. `line` events (all but a few)
 /// are read directly; the others through [`SearchEvent`]'s serde.
 pub fn decode_search_event(json: &[u8]) -> serde_json::Result<SearchEvent> {
-    if json.starts_with(b"{\"type\":\"line\",") {
+    if json.starts_with(LINE_EVENT_START) {
         let line: LineEvent = serde_json::from_slice(json)?;
         return Ok(SearchEvent::Line(line.into()));
     }
@@ -241,6 +266,13 @@ mod tests {
                         );
                         let back = decode_search_event(&out).unwrap();
                         assert_eq!(back, serde_json::from_slice::<SearchEvent>(&want).unwrap());
+                        let raw = decode_raw_line(&out).unwrap().unwrap();
+                        let SearchEvent::Line(line) = back else {
+                            panic!("not a line")
+                        };
+                        assert_eq!(raw.text, line.line.text);
+                        assert_eq!(raw.time, line.line.time);
+                        assert_eq!(raw.matches, line.matches);
                     }
                 }
             }
@@ -265,5 +297,9 @@ mod tests {
         let err = decode_search_event(br#"{"type":"line","time":3}"#).unwrap_err();
         assert!(err.to_string().contains("invalid type"), "{err}");
         assert!(decode_search_event(b"{\"type\":\"nope\"}").is_err());
+        assert!(decode_raw_line(summary).is_none());
+        assert!(decode_raw_line(br#"{"type":"line","time":3}"#)
+            .unwrap()
+            .is_err());
     }
 }
