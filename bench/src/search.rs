@@ -289,8 +289,6 @@ fn split_blocks(data_dir: &Path, id: &str) -> Result<PathBuf> {
     .with_context(|| format!("split {id} is not in {}", data_dir.display()))
 }
 
-/// Runs `program` `runs + 1` times draining its output through a pipe;
-/// the seconds of all but the first (warm-up) run and the lines printed.
 /// What a timed command should say by its exit status.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Expect {
@@ -300,6 +298,8 @@ enum Expect {
     NoMatch,
 }
 
+/// Runs `program` `runs + 1` times draining its output through a pipe;
+/// the seconds of all but the first (warm-up) run and the lines printed.
 fn timed(
     program: &std::path::Path,
     args: &[String],

@@ -11,7 +11,7 @@ use std::io::{IsTerminal, Write};
 use cblogs_core::api::{
     MatchSource, SearchEvent, SearchLine, SearchSummary, DEFAULT_SEARCH_LIMIT, SEARCH_PATH,
 };
-use cblogs_core::line_event::{decode_raw_line, decode_search_event, RawLine};
+use cblogs_core::line_event::{decode_raw_line, decode_search_event};
 use cblogs_core::pattern::PatternOptions;
 use cblogs_core::time::{format_rfc3339, now_ns};
 use cblogs_core::Selector;
@@ -218,7 +218,8 @@ pub async fn grep(client: &Client, args: GrepArgs) -> Result<bool, Failure> {
                 // read without copying the rest into strings.
                 if args.output == Output::Raw {
                     if let Some(raw) = decode_raw_line(line) {
-                        printer.raw_line(&mut out, &raw.map_err(bad)?)?;
+                        let l = raw.map_err(bad)?;
+                        printer.raw_line(&mut out, &l.time, &l.text, &l.matches)?;
                         continue;
                     }
                 }
@@ -323,34 +324,39 @@ impl Printer<'_> {
         Ok(())
     }
 
-    /// A line for `--output raw`, decoded as [`RawLine`].
-    fn raw_line(&mut self, out: &mut impl Write, l: &RawLine) -> Result<(), Failure> {
+    /// A line for `--output raw`: its text, matches highlighted, after its
+    /// time with `--timestamps`.
+    fn raw_line(
+        &self,
+        out: &mut impl Write,
+        time: &str,
+        text: &str,
+        matches: &[[usize; 2]],
+    ) -> Result<(), Failure> {
         if self.args.timestamps {
-            write!(out, "{} ", l.time)?;
+            write!(out, "{time} ")?;
         }
         writeln!(
             out,
             "{}",
-            render::raw_search_line(&l.text, &l.matches, self.color)
+            render::raw_search_line(text, matches, self.color)
         )?;
         Ok(())
     }
 
     fn line(&mut self, out: &mut impl Write, l: &SearchLine) -> Result<(), Failure> {
-        if self.args.timestamps && self.args.output != Output::Json {
-            write!(out, "{} ", l.line.time)?;
-        }
         match self.args.output {
-            Output::Pretty => writeln!(
-                out,
-                "{}",
-                render::pretty_search_line(l, self.show_job, self.color)
-            )?,
-            Output::Raw => writeln!(
-                out,
-                "{}",
-                render::raw_search_line(&l.line.text, &l.matches, self.color)
-            )?,
+            Output::Raw => self.raw_line(out, &l.line.time, &l.line.text, &l.matches)?,
+            Output::Pretty => {
+                if self.args.timestamps {
+                    write!(out, "{} ", l.line.time)?;
+                }
+                writeln!(
+                    out,
+                    "{}",
+                    render::pretty_search_line(l, self.show_job, self.color)
+                )?;
+            }
             Output::Json => {
                 serde_json::to_writer(&mut *out, l).map_err(std::io::Error::from)?;
                 out.write_all(b"\n")?;
