@@ -10,6 +10,7 @@
 //! (seal every block, commit) answers: everything is searchable from the
 //! index then, nothing only in memory.
 
+use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -59,7 +60,11 @@ pub fn source_of(spec: &FileSpec) -> Result<Source> {
 /// Builds every request. Lines get times spread evenly over the last hour,
 /// in file order.
 pub fn build_bodies(corpus: &Corpus) -> Result<Bodies> {
-    let end_ns = cblogs_core::time::now_ns();
+    build_bodies_ending(corpus, cblogs_core::time::now_ns())
+}
+
+/// [`build_bodies`], the hour of line times ending at `end_ns`.
+pub fn build_bodies_ending(corpus: &Corpus, end_ns: i64) -> Result<Bodies> {
     let start_ns = end_ns - 3_600_000_000_000;
     let groups: Vec<Vec<usize>> = (0..POSTERS)
         .map(|p| (p..corpus.files.len()).step_by(POSTERS).collect())
@@ -84,13 +89,77 @@ pub fn build_bodies(corpus: &Corpus) -> Result<Bodies> {
     })
 }
 
-/// A file being cut into batches.
+/// A file being cut into batches. It is read a little at a time: a 32 GiB
+/// corpus does not fit in memory, only its compressed requests do.
 struct Cursor {
     source: Source,
-    data: Vec<u8>,
-    pos: usize,
+    file: std::fs::File,
+    /// Bytes read from the file and not cut into lines yet.
+    pending: Vec<u8>,
+    /// The file offset of `pending[0]`.
+    pos: u64,
+    eof: bool,
     line: u64,
     lines: u64,
+}
+
+impl Cursor {
+    fn done(&self) -> bool {
+        self.eof && self.pending.is_empty()
+    }
+
+    /// Reads up to 256 KiB more of the file.
+    fn read_more(&mut self) -> Result<()> {
+        let old = self.pending.len();
+        self.pending.resize(old + (256 << 10), 0);
+        let n = self.file.read(&mut self.pending[old..]).context("read")?;
+        self.pending.truncate(old + n);
+        self.eof = n == 0;
+        Ok(())
+    }
+
+    /// The next batch: whole lines from here until it holds
+    /// [`BATCH_BYTES`], with times spread over `start_ns..end_ns` by line
+    /// number.
+    fn batch(&mut self, start_ns: i64, end_ns: i64) -> Result<Batch> {
+        while !self.eof && self.pending.len() < 2 * BATCH_BYTES {
+            self.read_more()?;
+        }
+        let mut lines = Vec::new();
+        let mut used = 0;
+        while used < BATCH_BYTES {
+            let rest = &self.pending[used..];
+            let len = match rest.iter().position(|&b| b == b'\n') {
+                Some(len) => len,
+                // A line longer than what is read yet.
+                None if !self.eof => {
+                    self.read_more()?;
+                    continue;
+                }
+                None if rest.is_empty() => break,
+                None => rest.len(),
+            };
+            let time = start_ns
+                + ((end_ns - start_ns) as f64 * self.line as f64 / self.lines as f64) as i64;
+            lines.push(WireLine::from_bytes(
+                self.pos + used as u64,
+                time,
+                &rest[..len],
+            ));
+            used += (len + 1).min(rest.len());
+            self.line += 1;
+        }
+        let start = self.pos;
+        self.pending.drain(..used);
+        self.pos += used as u64;
+        Ok(Batch {
+            source: self.source.clone(),
+            start,
+            end: self.pos,
+            lines,
+            allow_gap: false,
+        })
+    }
 }
 
 fn build_group(
@@ -102,12 +171,14 @@ fn build_group(
     let mut cursors = Vec::new();
     for &i in files {
         let f = &corpus.files[i];
-        let data = std::fs::read(&f.spec.path)
-            .with_context(|| format!("read {}", f.spec.path.display()))?;
+        let file = std::fs::File::open(&f.spec.path)
+            .with_context(|| format!("open {}", f.spec.path.display()))?;
         cursors.push(Cursor {
             source: source_of(&f.spec)?,
-            data,
+            file,
+            pending: Vec::new(),
             pos: 0,
+            eof: false,
             line: 0,
             lines: f.lines.max(1),
         });
@@ -115,27 +186,13 @@ fn build_group(
     let mut bodies = Vec::new();
     let mut batches = Vec::new();
     let mut request_bytes = 0;
-    while cursors.iter().any(|c| c.pos < c.data.len()) {
-        for c in cursors.iter_mut().filter(|c| c.pos < c.data.len()) {
-            let start = c.pos;
-            let mut lines = Vec::new();
-            while c.pos < c.data.len() && c.pos - start < BATCH_BYTES {
-                let rest = &c.data[c.pos..];
-                let len = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
-                let time =
-                    start_ns + ((end_ns - start_ns) as f64 * c.line as f64 / c.lines as f64) as i64;
-                lines.push(WireLine::from_bytes(c.pos as u64, time, &rest[..len]));
-                c.pos += len + 1;
-                c.line += 1;
+    while cursors.iter().any(|c| !c.done()) {
+        for c in cursors.iter_mut().filter(|c| !c.done()) {
+            let batch = c.batch(start_ns, end_ns)?;
+            request_bytes += (batch.end - batch.start) as usize;
+            if !batch.lines.is_empty() {
+                batches.push(batch);
             }
-            request_bytes += c.pos - start;
-            batches.push(Batch {
-                source: c.source.clone(),
-                start: start as u64,
-                end: c.pos as u64,
-                lines,
-                allow_gap: false,
-            });
             if request_bytes >= REQUEST_BYTES {
                 bodies.push(body(std::mem::take(&mut batches))?);
                 request_bytes = 0;
@@ -177,7 +234,45 @@ pub fn run(corpus: &Corpus, bodies: &Bodies, dir: &Path) -> Result<Run> {
 /// [`run`], with `extra` appended to the run's cblogsd config.
 pub fn run_with(corpus: &Corpus, bodies: &Bodies, dir: &Path, extra: Option<&str>) -> Result<Run> {
     let data_dir = dir.join("data");
-    let server = crate::cblogsd::start_with(&data_dir, extra);
+    let (server, timed) = post_and_flush(corpus, bodies, &data_dir, extra)?;
+    let pid = server.pid().context("cblogsd is not running")?;
+    // Settle: tantivy merges segments in the background after the last
+    // commit. Disk use is taken, and reads are timed, once cblogsd is idle.
+    settle(pid);
+    // Splits: published (the embedded object store) and any being built.
+    let splits = [data_dir.join("bucket/splits"), data_dir.join("building")];
+    let sum = |f: &dyn Fn(&Path) -> u64| splits.iter().map(|d| f(d)).sum::<u64>();
+    Ok(Run {
+        disk_bytes: sum(&|d| dir_bytes(d)) + dir_bytes(&data_dir.join("wal")),
+        block_bytes: sum(&|d| files_named(d, "blocks.dat")),
+        index_bytes: sum(&index_dirs_bytes),
+        wal_bytes: dir_bytes(&data_dir.join("wal")),
+        server,
+        data_dir,
+        acked_secs: timed.acked_secs,
+        secs: timed.secs,
+        peak_rss_mib: timed.peak_rss_mib,
+    })
+}
+
+/// How long an ingest took, and cblogsd's memory at its end.
+pub struct Timed {
+    /// Until the last request was acknowledged (durable in the WAL).
+    pub acked_secs: f64,
+    /// Until the flush answered (all in the index).
+    pub secs: f64,
+    pub peak_rss_mib: f64,
+}
+
+/// Starts a cblogsd on `data_dir`, posts every body and flushes: the timed
+/// part of an ingest run. Fails unless cblogsd then holds every line.
+pub fn post_and_flush(
+    corpus: &Corpus,
+    bodies: &Bodies,
+    data_dir: &Path,
+    extra: Option<&str>,
+) -> Result<(Server, Timed)> {
+    let server = crate::cblogsd::start_with(data_dir, extra);
     let url = server.url.clone();
     let started = Instant::now();
     std::thread::scope(|s| {
@@ -206,23 +301,14 @@ pub fn run_with(corpus: &Corpus, bodies: &Bodies, dir: &Path, extra: Option<&str
             corpus.lines
         );
     }
-    // Settle: tantivy merges segments in the background after the last
-    // commit. Disk use is taken, and reads are timed, once cblogsd is idle.
-    settle(pid);
-    // Splits: published (the embedded object store) and any being built.
-    let splits = [data_dir.join("bucket/splits"), data_dir.join("building")];
-    let sum = |f: &dyn Fn(&Path) -> u64| splits.iter().map(|d| f(d)).sum::<u64>();
-    Ok(Run {
-        disk_bytes: sum(&|d| dir_bytes(d)) + dir_bytes(&data_dir.join("wal")),
-        block_bytes: sum(&|d| files_named(d, "blocks.dat")),
-        index_bytes: sum(&index_dirs_bytes),
-        wal_bytes: dir_bytes(&data_dir.join("wal")),
+    Ok((
         server,
-        data_dir,
-        acked_secs,
-        secs,
-        peak_rss_mib,
-    })
+        Timed {
+            acked_secs,
+            secs,
+            peak_rss_mib,
+        },
+    ))
 }
 
 fn post_all(url: &str, bodies: &[Vec<u8>]) -> Result<()> {

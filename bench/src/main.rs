@@ -10,6 +10,7 @@
 //! cargo run --release -p cblogs-bench -- load --secs 60 --rate-mb 10 --tails 64 --searches 16
 //! cargo run --release -p cblogs-bench -- quiet --quiet-sources 2000,10000 --out bench/results/quiet-report.json
 //! cargo run --release -p cblogs-bench -- quiet-shipper --quiet-files 1000,10000 --out bench/results/quiet-shipper-report.json
+//! cargo run --release -p cblogs-bench -- scale --scale-sizes 2GiB,8GiB,32GiB --scale-runs 3,3,1 --corpus ../shared/corpus/loghub
 //! ```
 //!
 //! What is measured and against what is in `bench/README.md`.
@@ -29,6 +30,7 @@ mod quiet;
 mod quiet_shipper;
 mod rawhttp;
 mod report;
+mod scale;
 mod search;
 mod shipper;
 
@@ -110,6 +112,13 @@ struct Args {
     /// quiet-shipper: seconds CPU is measured over, once the shipper has caught up.
     #[arg(long, default_value_t = 60)]
     quiet_shipper_secs: u64,
+    /// scale: the corpus sizes, a cblogsd each.
+    #[arg(long, value_delimiter = ',', default_value = "2GiB,8GiB,32GiB", value_parser = parse_size)]
+    scale_sizes: Vec<u64>,
+    /// scale: runs of each size, in the same order (the last one stands
+    /// for any size after it).
+    #[arg(long, value_delimiter = ',', default_value = "3,3,1")]
+    scale_runs: Vec<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -142,6 +151,10 @@ enum What {
     /// (a line every --quiet-interval-secs each), against GNU tail -F on
     /// the same files (not part of `all`).
     QuietShipper,
+    /// The busy workload at --scale-sizes (2, 8, 32 GiB): ingest with
+    /// merges, storage after them, start-up on the full store, needle
+    /// grep, dense regex, tail (not part of `all`).
+    Scale,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -194,6 +207,8 @@ fn real_main() -> Result<()> {
         a.quiet_minutes = 30;
         a.quiet_files = vec![40];
         a.quiet_shipper_secs = 2;
+        a.scale_sizes = vec![4 << 20];
+        a.scale_runs = vec![1];
         if a.what == What::QuietShipper {
             a.quiet_interval_secs = 1;
         }
@@ -230,6 +245,9 @@ fn real_main() -> Result<()> {
     }
     if a.what == What::QuietShipper {
         return quiet_shipper_run(&a, command, &templates, work.path());
+    }
+    if a.what == What::Scale {
+        return scale_run(&a, command, &templates, work.path());
     }
     let out = a
         .out
@@ -370,6 +388,33 @@ fn quiet_shipper_run(a: &Args, command: String, templates: &Templates, work: &Pa
     };
     let figures = quiet_shipper::quiet_shipper_figures(&plan, templates, work)?;
     write_report(&out, command, templates, a.runs, figures, started)
+}
+
+/// The scaling curve: its own report.
+fn scale_run(a: &Args, command: String, templates: &Templates, work: &Path) -> Result<()> {
+    if a.scale_sizes.is_empty() || a.scale_runs.contains(&0) {
+        bail!("scale needs --scale-sizes, and --scale-runs of at least 1");
+    }
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("target/bench/scale-report.json"));
+    let started = Instant::now();
+    let plan = scale::ScalePlan {
+        sizes: a.scale_sizes.clone(),
+        runs: a.scale_runs.clone(),
+    };
+    let runs = a.scale_runs.iter().copied().max().unwrap_or(1);
+    scale::scale_figures(&plan, templates, work, |figures| {
+        write_report(
+            &out,
+            command.clone(),
+            templates,
+            runs,
+            figures.to_vec(),
+            started,
+        )
+    })
 }
 
 /// Writes the report of a run with no corpus of its own, and says where.

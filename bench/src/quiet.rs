@@ -444,9 +444,6 @@ fn baseline(
     })
 }
 
-/// Waits until no merge runs or is due, seen twice two seconds apart (the
-/// committer plans merges between its rounds: one look just after the
-/// flush may come before the plan); returns the merges section.
 /// Every 10 s until `done`: cblogsd's resident memory, and the splits and
 /// merges it holds, as a line of `out` (the peak's line is said at the
 /// end): what the memory grows with.
@@ -491,7 +488,10 @@ fn sample_memory(url: &str, pid: u32, out: &Path, done: &std::sync::atomic::Atom
     );
 }
 
-fn wait_for_merges(url: &str) -> Result<serde_json::Value> {
+/// Waits until no merge runs or is due, seen twice two seconds apart (the
+/// committer plans merges between its rounds: one look just after the
+/// flush may come before the plan); returns the merges section.
+pub fn wait_for_merges(url: &str) -> Result<serde_json::Value> {
     let started = Instant::now();
     let mut idle_since: Option<Instant> = None;
     loop {
@@ -516,7 +516,7 @@ fn wait_for_merges(url: &str) -> Result<serde_json::Value> {
 
 /// Bytes of `blocks.dat` and of everything else, over the splits `ids`
 /// in the embedded store's `splits/`.
-fn splits_bytes(splits: &Path, ids: &[&str]) -> (u64, u64) {
+pub fn splits_bytes(splits: &Path, ids: &[&str]) -> (u64, u64) {
     let (mut blocks, mut rest) = (0, 0);
     for id in ids {
         let dir = splits.join(id);

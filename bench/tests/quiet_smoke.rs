@@ -2,6 +2,7 @@
 //! --smoke` (50 sources, half an hour of line time and as much again) must
 //! post every line, find the needle once, and report every figure. The
 //! figures are not judged here (a debug build, too short a day to settle).
+//! The scaling curve's run (`scale --smoke`) is kept working here too.
 
 mod smoke_run;
 
@@ -41,5 +42,31 @@ fn quiet_shipper_smoke_run_reports_every_figure() {
     assert!(
         rss["baseline"].as_f64().unwrap_or(0.0) > 0.0,
         "tail -F's peak RSS: {rss}"
+    );
+}
+
+/// `cblogs-bench scale --smoke` (one 4 MiB size): the needle planted in the
+/// corpus is found once, the merges after the clock's line end, cblogsd
+/// starts again on the store, and every figure is reported.
+#[test]
+fn scale_smoke_run_reports_every_figure() {
+    let smoke = smoke_run::run_smoke("scale", "scale-report.json");
+    // Inside cblogsd, a 4 MiB store's needle may take under a millisecond.
+    let inside = smoke.figure("scale.4MiB.needle_inside");
+    assert!(inside["value"].as_f64().is_some(), "{inside}");
+    for what in ["ingest", "storage", "needle", "dense", "tail", "startup"] {
+        let id = format!("scale.4MiB.{what}");
+        let f = smoke.figure(&id);
+        assert!(f["value"].as_f64().unwrap_or(0.0) > 0.0, "{id}: {f}");
+    }
+    let storage = smoke.figure("scale.4MiB.storage");
+    assert!(
+        storage["baseline"].as_f64().unwrap_or(0.0) > 0.0,
+        "the zstd -3 baseline: {storage}"
+    );
+    let needle = smoke.figure("scale.4MiB.needle");
+    assert!(
+        needle["baseline"].as_f64().unwrap_or(0.0) > 0.0,
+        "rg's time: {needle}"
     );
 }
