@@ -25,12 +25,12 @@ use anyhow::{bail, Context, Result};
 use cblogs_core::wire::{Batch, IngestRequest, WireLine, INGEST_PATH};
 use cblogs_core::{JobKey, Source, Stream};
 use cblogs_fake_agent::lines::{LineGen, Templates};
-use cblogs_testkit::{bin, SHIPPER_CLUSTER};
+use cblogs_testkit::SHIPPER_CLUSTER;
 
 use crate::figures::run_dir;
 use crate::ingest::{flush, tail_n100};
 use crate::procs::{cpu_secs, peak_rss_mib, rss_mib, MB};
-use crate::report::{self, Figure, Goal};
+use crate::report::{Figure, Goal};
 
 const MINUTE_NS: i64 = 60_000_000_000;
 const DAY_MINUTES: i64 = 24 * 60;
@@ -531,29 +531,7 @@ pub fn splits_bytes(splits: &Path, ids: &[&str]) -> (u64, u64) {
 /// Wall times (ms) of `cblogs grep -F NEEDLE`, after one warm-up; the
 /// needle must be found exactly once.
 fn needle_grep(url: &str, times: usize) -> Result<Vec<f64>> {
-    let mut out = Vec::new();
-    for i in 0..=times {
-        let started = Instant::now();
-        let o = std::process::Command::new(bin("cblogs"))
-            .args(["--server", url, "grep", "-F", "--output", "raw", NEEDLE])
-            .output()
-            .context("run cblogs grep")?;
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
-        let found = o
-            .stdout
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-            .count();
-        if found != 1 {
-            bail!(
-                "the needle was found {found} times: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-        }
-        if i > 0 {
-            out.push(ms);
-        }
-    }
-    report::median(&out).context("grep times")?;
+    let mut out = crate::search::needle_grep(url, NEEDLE, times + 1)?;
+    out.remove(0);
     Ok(out)
 }

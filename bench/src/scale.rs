@@ -7,7 +7,8 @@
 //!    before the clock starts) and flushed: sustained ingest with merges
 //!    running beside it, as they do in production;
 //! 2. the line clock moved on by one line of another source two days
-//!    later, so the hour ingested settles and is merged whole, and every
+//!    later (flushed: windows settle by the newest line published), so
+//!    the hour ingested settles and is merged whole, and every
 //!    merge waited for: storage after merges against per-file `zstd -3`,
 //!    and what the merges cost per GB;
 //! 3. cblogsd stopped and started again on the full store: start-up time,
@@ -293,7 +294,10 @@ fn one_run(corpus: &Corpus, bodies: &ingest::Bodies, dir: &Path) -> Result<Measu
     let data_dir = dir.join("data");
     let (mut server, timed) = ingest::post_and_flush(corpus, bodies, &data_dir, None)?;
     let url = server.url.clone();
+    // Windows settle by the newest line published: the clock's line is
+    // flushed into a split of its own first.
     tick_clock(&url)?;
+    ingest::flush(&url)?;
     let merges = quiet::wait_for_merges(&url)?;
     let pid = server.pid().context("cblogsd is not running")?;
     let cpu = cpu_secs(pid);
@@ -317,8 +321,11 @@ fn one_run(corpus: &Corpus, bodies: &ingest::Bodies, dir: &Path) -> Result<Measu
     let startup_secs = started.elapsed().as_secs_f64();
     let pid = server.pid().context("cblogsd is not running")?;
     let rss_after_start_mib = rss_mib(pid);
-    let first_needle_ms = needle_grep(&url, 1)?.first().copied().unwrap_or(0.0);
-    let needle_s = report::median(&needle_grep(&url, READS)?).unwrap_or(0.0) / 1e3;
+    let first_needle_ms = search::needle_grep(&url, NEEDLE, 1)?
+        .first()
+        .copied()
+        .unwrap_or(0.0);
+    let needle_s = report::median(&search::needle_grep(&url, NEEDLE, READS)?).unwrap_or(0.0) / 1e3;
     let needle = search::server_summary(&url, &NEEDLE_CASE, false)?;
     let (dense, dense_matches) = search::cblogs(&url, DENSE, READS)?;
     let dense_inside = search::server_summary(&url, DENSE, true)?;
@@ -427,33 +434,4 @@ fn tick_clock(url: &str) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Wall times (ms) of `cblogs grep -F NEEDLE` over every job, `times` runs
-/// with no warm-up (the first one after a start is the cold one); each
-/// must print the needle's line once.
-fn needle_grep(url: &str, times: usize) -> Result<Vec<f64>> {
-    let mut out = Vec::with_capacity(times);
-    for _ in 0..times {
-        let started = Instant::now();
-        let o = std::process::Command::new(cblogs_testkit::bin("cblogs"))
-            .args(["--server", url, "grep", "-F", "--limit", "0"])
-            .args(["--output", "raw", "--color", "never", "--", NEEDLE])
-            .output()
-            .context("run cblogs grep")?;
-        let ms = started.elapsed().as_secs_f64() * 1e3;
-        let found = o
-            .stdout
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-            .count();
-        if !o.status.success() || found != 1 {
-            bail!(
-                "cblogs grep printed the needle {found} times: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-        }
-        out.push(ms);
-    }
-    Ok(out)
 }

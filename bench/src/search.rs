@@ -341,3 +341,32 @@ fn timed(
     }
     Ok((times, count))
 }
+
+/// Wall times (ms) of `cblogs grep -F needle` over every job, `times` runs
+/// with no warm-up (the first one after a start is the cold one); each
+/// must print the needle's line once.
+pub fn needle_grep(url: &str, needle: &str, times: usize) -> Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(times);
+    for _ in 0..times {
+        let started = Instant::now();
+        let o = std::process::Command::new(bin("cblogs"))
+            .args(["--server", url, "grep", "-F", "--limit", "0"])
+            .args(["--output", "raw", "--color", "never", "--", needle])
+            .output()
+            .context("run cblogs grep")?;
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        let found = o
+            .stdout
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count();
+        if !o.status.success() || found != 1 {
+            bail!(
+                "cblogs grep printed the needle {found} times: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        out.push(ms);
+    }
+    Ok(out)
+}

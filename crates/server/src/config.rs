@@ -258,6 +258,8 @@ pub struct StorageConfig {
     pub zstd_level: i32,
     /// A WAL segment is closed and a new one started past this size.
     pub wal_segment_bytes: u64,
+    /// zstd level of WAL records' blocks; 0 writes them as is.
+    pub wal_zstd_level: i32,
     /// Past this much WAL on disk, open blocks are sealed early so that the
     /// oldest segments can be trimmed.
     pub wal_max_bytes: u64,
@@ -380,6 +382,7 @@ impl Default for StorageConfig {
             retention_check_secs: 60,
             zstd_level: 3,
             wal_segment_bytes: 64 << 20,
+            wal_zstd_level: 1,
             wal_max_bytes: 1 << 30,
             max_unindexed_bytes: 64 << 20,
             max_unpublished_bytes: 4 << 30,
@@ -489,6 +492,15 @@ impl Config {
                 )));
             }
         }
+        let wal = s.wal_zstd_level;
+        if wal != 0 && !zstd::compression_level_range().contains(&wal) {
+            let range = zstd::compression_level_range();
+            return Err(ConfigError::Invalid(format!(
+                "storage.wal_zstd_level must be 0 (records as is) or between {} and {}",
+                range.start(),
+                range.end()
+            )));
+        }
         if !(0..=19).contains(&self.search.nice) {
             return Err(ConfigError::Invalid(
                 "search.nice must be between 0 and 19".into(),
@@ -555,5 +567,15 @@ mod tests {
         assert!(err.to_string().contains("block_bytez"), "{err}");
         let c: Config = toml::from_str("[storage]\nzstd_level = 99").unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("zstd_level"));
+        let c: Config = toml::from_str("[storage]\nwal_zstd_level = 23").unwrap();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("wal_zstd_level"));
+        for ok in ["0", "-5", "1", "19"] {
+            let c: Config = toml::from_str(&format!("[storage]\nwal_zstd_level = {ok}")).unwrap();
+            assert!(c.validate().is_ok(), "wal_zstd_level = {ok}");
+        }
     }
 }

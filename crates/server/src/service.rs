@@ -159,7 +159,11 @@ impl Service {
         let auth = Arc::new(Auth::load(&config.auth)?);
         let (stopping, stopping_rx) = watch::channel(false);
         let alerts = Alerts::start(&config, store.live(), stopping_rx.clone())?;
-        let (files, records) = WalFiles::open(&data.join("wal"), config.storage.wal_segment_bytes)?;
+        let (files, records) = WalFiles::open(
+            &data.join("wal"),
+            config.storage.wal_segment_bytes,
+            config.storage.wal_zstd_level,
+        )?;
         let last_seq = records.last().map_or(0, |r| r.seq);
         store.replay(records);
         let applier = store.clone();

@@ -15,7 +15,8 @@
 //!
 //! ```text
 //! error.rs     WalError: what a failure means for ingest
-//! record.rs    WalRecord and its framing (length, checksum) on disk
+//! record.rs    WalRecord and its framing (length, checksum) on disk; RecordEncoder
+//!              (the block zstd-compressed, `storage.wal_zstd_level`)
 //! segments.rs  WalFiles: the segment files: append + fsync, replay, roll, trim
 //! writer.rs    Wal: the writer thread (group commit), waiting for durability,
 //!              failure and resume after a full disk

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::error::{io_err, WalError};
-use super::record::{WalRecord, HEADER, MAX_RECORD};
+use super::record::{RecordEncoder, WalRecord, HEADER, MAX_RECORD};
 
 struct Segment {
     path: PathBuf,
@@ -25,6 +25,7 @@ pub struct WalFiles {
     closed: Vec<Segment>,
     active: Segment,
     active_file: File,
+    encoder: RecordEncoder,
 }
 
 fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
@@ -39,8 +40,13 @@ fn sync_dir(dir: &Path) -> Result<(), WalError> {
 
 impl WalFiles {
     /// Opens the WAL in `dir`, replays what it holds, and starts a new
-    /// segment for what comes next. Returns the records in seq order.
-    pub fn open(dir: &Path, segment_bytes: u64) -> Result<(WalFiles, Vec<WalRecord>), WalError> {
+    /// segment for what comes next, whose records' blocks are compressed at
+    /// `zstd_level` (0: written as is). Returns the records in seq order.
+    pub fn open(
+        dir: &Path,
+        segment_bytes: u64,
+        zstd_level: i32,
+    ) -> Result<(WalFiles, Vec<WalRecord>), WalError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut paths: Vec<(u64, PathBuf)> = Vec::new();
         for entry in fs::read_dir(dir).map_err(io_err(dir))? {
@@ -93,6 +99,7 @@ impl WalFiles {
                 bytes: 0,
             },
             active_file,
+            encoder: RecordEncoder::new(zstd_level),
         };
         Ok((files, records))
     }
@@ -108,7 +115,7 @@ impl WalFiles {
     pub fn append(&mut self, records: &[WalRecord], buf: &mut Vec<u8>) -> Result<(), WalError> {
         buf.clear();
         for r in records {
-            r.encode_into(buf);
+            self.encoder.encode_into(r, buf);
         }
         let path = &self.active.path;
         if let Err(e) = self.active_file.write_all(buf) {
@@ -293,7 +300,7 @@ mod tests {
     #[test]
     fn replays_what_was_appended_and_cuts_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut files, replayed) = WalFiles::open(dir.path(), 1 << 20).unwrap();
+        let (mut files, replayed) = WalFiles::open(dir.path(), 1 << 20, 1).unwrap();
         assert!(replayed.is_empty());
         let mut buf = Vec::new();
         files
@@ -306,21 +313,51 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&active).unwrap();
         f.write_all(&[200, 0, 0, 0, 1, 2]).unwrap();
         drop(f);
-        let (files, replayed) = WalFiles::open(dir.path(), 1 << 20).unwrap();
+        let (files, replayed) = WalFiles::open(dir.path(), 1 << 20, 1).unwrap();
         let seqs: Vec<u64> = replayed.iter().map(|r| r.seq).collect();
         assert_eq!(seqs, [1, 2, 3]);
         assert_eq!(replayed[2].lines.line(0).bytes, b"three");
         assert_eq!(files.active.first_seq, 4);
         drop(files);
         // The torn bytes are gone: a second replay is clean and identical.
-        let (_, again) = WalFiles::open(dir.path(), 1 << 20).unwrap();
+        let (_, again) = WalFiles::open(dir.path(), 1 << 20, 1).unwrap();
         assert_eq!(again.len(), 3);
+    }
+
+    /// A WAL written before records were compressed (or with
+    /// `wal_zstd_level = 0`) replays beside compressed records, and the
+    /// compressed ones take less room.
+    #[test]
+    fn compressed_and_plain_records_replay_side_by_side() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "GET /api/v1/items?id=42 200 0.003s ".repeat(40);
+        let mut buf = Vec::new();
+        let (mut plain, _) = WalFiles::open(dir.path(), 1 << 20, 0).unwrap();
+        plain.append(&[record(1, &text)], &mut buf).unwrap();
+        let plain_bytes = plain.bytes();
+        drop(plain);
+        let (mut compressed, replayed) = WalFiles::open(dir.path(), 1 << 20, 1).unwrap();
+        assert_eq!(replayed.len(), 1);
+        compressed.append(&[record(2, &text)], &mut buf).unwrap();
+        assert!(
+            compressed.active.bytes * 4 < plain_bytes,
+            "compressed {} bytes, plain {plain_bytes}",
+            compressed.active.bytes
+        );
+        drop(compressed);
+        let (_, replayed) = WalFiles::open(dir.path(), 1 << 20, 0).unwrap();
+        let seqs: Vec<u64> = replayed.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [1, 2]);
+        for r in &replayed {
+            assert_eq!(r.lines.line(0).bytes, text.as_bytes());
+            assert_eq!(r.lines.line(0).offset, r.seq * 100);
+        }
     }
 
     #[test]
     fn over_budget_names_the_seq_that_brings_the_wal_to_half_its_budget() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut files, _) = WalFiles::open(dir.path(), 10).unwrap(); // roll after every append
+        let (mut files, _) = WalFiles::open(dir.path(), 10, 1).unwrap(); // roll after every append
         let mut buf = Vec::new();
         assert_eq!(files.over_budget(0), None, "empty");
         for seq in 1..=6 {
@@ -353,14 +390,14 @@ mod tests {
     #[test]
     fn trims_only_committed_segments() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut files, _) = WalFiles::open(dir.path(), 10).unwrap(); // roll after every append
+        let (mut files, _) = WalFiles::open(dir.path(), 10, 1).unwrap(); // roll after every append
         let mut buf = Vec::new();
         for seq in 1..=4 {
             files.append(&[record(seq, "x")], &mut buf).unwrap();
         }
         files.trim_below(3).unwrap();
         drop(files);
-        let (_, replayed) = WalFiles::open(dir.path(), 10).unwrap();
+        let (_, replayed) = WalFiles::open(dir.path(), 10, 1).unwrap();
         let seqs: Vec<u64> = replayed.iter().map(|r| r.seq).collect();
         assert_eq!(seqs, [3, 4]);
     }
