@@ -510,6 +510,45 @@ fn blocks_and_splits_are_sealed_by_line_time_as_well() {
     );
 }
 
+/// Splits are sealed when the line clock (the newest line time seen) has
+/// moved `split_max_age_secs` since the split was opened, not when its
+/// own lines span that much: a shipper catching up on a backlog two hours
+/// old beside a live source would otherwise make every split span two
+/// hours, and a split would be sealed at every commit round.
+#[test]
+fn a_backlog_beside_live_lines_does_not_seal_a_split_each_round() {
+    let config = "[storage]\nblock_max_age_ms = 200\ncommit_interval_ms = 100\n\
+                  split_max_age_secs = 60\n";
+    let (_dir, server) = Server::in_temp_dir(Some(config));
+    let hour: i64 = 3_600_000_000_000;
+    // One window of line time (a day), two days back: the backlog's lines
+    // at 01:00, the live source's at 03:00, both moving a second a round.
+    let window = (now_ns() - 2 * DAY_NS).div_euclid(DAY_NS) * DAY_NS;
+    let (mut backlog, mut live) = (file(0), file(1));
+    let rounds = 10;
+    for r in 0..rounds {
+        let at =
+            |base: i64, tag: &str| vec![(window + base + r * 1_000_000_000, format!("{tag} {r}"))];
+        server.post_ok(&request(vec![
+            backlog.batch_at(&at(hour, "backlog")),
+            live.batch_at(&at(3 * hour, "live")),
+        ]));
+        // Each round's lines sealed into blocks and committed into the
+        // split being built before the next round.
+        wait_until("the round's lines to be committed", DEADLINE, || {
+            (server.storage()["unindexed_bytes"].as_u64() == Some(0)).then_some(())
+        });
+    }
+    let s = server.storage();
+    let splits = s["splits"].as_array().expect("splits").len();
+    assert!(
+        splits <= 2,
+        "ten rounds of a backlog beside live lines made {splits} splits: {s}"
+    );
+    server.flush();
+    assert_eq!(served_once(&server).len(), 2 * rounds as usize);
+}
+
 /// `explain=blocks`: a search names each stored block it read, by split
 /// and place in the split's `blocks.dat`, and the summary counts their
 /// compressed bytes (what the bench decompresses again for a search's

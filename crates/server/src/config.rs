@@ -324,7 +324,7 @@ impl Default for SearchConfig {
             nice: 10,
             max_results: 100_000,
             block_cache_bytes: 64 << 20,
-            term_cache_bytes: 64 << 20,
+            term_cache_bytes: 512 << 20,
         }
     }
 }
