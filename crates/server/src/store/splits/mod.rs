@@ -114,13 +114,13 @@ pub struct SplitSet {
     in_bucket: HashMap<String, PublishedSplit>,
     /// Background merges of published splits.
     merger: Merger,
-    /// The newest line time of any block added to a split (`i64::MIN`
-    /// before the first): the clock by which splits are sealed at
-    /// `split_max_age_secs` of line time. Not the span of a split's own
-    /// lines: a shipper catching up on an old backlog beside live sources
-    /// would then make every split span hours, and a split would be
-    /// sealed each commit round (a benchmark that posts files of unequal
-    /// size side by side did just that: 190 splits for 8 GiB).
+    /// The newest line time of any block added to a split, never past the
+    /// clock (`i64::MIN` before the first): the clock by which splits are
+    /// sealed at `split_max_age_secs` of line time. Not the span of a
+    /// split's own lines: a shipper catching up on an old backlog beside
+    /// live sources would then make every split span hours, and a split
+    /// would be sealed each commit round (a benchmark that posts files of
+    /// unequal size side by side did just that: 190 splits for 8 GiB).
     line_clock: i64,
 }
 
@@ -284,7 +284,9 @@ impl SplitSet {
         }
         b.used = Instant::now();
         b.min_seq = b.min_seq.min(seq);
-        self.line_clock = self.line_clock.max(t_max);
+        // Never past the clock: a line dated in the future (an agent's
+        // clock far off) would otherwise seal every split being built.
+        self.line_clock = self.line_clock.max(t_max.min(cblogs_core::time::now_ns()));
         let id = b.part.id.clone();
         Ok((id, b.writer.as_mut().expect("made above")))
     }
