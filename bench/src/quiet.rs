@@ -279,17 +279,12 @@ fn run(plan: &QuietPlan, n: usize, templates: &Templates, dir: &Path) -> Result<
     // The measured day: its window's published splits (a merge's inputs
     // stay in the bucket a while after it, until no search can read them).
     let prefix = format!("w{}_", day_ns.div_euclid(1_000_000_000));
-    let storage: serde_json::Value =
-        reqwest::blocking::get(format!("{url}/api/v1/storage"))?.json()?;
-    let day: Vec<&serde_json::Value> = storage["splits"]
-        .as_array()
-        .context("splits")?
-        .iter()
-        .filter(|s| s["state"] == "published")
-        .filter(|s| s["id"].as_str().is_some_and(|id| id.starts_with(&prefix)))
+    let day: Vec<(String, u64)> = published_splits(&url)?
+        .into_iter()
+        .filter(|(id, _)| id.starts_with(&prefix))
         .collect();
-    let docs: u64 = day.iter().filter_map(|s| s["blocks"].as_u64()).sum();
-    let ids: Vec<&str> = day.iter().filter_map(|s| s["id"].as_str()).collect();
+    let docs: u64 = day.iter().map(|(_, blocks)| blocks).sum();
+    let ids: Vec<&str> = day.iter().map(|(id, _)| id.as_str()).collect();
     let (blocks_bytes, index_bytes) = splits_bytes(&data_dir.join("bucket/splits"), &ids);
     let (day_raw, zstd3) = baseline(templates, n, day_ns, plan.minutes, interval_ns);
     let grep_ms = needle_grep(&url, 5)?;
@@ -512,6 +507,21 @@ pub fn wait_for_merges(url: &str) -> Result<serde_json::Value> {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// The published splits `/api/v1/storage` lists, each with its blocks
+/// (a merge's inputs stay in the bucket a while after it: they are not
+/// published any more).
+pub fn published_splits(url: &str) -> Result<Vec<(String, u64)>> {
+    let storage: serde_json::Value =
+        reqwest::blocking::get(format!("{url}/api/v1/storage"))?.json()?;
+    Ok(storage["splits"]
+        .as_array()
+        .context("splits")?
+        .iter()
+        .filter(|s| s["state"] == "published")
+        .filter_map(|s| Some((s["id"].as_str()?.to_owned(), s["blocks"].as_u64()?)))
+        .collect())
 }
 
 /// Bytes of `blocks.dat` and of everything else, over the splits `ids`

@@ -214,7 +214,7 @@ fn size_figures(
             each(&|m| m.merge_secs_per_gb),
         )
         .note(format!(
-            "{} merges, {:.2} GB of blocks in, {:.2} GB out; the merge thread's wall time (at merge.nice, recompressing at merge.zstd_level)",
+            "merges: {}, {:.2} GB of blocks in, {:.2} GB out; the merge thread's wall time (at merge.nice, recompressing at merge.zstd_level)",
             last.map_or(0, |m| m.merges),
             last.map_or(0, |m| m.merged_in) as f64 / 1e9,
             last.map_or(0, |m| m.merged_out) as f64 / 1e9,
@@ -301,16 +301,9 @@ fn one_run(corpus: &Corpus, bodies: &ingest::Bodies, dir: &Path) -> Result<Measu
     let merges = quiet::wait_for_merges(&url)?;
     let pid = server.pid().context("cblogsd is not running")?;
     let cpu = cpu_secs(pid);
-    let storage: serde_json::Value =
-        reqwest::blocking::get(format!("{url}/api/v1/storage"))?.json()?;
-    let published: Vec<&serde_json::Value> = storage["splits"]
-        .as_array()
-        .context("splits")?
-        .iter()
-        .filter(|s| s["state"] == "published")
-        .collect();
-    let ids: Vec<&str> = published.iter().filter_map(|s| s["id"].as_str()).collect();
-    let blocks: u64 = published.iter().filter_map(|s| s["blocks"].as_u64()).sum();
+    let published = quiet::published_splits(&url)?;
+    let ids: Vec<&str> = published.iter().map(|(id, _)| id.as_str()).collect();
+    let blocks: u64 = published.iter().map(|(_, blocks)| blocks).sum();
     let (blocks_bytes, index_bytes) = quiet::splits_bytes(&data_dir.join("bucket/splits"), &ids);
     let other = crate::procs::dir_bytes(&data_dir.join("wal"))
         + crate::procs::dir_bytes(&data_dir.join("building"));
