@@ -113,6 +113,22 @@ fn shipped_lines_are_published_to_s3_and_survive_the_loss_of_the_nodes_disk() {
     assert_ne!(after["incarnation"], before["incarnation"]);
     assert_eq!(after["sources"], before["sources"], "{after}");
     assert_exactly_once(&server, &mut shipper, &[&run], "after the disk was lost");
+    // The split's term list came down with its bundle: a partial word is
+    // looked up in it, not in a list walked from the index again.
+    let out = server.cli(&["grep", "irst 0123 ", "--output", "raw"]);
+    assert_eq!(
+        out.lines(),
+        [lines("first", 300)[123].as_str()],
+        "{}",
+        out.stderr
+    );
+    assert!(
+        server
+            .metric("cblogs_term_lists_total{kind=\"stored\"}")
+            .is_some_and(|n| n >= 1.0),
+        "{:?}",
+        server.metric("cblogs_term_lists_total{kind=\"built\"}")
+    );
     // Its held ends came from the metastore: the shipper goes on.
     run.append_lines(Stream::Stdout, &lines("after", 50));
     assert_exactly_once(&server, &mut shipper, &[&run], "lines written after");

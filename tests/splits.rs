@@ -155,7 +155,7 @@ fn a_flush_publishes_every_split_and_the_wal_keeps_its_lines_until_then() {
     assert_eq!(ends(&server), (incarnation.clone(), (end, end)));
     assert!(folders(&data.join("building")).is_empty(), "{s}");
     let published = data.join("bucket/splits").join(&building[0]);
-    for name in ["blocks.dat", "sources.json", "index/meta.json"] {
+    for name in ["blocks.dat", "sources.json", "index/meta.json", "terms.dat"] {
         assert!(
             published.join(name).is_file(),
             "{name} in {}",
@@ -186,6 +186,16 @@ fn a_flush_publishes_every_split_and_the_wal_keeps_its_lines_until_then() {
     assert_eq!(served_once(&server), written);
     assert_eq!(splits(&server.storage()), splits(&s));
     assert_eq!(ends(&server), (incarnation, (end, end)));
+    // A partial word looks its terms up in the split's term list, which
+    // the split keeps (terms.dat): read, not walked from the index again.
+    let out = server.cli(&["grep", "eld 0042 ", "--output", "raw"]);
+    assert_eq!(out.lines(), [written[42].as_str()], "{}", out.stderr);
+    let lists = |kind: &str| {
+        server
+            .metric(&format!("cblogs_term_lists_total{{kind=\"{kind}\"}}"))
+            .unwrap_or(0.0)
+    };
+    assert_eq!((lists("stored"), lists("built")), (1.0, 0.0));
 }
 
 #[test]

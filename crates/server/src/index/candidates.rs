@@ -10,6 +10,7 @@
 //! are small.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 
 use tantivy::index::SegmentId;
 use tantivy::schema::IndexRecordOption;
@@ -48,7 +49,8 @@ pub struct StoredBlock {
 impl Partition {
     /// The blocks of `sources` in `range` in this partition, each marked
     /// whether `need` lets the index rule it out. Suffix and infix terms
-    /// are looked up in the segment's [`TermBlob`], kept in `terms`.
+    /// are looked up in the segment's [`TermBlob`] (the split's `terms.dat`
+    /// if it has one, else built), kept in `terms`.
     pub fn candidate_blocks(
         &self,
         searcher: &Searcher,
@@ -65,7 +67,7 @@ impl Partition {
                 .map_err(|e| self.index_error(e))?;
             let max_doc = segment.max_doc();
             let mut dict = DictionaryMatches::default();
-            dict.collect(need, segment.segment_id(), &inverted, terms)
+            dict.collect(need, &self.dir, segment.segment_id(), &inverted, terms)
                 .map_err(|e| self.io_error(e))?;
             let matching =
                 evaluate(need, &inverted, &dict, max_doc).map_err(|e| self.io_error(e))?;
@@ -122,6 +124,7 @@ impl DictionaryMatches {
     fn collect(
         &mut self,
         need: &TermNeed,
+        dir: &Path,
         segment: SegmentId,
         inv: &InvertedIndexReader,
         cache: &SizedLru<SegmentId, TermBlob>,
@@ -147,7 +150,7 @@ impl DictionaryMatches {
                     let blob = match &blob {
                         Some(b) => b,
                         None => blob.insert(cache.get_or_load(&segment, || {
-                            TermBlob::build(inv).map(|b| {
+                            TermBlob::stored_or_built(dir, segment, inv).map(|b| {
                                 let size = b.memory_bytes();
                                 (b, size)
                             })

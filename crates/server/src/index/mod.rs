@@ -12,7 +12,8 @@
 //!                blocks of a source combined, compressed again
 //! need.rs        TermNeed: the terms a block must hold (the index's query language)
 //! candidates.rs  Partition::candidate_blocks: TermNeed evaluated per segment
-//! term_blob.rs   a segment's terms in one buffer: suffix and infix lookups by memmem
+//! term_blob.rs   a segment's terms in one buffer: suffix and infix lookups by memmem;
+//!                a finished split keeps it in terms.dat
 //! cache.rs       ReadCaches: decoded blocks and segments' terms kept between reads
 //! ```
 //!
@@ -40,4 +41,5 @@ pub use merge::{merge_into, MergeCounts, MergeError, MergeInput, MergeOptions};
 pub use need::{TermMatch, TermNeed};
 pub use partition::{new_uid, Access, Partition, PartitionError, RangeRead, SplitBlocks};
 pub use split_id::{new_split_id, split_window};
+pub use term_blob::TERMS_FILE;
 pub use writer::{PartitionWriter, PreparedBlock};

@@ -8,6 +8,7 @@
 //!     index/         tantivy: one doc per block (fast fields + distinct tokens)
 //!     blocks.dat     compressed blocks back to back; docs point into it
 //!     sources.json   source id -> source, for every source with a block here
+//!     terms.dat      a finished split's terms, for partial-word lookups (`term_blob.rs`)
 //! ```
 //!
 //! What a commit makes durable, and in which order, is `writer.rs`'s story.
@@ -25,6 +26,7 @@ use tantivy::{Index, IndexReader, ReloadPolicy, Term};
 use super::columns::BlockRefs;
 use super::columns::{BlockRef, SourceTotals};
 use super::schema::{schema, Fields};
+use super::term_blob::{TermBlob, TERMS_FILE};
 use crate::block::{BlockError, LineBlock};
 
 #[derive(Debug, thiserror::Error)]
@@ -291,7 +293,7 @@ impl Partition {
             source,
         };
         let mut files = Vec::new();
-        for name in ["blocks.dat", "sources.json"] {
+        for name in ["blocks.dat", "sources.json", TERMS_FILE] {
             match fs::metadata(self.dir.join(name)) {
                 Ok(m) => files.push((name.to_owned(), m.len())),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -318,6 +320,22 @@ impl Partition {
         }
         files.sort();
         Ok(files)
+    }
+
+    /// Writes the terms of the split's one segment into `terms.dat`, once
+    /// the split is finished (a split of several segments, or of none,
+    /// gets none: its readers build each segment's terms).
+    pub(super) fn write_term_list(&self) -> Result<(), PartitionError> {
+        let searcher = self.searcher();
+        let [segment] = searcher.segment_readers() else {
+            return Ok(());
+        };
+        let inverted = segment
+            .inverted_index(self.fields.tokens)
+            .map_err(|e| self.index_error(e))?;
+        TermBlob::build(&inverted)
+            .and_then(|terms| terms.write(&self.dir, segment.segment_id()))
+            .map_err(|e| self.io_error(e))
     }
 
     /// An I/O error of this partition, naming its directory.

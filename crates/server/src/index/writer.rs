@@ -170,7 +170,8 @@ impl PartitionWriter {
     /// Ends the split's writing, before its upload: its segments merged
     /// into one (one commit per round made many small ones; one segment
     /// is fewer objects to upload and fewer to read), committed, and the
-    /// files no commit uses deleted.
+    /// files no commit uses deleted; then its terms written down
+    /// (`terms.dat`, `term_blob.rs`), so that no reader walks them again.
     pub fn finish(mut self) -> Result<(), PartitionError> {
         // No merge of its own choosing: one started by the commit below
         // would take segments from under the merge of all of them, which
@@ -191,7 +192,8 @@ impl PartitionWriter {
         self.writer.commit().map_err(idx)?;
         self.writer.garbage_collect_files().wait().map_err(idx)?;
         self.writer.wait_merging_threads().map_err(idx)?;
-        self.part.reload()
+        self.part.reload()?;
+        self.part.write_term_list()
     }
 
     fn try_commit(&mut self) -> Result<(), PartitionError> {

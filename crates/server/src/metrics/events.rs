@@ -153,6 +153,21 @@ impl Event for SplitCacheUsed {
     }
 }
 
+/// A segment's term list was taken into the term cache: read from its
+/// split's `terms.dat` (`stored`), or walked from the index (`built`).
+pub struct TermListLoaded {
+    pub stored: bool,
+}
+
+impl Event for TermListLoaded {
+    fn emit(self) {
+        let kind = Kind {
+            kind: if self.stored { "stored" } else { "built" }.to_owned(),
+        };
+        metrics().term_lists.get_or_create(&kind).inc();
+    }
+}
+
 /// A split's index was deleted from the disk cache to stay within
 /// `cache.max_bytes` (the split stays published).
 pub struct SplitCacheEvicted;

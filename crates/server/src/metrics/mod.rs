@@ -23,6 +23,6 @@ mod registry;
 
 pub use events::{
     emit, AlertNotified, CommitDone, Ingested, MergeEnded, ObjectStoreRequest, PartitionDeleted,
-    QueryAnswered, RequestRefused, SplitCacheEvicted, SplitCacheUsed,
+    QueryAnswered, RequestRefused, SplitCacheEvicted, SplitCacheUsed, TermListLoaded,
 };
 pub use registry::{render, Gauges};

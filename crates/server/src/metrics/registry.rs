@@ -48,6 +48,7 @@ pub(super) struct Metrics {
     pub(super) cache_hits: Counter,
     pub(super) cache_misses: Counter,
     pub(super) cache_evictions: Counter,
+    pub(super) term_lists: Family<Kind, Counter>,
     pub(super) merges: Counter,
     pub(super) merge_failures: Counter,
     pub(super) merge_bytes_read: Counter,
@@ -178,6 +179,12 @@ impl Metrics {
             "Object-store requests that failed, by kind",
             object_store_errors.clone(),
         );
+        let term_lists = Family::<Kind, Counter>::default();
+        r.register(
+            "term_lists",
+            "Index segments' term lists taken into search.term_cache_bytes for partial-word lookups (kind: stored, read from a finished split's terms.dat; built, walked from the index)",
+            term_lists.clone(),
+        );
         let counter = |r: &mut Registry, name: &str, help: &str| {
             let c = Counter::default();
             r.register(name, help, c.clone());
@@ -261,6 +268,7 @@ impl Metrics {
             cache_hits,
             cache_misses,
             cache_evictions,
+            term_lists,
             merges,
             merge_failures,
             merge_bytes_read,

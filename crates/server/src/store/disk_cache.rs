@@ -361,7 +361,7 @@ impl DiskCache {
         if part.dir().join("index").exists() {
             let partial = dir.with_extension("partial");
             std::fs::create_dir_all(&partial).map_err(io)?;
-            for name in ["index", "sources.json"] {
+            for name in ["index", "sources.json", crate::index::TERMS_FILE] {
                 let from = part.dir().join(name);
                 if from.exists() {
                     std::fs::rename(&from, partial.join(name)).map_err(io)?;
