@@ -7,6 +7,8 @@
 //!
 //! Offsets are stored as the gap beyond the previous line's end (almost
 //! always 0) and times as deltas, so the encoded form compresses well.
+//! The text comes last so that a decoded block can keep the buffer it was
+//! decompressed into, its text where it lies ([`LineBlock::decode_owned`]).
 
 use std::cell::RefCell;
 
@@ -43,10 +45,18 @@ impl LineBlock {
             put_varint(out, u64::from(e - start));
             start = e;
         }
-        out.extend_from_slice(&self.text);
+        out.extend_from_slice(self.text());
     }
 
+    /// Decodes an encoded block.
     pub fn decode(buf: &[u8]) -> Result<LineBlock, BlockError> {
+        LineBlock::decode_owned(buf.to_vec())
+    }
+
+    /// [`LineBlock::decode`] of a buffer it keeps: its text stays where it
+    /// is, at the buffer's end, rather than being copied out.
+    pub fn decode_owned(raw: Vec<u8>) -> Result<LineBlock, BlockError> {
+        let buf = raw.as_slice();
         let mut r = Reader { buf, pos: 0 };
         let n = usize::try_from(r.varint()?).map_err(|_| BlockError::Corrupt("line count"))?;
         if n > buf.len() {
@@ -69,7 +79,8 @@ impl LineBlock {
             end += r.varint()?;
             ends.push(u32::try_from(end).map_err(|_| BlockError::Corrupt("line length"))?);
         }
-        let text = r.take(end as usize)?.to_vec();
+        let text_start = r.pos;
+        r.take(end as usize)?;
         if r.pos != buf.len() {
             return Err(BlockError::Corrupt("trailing bytes"));
         }
@@ -87,7 +98,8 @@ impl LineBlock {
             times,
             flags,
             ends,
-            text,
+            text: raw,
+            text_start,
             covered_end,
         })
     }
@@ -127,7 +139,7 @@ impl LineBlock {
         }
         let size = match zstd::zstd_safe::get_frame_content_size(buf) {
             Ok(Some(size)) if size <= MAX_BLOCK_BYTES => size as usize,
-            _ => return LineBlock::decode(&zstd::stream::decode_all(buf)?),
+            _ => return LineBlock::decode_owned(zstd::stream::decode_all(buf)?),
         };
         let raw = CONTEXT.with(|c| {
             let mut c = c.borrow_mut();
@@ -137,7 +149,7 @@ impl LineBlock {
             };
             d.decompress(buf, size)
         })?;
-        LineBlock::decode(&raw)
+        LineBlock::decode_owned(raw)
     }
 }
 
@@ -217,6 +229,29 @@ mod tests {
         );
         b.push(4_000, 9_000, LineFlags::default(), b"bad \xff utf8 Timeout");
         b
+    }
+
+    /// A decoded block keeps its buffer, the text at its end: lines read
+    /// from it, lines added to it (a merge combining blocks) and its
+    /// encoding again are all as if it had been built line by line.
+    #[test]
+    fn a_decoded_block_reads_grows_and_encodes_like_a_built_one() {
+        let mut built = sample();
+        let mut decoded = LineBlock::decompress(&sample().compress(3).unwrap()).unwrap();
+        assert_eq!(decoded.text(), built.text());
+        assert_eq!(decoded.text_len(), built.text_len());
+        for b in [&mut built, &mut decoded] {
+            b.push(5_000, 9_500, LineFlags::default(), b"one more");
+        }
+        assert!(decoded.lines().eq(built.lines()));
+        assert_eq!(decoded.line_at(decoded.line_end(2)), 3);
+        assert_eq!(
+            decoded.line_at(built.line_end(2)),
+            built.line_at(built.line_end(2))
+        );
+        assert_eq!(decoded.encode(), built.encode());
+        let again = LineBlock::decode(&decoded.encode()).unwrap();
+        assert!(again.lines().eq(built.lines()));
     }
 
     #[test]

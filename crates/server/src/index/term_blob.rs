@@ -8,13 +8,17 @@
 //! so its writer walks it once and keeps the result beside the index:
 //!
 //! ```text
-//! terms.dat   "CBTERMS1"  segment id (32 hex digits)  terms (u64 LE)  bytes (u64 LE)
-//!             a zstd frame (with its checksum) of the terms, each followed by `\n`
+//! terms.dat   "CBTERMS2"  segment id (32 hex digits)  terms (u64 LE)  bytes of the list (u64 LE)
+//!             a zstd frame (with its checksum) of the terms in order, front-coded:
+//!             each as [bytes shared with the one before (u8)] [the rest] `\n`
 //! ```
 //!
-//! Compressed, because the file is stored with the split: the sorted
-//! terms shrink several times, where uncompressed they would add about
-//! 0.012 of raw to the storage of busy logs (whose whole index is 0.014).
+//! Compressed, because the file is stored with the split: as the list is
+//! kept in memory, the sorted terms of busy logs would add about 0.012 of
+//! raw to their storage (whose whole index is 0.014); zstd -3 of the list
+//! 0.0037, of the list front-coded first 0.0023 (the terms are mostly
+//! ids and numbers that share their start with the one before: measured
+//! on a 1 GB split's 2.6 million terms, 29.7 MB → 9.6 and 5.8 MB).
 //! A split written before the file existed, or one still being built,
 //! has its terms built as before.
 
@@ -30,7 +34,7 @@ use crate::metrics::{emit, TermListLoaded};
 /// The file of a finished split that keeps its segment's terms.
 pub const TERMS_FILE: &str = "terms.dat";
 
-const MAGIC: &[u8; 8] = b"CBTERMS1";
+const MAGIC: &[u8; 8] = b"CBTERMS2";
 const HEADER_LEN: usize = 8 + 32 + 8 + 8;
 /// zstd level of `terms.dat`: written once per finished split, off the
 /// ingest path; sorted terms compress well at a fast level already.
@@ -98,7 +102,20 @@ impl TermBlob {
         out.extend_from_slice(&(self.bytes.len() as u64).to_le_bytes());
         let mut encoder = zstd::stream::Encoder::new(out, ZSTD_LEVEL)?;
         encoder.include_checksum(true)?;
-        encoder.write_all(&self.bytes)?;
+        let mut encoder = std::io::BufWriter::with_capacity(1 << 16, encoder);
+        let mut before: &[u8] = &[];
+        for term in self.bytes.split_inclusive(|&b| b == b'\n') {
+            let shared = term
+                .iter()
+                .zip(before)
+                .take(usize::from(u8::MAX))
+                .take_while(|(a, b)| a == b)
+                .count();
+            encoder.write_all(&[shared as u8])?;
+            encoder.write_all(&term[shared..])?;
+            before = &term[..term.len() - 1];
+        }
+        let encoder = encoder.into_inner().map_err(|e| e.into_error())?;
         let out = encoder.finish()?;
         let tmp = dir.join(format!("{TERMS_FILE}.tmp"));
         let mut f = File::create(&tmp)?;
@@ -132,14 +149,15 @@ impl TermBlob {
             return Err(format!("{listed} terms listed, the index has {terms}"));
         }
         let len = usize::try_from(len).map_err(|_| format!("{len} bytes of terms"))?;
-        let bytes = zstd::bulk::decompress(&file[HEADER_LEN..], len).map_err(|e| e.to_string())?;
+        let coded = zstd::stream::decode_all(&file[HEADER_LEN..]).map_err(|e| e.to_string())?;
+        let bytes = front_decoded(&coded, len)?;
         if bytes.len() != len {
             return Err(format!("{} bytes of terms, {len} listed", bytes.len()));
         }
         // As many as the dictionary holds (a plain count vectorizes: a few
         // ms for the 100 MB of an 8.6 GB split).
         let ends = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
-        if ends != terms || bytes.last().is_some_and(|&b| b != b'\n') {
+        if ends != terms {
             return Err(format!("{ends} terms in the list, the index has {terms}"));
         }
         Ok(TermBlob { bytes, terms })
@@ -175,6 +193,33 @@ impl TermBlob {
     pub(super) fn memory_bytes(&self) -> usize {
         self.bytes.capacity()
     }
+}
+
+/// The list `coded` holds front-coded (see the top of this file), each
+/// term followed by `\n`; `len` is its size, as the header says.
+fn front_decoded(coded: &[u8], len: usize) -> Result<Vec<u8>, String> {
+    // A term shares at most 255 bytes: a header claiming more than that
+    // allows (a damaged file) does not get to size the allocation.
+    let mut bytes = Vec::with_capacity(len.min(coded.len().saturating_mul(256)));
+    let mut before = 0..0;
+    let mut at = 0;
+    while at < coded.len() {
+        let shared = usize::from(coded[at]);
+        let rest = &coded[at + 1..];
+        let end = memchr::memchr(b'\n', rest).ok_or("a term with no end")?;
+        if shared > before.len() {
+            return Err(format!(
+                "a term sharing {shared} bytes with one of {}",
+                before.len()
+            ));
+        }
+        let start = bytes.len();
+        bytes.extend_from_within(before.start..before.start + shared);
+        bytes.extend_from_slice(&rest[..=end]);
+        before = start..bytes.len() - 1;
+        at += 1 + end + 1;
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -247,6 +292,40 @@ mod tests {
         // The files an upload sends carry it.
         let files = part.files().unwrap();
         assert!(files.iter().any(|(n, _)| n == TERMS_FILE), "{files:?}");
+    }
+
+    /// Front coding keeps every term whole: one that is the start of the
+    /// next, shared starts of 10 bytes (a `\n` as the count) and of more
+    /// than 255.
+    #[test]
+    fn front_coding_gives_back_the_list() {
+        let long = "x".repeat(300);
+        let list = [
+            "a".to_owned(),
+            "abc".to_owned(),
+            "abcd".to_owned(),
+            "abcdefghij".to_owned(),
+            "abcdefghijk".to_owned(),
+            "abcdefghijz".to_owned(),
+            format!("{long}a"),
+            format!("{long}b"),
+            "y".to_owned(),
+        ];
+        let bytes: Vec<u8> = list
+            .iter()
+            .flat_map(|t| [t.as_bytes(), b"\n"].concat())
+            .collect();
+        let blob = TermBlob {
+            bytes,
+            terms: list.len() as u64,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let segment = SegmentId::generate_random();
+        blob.write(dir.path(), segment).unwrap();
+        let file = fs::read(dir.path().join(TERMS_FILE)).unwrap();
+        let read = TermBlob::decode(&file, segment, blob.terms).expect("decoded");
+        assert_eq!(read.bytes, blob.bytes);
+        assert_eq!(read.ending_with(b"ij"), vec![b"abcdefghij".to_vec()]);
     }
 
     /// A list that does not agree with the index is never used: one term

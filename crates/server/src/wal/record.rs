@@ -61,7 +61,7 @@ impl WalRecord {
             // any real record's is corruption.
             let size = zstd::zstd_safe::get_frame_content_size(block).ok()??;
             let size = usize::try_from(size).ok().filter(|&n| n <= MAX_RECORD)?;
-            LineBlock::decode(&zstd::bulk::decompress(block, size).ok()?).ok()?
+            LineBlock::decode_owned(zstd::bulk::decompress(block, size).ok()?).ok()?
         };
         Some(WalRecord::new(seq & !COMPRESSED, Arc::new(source), lines))
     }

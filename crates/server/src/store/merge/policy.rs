@@ -10,8 +10,13 @@
 //! time into one of the next level, so each line is rewritten about
 //! log(splits of a window) times, not once per merge. A settled window
 //! (its newest line older than `settle_secs`) has every run of two or more
-//! merged, whatever their level. No merge makes a split over
-//! `max_split_bytes` or reads more than [`MAX_MERGE_BLOCKS`] blocks.
+//! merged, whatever their level, and every split no merge made yet
+//! rewritten at least once, alone if it must (and holds at least
+//! `merge.block_bytes`): its blocks are still the
+//! small ones of ingest, at `storage.zstd_level` (a 2 GiB run left one of
+//! 256 MiB unmerged beside a small one: 0.171 of raw stored where merged
+//! windows take 0.143). No merge makes a split over `max_split_bytes` or
+//! reads more than [`MAX_MERGE_BLOCKS`] blocks.
 
 use std::collections::BTreeMap;
 
@@ -71,10 +76,10 @@ pub fn plan(splits: &[&PublishedSplit], config: &MergeConfig, now_ns: i64) -> Ve
         // full one ends a run.
         for run in window.split(|s| s.bytes >= config.max_split_bytes) {
             if settled {
-                let all = take_groups(run, config, 2, usize::MAX);
+                let all = take_groups(run, config, 1, usize::MAX);
                 groups.extend(
                     all.into_iter()
-                        .filter_map(|g| without_dominant_ends(g, run)),
+                        .filter_map(|g| without_dominant_ends(g, run, config)),
                 );
             } else {
                 for level_run in run.chunk_by(|a, b| a.level == b.level) {
@@ -91,14 +96,22 @@ pub fn plan(splits: &[&PublishedSplit], config: &MergeConfig, now_ns: i64) -> Ve
     groups
 }
 
-/// `group` without the splits at its ends that are more than twice the
-/// rest of it together, if two or more are left: a settled window that
-/// still gets a small split now and then (late lines) must not rewrite its
-/// big split each time. So a merge makes each input's bytes part of a
-/// split at least 1.5 times as big, and a line is rewritten only about
-/// log1.5 of its window's bytes over its first split's times.
-fn without_dominant_ends(group: MergeGroup, run: &[&PublishedSplit]) -> Option<MergeGroup> {
-    let bytes = |id: &String| run.iter().find(|s| &s.id == id).map_or(0, |s| s.bytes);
+/// `group` without the merged splits at its ends that are more than twice
+/// the rest of it together, if two or more are left, or one that no merge
+/// made yet and holds at least `merge.block_bytes` (a smaller one would
+/// gain a few kilobytes): a settled window that still gets a small split now and then
+/// (late lines) must not rewrite its big split each time. So a merge
+/// makes each merged input's bytes part of a split at least 1.5 times as
+/// big, and a line is rewritten only about log1.5 of its window's bytes
+/// over its first split's, plus once for its first merge.
+fn without_dominant_ends(
+    group: MergeGroup,
+    run: &[&PublishedSplit],
+    config: &MergeConfig,
+) -> Option<MergeGroup> {
+    let split = |id: &String| run.iter().find(|s| &s.id == id);
+    let bytes = |id: &String| split(id).map_or(0, |s| s.bytes);
+    let merged = |id: &String| split(id).is_some_and(|s| s.level > 0);
     let mut group: std::collections::VecDeque<String> = group.into();
     let total = |g: &std::collections::VecDeque<String>| g.iter().map(bytes).sum::<u64>();
     loop {
@@ -106,16 +119,23 @@ fn without_dominant_ends(group: MergeGroup, run: &[&PublishedSplit]) -> Option<M
         let (Some(first), Some(last)) = (group.front(), group.back()) else {
             return None;
         };
-        let dominant = |b: u64| b > 2 * (sum - b);
-        if dominant(bytes(first)) {
+        let dominant = |id: &String| merged(id) && bytes(id) > 2 * (sum - bytes(id));
+        if dominant(first) {
             group.pop_front();
-        } else if dominant(bytes(last)) {
+        } else if dominant(last) {
             group.pop_back();
         } else {
             break;
         }
     }
-    (group.len() >= 2).then(|| group.into())
+    let worth = match group.len() {
+        0 => false,
+        1 => group
+            .front()
+            .is_some_and(|id| !merged(id) && bytes(id) >= config.block_bytes as u64),
+        _ => true,
+    };
+    worth.then(|| group.into())
 }
 
 /// Cuts `run` into groups of `min..=max` splits, each within the size and
@@ -132,7 +152,7 @@ fn take_groups(
     let mut group: Vec<&PublishedSplit> = Vec::new();
     let (mut bytes, mut blocks) = (0u64, 0u64);
     let close = |group: &mut Vec<&PublishedSplit>, groups: &mut Vec<MergeGroup>, full: bool| {
-        if group.len() >= if full { 2 } else { min } {
+        if group.len() >= if full { min.min(2) } else { min } {
             groups.push(group.iter().map(|s| s.id.clone()).collect());
         }
         group.clear();
@@ -175,6 +195,7 @@ mod tests {
         MergeConfig {
             merge_factor: factor,
             max_split_bytes: 1000,
+            block_bytes: 100,
             ..MergeConfig::default()
         }
     }
@@ -252,15 +273,17 @@ mod tests {
         let settle = config(10).settle_ns();
         let newest = 570 * MIN;
         assert!(plan(&refs, &config(10), newest + settle - 1).is_empty());
-        // 1000 bytes at most: l2+l1+a, then b alone (not merged); c alone.
+        // 1000 bytes at most: l2+l1+a, then b alone; c alone. Neither was
+        // merged yet: b is rewritten alone, c is too small to be worth it
+        // ("full" never is).
         assert_eq!(
             ids(&plan(&refs, &config(10), newest + settle + 1)),
-            [["l2", "l1", "a"]]
+            [vec!["l2", "l1", "a"], vec!["b"]]
         );
     }
 
     /// A settled window that gets a small split now and then does not
-    /// rewrite its big one for each.
+    /// rewrite its big merged one for each: only the small ones, once.
     #[test]
     fn a_settled_window_never_rewrites_a_big_split_for_a_small_one() {
         let splits = [
@@ -276,6 +299,18 @@ mod tests {
             [["late1", "late2", "late3"]]
         );
         assert!(plan(&refs[..2], &config(10), settled).is_empty());
+        let big_late = [
+            split("old", 0, 500, 600, 3),
+            split("late", 500, 505, 200, 0),
+        ];
+        let refs: Vec<&PublishedSplit> = big_late.iter().collect();
+        assert_eq!(ids(&plan(&refs, &config(10), settled)), [["late"]]);
+        let rewritten = [
+            split("old", 0, 500, 600, 3),
+            split("late", 500, 505, 200, 1),
+        ];
+        let refs: Vec<&PublishedSplit> = rewritten.iter().collect();
+        assert!(plan(&refs, &config(10), settled).is_empty());
         // Once the late ones add up to half the old one, it is merged.
         let caught_up = [
             split("old", 0, 500, 600, 3),
@@ -283,6 +318,33 @@ mod tests {
         ];
         let refs: Vec<&PublishedSplit> = caught_up.iter().collect();
         assert_eq!(ids(&plan(&refs, &config(10), settled)), [["old", "late"]]);
+    }
+
+    /// A split no merge made keeps the small blocks of ingest at
+    /// `storage.zstd_level`: once its window settles it is merged, with its
+    /// neighbours however big it is, or alone.
+    #[test]
+    fn a_settled_window_rewrites_each_split_of_ingest_once() {
+        let settled = |newest: i64| newest * MIN + config(10).settle_ns() + 1;
+        let big_first = [split("big", 0, 50, 600, 0), split("small", 50, 55, 10, 0)];
+        let refs: Vec<&PublishedSplit> = big_first.iter().collect();
+        assert_eq!(
+            ids(&plan(&refs, &config(10), settled(55))),
+            [["big", "small"]]
+        );
+        let alone = [split("only", 0, 50, 600, 0)];
+        let refs: Vec<&PublishedSplit> = alone.iter().collect();
+        assert!(plan(&refs, &config(10), 50 * MIN).is_empty(), "not settled");
+        assert_eq!(ids(&plan(&refs, &config(10), settled(50))), [["only"]]);
+        let merged = [split("only", 0, 50, 600, 1)];
+        let refs: Vec<&PublishedSplit> = merged.iter().collect();
+        assert!(plan(&refs, &config(10), settled(50)).is_empty());
+        let small = [split("small", 0, 50, 99, 0)];
+        let refs: Vec<&PublishedSplit> = small.iter().collect();
+        assert!(
+            plan(&refs, &config(10), settled(50)).is_empty(),
+            "smaller than a block"
+        );
     }
 
     #[test]
