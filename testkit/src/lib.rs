@@ -54,6 +54,7 @@ pub mod text;
 pub mod tools;
 pub mod wait;
 pub mod wire;
+pub mod zookeeper;
 
 pub use binaries::{bin, bin_dir, previous_bin, PREVIOUS_VERSION};
 pub use cblogs_fake_agent::ids::{fake_uuid, AGENT_ID, FRAMEWORK_ID};
@@ -82,3 +83,4 @@ pub use text::{log_tail, shown};
 pub use tools::require_tool;
 pub use wait::{wait_until, SetOnDrop, DEADLINE};
 pub use wire::{next_time, request, source, SourceFile};
+pub use zookeeper::ZooKeeper;

@@ -31,6 +31,9 @@ pub const FLUSH_PATH: &str = "/api/v1/admin/flush";
 /// GET: what is stored, the disk budget and what retention deleted
 /// ([`StorageResponse`]).
 pub const STORAGE_PATH: &str = "/api/v1/storage";
+/// GET: this node's id and the nodes it knows of (ZooKeeper's serverset
+/// or the static list), and whether that is current.
+pub const CLUSTER_PATH: &str = "/api/v1/cluster";
 /// GET: Prometheus text format.
 pub const METRICS_PATH: &str = "/metrics";
 /// POST with a read token: the web page's cookie; DELETE: forget it.

@@ -38,6 +38,8 @@ pub struct App {
     pub limits: Arc<Limits>,
     /// The cores all searches share (`search.workers`).
     pub search_workers: Arc<SearchWorkers>,
+    /// This node's id and the nodes it knows of.
+    pub cluster: Arc<crate::cluster::Cluster>,
 }
 
 impl App {

@@ -42,6 +42,47 @@ pub struct Config {
     pub object_store: ObjectStoreConfig,
     pub cache: CacheConfig,
     pub merge: MergeConfig,
+    pub cluster: ClusterConfig,
+}
+
+/// `[cluster]`: this node among others (`cluster/`): its id, and where the
+/// others are found.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// This node's id, stable across restarts and ports (sources are
+    /// hashed over it). Empty: made once into `<data_dir>/node_id`.
+    pub node_id: String,
+    /// ZooKeeper's connect string (`host:port,host:port`); empty: none.
+    pub zookeeper: String,
+    /// The serverset the nodes are members of (Aurora announces a job
+    /// under `/aurora/<role>/<env>/<job>`).
+    pub serverset_path: String,
+    /// This node writes its own member; false when Aurora's announcer
+    /// writes it (one writer per entry).
+    pub announce: bool,
+    /// The ZooKeeper session's timeout: past it, a node cut off leaves the
+    /// serverset.
+    pub session_timeout_ms: u64,
+    /// `host:port` the other nodes and clients reach this node at. Empty:
+    /// the address it listens on (which must then not be 0.0.0.0).
+    pub advertise: String,
+    /// Without ZooKeeper: every node's URL (`http://host:7450`).
+    pub nodes: Vec<String>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            node_id: String::new(),
+            zookeeper: String::new(),
+            serverset_path: String::new(),
+            announce: true,
+            session_timeout_ms: 10_000,
+            advertise: String::new(),
+            nodes: Vec::new(),
+        }
+    }
 }
 
 /// `[merge]`: background merges of published splits (`store/merge/`).
@@ -350,6 +391,7 @@ impl Default for Config {
             object_store: ObjectStoreConfig::default(),
             cache: CacheConfig::default(),
             merge: MergeConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -471,6 +513,26 @@ impl Config {
                 "tls.cert_file and tls.key_file must be set together".into(),
             ));
         }
+        let c = &self.cluster;
+        if !c.zookeeper.is_empty() {
+            if !c.serverset_path.starts_with('/') || c.serverset_path.len() < 2 {
+                return Err(ConfigError::Invalid(format!(
+                    "cluster.serverset_path '{}': a ZooKeeper path such as /aurora/www-data/prod/cblogsd is needed with cluster.zookeeper",
+                    c.serverset_path
+                )));
+            }
+            if c.session_timeout_ms == 0 {
+                return Err(ConfigError::Invalid(
+                    "cluster.session_timeout_ms must be greater than 0".into(),
+                ));
+            }
+            if c.announce && c.advertise.is_empty() && self.listen.ip().is_unspecified() {
+                return Err(ConfigError::Invalid(format!(
+                    "cluster.advertise: this node listens on {}, which the others cannot reach it at; set the host:port they can",
+                    self.listen
+                )));
+            }
+        }
         let url = &self.object_store.url;
         if !url.is_empty() && !url.starts_with("s3://") {
             return Err(ConfigError::Invalid(format!(
@@ -577,5 +639,16 @@ mod tests {
             let c: Config = toml::from_str(&format!("[storage]\nwal_zstd_level = {ok}")).unwrap();
             assert!(c.validate().is_ok(), "wal_zstd_level = {ok}");
         }
+        let refused = |text: &str| {
+            let c: Config = toml::from_str(text).unwrap();
+            c.validate().unwrap_err().to_string()
+        };
+        let zk = "[cluster]\nzookeeper = \"zk1:2181\"\n";
+        assert!(refused(zk).contains("cluster.serverset_path"));
+        let everywhere =
+            format!("listen = \"0.0.0.0:7450\"\n{zk}serverset_path = \"/aurora/r/e/j\"\n");
+        assert!(refused(&everywhere).contains("cluster.advertise"));
+        let c: Config = toml::from_str(&format!("{everywhere}advertise = \"logs1:7450\"")).unwrap();
+        assert!(c.validate().is_ok());
     }
 }

@@ -13,7 +13,8 @@
 //! ```
 //!
 //! The folders, bottom up (each imports only from those before it):
-//! [`config`]; `disk` (free space); `priority` (threads' nice values); `metrics` (events the loops emit); `block` (the unit of
+//! [`config`]; `disk` (free space, kept ids); `cluster` (this node among
+//! others: ZooKeeper's serverset or a static list); `priority` (threads' nice values); `metrics` (events the loops emit); `block` (the unit of
 //! storage); `access` (tokens, limits); `index` (partitions: tantivy plus
 //! block files); `wal`; `store` (memory blocks, snapshots, the committer,
 //! partitions' lives, retention); `ingest`; `read`; `search`; `alert`;
@@ -29,6 +30,7 @@ mod api;
 mod app;
 mod block;
 mod bucket;
+mod cluster;
 pub mod config;
 pub mod demo;
 mod disk;

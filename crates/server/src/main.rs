@@ -142,6 +142,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         tracing::info!("auth: {line}");
     }
     starting.ready(service.router());
+    service.join_cluster(addr, scheme);
     tracing::info!(%addr, data_dir = %data_dir.display(), tls = scheme == "https", "cblogsd ready");
     // Scripts and tests wait for this line (it means ready); keep its wording.
     println!("cblogsd listening on {scheme}://{addr}");

@@ -54,34 +54,18 @@ pub enum StartError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot keep this node's id in {path}/node_id: {source}")]
+    NodeId {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// This node's incarnation: read from `<data_dir>/incarnation`, or made
-/// (random) and written there, synced, when the data dir is new. It
-/// changes exactly when what the node held but had not published is gone.
+/// when the data dir is new. It changes exactly when what the node held
+/// but had not published is gone.
 fn incarnation(data: &std::path::Path) -> std::io::Result<String> {
-    use std::hash::BuildHasher;
-    use std::io::Write;
-    let path = data.join("incarnation");
-    match std::fs::read_to_string(&path) {
-        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_owned()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let random = std::collections::hash_map::RandomState::new();
-    let id = format!(
-        "{:016x}{:016x}",
-        random.hash_one(cblogs_core::time::now_ns()),
-        random.hash_one(std::process::id())
-    );
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(id.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(data)?.sync_all()?;
-    Ok(id)
+    crate::disk::kept_id(data, "incarnation", "")
 }
 
 /// Reads the metastore. While the store cannot be reached, says so (naming
@@ -203,6 +187,14 @@ impl Service {
             stopping_rx.clone(),
         );
         let search_workers = Arc::new(SearchWorkers::new(config.search.workers));
+        let cluster = Arc::new(
+            crate::cluster::Cluster::open(&config.cluster, &config.data_dir).map_err(|source| {
+                StartError::NodeId {
+                    path: config.data_dir.clone(),
+                    source,
+                }
+            })?,
+        );
         let app = Arc::new(App {
             config,
             store,
@@ -219,6 +211,7 @@ impl Service {
             auth,
             limits,
             search_workers,
+            cluster,
         });
         Ok(Service {
             app,
@@ -244,6 +237,12 @@ impl Service {
     /// Lines for the start-up log: which roles are open to whom.
     pub fn describe_auth(&self) -> Vec<String> {
         self.app.auth.describe()
+    }
+
+    /// Joins the cluster's serverset (if `[cluster] zookeeper` is set) as
+    /// the node listening at `addr` with `scheme`.
+    pub fn join_cluster(&self, addr: std::net::SocketAddr, scheme: &str) {
+        self.app.cluster.join(addr, scheme, self.stopping());
     }
 
     /// Turns true when the service begins to stop.

@@ -9,7 +9,7 @@
 //! tail.rs       GET /api/v1/tail, /api/v1/follow (Server-Sent Events, sse.rs)
 //! search.rs     GET /api/v1/search (NDJSON), /api/v1/context
 //! histogram.rs  GET /api/v1/histogram
-//! status.rs     GET /api/v1/jobs, /api/v1/storage, /api/v1/alerts
+//! status.rs     GET /api/v1/jobs, /api/v1/storage, /api/v1/alerts, /api/v1/cluster
 //! admin.rs      POST /api/v1/admin/flush, /api/v1/admin/alerts/reload, /api/v1/alerts/silences
 //! session.rs    POST/DELETE /api/v1/session: the page's cookie
 //! metrics.rs    GET /metrics
@@ -72,6 +72,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route(api::CONTEXT_PATH, get(search::context))
         .route(api::ALERTS_PATH, get(status::alerts))
         .route(api::STORAGE_PATH, get(status::storage))
+        .route(api::CLUSTER_PATH, get(status::cluster))
         .route(api::METRICS_PATH, get(metrics::serve))
         .route(
             api::SESSION_PATH,

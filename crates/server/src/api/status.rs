@@ -112,3 +112,8 @@ pub(super) async fn storage(State(app): State<Arc<App>>) -> Json<api::StorageRes
 pub(super) async fn alerts(State(app): State<Arc<App>>) -> Json<api::AlertsResponse> {
     Json(app.alerts.response())
 }
+
+/// `GET /api/v1/cluster`: this node's id and the nodes it knows of.
+pub(super) async fn cluster(State(app): State<Arc<App>>) -> Json<crate::cluster::ClusterView> {
+    Json(app.cluster.membership.view())
+}

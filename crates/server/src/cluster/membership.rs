@@ -1,0 +1,146 @@
+//! [`Membership`]: the nodes this one knows of, and where it learnt them
+//! (ZooKeeper's serverset, a static list, or nobody but itself). The
+//! ZooKeeper task (`zookeeper.rs`) writes it; the API reads it. When
+//! ZooKeeper cannot be reached the last membership seen stays, marked
+//! with since when it is not current.
+
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use super::serverset::ServiceInstance;
+
+/// A node of the cluster, as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Node {
+    pub node_id: String,
+    pub url: String,
+    /// `all`, `ingest` or `query`.
+    pub role: String,
+    /// `ALIVE`, or what its member says.
+    pub status: String,
+    /// Its znode under the serverset path (ZooKeeper only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    /// The member's JSON as written (ZooKeeper only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<ServiceInstance>,
+}
+
+impl Node {
+    pub fn of_member(member: &str, instance: ServiceInstance) -> Node {
+        Node {
+            node_id: instance.node_id(),
+            url: instance.url(),
+            role: instance.role().to_owned(),
+            status: instance.status.clone(),
+            member: Some(member.to_owned()),
+            instance: Some(instance),
+        }
+    }
+}
+
+/// How this node is connected to ZooKeeper.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ZooKeeperState {
+    pub connect: String,
+    pub path: String,
+    /// `connecting`, `connected` or `disconnected`.
+    pub state: &'static str,
+    /// Since when (ns since the epoch), for `disconnected`: the nodes
+    /// shown are the last ones seen before then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since_ns: Option<i64>,
+    /// Why, for `disconnected`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What `GET /api/v1/cluster` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterView {
+    pub node_id: String,
+    /// `zookeeper`, `static` or `none`.
+    pub membership: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zookeeper: Option<ZooKeeperState>,
+    pub nodes: Vec<Node>,
+}
+
+/// The nodes this one knows of, shared between the task that learns them
+/// and the readers.
+pub struct Membership {
+    view: Mutex<ClusterView>,
+}
+
+impl Membership {
+    /// Only this node, or the static list `nodes` (URLs), or (with
+    /// `zookeeper`) nobody until the serverset is read.
+    pub fn new(node_id: &str, nodes: &[String], zookeeper: Option<(&str, &str)>) -> Membership {
+        let (membership, zookeeper) = match zookeeper {
+            Some((connect, path)) => (
+                "zookeeper",
+                Some(ZooKeeperState {
+                    connect: connect.to_owned(),
+                    path: path.to_owned(),
+                    state: "connecting",
+                    since_ns: None,
+                    error: None,
+                }),
+            ),
+            None if !nodes.is_empty() => ("static", None),
+            None => ("none", None),
+        };
+        let nodes = nodes
+            .iter()
+            .map(|url| Node {
+                node_id: url.clone(),
+                url: url.clone(),
+                role: "all".to_owned(),
+                status: "ALIVE".to_owned(),
+                member: None,
+                instance: None,
+            })
+            .collect();
+        Membership {
+            view: Mutex::new(ClusterView {
+                node_id: node_id.to_owned(),
+                membership,
+                zookeeper,
+                nodes,
+            }),
+        }
+    }
+
+    pub fn view(&self) -> ClusterView {
+        self.lock().clone()
+    }
+
+    /// The serverset as just read: connected.
+    pub fn members_read(&self, mut nodes: Vec<Node>) {
+        nodes.sort_by(|a, b| a.member.cmp(&b.member));
+        let mut view = self.lock();
+        view.nodes = nodes;
+        if let Some(zk) = &mut view.zookeeper {
+            zk.state = "connected";
+            zk.since_ns = None;
+            zk.error = None;
+        }
+    }
+
+    /// ZooKeeper cannot be reached: the nodes stay as last seen.
+    pub fn disconnected(&self, error: &str) {
+        let mut view = self.lock();
+        if let Some(zk) = &mut view.zookeeper {
+            if zk.state != "disconnected" {
+                zk.since_ns = Some(cblogs_core::time::now_ns());
+            }
+            zk.state = "disconnected";
+            zk.error = Some(error.to_owned());
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ClusterView> {
+        self.view.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

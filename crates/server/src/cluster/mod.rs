@@ -1,0 +1,96 @@
+//! This node among others (issue 18): who it is, and which nodes it
+//! knows of. Membership comes from ZooKeeper — every Aurora cluster runs
+//! one — where each node is a member of a serverset in Aurora's own
+//! format, or from a static list for small setups without it.
+//!
+//! ```text
+//! serverset.rs   ServiceInstance: a member's JSON, as Aurora's announce writes it
+//! membership.rs  Membership: the nodes known, and whether ZooKeeper is current
+//! zookeeper.rs   run: this node's member kept in the serverset, the others read
+//! ```
+
+mod membership;
+mod serverset;
+mod zookeeper;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::ClusterConfig;
+pub use membership::{ClusterView, Membership};
+use serverset::{NodeInfo, ServiceInstance};
+
+/// This node's identity and what it knows of the others.
+pub struct Cluster {
+    pub node_id: String,
+    pub membership: Arc<Membership>,
+    config: ClusterConfig,
+}
+
+impl Cluster {
+    /// The node id (configured, or kept in `<data_dir>/node_id`) and the
+    /// membership as it stands before anything is heard from ZooKeeper.
+    pub fn open(config: &ClusterConfig, data_dir: &Path) -> std::io::Result<Cluster> {
+        let node_id = if config.node_id.is_empty() {
+            kept_node_id(data_dir)?
+        } else {
+            config.node_id.clone()
+        };
+        let zookeeper = (!config.zookeeper.is_empty())
+            .then_some((config.zookeeper.as_str(), config.serverset_path.as_str()));
+        let membership = Arc::new(Membership::new(&node_id, &config.nodes, zookeeper));
+        Ok(Cluster {
+            node_id,
+            membership,
+            config: config.clone(),
+        })
+    }
+
+    /// Joins the serverset, if ZooKeeper is configured: this node (at
+    /// `listen`, or `[cluster] advertise`) announced unless Aurora
+    /// announces it, the others followed until `stopping`.
+    pub fn join(&self, listen: SocketAddr, scheme: &str, stopping: watch::Receiver<bool>) {
+        if self.config.zookeeper.is_empty() {
+            return;
+        }
+        let member = self.config.announce.then(|| {
+            let (host, port) = self.advertised(listen);
+            let info = NodeInfo {
+                node_id: self.node_id.clone(),
+                role: "all".to_owned(),
+                scheme: scheme.to_owned(),
+            };
+            // A struct of strings and numbers always serializes.
+            serde_json::to_vec(&ServiceInstance::of_node(&host, port, info)).unwrap_or_default()
+        });
+        let session = zookeeper::Session {
+            connect: self.config.zookeeper.clone(),
+            path: self.config.serverset_path.clone(),
+            timeout: Duration::from_millis(self.config.session_timeout_ms),
+            member,
+        };
+        tokio::spawn(zookeeper::run(session, self.membership.clone(), stopping));
+    }
+
+    /// Where the others reach this node: `[cluster] advertise`, else the
+    /// address it listens on.
+    fn advertised(&self, listen: SocketAddr) -> (String, u16) {
+        match self.config.advertise.rsplit_once(':') {
+            Some((host, port)) => (host.to_owned(), port.parse().unwrap_or(listen.port())),
+            None if !self.config.advertise.is_empty() => {
+                (self.config.advertise.clone(), listen.port())
+            }
+            None => (listen.ip().to_string(), listen.port()),
+        }
+    }
+}
+
+/// The node id kept in `<data_dir>/node_id`, made the first time: stable
+/// across restarts and port changes, unlike its address.
+fn kept_node_id(data_dir: &Path) -> std::io::Result<String> {
+    crate::disk::kept_id(data_dir, "node_id", "node-")
+}

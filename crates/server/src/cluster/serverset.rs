@@ -1,0 +1,135 @@
+//! A member of an Aurora serverset: the JSON each ephemeral sequential
+//! `member_<10 digits>` znode holds, as Aurora's `announce` writes it
+//! (twitter.common.zookeeper's `ServiceInstance`), so that a cblogsd run as
+//! an Aurora job is found with no extra configuration:
+//!
+//! ```json
+//! {"serviceEndpoint": {"host": "h1", "port": 31337},
+//!  "additionalEndpoints": {"http": {"host": "h1", "port": 31337}},
+//!  "status": "ALIVE", "shard": 0}
+//! ```
+//!
+//! A member cblogsd writes itself adds `cblogs`: its node id, role and
+//! scheme (readers of the format ignore fields they do not know). One
+//! Aurora announced has none: its node id is then its shard (Aurora's
+//! instance id, stable across reschedules, where its ports are not).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The prefix of a member's znode name.
+pub const MEMBER_PREFIX: &str = "member_";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceInstance {
+    pub service_endpoint: Endpoint,
+    #[serde(default)]
+    pub additional_endpoints: BTreeMap<String, Endpoint>,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<u32>,
+    /// What cblogsd says of itself when it writes its own member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cblogs: Option<NodeInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub node_id: String,
+    /// `all`, `ingest` or `query`.
+    pub role: String,
+    /// `http` or `https`.
+    pub scheme: String,
+}
+
+impl ServiceInstance {
+    /// The member this node writes: alive at `host:port`.
+    pub fn of_node(host: &str, port: u16, info: NodeInfo) -> ServiceInstance {
+        let endpoint = Endpoint {
+            host: host.to_owned(),
+            port,
+        };
+        ServiceInstance {
+            additional_endpoints: BTreeMap::from([(info.scheme.clone(), endpoint.clone())]),
+            service_endpoint: endpoint,
+            status: "ALIVE".to_owned(),
+            shard: None,
+            cblogs: Some(info),
+        }
+    }
+
+    /// The node's id: its own word, else Aurora's shard, else its address.
+    pub fn node_id(&self) -> String {
+        match (&self.cblogs, self.shard) {
+            (Some(info), _) => info.node_id.clone(),
+            (None, Some(shard)) => format!("shard-{shard}"),
+            (None, None) => format!(
+                "{}:{}",
+                self.service_endpoint.host, self.service_endpoint.port
+            ),
+        }
+    }
+
+    /// Where it answers: `https` if it says so or has an `https`
+    /// endpoint, else `http`.
+    pub fn url(&self) -> String {
+        let https = self.cblogs.as_ref().map_or_else(
+            || self.additional_endpoints.contains_key("https"),
+            |i| i.scheme == "https",
+        );
+        let Endpoint { host, port } = &self.service_endpoint;
+        format!("{}://{host}:{port}", if https { "https" } else { "http" })
+    }
+
+    pub fn role(&self) -> &str {
+        self.cblogs.as_ref().map_or("all", |i| i.role.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What Aurora's announcer writes is read, and what we write reads
+    /// back the same, in the same shape.
+    #[test]
+    fn aurora_members_and_ours_are_read() {
+        let aurora = r#"{"serviceEndpoint": {"host": "agent7", "port": 31337},
+            "additionalEndpoints": {"http": {"host": "agent7", "port": 31337},
+                                    "aurora": {"host": "agent7", "port": 31337}},
+            "status": "ALIVE", "shard": 2}"#;
+        let m: ServiceInstance = serde_json::from_str(aurora).unwrap();
+        assert_eq!(m.node_id(), "shard-2");
+        assert_eq!(m.url(), "http://agent7:31337");
+        assert_eq!(m.role(), "all");
+
+        let ours = ServiceInstance::of_node(
+            "10.0.0.5",
+            7450,
+            NodeInfo {
+                node_id: "n1".into(),
+                role: "ingest".into(),
+                scheme: "https".into(),
+            },
+        );
+        let json = serde_json::to_value(&ours).unwrap();
+        assert_eq!(json["serviceEndpoint"]["port"], 7450);
+        assert_eq!(json["additionalEndpoints"]["https"]["host"], "10.0.0.5");
+        assert_eq!(json["status"], "ALIVE");
+        assert!(json.get("shard").is_none());
+        let back: ServiceInstance = serde_json::from_value(json).unwrap();
+        assert_eq!(back, ours);
+        assert_eq!(
+            (back.node_id(), back.url(), back.role()),
+            ("n1".into(), "https://10.0.0.5:7450".into(), "ingest")
+        );
+    }
+}
