@@ -456,6 +456,15 @@ fn searches_and_tails_see_each_line_once_while_splits_are_published_and_retired(
     );
 }
 
+/// A server sealing splits at a minute of the clock or of line time,
+/// blocks at `block_max_age_ms`, committing every 100 ms.
+fn minute_splits(block_max_age_ms: u64) -> (tempfile::TempDir, Server) {
+    Server::in_temp_dir(Some(&format!(
+        "[storage]\nblock_max_age_ms = {block_max_age_ms}\ncommit_interval_ms = 100\n\
+         split_max_age_secs = 60\n"
+    )))
+}
+
 /// Issue 17: sealing follows line time as well as the clock. A block is
 /// sealed once its lines span `storage.block_max_age_ms` of line time, and
 /// a split once its blocks span `storage.split_max_age_secs`, however fast
@@ -465,9 +474,7 @@ fn searches_and_tails_see_each_line_once_while_splits_are_published_and_retired(
 fn blocks_and_splits_are_sealed_by_line_time_as_well() {
     // A minute, of the clock or of line time: the test takes seconds of
     // the clock, so only line time can seal here.
-    let config = "[storage]\nblock_max_age_ms = 60000\ncommit_interval_ms = 100\n\
-                  split_max_age_secs = 60\n";
-    let (_dir, server) = Server::in_temp_dir(Some(config));
+    let (_dir, server) = minute_splits(60_000);
     let day: i64 = 86_400_000_000_000;
     let min: i64 = 60_000_000_000;
     let now = now_ns();
@@ -527,9 +534,7 @@ fn blocks_and_splits_are_sealed_by_line_time_as_well() {
 /// hours, and a split would be sealed at every commit round.
 #[test]
 fn a_backlog_beside_live_lines_does_not_seal_a_split_each_round() {
-    let config = "[storage]\nblock_max_age_ms = 200\ncommit_interval_ms = 100\n\
-                  split_max_age_secs = 60\n";
-    let (_dir, server) = Server::in_temp_dir(Some(config));
+    let (_dir, server) = minute_splits(200);
     let hour: i64 = 3_600_000_000_000;
     // One window of line time (a day), two days back: the backlog's lines
     // at 01:00, the live source's at 03:00, both moving a second a round.

@@ -526,6 +526,16 @@ impl Config {
                     "cluster.session_timeout_ms must be greater than 0".into(),
                 ));
             }
+            if !c.advertise.is_empty()
+                && !c.advertise.rsplit_once(':').is_some_and(|(host, port)| {
+                    !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+                })
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "cluster.advertise '{}': expected host:port",
+                    c.advertise
+                )));
+            }
             if c.announce && c.advertise.is_empty() && self.listen.ip().is_unspecified() {
                 return Err(ConfigError::Invalid(format!(
                     "cluster.advertise: this node listens on {}, which the others cannot reach it at; set the host:port they can",
@@ -648,6 +658,10 @@ mod tests {
         let everywhere =
             format!("listen = \"0.0.0.0:7450\"\n{zk}serverset_path = \"/aurora/r/e/j\"\n");
         assert!(refused(&everywhere).contains("cluster.advertise"));
+        for bad in ["logs1", "logs1:", ":7450", "logs1:http", "logs1:0"] {
+            let text = format!("{everywhere}advertise = \"{bad}\"");
+            assert!(refused(&text).contains("expected host:port"), "{bad}");
+        }
         let c: Config = toml::from_str(&format!("{everywhere}advertise = \"logs1:7450\"")).unwrap();
         assert!(c.validate().is_ok());
     }

@@ -76,16 +76,14 @@ impl Cluster {
         tokio::spawn(zookeeper::run(session, self.membership.clone(), stopping));
     }
 
-    /// Where the others reach this node: `[cluster] advertise`, else the
-    /// address it listens on.
+    /// Where the others reach this node: `[cluster] advertise` (a
+    /// `host:port`, checked with the config), else the address it listens on.
     fn advertised(&self, listen: SocketAddr) -> (String, u16) {
-        match self.config.advertise.rsplit_once(':') {
-            Some((host, port)) => (host.to_owned(), port.parse().unwrap_or(listen.port())),
-            None if !self.config.advertise.is_empty() => {
-                (self.config.advertise.clone(), listen.port())
-            }
-            None => (listen.ip().to_string(), listen.port()),
-        }
+        self.config
+            .advertise
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host.to_owned(), port.parse().ok()?)))
+            .unwrap_or_else(|| (listen.ip().to_string(), listen.port()))
     }
 }
 
