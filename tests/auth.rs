@@ -6,7 +6,7 @@
 
 use std::ffi::OsStr;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cblogs_core::Stream;
@@ -514,49 +514,6 @@ fn roles_without_tokens_are_open_only_on_loopback() {
 // ---------------------------------------------------------------------------
 // 3. The shipper and the CLI with tokens, over TLS with a private CA.
 // ---------------------------------------------------------------------------
-
-/// A CA and a certificate for 127.0.0.1 and localhost signed by it, as PEM
-/// files in `dir`: (ca.pem, cert.pem, key.pem).
-fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-        KeyUsagePurpose, SanType,
-    };
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "cblogs e2e test CA");
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_cert = ca.self_signed(&ca_key).expect("self-sign the CA");
-
-    let key = KeyPair::generate().expect("server key");
-    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "cblogsd");
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let cert = params
-        .signed_by(&key, &ca_cert, &ca_key)
-        .expect("sign the server certificate");
-
-    let paths = (
-        dir.join("ca.pem"),
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-    );
-    std::fs::write(&paths.0, ca_cert.pem()).expect("write ca.pem");
-    std::fs::write(&paths.1, cert.pem()).expect("write cert.pem");
-    std::fs::write(&paths.2, key.serialize_pem()).expect("write key.pem");
-    paths
-}
 
 #[test]
 fn shipper_and_cli_with_tokens_over_tls() {

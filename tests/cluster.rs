@@ -2,8 +2,14 @@
 //! find each other through a real ZooKeeper (Debian's package, started
 //! by the test kit on a loopback port), each a member of a serverset in
 //! Aurora's format; a node that dies leaves it; with ZooKeeper down a node
-//! keeps the last membership it saw and says so.
+//! keeps the last membership it saw and says so. Nodes ask each other
+//! what they hold with the cluster's token, over TLS; a node limited to
+//! one role refuses the other's requests.
 
+use std::path::Path;
+
+use cblogs_core::Stream;
+use cblogs_testkit::wire::{request, SourceFile};
 use cblogs_testkit::*;
 use serde_json::Value;
 
@@ -137,4 +143,276 @@ fn with_zookeeper_down_a_node_keeps_the_last_membership_and_says_so() {
     zk.restart();
     sees(&a, &[&a, &b], "a to be current again");
     sees(&b, &[&a, &b], "b to be current again");
+}
+
+/// What a test's client presents: a token, and the CA of `https` nodes.
+struct Client {
+    http: reqwest::blocking::Client,
+    token: &'static str,
+}
+
+impl Client {
+    fn new(ca: &Path, token: &'static str) -> Client {
+        let pem = std::fs::read(ca).expect("ca.pem");
+        let http = reqwest::blocking::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA PEM"))
+            .build()
+            .expect("client");
+        Client { http, token }
+    }
+
+    fn get(&self, server: &Server, path: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", server.url))
+            .bearer_auth(self.token)
+            .send()
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = resp.status().as_u16();
+        (status, resp.json().expect("JSON"))
+    }
+
+    fn post(&self, server: &Server, body: &cblogs_core::wire::IngestRequest) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/ingest", server.url))
+            .bearer_auth(self.token)
+            .json(body)
+            .send()
+            .expect("POST /api/v1/ingest");
+        let status = resp.status().as_u16();
+        (status, resp.json().expect("JSON"))
+    }
+}
+
+#[test]
+fn nodes_ask_each_other_with_the_cluster_token_over_tls() {
+    let zk = ZooKeeper::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ca, cert, key) = make_certificates(dir.path());
+    let shared = dir.path().join("cluster.token");
+    std::fs::write(&shared, "# every node's\ncluster-token-0123456789\n").expect("token file");
+    let other = dir.path().join("other.token");
+    std::fs::write(&other, "another-cluster-token-42\n").expect("token file");
+    // Every role has a token, so nothing is open even on loopback: what
+    // one node learns of another it learns with the cluster's token.
+    let config = |token_file: &Path| {
+        format!(
+            "[auth]\ningest_tokens = [\"ingest-token-0123456789\"]\nread_tokens = [\"reader-token-0123456789\"]\n\
+             admin_tokens = [\"admin-token-0123456789\"]\n\
+             [tls]\ncert_file = {cert:?}\nkey_file = {key:?}\n{}token_file = {token_file:?}\nca_cert = {ca:?}\n",
+            cluster_config(&zk, "tls")
+        )
+    };
+    let (_da, a) = Server::in_temp_dir(Some(&config(&shared)));
+    let (_db, b) = Server::in_temp_dir(Some(&config(&shared)));
+    let (_dc, c) = Server::in_temp_dir(Some(&config(&other)));
+    assert!(a.url.starts_with("https://"), "{}", a.url);
+    let reader = Client::new(&ca, "reader-token-0123456789");
+    let writer = Client::new(&ca, "ingest-token-0123456789");
+
+    let mut file = SourceFile::of("www-data/prod/held", 0, "web", Stream::Stdout);
+    let (status, body) = writer.post(&b, &request(vec![file.batch(&["not published yet"])]));
+    assert_eq!(status, 200, "{body}");
+    let key = file.source.key();
+
+    let v = wait_until("a to hear from b what b holds", DEADLINE, || {
+        let (status, v) = reader.get(&a, "/api/v1/cluster");
+        assert_eq!(status, 200, "{v}");
+        let n = v["nodes"].as_array()?.iter().find(|n| n["url"] == b.url)?;
+        (n["report"]["sources_held"] == 1 && urls(&v).len() == 3).then_some(v)
+    });
+    let nb = node(&v, &b.url);
+    assert_eq!(nb["report"]["sources"], serde_json::json!([key]), "{nb}");
+    assert_eq!(nb["report"]["node_id"], nb["node_id"], "{nb}");
+    assert!(nb["report"]["upload_lag_secs"].as_f64().is_some(), "{nb}");
+    assert_eq!(nb["instance"]["cblogs"]["scheme"], "https", "{nb}");
+    assert!(
+        nb["instance"]["additionalEndpoints"]["https"]["port"].is_u64(),
+        "{nb}"
+    );
+    let na = node(&v, &a.url);
+    assert_eq!(na["report"]["sources_held"], 0, "a holds nothing: {na}");
+    // c's token is not the cluster's: a and c cannot read each other.
+    let nc = node(&v, &c.url);
+    assert!(nc.get("report").is_none(), "{nc}");
+    let why = nc["error"].as_str().unwrap_or_default();
+    assert!(why.contains("401") && why.contains(&c.url), "{nc}");
+    let (_, from_c) = reader.get(&c, "/api/v1/cluster");
+    let why = node(&from_c, &a.url)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(why.contains("401"), "{from_c}");
+    // The cluster token reads, and does nothing else.
+    let node_client = Client::new(&ca, "cluster-token-0123456789");
+    assert_eq!(node_client.get(&b, "/api/v1/cluster/node").0, 200);
+    assert_eq!(node_client.get(&b, "/api/v1/jobs").0, 200);
+    let (status, body) = node_client.post(&b, &request(vec![file.batch(&["no"])]));
+    assert_eq!(status, 403, "{body}");
+}
+
+#[test]
+fn a_node_limited_to_one_role_refuses_the_other_and_announces_it() {
+    let zk = ZooKeeper::start();
+    let config = cluster_config(&zk, "roles");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ingest = Server::start_with(
+        &dir.path().join("ingest"),
+        Some(&format!("{config}role = \"ingest\"\n")),
+        "127.0.0.1:0",
+        &[],
+    );
+    // The flag overrides the file.
+    let query = Server::start_program(
+        &flagged_cblogsd(dir.path(), "query"),
+        &dir.path().join("query"),
+        Some(&format!("{config}role = \"all\"\n")),
+        "127.0.0.1:0",
+        &[],
+    );
+    let v = sees(&ingest, &[&ingest, &query], "both nodes, with their roles");
+    assert_eq!(node(&v, &ingest.url)["role"], "ingest", "{v}");
+    assert_eq!(node(&v, &query.url)["role"], "query", "{v}");
+    assert_eq!(node(&v, &query.url)["report"]["role"], "query", "{v}");
+
+    let mut file = SourceFile::of("www-data/prod/roles", 0, "web", Stream::Stdout);
+    let taken = request(vec![file.batch(&["taken"])]);
+    let (status, body) = query.post(&taken, false);
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("role 'query'")),
+        "{body}"
+    );
+    ingest.post_ok(&taken);
+    for path in [
+        "/api/v1/tail?job=www-data/prod/roles",
+        "/api/v1/search?q=taken",
+        "/api/v1/jobs",
+    ] {
+        let resp = http_client(None)
+            .get(format!("{}{path}", ingest.url))
+            .send()
+            .expect("GET");
+        assert_eq!(resp.status().as_u16(), 403, "{path}");
+        let body: Value = resp.json().expect("JSON");
+        assert!(
+            body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("role 'ingest'")),
+            "{body}"
+        );
+    }
+    // What the others ask of a node it still answers.
+    assert_eq!(ingest.get_json("/api/v1/cluster/node")["sources_held"], 1);
+    assert_eq!(
+        query.get_json("/api/v1/jobs")["jobs"]
+            .as_array()
+            .map(Vec::len),
+        Some(0)
+    );
+}
+
+/// A script that runs this build's cblogsd with `--role ROLE` added.
+fn flagged_cblogsd(dir: &Path, role: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("cblogsd-{role}"));
+    let script = format!(
+        "#!/bin/sh\nexec {:?} --role {role} \"$@\"\n",
+        bin("cblogsd")
+    );
+    std::fs::write(&path, script).expect("script");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+#[test]
+fn a_member_aurora_announced_is_read_and_keyed_by_its_shard() {
+    let zk = ZooKeeper::start();
+    let (_da, a) = Server::in_temp_dir(Some(&cluster_config(&zk, "aurora")));
+    sees(&a, &[&a], "a alone");
+    // Aurora's announcer writes the member of a job it runs: its JSON has
+    // no cblogs part, and the node id is the shard (the instance).
+    let port = free_port();
+    let member = serde_json::json!({
+        "serviceEndpoint": {"host": "127.0.0.1", "port": port},
+        "additionalEndpoints": {"http": {"host": "127.0.0.1", "port": port}},
+        "status": "ALIVE",
+        "shard": 3
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let created = runtime.block_on(async {
+        let client = zookeeper_client::Client::connect(&zk.connect())
+            .await
+            .expect("connect to ZooKeeper");
+        let options = zookeeper_client::CreateMode::PersistentSequential
+            .with_acls(zookeeper_client::Acls::anyone_all());
+        let (_, sequence) = client
+            .create(
+                "/cblogs/test/aurora/member_",
+                member.to_string().as_bytes(),
+                &options,
+            )
+            .await
+            .expect("create the member");
+        format!("/cblogs/test/aurora/member_{sequence}")
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    let v = wait_until("a to read Aurora's member", DEADLINE, || {
+        let v = view(&a);
+        v["nodes"]
+            .as_array()?
+            .iter()
+            .any(|n| n["url"] == url)
+            .then_some(v)
+    });
+    let n = node(&v, &url);
+    assert_eq!(n["node_id"], "shard-3", "{n}");
+    assert_eq!(n["role"], "all", "{n}");
+    assert!(n["instance"].get("cblogs").is_none(), "{n}");
+    // Nobody listens at its port: it is listed, and named as not answering.
+    assert!(n["error"].as_str().is_some_and(|e| e.contains(&url)), "{n}");
+    runtime.block_on(async {
+        let client = zookeeper_client::Client::connect(&zk.connect())
+            .await
+            .expect("connect to ZooKeeper");
+        client
+            .delete(&created, None)
+            .await
+            .expect("delete the member");
+    });
+    sees(&a, &[&a], "Aurora's member to leave");
+}
+
+#[test]
+fn a_cluster_off_loopback_without_the_token_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("cblogsd.toml");
+    // Refused before ZooKeeper is asked anything: none needs to run.
+    std::fs::write(
+        &config,
+        "[cluster]\nzookeeper = \"127.0.0.1:1\"\nserverset_path = \"/cblogs/test/open\"\n\
+         advertise = \"logs1.example:7450\"\n",
+    )
+    .expect("config");
+    let out = std::process::Command::new(bin("cblogsd"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .output()
+        .expect("run cblogsd");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("cluster.token_file") && stderr.contains("logs1.example:7450"),
+        "{stderr}"
+    );
 }

@@ -25,6 +25,7 @@
 //! | [`seaweed`] | a real SeaweedFS (S3 gateway) on loopback ports, and cblogsd's `[object_store]` for it |
 //! | [`slow_proxy`] | a TCP proxy that delays what it forwards: a slow store |
 //! | [`privilege`] | running a test that needs a mount as root, or in a user namespace |
+//! | [`tls`] | a private CA and a server certificate for 127.0.0.1, as PEM files |
 //! | [`tools`] | failing with the tool's name when a test needs one that is missing |
 //! | [`rng`] | a small seeded random sequence for schedules and fixtures |
 //! | [`text`] | how a terminal shows a line, and the end of a log |
@@ -51,6 +52,7 @@ pub mod shipper;
 pub mod slow_proxy;
 pub mod stack;
 pub mod text;
+pub mod tls;
 pub mod tools;
 pub mod wait;
 pub mod wire;
@@ -80,6 +82,7 @@ pub use shipper::{Shipper, SHIPPER_CLUSTER, SHIPPER_FAST, SHIPPER_HOST};
 pub use slow_proxy::SlowProxy;
 pub use stack::{JobName, Stack};
 pub use text::{log_tail, shown};
+pub use tls::make_certificates;
 pub use tools::require_tool;
 pub use wait::{wait_until, SetOnDrop, DEADLINE};
 pub use wire::{next_time, request, source, SourceFile};

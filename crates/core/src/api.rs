@@ -34,6 +34,9 @@ pub const STORAGE_PATH: &str = "/api/v1/storage";
 /// GET: this node's id and the nodes it knows of (ZooKeeper's serverset
 /// or the static list), and whether that is current.
 pub const CLUSTER_PATH: &str = "/api/v1/cluster";
+/// GET (read; the other nodes ask it): what this node holds that it has
+/// not published, and its upload lag.
+pub const CLUSTER_NODE_PATH: &str = "/api/v1/cluster/node";
 /// GET: Prometheus text format.
 pub const METRICS_PATH: &str = "/metrics";
 /// POST with a read token: the web page's cookie; DELETE: forget it.

@@ -51,6 +51,7 @@ impl App {
                 ingest = c.ingest,
                 read = c.read,
                 admin = c.admin,
+                node = c.node,
                 "tokens reloaded"
             ),
             Err(e) => tracing::error!("tokens not reloaded: {e}"),

@@ -69,6 +69,61 @@ pub struct ClusterConfig {
     pub advertise: String,
     /// Without ZooKeeper: every node's URL (`http://host:7450`).
     pub nodes: Vec<String>,
+    /// What this node does (`--role`): `all`, or only `ingest` (it answers
+    /// no queries of users) or only `query` (it takes no lines).
+    pub role: NodeRole,
+    /// A file whose first line is the token every node of the cluster
+    /// shares: presented to the other nodes, accepted from them (it may
+    /// read). Needed when the cluster is not all on loopback.
+    pub token_file: PathBuf,
+    /// PEM file of the CA (or the certificate itself) that the other
+    /// nodes' https certificates are checked against, besides the
+    /// system's roots.
+    pub ca_cert: PathBuf,
+    /// How long a request to another node may take (connecting included)
+    /// before that node counts as not answering.
+    pub peer_timeout_ms: u64,
+}
+
+/// What a node does: `[cluster] role`, `cblogsd --role`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    /// Takes lines and answers queries.
+    #[default]
+    All,
+    /// Takes lines; answers the other nodes, not users' queries.
+    Ingest,
+    /// Answers queries; takes no lines.
+    Query,
+}
+
+impl NodeRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::All => "all",
+            NodeRole::Ingest => "ingest",
+            NodeRole::Query => "query",
+        }
+    }
+    pub fn ingests(self) -> bool {
+        self != NodeRole::Query
+    }
+    pub fn queries(self) -> bool {
+        self != NodeRole::Ingest
+    }
+}
+
+impl ClusterConfig {
+    /// Other nodes are configured: through ZooKeeper, or listed.
+    pub fn is_cluster(&self) -> bool {
+        !self.zookeeper.is_empty() || !self.nodes.is_empty()
+    }
+
+    /// `token_file`, if set.
+    pub fn token_file(&self) -> Option<&Path> {
+        (!self.token_file.as_os_str().is_empty()).then_some(self.token_file.as_path())
+    }
 }
 
 impl Default for ClusterConfig {
@@ -81,6 +136,10 @@ impl Default for ClusterConfig {
             session_timeout_ms: 10_000,
             advertise: String::new(),
             nodes: Vec::new(),
+            role: NodeRole::All,
+            token_file: PathBuf::new(),
+            ca_cert: PathBuf::new(),
+            peer_timeout_ms: 3_000,
         }
     }
 }
@@ -543,6 +602,20 @@ impl Config {
                 )));
             }
         }
+        if c.is_cluster() {
+            if c.peer_timeout_ms == 0 {
+                return Err(ConfigError::Invalid(
+                    "cluster.peer_timeout_ms must be greater than 0".into(),
+                ));
+            }
+            if c.token_file().is_none() {
+                if let Some(reached) = off_loopback(self.listen, c) {
+                    return Err(ConfigError::Invalid(format!(
+                        "cluster.token_file: this cluster is not all on loopback ({reached}), so its nodes must authenticate to each other: put one token (16 or more characters) in a file every node has, and name that file here"
+                    )));
+                }
+            }
+        }
         let url = &self.object_store.url;
         if !url.is_empty() && !url.starts_with("s3://") {
             return Err(ConfigError::Invalid(format!(
@@ -621,6 +694,36 @@ impl StorageConfig {
     }
 }
 
+/// Where a cluster's node is reached off the loopback interface, if it
+/// is: its listening address, its advertised one, or a listed node's.
+fn off_loopback(listen: SocketAddr, c: &ClusterConfig) -> Option<String> {
+    if !listen.ip().is_loopback() {
+        return Some(format!("this node listens on {listen}"));
+    }
+    if let Some((host, _)) = c.advertise.rsplit_once(':') {
+        if !host_is_loopback(host) {
+            return Some(format!("cluster.advertise is {}", c.advertise));
+        }
+    }
+    c.nodes.iter().find_map(|url| {
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+        let authority = rest.split('/').next().unwrap_or_default();
+        let host = match authority.rsplit_once(':') {
+            Some((h, port)) if port.parse::<u16>().is_ok() => h,
+            _ => authority,
+        };
+        (!host_is_loopback(host)).then(|| format!("cluster.nodes lists {url}"))
+    })
+}
+
+fn host_is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -662,7 +765,41 @@ mod tests {
             let text = format!("{everywhere}advertise = \"{bad}\"");
             assert!(refused(&text).contains("expected host:port"), "{bad}");
         }
-        let c: Config = toml::from_str(&format!("{everywhere}advertise = \"logs1:7450\"")).unwrap();
+        // Off loopback, the nodes must authenticate to each other.
+        let advertised = format!("{everywhere}advertise = \"logs1:7450\"\n");
+        assert!(refused(&advertised).contains("cluster.token_file"));
+        let c: Config = toml::from_str(&format!(
+            "{advertised}token_file = \"/etc/cblogs/cluster.token\""
+        ))
+        .unwrap();
         assert!(c.validate().is_ok());
+        let local =
+            format!("listen = \"127.0.0.1:7450\"\n{zk}serverset_path = \"/aurora/r/e/j\"\n");
+        let c: Config = toml::from_str(&local).unwrap();
+        assert!(c.validate().is_ok(), "all on loopback: no token needed");
+        for (extra, named) in [
+            (
+                "advertise = \"logs1:7450\"",
+                "cluster.advertise is logs1:7450",
+            ),
+            (
+                "nodes = [\"http://127.0.0.1:7451\", \"http://10.0.0.2:7450\"]",
+                "http://10.0.0.2:7450",
+            ),
+        ] {
+            let err = refused(&format!("{local}{extra}"));
+            assert!(
+                err.contains("cluster.token_file") && err.contains(named),
+                "{err}"
+            );
+        }
+        let c: Config = toml::from_str(
+            "listen = \"127.0.0.1:7450\"\n[cluster]\nnodes = [\"http://localhost:7451\", \"https://[::1]:7452/\"]\nrole = \"query\"",
+        )
+        .unwrap();
+        assert!(c.validate().is_ok());
+        assert_eq!(c.cluster.role, NodeRole::Query);
+        let err = toml::from_str::<Config>("[cluster]\nrole = \"reader\"").unwrap_err();
+        assert!(err.to_string().contains("reader"), "{err}");
     }
 }

@@ -46,7 +46,7 @@ mod store;
 mod wal;
 
 pub use api::{tls_acceptor, PeerAddr, Starting, TlsListener};
-pub use config::Config;
+pub use config::{Config, NodeRole};
 pub use service::{Service, StartError};
 
 /// The internals that tests and fuzz targets drive directly. Not an API:

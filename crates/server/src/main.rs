@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 
-use cblogs_server::{Config, PeerAddr, Service, StartError, Starting, TlsListener};
+use cblogs_server::{Config, NodeRole, PeerAddr, Service, StartError, Starting, TlsListener};
 
 /// jemalloc rather than the system's malloc. A quiet cluster keeps one
 /// small open block per source, each grown a line at a time while
@@ -46,6 +46,10 @@ struct Args {
     /// Also run a few demo jobs that keep writing realistic lines.
     #[arg(long)]
     demo: bool,
+    /// What this node of a cluster does: take lines and answer queries
+    /// (all), or only one of them; overrides `[cluster] role`.
+    #[arg(long, value_enum, value_name = "ROLE")]
+    role: Option<NodeRole>,
 }
 
 fn main() -> ExitCode {
@@ -77,6 +81,12 @@ fn run(args: Args) -> anyhow::Result<()> {
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
     }
+    if let Some(role) = args.role {
+        config.cluster.role = role;
+    }
+    // The flags may make a config that the file alone was not (a cluster
+    // listening off loopback).
+    config.validate()?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(serve(config, args.demo))
 }

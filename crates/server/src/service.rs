@@ -59,6 +59,8 @@ pub enum StartError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Peers(#[from] crate::cluster::PeerError),
 }
 
 /// This node's incarnation: read from `<data_dir>/incarnation`, or made
@@ -140,7 +142,7 @@ impl Service {
             published_ends,
         )?);
         // Tokens and rules first: a bad file stops the start before anything runs.
-        let auth = Arc::new(Auth::load(&config.auth)?);
+        let auth = Arc::new(Auth::load(&config.auth, config.cluster.token_file())?);
         let (stopping, stopping_rx) = watch::channel(false);
         let alerts = Alerts::start(&config, store.live(), stopping_rx.clone())?;
         let (files, records) = WalFiles::open(
@@ -188,12 +190,14 @@ impl Service {
         );
         let search_workers = Arc::new(SearchWorkers::new(config.search.workers));
         let cluster = Arc::new(
-            crate::cluster::Cluster::open(&config.cluster, &config.data_dir).map_err(|source| {
-                StartError::NodeId {
-                    path: config.data_dir.clone(),
-                    source,
-                }
-            })?,
+            crate::cluster::Cluster::open(&config.cluster, &config.data_dir, auth.clone())
+                .map_err(|e| match e {
+                    crate::cluster::OpenError::NodeId(source) => StartError::NodeId {
+                        path: config.data_dir.clone(),
+                        source,
+                    },
+                    crate::cluster::OpenError::Peers(e) => StartError::Peers(e),
+                })?,
         );
         let app = Arc::new(App {
             config,

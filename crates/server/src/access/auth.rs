@@ -12,6 +12,11 @@
 //! loopback interface: a fresh `cblogsd` is usable on the machine it runs
 //! on and closed to the network. `cblogsd` says so at start-up.
 //!
+//! Nodes of a cluster read one shared token from `[cluster] token_file`
+//! (its first line; the others are accepted too, for rotation): they
+//! present it to each other, and it may read. It is the one token kept in
+//! clear, because a node must present it; only its digest is compared.
+//!
 //! Tokens are kept only as SHA-256 digests and compared digest against
 //! digest with `subtle`, over every configured token without stopping at a
 //! match, so neither the time taken nor the length of a guess tells anything
@@ -49,14 +54,16 @@ impl Role {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("cannot read token file {path} (auth.{role}_token_files): {source}")]
+    #[error("cannot read token file {path} ({setting}): {source}")]
     File {
-        role: &'static str,
+        setting: String,
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("auth.{role}_tokens: a token must be at least 16 characters of visible ASCII, without spaces or ; , \" \\ (it travels in a header and a cookie)")]
-    Weak { role: &'static str },
+    #[error("{setting}: a token must be at least 16 characters of visible ASCII, without spaces or ; , \" \\ (it travels in a header and a cookie)")]
+    Weak { setting: String },
+    #[error("cluster.token_file holds no token: put the one token every node of the cluster shares on its first line")]
+    NoNodeToken,
 }
 
 /// Why a request was refused; the message never holds the token.
@@ -101,6 +108,10 @@ struct Tokens {
     ingest: Vec<TokenDigest>,
     read: Vec<TokenDigest>,
     admin: Vec<TokenDigest>,
+    /// `[cluster] token_file`'s tokens: the other nodes', which may read.
+    node: Vec<TokenDigest>,
+    /// The first of them: what this node presents to the others.
+    node_presented: Option<String>,
 }
 
 impl Tokens {
@@ -116,6 +127,8 @@ impl Tokens {
 /// The configured tokens, checked for each request.
 pub struct Auth {
     config: AuthConfig,
+    /// `[cluster] token_file`, if set.
+    node_token_file: Option<PathBuf>,
     tokens: RwLock<Tokens>,
 }
 
@@ -125,21 +138,33 @@ pub struct TokenCounts {
     pub ingest: usize,
     pub read: usize,
     pub admin: usize,
+    pub node: usize,
 }
 
 impl Auth {
-    pub fn load(config: &AuthConfig) -> Result<Auth, AuthError> {
-        let tokens = read_tokens(config)?;
+    /// The roles' tokens, and the nodes' shared one from
+    /// `node_token_file` (`[cluster] token_file`) if there is one.
+    pub fn load(config: &AuthConfig, node_token_file: Option<&Path>) -> Result<Auth, AuthError> {
+        let node_token_file = node_token_file.map(Path::to_owned);
+        let tokens = read_tokens(config, node_token_file.as_deref())?;
         Ok(Auth {
             config: config.clone(),
+            node_token_file,
             tokens: RwLock::new(tokens),
         })
+    }
+
+    /// What this node presents to the others of its cluster: the first
+    /// token of `[cluster] token_file`.
+    pub fn node_token(&self) -> Option<String> {
+        let t = self.tokens.read().unwrap_or_else(|p| p.into_inner());
+        t.node_presented.clone()
     }
 
     /// Reads the token files again (rotation); on an error the tokens in
     /// force stay.
     pub fn reload(&self) -> Result<TokenCounts, AuthError> {
-        let tokens = read_tokens(&self.config)?;
+        let tokens = read_tokens(&self.config, self.node_token_file.as_deref())?;
         *self.tokens.write().unwrap_or_else(|p| p.into_inner()) = tokens;
         Ok(self.counts())
     }
@@ -150,6 +175,7 @@ impl Auth {
             ingest: t.ingest.len(),
             read: t.read.len(),
             admin: t.admin.len(),
+            node: t.node.len(),
         }
     }
 
@@ -172,11 +198,17 @@ impl Auth {
                 format!("{}: {n} token(s)", role.as_str())
             }
         })
+        .chain((c.node > 0).then(|| {
+            format!(
+                "cluster: {} node token(s) ([cluster] token_file), which may read",
+                c.node
+            )
+        }))
         .collect()
     }
 
     /// May a request with `token` from `peer` act in `role`? An admin
-    /// token may also read.
+    /// token, and another node's, may also read.
     pub fn check(
         &self,
         role: Role,
@@ -199,6 +231,7 @@ impl Auth {
         let mut allowed = matches_any(&digest, tokens.of(role));
         if role == Role::Read {
             allowed |= matches_any(&digest, &tokens.admin);
+            allowed |= matches_any(&digest, &tokens.node);
         }
         if allowed {
             return Ok(());
@@ -211,7 +244,8 @@ impl Auth {
         }
         let known = [Role::Ingest, Role::Read, Role::Admin]
             .into_iter()
-            .fold(false, |k, r| k | matches_any(&digest, tokens.of(r)));
+            .fold(false, |k, r| k | matches_any(&digest, tokens.of(r)))
+            | matches_any(&digest, &tokens.node);
         Err(if known {
             Denied::WrongRole(role)
         } else if configured {
@@ -247,29 +281,49 @@ fn matches_any(digest: &TokenDigest, list: &[TokenDigest]) -> bool {
         .into()
 }
 
-fn read_tokens(c: &AuthConfig) -> Result<Tokens, AuthError> {
+fn read_tokens(c: &AuthConfig, node_file: Option<&Path>) -> Result<Tokens, AuthError> {
+    let node: Vec<String> = match node_file {
+        Some(path) => read_token_file(NODE_FILE, path)?,
+        None => Vec::new(),
+    };
+    if node_file.is_some() && node.is_empty() {
+        return Err(AuthError::NoNodeToken);
+    }
     Ok(Tokens {
         ingest: role_tokens(Role::Ingest, &c.ingest_tokens, &c.ingest_token_files)?,
         read: role_tokens(Role::Read, &c.read_tokens, &c.read_token_files)?,
         admin: role_tokens(Role::Admin, &c.admin_tokens, &c.admin_token_files)?,
+        node_presented: node.first().cloned(),
+        node: digests(NODE_FILE, node)?,
     })
 }
+
+/// How `[cluster] token_file` is named in errors.
+const NODE_FILE: &str = "cluster.token_file";
 
 fn role_tokens(
     role: Role,
     inline: &[String],
     files: &[PathBuf],
 ) -> Result<Vec<TokenDigest>, AuthError> {
+    let name = format!("auth.{}_tokens", role.as_str());
     let mut all: Vec<String> = inline.to_vec();
     for path in files {
-        all.extend(read_token_file(role, path)?);
+        all.extend(read_token_file(
+            &format!("auth.{}_token_files", role.as_str()),
+            path,
+        )?);
     }
-    let mut digests = Vec::with_capacity(all.len());
-    for t in all {
+    digests(&name, all)
+}
+
+fn digests(setting: &str, tokens: Vec<String>) -> Result<Vec<TokenDigest>, AuthError> {
+    let mut digests = Vec::with_capacity(tokens.len());
+    for t in tokens {
         let cookie_safe = |c: char| c.is_ascii_graphic() && !matches!(c, ';' | ',' | '"' | '\\');
         if t.len() < 16 || !t.chars().all(cookie_safe) {
             return Err(AuthError::Weak {
-                role: role.as_str(),
+                setting: setting.to_owned(),
             });
         }
         digests.push(digest(&t));
@@ -280,9 +334,9 @@ fn role_tokens(
 }
 
 /// One token per line; blank lines and `#` comments are skipped.
-fn read_token_file(role: Role, path: &Path) -> Result<Vec<String>, AuthError> {
+fn read_token_file(setting: &str, path: &Path) -> Result<Vec<String>, AuthError> {
     let text = std::fs::read_to_string(path).map_err(|source| AuthError::File {
-        role: role.as_str(),
+        setting: setting.to_owned(),
         path: path.to_owned(),
         source,
     })?;
@@ -326,14 +380,17 @@ mod tests {
     ));
 
     fn auth() -> Auth {
-        Auth::load(&AuthConfig {
-            ingest_tokens: vec!["ingest-token-0123456789".into()],
-            admin_tokens: vec![
-                "admin-token-0123456789".into(),
-                "admin-token-rotated-42".into(),
-            ],
-            ..AuthConfig::default()
-        })
+        Auth::load(
+            &AuthConfig {
+                ingest_tokens: vec!["ingest-token-0123456789".into()],
+                admin_tokens: vec![
+                    "admin-token-0123456789".into(),
+                    "admin-token-rotated-42".into(),
+                ],
+                ..AuthConfig::default()
+            },
+            None,
+        )
         .unwrap()
     }
 
@@ -385,10 +442,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("read.tokens");
         std::fs::write(&file, "# readers\nold-read-token-123456\n\n").unwrap();
-        let a = Auth::load(&AuthConfig {
-            read_token_files: vec![file.clone()],
-            ..AuthConfig::default()
-        })
+        let a = Auth::load(
+            &AuthConfig {
+                read_token_files: vec![file.clone()],
+                ..AuthConfig::default()
+            },
+            None,
+        )
         .unwrap();
         assert_eq!(
             a.check(Role::Read, Some("old-read-token-123456"), REMOTE),
@@ -415,11 +475,52 @@ mod tests {
     }
 
     #[test]
+    fn a_node_token_reads_and_is_presented() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cluster.token");
+        std::fs::write(
+            &file,
+            "# the cluster's\nnode-token-new-123456\nnode-token-old-123456\n",
+        )
+        .unwrap();
+        let a = Auth::load(&AuthConfig::default(), Some(&file)).unwrap();
+        assert_eq!(a.node_token().as_deref(), Some("node-token-new-123456"));
+        for token in ["node-token-new-123456", "node-token-old-123456"] {
+            assert_eq!(a.check(Role::Read, Some(token), REMOTE), Ok(()));
+            assert_eq!(
+                a.check(Role::Ingest, Some(token), REMOTE),
+                Err(Denied::WrongRole(Role::Ingest)),
+                "a node token only reads"
+            );
+        }
+        assert_eq!(
+            a.check(Role::Read, Some("node-token-bad-123456"), REMOTE),
+            Err(Denied::NotLoopback(Role::Read))
+        );
+        std::fs::write(&file, "\n# nothing\n").unwrap();
+        let err = a.reload().unwrap_err().to_string();
+        assert!(err.contains("cluster.token_file"), "{err}");
+        assert_eq!(a.node_token().as_deref(), Some("node-token-new-123456"));
+        std::fs::write(&file, "short\n").unwrap();
+        let err = Auth::load(&AuthConfig::default(), Some(&file))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("cluster.token_file") && !err.contains("short"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn weak_tokens_are_refused_without_echoing_them() {
-        let err = Auth::load(&AuthConfig {
-            admin_tokens: vec!["short".into()],
-            ..AuthConfig::default()
-        })
+        let err = Auth::load(
+            &AuthConfig {
+                admin_tokens: vec!["short".into()],
+                ..AuthConfig::default()
+            },
+            None,
+        )
         .err()
         .unwrap()
         .to_string();

@@ -59,20 +59,36 @@ pub use starting::Starting;
 /// page's files and the health check are open.
 pub fn router(app: Arc<App>) -> Router {
     let role = |r: Role| middleware::from_fn_with_state((app.clone(), r), require_role);
-    let ingest = Router::new()
+    let node_role = app.cluster.role();
+    let mut ingest = Router::new()
         .route(INGEST_PATH, post(ingest::ingest))
         .route(PUBLISHED_PATH, get(ingest::published))
         .route_layer(role(Role::Ingest));
-    let read = Router::new()
+    if !node_role.ingests() {
+        ingest = ingest.route_layer(middleware::from_fn_with_state(
+            "this node runs with role 'query' (cblogsd --role): it takes no lines; send them to a node of role 'ingest' or 'all' (GET /api/v1/cluster lists them)",
+            refuse_for_role,
+        ));
+    }
+    let mut queries = Router::new()
         .route(api::JOBS_PATH, get(status::jobs))
         .route(api::TAIL_PATH, get(tail::tail))
         .route(api::FOLLOW_PATH, get(tail::follow))
         .route(api::SEARCH_PATH, get(search::search))
         .route(api::HISTOGRAM_PATH, get(histogram::histogram))
         .route(api::CONTEXT_PATH, get(search::context))
+        .route_layer(role(Role::Read));
+    if !node_role.queries() {
+        queries = queries.route_layer(middleware::from_fn_with_state(
+            "this node runs with role 'ingest' (cblogsd --role): it answers no queries; ask a node of role 'query' or 'all' (GET /api/v1/cluster lists them)",
+            refuse_for_role,
+        ));
+    }
+    let read = Router::new()
         .route(api::ALERTS_PATH, get(status::alerts))
         .route(api::STORAGE_PATH, get(status::storage))
         .route(api::CLUSTER_PATH, get(status::cluster))
+        .route(api::CLUSTER_NODE_PATH, get(status::cluster_node))
         .route(api::METRICS_PATH, get(metrics::serve))
         .route(
             api::SESSION_PATH,
@@ -86,6 +102,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route_layer(role(Role::Admin));
     Router::new()
         .merge(ingest)
+        .merge(queries)
         .merge(read)
         .merge(admin)
         .route("/", get(web::index))
@@ -93,6 +110,13 @@ pub fn router(app: Arc<App>) -> Router {
         .route(api::HEALTH_PATH, get(|| async { "ok\n" }))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(app)
+}
+
+/// What a node limited to one role (`[cluster] role`) does not do: 403,
+/// saying which nodes do. A 403, not a 503: a shipper must not wait and
+/// retry here, it must send elsewhere.
+async fn refuse_for_role(State(why): State<&'static str>, _req: Request, _next: Next) -> Response {
+    ApiError::new(StatusCode::FORBIDDEN, why).into_response()
 }
 
 /// The auth layer: refuses a request whose token (or, for a role without

@@ -1,5 +1,6 @@
 //! Read-only views of what the service holds: `GET /api/v1/jobs`,
-//! `GET /api/v1/storage` and `GET /api/v1/alerts`.
+//! `GET /api/v1/storage`, `GET /api/v1/alerts` and `GET /api/v1/cluster`
+//! (with `/api/v1/cluster/node`, what the other nodes ask).
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use cblogs_core::Selector;
 use super::error::ApiError;
 use super::params::query_pairs;
 use crate::app::App;
+use crate::cluster::NodeReport;
 use crate::read;
 use crate::store::{disk_usage, DiskUsage};
 
@@ -113,7 +115,34 @@ pub(super) async fn alerts(State(app): State<Arc<App>>) -> Json<api::AlertsRespo
     Json(app.alerts.response())
 }
 
-/// `GET /api/v1/cluster`: this node's id and the nodes it knows of.
+/// `GET /api/v1/cluster`: this node's id and the nodes it knows of, each
+/// with what it says of itself or why it did not answer.
 pub(super) async fn cluster(State(app): State<Arc<App>>) -> Json<crate::cluster::ClusterView> {
-    Json(app.cluster.membership.view())
+    Json(app.cluster.view_with_reports(node_report(&app)).await)
+}
+
+/// `GET /api/v1/cluster/node`: what this node says of itself.
+pub(super) async fn cluster_node(State(app): State<Arc<App>>) -> Json<NodeReport> {
+    Json(node_report(&app))
+}
+
+fn node_report(app: &App) -> NodeReport {
+    let mut held: Vec<String> = app
+        .store
+        .ends(&|_| true)
+        .into_iter()
+        .filter(|e| e.held_end > e.published_end)
+        .map(|e| e.source.key())
+        .collect();
+    held.sort_unstable();
+    let publishing = app.publishing.now();
+    NodeReport {
+        node_id: app.cluster.node_id.clone(),
+        role: app.cluster.role().as_str().to_owned(),
+        incarnation: app.incarnation.clone(),
+        sources_held: held.len() as u64,
+        sources: held.into_iter().take(NodeReport::SOURCES_LISTED).collect(),
+        upload_lag_secs: publishing.upload_lag_secs,
+        publish_error: publishing.error,
+    }
 }

@@ -6,12 +6,12 @@
 
 use std::sync::Mutex;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::serverset::ServiceInstance;
 
 /// A node of the cluster, as the API shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Node {
     pub node_id: String,
     pub url: String,
@@ -25,6 +25,35 @@ pub struct Node {
     /// The member's JSON as written (ZooKeeper only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance: Option<ServiceInstance>,
+    /// What it said of itself when asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<NodeReport>,
+    /// Why it did not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What a node says of itself: `GET /api/v1/cluster/node`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NodeReport {
+    pub node_id: String,
+    pub role: String,
+    /// Its incarnation: new when it lost what it had not published.
+    pub incarnation: String,
+    /// How many sources it holds lines of that are not published yet.
+    pub sources_held: u64,
+    /// Their keys, in order, the first [`NodeReport::SOURCES_LISTED`].
+    pub sources: Vec<String>,
+    /// Seconds since the oldest split it has not published was started.
+    pub upload_lag_secs: f64,
+    /// Why its last publish failed, until one succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_error: Option<String>,
+}
+
+impl NodeReport {
+    /// A node of a quiet cluster holds thousands: the count says how many.
+    pub const SOURCES_LISTED: usize = 100;
 }
 
 impl Node {
@@ -36,6 +65,8 @@ impl Node {
             status: instance.status.clone(),
             member: Some(member.to_owned()),
             instance: Some(instance),
+            report: None,
+            error: None,
         }
     }
 }
@@ -100,6 +131,8 @@ impl Membership {
                 status: "ALIVE".to_owned(),
                 member: None,
                 instance: None,
+                report: None,
+                error: None,
             })
             .collect();
         Membership {

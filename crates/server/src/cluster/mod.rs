@@ -5,11 +5,14 @@
 //!
 //! ```text
 //! serverset.rs   ServiceInstance: a member's JSON, as Aurora's announce writes it
-//! membership.rs  Membership: the nodes known, and whether ZooKeeper is current
+//! membership.rs  Membership: the nodes known, and whether ZooKeeper is current;
+//!                NodeReport: what a node says of itself
 //! zookeeper.rs   run: this node's member kept in the serverset, the others read
+//! peers.rs       Peers: requests to the other nodes, with the cluster's token and CA
 //! ```
 
 mod membership;
+mod peers;
 mod serverset;
 mod zookeeper;
 
@@ -20,23 +23,40 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::config::ClusterConfig;
-pub use membership::{ClusterView, Membership};
+use crate::access::Auth;
+use crate::config::{ClusterConfig, NodeRole};
+pub use membership::{ClusterView, Membership, NodeReport};
+pub use peers::{PeerError, Peers};
 use serverset::{NodeInfo, ServiceInstance};
 
 /// This node's identity and what it knows of the others.
 pub struct Cluster {
     pub node_id: String,
     pub membership: Arc<Membership>,
+    /// How this node asks the others.
+    pub peers: Peers,
     config: ClusterConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot keep the node id: {0}")]
+    NodeId(std::io::Error),
+    #[error(transparent)]
+    Peers(#[from] PeerError),
 }
 
 impl Cluster {
     /// The node id (configured, or kept in `<data_dir>/node_id`) and the
-    /// membership as it stands before anything is heard from ZooKeeper.
-    pub fn open(config: &ClusterConfig, data_dir: &Path) -> std::io::Result<Cluster> {
+    /// membership as it stands before anything is heard from ZooKeeper;
+    /// requests to other nodes present `auth`'s node token.
+    pub fn open(
+        config: &ClusterConfig,
+        data_dir: &Path,
+        auth: Arc<Auth>,
+    ) -> Result<Cluster, OpenError> {
         let node_id = if config.node_id.is_empty() {
-            kept_node_id(data_dir)?
+            kept_node_id(data_dir).map_err(OpenError::NodeId)?
         } else {
             config.node_id.clone()
         };
@@ -46,8 +66,35 @@ impl Cluster {
         Ok(Cluster {
             node_id,
             membership,
+            peers: Peers::new(config, auth)?,
             config: config.clone(),
         })
+    }
+
+    pub fn role(&self) -> NodeRole {
+        self.config.role
+    }
+
+    /// The membership, each node with what it says of itself (`own` for
+    /// this node), or why it did not answer, asked of all at once.
+    pub async fn view_with_reports(&self, own: NodeReport) -> ClusterView {
+        let mut view = self.membership.view();
+        let asks = view.nodes.iter().map(|node| async {
+            if node.node_id == self.node_id {
+                return Ok(own.clone());
+            }
+            self.peers
+                .get_json::<NodeReport>(&node.url, cblogs_core::api::CLUSTER_NODE_PATH)
+                .await
+        });
+        let answers = futures_util::future::join_all(asks).await;
+        for (node, answer) in view.nodes.iter_mut().zip(answers) {
+            match answer {
+                Ok(report) => node.report = Some(report),
+                Err(e) => node.error = Some(e.to_string()),
+            }
+        }
+        view
     }
 
     /// Joins the serverset, if ZooKeeper is configured: this node (at
@@ -61,7 +108,7 @@ impl Cluster {
             let (host, port) = self.advertised(listen);
             let info = NodeInfo {
                 node_id: self.node_id.clone(),
-                role: "all".to_owned(),
+                role: self.config.role.as_str().to_owned(),
                 scheme: scheme.to_owned(),
             };
             // A struct of strings and numbers always serializes.
