@@ -416,3 +416,113 @@ fn a_cluster_off_loopback_without_the_token_refuses_to_start() {
         "{stderr}"
     );
 }
+
+/// The offsets of `job`'s lines as a node that reads only what is
+/// published sees them (one started after the fact on the same store).
+fn published_offsets(config: &str, job: &str) -> Vec<u64> {
+    let (_dir, reader) = Server::in_temp_dir(Some(config));
+    reader.all_lines(job).iter().map(|l| l.offset).collect()
+}
+
+/// Rule 2 of issue 18 (fencing): node a holds lines of a source it has
+/// not published when node b takes the source over (as a shipper does
+/// when a stops answering) and publishes it. a must then publish none of
+/// what it held, or the first lines would be published twice; and when
+/// the source comes back to a, a starts it where b's published lines end.
+#[test]
+fn a_node_whose_source_was_taken_over_publishes_none_of_what_it_held() {
+    let zk = ZooKeeper::start();
+    let weed = Seaweed::start();
+    let config = format!("{}{}", weed.config("fence"), cluster_config(&zk, "fence"));
+    let (_da, a) = Server::in_temp_dir(Some(&config));
+    let (_db, b) = Server::in_temp_dir(Some(&config));
+    let mut taken = SourceFile::of("www-data/prod/taken", 0, "web", Stream::Stdout);
+    let mut kept = SourceFile::of("www-data/prod/kept", 0, "web", Stream::Stdout);
+    let first = taken.batch(&lines_of("taken", 0..5));
+    a.post_ok(&request(vec![
+        first.clone(),
+        kept.batch(&lines_of("kept", 0..5)),
+    ]));
+    assert_eq!(a.get_json("/api/v1/cluster/node")["sources_held"], 2);
+
+    // b takes the source from its published end (nothing yet): the five
+    // lines again, and five more.
+    let second = taken.batch(&lines_of("taken", 5..10));
+    let body = b.post_ok(&request(vec![first, second]));
+    assert_eq!(body["accepted"], 10, "{body}");
+    b.flush();
+
+    // a reads the metastore every round: it drops what it held of the
+    // source, and keeps the other.
+    wait_until("a to drop the source b took", DEADLINE, || {
+        let node = a.get_json("/api/v1/cluster/node");
+        (node["sources_held"] == 1).then_some(())
+    });
+    let node = a.get_json("/api/v1/cluster/node");
+    assert_eq!(
+        node["sources"][0].as_str(),
+        Some(kept.source.key().as_str()),
+        "{node}"
+    );
+    a.flush();
+    let ten: Vec<u64> = (0..10).map(offset_of).collect();
+    assert_eq!(
+        published_offsets(&config, "www-data/prod/taken"),
+        ten,
+        "each line once"
+    );
+    assert_eq!(published_offsets(&config, "www-data/prod/kept").len(), 5);
+
+    // The source comes back to a: it takes it again, from b's published
+    // end, which it did not hold (its own end was five lines).
+    let third = taken.batch(&lines_of("taken", 10..15));
+    let body = a.post_ok(&request(vec![third]));
+    assert_eq!(body["accepted"], 5, "{body}");
+    a.flush();
+    let fifteen: Vec<u64> = (0..15).map(offset_of).collect();
+    assert_eq!(published_offsets(&config, "www-data/prod/taken"), fifteen);
+}
+
+/// Lines `range` of a stream: `<tag> line 0007`, each as long as the others.
+fn lines_of(tag: &str, range: std::ops::Range<u64>) -> Vec<String> {
+    range.map(|i| format!("{tag} line {i:04}")).collect()
+}
+
+/// The offset of line `i` of [`lines_of`]`("taken", ..)`.
+fn offset_of(i: u64) -> u64 {
+    i * ("taken line 0000".len() as u64 + 1)
+}
+
+/// The same when the node was killed: what it replays from its WAL of a
+/// source taken over meanwhile is dropped at the start, not published,
+/// even past what the new owner has published so far (a start replays
+/// nothing below a source's published end anyway).
+#[test]
+fn a_node_restarted_after_its_source_was_taken_over_drops_what_it_replays() {
+    let zk = ZooKeeper::start();
+    let weed = Seaweed::start();
+    let config = format!("{}{}", weed.config("replay"), cluster_config(&zk, "replay"));
+    let (_da, mut a) = Server::in_temp_dir(Some(&config));
+    let (_db, b) = Server::in_temp_dir(Some(&config));
+    let mut taken = SourceFile::of("www-data/prod/taken", 0, "web", Stream::Stdout);
+    let first = taken.batch(&lines_of("taken", 0..10));
+    let rest = taken.batch(&lines_of("taken", 10..15));
+    a.post_ok(&request(vec![first.clone(), rest.clone()]));
+    a.kill9();
+    // b takes the source and has published ten lines when a comes back
+    // with fifteen in its WAL.
+    b.post_ok(&request(vec![first]));
+    b.flush();
+    a.restart();
+    assert_eq!(a.get_json("/api/v1/cluster/node")["sources_held"], 0);
+    a.flush();
+    // The shipper goes on sending to b.
+    b.post_ok(&request(vec![rest]));
+    b.flush();
+    let fifteen: Vec<u64> = (0..15).map(offset_of).collect();
+    assert_eq!(
+        published_offsets(&config, "www-data/prod/taken"),
+        fifteen,
+        "each line once"
+    );
+}

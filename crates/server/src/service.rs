@@ -17,6 +17,7 @@ use crate::access::{Auth, AuthError, Limits};
 use crate::alert::{Alerts, RulesError};
 use crate::app::App;
 use crate::bucket::{Bucket, BucketError};
+use crate::cluster::Ownerships;
 use crate::config::Config;
 use crate::index::{PartitionError, ReadCaches};
 use crate::ingest::{spawn_ingest_recovery, Ingestor};
@@ -121,11 +122,29 @@ impl Service {
         let local_store = bucket.is_local();
         let metastore = Arc::new(open_metastore(&bucket)?);
         let published_ends = metastore.sources();
+        // Tokens and rules first: a bad file stops the start before anything runs.
+        let auth = Arc::new(Auth::load(&config.auth, config.cluster.token_file())?);
+        let cluster = Arc::new(
+            crate::cluster::Cluster::open(&config.cluster, &config.data_dir, auth.clone())
+                .map_err(|e| match e {
+                    crate::cluster::OpenError::NodeId(source) => StartError::NodeId {
+                        path: config.data_dir.clone(),
+                        source,
+                    },
+                    crate::cluster::OpenError::Peers(e) => StartError::Peers(e),
+                })?,
+        );
+        // A node of a cluster takes each source before its lines, and
+        // publishes it only under the epoch it holds (fencing).
+        let ownerships = config
+            .cluster
+            .is_cluster()
+            .then(|| Arc::new(Ownerships::open(&cluster.node_id, metastore.clone())));
         // A retired split's objects outlive the longest search that could
         // be reading them.
         let retired_grace = config.search.max_query_time() + RETIRED_MARGIN;
         let publishing = Arc::new(Publishing::default());
-        let (splits, existing) = SplitSet::open(
+        let (mut splits, existing) = SplitSet::open(
             &data,
             bucket,
             metastore,
@@ -141,8 +160,6 @@ impl Service {
             Arc::new(ReadCaches::new(&config.search)),
             published_ends,
         )?);
-        // Tokens and rules first: a bad file stops the start before anything runs.
-        let auth = Arc::new(Auth::load(&config.auth, config.cluster.token_file())?);
         let (stopping, stopping_rx) = watch::channel(false);
         let alerts = Alerts::start(&config, store.live(), stopping_rx.clone())?;
         let (files, records) = WalFiles::open(
@@ -152,6 +169,14 @@ impl Service {
         )?;
         let last_seq = records.last().map_or(0, |r| r.seq);
         store.replay(records);
+        if let Some(own) = &ownerships {
+            splits.set_ownerships(own.clone());
+            // Lines replayed of a source another node took meanwhile are
+            // dropped; those of a source nobody owns are taken.
+            if let Err(e) = splits.settle_ownership(&store) {
+                tracing::warn!(error = %e, "cannot take the sources replayed from the WAL; they are taken with their next lines");
+            }
+        }
         let applier = store.clone();
         let wal = Arc::new(Wal::start(files, last_seq, move |records| {
             applier.apply(records)
@@ -161,6 +186,7 @@ impl Service {
             store.held_ends(),
             last_seq,
             config.ingest.max_line_bytes,
+            ownerships,
         ));
         let retention_log = Arc::new(RetentionLog::default());
         let mut committer = Committer::new(
@@ -189,16 +215,6 @@ impl Service {
             stopping_rx.clone(),
         );
         let search_workers = Arc::new(SearchWorkers::new(config.search.workers));
-        let cluster = Arc::new(
-            crate::cluster::Cluster::open(&config.cluster, &config.data_dir, auth.clone())
-                .map_err(|e| match e {
-                    crate::cluster::OpenError::NodeId(source) => StartError::NodeId {
-                        path: config.data_dir.clone(),
-                        source,
-                    },
-                    crate::cluster::OpenError::Peers(e) => StartError::Peers(e),
-                })?,
-        );
         let app = Arc::new(App {
             config,
             store,

@@ -144,6 +144,11 @@ impl From<IngestError> for ApiError {
                 retry_after: None,
             },
             IngestError::Wal(w) => w.into(),
+            // The metastore cannot be reached: a 503 that moves no source
+            // (every node would answer the same).
+            IngestError::Claim(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+                .because("unavailable")
+                .retry_after(Duration::from_secs(2)),
         }
     }
 }

@@ -9,9 +9,11 @@
 //!                NodeReport: what a node says of itself
 //! zookeeper.rs   run: this node's member kept in the serverset, the others read
 //! peers.rs       Peers: requests to the other nodes, with the cluster's token and CA
+//! ownership.rs   Ownerships: the sources this node takes lines of, under which epoch
 //! ```
 
 mod membership;
+mod ownership;
 mod peers;
 mod serverset;
 mod zookeeper;
@@ -26,6 +28,7 @@ use tokio::sync::watch;
 use crate::access::Auth;
 use crate::config::{ClusterConfig, NodeRole};
 pub use membership::{ClusterView, Membership, NodeReport};
+pub use ownership::Ownerships;
 pub use peers::{PeerError, Peers};
 use serverset::{NodeInfo, ServiceInstance};
 

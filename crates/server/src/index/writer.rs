@@ -14,7 +14,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use cblogs_core::Source;
-use tantivy::{IndexWriter, TantivyDocument};
+use tantivy::{IndexWriter, TantivyDocument, Term};
 
 use super::columns::BlockRef;
 use super::partition::{Partition, PartitionError};
@@ -151,6 +151,16 @@ impl PartitionWriter {
             self.sources_dirty = true;
         }
         Ok(block)
+    }
+
+    /// Deletes every block of sources `ids` (a cluster's node fenced out
+    /// of them); done at the next [`PartitionWriter::commit`]. Their
+    /// bytes stay in `blocks.dat`, pointed at by no document.
+    pub fn delete_sources(&mut self, ids: &[u64]) {
+        for id in ids {
+            self.writer
+                .delete_term(Term::from_field_u64(self.part.fields.source, *id));
+        }
     }
 
     /// Makes the queued blocks durable and visible: block bytes synced,

@@ -9,6 +9,7 @@ use cblogs_core::wire::{Batch, BatchAck, IngestRequest, IngestResponse};
 use cblogs_core::LineFlags;
 
 use crate::block::LineBlock;
+use crate::cluster::Ownerships;
 use crate::wal::{Wal, WalError, WalRecord};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,10 @@ pub enum IngestError {
     },
     #[error(transparent)]
     Wal(#[from] WalError),
+    /// This node of a cluster could not take a source it was sent (the
+    /// metastore could not be written). Nothing of the request was stored.
+    #[error("cannot take the batch's sources for this node: {0}")]
+    Claim(String),
 }
 
 /// Where each source stands and the next WAL seq, behind one lock: checking
@@ -43,6 +48,9 @@ pub struct Ingestor {
     ledger: Mutex<Ledger>,
     wal: Arc<Wal>,
     max_line_bytes: usize,
+    /// In a cluster: the sources this node holds; one it does not is
+    /// taken before its lines are.
+    ownerships: Option<Arc<Ownerships>>,
 }
 
 impl Ingestor {
@@ -51,6 +59,7 @@ impl Ingestor {
         held: HashMap<u64, u64>,
         last_seq: u64,
         max_line_bytes: usize,
+        ownerships: Option<Arc<Ownerships>>,
     ) -> Self {
         Ingestor {
             ledger: Mutex::new(Ledger {
@@ -59,13 +68,44 @@ impl Ingestor {
             }),
             wal,
             max_line_bytes,
+            ownerships,
         }
+    }
+
+    /// In a cluster: takes the request's sources this node does not hold,
+    /// and starts each at its published end (where the owner before
+    /// stopped publishing). One this node dropped when it was taken from
+    /// it starts exactly there; another keeps what it holds, if more.
+    async fn take_sources(&self, req: &IngestRequest) -> Result<(), IngestError> {
+        let Some(own) = &self.ownerships else {
+            return Ok(());
+        };
+        let missing = own.missing(req.batches.iter().map(|b| &b.source));
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let taker = own.clone();
+        let started = tokio::task::spawn_blocking(move || taker.take(&missing))
+            .await
+            .map_err(|_| IngestError::Claim("the claim's task panicked".into()))?
+            .map_err(|e| IngestError::Claim(e.to_string()))?;
+        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        for s in started {
+            let held = ledger.held.entry(s.id).or_insert(0);
+            *held = if s.dropped {
+                s.published_end
+            } else {
+                (*held).max(s.published_end)
+            };
+        }
+        Ok(())
     }
 
     /// Stores the new lines of a validated request and acknowledges it once
     /// they (and any copy of them sent earlier and still in flight) are
     /// durable. A request with a gap in any batch stores nothing.
     pub async fn ingest(&self, req: IngestRequest) -> Result<IngestResponse, IngestError> {
+        self.take_sources(&req).await?;
         let mut resp = IngestResponse::default();
         // The lines are copied into blocks before the ledger's lock is
         // taken, so concurrent requests copy in parallel; under the lock

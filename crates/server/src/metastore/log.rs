@@ -7,11 +7,26 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use cblogs_core::time::{format_rfc3339, now_ns};
+use cblogs_core::Source;
 use serde::{Deserialize, Serialize};
 
 use super::keys::{self, CHECKPOINTS, VERSIONS};
-use super::state::{Change, MetastoreState, SourceRecord, SplitState};
+use super::state::{Change, Claim, MetastoreState, Ownership, SourceRecord, SplitState};
 use crate::bucket::{Bucket, BucketError};
+
+/// How many times a claim is tried again after another node's claim of
+/// the same source came first (each after a short random wait, so that
+/// two nodes in step fall out of it).
+const CLAIM_TRIES: usize = 20;
+
+/// What a node holds of a source it has just taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taken {
+    pub owner: Ownership,
+    /// The end of its contiguous published prefix: where the node's
+    /// lines of it must start.
+    pub published_end: u64,
+}
 
 /// How many versions between two checkpoints.
 pub(super) const CHECKPOINT_EVERY: u64 = 100;
@@ -201,6 +216,66 @@ impl Metastore {
                 return Ok(ours);
             }
         }
+    }
+
+    /// Source `id`'s owner and published end, as this process knows them.
+    pub fn owner(&self, id: u64) -> (Option<Ownership>, u64) {
+        let state = self.lock();
+        match state.sources.get(&id) {
+            Some(r) => (r.owner.clone(), r.published_end),
+            None => (None, 0),
+        }
+    }
+
+    /// `node` takes `sources` (a takeover: cluster only), each at one
+    /// more than its epoch as this process last read it. When another
+    /// node's claim of one of them came first, the winner is read and the
+    /// claim made again above it, up to [`CLAIM_TRIES`] times. Returns,
+    /// in order, each source's ownership and published end as of the
+    /// commit.
+    pub fn claim(&self, node: &str, sources: &[Source]) -> Result<Vec<Taken>, MetastoreError> {
+        let mut last = None;
+        for _ in 0..CLAIM_TRIES {
+            let claims: Vec<Claim> = {
+                let state = self.lock();
+                sources
+                    .iter()
+                    .map(|s| Claim {
+                        source: s.clone(),
+                        owner: Ownership {
+                            node: node.to_owned(),
+                            epoch: state.owner(s.id()).map_or(0, |o| o.epoch) + 1,
+                        },
+                    })
+                    .collect()
+            };
+            match self.commit(vec![Change::Own {
+                claims: claims.clone(),
+            }]) {
+                Ok(_) => {
+                    let state = self.lock();
+                    return Ok(claims
+                        .into_iter()
+                        .map(|c| Taken {
+                            published_end: state
+                                .sources
+                                .get(&c.source.id())
+                                .map_or(0, |r| r.published_end),
+                            owner: c.owner,
+                        })
+                        .collect());
+                }
+                Err(e @ MetastoreError::Conflict { .. }) => {
+                    last = Some(e);
+                    std::thread::sleep(std::time::Duration::from_millis(fastrand::u64(1..20)));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| MetastoreError::Conflict {
+            location: self.bucket.location().to_owned(),
+            why: "no claim was tried".into(),
+        }))
     }
 
     /// Reads what other writers (or an unanswered write of this process)

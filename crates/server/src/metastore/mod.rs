@@ -25,8 +25,8 @@
 //! loses nothing of it. ARCHITECTURE.md says more.
 //!
 //! ```text
-//! state.rs   what is recorded: splits and their states, per source its published end;
-//!            the changes a version holds
+//! state.rs   what is recorded: splits and their states, per source its published end
+//!            (and in a cluster its owner and epoch); the changes a version holds
 //! keys.rs    object names
 //! log.rs     Metastore: open (checkpoint + versions), commit, checkpoints and cleanup
 //! ```
@@ -39,5 +39,5 @@ mod tests;
 
 pub use log::{Metastore, MetastoreError};
 pub use state::{
-    Change, SourceAdvance, SourceRecord, SplitEntry, SplitSource, SplitState, GAPS_KEPT,
+    Change, Ownership, SourceAdvance, SourceRecord, SplitEntry, SplitSource, SplitState, GAPS_KEPT,
 };

@@ -13,6 +13,15 @@
 //! still exists: retention may delete every line of a quiet source, and
 //! its end must still hold, or a restarted node would take the whole file
 //! again from the shipper. Nothing ever lowers it.
+//!
+//! Per source, in a cluster, also its owner: the node that takes its
+//! lines, and the epoch of that node's takeover. Every takeover (a node
+//! taking a source it does not hold) bumps the epoch ([`Change::Own`]),
+//! and a node publishes a source's lines only under the epoch it holds
+//! ([`SourceAdvance::owner`]): a node that was stopped or cut off, and
+//! comes back, cannot publish ranges that the new owner has published
+//! already ([`Change::conflict`]). That is the fencing of scale-out.md's
+//! decision 5.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,6 +39,27 @@ pub struct SourceAdvance {
     /// not there.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gaps: Vec<(u64, u64)>,
+    /// The ownership the lines were taken under (a cluster's node): the
+    /// change is refused unless it is still the source's owner. `None`: a
+    /// node alone, which owns every source it is sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Ownership>,
+}
+
+/// Which node takes a source's lines, since which takeover.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Ownership {
+    pub node: String,
+    /// 1 for the first owner; each takeover adds one.
+    pub epoch: u64,
+}
+
+/// A node takes a source: at `epoch`, one more than the source's epoch
+/// as the node read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    pub source: Source,
+    pub owner: Ownership,
 }
 
 /// How many gaps a source's record keeps (the newest).
@@ -123,6 +153,10 @@ pub enum Change {
         inputs: Vec<String>,
         at_ns: i64,
     },
+    /// Nodes take sources (a cluster's takeovers). Written only while
+    /// each claim's epoch is above the source's ([`Change::conflict`]): of
+    /// two nodes taking one source at once, one wins.
+    Own { claims: Vec<Claim> },
 }
 
 impl Change {
@@ -130,10 +164,42 @@ impl Change {
     /// retirement of a split that is no longer published (retired, or
     /// merged by another), or forgetting a published one (whose objects
     /// must never have been deleted).
+    ///
+    /// In a cluster also: a publish of a source under an ownership that
+    /// is no longer its owner (a takeover came between), and a claim of a
+    /// source at an epoch another claim reached first.
     pub fn conflict(&self, state: &MetastoreState) -> Option<String> {
         let published =
             |id: &String| matches!(state.splits.get(id), Some(SplitState::Published { .. }));
         let (ids, what) = match self {
+            Change::Publish { sources, .. } => {
+                return sources.iter().find_map(|a| {
+                    let under = a.owner.as_ref()?;
+                    let owner = state.owner(a.source.id());
+                    (owner != Some(under)).then(|| {
+                        format!(
+                            "source {} is {}: its lines were taken under node {}'s epoch {}",
+                            a.source.key(),
+                            describe_owner(owner),
+                            under.node,
+                            under.epoch
+                        )
+                    })
+                })
+            }
+            Change::Own { claims } => {
+                return claims.iter().find_map(|c| {
+                    let owner = state.owner(c.source.id());
+                    owner.filter(|o| o.epoch >= c.owner.epoch).map(|o| {
+                        format!(
+                            "source {} was taken by node {} at epoch {} first",
+                            c.source.key(),
+                            o.node,
+                            o.epoch
+                        )
+                    })
+                })
+            }
             Change::Merge { inputs, .. } => (inputs, "an input of the merge"),
             Change::Retire { splits, .. } => (splits, "to be retired"),
             Change::Forget { splits } => {
@@ -147,6 +213,13 @@ impl Change {
         ids.iter()
             .find(|id| !published(id))
             .map(|id| format!("split {id}, {what}, is no longer published"))
+    }
+}
+
+fn describe_owner(owner: Option<&Ownership>) -> String {
+    match owner {
+        Some(o) => format!("owned by node {} since epoch {}", o.node, o.epoch),
+        None => "owned by no node".to_owned(),
     }
 }
 
@@ -168,6 +241,9 @@ pub struct SourceRecord {
     /// Gaps accepted through `allow_gap`, oldest first (the newest [`GAPS_KEPT`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gaps: Vec<(u64, u64)>,
+    /// In a cluster: the node that takes its lines, and since when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Ownership>,
 }
 
 /// The state after `version`: what a checkpoint holds whole.
@@ -215,6 +291,15 @@ impl MetastoreState {
                     self.splits
                         .insert(split.id.clone(), SplitState::Published { entry });
                 }
+                Change::Own { claims } => {
+                    for c in claims {
+                        let r = self.record(&c.source);
+                        // Its writer checked the epoch is the highest.
+                        if r.owner.as_ref().is_none_or(|o| o.epoch < c.owner.epoch) {
+                            r.owner = Some(c.owner.clone());
+                        }
+                    }
+                }
             }
         }
         self.version = version;
@@ -259,16 +344,26 @@ impl MetastoreState {
         }
     }
 
+    /// Source `source`'s record, made if it has none.
+    fn record(&mut self, source: &Source) -> &mut SourceRecord {
+        self.sources
+            .entry(source.id())
+            .or_insert_with(|| SourceRecord {
+                source: Arc::new(source.clone()),
+                published_end: 0,
+                gaps: Vec::new(),
+                owner: None,
+            })
+    }
+
+    /// Source `id`'s owner, in a cluster.
+    pub fn owner(&self, id: u64) -> Option<&Ownership> {
+        self.sources.get(&id)?.owner.as_ref()
+    }
+
     fn advance(&mut self, sources: &[SourceAdvance]) {
         for a in sources {
-            let r = self
-                .sources
-                .entry(a.source.id())
-                .or_insert_with(|| SourceRecord {
-                    source: Arc::new(a.source.clone()),
-                    published_end: 0,
-                    gaps: Vec::new(),
-                });
+            let r = self.record(&a.source);
             r.published_end = r.published_end.max(a.published_end);
             for gap in &a.gaps {
                 if !r.gaps.contains(gap) {
@@ -332,6 +427,7 @@ mod tests {
                 source: s.clone(),
                 published_end: end,
                 gaps: Vec::new(),
+                owner: None,
             }],
         };
         let mut state = MetastoreState::default();

@@ -8,7 +8,7 @@ use cblogs_core::{Source, Stream};
 
 use super::keys::{self, CHECKPOINTS, VERSIONS};
 use super::log::{Metastore, MetastoreError, CHECKPOINT_EVERY};
-use super::state::{Change, SourceAdvance, SplitState};
+use super::state::{Change, Ownership, SourceAdvance, SplitState};
 use crate::bucket::Bucket;
 
 fn source(instance: u32) -> Source {
@@ -328,8 +328,127 @@ fn published_with_entry(id: &str, instance: u32, end: u64) -> Change {
             source: source(instance),
             published_end: end,
             gaps: Vec::new(),
+            owner: None,
         }],
     }
+}
+
+/// [`published_with_entry`] under `owner`'s ownership.
+fn published_under(id: &str, instance: u32, end: u64, owner: &Ownership) -> Change {
+    let mut change = published_with_entry(id, instance, end);
+    if let Change::Publish { sources, .. } = &mut change {
+        sources[0].owner = Some(owner.clone());
+    }
+    change
+}
+
+#[test]
+fn a_takeover_fences_the_old_owner_out() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (
+        Metastore::open(bucket(&dir)).expect("a"),
+        Metastore::open(bucket(&dir)).expect("b"),
+    );
+    let s = source(0);
+    let taken = a
+        .claim("node-a", std::slice::from_ref(&s))
+        .expect("a claims");
+    let a_owns = taken[0].owner.clone();
+    assert_eq!(a_owns.epoch, 1);
+    assert_eq!(taken[0].published_end, 0);
+    a.commit(vec![published_under("a-1", 0, 100, &a_owns)])
+        .expect("a publishes under its epoch");
+
+    // b takes the source over: it reads a's versions on the way, so it
+    // starts where a's published prefix ends, one epoch up.
+    let taken = b
+        .claim("node-b", std::slice::from_ref(&s))
+        .expect("b claims");
+    let b_owns = taken[0].owner.clone();
+    assert_eq!((b_owns.node.as_str(), b_owns.epoch), ("node-b", 2));
+    assert_eq!(taken[0].published_end, 100);
+    b.commit(vec![published_under("b-1", 0, 250, &b_owns)])
+        .expect("b publishes");
+
+    // a, cut off meanwhile, comes back with lines it took under epoch 1:
+    // refused, and nothing of it written.
+    let err = a
+        .commit(vec![published_under("a-2", 0, 180, &a_owns)])
+        .expect_err("a is fenced out");
+    let why = err.to_string();
+    assert!(
+        matches!(err, MetastoreError::Conflict { .. })
+            && why.contains("owned by node node-b since epoch 2")
+            && why.contains("node node-a's epoch 1"),
+        "{why}"
+    );
+    assert!(a.split("a-2").is_none());
+    assert_eq!(a.owner(s.id()), (Some(b_owns.clone()), 250));
+    // A split published with no owner (a node alone) is not checked.
+    a.commit(vec![published_with_entry("alone", 1, 10)])
+        .expect("no ownership, no check");
+
+    // a takes it back: epoch 3, from b's end; b is fenced out in turn.
+    let taken = a
+        .claim("node-a", std::slice::from_ref(&s))
+        .expect("a again");
+    assert_eq!(taken[0].owner.epoch, 3);
+    assert_eq!(taken[0].published_end, 250);
+    let err = b
+        .commit(vec![published_under("b-2", 0, 300, &b_owns)])
+        .expect_err("b is fenced out");
+    assert!(err.to_string().contains("since epoch 3"), "{err}");
+    // What a new process reads agrees.
+    let c = Metastore::open(bucket(&dir)).expect("c");
+    assert_eq!(
+        c.owner(s.id()).0.map(|o| (o.node, o.epoch)),
+        Some(("node-a".into(), 3))
+    );
+}
+
+#[test]
+fn of_two_nodes_taking_a_source_at_once_each_claim_gets_its_own_epoch() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (
+        Arc::new(Metastore::open(bucket(&dir)).expect("a")),
+        Arc::new(Metastore::open(bucket(&dir)).expect("b")),
+    );
+    let s = source(0);
+    // b's state is stale: its first try is at an epoch a reached first.
+    let a_took = a.claim("node-a", std::slice::from_ref(&s)).expect("a");
+    let b_took = b.claim("node-b", std::slice::from_ref(&s)).expect("b");
+    assert_eq!(a_took[0].owner.epoch, 1);
+    assert_eq!(
+        b_took[0].owner.epoch, 2,
+        "b read a's claim and went above it"
+    );
+    // Many at once from two threads: no epoch is given twice.
+    const EACH: usize = 15;
+    let threads: Vec<_> = [(a.clone(), "node-a"), (b.clone(), "node-b")]
+        .into_iter()
+        .map(|(m, node)| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                (0..EACH)
+                    .map(|_| {
+                        m.claim(node, std::slice::from_ref(&s)).expect("claim")[0]
+                            .owner
+                            .epoch
+                    })
+                    .collect::<Vec<u64>>()
+            })
+        })
+        .collect();
+    let mut epochs: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("thread"))
+        .collect();
+    epochs.sort_unstable();
+    let before = epochs.len();
+    epochs.dedup();
+    assert_eq!(epochs.len(), before, "an epoch given twice: {epochs:?}");
+    a.refresh().expect("refresh");
+    assert_eq!(a.owner(s.id()).0.map(|o| o.epoch), epochs.last().copied());
 }
 
 /// Whether every split's sources are the very ones of the source records.

@@ -92,6 +92,15 @@ impl SplitTotals {
         }
     }
 
+    /// Forgets what a split being built holds of `source` (its blocks
+    /// were deleted); returns its lines and bytes.
+    pub fn drop_source(&mut self, source: u64) -> Option<(u64, u64)> {
+        match &mut self.per_source {
+            PerSource::Building(map) => map.remove(&source).map(|t| (t.lines, t.bytes)),
+            PerSource::Sealed(_) => None,
+        }
+    }
+
     /// The newest line's time (`i64::MIN` if none).
     pub fn t_max(&self) -> i64 {
         self.t_max

@@ -327,6 +327,7 @@ impl Store {
                     source: (*e.source).clone(),
                     published_end: end,
                     gaps,
+                    owner: None,
                 }
             })
             .collect()
@@ -490,6 +491,76 @@ impl Store {
                 totals: SplitTotals::building(),
                 published: false,
             });
+    }
+
+    /// A cluster's node no longer owns the sources of `published_ends`
+    /// (id -> the end the metastore records): what it held of them that
+    /// is not published is forgotten: their lines in memory, their part of
+    /// the splits `dropped_from` (not published; their blocks are deleted
+    /// from those splits' indexes), and each one's end is set back to its
+    /// published end (the new owner's).
+    pub(super) fn drop_unpublished(
+        &self,
+        published_ends: &HashMap<u64, u64>,
+        dropped_from: &[String],
+    ) {
+        let mut inner = self.write();
+        let inner = &mut *inner;
+        let mut freed = 0u64;
+        let mut forget = |sources: &mut HashMap<u64, SourceEntry>, id: u64, lines: &LineBlock| {
+            freed += lines.text_len() as u64;
+            if let Some(e) = sources.get_mut(&id) {
+                e.totals.lines = e.totals.lines.saturating_sub(lines.len() as u64);
+                e.totals.bytes = e.totals.bytes.saturating_sub(lines.text_len() as u64);
+            }
+        };
+        let sources = &mut inner.sources;
+        inner.sealed.retain(|b| {
+            let gone = published_ends.contains_key(&b.source.id());
+            if gone {
+                forget(sources, b.source.id(), &b.lines);
+            }
+            !gone
+        });
+        for sid in published_ends.keys() {
+            let open = sources.get_mut(sid).and_then(|e| e.open.take());
+            if let Some(open) = open {
+                forget(sources, *sid, &open.lines);
+            }
+        }
+        for id in dropped_from {
+            let Some(view) = inner.partitions.get_mut(id) else {
+                continue;
+            };
+            if let SplitHandle::Open(part) = &view.split {
+                let searcher = part.searcher();
+                view.blocks = searcher.num_docs();
+                view.searcher = Some(searcher);
+            }
+            for sid in published_ends.keys() {
+                if let Some((lines, bytes)) = view.totals.drop_source(*sid) {
+                    if let Some(e) = inner.sources.get_mut(sid) {
+                        e.totals.lines = e.totals.lines.saturating_sub(lines);
+                        e.totals.bytes = e.totals.bytes.saturating_sub(bytes);
+                    }
+                }
+            }
+        }
+        for (sid, end) in published_ends {
+            if let Some(e) = inner.sources.get_mut(sid) {
+                e.end = *end;
+                // What the new owner published is this node's floor too.
+                let p = inner
+                    .published
+                    .entry(*sid)
+                    .or_insert_with(|| (e.source.clone(), 0));
+                p.1 = p.1.max(*end);
+            }
+        }
+        inner
+            .sources
+            .retain(|_, e| e.totals.lines > 0 || e.open.is_some() || e.end > 0);
+        self.room.free_unindexed(freed);
     }
 
     /// Takes a split away from readers, and its lines from its sources'

@@ -14,6 +14,7 @@
 //! publish.rs  upload and publish the sealed splits, oldest first
 //! merging.rs  take up and start background merges (store/merge/)
 //! retire.rs   retire, delete once unread, sweep abandoned staged splits
+//! fence.rs    in a cluster: drop what is held unpublished of sources another node took
 //! ```
 //!
 //! ```text
@@ -49,12 +50,14 @@ use super::published::{split_key, PublishError};
 use super::publishing::Publishing;
 use super::store::Store;
 use crate::bucket::Bucket;
+use crate::cluster::Ownerships;
 use crate::config::{Config, StorageConfig};
 use crate::index::{split_window, Access, Partition, PartitionError, PartitionWriter};
 use crate::metastore::{Metastore, SplitEntry, SplitState};
 use publish::Upload;
 use retire::Retired;
 
+mod fence;
 mod merging;
 mod publish;
 mod retire;
@@ -122,9 +125,34 @@ pub struct SplitSet {
     /// would be sealed each commit round (a benchmark that posts files of
     /// unequal size side by side did just that: 190 splits for 8 GiB).
     line_clock: i64,
+    /// In a cluster: the sources this node holds, and under which epoch
+    /// (`cluster/ownership.rs`); `None` for a node alone.
+    ownerships: Option<Arc<Ownerships>>,
 }
 
 impl SplitSet {
+    /// In a cluster: publish each source under the epoch this node holds
+    /// it at, and drop what it holds of those another node takes.
+    pub fn set_ownerships(&mut self, ownerships: Arc<Ownerships>) {
+        self.ownerships = Some(ownerships);
+    }
+
+    /// In a cluster: reads what other nodes committed to the metastore,
+    /// and drops what this node holds unpublished of the sources another
+    /// node has taken since. Returns how many it dropped.
+    pub(in crate::store) fn follow_ownership(&mut self, store: &Store) -> usize {
+        let Some(own) = self.ownerships.clone() else {
+            return 0;
+        };
+        if let Err(e) = self.metastore.refresh() {
+            tracing::warn!(error = %e, "cannot read the metastore to follow the sources' owners; tried again next round");
+            return 0;
+        }
+        let lost = own.lost();
+        self.fence(store, &lost);
+        lost.len()
+    }
+
     /// Opens every split: the published ones the metastore lists (read in
     /// place from the local store; from a remote one, through the disk
     /// cache when a reader needs them), and those found in `building/`
@@ -226,6 +254,7 @@ impl SplitSet {
             in_bucket,
             merger,
             line_clock: i64::MIN,
+            ownerships: None,
         };
         set.show_bucket_bytes();
         Ok((set, shown))

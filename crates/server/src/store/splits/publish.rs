@@ -11,7 +11,7 @@ use cblogs_core::time::now_ns;
 use super::{open_published, SplitSet};
 use crate::bucket::Bucket;
 use crate::index::Partition;
-use crate::metastore::{Change, Metastore, SourceAdvance, SplitEntry, SplitState};
+use crate::metastore::{Change, Metastore, MetastoreError, SourceAdvance, SplitEntry, SplitState};
 use crate::store::merge::PublishedSplit;
 use crate::store::published::{split_key, upload_split, PublishError};
 use crate::store::store::Store;
@@ -25,7 +25,7 @@ const PUBLISH_BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// An upload running on its thread: the split's id, its sources' ends as
 /// of its sealing, and what the thread answers.
 pub(super) struct Upload {
-    id: String,
+    pub(super) id: String,
     ends: Vec<SourceAdvance>,
     thread: std::thread::JoinHandle<Result<SplitEntry, PublishError>>,
 }
@@ -79,6 +79,9 @@ impl SplitSet {
     /// waits for it) and shows it, then starts the next one's.
     fn publish_sealed(&mut self, store: &Store, now: bool) -> usize {
         let mut done = 0;
+        // Refusals taken up by dropping sources another node took: a
+        // few at most (a failing delete must not loop here).
+        let mut fenced = 0;
         while let Some(first) = self.sealed.first() {
             let part = first.part.clone();
             let (entry, ends) = match self.uploading.take() {
@@ -99,7 +102,7 @@ impl SplitSet {
                     if !now && self.retry.is_some_and(|(at, _)| Instant::now() < at) {
                         break;
                     }
-                    let ends = store.ends_once_published(&part.id);
+                    let ends = self.under_ownership(store.ends_once_published(&part.id));
                     // A split the metastore has published already (an
                     // earlier try failed after that commit) is only shown.
                     if let Some(SplitState::Published { entry }) = self.metastore.split(&part.id) {
@@ -121,6 +124,17 @@ impl SplitSet {
                     self.retry = None;
                     self.status.published();
                     done += 1;
+                }
+                Err(PublishError::Metastore(e @ MetastoreError::Conflict { .. }))
+                    if fenced < 3 && !self.lost_in(&ends).is_empty() =>
+                {
+                    fenced += 1;
+                    // Another node took some of the split's sources (a
+                    // takeover while this node was cut off): their blocks
+                    // leave the split, and it is published without them.
+                    let lost = self.lost_in(&ends);
+                    tracing::warn!(split = %part.id, sources = lost.len(), refused = %e, "publish refused: sources taken by another node; publishing without them");
+                    self.fence(store, &lost);
                 }
                 Err(e) => {
                     let wait = self

@@ -1,0 +1,149 @@
+//! [`Ownerships`]: the sources this node of a cluster takes lines of, each
+//! under the epoch of its takeover (the metastore's record: see
+//! `metastore/state.rs`).
+//!
+//! The rules, each closing a way to show a line twice or lose one:
+//! - A node takes a source (a metastore claim, one more epoch) before it
+//!   accepts its first lines, and starts it at the source's published end:
+//!   what the owner before it published is never taken again.
+//! - It publishes a source's lines only under the epoch it holds; the
+//!   metastore refuses the publish otherwise.
+//! - When it finds the source taken by another node (the metastore read
+//!   every `[cluster] metastore_poll_ms`, or a refused publish), it drops
+//!   what it holds of it unpublished (`SplitSet::fence`): a node that was
+//!   stopped or cut off and comes back cannot publish ranges the new owner
+//!   published. Its next lines of the source make it take it again.
+//!
+//! A node alone (no `[cluster]`) has no `Ownerships`: it owns every source
+//! it is sent, and writes no claims.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use cblogs_core::Source;
+
+use crate::metastore::{Metastore, MetastoreError, Ownership};
+
+pub struct Ownerships {
+    node: String,
+    metastore: Arc<Metastore>,
+    held: Mutex<Held>,
+}
+
+#[derive(Default)]
+struct Held {
+    /// Per source id: the epoch this node holds it at.
+    epochs: HashMap<u64, u64>,
+    /// Sources taken from this node whose unpublished lines it dropped,
+    /// until it takes them again.
+    dropped: HashSet<u64>,
+}
+
+/// A source just taken: where its lines must start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Started {
+    pub id: u64,
+    pub published_end: u64,
+    /// This node held it before, and dropped what it held unpublished:
+    /// it holds nothing of it past `published_end`.
+    pub dropped: bool,
+}
+
+impl Ownerships {
+    /// This node's ownerships as the metastore records them: a restarted
+    /// node still holds what nobody took from it meanwhile.
+    pub fn open(node: &str, metastore: Arc<Metastore>) -> Ownerships {
+        let epochs = metastore
+            .sources()
+            .into_iter()
+            .filter_map(|(id, r)| {
+                let o = r.owner?;
+                (o.node == node).then_some((id, o.epoch))
+            })
+            .collect();
+        Ownerships {
+            node: node.to_owned(),
+            metastore,
+            held: Mutex::new(Held {
+                epochs,
+                dropped: HashSet::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Of `sources`, those this node does not hold (each once).
+    pub fn missing<'a>(&self, sources: impl Iterator<Item = &'a Source>) -> Vec<Source> {
+        let held = self.lock();
+        let mut missing: Vec<Source> = Vec::new();
+        for s in sources {
+            if !held.epochs.contains_key(&s.id()) && !missing.contains(s) {
+                missing.push(s.clone());
+            }
+        }
+        missing
+    }
+
+    /// Takes `sources` (a metastore commit: blocking). Returns where each
+    /// one's lines must start.
+    pub fn take(&self, sources: &[Source]) -> Result<Vec<Started>, MetastoreError> {
+        let taken = self.metastore.claim(&self.node, sources)?;
+        let mut held = self.lock();
+        Ok(sources
+            .iter()
+            .zip(taken)
+            .map(|(s, t)| {
+                held.epochs.insert(s.id(), t.owner.epoch);
+                Started {
+                    id: s.id(),
+                    published_end: t.published_end,
+                    dropped: held.dropped.remove(&s.id()),
+                }
+            })
+            .collect())
+    }
+
+    /// The ownership this node publishes source `id` under, if it holds it.
+    pub fn of(&self, id: u64) -> Option<Ownership> {
+        self.lock().epochs.get(&id).map(|&epoch| Ownership {
+            node: self.node.clone(),
+            epoch,
+        })
+    }
+
+    /// The sources this node holds that the metastore (as last read) says
+    /// another node has taken since.
+    pub fn lost(&self) -> Vec<u64> {
+        let held: Vec<(u64, u64)> = self.lock().epochs.iter().map(|(id, e)| (*id, *e)).collect();
+        held.into_iter()
+            .filter(|(id, epoch)| {
+                let (owner, _) = self.metastore.owner(*id);
+                owner.is_none_or(|o| o.node != self.node || o.epoch != *epoch)
+            })
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// This node no longer holds `ids`: it has dropped what it held of
+    /// them unpublished.
+    pub fn dropped(&self, ids: &[u64]) {
+        let mut held = self.lock();
+        for id in ids {
+            held.epochs.remove(id);
+            held.dropped.insert(*id);
+        }
+    }
+
+    /// Whether this node is in a cluster's ownership at all.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The metastore, for the published ends of sources let go.
+    pub fn metastore(&self) -> &Arc<Metastore> {
+        &self.metastore
+    }
+}
