@@ -526,3 +526,46 @@ fn a_node_restarted_after_its_source_was_taken_over_drops_what_it_replays() {
         "each line once"
     );
 }
+
+/// The published half of a fan-out read: a node shows what another node
+/// published within a round or two of the metastore, without a restart,
+/// each line once.
+#[test]
+fn a_node_shows_what_another_node_published() {
+    let zk = ZooKeeper::start();
+    let weed = Seaweed::start();
+    let config = format!("{}{}", weed.config("follow"), cluster_config(&zk, "follow"));
+    let (_da, a) = Server::in_temp_dir(Some(&config));
+    let (_db, b) = Server::in_temp_dir(Some(&config));
+    let job = "www-data/prod/followed";
+    let mut file = SourceFile::of(job, 0, "web", Stream::Stdout);
+    let offsets = |server: &Server| -> Option<Vec<u64>> {
+        Some(
+            server
+                .try_all_lines(job)?
+                .iter()
+                .map(|l| l.offset)
+                .collect(),
+        )
+    };
+    for (round, lines) in [(1, 0..10), (2, 10..15)] {
+        a.post_ok(&request(
+            vec![file.batch(&lines_of("taken", lines.clone()))],
+        ));
+        a.flush();
+        let want: Vec<u64> = (0..lines.end).map(offset_of).collect();
+        let shown = wait_until(&format!("b to show a's split {round}"), DEADLINE, || {
+            offsets(&b).filter(|o| o.len() >= want.len())
+        });
+        assert_eq!(shown, want, "each line once, in order");
+    }
+    let jobs = b.get_json("/api/v1/jobs");
+    let listed = jobs["jobs"]
+        .as_array()
+        .and_then(|l| {
+            l.iter()
+                .find(|j| j["key"].as_str().is_some_and(|k| k.ends_with(job)))
+        })
+        .unwrap_or_else(|| panic!("{job} in {jobs}"));
+    assert_eq!(listed["lines"], 15, "b counts a's lines: {listed}");
+}

@@ -1,8 +1,9 @@
 //! [`Metastore`]: the version log in the object store (see the module's
 //! doc), and the state it adds up to.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufReader, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -91,6 +92,24 @@ pub struct Metastore {
     /// What this process has read and written, up to `state.version`.
     /// Held across a commit: commits of one process are one at a time.
     state: Mutex<MetastoreState>,
+    /// The newest versions applied, for a follower (a cluster's node
+    /// showing what other nodes publish) to take up change by change.
+    /// Locked after `state`, never before.
+    recent: Mutex<VecDeque<Applied>>,
+    /// Whether `recent` is kept at all: only a follower needs it.
+    keep_recent: AtomicBool,
+}
+
+/// How many applied versions [`Metastore::changes_since`] can give.
+const RECENT_KEPT: usize = 1_000;
+
+/// A version as this process applied it.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub version: u64,
+    /// Committed by this process (its own pipeline shows what it did).
+    pub mine: bool,
+    pub changes: Arc<Vec<Change>>,
 }
 
 impl Metastore {
@@ -112,7 +131,7 @@ impl Metastore {
             },
             None => MetastoreState::default(),
         };
-        catch_up(&bucket, &mut state, "")?;
+        catch_up(&bucket, &mut state, "", &mut Vec::new())?;
         tracing::info!(
             location = bucket.location(),
             version = state.version,
@@ -122,6 +141,8 @@ impl Metastore {
         Ok(Metastore {
             bucket,
             state: Mutex::new(state),
+            recent: Mutex::new(VecDeque::new()),
+            keep_recent: AtomicBool::new(false),
         })
     }
 
@@ -198,6 +219,13 @@ impl Metastore {
             let body = encode(&self.bucket, &key, &file)?;
             if self.bucket.create(&key, body)? {
                 state.apply(version, &changes);
+                if self.keep_recent.load(Ordering::Relaxed) {
+                    self.remember(vec![Applied {
+                        version,
+                        mine: true,
+                        changes: Arc::new(changes.clone()),
+                    }]);
+                }
                 if version.is_multiple_of(CHECKPOINT_EVERY) {
                     if let Err(e) = self.checkpoint(&state) {
                         // The versions stay: the next checkpoint covers them.
@@ -210,7 +238,10 @@ impl Metastore {
                 version,
                 "metastore version taken by another writer; reading it"
             );
-            if let Some(ours) = catch_up(&self.bucket, &mut state, &commit)? {
+            let mut applied = Vec::new();
+            let caught = catch_up(&self.bucket, &mut state, &commit, &mut applied);
+            self.remember(applied);
+            if let Some(ours) = caught? {
                 // Taken by this very commit (an earlier try that failed
                 // after the store had written it): done.
                 return Ok(ours);
@@ -283,8 +314,50 @@ impl Metastore {
     /// must not rest on a stale state (deleting a split's objects).
     pub fn refresh(&self) -> Result<(), MetastoreError> {
         let mut state = self.lock();
-        catch_up(&self.bucket, &mut state, "")?;
-        Ok(())
+        let mut applied = Vec::new();
+        let caught = catch_up(&self.bucket, &mut state, "", &mut applied);
+        self.remember(applied);
+        caught.map(|_| ())
+    }
+
+    /// The version this process has read up to.
+    pub fn version(&self) -> u64 {
+        self.lock().version
+    }
+
+    /// Every version applied after `version`, in order; `None` if some of
+    /// them are no longer kept (more than [`RECENT_KEPT`] since): the
+    /// caller reads the whole state instead.
+    pub fn changes_since(&self, version: u64) -> Option<Vec<Applied>> {
+        // `state` before `recent`, never the other way round.
+        let current = self.version();
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let newer: Vec<Applied> = recent
+            .iter()
+            .filter(|a| a.version > version)
+            .cloned()
+            .collect();
+        let complete = match newer.first() {
+            Some(first) => first.version == version + 1,
+            None => current <= version,
+        };
+        complete.then_some(newer)
+    }
+
+    /// From now on, keep the versions applied for [`Metastore::changes_since`].
+    pub fn keep_recent(&self) {
+        self.keep_recent.store(true, Ordering::Relaxed);
+    }
+
+    fn remember(&self, applied: Vec<Applied>) {
+        if applied.is_empty() || !self.keep_recent.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.extend(applied);
+        while recent.len() > RECENT_KEPT {
+            recent.pop_front();
+        }
     }
 
     /// Writes the whole state as a checkpoint, then deletes what only the
@@ -325,6 +398,7 @@ fn catch_up(
     bucket: &Bucket,
     state: &mut MetastoreState,
     ours: &str,
+    applied: &mut Vec<Applied>,
 ) -> Result<Option<u64>, MetastoreError> {
     let mut found = None;
     let after = keys::version(state.version);
@@ -348,9 +422,15 @@ fn catch_up(
         };
         let file: VersionFile<Vec<Change>> = decode(bucket, &key, &bytes)?;
         state.apply(v, &file.changes);
-        if !ours.is_empty() && file.commit == ours {
+        let mine = !ours.is_empty() && file.commit == ours;
+        if mine {
             found = Some(v);
         }
+        applied.push(Applied {
+            version: v,
+            mine,
+            changes: Arc::new(file.changes),
+        });
     }
     Ok(found)
 }

@@ -499,3 +499,35 @@ fn splits_share_their_sources_and_checkpoints_are_compressed_but_old_ones_read()
     assert_eq!(old.state(), state);
     assert!(sources_shared(&old));
 }
+
+#[test]
+fn a_follower_takes_up_the_versions_since_it_last_looked() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (
+        Metastore::open(bucket(&dir)).expect("a"),
+        Metastore::open(bucket(&dir)).expect("b"),
+    );
+    a.keep_recent();
+    assert_eq!(a.changes_since(0).map(|v| v.len()), Some(0), "nothing yet");
+    b.commit(published(0, 10)).expect("b");
+    a.commit(published(1, 20)).expect("a, after reading b's");
+    b.commit(published(2, 30)).expect("b");
+    a.refresh().expect("refresh");
+    let seen: Vec<(u64, bool)> = a
+        .changes_since(0)
+        .expect("all kept")
+        .iter()
+        .map(|v| (v.version, v.mine))
+        .collect();
+    assert_eq!(seen, [(1, false), (2, true), (3, false)]);
+    assert_eq!(a.changes_since(2).map(|v| v.len()), Some(1));
+    assert_eq!(a.changes_since(3).map(|v| v.len()), Some(0));
+    // A process that kept nothing (or too little) says so.
+    let c = Metastore::open(bucket(&dir)).expect("c");
+    c.keep_recent();
+    assert!(
+        c.changes_since(0).is_none(),
+        "versions 1-3 were read at open, not kept"
+    );
+    assert_eq!(c.changes_since(3).map(|v| v.len()), Some(0));
+}

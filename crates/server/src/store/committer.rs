@@ -217,8 +217,9 @@ impl Committer {
         self.splits.delete_retired();
         self.splits.delete_abandoned();
         // In a cluster: a source another node took is dropped here
-        // within a round, before this node could publish it.
-        self.splits.follow_ownership(&self.store);
+        // within a round, before this node could publish it; what the
+        // others published is shown.
+        self.splits.follow_metastore(&self.store);
         self.retention.run_if_due(&self.store, &mut self.splits);
         self.splits.merge(&self.store);
     }

@@ -106,36 +106,7 @@ impl Store {
             inner.published.insert(id, (r.source, r.published_end));
         }
         for (split, published) in partitions {
-            let (searcher, blocks, totals, sources) = match &split {
-                SplitHandle::Open(part) => {
-                    let searcher = part.searcher();
-                    let totals = part.totals(&searcher)?;
-                    let sources = part.load_sources()?;
-                    (Some(searcher.clone()), searcher.num_docs(), totals, sources)
-                }
-                SplitHandle::Cached(c) => (None, c.entry.blocks, c.totals(), c.sources()),
-            };
-            for (id, source) in sources {
-                let Some(t) = totals.get(&id) else { continue };
-                let e = inner
-                    .sources
-                    .entry(id)
-                    .or_insert_with(|| SourceEntry::new(Arc::new(source)));
-                e.totals.lines += t.lines;
-                e.totals.bytes += t.bytes;
-                e.totals.last_seen_ns = e.totals.last_seen_ns.max(t.t_max);
-                e.end = e.end.max(t.off_end);
-            }
-            inner.partitions.insert(
-                split.id().to_owned(),
-                PartitionView {
-                    split,
-                    searcher,
-                    blocks,
-                    totals: SplitTotals::from_map(totals, published),
-                    published,
-                },
-            );
+            show_split(&mut inner, split, published)?;
         }
         tracing::info!(
             partitions = inner.partitions.len(),
@@ -338,13 +309,7 @@ impl Store {
     /// the published `ends` the metastore now records, in one step.
     pub(super) fn published(&self, id: &str, published: SplitHandle, ends: &[SourceAdvance]) {
         let mut inner = self.write();
-        for a in ends {
-            let e = inner
-                .published
-                .entry(a.source.id())
-                .or_insert_with(|| (Arc::new(a.source.clone()), 0));
-            e.1 = e.1.max(a.published_end);
-        }
+        raise_published(&mut inner, ends);
         let Some(old) = inner.partitions.remove(id) else {
             return;
         };
@@ -366,6 +331,22 @@ impl Store {
                 published: true,
             },
         );
+    }
+
+    /// Another node of the cluster published `split` (followed in the
+    /// metastore): readers see it, its sources' totals count it, and
+    /// their published ends move up to `ends`.
+    pub(super) fn show_published_elsewhere(
+        &self,
+        split: SplitHandle,
+        ends: &[SourceAdvance],
+    ) -> Result<(), PartitionError> {
+        let mut inner = self.write();
+        if inner.partitions.contains_key(split.id()) {
+            return Ok(());
+        }
+        raise_published(&mut inner, ends);
+        show_split(&mut inner, split, true)
     }
 
     /// The published splits `ids` as readers see them, if every one is
@@ -743,4 +724,54 @@ fn oldest_in_memory(inner: &Inner) -> u64 {
         .min()
         .unwrap_or(u64::MAX)
         .min(inner.applied_seq + 1)
+}
+
+/// Shows `split` to readers, and counts its lines in its sources' totals.
+fn show_split(
+    inner: &mut Inner,
+    split: SplitHandle,
+    published: bool,
+) -> Result<(), PartitionError> {
+    let (searcher, blocks, totals, sources) = match &split {
+        SplitHandle::Open(part) => {
+            let searcher = part.searcher();
+            let totals = part.totals(&searcher)?;
+            let sources = part.load_sources()?;
+            (Some(searcher.clone()), searcher.num_docs(), totals, sources)
+        }
+        SplitHandle::Cached(c) => (None, c.entry.blocks, c.totals(), c.sources()),
+    };
+    for (id, source) in sources {
+        let Some(t) = totals.get(&id) else { continue };
+        let e = inner
+            .sources
+            .entry(id)
+            .or_insert_with(|| SourceEntry::new(Arc::new(source)));
+        e.totals.lines += t.lines;
+        e.totals.bytes += t.bytes;
+        e.totals.last_seen_ns = e.totals.last_seen_ns.max(t.t_max);
+        e.end = e.end.max(t.off_end);
+    }
+    inner.partitions.insert(
+        split.id().to_owned(),
+        PartitionView {
+            split,
+            searcher,
+            blocks,
+            totals: SplitTotals::from_map(totals, published),
+            published,
+        },
+    );
+    Ok(())
+}
+
+/// The store holds at least the published `ends` the metastore records.
+fn raise_published(inner: &mut Inner, ends: &[SourceAdvance]) {
+    for a in ends {
+        let e = inner
+            .published
+            .entry(a.source.id())
+            .or_insert_with(|| (Arc::new(a.source.clone()), 0));
+        e.1 = e.1.max(a.published_end);
+    }
 }

@@ -15,6 +15,7 @@
 //! merging.rs  take up and start background merges (store/merge/)
 //! retire.rs   retire, delete once unread, sweep abandoned staged splits
 //! fence.rs    in a cluster: drop what is held unpublished of sources another node took
+//! follow.rs   in a cluster: show readers what the other nodes publish, merge and retire
 //! ```
 //!
 //! ```text
@@ -58,6 +59,7 @@ use publish::Upload;
 use retire::Retired;
 
 mod fence;
+mod follow;
 mod merging;
 mod publish;
 mod retire;
@@ -128,6 +130,9 @@ pub struct SplitSet {
     /// In a cluster: the sources this node holds, and under which epoch
     /// (`cluster/ownership.rs`); `None` for a node alone.
     ownerships: Option<Arc<Ownerships>>,
+    /// In a cluster: the metastore version whose changes by other nodes
+    /// readers here are shown (`follow.rs`).
+    followed: u64,
 }
 
 impl SplitSet {
@@ -135,22 +140,24 @@ impl SplitSet {
     /// it at, and drop what it holds of those another node takes.
     pub fn set_ownerships(&mut self, ownerships: Arc<Ownerships>) {
         self.ownerships = Some(ownerships);
+        self.metastore.keep_recent();
     }
 
-    /// In a cluster: reads what other nodes committed to the metastore,
-    /// and drops what this node holds unpublished of the sources another
-    /// node has taken since. Returns how many it dropped.
-    pub(in crate::store) fn follow_ownership(&mut self, store: &Store) -> usize {
+    /// In a cluster: reads what other nodes committed to the metastore;
+    /// drops what this node holds unpublished of the sources another
+    /// node has taken since (`fence.rs`), and shows readers what the
+    /// others published, merged and retired (`follow.rs`).
+    pub(in crate::store) fn follow_metastore(&mut self, store: &Store) {
         let Some(own) = self.ownerships.clone() else {
-            return 0;
+            return;
         };
         if let Err(e) = self.metastore.refresh() {
-            tracing::warn!(error = %e, "cannot read the metastore to follow the sources' owners; tried again next round");
-            return 0;
+            tracing::warn!(error = %e, "cannot read the metastore to follow the other nodes; tried again next round");
+            return;
         }
         let lost = own.lost();
         self.fence(store, &lost);
-        lost.len()
+        self.follow_published(store);
     }
 
     /// Opens every split: the published ones the metastore lists (read in
@@ -178,6 +185,9 @@ impl SplitSet {
         let mut shown = Vec::new();
         let mut retired = Vec::new();
         let mut in_bucket = HashMap::new();
+        // Read before the splits: a version between the two is shown
+        // once (a split already shown is not shown again).
+        let followed = metastore.version();
         let splits = metastore.splits();
         let published = |id: &str| matches!(splits.get(id), Some(SplitState::Published { .. }));
         let cache = Arc::new(DiskCache::open(
@@ -255,6 +265,7 @@ impl SplitSet {
             merger,
             line_clock: i64::MIN,
             ownerships: None,
+            followed,
         };
         set.show_bucket_bytes();
         Ok((set, shown))
