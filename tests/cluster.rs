@@ -91,7 +91,14 @@ fn nodes_find_each_other_in_the_serverset_and_a_dead_one_leaves() {
     }
     let a_id = node(&v, &a.url)["node_id"].clone();
     assert_eq!(v["node_id"], a_id, "a names itself: {v}");
-    assert_ne!(a_id, node(&v, &b.url)["node_id"], "{v}");
+    let b_id = node(&v, &b.url)["node_id"].clone();
+    assert_ne!(a_id, b_id, "{v}");
+    // The oldest member runs merges, retention and the sweep: a, the
+    // first to join; the other node knows it, and does not.
+    assert_eq!(v["housekeeper"], a_id, "{v}");
+    assert_eq!(node(&v, &a.url)["report"]["housekeeping"], true, "{v}");
+    assert_eq!(node(&v, &b.url)["report"]["housekeeping"], false, "{v}");
+    assert_eq!(view(&b)["housekeeper"], a_id);
 
     // A node killed and started again keeps its id (its data dir's), and
     // its old member leaves with its session.
@@ -105,10 +112,20 @@ fn nodes_find_each_other_in_the_serverset_and_a_dead_one_leaves() {
     });
     assert_eq!(node(&v, &a.url)["node_id"], a_id, "{v}");
     assert_eq!(view(&a)["node_id"], a_id);
+    // a's new member is younger than b's: b took the housekeeping over.
+    assert_eq!(v["housekeeper"], b_id, "{v}");
+    wait_until("a to know b keeps house", DEADLINE, || {
+        let v = view(&a);
+        (v["housekeeper"] == b_id && node(&v, &a.url)["report"]["housekeeping"] == false)
+            .then_some(())
+    });
 
-    // A node that dies leaves the others' view once its session expires.
+    // A node that dies leaves the others' view once its session expires,
+    // and the housekeeping with it.
     b.kill9();
-    sees(&a, &[&a], "a to see b leave");
+    let v = sees(&a, &[&a], "a to see b leave");
+    assert_eq!(v["housekeeper"], a_id, "{v}");
+    assert_eq!(node(&v, &a.url)["report"]["housekeeping"], true, "{v}");
 }
 
 #[test]

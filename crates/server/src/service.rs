@@ -196,6 +196,13 @@ impl Service {
             splits,
             Retention::new(config.storage.clone(), retention_log.clone(), local_store),
         );
+        if config.cluster.is_cluster() {
+            // One node runs merges, retention and the sweep (ZooKeeper's
+            // oldest member); a static list has no election: each node
+            // does, their conditional commits keeping them apart.
+            let membership = cluster.membership.clone();
+            committer.set_housekeeper(Arc::new(move || membership.runs_housekeeping()));
+        }
         // Replayed lines may already be old enough to seal: commit them now,
         // so the WAL from the last run is trimmed early.
         committer.commit(false);

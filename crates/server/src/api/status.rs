@@ -144,5 +144,6 @@ fn node_report(app: &App) -> NodeReport {
         sources: held.into_iter().take(NodeReport::SOURCES_LISTED).collect(),
         upload_lag_secs: publishing.upload_lag_secs,
         publish_error: publishing.error,
+        housekeeping: app.cluster.membership.runs_housekeeping(),
     }
 }

@@ -49,6 +49,9 @@ pub struct NodeReport {
     /// Why its last publish failed, until one succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish_error: Option<String>,
+    /// It runs the cluster's merges, retention and sweep now.
+    #[serde(default)]
+    pub housekeeping: bool,
 }
 
 impl NodeReport {
@@ -96,6 +99,10 @@ pub struct ClusterView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zookeeper: Option<ZooKeeperState>,
     pub nodes: Vec<Node>,
+    /// The node that runs merges, retention and the cleanup of abandoned
+    /// objects (ZooKeeper only: the oldest member of the serverset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub housekeeper: Option<String>,
 }
 
 /// The nodes this one knows of, shared between the task that learns them
@@ -141,6 +148,7 @@ impl Membership {
                 membership,
                 zookeeper,
                 nodes,
+                housekeeper: None,
             }),
         }
     }
@@ -149,15 +157,35 @@ impl Membership {
         self.lock().clone()
     }
 
-    /// The serverset as just read: connected.
+    /// The serverset as just read: connected. Its oldest member (the
+    /// lowest sequence number: members are ephemeral sequential znodes)
+    /// is the housekeeper, as in ZooKeeper's leader election recipe: when
+    /// it leaves, the next oldest takes over, and no two nodes that see
+    /// the same serverset disagree.
     pub fn members_read(&self, mut nodes: Vec<Node>) {
-        nodes.sort_by(|a, b| a.member.cmp(&b.member));
+        nodes.sort_by_key(member_sequence);
         let mut view = self.lock();
+        view.housekeeper = nodes.first().map(|n| n.node_id.clone());
         view.nodes = nodes;
         if let Some(zk) = &mut view.zookeeper {
             zk.state = "connected";
             zk.since_ns = None;
             zk.error = None;
+        }
+    }
+
+    /// Whether this node runs merges, retention and the cleanup of
+    /// abandoned objects: in a ZooKeeper cluster only the housekeeper,
+    /// and only while ZooKeeper is current (cut off, another may have
+    /// taken over); otherwise every node (their conditional metastore
+    /// commits keep two from both winning).
+    pub fn runs_housekeeping(&self) -> bool {
+        let view = self.lock();
+        match &view.zookeeper {
+            None => true,
+            Some(zk) => {
+                zk.state == "connected" && view.housekeeper.as_deref() == Some(&view.node_id)
+            }
         }
     }
 
@@ -176,4 +204,15 @@ impl Membership {
     fn lock(&self) -> std::sync::MutexGuard<'_, ClusterView> {
         self.view.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// A member's sequence number (`member_0000000007` → 7); a node without
+/// one (a static list) sorts last.
+fn member_sequence(node: &Node) -> (u64, String) {
+    let seq = node
+        .member
+        .as_deref()
+        .and_then(|m| m.rsplit('_').next()?.parse().ok())
+        .unwrap_or(u64::MAX);
+    (seq, node.member.clone().unwrap_or_default())
 }

@@ -107,6 +107,12 @@ impl Cluster {
         if self.config.zookeeper.is_empty() {
             return;
         }
+        if !self.config.announce && !self.node_id.starts_with("shard-") {
+            // Its member (Aurora's) is keyed by its shard: under another
+            // id this node never finds itself among the members, and so
+            // never runs the housekeeping even when it is the oldest.
+            tracing::warn!(node_id = %self.node_id, "cluster.announce = false but cluster.node_id is not shard-<instance>: this node cannot recognise its own member");
+        }
         let member = self.config.announce.then(|| {
             let (host, port) = self.advertised(listen);
             let info = NodeInfo {

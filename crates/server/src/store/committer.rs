@@ -54,7 +54,15 @@ pub struct Committer {
     retention: Retention,
     /// When a block last failed to be compressed, added or committed.
     last_failure: Option<Instant>,
+    /// Whether this node runs merges, retention and the sweep of
+    /// abandoned objects now (in a cluster, one node does:
+    /// `Membership::runs_housekeeping`), and whether it did last round.
+    housekeeper: Housekeeper,
+    was_housekeeper: bool,
 }
+
+/// Asked every round: may this node run the cluster's housekeeping?
+pub type Housekeeper = Arc<dyn Fn() -> bool + Send + Sync>;
 
 impl Committer {
     pub fn new(
@@ -71,6 +79,8 @@ impl Committer {
             splits,
             retention,
             last_failure: None,
+            housekeeper: Arc::new(|| true),
+            was_housekeeper: true,
         }
     }
 
@@ -212,14 +222,32 @@ impl Committer {
     /// Closes idle writers, deletes what retired and abandoned splits
     /// left once no search can read it, applies retention, and takes up
     /// and starts merges.
+    /// In a cluster: only while `housekeeper` says so does this node run
+    /// merges, retention and the sweep of abandoned objects.
+    pub fn set_housekeeper(&mut self, housekeeper: Housekeeper) {
+        self.housekeeper = housekeeper;
+        self.was_housekeeper = false;
+    }
+
     fn housekeeping(&mut self) {
         self.splits.close_idle();
+        // What this node retired itself, it deletes (after the grace).
         self.splits.delete_retired();
-        self.splits.delete_abandoned();
         // In a cluster: a source another node took is dropped here
         // within a round, before this node could publish it; what the
         // others published is shown.
         self.splits.follow_metastore(&self.store);
+        let leading = (self.housekeeper)();
+        if leading && !self.was_housekeeper {
+            // Taking over: what the one before retired and did not
+            // delete yet is deleted here.
+            self.splits.take_over_retired();
+        }
+        self.was_housekeeper = leading;
+        if !leading {
+            return;
+        }
+        self.splits.delete_abandoned();
         self.retention.run_if_due(&self.store, &mut self.splits);
         self.splits.merge(&self.store);
     }

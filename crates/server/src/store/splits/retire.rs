@@ -9,7 +9,7 @@ use cblogs_core::time::now_ns;
 
 use super::SplitSet;
 use crate::index::split_window;
-use crate::metastore::Change;
+use crate::metastore::{Change, SplitState};
 use crate::store::disk_cache::{dir_bytes, SplitHandle};
 use crate::store::merge::PublishedSplit;
 use crate::store::published::{split_key, PublishError};
@@ -106,6 +106,21 @@ impl SplitSet {
             total = total.saturating_sub(b.bytes);
         }
         over
+    }
+
+    /// This node becomes the cluster's housekeeper: the splits the
+    /// metastore lists as retired and this node does not hold for
+    /// deletion (another node retired them, and stopped before it
+    /// deleted them) are deleted after the grace, as its own.
+    pub(in crate::store) fn take_over_retired(&mut self) {
+        let held: std::collections::HashSet<String> =
+            self.retired.iter().map(|r| r.id.clone()).collect();
+        let at = Instant::now() + self.retired_grace;
+        for (id, state) in self.metastore.splits() {
+            if matches!(state, SplitState::Retired { .. }) && !held.contains(&id) {
+                self.retired.push(Retired { id, at, held: None });
+            }
+        }
     }
 
     /// Deletes the objects of retired splits whose grace has passed and
