@@ -586,3 +586,64 @@ fn a_node_shows_what_another_node_published() {
         .unwrap_or_else(|| panic!("{job} in {jobs}"));
     assert_eq!(listed["lines"], 15, "b counts a's lines: {listed}");
 }
+
+/// The CLI takes several servers (`--server a,b,c`, a cluster's nodes)
+/// and asks the next one when one cannot be reached: any node answers
+/// for every published line.
+#[test]
+fn the_cli_asks_the_next_node_when_one_cannot_be_reached() {
+    let zk = ZooKeeper::start();
+    let weed = Seaweed::start();
+    let config = format!("{}{}", weed.config("cli"), cluster_config(&zk, "cli"));
+    let (_da, mut a) = Server::in_temp_dir(Some(&config));
+    let (_db, mut b) = Server::in_temp_dir(Some(&config));
+    let job = "www-data/prod/asked";
+    let mut file = SourceFile::of(job, 0, "web", Stream::Stdout);
+    a.post_ok(&request(vec![file.batch(&lines_of("taken", 0..10))]));
+    a.flush();
+    let ten: Vec<u64> = (0..10).map(offset_of).collect();
+    wait_until("b to show a's lines", DEADLINE, || {
+        let shown: Vec<u64> = b.try_all_lines(job)?.iter().map(|l| l.offset).collect();
+        (shown == ten).then_some(())
+    });
+    let tail = ["tail", job, "-n", "100", "--output", "json"];
+    let offsets = |out: &CliOutput| -> Vec<u64> {
+        out.stdout
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).expect("a line as JSON")["offset"]
+                    .as_u64()
+                    .expect("offset")
+            })
+            .collect()
+    };
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let out = cli(&format!("{dead},{},{}", a.url, b.url), &tail);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(offsets(&out), ten);
+    // Or the cluster's serverset, as the nodes announce themselves.
+    let serverset = format!("zk://{}/cblogs/test/cli", zk.connect());
+    let out = cli(&serverset, &tail);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(offsets(&out), ten);
+    let out = cli(&format!("zk://{}/cblogs/test/nobody", zk.connect()), &tail);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("/cblogs/test/nobody"), "{}", out.stderr);
+
+    a.kill9();
+    let out = cli(&format!("{},{}", a.url, b.url), &tail);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(offsets(&out), ten, "b answered for a's published lines");
+
+    b.kill9();
+    let out = cli(&format!("{dead},{},{}", a.url, b.url), &tail);
+    assert_ne!(out.code, 0);
+    for server in [&dead, &a.url, &b.url] {
+        assert!(
+            out.stderr
+                .contains(&format!("{server}: connection refused")),
+            "{}",
+            out.stderr
+        );
+    }
+}

@@ -1,6 +1,12 @@
 //! Talking to cblogsd: JSON GETs and event streams, with errors a user can read.
+//!
+//! The server may be several (`--server a,b,c`, the nodes of a cluster):
+//! a request goes to the one that answered last, and to the next in the
+//! list when that one cannot be reached at all. Any node answers every
+//! query; an answer, even an error, is never retried elsewhere.
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cblogs_core::wire::ErrorBody;
 use reqwest::StatusCode;
@@ -37,16 +43,33 @@ impl fmt::Display for ClientError {
 impl std::error::Error for ClientError {}
 
 pub struct Client {
-    server: String,
+    /// Every server given, in order.
+    servers: Vec<String>,
+    /// The one asked first: the last that answered.
+    current: AtomicUsize,
     http: reqwest::Client,
 }
 
 impl Client {
     pub fn new(settings: &crate::config::Settings) -> Result<Client, ClientError> {
-        let server = settings.server.trim_end_matches('/').to_owned();
-        if !(server.starts_with("http://") || server.starts_with("https://")) {
+        let servers: Vec<String> = settings
+            .server
+            .split(',')
+            .map(|s| s.trim().trim_end_matches('/').to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if servers.is_empty() {
             return Err(ClientError::Unreachable {
-                server,
+                server: settings.server.clone(),
+                reason: "no server given".into(),
+            });
+        }
+        if let Some(bad) = servers
+            .iter()
+            .find(|s| !(s.starts_with("http://") || s.starts_with("https://")))
+        {
+            return Err(ClientError::Unreachable {
+                server: bad.clone(),
                 reason: "the server URL must start with http:// or https://".into(),
             });
         }
@@ -63,7 +86,7 @@ impl Client {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
             .default_headers(headers);
-        if server.starts_with("http://") {
+        if servers.iter().all(|s| s.starts_with("http://")) {
             // Plain HTTP needs no roots of trust, and loading the system's
             // (parsing every PEM file under /etc/ssl/certs) was a third of
             // a `cblogs grep`'s CPU: a quarter of its time on a dense search.
@@ -79,11 +102,54 @@ impl Client {
         let http = builder
             .build()
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        Ok(Client { server, http })
+        Ok(Client {
+            servers,
+            current: AtomicUsize::new(0),
+            http,
+        })
     }
 
+    /// The server asked first: the last one that answered.
     pub fn server(&self) -> &str {
-        &self.server
+        &self.servers[self.current.load(Ordering::Relaxed) % self.servers.len()]
+    }
+
+    /// Sends the request `build` makes for a server's URL of `path`: to
+    /// the last server that answered, then to each other one in turn
+    /// while none can be reached. Returns the first answer.
+    async fn first_answer(
+        &self,
+        path: &str,
+        build: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
+        let start = self.current.load(Ordering::Relaxed);
+        let mut failures = Vec::new();
+        for k in 0..self.servers.len() {
+            let i = (start + k) % self.servers.len();
+            let server = &self.servers[i];
+            match build(&format!("{server}{path}")).send().await {
+                Ok(resp) => {
+                    self.current.store(i, Ordering::Relaxed);
+                    return Ok(resp);
+                }
+                Err(e) => failures.push((server.clone(), root_cause(&e))),
+            }
+        }
+        Err(match <[_; 1]>::try_from(failures) {
+            Ok([(server, reason)]) => ClientError::Unreachable { server, reason },
+            Err(all) => ClientError::Unreachable {
+                server: all
+                    .iter()
+                    .map(|(s, _)| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                reason: all
+                    .iter()
+                    .map(|(s, r)| format!("{s}: {r}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            },
+        })
     }
 
     /// GET `path` and parse the JSON answer.
@@ -104,14 +170,9 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
-        let url = format!("{}{path}", self.server);
         let resp = self
-            .http
-            .post(&url)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&e))?;
+            .first_answer(path, |url| self.http.post(url).json(body))
+            .await?;
         let resp = self.check(resp).await?;
         resp.json()
             .await
@@ -124,14 +185,9 @@ impl Client {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<reqwest::Response, ClientError> {
-        let url = format!("{}{path}", self.server);
         let resp = self
-            .http
-            .get(&url)
-            .query(query)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&e))?;
+            .first_answer(path, |url| self.http.get(url).query(query))
+            .await?;
         self.check(resp).await
     }
 
@@ -150,9 +206,10 @@ impl Client {
         Err(ClientError::Api { status, body })
     }
 
+    /// A failure while reading an answer of the server asked last.
     pub fn unreachable(&self, e: &reqwest::Error) -> ClientError {
         ClientError::Unreachable {
-            server: self.server.clone(),
+            server: self.server().to_owned(),
             reason: root_cause(e),
         }
     }

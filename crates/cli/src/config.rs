@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! # ~/.config/cblogs/config.toml
-//! server = "https://logs.example.com:7450"
+//! server = "https://logs.example.com:7450"   # or several: "https://logs1:7450,https://logs2:7450"
 //! token_file = "/home/me/.cblogs-token"   # or: token = "…"
 //! ca_cert = "/etc/ssl/private-ca.pem"
 //! ```

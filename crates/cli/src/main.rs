@@ -6,6 +6,7 @@ mod config;
 mod follow;
 mod grep;
 mod render;
+mod serverset;
 mod sse;
 
 use std::io::{IsTerminal, Write};
@@ -34,6 +35,10 @@ const EXAMPLES: &str = "Examples:
 #[command(name = "cblogs", version, about, after_help = EXAMPLES)]
 struct Cli {
     /// The cblogsd to ask [default: the config file's, else http://127.0.0.1:7450].
+    /// Several, comma-separated (a cluster's nodes): the next is asked when
+    /// one cannot be reached. Or the cluster's serverset in ZooKeeper:
+    /// zk://HOST:PORT[,HOST:PORT]/PATH (Aurora announces jobs at
+    /// /aurora/ROLE/ENV/JOB).
     #[arg(long, global = true, env = "CBLOGS_SERVER")]
     server: Option<String>,
     /// CA certificates (PEM) to trust for an https server, besides the system's.
@@ -232,6 +237,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         cli.ca_cert.clone(),
     )
     .map_err(|message| Failure { message, code: 2 })?;
+    let settings = serverset::resolve(settings).await?;
     let client = Client::new(&settings)?;
     match cli.command {
         Command::Tail(args) => tail(&client, args).await.map(|()| 0),

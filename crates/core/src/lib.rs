@@ -12,6 +12,8 @@
 //!   [`line_event`]: a search's `line` events written and read without
 //!   serde's generic paths.
 //! - [`sandbox`]: the names Thermos gives executor, run and log files.
+//! - [`serverset`]: a member of an Aurora serverset (ZooKeeper), as
+//!   Aurora's announcer and cblogsd write it.
 //! - [`pattern`]: search patterns with ripgrep's semantics (`-F`, `-i`, `-w`).
 //! - [`Selector`]: the job selector users type (`cluster/role/env/name[/instance]`,
 //!   a bare `name`, `*` globs in any part).
@@ -23,6 +25,7 @@ pub mod line_event;
 pub mod pattern;
 pub mod sandbox;
 mod selector;
+pub mod serverset;
 mod task_id;
 pub mod time;
 pub mod wire;

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use super::serverset::ServiceInstance;
+use cblogs_core::serverset::ServiceInstance;
 
 /// A node of the cluster, as the API shows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -3,8 +3,10 @@
 //! one — where each node is a member of a serverset in Aurora's own
 //! format, or from a static list for small setups without it.
 //!
+//! A member's JSON is `cblogs_core::serverset::ServiceInstance` (the CLI
+//! reads members too).
+//!
 //! ```text
-//! serverset.rs   ServiceInstance: a member's JSON, as Aurora's announce writes it
 //! membership.rs  Membership: the nodes known, and whether ZooKeeper is current;
 //!                NodeReport: what a node says of itself
 //! zookeeper.rs   run: this node's member kept in the serverset, the others read
@@ -15,7 +17,6 @@
 mod membership;
 mod ownership;
 mod peers;
-mod serverset;
 mod zookeeper;
 
 use std::net::SocketAddr;
@@ -27,10 +28,10 @@ use tokio::sync::watch;
 
 use crate::access::Auth;
 use crate::config::{ClusterConfig, NodeRole};
+use cblogs_core::serverset::{NodeInfo, ServiceInstance};
 pub use membership::{ClusterView, Membership, NodeReport};
 pub use ownership::Ownerships;
 pub use peers::{PeerError, Peers};
-use serverset::{NodeInfo, ServiceInstance};
 
 /// This node's identity and what it knows of the others.
 pub struct Cluster {

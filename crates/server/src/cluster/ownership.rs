@@ -9,7 +9,8 @@
 //! - It publishes a source's lines only under the epoch it holds; the
 //!   metastore refuses the publish otherwise.
 //! - When it finds the source taken by another node (the metastore read
-//!   every `[cluster] metastore_poll_ms`, or a refused publish), it drops
+//!   every commit round, `storage.commit_interval_ms`, or a refused
+//!   publish), it drops
 //!   what it holds of it unpublished (`SplitSet::fence`): a node that was
 //!   stopped or cut off and comes back cannot publish ranges the new owner
 //!   published. Its next lines of the source make it take it again.
@@ -78,13 +79,11 @@ impl Ownerships {
     /// Of `sources`, those this node does not hold (each once).
     pub fn missing<'a>(&self, sources: impl Iterator<Item = &'a Source>) -> Vec<Source> {
         let held = self.lock();
-        let mut missing: Vec<Source> = Vec::new();
-        for s in sources {
-            if !held.epochs.contains_key(&s.id()) && !missing.contains(s) {
-                missing.push(s.clone());
-            }
-        }
-        missing
+        let mut seen = HashSet::new();
+        sources
+            .filter(|s| !held.epochs.contains_key(&s.id()) && seen.insert(s.id()))
+            .cloned()
+            .collect()
     }
 
     /// Takes `sources` (a metastore commit: blocking). Returns where each
@@ -135,15 +134,5 @@ impl Ownerships {
             held.epochs.remove(id);
             held.dropped.insert(*id);
         }
-    }
-
-    /// Whether this node is in a cluster's ownership at all.
-    pub fn node(&self) -> &str {
-        &self.node
-    }
-
-    /// The metastore, for the published ends of sources let go.
-    pub fn metastore(&self) -> &Arc<Metastore> {
-        &self.metastore
     }
 }

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use zookeeper_client as zk;
 
 use super::membership::{Membership, Node};
-use super::serverset::{ServiceInstance, MEMBER_PREFIX};
+use cblogs_core::serverset::{ServiceInstance, MEMBER_PREFIX};
 
 /// Where and how to take part.
 pub struct Session {

@@ -13,6 +13,9 @@
 //! scheme (readers of the format ignore fields they do not know). One
 //! Aurora announced has none: its node id is then its shard (Aurora's
 //! instance id, stable across reschedules, where its ports are not).
+//!
+//! Here, in the core, because cblogsd writes and reads members and the
+//! CLI reads them (`--server zk://…`).
 
 use std::collections::BTreeMap;
 
