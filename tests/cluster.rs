@@ -1,10 +1,18 @@
-//! A cluster of cblogsd nodes (issue 18), step one: membership. Nodes
-//! find each other through a real ZooKeeper (Debian's package, started
-//! by the test kit on a loopback port), each a member of a serverset in
-//! Aurora's format; a node that dies leaves it; with ZooKeeper down a node
-//! keeps the last membership it saw and says so. Nodes ask each other
-//! what they hold with the cluster's token, over TLS; a node limited to
-//! one role refuses the other's requests.
+//! A cluster of cblogsd nodes (issue 18). Nodes find each other through
+//! a real ZooKeeper (Debian's package, started by the test kit on a
+//! loopback port), each a member of a serverset in Aurora's format; a
+//! node that dies leaves it, and the oldest member keeps house; with
+//! ZooKeeper down a node keeps the last membership it saw and says so.
+//! Nodes ask each other what they hold with the cluster's token, over
+//! TLS; a node limited to one role refuses the other's requests. On a
+//! shared SeaweedFS: a node fenced out of a source publishes none of what
+//! it held (rule 2), a node shows what another published, and the CLI
+//! asks the next node when one cannot be reached.
+//!
+//! One ZooKeeper and one SeaweedFS serve every test of this binary
+//! (`ZooKeeper::shared`, `Seaweed::shared`), each test under a serverset
+//! path and a prefix of its own; the test that stops ZooKeeper starts
+//! its own.
 
 use std::path::Path;
 
@@ -57,8 +65,8 @@ fn node<'a>(view: &'a Value, url: &str) -> &'a Value {
 
 #[test]
 fn nodes_find_each_other_in_the_serverset_and_a_dead_one_leaves() {
-    let zk = ZooKeeper::start();
-    let config = cluster_config(&zk, "find");
+    let zk = ZooKeeper::shared();
+    let config = cluster_config(zk, "find");
     let (_da, mut a) = Server::in_temp_dir(Some(&config));
     let (_db, mut b) = Server::in_temp_dir(Some(&config));
     let v = sees(&a, &[&a, &b], "a to see both nodes");
@@ -204,7 +212,7 @@ impl Client {
 
 #[test]
 fn nodes_ask_each_other_with_the_cluster_token_over_tls() {
-    let zk = ZooKeeper::start();
+    let zk = ZooKeeper::shared();
     let dir = tempfile::tempdir().expect("temp dir");
     let (ca, cert, key) = make_certificates(dir.path());
     let shared = dir.path().join("cluster.token");
@@ -218,7 +226,7 @@ fn nodes_ask_each_other_with_the_cluster_token_over_tls() {
             "[auth]\ningest_tokens = [\"ingest-token-0123456789\"]\nread_tokens = [\"reader-token-0123456789\"]\n\
              admin_tokens = [\"admin-token-0123456789\"]\n\
              [tls]\ncert_file = {cert:?}\nkey_file = {key:?}\n{}token_file = {token_file:?}\nca_cert = {ca:?}\n",
-            cluster_config(&zk, "tls")
+            cluster_config(zk, "tls")
         )
     };
     let (_da, a) = Server::in_temp_dir(Some(&config(&shared)));
@@ -271,8 +279,8 @@ fn nodes_ask_each_other_with_the_cluster_token_over_tls() {
 
 #[test]
 fn a_node_limited_to_one_role_refuses_the_other_and_announces_it() {
-    let zk = ZooKeeper::start();
-    let config = cluster_config(&zk, "roles");
+    let zk = ZooKeeper::shared();
+    let config = cluster_config(zk, "roles");
     let dir = tempfile::tempdir().expect("temp dir");
     let ingest = Server::start_with(
         &dir.path().join("ingest"),
@@ -347,8 +355,8 @@ fn flagged_cblogsd(dir: &Path, role: &str) -> std::path::PathBuf {
 
 #[test]
 fn a_member_aurora_announced_is_read_and_keyed_by_its_shard() {
-    let zk = ZooKeeper::start();
-    let (_da, a) = Server::in_temp_dir(Some(&cluster_config(&zk, "aurora")));
+    let zk = ZooKeeper::shared();
+    let (_da, a) = Server::in_temp_dir(Some(&cluster_config(zk, "aurora")));
     sees(&a, &[&a], "a alone");
     // Aurora's announcer writes the member of a job it runs: its JSON has
     // no cblogs part, and the node id is the shard (the instance).
@@ -448,9 +456,9 @@ fn published_offsets(config: &str, job: &str) -> Vec<u64> {
 /// the source comes back to a, a starts it where b's published lines end.
 #[test]
 fn a_node_whose_source_was_taken_over_publishes_none_of_what_it_held() {
-    let zk = ZooKeeper::start();
-    let weed = Seaweed::start();
-    let config = format!("{}{}", weed.config("fence"), cluster_config(&zk, "fence"));
+    let zk = ZooKeeper::shared();
+    let weed = Seaweed::shared();
+    let config = format!("{}{}", weed.config("fence"), cluster_config(zk, "fence"));
     let (_da, a) = Server::in_temp_dir(Some(&config));
     let (_db, b) = Server::in_temp_dir(Some(&config));
     let mut taken = SourceFile::of("www-data/prod/taken", 0, "web", Stream::Stdout);
@@ -516,9 +524,9 @@ fn offset_of(i: u64) -> u64 {
 /// nothing below a source's published end anyway).
 #[test]
 fn a_node_restarted_after_its_source_was_taken_over_drops_what_it_replays() {
-    let zk = ZooKeeper::start();
-    let weed = Seaweed::start();
-    let config = format!("{}{}", weed.config("replay"), cluster_config(&zk, "replay"));
+    let zk = ZooKeeper::shared();
+    let weed = Seaweed::shared();
+    let config = format!("{}{}", weed.config("replay"), cluster_config(zk, "replay"));
     let (_da, mut a) = Server::in_temp_dir(Some(&config));
     let (_db, b) = Server::in_temp_dir(Some(&config));
     let mut taken = SourceFile::of("www-data/prod/taken", 0, "web", Stream::Stdout);
@@ -549,9 +557,9 @@ fn a_node_restarted_after_its_source_was_taken_over_drops_what_it_replays() {
 /// each line once.
 #[test]
 fn a_node_shows_what_another_node_published() {
-    let zk = ZooKeeper::start();
-    let weed = Seaweed::start();
-    let config = format!("{}{}", weed.config("follow"), cluster_config(&zk, "follow"));
+    let zk = ZooKeeper::shared();
+    let weed = Seaweed::shared();
+    let config = format!("{}{}", weed.config("follow"), cluster_config(zk, "follow"));
     let (_da, a) = Server::in_temp_dir(Some(&config));
     let (_db, b) = Server::in_temp_dir(Some(&config));
     let job = "www-data/prod/followed";
@@ -592,9 +600,9 @@ fn a_node_shows_what_another_node_published() {
 /// for every published line.
 #[test]
 fn the_cli_asks_the_next_node_when_one_cannot_be_reached() {
-    let zk = ZooKeeper::start();
-    let weed = Seaweed::start();
-    let config = format!("{}{}", weed.config("cli"), cluster_config(&zk, "cli"));
+    let zk = ZooKeeper::shared();
+    let weed = Seaweed::shared();
+    let config = format!("{}{}", weed.config("cli"), cluster_config(zk, "cli"));
     let (_da, mut a) = Server::in_temp_dir(Some(&config));
     let (_db, mut b) = Server::in_temp_dir(Some(&config));
     let job = "www-data/prod/asked";

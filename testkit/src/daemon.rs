@@ -4,8 +4,10 @@
 //! written once. Its stderr (the tracing log) is appended to one file
 //! across restarts, for failure messages.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
+use std::sync::OnceLock;
 
 use crate::wait::{wait_until, DEADLINE};
 
@@ -39,6 +41,19 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .unwrap_or_else(|e| panic!("open {}: {e}", self.log.display()));
+        // The kernel kills the child when the thread that started it
+        // ends: a daemon shared by a test binary's tests ([`shared`]),
+        // never dropped, goes with the process rather than outliving it.
+        // SAFETY: prctl(2) is async-signal-safe, and nothing else runs
+        // between fork and exec here.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let child = cmd
             .stderr(log)
             .spawn()
@@ -114,4 +129,27 @@ impl Drop for Daemon {
             let _ = c.wait();
         }
     }
+}
+
+/// One `T` (a ZooKeeper, a SeaweedFS) for every test of a test binary
+/// that asks `cell` for it: started by `start` once, on a thread that
+/// lives as long as the process, so that its daemon, which dies with the
+/// thread that started it (see [`Daemon::spawn`]), dies with the test
+/// binary and not with the first test. Tests that stop or restart one
+/// start their own.
+pub fn shared<T: Send + Sync + 'static>(
+    cell: &'static OnceLock<T>,
+    start: fn() -> T,
+) -> &'static T {
+    cell.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(start());
+            loop {
+                std::thread::park();
+            }
+        });
+        rx.recv()
+            .expect("the shared daemon's thread panicked while starting it")
+    })
 }

@@ -83,6 +83,13 @@ impl Seaweed {
         s
     }
 
+    /// The one SeaweedFS of this test binary, for tests that neither stop
+    /// nor restart it (each uses a prefix of its own).
+    pub fn shared() -> &'static Seaweed {
+        static ONE: std::sync::OnceLock<Seaweed> = std::sync::OnceLock::new();
+        crate::daemon::shared(&ONE, Seaweed::start)
+    }
+
     /// Starts it (again, on the same ports and data) and waits until its
     /// S3 gateway answers.
     pub fn restart(&mut self) {

@@ -10,6 +10,7 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::daemon::Daemon;
@@ -48,6 +49,13 @@ impl ZooKeeper {
         };
         zk.restart();
         zk
+    }
+
+    /// The one ZooKeeper of this test binary, for tests that neither
+    /// stop nor restart it (each uses a serverset path of its own).
+    pub fn shared() -> &'static ZooKeeper {
+        static ONE: OnceLock<ZooKeeper> = OnceLock::new();
+        crate::daemon::shared(&ONE, ZooKeeper::start)
     }
 
     /// `host:port`, for `[cluster] zookeeper`.
