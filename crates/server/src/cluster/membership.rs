@@ -216,3 +216,41 @@ fn member_sequence(node: &Node) -> (u64, String) {
         .unwrap_or(u64::MAX);
     (seq, node.member.clone().unwrap_or_default())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cblogs_core::serverset::NodeInfo;
+
+    fn member(seq: u32, node_id: &str) -> Node {
+        let info = NodeInfo {
+            node_id: node_id.into(),
+            role: "all".into(),
+            scheme: "http".into(),
+        };
+        let instance = ServiceInstance::of_node("127.0.0.1", 7450 + seq as u16, info);
+        Node::of_member(&format!("member_{seq:010}"), instance)
+    }
+
+    #[test]
+    fn the_oldest_member_keeps_house_while_zookeeper_is_current() {
+        let m = Membership::new("n2", &[], Some(("zk:2181", "/cblogs")));
+        assert!(!m.runs_housekeeping(), "nothing read yet");
+        // Listed in any order; sequence 9 is older than 10.
+        m.members_read(vec![member(10, "n1"), member(9, "n2"), member(11, "n3")]);
+        assert_eq!(m.view().housekeeper.as_deref(), Some("n2"));
+        assert!(m.runs_housekeeping());
+        m.disconnected("connection lost");
+        assert!(
+            !m.runs_housekeeping(),
+            "cut off, another may have taken over"
+        );
+        m.members_read(vec![member(10, "n1"), member(11, "n3")]);
+        assert_eq!(m.view().housekeeper.as_deref(), Some("n1"));
+        assert!(!m.runs_housekeeping());
+        // Without ZooKeeper there is no election: every node keeps house.
+        let alone = Membership::new("n1", &["http://logs2:7450".into()], None);
+        assert!(alone.runs_housekeeping());
+        assert_eq!(alone.view().housekeeper, None);
+    }
+}

@@ -136,3 +136,59 @@ impl Ownerships {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bucket::Bucket;
+    use cblogs_core::Stream;
+
+    fn source(instance: u32) -> Source {
+        Source::example("www-data/prod/hello", instance, "hello", Stream::Stdout)
+    }
+
+    #[test]
+    fn a_node_holds_what_it_took_until_another_takes_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let open = || {
+            let bucket = Arc::new(Bucket::local(dir.path()).expect("bucket"));
+            Arc::new(Metastore::open(bucket).expect("metastore"))
+        };
+        let a = Ownerships::open("node-a", open());
+        let (s0, s1) = (source(0), source(1));
+        let sources = [s0.clone(), s1.clone(), s0.clone()];
+        assert_eq!(
+            a.missing(sources.iter()),
+            [s0.clone(), s1.clone()],
+            "each once"
+        );
+        let started = a.take(&[s0.clone(), s1.clone()]).expect("take");
+        assert!(started.iter().all(|s| s.published_end == 0 && !s.dropped));
+        assert!(a.missing(sources.iter()).is_empty());
+        assert_eq!(a.of(s0.id()).map(|o| o.epoch), Some(1));
+        assert!(a.lost().is_empty());
+
+        // A restarted node holds what nobody took from it meanwhile.
+        let again = Ownerships::open("node-a", open());
+        assert_eq!(again.of(s1.id()).map(|o| o.epoch), Some(1));
+
+        // b takes s0: a learns it when its metastore is read again.
+        let b = Ownerships::open("node-b", open());
+        assert_eq!(
+            b.take(std::slice::from_ref(&s0)).expect("b")[0].published_end,
+            0
+        );
+        assert_eq!(b.of(s0.id()).map(|o| o.epoch), Some(2));
+        a.metastore.refresh().expect("refresh");
+        assert_eq!(a.lost(), [s0.id()]);
+        a.dropped(&[s0.id()]);
+        assert!(a.of(s0.id()).is_none() && a.lost().is_empty());
+        // Taking it back: one more epoch, and said to start where b's
+        // published lines end, holding nothing past them.
+        let back = a.take(std::slice::from_ref(&s0)).expect("back");
+        assert!(back[0].dropped);
+        assert_eq!(a.of(s0.id()).map(|o| o.epoch), Some(3));
+        b.metastore.refresh().expect("refresh");
+        assert_eq!(b.lost(), [s0.id()]);
+    }
+}
