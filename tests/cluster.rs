@@ -29,6 +29,17 @@ fn cluster_config(zk: &ZooKeeper, path: &str) -> String {
     )
 }
 
+/// `[object_store]` on the binary's SeaweedFS and `[cluster]` on its
+/// ZooKeeper, both under `name`.
+fn on_the_shared_store(name: &str) -> String {
+    let zk = ZooKeeper::shared();
+    format!(
+        "{}{}",
+        Seaweed::shared().config(name),
+        cluster_config(zk, name)
+    )
+}
+
 fn view(server: &Server) -> Value {
     server.get_json("/api/v1/cluster")
 }
@@ -456,9 +467,7 @@ fn published_offsets(config: &str, job: &str) -> Vec<u64> {
 /// the source comes back to a, a starts it where b's published lines end.
 #[test]
 fn a_node_whose_source_was_taken_over_publishes_none_of_what_it_held() {
-    let zk = ZooKeeper::shared();
-    let weed = Seaweed::shared();
-    let config = format!("{}{}", weed.config("fence"), cluster_config(zk, "fence"));
+    let config = on_the_shared_store("fence");
     let (_da, a) = Server::in_temp_dir(Some(&config));
     let (_db, b) = Server::in_temp_dir(Some(&config));
     let mut taken = SourceFile::of("www-data/prod/taken", 0, "web", Stream::Stdout);
@@ -524,9 +533,7 @@ fn offset_of(i: u64) -> u64 {
 /// nothing below a source's published end anyway).
 #[test]
 fn a_node_restarted_after_its_source_was_taken_over_drops_what_it_replays() {
-    let zk = ZooKeeper::shared();
-    let weed = Seaweed::shared();
-    let config = format!("{}{}", weed.config("replay"), cluster_config(zk, "replay"));
+    let config = on_the_shared_store("replay");
     let (_da, mut a) = Server::in_temp_dir(Some(&config));
     let (_db, b) = Server::in_temp_dir(Some(&config));
     let mut taken = SourceFile::of("www-data/prod/taken", 0, "web", Stream::Stdout);
@@ -557,9 +564,7 @@ fn a_node_restarted_after_its_source_was_taken_over_drops_what_it_replays() {
 /// each line once.
 #[test]
 fn a_node_shows_what_another_node_published() {
-    let zk = ZooKeeper::shared();
-    let weed = Seaweed::shared();
-    let config = format!("{}{}", weed.config("follow"), cluster_config(zk, "follow"));
+    let config = on_the_shared_store("follow");
     let (_da, a) = Server::in_temp_dir(Some(&config));
     let (_db, b) = Server::in_temp_dir(Some(&config));
     let job = "www-data/prod/followed";
@@ -600,9 +605,7 @@ fn a_node_shows_what_another_node_published() {
 /// for every published line.
 #[test]
 fn the_cli_asks_the_next_node_when_one_cannot_be_reached() {
-    let zk = ZooKeeper::shared();
-    let weed = Seaweed::shared();
-    let config = format!("{}{}", weed.config("cli"), cluster_config(zk, "cli"));
+    let config = on_the_shared_store("cli");
     let (_da, mut a) = Server::in_temp_dir(Some(&config));
     let (_db, mut b) = Server::in_temp_dir(Some(&config));
     let job = "www-data/prod/asked";
@@ -630,6 +633,7 @@ fn the_cli_asks_the_next_node_when_one_cannot_be_reached() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(offsets(&out), ten);
     // Or the cluster's serverset, as the nodes announce themselves.
+    let zk = ZooKeeper::shared();
     let serverset = format!("zk://{}/cblogs/test/cli", zk.connect());
     let out = cli(&serverset, &tail);
     assert_eq!(out.code, 0, "{}", out.stderr);

@@ -706,13 +706,8 @@ fn off_loopback(listen: SocketAddr, c: &ClusterConfig) -> Option<String> {
         }
     }
     c.nodes.iter().find_map(|url| {
-        let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
-        let authority = rest.split('/').next().unwrap_or_default();
-        let host = match authority.rsplit_once(':') {
-            Some((h, port)) if port.parse::<u16>().is_ok() => h,
-            _ => authority,
-        };
-        (!host_is_loopback(host)).then(|| format!("cluster.nodes lists {url}"))
+        let host = reqwest::Url::parse(url).ok()?.host_str()?.to_owned();
+        (!host_is_loopback(&host)).then(|| format!("cluster.nodes lists {url}"))
     })
 }
 

@@ -219,9 +219,6 @@ impl Committer {
             .is_some_and(|t| t.elapsed() < self.config.commit_interval())
     }
 
-    /// Closes idle writers, deletes what retired and abandoned splits
-    /// left once no search can read it, applies retention, and takes up
-    /// and starts merges.
     /// In a cluster: only while `housekeeper` says so does this node run
     /// merges, retention and the sweep of abandoned objects.
     pub fn set_housekeeper(&mut self, housekeeper: Housekeeper) {
@@ -229,6 +226,9 @@ impl Committer {
         self.was_housekeeper = false;
     }
 
+    /// Closes idle writers, deletes what retired and abandoned splits
+    /// left once no search can read it, follows the other nodes (in a
+    /// cluster), applies retention, and takes up and starts merges.
     fn housekeeping(&mut self) {
         self.splits.close_idle();
         // What this node retired itself, it deletes (after the grace).

@@ -538,9 +538,11 @@ impl Store {
                 p.1 = p.1.max(*end);
             }
         }
+        // A source left with no line is forgotten, as when retention
+        // takes its last split: its end stays in `published`.
         inner
             .sources
-            .retain(|_, e| e.totals.lines > 0 || e.open.is_some() || e.end > 0);
+            .retain(|_, e| e.totals.lines > 0 || e.open.is_some());
         self.room.free_unindexed(freed);
     }
 

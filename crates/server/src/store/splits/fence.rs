@@ -18,8 +18,8 @@ use crate::store::store::Store;
 impl SplitSet {
     /// Drops what this node holds unpublished of sources `ids`, which
     /// another node has taken. The split being uploaded is left alone
-    /// (its writer is the upload's): its publish is refused, and
-    /// [`SplitSet::fence_refused`] drops them from it then.
+    /// (its writer is the upload's): its publish is refused, and the
+    /// refusal (`publish.rs`) drops them from it then.
     pub(in crate::store) fn fence(&mut self, store: &Store, ids: &[u64]) {
         if ids.is_empty() {
             return;

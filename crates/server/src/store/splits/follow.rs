@@ -127,8 +127,7 @@ impl SplitSet {
             })
             .collect();
         for entry in new {
-            let ends: Vec<_> = Vec::new();
-            self.show_elsewhere(store, entry, &ends);
+            self.show_elsewhere(store, entry, &[]);
         }
     }
 }
