@@ -659,3 +659,159 @@ fn the_cli_asks_the_next_node_when_one_cannot_be_reached() {
         );
     }
 }
+
+/// The shipper's routing (issue 18, part 2): given the cluster's
+/// serverset, it spreads the agent's sources over the nodes by
+/// rendezvous hashing. When a node is killed (its disk kept, but what it
+/// had not published is out of reach), its sources move to the other
+/// node: what it had published stays readable there, what it had only
+/// acknowledged is sent again, and new lines follow, each line once. When
+/// it comes back and has answered a while, its sources move back, each
+/// once the other node has published it: nothing is sent twice then.
+#[test]
+fn the_shipper_spreads_sources_over_the_nodes_and_moves_a_dead_nodes_share() {
+    let job = "www-data/prod/spread";
+    // Splits are published on a flush only: what a node acknowledged
+    // since is on its disk alone.
+    let config = format!(
+        "[storage]\ncommit_interval_ms = 100\nsplit_max_age_secs = 3600\n{}",
+        on_the_shared_store("spread")
+    );
+    let (_da, mut a) = Server::in_temp_dir(Some(&config));
+    let (_db, b) = Server::in_temp_dir(Some(&config));
+    sees(&a, &[&a, &b], "a to see both nodes");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = Agent::new(&dir.path().join("agent"));
+    let tasks: Vec<Task> = (0..8)
+        .map(|i| agent.task("www-data", "prod", "spread", i))
+        .collect();
+    let mut runs: Vec<ProcessRun> = tasks.iter().map(|t| t.process("web", 0)).collect();
+    // Lines to stdout, and to stderr unless it is to be quiet.
+    let write = |runs: &mut Vec<ProcessRun>, tag: &str, stderr: bool| {
+        for run in runs.iter_mut() {
+            run.append_lines(Stream::Stdout, &numbered_lines(tag, 20));
+            if stderr {
+                run.append_lines(Stream::Stderr, &numbered_lines(&format!("{tag}-err"), 5));
+            }
+        }
+    };
+    write(&mut runs, "published", true);
+    let shipper_config = SHIPPER_FAST.replace(
+        "[ship]\n",
+        "[ship]\nincarnation_check_ms = 1000\nfailover_after_ms = 1000\nnode_settle_ms = 1000\n\
+         move_wait_ms = 30000\nserverset_poll_ms = 200\n",
+    );
+    let serverset = format!("zk://{}/cblogs/test/spread", ZooKeeper::shared().connect());
+    let mut shipper = Shipper::start_with_status_endpoint(
+        &agent,
+        &dir.path().join("shipper-state"),
+        &serverset,
+        &shipper_config,
+    );
+    let all_acked = |shipper: &Shipper, runs: &[ProcessRun]| {
+        let files = shipper.files();
+        runs.iter().all(|run| {
+            [Stream::Stdout, Stream::Stderr].iter().all(|&s| {
+                let path = run.path(s).display().to_string();
+                let size = std::fs::metadata(run.path(s)).map_or(0, |m| m.len());
+                files
+                    .iter()
+                    .any(|f| f["path"] == path.as_str() && f["acked"].as_u64() == Some(size))
+            })
+        })
+    };
+    wait_until("every line acknowledged", DEADLINE, || {
+        all_acked(&shipper, &runs).then_some(())
+    });
+    let status: Value = serde_json::from_str(&shipper.status_get("/status")).expect("status");
+    let streams = |status: &Value, url: &str| -> u64 {
+        status["nodes"]
+            .as_array()
+            .and_then(|n| n.iter().find(|n| n["url"] == url))
+            .and_then(|n| n["streams"].as_u64())
+            .unwrap_or(0)
+    };
+    let on_a = streams(&status, &a.url);
+    assert!(
+        on_a > 0 && streams(&status, &b.url) > 0 && on_a + streams(&status, &b.url) == 16,
+        "both nodes take a share of the 16 streams: {status}"
+    );
+    assert_eq!(
+        a.get_json("/api/v1/cluster/node")["sources_held"].as_u64(),
+        Some(on_a),
+        "a holds the streams the shipper sends it"
+    );
+    a.flush();
+    b.flush();
+
+    // Acknowledged by a, not published; then a dies.
+    write(&mut runs, "unpublished", true);
+    wait_until("the second lines acknowledged", DEADLINE, || {
+        all_acked(&shipper, &runs).then_some(())
+    });
+    a.kill9();
+    // stderr is quiet now: no new line brings its node's 409, its lines
+    // a had not published are sent again when it moves.
+    write(&mut runs, "after-kill", false);
+    assert_job_exactly_once(&b, &mut shipper, &refs_of(&runs), job, "b, after a died");
+    let log = shipper.log_text();
+    assert!(
+        log.contains(&format!("moving from {}", a.url)) && log.contains("sending the rest again"),
+        "{}",
+        log_tail(&log, 30)
+    );
+    let resent = log.matches("only up to offset").count();
+
+    // a comes back. Once it has answered a while, its share is to move
+    // back, each stream once b has published what it acknowledged: until
+    // then they wait (their new lines too), and none moves.
+    a.restart();
+    write(&mut runs, "during-restart", true);
+    let waiting = |status: &Value, url: &str| -> u64 {
+        status["nodes"]
+            .as_array()
+            .and_then(|n| n.iter().find(|n| n["url"] == url))
+            .and_then(|n| n["streams_waiting"].as_u64())
+            .unwrap_or(0)
+    };
+    wait_until("a's share to wait for b's publish", DEADLINE, || {
+        let status: Value = serde_json::from_str(&shipper.status_get("/status")).ok()?;
+        (waiting(&status, &b.url) == on_a).then_some(status)
+    });
+    let status: Value = serde_json::from_str(&shipper.status_get("/status")).expect("status");
+    assert_eq!(
+        streams(&status, &a.url),
+        0,
+        "none moved before b published: {status}"
+    );
+    b.flush();
+    wait_until("a to take its share back", DEADLINE, || {
+        let status: Value = serde_json::from_str(&shipper.status_get("/status")).ok()?;
+        (streams(&status, &a.url) == on_a).then_some(())
+    });
+    write(&mut runs, "back", true);
+    wait_until("the last lines acknowledged", DEADLINE, || {
+        all_acked(&shipper, &runs).then_some(())
+    });
+    a.flush();
+    b.flush();
+    assert_job_exactly_once(
+        &a,
+        &mut shipper,
+        &refs_of(&runs),
+        job,
+        "a, after it came back",
+    );
+    let log = shipper.log_text();
+    assert_eq!(
+        log.matches("only up to offset").count(),
+        resent,
+        "a planned move sends nothing again: {}",
+        log_tail(&log, 30)
+    );
+    assert!(log.contains(&format!("moving from {} to {}", b.url, a.url)));
+}
+
+fn refs_of(runs: &[ProcessRun]) -> Vec<&ProcessRun> {
+    runs.iter().collect()
+}

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use cblogs_core::serverset::{ServiceInstance, MEMBER_PREFIX};
-use zookeeper_client as zk;
+use cblogs_core::serverset::{read_members, ServersetAddr};
+use cblogs_core::zookeeper_client as zk;
 
 use crate::client::ClientError;
 use crate::config::Settings;
@@ -17,7 +17,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `settings` with a `zk://` server replaced by the URLs of the members.
 pub async fn resolve(mut settings: Settings) -> Result<Settings, ClientError> {
-    let Some(rest) = settings.server.strip_prefix("zk://") else {
+    let Some(addr) = ServersetAddr::parse(&settings.server) else {
         return Ok(settings);
     };
     let spec = settings.server.clone();
@@ -25,53 +25,28 @@ pub async fn resolve(mut settings: Settings) -> Result<Settings, ClientError> {
         server: spec.clone(),
         reason,
     };
-    let Some((connect, path)) = rest
-        .split_once('/')
-        .filter(|(c, p)| !c.is_empty() && !p.is_empty())
-    else {
-        return Err(failed(
-            "expected zk://HOST:PORT[,HOST:PORT]/PATH, e.g. zk://zk1:2181/aurora/www-data/prod/cblogsd".into(),
-        ));
-    };
-    let path = format!("/{}", path.trim_end_matches('/'));
-    let urls = tokio::time::timeout(READ_TIMEOUT, members(connect, &path))
+    let addr = addr.map_err(failed)?;
+    let urls = tokio::time::timeout(READ_TIMEOUT, members(&addr))
         .await
         .map_err(|_| failed(format!("ZooKeeper did not answer within {READ_TIMEOUT:?}")))?
         .map_err(|e| failed(format!("ZooKeeper: {e}")))?;
     if urls.is_empty() {
         return Err(failed(format!(
-            "no cblogsd node that answers queries is a member of {path}"
+            "no cblogsd node that answers queries is a member of {}",
+            addr.path
         )));
     }
     settings.server = urls.join(",");
     Ok(settings)
 }
 
-/// The URLs of the live members of `path` that answer queries, oldest first.
-async fn members(connect: &str, path: &str) -> Result<Vec<String>, zk::Error> {
-    let client = zk::Client::connect(connect).await?;
-    let mut children = match client.list_children(path).await {
-        Ok(children) => children,
-        // No serverset at all: no member.
-        Err(zk::Error::NoNode) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    children.retain(|c| c.starts_with(MEMBER_PREFIX));
-    children.sort();
-    let mut urls = Vec::new();
-    for child in children {
-        let data = match client.get_data(&format!("{path}/{child}")).await {
-            Ok((data, _)) => data,
-            // Left between the list and the read.
-            Err(zk::Error::NoNode) => continue,
-            Err(e) => return Err(e),
-        };
-        let Ok(member) = serde_json::from_slice::<ServiceInstance>(&data) else {
-            continue;
-        };
-        if member.status == "ALIVE" && member.role() != "ingest" {
-            urls.push(member.url());
-        }
-    }
-    Ok(urls)
+/// The URLs of the live members that answer queries, oldest first.
+async fn members(addr: &ServersetAddr) -> Result<Vec<String>, zk::Error> {
+    let client = zk::Client::connect(&addr.connect).await?;
+    Ok(read_members(&client, &addr.path)
+        .await?
+        .into_iter()
+        .filter(|m| m.role() != "ingest")
+        .map(|m| m.url())
+        .collect())
 }

@@ -30,6 +30,10 @@ mod task_id;
 pub mod time;
 pub mod wire;
 
+/// The ZooKeeper client the serverset is read with (for its errors).
+#[cfg(feature = "zookeeper")]
+pub use zookeeper_client;
+
 pub use job::{JobKey, JobKeyError, ENVIRONMENTS};
 pub use line::{LineFlags, LineView, Source, SourceError, Stream};
 pub use selector::{InstanceSet, Selector, SelectorError};

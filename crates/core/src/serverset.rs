@@ -14,8 +14,9 @@
 //! Aurora announced has none: its node id is then its shard (Aurora's
 //! instance id, stable across reschedules, where its ports are not).
 //!
-//! Here, in the core, because cblogsd writes and reads members and the
-//! CLI reads them (`--server zk://…`).
+//! Here, in the core, because cblogsd writes and reads members, and the
+//! CLI and the shipper read them (`--server zk://HOST:PORT/PATH`, read with
+//! [`read_members`] under the `zookeeper` feature).
 
 use std::collections::BTreeMap;
 
@@ -97,6 +98,78 @@ impl ServiceInstance {
     }
 }
 
+/// A serverset's address: `zk://HOST:PORT[,HOST:PORT]/PATH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServersetAddr {
+    /// The ensemble, `HOST:PORT[,HOST:PORT]`.
+    pub connect: String,
+    /// The serverset's path, from `/`.
+    pub path: String,
+}
+
+impl ServersetAddr {
+    /// `None` if `spec` is not a `zk://` address; an error naming what is
+    /// missing if it is one without an ensemble or a path.
+    pub fn parse(spec: &str) -> Option<Result<ServersetAddr, String>> {
+        let rest = spec.strip_prefix("zk://")?;
+        Some(
+            match rest
+                .split_once('/')
+                .filter(|(c, p)| !c.is_empty() && !p.trim_matches('/').is_empty())
+            {
+                Some((connect, path)) => Ok(ServersetAddr {
+                    connect: connect.to_owned(),
+                    path: format!("/{}", path.trim_matches('/')),
+                }),
+                None => Err(format!(
+                    "'{spec}': expected zk://HOST:PORT[,HOST:PORT]/PATH, \
+                     e.g. zk://zk1:2181/aurora/www-data/prod/cblogsd"
+                )),
+            },
+        )
+    }
+}
+
+impl std::fmt::Display for ServersetAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "zk://{}{}", self.connect, self.path)
+    }
+}
+
+/// The live (`ALIVE`) members of the serverset at `path`, oldest first.
+/// No serverset at all is no member; a member that is not one (another
+/// writer's JSON) is skipped.
+#[cfg(feature = "zookeeper")]
+pub async fn read_members(
+    client: &zookeeper_client::Client,
+    path: &str,
+) -> Result<Vec<ServiceInstance>, zookeeper_client::Error> {
+    use zookeeper_client::Error;
+    let mut children = match client.list_children(path).await {
+        Ok(children) => children,
+        Err(Error::NoNode) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    children.retain(|c| c.starts_with(MEMBER_PREFIX));
+    // The sequence number orders them: oldest first.
+    children.sort();
+    let mut members = Vec::new();
+    for child in children {
+        let data = match client.get_data(&format!("{path}/{child}")).await {
+            Ok((data, _)) => data,
+            // Left between the list and the read.
+            Err(Error::NoNode) => continue,
+            Err(e) => return Err(e),
+        };
+        if let Ok(member) = serde_json::from_slice::<ServiceInstance>(&data) {
+            if member.status == "ALIVE" {
+                members.push(member);
+            }
+        }
+    }
+    Ok(members)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,5 +207,23 @@ mod tests {
             (back.node_id(), back.url(), back.role()),
             ("n1".into(), "https://10.0.0.5:7450".into(), "ingest")
         );
+    }
+
+    #[test]
+    fn serverset_addresses_are_parsed_or_named() {
+        let addr = ServersetAddr::parse("zk://zk1:2181,zk2:2181/aurora/www-data/prod/cblogsd/")
+            .unwrap()
+            .unwrap();
+        assert_eq!(addr.connect, "zk1:2181,zk2:2181");
+        assert_eq!(addr.path, "/aurora/www-data/prod/cblogsd");
+        assert_eq!(
+            addr.to_string(),
+            "zk://zk1:2181,zk2:2181/aurora/www-data/prod/cblogsd"
+        );
+        assert!(ServersetAddr::parse("http://a:7450").is_none());
+        for bad in ["zk://zk1:2181", "zk:///path", "zk://zk1:2181/"] {
+            let err = ServersetAddr::parse(bad).unwrap().unwrap_err();
+            assert!(err.contains("expected zk://HOST:PORT"), "{err}");
+        }
     }
 }

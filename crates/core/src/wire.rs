@@ -235,6 +235,11 @@ impl Batch {
 pub struct PublishedResponse {
     /// See [`IngestResponse::incarnation`].
     pub incarnation: String,
+    /// The node's id (its `[cluster] node_id`): a shipper spreading
+    /// sources over several nodes hashes them by it, so a node keeps its
+    /// sources when its address changes. Empty from older nodes.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
     pub sources: Vec<SourceEnds>,
 }
 

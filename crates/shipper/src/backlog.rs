@@ -16,8 +16,8 @@ use crate::tailer::StreamTailer;
 pub struct Backlog {
     /// Bytes of lines read and not yet sent, over every stream.
     bytes: usize,
-    /// Streams (by index) with lines pending and no batch in flight, in
-    /// index order.
+    /// Streams (by index) with lines pending, no batch in flight and a
+    /// node to send to ([`StreamTailer::sendable`]), in index order.
     ready: BTreeSet<usize>,
 }
 
@@ -25,7 +25,7 @@ impl Backlog {
     /// Stream `i` changed; it held `before` bytes.
     pub fn update(&mut self, i: usize, t: &StreamTailer, before: usize) {
         self.bytes = (self.bytes + t.buffered_bytes()).saturating_sub(before);
-        if t.has_pending() && !t.in_flight {
+        if t.sendable() {
             self.ready.insert(i);
         } else {
             self.ready.remove(&i);
@@ -37,7 +37,7 @@ impl Backlog {
     pub fn recount(&mut self, tailers: &[StreamTailer]) {
         self.bytes = tailers.iter().map(StreamTailer::buffered_bytes).sum();
         self.ready = (0..tailers.len())
-            .filter(|&i| tailers[i].has_pending() && !tailers[i].in_flight)
+            .filter(|&i| tailers[i].sendable())
             .collect();
     }
 

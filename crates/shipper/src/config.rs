@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use cblogs_core::serverset::ServersetAddr;
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +33,9 @@ pub struct Config {
     /// Thermos' checkpoint root, for tasks of older Thermos versions that
     /// logged to `<root>/logs/<task id>/…`. Empty: do not look there.
     pub checkpoint_root: PathBuf,
-    /// `cblogsd`'s base URL.
+    /// `cblogsd`'s base URL; or several, comma-separated (a TOML list is
+    /// joined so); or a serverset, `zk://HOST:PORT/PATH` ([`ServerSpec`]).
+    #[serde(deserialize_with = "one_or_many")]
     pub server: String,
     /// A file holding the ingest token; empty: `CBLOGS_TOKEN`, or none.
     pub token_file: PathBuf,
@@ -123,6 +126,15 @@ pub struct ShipConfig {
     /// another incarnation; every stream it no longer holds is read and
     /// sent again from what it holds, quiet ones included.
     pub incarnation_check_ms: u64,
+    /// With several nodes: one unreachable this long gives up its sources.
+    pub failover_after_ms: u64,
+    /// A node that joins or comes back takes sources once it has answered
+    /// this long…
+    pub node_settle_ms: u64,
+    /// …each once the node it leaves published it, waiting at most this.
+    pub move_wait_ms: u64,
+    /// With a serverset: how often it is read.
+    pub serverset_poll_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -198,6 +210,10 @@ impl Default for ShipConfig {
             retry_max_ms: 10_000,
             shutdown_grace_ms: 5_000,
             incarnation_check_ms: 30_000,
+            failover_after_ms: 3_000,
+            node_settle_ms: 10_000,
+            move_wait_ms: 60_000,
+            serverset_poll_ms: 2_000,
         }
     }
 }
@@ -224,11 +240,9 @@ impl Config {
     /// Checks what serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
-        if !(self.server.starts_with("http://") || self.server.starts_with("https://")) {
-            return Err(ConfigError::Invalid(format!(
-                "server '{}' is not an http:// or https:// URL",
-                self.server
-            )));
+        ServerSpec::parse(&self.server).map_err(ConfigError::Invalid)?;
+        if self.ship.serverset_poll_ms == 0 {
+            return bad("ship.serverset_poll_ms must be above 0");
         }
         if self.cluster.is_empty() || self.cluster.contains('/') {
             return bad("cluster must be a non-empty name without '/'");
@@ -267,9 +281,92 @@ impl Config {
     }
 }
 
+/// `server` as a string, or a TOML list of them (joined with commas).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s,
+        OneOrMany::Many(v) => v.join(","),
+    })
+}
+
+/// Where the shipper sends: `server` read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerSpec {
+    /// One or more base URLs, as given.
+    Urls(Vec<String>),
+    /// The live members of a serverset that take ingest.
+    Serverset(ServersetAddr),
+}
+
+impl ServerSpec {
+    /// Reads `server`; the error names what is wrong with it.
+    pub fn parse(server: &str) -> Result<ServerSpec, String> {
+        if let Some(addr) = ServersetAddr::parse(server.trim()) {
+            return addr
+                .map(ServerSpec::Serverset)
+                .map_err(|e| format!("server {e}"));
+        }
+        let urls: Vec<String> = server
+            .split(',')
+            .map(|u| u.trim().trim_end_matches('/').to_owned())
+            .filter(|u| !u.is_empty())
+            .collect();
+        if urls.is_empty() {
+            return Err("server is empty: give cblogsd's URL".into());
+        }
+        if let Some(bad) = urls
+            .iter()
+            .find(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+        {
+            return Err(format!(
+                "server '{bad}' is not an http:// or https:// URL (nor a zk://HOST:PORT/PATH serverset)"
+            ));
+        }
+        Ok(ServerSpec::Urls(urls))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn servers_are_one_url_a_list_or_a_serverset() {
+        let urls = |v: &[&str]| ServerSpec::Urls(v.iter().map(|s| s.to_string()).collect());
+        assert_eq!(
+            ServerSpec::parse("http://a:7450/").unwrap(),
+            urls(&["http://a:7450"])
+        );
+        assert_eq!(
+            ServerSpec::parse("http://a:7450, https://b:7450").unwrap(),
+            urls(&["http://a:7450", "https://b:7450"])
+        );
+        let cfg: Config =
+            toml::from_str("server = [\"http://a:7450\", \"http://b:7450\"]\n").unwrap();
+        assert_eq!(
+            ServerSpec::parse(&cfg.server).unwrap(),
+            urls(&["http://a:7450", "http://b:7450"])
+        );
+        assert!(matches!(
+            ServerSpec::parse("zk://zk1:2181/aurora/www-data/prod/cblogsd").unwrap(),
+            ServerSpec::Serverset(a) if a.path == "/aurora/www-data/prod/cblogsd"
+        ));
+        for (bad, says) in [
+            ("a:7450", "not an http:// or https:// URL"),
+            ("http://a:7450,b", "'b' is not"),
+            ("zk://zk1:2181", "expected zk://HOST:PORT"),
+            (" , ", "server is empty"),
+        ] {
+            let err = ServerSpec::parse(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
 
     /// `config/shipper.toml` documents exactly the defaults.
     #[test]

@@ -15,6 +15,10 @@
 //!   for their newline, up to a delay).
 //! - [`sender`]: `Sender` posts zstd-compressed batches and retries with
 //!   backoff and jitter until the server answers for good.
+//! - [`nodes`]: with several cblogsd nodes (a list, or a serverset in
+//!   ZooKeeper), which one takes each stream ([`route`]: kept on the
+//!   stream): rendezvous hashing over the live nodes, failover when one
+//!   cannot be reached, planned moves once a node has published.
 //! - [`checkpoint`]: the acknowledged offset of every stream, replaced
 //!   atomically at least once a second.
 //! - [`shipper`]: the one loop that owns them all, with back-pressure;
@@ -31,6 +35,8 @@ pub mod discovery;
 pub mod endpoint;
 pub mod mapping;
 pub mod metrics;
+pub mod nodes;
+pub mod route;
 pub mod sender;
 pub mod shipper;
 pub mod status;

@@ -4,7 +4,10 @@
 //! being set up), the request is retried with exponential backoff and
 //! jitter; the server drops what it already holds, so a retry is always
 //! safe. Answers that no retry of the same body can change are returned
-//! for the caller to act on.
+//! for the caller to act on. With several nodes to send to, a node that
+//! cannot be reached for `ship.failover_after_ms` is given up on
+//! ([`Delivery::Unreachable`]), so its sources can move; an answer, even
+//! 429 or 503, never moves them.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -15,7 +18,7 @@ use cblogs_core::wire::{
 use reqwest::StatusCode;
 
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use crate::config::{Config, ShipConfig};
 
@@ -30,6 +33,9 @@ pub enum Delivery {
     TooLarge { message: String },
     /// 400 and other 4xx: the content itself is refused.
     Refused { status: u16, message: String },
+    /// Connections refused or timing out for `ship.failover_after_ms`
+    /// (only with other nodes to send to): not delivered.
+    Unreachable { message: String },
 }
 
 /// How the shipper proves itself to cblogsd: its ingest token (from a file,
@@ -106,13 +112,15 @@ pub enum PublishedError {
     /// 404: a server from before published ends (or a proxy that does not
     /// route the path).
     NotServed(String),
-    /// Unreachable, refused, or an answer that is not one.
+    /// No connection, or no answer in time.
+    Unreachable(String),
+    /// Refused, or an answer that is not one.
     Failed(String),
 }
 
 pub struct Sender {
     client: reqwest::Client,
-    credentials: Credentials,
+    credentials: Arc<Credentials>,
     /// Retries since start by why (a status code, or `unreachable`).
     retries: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     url: String,
@@ -127,6 +135,9 @@ pub struct Sender {
     retry_max: Duration,
     /// `GET` what the server holds of each source (`PUBLISHED_PATH`).
     published_url: String,
+    /// Give up after failing to reach the server for this long (`None`:
+    /// never, there is no other node).
+    fail_over_after: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,10 +151,13 @@ pub enum SenderError {
 }
 
 impl Sender {
+    /// A sender to `server`; with `others`, it gives up on a server it
+    /// cannot reach for `ship.failover_after_ms`.
     pub fn new(
         server: &str,
         cfg: &ShipConfig,
-        credentials: Credentials,
+        credentials: Arc<Credentials>,
+        others: bool,
     ) -> Result<Sender, SenderError> {
         let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_millis(cfg.request_timeout_ms))
@@ -166,7 +180,13 @@ impl Sender {
             plain: AtomicBool::new(cfg.zstd_level == 0),
             retry_initial: Duration::from_millis(cfg.retry_initial_ms.max(1)),
             retry_max: Duration::from_millis(cfg.retry_max_ms.max(cfg.retry_initial_ms)),
+            fail_over_after: others.then(|| Duration::from_millis(cfg.failover_after_ms)),
         })
+    }
+
+    /// The server's base URL.
+    pub fn server(&self) -> &str {
+        self.url.strip_suffix(INGEST_PATH).unwrap_or(&self.url)
     }
 
     /// Posts `req` until it gets a final answer (retrying for ever otherwise).
@@ -174,10 +194,14 @@ impl Sender {
         let mut body = self.encode(req);
         let mut delay = self.retry_initial;
         let mut attempt = 0u32;
+        let mut unreachable_since: Option<std::time::Instant> = None;
         loop {
             attempt += 1;
             let mut server_says = None;
             let mut why = "unreachable".to_owned();
+            // A node that accepts connections but does not answer (stopped)
+            // is failing from when the request went out, not from its timeout.
+            let sent_at = std::time::Instant::now();
             let problem = match self.post(&body).await {
                 Ok((status, text, retry_after)) => match self.classify(status, &text) {
                     Verdict::Final(d) => return d,
@@ -195,8 +219,19 @@ impl Sender {
                         problem
                     }
                 },
-                Err(e) => format!("cannot reach {}: {}", self.url, error_chain(&e)),
+                Err(e) => {
+                    let problem = format!("cannot reach {}: {}", self.url, error_chain(&e));
+                    let since = *unreachable_since.get_or_insert(sent_at);
+                    if self.fail_over_after.is_some_and(|d| since.elapsed() >= d) {
+                        return Delivery::Unreachable { message: problem };
+                    }
+                    problem
+                }
             };
+            if server_says.is_some() || why != "unreachable" {
+                // An answer: the server is there.
+                unreachable_since = None;
+            }
             *self
                 .retries
                 .lock()
@@ -228,7 +263,7 @@ impl Sender {
             r = r.header(reqwest::header::AUTHORIZATION, auth);
         }
         let resp = r.send().await.map_err(|e| {
-            PublishedError::Failed(format!("cannot reach {url}: {}", error_chain(&e)))
+            PublishedError::Unreachable(format!("cannot reach {url}: {}", error_chain(&e)))
         })?;
         let status = resp.status();
         if !status.is_success() {

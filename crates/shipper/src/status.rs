@@ -24,6 +24,29 @@ pub struct Status {
     /// (429, 503, 401…) or `unreachable`.
     #[serde(default)]
     pub retries: std::collections::BTreeMap<String, u64>,
+    /// With several cblogsd nodes: each, and how many streams it takes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeStatus>,
+    /// Streams moved from one node to another since start.
+    #[serde(default)]
+    pub streams_moved: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub url: String,
+    /// Its id, once it has answered.
+    pub id: Option<String>,
+    /// It answers and is listed: it takes streams.
+    pub live: bool,
+    /// In the list, or in the serverset as last read.
+    pub listed: bool,
+    /// Streams it takes now…
+    pub streams: usize,
+    /// …of which this many wait for it to publish what it acknowledged,
+    /// to move to a node that joined or came back.
+    #[serde(default)]
+    pub streams_waiting: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,6 +65,9 @@ pub struct FileStatus {
     pub open_files: usize,
     /// The run folder was deleted; the file is being drained.
     pub deleted: bool,
+    /// The node that takes its lines (none chosen yet: `null`).
+    #[serde(default)]
+    pub node: Option<String>,
 }
 
 /// A request for a fresh status, answered by the shipper's loop.
@@ -77,6 +103,26 @@ pub fn render(s: &Status) -> String {
         s.requests_in_flight,
         s.watched_dirs
     );
+    for n in &s.nodes {
+        let state = match (n.listed, n.live) {
+            (_, true) => "live",
+            (true, false) => "not answering",
+            (false, false) => "left",
+        };
+        out.push_str(&format!(
+            "  node {} ({}): {state}, {} streams ({} waiting to move)\n",
+            n.url,
+            n.id.as_deref().unwrap_or("id not known yet"),
+            n.streams,
+            n.streams_waiting
+        ));
+    }
+    if s.streams_moved > 0 {
+        out.push_str(&format!(
+            "  {} streams moved between nodes since start\n",
+            s.streams_moved
+        ));
+    }
     out.push_str(&format!("{:>12} {:>12}  {}\n", "LAG", "ACKED", "FILE"));
     for f in &s.files {
         let note = if f.deleted {

@@ -31,6 +31,7 @@ use cblogs_core::Source;
 
 use crate::checkpoint::{Checkpoint, FileMark};
 use crate::discovery::FoundStream;
+use crate::route::Route;
 
 /// One open file of the stream.
 struct Segment {
@@ -121,6 +122,8 @@ pub struct StreamTailer {
     /// A batch of this stream awaits its answer (at most one, so a
     /// stream's batches reach the server in order).
     pub in_flight: bool,
+    /// Which node takes its batches (with several).
+    pub route: Route,
     /// The next batch tells the server the bytes before it are lost.
     allow_gap: bool,
     /// After a 413, batches carry at most this many lines.
@@ -210,6 +213,7 @@ impl StreamTailer {
             acked: 0,
             published: 0,
             in_flight: false,
+            route: Route::default(),
             allow_gap: false,
             max_batch_lines: usize::MAX,
             gone: false,
@@ -313,6 +317,11 @@ impl StreamTailer {
 
     pub fn has_pending(&self) -> bool {
         !self.pending.lines.is_empty()
+    }
+
+    /// Lines wait, none is in flight, and a node may take them.
+    pub fn sendable(&self) -> bool {
+        self.has_pending() && !self.in_flight && self.route.node.is_some() && !self.route.held
     }
 
     /// When the oldest pending line was read.
@@ -625,8 +634,14 @@ impl StreamTailer {
     /// Puts a refused batch back in front of what is pending, to be sent
     /// again in smaller pieces.
     pub fn requeue_smaller(&mut self, batch: Batch) {
-        self.in_flight = false;
         self.max_batch_lines = (batch.lines.len() / 2).max(1);
+        self.requeue(batch);
+    }
+
+    /// Puts a batch that was not delivered back in front of the lines
+    /// waiting (for another node to take).
+    pub fn requeue(&mut self, batch: Batch) {
+        self.in_flight = false;
         self.batched_to = batch.start;
         self.allow_gap |= batch.allow_gap;
         for l in batch.lines.into_iter().rev() {
@@ -665,6 +680,29 @@ impl StreamTailer {
         self.at_eof = false;
         self.allow_gap |= to > held_end;
         Some(to)
+    }
+
+    /// [`StreamTailer::rewind`] to `held_end`, saying why (`why`: who
+    /// holds or published it only up to there), what is sent again and
+    /// what is lost. Returns whether it is read again.
+    pub fn resend_from(&mut self, held_end: u64, why: &str) -> bool {
+        let acked = self.acked;
+        let file = self.path.display().to_string();
+        let said = format!("{why} only up to offset {held_end} of the {acked} acknowledged");
+        match self.rewind(held_end) {
+            Some(from) if from == held_end => {
+                tracing::warn!(%file, "{said}; sending the rest again");
+                true
+            }
+            Some(from) => {
+                tracing::warn!(%file, "{said}; bytes {held_end}..{from} are no longer on disk here (lost), sending on from {from}");
+                true
+            }
+            None => {
+                tracing::warn!(%file, "{said}, and this stream cannot be read again from there");
+                false
+            }
+        }
     }
 
     /// Where the stream stands, to be saved.

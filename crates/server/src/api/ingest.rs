@@ -175,6 +175,7 @@ pub(super) async fn published(
     sources.sort_by(|a, b| a.source.cmp(&b.source));
     Ok(Json(PublishedResponse {
         incarnation: app.incarnation.clone(),
+        node: app.cluster.node_id.clone(),
         sources,
     }))
 }

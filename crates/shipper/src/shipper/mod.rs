@@ -15,6 +15,12 @@
 //! every `incarnation_check_ms`; until a stream's bytes are published, its
 //! files stay open (rotated or deleted) and a finished sandbox's streams
 //! are not forgotten, so a server that comes back empty gets them again.
+//!
+//! With several cblogsd nodes, [`Nodes`] chooses the node of each stream
+//! (`published.rs` routes; `sending.rs` makes one request per node).
+
+mod published;
+mod sending;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
@@ -34,11 +40,12 @@ use crate::backlog::Backlog;
 use crate::checkpoint::{
     entry_line, file_text, Checkpoint, CheckpointError, CheckpointStore, EntryCache, Saved,
 };
-use crate::config::{Config, ConfigError, StartAt};
+use crate::config::{Config, ConfigError, ServerSpec, StartAt};
 use crate::discovery::{SandboxScanner, Scan, Visit};
 use crate::mapping::JobMapper;
-use crate::sender::{Credentials, Delivery, PublishedError, Sender, SenderError};
-use crate::status::{FileStatus, Status, StatusRequest};
+use crate::nodes::{serverset, Nodes};
+use crate::sender::{Credentials, Delivery, PublishedError, SenderError};
+use crate::status::{FileStatus, NodeStatus, Status, StatusRequest};
 use crate::tailer::{StreamTailer, TailLimits};
 use crate::watcher::{Changes, DirWatcher};
 
@@ -85,9 +92,12 @@ enum Round {
     All,
 }
 
-/// A request on its way: which streams its batches belong to, and the
-/// request itself (kept to split or resend it).
-type InFlight = (Vec<PathBuf>, IngestRequest, Delivery);
+/// A request on its way: the node it went to, which streams its batches
+/// belong to, and the request itself (kept to split or resend it).
+type InFlight = (usize, Vec<PathBuf>, IngestRequest, Delivery);
+
+/// A node's answer to the question of what it holds: which node.
+type Answer = (usize, Result<PublishedResponse, PublishedError>);
 
 pub struct Shipper {
     cfg: Config,
@@ -105,7 +115,10 @@ pub struct Shipper {
     /// No checkpoint file existed: `start_at` applies to the first scan.
     first_start: bool,
     scanned_once: bool,
-    sender: Arc<Sender>,
+    /// The nodes to send to, and which takes each stream.
+    nodes: Nodes,
+    /// The serverset's members that take ingest, as they change.
+    members: Option<mpsc::Receiver<Vec<String>>>,
     in_flight: JoinSet<InFlight>,
     /// When the last request went out (see `ship.min_request_gap_ms`).
     last_sent: Instant,
@@ -128,12 +141,10 @@ pub struct Shipper {
     status_rx: mpsc::Receiver<StatusRequest>,
     /// This agent's name in its sources: what the server is asked about.
     host: String,
-    /// The server's incarnation that acknowledged the checkpoints.
-    incarnation: Option<String>,
-    /// A question to the server about what it holds, on its way.
-    asking: JoinSet<Result<PublishedResponse, PublishedError>>,
-    /// The last such question failed (said once, not every time).
-    asking_failed: bool,
+    /// Questions to the nodes about what they hold, on their way.
+    asking: JoinSet<Answer>,
+    /// Questions asked since start (each node's last is numbered).
+    questions: u64,
     /// The server answers what it has published. `false` for a server
     /// older than that question (404): each acknowledged byte then counts
     /// as published, as before, so files are not kept for nothing.
@@ -177,7 +188,13 @@ impl Shipper {
             files: carried,
             incarnation,
         } = loaded.unwrap_or_default();
-        let sender = Sender::new(&cfg.server, &cfg.ship, Credentials::from_config(&cfg)?)?;
+        let spec = ServerSpec::parse(&cfg.server).map_err(ConfigError::Invalid)?;
+        let mut nodes = Nodes::new(&spec, &cfg.ship, Credentials::from_config(&cfg)?)?;
+        if !nodes.several() && !nodes.is_empty() {
+            // One server: the checkpoints were acknowledged by this incarnation.
+            nodes.get_mut(0).incarnation = incarnation;
+        }
+
         let (status_tx, status_rx) = mpsc::channel(8);
         Ok(Shipper {
             scratch: vec![0; cfg.tail.read_chunk_bytes],
@@ -191,7 +208,8 @@ impl Shipper {
             carried,
             first_start,
             scanned_once: false,
-            sender: Arc::new(sender),
+            nodes,
+            members: None,
             in_flight: JoinSet::new(),
             last_sent: Instant::now(),
             read_cursor: 0,
@@ -207,9 +225,8 @@ impl Shipper {
             status_tx: Some(status_tx),
             status_rx,
             host,
-            incarnation,
             asking: JoinSet::new(),
-            asking_failed: false,
+            questions: 0,
             server_publishes: true,
             cfg,
         })
@@ -228,9 +245,20 @@ impl Shipper {
         let mut poll = interval(self.cfg.poll_interval());
         let mut rescan = interval(Duration::from_millis(self.cfg.discovery.rescan_interval_ms));
         let mut checkpoint = interval(Duration::from_millis(self.cfg.checkpoint.interval_ms));
-        let mut incarnation = interval(Duration::from_millis(
-            self.cfg.ship.incarnation_check_ms.max(100),
-        ));
+        if let Ok(ServerSpec::Serverset(addr)) = ServerSpec::parse(&self.cfg.server) {
+            let (tx, rx) = mpsc::channel(4);
+            let every = Duration::from_millis(self.cfg.ship.serverset_poll_ms);
+            tokio::spawn(serverset::watch(addr, every, tx));
+            self.members = Some(rx);
+        }
+        // With several nodes, a second: a node not live, or one that
+        // streams wait on, is asked each time (the others still every
+        // incarnation_check_ms), and streams are routed again.
+        let question_every = match self.nodes.several() {
+            true => self.cfg.ship.incarnation_check_ms.clamp(100, 1000),
+            false => self.cfg.ship.incarnation_check_ms.max(100),
+        };
+        let mut incarnation = interval(Duration::from_millis(question_every));
         for t in [&mut poll, &mut rescan, &mut checkpoint, &mut incarnation] {
             t.set_missed_tick_behavior(MissedTickBehavior::Delay);
         }
@@ -264,14 +292,18 @@ impl Shipper {
                     let _ = reply.send(self.status());
                 }
                 Some(answer) = self.asking.join_next(), if !self.asking.is_empty() => {
-                    if let Ok(answer) = answer {
-                        self.on_published(answer);
+                    if let Ok((node, answer)) = answer {
+                        self.on_published(node, answer);
                     }
                 }
+                Some(urls) = recv_members(&mut self.members) => self.on_members(urls),
                 Some(saved) = self.checkpoint_write.join_next(), if !self.checkpoint_write.is_empty() => {
                     self.on_saved(saved);
                 }
-                _ = incarnation.tick() => self.ask_published(),
+                _ = incarnation.tick() => {
+                    self.reroute();
+                    self.ask_published();
+                }
                 _ = checkpoint.tick() => self.save_checkpoints(),
                 // Not while a read of written files is due: the writes
                 // meanwhile are taken in just before it (one wake, not one
@@ -476,6 +508,7 @@ impl Shipper {
                     if !self.server_publishes {
                         t.set_published(t.acked);
                     }
+                    self.nodes.route(&mut t, self.questions);
                     t.watched = self.watcher.is_watched(&found.dir);
                     self.open_failed.remove(&path);
                     tracing::info!(
@@ -618,339 +651,6 @@ impl Shipper {
         }
     }
 
-    /// When the oldest line waiting to be sent reaches the batch delay.
-    fn flush_deadline(&self) -> Option<Instant> {
-        let since = self.backlog.oldest(&self.tailers)?;
-        Some(Instant::from_std(since) + Duration::from_millis(self.cfg.ship.batch_max_delay_ms))
-    }
-
-    /// Sends requests while there is room in flight and a batch is due:
-    /// its oldest line waited the batch delay, or a full request is ready.
-    fn send_ready(&mut self, force: bool) {
-        let max_bytes = self.cfg.ship.batch_max_bytes;
-        while self.in_flight.len() < self.cfg.ship.max_in_flight {
-            let ready: Vec<usize> = self.backlog.ready().collect();
-            if ready.is_empty() {
-                return;
-            }
-            // Nothing in flight: send now (at most every
-            // min_request_gap_ms, so a busy agent does not send a request
-            // per write), and a line goes out in milliseconds. While
-            // requests are out, lines gather into fuller batches until one
-            // is full or its oldest line has waited batch_max_delay_ms.
-            let due = force
-                || (self.in_flight.is_empty() && self.gap_passed())
-                || self.flush_deadline().is_some_and(|d| d <= Instant::now())
-                || ready
-                    .iter()
-                    .map(|&i| self.tailers[i].buffered_bytes())
-                    .sum::<usize>()
-                    >= max_bytes;
-            if !due {
-                return;
-            }
-            let mut keys = Vec::new();
-            let mut batches = Vec::new();
-            let mut room = max_bytes;
-            for i in ready {
-                if room == 0 {
-                    break;
-                }
-                let t = &mut self.tailers[i];
-                let before = t.buffered_bytes();
-                let batch = t.take_batch(room);
-                self.backlog.update(i, t, before);
-                if let Some(b) = batch {
-                    room = room.saturating_sub(b.lines.iter().map(crate::tailer::wire_len).sum());
-                    keys.push(t.path.clone());
-                    batches.push(b);
-                }
-            }
-            self.dispatch(keys, IngestRequest { batches });
-        }
-    }
-
-    fn gap_passed(&self) -> bool {
-        self.last_sent.elapsed() >= Duration::from_millis(self.cfg.ship.min_request_gap_ms)
-    }
-
-    /// When lines waiting now are next due to be sent: at the batch delay,
-    /// or, with nothing in flight, once the gap after the last request has
-    /// passed. Never while every request slot is taken: an answer wakes the
-    /// loop then (waking at a deadline already past would spin).
-    fn next_send_at(&self) -> Option<Instant> {
-        if self.in_flight.len() >= self.cfg.ship.max_in_flight {
-            return None;
-        }
-        let deadline = self.flush_deadline()?;
-        if self.in_flight.is_empty() {
-            let gap = self.last_sent + Duration::from_millis(self.cfg.ship.min_request_gap_ms);
-            return Some(deadline.min(gap));
-        }
-        Some(deadline)
-    }
-
-    fn dispatch(&mut self, keys: Vec<PathBuf>, req: IngestRequest) {
-        self.last_sent = Instant::now();
-        let sender = self.sender.clone();
-        self.in_flight.spawn(async move {
-            let d = sender.deliver(&req).await;
-            (keys, req, d)
-        });
-    }
-
-    /// An ingest answer came from a server of `incarnation`: the first one
-    /// seen is kept; another one means the server may have lost what it
-    /// had not published, and it is asked what it holds.
-    fn note_incarnation(&mut self, incarnation: &str) {
-        if incarnation.is_empty() || self.incarnation.as_deref() == Some(incarnation) {
-            return;
-        }
-        if self.incarnation.is_none() {
-            self.incarnation = Some(incarnation.to_owned());
-            self.checkpoint_dirty = true;
-            return;
-        }
-        self.ask_published();
-    }
-
-    /// Asks the server what it holds of this agent's sources (unless a
-    /// question is on its way already).
-    fn ask_published(&mut self) {
-        if !self.asking.is_empty() {
-            return;
-        }
-        let sender = self.sender.clone();
-        let host = self.host.clone();
-        self.asking
-            .spawn(async move { sender.published(&host).await });
-    }
-
-    /// The server's answer: each stream's published end (files wholly
-    /// before it are closed); and if its incarnation is not the one that
-    /// acknowledged our streams, every stream it holds less of than was
-    /// acknowledged is read again from what it holds (one with a batch in
-    /// flight is told by that batch's 409).
-    fn on_published(&mut self, answer: Result<PublishedResponse, PublishedError>) {
-        self.settle_published(answer);
-        // Streams may have been rewound: counted again whole (this runs
-        // every incarnation_check_ms, not per line).
-        self.backlog.recount(&self.tailers);
-    }
-
-    fn settle_published(&mut self, answer: Result<PublishedResponse, PublishedError>) {
-        let resp = match answer {
-            Ok(resp) => {
-                self.asking_failed = false;
-                self.server_publishes = true;
-                resp
-            }
-            Err(PublishedError::NotServed(e)) => {
-                if self.server_publishes {
-                    tracing::info!(
-                        "the server does not say what it has published ({e}): an older cblogsd; \
-                         acknowledged lines count as published"
-                    );
-                    for t in &mut self.tailers {
-                        t.set_published(t.acked);
-                    }
-                }
-                self.server_publishes = false;
-                return;
-            }
-            Err(PublishedError::Failed(e)) => {
-                if !self.asking_failed {
-                    tracing::info!("cannot ask the server what it holds: {e}");
-                }
-                self.asking_failed = true;
-                return;
-            }
-        };
-        let ends: HashMap<&str, (u64, u64)> = resp
-            .sources
-            .iter()
-            .map(|s| (s.id.as_str(), (s.published_end, s.held_end)))
-            .collect();
-        let new_incarnation = !resp.incarnation.is_empty()
-            && self.incarnation.as_deref() != Some(resp.incarnation.as_str());
-        let known = if new_incarnation {
-            self.checkpoint_dirty = true;
-            self.incarnation.replace(resp.incarnation.clone())
-        } else {
-            None
-        };
-        let mut again = 0;
-        for t in &mut self.tailers {
-            let id = format!("{:016x}", t.source.id());
-            let (published_end, held_end) = ends.get(id.as_str()).copied().unwrap_or((0, 0));
-            if known.is_none() {
-                if published_end > t.published && t.published < t.acked {
-                    t.set_published(published_end);
-                    self.checkpoint_dirty = true;
-                }
-                continue;
-            }
-            if t.in_flight || held_end >= t.acked {
-                t.set_published(published_end);
-                continue;
-            }
-            let acked = t.acked;
-            match t.rewind(held_end) {
-                Some(from) if from == held_end => {
-                    again += 1;
-                    tracing::warn!(
-                        file = %t.path.display(),
-                        "the server (a new incarnation) holds this stream only up to offset {held_end} of the {acked} it acknowledged; sending the rest again"
-                    );
-                }
-                Some(from) => {
-                    again += 1;
-                    tracing::warn!(
-                        file = %t.path.display(),
-                        "the server (a new incarnation) holds this stream only up to offset {held_end} of the {acked} it acknowledged; bytes {held_end}..{from} are no longer on disk here (lost), sending on from {from}"
-                    );
-                }
-                None => tracing::warn!(
-                    file = %t.path.display(),
-                    "the server (a new incarnation) holds this stream only up to offset {held_end} of the {acked} it acknowledged, and this stream cannot be read again from there"
-                ),
-            }
-            t.set_published(published_end);
-        }
-        if known.is_none() {
-            return;
-        }
-        tracing::info!(
-            incarnation = %resp.incarnation,
-            streams_sent_again = again,
-            "the server has a new incarnation"
-        );
-        self.more_to_read = true;
-    }
-
-    /// Sends each batch of a refused request on its own, so one bad batch
-    /// does not take the others down with it.
-    fn resend_singly(&mut self, keys: Vec<PathBuf>, req: IngestRequest) {
-        for (key, batch) in keys.into_iter().zip(req.batches) {
-            self.dispatch(
-                vec![key],
-                IngestRequest {
-                    batches: vec![batch],
-                },
-            );
-        }
-    }
-
-    fn on_delivery(&mut self, done: InFlight) {
-        let acked = matches!(done.2, Delivery::Acked(_));
-        self.settle_delivery(done);
-        if !acked {
-            // A rewind, a requeue or a drop: rare, counted again whole.
-            self.backlog.recount(&self.tailers);
-        }
-    }
-
-    fn settle_delivery(&mut self, (keys, req, delivery): InFlight) {
-        if req.batches.len() > 1 && !matches!(delivery, Delivery::Acked(_)) {
-            return self.resend_singly(keys, req);
-        }
-        match delivery {
-            Delivery::Acked(resp) => {
-                self.lines_acked += resp.accepted + resp.duplicates;
-                self.note_incarnation(&resp.incarnation);
-                let publishes = self.server_publishes;
-                for (key, batch) in keys.iter().zip(&req.batches) {
-                    let Some(&i) = self.by_path.get(key) else {
-                        continue;
-                    };
-                    let t = &mut self.tailers[i];
-                    let before = t.buffered_bytes();
-                    t.ack(batch.end);
-                    if !publishes {
-                        t.set_published(batch.end);
-                    }
-                    self.backlog.update(i, t, before);
-                }
-                self.checkpoint_dirty = true;
-            }
-            Delivery::Gap { held_end, message } => {
-                let Some((key, mut batch)) = keys.into_iter().zip(req.batches).next() else {
-                    return;
-                };
-                let Some(t) = self.tailer(&key) else { return };
-                match t.rewind(held_end) {
-                    Some(from) if from == held_end => tracing::warn!(
-                        file = %key.display(),
-                        "the server holds this stream only up to offset {held_end} ({message}); reading it again from there"
-                    ),
-                    Some(from) => tracing::warn!(
-                        file = %key.display(),
-                        "the server holds this stream only up to offset {held_end} ({message}), and bytes {held_end}..{from} are no longer on disk here (lost): reading it again from {from}, with the gap allowed"
-                    ),
-                    None => {
-                        tracing::warn!(
-                            file = %key.display(),
-                            "the server holds this stream only up to offset {held_end}, and bytes {held_end}..{} are no longer on disk here: sending on, with the gap allowed",
-                            batch.start
-                        );
-                        t.in_flight = true;
-                        batch.allow_gap = true;
-                        self.dispatch(
-                            vec![key],
-                            IngestRequest {
-                                batches: vec![batch],
-                            },
-                        );
-                    }
-                }
-            }
-            Delivery::TooLarge { message } => {
-                let Some((key, batch)) = keys.into_iter().zip(req.batches).next() else {
-                    return;
-                };
-                if batch.lines.len() > 1 {
-                    if let Some(t) = self.tailer(&key) {
-                        t.requeue_smaller(batch);
-                    }
-                } else {
-                    self.drop_batch(&key, batch, &format!("413: {message}"));
-                }
-            }
-            Delivery::Refused { status, message } => {
-                if let Some((key, batch)) = keys.into_iter().zip(req.batches).next() {
-                    self.drop_batch(&key, batch, &format!("{status}: {message}"));
-                }
-            }
-        }
-    }
-
-    /// A batch the server can never take: say exactly what is lost, move on.
-    fn drop_batch(&mut self, key: &PathBuf, batch: Batch, why: &str) {
-        let n = batch.lines.len() as u64;
-        tracing::error!(
-            file = %key.display(),
-            source = %batch.source.key(),
-            "dropped {n} lines (stream offsets {}..{}): the server refused them for good ({why})",
-            batch.start,
-            batch.end
-        );
-        self.lines_dropped += n;
-        if let Some(t) = self.tailer(key) {
-            t.ack(batch.end);
-            // Never to be published: what was published before them is
-            // all there will be (else a deleted stream is held for ever).
-            if t.published >= batch.start {
-                t.set_published(batch.end);
-            }
-        }
-        self.checkpoint_dirty = true;
-    }
-
-    fn tailer(&mut self, key: &PathBuf) -> Option<&mut StreamTailer> {
-        let i = *self.by_path.get(key)?;
-        self.tailers.get_mut(i)
-    }
-
     /// Writes the checkpoint file, off the loop, if anything changed and
     /// the last write has ended.
     fn save_checkpoints(&mut self) {
@@ -970,7 +670,13 @@ impl Shipper {
                 lines.extend(cache.line(&t.path, cp));
             }
         }
-        let body = file_text(lines, self.incarnation.as_deref());
+        // With one server, the incarnation that acknowledged them. With
+        // several, each stream's node is asked what it holds anyway.
+        let incarnation = match self.nodes.several() || self.nodes.is_empty() {
+            true => None,
+            false => self.nodes.get(0).incarnation.as_deref(),
+        };
+        let body = file_text(lines, incarnation);
         let store = self.store.clone();
         self.checkpoint_write
             .spawn_blocking(move || store.write(&body));
@@ -1002,9 +708,36 @@ impl Shipper {
                 lag_bytes: t.lag(),
                 open_files: t.open_files(),
                 deleted: t.gone,
+                node: t.route.node.map(|n| self.nodes.get(n).url().to_owned()),
             })
             .collect();
         files.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut retries = std::collections::BTreeMap::new();
+        for node in self.nodes.iter() {
+            for (why, n) in node.sender.retries() {
+                *retries.entry(why).or_default() += n;
+            }
+        }
+        let nodes = match self.nodes.several() {
+            false => Vec::new(),
+            true => (0..self.nodes.len())
+                .map(|i| {
+                    let n = self.nodes.get(i);
+                    NodeStatus {
+                        url: n.url().to_owned(),
+                        id: n.id.clone(),
+                        live: n.is_up() && n.is_listed(),
+                        listed: n.is_listed(),
+                        streams: self
+                            .tailers
+                            .iter()
+                            .filter(|t| t.route.node == Some(i))
+                            .count(),
+                        streams_waiting: n.waiting(),
+                    }
+                })
+                .collect(),
+        };
         Status {
             server: self.cfg.server.clone(),
             files,
@@ -1012,8 +745,18 @@ impl Shipper {
             lines_dropped: self.lines_dropped,
             requests_in_flight: self.in_flight.len(),
             watched_dirs: self.watcher.watched(),
-            retries: self.sender.retries(),
+            retries,
+            nodes,
+            streams_moved: self.nodes.moves,
         }
+    }
+}
+
+/// The serverset's next list of members (never, without a serverset).
+async fn recv_members(members: &mut Option<mpsc::Receiver<Vec<String>>>) -> Option<Vec<String>> {
+    match members {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
