@@ -457,7 +457,20 @@ fn a_cluster_off_loopback_without_the_token_refuses_to_start() {
 /// published sees them (one started after the fact on the same store).
 fn published_offsets(config: &str, job: &str) -> Vec<u64> {
     let (_dir, reader) = Server::in_temp_dir(Some(config));
-    reader.all_lines(job).iter().map(|l| l.offset).collect()
+    own_offsets(&reader, job)
+}
+
+/// The offsets of `job`'s lines in `server`'s own tail, which neither
+/// asks the other nodes nor drops copies: a line published twice shows
+/// twice.
+fn own_offsets(server: &Server, job: &str) -> Vec<u64> {
+    let own = server.get_json(&format!("/api/v1/cluster/tail?job={job}&n=100000"));
+    own["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| l["offset"].as_u64().expect("offset"))
+        .collect()
 }
 
 /// Rule 2 of issue 18 (fencing): node a holds lines of a source it has
@@ -561,7 +574,8 @@ fn a_node_restarted_after_its_source_was_taken_over_drops_what_it_replays() {
 
 /// The published half of a fan-out read: a node shows what another node
 /// published within a round or two of the metastore, without a restart,
-/// each line once.
+/// each line once (its tail asks the other node too, and drops the
+/// copies).
 #[test]
 fn a_node_shows_what_another_node_published() {
     let config = on_the_shared_store("follow");
@@ -569,23 +583,15 @@ fn a_node_shows_what_another_node_published() {
     let (_db, b) = Server::in_temp_dir(Some(&config));
     let job = "www-data/prod/followed";
     let mut file = SourceFile::of(job, 0, "web", Stream::Stdout);
-    let offsets = |server: &Server| -> Option<Vec<u64>> {
-        Some(
-            server
-                .try_all_lines(job)?
-                .iter()
-                .map(|l| l.offset)
-                .collect(),
-        )
-    };
     for (round, lines) in [(1, 0..10), (2, 10..15)] {
         a.post_ok(&request(
             vec![file.batch(&lines_of("taken", lines.clone()))],
         ));
         a.flush();
         let want: Vec<u64> = (0..lines.end).map(offset_of).collect();
+        // b itself (its own tail, not asking a), with no copy dropped.
         let shown = wait_until(&format!("b to show a's split {round}"), DEADLINE, || {
-            offsets(&b).filter(|o| o.len() >= want.len())
+            Some(own_offsets(&b, job)).filter(|o| o.len() >= want.len())
         });
         assert_eq!(shown, want, "each line once, in order");
     }
@@ -613,9 +619,10 @@ fn the_cli_asks_the_next_node_when_one_cannot_be_reached() {
     a.post_ok(&request(vec![file.batch(&lines_of("taken", 0..10))]));
     a.flush();
     let ten: Vec<u64> = (0..10).map(offset_of).collect();
-    wait_until("b to show a's lines", DEADLINE, || {
-        let shown: Vec<u64> = b.try_all_lines(job)?.iter().map(|l| l.offset).collect();
-        (shown == ten).then_some(())
+    // b shows them itself (not only by asking a), so it can answer for
+    // them once a is gone.
+    wait_until("b to show a's lines itself", DEADLINE, || {
+        (own_offsets(&b, job) == ten).then_some(())
     });
     let tail = ["tail", job, "-n", "100", "--output", "json"];
     let offsets = |out: &CliOutput| -> Vec<u64> {
@@ -724,13 +731,7 @@ fn the_shipper_spreads_sources_over_the_nodes_and_moves_a_dead_nodes_share() {
         all_acked(&shipper, &runs).then_some(())
     });
     let status: Value = serde_json::from_str(&shipper.status_get("/status")).expect("status");
-    let streams = |status: &Value, url: &str| -> u64 {
-        status["nodes"]
-            .as_array()
-            .and_then(|n| n.iter().find(|n| n["url"] == url))
-            .and_then(|n| n["streams"].as_u64())
-            .unwrap_or(0)
-    };
+    let streams = |status: &Value, url: &str| shipper_node(status, url, "streams");
     let on_a = streams(&status, &a.url);
     assert!(
         on_a > 0 && streams(&status, &b.url) > 0 && on_a + streams(&status, &b.url) == 16,
@@ -767,13 +768,7 @@ fn the_shipper_spreads_sources_over_the_nodes_and_moves_a_dead_nodes_share() {
     // then they wait (their new lines too), and none moves.
     a.restart();
     write(&mut runs, "during-restart", true);
-    let waiting = |status: &Value, url: &str| -> u64 {
-        status["nodes"]
-            .as_array()
-            .and_then(|n| n.iter().find(|n| n["url"] == url))
-            .and_then(|n| n["streams_waiting"].as_u64())
-            .unwrap_or(0)
-    };
+    let waiting = |status: &Value, url: &str| shipper_node(status, url, "streams_waiting");
     wait_until("a's share to wait for b's publish", DEADLINE, || {
         let status: Value = serde_json::from_str(&shipper.status_get("/status")).ok()?;
         (waiting(&status, &b.url) == on_a).then_some(status)
@@ -812,6 +807,109 @@ fn the_shipper_spreads_sources_over_the_nodes_and_moves_a_dead_nodes_share() {
     assert!(log.contains(&format!("moving from {} to {}", b.url, a.url)));
 }
 
+/// `field` of the node at `url` in a shipper's status (0 if not listed).
+fn shipper_node(status: &Value, url: &str, field: &str) -> u64 {
+    status["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["url"] == url))
+        .and_then(|n| n[field].as_u64())
+        .unwrap_or(0)
+}
+
 fn refs_of(runs: &[ProcessRun]) -> Vec<&ProcessRun> {
     runs.iter().collect()
+}
+
+/// The unpublished half of a fan-out read (issue 18): a tail asked of any
+/// node shows the lines every node holds, published or not, each once in
+/// time order (a line published by one node and shown by both is one
+/// line). A node that does not answer is named: the answer is partial,
+/// not silently short.
+#[test]
+fn a_tail_asked_of_any_node_shows_what_every_node_holds() {
+    // Splits are published on a flush only; a dead node stays a member for
+    // 10 s (its session), long enough to be asked and named.
+    let config = format!(
+        "[storage]\nsplit_max_age_secs = 3600\n{}",
+        on_the_shared_store("fanout")
+            .replace("session_timeout_ms = 2000", "session_timeout_ms = 10000")
+    );
+    let (_da, a) = Server::in_temp_dir(Some(&config));
+    let (_db, mut b) = Server::in_temp_dir(Some(&config));
+    sees(&a, &[&a, &b], "a to see both nodes");
+    sees(&b, &[&a, &b], "b to see both nodes");
+    let job = "www-data/prod/fanout";
+    let mut on_a = SourceFile::of(job, 0, "web", Stream::Stdout);
+    let mut on_b = SourceFile::of(job, 1, "web", Stream::Stdout);
+    // Interleaved in time: a's, b's, a's, b's.
+    let mut want = Vec::new();
+    for round in 0..4u64 {
+        let (node, file, tag) = match round % 2 {
+            0 => (&a, &mut on_a, "a"),
+            _ => (&b, &mut on_b, "b"),
+        };
+        let lines = lines_of(tag, round * 5..round * 5 + 5);
+        node.post_ok(&request(vec![file.batch(&lines)]));
+        want.extend(lines);
+    }
+    let texts = |out: &CliOutput| -> Vec<String> {
+        out.stdout
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).expect("a line as JSON")["text"]
+                    .as_str()
+                    .expect("text")
+                    .to_owned()
+            })
+            .collect()
+    };
+    let tail = ["tail", job, "-n", "100", "--output", "json"];
+    for node in [&a, &b] {
+        let out = node.cli(&tail);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(
+            texts(&out),
+            want,
+            "{} shows both nodes' lines in time order",
+            node.url
+        );
+    }
+    // The newest n across the nodes.
+    let out = a.cli(&["tail", job, "-n", "7", "--output", "json"]);
+    assert_eq!(texts(&out), want[13..].to_vec());
+
+    // a publishes: b shows a's lines itself now, and a still holds them.
+    a.flush();
+    wait_until("b to show a's published lines itself", DEADLINE, || {
+        let own: Value = b.get_json(&format!("/api/v1/cluster/tail?job={job}&n=100"));
+        (own["lines"].as_array()?.len() == 20).then_some(())
+    });
+    let out = b.cli(&tail);
+    assert_eq!(texts(&out), want, "each line once");
+
+    b.kill9();
+    let out = a.cli(&tail);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let node_b = sees(&a, &[&a, &b], "a to list b still")["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["url"] == b.url.as_str()).cloned())
+        .expect("b listed");
+    assert!(
+        out.stderr.contains("partial answer")
+            && out
+                .stderr
+                .contains(node_b["node_id"].as_str().expect("node_id")),
+        "{}",
+        out.stderr
+    );
+    let published: Vec<String> = want
+        .iter()
+        .filter(|t| t.starts_with('a'))
+        .cloned()
+        .collect();
+    assert_eq!(
+        texts(&out),
+        published,
+        "what a holds, b's unpublished lines missing"
+    );
 }

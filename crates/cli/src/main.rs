@@ -281,6 +281,13 @@ async fn tail(client: &Client, args: TailArgs) -> Result<(), Failure> {
         out.line(l)?;
     }
     out.flush()?;
+    // After the lines, so it is the last thing a terminal shows.
+    for node in &resp.partial {
+        eprintln!(
+            "cblogs: partial answer: node {} ({}) did not answer ({}); lines it holds that are not yet published are missing",
+            node.node_id, node.url, node.error
+        );
+    }
     Ok(())
 }
 

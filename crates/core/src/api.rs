@@ -37,6 +37,9 @@ pub const CLUSTER_PATH: &str = "/api/v1/cluster";
 /// GET (read; the other nodes ask it): what this node holds that it has
 /// not published, and its upload lag.
 pub const CLUSTER_NODE_PATH: &str = "/api/v1/cluster/node";
+/// A node's own `tail` (what it holds, published or not), asked by the
+/// node that answers a `tail` in a cluster: the same parameters.
+pub const CLUSTER_TAIL_PATH: &str = "/api/v1/cluster/tail";
 /// GET: Prometheus text format.
 pub const METRICS_PATH: &str = "/metrics";
 /// POST with a read token: the web page's cookie; DELETE: forget it.
@@ -239,6 +242,20 @@ pub struct TailResponse {
     pub jobs: Vec<String>,
     /// Oldest first.
     pub lines: Vec<LineView>,
+    /// In a cluster: the nodes that were asked for the lines they hold
+    /// and did not answer. The answer may then lack lines they hold that
+    /// are not yet published: it is partial.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partial: Vec<Unanswered>,
+}
+
+/// A node that did not answer a question of a fan-out read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unanswered {
+    pub node_id: String,
+    pub url: String,
+    /// Why: unreachable, timed out, or what it answered instead.
+    pub error: String,
 }
 
 /// A `truncated` follow event: more than `limit` lines were at or after

@@ -52,6 +52,9 @@ impl ApiError {
             retry_after: None,
         }
     }
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
     pub(crate) fn because(mut self, reason: &'static str) -> Self {
         self.reason = reason;
         self

@@ -89,6 +89,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route(api::STORAGE_PATH, get(status::storage))
         .route(api::CLUSTER_PATH, get(status::cluster))
         .route(api::CLUSTER_NODE_PATH, get(status::cluster_node))
+        // On every role: an ingest node holds the lines it has not published.
+        .route(api::CLUSTER_TAIL_PATH, get(tail::node_tail))
         .route(api::METRICS_PATH, get(metrics::serve))
         .route(
             api::SESSION_PATH,

@@ -1,6 +1,12 @@
 //! `GET /api/v1/tail` (the last N lines, JSON) and `GET /api/v1/follow`
 //! (the same, then every new line as it is applied, as Server-Sent Events).
 //!
+//! In a cluster, `tail` also asks every other node that may hold lines
+//! for its own tail (`GET /api/v1/cluster/tail`, the same parameters):
+//! lines not yet published are only on the node that took them. The
+//! answers are merged, copies dropped by byte range, and the newest N
+//! kept; a node that does not answer is named in `partial`.
+//!
 //! A follow takes its snapshot and its live subscription together, so the
 //! backlog and the live lines meet with no gap and no duplicate. A tail
 //! that falls more than `read.follow_buffer_batches` behind skips to the
@@ -33,15 +39,35 @@ struct TailParams {
     n: usize,
 }
 
-/// `resume`: a follow picking up after an outage asks for every line since
-/// a time; past `read.max_tail_lines` it gets the newest of them and a
-/// `truncated` event instead of a refusal.
+/// The parameters as given, the selection not yet resolved against the
+/// store's jobs.
+struct TailRequest {
+    selection: Selection,
+    n: usize,
+}
+
+impl TailRequest {
+    fn resolve(self, store: &Store) -> Result<TailParams, ApiError> {
+        Ok(TailParams {
+            filter: self.selection.resolve(store)?,
+            n: self.n,
+        })
+    }
+}
+
 fn tail_params(
     store: &Store,
     raw: Option<String>,
     max_n: usize,
     resume: bool,
 ) -> Result<TailParams, ApiError> {
+    tail_request(raw, max_n, resume)?.resolve(store)
+}
+
+/// `resume`: a follow picking up after an outage asks for every line since
+/// a time; past `read.max_tail_lines` it gets the newest of them and a
+/// `truncated` event instead of a refusal.
+fn tail_request(raw: Option<String>, max_n: usize, resume: bool) -> Result<TailRequest, ApiError> {
     let mut selection = Selection::default();
     let mut n = api::DEFAULT_TAIL_LINES;
     for (k, v) in query_pairs(raw) {
@@ -76,10 +102,7 @@ fn tail_params(
         }
         n = max_n;
     }
-    Ok(TailParams {
-        filter: selection.resolve(store)?,
-        n,
-    })
+    Ok(TailRequest { selection, n })
 }
 
 pub(super) async fn tail(
@@ -87,8 +110,82 @@ pub(super) async fn tail(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<TailResponse>, ApiError> {
     let started = std::time::Instant::now();
-    let TailParams { filter, n } =
-        tail_params(&app.store, raw, app.config.read.max_tail_lines, false)?;
+    let resp = if app.cluster.has_others() {
+        cluster_tail(&app, raw).await?
+    } else {
+        let params = tail_params(&app.store, raw, app.config.read.max_tail_lines, false)?;
+        local_tail(&app, params).await?
+    };
+    emit(QueryAnswered {
+        kind: "tail",
+        seconds: started.elapsed().as_secs_f64(),
+    });
+    Ok(Json(resp))
+}
+
+/// `GET /api/v1/cluster/tail`: this node's own tail, for a node that fans
+/// a tail out. A job it does not know is one it holds nothing of, not an
+/// error.
+pub(super) async fn node_tail(
+    State(app): State<Arc<App>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<TailResponse>, ApiError> {
+    let request = tail_request(raw, app.config.read.max_tail_lines, false)?;
+    match request.resolve(&app.store) {
+        Ok(params) => Ok(Json(local_tail(&app, params).await?)),
+        Err(e) if e.status() == StatusCode::NOT_FOUND => Ok(Json(TailResponse {
+            jobs: Vec::new(),
+            lines: Vec::new(),
+            partial: Vec::new(),
+        })),
+        Err(e) => Err(e),
+    }
+}
+
+/// This node's tail and every other node's, merged: copies dropped by
+/// byte range, the newest `n` kept, the nodes that did not answer named.
+async fn cluster_tail(app: &Arc<App>, raw: Option<String>) -> Result<TailResponse, ApiError> {
+    let request = tail_request(raw.clone(), app.config.read.max_tail_lines, false)?;
+    let n = request.n;
+    let path = format!("{}?{}", api::CLUSTER_TAIL_PATH, raw.unwrap_or_default());
+    let local = async {
+        match request.resolve(&app.store) {
+            Ok(params) => local_tail(app, params).await.map(Ok),
+            // Perhaps only another node holds it (not yet published).
+            Err(e) if e.status() == StatusCode::NOT_FOUND => Ok(Err(e)),
+            Err(e) => Err(e),
+        }
+    };
+    let (local, (answers, partial)) =
+        tokio::join!(local, app.cluster.ask_others::<TailResponse>(&path));
+    let (mut jobs, mut lines, unknown) = match local? {
+        Ok(own) => (own.jobs, own.lines, None),
+        Err(unknown) => (Vec::new(), Vec::new(), Some(unknown)),
+    };
+    for answer in answers {
+        jobs.extend(answer.jobs);
+        lines.extend(answer.lines);
+    }
+    jobs.sort();
+    jobs.dedup();
+    if let Some(unknown) = unknown.filter(|_| jobs.is_empty() && partial.is_empty()) {
+        return Err(unknown);
+    }
+    let mut lines = read::drop_copies(lines);
+    let from = lines.len().saturating_sub(n);
+    lines.drain(..from);
+    Ok(TailResponse {
+        jobs,
+        lines,
+        partial,
+    })
+}
+
+/// The newest `n` lines this node holds (published or not).
+async fn local_tail(
+    app: &Arc<App>,
+    TailParams { filter, n }: TailParams,
+) -> Result<TailResponse, ApiError> {
     let store = app.store.clone();
     let jobs = filter.job_keys();
     let lines = tokio::task::spawn_blocking(move || {
@@ -102,15 +199,11 @@ pub(super) async fn tail(
             format!("tail failed: {e}"),
         )
     })??;
-    let resp = TailResponse {
+    Ok(TailResponse {
         jobs,
         lines: lines.iter().map(|l| l.view()).collect(),
-    };
-    emit(QueryAnswered {
-        kind: "tail",
-        seconds: started.elapsed().as_secs_f64(),
-    });
-    Ok(Json(resp))
+        partial: Vec::new(),
+    })
 }
 
 pub(super) async fn follow(

@@ -11,9 +11,11 @@
 //!                NodeReport: what a node says of itself
 //! zookeeper.rs   run: this node's member kept in the serverset, the others read
 //! peers.rs       Peers: requests to the other nodes, with the cluster's token and CA
+//! fanout.rs      ask_others: every other node that may hold lines asked at once
 //! ownership.rs   Ownerships: the sources this node takes lines of, under which epoch
 //! ```
 
+mod fanout;
 mod membership;
 mod ownership;
 mod peers;

@@ -1,0 +1,55 @@
+//! Fan-out reads: the other nodes asked at once for what they hold, as a
+//! Loki querier asks its ingesters. A node that holds lines not yet
+//! published is the only place they are, so every node that may hold
+//! some (role `all` or `ingest`) is asked, and one that does not answer
+//! is named: an answer without it is partial, never silently short.
+
+use cblogs_core::api::Unanswered;
+use serde::de::DeserializeOwned;
+
+use super::Cluster;
+
+impl Cluster {
+    /// Whether any other node may hold lines this one does not.
+    pub fn has_others(&self) -> bool {
+        self.membership
+            .view()
+            .nodes
+            .iter()
+            .any(|n| n.node_id != self.node_id && n.role != "query")
+    }
+
+    /// GETs `path` (with its query) of every other node that may hold
+    /// lines, at once: their answers, and the nodes that gave none.
+    pub async fn ask_others<T: DeserializeOwned>(&self, path: &str) -> (Vec<T>, Vec<Unanswered>) {
+        let others: Vec<_> = self
+            .membership
+            .view()
+            .nodes
+            .into_iter()
+            .filter(|n| n.node_id != self.node_id && n.role != "query")
+            .collect();
+        let asks = others
+            .iter()
+            .map(|n| self.peers.get_json::<T>(&n.url, path));
+        let mut answers = Vec::new();
+        let mut unanswered = Vec::new();
+        for (node, answer) in others
+            .iter()
+            .zip(futures_util::future::join_all(asks).await)
+        {
+            match answer {
+                Ok(a) => answers.push(a),
+                Err(e) => {
+                    tracing::debug!(node = %node.node_id, "a fan-out read got no answer: {e}");
+                    unanswered.push(Unanswered {
+                        node_id: node.node_id.clone(),
+                        url: node.url.clone(),
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+        (answers, unanswered)
+    }
+}
