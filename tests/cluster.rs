@@ -147,15 +147,30 @@ fn nodes_find_each_other_in_the_serverset_and_a_dead_one_leaves() {
     assert_eq!(node(&v, &a.url)["report"]["housekeeping"], true, "{v}");
 }
 
+/// ZooKeeper stopped for 30 s (issue 18's test), lines written
+/// throughout: the nodes keep the last membership they saw and say so,
+/// the shipper keeps sending to the nodes the serverset last listed, a
+/// tail asked of one node still shows what both hold, and once ZooKeeper
+/// is back every line is there exactly once.
 #[test]
 fn with_zookeeper_down_a_node_keeps_the_last_membership_and_says_so() {
     let mut zk = ZooKeeper::start();
-    let config = cluster_config(&zk, "down");
+    let config = format!(
+        "[storage]\nsplit_max_age_secs = 3600\n{}{}",
+        Seaweed::shared().config("down"),
+        cluster_config(&zk, "down")
+    );
     let (_da, a) = Server::in_temp_dir(Some(&config));
     let (_db, b) = Server::in_temp_dir(Some(&config));
     sees(&a, &[&a, &b], "a to see both nodes");
+    let job = "www-data/prod/down";
+    let mut agent = SpreadAgent::new("down");
+    let shipper = agent.shipper(&format!("zk://{}/cblogs/test/down", zk.connect()));
+    agent.write("before", true);
+    agent.wait_acked(&shipper, "the first lines acknowledged");
 
     zk.stop();
+    let outage = std::time::Instant::now();
     let v = wait_until("a to say ZooKeeper is not current", DEADLINE, || {
         let v = view(&a);
         (v["zookeeper"]["state"] == "disconnected").then_some(v)
@@ -173,12 +188,35 @@ fn with_zookeeper_down_a_node_keeps_the_last_membership_and_says_so() {
             .is_some_and(|e| !e.is_empty()),
         "{v}"
     );
-    // Still serving meanwhile.
-    assert_eq!(a.get_json("/api/v1/storage")["ingest_available"], true);
+    // Lines go on being written, and taken, for as long as it is down.
+    let mut round = 0;
+    while outage.elapsed() < std::time::Duration::from_secs(30) {
+        agent.write_n(&format!("outage-{round}"), 2, round % 2);
+        agent.wait_acked(
+            &shipper,
+            &format!("the lines of round {round} of the outage acknowledged"),
+        );
+        round += 1;
+    }
+    assert!(
+        shipper.log_text().contains("cannot read the serverset"),
+        "{}",
+        log_tail(&shipper.log_text(), 20)
+    );
+    let status: Value = serde_json::from_str(&shipper.status_get("/status")).expect("status");
+    assert_eq!(
+        shipper_node(&status, &a.url, "streams") + shipper_node(&status, &b.url, "streams"),
+        16,
+        "both nodes still take the streams: {status}"
+    );
+    shown_exactly_once(&a, &agent.runs(), job, "during the outage, from a");
 
     zk.restart();
     sees(&a, &[&a, &b], "a to be current again");
     sees(&b, &[&a, &b], "b to be current again");
+    agent.write("after", true);
+    agent.wait_acked(&shipper, "the lines after the outage acknowledged");
+    shown_exactly_once(&b, &agent.runs(), job, "after the outage, from b");
 }
 
 /// What a test's client presents: a token, and the CA of `https` nodes.
@@ -687,74 +725,27 @@ fn the_shipper_spreads_sources_over_the_nodes_and_moves_a_dead_nodes_share() {
     let (_da, mut a) = Server::in_temp_dir(Some(&config));
     let (_db, b) = Server::in_temp_dir(Some(&config));
     sees(&a, &[&a, &b], "a to see both nodes");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let agent = Agent::new(&dir.path().join("agent"));
-    let tasks: Vec<Task> = (0..8)
-        .map(|i| agent.task("www-data", "prod", "spread", i))
-        .collect();
-    let mut runs: Vec<ProcessRun> = tasks.iter().map(|t| t.process("web", 0)).collect();
-    // Lines to stdout, and to stderr unless it is to be quiet.
-    let write = |runs: &mut Vec<ProcessRun>, tag: &str, stderr: bool| {
-        for run in runs.iter_mut() {
-            run.append_lines(Stream::Stdout, &numbered_lines(tag, 20));
-            if stderr {
-                run.append_lines(Stream::Stderr, &numbered_lines(&format!("{tag}-err"), 5));
-            }
-        }
-    };
-    write(&mut runs, "published", true);
-    let shipper_config = SHIPPER_FAST.replace(
-        "[ship]\n",
-        "[ship]\nincarnation_check_ms = 1000\nfailover_after_ms = 1000\nnode_settle_ms = 1000\n\
-         move_wait_ms = 30000\nserverset_poll_ms = 200\n",
-    );
+    let mut agent = SpreadAgent::new("spread");
+    agent.write("published", true);
     let serverset = format!("zk://{}/cblogs/test/spread", ZooKeeper::shared().connect());
-    let mut shipper = Shipper::start_with_status_endpoint(
-        &agent,
-        &dir.path().join("shipper-state"),
-        &serverset,
-        &shipper_config,
-    );
-    let all_acked = |shipper: &Shipper, runs: &[ProcessRun]| {
-        let files = shipper.files();
-        runs.iter().all(|run| {
-            [Stream::Stdout, Stream::Stderr].iter().all(|&s| {
-                let path = run.path(s).display().to_string();
-                let size = std::fs::metadata(run.path(s)).map_or(0, |m| m.len());
-                files
-                    .iter()
-                    .any(|f| f["path"] == path.as_str() && f["acked"].as_u64() == Some(size))
-            })
-        })
-    };
-    wait_until("every line acknowledged", DEADLINE, || {
-        all_acked(&shipper, &runs).then_some(())
-    });
-    let status: Value = serde_json::from_str(&shipper.status_get("/status")).expect("status");
+    let mut shipper = agent.shipper(&serverset);
+    agent.wait_acked(&shipper, "every line acknowledged");
     let streams = |status: &Value, url: &str| shipper_node(status, url, "streams");
-    let on_a = streams(&status, &a.url);
-    assert!(
-        on_a > 0 && streams(&status, &b.url) > 0 && on_a + streams(&status, &b.url) == 16,
-        "both nodes take a share of the 16 streams: {status}"
-    );
+    let (on_a, _) = shared_by(&shipper, &a, &b);
+
+    // Acknowledged by a, not published; then a dies.
+    agent.write("unpublished", true);
+    agent.wait_acked(&shipper, "the second lines acknowledged");
     assert_eq!(
         a.get_json("/api/v1/cluster/node")["sources_held"].as_u64(),
         Some(on_a),
-        "a holds the streams the shipper sends it"
+        "a holds the streams the shipper sends it, unpublished"
     );
-    a.flush();
-    b.flush();
-
-    // Acknowledged by a, not published; then a dies.
-    write(&mut runs, "unpublished", true);
-    wait_until("the second lines acknowledged", DEADLINE, || {
-        all_acked(&shipper, &runs).then_some(())
-    });
     a.kill9();
     // stderr is quiet now: no new line brings its node's 409, its lines
     // a had not published are sent again when it moves.
-    write(&mut runs, "after-kill", false);
-    assert_job_exactly_once(&b, &mut shipper, &refs_of(&runs), job, "b, after a died");
+    agent.write("after-kill", false);
+    assert_job_exactly_once(&b, &mut shipper, &agent.runs(), job, "b, after a died");
     let log = shipper.log_text();
     assert!(
         log.contains(&format!("moving from {}", a.url)) && log.contains("sending the rest again"),
@@ -767,7 +758,7 @@ fn the_shipper_spreads_sources_over_the_nodes_and_moves_a_dead_nodes_share() {
     // back, each stream once b has published what it acknowledged: until
     // then they wait (their new lines too), and none moves.
     a.restart();
-    write(&mut runs, "during-restart", true);
+    agent.write("during-restart", true);
     let waiting = |status: &Value, url: &str| shipper_node(status, url, "streams_waiting");
     wait_until("a's share to wait for b's publish", DEADLINE, || {
         let status: Value = serde_json::from_str(&shipper.status_get("/status")).ok()?;
@@ -784,16 +775,14 @@ fn the_shipper_spreads_sources_over_the_nodes_and_moves_a_dead_nodes_share() {
         let status: Value = serde_json::from_str(&shipper.status_get("/status")).ok()?;
         (streams(&status, &a.url) == on_a).then_some(())
     });
-    write(&mut runs, "back", true);
-    wait_until("the last lines acknowledged", DEADLINE, || {
-        all_acked(&shipper, &runs).then_some(())
-    });
+    agent.write("back", true);
+    agent.wait_acked(&shipper, "the last lines acknowledged");
     a.flush();
     b.flush();
     assert_job_exactly_once(
         &a,
         &mut shipper,
-        &refs_of(&runs),
+        &agent.runs(),
         job,
         "a, after it came back",
     );
@@ -807,6 +796,52 @@ fn the_shipper_spreads_sources_over_the_nodes_and_moves_a_dead_nodes_share() {
     assert!(log.contains(&format!("moving from {} to {}", b.url, a.url)));
 }
 
+/// Waits until a tail of `job` asked of `server` (which asks the other
+/// nodes) shows every line written to `runs` once, in order, at its
+/// offset; else panics saying what is wrong. A tail, not the jobs counts:
+/// a node counts only the lines it holds or sees published.
+fn shown_exactly_once(server: &Server, runs: &[&ProcessRun], job: &str, ctx: &str) {
+    let end = std::time::Instant::now() + DEADLINE;
+    loop {
+        let got = server.try_all_lines(job).unwrap_or_default();
+        let problems = problems(&got, runs, Offsets::Exact);
+        if problems.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "{ctx}:\n  {}\ncblogsd log (end):\n{}",
+            problems.join("\n  "),
+            log_tail(&server.log_text(), 30)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Waits until `shipper` sends to both nodes, each its share of the 16
+/// streams, and returns the shares. At a start both nodes usually answer
+/// at once and take their shares at once; on a loaded machine the first
+/// to answer may take every stream, and the other's share then moves
+/// once the first has published it (each poll flushes both).
+fn shared_by(shipper: &Shipper, a: &Server, b: &Server) -> (u64, u64) {
+    wait_until(
+        "both nodes to take a share of the 16 streams",
+        DEADLINE,
+        || {
+            let status: Value = serde_json::from_str(&shipper.status_get("/status")).ok()?;
+            let share = |s: &Server| shipper_node(&status, &s.url, "streams");
+            let waiting = |s: &Server| shipper_node(&status, &s.url, "streams_waiting");
+            let shared = share(a) > 0 && share(b) > 0 && share(a) + share(b) == 16;
+            if shared && waiting(a) + waiting(b) == 0 {
+                return Some((share(a), share(b)));
+            }
+            a.flush();
+            b.flush();
+            None
+        },
+    )
+}
+
 /// `field` of the node at `url` in a shipper's status (0 if not listed).
 fn shipper_node(status: &Value, url: &str, field: &str) -> u64 {
     status["nodes"]
@@ -816,8 +851,81 @@ fn shipper_node(status: &Value, url: &str, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn refs_of(runs: &[ProcessRun]) -> Vec<&ProcessRun> {
-    runs.iter().collect()
+/// A fake agent running 8 instances of `www-data/prod/<name>`: 16
+/// streams (stdout and stderr) for a shipper to spread over the nodes.
+struct SpreadAgent {
+    dir: tempfile::TempDir,
+    agent: Agent,
+    runs: Vec<ProcessRun>,
+}
+
+impl SpreadAgent {
+    fn new(name: &str) -> SpreadAgent {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let agent = Agent::new(&dir.path().join("agent"));
+        let runs = (0..8)
+            .map(|i| agent.task("www-data", "prod", name, i).process("web", 0))
+            .collect();
+        SpreadAgent { dir, agent, runs }
+    }
+
+    /// 20 lines to every stdout, and 5 to every stderr unless it is to
+    /// stay quiet, each tagged.
+    fn write(&mut self, tag: &str, stderr: bool) {
+        self.write_n(tag, 20, if stderr { 5 } else { 0 });
+    }
+
+    /// `stdout` lines to every stdout and `stderr` to every stderr.
+    fn write_n(&mut self, tag: &str, stdout: usize, stderr: usize) {
+        for run in &mut self.runs {
+            run.append_lines(Stream::Stdout, &numbered_lines(tag, stdout));
+            if stderr > 0 {
+                run.append_lines(
+                    Stream::Stderr,
+                    &numbered_lines(&format!("{tag}-err"), stderr),
+                );
+            }
+        }
+    }
+
+    fn runs(&self) -> Vec<&ProcessRun> {
+        self.runs.iter().collect()
+    }
+
+    /// A shipper sending to `server` (a serverset), quick to fail over,
+    /// to settle and to read the serverset.
+    fn shipper(&self, server: &str) -> Shipper {
+        let config = SHIPPER_FAST.replace(
+            "[ship]\n",
+            "[ship]\nincarnation_check_ms = 1000\nfailover_after_ms = 1000\nnode_settle_ms = 1000\n\
+             move_wait_ms = 30000\nserverset_poll_ms = 200\nrequest_timeout_ms = 2000\n",
+        );
+        Shipper::start_with_status_endpoint(
+            &self.agent,
+            &self.dir.path().join("shipper-state"),
+            server,
+            &config,
+        )
+    }
+
+    /// Waits until `shipper` has every byte written acknowledged.
+    fn wait_acked(&self, shipper: &Shipper, what: &str) {
+        wait_until(what, DEADLINE, || {
+            let files = shipper.files();
+            self.runs
+                .iter()
+                .all(|run| {
+                    [Stream::Stdout, Stream::Stderr].iter().all(|&s| {
+                        let path = run.path(s).display().to_string();
+                        let size = std::fs::metadata(run.path(s)).map_or(0, |m| m.len());
+                        files.iter().any(|f| {
+                            f["path"] == path.as_str() && f["acked"].as_u64() == Some(size)
+                        })
+                    })
+                })
+                .then_some(())
+        });
+    }
 }
 
 /// The unpublished half of a fan-out read (issue 18): a tail asked of any
@@ -912,4 +1020,78 @@ fn a_tail_asked_of_any_node_shows_what_every_node_holds() {
         published,
         "what a holds, b's unpublished lines missing"
     );
+}
+
+/// A node frozen for 20 s (SIGSTOP: its connections accepted, never
+/// answered), longer than its ZooKeeper session, lines written
+/// throughout (issue 18's test). While it is still a member, a tail
+/// asked of the other node names it as not answering. The shipper's
+/// requests to it time out and its streams move to the other node, which
+/// takes every line. When it wakes (SIGCONT), it finds its sources taken
+/// (it publishes none of what it held), comes back, and takes its share
+/// again: every line exactly once, from either node.
+#[test]
+fn a_node_frozen_longer_than_its_session_loses_its_streams_and_nothing_else() {
+    let job = "www-data/prod/frozen";
+    // [cluster] comes last: a node not answering is given up on in 1 s.
+    let config = format!(
+        "[storage]\ncommit_interval_ms = 100\nsplit_max_age_secs = 3600\n{}peer_timeout_ms = 1000\n",
+        on_the_shared_store("frozen")
+    );
+    let (_da, a) = Server::in_temp_dir(Some(&config));
+    let (_db, mut b) = Server::in_temp_dir(Some(&config));
+    sees(&a, &[&a, &b], "a to see both nodes");
+    let mut agent = SpreadAgent::new("frozen");
+    let serverset = format!("zk://{}/cblogs/test/frozen", ZooKeeper::shared().connect());
+    let shipper = agent.shipper(&serverset);
+    agent.write("before", true);
+    agent.wait_acked(&shipper, "the first lines acknowledged");
+    let (_, on_b) = shared_by(&shipper, &a, &b);
+    agent.write("unpublished", true);
+    agent.wait_acked(&shipper, "the second lines acknowledged");
+    let b_id = node(&view(&a), &b.url)["node_id"]
+        .as_str()
+        .expect("b's id")
+        .to_owned();
+
+    b.sigstop();
+    let frozen = std::time::Instant::now();
+    // Still a member (its session lasts 2 s): named as not answering.
+    let out = a.cli(&["tail", job, "-n", "10"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("partial answer") && out.stderr.contains(&b_id),
+        "{}",
+        out.stderr
+    );
+    let mut round = 0;
+    while frozen.elapsed() < std::time::Duration::from_secs(20) {
+        agent.write_n(&format!("frozen-{round}"), 2, round % 2);
+        agent.wait_acked(
+            &shipper,
+            &format!("round {round} acknowledged while b is frozen"),
+        );
+        round += 1;
+    }
+    let status: Value = serde_json::from_str(&shipper.status_get("/status")).expect("status");
+    assert_eq!(
+        shipper_node(&status, &a.url, "streams"),
+        16,
+        "a takes every stream: {status}"
+    );
+    shown_exactly_once(&a, &agent.runs(), job, "a, while b is frozen");
+
+    b.sigcont();
+    sees(&a, &[&a, &b], "b to come back");
+    wait_until("b to take its share again", DEADLINE, || {
+        // Each of its streams moves back once a has published it.
+        a.flush();
+        let status: Value = serde_json::from_str(&shipper.status_get("/status")).ok()?;
+        (shipper_node(&status, &b.url, "streams") == on_b).then_some(())
+    });
+    agent.write("after", true);
+    agent.wait_acked(&shipper, "the last lines acknowledged");
+    for node in [&a, &b] {
+        shown_exactly_once(node, &agent.runs(), job, &format!("from {}", node.url));
+    }
 }

@@ -101,6 +101,23 @@ impl Daemon {
         }
     }
 
+    /// SIGSTOP (`stopped`) or SIGCONT: the process freezes with its
+    /// sockets open (connections are accepted by the kernel, never
+    /// answered), as a node does in a long GC pause or a hung disk.
+    pub fn freeze(&mut self, stopped: bool) {
+        let Some(c) = self.child.as_ref() else {
+            panic!("{} is not running", self.name)
+        };
+        let sig = if stopped {
+            libc::SIGSTOP
+        } else {
+            libc::SIGCONT
+        };
+        // SAFETY: kill(2) with a pid we own and a valid signal number.
+        let rc = unsafe { libc::kill(c.id() as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "send SIGSTOP/SIGCONT to {}", self.name);
+    }
+
     /// SIGTERM, and a clean exit (status 0) within the deadline.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -147,6 +147,16 @@ impl Server {
         self.daemon.kill9();
     }
 
+    /// SIGSTOP: frozen, its connections accepted and never answered.
+    pub fn sigstop(&mut self) {
+        self.daemon.freeze(true);
+    }
+
+    /// SIGCONT after [`Server::sigstop`].
+    pub fn sigcont(&mut self) {
+        self.daemon.freeze(false);
+    }
+
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) {
         self.daemon.stop();

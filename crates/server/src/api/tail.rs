@@ -114,7 +114,11 @@ pub(super) async fn tail(
         cluster_tail(&app, raw).await?
     } else {
         let params = tail_params(&app.store, raw, app.config.read.max_tail_lines, false)?;
-        local_tail(&app, params).await?
+        let mut own = local_tail(&app, params).await?;
+        // One node's own view can hold a copy too (after a failover, a
+        // range published by two owners): never shown twice.
+        own.lines = read::drop_copies(own.lines);
+        own
     };
     emit(QueryAnswered {
         kind: "tail",

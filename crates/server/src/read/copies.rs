@@ -13,9 +13,15 @@ use std::cmp::Reverse;
 
 use cblogs_core::LineView;
 
-/// Where `line` ends in its stream: after its newline, unless partial.
+/// Where `line` ends in its stream at least: after its newline, unless
+/// partial. At least, because its text is not quite its bytes: invalid
+/// UTF-8 shows as U+FFFD (three bytes in the text, one to three in the
+/// line), and a cut line keeps only its first bytes. Short of the true
+/// end, a copy may be missed, but the next line is never taken for one.
 fn end(line: &LineView) -> u64 {
-    line.offset + line.text.len() as u64 + u64::from(!line.flags.partial)
+    let replaced = line.text.matches('\u{fffd}').count() as u64;
+    let len = (line.text.len() as u64).saturating_sub(2 * replaced);
+    line.offset + len + u64::from(!line.flags.partial)
 }
 
 /// `lines` without copies, in time order (ties by source and offset).
@@ -107,6 +113,18 @@ mod tests {
                 (19, "fourth".into(), 40),
             ]
         );
+    }
+
+    /// A line with invalid UTF-8 is longer as text than in its stream:
+    /// the line after it is not a copy.
+    #[test]
+    fn the_line_after_invalid_bytes_is_kept() {
+        // "bad \xff\xfe bytes" is 12 bytes, 16 as text.
+        let kept = drop_copies(vec![
+            line(0, "bad \u{fffd}\u{fffd} bytes", 10, false),
+            line(13, "next", 11, false),
+        ]);
+        assert_eq!(kept.len(), 2);
     }
 
     /// Lines of other sources at the same offsets are not copies.
