@@ -189,21 +189,18 @@ fn with_zookeeper_down_a_node_keeps_the_last_membership_and_says_so() {
         "{v}"
     );
     // Lines go on being written, and taken, for as long as it is down.
-    let mut round = 0;
-    while outage.elapsed() < std::time::Duration::from_secs(30) {
-        agent.write_n(&format!("outage-{round}"), 2, round % 2);
-        agent.wait_acked(
-            &shipper,
-            &format!("the lines of round {round} of the outage acknowledged"),
-        );
-        round += 1;
-    }
+    agent.keep_writing(
+        &shipper,
+        "outage",
+        outage,
+        std::time::Duration::from_secs(30),
+    );
     assert!(
         shipper.log_text().contains("cannot read the serverset"),
         "{}",
         log_tail(&shipper.log_text(), 20)
     );
-    let status: Value = serde_json::from_str(&shipper.status_get("/status")).expect("status");
+    let status = shipper_status(&shipper);
     assert_eq!(
         shipper_node(&status, &a.url, "streams") + shipper_node(&status, &b.url, "streams"),
         16,
@@ -761,10 +758,10 @@ fn the_shipper_spreads_sources_over_the_nodes_and_moves_a_dead_nodes_share() {
     agent.write("during-restart", true);
     let waiting = |status: &Value, url: &str| shipper_node(status, url, "streams_waiting");
     wait_until("a's share to wait for b's publish", DEADLINE, || {
-        let status: Value = serde_json::from_str(&shipper.status_get("/status")).ok()?;
+        let status = shipper_status(&shipper);
         (waiting(&status, &b.url) == on_a).then_some(status)
     });
-    let status: Value = serde_json::from_str(&shipper.status_get("/status")).expect("status");
+    let status = shipper_status(&shipper);
     assert_eq!(
         streams(&status, &a.url),
         0,
@@ -772,7 +769,7 @@ fn the_shipper_spreads_sources_over_the_nodes_and_moves_a_dead_nodes_share() {
     );
     b.flush();
     wait_until("a to take its share back", DEADLINE, || {
-        let status: Value = serde_json::from_str(&shipper.status_get("/status")).ok()?;
+        let status = shipper_status(&shipper);
         (streams(&status, &a.url) == on_a).then_some(())
     });
     agent.write("back", true);
@@ -828,7 +825,7 @@ fn shared_by(shipper: &Shipper, a: &Server, b: &Server) -> (u64, u64) {
         "both nodes to take a share of the 16 streams",
         DEADLINE,
         || {
-            let status: Value = serde_json::from_str(&shipper.status_get("/status")).ok()?;
+            let status = shipper_status(shipper);
             let share = |s: &Server| shipper_node(&status, &s.url, "streams");
             let waiting = |s: &Server| shipper_node(&status, &s.url, "streams_waiting");
             let shared = share(a) > 0 && share(b) > 0 && share(a) + share(b) == 16;
@@ -840,6 +837,11 @@ fn shared_by(shipper: &Shipper, a: &Server, b: &Server) -> (u64, u64) {
             None
         },
     )
+}
+
+/// The shipper's `GET /status`.
+fn shipper_status(shipper: &Shipper) -> Value {
+    serde_json::from_str(&shipper.status_get("/status")).expect("the shipper's status")
 }
 
 /// `field` of the node at `url` in a shipper's status (0 if not listed).
@@ -885,6 +887,24 @@ impl SpreadAgent {
                     &numbered_lines(&format!("{tag}-err"), stderr),
                 );
             }
+        }
+    }
+
+    /// Rounds of a few lines (stderr quiet every other round), each
+    /// acknowledged before the next, until `lasting` has passed since
+    /// `since`: lines written throughout an outage.
+    fn keep_writing(
+        &mut self,
+        shipper: &Shipper,
+        tag: &str,
+        since: std::time::Instant,
+        lasting: std::time::Duration,
+    ) {
+        let mut round = 0;
+        while since.elapsed() < lasting {
+            self.write_n(&format!("{tag}-{round}"), 2, round % 2);
+            self.wait_acked(shipper, &format!("{tag} round {round} acknowledged"));
+            round += 1;
         }
     }
 
@@ -1064,16 +1084,13 @@ fn a_node_frozen_longer_than_its_session_loses_its_streams_and_nothing_else() {
         "{}",
         out.stderr
     );
-    let mut round = 0;
-    while frozen.elapsed() < std::time::Duration::from_secs(20) {
-        agent.write_n(&format!("frozen-{round}"), 2, round % 2);
-        agent.wait_acked(
-            &shipper,
-            &format!("round {round} acknowledged while b is frozen"),
-        );
-        round += 1;
-    }
-    let status: Value = serde_json::from_str(&shipper.status_get("/status")).expect("status");
+    agent.keep_writing(
+        &shipper,
+        "frozen",
+        frozen,
+        std::time::Duration::from_secs(20),
+    );
+    let status = shipper_status(&shipper);
     assert_eq!(
         shipper_node(&status, &a.url, "streams"),
         16,
@@ -1086,7 +1103,7 @@ fn a_node_frozen_longer_than_its_session_loses_its_streams_and_nothing_else() {
     wait_until("b to take its share again", DEADLINE, || {
         // Each of its streams moves back once a has published it.
         a.flush();
-        let status: Value = serde_json::from_str(&shipper.status_get("/status")).ok()?;
+        let status = shipper_status(&shipper);
         (shipper_node(&status, &b.url, "streams") == on_b).then_some(())
     });
     agent.write("after", true);

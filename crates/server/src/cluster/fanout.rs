@@ -7,28 +7,27 @@
 use cblogs_core::api::Unanswered;
 use serde::de::DeserializeOwned;
 
+use super::membership::Node;
 use super::Cluster;
 
 impl Cluster {
+    /// The other nodes that may hold lines this one does not (role `all`
+    /// or `ingest`), as the membership stands.
+    fn others(&self) -> Vec<Node> {
+        let mut nodes = self.membership.view().nodes;
+        nodes.retain(|n| n.node_id != self.node_id && n.role != "query");
+        nodes
+    }
+
     /// Whether any other node may hold lines this one does not.
     pub fn has_others(&self) -> bool {
-        self.membership
-            .view()
-            .nodes
-            .iter()
-            .any(|n| n.node_id != self.node_id && n.role != "query")
+        !self.others().is_empty()
     }
 
     /// GETs `path` (with its query) of every other node that may hold
     /// lines, at once: their answers, and the nodes that gave none.
     pub async fn ask_others<T: DeserializeOwned>(&self, path: &str) -> (Vec<T>, Vec<Unanswered>) {
-        let others: Vec<_> = self
-            .membership
-            .view()
-            .nodes
-            .into_iter()
-            .filter(|n| n.node_id != self.node_id && n.role != "query")
-            .collect();
+        let others = self.others();
         let asks = others
             .iter()
             .map(|n| self.peers.get_json::<T>(&n.url, path));
