@@ -59,6 +59,7 @@ pub mod testing {
         tokens::distinct_tokens, Partition, PreparedBlock, SizedLru, TermMatch, TermNeed, TimeRange,
     };
     pub use crate::ingest::decode::{decode_ingest, DecodeError, DecodeLimits};
+    pub use crate::ingest::IngestError;
     pub use crate::read::{last_lines, LineFilter, OwnedLine};
     pub use crate::search::plan::Need;
     pub use crate::search::{

@@ -159,6 +159,7 @@ impl Service {
             TailHub::new(config.read.follow_buffer_batches),
             Arc::new(ReadCaches::new(&config.search)),
             published_ends,
+            ownerships.clone(),
         )?);
         let (stopping, stopping_rx) = watch::channel(false);
         let alerts = Alerts::start(&config, store.live(), stopping_rx.clone())?;

@@ -8,6 +8,10 @@
 //!   what the owner before it published is never taken again.
 //! - It publishes a source's lines only under the epoch it holds; the
 //!   metastore refuses the publish otherwise.
+//! - Each WAL record carries the epoch its lines were accepted under, and
+//!   is applied (and replayed) only while the node still holds that
+//!   epoch: a request accepted just before a takeover and applied after
+//!   leaves nothing for the node to publish.
 //! - When it finds the source taken by another node (the metastore read
 //!   every commit round, `storage.commit_interval_ms`, or a refused
 //!   publish), it drops
@@ -107,10 +111,23 @@ impl Ownerships {
 
     /// The ownership this node publishes source `id` under, if it holds it.
     pub fn of(&self, id: u64) -> Option<Ownership> {
-        self.lock().epochs.get(&id).map(|&epoch| Ownership {
+        self.epoch(id).map(|epoch| Ownership {
             node: self.node.clone(),
             epoch,
         })
+    }
+
+    /// The epoch this node holds source `id` at, if it does.
+    pub fn epoch(&self, id: u64) -> Option<u64> {
+        self.lock().epochs.get(&id).copied()
+    }
+
+    /// Whether lines accepted under `epoch` (a WAL record's) are still
+    /// this node's: it holds source `id` at that epoch. Lines accepted
+    /// outside ownership (`None`: written before this node joined a
+    /// cluster) are taken at the start, and kept.
+    pub fn holds(&self, id: u64, epoch: Option<u64>) -> bool {
+        epoch.is_none_or(|e| self.epoch(id) == Some(e))
     }
 
     /// The sources this node holds that the metastore (as last read) says
@@ -126,8 +143,11 @@ impl Ownerships {
             .collect()
     }
 
-    /// This node no longer holds `ids`: it has dropped what it held of
-    /// them unpublished.
+    /// This node no longer holds `ids`: it drops what it held of them
+    /// unpublished. Called under the store's lock, with that drop
+    /// (`Store::drop_unpublished`), so that a record accepted under the
+    /// old epoch is either dropped with the rest or, applied after,
+    /// found no longer held.
     pub fn dropped(&self, ids: &[u64]) {
         let mut held = self.lock();
         for id in ids {

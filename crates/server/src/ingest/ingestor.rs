@@ -44,6 +44,14 @@ struct Ledger {
     next_seq: u64,
 }
 
+/// A request not queued yet, with its lines as blocks (each with how many
+/// lines were cut at the length limit).
+type Pending = (IngestRequest, Vec<(LineBlock, u64)>);
+
+/// How many times a request takes its sources again when another node
+/// took one between its taking and its lines' queueing.
+const TAKE_TRIES: usize = 3;
+
 pub struct Ingestor {
     ledger: Mutex<Ledger>,
     wal: Arc<Wal>,
@@ -105,8 +113,6 @@ impl Ingestor {
     /// they (and any copy of them sent earlier and still in flight) are
     /// durable. A request with a gap in any batch stores nothing.
     pub async fn ingest(&self, req: IngestRequest) -> Result<IngestResponse, IngestError> {
-        self.take_sources(&req).await?;
-        let mut resp = IngestResponse::default();
         // The lines are copied into blocks before the ledger's lock is
         // taken, so concurrent requests copy in parallel; under the lock
         // only what the source already holds is dropped (a retry's lines).
@@ -115,41 +121,85 @@ impl Ingestor {
             .iter()
             .map(|batch| self.block_of(batch, 0))
             .collect();
-        let wait_for = {
-            let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
-            ledger.check_gaps(&req)?;
-            for (batch, (block, cut)) in req.batches.into_iter().zip(blocks) {
-                let id = batch.source.id();
-                let held = ledger.held.get(&id).copied().unwrap_or(0);
-                let duplicates = batch.lines.iter().filter(|l| l.offset < held).count() as u64;
-                let (lines, cut) = if duplicates > 0 {
-                    self.block_of(&batch, held)
-                } else {
-                    (block, cut)
-                };
-                resp.cut += cut;
-                let source = Arc::new(batch.source);
-                let end = held.max(batch.end);
-                ledger.held.insert(id, end);
-                resp.accepted += lines.len() as u64;
-                resp.accepted_bytes += lines.text_len() as u64;
-                resp.duplicates += duplicates;
-                resp.batches.push(BatchAck {
-                    source: source.key(),
-                    accepted: lines.len() as u64,
-                    duplicates,
-                    acked_end: end,
-                });
-                if !lines.is_empty() {
-                    let seq = ledger.next_seq;
-                    ledger.next_seq += 1;
-                    self.wal.submit(WalRecord::new(seq, source, lines))?;
+        let mut pending = (req, blocks);
+        let mut tries = 0;
+        let (resp, wait_for) = loop {
+            self.take_sources(&pending.0).await?;
+            match self.accept(pending)? {
+                Ok(accepted) => break accepted,
+                // A source was taken from this node between its taking
+                // and here: it is taken again (rarely more than once).
+                Err(back) if tries < TAKE_TRIES => {
+                    tries += 1;
+                    pending = back;
+                }
+                Err(_) => {
+                    return Err(IngestError::Claim(format!(
+                        "another node took the batch's sources each of the {TAKE_TRIES} times this node took them back"
+                    )))
                 }
             }
-            ledger.next_seq - 1
         };
         self.wal.wait_durable(wait_for).await?;
         Ok(resp)
+    }
+
+    /// Under the ledger's lock: queues to the WAL what is new in `req`
+    /// (each record under the epoch this node holds its source at, in a
+    /// cluster) and returns the answer and the last record's seq. Gives
+    /// the request back, untouched, if this node no longer holds one of
+    /// its sources.
+    fn accept(
+        &self,
+        (req, blocks): Pending,
+    ) -> Result<Result<(IngestResponse, u64), Pending>, IngestError> {
+        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        let epochs: Vec<Option<u64>> = match &self.ownerships {
+            None => vec![None; req.batches.len()],
+            Some(own) => {
+                let held: Option<Vec<u64>> = req
+                    .batches
+                    .iter()
+                    .map(|b| own.epoch(b.source.id()))
+                    .collect();
+                match held {
+                    Some(epochs) => epochs.into_iter().map(Some).collect(),
+                    None => return Ok(Err((req, blocks))),
+                }
+            }
+        };
+        ledger.check_gaps(&req)?;
+        let mut resp = IngestResponse::default();
+        for ((batch, (block, cut)), epoch) in req.batches.into_iter().zip(blocks).zip(epochs) {
+            let id = batch.source.id();
+            let held = ledger.held.get(&id).copied().unwrap_or(0);
+            let duplicates = batch.lines.iter().filter(|l| l.offset < held).count() as u64;
+            let (lines, cut) = if duplicates > 0 {
+                self.block_of(&batch, held)
+            } else {
+                (block, cut)
+            };
+            resp.cut += cut;
+            let source = Arc::new(batch.source);
+            let end = held.max(batch.end);
+            ledger.held.insert(id, end);
+            resp.accepted += lines.len() as u64;
+            resp.accepted_bytes += lines.text_len() as u64;
+            resp.duplicates += duplicates;
+            resp.batches.push(BatchAck {
+                source: source.key(),
+                accepted: lines.len() as u64,
+                duplicates,
+                acked_end: end,
+            });
+            if !lines.is_empty() {
+                let seq = ledger.next_seq;
+                ledger.next_seq += 1;
+                self.wal
+                    .submit(WalRecord::new(seq, source, lines).under(epoch))?;
+            }
+        }
+        Ok(Ok((resp, ledger.next_seq - 1)))
     }
 
     /// After the WAL could not write (a full disk): drops what was queued

@@ -19,6 +19,7 @@ use super::snapshot::{ReadSnapshot, SnapshotSplit};
 use super::sources::{OpenBlock, SealedBlock, SourceEntry, SourceSummary};
 use super::split_totals::SplitTotals;
 use crate::block::LineBlock;
+use crate::cluster::Ownerships;
 use crate::config::StorageConfig;
 use crate::index::{BlockRef, Partition, PartitionError, ReadCaches};
 use crate::metastore::{SourceAdvance, SourceRecord, GAPS_KEPT};
@@ -67,6 +68,39 @@ struct Inner {
     gaps: HashMap<u64, Vec<(u64, u64)>>,
 }
 
+impl Inner {
+    /// Sources `ids` left splits `splits` (not published; their blocks
+    /// were deleted from the indexes): the splits' views and totals, and
+    /// the sources', follow.
+    fn drop_from_splits(&mut self, ids: &[u64], splits: &[String]) {
+        for id in splits {
+            let Some(view) = self.partitions.get_mut(id) else {
+                continue;
+            };
+            if let SplitHandle::Open(part) = &view.split {
+                let searcher = part.searcher();
+                view.blocks = searcher.num_docs();
+                view.searcher = Some(searcher);
+            }
+            for sid in ids {
+                if let Some((lines, bytes)) = view.totals.drop_source(*sid) {
+                    if let Some(e) = self.sources.get_mut(sid) {
+                        e.totals.lines = e.totals.lines.saturating_sub(lines);
+                        e.totals.bytes = e.totals.bytes.saturating_sub(bytes);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A source left with no line is forgotten, as when retention takes
+    /// its last split: its end stays in `published`.
+    fn forget_empty_sources(&mut self) {
+        self.sources
+            .retain(|_, e| e.totals.lines > 0 || e.open.is_some());
+    }
+}
+
 /// A split held, for the storage listing and retention.
 pub(super) struct PartitionInfo {
     pub id: String,
@@ -83,6 +117,9 @@ pub struct Store {
     live: TailHub,
     room: Arc<Room>,
     caches: Arc<ReadCaches>,
+    /// In a cluster: the sources this node holds. A record accepted
+    /// under an epoch the node no longer holds is not applied.
+    ownerships: Option<Arc<Ownerships>>,
 }
 
 impl Store {
@@ -97,6 +134,7 @@ impl Store {
         live: TailHub,
         caches: Arc<ReadCaches>,
         published: BTreeMap<u64, SourceRecord>,
+        ownerships: Option<Arc<Ownerships>>,
     ) -> Result<Store, PartitionError> {
         let mut inner = Inner::default();
         for (id, r) in published {
@@ -119,7 +157,18 @@ impl Store {
             live,
             room: Arc::new(Room::default()),
             caches,
+            ownerships,
         })
+    }
+
+    /// Whether `record`'s lines are still this node's to apply: outside a
+    /// cluster always; in one, if the node still holds its source at the
+    /// epoch they were accepted under. Asked under the store's lock, the
+    /// lock a fence drops the source's lines and ownership under.
+    fn still_held(&self, record: &WalRecord) -> bool {
+        self.ownerships
+            .as_ref()
+            .is_none_or(|own| own.holds(record.source.id(), record.epoch))
     }
 
     /// The memory lines take until they are indexed, and who waits for it.
@@ -143,8 +192,12 @@ impl Store {
     /// Start-up: adds the WAL's records, skipping lines already committed.
     pub fn replay(&self, records: Vec<WalRecord>) {
         let mut inner = self.write();
-        let (mut kept, mut skipped) = (0u64, 0u64);
+        let (mut kept, mut skipped, mut fenced) = (0u64, 0u64, 0u64);
         for r in records {
+            if !self.still_held(&r) {
+                fenced += r.lines.len() as u64;
+                continue;
+            }
             inner
                 .sources
                 .entry(r.source.id())
@@ -175,6 +228,7 @@ impl Store {
         tracing::info!(
             lines = kept,
             already_committed = skipped,
+            taken_by_other_nodes = fenced,
             "write-ahead log replayed"
         );
     }
@@ -185,6 +239,13 @@ impl Store {
         let mut inner = self.write();
         for r in records {
             inner.applied_seq = inner.applied_seq.max(r.seq);
+            if !self.still_held(&r) {
+                // Accepted just before another node took the source: its
+                // lines are sent to that node again (the shipper sees
+                // this one hold less than it acknowledged).
+                tracing::debug!(source = %r.source.key(), lines = r.lines.len(), "lines accepted under an ownership since taken by another node are not applied");
+                continue;
+            }
             inner
                 .sources
                 .entry(r.source.id())
@@ -479,7 +540,9 @@ impl Store {
     /// is not published is forgotten: their lines in memory, their part of
     /// the splits `dropped_from` (not published; their blocks are deleted
     /// from those splits' indexes), and each one's end is set back to its
-    /// published end (the new owner's).
+    /// published end (the new owner's). The node's ownership of them ends
+    /// under the same lock: a WAL record accepted under it is either
+    /// dropped here or, applied after, not applied at all.
     pub(super) fn drop_unpublished(
         &self,
         published_ends: &HashMap<u64, u64>,
@@ -509,24 +572,8 @@ impl Store {
                 forget(sources, *sid, &open.lines);
             }
         }
-        for id in dropped_from {
-            let Some(view) = inner.partitions.get_mut(id) else {
-                continue;
-            };
-            if let SplitHandle::Open(part) = &view.split {
-                let searcher = part.searcher();
-                view.blocks = searcher.num_docs();
-                view.searcher = Some(searcher);
-            }
-            for sid in published_ends.keys() {
-                if let Some((lines, bytes)) = view.totals.drop_source(*sid) {
-                    if let Some(e) = inner.sources.get_mut(sid) {
-                        e.totals.lines = e.totals.lines.saturating_sub(lines);
-                        e.totals.bytes = e.totals.bytes.saturating_sub(bytes);
-                    }
-                }
-            }
-        }
+        let ids: Vec<u64> = published_ends.keys().copied().collect();
+        inner.drop_from_splits(&ids, dropped_from);
         for (sid, end) in published_ends {
             if let Some(e) = inner.sources.get_mut(sid) {
                 e.end = *end;
@@ -538,12 +585,21 @@ impl Store {
                 p.1 = p.1.max(*end);
             }
         }
-        // A source left with no line is forgotten, as when retention
-        // takes its last split: its end stays in `published`.
-        inner
-            .sources
-            .retain(|_, e| e.totals.lines > 0 || e.open.is_some());
+        if let Some(own) = &self.ownerships {
+            own.dropped(&ids);
+        }
+        inner.forget_empty_sources();
         self.room.free_unindexed(freed);
+    }
+
+    /// Sources `ids`' blocks were deleted from split `split` (not
+    /// published), and only from it: lines this node took under an epoch
+    /// it has since lost and taken again, in a split whose publish the
+    /// metastore refused. What it holds of them under the new epoch stays.
+    pub(super) fn drop_from_split(&self, ids: &[u64], split: &str) {
+        let mut inner = self.write();
+        inner.drop_from_splits(ids, &[split.to_owned()]);
+        inner.forget_empty_sources();
     }
 
     /// Takes a split away from readers, and its lines from its sources'
@@ -557,9 +613,7 @@ impl Store {
                 e.totals.bytes = e.totals.bytes.saturating_sub(t.bytes);
             }
         }
-        inner
-            .sources
-            .retain(|_, e| e.totals.lines > 0 || e.open.is_some());
+        inner.forget_empty_sources();
         Some(view.split)
     }
 

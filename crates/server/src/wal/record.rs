@@ -1,7 +1,8 @@
 //! One WAL record and its framing on disk.
 //!
 //! Framing: `u32 len` · `u32 crc32(payload)` · payload, where payload is
-//! `u64 seq` · `u32 source-json len` · source JSON · encoded [`LineBlock`],
+//! `u64 seq` · (`u64 epoch` when the seq's [`EPOCH`] bit is set) ·
+//! `u32 source-json len` · source JSON · encoded [`LineBlock`],
 //! zstd-compressed when the seq's top bit ([`COMPRESSED`]) is set.
 //! The length and checksum are what let replay tell a whole record from a
 //! torn one (a crash mid-write).
@@ -25,6 +26,12 @@ pub struct WalRecord {
     pub seq: u64,
     pub source: Arc<Source>,
     pub lines: LineBlock,
+    /// In a cluster: the epoch of this node's ownership of the source the
+    /// lines were accepted under (`cluster/ownership.rs`). A record whose
+    /// epoch is no longer the node's was accepted just before another
+    /// node took the source, and is not applied (nor replayed): its lines
+    /// are the new owner's to publish.
+    pub epoch: Option<u64>,
 }
 
 pub(super) const HEADER: usize = 8;
@@ -33,10 +40,23 @@ pub(super) const MAX_RECORD: usize = 1 << 30;
 /// The top bit of a record's seq on disk: its block is zstd-compressed.
 /// Seqs count records from 1, so they never reach it.
 const COMPRESSED: u64 = 1 << 63;
+/// The next bit: an epoch follows the seq. Records written before epochs
+/// (and by a node alone) have it clear.
+const EPOCH: u64 = 1 << 62;
 
 impl WalRecord {
     pub fn new(seq: u64, source: Arc<Source>, lines: LineBlock) -> WalRecord {
-        WalRecord { seq, source, lines }
+        WalRecord {
+            seq,
+            source,
+            lines,
+            epoch: None,
+        }
+    }
+
+    /// The record, accepted under ownership epoch `epoch`.
+    pub fn under(self, epoch: Option<u64>) -> WalRecord {
+        WalRecord { epoch, ..self }
     }
 
     /// Appends the framed record to `out`, its block as is. The payload is
@@ -50,9 +70,15 @@ impl WalRecord {
 
     pub(super) fn decode(payload: &[u8]) -> Option<WalRecord> {
         let seq = u64::from_le_bytes(payload.get(..8)?.try_into().ok()?);
-        let slen = u32::from_le_bytes(payload.get(8..12)?.try_into().ok()?) as usize;
-        let source: Source = serde_json::from_slice(payload.get(12..12 + slen)?).ok()?;
-        let block = payload.get(12 + slen..)?;
+        let (epoch, payload) = if seq & EPOCH == 0 {
+            (None, &payload[8..])
+        } else {
+            let epoch = u64::from_le_bytes(payload.get(8..16)?.try_into().ok()?);
+            (Some(epoch), &payload[16..])
+        };
+        let slen = u32::from_le_bytes(payload.get(..4)?.try_into().ok()?) as usize;
+        let source: Source = serde_json::from_slice(payload.get(4..4 + slen)?).ok()?;
+        let block = payload.get(4 + slen..)?;
         let lines = if seq & COMPRESSED == 0 {
             LineBlock::decode(block).ok()?
         } else {
@@ -63,7 +89,7 @@ impl WalRecord {
             let size = usize::try_from(size).ok().filter(|&n| n <= MAX_RECORD)?;
             LineBlock::decode_owned(zstd::bulk::decompress(block, size).ok()?).ok()?
         };
-        Some(WalRecord::new(seq & !COMPRESSED, Arc::new(source), lines))
+        Some(WalRecord::new(seq & !(COMPRESSED | EPOCH), Arc::new(source), lines).under(epoch))
     }
 }
 
@@ -101,12 +127,17 @@ impl RecordEncoder {
         out.extend_from_slice(&[0; HEADER]);
         let payload = out.len();
         let compressed = self.compress(&record.lines);
-        let seq = if compressed {
-            record.seq | COMPRESSED
-        } else {
-            record.seq
-        };
+        let mut seq = record.seq;
+        if compressed {
+            seq |= COMPRESSED;
+        }
+        if record.epoch.is_some() {
+            seq |= EPOCH;
+        }
         out.extend_from_slice(&seq.to_le_bytes());
+        if let Some(epoch) = record.epoch {
+            out.extend_from_slice(&epoch.to_le_bytes());
+        }
         out.extend_from_slice(&(source.len() as u32).to_le_bytes());
         out.extend_from_slice(&source);
         if compressed {
@@ -189,6 +220,7 @@ mod tests {
         encoder.encode_into(&record, &mut out);
         let payload = &out[HEADER..];
         assert_eq!(&payload[..8], &(9 | COMPRESSED).to_le_bytes());
+        assert_eq!(WalRecord::decode(payload).unwrap().epoch, None);
         assert!(
             payload.len() * 5 < lines.encode().len(),
             "{} bytes",
@@ -207,5 +239,25 @@ mod tests {
         huge.truncate(12 + json_len);
         huge.extend_from_slice(&zstd::bulk::compress(&vec![0; MAX_RECORD + 1], 1).unwrap());
         assert!(WalRecord::decode(&huge).is_none());
+    }
+
+    #[test]
+    fn a_cluster_nodes_record_keeps_the_epoch_it_was_accepted_under() {
+        let source = Arc::new(Source::example("r/prod/j", 2, "p", Stream::Stdout));
+        let mut lines = LineBlock::new();
+        lines.push(0, 10, LineFlags::default(), b"taken under epoch 3");
+        for level in [0, 1] {
+            let record = WalRecord::new(11, source.clone(), lines.clone()).under(Some(3));
+            let mut out = Vec::new();
+            RecordEncoder::new(level).encode_into(&record, &mut out);
+            let payload = &out[HEADER..];
+            assert_eq!(&payload[8..16], &3u64.to_le_bytes(), "level {level}");
+            let back = WalRecord::decode(payload).unwrap();
+            assert_eq!(
+                (back.seq, back.epoch, &*back.source),
+                (11, Some(3), &*source)
+            );
+            assert!(back.lines.lines().eq(lines.lines()));
+        }
     }
 }

@@ -9,9 +9,10 @@
 //! metastore says of the source's owner is read at every start).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::SplitSet;
-use crate::index::PartitionError;
+use crate::index::{Partition, PartitionError};
 use crate::metastore::SourceAdvance;
 use crate::store::store::Store;
 
@@ -54,9 +55,6 @@ impl SplitSet {
             .map(|id| (*id, self.metastore.owner(*id).1))
             .collect();
         store.drop_unpublished(&published_ends, &dropped_from);
-        if let Some(own) = &self.ownerships {
-            own.dropped(ids);
-        }
         tracing::warn!(
             sources = ids.len(),
             splits = dropped_from.len(),
@@ -64,9 +62,10 @@ impl SplitSet {
         );
     }
 
-    /// After a publish refused: the sources of `ends` (the split's) that
-    /// are no longer this node's, as the metastore now says. The refusal
-    /// read every version before it, so this is current.
+    /// After a publish refused: the sources of `ends` (the split's) whose
+    /// lines were taken under an ownership that is no longer the source's,
+    /// as the metastore now says. The refusal read every version before
+    /// it, so this is current.
     pub(super) fn lost_in(&self, ends: &[SourceAdvance]) -> Vec<u64> {
         ends.iter()
             .filter(|a| a.owner.is_some() && self.metastore.owner(a.source.id()).0 != a.owner)
@@ -74,10 +73,41 @@ impl SplitSet {
             .collect()
     }
 
-    /// In a cluster: each source's advance carries the ownership it was
-    /// taken under; a source this node no longer holds has none to
-    /// publish (its blocks were dropped from the split, or are dropped
-    /// when the publish is refused).
+    /// Drops from `part` (whose publish was refused) the sources `lost`
+    /// it holds under an ownership gone. Those another node holds now are
+    /// fenced (dropped from every split and from memory). Those this node
+    /// took back since (the split was uploading when the other node took
+    /// them, so the fence left it alone) leave this split only: what the
+    /// node holds of them under its new epoch is its to publish.
+    pub(super) fn drop_lost(&mut self, store: &Store, part: &Arc<Partition>, lost: &[u64]) {
+        let owner_now = |id: u64| self.metastore.owner(id).0;
+        let (taken_back, gone): (Vec<u64>, Vec<u64>) = lost.iter().partition(|&&id| {
+            let own = self.ownerships.as_ref().and_then(|o| o.of(id));
+            own.is_some() && own == owner_now(id)
+        });
+        if !taken_back.is_empty() {
+            let result = part
+                .writer(self.config.index_writer_bytes)
+                .and_then(|mut writer| {
+                    writer.delete_sources(&taken_back);
+                    writer.commit()
+                });
+            match result {
+                Ok(()) => store.drop_from_split(&taken_back, &part.id),
+                Err(e) => {
+                    tracing::error!(split = %part.id, error = %e, "cannot drop the blocks of an ownership lost from a split; its publish will be refused and tried again")
+                }
+            }
+        }
+        self.fence(store, &gone);
+    }
+
+    /// In a cluster: each source's advance carries the ownership its lines
+    /// were taken under. That is the one held now: lines accepted under
+    /// an epoch are applied only while it is held (`Store::apply`), and
+    /// losing it drops them from memory and every split but one being
+    /// uploaded, whose publish is then refused (`drop_lost`). A source
+    /// this node no longer holds has none to publish.
     pub(super) fn under_ownership(&self, mut ends: Vec<SourceAdvance>) -> Vec<SourceAdvance> {
         let Some(own) = &self.ownerships else {
             return ends;

@@ -134,7 +134,7 @@ impl SplitSet {
                     // leave the split, and it is published without them.
                     let lost = self.lost_in(&ends);
                     tracing::warn!(split = %part.id, sources = lost.len(), refused = %e, "publish refused: sources taken by another node; publishing without them");
-                    self.fence(store, &lost);
+                    self.drop_lost(store, &part, &lost);
                 }
                 Err(e) => {
                     let wait = self
