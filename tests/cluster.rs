@@ -1042,6 +1042,121 @@ fn a_tail_asked_of_any_node_shows_what_every_node_holds() {
     );
 }
 
+/// The unpublished half of a fan-out search (issue 18): `cblogs grep`
+/// asked of any node finds the matching lines every node holds,
+/// published or not, each once, in time order; counts and listings add
+/// up across the nodes, a page's limit is the merged lines', a job only
+/// another node holds yet is found, and a node that does not answer is
+/// named: the answer is partial, not silently short.
+#[test]
+fn a_search_asked_of_any_node_finds_what_every_node_holds() {
+    let config = format!(
+        "[storage]\nsplit_max_age_secs = 3600\n{}",
+        on_the_shared_store("fangrep")
+            .replace("session_timeout_ms = 2000", "session_timeout_ms = 10000")
+    );
+    let (_da, a) = Server::in_temp_dir(Some(&config));
+    let (_db, mut b) = Server::in_temp_dir(Some(&config));
+    sees(&a, &[&a, &b], "a to see both nodes");
+    sees(&b, &[&a, &b], "b to see both nodes");
+    let job = "www-data/prod/fangrep";
+    let mut on_a = SourceFile::of(job, 0, "web", Stream::Stdout);
+    let mut on_b = SourceFile::of(job, 1, "web", Stream::Stdout);
+    // Interleaved in time: a's, b's, a's, b's; every other line an error.
+    let mut want = Vec::new();
+    for round in 0..4u64 {
+        let (node, file, tag) = match round % 2 {
+            0 => (&a, &mut on_a, "a"),
+            _ => (&b, &mut on_b, "b"),
+        };
+        let lines: Vec<String> = (round * 5..round * 5 + 5)
+            .map(|i| match i % 2 {
+                0 => format!("{tag} ERROR {i:04}"),
+                _ => format!("{tag} fine {i:04}"),
+            })
+            .collect();
+        node.post_ok(&request(vec![file.batch(&lines)]));
+        want.extend(lines.into_iter().filter(|l| l.contains("ERROR")));
+    }
+    let only_b = "www-data/prod/fangrep-b";
+    let mut b_alone = SourceFile::of(only_b, 0, "web", Stream::Stdout);
+    b.post_ok(&request(vec![b_alone.batch(&["b alone ERROR".to_owned()])]));
+    let rows = |out: &CliOutput, field: &str| -> Vec<Value> {
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out.stdout
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).expect("a JSON row")[field].clone())
+            .collect()
+    };
+    let grep_json = ["grep", "ERROR", job, "--output", "json"];
+    let check = |node: &Server, when: &str| {
+        let texts = rows(&node.cli(&grep_json), "text");
+        assert_eq!(
+            texts, want,
+            "{} {when}: every match once, in time order",
+            node.url
+        );
+        let out = node.cli(&["grep", "-c", "ERROR", job, "--output", "json"]);
+        let counts: Vec<Value> = rows(&out, "count");
+        assert_eq!(
+            (rows(&out, "instance"), counts),
+            (vec![0.into(), 1.into()], vec![6.into(), 4.into()]),
+            "{} {when}: counted once on each node",
+            node.url
+        );
+        let out = node.cli(&["grep", "-l", "ERROR", job, "--output", "json"]);
+        assert_eq!(rows(&out, "instance"), [Value::from(0), Value::from(1)]);
+        let out = node.cli(&["grep", "ERROR", job, "--output", "json", "--limit", "3"]);
+        assert_eq!(
+            rows(&out, "text"),
+            want[..3].to_vec(),
+            "{when}: the first 3"
+        );
+        assert!(out.stderr.contains("--limit 3"), "{}", out.stderr);
+    };
+    for node in [&a, &b] {
+        check(node, "before any publish");
+    }
+    let out = a.cli(&["grep", "ERROR", only_b, "--output", "json"]);
+    assert_eq!(rows(&out, "text"), [Value::from("b alone ERROR")]);
+
+    // a publishes: b reads those lines itself now, and a answers for them
+    // no more; still each once.
+    a.flush();
+    wait_until("b to show a's published lines itself", DEADLINE, || {
+        let own: Value = b.get_json(&format!("/api/v1/cluster/tail?job={job}&n=100"));
+        (own["lines"].as_array()?.len() == 20).then_some(())
+    });
+    for node in [&a, &b] {
+        check(node, "after a published");
+    }
+
+    b.kill9();
+    let out = a.cli(&grep_json);
+    let node_b = sees(&a, &[&a, &b], "a to list b still")["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["url"] == b.url.as_str()).cloned())
+        .expect("b listed");
+    assert!(
+        out.stderr.contains("partial answer")
+            && out
+                .stderr
+                .contains(node_b["node_id"].as_str().expect("node_id")),
+        "{}",
+        out.stderr
+    );
+    let published: Vec<String> = want
+        .iter()
+        .filter(|t| t.starts_with('a'))
+        .cloned()
+        .collect();
+    assert_eq!(
+        rows(&out, "text"),
+        published,
+        "what a holds, b's unpublished lines missing"
+    );
+}
+
 /// A node frozen for 20 s (SIGSTOP: its connections accepted, never
 /// answered), longer than its ZooKeeper session, lines written
 /// throughout (issue 18's test). While it is still a member, a tail

@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
 
 use cblogs_core::api::{
-    MatchSource, SearchEvent, SearchLine, SearchSummary, DEFAULT_SEARCH_LIMIT, SEARCH_PATH,
+    MatchSource, SearchEvent, SearchLine, SearchSummary, Unanswered, DEFAULT_SEARCH_LIMIT,
+    SEARCH_PATH,
 };
 use cblogs_core::line_event::{decode_raw_line, decode_search_event};
 use cblogs_core::pattern::PatternOptions;
@@ -182,6 +183,7 @@ pub async fn grep(client: &Client, args: GrepArgs) -> Result<bool, Failure> {
         counts: BTreeMap::new(),
         listed: BTreeSet::new(),
         summary: None,
+        partial: Vec::new(),
         matched: 0,
     };
     let mut base = args.params();
@@ -261,6 +263,8 @@ struct Printer<'a> {
     /// `-l`: (cluster, job, instance, process).
     listed: BTreeSet<(String, String, u32, String)>,
     summary: Option<SearchSummary>,
+    /// In a cluster: the nodes that did not answer, on any page.
+    partial: Vec<Unanswered>,
     /// Matching lines over every page.
     matched: u64,
 }
@@ -318,6 +322,11 @@ impl Printer<'_> {
             }
             SearchEvent::Summary(s) => {
                 self.matched += s.matched;
+                for n in &s.partial {
+                    if !self.partial.iter().any(|p| p.node_id == n.node_id) {
+                        self.partial.push(n.clone());
+                    }
+                }
                 self.summary = Some(s);
             }
         }
@@ -418,6 +427,7 @@ impl Printer<'_> {
                 self.args.limit
             );
         }
+        crate::say_partial(&self.partial);
         if summary.truncated {
             eprintln!(
                 "cblogs: the results are incomplete: {}",

@@ -282,13 +282,19 @@ async fn tail(client: &Client, args: TailArgs) -> Result<(), Failure> {
     }
     out.flush()?;
     // After the lines, so it is the last thing a terminal shows.
-    for node in &resp.partial {
+    say_partial(&resp.partial);
+    Ok(())
+}
+
+/// On stderr: the nodes of a cluster that did not answer, so a partial
+/// answer is never taken for a whole one.
+pub(crate) fn say_partial(nodes: &[cblogs_core::api::Unanswered]) {
+    for node in nodes {
         eprintln!(
             "cblogs: partial answer: node {} ({}) did not answer ({}); lines it holds that are not yet published are missing",
             node.node_id, node.url, node.error
         );
     }
-    Ok(())
 }
 
 async fn jobs(client: &Client, args: JobsArgs) -> Result<(), Failure> {

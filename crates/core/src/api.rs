@@ -40,6 +40,9 @@ pub const CLUSTER_NODE_PATH: &str = "/api/v1/cluster/node";
 /// A node's own `tail` (what it holds, published or not), asked by the
 /// node that answers a `tail` in a cluster: the same parameters.
 pub const CLUSTER_TAIL_PATH: &str = "/api/v1/cluster/tail";
+/// A node's part of a fan-out search: what it holds that is not published
+/// as of a metastore version (`after_version=`).
+pub const CLUSTER_SEARCH_PATH: &str = "/api/v1/cluster/search";
 /// GET: Prometheus text format.
 pub const METRICS_PATH: &str = "/metrics";
 /// POST with a read token: the web page's cookie; DELETE: forget it.
@@ -339,6 +342,10 @@ pub struct SearchLine {
 /// Which source a count or a listed match belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct MatchSource {
+    /// [`crate::Source::id`] in hex (a source is also told by its run,
+    /// which the fields below leave out).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source_id: String,
     pub cluster: String,
     /// `role/env/name`.
     pub job: String,
@@ -387,6 +394,11 @@ pub struct SearchSummary {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub read_blocks: Vec<BlockAt>,
     pub took_ms: u64,
+    /// In a cluster: the nodes that were asked for the lines they hold
+    /// unpublished and did not answer. The answer may lack those lines:
+    /// it is partial.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partial: Vec<Unanswered>,
 }
 
 /// Where a stored block is: its split, and its bytes in the split's

@@ -160,6 +160,7 @@ impl Service {
             Arc::new(ReadCaches::new(&config.search)),
             published_ends,
             ownerships.clone(),
+            splits.followed(),
         )?);
         let (stopping, stopping_rx) = watch::channel(false);
         let alerts = Alerts::start(&config, store.live(), stopping_rx.clone())?;

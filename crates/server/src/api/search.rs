@@ -33,6 +33,10 @@ use crate::search::{self, Cursor, Mode, Prefilter, SearchRequest, SearchSink};
 /// Chunks of NDJSON bigger than this are sent without waiting for a flush.
 const CHUNK_BYTES: usize = 64 << 10;
 
+/// How long past its deadline a search's events are still waited on, for
+/// its summary.
+pub(super) const SUMMARY_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A search's parameters, before the store resolves the selectors.
 pub(super) struct Params {
     pattern: Option<PatternOptions>,
@@ -157,9 +161,26 @@ pub(super) fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiE
 /// resolves the selectors.
 pub(super) fn request(
     app: &App,
-    mut p: Params,
+    p: Params,
     histogram: bool,
 ) -> Result<(SearchRequest, Params), ApiError> {
+    let (req, p, unknown) = request_here(app, p, histogram, false)?;
+    match unknown {
+        Some(e) => Err(e),
+        None => Ok((req, p)),
+    }
+}
+
+/// [`request`], for a node of a cluster: a job this node does not know
+/// (with `unknown_ok`) may be one only another node holds yet. The
+/// request is then made anyway, and the error given back beside it: the
+/// request must select nothing here.
+pub(super) fn request_here(
+    app: &App,
+    mut p: Params,
+    histogram: bool,
+    unknown_ok: bool,
+) -> Result<(SearchRequest, Params, Option<ApiError>), ApiError> {
     let config = &app.config.search;
     let pattern = match &p.pattern {
         Some(o) => Some(
@@ -199,7 +220,12 @@ pub(super) fn request(
             "at most {most} context lines on each side (search.max_context_lines)"
         )));
     }
-    let filter = std::mem::take(&mut p.selection).resolve(&app.store)?;
+    let unresolved = p.selection.filter.clone();
+    let (filter, unknown) = match std::mem::take(&mut p.selection).resolve(&app.store) {
+        Ok(filter) => (filter, None),
+        Err(e) if unknown_ok && e.status() == StatusCode::NOT_FOUND => (unresolved, Some(e)),
+        Err(e) => return Err(e),
+    };
     let time_limit = config.max_query_time();
     let prefilter = match &pattern {
         Some(pattern) if !p.invert => Prefilter::new(pattern),
@@ -226,11 +252,11 @@ pub(super) fn request(
         explain: p.explain,
         highlight: p.highlight,
     };
-    Ok((req, p))
+    Ok((req, p, unknown))
 }
 
 /// Serializes events into NDJSON chunks for the response body.
-struct NdjsonSink {
+pub(super) struct NdjsonSink {
     /// The chunk being filled. Each chunk sent is split off its front,
     /// so the next one fills room already there rather than growing a
     /// new buffer from nothing, copying itself at each doubling.
@@ -240,6 +266,16 @@ struct NdjsonSink {
 }
 
 impl NdjsonSink {
+    /// Chunks for `tx`, waited on at most until `deadline` (a little past
+    /// the search's own, for its summary).
+    pub(super) fn new(tx: mpsc::Sender<Bytes>, deadline: Instant) -> NdjsonSink {
+        NdjsonSink {
+            buf: BytesMut::with_capacity(CHUNK_BYTES),
+            tx,
+            deadline,
+        }
+    }
+
     /// Ends the event just written; sends the chunk once it is big enough.
     fn end_event(&mut self) -> bool {
         self.buf.put_u8(b'\n');
@@ -325,42 +361,50 @@ pub(super) async fn search(
     State(app): State<Arc<App>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    if app.cluster.has_others() {
+        return super::fanout_search::search(app, raw).await;
+    }
     let (req, _) = request(&app, parse(raw, false)?, false)?;
     let slot = search_slot(&app)?;
-    let jobs = if req.filter.jobs.is_empty() {
-        read::jobs(&app.store, None)
-            .into_iter()
-            .map(|j| j.key)
-            .collect()
-    } else {
-        req.filter.job_keys()
-    };
-    let (tx, mut rx) = mpsc::channel::<Bytes>(8);
+    let jobs = job_keys(&app, &req);
+    let (tx, rx) = mpsc::channel::<Bytes>(8);
     let store = app.store.clone();
     spawn_search(&app, move || {
         let _slot = slot;
         let started = Instant::now();
         let snap = store.snapshot(&|s| req.filter.wants(s), false);
-        let mut sink = NdjsonSink {
-            buf: BytesMut::with_capacity(CHUNK_BYTES),
-            tx,
-            // A little past the search's own limit, for its summary.
-            deadline: req.deadline + std::time::Duration::from_secs(5),
-        };
+        let mut sink = NdjsonSink::new(tx, req.deadline + SUMMARY_MARGIN);
         search::run(&snap, &req, jobs, &mut sink);
         emit(QueryAnswered {
             kind: "search",
             seconds: started.elapsed().as_secs_f64(),
         });
     })?;
+    Ok(ndjson_body(rx))
+}
+
+/// The job keys a search's selectors resolved to (every job without one).
+pub(super) fn job_keys(app: &App, req: &SearchRequest) -> Vec<String> {
+    if req.filter.jobs.is_empty() {
+        read::jobs(&app.store, None)
+            .into_iter()
+            .map(|j| j.key)
+            .collect()
+    } else {
+        req.filter.job_keys()
+    }
+}
+
+/// Streams what `rx` gets as the NDJSON body of a search's answer.
+pub(super) fn ndjson_body(mut rx: mpsc::Receiver<Bytes>) -> Response {
     let body = futures_util::stream::poll_fn(move |cx| {
         rx.poll_recv(cx).map(|c| c.map(Ok::<_, Infallible>))
     });
-    Ok((
+    (
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         Body::from_stream(body),
     )
-        .into_response())
+        .into_response()
 }
 
 /// `GET /api/v1/context`: the lines around one line of one source.

@@ -130,6 +130,17 @@ impl Ownerships {
         epoch.is_none_or(|e| self.epoch(id) == Some(e))
     }
 
+    /// The epoch of source `id`'s owner as the metastore (as last read)
+    /// records it, whichever node that is.
+    pub fn recorded_epoch(&self, id: u64) -> Option<u64> {
+        self.metastore.owner(id).0.map(|o| o.epoch)
+    }
+
+    /// The newest metastore version read.
+    pub fn metastore_version(&self) -> u64 {
+        self.metastore.version()
+    }
+
     /// The sources this node holds that the metastore (as last read) says
     /// another node has taken since.
     pub fn lost(&self) -> Vec<u64> {

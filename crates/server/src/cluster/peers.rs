@@ -71,8 +71,23 @@ impl Peers {
         url: &str,
         path: &str,
     ) -> Result<T, PeerError> {
+        self.get_json_within(url, path, None).await
+    }
+
+    /// [`Peers::get_json`], waiting at most `timeout` for the answer
+    /// (`cluster.peer_timeout_ms` without): a node's part of a search
+    /// may take as long as the search may.
+    pub async fn get_json_within<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        path: &str,
+        timeout: Option<Duration>,
+    ) -> Result<T, PeerError> {
         let full = format!("{}{path}", url.trim_end_matches('/'));
         let mut req = self.http.get(&full);
+        if let Some(timeout) = timeout {
+            req = req.timeout(timeout);
+        }
         // Read for every request: a rotated token file is read again on SIGHUP.
         if let Some(token) = self.auth.node_token() {
             req = req.bearer_auth(token);

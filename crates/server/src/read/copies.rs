@@ -18,7 +18,7 @@ use cblogs_core::LineView;
 /// UTF-8 shows as U+FFFD (three bytes in the text, one to three in the
 /// line), and a cut line keeps only its first bytes. Short of the true
 /// end, a copy may be missed, but the next line is never taken for one.
-fn end(line: &LineView) -> u64 {
+pub fn line_end(line: &LineView) -> u64 {
     let replaced = line.text.matches('\u{fffd}').count() as u64;
     let len = (line.text.len() as u64).saturating_sub(2 * replaced);
     line.offset + len + u64::from(!line.flags.partial)
@@ -45,7 +45,7 @@ pub fn drop_copies(mut lines: Vec<LineView>) -> Vec<LineView> {
     let mut kept: Vec<LineView> = Vec::with_capacity(lines.len());
     for line in lines {
         if let Some(last) = kept.last() {
-            if last.source == line.source && line.offset < end(last) {
+            if last.source == line.source && line.offset < line_end(last) {
                 continue;
             }
         }

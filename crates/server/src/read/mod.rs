@@ -10,7 +10,7 @@ mod jobs;
 mod selection;
 mod tail;
 
-pub use copies::drop_copies;
+pub use copies::{drop_copies, line_end};
 pub use jobs::jobs;
 pub use selection::{resolve, LineFilter, QueryError};
 pub use tail::{last_lines, OwnedLine};

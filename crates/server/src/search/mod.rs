@@ -23,6 +23,7 @@
 //! merge.rs      lines mode: a heap by time; what is final is sent; limit and cursor
 //! histogram.rs  matching lines per bucket and stream (and job)
 //! around.rs     the lines around one line (the page's context view)
+//! fanin/        a cluster's search: the other nodes' answers merged into this one's
 //! ```
 //!
 //! Why it is exact: the index only rules blocks out, and every step of the
@@ -34,6 +35,7 @@
 //! compares `cblogs grep` with `rg` over the same files.
 mod around;
 mod blocks;
+pub mod fanin;
 pub mod histogram;
 mod merge;
 mod pipeline;

@@ -37,6 +37,7 @@ pub fn run(snap: &ReadSnapshot, req: &SearchRequest, jobs: Vec<String>, sink: &m
 
 fn match_source(s: &Source) -> MatchSource {
     MatchSource {
+        source_id: format!("{:016x}", s.id()),
         cluster: s.cluster.clone(),
         job: s.job.role_env_name(),
         instance: s.instance,

@@ -17,6 +17,7 @@
 //! split_totals.rs SplitTotals: per source, what one split holds (compact once published)
 //! sources.rs     per source: totals, held end, open block; sealed blocks
 //! snapshot.rs    ReadSnapshot: what one reader sees
+//! pinned.rs      OwnPublishes: a fan-out search's two parts, split at one metastore version
 //! live.rs        TailHub: every applied batch, to live tails and alerts
 //! room.rs        Room: bytes waiting for the index (max_unindexed_bytes)
 //! committer.rs   Committer: seal, compress, index, commit, publish, trim the WAL
@@ -37,6 +38,7 @@ mod convert;
 mod disk_cache;
 mod live;
 mod merge;
+mod pinned;
 mod published;
 mod publishing;
 mod retention;
@@ -54,6 +56,7 @@ mod usage;
 pub use committer::{Committer, CommitterCommand};
 pub use disk_cache::DiskCache;
 pub use live::{LiveBatch, TailHub};
+pub use pinned::FollowFirst;
 pub use published::PublishError;
 pub use publishing::Publishing;
 pub use retention::{Retention, RetentionLog};

@@ -14,6 +14,7 @@ use tantivy::Searcher;
 
 use super::disk_cache::SplitHandle;
 use super::live::{LiveBatch, TailHub};
+use super::pinned::{FollowFirst, OwnPublishes};
 use super::room::Room;
 use super::snapshot::{ReadSnapshot, SnapshotSplit};
 use super::sources::{OpenBlock, SealedBlock, SourceEntry, SourceSummary};
@@ -53,7 +54,6 @@ impl PartitionView {
     }
 }
 
-#[derive(Default)]
 struct Inner {
     sources: HashMap<u64, SourceEntry>,
     sealed: Vec<Arc<SealedBlock>>,
@@ -66,6 +66,9 @@ struct Inner {
     /// Per source id, the byte ranges accepted as lost (`allow_gap`),
     /// oldest first: those the metastore records, then those since.
     gaps: HashMap<u64, Vec<(u64, u64)>>,
+    /// In a cluster: the splits this node published, by version (what it
+    /// answers of a fan-out search pinned to an older version).
+    own_publishes: OwnPublishes,
 }
 
 impl Inner {
@@ -120,6 +123,20 @@ pub struct Store {
     /// In a cluster: the sources this node holds. A record accepted
     /// under an epoch the node no longer holds is not applied.
     ownerships: Option<Arc<Ownerships>>,
+    /// In a cluster: the metastore version up to which what the other
+    /// nodes did is shown. Held (written) while the committer shows a
+    /// round of their changes, so that a pinned snapshot
+    /// ([`Store::pinned_parts`]) sees all of a version's changes or none.
+    followed: RwLock<u64>,
+}
+
+/// A fan-out search's two parts of this node's view, taken at once: what
+/// is published (its own, and the others' up to `version`), and what it
+/// holds unpublished.
+pub struct PinnedParts {
+    pub published: ReadSnapshot,
+    pub unpublished: ReadSnapshot,
+    pub version: u64,
 }
 
 impl Store {
@@ -135,8 +152,17 @@ impl Store {
         caches: Arc<ReadCaches>,
         published: BTreeMap<u64, SourceRecord>,
         ownerships: Option<Arc<Ownerships>>,
+        followed: u64,
     ) -> Result<Store, PartitionError> {
-        let mut inner = Inner::default();
+        let mut inner = Inner {
+            sources: HashMap::new(),
+            sealed: Vec::new(),
+            partitions: BTreeMap::new(),
+            applied_seq: 0,
+            published: HashMap::new(),
+            gaps: HashMap::new(),
+            own_publishes: OwnPublishes::new(followed),
+        };
         for (id, r) in published {
             if !r.gaps.is_empty() {
                 inner.gaps.insert(id, r.gaps);
@@ -158,6 +184,7 @@ impl Store {
             room: Arc::new(Room::default()),
             caches,
             ownerships,
+            followed: RwLock::new(followed),
         })
     }
 
@@ -368,9 +395,16 @@ impl Store {
     /// Split `id` is published: readers now read `published` (its files
     /// in the object store) in its place, and the store holds at least
     /// the published `ends` the metastore now records, in one step.
-    pub(super) fn published(&self, id: &str, published: SplitHandle, ends: &[SourceAdvance]) {
+    pub(super) fn published(
+        &self,
+        id: &str,
+        published: SplitHandle,
+        ends: &[SourceAdvance],
+        version: u64,
+    ) {
         let mut inner = self.write();
         raise_published(&mut inner, ends);
+        inner.own_publishes.published(version, id);
         let Some(old) = inner.partitions.remove(id) else {
             return;
         };
@@ -654,33 +688,104 @@ impl Store {
     /// live subscription that starts exactly after it.
     pub fn snapshot(&self, wanted: &dyn Fn(&Source) -> bool, subscribe: bool) -> ReadSnapshot {
         let inner = self.read();
+        self.snapshot_of(&inner, wanted, subscribe, true, &|_, _| true)
+    }
+
+    /// A fan-out search's view here, in two parts taken under one lock,
+    /// and the metastore version the published part is pinned to.
+    pub fn pinned_parts(&self, wanted: &dyn Fn(&Source) -> bool) -> PinnedParts {
+        let followed = self.followed.read().unwrap_or_else(|p| p.into_inner());
+        let inner = self.read();
+        PinnedParts {
+            published: self.snapshot_of(&inner, wanted, false, false, &|_, v| v.published),
+            unpublished: self.snapshot_of(&inner, wanted, false, true, &|_, v| !v.published),
+            version: *followed,
+        }
+    }
+
+    /// What this node answers of a fan-out search pinned to metastore
+    /// version `version`: every line it holds that is not published as
+    /// of that version (in memory, in splits not published, in splits it
+    /// published after it). Or the version the asker must have followed
+    /// to ask (`pinned.rs`).
+    pub fn unpublished_after(
+        &self,
+        wanted: &dyn Fn(&Source) -> bool,
+        version: u64,
+    ) -> Result<ReadSnapshot, FollowFirst> {
+        let newest = self
+            .ownerships
+            .as_ref()
+            .map_or(0, |own| own.metastore_version());
+        let inner = self.read();
+        let after: HashSet<&str> = inner
+            .own_publishes
+            .after(version, |id| inner.partitions.contains_key(id), newest)?
+            .into_iter()
+            .collect();
+        Ok(self.snapshot_of(&inner, wanted, false, true, &|id, v| {
+            !v.published || after.contains(id)
+        }))
+    }
+
+    /// The metastore version up to which what the other nodes did is
+    /// shown.
+    pub fn followed_version(&self) -> u64 {
+        *self.followed.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The metastore version up to which what others did is shown, held
+    /// while a round of it is shown (`splits/follow.rs`).
+    pub(super) fn following(&self) -> std::sync::RwLockWriteGuard<'_, u64> {
+        self.followed.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// In a cluster: the epoch this node holds source `id` at, and the
+    /// newest the metastore (as last read) records for it.
+    pub fn epochs(&self, id: u64) -> (Option<u64>, Option<u64>) {
+        self.ownerships
+            .as_ref()
+            .map_or((None, None), |own| (own.epoch(id), own.recorded_epoch(id)))
+    }
+
+    /// The sources `wanted` picks, with their memory blocks (if `memory`)
+    /// and the splits `splits` picks, as of now.
+    fn snapshot_of(
+        &self,
+        inner: &Inner,
+        wanted: &dyn Fn(&Source) -> bool,
+        subscribe: bool,
+        memory: bool,
+        splits: &dyn Fn(&str, &PartitionView) -> bool,
+    ) -> ReadSnapshot {
         let mut sources = HashMap::new();
-        let mut memory = Vec::new();
+        let mut in_memory = Vec::new();
         for (id, e) in &inner.sources {
             if !wanted(&e.source) {
                 continue;
             }
             sources.insert(*id, e.source.clone());
-            if let Some(o) = &e.open {
-                memory.push((e.source.clone(), o.lines.clone()));
+            if let Some(o) = e.open.as_ref().filter(|_| memory) {
+                in_memory.push((e.source.clone(), o.lines.clone()));
             }
         }
-        for s in &inner.sealed {
+        for s in inner.sealed.iter().filter(|_| memory) {
             if sources.contains_key(&s.source.id()) {
-                memory.push((s.source.clone(), s.lines.clone()));
+                in_memory.push((s.source.clone(), s.lines.clone()));
             }
         }
         let mut partitions: Vec<_> = inner
             .partitions
-            .values()
-            .map(|v| SnapshotSplit::new(v.split.clone(), v.searcher.clone(), v.t_max()))
+            .iter()
+            .filter(|(id, v)| splits(id, v))
+            .map(|(_, v)| SnapshotSplit::new(v.split.clone(), v.searcher.clone(), v.t_max()))
             .collect();
         // Newest first: `tail` stops early, reading the fewest.
         partitions.sort_by_key(|s| (std::cmp::Reverse(s.t_max), s.uid()));
         let live = subscribe.then(|| self.live.subscribe());
         ReadSnapshot {
             sources,
-            memory,
+            memory: in_memory,
             partitions,
             live,
             caches: self.caches.clone(),

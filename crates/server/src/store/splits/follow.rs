@@ -20,8 +20,12 @@ impl SplitSet {
     /// Shows readers what other nodes committed since the last call (the
     /// metastore refreshed by the caller).
     pub(super) fn follow_published(&mut self, store: &Store) {
+        // Held while the round is shown: a pinned snapshot sees all of
+        // it, with the version it reaches, or none of it.
+        let mut shown = store.following();
         let Some(applied) = self.metastore.changes_since(self.followed) else {
             self.follow_whole(store);
+            *shown = self.followed;
             return;
         };
         for a in applied {
@@ -32,6 +36,7 @@ impl SplitSet {
             }
             self.followed = a.version;
         }
+        *shown = self.followed;
     }
 
     fn take_up(&mut self, store: &Store, change: &Change) {

@@ -136,6 +136,12 @@ pub struct SplitSet {
 }
 
 impl SplitSet {
+    /// The metastore version whose changes by other nodes readers are
+    /// shown (in a cluster; the version at the start otherwise).
+    pub fn followed(&self) -> u64 {
+        self.followed
+    }
+
     /// In a cluster: publish each source under the epoch this node holds
     /// it at, and drop what it holds of those another node takes.
     pub fn set_ownerships(&mut self, ownerships: Arc<Ownerships>) {

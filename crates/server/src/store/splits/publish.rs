@@ -27,7 +27,7 @@ const PUBLISH_BACKOFF_MAX: Duration = Duration::from_secs(30);
 pub(super) struct Upload {
     pub(super) id: String,
     ends: Vec<SourceAdvance>,
-    thread: std::thread::JoinHandle<Result<SplitEntry, PublishError>>,
+    thread: std::thread::JoinHandle<Result<(SplitEntry, u64), PublishError>>,
 }
 
 /// What an upload needs, apart from the set (it runs on another thread).
@@ -40,11 +40,12 @@ struct Uploader {
 impl Uploader {
     /// Stages the split, finishes its index, uploads its files and
     /// publishes it with its sources' `ends` in one metastore commit.
+    /// Returns its entry and the version that published it.
     fn upload(
         &self,
         part: &Arc<Partition>,
         ends: &[SourceAdvance],
-    ) -> Result<SplitEntry, PublishError> {
+    ) -> Result<(SplitEntry, u64), PublishError> {
         self.metastore.commit(vec![Change::Staged {
             split: part.id.clone(),
             at_ns: now_ns(),
@@ -53,11 +54,11 @@ impl Uploader {
         // merges what is committed into one segment.
         part.writer(self.writer_bytes)?.finish()?;
         let entry = upload_split(&self.bucket, part)?;
-        self.metastore.commit(vec![Change::Publish {
+        let version = self.metastore.commit(vec![Change::Publish {
             split: entry.clone(),
             sources: ends.to_vec(),
         }])?;
-        Ok(entry)
+        Ok((entry, version))
     }
 }
 
@@ -104,9 +105,10 @@ impl SplitSet {
                     }
                     let ends = self.under_ownership(store.ends_once_published(&part.id));
                     // A split the metastore has published already (an
-                    // earlier try failed after that commit) is only shown.
+                    // earlier try failed after that commit) is only shown
+                    // (as of the version read: when, exactly, is lost).
                     if let Some(SplitState::Published { entry }) = self.metastore.split(&part.id) {
-                        (Ok(entry), ends)
+                        (Ok((entry, self.metastore.version())), ends)
                     } else {
                         match self.start_upload(&part, ends) {
                             Ok(()) => continue,
@@ -115,7 +117,9 @@ impl SplitSet {
                     }
                 }
             };
-            match entry.and_then(|entry| self.show_published(store, &part, entry, &ends)) {
+            match entry.and_then(|(entry, version)| {
+                self.show_published(store, &part, entry, &ends, version)
+            }) {
                 Ok(entry) => {
                     self.in_bucket
                         .insert(entry.id.clone(), PublishedSplit::of(&entry));
@@ -182,13 +186,14 @@ impl SplitSet {
         part: &Arc<Partition>,
         entry: SplitEntry,
         ends: &[SourceAdvance],
+        version: u64,
     ) -> Result<SplitEntry, PublishError> {
         let folder = split_key(&part.id);
         if self.bucket.local_path(&folder).is_none() {
             self.cache.adopt(part)?;
         }
         let published = open_published(&self.bucket, &self.cache, &entry)?;
-        store.published(&part.id, published, ends);
+        store.published(&part.id, published, ends, version);
         if let Err(e) = std::fs::remove_dir_all(part.dir()) {
             tracing::warn!(dir = %part.dir().display(), error = %e, "a published split's local copy could not be deleted");
         }

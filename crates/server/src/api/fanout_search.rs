@@ -1,0 +1,235 @@
+//! A search asked of a node of a cluster (`GET /api/v1/search` on a node
+//! with others), and a node's part of one (`GET /api/v1/cluster/search`):
+//! what `search/fanin/` merges.
+//!
+//! The asking node pins its published part to the metastore version it
+//! has followed (`Store::pinned_parts`) and asks every other node for its
+//! part after that version, at once. A node that cannot answer after it
+//! (it published a split since that has been merged away, or started
+//! after it) names the version to follow first: the asker waits until it
+//! has (a commit round or two), pins again and asks again. Its own
+//! unpublished part is answered in-process, like the others'. Then the
+//! published part is searched and streamed out, the answers merged in.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use bytes::Bytes;
+use cblogs_core::api::CLUSTER_SEARCH_PATH;
+use tokio::sync::{mpsc, oneshot};
+
+use super::error::ApiError;
+use super::params::bad_param;
+use super::search::{
+    job_keys, ndjson_body, parse, request_here, search_slot, spawn_search, NdjsonSink,
+    SUMMARY_MARGIN,
+};
+use crate::app::App;
+use crate::cluster::Answered;
+use crate::metrics::{emit, QueryAnswered};
+use crate::search::fanin::{event_source, keep_newest_owners, Collector, FanIn, NodeAnswer};
+use crate::search::{self, SearchRequest};
+use crate::store::{FollowFirst, ReadSnapshot, Store};
+
+/// The parameter a node's part is asked with: the asker's pinned version.
+const AFTER_VERSION: &str = "after_version";
+/// How many times a search pins again when a node must be followed
+/// further first.
+const PIN_TRIES: usize = 3;
+
+/// `GET /api/v1/search` on a node of a cluster.
+pub(super) async fn search(app: Arc<App>, raw: Option<String>) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let (req, _, unknown) = request_here(&app, parse(raw.clone(), false)?, false, true)?;
+    let slot = search_slot(&app)?;
+    let here = unknown.is_none();
+    let wanted = |s: &cblogs_core::Source| here && req.filter.wants(s);
+    // Each node may take as long as the search may.
+    let timeout = req.time_limit + SUMMARY_MARGIN;
+    let mut tries = 0;
+    let (parts, answers, mut partial) = loop {
+        let parts = app.store.pinned_parts(&wanted);
+        let path = format!(
+            "{CLUSTER_SEARCH_PATH}?{}{}{AFTER_VERSION}={}",
+            raw.as_deref().unwrap_or_default(),
+            if raw.as_deref().is_some_and(|r| !r.is_empty()) {
+                "&"
+            } else {
+                ""
+            },
+            parts.version
+        );
+        let (answers, partial) = app
+            .cluster
+            .ask_others_within::<NodeAnswer>(&path, Some(timeout))
+            .await;
+        let behind = answers.iter().filter_map(|a| a.answer.follow_first).max();
+        match behind {
+            Some(version) if tries < PIN_TRIES => {
+                tries += 1;
+                wait_followed(&app, version).await;
+            }
+            _ => break (parts, answers, partial),
+        }
+    };
+    let mut kept = Vec::with_capacity(answers.len() + 1);
+    for a in answers {
+        match a.answer.follow_first {
+            Some(v) => partial.push(a.unused(format!(
+                "it cannot answer after metastore version {}: this node has not followed the metastore up to version {v}",
+                parts.version
+            ))),
+            None => kept.push(a),
+        }
+    }
+    if let Some(unknown) = unknown {
+        if partial.is_empty() && kept.iter().all(|a| a.answer.jobs.is_empty()) {
+            return Err(unknown);
+        }
+    }
+    let jobs = if here {
+        job_keys(&app, &req)
+    } else {
+        Vec::new()
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(8);
+    let store = app.store.clone();
+    spawn_search(&app, move || {
+        let _slot = slot;
+        let mut answers: Vec<NodeAnswer> =
+            kept.into_iter().map(|a: Answered<_>| a.answer).collect();
+        // This node's own unpublished part, answered as the others'.
+        answers.push(node_answer(&store, &parts.unpublished, &req, jobs.clone()));
+        keep_newest_owners(&mut answers, |s| {
+            u64::from_str_radix(s, 16)
+                .ok()
+                .and_then(|id| store.epochs(id).1)
+        });
+        let mut sink = NdjsonSink::new(tx, req.deadline + SUMMARY_MARGIN);
+        let mut fan = FanIn::new(&mut sink, &req, answers, std::mem::take(&mut partial));
+        search::run(&parts.published, &req, jobs, &mut fan);
+        emit(QueryAnswered {
+            kind: "search",
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    })?;
+    Ok(ndjson_body(rx))
+}
+
+/// Waits (a few commit rounds at most) until this node has followed the
+/// metastore up to `version`.
+async fn wait_followed(app: &App, version: u64) {
+    let deadline =
+        Instant::now() + 3 * app.config.storage.commit_interval() + Duration::from_secs(1);
+    while app.store.followed_version() < version && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `req` run over `snap` (a node's unpublished part), kept whole, with
+/// the ownership epoch of each source it answers for.
+fn node_answer(
+    store: &Store,
+    snap: &ReadSnapshot,
+    req: &SearchRequest,
+    jobs: Vec<String>,
+) -> NodeAnswer {
+    let mut collector = Collector::default();
+    search::run(snap, req, jobs, &mut collector);
+    let mut answer = collector.answer;
+    for e in &answer.events {
+        if let Some(source) = event_source(e) {
+            if !answer.epochs.contains_key(source) {
+                let epoch = u64::from_str_radix(source, 16)
+                    .ok()
+                    .and_then(|id| store.epochs(id).0);
+                answer.epochs.insert(source.to_owned(), epoch.unwrap_or(0));
+            }
+        }
+    }
+    answer
+}
+
+/// `GET /api/v1/cluster/search`: this node's part of a fan-out search,
+/// after the asker's pinned version (`after_version`). A job it does not
+/// know is one it holds nothing of, not an error.
+pub(super) async fn node_search(
+    State(app): State<Arc<App>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<NodeAnswer>, ApiError> {
+    let (raw, after) = take_after_version(raw)?;
+    let (req, _, unknown) = request_here(&app, parse(raw, false)?, false, true)?;
+    if unknown.is_some() {
+        return Ok(Json(NodeAnswer::default()));
+    }
+    let snap = match app.store.unpublished_after(&|s| req.filter.wants(s), after) {
+        Ok(snap) => snap,
+        Err(FollowFirst(version)) => {
+            return Ok(Json(NodeAnswer {
+                follow_first: Some(version),
+                ..NodeAnswer::default()
+            }))
+        }
+    };
+    let jobs = job_keys(&app, &req);
+    let (tx, rx) = oneshot::channel();
+    let store = app.store.clone();
+    spawn_search(&app, move || {
+        let _ = tx.send(node_answer(&store, &snap, &req, jobs));
+    })?;
+    rx.await.map(Json).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "this node's part of the search ended without an answer",
+        )
+    })
+}
+
+/// Takes `after_version` out of a node's part's query: the rest is the
+/// search as its asker was asked it.
+fn take_after_version(raw: Option<String>) -> Result<(Option<String>, u64), ApiError> {
+    let mut after = None;
+    let mut rest = Vec::new();
+    for pair in raw.as_deref().unwrap_or_default().split('&') {
+        match pair
+            .strip_prefix(AFTER_VERSION)
+            .and_then(|v| v.strip_prefix('='))
+        {
+            Some(v) => {
+                after = Some(
+                    v.parse::<u64>()
+                        .map_err(|_| bad_param(AFTER_VERSION, v, "expected a metastore version"))?,
+                )
+            }
+            None if !pair.is_empty() => rest.push(pair),
+            None => {}
+        }
+    }
+    let after = after.ok_or_else(|| {
+        ApiError::bad(format!(
+            "missing parameter '{AFTER_VERSION}' (the asker's pinned metastore version)"
+        ))
+    })?;
+    Ok((Some(rest.join("&")), after))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nodes_part_is_asked_after_a_version_and_the_rest_is_the_search() {
+        let (rest, after) =
+            take_after_version(Some("pattern=x&after_version=42&job=a%2Fb%2Fc".into())).unwrap();
+        assert_eq!(
+            (rest.as_deref(), after),
+            (Some("pattern=x&job=a%2Fb%2Fc"), 42)
+        );
+        assert!(take_after_version(Some("pattern=x".into())).is_err());
+        assert!(take_after_version(Some("after_version=x".into())).is_err());
+    }
+}

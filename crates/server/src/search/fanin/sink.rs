@@ -1,0 +1,507 @@
+//! [`FanIn`]: the local search's events, merged with the other nodes'
+//! answers on their way to the client.
+//!
+//! Lines: the answers' lines are merged among themselves first (copies
+//! dropped, in time order); each local line, as the local search sends
+//! it, goes out after every answer line before it. The page's limit, its
+//! cursor and the `--` breaks are the merged stream's. An answer cut at
+//! the limit could hold lines after its last one that no one has sent:
+//! the merged stream ends there, with `more` and the cursor to go on
+//! from. Counts are added per source; listed sources are sent once.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use cblogs_core::api::{
+    MatchSource, SearchEvent, SearchLine, SearchSummary, SourceCount, Unanswered,
+};
+use cblogs_core::line_event::decode_search_event;
+
+use super::answer::NodeAnswer;
+use crate::read::line_end;
+use crate::search::{Mode, SearchRequest, SearchSink};
+
+/// A place in the merged order: (time, source id in hex, offset).
+type Key = (i64, String, u64);
+
+fn key_of(line: &SearchLine, time_ns: i64) -> Key {
+    (time_ns, line.line.source.clone(), line.line.offset)
+}
+
+pub struct FanIn<'a> {
+    inner: &'a mut dyn SearchSink,
+    mode: Mode,
+    limit: Option<usize>,
+    context_on: bool,
+    /// The answers' lines, merged, not yet sent.
+    others: VecDeque<SearchLine>,
+    /// The earliest last match of the answers that stopped at the limit.
+    cutoff: Option<Key>,
+    other_jobs: Vec<String>,
+    /// Counts (`mode=count`) per source, the answers' added up.
+    counts: BTreeMap<String, SourceCount>,
+    /// Sources (`mode=list`): the answers' not yet sent, and those sent.
+    other_sources: Vec<MatchSource>,
+    listed: HashMap<String, ()>,
+    other_summaries: Vec<SearchSummary>,
+    partial: Vec<Unanswered>,
+    /// The local stream's time so far (its lines of one source keep their
+    /// order even where their times do not).
+    local_floor: i64,
+    /// Per source, the lines sent: offset → end.
+    sent: HashMap<String, BTreeMap<u64, u64>>,
+    last_sent: Option<(String, u64)>,
+    matches: u64,
+    last_match: Option<Key>,
+    /// The first match left out, past the limit.
+    left_out: Option<i64>,
+    done: bool,
+}
+
+impl<'a> FanIn<'a> {
+    /// Merges `answers` (their stale owners' events already dropped) into
+    /// what the local search of `req` sends to `inner`.
+    pub fn new(
+        inner: &'a mut dyn SearchSink,
+        req: &SearchRequest,
+        answers: Vec<NodeAnswer>,
+        partial: Vec<Unanswered>,
+    ) -> FanIn<'a> {
+        let context_on = req.before > 0 || req.after > 0;
+        Self::of_page(inner, (req.mode, req.limit, context_on), answers, partial)
+    }
+
+    /// [`FanIn::new`] for a page of `mode`, `limit` and context or not.
+    fn of_page(
+        inner: &'a mut dyn SearchSink,
+        (mode, limit, context_on): (Mode, Option<usize>, bool),
+        answers: Vec<NodeAnswer>,
+        partial: Vec<Unanswered>,
+    ) -> FanIn<'a> {
+        let mut lines = Vec::new();
+        let mut fan = FanIn {
+            inner,
+            mode,
+            limit,
+            context_on,
+            others: VecDeque::new(),
+            cutoff: None,
+            other_jobs: Vec::new(),
+            counts: BTreeMap::new(),
+            other_sources: Vec::new(),
+            listed: HashMap::new(),
+            other_summaries: Vec::new(),
+            partial,
+            local_floor: i64::MIN,
+            sent: HashMap::new(),
+            last_sent: None,
+            matches: 0,
+            last_match: None,
+            left_out: None,
+            done: false,
+        };
+        for a in answers {
+            fan.other_jobs.extend(a.jobs);
+            let mut last_match = None;
+            for e in a.events {
+                match e {
+                    SearchEvent::Line(l) => {
+                        if !l.context {
+                            last_match = Some(key_of(&l, l.line.time_ns));
+                        }
+                        lines.push(l);
+                    }
+                    SearchEvent::Count(c) => fan.add_count(c),
+                    SearchEvent::Source(m) => fan.other_sources.push(m),
+                    _ => {}
+                }
+            }
+            if let Some(s) = a.summary {
+                if s.more {
+                    fan.cutoff = fan.cutoff.take().min(last_match.clone()).or(last_match);
+                }
+                fan.other_summaries.push(s);
+            }
+        }
+        // In time order; of lines at one place, a match before context.
+        lines.sort_by(|a, b| {
+            (a.line.time_ns, &a.line.source, a.line.offset, a.context).cmp(&(
+                b.line.time_ns,
+                &b.line.source,
+                b.line.offset,
+                b.context,
+            ))
+        });
+        fan.others = lines.into();
+        fan
+    }
+
+    fn add_count(&mut self, c: SourceCount) {
+        match self.counts.get_mut(&c.source.source_id) {
+            Some(n) => n.count += c.count,
+            None => {
+                self.counts.insert(c.source.source_id.clone(), c);
+            }
+        }
+    }
+
+    fn limit_reached(&self) -> bool {
+        self.limit.is_some_and(|l| self.matches >= l as u64)
+    }
+
+    /// Sends `line` (its event already serialized, for a local one), or
+    /// drops it as a copy; false once the page is full or the client gone.
+    fn emit(&mut self, line: SearchLine, key: Key, json: Option<&[u8]>) -> bool {
+        let source = line.line.source.clone();
+        let (offset, end) = (line.line.offset, line_end(&line.line));
+        let inside = self
+            .sent
+            .get(&source)
+            .and_then(|s| s.range(..=offset).next_back())
+            .is_some_and(|(_, e)| offset < *e);
+        if inside {
+            return true;
+        }
+        let follows = self
+            .last_sent
+            .as_ref()
+            .is_some_and(|(s, e)| *s == source && *e == offset);
+        if line.context {
+            // Past the limit, only the last match's own trailing context.
+            if self.limit_reached() && !follows {
+                return true;
+            }
+        } else {
+            let past_cutoff = self.cutoff.as_ref().is_some_and(|c| key > *c);
+            if self.limit_reached() || past_cutoff {
+                self.left_out = Some(line.line.time_ns);
+                self.done = true;
+                return false;
+            }
+            self.matches += 1;
+            self.last_match = Some(key);
+        }
+        if self.context_on
+            && self.last_sent.is_some()
+            && !follows
+            && !self.inner.send(SearchEvent::Break)
+        {
+            return self.gone();
+        }
+        self.sent
+            .entry(source.clone())
+            .or_default()
+            .insert(offset, end);
+        self.last_sent = Some((source, end));
+        let ok = match json {
+            Some(json) => self.inner.send_serialized(json),
+            None => self.inner.send(SearchEvent::Line(line)),
+        };
+        ok || self.gone()
+    }
+
+    fn gone(&mut self) -> bool {
+        self.done = true;
+        false
+    }
+
+    /// Sends the answers' lines before `key` (all with `None`).
+    fn others_before(&mut self, key: Option<&Key>) -> bool {
+        while let Some(l) = self.others.front() {
+            let k = key_of(l, l.line.time_ns);
+            if key.is_some_and(|key| k >= *key) {
+                break;
+            }
+            let Some(l) = self.others.pop_front() else {
+                break;
+            };
+            if !self.emit(l, k, None) {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn local_line(&mut self, line: SearchLine, json: &[u8]) -> bool {
+        self.local_floor = self.local_floor.max(line.line.time_ns);
+        let key = key_of(&line, self.local_floor);
+        self.others_before(Some(&key)) && self.emit(line, key, Some(json))
+    }
+
+    fn list(&mut self, m: MatchSource) -> bool {
+        if self.listed.insert(m.source_id.clone(), ()).is_some() {
+            return true;
+        }
+        self.inner.send(SearchEvent::Source(m)) || self.gone()
+    }
+
+    /// The local summary, with the answers' added: sent last.
+    fn finish(&mut self, mut s: SearchSummary) -> bool {
+        match self.mode {
+            Mode::Lines => {
+                if !self.done {
+                    self.others_before(None);
+                }
+                let others_more = self.other_summaries.iter().any(|o| o.more);
+                s.more = s.more || self.left_out.is_some() || others_more;
+                s.matched = self.matches;
+                if s.more {
+                    s.next_time_ns = self.left_out.or(s.next_time_ns);
+                    s.next_cursor = self
+                        .last_match
+                        .as_ref()
+                        .map(|(t, source, offset)| format!("{t}.{source}.{offset}"))
+                        .or(s.next_cursor);
+                }
+            }
+            Mode::Count => {
+                s.matched = self.counts.values().map(|c| c.count).sum();
+                let counts = std::mem::take(&mut self.counts);
+                for c in counts.into_values() {
+                    if !self.inner.send(SearchEvent::Count(c)) {
+                        return false;
+                    }
+                }
+            }
+            Mode::List => {
+                for m in std::mem::take(&mut self.other_sources) {
+                    if !self.list(m) {
+                        return false;
+                    }
+                }
+                s.matched = self.listed.len() as u64;
+            }
+        }
+        for o in &self.other_summaries {
+            s.truncated |= o.truncated;
+            if s.reason.is_none() {
+                s.reason.clone_from(&o.reason);
+            }
+            s.blocks_total += o.blocks_total;
+            s.blocks_read += o.blocks_read;
+            s.read_bytes += o.read_bytes;
+            s.read_blocks.extend(o.read_blocks.iter().cloned());
+        }
+        s.partial = std::mem::take(&mut self.partial);
+        self.inner.send(SearchEvent::Summary(s))
+    }
+}
+
+impl SearchSink for FanIn<'_> {
+    fn send(&mut self, event: SearchEvent) -> bool {
+        match event {
+            SearchEvent::Start { mut jobs } => {
+                jobs.append(&mut self.other_jobs);
+                jobs.sort();
+                jobs.dedup();
+                if !self.inner.send(SearchEvent::Start { jobs }) {
+                    return self.gone();
+                }
+                // The answers' sources are known at once.
+                for m in std::mem::take(&mut self.other_sources) {
+                    if !self.list(m) {
+                        return false;
+                    }
+                }
+                true
+            }
+            SearchEvent::Line(l) => match serde_json::to_vec(&SearchEvent::Line(l.clone())) {
+                Ok(json) => self.local_line(l, &json),
+                Err(_) => true,
+            },
+            // Breaks are the merged stream's own.
+            SearchEvent::Break => true,
+            SearchEvent::Count(c) => {
+                self.add_count(c);
+                true
+            }
+            SearchEvent::Source(m) => self.list(m),
+            SearchEvent::Summary(s) => self.finish(s),
+        }
+    }
+
+    fn send_serialized(&mut self, json: &[u8]) -> bool {
+        if self.done {
+            return false;
+        }
+        match decode_search_event(json) {
+            Ok(SearchEvent::Line(l)) => self.local_line(l, json),
+            Ok(other) => self.send(other),
+            Err(e) => {
+                tracing::error!(error = %e, "a search event this node wrote cannot be read back");
+                self.gone()
+            }
+        }
+    }
+
+    /// Flushes even once the page is full: its summary is still to go.
+    fn flush(&mut self) -> bool {
+        let flushed = self.inner.flush();
+        self.done |= !flushed;
+        flushed && !self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::fanin::Collector;
+    use cblogs_core::{LineFlags, LineView, Source, Stream};
+
+    fn line(instance: u32, offset: u64, time_ns: i64, context: bool) -> SearchLine {
+        let source = Source::example("www-data/prod/hello", instance, "hello", Stream::Stdout);
+        SearchLine {
+            line: LineView::new(&source, offset, time_ns, LineFlags::default(), b"a line"),
+            context,
+            matches: Vec::new(),
+        }
+    }
+
+    fn texts(events: &[SearchEvent]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| match e {
+                SearchEvent::Line(l) => format!("{}@{}", l.line.instance, l.line.time_ns),
+                SearchEvent::Break => "--".into(),
+                _ => "?".into(),
+            })
+            .collect()
+    }
+
+    /// The local search's events, as `search::run` sends them.
+    fn run_local(fan: &mut FanIn, lines: &[SearchLine]) {
+        fan.send(SearchEvent::Start { jobs: Vec::new() });
+        for l in lines {
+            let json = serde_json::to_vec(&SearchEvent::Line(l.clone())).unwrap();
+            if !fan.send_serialized(&json) {
+                break;
+            }
+        }
+        fan.send(SearchEvent::Summary(SearchSummary::default()));
+    }
+
+    #[test]
+    fn lines_of_the_answers_go_out_between_the_local_ones_in_time_order() {
+        // b's answer: lines at 2 and 4, and a copy of a local line.
+        let answer = NodeAnswer {
+            events: [
+                line(1, 0, 2, false),
+                line(1, 7, 4, false),
+                line(0, 7, 30, false),
+            ]
+            .into_iter()
+            .map(SearchEvent::Line)
+            .collect(),
+            ..NodeAnswer::default()
+        };
+        let mut out = Collector::default();
+        let mut fan = FanIn::of_page(
+            &mut out,
+            (Mode::Lines, Some(4), false),
+            vec![answer],
+            Vec::new(),
+        );
+        run_local(
+            &mut fan,
+            &[
+                line(0, 0, 1, false),
+                line(0, 7, 3, false),
+                line(0, 14, 5, false),
+            ],
+        );
+        // The copy (instance 0, offset 7, another time) is not sent again;
+        // the page ends at 4 matches, the fifth left out.
+        assert_eq!(texts(&out.answer.events), ["0@1", "1@2", "0@3", "1@4"]);
+        let s = out.answer.summary.expect("summary");
+        assert!(s.more && s.matched == 4, "{s:?}");
+        assert_eq!(s.next_time_ns, Some(5));
+        let b = format!(
+            "{:016x}",
+            Source::example("www-data/prod/hello", 1, "hello", Stream::Stdout).id()
+        );
+        assert_eq!(s.next_cursor, Some(format!("4.{b}.7")));
+    }
+
+    #[test]
+    fn an_answer_cut_at_the_limit_ends_the_page_where_it_was_cut_and_breaks_are_the_merged_ones() {
+        // b stopped at its limit after its line at 2: a line of b's after
+        // it may exist, so nothing later than 2 is sent.
+        let answer = NodeAnswer {
+            events: vec![
+                SearchEvent::Line(line(1, 0, 2, false)),
+                SearchEvent::Line(line(1, 7, 3, true)),
+            ],
+            summary: Some(SearchSummary {
+                more: true,
+                ..SearchSummary::default()
+            }),
+            ..NodeAnswer::default()
+        };
+        let mut out = Collector::default();
+        let mut fan = FanIn::of_page(
+            &mut out,
+            (Mode::Lines, Some(10), true),
+            vec![answer],
+            Vec::new(),
+        );
+        run_local(
+            &mut fan,
+            &[
+                line(0, 0, 1, false),
+                line(0, 7, 4, true),
+                line(0, 14, 5, false),
+            ],
+        );
+        assert_eq!(
+            texts(&out.answer.events),
+            ["0@1", "--", "1@2", "1@3", "--", "0@4"]
+        );
+        let s = out.answer.summary.expect("summary");
+        assert!(s.more && s.matched == 2, "{s:?}");
+    }
+
+    #[test]
+    fn counts_add_up_and_listed_sources_go_out_once() {
+        let count = |instance: u32, n: u64| {
+            let source = Source::example("www-data/prod/hello", instance, "hello", Stream::Stdout);
+            SearchEvent::Count(SourceCount {
+                source: MatchSource {
+                    source_id: format!("{:016x}", source.id()),
+                    cluster: source.cluster.clone(),
+                    job: "www-data/prod/hello".into(),
+                    instance,
+                    process: "hello".into(),
+                    stream: Stream::Stdout,
+                    host: source.host.clone(),
+                },
+                count: n,
+            })
+        };
+        let answer = NodeAnswer {
+            events: vec![count(0, 2), count(1, 5)],
+            ..NodeAnswer::default()
+        };
+        let mut out = Collector::default();
+        let mut fan = FanIn::of_page(
+            &mut out,
+            (Mode::Count, None, false),
+            vec![answer],
+            Vec::new(),
+        );
+        fan.send(SearchEvent::Start { jobs: Vec::new() });
+        fan.send(count(0, 3));
+        fan.send(SearchEvent::Summary(SearchSummary::default()));
+        let counts: Vec<(u32, u64)> = out
+            .answer
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                SearchEvent::Count(c) => Some((c.source.instance, c.count)),
+                _ => None,
+            })
+            .collect();
+        let mut sorted = counts.clone();
+        sorted.sort();
+        assert_eq!(sorted, [(0, 5), (1, 5)]);
+        assert_eq!(out.answer.summary.expect("summary").matched, 10);
+    }
+}
