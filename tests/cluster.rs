@@ -948,6 +948,46 @@ impl SpreadAgent {
     }
 }
 
+/// Two nodes of a serverset that publish on a flush only (a dead one stays
+/// a member for 10 s, its session: long enough to be asked and named),
+/// and lines of `www-data/prod/<name>`, instance 0 on a and 1 on b,
+/// interleaved in time: 4 rounds of 5, a's, b's, a's, b's, line `i`
+/// written by `line(node's tag, i)`. Returns the lines in time order.
+fn two_nodes_interleaved(
+    name: &str,
+    line: impl Fn(&str, u64) -> String,
+) -> (
+    tempfile::TempDir,
+    Server,
+    tempfile::TempDir,
+    Server,
+    Vec<String>,
+) {
+    let config = format!(
+        "[storage]\nsplit_max_age_secs = 3600\n{}",
+        on_the_shared_store(name)
+            .replace("session_timeout_ms = 2000", "session_timeout_ms = 10000")
+    );
+    let (da, a) = Server::in_temp_dir(Some(&config));
+    let (db, b) = Server::in_temp_dir(Some(&config));
+    sees(&a, &[&a, &b], "a to see both nodes");
+    sees(&b, &[&a, &b], "b to see both nodes");
+    let job = format!("www-data/prod/{name}");
+    let mut on_a = SourceFile::of(&job, 0, "web", Stream::Stdout);
+    let mut on_b = SourceFile::of(&job, 1, "web", Stream::Stdout);
+    let mut written = Vec::new();
+    for round in 0..4u64 {
+        let (node, file, tag) = match round % 2 {
+            0 => (&a, &mut on_a, "a"),
+            _ => (&b, &mut on_b, "b"),
+        };
+        let lines: Vec<String> = (round * 5..round * 5 + 5).map(|i| line(tag, i)).collect();
+        node.post_ok(&request(vec![file.batch(&lines)]));
+        written.extend(lines);
+    }
+    (da, a, db, b, written)
+}
+
 /// The unpublished half of a fan-out read (issue 18): a tail asked of any
 /// node shows the lines every node holds, published or not, each once in
 /// time order (a line published by one node and shown by both is one
@@ -955,31 +995,9 @@ impl SpreadAgent {
 /// not silently short.
 #[test]
 fn a_tail_asked_of_any_node_shows_what_every_node_holds() {
-    // Splits are published on a flush only; a dead node stays a member for
-    // 10 s (its session), long enough to be asked and named.
-    let config = format!(
-        "[storage]\nsplit_max_age_secs = 3600\n{}",
-        on_the_shared_store("fanout")
-            .replace("session_timeout_ms = 2000", "session_timeout_ms = 10000")
-    );
-    let (_da, a) = Server::in_temp_dir(Some(&config));
-    let (_db, mut b) = Server::in_temp_dir(Some(&config));
-    sees(&a, &[&a, &b], "a to see both nodes");
-    sees(&b, &[&a, &b], "b to see both nodes");
     let job = "www-data/prod/fanout";
-    let mut on_a = SourceFile::of(job, 0, "web", Stream::Stdout);
-    let mut on_b = SourceFile::of(job, 1, "web", Stream::Stdout);
-    // Interleaved in time: a's, b's, a's, b's.
-    let mut want = Vec::new();
-    for round in 0..4u64 {
-        let (node, file, tag) = match round % 2 {
-            0 => (&a, &mut on_a, "a"),
-            _ => (&b, &mut on_b, "b"),
-        };
-        let lines = lines_of(tag, round * 5..round * 5 + 5);
-        node.post_ok(&request(vec![file.batch(&lines)]));
-        want.extend(lines);
-    }
+    let (_da, a, _db, mut b, want) =
+        two_nodes_interleaved("fanout", |tag, i| format!("{tag} line {i:04}"));
     let texts = |out: &CliOutput| -> Vec<String> {
         out.stdout
             .lines()
@@ -1050,34 +1068,15 @@ fn a_tail_asked_of_any_node_shows_what_every_node_holds() {
 /// named: the answer is partial, not silently short.
 #[test]
 fn a_search_asked_of_any_node_finds_what_every_node_holds() {
-    let config = format!(
-        "[storage]\nsplit_max_age_secs = 3600\n{}",
-        on_the_shared_store("fangrep")
-            .replace("session_timeout_ms = 2000", "session_timeout_ms = 10000")
-    );
-    let (_da, a) = Server::in_temp_dir(Some(&config));
-    let (_db, mut b) = Server::in_temp_dir(Some(&config));
-    sees(&a, &[&a, &b], "a to see both nodes");
-    sees(&b, &[&a, &b], "b to see both nodes");
     let job = "www-data/prod/fangrep";
-    let mut on_a = SourceFile::of(job, 0, "web", Stream::Stdout);
-    let mut on_b = SourceFile::of(job, 1, "web", Stream::Stdout);
-    // Interleaved in time: a's, b's, a's, b's; every other line an error.
-    let mut want = Vec::new();
-    for round in 0..4u64 {
-        let (node, file, tag) = match round % 2 {
-            0 => (&a, &mut on_a, "a"),
-            _ => (&b, &mut on_b, "b"),
-        };
-        let lines: Vec<String> = (round * 5..round * 5 + 5)
-            .map(|i| match i % 2 {
-                0 => format!("{tag} ERROR {i:04}"),
-                _ => format!("{tag} fine {i:04}"),
-            })
-            .collect();
-        node.post_ok(&request(vec![file.batch(&lines)]));
-        want.extend(lines.into_iter().filter(|l| l.contains("ERROR")));
-    }
+    let (_da, a, _db, mut b, written) = two_nodes_interleaved("fangrep", |tag, i| match i % 2 {
+        0 => format!("{tag} ERROR {i:04}"),
+        _ => format!("{tag} fine {i:04}"),
+    });
+    let want: Vec<String> = written
+        .into_iter()
+        .filter(|l| l.contains("ERROR"))
+        .collect();
     let only_b = "www-data/prod/fangrep-b";
     let mut b_alone = SourceFile::of(only_b, 0, "web", Stream::Stdout);
     b.post_ok(&request(vec![b_alone.batch(&["b alone ERROR".to_owned()])]));
@@ -1117,6 +1116,26 @@ fn a_search_asked_of_any_node_finds_what_every_node_holds() {
     for node in [&a, &b] {
         check(node, "before any publish");
     }
+    // The lines around one of b's, asked of a: only b holds them yet.
+    let found = a.cli(&grep_json);
+    let hit: Value = found
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line"))
+        .find(|l| l["text"] == "b ERROR 0006")
+        .expect("b's line found from a");
+    let around: Value = a.get_json(&format!(
+        "/api/v1/context?source={}&offset={}&before=1&after=1",
+        hit["source"].as_str().expect("source"),
+        hit["offset"]
+    ));
+    let texts: Vec<&str> = around["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .filter_map(|l| l["text"].as_str())
+        .collect();
+    assert_eq!(texts, ["b fine 0005", "b ERROR 0006", "b fine 0007"]);
     let out = a.cli(&["grep", "ERROR", only_b, "--output", "json"]);
     assert_eq!(rows(&out, "text"), [Value::from("b alone ERROR")]);
 
@@ -1155,6 +1174,126 @@ fn a_search_asked_of_any_node_finds_what_every_node_holds() {
         published,
         "what a holds, b's unpublished lines missing"
     );
+}
+
+/// A follow asked of any node of a cluster (issue 18's fan-out reads):
+/// it shows, live, the lines every node takes, and follows a source when
+/// it moves. A node is killed while lines are followed: its streams move
+/// to the other node, which is sent again what the dead one had not
+/// published; the follow shows every line of every stream once, in
+/// order, and names the dead node.
+#[test]
+fn a_follow_asked_of_any_node_shows_every_nodes_lines_and_follows_a_source_that_moves() {
+    let job = "www-data/prod/fanfollow";
+    let config = format!(
+        "[storage]\ncommit_interval_ms = 100\nsplit_max_age_secs = 3600\n{}",
+        on_the_shared_store("fanfollow")
+    );
+    let (_da, a) = Server::in_temp_dir(Some(&config));
+    let (_db, mut b) = Server::in_temp_dir(Some(&config));
+    let view = sees(&a, &[&a, &b], "a to see both nodes");
+    sees(&b, &[&a, &b], "b to see both nodes");
+    let b_id = node(&view, &b.url)["node_id"]
+        .as_str()
+        .expect("b's id")
+        .to_owned();
+    let mut agent = SpreadAgent::new("fanfollow");
+    agent.write("first", true);
+    let serverset = format!(
+        "zk://{}/cblogs/test/fanfollow",
+        ZooKeeper::shared().connect()
+    );
+    let shipper = agent.shipper(&serverset);
+    agent.wait_acked(&shipper, "the first lines acknowledged");
+    shared_by(&shipper, &a, &b);
+
+    // What the server sends (the CLI drops repeats itself), and the CLI.
+    let follow = raw_follow(&a, &format!("job={job}&n=1000"));
+    let mut cli = Follower::start(&a.url, &["tail", job, "-f", "-n", "0"]);
+    let mut seen: Vec<Value> = Vec::new();
+    let mut partial = Vec::new();
+    let mut until = |n: usize, seen: &mut Vec<Value>| {
+        while seen.len() < n {
+            let (event, data) = follow
+                .recv_timeout(DEADLINE)
+                .unwrap_or_else(|e| panic!("{} of {n} lines followed: {e}", seen.len()));
+            match event.as_str() {
+                "line" => seen.push(data),
+                _ => partial.push(data),
+            }
+        }
+    };
+    agent.write("second", true);
+    agent.wait_acked(&shipper, "the second lines acknowledged");
+    // Both nodes' lines, live.
+    let round = agent.runs.len() * 25;
+    until(2 * round, &mut seen);
+    // b dies holding the second lines unpublished: its streams move to a,
+    // which is sent them again.
+    b.kill9();
+    agent.write("third", true);
+    agent.wait_acked(&shipper, "the third lines acknowledged, by a");
+    until(3 * round, &mut seen);
+    let mut shown: std::collections::BTreeMap<(u64, String), Vec<String>> = Default::default();
+    for v in &seen {
+        let key = (
+            v["instance"].as_u64().expect("instance"),
+            v["stream"].as_str().expect("stream").to_owned(),
+        );
+        shown
+            .entry(key)
+            .or_default()
+            .push(v["text"].as_str().expect("text").to_owned());
+    }
+    for (i, run) in agent.runs.iter().enumerate() {
+        for (stream, name) in [(Stream::Stdout, "stdout"), (Stream::Stderr, "stderr")] {
+            let written: Vec<String> = std::fs::read_to_string(run.path(stream))
+                .expect("a sandbox file")
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            assert_eq!(
+                shown.get(&(i as u64, name.to_owned())),
+                Some(&written),
+                "instance {i} {name}: each line once, in order"
+            );
+        }
+    }
+    assert!(
+        partial.iter().any(|p| p["node_id"] == b_id.as_str()),
+        "b named: {partial:?}"
+    );
+    let said = cli.expect_stderr("partial", DEADLINE);
+    assert!(said.contains(&b_id), "{said}");
+}
+
+/// The events of `GET /api/v1/follow?<query>` on `server`, as they come
+/// (name, data): what the server sends, before `cblogs tail -f` drops a
+/// line it printed already.
+fn raw_follow(server: &Server, query: &str) -> std::sync::mpsc::Receiver<(String, Value)> {
+    let url = format!("{}/api/v1/follow?{query}", server.url);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut resp = http_client(None).get(&url).send().expect("GET follow");
+        assert_eq!(resp.status().as_u16(), 200, "GET {url}");
+        let mut parser = cblogs_core::sse::SseParser::new();
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = match std::io::Read::read(&mut resp, &mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            for ev in parser.feed(&buf[..n]) {
+                let Ok(data) = serde_json::from_str(&ev.data) else {
+                    continue;
+                };
+                if tx.send((ev.event, data)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
 }
 
 /// A node frozen for 20 s (SIGSTOP: its connections accepted, never

@@ -10,14 +10,14 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::Duration;
 
-use cblogs_core::api::{Lagged, Truncated, FOLLOW_PATH, MAX_TAIL_LINES};
+use cblogs_core::api::{Lagged, Truncated, Unanswered, FOLLOW_PATH, MAX_TAIL_LINES};
 use cblogs_core::LineView;
 use futures_util::StreamExt;
 
 use crate::client::{Client, ClientError};
 use crate::render::LineWriter;
-use crate::sse::{SseEvent, SseParser};
 use crate::Failure;
+use cblogs_core::sse::{SseEvent, SseParser};
 
 /// How far before the newest printed line a resume asks from: lines of other
 /// sources can arrive a little out of time order (shippers batch).
@@ -171,6 +171,14 @@ fn handle<W: Write>(
                 .map(|t| t.limit)
                 .unwrap_or(MAX_TAIL_LINES);
             printed.truncated = Some(limit);
+        }
+        "partial" => {
+            if let Ok(node) = serde_json::from_str::<Unanswered>(&ev.data) {
+                eprintln!(
+                    "cblogs: partial: node {} ({}) is not followed ({}); lines it takes are missing until it answers again",
+                    node.node_id, node.url, node.error
+                );
+            }
         }
         "lagged" => {
             let missed = serde_json::from_str::<Lagged>(&ev.data)

@@ -7,7 +7,6 @@ mod follow;
 mod grep;
 mod render;
 mod serverset;
-mod sse;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;

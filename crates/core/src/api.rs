@@ -40,6 +40,12 @@ pub const CLUSTER_NODE_PATH: &str = "/api/v1/cluster/node";
 /// A node's own `tail` (what it holds, published or not), asked by the
 /// node that answers a `tail` in a cluster: the same parameters.
 pub const CLUSTER_TAIL_PATH: &str = "/api/v1/cluster/tail";
+/// A node's own context of a line (`GET /api/v1/context`'s parameters),
+/// for a node that asks every node.
+pub const CLUSTER_CONTEXT_PATH: &str = "/api/v1/cluster/context";
+/// A node's own follow, for a node that follows every node: a `live`
+/// event ends its backlog.
+pub const CLUSTER_FOLLOW_PATH: &str = "/api/v1/cluster/follow";
 /// A node's part of a fan-out search: what it holds that is not published
 /// as of a metastore version (`after_version=`).
 pub const CLUSTER_SEARCH_PATH: &str = "/api/v1/cluster/search";
@@ -300,6 +306,10 @@ pub const CONTEXT_PATH: &str = "/api/v1/context";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContextResponse {
     pub lines: Vec<LineView>,
+    /// In a cluster: the nodes asked that did not answer (the lines may
+    /// then lack some they hold unpublished).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partial: Vec<Unanswered>,
 }
 
 /// How many matching lines a search shows unless told otherwise.

@@ -14,6 +14,8 @@
 //! - [`sandbox`]: the names Thermos gives executor, run and log files.
 //! - [`serverset`]: a member of an Aurora serverset (ZooKeeper), as
 //!   Aurora's announcer and cblogsd write it.
+//! - [`sse`]: a Server-Sent Events parser (a follow's stream, read by the
+//!   CLI and by a node that follows the others).
 //! - [`pattern`]: search patterns with ripgrep's semantics (`-F`, `-i`, `-w`).
 //! - [`Selector`]: the job selector users type (`cluster/role/env/name[/instance]`,
 //!   a bare `name`, `*` globs in any part).
@@ -26,6 +28,7 @@ pub mod pattern;
 pub mod sandbox;
 mod selector;
 pub mod serverset;
+pub mod sse;
 mod task_id;
 pub mod time;
 pub mod wire;

@@ -8,4 +8,4 @@ pub mod auth;
 pub mod limits;
 
 pub use auth::{Auth, AuthError, Role};
-pub use limits::{Caller, Limits};
+pub use limits::{Caller, FollowSlot, Limits};

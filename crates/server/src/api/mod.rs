@@ -9,6 +9,7 @@
 //! tail.rs       GET /api/v1/tail, /api/v1/follow (Server-Sent Events, sse.rs)
 //! search.rs     GET /api/v1/search (NDJSON), /api/v1/context
 //! fanout_search.rs  a node of a cluster's search, fanned out; GET /api/v1/cluster/search: a node's part
+//! fanout_follow.rs  a node of a cluster's follow: every node followed (GET /api/v1/cluster/follow, tail.rs)
 //! histogram.rs  GET /api/v1/histogram
 //! status.rs     GET /api/v1/jobs, /api/v1/storage, /api/v1/alerts, /api/v1/cluster
 //! admin.rs      POST /api/v1/admin/flush, /api/v1/admin/alerts/reload, /api/v1/alerts/silences
@@ -23,6 +24,7 @@
 
 mod admin;
 mod error;
+mod fanout_follow;
 mod fanout_search;
 mod histogram;
 mod ingest;
@@ -94,6 +96,8 @@ pub fn router(app: Arc<App>) -> Router {
         // On every role: an ingest node holds the lines it has not published.
         .route(api::CLUSTER_TAIL_PATH, get(tail::node_tail))
         .route(api::CLUSTER_SEARCH_PATH, get(fanout_search::node_search))
+        .route(api::CLUSTER_FOLLOW_PATH, get(tail::node_follow))
+        .route(api::CLUSTER_CONTEXT_PATH, get(search::node_context))
         .route(api::METRICS_PATH, get(metrics::serve))
         .route(
             api::SESSION_PATH,

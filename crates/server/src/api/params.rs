@@ -5,6 +5,7 @@
 //! of them it takes and refuses the rest as unknown (`tail` has no `host`
 //! or `until_ns`).
 
+use axum::http::StatusCode;
 use cblogs_core::{Selector, SelectorError, Stream};
 
 use super::error::ApiError;
@@ -98,6 +99,21 @@ impl Selection {
     /// the store knows (an exact selector must name one job), globs kept
     /// to be matched against sources that appear later. No selector at all
     /// means every job, including any that appears during the read.
+    /// [`Selection::resolve`], for a read that goes on (a follow in a
+    /// cluster): a job the store does not know yet may come (its lines
+    /// on another node, or a source moving here). Its selectors are then
+    /// matched afresh against every source. Says whether they resolved.
+    pub fn resolve_or_later(self, store: &Store) -> Result<(LineFilter, bool), ApiError> {
+        let mut later = self.filter.clone();
+        later.jobs = Vec::new();
+        later.globs = self.selectors.clone();
+        match self.resolve(store) {
+            Ok(filter) => Ok((filter, true)),
+            Err(e) if e.status() == StatusCode::NOT_FOUND => Ok((later, false)),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn resolve(self, store: &Store) -> Result<LineFilter, ApiError> {
         let mut filter = self.filter;
         if !self.selectors.is_empty() {

@@ -21,6 +21,7 @@ use bytes::{BufMut, BytesMut};
 use cblogs_core::api::{self, ContextResponse, SearchEvent};
 use cblogs_core::pattern::{Pattern, PatternOptions};
 use cblogs_core::time::{format_rfc3339, now_ns};
+use cblogs_core::LineView;
 use tokio::sync::mpsc;
 
 use super::error::ApiError;
@@ -407,11 +408,75 @@ pub(super) fn ndjson_body(mut rx: mpsc::Receiver<Bytes>) -> Response {
         .into_response()
 }
 
-/// `GET /api/v1/context`: the lines around one line of one source.
+/// `GET /api/v1/context`: the lines around one line of one source. In a
+/// cluster every other node is asked for its own (its view holds what it
+/// has not published, and what it follows), and the lines are merged.
 pub(super) async fn context(
     State(app): State<Arc<App>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<ContextResponse>, ApiError> {
+    let q = context_query(raw.clone(), &app)?;
+    let local = local_context(&app, &q).await?;
+    if !app.cluster.has_others() {
+        return match local {
+            Some(lines) => Ok(Json(ContextResponse {
+                lines,
+                partial: Vec::new(),
+            })),
+            None => Err(q.not_found()),
+        };
+    }
+    let path = format!("{}?{}", api::CLUSTER_CONTEXT_PATH, raw.unwrap_or_default());
+    let (answers, partial) = app.cluster.ask_others::<ContextResponse>(&path).await;
+    let mut lines = local.unwrap_or_default();
+    for a in answers {
+        lines.extend(a.lines);
+    }
+    let mut lines = read::drop_copies(lines);
+    lines.sort_by_key(|l| l.offset);
+    let Some(at) = lines.iter().position(|l| l.offset == q.offset) else {
+        return Err(q.not_found());
+    };
+    let end = (at + q.after + 1).min(lines.len());
+    lines.truncate(end);
+    lines.drain(..at.saturating_sub(q.before));
+    Ok(Json(ContextResponse { lines, partial }))
+}
+
+/// `GET /api/v1/cluster/context`: this node's own context of a line, for
+/// a node that asks every node; a line it does not hold is no lines.
+pub(super) async fn node_context(
+    State(app): State<Arc<App>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<ContextResponse>, ApiError> {
+    let q = context_query(raw, &app)?;
+    Ok(Json(ContextResponse {
+        lines: local_context(&app, &q).await?.unwrap_or_default(),
+        partial: Vec::new(),
+    }))
+}
+
+/// What a context request asks.
+struct ContextQuery {
+    source: u64,
+    offset: u64,
+    before: usize,
+    after: usize,
+}
+
+impl ContextQuery {
+    fn not_found(&self) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no line at offset {} of source {:016x}",
+                self.offset, self.source
+            ),
+        )
+    }
+}
+
+fn context_query(raw: Option<String>, app: &App) -> Result<ContextQuery, ApiError> {
     let (mut source, mut offset) = (None, None);
     let (mut before, mut after) = (10usize, 10usize);
     for (k, v) in query_pairs(raw) {
@@ -449,8 +514,20 @@ pub(super) async fn context(
             "at most {most} context lines on each side (search.max_context_lines)"
         )));
     }
+    Ok(ContextQuery {
+        source,
+        offset,
+        before,
+        after,
+    })
+}
+
+/// The lines around the line asked, in this node's view; `None` if it
+/// holds no line there.
+async fn local_context(app: &App, q: &ContextQuery) -> Result<Option<Vec<LineView>>, ApiError> {
     let store = app.store.clone();
-    let lines = tokio::task::spawn_blocking(move || {
+    let (source, offset, before, after) = (q.source, q.offset, q.before, q.after);
+    tokio::task::spawn_blocking(move || {
         let snap = store.snapshot(&|s| s.id() == source, false);
         search::lines_around(&snap, offset, before, after)
     })
@@ -467,12 +544,5 @@ pub(super) async fn context(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot read the store: {e}"),
         )
-    })?;
-    match lines {
-        Some(lines) => Ok(Json(ContextResponse { lines })),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no line at offset {offset} of source {source:016x}"),
-        )),
-    }
+    })
 }

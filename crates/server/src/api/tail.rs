@@ -12,26 +12,26 @@
 //! that falls more than `read.follow_buffer_batches` behind skips to the
 //! newest lines and is sent a `lagged` event.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::Json;
-use cblogs_core::api::{self, Lagged, TailResponse, Truncated};
+use cblogs_core::api::{self, Lagged, TailResponse};
 use tokio::sync::{broadcast, mpsc};
 
 use super::error::ApiError;
 use super::listener::PeerAddr;
 use super::params::{bad_param, query_pairs, Selection, TAIL_SELECTION};
 use super::sse;
+use crate::access::FollowSlot;
 use crate::app::App;
 use crate::metrics::{emit, QueryAnswered, RequestRefused};
-use crate::read::{self, LineFilter};
-use crate::store::Store;
+use crate::read::{self, LastLines, LineFilter};
+use crate::store::{LiveBatch, Store};
 
 /// The parameters `tail` and `follow` share.
 struct TailParams {
@@ -41,9 +41,9 @@ struct TailParams {
 
 /// The parameters as given, the selection not yet resolved against the
 /// store's jobs.
-struct TailRequest {
-    selection: Selection,
-    n: usize,
+pub(super) struct TailRequest {
+    pub(super) selection: Selection,
+    pub(super) n: usize,
 }
 
 impl TailRequest {
@@ -67,7 +67,11 @@ fn tail_params(
 /// `resume`: a follow picking up after an outage asks for every line since
 /// a time; past `read.max_tail_lines` it gets the newest of them and a
 /// `truncated` event instead of a refusal.
-fn tail_request(raw: Option<String>, max_n: usize, resume: bool) -> Result<TailRequest, ApiError> {
+pub(super) fn tail_request(
+    raw: Option<String>,
+    max_n: usize,
+    resume: bool,
+) -> Result<TailRequest, ApiError> {
     let mut selection = Selection::default();
     let mut n = api::DEFAULT_TAIL_LINES;
     for (k, v) in query_pairs(raw) {
@@ -214,24 +218,59 @@ pub(super) async fn follow(
     State(app): State<Arc<App>>,
     axum::Extension(peer): axum::Extension<PeerAddr>,
     RawQuery(raw): RawQuery,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
+    let slot = follow_slot(&app, peer)?;
+    if app.cluster.has_others() {
+        return super::fanout_follow::follow(app, raw, slot).await;
+    }
     let TailParams { filter, n } =
         tail_params(&app.store, raw, app.config.read.max_tail_lines, true)?;
-    let slot = app.limits.follow_slot(Some(peer.0.ip())).map_err(|msg| {
+    let (backlog, live) = start_follow(&app, filter.clone(), n).await?;
+    Ok(stream_follow(&app, filter, n, backlog, live, slot, false))
+}
+
+/// `GET /api/v1/cluster/follow`: this node's own follow, for a node that
+/// follows every node for its client. A `live` event ends the backlog. A
+/// job it does not know yet is followed as it comes.
+pub(super) async fn node_follow(
+    State(app): State<Arc<App>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let request = tail_request(raw, app.config.read.max_tail_lines, true)?;
+    let (filter, _) = request.selection.resolve_or_later(&app.store)?;
+    let (backlog, live) = start_follow(&app, filter.clone(), request.n).await?;
+    // The asking node holds its client's slot.
+    let slot = app.limits.follow_slot(None).map_err(ApiError::bad)?;
+    Ok(stream_follow(
+        &app, filter, request.n, backlog, live, slot, true,
+    ))
+}
+
+/// One of `read.max_follows_per_client` for the client at `peer`, or 429.
+fn follow_slot(app: &App, peer: PeerAddr) -> Result<FollowSlot, ApiError> {
+    app.limits.follow_slot(Some(peer.0.ip())).map_err(|msg| {
         emit(RequestRefused {
             endpoint: "read",
             reason: "follow_limit",
         });
         ApiError::new(StatusCode::TOO_MANY_REQUESTS, msg).because("follow_limit")
-    })?;
+    })
+}
+
+/// The newest `n` lines here (since the filter's `since_ns`) and every
+/// batch applied after them. The snapshot and the subscription are taken
+/// together, so the backlog and the live lines meet with no gap and no
+/// overlap.
+pub(super) async fn start_follow(
+    app: &App,
+    filter: LineFilter,
+    n: usize,
+) -> Result<(LastLines, broadcast::Receiver<Arc<LiveBatch>>), ApiError> {
     let store = app.store.clone();
-    let f = filter.clone();
-    // The snapshot and the subscription are taken together, so the backlog
-    // and the live lines meet with no gap and no overlap.
     let (backlog, live) = tokio::task::spawn_blocking(move || {
-        let mut snap = store.snapshot(&|s| f.wants(s), true);
+        let mut snap = store.snapshot(&|s| filter.wants(s), true);
         let live = snap.live.take();
-        read::last_lines(&snap, n, f.since_ns).map(|tail| (tail, live))
+        read::last_lines(&snap, n, filter.since_ns).map(|tail| (tail, live))
     })
     .await
     .map_err(|e| {
@@ -240,12 +279,27 @@ pub(super) async fn follow(
             format!("follow failed: {e}"),
         )
     })??;
-    let Some(mut live) = live else {
-        return Err(ApiError::new(
+    let live = live.ok_or_else(|| {
+        ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "follow: no live subscription",
-        ));
-    };
+        )
+    })?;
+    Ok((backlog, live))
+}
+
+/// The follow's Server-Sent Events: `jobs`, `truncated` if so, the
+/// backlog, `live` (with `live_marker`), then every batch `filter` wants
+/// as it is applied, until the client leaves or the service stops.
+fn stream_follow(
+    app: &App,
+    filter: LineFilter,
+    n: usize,
+    backlog: LastLines,
+    mut live: broadcast::Receiver<Arc<LiveBatch>>,
+    slot: FollowSlot,
+    live_marker: bool,
+) -> Response {
     // The stream is written by hand rather than through axum's `Sse`, so
     // that a batch's lines, encoded once (`LiveBatch::encoded`), go to every
     // tail as one shared chunk.
@@ -256,11 +310,8 @@ pub(super) async fn follow(
         // Counted as open until this task ends (the client went away or
         // the service stops).
         let _slot = slot;
-        let mut head = Vec::new();
-        sse::event(&mut head, "jobs", &filter.job_keys());
-        if backlog.truncated && filter.since_ns.is_some() {
-            sse::event(&mut head, "truncated", &Truncated { limit: n });
-        }
+        let truncated = backlog.truncated && filter.since_ns.is_some();
+        let head = sse::follow_head(&filter.job_keys(), truncated.then_some(n));
         if tx.send(Bytes::from(head)).await.is_err() {
             return;
         }
@@ -274,6 +325,13 @@ pub(super) async fn follow(
             }
         }
         drop(backlog);
+        if live_marker {
+            let mut buf = Vec::new();
+            sse::event(&mut buf, "live", &());
+            if tx.send(Bytes::from(buf)).await.is_err() {
+                return;
+            }
+        }
         let mut ticks =
             tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
         let mut sent_since_tick = false;
@@ -314,16 +372,5 @@ pub(super) async fn follow(
             }
         }
     });
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
-    });
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        Body::from_stream(body),
-    ))
+    sse::response(rx)
 }

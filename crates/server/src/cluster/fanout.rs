@@ -33,7 +33,7 @@ impl<T> Answered<T> {
 impl Cluster {
     /// The other nodes that may hold lines this one does not (role `all`
     /// or `ingest`), as the membership stands.
-    fn others(&self) -> Vec<Node> {
+    pub fn others(&self) -> Vec<Node> {
         let mut nodes = self.membership.view().nodes;
         nodes.retain(|n| n.node_id != self.node_id && n.role != "query");
         nodes

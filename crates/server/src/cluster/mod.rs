@@ -32,7 +32,7 @@ use crate::access::Auth;
 use crate::config::{ClusterConfig, NodeRole};
 use cblogs_core::serverset::{NodeInfo, ServiceInstance};
 pub use fanout::Answered;
-pub use membership::{ClusterView, Membership, NodeReport};
+pub use membership::{ClusterView, Membership, Node, NodeReport};
 pub use ownership::Ownerships;
 pub use peers::{PeerError, Peers};
 

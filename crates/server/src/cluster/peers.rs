@@ -83,6 +83,27 @@ impl Peers {
         path: &str,
         timeout: Option<Duration>,
     ) -> Result<T, PeerError> {
+        let resp = self.get(url, path, timeout).await?;
+        let body = resp.bytes().await.map_err(|e| unreachable(url, &e))?;
+        serde_json::from_slice(&body).map_err(|e| PeerError::Refused {
+            url: url.to_owned(),
+            why: format!("its answer to {path} is not what this node expects: {e}"),
+        })
+    }
+
+    /// GETs `path` of the node at `url` and gives back its answer as it
+    /// streams (a follow: for as long as it lasts).
+    pub async fn get_stream(&self, url: &str, path: &str) -> Result<reqwest::Response, PeerError> {
+        self.get(url, path, Some(STREAM_TIMEOUT)).await
+    }
+
+    /// The answer to a GET once its status is a success; else why not.
+    async fn get(
+        &self,
+        url: &str,
+        path: &str,
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::Response, PeerError> {
         let full = format!("{}{path}", url.trim_end_matches('/'));
         let mut req = self.http.get(&full);
         if let Some(timeout) = timeout {
@@ -92,27 +113,30 @@ impl Peers {
         if let Some(token) = self.auth.node_token() {
             req = req.bearer_auth(token);
         }
-        let unreachable = |e: reqwest::Error| PeerError::Unreachable {
-            url: url.to_owned(),
-            why: root_cause(&e),
-        };
-        let resp = req.send().await.map_err(unreachable)?;
+        let resp = req.send().await.map_err(|e| unreachable(url, &e))?;
         let status = resp.status();
-        let body = resp.bytes().await.map_err(unreachable)?;
-        if !status.is_success() {
-            let why = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
-                .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_owned());
-            return Err(PeerError::Refused {
-                url: url.to_owned(),
-                why: format!("{status}: {why}"),
-            });
+        if status.is_success() {
+            return Ok(resp);
         }
-        serde_json::from_slice(&body).map_err(|e| PeerError::Refused {
+        let body = resp.bytes().await.map_err(|e| unreachable(url, &e))?;
+        let why = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_owned());
+        Err(PeerError::Refused {
             url: url.to_owned(),
-            why: format!("its answer to {path} is not what this node expects: {e}"),
+            why: format!("{status}: {why}"),
         })
+    }
+}
+
+/// A stream's answer (a follow) is read for as long as it lasts: a year.
+const STREAM_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+fn unreachable(url: &str, e: &reqwest::Error) -> PeerError {
+    PeerError::Unreachable {
+        url: url.to_owned(),
+        why: root_cause(e),
     }
 }
 

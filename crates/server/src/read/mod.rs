@@ -13,4 +13,4 @@ mod tail;
 pub use copies::{drop_copies, line_end};
 pub use jobs::jobs;
 pub use selection::{resolve, LineFilter, QueryError};
-pub use tail::{last_lines, OwnedLine};
+pub use tail::{last_lines, LastLines, OwnedLine};
