@@ -1105,6 +1105,27 @@ fn a_search_asked_of_any_node_finds_what_every_node_holds() {
         );
         let out = node.cli(&["grep", "-l", "ERROR", job, "--output", "json"]);
         assert_eq!(rows(&out, "instance"), [Value::from(0), Value::from(1)]);
+        let out = node.cli(&["jobs", job, "--output", "json"]);
+        let instances = rows(&out, "instances");
+        let lines: Vec<(u64, u64)> = instances[0]
+            .as_array()
+            .expect("instances")
+            .iter()
+            .map(|i| {
+                (
+                    i["instance"].as_u64().unwrap_or(9),
+                    i["lines"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        assert_eq!(
+            lines,
+            [(0, 10), (1, 10)],
+            "{} {when}: each line counted once",
+            node.url
+        );
+        let histogram = node.get_json(&format!("/api/v1/histogram?job={job}&pattern=ERROR"));
+        assert_eq!(histogram["total"], 10, "{} {when}: {histogram}", node.url);
         let out = node.cli(&["grep", "ERROR", job, "--output", "json", "--limit", "3"]);
         assert_eq!(
             rows(&out, "text"),
@@ -1294,6 +1315,55 @@ fn raw_follow(server: &Server, query: &str) -> std::sync::mpsc::Receiver<(String
         }
     });
     rx
+}
+
+/// Rule 5 of issue 18: a node gone from the serverset (killed, its
+/// session expired) still counts toward `partial` while the metastore
+/// names it the owner of a source: what it took and did not publish is
+/// nowhere else. Once the source moves to another node, it no longer
+/// does.
+#[test]
+fn a_node_gone_from_the_serverset_is_named_while_it_owns_a_source() {
+    let config = format!(
+        "[storage]\nsplit_max_age_secs = 3600\n{}",
+        on_the_shared_store("departed")
+    );
+    let (_da, a) = Server::in_temp_dir(Some(&config));
+    let (_db, mut b) = Server::in_temp_dir(Some(&config));
+    let view = sees(&a, &[&a, &b], "a to see both nodes");
+    let b_id = node(&view, &b.url)["node_id"]
+        .as_str()
+        .expect("b's id")
+        .to_owned();
+    let job = "www-data/prod/departed";
+    let lines = lines_of("held", 0..5);
+    b.post_ok(&request(vec![SourceFile::of(
+        job,
+        0,
+        "web",
+        Stream::Stdout,
+    )
+    .batch(&lines)]));
+    b.kill9();
+    sees(&a, &[&a], "b to leave the serverset");
+    let out = a.cli(&["tail", job]);
+    assert!(
+        out.stderr.contains("partial answer") && out.stderr.contains(&b_id),
+        "b, gone but owning the source, is named: {}",
+        out.stderr
+    );
+    // The source moves to a (its lines sent again): b owns nothing now.
+    a.post_ok(&request(vec![SourceFile::of(
+        job,
+        0,
+        "web",
+        Stream::Stdout,
+    )
+    .batch(&lines)]));
+    let out = a.cli(&["tail", job, "--output", "raw"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("partial"), "{}", out.stderr);
+    assert_eq!(out.stdout.lines().collect::<Vec<_>>(), lines);
 }
 
 /// A node frozen for 20 s (SIGSTOP: its connections accepted, never

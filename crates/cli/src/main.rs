@@ -321,5 +321,6 @@ async fn jobs(client: &Client, args: JobsArgs) -> Result<(), Failure> {
         }
     }
     out.flush()?;
+    say_partial(&resp.partial);
     Ok(())
 }

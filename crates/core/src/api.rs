@@ -43,6 +43,13 @@ pub const CLUSTER_TAIL_PATH: &str = "/api/v1/cluster/tail";
 /// A node's own context of a line (`GET /api/v1/context`'s parameters),
 /// for a node that asks every node.
 pub const CLUSTER_CONTEXT_PATH: &str = "/api/v1/cluster/context";
+/// A node's part of a `jobs` listing: its sources' lines not published as
+/// of a metastore version (`after_version=`).
+pub const CLUSTER_JOBS_PATH: &str = "/api/v1/cluster/jobs";
+/// A node's part of a histogram: per source, its matching lines not
+/// published as of a metastore version (`after_version=`), in the
+/// buckets the asker gives (`since_ns`, `until_ns`, `buckets`).
+pub const CLUSTER_HISTOGRAM_PATH: &str = "/api/v1/cluster/histogram";
 /// A node's own follow, for a node that follows every node: a `live`
 /// event ends its backlog.
 pub const CLUSTER_FOLLOW_PATH: &str = "/api/v1/cluster/follow";
@@ -216,6 +223,10 @@ pub const MAX_TAIL_LINES: usize = 100_000;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobsResponse {
     pub jobs: Vec<JobSummary>,
+    /// In a cluster: the nodes asked that did not answer (the counts may
+    /// then lack lines they hold unpublished).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partial: Vec<Unanswered>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -431,6 +442,10 @@ pub struct HistogramResponse {
     pub truncated: bool,
     pub reason: Option<String>,
     pub took_ms: u64,
+    /// In a cluster: the nodes asked that did not answer (the counts may
+    /// then lack lines they hold unpublished).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partial: Vec<Unanswered>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

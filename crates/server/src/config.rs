@@ -83,6 +83,9 @@ pub struct ClusterConfig {
     /// How long a request to another node may take (connecting included)
     /// before that node counts as not answering.
     pub peer_timeout_ms: u64,
+    /// How long a node that left the serverset is still asked by fan-out
+    /// reads (and named as not answering), while it owns a source.
+    pub departed_grace_secs: u64,
 }
 
 /// What a node does: `[cluster] role`, `cblogsd --role`.
@@ -140,6 +143,7 @@ impl Default for ClusterConfig {
             token_file: PathBuf::new(),
             ca_cert: PathBuf::new(),
             peer_timeout_ms: 3_000,
+            departed_grace_secs: 300,
         }
     }
 }

@@ -140,6 +140,9 @@ impl Service {
             .cluster
             .is_cluster()
             .then(|| Arc::new(Ownerships::open(&cluster.node_id, metastore.clone())));
+        if let Some(own) = &ownerships {
+            cluster.set_ownerships(own.clone());
+        }
         // A retired split's objects outlive the longest search that could
         // be reading them.
         let retired_grace = config.search.max_query_time() + RETIRED_MARGIN;

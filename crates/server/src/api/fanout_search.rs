@@ -12,7 +12,7 @@
 //! published part is searched and streamed out, the answers merged in.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
@@ -23,23 +23,16 @@ use cblogs_core::api::CLUSTER_SEARCH_PATH;
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::ApiError;
-use super::params::bad_param;
+use super::fanout::{ask_pinned, pinned_path, take_after_version, PinnedAnswer};
 use super::search::{
     job_keys, ndjson_body, parse, request_here, search_slot, spawn_search, NdjsonSink,
     SUMMARY_MARGIN,
 };
 use crate::app::App;
-use crate::cluster::Answered;
 use crate::metrics::{emit, QueryAnswered};
 use crate::search::fanin::{event_source, keep_newest_owners, Collector, FanIn, NodeAnswer};
 use crate::search::{self, SearchRequest};
 use crate::store::{FollowFirst, ReadSnapshot, Store};
-
-/// The parameter a node's part is asked with: the asker's pinned version.
-const AFTER_VERSION: &str = "after_version";
-/// How many times a search pins again when a node must be followed
-/// further first.
-const PIN_TRIES: usize = 3;
 
 /// `GET /api/v1/search` on a node of a cluster.
 pub(super) async fn search(app: Arc<App>, raw: Option<String>) -> Result<Response, ApiError> {
@@ -50,42 +43,18 @@ pub(super) async fn search(app: Arc<App>, raw: Option<String>) -> Result<Respons
     let wanted = |s: &cblogs_core::Source| here && req.filter.wants(s);
     // Each node may take as long as the search may.
     let timeout = req.time_limit + SUMMARY_MARGIN;
-    let mut tries = 0;
-    let (parts, answers, mut partial) = loop {
-        let parts = app.store.pinned_parts(&wanted);
-        let path = format!(
-            "{CLUSTER_SEARCH_PATH}?{}{}{AFTER_VERSION}={}",
-            raw.as_deref().unwrap_or_default(),
-            if raw.as_deref().is_some_and(|r| !r.is_empty()) {
-                "&"
-            } else {
-                ""
-            },
-            parts.version
-        );
-        let (answers, partial) = app
-            .cluster
-            .ask_others_within::<NodeAnswer>(&path, Some(timeout))
-            .await;
-        let behind = answers.iter().filter_map(|a| a.answer.follow_first).max();
-        match behind {
-            Some(version) if tries < PIN_TRIES => {
-                tries += 1;
-                wait_followed(&app, version).await;
-            }
-            _ => break (parts, answers, partial),
-        }
-    };
-    let mut kept = Vec::with_capacity(answers.len() + 1);
-    for a in answers {
-        match a.answer.follow_first {
-            Some(v) => partial.push(a.unused(format!(
-                "it cannot answer after metastore version {}: this node has not followed the metastore up to version {v}",
-                parts.version
-            ))),
-            None => kept.push(a),
-        }
-    }
+    let raw = raw.unwrap_or_default();
+    let (parts, _, kept, mut partial) = ask_pinned::<_, NodeAnswer>(
+        &app,
+        || {
+            let parts = app.store.pinned_parts(&wanted);
+            let version = parts.version;
+            (parts, version)
+        },
+        |version| pinned_path(CLUSTER_SEARCH_PATH, &raw, version),
+        Some(timeout),
+    )
+    .await;
     if let Some(unknown) = unknown {
         if partial.is_empty() && kept.iter().all(|a| a.answer.jobs.is_empty()) {
             return Err(unknown);
@@ -100,8 +69,7 @@ pub(super) async fn search(app: Arc<App>, raw: Option<String>) -> Result<Respons
     let store = app.store.clone();
     spawn_search(&app, move || {
         let _slot = slot;
-        let mut answers: Vec<NodeAnswer> =
-            kept.into_iter().map(|a: Answered<_>| a.answer).collect();
+        let mut answers: Vec<NodeAnswer> = kept.into_iter().map(|a| a.answer).collect();
         // This node's own unpublished part, answered as the others'.
         answers.push(node_answer(&store, &parts.unpublished, &req, jobs.clone()));
         keep_newest_owners(&mut answers, |s| {
@@ -118,16 +86,6 @@ pub(super) async fn search(app: Arc<App>, raw: Option<String>) -> Result<Respons
         });
     })?;
     Ok(ndjson_body(rx))
-}
-
-/// Waits (a few commit rounds at most) until this node has followed the
-/// metastore up to `version`.
-async fn wait_followed(app: &App, version: u64) {
-    let deadline =
-        Instant::now() + 3 * app.config.storage.commit_interval() + Duration::from_secs(1);
-    while app.store.followed_version() < version && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// `req` run over `snap` (a node's unpublished part), kept whole, with
@@ -189,47 +147,8 @@ pub(super) async fn node_search(
     })
 }
 
-/// Takes `after_version` out of a node's part's query: the rest is the
-/// search as its asker was asked it.
-fn take_after_version(raw: Option<String>) -> Result<(Option<String>, u64), ApiError> {
-    let mut after = None;
-    let mut rest = Vec::new();
-    for pair in raw.as_deref().unwrap_or_default().split('&') {
-        match pair
-            .strip_prefix(AFTER_VERSION)
-            .and_then(|v| v.strip_prefix('='))
-        {
-            Some(v) => {
-                after = Some(
-                    v.parse::<u64>()
-                        .map_err(|_| bad_param(AFTER_VERSION, v, "expected a metastore version"))?,
-                )
-            }
-            None if !pair.is_empty() => rest.push(pair),
-            None => {}
-        }
-    }
-    let after = after.ok_or_else(|| {
-        ApiError::bad(format!(
-            "missing parameter '{AFTER_VERSION}' (the asker's pinned metastore version)"
-        ))
-    })?;
-    Ok((Some(rest.join("&")), after))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_nodes_part_is_asked_after_a_version_and_the_rest_is_the_search() {
-        let (rest, after) =
-            take_after_version(Some("pattern=x&after_version=42&job=a%2Fb%2Fc".into())).unwrap();
-        assert_eq!(
-            (rest.as_deref(), after),
-            (Some("pattern=x&job=a%2Fb%2Fc"), 42)
-        );
-        assert!(take_after_version(Some("pattern=x".into())).is_err());
-        assert!(take_after_version(Some("after_version=x".into())).is_err());
+impl PinnedAnswer for NodeAnswer {
+    fn follow_first(&self) -> Option<u64> {
+        self.follow_first
     }
 }

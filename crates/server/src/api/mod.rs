@@ -8,7 +8,9 @@
 //! ingest.rs     POST /api/v1/ingest
 //! tail.rs       GET /api/v1/tail, /api/v1/follow (Server-Sent Events, sse.rs)
 //! search.rs     GET /api/v1/search (NDJSON), /api/v1/context
+//! fanout.rs     what the reads pinned to one metastore version share: ask, pin again, after_version=
 //! fanout_search.rs  a node of a cluster's search, fanned out; GET /api/v1/cluster/search: a node's part
+//! fanout_jobs.rs    a node of a cluster's jobs listing; GET /api/v1/cluster/jobs: a node's part
 //! fanout_follow.rs  a node of a cluster's follow: every node followed (GET /api/v1/cluster/follow, tail.rs)
 //! histogram.rs  GET /api/v1/histogram
 //! status.rs     GET /api/v1/jobs, /api/v1/storage, /api/v1/alerts, /api/v1/cluster
@@ -24,7 +26,9 @@
 
 mod admin;
 mod error;
+mod fanout;
 mod fanout_follow;
+mod fanout_jobs;
 mod fanout_search;
 mod histogram;
 mod ingest;
@@ -98,6 +102,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route(api::CLUSTER_SEARCH_PATH, get(fanout_search::node_search))
         .route(api::CLUSTER_FOLLOW_PATH, get(tail::node_follow))
         .route(api::CLUSTER_CONTEXT_PATH, get(search::node_context))
+        .route(api::CLUSTER_JOBS_PATH, get(fanout_jobs::node_jobs))
+        .route(api::CLUSTER_HISTOGRAM_PATH, get(histogram::node_histogram))
         .route(api::METRICS_PATH, get(metrics::serve))
         .route(
             api::SESSION_PATH,

@@ -20,6 +20,20 @@ pub(super) async fn jobs(
     State(app): State<Arc<App>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<JobsResponse>, ApiError> {
+    let pattern = jobs_pattern(raw.clone())?;
+    if app.cluster.has_others() {
+        return super::fanout_jobs::jobs(&app, raw, pattern.as_ref())
+            .await
+            .map(Json);
+    }
+    Ok(Json(JobsResponse {
+        jobs: read::jobs(&app.store, pattern.as_ref()),
+        partial: Vec::new(),
+    }))
+}
+
+/// The selector a jobs listing is narrowed by, if any.
+pub(super) fn jobs_pattern(raw: Option<String>) -> Result<Option<Selector>, ApiError> {
     let mut pattern = None;
     for (k, v) in query_pairs(raw) {
         match k.as_str() {
@@ -34,9 +48,7 @@ pub(super) async fn jobs(
             }
         }
     }
-    Ok(Json(JobsResponse {
-        jobs: read::jobs(&app.store, pattern.as_ref()),
-    }))
+    Ok(pattern)
 }
 
 /// What is stored, the disk budget, and what retention deleted.

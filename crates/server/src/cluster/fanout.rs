@@ -4,6 +4,7 @@
 //! some (role `all` or `ingest`) is asked, and one that does not answer
 //! is named: an answer without it is partial, never silently short.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use cblogs_core::api::Unanswered;
@@ -32,9 +33,26 @@ impl<T> Answered<T> {
 
 impl Cluster {
     /// The other nodes that may hold lines this one does not (role `all`
-    /// or `ingest`), as the membership stands.
+    /// or `ingest`), as the membership stands, and those that left it
+    /// within `[cluster] departed_grace_secs` while the metastore still
+    /// names them the owner of a source (rule 5 of issue 18: what they
+    /// took and did not publish is nowhere else until it moves). A node
+    /// gone is asked at its last address; if it does not answer it is
+    /// named, and the answer is partial.
     pub fn others(&self) -> Vec<Node> {
         let mut nodes = self.membership.view().nodes;
+        let grace = Duration::from_secs(self.config.departed_grace_secs);
+        let departed = self.membership.departed_within(grace);
+        let owner = |n: &Node| {
+            self.ownerships
+                .get()
+                .is_some_and(|own| own.owned_by(&n.node_id))
+        };
+        for gone in departed {
+            if !nodes.iter().any(|n| n.node_id == gone.node_id) && owner(&gone) {
+                nodes.push(gone);
+            }
+        }
         nodes.retain(|n| n.node_id != self.node_id && n.role != "query");
         nodes
     }
@@ -86,4 +104,37 @@ impl Cluster {
         }
         (answers, unanswered)
     }
+}
+
+/// Copies across nodes after a failover: the node a source left may still
+/// hold lines of it unpublished (it drops them when it next reads the
+/// metastore), and the new owner holds the same bytes, sent again. Of
+/// several nodes' answers, each with the ownership epoch it holds each of
+/// its sources at (`epochs`, by hex id), only the newest owner's count:
+/// returns, per answer, the sources whose part is an older owner's than
+/// another answer's, or than `recorded` (the metastore's, as this node
+/// last read it) says.
+pub fn stale_sources<'a>(
+    epochs: &[&'a HashMap<String, u64>],
+    recorded: impl Fn(&str) -> Option<u64>,
+) -> Vec<HashSet<&'a str>> {
+    let mut newest: HashMap<&str, u64> = HashMap::new();
+    for answer in epochs {
+        for (source, epoch) in answer.iter() {
+            let n = newest
+                .entry(source.as_str())
+                .or_insert_with(|| recorded(source).unwrap_or(0));
+            *n = (*n).max(*epoch);
+        }
+    }
+    epochs
+        .iter()
+        .map(|answer| {
+            answer
+                .iter()
+                .filter(|(s, e)| newest.get(s.as_str()).is_some_and(|n| **e < *n))
+                .map(|(s, _)| s.as_str())
+                .collect()
+        })
+        .collect()
 }

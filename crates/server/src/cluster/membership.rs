@@ -5,6 +5,7 @@
 //! with since when it is not current.
 
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -109,6 +110,8 @@ pub struct ClusterView {
 /// and the readers.
 pub struct Membership {
     view: Mutex<ClusterView>,
+    /// Nodes that left the serverset, and when this node saw them go.
+    departed: Mutex<Vec<(Node, Instant)>>,
 }
 
 impl Membership {
@@ -150,7 +153,16 @@ impl Membership {
                 nodes,
                 housekeeper: None,
             }),
+            departed: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The nodes that left the serverset within `grace`, latest first
+    /// (those back in it are not).
+    pub fn departed_within(&self, grace: Duration) -> Vec<Node> {
+        let mut departed = self.departed.lock().unwrap_or_else(|p| p.into_inner());
+        departed.retain(|(_, left)| left.elapsed() < grace);
+        departed.iter().rev().map(|(n, _)| n.clone()).collect()
     }
 
     pub fn view(&self) -> ClusterView {
@@ -165,6 +177,15 @@ impl Membership {
     pub fn members_read(&self, mut nodes: Vec<Node>) {
         nodes.sort_by_key(member_sequence);
         let mut view = self.lock();
+        {
+            let mut departed = self.departed.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let listed = |id: &str| nodes.iter().any(|n| n.node_id == id);
+            departed.retain(|(n, _)| !listed(&n.node_id));
+            for gone in view.nodes.iter().filter(|n| !listed(&n.node_id)) {
+                departed.push((gone.clone(), now));
+            }
+        }
         view.housekeeper = nodes.first().map(|n| n.node_id.clone());
         view.nodes = nodes;
         if let Some(zk) = &mut view.zookeeper {
@@ -249,6 +270,24 @@ mod tests {
         assert_eq!(m.view().housekeeper.as_deref(), Some("n1"));
         assert!(!m.runs_housekeeping());
         // Without ZooKeeper there is no election: every node keeps house.
+        let departed = m.departed_within(Duration::from_secs(60));
+        assert_eq!(
+            departed
+                .iter()
+                .map(|n| n.node_id.as_str())
+                .collect::<Vec<_>>(),
+            ["n2"],
+            "n2 left the serverset"
+        );
+        assert!(
+            m.departed_within(Duration::ZERO).is_empty(),
+            "past the grace"
+        );
+        m.members_read(vec![member(10, "n1"), member(12, "n2"), member(11, "n3")]);
+        assert!(
+            m.departed_within(Duration::from_secs(60)).is_empty(),
+            "n2 is back"
+        );
         let alone = Membership::new("n1", &["http://logs2:7450".into()], None);
         assert!(alone.runs_housekeeping());
         assert_eq!(alone.view().housekeeper, None);

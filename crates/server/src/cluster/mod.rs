@@ -23,7 +23,7 @@ mod zookeeper;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -31,7 +31,7 @@ use tokio::sync::watch;
 use crate::access::Auth;
 use crate::config::{ClusterConfig, NodeRole};
 use cblogs_core::serverset::{NodeInfo, ServiceInstance};
-pub use fanout::Answered;
+pub use fanout::{stale_sources, Answered};
 pub use membership::{ClusterView, Membership, Node, NodeReport};
 pub use ownership::Ownerships;
 pub use peers::{PeerError, Peers};
@@ -43,6 +43,9 @@ pub struct Cluster {
     /// How this node asks the others.
     pub peers: Peers,
     config: ClusterConfig,
+    /// The sources each node owns (set once the metastore is open): a
+    /// node that left still counts while it owns one.
+    ownerships: OnceLock<Arc<Ownerships>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +78,14 @@ impl Cluster {
             membership,
             peers: Peers::new(config, auth)?,
             config: config.clone(),
+            ownerships: OnceLock::new(),
         })
+    }
+
+    /// The sources each node owns, from the metastore: set once, at the
+    /// start.
+    pub fn set_ownerships(&self, ownerships: Arc<Ownerships>) {
+        let _ = self.ownerships.set(ownerships);
     }
 
     pub fn role(&self) -> NodeRole {

@@ -136,6 +136,12 @@ impl Ownerships {
         self.metastore.owner(id).0.map(|o| o.epoch)
     }
 
+    /// Whether node `node` owns a source, as the metastore was last read:
+    /// then it may hold lines of it that are nowhere else.
+    pub fn owned_by(&self, node: &str) -> bool {
+        self.metastore.owns_any(node)
+    }
+
     /// The newest metastore version read.
     pub fn metastore_version(&self) -> u64 {
         self.metastore.version()

@@ -7,10 +7,23 @@ use cblogs_core::api::{InstanceSummary, JobSummary};
 use cblogs_core::time::format_rfc3339;
 use cblogs_core::{JobKey, Selector};
 
-use crate::store::Store;
+use crate::store::{SourceSummary, Store};
 
 /// The jobs listing, optionally narrowed by a selector.
 pub fn jobs(store: &Store, pattern: Option<&Selector>) -> Vec<JobSummary> {
+    jobs_of(store.summaries(), pattern)
+}
+
+/// Whether `pattern` (if any) picks source `s`'s job and instance.
+pub fn picks(pattern: Option<&Selector>, s: &SourceSummary) -> bool {
+    pattern.is_none_or(|p| p.matches_job(&s.job) && p.instances().contains(s.source.instance))
+}
+
+/// The jobs listing of `summaries` (sources with their totals).
+pub fn jobs_of(
+    summaries: impl IntoIterator<Item = SourceSummary>,
+    pattern: Option<&Selector>,
+) -> Vec<JobSummary> {
     #[derive(Default)]
     struct Inst {
         lines: u64,
@@ -20,10 +33,8 @@ pub fn jobs(store: &Store, pattern: Option<&Selector>) -> Vec<JobSummary> {
         hosts: BTreeSet<String>,
     }
     let mut by_job: BTreeMap<JobKey, BTreeMap<u32, Inst>> = BTreeMap::new();
-    for s in store.summaries() {
-        if pattern
-            .is_some_and(|p| !p.matches_job(&s.job) || !p.instances().contains(s.source.instance))
-        {
+    for s in summaries {
+        if !picks(pattern, &s) {
             continue;
         }
         let i = by_job

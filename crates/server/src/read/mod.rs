@@ -11,6 +11,6 @@ mod selection;
 mod tail;
 
 pub use copies::{drop_copies, line_end};
-pub use jobs::jobs;
+pub use jobs::{jobs, jobs_of, picks};
 pub use selection::{resolve, LineFilter, QueryError};
 pub use tail::{last_lines, LastLines, OwnedLine};

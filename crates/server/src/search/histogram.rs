@@ -6,10 +6,11 @@
 //! bucket is counted from its line count alone, unread.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use cblogs_core::api::{HistogramResponse, HistogramSeries};
-use cblogs_core::Stream;
+use cblogs_core::{Source, Stream};
 
 use super::blocks::{gather, SourceBlock};
 use super::pipeline::{self, Outcome};
@@ -83,18 +84,36 @@ fn block_counts(
     Ok(counts.into_iter().collect())
 }
 
-pub fn run(
+/// Matching lines per bucket, per source, and the buckets.
+pub struct SourceCounts {
+    pub start_ns: i64,
+    pub step_ns: i64,
+    pub buckets: usize,
+    /// Each selected source with blocks in range, and its counts.
+    pub sources: Vec<(Arc<Source>, Vec<u64>)>,
+    pub truncated: bool,
+}
+
+/// Counts matching lines per bucket and source; in the buckets of
+/// `[since, until)` when `fixed` (another node's count's, to be added).
+pub fn count_by_source(
     snap: &ReadSnapshot,
     hreq: &HistogramRequest,
-) -> Result<HistogramResponse, PartitionError> {
-    let started = Instant::now();
+    fixed: Option<(i64, i64)>,
+) -> Result<SourceCounts, PartitionError> {
     let req = &hreq.search;
-    let sources = gather(snap, &req.term_need(), req.range())?;
-    let until = req
-        .filter
+    let range = fixed.map_or_else(
+        || req.range(),
+        |(since, until)| TimeRange {
+            since_ns: Some(since),
+            until_ns: Some(until),
+        },
+    );
+    let sources = gather(snap, &req.term_need(), range)?;
+    let until = range
         .until_ns
         .unwrap_or_else(|| cblogs_core::time::now_ns() + 1);
-    let since = req.filter.since_ns.unwrap_or_else(|| {
+    let since = range.since_ns.unwrap_or_else(|| {
         sources
             .iter()
             .flat_map(|s| s.blocks.iter().map(|b| b.t_min))
@@ -106,17 +125,7 @@ pub fn run(
         since_ns: Some(since),
         until_ns: Some(until),
     };
-    // Series in a stable order: by job (when asked), then stream.
-    let mut series_of = BTreeMap::new();
-    let mut source_series = Vec::with_capacity(sources.len());
-    for s in &sources {
-        let job = hreq.by_job.then(|| s.source.job_key().to_string());
-        let key = (job, s.source.stream);
-        let next = series_of.len();
-        source_series.push(*series_of.entry(key).or_insert(next));
-    }
-    let mut counts = vec![vec![0u64; buckets.count]; series_of.len()];
-    let mut total = 0u64;
+    let mut counts = vec![vec![0u64; buckets.count]; sources.len()];
     let tasks = pipeline::tasks(&sources);
     let mut failed = None;
     let outcome = pipeline::run(
@@ -132,10 +141,8 @@ pub fn run(
         },
         |i, result| match result {
             Ok(c) => {
-                let series = source_series[tasks[i].source];
                 for (b, n) in c {
-                    counts[series][b] += n;
-                    total += n;
+                    counts[tasks[i].source][b] += n;
                 }
                 true
             }
@@ -148,26 +155,96 @@ pub fn run(
     if let Some(e) = failed {
         return Err(e);
     }
-    let mut series: Vec<(usize, (Option<String>, Stream))> =
-        series_of.into_iter().map(|(k, i)| (i, k)).collect();
-    series.sort_by(|a, b| a.1.cmp(&b.1));
-    Ok(HistogramResponse {
+    Ok(SourceCounts {
         start_ns: buckets.start,
         step_ns: buckets.step,
         buckets: buckets.count,
-        series: series
+        sources: sources
+            .iter()
+            .zip(counts)
+            .map(|(s, c)| (s.source.clone(), c))
+            .collect(),
+        truncated: outcome == Outcome::Deadline,
+    })
+}
+
+impl SourceCounts {
+    /// `[since, until)` of its buckets.
+    pub fn range(&self) -> (i64, i64) {
+        (
+            self.start_ns,
+            self.start_ns + self.step_ns * self.buckets as i64,
+        )
+    }
+
+    /// The histogram: one series per stream (and job, with `by_job`), in
+    /// a stable order; `more` (other nodes' counts of the same buckets)
+    /// added in.
+    pub fn series(
+        self,
+        by_job: bool,
+        more: impl IntoIterator<Item = (String, Stream, Vec<u64>)>,
+    ) -> (Vec<HistogramSeries>, u64) {
+        let mut series: BTreeMap<(Option<String>, Stream), Vec<u64>> = BTreeMap::new();
+        let mut total = 0;
+        let ours = self
+            .sources
             .into_iter()
-            .map(|(i, (job, stream))| HistogramSeries {
+            .map(|(s, c)| (s.job_key().to_string(), s.stream, c));
+        for (job, stream, counts) in ours.chain(more) {
+            let key = (by_job.then_some(job), stream);
+            let sum = series.entry(key).or_insert_with(|| vec![0; self.buckets]);
+            for (b, n) in counts.into_iter().enumerate().take(self.buckets) {
+                sum[b] += n;
+                total += n;
+            }
+        }
+        let series = series
+            .into_iter()
+            .map(|((job, stream), counts)| HistogramSeries {
                 job,
                 stream,
-                counts: std::mem::take(&mut counts[i]),
+                counts,
             })
-            .collect(),
-        total,
-        truncated: outcome == Outcome::Deadline,
-        reason: (outcome == Outcome::Deadline).then(|| req.time_limit_reason()),
-        took_ms: started.elapsed().as_millis() as u64,
-    })
+            .collect();
+        (series, total)
+    }
+}
+
+pub fn run(
+    snap: &ReadSnapshot,
+    hreq: &HistogramRequest,
+) -> Result<HistogramResponse, PartitionError> {
+    let started = Instant::now();
+    let counts = count_by_source(snap, hreq, None)?;
+    Ok(counts.respond(hreq, Vec::new(), false, started))
+}
+
+impl SourceCounts {
+    /// The answer: these counts and `more` (other nodes' counts of the
+    /// same buckets, `more_truncated` if any was cut short) as series.
+    pub fn respond(
+        self,
+        hreq: &HistogramRequest,
+        more: Vec<(String, Stream, Vec<u64>)>,
+        more_truncated: bool,
+        started: Instant,
+    ) -> HistogramResponse {
+        let (start_ns, step_ns, buckets) = (self.start_ns, self.step_ns, self.buckets);
+        let truncated = self.truncated || more_truncated;
+        let (series, total) = self.series(hreq.by_job, more);
+        HistogramResponse {
+            start_ns,
+            step_ns,
+            buckets,
+            series,
+            total,
+            truncated,
+            reason: truncated.then(|| hreq.search.time_limit_reason()),
+            took_ms: started.elapsed().as_millis() as u64,
+            partial: Vec::new(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -88,7 +88,7 @@ impl SearchRequest {
         }
     }
 
-    pub(super) fn time_limit_reason(&self) -> String {
+    pub(crate) fn time_limit_reason(&self) -> String {
         format!(
             "the search reached its time limit (search.max_query_secs = {} s); narrow it with a job, --since/--until or a more specific pattern",
             self.time_limit.as_secs()

@@ -62,6 +62,7 @@ pub use publishing::Publishing;
 pub use retention::{Retention, RetentionLog};
 pub use room::Room;
 pub use snapshot::{open_together, ReadSnapshot, SnapshotSplit};
+pub use sources::{SourceSummary, Totals};
 pub use splits::SplitSet;
 pub use store::Store;
 pub use usage::{disk_usage, DiskUsage};

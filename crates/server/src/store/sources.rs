@@ -56,6 +56,15 @@ pub struct SealedBlock {
 }
 
 impl SourceEntry {
+    /// The source and its totals, for the jobs listing.
+    pub(super) fn summary(&self) -> SourceSummary {
+        SourceSummary {
+            source: self.source.clone(),
+            job: self.job.clone(),
+            totals: self.totals,
+        }
+    }
+
     pub(super) fn new(source: Arc<Source>) -> Self {
         SourceEntry {
             job: source.job_key(),

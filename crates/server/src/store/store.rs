@@ -96,6 +96,23 @@ impl Inner {
         }
     }
 
+    /// Per source, the lines and bytes the splits `include` picks hold.
+    fn split_lines(
+        &self,
+        include: impl Fn(&str, &PartitionView) -> bool,
+    ) -> HashMap<u64, (u64, u64)> {
+        let mut per_source: HashMap<u64, (u64, u64)> = HashMap::new();
+        let included = self.partitions.iter().filter(|(id, v)| include(id, v));
+        for (_, v) in included {
+            for t in v.totals.lines() {
+                let e = per_source.entry(t.source).or_default();
+                e.0 += t.lines;
+                e.1 += t.bytes;
+            }
+        }
+        per_source
+    }
+
     /// A source left with no line is forgotten, as when retention takes
     /// its last split: its end stays in `published`.
     fn forget_empty_sources(&mut self) {
@@ -129,6 +146,9 @@ pub struct Store {
     /// ([`Store::pinned_parts`]) sees all of a version's changes or none.
     followed: RwLock<u64>,
 }
+
+/// Lines and bytes of a source that a part of the view holds.
+pub type LinesBytes = (u64, u64);
 
 /// A fan-out search's two parts of this node's view, taken at once: what
 /// is published (its own, and the others' up to `version`), and what it
@@ -713,19 +733,29 @@ impl Store {
         wanted: &dyn Fn(&Source) -> bool,
         version: u64,
     ) -> Result<ReadSnapshot, FollowFirst> {
+        let inner = self.read();
+        let after = self.published_after(&inner, version)?;
+        Ok(self.snapshot_of(&inner, wanted, false, true, &|id, v| {
+            !v.published || after.contains(id)
+        }))
+    }
+
+    /// The splits this node published after metastore version `version`,
+    /// every one still shown; or the version an asker must reach first.
+    fn published_after<'i>(
+        &self,
+        inner: &'i Inner,
+        version: u64,
+    ) -> Result<HashSet<&'i str>, FollowFirst> {
         let newest = self
             .ownerships
             .as_ref()
             .map_or(0, |own| own.metastore_version());
-        let inner = self.read();
-        let after: HashSet<&str> = inner
+        Ok(inner
             .own_publishes
             .after(version, |id| inner.partitions.contains_key(id), newest)?
             .into_iter()
-            .collect();
-        Ok(self.snapshot_of(&inner, wanted, false, true, &|id, v| {
-            !v.published || after.contains(id)
-        }))
+            .collect())
     }
 
     /// The metastore version up to which what the other nodes did is
@@ -802,12 +832,50 @@ impl Store {
         self.read()
             .sources
             .values()
-            .map(|e| SourceSummary {
-                source: e.source.clone(),
-                job: e.job.clone(),
-                totals: e.totals,
-            })
+            .map(SourceEntry::summary)
             .collect()
+    }
+
+    /// A fan-out `jobs` listing's published part here: every source with
+    /// its totals in this node's view and, beside them, the lines and
+    /// bytes of it the published splits hold (its own, and the others'
+    /// up to the version returned).
+    pub fn pinned_totals(&self) -> (Vec<(SourceSummary, LinesBytes)>, u64) {
+        let followed = self.followed.read().unwrap_or_else(|p| p.into_inner());
+        let inner = self.read();
+        let published = inner.split_lines(|_, v| v.published);
+        let sources = inner
+            .sources
+            .values()
+            .map(|e| {
+                let part = published.get(&e.source.id()).copied().unwrap_or_default();
+                (e.summary(), part)
+            })
+            .collect();
+        (sources, *followed)
+    }
+
+    /// What this node holds of each source that is not published as of
+    /// metastore version `version` (see [`Store::unpublished_after`]):
+    /// its lines and bytes, with the source's newest line time here.
+    pub fn unpublished_totals_after(
+        &self,
+        version: u64,
+    ) -> Result<Vec<SourceSummary>, FollowFirst> {
+        let inner = self.read();
+        let after = self.published_after(&inner, version)?;
+        let published = inner.split_lines(|id, v| v.published && !after.contains(id));
+        Ok(inner
+            .sources
+            .values()
+            .filter_map(|e| {
+                let (lines, bytes) = published.get(&e.source.id()).copied().unwrap_or_default();
+                let mut s = e.summary();
+                s.totals.lines = s.totals.lines.saturating_sub(lines);
+                s.totals.bytes = s.totals.bytes.saturating_sub(bytes);
+                (s.totals.lines > 0).then_some(s)
+            })
+            .collect())
     }
 
     /// Published splits whose newest line is older than `cutoff_ns`.

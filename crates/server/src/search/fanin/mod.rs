@@ -32,29 +32,20 @@ use std::collections::{HashMap, HashSet};
 pub use answer::{event_source, Collector, NodeAnswer};
 pub use sink::FanIn;
 
+use crate::cluster::stale_sources;
+
 /// Drops from `answers` the events of sources answered under an older
 /// ownership epoch than another answer's, or than `recorded` (the
-/// metastore's, as this node last read it) says.
+/// metastore's, as this node last read it) says
+/// ([`crate::cluster::stale_sources`]).
 pub fn keep_newest_owners(answers: &mut [NodeAnswer], recorded: impl Fn(&str) -> Option<u64>) {
-    let mut newest: HashMap<&str, u64> = HashMap::new();
-    for a in answers.iter() {
-        for (source, epoch) in &a.epochs {
-            let n = newest
-                .entry(source.as_str())
-                .or_insert_with(|| recorded(source).unwrap_or(0));
-            *n = (*n).max(*epoch);
-        }
-    }
-    let stale: Vec<HashSet<String>> = answers
-        .iter()
-        .map(|a| {
-            a.epochs
-                .iter()
-                .filter(|(s, e)| newest.get(s.as_str()).is_some_and(|n| *e < n))
-                .map(|(s, _)| s.clone())
-                .collect()
-        })
-        .collect();
+    let stale: Vec<HashSet<String>> = {
+        let epochs: Vec<&HashMap<String, u64>> = answers.iter().map(|a| &a.epochs).collect();
+        stale_sources(&epochs, recorded)
+            .into_iter()
+            .map(|s| s.into_iter().map(str::to_owned).collect())
+            .collect()
+    };
     for (a, stale) in answers.iter_mut().zip(stale) {
         if !stale.is_empty() {
             a.events
