@@ -275,20 +275,7 @@ pub fn post_and_flush(
     let server = crate::cblogsd::start_with(data_dir, extra);
     let url = server.url.clone();
     let started = Instant::now();
-    std::thread::scope(|s| {
-        let handles: Vec<_> = bodies
-            .posters
-            .iter()
-            .map(|list| {
-                let url = url.clone();
-                s.spawn(move || post_all(&url, list))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| bail!("a poster panicked")))
-            .collect::<Result<Vec<()>>>()
-    })?;
+    post_spread(bodies, std::slice::from_ref(&url))?;
     let acked_secs = started.elapsed().as_secs_f64();
     flush(&url)?;
     let secs = started.elapsed().as_secs_f64();
@@ -309,6 +296,27 @@ pub fn post_and_flush(
             peak_rss_mib,
         },
     ))
+}
+
+/// Every poster's bodies, posters at once, poster `p` to `urls[p mod n]`
+/// (a cluster's nodes: each poster owns its sources).
+pub fn post_spread(bodies: &Bodies, urls: &[String]) -> Result<()> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = bodies
+            .posters
+            .iter()
+            .enumerate()
+            .map(|(p, list)| {
+                let url = &urls[p % urls.len()];
+                s.spawn(move || post_all(url, list))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| bail!("a poster panicked")))
+            .collect::<Result<Vec<()>>>()
+    })?;
+    Ok(())
 }
 
 fn post_all(url: &str, bodies: &[Vec<u8>]) -> Result<()> {

@@ -11,6 +11,7 @@
 //! cargo run --release -p cblogs-bench -- quiet --quiet-sources 2000,10000 --out bench/results/quiet-report.json
 //! cargo run --release -p cblogs-bench -- quiet-shipper --quiet-files 1000,10000 --out bench/results/quiet-shipper-report.json
 //! cargo run --release -p cblogs-bench -- scale --scale-sizes 2GiB,8GiB,32GiB --scale-runs 3,3,1 --corpus ../shared/corpus/loghub
+//! cargo run --release -p cblogs-bench -- cluster --size 1GiB --runs 3   # needs ZooKeeper and `weed`
 //! ```
 //!
 //! What is measured and against what is in `bench/README.md`.
@@ -18,6 +19,7 @@
 mod alerts;
 mod baselines;
 mod cblogsd;
+mod cluster;
 mod corpus;
 mod e2e;
 mod figures;
@@ -155,6 +157,11 @@ enum What {
     /// merges, storage after them, start-up on the full store, needle
     /// grep, dense regex, tail (not part of `all`).
     Scale,
+    /// A cluster of nodes on SeaweedFS and ZooKeeper: CPU per MB on one
+    /// node against three, a needle asked of a node without the
+    /// unpublished line, failover after kill -9 and SIGSTOP (not part of
+    /// `all`).
+    Cluster,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -292,6 +299,15 @@ fn real_main() -> Result<()> {
     }
     if wants(What::Shipper) {
         figures.push(shipper_figure(&plan, &templates, work.path())?);
+    }
+    if a.what == What::Cluster {
+        let bodies = ingest::build_bodies(&corpus)?;
+        figures.extend(cluster::cluster_figures(
+            &plan,
+            &corpus,
+            &bodies,
+            work.path(),
+        )?);
     }
     if wants(What::Objstore) {
         let bodies = ingest::build_bodies(&corpus)?;

@@ -13,8 +13,10 @@
 //! The membership is looked at every [`LOOK_AGAIN`]: a node that joins,
 //! or comes back, is followed from when this follow started (what of its
 //! backlog was sent already is dropped as any copy). A node that cannot
-//! be followed, or whose stream ends, is named in a `partial` event: the
-//! lines it takes are missing until it is followed again.
+//! be followed, does not answer within `cluster.peer_timeout_ms`, or
+//! whose stream ends or goes silent past twice its keep-alive, is named
+//! once in a `partial` event: the lines it takes are missing until it is
+//! followed again.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -71,8 +73,11 @@ pub(super) async fn follow(
     let started_ns = now_ns();
     let (tx_node, mut from_nodes) = mpsc::channel::<FromNode>(1024);
     let mut followed: HashSet<String> = HashSet::new();
+    // The nodes whose backlog is awaited, by id: their address.
+    let mut pending: HashMap<String, String> = HashMap::new();
     for node in app.cluster.others() {
         followed.insert(node.node_id.clone());
+        pending.insert(node.node_id.clone(), node.url.clone());
         spawn_node(
             app.clone(),
             node,
@@ -93,25 +98,24 @@ pub(super) async fn follow(
     let mut lines: Vec<LineView> = backlog.lines.iter().map(|l| l.view()).collect();
     let mut partial = Vec::new();
     let mut early = Vec::new();
-    let mut waiting = followed.len();
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(app.config.cluster.peer_timeout_ms);
-    while waiting > 0 {
+    while !pending.is_empty() {
         let got = tokio::time::timeout_at(deadline, from_nodes.recv()).await;
         match got {
             Ok(Some(FromNode::Backlog {
+                node,
                 jobs: j,
                 truncated: t,
                 lines: l,
-                ..
             })) => {
-                waiting -= 1;
+                pending.remove(&node);
                 jobs.extend(j);
                 truncated |= t;
                 lines.extend(l);
             }
             Ok(Some(FromNode::Ended(node))) => {
-                waiting -= 1;
+                pending.remove(&node.node_id);
                 followed.remove(&node.node_id);
                 partial.push(node);
             }
@@ -119,6 +123,17 @@ pub(super) async fn follow(
             Ok(Some(live_line)) => early.push(live_line),
             Ok(None) | Err(_) => break,
         }
+    }
+    // Named now; followed still (its backlog, if it comes, goes out then).
+    for (node_id, url) in pending {
+        partial.push(Unanswered {
+            node_id,
+            url,
+            error: format!(
+                "its follow did not start within cluster.peer_timeout_ms ({} ms)",
+                app.config.cluster.peer_timeout_ms
+            ),
+        });
     }
     jobs.sort();
     jobs.dedup();
@@ -135,7 +150,7 @@ pub(super) async fn follow(
         for node in partial {
             follow.name(&mut head, node);
         }
-        follow.lines(&mut head, lines);
+        follow.backlog(&mut head, lines);
         for e in early {
             follow.reported(&mut head, e, &mut followed);
         }
@@ -214,9 +229,13 @@ impl Follow {
         sse::event(buf, "line", line);
     }
 
-    fn lines(&mut self, buf: &mut Vec<u8>, lines: Vec<LineView>) {
+    /// The merged backlog (copies already dropped): every line goes out,
+    /// in time order, and where each source's lines end is noted.
+    fn backlog(&mut self, buf: &mut Vec<u8>, lines: Vec<LineView>) {
         for l in &lines {
-            self.line(buf, l);
+            let end = self.sent.entry(l.source.clone()).or_insert(0);
+            *end = (*end).max(line_end(l));
+            sse::event(buf, "line", l);
         }
     }
 
@@ -233,9 +252,13 @@ impl Follow {
 
     fn reported(&mut self, buf: &mut Vec<u8>, e: FromNode, followed: &mut HashSet<String>) {
         match e {
+            // A node followed late: what of it was sent already is not
+            // sent again.
             FromNode::Backlog { node, lines, .. } => {
                 self.named.remove(&node);
-                self.lines(buf, drop_copies(lines));
+                for l in drop_copies(lines) {
+                    self.line(buf, &l);
+                }
             }
             FromNode::Line(l) => self.line(buf, &l),
             FromNode::Lagged(lagged) => sse::event(buf, "lagged", &lagged),
@@ -285,10 +308,25 @@ fn spawn_node(app: Arc<App>, node: Node, path: String, tx: mpsc::Sender<FromNode
                 error: why,
             })
         };
-        let resp = match app.cluster.peers.get_stream(&node.url, &path).await {
-            Ok(resp) => resp,
-            Err(e) => {
+        let wait = Duration::from_millis(app.config.cluster.peer_timeout_ms);
+        // A node stopped (its connections accepted, never answered) is
+        // named after the time a node has to answer; one whose stream
+        // goes silent, after twice its keep-alive.
+        let idle = 2 * Duration::from_secs(app.config.read.keepalive_secs) + wait;
+        let asked = tokio::time::timeout(wait, app.cluster.peers.get_stream(&node.url, &path));
+        let resp = tokio::select! {
+            r = asked => r,
+            _ = tx.closed() => return,
+        };
+        let resp = match resp {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) => {
                 let _ = tx.send(ended(e.to_string())).await;
+                return;
+            }
+            Err(_) => {
+                let why = format!("{}: no answer within {} ms", node.url, wait.as_millis());
+                let _ = tx.send(ended(why)).await;
                 return;
             }
         };
@@ -297,13 +335,14 @@ fn spawn_node(app: Arc<App>, node: Node, path: String, tx: mpsc::Sender<FromNode
         let mut backlog = Some((Vec::new(), false, Vec::new()));
         let why = loop {
             let chunk = tokio::select! {
-                c = stream.next() => c,
+                c = tokio::time::timeout(idle, stream.next()) => c,
                 _ = tx.closed() => return,
             };
             let chunk = match chunk {
-                Some(Ok(chunk)) => chunk,
-                Some(Err(e)) => break e.to_string(),
-                None => break "its follow ended".to_owned(),
+                Ok(Some(Ok(chunk))) => chunk,
+                Ok(Some(Err(e))) => break e.to_string(),
+                Ok(None) => break "its follow ended".to_owned(),
+                Err(_) => break format!("its follow sent nothing for {} s", idle.as_secs()),
             };
             for ev in parser.feed(&chunk) {
                 let report = match (ev.event.as_str(), &mut backlog) {

@@ -134,9 +134,11 @@ pub(super) async fn node_search(
         }
     };
     let jobs = job_keys(&app, &req);
+    let slot = search_slot(&app)?;
     let (tx, rx) = oneshot::channel();
     let store = app.store.clone();
     spawn_search(&app, move || {
+        let _slot = slot;
         let _ = tx.send(node_answer(&store, &snap, &req, jobs));
     })?;
     rx.await.map(Json).map_err(|_| {

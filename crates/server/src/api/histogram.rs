@@ -206,6 +206,7 @@ pub(super) async fn node_histogram(
     if unknown.is_some() {
         return Ok(Json(NodeHistogram::default()));
     }
+    let slot = search_slot(&app)?;
     let hreq = HistogramRequest {
         search,
         buckets: p.buckets,
@@ -225,6 +226,7 @@ pub(super) async fn node_histogram(
     };
     let store = app.store.clone();
     let answer = on_search_thread(&app, move || {
+        let _slot = slot;
         count_by_source(&snap, &hreq, None).map(|c| NodeHistogram::of(&store, c))
     })
     .await?;

@@ -95,10 +95,6 @@ impl Selection {
         Ok(true)
     }
 
-    /// The filter a read applies: the selectors resolved against the jobs
-    /// the store knows (an exact selector must name one job), globs kept
-    /// to be matched against sources that appear later. No selector at all
-    /// means every job, including any that appears during the read.
     /// [`Selection::resolve`], for a read that goes on (a follow in a
     /// cluster): a job the store does not know yet may come (its lines
     /// on another node, or a source moving here). Its selectors are then
@@ -114,6 +110,10 @@ impl Selection {
         }
     }
 
+    /// The filter a read applies: the selectors resolved against the jobs
+    /// the store knows (an exact selector must name one job), globs kept
+    /// to be matched against sources that appear later. No selector at all
+    /// means every job, including any that appears during the read.
     pub fn resolve(self, store: &Store) -> Result<LineFilter, ApiError> {
         let mut filter = self.filter;
         if !self.selectors.is_empty() {

@@ -117,6 +117,12 @@ impl Ownerships {
         })
     }
 
+    /// Whether this node dropped what it held of source `id` when another
+    /// took it (and has not taken it back).
+    pub fn was_dropped(&self, id: u64) -> bool {
+        self.lock().dropped.contains(&id)
+    }
+
     /// The epoch this node holds source `id` at, if it does.
     pub fn epoch(&self, id: u64) -> Option<u64> {
         self.lock().epochs.get(&id).copied()

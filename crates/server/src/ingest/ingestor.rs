@@ -135,7 +135,8 @@ impl Ingestor {
                 }
                 Err(_) => {
                     return Err(IngestError::Claim(format!(
-                        "another node took the batch's sources each of the {TAKE_TRIES} times this node took them back"
+                        "another node took the batch's sources each time this node took them back ({} times)",
+                        TAKE_TRIES + 1
                     )))
                 }
             }

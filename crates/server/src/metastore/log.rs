@@ -249,7 +249,6 @@ impl Metastore {
         }
     }
 
-    /// Source `id`'s owner and published end, as this process knows them.
     /// Whether node `node` owns a source, as this process last read it.
     pub fn owns_any(&self, node: &str) -> bool {
         self.lock()
@@ -258,6 +257,7 @@ impl Metastore {
             .any(|r| r.owner.as_ref().is_some_and(|o| o.node == node))
     }
 
+    /// Source `id`'s owner and published end, as this process knows them.
     pub fn owner(&self, id: u64) -> (Option<Ownership>, u64) {
         let state = self.lock();
         match state.sources.get(&id) {

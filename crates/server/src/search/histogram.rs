@@ -86,6 +86,10 @@ fn block_counts(
 
 /// Matching lines per bucket, per source, and the buckets.
 pub struct SourceCounts {
+    /// The range the buckets were cut from (what another node's count of
+    /// the same buckets is asked with).
+    since_ns: i64,
+    until_ns: i64,
     pub start_ns: i64,
     pub step_ns: i64,
     pub buckets: usize,
@@ -156,6 +160,8 @@ pub fn count_by_source(
         return Err(e);
     }
     Ok(SourceCounts {
+        since_ns: since,
+        until_ns: until,
         start_ns: buckets.start,
         step_ns: buckets.step,
         buckets: buckets.count,
@@ -169,12 +175,10 @@ pub fn count_by_source(
 }
 
 impl SourceCounts {
-    /// `[since, until)` of its buckets.
+    /// `[since, until)` its buckets were cut from: counted with the
+    /// same range and number, another node's buckets are the same.
     pub fn range(&self) -> (i64, i64) {
-        (
-            self.start_ns,
-            self.start_ns + self.step_ns * self.buckets as i64,
-        )
+        (self.since_ns, self.until_ns)
     }
 
     /// The histogram: one series per stream (and job, with `by_job`), in

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use cblogs_core::Source;
@@ -14,7 +14,7 @@ use tantivy::Searcher;
 
 use super::disk_cache::SplitHandle;
 use super::live::{LiveBatch, TailHub};
-use super::pinned::{FollowFirst, OwnPublishes};
+use super::pinned::{FollowFirst, OwnPublishes, SplitAt};
 use super::room::Room;
 use super::snapshot::{ReadSnapshot, SnapshotSplit};
 use super::sources::{OpenBlock, SealedBlock, SourceEntry, SourceSummary};
@@ -66,9 +66,6 @@ struct Inner {
     /// Per source id, the byte ranges accepted as lost (`allow_gap`),
     /// oldest first: those the metastore records, then those since.
     gaps: HashMap<u64, Vec<(u64, u64)>>,
-    /// In a cluster: the splits this node published, by version (what it
-    /// answers of a fan-out search pinned to an older version).
-    own_publishes: OwnPublishes,
 }
 
 impl Inner {
@@ -145,6 +142,9 @@ pub struct Store {
     /// round of their changes, so that a pinned snapshot
     /// ([`Store::pinned_parts`]) sees all of a version's changes or none.
     followed: RwLock<u64>,
+    /// In a cluster: the splits this node published, by version (what it
+    /// answers of a fan-out read pinned to an older version).
+    own_publishes: Arc<Mutex<OwnPublishes>>,
 }
 
 /// Lines and bytes of a source that a part of the view holds.
@@ -181,7 +181,6 @@ impl Store {
             applied_seq: 0,
             published: HashMap::new(),
             gaps: HashMap::new(),
-            own_publishes: OwnPublishes::new(followed),
         };
         for (id, r) in published {
             if !r.gaps.is_empty() {
@@ -205,7 +204,14 @@ impl Store {
             caches,
             ownerships,
             followed: RwLock::new(followed),
+            own_publishes: Arc::new(Mutex::new(OwnPublishes::new(followed))),
         })
+    }
+
+    /// Where this node's uploads record the version of each publish
+    /// (`pinned.rs`).
+    pub(super) fn own_publishes(&self) -> Arc<Mutex<OwnPublishes>> {
+        self.own_publishes.clone()
     }
 
     /// Whether `record`'s lines are still this node's to apply: outside a
@@ -415,16 +421,9 @@ impl Store {
     /// Split `id` is published: readers now read `published` (its files
     /// in the object store) in its place, and the store holds at least
     /// the published `ends` the metastore now records, in one step.
-    pub(super) fn published(
-        &self,
-        id: &str,
-        published: SplitHandle,
-        ends: &[SourceAdvance],
-        version: u64,
-    ) {
+    pub(super) fn published(&self, id: &str, published: SplitHandle, ends: &[SourceAdvance]) {
         let mut inner = self.write();
         raise_published(&mut inner, ends);
-        inner.own_publishes.published(version, id);
         let Some(old) = inner.partitions.remove(id) else {
             return;
         };
@@ -733,29 +732,27 @@ impl Store {
         wanted: &dyn Fn(&Source) -> bool,
         version: u64,
     ) -> Result<ReadSnapshot, FollowFirst> {
+        let own = self.own_publishes.lock().unwrap_or_else(|p| p.into_inner());
         let inner = self.read();
-        let after = self.published_after(&inner, version)?;
+        let at = self.splits_at(&own, &inner, version)?;
         Ok(self.snapshot_of(&inner, wanted, false, true, &|id, v| {
-            !v.published || after.contains(id)
+            at.answers(id, v.published)
         }))
     }
 
-    /// The splits this node published after metastore version `version`,
-    /// every one still shown; or the version an asker must reach first.
-    fn published_after<'i>(
+    /// This node's own splits as an asker pinned to metastore version
+    /// `version` sees them; or the version it must reach first.
+    fn splits_at<'o>(
         &self,
-        inner: &'i Inner,
+        own: &'o OwnPublishes,
+        inner: &Inner,
         version: u64,
-    ) -> Result<HashSet<&'i str>, FollowFirst> {
+    ) -> Result<SplitAt<'o>, FollowFirst> {
         let newest = self
             .ownerships
             .as_ref()
             .map_or(0, |own| own.metastore_version());
-        Ok(inner
-            .own_publishes
-            .after(version, |id| inner.partitions.contains_key(id), newest)?
-            .into_iter()
-            .collect())
+        own.at(version, |id| inner.partitions.contains_key(id), newest)
     }
 
     /// The metastore version up to which what the other nodes did is
@@ -862,9 +859,10 @@ impl Store {
         &self,
         version: u64,
     ) -> Result<Vec<SourceSummary>, FollowFirst> {
+        let own = self.own_publishes.lock().unwrap_or_else(|p| p.into_inner());
         let inner = self.read();
-        let after = self.published_after(&inner, version)?;
-        let published = inner.split_lines(|id, v| v.published && !after.contains(id));
+        let at = self.splits_at(&own, &inner, version)?;
+        let published = inner.split_lines(|id, v| !at.answers(id, v.published));
         Ok(inner
             .sources
             .values()

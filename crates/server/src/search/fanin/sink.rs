@@ -54,6 +54,11 @@ pub struct FanIn<'a> {
     last_match: Option<Key>,
     /// The first match left out, past the limit.
     left_out: Option<i64>,
+    /// The earliest time of a match an answer left out past its limit.
+    next_time_ns: Option<i64>,
+    /// The last local line received: with the local search stopped at
+    /// its limit, no answer line past it may go out.
+    local_last: Option<Key>,
     done: bool,
 }
 
@@ -97,6 +102,8 @@ impl<'a> FanIn<'a> {
             matches: 0,
             last_match: None,
             left_out: None,
+            next_time_ns: None,
+            local_last: None,
             done: false,
         };
         for a in answers {
@@ -116,8 +123,20 @@ impl<'a> FanIn<'a> {
                 }
             }
             if let Some(s) = a.summary {
+                // Cut at its limit: none of its lines past its last may
+                // go out before it is asked again (an answer left with no
+                // match, its owner stale, holds nothing to wait for).
                 if s.more {
-                    fan.cutoff = fan.cutoff.take().min(last_match.clone()).or(last_match);
+                    fan.cutoff = match (fan.cutoff.take(), last_match) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                if s.more {
+                    fan.next_time_ns = [fan.next_time_ns, s.next_time_ns]
+                        .into_iter()
+                        .flatten()
+                        .min();
                 }
                 fan.other_summaries.push(s);
             }
@@ -224,6 +243,7 @@ impl<'a> FanIn<'a> {
     fn local_line(&mut self, line: SearchLine, json: &[u8]) -> bool {
         self.local_floor = self.local_floor.max(line.line.time_ns);
         let key = key_of(&line, self.local_floor);
+        self.local_last = Some(key.clone());
         self.others_before(Some(&key)) && self.emit(line, key, Some(json))
     }
 
@@ -239,13 +259,27 @@ impl<'a> FanIn<'a> {
         match self.mode {
             Mode::Lines => {
                 if !self.done {
-                    self.others_before(None);
+                    // Stopped at its own limit, the local search has lines
+                    // past its last that the page must not skip: the
+                    // answers' go out up to it, the rest on the next page.
+                    match (&self.local_last, s.more) {
+                        (Some(last), true) => {
+                            let last = (last.0, last.1.clone(), last.2 + 1);
+                            self.others_before(Some(&last));
+                        }
+                        _ => {
+                            self.others_before(None);
+                        }
+                    }
                 }
                 let others_more = self.other_summaries.iter().any(|o| o.more);
                 s.more = s.more || self.left_out.is_some() || others_more;
                 s.matched = self.matches;
                 if s.more {
-                    s.next_time_ns = self.left_out.or(s.next_time_ns);
+                    s.next_time_ns = [self.left_out, s.next_time_ns, self.next_time_ns]
+                        .into_iter()
+                        .flatten()
+                        .min();
                     s.next_cursor = self
                         .last_match
                         .as_ref()

@@ -81,25 +81,48 @@ impl SplitSet {
     /// node holds of them under its new epoch is its to publish.
     pub(super) fn drop_lost(&mut self, store: &Store, part: &Arc<Partition>, lost: &[u64]) {
         let owner_now = |id: u64| self.metastore.owner(id).0;
-        let (taken_back, gone): (Vec<u64>, Vec<u64>) = lost.iter().partition(|&&id| {
+        let (taken_back, mut gone): (Vec<u64>, Vec<u64>) = lost.iter().partition(|&&id| {
             let own = self.ownerships.as_ref().and_then(|o| o.of(id));
             own.is_some() && own == owner_now(id)
         });
         if !taken_back.is_empty() {
-            let result = part
-                .writer(self.config.index_writer_bytes)
-                .and_then(|mut writer| {
-                    writer.delete_sources(&taken_back);
-                    writer.commit()
-                });
-            match result {
-                Ok(()) => store.drop_from_split(&taken_back, &part.id),
-                Err(e) => {
-                    tracing::error!(split = %part.id, error = %e, "cannot drop the blocks of an ownership lost from a split; its publish will be refused and tried again")
-                }
+            if let Err(e) = self.drop_from(store, part, &taken_back) {
+                // Published again as they are, its old lines would go
+                // out under the new epoch: they are dropped whole
+                // instead, everywhere (the shipper sends them again).
+                tracing::error!(split = %part.id, error = %e, "cannot drop the blocks of an ownership lost from a split; dropping all this node holds of those sources");
+                gone.extend(taken_back);
             }
         }
         self.fence(store, &gone);
+    }
+
+    /// Deletes sources `ids`' blocks from split `part` alone (not
+    /// published), and the store's view of it follows.
+    pub(super) fn drop_from(
+        &self,
+        store: &Store,
+        part: &Arc<Partition>,
+        ids: &[u64],
+    ) -> Result<(), PartitionError> {
+        let mut writer = part.writer(self.config.index_writer_bytes)?;
+        writer.delete_sources(ids);
+        writer.commit()?;
+        store.drop_from_split(ids, &part.id);
+        Ok(())
+    }
+
+    /// Sources of `ends` (a split's) whose lines this node dropped when
+    /// another took them, but whose blocks a failed delete left in the
+    /// split: they must leave it before it is published.
+    pub(super) fn left_behind(&self, ends: &[SourceAdvance]) -> Vec<u64> {
+        let Some(own) = &self.ownerships else {
+            return Vec::new();
+        };
+        ends.iter()
+            .map(|a| a.source.id())
+            .filter(|id| own.was_dropped(*id))
+            .collect()
     }
 
     /// In a cluster: each source's advance carries the ownership its lines

@@ -3,7 +3,7 @@
 //! published with its sources' ends in one metastore commit), taken up by
 //! the committer's thread, which shows the published copy to readers.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cblogs_core::time::now_ns;
@@ -13,6 +13,7 @@ use crate::bucket::Bucket;
 use crate::index::Partition;
 use crate::metastore::{Change, Metastore, MetastoreError, SourceAdvance, SplitEntry, SplitState};
 use crate::store::merge::PublishedSplit;
+use crate::store::pinned::OwnPublishes;
 use crate::store::published::{split_key, upload_split, PublishError};
 use crate::store::store::Store;
 
@@ -27,7 +28,7 @@ const PUBLISH_BACKOFF_MAX: Duration = Duration::from_secs(30);
 pub(super) struct Upload {
     pub(super) id: String,
     ends: Vec<SourceAdvance>,
-    thread: std::thread::JoinHandle<Result<(SplitEntry, u64), PublishError>>,
+    thread: std::thread::JoinHandle<Result<SplitEntry, PublishError>>,
 }
 
 /// What an upload needs, apart from the set (it runs on another thread).
@@ -35,17 +36,18 @@ struct Uploader {
     bucket: Arc<Bucket>,
     metastore: Arc<Metastore>,
     writer_bytes: usize,
+    /// Told of the publish as soon as its commit returns (`pinned.rs`).
+    own_publishes: Arc<Mutex<OwnPublishes>>,
 }
 
 impl Uploader {
     /// Stages the split, finishes its index, uploads its files and
     /// publishes it with its sources' `ends` in one metastore commit.
-    /// Returns its entry and the version that published it.
     fn upload(
         &self,
         part: &Arc<Partition>,
         ends: &[SourceAdvance],
-    ) -> Result<(SplitEntry, u64), PublishError> {
+    ) -> Result<SplitEntry, PublishError> {
         self.metastore.commit(vec![Change::Staged {
             split: part.id.clone(),
             at_ns: now_ns(),
@@ -58,7 +60,11 @@ impl Uploader {
             split: entry.clone(),
             sources: ends.to_vec(),
         }])?;
-        Ok((entry, version))
+        self.own_publishes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .published(version, &part.id, true);
+        Ok(entry)
     }
 }
 
@@ -103,23 +109,35 @@ impl SplitSet {
                     if !now && self.retry.is_some_and(|(at, _)| Instant::now() < at) {
                         break;
                     }
-                    let ends = self.under_ownership(store.ends_once_published(&part.id));
+                    let mut ends = store.ends_once_published(&part.id);
+                    let left = self.left_behind(&ends);
+                    if !left.is_empty() {
+                        if let Err(e) = self.drop_from(store, &part, &left) {
+                            self.publish_failed(&part, &PublishError::Split(e));
+                            break;
+                        }
+                        ends = store.ends_once_published(&part.id);
+                    }
+                    let ends = self.under_ownership(ends);
                     // A split the metastore has published already (an
                     // earlier try failed after that commit) is only shown
-                    // (as of the version read: when, exactly, is lost).
+                    // (published by the version read: when exactly is lost).
                     if let Some(SplitState::Published { entry }) = self.metastore.split(&part.id) {
-                        (Ok((entry, self.metastore.version())), ends)
+                        store
+                            .own_publishes()
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .published(self.metastore.version(), &part.id, false);
+                        (Ok(entry), ends)
                     } else {
-                        match self.start_upload(&part, ends) {
+                        match self.start_upload(store, &part, ends) {
                             Ok(()) => continue,
                             Err(e) => (Err(e), Vec::new()),
                         }
                     }
                 }
             };
-            match entry.and_then(|(entry, version)| {
-                self.show_published(store, &part, entry, &ends, version)
-            }) {
+            match entry.and_then(|entry| self.show_published(store, &part, entry, &ends)) {
                 Ok(entry) => {
                     self.in_bucket
                         .insert(entry.id.clone(), PublishedSplit::of(&entry));
@@ -141,12 +159,7 @@ impl SplitSet {
                     self.drop_lost(store, &part, &lost);
                 }
                 Err(e) => {
-                    let wait = self
-                        .retry
-                        .map_or(PUBLISH_BACKOFF, |(_, w)| (w * 2).min(PUBLISH_BACKOFF_MAX));
-                    self.retry = Some((Instant::now() + wait, wait));
-                    self.status.failed(e.to_string());
-                    tracing::error!(split = %part.id, error = %e, retry_in_ms = wait.as_millis() as u64, "cannot publish a split; it stays on the local disk, in the WAL, and readable, and is tried again");
+                    self.publish_failed(&part, &e);
                     break;
                 }
             }
@@ -154,9 +167,20 @@ impl SplitSet {
         done
     }
 
+    /// `part` could not be published: it is tried again after a backoff.
+    fn publish_failed(&mut self, part: &Partition, e: &PublishError) {
+        let wait = self
+            .retry
+            .map_or(PUBLISH_BACKOFF, |(_, w)| (w * 2).min(PUBLISH_BACKOFF_MAX));
+        self.retry = Some((Instant::now() + wait, wait));
+        self.status.failed(e.to_string());
+        tracing::error!(split = %part.id, error = %e, retry_in_ms = wait.as_millis() as u64, "cannot publish a split; it stays on the local disk, in the WAL, and readable, and is tried again");
+    }
+
     /// Starts `part`'s upload on a thread of its own.
     fn start_upload(
         &mut self,
+        store: &Store,
         part: &Arc<Partition>,
         ends: Vec<SourceAdvance>,
     ) -> Result<(), PublishError> {
@@ -164,6 +188,7 @@ impl SplitSet {
             bucket: self.bucket.clone(),
             metastore: self.metastore.clone(),
             writer_bytes: self.config.index_writer_bytes,
+            own_publishes: store.own_publishes(),
         };
         let (split, sources) = (part.clone(), ends.clone());
         let thread = std::thread::Builder::new()
@@ -186,14 +211,13 @@ impl SplitSet {
         part: &Arc<Partition>,
         entry: SplitEntry,
         ends: &[SourceAdvance],
-        version: u64,
     ) -> Result<SplitEntry, PublishError> {
         let folder = split_key(&part.id);
         if self.bucket.local_path(&folder).is_none() {
             self.cache.adopt(part)?;
         }
         let published = open_published(&self.bucket, &self.cache, &entry)?;
-        store.published(&part.id, published, ends, version);
+        store.published(&part.id, published, ends);
         if let Err(e) = std::fs::remove_dir_all(part.dir()) {
             tracing::warn!(dir = %part.dir().display(), error = %e, "a published split's local copy could not be deleted");
         }
