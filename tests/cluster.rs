@@ -1364,6 +1364,61 @@ fn a_node_gone_from_the_serverset_is_named_while_it_owns_a_source() {
     assert_eq!(out.stdout.lines().collect::<Vec<_>>(), lines);
 }
 
+/// A node frozen (SIGSTOP) for less than its ZooKeeper session and its
+/// shipper's request timeout (issue 18 asks for both sides of the
+/// session): it stays a member, no stream moves, and when it wakes the
+/// lines written meanwhile flow on; every line exactly once, from either
+/// node.
+#[test]
+fn a_node_frozen_shorter_than_its_session_keeps_its_streams() {
+    let job = "www-data/prod/paused";
+    let config = format!(
+        "[storage]\ncommit_interval_ms = 100\nsplit_max_age_secs = 3600\n{}",
+        on_the_shared_store("paused")
+            .replace("session_timeout_ms = 2000", "session_timeout_ms = 6000")
+    );
+    let (_da, a) = Server::in_temp_dir(Some(&config));
+    let (_db, mut b) = Server::in_temp_dir(Some(&config));
+    sees(&a, &[&a, &b], "a to see both nodes");
+    let mut agent = SpreadAgent::new("paused");
+    let serverset = format!("zk://{}/cblogs/test/paused", ZooKeeper::shared().connect());
+    let shipper = agent.shipper(&serverset);
+    agent.write("before", true);
+    agent.wait_acked(&shipper, "the first lines acknowledged");
+    let (on_a, on_b) = shared_by(&shipper, &a, &b);
+    let member = node(&view(&a), &b.url)["member"].clone();
+    let moved = shipper_status(&shipper)["streams_moved"].as_u64();
+
+    // Frozen for 1 s, under both its 6 s session and the shipper's 2 s
+    // request timeout (the freeze is what is tested, not a wait for it),
+    // lines written meanwhile.
+    b.sigstop();
+    agent.write("paused", true);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    b.sigcont();
+    agent.wait_acked(&shipper, "the lines written during the pause acknowledged");
+    let status = shipper_status(&shipper);
+    assert_eq!(
+        (
+            shipper_node(&status, &a.url, "streams"),
+            shipper_node(&status, &b.url, "streams"),
+            status["streams_moved"].as_u64()
+        ),
+        (on_a, on_b, moved),
+        "no stream moved: {status}"
+    );
+    assert_eq!(
+        node(&view(&a), &b.url)["member"],
+        member,
+        "b kept its session and its member"
+    );
+    agent.write("after", true);
+    agent.wait_acked(&shipper, "the last lines acknowledged");
+    for node in [&a, &b] {
+        shown_exactly_once(node, &agent.runs(), job, &format!("from {}", node.url));
+    }
+}
+
 /// A node frozen for 20 s (SIGSTOP: its connections accepted, never
 /// answered), longer than its ZooKeeper session, lines written
 /// throughout (issue 18's test). While it is still a member, a tail
