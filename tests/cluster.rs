@@ -66,6 +66,23 @@ fn sees(server: &Server, want: &[&Server], what: &str) -> Value {
     })
 }
 
+/// The id of `server` as `view` lists it.
+fn node_id(view: &Value, server: &Server) -> String {
+    node(view, &server.url)["node_id"]
+        .as_str()
+        .expect("node_id")
+        .to_owned()
+}
+
+/// Asserts that `out` says its answer is partial and names node `id`.
+fn says_partial(out: &CliOutput, id: &str) {
+    assert!(
+        out.stderr.contains("partial answer") && out.stderr.contains(id),
+        "node {id} named as not answering: {}",
+        out.stderr
+    );
+}
+
 /// The node `view` lists at `url`.
 fn node<'a>(view: &'a Value, url: &str) -> &'a Value {
     view["nodes"]
@@ -1034,18 +1051,8 @@ fn a_tail_asked_of_any_node_shows_what_every_node_holds() {
     b.kill9();
     let out = a.cli(&tail);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let node_b = sees(&a, &[&a, &b], "a to list b still")["nodes"]
-        .as_array()
-        .and_then(|n| n.iter().find(|n| n["url"] == b.url.as_str()).cloned())
-        .expect("b listed");
-    assert!(
-        out.stderr.contains("partial answer")
-            && out
-                .stderr
-                .contains(node_b["node_id"].as_str().expect("node_id")),
-        "{}",
-        out.stderr
-    );
+    let b_id = node_id(&sees(&a, &[&a, &b], "a to list b still"), &b);
+    says_partial(&out, &b_id);
     let published: Vec<String> = want
         .iter()
         .filter(|t| t.starts_with('a'))
@@ -1171,18 +1178,8 @@ fn a_search_asked_of_any_node_finds_what_every_node_holds() {
 
     b.kill9();
     let out = a.cli(&grep_json);
-    let node_b = sees(&a, &[&a, &b], "a to list b still")["nodes"]
-        .as_array()
-        .and_then(|n| n.iter().find(|n| n["url"] == b.url.as_str()).cloned())
-        .expect("b listed");
-    assert!(
-        out.stderr.contains("partial answer")
-            && out
-                .stderr
-                .contains(node_b["node_id"].as_str().expect("node_id")),
-        "{}",
-        out.stderr
-    );
+    let b_id = node_id(&sees(&a, &[&a, &b], "a to list b still"), &b);
+    says_partial(&out, &b_id);
     let published: Vec<String> = want
         .iter()
         .filter(|t| t.starts_with('a'))
@@ -1212,10 +1209,7 @@ fn a_follow_asked_of_any_node_shows_every_nodes_lines_and_follows_a_source_that_
     let (_db, mut b) = Server::in_temp_dir(Some(&config));
     let view = sees(&a, &[&a, &b], "a to see both nodes");
     sees(&b, &[&a, &b], "b to see both nodes");
-    let b_id = node(&view, &b.url)["node_id"]
-        .as_str()
-        .expect("b's id")
-        .to_owned();
+    let b_id = node_id(&view, &b);
     let mut agent = SpreadAgent::new("fanfollow");
     agent.write("first", true);
     let serverset = format!(
@@ -1329,10 +1323,7 @@ fn a_node_gone_from_the_serverset_is_named_while_it_owns_a_source() {
     let (_da, a) = Server::in_temp_dir(Some(&config));
     let (_db, mut b) = Server::in_temp_dir(Some(&config));
     let view = sees(&a, &[&a, &b], "a to see both nodes");
-    let b_id = node(&view, &b.url)["node_id"]
-        .as_str()
-        .expect("b's id")
-        .to_owned();
+    let b_id = node_id(&view, &b);
     let job = "www-data/prod/departed";
     let lines = lines_of("held", 0..5);
     b.post_ok(&request(vec![SourceFile::of(
@@ -1345,11 +1336,8 @@ fn a_node_gone_from_the_serverset_is_named_while_it_owns_a_source() {
     b.kill9();
     sees(&a, &[&a], "b to leave the serverset");
     let out = a.cli(&["tail", job]);
-    assert!(
-        out.stderr.contains("partial answer") && out.stderr.contains(&b_id),
-        "b, gone but owning the source, is named: {}",
-        out.stderr
-    );
+    // b, gone but owning the source, is named.
+    says_partial(&out, &b_id);
     // The source moves to a (its lines sent again): b owns nothing now.
     a.post_ok(&request(vec![SourceFile::of(
         job,
@@ -1446,21 +1434,14 @@ fn a_node_frozen_longer_than_its_session_loses_its_streams_and_nothing_else() {
     let (_, on_b) = shared_by(&shipper, &a, &b);
     agent.write("unpublished", true);
     agent.wait_acked(&shipper, "the second lines acknowledged");
-    let b_id = node(&view(&a), &b.url)["node_id"]
-        .as_str()
-        .expect("b's id")
-        .to_owned();
+    let b_id = node_id(&view(&a), &b);
 
     b.sigstop();
     let frozen = std::time::Instant::now();
     // Still a member (its session lasts 2 s): named as not answering.
     let out = a.cli(&["tail", job, "-n", "10"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("partial answer") && out.stderr.contains(&b_id),
-        "{}",
-        out.stderr
-    );
+    says_partial(&out, &b_id);
     agent.keep_writing(
         &shipper,
         "frozen",
