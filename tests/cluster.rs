@@ -1470,3 +1470,170 @@ fn a_node_frozen_longer_than_its_session_loses_its_streams_and_nothing_else() {
         shown_exactly_once(node, &agent.runs(), job, &format!("from {}", node.url));
     }
 }
+
+/// The alert rules of the failover test: `burst` fires at 11 lines with
+/// `BURST` in 10 minutes, each notification appended to `notified` as a
+/// line of JSON by a command notifier.
+fn burst_rules(notified: &Path) -> String {
+    format!(
+        r#"
+[[notifier]]
+name = "log"
+kind = "command"
+command = ["sh", "-c", "cat >> '{0}' && echo >> '{0}'"]
+[[rule]]
+name = "burst"
+jobs = ["www-data/prod/burst"]
+pattern = 'BURST'
+threshold = 11
+window = "10m"
+repeat = "1h"
+notify = ["log"]
+"#,
+        notified.display()
+    )
+}
+
+/// The notifications of status `status` the command wrote so far.
+fn notifications(notified: &Path, status: &str) -> Vec<Value> {
+    std::fs::read_to_string(notified)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str::<Value>(l).expect("a notification's JSON"))
+        .filter(|n| n["status"] == status)
+        .collect()
+}
+
+/// The group of rule `burst` in `server`'s `GET /api/v1/alerts` (every
+/// node's groups), if listed.
+fn burst_group(server: &Server) -> Option<Value> {
+    let alerts = server.get_json("/api/v1/alerts");
+    alerts["rules"]
+        .as_array()?
+        .iter()
+        .find(|r| r["name"] == "burst")?["groups"]
+        .as_array()?
+        .first()
+        .cloned()
+}
+
+/// Rule 7: an alert group's window is on one node, fed by every node. A
+/// burst whose source fails over in the middle fires exactly once, each
+/// of its lines counted once: the matches the dead node made reached the
+/// group's node before it died, and the lines it had not published are
+/// sent again to the other node and matched again there, uncounted. The
+/// group's state and the silences are in the object store: a node that
+/// takes the group over from a dead one goes on firing without a second
+/// notification, and a silence made on one node holds on the other.
+#[test]
+fn an_alert_fires_once_for_a_burst_whose_source_fails_over() {
+    let job = "www-data/prod/burst";
+    let files = tempfile::tempdir().expect("tempdir");
+    let notified = files.path().join("notified.jsonl");
+    let rules = files.path().join("rules.toml");
+    std::fs::write(&rules, burst_rules(&notified)).expect("write the rules");
+    let config = format!(
+        "[alerts]\nrules_file = \"{}\"\n[storage]\ncommit_interval_ms = 100\nsplit_max_age_secs = 3600\n{}",
+        rules.display(),
+        on_the_shared_store("burst")
+    );
+    let (_da, mut a) = Server::in_temp_dir(Some(&config));
+    let (_db, mut b) = Server::in_temp_dir(Some(&config));
+    let v = sees(&a, &[&a, &b], "a to see both nodes");
+    let ids = [node_id(&v, &a), node_id(&v, &b)];
+    let mut agent = SpreadAgent::new("burst");
+    agent.write("start", true);
+    let serverset = format!("zk://{}/cblogs/test/burst", ZooKeeper::shared().connect());
+    let mut shipper = agent.shipper(&serverset);
+    agent.wait_acked(&shipper, "the first lines acknowledged");
+    shared_by(&shipper, &a, &b);
+
+    // A first match tells which node the group's window is on.
+    agent.runs[0].append_lines(Stream::Stderr, &["BURST probe"]);
+    let group = wait_until("the probe counted on the group's node", DEADLINE, || {
+        burst_group(&a).filter(|g| g["count"] == 1)
+    });
+    let owner_id = group["node"].as_str().expect("the group's node").to_owned();
+    assert!(ids.contains(&owner_id), "{group}");
+    let (owner, holder) = if owner_id == ids[0] {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    // The burst goes to a stream of the other node.
+    let held = holder.get_json("/api/v1/cluster/node")["sources"].clone();
+    let run = agent
+        .runs
+        .iter()
+        .position(|r| {
+            held.as_array().is_some_and(|keys| {
+                keys.iter().any(|k| {
+                    k.as_str()
+                        .is_some_and(|k| k.contains(&r.task_id) && k.ends_with("/stderr"))
+                })
+            })
+        })
+        .unwrap_or_else(|| panic!("a stderr held by {}: {held}", holder.url));
+    let burst = |from: usize, to: usize| -> Vec<String> {
+        (from..=to).map(|i| format!("ERROR BURST {i:02}")).collect()
+    };
+    // 4 lines published by the holder, 4 acknowledged and not published;
+    // their matches reach the group's node; then the holder dies.
+    agent.runs[run].append_lines(Stream::Stderr, &burst(1, 4));
+    agent.wait_acked(&shipper, "the burst's first lines acknowledged");
+    holder.flush();
+    agent.runs[run].append_lines(Stream::Stderr, &burst(5, 8));
+    agent.wait_acked(&shipper, "the burst's next lines acknowledged");
+    wait_until(
+        "the holder's matches counted on the group's node",
+        DEADLINE,
+        || burst_group(owner).filter(|g| g["count"] == 9),
+    );
+    holder.kill9();
+    // The stream moves to the group's node, lines 5 to 8 sent again.
+    agent.runs[run].append_lines(Stream::Stderr, &burst(9, 10));
+    wait_until("the burst to fire", DEADLINE, || {
+        (!notifications(&notified, "firing").is_empty()).then_some(())
+    });
+    shown_exactly_once(
+        owner,
+        &agent.runs(),
+        job,
+        "the group's node, after the failover",
+    );
+    let group = burst_group(owner).expect("the group");
+    assert_eq!(
+        (group["state"].as_str(), group["count"].as_u64()),
+        (Some("firing"), Some(11)),
+        "the probe and the 10 lines of the burst, each once: {group}"
+    );
+    let firing = notifications(&notified, "firing");
+    assert_eq!(firing.len(), 1, "{firing:?}");
+    assert_eq!(firing[0]["count"], 11, "{}", firing[0]);
+    assert!(shipper.log_text().contains("sending the rest again"));
+
+    // The holder comes back; a silence made on it holds on the other.
+    holder.restart();
+    sees(owner, &[&*owner, &*holder], "both nodes again");
+    let silenced = http_client(None)
+        .post(format!("{}/api/v1/alerts/silences", holder.url))
+        .json(&serde_json::json!({"rule": "burst", "group": "other/job", "for_secs": 600}))
+        .send()
+        .expect("POST a silence");
+    assert_eq!(silenced.status().as_u16(), 200);
+    wait_until("the silence seen by the group's node", DEADLINE, || {
+        let own = owner.get_json("/api/v1/cluster/alerts");
+        (own["silences"][0]["group"] == "other/job").then_some(())
+    });
+    // The group's node dies: the other takes the group over, firing, and
+    // notifies nothing again.
+    owner.kill9();
+    let holder_id = if owner_id == ids[0] { &ids[1] } else { &ids[0] };
+    wait_until("the group taken over, still firing", DEADLINE, || {
+        burst_group(holder).filter(|g| g["state"] == "firing" && g["node"] == holder_id.as_str())
+    });
+    assert_eq!(notifications(&notified, "firing").len(), 1);
+    assert!(notifications(&notified, "resolved").is_empty());
+    shipper.kill9();
+}

@@ -50,6 +50,12 @@ pub const CLUSTER_JOBS_PATH: &str = "/api/v1/cluster/jobs";
 /// published as of a metastore version (`after_version=`), in the
 /// buckets the asker gives (`since_ns`, `until_ns`, `buckets`).
 pub const CLUSTER_HISTOGRAM_PATH: &str = "/api/v1/cluster/histogram";
+/// GET: the alert groups whose window is on this node, for a node that
+/// answers `GET /api/v1/alerts` in a cluster ([`AlertsResponse`]).
+pub const CLUSTER_ALERTS_PATH: &str = "/api/v1/cluster/alerts";
+/// POST (nodes only, `[cluster] token_file`'s token): matches of alert
+/// rules for the groups whose window is on this node.
+pub const CLUSTER_ALERT_HITS_PATH: &str = "/api/v1/cluster/alerts/hits";
 /// A node's own follow, for a node that follows every node: a `live`
 /// event ends its backlog.
 pub const CLUSTER_FOLLOW_PATH: &str = "/api/v1/cluster/follow";
@@ -469,6 +475,10 @@ pub struct AlertsResponse {
     /// Silences in force.
     #[serde(default)]
     pub silences: Vec<Silence>,
+    /// In a cluster: the nodes asked for their groups that did not answer
+    /// (the groups whose window is on them are missing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partial: Vec<Unanswered>,
 }
 
 /// POST: silence a rule (or one group of it) for a while; body
@@ -548,6 +558,10 @@ pub struct AlertGroupState {
     /// RFC 3339: when it started firing.
     pub since: Option<String>,
     pub last_notified: Option<String>,
+    /// In a cluster: the node its window is on (every node's matches of
+    /// the group are counted there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// Notifications delivered, attempts that failed (each is retried), and

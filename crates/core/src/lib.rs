@@ -16,6 +16,8 @@
 //!   Aurora's announcer and cblogsd write it.
 //! - [`sse`]: a Server-Sent Events parser (a follow's stream, read by the
 //!   CLI and by a node that follows the others).
+//! - [`rendezvous`]: highest-random-weight hashing (a stream's node, an
+//!   alert group's node).
 //! - [`pattern`]: search patterns with ripgrep's semantics (`-F`, `-i`, `-w`).
 //! - [`Selector`]: the job selector users type (`cluster/role/env/name[/instance]`,
 //!   a bare `name`, `*` globs in any part).
@@ -25,6 +27,7 @@ mod job;
 mod line;
 pub mod line_event;
 pub mod pattern;
+pub mod rendezvous;
 pub mod sandbox;
 mod selector;
 pub mod serverset;

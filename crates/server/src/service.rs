@@ -149,7 +149,7 @@ impl Service {
         let publishing = Arc::new(Publishing::default());
         let (mut splits, existing) = SplitSet::open(
             &data,
-            bucket,
+            bucket.clone(),
             metastore,
             &config,
             retired_grace,
@@ -166,7 +166,13 @@ impl Service {
             splits.followed(),
         )?);
         let (stopping, stopping_rx) = watch::channel(false);
-        let alerts = Alerts::start(&config, store.live(), stopping_rx.clone())?;
+        let alerts = Alerts::start(
+            &config,
+            store.live(),
+            bucket,
+            cluster.clone(),
+            stopping_rx.clone(),
+        )?;
         let (files, records) = WalFiles::open(
             &data.join("wal"),
             config.storage.wal_segment_bytes,

@@ -40,6 +40,9 @@ pub enum Role {
     Ingest,
     Read,
     Admin,
+    /// Another node of the cluster, with `[cluster] token_file`'s token:
+    /// what only a node may do (hand an alert group's owner its matches).
+    Node,
 }
 
 impl Role {
@@ -48,6 +51,7 @@ impl Role {
             Role::Ingest => "ingest",
             Role::Read => "read",
             Role::Admin => "admin",
+            Role::Node => "node",
         }
     }
 }
@@ -120,6 +124,7 @@ impl Tokens {
             Role::Ingest => &self.ingest,
             Role::Read => &self.read,
             Role::Admin => &self.admin,
+            Role::Node => &self.node,
         }
     }
 }

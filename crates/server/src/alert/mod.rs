@@ -6,54 +6,82 @@
 //! (`TailHub`), the same one live tails read: ingest never waits for it,
 //! and a slow receiver only delays its own notification. If it falls more
 //! than `read.follow_buffer_batches` batches behind, it logs that some
-//! lines were not evaluated. State that must survive a restart (which
-//! groups fire, when they were last notified, silences) is saved in
-//! `<data dir>/alerts/state.json` whenever it changes, written aside and
-//! renamed; on start a group that was firing is held one window before it
-//! may resolve. Silences hold notifications back, not the evaluation.
+//! lines were not evaluated. Silences hold notifications back, not the
+//! evaluation.
+//!
+//! In a cluster each line is evaluated once, cluster-wide (rule 7 of
+//! issue 18): the node that ingests it matches it, and sends the hit to
+//! the one node its group's window is on (rendezvous hashing over the
+//! nodes that ingest); that node counts each byte range of a source once,
+//! so lines sent again after a failover do not count twice, and a burst
+//! split across nodes adds up. Alone, a node is every group's node.
+//! What must survive a node (which groups fire, when they were notified,
+//! silences) is in the object store (`shared.rs`); a group that was
+//! firing when its node was lost or restarted is held one window before
+//! it may resolve, and is not fired again.
 //!
 //! ```text
-//! rules.rs   the rules file, checked whole (a bad one names rule, field, why)
-//! engine.rs  per source the rules that watch it; sliding windows per rule and group
-//! trace.rs   a firing waits for the rest of its Python traceback / Java stack trace
-//! notify.rs  webhook, Slack, PagerDuty, command: one task each, retried
+//! rules.rs    the rules file, checked whole (a bad one names rule, field, why)
+//! matcher.rs  per source the rules that watch it; a match is a Hit (with its trace)
+//! trace.rs    a hit waits for the rest of its Python traceback / Java stack trace
+//! outbox.rs   each hit to its group's node, again when that node changes
+//! window.rs   per rule and group the hits of the window, each byte range once; fire, repeat, resolve
+//! engine.rs   the four together, without I/O
+//! shared.rs   group memories and silences in the object store
+//! notify.rs   webhook, Slack, PagerDuty, command: one task each, retried
 //! ```
 
 mod engine;
+mod matcher;
 mod notify;
+mod outbox;
 pub mod rules;
+mod shared;
+#[cfg(test)]
+mod testing;
 mod trace;
+mod window;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use cblogs_core::api::{AlertGroup, AlertsResponse, Silence, SilenceRequest};
+use cblogs_core::api::{
+    AlertRuleState, AlertsResponse, Silence, SilenceRequest, CLUSTER_ALERTS_PATH,
+    CLUSTER_ALERT_HITS_PATH,
+};
 use cblogs_core::time::{format_rfc3339, now_ns};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::{broadcast, watch};
 
+use crate::bucket::Bucket;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::metrics::{emit, AlertNotified};
 use crate::store::{LiveBatch, TailHub};
-use engine::{Engine, GroupMemory, Outgoing};
+use engine::Engine;
+pub use matcher::Hit;
 use notify::Deliveries;
+use outbox::Batch;
 pub use rules::{Rules, RulesError};
+use shared::{Loaded, SharedState};
+use window::Outgoing;
 
 pub struct Alerts {
     engine: Mutex<Engine>,
     deliveries: Arc<Deliveries>,
     rules_path: Option<PathBuf>,
     regex_size_limit: usize,
-    state_path: PathBuf,
+    shared: SharedState,
+    cluster: Arc<Cluster>,
+    /// Hits other nodes sent, into the engine's loop.
+    received: UnboundedSender<Vec<Hit>>,
 }
 
-/// What `state.json` holds.
-#[derive(Default, serde::Serialize, serde::Deserialize)]
-struct Saved {
-    /// Rule name → its groups that fire or were notified.
-    groups: BTreeMap<String, Vec<(AlertGroup, GroupMemory)>>,
-    silences: Vec<Silence>,
+/// What the engine's loop waits on besides lines and its tick.
+struct Inputs {
+    received: UnboundedReceiver<Vec<Hit>>,
+    loaded: UnboundedReceiver<Loaded>,
 }
 
 impl Alerts {
@@ -62,6 +90,8 @@ impl Alerts {
     pub fn start(
         config: &Config,
         live: &TailHub,
+        bucket: Arc<Bucket>,
+        cluster: Arc<Cluster>,
         stopping: watch::Receiver<bool>,
     ) -> Result<Arc<Alerts>, RulesError> {
         let rules_path = config.alerts.rules_path();
@@ -70,25 +100,27 @@ impl Alerts {
             Some(p) => Rules::load(p, limit)?,
             None => Rules::default(),
         };
-        let mut engine = Engine::new(rules, &config.alerts.base_url);
-        let state_path = config.data_dir.join("alerts").join("state.json");
-        if let Some(saved) = read_state(&state_path) {
-            engine.restore(saved.groups);
-            engine.silences = saved.silences;
-        }
+        let (loaded_tx, loaded) = unbounded_channel();
+        let shared = SharedState::start(bucket, loaded_tx);
+        shared.set_active(!rules.rules.is_empty());
+        shared.migrate(&config.data_dir);
+        let (received_tx, received) = unbounded_channel();
         let alerts = Arc::new(Alerts {
-            engine: Mutex::new(engine),
+            engine: Mutex::new(Engine::new(rules, &config.alerts.base_url)),
             deliveries: Deliveries::new(),
             rules_path,
             regex_size_limit: limit,
-            state_path,
+            shared,
+            cluster,
+            received: received_tx,
         });
         let records = live.subscribe();
         let this = alerts.clone();
         let interval = config.alerts.eval_interval();
+        let inputs = Inputs { received, loaded };
         let spawned = std::thread::Builder::new()
             .name("alerts".into())
-            .spawn(move || this.run(records, interval, stopping));
+            .spawn(move || this.run(records, inputs, interval, stopping));
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the alert engine; no alerts will fire");
         }
@@ -109,19 +141,47 @@ impl Alerts {
         };
         let rules = Rules::load(path, self.regex_size_limit)?;
         let n = rules.rules.len();
-        let waiting = self.engine().replace_rules(rules);
-        self.send(waiting);
+        self.shared.set_active(n > 0);
+        self.engine().replace_rules(rules);
         tracing::info!(rules = n, path = %path.display(), "alert rules reloaded");
         Ok(n)
     }
 
+    /// This node's groups (in a cluster: those whose window is here).
     pub fn response(&self) -> AlertsResponse {
         let engine = self.engine();
         AlertsResponse {
             rules: engine.states(),
             deliveries: self.deliveries.counts(),
             silences: engine.silences.clone(),
+            partial: Vec::new(),
         }
+    }
+
+    /// Every group of the cluster: this node's, and every other node's
+    /// (asked at once; one that does not answer is named in `partial`).
+    pub async fn cluster_response(&self) -> AlertsResponse {
+        let mut response = self.response();
+        if !self.cluster.has_others() {
+            return response;
+        }
+        let (answers, partial) = self
+            .cluster
+            .ask_others::<AlertsResponse>(CLUSTER_ALERTS_PATH)
+            .await;
+        for other in answers {
+            merge_rules(&mut response.rules, other.rules);
+            response.deliveries.sent += other.deliveries.sent;
+            response.deliveries.failed += other.deliveries.failed;
+            response.deliveries.pending += other.deliveries.pending;
+        }
+        response.partial = partial;
+        response
+    }
+
+    /// Hits another node sent for the windows on this node.
+    pub fn receive(&self, hits: Vec<Hit>) {
+        let _ = self.received.send(hits);
     }
 
     /// Silences `rule` (or one group of it) for `for_secs`.
@@ -141,15 +201,18 @@ impl Alerts {
             until: format_rfc3339(until_ns),
         };
         tracing::info!(rule = %silence.rule, group = ?silence.group, until = %silence.until, "alert silenced");
-        engine.silences.push(silence.clone());
-        engine.dirty = true;
+        engine.silence(silence.clone());
+        self.shared.silence(silence.clone());
         Ok(silence)
     }
 
-    /// The engine's loop: lines as they are applied, and a tick for windows.
+    /// The engine's loop: lines as they are applied, hits from other
+    /// nodes, what the object store said, and a tick for windows, the
+    /// membership and deliveries to other nodes.
     fn run(
         self: Arc<Self>,
         mut records: broadcast::Receiver<Arc<LiveBatch>>,
+        mut inputs: Inputs,
         interval: Duration,
         mut stopping: watch::Receiver<bool>,
     ) {
@@ -163,24 +226,71 @@ impl Alerts {
                 return;
             }
         };
+        let is_cluster = self.cluster.membership.view().membership != "none";
         runtime.block_on(async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let (done_tx, mut done) = unbounded_channel::<(Batch, bool)>();
             loop {
+                let mut deliver = false;
                 let out = tokio::select! {
                     r = records.recv() => match r {
-                        Ok(rec) => self.engine().on_lines(&rec.source, &rec.lines),
+                        Ok(rec) => {
+                            deliver = self.engine().on_lines(&rec.source, &rec.lines);
+                            Vec::new()
+                        }
                         Err(broadcast::error::RecvError::Lagged(missed)) => {
                             tracing::warn!(missed, "the alert engine fell behind ingest; some lines were not evaluated");
                             Vec::new()
                         }
                         Err(broadcast::error::RecvError::Closed) => break,
                     },
-                    _ = tick.tick() => self.engine().tick(),
+                    Some(hits) = inputs.received.recv() => self.engine().on_hits(&hits),
+                    Some(loaded) = inputs.loaded.recv() => {
+                        let mut engine = self.engine();
+                        match loaded {
+                            Loaded::Groups { generation, groups } => engine.groups_read(generation, groups),
+                            Loaded::Silences(s) => engine.silences_read(s),
+                        }
+                        Vec::new()
+                    }
+                    Some((batch, ok)) = done.recv() => {
+                        self.engine().delivered(&batch, ok);
+                        Vec::new()
+                    }
+                    _ = tick.tick() => {
+                        deliver = true;
+                        let nodes = self.cluster.alert_nodes();
+                        let mut engine = self.engine();
+                        if engine.set_nodes(nodes, is_cluster) {
+                            self.shared.read_groups(engine.generation);
+                        }
+                        engine.tick()
+                    }
                     _ = stopping.wait_for(|s| *s) => break,
                 };
                 self.send(out);
-                self.save_if_changed();
+                if deliver {
+                    let (out, remote) = self.engine().due();
+                    self.send(out);
+                    for (batch, url) in remote {
+                        let this = self.clone();
+                        let done = done_tx.clone();
+                        tokio::spawn(async move {
+                            let hits: Vec<&Hit> = batch.hits.iter().map(|h| &**h).collect();
+                            let sent = this
+                                .cluster
+                                .peers
+                                .post_json(&url, CLUSTER_ALERT_HITS_PATH, &hits)
+                                .await;
+                            if let Err(e) = &sent {
+                                tracing::debug!(node = %batch.node, "alert hits not delivered: {e}");
+                            }
+                            let _ = done.send((batch, sent.is_ok()));
+                        });
+                    }
+                }
+                self.save_changes();
             }
             // Deliveries under way get a moment to finish.
             let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
@@ -211,41 +321,22 @@ impl Alerts {
         }
     }
 
-    fn save_if_changed(&self) {
-        let saved = {
-            let mut engine = self.engine();
-            if !engine.dirty {
-                return;
-            }
-            engine.dirty = false;
-            Saved {
-                groups: engine.saved(),
-                silences: engine.silences.clone(),
-            }
+    /// Group memories that changed, to the object store.
+    fn save_changes(&self) {
+        for (rule, group, memory) in self.engine().take_changes() {
+            self.shared.save(rule, group, memory);
+        }
+    }
+}
+
+/// Adds another node's groups to `rules` (the same rules, by name).
+fn merge_rules(rules: &mut [AlertRuleState], other: Vec<AlertRuleState>) {
+    for o in other {
+        let Some(r) = rules.iter_mut().find(|r| r.name == o.name) else {
+            continue;
         };
-        if let Err(e) = write_state(&self.state_path, &saved) {
-            tracing::error!(error = %e, path = %self.state_path.display(), "cannot save the alert state");
-        }
+        r.groups.extend(o.groups);
+        r.groups.sort_by(|a, b| a.group.cmp(&b.group));
+        r.last_fired = r.last_fired.take().max(o.last_fired);
     }
-}
-
-fn read_state(path: &Path) -> Option<Saved> {
-    let text = std::fs::read(path).ok()?;
-    match serde_json::from_slice(&text) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(error = %e, path = %path.display(), "alert state unreadable; starting afresh");
-            None
-        }
-    }
-}
-
-/// Written aside and renamed, so a crash leaves the old state or the new.
-fn write_state(path: &Path, saved: &Saved) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(saved)?)?;
-    std::fs::rename(&tmp, path)
 }

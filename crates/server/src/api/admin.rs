@@ -31,6 +31,19 @@ pub(super) async fn silence(
     })
 }
 
+/// `POST /api/v1/cluster/alerts/hits` (nodes only): matches another node
+/// made, for the alert groups whose window is on this node.
+pub(super) async fn alert_hits(
+    State(app): State<Arc<App>>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let hits: Vec<crate::alert::Hit> = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad(format!("malformed alert hits: {e}")))?;
+    let n = hits.len();
+    app.alerts.receive(hits);
+    Ok(Json(serde_json::json!({ "accepted": n })))
+}
+
 /// Reads the alert rules file again; a bad one is refused (400) naming the
 /// rule and field, and the rules in force stay.
 pub(super) async fn reload_alerts(

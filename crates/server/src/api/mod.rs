@@ -13,8 +13,9 @@
 //! fanout_jobs.rs    a node of a cluster's jobs listing; GET /api/v1/cluster/jobs: a node's part
 //! fanout_follow.rs  a node of a cluster's follow: every node followed (GET /api/v1/cluster/follow, tail.rs)
 //! histogram.rs  GET /api/v1/histogram
-//! status.rs     GET /api/v1/jobs, /api/v1/storage, /api/v1/alerts, /api/v1/cluster
-//! admin.rs      POST /api/v1/admin/flush, /api/v1/admin/alerts/reload, /api/v1/alerts/silences
+//! status.rs     GET /api/v1/jobs, /api/v1/storage, /api/v1/alerts (/cluster/alerts: a node's own), /api/v1/cluster
+//! admin.rs      POST /api/v1/admin/flush, /api/v1/admin/alerts/reload, /api/v1/alerts/silences,
+//!               /api/v1/cluster/alerts/hits (nodes only)
 //! session.rs    POST/DELETE /api/v1/session: the page's cookie
 //! metrics.rs    GET /metrics
 //! web.rs        GET /, /static/…: the embedded page
@@ -104,12 +105,19 @@ pub fn router(app: Arc<App>) -> Router {
         .route(api::CLUSTER_CONTEXT_PATH, get(search::node_context))
         .route(api::CLUSTER_JOBS_PATH, get(fanout_jobs::node_jobs))
         .route(api::CLUSTER_HISTOGRAM_PATH, get(histogram::node_histogram))
+        .route(api::CLUSTER_ALERTS_PATH, get(status::node_alerts))
         .route(api::METRICS_PATH, get(metrics::serve))
         .route(
             api::SESSION_PATH,
             post(session::session_start).delete(session::session_end),
         )
         .route_layer(role(Role::Read));
+    // What only another node of the cluster may send: a hit's line may be
+    // as long as a line may, and a batch holds up to 1,000.
+    let nodes = Router::new()
+        .route(api::CLUSTER_ALERT_HITS_PATH, post(admin::alert_hits))
+        .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
+        .route_layer(role(Role::Node));
     let admin = Router::new()
         .route(api::ALERTS_RELOAD_PATH, post(admin::reload_alerts))
         .route(api::SILENCES_PATH, post(admin::silence))
@@ -119,6 +127,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(ingest)
         .merge(queries)
         .merge(read)
+        .merge(nodes)
         .merge(admin)
         .route("/", get(web::index))
         .route("/static/{*path}", get(web::file))

@@ -124,6 +124,11 @@ pub(super) async fn storage(State(app): State<Arc<App>>) -> Json<api::StorageRes
 }
 
 pub(super) async fn alerts(State(app): State<Arc<App>>) -> Json<api::AlertsResponse> {
+    Json(app.alerts.cluster_response().await)
+}
+
+/// `GET /api/v1/cluster/alerts`: the groups whose window is on this node.
+pub(super) async fn node_alerts(State(app): State<Arc<App>>) -> Json<api::AlertsResponse> {
     Json(app.alerts.response())
 }
 

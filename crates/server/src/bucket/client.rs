@@ -255,9 +255,21 @@ impl Bucket {
     /// of two writers of one key, exactly one wins. Returns false when the
     /// key was taken already.
     pub fn create(&self, key: &str, bytes: Bytes) -> Result<bool, BucketError> {
+        self.put_with(key, bytes, PutMode::Create)
+    }
+
+    /// Writes `key`, replacing an object of that name: for small state
+    /// that one writer keeps current (an alert group's, `alert/shared.rs`).
+    pub fn put(&self, key: &str, bytes: Bytes) -> Result<(), BucketError> {
+        self.put_with(key, bytes, PutMode::Overwrite).map(drop)
+    }
+
+    /// One PUT in `mode`, synced on the local store; false when `mode` is
+    /// `Create` and the key was taken.
+    fn put_with(&self, key: &str, bytes: Bytes, mode: PutMode) -> Result<bool, BucketError> {
         let path = ObjectPath::from(key);
         let opts = PutOptions {
-            mode: PutMode::Create,
+            mode,
             ..PutOptions::default()
         };
         let put = self.runtime.wait(self.store.put_opts(

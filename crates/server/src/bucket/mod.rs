@@ -7,7 +7,7 @@
 //! depend on which runtime (if any) its caller runs in.
 //!
 //! ```text
-//! client.rs    Bucket: create-only puts, uploads, gets (whole or a range), lists, deletes;
+//! client.rs    Bucket: create-only puts, plain puts, uploads, gets (whole or a range), lists, deletes;
 //!              every request counted by kind
 //! durable.rs   local disk: a put is fsynced, file and directories, before it counts as done
 //! s3.rs        an S3-compatible store from [object_store]

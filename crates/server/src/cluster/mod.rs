@@ -46,6 +46,32 @@ pub struct Cluster {
     /// The sources each node owns (set once the metastore is open): a
     /// node that left still counts while it owns one.
     ownerships: OnceLock<Arc<Ownerships>>,
+    /// Where the others reach this node (set when it listens): how it
+    /// finds itself in a static list, whose entries are URLs.
+    own_url: OnceLock<String>,
+}
+
+/// The nodes alert groups are placed on: those that ingest (role `all`
+/// or `ingest`), by id, with their URLs, and which of them this node is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertNodes {
+    /// This node's id among them (in a static list: its URL).
+    pub me: String,
+    /// Sorted by id.
+    pub nodes: Vec<(String, String)>,
+}
+
+impl AlertNodes {
+    pub fn ids(&self) -> Vec<String> {
+        self.nodes.iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    pub fn url(&self, id: &str) -> Option<&str> {
+        self.nodes
+            .iter()
+            .find(|(n, _)| n == id)
+            .map(|(_, url)| url.as_str())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +105,7 @@ impl Cluster {
             peers: Peers::new(config, auth)?,
             config: config.clone(),
             ownerships: OnceLock::new(),
+            own_url: OnceLock::new(),
         })
     }
 
@@ -118,6 +145,8 @@ impl Cluster {
     /// `listen`, or `[cluster] advertise`) announced unless Aurora
     /// announces it, the others followed until `stopping`.
     pub fn join(&self, listen: SocketAddr, scheme: &str, stopping: watch::Receiver<bool>) {
+        let (host, port) = self.advertised(listen);
+        let _ = self.own_url.set(format!("{scheme}://{host}:{port}"));
         if self.config.zookeeper.is_empty() {
             return;
         }
@@ -144,6 +173,44 @@ impl Cluster {
             member,
         };
         tokio::spawn(zookeeper::run(session, self.membership.clone(), stopping));
+    }
+
+    /// The nodes alert groups are placed on, as the membership stands;
+    /// `None` while it is not known (ZooKeeper not read yet). Alone, this
+    /// node is the only one; in a static list it is the entry at its own
+    /// URL, if any.
+    pub fn alert_nodes(&self) -> Option<AlertNodes> {
+        let view = self.membership.view();
+        let mut me = self.node_id.clone();
+        let mut nodes: Vec<(String, String)> = match view.membership {
+            "none" => vec![(me.clone(), String::new())],
+            membership => {
+                if membership == "zookeeper"
+                    && view
+                        .zookeeper
+                        .as_ref()
+                        .is_some_and(|z| z.state == "connecting")
+                {
+                    return None;
+                }
+                let own = self.own_url.get().map(|u| u.trim_end_matches('/'));
+                if membership == "static" {
+                    if let Some(own) = own {
+                        me = own.to_owned();
+                    }
+                }
+                view.nodes
+                    .into_iter()
+                    .filter(|n| n.role != "query")
+                    .map(|n| (n.node_id.trim_end_matches('/').to_owned(), n.url))
+                    .collect()
+            }
+        };
+        if nodes.is_empty() {
+            return None;
+        }
+        nodes.sort();
+        Some(AlertNodes { me, nodes })
     }
 
     /// Where the others reach this node: `[cluster] advertise` (a

@@ -91,6 +91,23 @@ impl Peers {
         })
     }
 
+    /// POSTs `body` as JSON to `path` of the node at `url`: done when it
+    /// answers with a success.
+    pub async fn post_json<B: serde::Serialize + ?Sized>(
+        &self,
+        url: &str,
+        path: &str,
+        body: &B,
+    ) -> Result<(), PeerError> {
+        let full = format!("{}{path}", url.trim_end_matches('/'));
+        let mut req = self.http.post(&full).json(body);
+        if let Some(token) = self.auth.node_token() {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.map_err(|e| unreachable(url, &e))?;
+        answered(url, resp).await.map(drop)
+    }
+
     /// GETs `path` of the node at `url` and gives back its answer as it
     /// streams (a follow: for as long as it lasts).
     pub async fn get_stream(&self, url: &str, path: &str) -> Result<reqwest::Response, PeerError> {
@@ -114,20 +131,25 @@ impl Peers {
             req = req.bearer_auth(token);
         }
         let resp = req.send().await.map_err(|e| unreachable(url, &e))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(resp);
-        }
-        let body = resp.bytes().await.map_err(|e| unreachable(url, &e))?;
-        let why = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_owned());
-        Err(PeerError::Refused {
-            url: url.to_owned(),
-            why: format!("{status}: {why}"),
-        })
+        answered(url, resp).await
     }
+}
+
+/// The answer once its status is a success; else why not.
+async fn answered(url: &str, resp: reqwest::Response) -> Result<reqwest::Response, PeerError> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let body = resp.bytes().await.map_err(|e| unreachable(url, &e))?;
+    let why = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_owned());
+    Err(PeerError::Refused {
+        url: url.to_owned(),
+        why: format!("{status}: {why}"),
+    })
 }
 
 /// A stream's answer (a follow) is read for as long as it lasts: a year.

@@ -5,7 +5,7 @@
 //! stream goes to it, and its sender retries it for ever. With several (a
 //! list, or a serverset read from ZooKeeper by [`serverset`]), each source
 //! goes to one node, by rendezvous hashing of its id over the live nodes'
-//! ids ([`rendezvous`]), and:
+//! ids (`cblogs_core::rendezvous`), and:
 //!
 //! - a node is live once it has answered the question of what it holds
 //!   (`GET /api/v1/ingest/published`, whose answer names its id), until
@@ -23,11 +23,12 @@
 //!   lines wait meanwhile, at most `ship.move_wait_ms`): a planned move
 //!   sends nothing twice.
 
-pub mod rendezvous;
 pub mod serverset;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use cblogs_core::rendezvous;
 
 use crate::config::{ServerSpec, ShipConfig};
 use crate::sender::{Credentials, Sender, SenderError};

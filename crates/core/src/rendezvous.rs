@@ -1,5 +1,6 @@
 //! Rendezvous (highest random weight) hashing: each source goes to the
-//! node whose score for it is highest. When a node joins, it takes from
+//! node whose score for it is highest (the shipper's routing; cblogsd
+//! places each alert group on one node the same way). When a node joins, it takes from
 //! each other node only the sources it now scores highest for; when one
 //! leaves, only its sources move, spread over the others. Nodes are scored
 //! by their id, not their address, so a node that comes back elsewhere
@@ -11,6 +12,12 @@ pub fn seed(node_id: &str) -> u64 {
     node_id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// The node of `nodes` (their ids) that scores highest for `key`: the
+/// one it goes to. `None` when there is none.
+pub fn owner<'a>(nodes: impl IntoIterator<Item = &'a str>, key: u64) -> Option<&'a str> {
+    nodes.into_iter().max_by_key(|id| score(seed(id), key))
 }
 
 /// The score of `source` (its id) on the node of `seed`.

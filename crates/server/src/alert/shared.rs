@@ -1,0 +1,311 @@
+//! Alert state in the object store, so that it survives the node that
+//! kept it: the memory of each group that fires or was notified, and the
+//! silences.
+//!
+//! ```text
+//! alerts/groups/<16 hex digits of rule and group>.json   {rule, group, memory}: its node writes it
+//! alerts/silences/<until, 20 digits>-<8 hex digits>.json a silence: written once, deleted once over
+//! ```
+//!
+//! A group has one writer, the node its window is on; a node that takes a
+//! group over (another left, or it restarted) reads it before it may
+//! notify (`Windows::ready`). A silence is its own object, so that two
+//! nodes that silence at once both win; every node lists them every
+//! [`LIST_EVERY`].
+//!
+//! The store's calls block, and may take long when it is slow: they run on
+//! a thread of their own, which writes the newest memory of each group
+//! (older ones still queued are skipped) and sends back what it read.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cblogs_core::api::{AlertGroup, Silence};
+use cblogs_core::time::now_ns;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::window::GroupMemory;
+use crate::bucket::Bucket;
+
+/// How often silences are listed.
+pub const LIST_EVERY: Duration = Duration::from_secs(2);
+const GROUPS: &str = "alerts/groups/";
+const SILENCES: &str = "alerts/silences/";
+
+/// A group's object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedGroup {
+    pub rule: String,
+    pub group: AlertGroup,
+    pub memory: GroupMemory,
+}
+
+/// What the thread read.
+pub enum Loaded {
+    /// Every group's memory, asked for as `generation`.
+    Groups {
+        generation: u64,
+        groups: Vec<SavedGroup>,
+    },
+    /// The silences in force.
+    Silences(Vec<Silence>),
+}
+
+enum Command {
+    Put(SavedGroup),
+    Delete(String, AlertGroup),
+    Silence(Silence),
+    ReadGroups(u64),
+}
+
+/// The handle the engine writes and asks through.
+pub struct SharedState {
+    commands: mpsc::Sender<Command>,
+    /// Whether there are rules: without, no silence can be made, and the
+    /// store is not listed for them.
+    active: Arc<AtomicBool>,
+}
+
+impl SharedState {
+    /// Starts the thread; what it reads goes to `loaded`.
+    pub fn start(bucket: Arc<Bucket>, loaded: UnboundedSender<Loaded>) -> SharedState {
+        let (commands, rx) = mpsc::channel();
+        let active = Arc::new(AtomicBool::new(false));
+        let listing = active.clone();
+        let spawned = std::thread::Builder::new()
+            .name("alert-state".into())
+            .spawn(move || run(&bucket, rx, loaded, &listing));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the alert state's thread; alert state is not kept");
+        }
+        SharedState { commands, active }
+    }
+
+    /// Whether there are rules now (their silences are listed only then).
+    pub fn set_active(&self, active: bool) {
+        self.active.store(active, Ordering::Relaxed);
+    }
+
+    /// Keeps a group's memory, or forgets the group (`None`).
+    pub fn save(&self, rule: String, group: AlertGroup, memory: Option<GroupMemory>) {
+        let command = match memory {
+            Some(memory) => Command::Put(SavedGroup {
+                rule,
+                group,
+                memory,
+            }),
+            None => Command::Delete(rule, group),
+        };
+        let _ = self.commands.send(command);
+    }
+
+    pub fn silence(&self, silence: Silence) {
+        let _ = self.commands.send(Command::Silence(silence));
+    }
+
+    /// Asks for every group's memory; the answer names `generation`.
+    pub fn read_groups(&self, generation: u64) {
+        let _ = self.commands.send(Command::ReadGroups(generation));
+    }
+
+    /// The state a version before the object store kept it:
+    /// `<data dir>/alerts/state.json`, moved into the store once (and
+    /// renamed, so that it is not moved again).
+    pub fn migrate(&self, data_dir: &Path) {
+        #[derive(Deserialize)]
+        struct Old {
+            groups: BTreeMap<String, Vec<(AlertGroup, GroupMemory)>>,
+            silences: Vec<Silence>,
+        }
+        let path = data_dir.join("alerts").join("state.json");
+        let Ok(text) = std::fs::read(&path) else {
+            return;
+        };
+        match serde_json::from_slice::<Old>(&text) {
+            Ok(old) => {
+                for (rule, groups) in old.groups {
+                    for (group, memory) in groups {
+                        self.save(rule.clone(), group, Some(memory));
+                    }
+                }
+                for s in old.silences {
+                    self.silence(s);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, path = %path.display(), "old alert state unreadable; not moved")
+            }
+        }
+        if let Err(e) = std::fs::rename(&path, path.with_extension("json.moved")) {
+            tracing::warn!(error = %e, path = %path.display(), "cannot rename the old alert state");
+        }
+    }
+}
+
+fn group_object(rule: &str, group: &AlertGroup) -> String {
+    format!(
+        "{GROUPS}{:016x}.json",
+        super::outbox::group_key(rule, group)
+    )
+}
+
+fn run(
+    bucket: &Bucket,
+    commands: mpsc::Receiver<Command>,
+    loaded: UnboundedSender<Loaded>,
+    active: &AtomicBool,
+) {
+    let mut listed = Instant::now() - LIST_EVERY;
+    // Silences read already, by key: each is written once.
+    let mut known: HashMap<String, Silence> = HashMap::new();
+    // Writes the store refused, and a read of the groups it failed:
+    // tried again (at the latest with the next listing).
+    let mut writes: BTreeMap<String, Option<SavedGroup>> = BTreeMap::new();
+    let mut reads = None;
+    loop {
+        let first = match commands.recv_timeout(LIST_EVERY.saturating_sub(listed.elapsed())) {
+            Ok(c) => Some(c),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        // Every command queued now; of a group's writes only the newest.
+        for command in first.into_iter().chain(commands.try_iter()) {
+            match command {
+                Command::Put(g) => {
+                    writes.insert(group_object(&g.rule, &g.group), Some(g));
+                }
+                Command::Delete(rule, group) => {
+                    writes.insert(group_object(&rule, &group), None);
+                }
+                Command::Silence(s) => {
+                    let key = format!(
+                        "{SILENCES}{:020}-{:08x}.json",
+                        s.until_ns.max(0),
+                        fastrand::u32(..)
+                    );
+                    match serde_json::to_vec(&s) {
+                        Ok(body) => warn_on(
+                            bucket.create(&key, Bytes::from(body)).map(drop),
+                            "write a silence",
+                        ),
+                        Err(e) => tracing::error!(error = %e, "cannot write a silence"),
+                    }
+                }
+                Command::ReadGroups(generation) => reads = Some(generation),
+            }
+        }
+        for (key, group) in std::mem::take(&mut writes) {
+            let done = match group.as_ref().map(serde_json::to_vec) {
+                Some(Ok(body)) => bucket.put(&key, Bytes::from(body)),
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "cannot write an alert group's state");
+                    continue;
+                }
+                None => bucket.delete(&key),
+            };
+            if let Err(e) = done {
+                tracing::warn!(error = %e, "cannot keep an alert group's state in the object store; tried again");
+                writes.insert(key, group);
+            }
+        }
+        if let Some(generation) = reads {
+            if let Some(groups) = read_groups(bucket) {
+                let _ = loaded.send(Loaded::Groups { generation, groups });
+                reads = None;
+            }
+        }
+        if listed.elapsed() >= LIST_EVERY {
+            listed = Instant::now();
+            if !active.load(Ordering::Relaxed) {
+                continue;
+            }
+            if let Some(silences) = read_silences(bucket, &mut known) {
+                if loaded.send(Loaded::Silences(silences)).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn warn_on<E: std::fmt::Display>(r: Result<(), E>, what: &str) {
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "cannot {what} in the object store");
+    }
+}
+
+/// Every group's memory; `None` when the store cannot be read (the engine
+/// asks again).
+fn read_groups(bucket: &Bucket) -> Option<Vec<SavedGroup>> {
+    let keys = match bucket.list(GROUPS, None) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the alert groups' state");
+            return None;
+        }
+    };
+    let mut groups = Vec::new();
+    for key in keys {
+        match bucket.get(&key) {
+            Ok(Some(body)) => match serde_json::from_slice::<SavedGroup>(&body) {
+                Ok(g) => groups.push(g),
+                Err(e) => {
+                    tracing::warn!(error = %e, key, "an alert group's state is unreadable; skipped")
+                }
+            },
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, key, "cannot read an alert group's state");
+                return None;
+            }
+        }
+    }
+    Some(groups)
+}
+
+/// The silences in force (`known`: those read before, by key); those
+/// over are deleted.
+fn read_silences(bucket: &Bucket, known: &mut HashMap<String, Silence>) -> Option<Vec<Silence>> {
+    let keys = bucket
+        .list(SILENCES, None)
+        .map_err(|e| tracing::warn!(error = %e, "cannot list the alert silences"))
+        .ok()?;
+    let now = now_ns();
+    known.retain(|k, _| keys.contains(k));
+    let mut silences = Vec::new();
+    for key in keys {
+        let until: i64 = key
+            .strip_prefix(SILENCES)
+            .and_then(|k| k.split('-').next()?.parse().ok())
+            .unwrap_or(i64::MAX);
+        if until <= now {
+            warn_on(bucket.delete(&key), "delete a silence that is over");
+            continue;
+        }
+        if let Some(s) = known.get(&key) {
+            silences.push(s.clone());
+            continue;
+        }
+        match bucket.get(&key) {
+            Ok(Some(body)) => match serde_json::from_slice::<Silence>(&body) {
+                Ok(s) => {
+                    known.insert(key, s.clone());
+                    silences.push(s);
+                }
+                Err(e) => tracing::warn!(error = %e, key, "a silence is unreadable; skipped"),
+            },
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, key, "cannot read a silence");
+                return None;
+            }
+        }
+    }
+    Some(silences)
+}
