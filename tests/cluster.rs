@@ -1637,3 +1637,64 @@ fn an_alert_fires_once_for_a_burst_whose_source_fails_over() {
     assert!(notifications(&notified, "resolved").is_empty());
     shipper.kill9();
 }
+
+/// Alerts with a static list of nodes (no ZooKeeper): each node learns
+/// the others' ids by asking them, and finds itself among them, so a
+/// group's window is on one node; matches made on both count there once,
+/// and the group is listed once from either node.
+#[test]
+fn with_a_static_list_an_alert_group_is_counted_on_one_node() {
+    let files = tempfile::tempdir().expect("tempdir");
+    let notified = files.path().join("notified.jsonl");
+    let rules = files.path().join("rules.toml");
+    let text = burst_rules(&notified)
+        .replace("threshold = 11", "threshold = 4")
+        .replace("www-data/prod/burst", "www-data/prod/listed");
+    std::fs::write(&rules, text).expect("write the rules");
+    let ports = [free_port(), free_port()];
+    let config = format!(
+        "[alerts]\nrules_file = \"{}\"\n{}[cluster]\nnodes = [\"http://127.0.0.1:{}\", \"http://127.0.0.1:{}\"]\n",
+        rules.display(),
+        Seaweed::shared().config("listed"),
+        ports[0],
+        ports[1]
+    );
+    let dirs = [
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    ];
+    let start = |i: usize| {
+        Server::start_with(
+            &dirs[i].path().join("data"),
+            Some(&config),
+            &format!("127.0.0.1:{}", ports[i]),
+            &[],
+        )
+    };
+    let (a, b) = (start(0), start(1));
+    let mut files = [
+        SourceFile::of("www-data/prod/listed", 0, "web", Stream::Stderr),
+        SourceFile::of("www-data/prod/listed", 1, "web", Stream::Stderr),
+    ];
+    for (node, file) in [&a, &b].into_iter().zip(&mut files) {
+        node.post_ok(&request(vec![file.batch(&[
+            "ERROR BURST one",
+            "INFO x",
+            "ERROR BURST two",
+        ])]));
+    }
+    wait_until("the burst to fire", DEADLINE, || {
+        (!notifications(&notified, "firing").is_empty()).then_some(())
+    });
+    for node in [&a, &b] {
+        let alerts = node.get_json("/api/v1/alerts");
+        let groups = alerts["rules"][0]["groups"].clone();
+        assert_eq!(
+            groups.as_array().map(Vec::len),
+            Some(1),
+            "listed once: {alerts}"
+        );
+        assert_eq!(groups[0]["count"], 4, "{alerts}");
+    }
+    assert_eq!(notifications(&notified, "firing").len(), 1);
+}

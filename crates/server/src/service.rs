@@ -171,6 +171,7 @@ impl Service {
             store.live(),
             bucket,
             cluster.clone(),
+            crate::cluster::Peers::new(&config.cluster, auth.clone())?,
             stopping_rx.clone(),
         )?;
         let (files, records) = WalFiles::open(

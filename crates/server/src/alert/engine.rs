@@ -9,12 +9,17 @@ use cblogs_core::time::now_ns;
 use cblogs_core::Source;
 
 use super::matcher::{Hit, Matcher};
-use super::outbox::{owner, Batch, Outbox};
+use super::outbox::{owner, Batch, Fate, Outbox};
 use super::rules::Rules;
-use super::shared::{SavedGroup, LIST_EVERY};
+use super::shared::SavedGroup;
 use super::window::{MemoryChange, Outgoing, Windows};
 use crate::block::LineBlock;
 use crate::cluster::AlertNodes;
+
+/// How long a node waits for the object store's alert state before it
+/// notifies without it (a store that cannot be read must not silence
+/// every alert; a group fired before may then fire again).
+const READ_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 pub struct Engine {
     pub rules: Rules,
@@ -27,13 +32,15 @@ pub struct Engine {
     nodes: Option<AlertNodes>,
     ids: Vec<String>,
     /// Bumped whenever the nodes change: the shared groups are read again
-    /// under this number, and this node notifies only once it has them.
+    /// under this number, and this node notifies only once it has them
+    /// (or [`READ_WAIT`] has passed since they were asked for).
     pub generation: u64,
+    asked_ns: i64,
     /// The node's id, for the API (in a cluster).
     node: Option<String>,
-    /// Silences made here lately, and when: kept even if a listing of the
-    /// object store made before they were written lacks them.
-    made: Vec<(i64, Silence)>,
+    /// Silences made here that no listing of the object store showed yet
+    /// (their write may be under way, or tried again).
+    made: Vec<Silence>,
 }
 
 impl Engine {
@@ -47,6 +54,7 @@ impl Engine {
             nodes: None,
             ids: Vec::new(),
             generation: 0,
+            asked_ns: 0,
             node: None,
             made: Vec::new(),
         }
@@ -91,8 +99,9 @@ impl Engine {
         out
     }
 
-    /// The nodes as they stand now: whether they changed (the shared
-    /// groups must then be read again before this node notifies).
+    /// The nodes as they stand now: whether they changed to a known set
+    /// (the shared groups must then be read again before this node
+    /// notifies). While they are not known, it does not notify.
     pub fn set_nodes(&mut self, nodes: Option<AlertNodes>, cluster: bool) -> bool {
         if nodes == self.nodes {
             return false;
@@ -101,17 +110,20 @@ impl Engine {
             .then(|| nodes.as_ref().map(|n| n.me.clone()))
             .flatten();
         self.ids = nodes.as_ref().map(AlertNodes::ids).unwrap_or_default();
-        self.nodes = nodes;
-        self.generation += 1;
         self.windows.ready = false;
-        true
+        self.generation += 1;
+        self.asked_ns = now_ns();
+        let known = nodes.is_some();
+        self.nodes = nodes;
+        known
     }
 
-    /// The shared groups, read as `generation`: those placed here are
-    /// taken up, and this node may notify (if the nodes did not change
+    /// The shared state, read as `generation`: the groups placed here are
+    /// taken up (unless this node knows newer), the silences replace
+    /// those known, and this node may notify (if the nodes did not change
     /// meanwhile).
-    pub fn groups_read(&mut self, generation: u64, groups: Vec<SavedGroup>) {
-        if generation != self.generation {
+    pub fn state_read(&mut self, generation: u64, groups: Vec<SavedGroup>, silences: Vec<Silence>) {
+        if generation != self.generation || self.nodes.is_none() {
             return;
         }
         for g in groups {
@@ -120,12 +132,36 @@ impl Engine {
                     .restore(&self.rules, &g.rule, g.group, g.memory);
             }
         }
+        self.silences_read(silences);
         self.windows.ready = true;
+    }
+
+    /// Whether every hit is for a group placed here (or the nodes are not
+    /// known yet): else why not, and the sender sends them again later.
+    pub fn takes(&self, hits: &[Hit]) -> Result<(), String> {
+        match hits
+            .iter()
+            .find(|h| !Self::owned(&self.nodes, &self.ids, &h.rule, &h.group))
+        {
+            None => Ok(()),
+            Some(h) => Err(format!(
+                "alert group {} of rule {} is not placed on this node as it sees the nodes",
+                h.group.key(),
+                h.rule
+            )),
+        }
     }
 
     /// Hits whose trace wait is over; windows expired, resolved, repeated.
     pub fn tick(&mut self) -> Vec<Outgoing> {
         let now = now_ns();
+        if !self.windows.ready
+            && self.nodes.is_some()
+            && now - self.asked_ns > READ_WAIT.as_nanos() as i64
+        {
+            tracing::warn!("the alert state in the object store could not be read for {READ_WAIT:?}: notifying without it (a group that fired before may fire again)");
+            self.windows.ready = true;
+        }
         let hits = self.matcher.tick(now);
         self.outbox.add(&self.rules, hits);
         self.outbox.expire(now);
@@ -145,21 +181,24 @@ impl Engine {
         };
         let mut out = Vec::new();
         let mut remote = Vec::new();
-        for batch in self.outbox.due(&self.ids) {
+        for batch in self.outbox.due(&self.ids, &nodes.me) {
             if batch.node == nodes.me {
                 out.extend(self.on_hits(batch.hits.iter().map(|h| &**h)));
-                self.outbox.delivered(&batch.node, &batch.marks, true);
+                let boot = String::new();
+                self.outbox.delivered(&batch, Fate::Taken { boot });
             } else if let Some(url) = nodes.url(&batch.node) {
                 remote.push((batch, url.to_owned()));
             } else {
-                self.outbox.delivered(&batch.node, &batch.marks, false);
+                self.outbox.delivered(&batch, Fate::Again);
             }
         }
         (out, remote)
     }
 
-    pub fn delivered(&mut self, batch: &Batch, ok: bool) {
-        self.outbox.delivered(&batch.node, &batch.marks, ok);
+    /// A remote batch's fate; whether hits may be due again now.
+    pub fn delivered(&mut self, batch: &Batch, fate: Fate) -> bool {
+        self.outbox.delivered(batch, fate);
+        self.outbox.pending()
     }
 
     pub fn take_changes(&mut self) -> Vec<MemoryChange> {
@@ -168,19 +207,17 @@ impl Engine {
 
     /// A silence made on this node.
     pub fn silence(&mut self, silence: Silence) {
-        self.made.push((now_ns(), silence.clone()));
+        self.made.push(silence.clone());
         self.silences.push(silence);
     }
 
-    /// The silences the object store holds (every node's).
+    /// The silences the object store holds (every node's), and those
+    /// made here that it does not show yet.
     pub fn silences_read(&mut self, mut listed: Vec<Silence>) {
-        let recent = now_ns() - 2 * LIST_EVERY.as_nanos() as i64;
-        self.made.retain(|(at, _)| *at > recent);
-        for (_, s) in &self.made {
-            if !listed.contains(s) {
-                listed.push(s.clone());
-            }
-        }
+        let now = now_ns();
+        self.made
+            .retain(|s| s.until_ns > now && !listed.contains(s));
+        listed.extend(self.made.iter().cloned());
         self.silences = listed;
     }
 

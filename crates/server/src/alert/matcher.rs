@@ -28,8 +28,9 @@ const RECENT_LINES: usize = 64;
 /// A source with no line for this long is forgotten (its recent lines and
 /// the rules that watch it; both come back with a line).
 const FORGET_SOURCE_AFTER: Duration = Duration::from_secs(600);
-/// Most lines a trace holds.
+/// Most lines a trace holds, and most bytes of each.
 const MAX_TRACE_LINES: usize = 200;
+const MAX_TRACE_LINE: usize = 4096;
 
 /// One line that matched one rule: what its group's window counts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,9 +43,12 @@ pub struct Hit {
     pub source: u64,
     pub end: u64,
     pub line: LineView,
-    /// The trace the line is part of, whole; empty when in none.
+    /// The trace the line is part of, whole: on the first hit of a trace
+    /// only (the others of it have `in_trace` and no copy).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trace: Vec<String>,
+    #[serde(default)]
+    pub in_trace: bool,
 }
 
 /// Hits of one rule in one trace of one source, waiting for its end.
@@ -58,11 +62,12 @@ struct Pending {
 }
 
 impl Pending {
-    /// The hits, each with the trace as it got.
+    /// The hits, the first with the trace as it got.
     fn done(self) -> impl Iterator<Item = Hit> {
-        let trace = self.trace;
+        let mut trace = Some(self.trace);
         self.hits.into_iter().map(move |mut h| {
-            h.trace = trace.clone();
+            h.trace = trace.take().unwrap_or_default();
+            h.in_trace = true;
             h
         })
     }
@@ -174,6 +179,7 @@ impl Matcher {
                     end: l.offset + l.bytes.len() as u64 + u64::from(!l.flags.partial),
                     line: LineView::new(source, l.offset, l.time_ns, l.flags, l.bytes),
                     trace: Vec::new(),
+                    in_trace: false,
                 };
                 // The lines before it: the earlier batches' last ones, then
                 // this batch's up to it (made once a batch, and only when
@@ -204,6 +210,7 @@ impl Matcher {
                 let upto = before.len() - (n - i);
                 let from = upto.saturating_sub(RECENT_LINES);
                 let (trace, kind) = trace::look_back(&before[from..upto], &text);
+                let trace = trace.iter().map(|l| trace_line(l)).collect();
                 self.hold_for_trace(hit, r, trace, kind, &mut out);
             }
             waiting = self.pending.iter().any(|p| p.source == id);
@@ -232,6 +239,7 @@ impl Matcher {
         out: &mut Vec<Hit>,
     ) {
         let Some(kind) = kind else {
+            hit.in_trace = !trace.is_empty();
             hit.trace = trace;
             out.push(hit);
             return;
@@ -266,12 +274,12 @@ impl Matcher {
                 continue;
             }
             let done = if trace::continues(p.kind, text) {
-                p.trace.push(text.to_owned());
+                p.trace.push(trace_line(text));
                 p.trace.len() >= MAX_TRACE_LINES
             } else {
                 // A Python traceback ends with its exception line.
                 if p.kind == TraceKind::Python && trace::ends_python(text) {
-                    p.trace.push(text.to_owned());
+                    p.trace.push(trace_line(text));
                 }
                 true
             };
@@ -303,6 +311,16 @@ impl Matcher {
         }
         out
     }
+}
+
+/// A line of a trace, cut at [`MAX_TRACE_LINE`] bytes: a trace travels
+/// between nodes and into notifications.
+fn trace_line(text: &str) -> String {
+    let mut end = text.len().min(MAX_TRACE_LINE);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
 }
 
 fn shown(b: &[u8]) -> String {

@@ -55,14 +55,14 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::{broadcast, watch};
 
 use crate::bucket::Bucket;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, PeerError, Peers};
 use crate::config::Config;
 use crate::metrics::{emit, AlertNotified};
 use crate::store::{LiveBatch, TailHub};
 use engine::Engine;
 pub use matcher::Hit;
 use notify::Deliveries;
-use outbox::Batch;
+use outbox::{Batch, Fate};
 pub use rules::{Rules, RulesError};
 use shared::{Loaded, SharedState};
 use window::Outgoing;
@@ -74,8 +74,21 @@ pub struct Alerts {
     regex_size_limit: usize,
     shared: SharedState,
     cluster: Arc<Cluster>,
+    /// How hits go to other nodes: a client of its own, whose connections
+    /// live on the engine's runtime (the cluster's are the server's).
+    peers: Peers,
     /// Hits other nodes sent, into the engine's loop.
     received: UnboundedSender<Vec<Hit>>,
+    /// Made at each start: a node that names another boot in its answer
+    /// has lost its windows, and is sent every hit again.
+    boot: String,
+}
+
+/// The answer to hits sent to a node.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct HitsTaken {
+    pub accepted: usize,
+    pub boot: String,
 }
 
 /// What the engine's loop waits on besides lines and its tick.
@@ -92,6 +105,7 @@ impl Alerts {
         live: &TailHub,
         bucket: Arc<Bucket>,
         cluster: Arc<Cluster>,
+        peers: Peers,
         stopping: watch::Receiver<bool>,
     ) -> Result<Arc<Alerts>, RulesError> {
         let rules_path = config.alerts.rules_path();
@@ -112,7 +126,9 @@ impl Alerts {
             regex_size_limit: limit,
             shared,
             cluster,
+            peers,
             received: received_tx,
+            boot: format!("{:016x}", fastrand::u64(..)),
         });
         let records = live.subscribe();
         let this = alerts.clone();
@@ -169,7 +185,12 @@ impl Alerts {
             .cluster
             .ask_others::<AlertsResponse>(CLUSTER_ALERTS_PATH)
             .await;
-        for other in answers {
+        let me = self.cluster.node_id.as_str();
+        for mut other in answers {
+            // A static list's entry for this node is asked too.
+            for r in &mut other.rules {
+                r.groups.retain(|g| g.node.as_deref() != Some(me));
+            }
             merge_rules(&mut response.rules, other.rules);
             response.deliveries.sent += other.deliveries.sent;
             response.deliveries.failed += other.deliveries.failed;
@@ -179,9 +200,18 @@ impl Alerts {
         response
     }
 
-    /// Hits another node sent for the windows on this node.
-    pub fn receive(&self, hits: Vec<Hit>) {
+    /// Hits another node sent for the windows on this node: taken, unless
+    /// one is for a group this node does not hold as it sees the nodes
+    /// (they differ a moment when one joins or leaves), which the sender
+    /// keeps and sends again.
+    pub fn receive(&self, hits: Vec<Hit>) -> Result<HitsTaken, String> {
+        self.engine().takes(&hits)?;
+        let accepted = hits.len();
         let _ = self.received.send(hits);
+        Ok(HitsTaken {
+            accepted,
+            boot: self.boot.clone(),
+        })
     }
 
     /// Silences `rule` (or one group of it) for `for_secs`.
@@ -230,7 +260,10 @@ impl Alerts {
         runtime.block_on(async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let (done_tx, mut done) = unbounded_channel::<(Batch, bool)>();
+            let (done_tx, mut done) = unbounded_channel::<(Batch, Fate)>();
+            // The nodes changed: the state is read once what this round
+            // changed is written.
+            let mut read_state = false;
             loop {
                 let mut deliver = false;
                 let out = tokio::select! {
@@ -249,22 +282,20 @@ impl Alerts {
                     Some(loaded) = inputs.loaded.recv() => {
                         let mut engine = self.engine();
                         match loaded {
-                            Loaded::Groups { generation, groups } => engine.groups_read(generation, groups),
+                            Loaded::State { generation, groups, silences } => engine.state_read(generation, groups, silences),
                             Loaded::Silences(s) => engine.silences_read(s),
                         }
                         Vec::new()
                     }
-                    Some((batch, ok)) = done.recv() => {
-                        self.engine().delivered(&batch, ok);
+                    Some((batch, fate)) = done.recv() => {
+                        deliver = self.engine().delivered(&batch, fate);
                         Vec::new()
                     }
                     _ = tick.tick() => {
                         deliver = true;
                         let nodes = self.cluster.alert_nodes();
                         let mut engine = self.engine();
-                        if engine.set_nodes(nodes, is_cluster) {
-                            self.shared.read_groups(engine.generation);
-                        }
+                        read_state |= engine.set_nodes(nodes, is_cluster);
                         engine.tick()
                     }
                     _ = stopping.wait_for(|s| *s) => break,
@@ -279,18 +310,18 @@ impl Alerts {
                         tokio::spawn(async move {
                             let hits: Vec<&Hit> = batch.hits.iter().map(|h| &**h).collect();
                             let sent = this
-                                .cluster
                                 .peers
-                                .post_json(&url, CLUSTER_ALERT_HITS_PATH, &hits)
+                                .post_json::<_, HitsTaken>(&url, CLUSTER_ALERT_HITS_PATH, &hits)
                                 .await;
-                            if let Err(e) = &sent {
-                                tracing::debug!(node = %batch.node, "alert hits not delivered: {e}");
-                            }
-                            let _ = done.send((batch, sent.is_ok()));
+                            let fate = fate_of(&batch.node, sent);
+                            let _ = done.send((batch, fate));
                         });
                     }
                 }
                 self.save_changes();
+                if std::mem::take(&mut read_state) {
+                    self.shared.read_state(self.engine().generation);
+                }
             }
             // Deliveries under way get a moment to finish.
             let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
@@ -325,6 +356,24 @@ impl Alerts {
     fn save_changes(&self) {
         for (rule, group, memory) in self.engine().take_changes() {
             self.shared.save(rule, group, memory);
+        }
+    }
+}
+
+/// What became of hits sent to `node`: a node that cannot be reached, or
+/// does not hold the group yet (409), is sent them again; another refusal
+/// (a node of another version, a batch too big) drops them, so that they
+/// do not hold back the node's other hits.
+fn fate_of(node: &str, sent: Result<HitsTaken, PeerError>) -> Fate {
+    match sent {
+        Ok(taken) => Fate::Taken { boot: taken.boot },
+        Err(PeerError::Refused { status, why, .. }) if status != 409 => {
+            tracing::warn!(node, "alert hits refused, dropped: {why}");
+            Fate::Dropped
+        }
+        Err(e) => {
+            tracing::debug!(node, "alert hits not delivered yet: {e}");
+            Fate::Again
         }
     }
 }

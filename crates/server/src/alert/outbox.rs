@@ -4,13 +4,14 @@
 //! hashing of the rule and group over the nodes' ids (as the shipper
 //! places a source), so every node that ingests lines of the group sends
 //! its hits there: a burst split across two nodes still adds up. A hit is
-//! kept here for its rule's window, with the node it was last delivered
-//! to. When the group's node changes (a node joins, leaves or dies) every
-//! hit still in the window is delivered again to the new one, which
-//! counts each byte range once: so the new window holds what the old one
-//! did, but for the hits of a node lost with it (see ARCHITECTURE.md).
+//! kept here for its rule's window (the newest [`MAX_KEPT`] of a group),
+//! with how far its group's node took them. When the group's node
+//! changes (a node joins, leaves or dies), or restarts (its answers name
+//! a new boot), every hit still kept goes again, and the node counts each
+//! byte range once: so the new window holds what the old one did, but
+//! for the hits of a node lost with it (see ARCHITECTURE.md).
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use cblogs_core::api::AlertGroup;
@@ -19,10 +20,13 @@ use cblogs_core::rendezvous;
 use super::matcher::Hit;
 use super::rules::Rules;
 
-/// Most hits in one request to a node, and about the most bytes of
-/// their lines (one line more may go past it).
+/// Most hits in one request to another node, and about the most bytes
+/// of their lines and traces (one hit more may go past it).
 pub const MAX_BATCH: usize = 1_000;
 pub const MAX_BATCH_BYTES: usize = 8 << 20;
+/// Most hits kept per group: far past any threshold worth alerting on.
+/// A window holds more only if they reach it as they come.
+pub const MAX_KEPT: usize = 10_000;
 
 struct Kept {
     seq: u64,
@@ -32,8 +36,9 @@ struct Kept {
 }
 
 /// One group's hits, and how far they were delivered to its node.
-#[derive(Default)]
 struct GroupOut {
+    /// Where it is placed ([`group_key`]).
+    key: u64,
     /// In the order they were made (rising `seq`).
     hits: VecDeque<Kept>,
     /// The node they go to, as last placed, and the last hit it took.
@@ -52,12 +57,26 @@ pub struct Batch {
     pub marks: Vec<(GroupId, u64)>,
 }
 
+/// What became of a batch.
+pub enum Fate {
+    /// The node took it; it names its boot, which changes when it restarts.
+    Taken { boot: String },
+    /// Not now (the node is unreachable, or does not hold the group yet):
+    /// due again.
+    Again,
+    /// Refused for good (a node of another version, a request too big):
+    /// dropped, not to hold back the node's other hits.
+    Dropped,
+}
+
 #[derive(Default)]
 pub struct Outbox {
     groups: BTreeMap<GroupId, GroupOut>,
     next_seq: u64,
     /// Nodes with a batch under way: one at a time each.
     in_flight: HashSet<String>,
+    /// Each node's boot, as its last answer named it.
+    boots: HashMap<String, String>,
 }
 
 /// The key a group is placed by.
@@ -67,7 +86,11 @@ pub fn group_key(rule: &str, group: &AlertGroup) -> u64 {
 
 /// The node of `nodes` (ids) a group's window is on.
 pub fn owner<'a>(nodes: &'a [String], rule: &str, group: &AlertGroup) -> Option<&'a str> {
-    rendezvous::owner(nodes.iter().map(String::as_str), group_key(rule, group))
+    owner_by_key(nodes, group_key(rule, group))
+}
+
+fn owner_by_key(nodes: &[String], key: u64) -> Option<&str> {
+    rendezvous::owner(nodes.iter().map(String::as_str), key)
 }
 
 impl Outbox {
@@ -81,15 +104,23 @@ impl Outbox {
                 .time_ns
                 .saturating_add(rule.window.as_nanos() as i64);
             self.next_seq += 1;
-            self.groups
+            let g = self
+                .groups
                 .entry((hit.rule.clone(), hit.group.clone()))
-                .or_default()
-                .hits
-                .push_back(Kept {
-                    seq: self.next_seq,
-                    hit: Arc::new(hit),
-                    until_ns,
+                .or_insert_with(|| GroupOut {
+                    key: group_key(&hit.rule, &hit.group),
+                    hits: VecDeque::new(),
+                    node: None,
+                    delivered_seq: 0,
                 });
+            g.hits.push_back(Kept {
+                seq: self.next_seq,
+                hit: Arc::new(hit),
+                until_ns,
+            });
+            if g.hits.len() > MAX_KEPT {
+                g.hits.pop_front();
+            }
         }
     }
 
@@ -104,11 +135,12 @@ impl Outbox {
     /// The hits not yet delivered to their group's node as `nodes` (ids)
     /// stand now, a batch per node (none for a node with one under way),
     /// every hit of a group again when its node changed: marked under
-    /// way until [`Outbox::delivered`].
-    pub fn due(&mut self, nodes: &[String]) -> Vec<Batch> {
+    /// way until [`Outbox::delivered`]. The batch for `me` (counted in
+    /// process) is not bounded.
+    pub fn due(&mut self, nodes: &[String], me: &str) -> Vec<Batch> {
         let mut batches: BTreeMap<&str, Batch> = BTreeMap::new();
         for (id, g) in self.groups.iter_mut() {
-            let Some(node) = owner(nodes, &id.0, &id.1) else {
+            let Some(node) = owner_by_key(nodes, g.key) else {
                 continue;
             };
             if self.in_flight.contains(node) {
@@ -125,19 +157,19 @@ impl Outbox {
                 bytes: 0,
                 marks: Vec::new(),
             });
-            let room = MAX_BATCH.saturating_sub(batch.hits.len());
-            let mut new: Vec<&Kept> = Vec::new();
-            for k in g.hits.range(from..).take(room) {
-                if batch.bytes >= MAX_BATCH_BYTES {
+            let mut last = None;
+            for k in g.hits.range(from..) {
+                let full = batch.hits.len() >= MAX_BATCH || batch.bytes >= MAX_BATCH_BYTES;
+                if full && node != me {
                     break;
                 }
                 batch.bytes +=
                     k.hit.line.text.len() + k.hit.trace.iter().map(String::len).sum::<usize>();
-                new.push(k);
+                batch.hits.push(k.hit.clone());
+                last = Some(k.seq);
             }
-            if let Some(last) = new.last() {
-                batch.marks.push((id.clone(), last.seq));
-                batch.hits.extend(new.iter().map(|k| k.hit.clone()));
+            if let Some(seq) = last {
+                batch.marks.push((id.clone(), seq));
             }
         }
         let batches: Vec<Batch> = batches
@@ -150,14 +182,35 @@ impl Outbox {
         batches
     }
 
-    /// A batch's fate: its hits are delivered to `node` if `ok`, else they
-    /// stay due.
-    pub fn delivered(&mut self, node: &str, marks: &[(GroupId, u64)], ok: bool) {
+    /// Whether a batch may be due: some group has hits its node has not
+    /// taken (as last placed).
+    pub fn pending(&self) -> bool {
+        self.groups
+            .values()
+            .any(|g| g.hits.back().is_some_and(|k| k.seq > g.delivered_seq))
+    }
+
+    /// A batch's fate. A node that names a new boot lost its windows: every
+    /// hit of its groups is due again.
+    pub fn delivered(&mut self, batch: &Batch, fate: Fate) {
+        let node = batch.node.as_str();
         self.in_flight.remove(node);
-        if !ok {
-            return;
+        match fate {
+            Fate::Again => return,
+            Fate::Dropped => {}
+            Fate::Taken { boot } => {
+                let before = self.boots.insert(node.to_owned(), boot.clone());
+                if before.is_some_and(|b| b != boot) {
+                    for g in self.groups.values_mut() {
+                        if g.node.as_deref() == Some(node) {
+                            g.delivered_seq = 0;
+                        }
+                    }
+                    return;
+                }
+            }
         }
-        for (id, seq) in marks {
+        for (id, seq) in &batch.marks {
             if let Some(g) = self.groups.get_mut(id) {
                 if g.node.as_deref() == Some(node) {
                     g.delivered_seq = g.delivered_seq.max(*seq);
@@ -195,27 +248,61 @@ notify = ["hook"]
         let jobs: Vec<String> = (0..20).map(|i| format!("www-data/prod/j{i}")).collect();
         out.add(&rules, jobs.iter().map(|j| hit(j, 0)).collect());
         let three: Vec<String> = ["node-a", "node-b", "node-c"].map(String::from).to_vec();
-        let batches = out.due(&three);
+        let taken = |boot: &str| Fate::Taken { boot: boot.into() };
+        let batches = out.due(&three, "node-a");
         assert_eq!(batches.len(), 3, "20 groups spread over 3 nodes");
-        assert!(out.due(&three).is_empty(), "one batch under way per node");
-        let mut on_b = 0;
+        assert!(
+            out.due(&three, "node-a").is_empty(),
+            "one batch under way per node"
+        );
+        let mut on = BTreeMap::new();
         for b in &batches {
-            on_b += if b.node == "node-b" { b.hits.len() } else { 0 };
-            out.delivered(&b.node, &b.marks, b.node != "node-c");
+            on.insert(b.node.clone(), b.hits.len());
+            let fate = if b.node == "node-c" {
+                Fate::Again
+            } else {
+                taken("1")
+            };
+            out.delivered(b, fate);
         }
-        let again = out.due(&three);
+        let again = out.due(&three, "node-a");
         assert_eq!(again.len(), 1, "node-c's failed batch stays due");
         assert_eq!(again[0].node, "node-c");
-        out.delivered("node-c", &again[0].marks, true);
-        assert!(out.due(&three).is_empty(), "everything delivered");
+        out.delivered(&again[0], taken("1"));
+        assert!(!out.pending());
+        assert!(out.due(&three, "node-a").is_empty(), "everything delivered");
         let two: Vec<String> = ["node-a", "node-c"].map(String::from).to_vec();
-        let moved = out.due(&two);
+        let moved = out.due(&two, "node-a");
         let resent: usize = moved.iter().map(|b| b.hits.len()).sum();
-        assert_eq!(resent, on_b, "node-b's groups, and only they, go again");
-        out.expire(now_ns() + 601_000_000_000);
+        assert_eq!(
+            resent, on["node-b"],
+            "node-b's groups, and only they, go again"
+        );
         for b in &moved {
-            out.delivered(&b.node, &b.marks, false);
+            out.delivered(b, taken("1"));
         }
-        assert!(out.due(&two).is_empty(), "kept for the window only");
+        // node-c restarted: its answer names a new boot, and all its
+        // groups' hits go again.
+        let on_c: Vec<&String> = jobs
+            .iter()
+            .filter(|j| owner(&two, "burst", &hit(j, 0).group) == Some("node-c"))
+            .collect();
+        out.add(&rules, vec![hit(on_c[0], 10)]);
+        let one = out.due(&two, "node-a");
+        assert_eq!((one.len(), one[0].hits.len()), (1, 1), "only the new hit");
+        out.delivered(&one[0], taken("2"));
+        let all = out.due(&two, "node-a");
+        assert_eq!(all.len(), 1);
+        assert_eq!(
+            all[0].hits.len(),
+            on_c.len() + 1,
+            "every hit of node-c's groups again"
+        );
+        out.delivered(&all[0], Fate::Again);
+        out.expire(now_ns() + 601_000_000_000);
+        assert!(
+            out.due(&two, "node-a").is_empty(),
+            "kept for the window only"
+        );
     }
 }

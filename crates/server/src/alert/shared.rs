@@ -48,20 +48,30 @@ pub struct SavedGroup {
 
 /// What the thread read.
 pub enum Loaded {
-    /// Every group's memory, asked for as `generation`.
-    Groups {
+    /// Every group's memory and the silences, asked for as `generation`.
+    State {
         generation: u64,
         groups: Vec<SavedGroup>,
+        silences: Vec<Silence>,
     },
     /// The silences in force.
     Silences(Vec<Silence>),
 }
 
-enum Command {
+/// A write to the store.
+#[derive(Clone)]
+enum Write {
     Put(SavedGroup),
-    Delete(String, AlertGroup),
+    /// Only if the group has no object yet (an old `state.json` moved in:
+    /// in a cluster each node had one, and the first wins).
+    Seed(SavedGroup),
+    Delete,
     Silence(Silence),
-    ReadGroups(u64),
+}
+
+enum Command {
+    Write(String, Write),
+    ReadState(u64),
 }
 
 /// The handle the engine writes and asks through.
@@ -94,24 +104,33 @@ impl SharedState {
 
     /// Keeps a group's memory, or forgets the group (`None`).
     pub fn save(&self, rule: String, group: AlertGroup, memory: Option<GroupMemory>) {
-        let command = match memory {
-            Some(memory) => Command::Put(SavedGroup {
+        let key = group_object(&rule, &group);
+        let write = match memory {
+            Some(memory) => Write::Put(SavedGroup {
                 rule,
                 group,
                 memory,
             }),
-            None => Command::Delete(rule, group),
+            None => Write::Delete,
         };
-        let _ = self.commands.send(command);
+        let _ = self.commands.send(Command::Write(key, write));
     }
 
     pub fn silence(&self, silence: Silence) {
-        let _ = self.commands.send(Command::Silence(silence));
+        let key = format!(
+            "{SILENCES}{:020}-{:08x}.json",
+            silence.until_ns.max(0),
+            fastrand::u32(..)
+        );
+        let _ = self
+            .commands
+            .send(Command::Write(key, Write::Silence(silence)));
     }
 
-    /// Asks for every group's memory; the answer names `generation`.
-    pub fn read_groups(&self, generation: u64) {
-        let _ = self.commands.send(Command::ReadGroups(generation));
+    /// Asks for every group's memory and the silences; the answer names
+    /// `generation`. Asked after writes, it reads what they wrote.
+    pub fn read_state(&self, generation: u64) {
+        let _ = self.commands.send(Command::ReadState(generation));
     }
 
     /// The state a version before the object store kept it:
@@ -131,7 +150,14 @@ impl SharedState {
             Ok(old) => {
                 for (rule, groups) in old.groups {
                     for (group, memory) in groups {
-                        self.save(rule.clone(), group, Some(memory));
+                        let key = group_object(&rule, &group);
+                        let rule = rule.clone();
+                        let seed = Write::Seed(SavedGroup {
+                            rule,
+                            group,
+                            memory,
+                        });
+                        let _ = self.commands.send(Command::Write(key, seed));
                     }
                 }
                 for s in old.silences {
@@ -164,74 +190,65 @@ fn run(
     let mut listed = Instant::now() - LIST_EVERY;
     // Silences read already, by key: each is written once.
     let mut known: HashMap<String, Silence> = HashMap::new();
-    // Writes the store refused, and a read of the groups it failed:
-    // tried again (at the latest with the next listing).
-    let mut writes: BTreeMap<String, Option<SavedGroup>> = BTreeMap::new();
-    let mut reads = None;
+    // Writes to do (the store's refusals stay, tried again at the latest
+    // with the next listing), of each key only the newest; a read of the
+    // state asked for.
+    let mut writes: BTreeMap<String, Write> = BTreeMap::new();
+    let mut read = None;
     loop {
         let first = match commands.recv_timeout(LIST_EVERY.saturating_sub(listed.elapsed())) {
             Ok(c) => Some(c),
             Err(mpsc::RecvTimeoutError::Timeout) => None,
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         };
-        // Every command queued now; of a group's writes only the newest.
         for command in first.into_iter().chain(commands.try_iter()) {
             match command {
-                Command::Put(g) => {
-                    writes.insert(group_object(&g.rule, &g.group), Some(g));
+                Command::Write(key, w) => {
+                    writes.insert(key, w);
                 }
-                Command::Delete(rule, group) => {
-                    writes.insert(group_object(&rule, &group), None);
-                }
-                Command::Silence(s) => {
-                    let key = format!(
-                        "{SILENCES}{:020}-{:08x}.json",
-                        s.until_ns.max(0),
-                        fastrand::u32(..)
-                    );
-                    match serde_json::to_vec(&s) {
-                        Ok(body) => warn_on(
-                            bucket.create(&key, Bytes::from(body)).map(drop),
-                            "write a silence",
-                        ),
-                        Err(e) => tracing::error!(error = %e, "cannot write a silence"),
-                    }
-                }
-                Command::ReadGroups(generation) => reads = Some(generation),
+                Command::ReadState(generation) => read = Some(generation),
             }
         }
-        for (key, group) in std::mem::take(&mut writes) {
-            let done = match group.as_ref().map(serde_json::to_vec) {
-                Some(Ok(body)) => bucket.put(&key, Bytes::from(body)),
-                Some(Err(e)) => {
-                    tracing::error!(error = %e, "cannot write an alert group's state");
-                    continue;
-                }
-                None => bucket.delete(&key),
-            };
-            if let Err(e) = done {
-                tracing::warn!(error = %e, "cannot keep an alert group's state in the object store; tried again");
-                writes.insert(key, group);
+        for (key, w) in std::mem::take(&mut writes) {
+            if let Err(e) = write(bucket, &key, &w) {
+                tracing::warn!(error = %e, key, "cannot keep alert state in the object store; tried again");
+                writes.insert(key, w);
             }
         }
-        if let Some(generation) = reads {
-            if let Some(groups) = read_groups(bucket) {
-                let _ = loaded.send(Loaded::Groups { generation, groups });
-                reads = None;
+        if let Some(generation) = read {
+            let state = read_groups(bucket).zip(read_silences(bucket, &mut known));
+            if let Some((groups, silences)) = state {
+                let _ = loaded.send(Loaded::State {
+                    generation,
+                    groups,
+                    silences,
+                });
+                read = None;
             }
         }
         if listed.elapsed() >= LIST_EVERY {
-            listed = Instant::now();
-            if !active.load(Ordering::Relaxed) {
-                continue;
-            }
-            if let Some(silences) = read_silences(bucket, &mut known) {
-                if loaded.send(Loaded::Silences(silences)).is_err() {
-                    return;
+            if active.load(Ordering::Relaxed) {
+                if let Some(silences) = read_silences(bucket, &mut known) {
+                    if loaded.send(Loaded::Silences(silences)).is_err() {
+                        return;
+                    }
                 }
             }
+            // After the listing: a slow store is not listed back to back.
+            listed = Instant::now();
         }
     }
+}
+
+fn write(bucket: &Bucket, key: &str, w: &Write) -> Result<(), String> {
+    let body = |v: serde_json::Result<Vec<u8>>| v.map(Bytes::from).map_err(|e| e.to_string());
+    match w {
+        Write::Put(g) => bucket.put(key, body(serde_json::to_vec(g))?),
+        Write::Seed(g) => bucket.create(key, body(serde_json::to_vec(g))?).map(drop),
+        Write::Silence(s) => bucket.create(key, body(serde_json::to_vec(s))?).map(drop),
+        Write::Delete => bucket.delete(key),
+    }
+    .map_err(|e| e.to_string())
 }
 
 fn warn_on<E: std::fmt::Display>(r: Result<(), E>, what: &str) {

@@ -35,5 +35,6 @@ pub fn hit(job: &str, process: &str, offset: u64, len: u64, partial: bool) -> Hi
         end: offset + len + u64::from(!partial),
         line: LineView::new(&source, offset, now_ns(), flags, text.as_bytes()),
         trace: Vec::new(),
+        in_trace: false,
     }
 }

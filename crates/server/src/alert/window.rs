@@ -33,6 +33,9 @@ pub struct GroupMemory {
     pub firing: bool,
     pub since_ns: Option<i64>,
     pub last_notified_ns: Option<i64>,
+    /// When it last changed: of two memories of a group, the newer wins.
+    #[serde(default)]
+    pub updated_ns: i64,
     /// Taken over (a restart, another node's loss) the window is empty: a
     /// group that was firing is not resolved before one window has passed.
     #[serde(skip)]
@@ -51,8 +54,10 @@ struct Group {
     /// latest: what a notification shows (no copy of every match is kept).
     first: Option<Arc<LineView>>,
     latest: Option<Arc<LineView>>,
-    /// The latest hit's trace that had one.
+    /// The trace the latest hit is in (empty when in none).
     trace: Vec<String>,
+    /// Its memory is in the object store (written, or read from there).
+    written: bool,
 }
 
 impl Group {
@@ -74,7 +79,9 @@ impl Group {
             self.first = Some(view.clone());
         }
         self.latest = Some(view);
-        if !hit.trace.is_empty() {
+        if !hit.in_trace {
+            self.trace.clear();
+        } else if !hit.trace.is_empty() {
             self.trace = hit.trace.clone();
         }
         if self.hits.len() > MAX_HITS {
@@ -184,17 +191,25 @@ impl Windows {
         group.memory.since_ns = Some(now);
         group.memory.last_notified_ns = Some(now);
         group.memory.hold_until_ns = None;
+        let trace = group.trace.clone();
         self.last_fired[r] = Some(now);
-        self.note_change(rules, r, key);
-        Some(Outgoing {
-            payload: self.payload(rules, r, key, "firing"),
-        })
+        self.note_change(rules, r, key, now);
+        let mut payload = self.payload(rules, r, key, "firing");
+        payload.trace = trace;
+        Some(Outgoing { payload })
     }
 
-    fn note_change(&mut self, rules: &Rules, r: usize, key: &AlertGroup) {
-        let memory = self.groups[r].get(key).map(|g| g.memory.clone());
-        self.changed
-            .insert((rules.rules[r].name.clone(), key.clone()), memory);
+    /// A group's memory changed at `now`: to be written.
+    fn note_change(&mut self, rules: &Rules, r: usize, key: &AlertGroup, now: i64) {
+        let Some(g) = self.groups[r].get_mut(key) else {
+            return;
+        };
+        g.memory.updated_ns = now;
+        g.written = true;
+        self.changed.insert(
+            (rules.rules[r].name.clone(), key.clone()),
+            Some(g.memory.clone()),
+        );
     }
 
     /// The memories changed since last asked: what to write.
@@ -205,9 +220,10 @@ impl Windows {
             .collect()
     }
 
-    /// What the object store says of a group this node owns: a group that
-    /// was firing goes on firing (held one window before it may
-    /// resolve), and is not fired again.
+    /// What the object store says of a group this node owns, unless what
+    /// this node knows of it is newer: a group that was firing goes on
+    /// firing (held one window before it may resolve), and is not fired
+    /// again.
     pub fn restore(&mut self, rules: &Rules, rule: &str, key: AlertGroup, mut memory: GroupMemory) {
         let Some(r) = rules.rules.iter().position(|x| x.name == rule) else {
             return;
@@ -216,7 +232,8 @@ impl Windows {
             memory.hold_until_ns = Some(now_ns() + rules.rules[r].window.as_nanos() as i64);
         }
         let group = self.groups[r].entry(key).or_default();
-        if !group.memory.firing {
+        group.written = true;
+        if memory.updated_ns > group.memory.updated_ns {
             group.memory = memory;
         }
     }
@@ -272,20 +289,22 @@ impl Windows {
                 if status == "firing" {
                     self.last_fired[r] = Some(now);
                 }
-                self.note_change(rules, r, &key);
+                self.note_change(rules, r, &key, now);
                 out.push(Outgoing {
                     payload: self.payload(rules, r, &key, status),
                 });
             }
-            let over: Vec<AlertGroup> = self.groups[r]
+            let over: Vec<(AlertGroup, bool)> = self.groups[r]
                 .iter()
                 .filter(|(_, g)| !g.memory.firing && g.hits.is_empty())
-                .map(|(k, _)| k.clone())
+                .map(|(k, g)| (k.clone(), g.written))
                 .collect();
-            for key in over {
+            for (key, written) in over {
                 self.groups[r].remove(&key);
-                self.changed
-                    .insert((rules.rules[r].name.clone(), key), None);
+                if written {
+                    self.changed
+                        .insert((rules.rules[r].name.clone(), key), None);
+                }
             }
         }
         out
@@ -304,10 +323,6 @@ impl Windows {
         let latest = g.and_then(|g| g.latest.as_deref()).cloned();
         let count = g.map_or(0, |g| g.hits.len() as u64);
         let since = g.and_then(|g| g.memory.since_ns).unwrap_or_else(now_ns);
-        let trace = match status {
-            "firing" => g.map(|g| g.trace.clone()).unwrap_or_default(),
-            _ => Vec::new(),
-        };
         let mut link = url_params(&[
             ("q", rule.pattern.options().pattern.as_str()),
             ("job", &group.job),
@@ -329,7 +344,7 @@ impl Windows {
             window_secs: rule.window.as_secs(),
             first,
             latest,
-            trace,
+            trace: Vec::new(),
             link: format!("{}/?{link}&range={}", self.base_url, range_for(rule.window)),
             started_at: format_rfc3339(since),
             sent_at: format_rfc3339(now_ns()),
@@ -460,6 +475,7 @@ notify = ["hook"]
             firing: true,
             since_ns: Some(1),
             last_notified_ns: Some(now_ns()),
+            updated_ns: now_ns(),
             hold_until_ns: None,
         };
         let key = hit("web", 0, 1, false).group;

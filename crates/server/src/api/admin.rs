@@ -36,12 +36,13 @@ pub(super) async fn silence(
 pub(super) async fn alert_hits(
     State(app): State<Arc<App>>,
     body: axum::body::Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<crate::alert::HitsTaken>, ApiError> {
     let hits: Vec<crate::alert::Hit> = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad(format!("malformed alert hits: {e}")))?;
-    let n = hits.len();
-    app.alerts.receive(hits);
-    Ok(Json(serde_json::json!({ "accepted": n })))
+    match app.alerts.receive(hits) {
+        Ok(taken) => Ok(Json(taken)),
+        Err(why) => Err(ApiError::new(StatusCode::CONFLICT, why)),
+    }
 }
 
 /// Reads the alert rules file again; a bad one is refused (400) naming the

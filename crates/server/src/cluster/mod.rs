@@ -23,7 +23,7 @@ mod zookeeper;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -46,16 +46,22 @@ pub struct Cluster {
     /// The sources each node owns (set once the metastore is open): a
     /// node that left still counts while it owns one.
     ownerships: OnceLock<Arc<Ownerships>>,
-    /// Where the others reach this node (set when it listens): how it
-    /// finds itself in a static list, whose entries are URLs.
-    own_url: OnceLock<String>,
+    /// With a static list: the nodes that answered the last round of
+    /// questions, by the id each gave (`None` before the first round).
+    static_answered: StaticAnswers,
 }
+
+/// The nodes of a static list that answered, by id, with their URLs.
+type StaticAnswers = Arc<Mutex<Option<Vec<(String, String)>>>>;
+
+/// How often the nodes of a static list are asked who they are.
+const STATIC_ASK_EVERY: Duration = Duration::from_secs(2);
 
 /// The nodes alert groups are placed on: those that ingest (role `all`
 /// or `ingest`), by id, with their URLs, and which of them this node is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertNodes {
-    /// This node's id among them (in a static list: its URL).
+    /// This node's id.
     pub me: String,
     /// Sorted by id.
     pub nodes: Vec<(String, String)>,
@@ -105,7 +111,7 @@ impl Cluster {
             peers: Peers::new(config, auth)?,
             config: config.clone(),
             ownerships: OnceLock::new(),
-            own_url: OnceLock::new(),
+            static_answered: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -145,9 +151,15 @@ impl Cluster {
     /// `listen`, or `[cluster] advertise`) announced unless Aurora
     /// announces it, the others followed until `stopping`.
     pub fn join(&self, listen: SocketAddr, scheme: &str, stopping: watch::Receiver<bool>) {
-        let (host, port) = self.advertised(listen);
-        let _ = self.own_url.set(format!("{scheme}://{host}:{port}"));
         if self.config.zookeeper.is_empty() {
+            if !self.config.nodes.is_empty() {
+                tokio::spawn(ask_static_nodes(
+                    self.config.nodes.clone(),
+                    self.peers.clone(),
+                    self.static_answered.clone(),
+                    stopping,
+                ));
+            }
             return;
         }
         if !self.config.announce && !self.node_id.starts_with("shard-") {
@@ -176,33 +188,33 @@ impl Cluster {
     }
 
     /// The nodes alert groups are placed on, as the membership stands;
-    /// `None` while it is not known (ZooKeeper not read yet). Alone, this
-    /// node is the only one; in a static list it is the entry at its own
-    /// URL, if any.
+    /// `None` while it is not known (ZooKeeper not read yet, a static
+    /// list not asked yet). Alone, this node is the only one; with a
+    /// static list, the nodes that answered the last round (a node of a
+    /// static list is known by its URL until asked, and a dead one stays
+    /// listed).
     pub fn alert_nodes(&self) -> Option<AlertNodes> {
         let view = self.membership.view();
-        let mut me = self.node_id.clone();
+        let me = self.node_id.clone();
         let mut nodes: Vec<(String, String)> = match view.membership {
             "none" => vec![(me.clone(), String::new())],
-            membership => {
-                if membership == "zookeeper"
-                    && view
-                        .zookeeper
-                        .as_ref()
-                        .is_some_and(|z| z.state == "connecting")
+            "static" => self
+                .static_answered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()?,
+            _ => {
+                if view
+                    .zookeeper
+                    .as_ref()
+                    .is_some_and(|z| z.state == "connecting")
                 {
                     return None;
-                }
-                let own = self.own_url.get().map(|u| u.trim_end_matches('/'));
-                if membership == "static" {
-                    if let Some(own) = own {
-                        me = own.to_owned();
-                    }
                 }
                 view.nodes
                     .into_iter()
                     .filter(|n| n.role != "query")
-                    .map(|n| (n.node_id.trim_end_matches('/').to_owned(), n.url))
+                    .map(|n| (n.node_id, n.url))
                     .collect()
             }
         };
@@ -228,4 +240,34 @@ impl Cluster {
 /// across restarts and port changes, unlike its address.
 fn kept_node_id(data_dir: &Path) -> std::io::Result<String> {
     crate::disk::kept_id(data_dir, "node_id", "node-")
+}
+
+/// Asks every node of a static list who it is, every
+/// [`STATIC_ASK_EVERY`]: those that answer (role `all` or `ingest`) are
+/// the nodes alert groups are placed on.
+async fn ask_static_nodes(
+    urls: Vec<String>,
+    peers: Peers,
+    answered: StaticAnswers,
+    mut stopping: watch::Receiver<bool>,
+) {
+    loop {
+        let asks = urls
+            .iter()
+            .map(|url| peers.get_json::<NodeReport>(url, cblogs_core::api::CLUSTER_NODE_PATH));
+        let reports = futures_util::future::join_all(asks).await;
+        let nodes = urls
+            .iter()
+            .zip(reports)
+            .filter_map(|(url, r)| {
+                let r = r.ok()?;
+                (r.role != "query").then(|| (r.node_id, url.clone()))
+            })
+            .collect();
+        *answered.lock().unwrap_or_else(|p| p.into_inner()) = Some(nodes);
+        tokio::select! {
+            _ = tokio::time::sleep(STATIC_ASK_EVERY) => {}
+            _ = stopping.wait_for(|s| *s) => return,
+        }
+    }
 }

@@ -22,11 +22,17 @@ pub enum PeerError {
     /// does not answer.
     #[error("{url}: {why}")]
     Unreachable { url: String, why: String },
-    /// It answered, with a refusal or something that is not the JSON asked for.
+    /// It answered, with a refusal (`status`) or something that is not
+    /// the JSON asked for (`status` 0).
     #[error("{url}: {why}")]
-    Refused { url: String, why: String },
+    Refused {
+        url: String,
+        status: u16,
+        why: String,
+    },
 }
 
+#[derive(Clone)]
 pub struct Peers {
     http: reqwest::Client,
     auth: Arc<Auth>,
@@ -87,25 +93,35 @@ impl Peers {
         let body = resp.bytes().await.map_err(|e| unreachable(url, &e))?;
         serde_json::from_slice(&body).map_err(|e| PeerError::Refused {
             url: url.to_owned(),
+            status: 0,
             why: format!("its answer to {path} is not what this node expects: {e}"),
         })
     }
 
-    /// POSTs `body` as JSON to `path` of the node at `url`: done when it
-    /// answers with a success.
-    pub async fn post_json<B: serde::Serialize + ?Sized>(
+    /// POSTs `body` as JSON to `path` of the node at `url`, and parses
+    /// its JSON answer.
+    pub async fn post_json<B: serde::Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         url: &str,
         path: &str,
         body: &B,
-    ) -> Result<(), PeerError> {
+    ) -> Result<T, PeerError> {
         let full = format!("{}{path}", url.trim_end_matches('/'));
         let mut req = self.http.post(&full).json(body);
         if let Some(token) = self.auth.node_token() {
             req = req.bearer_auth(token);
         }
         let resp = req.send().await.map_err(|e| unreachable(url, &e))?;
-        answered(url, resp).await.map(drop)
+        let body = answered(url, resp)
+            .await?
+            .bytes()
+            .await
+            .map_err(|e| unreachable(url, &e))?;
+        serde_json::from_slice(&body).map_err(|e| PeerError::Refused {
+            url: url.to_owned(),
+            status: 0,
+            why: format!("its answer to {path} is not what this node expects: {e}"),
+        })
     }
 
     /// GETs `path` of the node at `url` and gives back its answer as it
@@ -148,6 +164,7 @@ async fn answered(url: &str, resp: reqwest::Response) -> Result<reqwest::Respons
         .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_owned());
     Err(PeerError::Refused {
         url: url.to_owned(),
+        status: status.as_u16(),
         why: format!("{status}: {why}"),
     })
 }
