@@ -32,12 +32,7 @@ fn cluster_config(zk: &ZooKeeper, path: &str) -> String {
 /// `[object_store]` on the binary's SeaweedFS and `[cluster]` on its
 /// ZooKeeper, both under `name`.
 fn on_the_shared_store(name: &str) -> String {
-    let zk = ZooKeeper::shared();
-    format!(
-        "{}{}",
-        Seaweed::shared().config(name),
-        cluster_config(zk, name)
-    )
+    node_config(ZooKeeper::shared(), Seaweed::shared(), name)
 }
 
 fn view(server: &Server) -> Value {
@@ -808,28 +803,6 @@ fn the_shipper_spreads_sources_over_the_nodes_and_moves_a_dead_nodes_share() {
     assert!(log.contains(&format!("moving from {} to {}", b.url, a.url)));
 }
 
-/// Waits until a tail of `job` asked of `server` (which asks the other
-/// nodes) shows every line written to `runs` once, in order, at its
-/// offset; else panics saying what is wrong. A tail, not the jobs counts:
-/// a node counts only the lines it holds or sees published.
-fn shown_exactly_once(server: &Server, runs: &[&ProcessRun], job: &str, ctx: &str) {
-    let end = std::time::Instant::now() + DEADLINE;
-    loop {
-        let got = server.try_all_lines(job).unwrap_or_default();
-        let problems = problems(&got, runs, Offsets::Exact);
-        if problems.is_empty() {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < end,
-            "{ctx}:\n  {}\ncblogsd log (end):\n{}",
-            problems.join("\n  "),
-            log_tail(&server.log_text(), 30)
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-}
-
 /// Waits until `shipper` sends to both nodes, each its share of the 16
 /// streams, and returns the shares. At a start both nodes usually answer
 /// at once and take their shares at once; on a loaded machine the first
@@ -852,115 +825,6 @@ fn shared_by(shipper: &Shipper, a: &Server, b: &Server) -> (u64, u64) {
             None
         },
     )
-}
-
-/// The shipper's `GET /status`.
-fn shipper_status(shipper: &Shipper) -> Value {
-    serde_json::from_str(&shipper.status_get("/status")).expect("the shipper's status")
-}
-
-/// `field` of the node at `url` in a shipper's status (0 if not listed).
-fn shipper_node(status: &Value, url: &str, field: &str) -> u64 {
-    status["nodes"]
-        .as_array()
-        .and_then(|n| n.iter().find(|n| n["url"] == url))
-        .and_then(|n| n[field].as_u64())
-        .unwrap_or(0)
-}
-
-/// A fake agent running 8 instances of `www-data/prod/<name>`: 16
-/// streams (stdout and stderr) for a shipper to spread over the nodes.
-struct SpreadAgent {
-    dir: tempfile::TempDir,
-    agent: Agent,
-    runs: Vec<ProcessRun>,
-}
-
-impl SpreadAgent {
-    fn new(name: &str) -> SpreadAgent {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let agent = Agent::new(&dir.path().join("agent"));
-        let runs = (0..8)
-            .map(|i| agent.task("www-data", "prod", name, i).process("web", 0))
-            .collect();
-        SpreadAgent { dir, agent, runs }
-    }
-
-    /// 20 lines to every stdout, and 5 to every stderr unless it is to
-    /// stay quiet, each tagged.
-    fn write(&mut self, tag: &str, stderr: bool) {
-        self.write_n(tag, 20, if stderr { 5 } else { 0 });
-    }
-
-    /// `stdout` lines to every stdout and `stderr` to every stderr.
-    fn write_n(&mut self, tag: &str, stdout: usize, stderr: usize) {
-        for run in &mut self.runs {
-            run.append_lines(Stream::Stdout, &numbered_lines(tag, stdout));
-            if stderr > 0 {
-                run.append_lines(
-                    Stream::Stderr,
-                    &numbered_lines(&format!("{tag}-err"), stderr),
-                );
-            }
-        }
-    }
-
-    /// Rounds of a few lines (stderr quiet every other round), each
-    /// acknowledged before the next, until `lasting` has passed since
-    /// `since`: lines written throughout an outage.
-    fn keep_writing(
-        &mut self,
-        shipper: &Shipper,
-        tag: &str,
-        since: std::time::Instant,
-        lasting: std::time::Duration,
-    ) {
-        let mut round = 0;
-        while since.elapsed() < lasting {
-            self.write_n(&format!("{tag}-{round}"), 2, round % 2);
-            self.wait_acked(shipper, &format!("{tag} round {round} acknowledged"));
-            round += 1;
-        }
-    }
-
-    fn runs(&self) -> Vec<&ProcessRun> {
-        self.runs.iter().collect()
-    }
-
-    /// A shipper sending to `server` (a serverset), quick to fail over,
-    /// to settle and to read the serverset.
-    fn shipper(&self, server: &str) -> Shipper {
-        let config = SHIPPER_FAST.replace(
-            "[ship]\n",
-            "[ship]\nincarnation_check_ms = 1000\nfailover_after_ms = 1000\nnode_settle_ms = 1000\n\
-             move_wait_ms = 30000\nserverset_poll_ms = 200\nrequest_timeout_ms = 2000\n",
-        );
-        Shipper::start_with_status_endpoint(
-            &self.agent,
-            &self.dir.path().join("shipper-state"),
-            server,
-            &config,
-        )
-    }
-
-    /// Waits until `shipper` has every byte written acknowledged.
-    fn wait_acked(&self, shipper: &Shipper, what: &str) {
-        wait_until(what, DEADLINE, || {
-            let files = shipper.files();
-            self.runs
-                .iter()
-                .all(|run| {
-                    [Stream::Stdout, Stream::Stderr].iter().all(|&s| {
-                        let path = run.path(s).display().to_string();
-                        let size = std::fs::metadata(run.path(s)).map_or(0, |m| m.len());
-                        files.iter().any(|f| {
-                            f["path"] == path.as_str() && f["acked"].as_u64() == Some(size)
-                        })
-                    })
-                })
-                .then_some(())
-        });
-    }
 }
 
 /// Two nodes of a serverset that publish on a flush only (a dead one stays

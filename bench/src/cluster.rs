@@ -331,3 +331,28 @@ fn figures(m: Measured, smoke: bool) -> Vec<Figure> {
         .note("shipper defaults: request_timeout_ms 10000, failover_after_ms 3000"),
     ]
 }
+
+/// The cluster soak (`cluster-soak`): `kills` random kills of three nodes
+/// and the shipper (`cblogs_testkit::cluster_chaos`, which
+/// `tests/cluster_chaos.rs` runs with 5); an error unless every node
+/// shows every line once in the end (the test kit panics, naming what is
+/// wrong).
+pub fn soak(kills: usize) -> Result<()> {
+    if kills == 0 {
+        bail!("cluster-soak needs --kills above 0");
+    }
+    let zk = ZooKeeper::start();
+    let weed = Seaweed::start();
+    let seed = cblogs_testkit::chaos_seed("cluster-soak");
+    let run = cblogs_testkit::cluster_chaos::cluster_chaos(&zk, &weed, "soak", kills, seed);
+    let shippers = run.kills.iter().filter(|k| *k == "shipper").count();
+    println!(
+        "cluster soak: {} kills ({} of the shipper, {} of nodes), seed {}, {:.1} s: every line once on every node",
+        run.kills.len(),
+        shippers,
+        run.kills.len() - shippers,
+        run.seed,
+        run.took.as_secs_f64()
+    );
+    Ok(())
+}

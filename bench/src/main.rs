@@ -12,6 +12,7 @@
 //! cargo run --release -p cblogs-bench -- quiet-shipper --quiet-files 1000,10000 --out bench/results/quiet-shipper-report.json
 //! cargo run --release -p cblogs-bench -- scale --scale-sizes 2GiB,8GiB,32GiB --scale-runs 3,3,1 --corpus ../shared/corpus/loghub
 //! cargo run --release -p cblogs-bench -- cluster --size 1GiB --runs 3   # needs ZooKeeper and `weed`
+//! cargo run --release -p cblogs-bench -- cluster-soak --kills 20          # the same; CBLOGS_CHAOS_SEED replays
 //! ```
 //!
 //! What is measured and against what is in `bench/README.md`.
@@ -114,6 +115,9 @@ struct Args {
     /// quiet-shipper: seconds CPU is measured over, once the shipper has caught up.
     #[arg(long, default_value_t = 60)]
     quiet_shipper_secs: u64,
+    /// cluster-soak: kills (of nodes and the shipper, at random).
+    #[arg(long, default_value_t = 20)]
+    kills: usize,
     /// scale: the corpus sizes, a cblogsd each.
     #[arg(long, value_delimiter = ',', default_value = "2GiB,8GiB,32GiB", value_parser = parse_size)]
     scale_sizes: Vec<u64>,
@@ -162,6 +166,11 @@ enum What {
     /// unpublished line, failover after kill -9 and SIGSTOP (not part of
     /// `all`).
     Cluster,
+    /// The cluster soak: three nodes and a shipper on SeaweedFS and
+    /// ZooKeeper, --kills random kill -9s of nodes and the shipper while
+    /// lines are written; fails unless every node shows every line once
+    /// (not part of `all`).
+    ClusterSoak,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -255,6 +264,9 @@ fn real_main() -> Result<()> {
     }
     if a.what == What::Scale {
         return scale_run(&a, command, &templates, work.path());
+    }
+    if a.what == What::ClusterSoak {
+        return cluster::soak(a.kills);
     }
     let out = a
         .out

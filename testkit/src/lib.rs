@@ -14,6 +14,7 @@
 //! | [`server`] | `cblogsd` on a free port: start, stop, restart |
 //! | [`server_api`] | what tests ask a running `cblogsd` over HTTP (ingest, flush, storage, metrics) |
 //! | [`shipper`] | `cblogs-shipper` on a fake agent, and the configs tests run it with |
+//! | [`cluster_chaos`] | nodes and the shipper killed at random over a cluster, every line once from every node |
 //! | [`cli`](mod@cli) | running `cblogs` and reading what it printed |
 //! | [`follower`] | a running `cblogs tail -f` whose lines arrive over channels |
 //! | [`wire`] | sources and batches shaped like a shipper's, posted straight to ingest |
@@ -23,6 +24,7 @@
 //! | [`stack`] | a temporary folder with a `cblogsd`, a fake agent and a shipper's state |
 //! | [`samples`] | log lines for tests, from the fake agent's built-in template sets |
 //! | [`seaweed`] | a real SeaweedFS (S3 gateway) on loopback ports, and cblogsd's `[object_store]` for it |
+//! | [`spread`] | a fake agent of 16 streams a shipper spreads over a cluster's nodes, and every line once from any node |
 //! | [`slow_proxy`] | a TCP proxy that delays what it forwards: a slow store |
 //! | [`privilege`] | running a test that needs a mount as root, or in a user namespace |
 //! | [`tls`] | a private CA and a server certificate for 127.0.0.1, as PEM files |
@@ -34,6 +36,7 @@
 
 pub mod binaries;
 pub mod cli;
+pub mod cluster_chaos;
 pub mod daemon;
 pub mod exactly_once;
 pub mod follower;
@@ -50,6 +53,7 @@ pub mod server;
 pub mod server_api;
 pub mod shipper;
 pub mod slow_proxy;
+pub mod spread;
 pub mod stack;
 pub mod text;
 pub mod tls;
@@ -71,7 +75,7 @@ pub use exactly_once::{
 pub use follower::Follower;
 pub use model::{StreamKey, StreamModel, Written, MAX_LINE_BYTES};
 pub use privilege::{as_root, AsRoot};
-pub use rng::Rng;
+pub use rng::{chaos_seed, Rng};
 pub use samples::{numbered_lines, sample, sample_from, SAMPLE_LINES};
 pub use sandbox::{Agent, ProcessRun, Task};
 pub use seaweed::Seaweed;
@@ -80,6 +84,9 @@ pub use server::{free_port, Server, CBLOGSD_ENV, SMALL_BLOCKS};
 pub use server_api::http_client;
 pub use shipper::{Shipper, SHIPPER_CLUSTER, SHIPPER_FAST, SHIPPER_HOST};
 pub use slow_proxy::SlowProxy;
+pub use spread::{
+    node_config, serverset, shipper_node, shipper_status, shown_exactly_once, SpreadAgent,
+};
 pub use stack::{JobName, Stack};
 pub use text::{log_tail, shown};
 pub use tls::make_certificates;

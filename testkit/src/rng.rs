@@ -39,3 +39,19 @@ impl Rng {
             .collect()
     }
 }
+
+/// `CBLOGS_CHAOS_SEED`, or one from the clock; printed either way.
+pub fn chaos_seed(test: &str) -> u64 {
+    let seed = match std::env::var("CBLOGS_CHAOS_SEED") {
+        Ok(s) => s
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("CBLOGS_CHAOS_SEED={s:?} is not a u64")),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_nanos() as u64,
+    };
+    println!("{test}: seed {seed} (replay the schedule with CBLOGS_CHAOS_SEED={seed})");
+    seed
+}

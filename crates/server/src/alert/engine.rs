@@ -9,7 +9,7 @@ use cblogs_core::time::now_ns;
 use cblogs_core::Source;
 
 use super::matcher::{Hit, Matcher};
-use super::outbox::{owner, Batch, Fate, Outbox};
+use super::outbox::{owner, Batch, Fate, GroupId, Outbox};
 use super::rules::Rules;
 use super::shared::SavedGroup;
 use super::window::{MemoryChange, Outgoing, Windows};
@@ -136,20 +136,24 @@ impl Engine {
         self.windows.ready = true;
     }
 
-    /// Whether every hit is for a group placed here (or the nodes are not
-    /// known yet): else why not, and the sender sends them again later.
-    pub fn takes(&self, hits: &[Hit]) -> Result<(), String> {
-        match hits
-            .iter()
-            .find(|h| !Self::owned(&self.nodes, &self.ids, &h.rule, &h.group))
-        {
-            None => Ok(()),
-            Some(h) => Err(format!(
-                "alert group {} of rule {} is not placed on this node as it sees the nodes",
-                h.group.key(),
-                h.rule
-            )),
-        }
+    /// Of hits another node sent, those for groups placed here, and the
+    /// groups not placed here as this node sees the nodes (they differ a
+    /// moment when one joins or leaves; while it knows none, every group):
+    /// the sender keeps those and sends them again later.
+    pub fn sort_received(&self, hits: Vec<Hit>) -> (Vec<Hit>, Vec<GroupId>) {
+        let mut refused: Vec<GroupId> = Vec::new();
+        let taken = hits
+            .into_iter()
+            .filter(|h| {
+                let here =
+                    self.nodes.is_some() && Self::owned(&self.nodes, &self.ids, &h.rule, &h.group);
+                if !here && !refused.iter().any(|(r, g)| *r == h.rule && *g == h.group) {
+                    refused.push((h.rule.clone(), h.group.clone()));
+                }
+                here
+            })
+            .collect();
+        (taken, refused)
     }
 
     /// Hits whose trace wait is over; windows expired, resolved, repeated.
@@ -184,8 +188,11 @@ impl Engine {
         for batch in self.outbox.due(&self.ids, &nodes.me) {
             if batch.node == nodes.me {
                 out.extend(self.on_hits(batch.hits.iter().map(|h| &**h)));
-                let boot = String::new();
-                self.outbox.delivered(&batch, Fate::Taken { boot });
+                let taken = Fate::Taken {
+                    boot: String::new(),
+                    refused: Vec::new(),
+                };
+                self.outbox.delivered(&batch, taken);
             } else if let Some(url) = nodes.url(&batch.node) {
                 remote.push((batch, url.to_owned()));
             } else {

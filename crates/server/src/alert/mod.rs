@@ -89,6 +89,10 @@ pub struct Alerts {
 pub struct HitsTaken {
     pub accepted: usize,
     pub boot: String,
+    /// The groups (rule, group) whose hits it did not take: not placed on
+    /// it as it sees the nodes.
+    #[serde(default)]
+    pub refused: Vec<(String, cblogs_core::api::AlertGroup)>,
 }
 
 /// What the engine's loop waits on besides lines and its tick.
@@ -200,18 +204,20 @@ impl Alerts {
         response
     }
 
-    /// Hits another node sent for the windows on this node: taken, unless
-    /// one is for a group this node does not hold as it sees the nodes
-    /// (they differ a moment when one joins or leaves), which the sender
-    /// keeps and sends again.
-    pub fn receive(&self, hits: Vec<Hit>) -> Result<HitsTaken, String> {
-        self.engine().takes(&hits)?;
-        let accepted = hits.len();
-        let _ = self.received.send(hits);
-        Ok(HitsTaken {
+    /// Hits another node sent for the windows on this node: those of the
+    /// groups it does not hold as it sees the nodes are named in the
+    /// answer, and the sender sends them again later.
+    pub fn receive(&self, hits: Vec<Hit>) -> HitsTaken {
+        let (taken, refused) = self.engine().sort_received(hits);
+        let accepted = taken.len();
+        if !taken.is_empty() {
+            let _ = self.received.send(taken);
+        }
+        HitsTaken {
             accepted,
             boot: self.boot.clone(),
-        })
+            refused,
+        }
     }
 
     /// Silences `rule` (or one group of it) for `for_secs`.
@@ -360,14 +366,22 @@ impl Alerts {
     }
 }
 
-/// What became of hits sent to `node`: a node that cannot be reached, or
-/// does not hold the group yet (409), is sent them again; another refusal
-/// (a node of another version, a batch too big) drops them, so that they
-/// do not hold back the node's other hits.
+/// What became of hits sent to `node`. A refusal that another try cannot
+/// change (a node of another version, a batch too big, an answer this
+/// node cannot read) drops them, so that they do not hold back the
+/// node's other hits; anything else (unreachable, starting, busy, a token
+/// being rotated) is tried again after a wait.
 fn fate_of(node: &str, sent: Result<HitsTaken, PeerError>) -> Fate {
     match sent {
-        Ok(taken) => Fate::Taken { boot: taken.boot },
-        Err(PeerError::Refused { status, why, .. }) if status != 409 => {
+        Ok(taken) => Fate::Taken {
+            boot: taken.boot,
+            refused: taken.refused,
+        },
+        Err(PeerError::Refused {
+            status: 0 | 400 | 404 | 405 | 413 | 415 | 422,
+            why,
+            ..
+        }) => {
             tracing::warn!(node, "alert hits refused, dropped: {why}");
             Fate::Dropped
         }

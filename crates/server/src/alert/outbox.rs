@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use cblogs_core::api::AlertGroup;
 use cblogs_core::rendezvous;
@@ -44,30 +45,39 @@ struct GroupOut {
     /// The node they go to, as last placed, and the last hit it took.
     node: Option<String>,
     delivered_seq: u64,
+    /// Bumped whenever the cursor goes back to the start (a new node, a
+    /// node's new boot): an answer to a batch sent before does not move it.
+    epoch: u64,
 }
 
-type GroupId = (String, AlertGroup);
+pub type GroupId = (String, AlertGroup);
 
 /// Hits to deliver to one node.
 pub struct Batch {
     pub node: String,
     pub hits: Vec<Arc<Hit>>,
     bytes: usize,
-    /// Per group, the last hit in the batch.
-    pub marks: Vec<(GroupId, u64)>,
+    /// Per group, the last hit in the batch, and the group's epoch.
+    marks: Vec<(GroupId, u64, u64)>,
 }
 
 /// What became of a batch.
 pub enum Fate {
-    /// The node took it; it names its boot, which changes when it restarts.
-    Taken { boot: String },
-    /// Not now (the node is unreachable, or does not hold the group yet):
-    /// due again.
+    /// The node took it, but for the groups it does not hold as it sees
+    /// the nodes (`refused`: due again later); it names its boot, which
+    /// changes when it restarts.
+    Taken { boot: String, refused: Vec<GroupId> },
+    /// Not now (the node is unreachable, starting, busy): due again after
+    /// a wait.
     Again,
     /// Refused for good (a node of another version, a request too big):
     /// dropped, not to hold back the node's other hits.
     Dropped,
 }
+
+/// The waits before a node that did not take a batch is sent one again.
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+const MAX_RETRY: Duration = Duration::from_secs(2);
 
 #[derive(Default)]
 pub struct Outbox {
@@ -77,6 +87,8 @@ pub struct Outbox {
     in_flight: HashSet<String>,
     /// Each node's boot, as its last answer named it.
     boots: HashMap<String, String>,
+    /// Nodes not to send to before then, and the wait after the next miss.
+    retry: HashMap<String, (Instant, Duration)>,
 }
 
 /// The key a group is placed by.
@@ -112,6 +124,7 @@ impl Outbox {
                     hits: VecDeque::new(),
                     node: None,
                     delivered_seq: 0,
+                    epoch: 0,
                 });
             g.hits.push_back(Kept {
                 seq: self.next_seq,
@@ -133,22 +146,25 @@ impl Outbox {
     }
 
     /// The hits not yet delivered to their group's node as `nodes` (ids)
-    /// stand now, a batch per node (none for a node with one under way),
-    /// every hit of a group again when its node changed: marked under
-    /// way until [`Outbox::delivered`]. The batch for `me` (counted in
-    /// process) is not bounded.
+    /// stand now, a batch per node (none for a node with one under way,
+    /// or waiting to be tried again), every hit of a group again when
+    /// its node changed: marked under way until [`Outbox::delivered`].
+    /// The batch for `me` (counted in process) is not bounded.
     pub fn due(&mut self, nodes: &[String], me: &str) -> Vec<Batch> {
+        let now = Instant::now();
         let mut batches: BTreeMap<&str, Batch> = BTreeMap::new();
         for (id, g) in self.groups.iter_mut() {
             let Some(node) = owner_by_key(nodes, g.key) else {
                 continue;
             };
-            if self.in_flight.contains(node) {
+            let waiting = self.retry.get(node).is_some_and(|(at, _)| *at > now);
+            if self.in_flight.contains(node) || waiting {
                 continue;
             }
             if g.node.as_deref() != Some(node) {
                 g.node = Some(node.to_owned());
                 g.delivered_seq = 0;
+                g.epoch += 1;
             }
             let from = g.hits.partition_point(|k| k.seq <= g.delivered_seq);
             let batch = batches.entry(node).or_insert_with(|| Batch {
@@ -169,7 +185,7 @@ impl Outbox {
                 last = Some(k.seq);
             }
             if let Some(seq) = last {
-                batch.marks.push((id.clone(), seq));
+                batch.marks.push((id.clone(), seq, g.epoch));
             }
         }
         let batches: Vec<Batch> = batches
@@ -182,41 +198,71 @@ impl Outbox {
         batches
     }
 
-    /// Whether a batch may be due: some group has hits its node has not
-    /// taken (as last placed).
+    /// Whether a batch may be due now: some group has hits its node has
+    /// not taken (as last placed), and that node is not waited for.
     pub fn pending(&self) -> bool {
-        self.groups
-            .values()
-            .any(|g| g.hits.back().is_some_and(|k| k.seq > g.delivered_seq))
+        let now = Instant::now();
+        self.groups.values().any(|g| {
+            let waiting = g
+                .node
+                .as_ref()
+                .and_then(|n| self.retry.get(n))
+                .is_some_and(|(at, _)| *at > now);
+            !waiting && g.hits.back().is_some_and(|k| k.seq > g.delivered_seq)
+        })
     }
 
     /// A batch's fate. A node that names a new boot lost its windows: every
-    /// hit of its groups is due again.
+    /// hit of its groups is due again. A node that did not take it all is
+    /// waited for a while (longer each time) before the next batch.
     pub fn delivered(&mut self, batch: &Batch, fate: Fate) {
         let node = batch.node.as_str();
         self.in_flight.remove(node);
-        match fate {
-            Fate::Again => return,
-            Fate::Dropped => {}
-            Fate::Taken { boot } => {
+        let refused = match fate {
+            Fate::Again => {
+                self.wait_for(node);
+                return;
+            }
+            Fate::Dropped => Vec::new(),
+            Fate::Taken { boot, refused } => {
                 let before = self.boots.insert(node.to_owned(), boot.clone());
                 if before.is_some_and(|b| b != boot) {
                     for g in self.groups.values_mut() {
                         if g.node.as_deref() == Some(node) {
                             g.delivered_seq = 0;
+                            g.epoch += 1;
                         }
                     }
                     return;
                 }
+                refused
             }
+        };
+        if refused.is_empty() {
+            self.retry.remove(node);
+        } else {
+            self.wait_for(node);
         }
-        for (id, seq) in &batch.marks {
+        for (id, seq, epoch) in &batch.marks {
+            if refused.contains(id) {
+                continue;
+            }
             if let Some(g) = self.groups.get_mut(id) {
-                if g.node.as_deref() == Some(node) {
+                if g.node.as_deref() == Some(node) && g.epoch == *epoch {
                     g.delivered_seq = g.delivered_seq.max(*seq);
                 }
             }
         }
+    }
+
+    /// `node` is not sent to for a while: 250 ms, doubling to 2 s.
+    fn wait_for(&mut self, node: &str) {
+        let wait = self
+            .retry
+            .get(node)
+            .map_or(FIRST_RETRY, |(_, w)| (*w * 2).min(MAX_RETRY));
+        self.retry
+            .insert(node.to_owned(), (Instant::now() + wait, wait));
     }
 }
 
@@ -248,7 +294,10 @@ notify = ["hook"]
         let jobs: Vec<String> = (0..20).map(|i| format!("www-data/prod/j{i}")).collect();
         out.add(&rules, jobs.iter().map(|j| hit(j, 0)).collect());
         let three: Vec<String> = ["node-a", "node-b", "node-c"].map(String::from).to_vec();
-        let taken = |boot: &str| Fate::Taken { boot: boot.into() };
+        let taken = |boot: &str| Fate::Taken {
+            boot: boot.into(),
+            refused: Vec::new(),
+        };
         let batches = out.due(&three, "node-a");
         assert_eq!(batches.len(), 3, "20 groups spread over 3 nodes");
         assert!(
@@ -265,6 +314,9 @@ notify = ["hook"]
             };
             out.delivered(b, fate);
         }
+        assert!(!out.pending(), "node-c is waited for");
+        assert!(out.due(&three, "node-a").is_empty());
+        out.retry.clear();
         let again = out.due(&three, "node-a");
         assert_eq!(again.len(), 1, "node-c's failed batch stays due");
         assert_eq!(again[0].node, "node-c");
@@ -298,7 +350,24 @@ notify = ["hook"]
             on_c.len() + 1,
             "every hit of node-c's groups again"
         );
-        out.delivered(&all[0], Fate::Again);
+        // A node that refuses one group takes the others.
+        let refused = vec![("burst".to_owned(), hit(on_c[0], 0).group)];
+        let all_hits = all[0].hits.len();
+        out.delivered(
+            &all[0],
+            Fate::Taken {
+                boot: "2".into(),
+                refused,
+            },
+        );
+        out.retry.clear();
+        let left = out.due(&two, "node-a");
+        assert_eq!(
+            left[0].hits.len(),
+            2,
+            "of {all_hits}: the refused group's two hits"
+        );
+        out.delivered(&left[0], Fate::Again);
         out.expire(now_ns() + 601_000_000_000);
         assert!(
             out.due(&two, "node-a").is_empty(),

@@ -215,7 +215,9 @@ fn run(
                 writes.insert(key, w);
             }
         }
-        if let Some(generation) = read {
+        // Not while a write waits: a group deleted here and not yet in the
+        // store would come back from it.
+        if let Some(generation) = read.filter(|_| writes.is_empty()) {
             let state = read_groups(bucket).zip(read_silences(bucket, &mut known));
             if let Some((groups, silences)) = state {
                 let _ = loaded.send(Loaded::State {

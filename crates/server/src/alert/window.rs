@@ -54,8 +54,9 @@ struct Group {
     /// latest: what a notification shows (no copy of every match is kept).
     first: Option<Arc<LineView>>,
     latest: Option<Arc<LineView>>,
-    /// The trace the latest hit is in (empty when in none).
+    /// The trace the latest hit is in (empty when in none), and its source.
     trace: Vec<String>,
+    trace_source: u64,
     /// Its memory is in the object store (written, or read from there).
     written: bool,
 }
@@ -79,10 +80,12 @@ impl Group {
             self.first = Some(view.clone());
         }
         self.latest = Some(view);
-        if !hit.in_trace {
-            self.trace.clear();
-        } else if !hit.trace.is_empty() {
+        if !hit.trace.is_empty() {
             self.trace = hit.trace.clone();
+            self.trace_source = hit.source;
+        } else if !hit.in_trace || hit.source != self.trace_source {
+            // In no trace, or in one whose first hit this window lacks.
+            self.trace.clear();
         }
         if self.hits.len() > MAX_HITS {
             self.forget_oldest();
@@ -233,7 +236,9 @@ impl Windows {
         }
         let group = self.groups[r].entry(key).or_default();
         group.written = true;
-        if memory.updated_ns > group.memory.updated_ns {
+        // A memory never changed here (0: the group only counted hits, or
+        // was just made) yields to any stored one, an old version's too.
+        if group.memory.updated_ns == 0 || memory.updated_ns > group.memory.updated_ns {
             group.memory = memory;
         }
     }
@@ -286,13 +291,16 @@ impl Windows {
                     out.extend(self.fire_if_due(rules, r, &key, now));
                     continue;
                 }
+                let mut payload = self.payload(rules, r, &key, status);
                 if status == "firing" {
                     self.last_fired[r] = Some(now);
+                    payload.trace = self.groups[r]
+                        .get(&key)
+                        .map(|g| g.trace.clone())
+                        .unwrap_or_default();
                 }
                 self.note_change(rules, r, &key, now);
-                out.push(Outgoing {
-                    payload: self.payload(rules, r, &key, status),
-                });
+                out.push(Outgoing { payload });
             }
             let over: Vec<(AlertGroup, bool)> = self.groups[r]
                 .iter()

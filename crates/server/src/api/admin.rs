@@ -39,10 +39,7 @@ pub(super) async fn alert_hits(
 ) -> Result<Json<crate::alert::HitsTaken>, ApiError> {
     let hits: Vec<crate::alert::Hit> = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad(format!("malformed alert hits: {e}")))?;
-    match app.alerts.receive(hits) {
-        Ok(taken) => Ok(Json(taken)),
-        Err(why) => Err(ApiError::new(StatusCode::CONFLICT, why)),
-    }
+    Ok(Json(app.alerts.receive(hits)))
 }
 
 /// Reads the alert rules file again; a bad one is refused (400) naming the

@@ -54,6 +54,9 @@ pub struct Cluster {
 /// The nodes of a static list that answered, by id, with their URLs.
 type StaticAnswers = Arc<Mutex<Option<Vec<(String, String)>>>>;
 
+/// Rounds a node of a static list may miss before it counts as gone.
+const STATIC_MISSES: u32 = 3;
+
 /// How often the nodes of a static list are asked who they are.
 const STATIC_ASK_EVERY: Duration = Duration::from_secs(2);
 
@@ -190,13 +193,13 @@ impl Cluster {
     /// The nodes alert groups are placed on, as the membership stands;
     /// `None` while it is not known (ZooKeeper not read yet, a static
     /// list not asked yet). Alone, this node is the only one; with a
-    /// static list, the nodes that answered the last round (a node of a
-    /// static list is known by its URL until asked, and a dead one stays
-    /// listed).
+    /// static list, the nodes that answered lately, by the id each gave
+    /// (the membership lists them by URL, dead or alive).
     pub fn alert_nodes(&self) -> Option<AlertNodes> {
         let view = self.membership.view();
+        let membership = view.membership;
         let me = self.node_id.clone();
-        let mut nodes: Vec<(String, String)> = match view.membership {
+        let mut nodes: Vec<(String, String)> = match membership {
             "none" => vec![(me.clone(), String::new())],
             "static" => self
                 .static_answered
@@ -218,6 +221,13 @@ impl Cluster {
                     .collect()
             }
         };
+        // In a static list this node is among them whatever its own entry
+        // answered (a name it cannot reach itself by, or none): it counts
+        // its own groups in process. (In a serverset, only as a member.)
+        let listed = nodes.iter().any(|(id, _)| *id == me);
+        if membership == "static" && self.config.role != NodeRole::Query && !listed {
+            nodes.push((me.clone(), String::new()));
+        }
         if nodes.is_empty() {
             return None;
         }
@@ -244,25 +254,40 @@ fn kept_node_id(data_dir: &Path) -> std::io::Result<String> {
 
 /// Asks every node of a static list who it is, every
 /// [`STATIC_ASK_EVERY`]: those that answer (role `all` or `ingest`) are
-/// the nodes alert groups are placed on.
+/// the nodes alert groups are placed on. A node that stops answering is
+/// kept, under the id it gave, until it has missed [`STATIC_MISSES`]
+/// rounds in a row: one slow answer must not move its groups.
 async fn ask_static_nodes(
     urls: Vec<String>,
     peers: Peers,
     answered: StaticAnswers,
     mut stopping: watch::Receiver<bool>,
 ) {
+    // Per URL: the id it last gave, and the rounds it has missed since.
+    let mut known: Vec<Option<(String, u32)>> = vec![None; urls.len()];
     loop {
         let asks = urls
             .iter()
             .map(|url| peers.get_json::<NodeReport>(url, cblogs_core::api::CLUSTER_NODE_PATH));
         let reports = futures_util::future::join_all(asks).await;
-        let nodes = urls
+        for (k, report) in known.iter_mut().zip(reports) {
+            match report {
+                Ok(r) if r.role != "query" => *k = Some((r.node_id, 0)),
+                Ok(_) => *k = None,
+                Err(_) => {
+                    if let Some((_, missed)) = k {
+                        *missed += 1;
+                    }
+                    if k.as_ref().is_some_and(|(_, m)| *m >= STATIC_MISSES) {
+                        *k = None;
+                    }
+                }
+            }
+        }
+        let nodes = known
             .iter()
-            .zip(reports)
-            .filter_map(|(url, r)| {
-                let r = r.ok()?;
-                (r.role != "query").then(|| (r.node_id, url.clone()))
-            })
+            .zip(&urls)
+            .filter_map(|(k, url)| Some((k.as_ref()?.0.clone(), url.clone())))
             .collect();
         *answered.lock().unwrap_or_else(|p| p.into_inner()) = Some(nodes);
         tokio::select! {
