@@ -1562,3 +1562,67 @@ fn with_a_static_list_an_alert_group_is_counted_on_one_node() {
     }
     assert_eq!(notifications(&notified, "firing").len(), 1);
 }
+
+/// Rule 3: a query pins one metastore version. A search asked of a pins
+/// the version it has followed and asks b for its part after it; b
+/// publishes what it held in between (its request held in a proxy in
+/// front of b meanwhile), so its answer is what it published after the
+/// version, not its memory. Every line once: none falls between the
+/// published splits a read and what b answered.
+#[test]
+fn a_split_published_during_a_search_falls_between_nothing() {
+    let job = "www-data/prod/pinned";
+    let config = format!(
+        "[storage]\ncommit_interval_ms = 100\nsplit_max_age_secs = 3600\n{}",
+        on_the_shared_store("pinned")
+    );
+    // b is reached through the proxy by the other nodes: its member says so.
+    let b_port = free_port();
+    let proxy = SlowProxy::start(&format!("127.0.0.1:{b_port}"), std::time::Duration::ZERO);
+    let proxied = proxy.endpoint.trim_start_matches("http://").to_owned();
+    let b_config = config.replace(
+        "[cluster]\n",
+        &format!("[cluster]\nadvertise = \"{proxied}\"\n"),
+    );
+    let (_da, a) = Server::in_temp_dir(Some(&config));
+    let db = tempfile::tempdir().expect("tempdir");
+    let b = Server::start_with(
+        &db.path().join("data"),
+        Some(&b_config),
+        &format!("127.0.0.1:{b_port}"),
+        &[],
+    );
+    let mut both = vec![a.url.clone(), proxy.endpoint.clone()];
+    both.sort();
+    wait_until("a to see b behind the proxy", DEADLINE, || {
+        let v = view(&a);
+        (v["zookeeper"]["state"] == "connected" && urls(&v) == both).then_some(())
+    });
+    let mut file = SourceFile::of(job, 0, "web", Stream::Stdout);
+    let lines = lines_of("pinned", 0..10);
+    b.post_ok(&request(vec![file.batch(&lines)]));
+    assert_eq!(b.get_json("/api/v1/cluster/node")["sources_held"], 1);
+
+    // a pins its version and asks b; b's request waits in the proxy.
+    proxy.pause();
+    let a_url = a.url.clone();
+    let search =
+        std::thread::spawn(move || cli(&a_url, &["grep", "-F", "pinned", job, "--output", "json"]));
+    wait_until("a's question to b held in the proxy", DEADLINE, || {
+        (proxy.held() > 0).then_some(())
+    });
+    b.flush();
+    wait_until("b to publish what it held", DEADLINE, || {
+        (b.get_json("/api/v1/cluster/node")["sources_held"] == 0).then_some(())
+    });
+    proxy.resume();
+    let out = search.join().expect("the search");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let shown: Vec<String> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("a JSON row"))
+        .filter_map(|v| v["text"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(shown, lines, "each line once, in order: {}", out.stderr);
+}

@@ -18,6 +18,10 @@
 //! - `job_browser_lists_jobs`: every job and instance written is listed;
 //!   clicking an instance opens the live tail of that instance.
 //! - `phone_width`: at 390 px nothing scrolls sideways, long lines wrap.
+//! - `a_node_that_does_not_answer_is_named_on_the_page`: a node of a
+//!   cluster whose other node does not answer says, under the search, in
+//!   the job browser and in the live tail, that the answer is partial,
+//!   naming the node; its own lines are shown.
 //!
 //! The contract is `web-spec.md` (issue 6). Each test saves a screenshot as
 //! `<CARGO_TARGET_TMPDIR>/web/<test>.png`; with `CBLOGS_UPDATE_SCREENSHOT=1`
@@ -1406,4 +1410,48 @@ fn phone_width() {
     screenshot(&b, "phone_width-jobs");
 
     assert_no_problems(&problems, &b);
+}
+
+/// A node of a cluster (issue 18) whose other node does not answer: the
+/// search (with its histogram), the job browser and the live tail each
+/// say the answer is partial and name that node; the lines this node
+/// holds are shown all the same.
+#[test]
+fn a_node_that_does_not_answer_is_named_on_the_page() {
+    let _serial = serial();
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let config = format!("[cluster]\nnodes = [\"{dead}\"]\npeer_timeout_ms = 1000\n");
+    let mut env = Env::with_config(Some(&config));
+    let mut h0 = env.task(HELLO, 0).process("hello_world", 0);
+    h0.append_lines(Stream::Stdout, &["held here, shown even so"]);
+    env.ship();
+    env.wait_stored(&[&h0]);
+    let names_dead = |css: &str| {
+        format!(
+            "(() => {{ const e = document.querySelector('{css}'); \
+             return !!e && !e.hidden && e.textContent.includes('partial') && \
+             e.textContent.includes('{dead}'); }})()"
+        )
+    };
+
+    let b = Browser::start("a_node_that_does_not_answer_is_named_on_the_page");
+    let job = job_key(HELLO);
+    b.goto(&env.page(&[("view", "search"), ("q", "held"), ("job", &job)]));
+    b.wait_until_js(
+        &shows_text_js("#results", "held here, shown even so"),
+        DEADLINE,
+    );
+    b.wait_until_js(&names_dead("#search-partial"), DEADLINE);
+    assert!(displayed(&b, "#search-partial"));
+    screenshot(&b, "a_node_that_does_not_answer_is_named_on_the_page");
+
+    b.goto(&env.page(&[("view", "jobs")]));
+    b.wait_until_js(&names_dead("#jobs-partial"), DEADLINE);
+
+    b.goto(&env.page(&[("view", "tail"), ("job", &job)]));
+    b.wait_until_js(
+        &shows_text_js("#tail-lines", "held here, shown even so"),
+        DEADLINE,
+    );
+    b.wait_until_js(&names_dead("#tail-lines"), DEADLINE);
 }

@@ -12,6 +12,9 @@
 //   /api/v1/tail?n=0 so that an unknown job gets its error in words;
 // - the job browser polls /api/v1/jobs every 5 s and shows the line rate
 //   between polls.
+// In a cluster an answer names in `partial` the nodes that did not answer
+// (lines they hold unpublished are missing): each view says so under its
+// results, and the live tail in a note where the follow lost the node.
 // When a request is answered 401, the page asks for a read token once and
 // trades it for an HttpOnly, SameSite=Strict cookie (POST /api/v1/session),
 // which the EventSource (no headers) then carries too. Prefix colours use
@@ -155,6 +158,33 @@ document.addEventListener("DOMContentLoaded", () => {
 });
 
 // ---------------------------------------------------------------- errors
+
+/**
+ * In a cluster, the nodes an answer names in `partial` (they did not
+ * answer, so lines they hold unpublished are missing), in words; "" when
+ * every node answered. Shown in the element `id` (hidden when "").
+ */
+function showPartial(id, partial) {
+  const e = $(id);
+  const nodes = (partial || []).map(nodeText);
+  e.textContent = nodes.length ? `partial answer: no answer from ${nodes.join("; ")}` : "";
+  e.hidden = !nodes.length;
+}
+
+/** A node that did not answer, in words: its id, where, and why. */
+function nodeText(n) {
+  const where = n.url && n.url !== n.node_id ? ` at ${n.url}` : "";
+  // The reason often starts with the URL again.
+  const why = n.error.startsWith(`${n.url}: `) ? n.error.slice(n.url.length + 2) : n.error;
+  return `node ${n.node_id}${where} (${why})`;
+}
+
+/** The search view's nodes that did not answer, the search's and the histogram's, by id. */
+let searchPartial = new Map();
+function addSearchPartial(partial) {
+  for (const n of partial || []) searchPartial.set(n.node_id, n);
+  showPartial("#search-partial", [...searchPartial.values()]);
+}
 
 function showError(msg) {
   const e = $("#error");
@@ -329,6 +359,8 @@ async function runSearch(s, append) {
     nextSince = null;
     nextCursor = null;
     shownKeys = new Set();
+    searchPartial = new Map();
+    showPartial("#search-partial", null);
     drawHistogram(s, range);
   }
   const p = selection(s);
@@ -384,6 +416,7 @@ async function runSearch(s, append) {
   if (summary.truncated) note += ` — incomplete: ${summary.reason}`;
   note += ` (${summary.took_ms} ms, ${summary.blocks_read} of ${summary.blocks_total} blocks read)`;
   $("#summary").textContent = note;
+  addSearchPartial(summary.partial);
   nextSince = summary.more && summary.next_time_ns != null ? String(summary.next_time_ns) : null;
   // The cursor starts exactly after the last line shown, even when many
   // share its time; the page starts at that time.
@@ -402,6 +435,12 @@ async function toggleContext(lineEl) {
   const body = await resp.json();
   const block = document.createElement("div");
   block.className = "context-block";
+  if (body.partial && body.partial.length) {
+    const note = document.createElement("div");
+    note.className = "partial";
+    block.appendChild(note);
+    note.textContent = `partial answer: no answer from ${body.partial.map(nodeText).join("; ")}`;
+  }
   for (const l of body.lines) {
     const el = lineElement(l, false);
     if (String(l.offset) === lineEl.dataset.offset) el.classList.add("focus");
@@ -430,6 +469,7 @@ async function drawHistogram(s, range) {
   if (run !== histogramRun || !resp || !resp.ok) return;
   const h = await resp.json();
   if (run !== histogramRun) return;
+  addSearchPartial(h.partial);
   const xs = [], out = new Array(h.buckets).fill(0), err = new Array(h.buckets).fill(0);
   for (let i = 0; i < h.buckets; i++) xs.push((h.start_ns + i * h.step_ns) / 1e9);
   for (const series of h.series) {
@@ -512,6 +552,12 @@ async function startTail(s) {
   es.addEventListener("jobs", (e) => { tail.showJob = JSON.parse(e.data).length > 1; });
   es.addEventListener("lagged", (e) => { appendNote(`(fell behind: ${JSON.parse(e.data).missed} batches skipped)`); });
   es.addEventListener("truncated", () => { appendNote("(older lines left out)"); });
+  // A node of the cluster that cannot be followed: its lines are missing
+  // until it answers again.
+  es.addEventListener("partial", (e) => {
+    const n = JSON.parse(e.data);
+    appendNote(`(partial: no answer from ${nodeText(n)}; the lines it takes are missing)`);
+  });
   es.addEventListener("line", (e) => {
     const l = JSON.parse(e.data);
     // After a reconnect the backlog comes again: show each line once.
@@ -570,7 +616,8 @@ function ago(ns) {
 async function loadJobs() {
   const resp = await fetch("/api/v1/jobs").catch(() => null);
   if (!resp || !resp.ok) { showError(resp ? await apiError(resp) : "cannot reach cblogsd"); return; }
-  const { jobs } = await resp.json();
+  const { jobs, partial } = await resp.json();
+  showPartial("#jobs-partial", partial);
   const now = Date.now();
   const tree = new Map(); // cluster -> role -> env -> [job]
   for (const j of jobs) {
@@ -656,6 +703,7 @@ async function loadAlerts() {
   const resp = await fetch("/api/v1/alerts").catch(() => null);
   if (!resp || !resp.ok) { showError(resp ? await apiError(resp) : "cannot reach cblogsd"); return; }
   const a = await resp.json();
+  showPartial("#alerts-partial", a.partial);
   const root = $("#alerts-list");
   root.textContent = "";
   if (!a.rules.length) {

@@ -8,6 +8,12 @@
 //! held ends and the published ends see the same stream before and after.
 //! Blocks go out source by source, in stream order.
 //!
+//! Copies go for good here (rule 1 of issue 18): a line that lies wholly
+//! inside what the lines before it of its source cover was published twice
+//! (fencing is there so that this never happens) and is not written again.
+//! A line that only starts inside is kept: dropping it would lose the
+//! bytes past the end (readers drop such a copy by byte range).
+//!
 //! Memory is bounded by one combined block (`block_bytes` of text) plus the
 //! block being read, the compressed bytes of up to [`COMMIT_EVERY`] bytes
 //! of blocks, the index writer's budget, and the inputs' block lists (the
@@ -61,6 +67,8 @@ pub struct MergeCounts {
     /// Compressed bytes of blocks read and written.
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Lines not written: copies of lines already written.
+    pub copies: u64,
 }
 
 /// Why a merge stopped before its end.
@@ -93,6 +101,8 @@ pub fn merge_into(
     let mut counts = MergeCounts::default();
     let mut since_commit = 0u64;
     let mut pending: Option<(u64, LineBlock)> = None;
+    // The source written last, and how far its lines cover.
+    let mut covered: Option<(u64, u64)> = None;
     let mut write = |counts: &mut MergeCounts,
                      since_commit: &mut u64,
                      source_id: u64,
@@ -132,10 +142,14 @@ pub fn merge_into(
         let lines = read(&inputs[i], b)?;
         counts.blocks_in += 1;
         counts.bytes_in += b.data_len;
+        let lines = without_copies(lines, b.source, &mut covered, &mut counts.copies);
+        let Some(first) = lines.lines().next().map(|l| l.offset) else {
+            continue;
+        };
         pending = match pending.take() {
             Some((source, mut current))
                 if source == b.source
-                    && current.end_offset() == Some(b.off_start)
+                    && current.end_offset() == Some(first)
                     && current.text_len() + lines.text_len() <= opts.block_bytes =>
             {
                 current.append(&lines);
@@ -153,6 +167,53 @@ pub fn merge_into(
     }
     writer.finish()?;
     Ok(counts)
+}
+
+/// `lines` (a block of `source`, read in stream order) without the lines
+/// wholly inside what `covered` says the source's lines before them
+/// cover; `covered` then covers these too. Each line dropped is counted.
+fn without_copies(
+    lines: LineBlock,
+    source: u64,
+    covered: &mut Option<(u64, u64)>,
+    dropped: &mut u64,
+) -> LineBlock {
+    let start = match *covered {
+        Some((s, end)) if s == source => end,
+        _ => 0,
+    };
+    // What lines cover is where they end, not the batch's declared end: a
+    // line cut at the length limit declares more than it holds, and its
+    // whole copy must not be taken for a copy of it.
+    let line_end =
+        |offset: u64, len: usize, partial: bool| offset + len as u64 + u64::from(!partial);
+    let copy = |end: &mut u64, offset: u64, len: usize, partial: bool| {
+        let e = line_end(offset, len, partial);
+        let copy = e <= *end;
+        *end = (*end).max(e);
+        copy
+    };
+    let mut end = start;
+    let copies = lines
+        .lines()
+        .filter(|l| copy(&mut end, l.offset, l.bytes.len(), l.flags.partial))
+        .count();
+    *covered = Some((source, end));
+    if copies == 0 {
+        return lines;
+    }
+    *dropped += copies as u64;
+    let mut kept = LineBlock::with_capacity(lines.len() - copies, lines.text_len());
+    let mut end = start;
+    for l in lines.lines() {
+        if !copy(&mut end, l.offset, l.bytes.len(), l.flags.partial) {
+            kept.push(l.offset, l.time_ns, l.flags, l.bytes);
+        }
+    }
+    if let (false, Some(block_end)) = (kept.is_empty(), lines.end_offset()) {
+        kept.cover_to(block_end);
+    }
+    kept
 }
 
 /// Reads and decompresses block `b` of `input`.
@@ -306,6 +367,33 @@ mod tests {
         assert_eq!(lines.len(), 10);
         assert!(blocks >= 3, "at most 30 bytes of text a block: {blocks}");
         assert_eq!(counts.lines, 17);
+    }
+
+    /// A block published twice (a copy fencing should have kept out) is
+    /// written once; lines around it stay.
+    #[test]
+    fn a_copy_of_a_block_is_written_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let a = split(dir.path(), &[(0, 0, 4)]);
+        let b = split(dir.path(), &[(0, 2, 2), (0, 4, 2)]);
+        let out = Arc::new(Partition::create(&dir.path().join("out"), 0).expect("out"));
+        let opts = MergeOptions {
+            block_bytes: 1 << 20,
+            zstd_level: 3,
+            writer_bytes: 20_000_000,
+        };
+        let counts = merge_into(
+            &out,
+            &[input(&a), input(&b)],
+            &sources_of(&[&a, &b]),
+            opts,
+            &AtomicBool::new(false),
+        )
+        .expect("merge");
+        assert_eq!((counts.copies, counts.lines), (2, 6));
+        let out = Partition::open(out.dir(), out.id.clone(), 0, Access::ReadOnly).expect("open");
+        let want: Vec<String> = (0..6).map(|k| format!("line {k:02}")).collect();
+        assert_eq!(lines_of(&out, 0), (want, 1), "lines 2 and 3 once");
     }
 
     #[test]

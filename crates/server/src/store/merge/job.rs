@@ -135,6 +135,13 @@ impl MergeJob {
         }
         let counts = merge_into(out, &inputs, &sources, self.options, &self.stop)?;
         drop((inputs, sources));
+        if counts.copies > 0 {
+            // Fencing should publish no line twice: say so when it did.
+            tracing::warn!(
+                copies = counts.copies,
+                "a merge found lines published twice; it writes each once"
+            );
+        }
         let mut entry = upload_split(&self.bucket, out)?;
         entry.level = self.level + 1;
         let committed = self.metastore.commit(vec![Change::Merge {
