@@ -23,11 +23,11 @@ use super::rules::Rules;
 
 /// Most hits in one request to another node, and about the most bytes
 /// of their lines and traces (one hit more may go past it).
-pub const MAX_BATCH: usize = 1_000;
-pub const MAX_BATCH_BYTES: usize = 8 << 20;
+const MAX_BATCH: usize = 1_000;
+const MAX_BATCH_BYTES: usize = 8 << 20;
 /// Most hits kept per group: far past any threshold worth alerting on.
 /// A window holds more only if they reach it as they come.
-pub const MAX_KEPT: usize = 10_000;
+const MAX_KEPT: usize = 10_000;
 
 struct Kept {
     seq: u64,
@@ -272,16 +272,6 @@ mod tests {
     use crate::alert::testing;
     use cblogs_core::time::now_ns;
 
-    const RULES: &str = r#"
-[[rule]]
-name = "burst"
-jobs = ["www-data/prod/*"]
-pattern = 'BURST'
-threshold = 4
-window = "10m"
-notify = ["hook"]
-"#;
-
     fn hit(job: &str, offset: u64) -> Hit {
         testing::hit(job, "web", offset, 5, false)
     }
@@ -289,7 +279,7 @@ notify = ["hook"]
     /// go to the next, all of them again; a failed batch stays due.
     #[test]
     fn hits_go_to_their_groups_node_and_again_when_it_changes() {
-        let rules = testing::rules(RULES);
+        let rules = testing::burst_rules();
         let mut out = Outbox::default();
         let jobs: Vec<String> = (0..20).map(|i| format!("www-data/prod/j{i}")).collect();
         out.add(&rules, jobs.iter().map(|j| hit(j, 0)).collect());

@@ -34,7 +34,7 @@ use super::window::GroupMemory;
 use crate::bucket::Bucket;
 
 /// How often silences are listed.
-pub const LIST_EVERY: Duration = Duration::from_secs(2);
+const LIST_EVERY: Duration = Duration::from_secs(2);
 const GROUPS: &str = "alerts/groups/";
 const SILENCES: &str = "alerts/silences/";
 

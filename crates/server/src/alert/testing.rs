@@ -16,6 +16,15 @@ pub fn rules(rules: &str) -> Rules {
     Rules::parse(&text, "test", 1 << 20).expect("test rules")
 }
 
+/// Rule `burst`: 4 lines with `BURST` of a `www-data/prod` job in 10
+/// minutes fire, per job.
+pub fn burst_rules() -> Rules {
+    rules(
+        "[[rule]]\nname = \"burst\"\njobs = [\"www-data/prod/*\"]\npattern = 'BURST'\n\
+         threshold = 4\nwindow = \"10m\"\nnotify = [\"hook\"]\n",
+    )
+}
+
 /// A hit of rule `burst` on the stderr of `process` of instance 0 of
 /// `job`: `len` bytes at `offset`, now.
 pub fn hit(job: &str, process: &str, offset: u64, len: u64, partial: bool) -> Hit {

@@ -418,17 +418,7 @@ fn url_params(pairs: &[(&str, &str)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::testing::rules as parse;
-
-    const RULES: &str = r#"
-[[rule]]
-name = "burst"
-jobs = ["www-data/prod/hello"]
-pattern = 'BURST'
-threshold = 4
-window = "10m"
-notify = ["hook"]
-"#;
+    use crate::alert::testing::burst_rules;
 
     fn hit(process: &str, offset: u64, len: u64, partial: bool) -> Hit {
         crate::alert::testing::hit("www-data/prod/hello", process, offset, len, partial)
@@ -438,7 +428,7 @@ notify = ["hook"]
     /// hits come from two sources reaches the threshold.
     #[test]
     fn a_range_counts_once_and_a_burst_over_two_sources_fires_once() {
-        let rules = parse(RULES);
+        let rules = burst_rules();
         let mut w = Windows::new(&rules, "http://x");
         w.ready = true;
         let fired = |w: &mut Windows, h: Hit| w.add(&rules, &h, true).is_some();
@@ -474,7 +464,7 @@ notify = ["hook"]
     /// fire; once it has, a group it takes over firing is not fired again.
     #[test]
     fn no_firing_before_the_shared_state_is_read_and_none_again_after() {
-        let rules = parse(RULES);
+        let rules = burst_rules();
         let mut w = Windows::new(&rules, "http://x");
         for i in 0..4 {
             assert!(w.add(&rules, &hit("web", i * 10, 9, false), true).is_none());

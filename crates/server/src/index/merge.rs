@@ -268,6 +268,15 @@ mod tests {
         part
     }
 
+    /// Blocks combined up to 1 MiB of text, compressed at `zstd_level`.
+    fn options(zstd_level: i32) -> MergeOptions {
+        MergeOptions {
+            block_bytes: 1 << 20,
+            zstd_level,
+            writer_bytes: 20_000_000,
+        }
+    }
+
     fn input(part: &Partition) -> MergeInput {
         let searcher = part.searcher();
         MergeInput {
@@ -318,11 +327,7 @@ mod tests {
         let a = split(dir.path(), &[(0, 0, 3), (1, 0, 3), (0, 3, 2)]);
         let b = split(dir.path(), &[(0, 5, 4), (1, 5, 2), (0, 9, 1), (1, 7, 2)]);
         let out = Arc::new(Partition::create(&dir.path().join("out"), 0).expect("out"));
-        let opts = MergeOptions {
-            block_bytes: 1 << 20,
-            zstd_level: 9,
-            writer_bytes: 20_000_000,
-        };
+        let opts = options(9);
         let both = sources_of(&[&a, &b]);
         let counts = merge_into(
             &out,
@@ -377,11 +382,7 @@ mod tests {
         let a = split(dir.path(), &[(0, 0, 4)]);
         let b = split(dir.path(), &[(0, 2, 2), (0, 4, 2)]);
         let out = Arc::new(Partition::create(&dir.path().join("out"), 0).expect("out"));
-        let opts = MergeOptions {
-            block_bytes: 1 << 20,
-            zstd_level: 3,
-            writer_bytes: 20_000_000,
-        };
+        let opts = options(3);
         let counts = merge_into(
             &out,
             &[input(&a), input(&b)],
@@ -401,11 +402,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let a = split(dir.path(), &[(0, 0, 3)]);
         let out = Arc::new(Partition::create(&dir.path().join("out"), 0).expect("out"));
-        let opts = MergeOptions {
-            block_bytes: 1 << 20,
-            zstd_level: 3,
-            writer_bytes: 20_000_000,
-        };
+        let opts = options(3);
         let err = merge_into(
             &out,
             &[input(&a)],
