@@ -867,6 +867,17 @@ fn two_nodes_interleaved(
     (da, a, db, b, written)
 }
 
+/// `GET /loki/api/v1/<path>?query=…&more…` of `node`.
+fn loki(node: &Server, path: &str, query: &str, more: &[(&str, &str)]) -> Value {
+    let mut params = vec![("query", query)];
+    params.extend_from_slice(more);
+    let url = reqwest::Url::parse_with_params("http://x/", &params).expect("URL");
+    node.get_json(&format!(
+        "/loki/api/v1/{path}?{}",
+        url.query().unwrap_or("")
+    ))
+}
+
 /// The unpublished half of a fan-out read (issue 18): a tail asked of any
 /// node shows the lines every node holds, published or not, each once in
 /// time order (a line published by one node and shown by both is one
@@ -995,6 +1006,47 @@ fn a_search_asked_of_any_node_finds_what_every_node_holds() {
         );
         let histogram = node.get_json(&format!("/api/v1/histogram?job={job}&pattern=ERROR"));
         assert_eq!(histogram["total"], 10, "{} {when}: {histogram}", node.url);
+        // Grafana's Loki API (issue 19) on the same fan-out: the newest 4,
+        // and the matches per instance.
+        let logs = loki(
+            node,
+            "query_range",
+            r#"{job="fangrep"} |= "ERROR""#,
+            &[("limit", "4")],
+        );
+        let mut lines: Vec<(String, String)> = Vec::new();
+        for s in logs["data"]["result"].as_array().expect("streams") {
+            for v in s["values"].as_array().expect("values") {
+                lines.push((
+                    v[0].as_str().unwrap_or("").to_owned(),
+                    v[1].as_str().unwrap_or("").to_owned(),
+                ));
+            }
+        }
+        lines.sort();
+        let texts: Vec<String> = lines.into_iter().map(|(_, t)| t).collect();
+        assert_eq!(texts, want[6..].to_vec(), "{} {when}: {logs}", node.url);
+        let counts = loki(
+            node,
+            "query",
+            r#"sum by (instance) (count_over_time({job="fangrep"} |= "ERROR" [1h]))"#,
+            &[],
+        );
+        let per_instance: Vec<(Value, Value)> = counts["data"]["result"]
+            .as_array()
+            .expect("a vector")
+            .iter()
+            .map(|r| (r["metric"].clone(), r["value"][1].clone()))
+            .collect();
+        assert_eq!(
+            per_instance,
+            [
+                (serde_json::json!({"instance": "0"}), Value::from("6")),
+                (serde_json::json!({"instance": "1"}), Value::from("4")),
+            ],
+            "{} {when}: {counts}",
+            node.url
+        );
         let out = node.cli(&["grep", "ERROR", job, "--output", "json", "--limit", "3"]);
         assert_eq!(
             rows(&out, "text"),

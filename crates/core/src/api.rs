@@ -3,14 +3,23 @@
 //! | request | answer |
 //! | --- | --- |
 //! | `GET /api/v1/jobs[?pattern=SELECTOR]` | [`JobsResponse`] |
-//! | `GET /api/v1/tail?job=SELECTOR[&n=N][&instance=I][&stream=S][&process=P][&since_ns=T]` | [`TailResponse`]: the last `n` lines (default 100) in time order |
+//! | `GET /api/v1/tail?job=SELECTOR[&n=N][&instance=I][&stream=S][&process=P][&labels=L][&since_ns=T]` | [`TailResponse`]: the last `n` lines (default 100) in time order |
 //! | `GET /api/v1/follow?…the same…` | Server-Sent Events: `jobs` (a JSON array of job keys), then one `line` event per line ([`crate::LineView`]): first the backlog, then each new line as it is ingested; `truncated` ([`Truncated`]) before a backlog from `since_ns` that had to leave out its oldest lines; `lagged` ([`Lagged`]) if the client fell behind |
 //!
-//! | `GET /api/v1/search?pattern=P[&fixed=true][&ignore_case=true][&word=true][&invert=true][&job=SELECTOR]…[&instance=I][&stream=S][&process=P][&host=H][&since_ns=T][&until_ns=T][&limit=N][&before=N][&after=N][&mode=lines\|count\|list][&cursor=C]` | NDJSON [`SearchEvent`]s, streamed as they are found: lines in file order per source, merged by time across sources; `limit` (default 1000, 0 for none) counts matching lines; `until_ns` is exclusive; `cursor` (a summary's `next_cursor`) starts after the matches an earlier page showed |
+//! | `GET /api/v1/search?pattern=P[&fixed=true][&ignore_case=true][&word=true][&invert=true][&and=REGEX]…[&not=REGEX]…[&job=SELECTOR]…[&instance=I][&stream=S][&process=P][&host=H][&labels=L][&since_ns=T][&until_ns=T][&limit=N][&before=N][&after=N][&mode=lines\|count\|list][&cursor=C]` | NDJSON [`SearchEvent`]s, streamed as they are found: lines in file order per source, merged by time across sources; `limit` (default 1000, 0 for none) counts matching lines; `until_ns` is exclusive; `cursor` (a summary's `next_cursor`) starts after the matches an earlier page showed |
 //! | `GET /api/v1/context?source=HEX&offset=N[&before=10][&after=10]` | [`ContextResponse`]: the lines around one line of one source (a search result's `source` and `offset`) |
 //! | `GET /api/v1/alerts` | [`AlertsResponse`]: every alert rule, its groups' state, deliveries |
 //! | `POST /api/v1/admin/alerts/reload` | [`ReloadResponse`], or 400 naming the rule and field at fault |
-//! | `GET /api/v1/histogram?…the search's selection, pattern optional…[&buckets=N][&by=job]` | [`HistogramResponse`] |
+//! | `GET /api/v1/histogram?…the search's selection, pattern optional…[&buckets=N\|&step_ns=N][&by=job\|labels]` | [`HistogramResponse`] |
+//!
+//! `labels` is a LogQL stream selector over a source's labels
+//! (`{job="hello", host=~"agent-[0-9]+"}`; see the README's Grafana
+//! section); `job` may then be left out. `and` and `not` are regexes a
+//! matching line must also match, or must not (case-sensitive unless
+//! `(?i)`). A histogram with `step_ns` (it needs `since_ns` and `until_ns`)
+//! has buckets of exactly that width from `since_ns`, at most
+//! [`MAX_HISTOGRAM_STEPS`]; `by=labels` gives a series per job, stream,
+//! host, instance and process.
 //!
 //! Errors are a [`crate::wire::ErrorBody`] with a 4xx status: 400 for a bad
 //! parameter, 404 for a selector that matches no job, 409 for an exact
@@ -334,6 +343,9 @@ pub const DEFAULT_SEARCH_LIMIT: usize = 1000;
 /// How many buckets a histogram has unless told otherwise, and at most.
 pub const DEFAULT_HISTOGRAM_BUCKETS: usize = 60;
 pub const MAX_HISTOGRAM_BUCKETS: usize = 2000;
+/// With `step_ns`, buckets of that width over the range: at most this
+/// many (Loki's limit of points per series).
+pub const MAX_HISTOGRAM_STEPS: usize = 11_000;
 
 /// What a search reports: one event per NDJSON line, in this order: `start`,
 /// then `line`s (and `break`s) or `count`s or `source`s, then `summary`.
@@ -456,10 +468,33 @@ pub struct HistogramResponse {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistogramSeries {
-    /// With `by=job`: the job key; otherwise absent.
+    /// With `by=job` or `by=labels`: the job key; otherwise absent.
     pub job: Option<String>,
     pub stream: crate::Stream,
+    /// With `by=labels`: the rest of what names the series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<SeriesLabels>,
     pub counts: Vec<u64>,
+}
+
+/// With `by=labels`, a series is one job's stream on one host, instance
+/// and process: a source without its task id and run (the runs of a
+/// process are added together), as the Loki API's labels name it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SeriesLabels {
+    pub host: String,
+    pub instance: u32,
+    pub process: String,
+}
+
+impl SeriesLabels {
+    pub fn of(source: &crate::Source) -> SeriesLabels {
+        SeriesLabels {
+            host: source.host.clone(),
+            instance: source.instance,
+            process: source.process.clone(),
+        }
+    }
 }
 
 /// GET: alert rules with their state; answers [`AlertsResponse`].

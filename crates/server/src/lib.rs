@@ -17,7 +17,8 @@
 //! others: ZooKeeper's serverset or a static list); `priority` (threads' nice values); `metrics` (events the loops emit); `block` (the unit of
 //! storage); `access` (tokens, limits); `index` (partitions: tantivy plus
 //! block files); `wal`; `store` (memory blocks, snapshots, the committer,
-//! partitions' lives, retention); `ingest`; `read`; `search`; `alert`;
+//! partitions' lives, retention); `ingest`; `logql` (the query language of
+//! the Loki API); `read`; `search`; `alert`;
 //! `app` (what handlers share); `api` (HTTP); [`Service`] (start and
 //! stop). `ARCHITECTURE.md` at the repository's root maps them.
 //!
@@ -36,6 +37,7 @@ pub mod demo;
 mod disk;
 mod index;
 mod ingest;
+mod logql;
 mod metastore;
 mod metrics;
 mod priority;

@@ -48,6 +48,8 @@ fn request(deadline: Instant) -> SearchRequest {
         prefilter: Prefilter::new(&pattern),
         pattern: Some(pattern),
         invert: false,
+        and: Vec::new(),
+        not: Vec::new(),
         filter: LineFilter::everything(),
         limit: None,
         before: 0,

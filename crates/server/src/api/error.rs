@@ -70,6 +70,11 @@ impl ApiError {
     pub fn message(&self) -> &str {
         &self.body.error
     }
+    /// `Retry-After`, in whole seconds (at least 1).
+    pub(crate) fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after
+            .map(|wait| wait.as_secs_f64().ceil().max(1.0) as u64)
+    }
     pub(crate) fn bad(msg: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, msg)
     }
@@ -77,9 +82,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = self.retry_after_secs();
         let mut resp = (self.status, Json(self.body)).into_response();
-        if let Some(wait) = self.retry_after {
-            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        if let Some(secs) = retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }

@@ -16,7 +16,7 @@ use std::time::Instant;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
-use cblogs_core::api::{HistogramResponse, CLUSTER_HISTOGRAM_PATH};
+use cblogs_core::api::{HistogramResponse, SeriesLabels, CLUSTER_HISTOGRAM_PATH};
 use cblogs_core::Stream;
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +26,7 @@ use super::params::query_pairs;
 use super::search::{parse, request, request_here, search_slot, spawn_search};
 use crate::app::App;
 use crate::metrics::{emit, QueryAnswered};
-use crate::search::histogram::{self, count_by_source, HistogramRequest, SourceCounts};
+use crate::search::histogram::{self, count_by_source, HistogramRequest, MoreCounts, SourceCounts};
 use crate::store::{FollowFirst, Store};
 
 pub(super) async fn histogram(
@@ -40,7 +40,8 @@ pub(super) async fn histogram(
     let hreq = HistogramRequest {
         search,
         buckets: p.buckets,
-        by_job: p.by_job,
+        step_ns: p.step_ns,
+        by: p.by,
     };
     let slot = search_slot(&app)?;
     let store = app.store.clone();
@@ -82,6 +83,8 @@ struct SourceSeries {
     source: String,
     job: String,
     stream: Stream,
+    #[serde(default)]
+    labels: SeriesLabels,
     counts: Vec<u64>,
 }
 
@@ -110,6 +113,7 @@ impl NodeHistogram {
                 source: hex,
                 job: source.job_key().to_string(),
                 stream: source.stream,
+                labels: SeriesLabels::of(&source),
                 counts,
             });
         }
@@ -126,11 +130,11 @@ async fn cluster_histogram(
     let (search, p, unknown) = request_here(&app, parse(raw.clone(), true)?, true, true)?;
     let slot = search_slot(&app)?;
     let here = unknown.is_none();
-    let by_job = p.by_job;
     let hreq = Arc::new(HistogramRequest {
         search,
         buckets: p.buckets,
-        by_job,
+        step_ns: p.step_ns,
+        by: p.by,
     });
     let timeout = hreq.search.time_limit + super::search::SUMMARY_MARGIN;
     // The first count of the published part fixes the buckets; every
@@ -174,14 +178,19 @@ async fn cluster_histogram(
     let epochs: Vec<&HashMap<String, u64>> = answers.iter().map(|a| &a.epochs).collect();
     let stale = stale_parts(&app, &epochs);
     let truncated = answers.iter().any(|a| a.truncated);
-    let more: Vec<(String, Stream, Vec<u64>)> = answers
+    let more: Vec<MoreCounts> = answers
         .into_iter()
         .zip(stale)
         .flat_map(|(a, stale)| {
             a.sources
                 .into_iter()
                 .filter(move |s| !stale.contains(&s.source))
-                .map(|s| (s.job, s.stream, s.counts))
+                .map(|s| MoreCounts {
+                    job: s.job,
+                    stream: s.stream,
+                    labels: s.labels,
+                    counts: s.counts,
+                })
         })
         .collect();
     emit(QueryAnswered {
@@ -210,7 +219,8 @@ pub(super) async fn node_histogram(
     let hreq = HistogramRequest {
         search,
         buckets: p.buckets,
-        by_job: p.by_job,
+        step_ns: p.step_ns,
+        by: p.by,
     };
     let snap = match app
         .store

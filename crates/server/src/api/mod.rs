@@ -34,6 +34,7 @@ mod fanout_search;
 mod histogram;
 mod ingest;
 mod listener;
+mod loki;
 mod metrics;
 mod params;
 mod search;
@@ -86,6 +87,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route(api::SEARCH_PATH, get(search::search))
         .route(api::HISTOGRAM_PATH, get(histogram::histogram))
         .route(api::CONTEXT_PATH, get(search::context))
+        .merge(loki::routes())
         .route_layer(role(Role::Read));
     if !node_role.queries() {
         queries = queries.route_layer(middleware::from_fn_with_state(

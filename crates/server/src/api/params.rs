@@ -1,6 +1,6 @@
 //! Query strings: the selection parameters that `tail`, `follow`,
 //! `search` and `histogram` share (`job`, `instance`, `stream`, `process`,
-//! `host`, `since_ns`, `until_ns`), parsed in one place ([`Selection`]) so
+//! `host`, `labels`, `since_ns`, `until_ns`), parsed in one place ([`Selection`]) so
 //! that they mean and refuse the same everywhere. Each endpoint names which
 //! of them it takes and refuses the rest as unknown (`tail` has no `host`
 //! or `until_ns`).
@@ -8,15 +8,19 @@
 use axum::http::StatusCode;
 use cblogs_core::{Selector, SelectorError, Stream};
 
+use std::sync::Arc;
+
 use super::error::ApiError;
+use crate::logql;
 use crate::read::{self, LineFilter};
 use crate::store::Store;
 
 /// What `tail` and `follow` select by.
-pub(super) const TAIL_SELECTION: &[&str] = &["job", "instance", "stream", "process", "since_ns"];
+pub(super) const TAIL_SELECTION: &[&str] =
+    &["job", "instance", "stream", "process", "labels", "since_ns"];
 /// What `search` and `histogram` select by.
 pub(super) const SEARCH_SELECTION: &[&str] = &[
-    "job", "instance", "stream", "process", "host", "since_ns", "until_ns",
+    "job", "instance", "stream", "process", "host", "labels", "since_ns", "until_ns",
 ];
 
 /// `k=v` pairs of a raw query string, decoded.
@@ -87,6 +91,11 @@ impl Selection {
             "stream" => f.stream = Some(v.parse::<Stream>().map_err(ApiError::bad)?),
             "process" if !v.is_empty() => f.process = Some(v.to_owned()),
             "host" if !v.is_empty() => f.host = Some(v.to_owned()),
+            "labels" if !v.is_empty() => {
+                let selector =
+                    logql::parse_selector(v).map_err(|e| bad_param(k, v, &e.to_string()))?;
+                f.labels = Some(Arc::new(selector));
+            }
             "since_ns" => f.since_ns = Some(time()?),
             "until_ns" => f.until_ns = Some(time()?),
             // An empty process or host selects every one.

@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::{BufMut, BytesMut};
 use cblogs_core::api::{self, ContextResponse, SearchEvent};
-use cblogs_core::pattern::{Pattern, PatternOptions};
+use cblogs_core::pattern::{Pattern, PatternError, PatternOptions};
 use cblogs_core::time::{format_rfc3339, now_ns};
 use cblogs_core::LineView;
 use tokio::sync::mpsc;
@@ -29,6 +29,7 @@ use super::params::{bad_param, flag, query_pairs, Selection, SEARCH_SELECTION};
 use crate::app::App;
 use crate::metrics::{emit, QueryAnswered, RequestRefused};
 use crate::read;
+use crate::search::histogram::SeriesBy;
 use crate::search::{self, Cursor, Mode, Prefilter, SearchRequest, SearchSink};
 
 /// Chunks of NDJSON bigger than this are sent without waiting for a flush.
@@ -42,6 +43,9 @@ pub(super) const SUMMARY_MARGIN: std::time::Duration = std::time::Duration::from
 pub(super) struct Params {
     pattern: Option<PatternOptions>,
     invert: bool,
+    /// `and=`, `not=`: regexes a line must also match, or must not.
+    and: Vec<String>,
+    not: Vec<String>,
     selection: Selection,
     limit: Option<usize>,
     before: usize,
@@ -49,7 +53,8 @@ pub(super) struct Params {
     cursor: Option<Cursor>,
     mode: Mode,
     pub(super) buckets: usize,
-    pub(super) by_job: bool,
+    pub(super) step_ns: Option<i64>,
+    pub(super) by: SeriesBy,
     explain: bool,
     highlight: bool,
 }
@@ -62,6 +67,9 @@ pub fn check_query(raw: &str, histogram: bool) -> Result<(), String> {
     if let Some(options) = p.pattern {
         Pattern::new(options, 1 << 20).map_err(|e| e.to_string())?;
     }
+    for regex in p.and.iter().chain(&p.not) {
+        regex_pattern(regex, 1 << 20).map_err(|e| e.to_string())?;
+    }
     Ok(())
 }
 
@@ -69,6 +77,8 @@ pub(super) fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiE
     let mut p = Params {
         pattern: None,
         invert: false,
+        and: Vec::new(),
+        not: Vec::new(),
         selection: Selection::default(),
         limit: Some(api::DEFAULT_SEARCH_LIMIT),
         before: 0,
@@ -76,7 +86,8 @@ pub(super) fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiE
         cursor: None,
         mode: Mode::Lines,
         buckets: api::DEFAULT_HISTOGRAM_BUCKETS,
-        by_job: false,
+        step_ns: None,
+        by: SeriesBy::Stream,
         explain: false,
         highlight: true,
     };
@@ -102,6 +113,8 @@ pub(super) fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiE
             "ignore_case" => ignore_case = flag(&k, &v)?,
             "word" => word = flag(&k, &v)?,
             "invert" => p.invert = flag(&k, &v)?,
+            "and" => p.and.push(v),
+            "not" => p.not.push(v),
             "limit" if !histogram => p.limit = Some(count(&v)?).filter(|l| *l > 0),
             "before" if !histogram => p.before = count(&v)?,
             "after" if !histogram => p.after = count(&v)?,
@@ -135,19 +148,43 @@ pub(super) fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiE
                     )));
                 }
             }
+            "step_ns" if histogram => {
+                p.step_ns = Some(
+                    v.parse::<i64>()
+                        .ok()
+                        .filter(|s| *s > 0)
+                        .ok_or_else(|| bad("expected a bucket width in nanoseconds"))?,
+                )
+            }
             "by" if histogram => {
-                p.by_job = match v.as_str() {
-                    "job" => true,
-                    "" | "stream" => false,
-                    _ => return Err(bad("expected job or stream")),
+                p.by = match v.as_str() {
+                    "job" => SeriesBy::Job,
+                    "labels" => SeriesBy::Labels,
+                    "" | "stream" => SeriesBy::Stream,
+                    _ => return Err(bad("expected job, labels or stream")),
                 }
             }
             other => {
                 return Err(ApiError::bad(format!(
-                    "unknown parameter '{other}' (expected pattern, fixed, ignore_case, word, invert, job, instance, stream, process, host, since_ns, until_ns{})",
-                    if histogram { ", buckets, by" } else { ", limit, before, after, mode, cursor, explain, highlight" }
+                    "unknown parameter '{other}' (expected pattern, fixed, ignore_case, word, invert, and, not, job, instance, stream, process, host, labels, since_ns, until_ns{})",
+                    if histogram { ", buckets, step_ns, by" } else { ", limit, before, after, mode, cursor, explain, highlight" }
                 )))
             }
+        }
+    }
+    if let Some(step) = p.step_ns {
+        let f = &p.selection.filter;
+        let (Some(since), Some(until)) = (f.since_ns, f.until_ns) else {
+            return Err(ApiError::bad(
+                "step_ns needs since_ns and until_ns: the buckets are cut from that range",
+            ));
+        };
+        let steps = (until.saturating_sub(since).max(1) as u64).div_ceil(step as u64);
+        if steps > api::MAX_HISTOGRAM_STEPS as u64 {
+            return Err(ApiError::bad(format!(
+                "step_ns {step} cuts the range into {steps} buckets: at most {} (a wider step, or a shorter range)",
+                api::MAX_HISTOGRAM_STEPS
+            )));
         }
     }
     if let Some(o) = &mut p.pattern {
@@ -156,6 +193,16 @@ pub(super) fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiE
         o.word = word;
     }
     Ok(p)
+}
+
+/// An `and=` or `not=` regex: as written, case-sensitive unless it says
+/// `(?i)`.
+fn regex_pattern(regex: &str, size_limit: usize) -> Result<Pattern, PatternError> {
+    let options = PatternOptions {
+        pattern: regex.to_owned(),
+        ..Default::default()
+    };
+    Pattern::new(options, size_limit)
 }
 
 /// Checks what can be checked without the store, compiles the pattern and
@@ -195,6 +242,14 @@ pub(super) fn request_here(
             ))
         }
     };
+    let regexes = |list: &[String]| -> Result<Vec<Pattern>, ApiError> {
+        list.iter()
+            .map(|r| {
+                regex_pattern(r, config.regex_size_limit).map_err(|e| ApiError::bad(e.to_string()))
+            })
+            .collect()
+    };
+    let (and, not) = (regexes(&p.and)?, regexes(&p.not)?);
     let now = now_ns();
     let (since, until) = (p.selection.filter.since_ns, p.selection.filter.until_ns);
     if let Some(since) = since {
@@ -236,6 +291,8 @@ pub(super) fn request_here(
         pattern,
         prefilter,
         invert: p.invert,
+        and,
+        not,
         filter,
         // search.max_results caps a page; a search with more ends it there
         // with `more` and a cursor.

@@ -86,14 +86,14 @@ pub(super) fn tail_request(
             }
             other => {
                 return Err(ApiError::bad(format!(
-                    "unknown parameter '{other}' (expected job, n, instance, stream, process, since_ns)"
+                    "unknown parameter '{other}' (expected job, n, instance, stream, process, labels, since_ns)"
                 )))
             }
         }
     }
-    if selection.selectors.is_empty() {
+    if selection.selectors.is_empty() && selection.filter.labels.is_none() {
         return Err(ApiError::bad(
-            "missing parameter 'job' (a job selector such as www-data/prod/hello)",
+            "missing parameter 'job' (a job selector such as www-data/prod/hello) or 'labels' (a stream selector such as {job=\"hello\"})",
         ));
     }
     if n > max_n {

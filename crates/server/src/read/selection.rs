@@ -3,10 +3,12 @@
 //! read (tail, follow, search, histogram) applies to sources and lines.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use cblogs_core::{InstanceSet, JobKey, Selector, Source, Stream};
 
 use crate::index::PartitionError;
+use crate::logql::StreamSelector;
 use crate::store::Store;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,9 @@ pub struct LineFilter {
     pub stream: Option<Stream>,
     pub process: Option<String>,
     pub host: Option<String>,
+    /// A LogQL stream selector over the source's labels (`labels=`, the
+    /// Loki API's): every matcher must hold too.
+    pub labels: Option<Arc<StreamSelector>>,
     pub since_ns: Option<i64>,
     /// Exclusive.
     pub until_ns: Option<i64>,
@@ -52,6 +57,7 @@ impl LineFilter {
             stream: None,
             process: None,
             host: None,
+            labels: None,
             since_ns: None,
             until_ns: None,
         }
@@ -62,6 +68,7 @@ impl LineFilter {
             && self.stream.is_none_or(|st| st == s.stream)
             && self.process.as_ref().is_none_or(|p| *p == s.process)
             && self.host.as_ref().is_none_or(|h| *h == s.host)
+            && self.labels.as_ref().is_none_or(|l| l.matches(s))
             && self.wants_job(&s.job_key(), s.instance)
     }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use cblogs_core::api::{HistogramResponse, HistogramSeries};
+use cblogs_core::api::{HistogramResponse, HistogramSeries, SeriesLabels};
 use cblogs_core::{Source, Stream};
 
 use super::blocks::{gather, SourceBlock};
@@ -22,8 +22,29 @@ use crate::store::ReadSnapshot;
 pub struct HistogramRequest {
     pub search: SearchRequest,
     pub buckets: usize,
-    /// One series per job and stream, not just per stream.
-    pub by_job: bool,
+    /// Buckets of exactly this width from the range's start (their
+    /// number then follows from the range), not `buckets` of them.
+    pub step_ns: Option<i64>,
+    pub by: SeriesBy,
+}
+
+/// What one series counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SeriesBy {
+    /// Each stream (stdout, stderr) of all jobs.
+    Stream,
+    /// Each job's streams.
+    Job,
+    /// Each job's streams per host, instance and process ([`SeriesLabels`]).
+    Labels,
+}
+
+/// Another node's counts of one source, in the same buckets.
+pub struct MoreCounts {
+    pub job: String,
+    pub stream: Stream,
+    pub labels: SeriesLabels,
+    pub counts: Vec<u64>,
 }
 
 /// The buckets: `[start + i * step, start + (i + 1) * step)`.
@@ -50,6 +71,17 @@ impl Buckets {
         }
     }
 
+    /// `[since, until)` cut into buckets of `step` (the last may end past `until`).
+    fn with_step(since: i64, until: i64, step: i64) -> Buckets {
+        let step = step.max(1);
+        let span = (until - since).max(1);
+        Buckets {
+            start: since,
+            step,
+            count: usize::try_from((span + step - 1) / step).unwrap_or(usize::MAX),
+        }
+    }
+
     fn of(&self, t: i64) -> Option<usize> {
         let i = (t - self.start).div_euclid(self.step);
         usize::try_from(i).ok().filter(|i| *i < self.count)
@@ -63,11 +95,7 @@ fn block_counts(
     buckets: Buckets,
 ) -> Result<Vec<(usize, u64)>, PartitionError> {
     let range = req.range();
-    if req.pattern.is_none()
-        && !req.invert
-        && range.contains(block.t_min)
-        && range.contains(block.t_max)
-    {
+    if req.selects_every_line() && range.contains(block.t_min) && range.contains(block.t_max) {
         if let (Some(a), Some(b)) = (buckets.of(block.t_min), buckets.of(block.t_max)) {
             if a == b {
                 return Ok(vec![(a, block.n_lines)]);
@@ -124,7 +152,10 @@ pub fn count_by_source(
             .min()
             .unwrap_or(until - 3_600_000_000_000)
     });
-    let buckets = Buckets::new(since, until, hreq.buckets.max(1));
+    let buckets = match hreq.step_ns {
+        Some(step) => Buckets::with_step(since, until, step),
+        None => Buckets::new(since, until, hreq.buckets.max(1)),
+    };
     let full = TimeRange {
         since_ns: Some(since),
         until_ns: Some(until),
@@ -181,33 +212,40 @@ impl SourceCounts {
         (self.since_ns, self.until_ns)
     }
 
-    /// The histogram: one series per stream (and job, with `by_job`), in
-    /// a stable order; `more` (other nodes' counts of the same buckets)
-    /// added in.
+    /// The histogram: one series per what `by` says, in a stable order;
+    /// `more` (other nodes' counts of the same buckets) added in.
     pub fn series(
         self,
-        by_job: bool,
-        more: impl IntoIterator<Item = (String, Stream, Vec<u64>)>,
+        by: SeriesBy,
+        more: impl IntoIterator<Item = MoreCounts>,
     ) -> (Vec<HistogramSeries>, u64) {
-        let mut series: BTreeMap<(Option<String>, Stream), Vec<u64>> = BTreeMap::new();
+        type Key = (Option<String>, Stream, Option<SeriesLabels>);
+        let mut series: BTreeMap<Key, Vec<u64>> = BTreeMap::new();
         let mut total = 0;
-        let ours = self
-            .sources
-            .into_iter()
-            .map(|(s, c)| (s.job_key().to_string(), s.stream, c));
-        for (job, stream, counts) in ours.chain(more) {
-            let key = (by_job.then_some(job), stream);
+        let ours = self.sources.into_iter().map(|(s, counts)| MoreCounts {
+            job: s.job_key().to_string(),
+            stream: s.stream,
+            labels: SeriesLabels::of(&s),
+            counts,
+        });
+        for more in ours.chain(more) {
+            let key = (
+                (by != SeriesBy::Stream).then_some(more.job),
+                more.stream,
+                (by == SeriesBy::Labels).then_some(more.labels),
+            );
             let sum = series.entry(key).or_insert_with(|| vec![0; self.buckets]);
-            for (b, n) in counts.into_iter().enumerate().take(self.buckets) {
+            for (b, n) in more.counts.into_iter().enumerate().take(self.buckets) {
                 sum[b] += n;
                 total += n;
             }
         }
         let series = series
             .into_iter()
-            .map(|((job, stream), counts)| HistogramSeries {
+            .map(|((job, stream, labels), counts)| HistogramSeries {
                 job,
                 stream,
+                labels,
                 counts,
             })
             .collect();
@@ -230,13 +268,13 @@ impl SourceCounts {
     pub fn respond(
         self,
         hreq: &HistogramRequest,
-        more: Vec<(String, Stream, Vec<u64>)>,
+        more: Vec<MoreCounts>,
         more_truncated: bool,
         started: Instant,
     ) -> HistogramResponse {
         let (start_ns, step_ns, buckets) = (self.start_ns, self.step_ns, self.buckets);
         let truncated = self.truncated || more_truncated;
-        let (series, total) = self.series(hreq.by_job, more);
+        let (series, total) = self.series(hreq.by, more);
         HistogramResponse {
             start_ns,
             step_ns,

@@ -32,6 +32,10 @@ pub struct SearchRequest {
     /// Finds a block's candidate lines without the regex, when it can.
     pub prefilter: Option<Prefilter>,
     pub invert: bool,
+    /// Regexes a selected line must also match (`and=`), and must not
+    /// (`not=`): LogQL's chained line filters.
+    pub and: Vec<Pattern>,
+    pub not: Vec<Pattern>,
     pub filter: LineFilter,
     /// Matching lines to send at most (lines mode); `None` for all.
     pub limit: Option<usize>,
@@ -65,20 +69,27 @@ impl SearchRequest {
 
     /// The index terms a block must hold to be read.
     pub(super) fn term_need(&self) -> TermNeed {
-        match &self.pattern {
-            // An inverted search wants lines *without* the literals: the
-            // index cannot tell which blocks have none.
-            Some(p) if !self.invert => match p.options().hir() {
-                Ok(hir) => Need::of(&hir).terms(),
-                Err(_) => TermNeed::Any,
-            },
-            _ => TermNeed::Any,
-        }
+        let need = |p: &Pattern| match p.options().hir() {
+            Ok(hir) => Need::of(&hir).terms(),
+            Err(_) => TermNeed::Any,
+        };
+        // An inverted search wants lines *without* the literals: the
+        // index cannot tell which blocks have none.
+        let main = self.pattern.iter().filter(|_| !self.invert);
+        TermNeed::all(main.chain(&self.and).map(need).collect())
     }
 
     /// Whether a line is selected.
     pub(super) fn selects(&self, line: &[u8]) -> bool {
-        self.pattern.as_ref().is_none_or(|p| p.is_match(line)) != self.invert
+        (self.pattern.as_ref().is_none_or(|p| p.is_match(line)) != self.invert)
+            && self.and.iter().all(|p| p.is_match(line))
+            && !self.not.iter().any(|p| p.is_match(line))
+    }
+
+    /// Whether every line in range is selected (a volume count): a
+    /// block's line count then answers without reading it.
+    pub(super) fn selects_every_line(&self) -> bool {
+        self.pattern.is_none() && !self.invert && self.and.is_empty() && self.not.is_empty()
     }
 
     pub(super) fn spans(&self, line: &[u8]) -> Vec<[usize; 2]> {

@@ -38,11 +38,7 @@ pub struct BlockHits {
 pub fn count(block: &SourceBlock, req: &SearchRequest) -> Result<u64, PartitionError> {
     let range = req.range();
     // A volume count of a block wholly in range needs no reading.
-    if req.pattern.is_none()
-        && !req.invert
-        && range.contains(block.t_min)
-        && range.contains(block.t_max)
-    {
+    if req.selects_every_line() && range.contains(block.t_min) && range.contains(block.t_max) {
         return Ok(block.n_lines);
     }
     let lines = block.data.read()?;
