@@ -26,6 +26,7 @@
 //! | [`seaweed`] | a real SeaweedFS (S3 gateway) on loopback ports, and cblogsd's `[object_store]` for it |
 //! | [`spread`] | a fake agent of 16 streams a shipper spreads over a cluster's nodes, and every line once from any node |
 //! | [`slow_proxy`] | a TCP proxy that delays what it forwards: a slow store |
+//! | [`push_clients`] | the real Python push clients (OTLP, Loki), and a proxy that loses an answer so a client retries |
 //! | [`privilege`] | running a test that needs a mount as root, or in a user namespace |
 //! | [`tls`] | a private CA and a server certificate for 127.0.0.1, as PEM files |
 //! | [`tools`] | failing with the tool's name when a test needs one that is missing |
@@ -44,6 +45,7 @@ mod line_reader;
 pub use line_reader::lines_to_channel;
 pub mod model;
 pub mod privilege;
+pub mod push_clients;
 pub mod rng;
 pub mod samples;
 pub mod sandbox;
@@ -75,6 +77,7 @@ pub use exactly_once::{
 pub use follower::Follower;
 pub use model::{StreamKey, StreamModel, Written, MAX_LINE_BYTES};
 pub use privilege::{as_root, AsRoot};
+pub use push_clients::{push_python, run_python, AnswerDropper};
 pub use rng::{chaos_seed, Rng};
 pub use samples::{numbered_lines, sample, sample_from, SAMPLE_LINES};
 pub use sandbox::{Agent, ProcessRun, Task};

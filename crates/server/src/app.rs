@@ -10,6 +10,7 @@ use crate::access::{Auth, Limits};
 use crate::alert::Alerts;
 use crate::config::Config;
 use crate::ingest::Ingestor;
+use crate::push::Pusher;
 use crate::search::SearchWorkers;
 use crate::store::{CommitterCommand, DiskCache, Publishing, RetentionLog, Store};
 use crate::wal::Wal;
@@ -18,6 +19,8 @@ pub struct App {
     pub config: Config,
     pub store: Arc<Store>,
     pub ingestor: Arc<Ingestor>,
+    /// Lines pushed by other senders, each entry once.
+    pub pusher: Arc<Pusher>,
     pub wal: Arc<Wal>,
     /// Flips to true when the service stops: ends follow streams.
     pub stopping: watch::Receiver<bool>,

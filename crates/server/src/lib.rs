@@ -18,7 +18,7 @@
 //! storage); `access` (tokens, limits); `index` (partitions: tantivy plus
 //! block files); `wal`; `store` (memory blocks, snapshots, the committer,
 //! partitions' lives, retention); `ingest`; `logql` (the query language of
-//! the Loki API); `read`; `search`; `alert`;
+//! the Loki API); `read`; `push` (lines from other senders: Loki push, OTLP); `search`; `alert`;
 //! `app` (what handlers share); `api` (HTTP); [`Service`] (start and
 //! stop). `ARCHITECTURE.md` at the repository's root maps them.
 //!
@@ -41,6 +41,7 @@ mod logql;
 mod metastore;
 mod metrics;
 mod priority;
+mod push;
 mod read;
 mod search;
 mod service;

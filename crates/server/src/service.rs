@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::index::{PartitionError, ReadCaches};
 use crate::ingest::{spawn_ingest_recovery, Ingestor};
 use crate::metastore::{Metastore, MetastoreError};
+use crate::push::Pusher;
 use crate::search::SearchWorkers;
 use crate::store::{
     Committer, CommitterCommand, PublishError, Publishing, Retention, RetentionLog, SplitSet,
@@ -234,10 +235,16 @@ impl Service {
             stopping_rx.clone(),
         );
         let search_workers = Arc::new(SearchWorkers::new(config.search.workers));
+        let pusher = Arc::new(Pusher::new(
+            ingestor.clone(),
+            store.clone(),
+            config.ingest.push_dedup_entries,
+        ));
         let app = Arc::new(App {
             config,
             store,
             ingestor,
+            pusher,
             wal: wal.clone(),
             stopping: stopping_rx,
             committer: committer_commands.clone(),

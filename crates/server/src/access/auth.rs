@@ -23,6 +23,7 @@
 //! about a real token. No token is ever logged: what is logged is the role
 //! and the reason for a refusal.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
@@ -353,13 +354,25 @@ fn read_token_file(setting: &str, path: &Path) -> Result<Vec<String>, AuthError>
         .collect())
 }
 
-/// The token a request presents: `Authorization: Bearer …`, else the web
-/// page's cookie.
-pub fn presented_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+/// The token a request presents: `Authorization: Bearer …`, or the
+/// password of `Authorization: Basic …` (what Loki's clients and Docker's
+/// loki driver send), else the web page's cookie.
+pub fn presented_token(headers: &axum::http::HeaderMap) -> Option<Cow<'_, str>> {
     if let Some(v) = headers.get(axum::http::header::AUTHORIZATION) {
         let v = v.to_str().ok()?.trim();
         let (scheme, token) = v.split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
+        if scheme.eq_ignore_ascii_case("basic") {
+            use base64::Engine;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(token.trim())
+                .ok()?;
+            let pair = String::from_utf8(decoded).ok()?;
+            let (_user, password) = pair.split_once(':')?;
+            return (!password.is_empty()).then(|| Cow::Owned(password.to_owned()));
+        }
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| Cow::Borrowed(token.trim()));
     }
     headers
         .get_all(axum::http::header::COOKIE)
@@ -368,7 +381,7 @@ pub fn presented_token(headers: &axum::http::HeaderMap) -> Option<&str> {
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
         .find(|(name, _)| *name == TOKEN_COOKIE)
-        .map(|(_, value)| value)
+        .map(|(_, value)| Cow::Borrowed(value))
 }
 
 #[cfg(test)]
@@ -542,10 +555,19 @@ mod tests {
             "cookie",
             "a=b; cblogs_token=tok-from-cookie".parse().unwrap(),
         );
-        assert_eq!(presented_token(&h), Some("tok-from-cookie"));
+        assert_eq!(presented_token(&h).as_deref(), Some("tok-from-cookie"));
         h.insert("authorization", "Bearer  tok-from-header ".parse().unwrap());
-        assert_eq!(presented_token(&h), Some("tok-from-header"));
+        assert_eq!(presented_token(&h).as_deref(), Some("tok-from-header"));
         h.insert("authorization", "Basic abc".parse().unwrap());
+        assert_eq!(presented_token(&h), None);
+        // user:tok-as-password
+        h.insert(
+            "authorization",
+            "Basic dXNlcjp0b2stYXMtcGFzc3dvcmQ=".parse().unwrap(),
+        );
+        assert_eq!(presented_token(&h).as_deref(), Some("tok-as-password"));
+        // user: (no password)
+        h.insert("authorization", "Basic dXNlcjo=".parse().unwrap());
         assert_eq!(presented_token(&h), None);
     }
 }

@@ -55,6 +55,34 @@ async fn ingest_checked(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestResponse>, ApiError> {
+    let (raw, deadline) = take_body(app, caller, body).await?;
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?"));
+    let limits = DecodeLimits {
+        max_body_bytes: app.config.ingest.max_body_bytes,
+        max_lines: app.config.ingest.max_lines_per_request,
+    };
+    let req = decode_ingest(&raw, encoding, limits).map_err(ApiError::from)?;
+    drop(raw);
+    let text_bytes = req.text_bytes();
+    let _admission = admit(app, text_bytes, deadline).await?;
+    let mut resp = app.ingestor.ingest(req).await?;
+    resp.incarnation = app.incarnation.clone();
+    app.limits.charge_ingest(caller, text_bytes);
+    Ok(Json(resp))
+}
+
+/// Every ingest's first steps (`/api/v1/ingest`'s and the pushes'):
+/// refused before the body is read when the disk is full, the object
+/// store is far behind or the caller is over its rate; then waits for
+/// room in memory and reads the body, within `ingest.max_body_bytes`.
+/// Gives the deadline to admit its lines by.
+pub(super) async fn take_body(
+    app: &App,
+    caller: &Caller,
+    body: Body,
+) -> Result<(axum::body::Bytes, tokio::time::Instant), ApiError> {
     // Refused before the body is read: a full disk, a caller over its rate.
     if let Some(why) = app.wal.failure() {
         return Err(ApiError::new(
@@ -92,19 +120,9 @@ async fn ingest_checked(
     // nothing but its connection.
     let budget = app.config.storage.max_unindexed_bytes;
     let deadline = tokio::time::Instant::now() + INGEST_PATIENCE;
-    let busy = |held: u64| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "busy: {held} bytes of lines are waiting for the index, more than storage.max_unindexed_bytes ({budget}); retry later"
-            ),
-        )
-        .because("busy")
-        .retry_after(Duration::from_secs(1))
-    };
     admission::wait_for_room(app.store.room(), budget, deadline)
         .await
-        .map_err(busy)?;
+        .map_err(|held| busy(held, budget))?;
     let limit = app.config.ingest.max_body_bytes;
     let raw = axum::body::to_bytes(body, limit).await.map_err(|e| {
         let too_large = std::error::Error::source(&e)
@@ -119,26 +137,32 @@ async fn ingest_checked(
             ApiError::bad(format!("cannot read the request body: {e}"))
         }
     })?;
-    let encoding = headers
-        .get(header::CONTENT_ENCODING)
-        .map(|v| v.to_str().unwrap_or("?"));
-    let limits = DecodeLimits {
-        max_body_bytes: limit,
-        max_lines: app.config.ingest.max_lines_per_request,
-    };
-    let req = decode_ingest(&raw, encoding, limits).map_err(ApiError::from)?;
-    drop(raw);
-    // Requests woken together must not all fill the same room: each
-    // reserves its lines' size (as sent: an upper bound of what is stored) until
-    // its lines are applied and counted as waiting for the index.
-    let text_bytes = req.text_bytes();
-    let _admission = admission::admit(app.store.room(), text_bytes, budget, deadline)
+    Ok((raw, deadline))
+}
+
+/// Requests woken together must not all fill the same room: each
+/// reserves its lines' size (as sent: an upper bound of what is stored)
+/// until its lines are applied and counted as waiting for the index.
+pub(super) async fn admit(
+    app: &App,
+    text_bytes: u64,
+    deadline: tokio::time::Instant,
+) -> Result<admission::Admission, ApiError> {
+    let budget = app.config.storage.max_unindexed_bytes;
+    admission::admit(app.store.room(), text_bytes, budget, deadline)
         .await
-        .map_err(busy)?;
-    let mut resp = app.ingestor.ingest(req).await?;
-    resp.incarnation = app.incarnation.clone();
-    app.limits.charge_ingest(caller, text_bytes);
-    Ok(Json(resp))
+        .map_err(|held| busy(held, budget))
+}
+
+fn busy(held: u64, budget: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "busy: {held} bytes of lines are waiting for the index, more than storage.max_unindexed_bytes ({budget}); retry later"
+        ),
+    )
+    .because("busy")
+    .retry_after(Duration::from_secs(1))
 }
 
 /// `GET /api/v1/ingest/published[?host=H]`: each source's published and

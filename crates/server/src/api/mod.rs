@@ -37,6 +37,7 @@ mod listener;
 mod loki;
 mod metrics;
 mod params;
+mod push;
 mod search;
 mod session;
 mod sse;
@@ -73,6 +74,8 @@ pub fn router(app: Arc<App>) -> Router {
     let mut ingest = Router::new()
         .route(INGEST_PATH, post(ingest::ingest))
         .route(PUBLISHED_PATH, get(ingest::published))
+        .route("/loki/api/v1/push", post(push::loki_push))
+        .route("/v1/logs", post(push::otlp_logs))
         .route_layer(role(Role::Ingest));
     if !node_role.ingests() {
         ingest = ingest.route_layer(middleware::from_fn_with_state(
@@ -157,7 +160,8 @@ async fn require_role(
         .extensions()
         .get::<ConnectInfo<PeerAddr>>()
         .map(|c| c.0 .0);
-    let token = presented_token(req.headers());
+    let token = presented_token(req.headers()).map(|t| t.into_owned());
+    let token = token.as_deref();
     if let Err(denied) = app.auth.check(role, token, peer) {
         // The reason and the role, never the token.
         tracing::debug!(role = role.as_str(), peer = ?peer, reason = %denied.message(), "request refused");

@@ -121,11 +121,27 @@ impl Ingestor {
             .iter()
             .map(|batch| self.block_of(batch, 0))
             .collect();
-        let mut pending = (req, blocks);
+        self.queue((req, blocks), false).await
+    }
+
+    /// Lines that come without offsets (pushed by senders other than the
+    /// shipper): each batch's offsets count from 0, and it is placed at
+    /// the end of what its source holds, under the ledger's lock, so
+    /// pushes to one source at once each get their own bytes.
+    pub async fn append(&self, req: IngestRequest) -> Result<IngestResponse, IngestError> {
+        // Its blocks are made under the lock, once the offsets are known.
+        self.queue((req, Vec::new()), true).await
+    }
+
+    async fn queue(
+        &self,
+        mut pending: Pending,
+        append: bool,
+    ) -> Result<IngestResponse, IngestError> {
         let mut tries = 0;
         let (resp, wait_for) = loop {
             self.take_sources(&pending.0).await?;
-            match self.accept(pending)? {
+            match self.accept(pending, append)? {
                 Ok(accepted) => break accepted,
                 // A source was taken from this node between its taking
                 // and here: it is taken again (rarely more than once).
@@ -152,7 +168,8 @@ impl Ingestor {
     /// its sources.
     fn accept(
         &self,
-        (req, blocks): Pending,
+        (mut req, mut blocks): Pending,
+        append: bool,
     ) -> Result<Result<(IngestResponse, u64), Pending>, IngestError> {
         let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
         let epochs: Vec<Option<u64>> = match &self.ownerships {
@@ -169,6 +186,10 @@ impl Ingestor {
                 }
             }
         };
+        if append {
+            ledger.place_at_end(&mut req);
+            blocks = req.batches.iter().map(|b| self.block_of(b, 0)).collect();
+        }
         ledger.check_gaps(&req)?;
         let mut resp = IngestResponse::default();
         for ((batch, (block, cut)), epoch) in req.batches.into_iter().zip(blocks).zip(epochs) {
@@ -252,6 +273,26 @@ impl Ingestor {
 }
 
 impl Ledger {
+    /// Moves each batch (its offsets counting from 0) to the end of what
+    /// its source holds, after the request's earlier batches of it.
+    fn place_at_end(&self, req: &mut IngestRequest) {
+        let mut after: HashMap<u64, u64> = HashMap::new();
+        for batch in &mut req.batches {
+            let id = batch.source.id();
+            let base = after
+                .get(&id)
+                .or_else(|| self.held.get(&id))
+                .copied()
+                .unwrap_or(0);
+            batch.start += base;
+            batch.end += base;
+            for l in &mut batch.lines {
+                l.offset += base;
+            }
+            after.insert(id, batch.end);
+        }
+    }
+
     /// Refuses the request if a batch would leave a hole after what its
     /// source holds (counting earlier batches of the same request).
     fn check_gaps(&self, req: &IngestRequest) -> Result<(), IngestError> {

@@ -87,13 +87,13 @@ impl StreamSelector {
             .all(|m| m.matches(&label_value(source, &m.name)))
     }
 
-    /// The labels an equality matcher fixes (`job="hello"`), for a
-    /// first narrowing by job.
-    pub fn equal(&self, name: &str) -> Option<&str> {
+    /// The selector as a label set, if every matcher is `=` (a pushed
+    /// stream's labels, in Prometheus' form).
+    pub fn as_labels(&self) -> Option<std::collections::BTreeMap<String, String>> {
         self.matchers
             .iter()
-            .find(|m| m.name == name && m.op == MatchOp::Equal)
-            .map(|m| m.value.as_str())
+            .map(|m| (m.op == MatchOp::Equal).then(|| (m.name.clone(), m.value.clone())))
+            .collect()
     }
 }
 

@@ -197,23 +197,32 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// `vector(N)` or a number, joined by `+ - * /`, left to right.
+    /// `vector(N)` or a number, joined by `+ - * /` (`*` and `/` first).
     fn constant(&mut self) -> Result<Query, ParseError> {
+        let mut value = self.constant_product()?;
+        loop {
+            self.skip_space();
+            let op = match self.rest().chars().next() {
+                Some(c @ ('+' | '-')) => c,
+                _ => return Ok(Query::Constant(value)),
+            };
+            self.pos += 1;
+            let rhs = self.constant_product()?;
+            value = if op == '+' { value + rhs } else { value - rhs };
+        }
+    }
+
+    fn constant_product(&mut self) -> Result<f64, ParseError> {
         let mut value = self.constant_term()?;
         loop {
             self.skip_space();
             let op = match self.rest().chars().next() {
-                Some(c @ ('+' | '-' | '*' | '/')) => c,
-                _ => return Ok(Query::Constant(value)),
+                Some(c @ ('*' | '/')) => c,
+                _ => return Ok(value),
             };
             self.pos += 1;
             let rhs = self.constant_term()?;
-            value = match op {
-                '+' => value + rhs,
-                '-' => value - rhs,
-                '*' => value * rhs,
-                _ => value / rhs,
-            };
+            value = if op == '*' { value * rhs } else { value / rhs };
         }
     }
 
@@ -567,7 +576,8 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
         total += n * unit;
         rest = &rest[unit_len..];
     }
-    if total > i64::MAX as f64 {
+    // Past 2^62 ns (146 years), a range added to a time could overflow.
+    if total > (1u64 << 62) as f64 {
         return Err(bad());
     }
     Ok(total.round() as i64)
@@ -681,6 +691,11 @@ mod tests {
     fn the_health_check_is_a_constant() {
         assert_eq!(parse("vector(1)+vector(1)").unwrap(), Query::Constant(2.0));
         assert_eq!(parse(" vector(2) * 3 - 1 ").unwrap(), Query::Constant(5.0));
+        assert_eq!(
+            parse("vector(1)+vector(2)*vector(3)").unwrap(),
+            Query::Constant(7.0)
+        );
+        assert_eq!(parse("8 / 2 / 2 - 1").unwrap(), Query::Constant(1.0));
     }
 
     #[test]
@@ -733,7 +748,10 @@ mod tests {
     #[test]
     fn strings_take_go_escapes() {
         let q = logs(r#"{job="a\"b"} |= "tab\there\u00e9""#);
-        assert_eq!(q.selector.equal("job"), Some("a\"b"));
+        assert_eq!(
+            q.selector.as_labels().map(|l| l["job"].clone()),
+            Some("a\"b".to_string())
+        );
         assert_eq!(q.filters[0].value, "tab\there\u{e9}");
         // A selector printed back parses to itself (`labels=`).
         let again = parse_selector(&q.selector.to_string()).unwrap();

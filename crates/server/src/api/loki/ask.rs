@@ -67,6 +67,13 @@ pub(super) async fn search_page(
     let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
         .await
         .map_err(|e| LokiError::internal(format!("the search's answer broke off: {e}")))?;
+    // Up to search.max_results lines to decode: off the async threads.
+    tokio::task::spawn_blocking(move || decode_page(&body))
+        .await
+        .map_err(|e| LokiError::internal(format!("reading the search's answer failed: {e}")))?
+}
+
+fn decode_page(body: &[u8]) -> Result<(Vec<LineView>, SearchSummary), LokiError> {
     let (mut lines, mut summary) = (Vec::new(), None);
     for event in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         match decode_search_event(event) {
@@ -155,6 +162,10 @@ const DENSE: u64 = 2000;
 /// stretches before `end` until one holds `limit` lines, the bucket
 /// where they begin cut again while it holds many. Then every line from
 /// there is read forward (page by page) and the last `limit` kept.
+///
+/// The whole runs within one `search.max_query_secs`. A count or a page
+/// cut short by it fails the query (Loki's 504): what was found would be
+/// the wrong lines, not fewer of the right ones.
 pub(super) async fn newest(
     app: &Arc<App>,
     pairs: &Pairs,
@@ -171,9 +182,15 @@ pub(super) async fn newest(
         .cloned()
         .collect();
     let mut warnings = Vec::new();
+    let time_limit = app.config.search.max_query_time();
+    let deadline = std::time::Instant::now() + time_limit;
+    let timed_out = || LokiError::timed_out(time_limit);
     let (mut lo, mut hi, mut need) = (start, end, limit as u64);
     let mut window = (hi - lo).min(FIRST_PROBE_NS);
     let cut = loop {
+        if std::time::Instant::now() >= deadline {
+            return Err(timed_out());
+        }
         let since = lo.max(hi - window);
         let h = histogram(
             app,
@@ -185,7 +202,9 @@ pub(super) async fn newest(
             ],
         )
         .await?;
-        warnings.extend(h.reason.clone());
+        if h.truncated {
+            return Err(timed_out());
+        }
         warnings.extend(partial_warning(
             h.partial.iter().map(|u| u.node_id.as_str()),
         ));
@@ -224,6 +243,9 @@ pub(super) async fn newest(
     let mut cursor: Option<String> = None;
     let page = app.config.search.max_results.max(1);
     loop {
+        if std::time::Instant::now() >= deadline {
+            return Err(timed_out());
+        }
         let mut more = vec![
             ("since_ns", cut.to_string()),
             ("until_ns", end.to_string()),
@@ -234,6 +256,9 @@ pub(super) async fn newest(
             more.push(("cursor", c.clone()));
         }
         let (lines, summary) = search_page(app, pairs, &more).await?;
+        if summary.truncated {
+            return Err(timed_out());
+        }
         warnings.extend(self::warnings(&summary));
         for l in lines {
             if kept.len() == limit {

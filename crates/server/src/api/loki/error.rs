@@ -24,6 +24,18 @@ impl LokiError {
         }
     }
 
+    /// Loki's answer to a query past its time limit.
+    pub(crate) fn timed_out(limit: std::time::Duration) -> LokiError {
+        LokiError {
+            status: StatusCode::GATEWAY_TIMEOUT,
+            message: format!(
+                "request timed out: the query reached its time limit (search.max_query_secs = {} s); decrease the duration of the request or add more label matchers",
+                limit.as_secs()
+            ),
+            retry_after: None,
+        }
+    }
+
     pub(crate) fn internal(message: impl Into<String>) -> LokiError {
         LokiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,

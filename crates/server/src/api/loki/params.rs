@@ -41,40 +41,46 @@ pub(super) struct LokiParams {
     pub delay_for_secs: u64,
 }
 
-/// A time as Loki takes it.
+/// The latest time taken (2^62 ns: the year 2116), so that ranges and
+/// windows added to times cannot overflow.
+const LATEST_NS: i64 = 1 << 62;
+
+/// A time as Loki takes it, between the epoch and [`LATEST_NS`].
 pub(super) fn parse_time(name: &str, value: &str) -> Result<i64, LokiError> {
     let bad = || {
         LokiError::bad(format!(
-            "invalid {name} '{value}': expected nanoseconds, seconds or an RFC 3339 time"
+            "invalid {name} '{value}': expected nanoseconds, seconds or an RFC 3339 time, between 1970 and 2116"
         ))
     };
+    let in_range = |ns: i64| (0..=LATEST_NS).contains(&ns).then_some(ns);
     if value.contains('.') {
         if let Ok(secs) = value.parse::<f64>() {
-            return Ok((secs * 1e9).round() as i64);
+            let ns = secs * 1e9;
+            return (ns.is_finite() && ns >= 0.0 && ns <= LATEST_NS as f64)
+                .then(|| ns.round() as i64)
+                .ok_or_else(bad);
         }
     }
-    match value.parse::<i64>() {
-        Ok(n) if value.trim_start_matches('-').len() <= 10 => {
-            n.checked_mul(1_000_000_000).ok_or_else(bad)
-        }
-        Ok(n) => Ok(n),
+    let ns = match value.parse::<i64>() {
+        Ok(n) if value.trim_start_matches('-').len() <= 10 => n.checked_mul(1_000_000_000),
+        Ok(n) => Some(n),
         Err(_) => value
             .parse::<jiff::Timestamp>()
             .ok()
-            .and_then(|t| i64::try_from(t.as_nanosecond()).ok())
-            .ok_or_else(bad),
-    }
+            .and_then(|t| i64::try_from(t.as_nanosecond()).ok()),
+    };
+    ns.and_then(in_range).ok_or_else(bad)
 }
 
 /// A step or range: float seconds, or a duration (`15s`, `1m`).
 pub(super) fn parse_seconds_or_duration(name: &str, value: &str) -> Result<i64, LokiError> {
     if let Ok(secs) = value.parse::<f64>() {
-        if secs.is_finite() && secs > 0.0 {
+        if secs.is_finite() && secs > 0.0 && secs * 1e9 <= LATEST_NS as f64 {
             return Ok((secs * 1e9).round() as i64);
         }
     }
     match parse_duration(value) {
-        Ok(ns) if ns > 0 => Ok(ns),
+        Ok(ns) if ns > 0 && ns <= LATEST_NS => Ok(ns),
         _ => Err(LokiError::bad(format!(
             "invalid {name} '{value}': expected a positive duration (15s, 1m) or seconds"
         ))),
@@ -139,8 +145,8 @@ impl LokiParams {
         p.end_ns = end.unwrap_or(now);
         p.start_ns = match (start, since) {
             (Some(s), _) => s,
-            (None, Some(since)) => p.end_ns - since,
-            (None, None) => p.end_ns - DEFAULT_SINCE_NS,
+            (None, Some(since)) => (p.end_ns - since).max(0),
+            (None, None) => (p.end_ns - DEFAULT_SINCE_NS).max(0),
         };
         if p.end_ns < p.start_ns {
             return Err(LokiError::bad(
@@ -181,6 +187,11 @@ mod tests {
         assert_eq!(t("2023-11-14T22:13:20.25+00:00"), 1_700_000_000_250_000_000);
         let e = parse_time("end", "yesterday").unwrap_err();
         assert!(e.message().contains("invalid end 'yesterday'"), "{e:?}");
+        // Past 2116, or before 1970: refused, not overflowed.
+        assert!(parse_time("end", "9999999999.5").is_err());
+        assert!(parse_time("end", "-9223372036854775808").is_err());
+        assert!(parse_time("end", "99999999999999999999").is_err());
+        assert_eq!(t("4000000000"), 4_000_000_000_000_000_000);
     }
 
     #[test]

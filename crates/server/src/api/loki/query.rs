@@ -39,16 +39,18 @@ pub(in crate::api) async fn query_range(
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|flag| flag.trim() == CATEGORIZE_LABELS);
-    let answer = match logql::parse(p.query()?)? {
+    let query = logql::parse(p.query()?)?;
+    let step = p.step();
+    if !matches!(query, Query::Logs(_))
+        && (p.end_ns - p.start_ns) / step > MAX_HISTOGRAM_STEPS as i64
+    {
+        return Err(LokiError::bad(format!(
+            "exceeded maximum resolution of {MAX_HISTOGRAM_STEPS} points per timeseries. Try increasing the value of the step parameter"
+        )));
+    }
+    let answer = match query {
         Query::Logs(logs) => log_lines(&app, &p, &logs, categorize).await?,
         Query::Metric(m) => {
-            let step = p.step();
-            let points = (p.end_ns - p.start_ns) / step + 1;
-            if points > MAX_HISTOGRAM_STEPS as i64 {
-                return Err(LokiError::bad(format!(
-                    "exceeded maximum resolution of {MAX_HISTOGRAM_STEPS} points per timeseries. Try increasing the value of the step parameter"
-                )));
-            }
             let (series, warnings) = windows(&app, &m, p.start_ns, p.end_ns, step).await?;
             let result: Vec<Value> = series
                 .into_iter()
@@ -63,7 +65,6 @@ pub(in crate::api) async fn query_range(
             Answer::new("matrix", result, warnings)
         }
         Query::Constant(v) => {
-            let step = p.step();
             let values: Vec<Value> = (0..=(p.end_ns - p.start_ns) / step)
                 .map(|k| json!([seconds(p.start_ns + k * step), sample(v)]))
                 .collect();
@@ -140,28 +141,31 @@ impl Answer {
     /// with `warnings` when the answer may lack lines.
     fn finish(self, started: Instant) -> Value {
         let secs = started.elapsed().as_secs_f64();
-        let mut body = json!({
-            "status": "success",
-            "data": {
-                "resultType": self.result_type,
-                "result": self.result,
-                "stats": {
-                    "summary": {
-                        "bytesProcessedPerSecond": (self.bytes as f64 / secs.max(1e-9)) as u64,
-                        "linesProcessedPerSecond": (self.entries as f64 / secs.max(1e-9)) as u64,
-                        "totalBytesProcessed": self.bytes,
-                        "totalLinesProcessed": self.entries,
-                        "execTime": secs,
-                        "queueTime": 0,
-                        "subqueries": 0,
-                        "totalEntriesReturned": self.entries,
-                    }
-                }
-            }
-        });
+        // In Loki's order: Grafana reads `encodingFlags` only if it comes
+        // before `result` (serde_json's map keeps keys sorted, or in the
+        // order inserted: this order both ways).
+        let mut data = serde_json::Map::new();
+        data.insert("resultType".into(), json!(self.result_type));
         if !self.flags.is_empty() {
-            body["data"]["encodingFlags"] = json!(self.flags);
+            data.insert("encodingFlags".into(), json!(self.flags));
         }
+        data.insert("result".into(), Value::Array(self.result));
+        data.insert(
+            "stats".into(),
+            json!({
+                "summary": {
+                    "bytesProcessedPerSecond": (self.bytes as f64 / secs.max(1e-9)) as u64,
+                    "linesProcessedPerSecond": (self.entries as f64 / secs.max(1e-9)) as u64,
+                    "totalBytesProcessed": self.bytes,
+                    "totalLinesProcessed": self.entries,
+                    "execTime": secs,
+                    "queueTime": 0,
+                    "subqueries": 0,
+                    "totalEntriesReturned": self.entries,
+                }
+            }),
+        );
+        let mut body = json!({"status": "success", "data": data});
         if !self.warnings.is_empty() {
             body["warnings"] = json!(self.warnings);
         }
@@ -247,8 +251,9 @@ async fn windows(
     if since >= until {
         return Ok((Vec::new(), Vec::new()));
     }
-    let buckets = (until - since + width - 1) / width;
-    if buckets > MAX_HISTOGRAM_STEPS as i64 {
+    let buckets =
+        (i128::from(until) - i128::from(since) + i128::from(width) - 1) / i128::from(width);
+    if buckets > MAX_HISTOGRAM_STEPS as i128 {
         return Err(LokiError::bad(format!(
             "cannot count windows of {} every {}: they need {buckets} buckets of their greatest common divisor ({}), at most {MAX_HISTOGRAM_STEPS}. Make the range a multiple of the step, or the step a multiple of the range",
             duration(range), duration(step), duration(width)
@@ -280,10 +285,17 @@ async fn windows(
     let series = grouped
         .into_iter()
         .filter_map(|(metric, counts)| {
+            // Lines before each bucket: a window's count is a difference.
+            let mut before = Vec::with_capacity(counts.len() + 1);
+            before.push(0u64);
+            for c in &counts {
+                before.push(before[before.len() - 1] + c);
+            }
+            let upto = |b: usize| before[b.min(counts.len())];
             let points: Vec<(i64, f64)> = (0..=(end - start) / step)
                 .filter_map(|k| {
                     let first = (k * step / width) as usize;
-                    let n: u64 = counts.iter().skip(first).take(per_window).sum();
+                    let n = upto(first + per_window) - upto(first);
                     let value = match m.function {
                         RangeFunction::CountOverTime => n as f64,
                         RangeFunction::Rate => n as f64 / seconds,

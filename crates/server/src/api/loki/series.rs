@@ -118,12 +118,9 @@ pub(in crate::api) async fn series(
     State(app): State<Arc<App>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, LokiError> {
-    let p = LokiParams::parse(raw)?;
-    if p.matches.is_empty() && p.query.is_none() {
-        return Err(LokiError::bad(
-            "missing parameter 'match[]': at least one stream selector is needed",
-        ));
-    }
+    // No `match[]` (or `{}`): every stream, as Loki answers.
+    let mut p = LokiParams::parse(raw)?;
+    p.matches.retain(|m| m.trim() != "{}");
     Ok(success(matched_streams(&app, &p).await?))
 }
 

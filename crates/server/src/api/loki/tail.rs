@@ -7,7 +7,7 @@
 //! every node's), started before the backlog is searched: a line applied
 //! in between is in both, and sent once (by source and offset).
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -120,26 +120,41 @@ async fn run(
     if send(&mut socket, backlog).await.is_err() {
         return;
     }
+    // `delay_for`: each line is held that long after it came, then sent.
     let delay = Duration::from_secs(p.delay_for_secs);
+    let mut held: VecDeque<(tokio::time::Instant, Vec<LineView>)> = VecDeque::new();
     let mut parser = SseParser::new();
     let mut ping = tokio::time::interval(Duration::from_secs(1));
     loop {
+        let due = held.front().map(|(at, _)| *at + delay);
         tokio::select! {
             chunk = live.next() => {
                 let Some(Ok(chunk)) = chunk else {
                     return close(socket, "the follow behind this tail ended").await;
                 };
-                let lines: Vec<LineView> = parser
-                    .feed(&chunk)
-                    .into_iter()
-                    .filter(|e| e.event == "line")
-                    .filter_map(|e| serde_json::from_str::<LineView>(&e.data).ok())
-                    .filter(|l| filters.selects(&l.text))
-                    .filter(|l| !sent.contains(&(l.source.clone(), l.offset)))
-                    .collect();
-                if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
+                let mut lines = Vec::new();
+                for event in parser.feed(&chunk) {
+                    match event.event.as_str() {
+                        "line" => lines.extend(serde_json::from_str::<LineView>(&event.data).ok()),
+                        // Loki would name the lines it dropped; they are
+                        // not known here, so the tail ends, saying so.
+                        "lagged" => {
+                            return close(socket, "the tail fell behind and lines were dropped; start it again").await;
+                        }
+                        _ => {}
+                    }
                 }
+                lines.retain(|l| filters.selects(&l.text) && !sent.contains(&(l.source.clone(), l.offset)));
+                if delay.is_zero() {
+                    if send(&mut socket, lines).await.is_err() {
+                        return;
+                    }
+                } else if !lines.is_empty() {
+                    held.push_back((tokio::time::Instant::now(), lines));
+                }
+            }
+            _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
+                let lines = held.pop_front().map(|(_, l)| l).unwrap_or_default();
                 if send(&mut socket, lines).await.is_err() {
                     return;
                 }
@@ -171,9 +186,14 @@ async fn send(socket: &mut WebSocket, lines: Vec<LineView>) -> Result<(), axum::
 }
 
 async fn close(mut socket: WebSocket, reason: &str) {
+    // A close frame's reason is at most 123 bytes (RFC 6455).
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
     let frame = CloseFrame {
         code: INTERNAL_ERROR,
-        reason: reason.into(),
+        reason: reason[..end].into(),
     };
     // The client may be gone already.
     let _ = socket.send(Message::Close(Some(frame))).await;
