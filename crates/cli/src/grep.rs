@@ -20,6 +20,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::client::Client;
+use crate::progress::ProgressLine;
 use crate::render::{self, ColorChoice, Output};
 use crate::{parse_selector, parse_time, Failure, SourceFilter};
 
@@ -185,8 +186,10 @@ pub async fn grep(client: &Client, args: GrepArgs) -> Result<bool, Failure> {
         summary: None,
         partial: Vec::new(),
         matched: 0,
+        progress: ProgressLine::new(),
     };
     let mut base = args.params();
+    base.extend(printer.progress.param());
     // Match ranges are only painted: without colour (or JSON, which
     // shows them) the server need not find them.
     if !color && args.output != Output::Json {
@@ -221,6 +224,7 @@ pub async fn grep(client: &Client, args: GrepArgs) -> Result<bool, Failure> {
                 if args.output == Output::Raw {
                     if let Some(raw) = decode_raw_line(line) {
                         let l = raw.map_err(bad)?;
+                        printer.progress.before_output();
                         printer.raw_line(&mut out, &l.time, &l.text, &l.matches)?;
                         continue;
                     }
@@ -247,6 +251,7 @@ pub async fn grep(client: &Client, args: GrepArgs) -> Result<bool, Failure> {
             break;
         }
     }
+    printer.progress.wipe();
     printer.finish(&mut out)
 }
 
@@ -267,6 +272,7 @@ struct Printer<'a> {
     partial: Vec<Unanswered>,
     /// Matching lines over every page.
     matched: u64,
+    progress: ProgressLine,
 }
 
 /// `cluster/role/env/name/INSTANCE`, a selector `cblogs tail` accepts.
@@ -296,6 +302,13 @@ struct ListRow<'a> {
 
 impl Printer<'_> {
     fn event(&mut self, out: &mut impl Write, event: SearchEvent) -> Result<(), Failure> {
+        if let SearchEvent::Progress(p) = &event {
+            // The lines before it on the terminal first, then the line.
+            out.flush()?;
+            self.progress.show(p);
+            return Ok(());
+        }
+        self.progress.before_output();
         match event {
             SearchEvent::Start { jobs } => self.show_job = jobs.len() > 1,
             SearchEvent::Line(l) => self.line(out, &l)?,
@@ -320,6 +333,7 @@ impl Printer<'_> {
             }) => {
                 self.listed.insert((cluster, job, instance, process));
             }
+            SearchEvent::Progress(_) => {}
             SearchEvent::Summary(s) => {
                 self.matched += s.matched;
                 for n in &s.partial {

@@ -5,6 +5,7 @@ mod client;
 mod config;
 mod follow;
 mod grep;
+mod progress;
 mod render;
 mod serverset;
 
@@ -62,6 +63,13 @@ enum Command {
     Alerts(alerts::AlertsArgs),
     /// List jobs with their instances, line counts and when they last logged.
     Jobs(JobsArgs),
+    /// Print a shell's completion script: cblogs completions bash > /etc/bash_completion.d/cblogs
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff) of cblogs, or of one of its commands: cblogs man grep
+    Man {
+        /// tail, grep, alerts, jobs, completions; none: cblogs itself.
+        command: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -230,6 +238,16 @@ fn main() -> ExitCode {
 
 /// Runs the command; the exit code on success.
 async fn run(cli: Cli) -> Result<u8, Failure> {
+    // Made from the CLI's own definitions; no server asked.
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "cblogs", &mut std::io::stdout().lock());
+            return Ok(0);
+        }
+        Command::Man { command } => return man_page(command.as_deref()).map(|()| 0),
+        _ => {}
+    }
     let settings = config::Settings::resolve(
         cli.config.as_deref(),
         cli.server.clone(),
@@ -248,7 +266,38 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             Err(f) if f.code == 0 => Err(f),
             Err(f) => Err(Failure { code: 2, ..f }),
         },
+        Command::Completions { .. } | Command::Man { .. } => Ok(0),
     }
+}
+
+/// `cblogs man [COMMAND]`: the page of cblogs (`cblogs.1`) or of one
+/// command (`cblogs-grep.1`), as roff on stdout.
+fn man_page(command: Option<&str>) -> Result<(), Failure> {
+    let cblogs = <Cli as clap::CommandFactory>::command();
+    let page = match command {
+        None => cblogs,
+        Some(name) => {
+            let Some(sub) = cblogs.find_subcommand(name) else {
+                let names: Vec<&str> = cblogs
+                    .get_subcommands()
+                    .map(|c| c.get_name())
+                    .filter(|n| *n != "help")
+                    .collect();
+                return Err(Failure {
+                    message: format!("no command '{name}' (expected one of {})", names.join(", ")),
+                    code: 2,
+                });
+            };
+            let full = format!("cblogs-{}", sub.get_name());
+            sub.clone()
+                .name(full)
+                .version(cblogs.get_version().unwrap_or_default().to_owned())
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    clap_mangen::Man::new(page).render(&mut out)?;
+    out.flush()?;
+    Ok(())
 }
 
 async fn tail(client: &Client, args: TailArgs) -> Result<(), Failure> {

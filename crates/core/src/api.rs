@@ -6,7 +6,7 @@
 //! | `GET /api/v1/tail?job=SELECTOR[&n=N][&instance=I][&stream=S][&process=P][&labels=L][&since_ns=T]` | [`TailResponse`]: the last `n` lines (default 100) in time order |
 //! | `GET /api/v1/follow?…the same…` | Server-Sent Events: `jobs` (a JSON array of job keys), then one `line` event per line ([`crate::LineView`]): first the backlog, then each new line as it is ingested; `truncated` ([`Truncated`]) before a backlog from `since_ns` that had to leave out its oldest lines; `lagged` ([`Lagged`]) if the client fell behind |
 //!
-//! | `GET /api/v1/search?pattern=P[&fixed=true][&ignore_case=true][&word=true][&invert=true][&and=REGEX]…[&not=REGEX]…[&job=SELECTOR]…[&instance=I][&stream=S][&process=P][&host=H][&labels=L][&since_ns=T][&until_ns=T][&limit=N][&before=N][&after=N][&mode=lines\|count\|list][&cursor=C]` | NDJSON [`SearchEvent`]s, streamed as they are found: lines in file order per source, merged by time across sources; `limit` (default 1000, 0 for none) counts matching lines; `until_ns` is exclusive; `cursor` (a summary's `next_cursor`) starts after the matches an earlier page showed |
+//! | `GET /api/v1/search?pattern=P[&progress=MS][&fixed=true][&ignore_case=true][&word=true][&invert=true][&and=REGEX]…[&not=REGEX]…[&job=SELECTOR]…[&instance=I][&stream=S][&process=P][&host=H][&labels=L][&since_ns=T][&until_ns=T][&limit=N][&before=N][&after=N][&mode=lines\|count\|list][&cursor=C]` | NDJSON [`SearchEvent`]s, streamed as they are found: lines in file order per source, merged by time across sources; `limit` (default 1000, 0 for none) counts matching lines; `until_ns` is exclusive; `cursor` (a summary's `next_cursor`) starts after the matches an earlier page showed |
 //! | `GET /api/v1/context?source=HEX&offset=N[&before=10][&after=10]` | [`ContextResponse`]: the lines around one line of one source (a search result's `source` and `offset`) |
 //! | `GET /api/v1/alerts` | [`AlertsResponse`]: every alert rule, its groups' state, deliveries |
 //! | `POST /api/v1/admin/alerts/reload` | [`ReloadResponse`], or 400 naming the rule and field at fault |
@@ -364,7 +364,24 @@ pub enum SearchEvent {
     Count(SourceCount),
     /// `mode=list`: a source with at least one matching line.
     Source(MatchSource),
+    /// With `progress=MS`: how far the search has got, at most every MS
+    /// milliseconds (for a progress line on a terminal).
+    Progress(SearchProgress),
     Summary(SearchSummary),
+}
+
+/// How far a search has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchProgress {
+    /// Blocks read, of those the index could not rule out.
+    pub blocks_read: u64,
+    pub blocks_total: u64,
+    /// Matching lines so far.
+    pub matched: u64,
+    /// The time range read so far: every block from `from_ns` up to
+    /// `through_ns` is done.
+    pub from_ns: i64,
+    pub through_ns: i64,
 }
 
 /// One line of a search's answer.

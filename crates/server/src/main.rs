@@ -29,6 +29,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// task and serves them to `cblogs` and the web page.
 #[derive(Parser, Debug)]
 #[command(
+    name = "cblogsd",
     version,
     about,
     after_help = "Examples:\n  cblogsd --demo\n  cblogsd --config config/cblogsd.toml\n  cblogsd --listen 0.0.0.0:7450 --data-dir /var/lib/cblogs"
@@ -50,6 +51,9 @@ struct Args {
     /// (all), or only one of them; overrides `[cluster] role`.
     #[arg(long, value_enum, value_name = "ROLE")]
     role: Option<NodeRole>,
+    /// Print this man page (roff) and exit: what the packages install.
+    #[arg(long, hide = true)]
+    man: bool,
 }
 
 fn main() -> ExitCode {
@@ -61,7 +65,18 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    match run(Args::parse()) {
+    let args = Args::parse();
+    if args.man {
+        let page = clap_mangen::Man::new(<Args as clap::CommandFactory>::command());
+        return match page.render(&mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("cblogsd: cannot write the man page: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cblogsd: {e:#}");

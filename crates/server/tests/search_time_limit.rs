@@ -60,6 +60,7 @@ fn request(deadline: Instant) -> SearchRequest {
         time_limit: Duration::from_secs(30),
         workers: Arc::new(SearchWorkers::new(0)),
         explain: false,
+        progress: None,
         highlight: true,
     }
 }

@@ -49,6 +49,9 @@ struct Args {
     /// Print the running shipper's tailed files and their lag, then exit.
     #[arg(long)]
     status: bool,
+    /// Print this man page (roff) and exit: what the packages install.
+    #[arg(long, hide = true)]
+    man: bool,
 }
 
 fn main() -> ExitCode {
@@ -60,7 +63,18 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
-    match run(Args::parse()) {
+    let args = Args::parse();
+    if args.man {
+        let page = clap_mangen::Man::new(<Args as clap::CommandFactory>::command());
+        return match page.render(&mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("cblogs-shipper: cannot write the man page: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cblogs-shipper: {e:#}");

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::error::ApiError;
 use super::fanout::{ask_pinned, pinned_path, take_after_version, PinnedAnswer};
+use super::params::query_pairs;
 use super::search::{
     job_keys, ndjson_body, parse, request_here, search_slot, spawn_search, NdjsonSink,
     SUMMARY_MARGIN,
@@ -43,7 +44,15 @@ pub(super) async fn search(app: Arc<App>, raw: Option<String>) -> Result<Respons
     let wanted = |s: &cblogs_core::Source| here && req.filter.wants(s);
     // Each node may take as long as the search may.
     let timeout = req.time_limit + SUMMARY_MARGIN;
-    let raw = raw.unwrap_or_default();
+    // The other nodes' parts are not watched (and a node of an older
+    // version would refuse the parameter).
+    let raw: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(
+            query_pairs(raw)
+                .into_iter()
+                .filter(|(k, _)| k != "progress"),
+        )
+        .finish();
     let (parts, _, kept, mut partial) = ask_pinned::<_, NodeAnswer>(
         &app,
         || {

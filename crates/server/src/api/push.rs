@@ -84,12 +84,14 @@ pub(super) async fn otlp_logs(
     let format = match media_type(&headers).as_str() {
         "application/x-protobuf" | "application/protobuf" => Format::OtlpProto,
         "application/json" => Format::OtlpJson,
-        other => return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!(
+        other => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
                 "Content-Type '{other}' is not OTLP's: application/x-protobuf or application/json"
             ),
-        )),
+            ))
+        }
     };
     counted(take(&app, &caller, &headers, body, format).await)?;
     // An empty ExportLogsServiceResponse: nothing was rejected.

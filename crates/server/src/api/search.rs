@@ -57,6 +57,7 @@ pub(super) struct Params {
     pub(super) by: SeriesBy,
     explain: bool,
     highlight: bool,
+    progress: Option<std::time::Duration>,
 }
 
 /// Parses a search (or histogram) query string as the endpoint would,
@@ -90,6 +91,7 @@ pub(super) fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiE
         by: SeriesBy::Stream,
         explain: false,
         highlight: true,
+        progress: None,
     };
     let (mut fixed, mut ignore_case, mut word) = (false, false, false);
     for (k, v) in query_pairs(raw) {
@@ -139,6 +141,12 @@ pub(super) fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiE
                 }
             }
             "highlight" if !histogram => p.highlight = flag(&k, &v)?,
+            "progress" if !histogram => {
+                p.progress = Some(std::time::Duration::from_millis(
+                    v.parse::<u64>()
+                        .map_err(|_| bad("expected milliseconds between progress events"))?,
+                ))
+            }
             "buckets" if histogram => {
                 p.buckets = count(&v)?;
                 if !(1..=api::MAX_HISTOGRAM_BUCKETS).contains(&p.buckets) {
@@ -167,7 +175,7 @@ pub(super) fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiE
             other => {
                 return Err(ApiError::bad(format!(
                     "unknown parameter '{other}' (expected pattern, fixed, ignore_case, word, invert, and, not, job, instance, stream, process, host, labels, since_ns, until_ns{})",
-                    if histogram { ", buckets, step_ns, by" } else { ", limit, before, after, mode, cursor, explain, highlight" }
+                    if histogram { ", buckets, step_ns, by" } else { ", limit, before, after, mode, cursor, explain, highlight, progress" }
                 )))
             }
         }
@@ -309,6 +317,7 @@ pub(super) fn request_here(
         workers: app.search_workers.clone(),
         explain: p.explain,
         highlight: p.highlight,
+        progress: p.progress,
     };
     Ok((req, p, unknown))
 }

@@ -22,7 +22,7 @@ use cblogs_core::api::{SearchEvent, SearchSummary};
 
 use super::blocks::{note_read, SourceBlocks};
 use super::pipeline::{self, Outcome};
-use super::request::{storage_failed, Cursor, SearchRequest, SearchSink};
+use super::request::{storage_failed, Cursor, ProgressTicker, SearchRequest, SearchSink};
 use super::scan::{self, BlockHits, Hit};
 
 /// A line waiting to be sent.
@@ -190,6 +190,7 @@ pub fn lines(
         client_gone: false,
     };
     let mut failed = None;
+    let mut progress = ProgressTicker::new(req);
     let outcome = pipeline::run(
         &tasks,
         req.deadline,
@@ -211,6 +212,12 @@ pub fn lines(
             }
             let frontier = tasks.get(i + 1).map_or(i64::MAX, |t| t.t_min);
             m.send_before(frontier)
+                && progress.tick(
+                    &mut *m.sink,
+                    (i + 1, tasks.len()),
+                    m.matches_sent,
+                    (tasks[0].t_min, frontier),
+                )
         },
     );
     if let Some(e) = failed {

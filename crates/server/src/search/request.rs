@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cblogs_core::api::{SearchEvent, SearchSummary};
+use cblogs_core::api::{SearchEvent, SearchProgress, SearchSummary};
 use cblogs_core::pattern::Pattern;
 
 use super::plan::Need;
@@ -53,6 +53,8 @@ pub struct SearchRequest {
     pub workers: Arc<SearchWorkers>,
     /// `explain=blocks`: the summary lists every stored block read.
     pub explain: bool,
+    /// `progress=MS`: a `progress` event at most this often.
+    pub progress: Option<Duration>,
     /// Matches carry the byte ranges the pattern matched (`matches`);
     /// `highlight=false` leaves them empty, for clients that print text
     /// alone: finding each match's ranges is a second regex search.
@@ -141,6 +143,50 @@ pub trait SearchSink {
     fn send_serialized(&mut self, json: &[u8]) -> bool;
     /// Everything sent so far should reach the client now.
     fn flush(&mut self) -> bool;
+}
+
+/// Sends `progress` events, at most every `every`.
+pub(super) struct ProgressTicker {
+    every: Option<Duration>,
+    last: Instant,
+    from_ns: Option<i64>,
+}
+
+impl ProgressTicker {
+    pub(super) fn new(req: &SearchRequest) -> ProgressTicker {
+        ProgressTicker {
+            every: req.progress,
+            last: Instant::now(),
+            from_ns: None,
+        }
+    }
+
+    /// After a block: `done` of `total` blocks, `matched` so far, every
+    /// block up to `through_ns` read (its first, `first_ns`). False: the
+    /// client is gone.
+    pub(super) fn tick(
+        &mut self,
+        sink: &mut dyn SearchSink,
+        (done, total): (usize, usize),
+        matched: u64,
+        (first_ns, through_ns): (i64, i64),
+    ) -> bool {
+        let Some(every) = self.every else {
+            return true;
+        };
+        let from_ns = *self.from_ns.get_or_insert(first_ns);
+        if self.last.elapsed() < every || done == total {
+            return true;
+        }
+        self.last = Instant::now();
+        sink.send(SearchEvent::Progress(SearchProgress {
+            blocks_read: done as u64,
+            blocks_total: total as u64,
+            matched,
+            from_ns,
+            through_ns,
+        })) && sink.flush()
+    }
 }
 
 /// Marks a search that could not read the store as incomplete, saying why.

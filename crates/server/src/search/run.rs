@@ -8,7 +8,7 @@ use cblogs_core::api::{MatchSource, SearchEvent, SearchSummary, SourceCount};
 use cblogs_core::Source;
 
 use super::blocks::{gather, note_read, SourceBlocks};
-use super::request::{storage_failed, Mode, SearchRequest, SearchSink};
+use super::request::{storage_failed, Mode, ProgressTicker, SearchRequest, SearchSink};
 use super::{merge, pipeline, scan};
 use crate::store::ReadSnapshot;
 
@@ -61,6 +61,7 @@ fn counts(
     // Listing needs one match per source: once found, its other blocks
     // are skipped unread.
     let found: Vec<AtomicBool> = sources.iter().map(|_| AtomicBool::new(false)).collect();
+    let mut progress = ProgressTicker::new(req);
     let outcome = pipeline::run(
         &tasks,
         req.deadline,
@@ -92,9 +93,17 @@ fn counts(
             if list && had == 0 && count > 0 {
                 found[source].store(true, Ordering::Relaxed);
                 let event = SearchEvent::Source(match_source(&sources[source].source));
-                return sink.send(event) && sink.flush();
+                if !(sink.send(event) && sink.flush()) {
+                    return false;
+                }
             }
-            true
+            let through = tasks.get(i + 1).map_or(i64::MAX, |t| t.t_min);
+            progress.tick(
+                sink,
+                (i + 1, tasks.len()),
+                summary.matched,
+                (tasks[0].t_min, through),
+            )
         },
     );
     if outcome == pipeline::Outcome::Deadline {

@@ -349,6 +349,9 @@ impl SearchSink for FanIn<'_> {
                 true
             }
             SearchEvent::Source(m) => self.list(m),
+            // This node's part is the published splits, the bulk of a
+            // long search: its progress is the search's.
+            SearchEvent::Progress(p) => self.inner.send(SearchEvent::Progress(p)) || self.gone(),
             SearchEvent::Summary(s) => self.finish(s),
         }
     }
