@@ -19,7 +19,7 @@ use cblogs_core::Selector;
 use clap::Args;
 use serde::Serialize;
 
-use crate::client::Client;
+use crate::client::{Client, ClientError};
 use crate::progress::ProgressLine;
 use crate::render::{self, ColorChoice, Output};
 use crate::{parse_selector, parse_time, Failure, SourceFilter};
@@ -207,7 +207,17 @@ pub async fn grep(client: &Client, args: GrepArgs) -> Result<bool, Failure> {
                 params.push(("limit", left.to_string()));
             }
         }
-        let mut resp = client.send(SEARCH_PATH, &params).await?;
+        let mut resp = match client.send(SEARCH_PATH, &params).await {
+            // A cblogsd older than progress events: none, then.
+            Err(ClientError::Api { body, .. })
+                if body.error.contains("unknown parameter 'progress'") =>
+            {
+                base.retain(|(k, _)| *k != "progress");
+                params.retain(|(k, _)| *k != "progress");
+                client.send(SEARCH_PATH, &params).await?
+            }
+            other => other?,
+        };
         // NDJSON: events are printed as complete lines arrive.
         let mut pending: Vec<u8> = Vec::new();
         loop {

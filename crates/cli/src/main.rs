@@ -261,10 +261,14 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Jobs(args) => jobs(&client, args).await.map(|()| 0),
         Command::Alerts(args) => alerts::alerts(&client, args).await.map(|()| 0),
         // grep's codes: 0 a line matched, 1 none did, 2 trouble.
-        Command::Grep(args) => match grep::grep(&client, args).await {
-            Ok(matched) => Ok(if matched { 0 } else { 1 }),
-            Err(f) if f.code == 0 => Err(f),
-            Err(f) => Err(Failure { code: 2, ..f }),
+        // Ctrl-C drops the search (and wipes its progress line).
+        Command::Grep(args) => tokio::select! {
+            found = grep::grep(&client, args) => match found {
+                Ok(matched) => Ok(if matched { 0 } else { 1 }),
+                Err(f) if f.code == 0 => Err(f),
+                Err(f) => Err(Failure { code: 2, ..f }),
+            },
+            _ = tokio::signal::ctrl_c() => Ok(130),
         },
         Command::Completions { .. } | Command::Man { .. } => Ok(0),
     }

@@ -324,9 +324,9 @@ pub struct IngestConfig {
     /// address) may send, with one second's worth of burst; 429 past it.
     /// 0: no limit.
     pub max_bytes_per_sec_per_token: u64,
-    /// Pushed entries (Loki push, OTLP) remembered per stream to drop a
-    /// sender's retry: one with the same time and text as one of these is
-    /// a copy.
+    /// Pushed lines (Loki push, OTLP) remembered per stream (at least its
+    /// last push's) to drop a sender's retry: an entry whose lines all are
+    /// among them is a copy.
     pub push_dedup_entries: usize,
 }
 
@@ -470,7 +470,7 @@ impl Default for IngestConfig {
             max_line_bytes: 1 << 20,
             max_lines_per_request: 100_000,
             max_bytes_per_sec_per_token: 256 << 20,
-            push_dedup_entries: 4096,
+            push_dedup_entries: 1024,
         }
     }
 }

@@ -239,6 +239,7 @@ impl Service {
             ingestor.clone(),
             store.clone(),
             config.ingest.push_dedup_entries,
+            config.ingest.max_line_bytes,
         ));
         let app = Arc::new(App {
             config,

@@ -60,7 +60,7 @@ pub(super) async fn loki_push(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    // Loki reads every type but JSON as protobuf, and refuses none.
+    // Loki reads every named type but JSON as protobuf.
     let format = match media_type(&headers).as_str() {
         "application/json" => Format::LokiJson,
         "" => {

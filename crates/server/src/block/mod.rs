@@ -104,6 +104,15 @@ impl LineBlock {
     }
 
     /// Records that the stream is covered up to `end` (a batch's declared end).
+    /// Moves every line `by` bytes further into the stream (lines pushed
+    /// without offsets, placed at their source's end).
+    pub fn shift(&mut self, by: u64) {
+        for o in &mut self.offsets {
+            *o += by;
+        }
+        self.covered_end += by;
+    }
+
     pub fn cover_to(&mut self, end: u64) {
         self.covered_end = self.covered_end.max(end);
     }

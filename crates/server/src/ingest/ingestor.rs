@@ -129,8 +129,13 @@ impl Ingestor {
     /// the end of what its source holds, under the ledger's lock, so
     /// pushes to one source at once each get their own bytes.
     pub async fn append(&self, req: IngestRequest) -> Result<IngestResponse, IngestError> {
-        // Its blocks are made under the lock, once the offsets are known.
-        self.queue((req, Vec::new()), true).await
+        // Made before the lock at offsets from 0; moved under it.
+        let blocks: Vec<(LineBlock, u64)> = req
+            .batches
+            .iter()
+            .map(|batch| self.block_of(batch, 0))
+            .collect();
+        self.queue((req, blocks), true).await
     }
 
     async fn queue(
@@ -187,8 +192,9 @@ impl Ingestor {
             }
         };
         if append {
-            ledger.place_at_end(&mut req);
-            blocks = req.batches.iter().map(|b| self.block_of(b, 0)).collect();
+            for ((block, _), base) in blocks.iter_mut().zip(ledger.place_at_end(&mut req)) {
+                block.shift(base);
+            }
         }
         ledger.check_gaps(&req)?;
         let mut resp = IngestResponse::default();
@@ -274,9 +280,11 @@ impl Ingestor {
 
 impl Ledger {
     /// Moves each batch (its offsets counting from 0) to the end of what
-    /// its source holds, after the request's earlier batches of it.
-    fn place_at_end(&self, req: &mut IngestRequest) {
+    /// its source holds, after the request's earlier batches of it; gives
+    /// each batch's move.
+    fn place_at_end(&self, req: &mut IngestRequest) -> Vec<u64> {
         let mut after: HashMap<u64, u64> = HashMap::new();
+        let mut bases = Vec::with_capacity(req.batches.len());
         for batch in &mut req.batches {
             let id = batch.source.id();
             let base = after
@@ -290,7 +298,9 @@ impl Ledger {
                 l.offset += base;
             }
             after.insert(id, batch.end);
+            bases.push(base);
         }
+        bases
     }
 
     /// Refuses the request if a batch would leave a hole after what its

@@ -26,9 +26,10 @@ pub mod proto {
 
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct StreamAdapter {
-        /// Prometheus' form: `{job="x", host="y"}`.
-        #[prost(string, tag = "1")]
-        pub labels: String,
+        /// Prometheus' form: `{job="x", host="y"}`. Bytes, not a checked
+        /// string: Loki's own decoder takes any bytes here.
+        #[prost(bytes = "vec", tag = "1")]
+        pub labels: Vec<u8>,
         #[prost(message, repeated, tag = "2")]
         pub entries: Vec<EntryAdapter>,
         #[prost(uint64, tag = "3")]
@@ -39,8 +40,10 @@ pub mod proto {
     pub struct EntryAdapter {
         #[prost(message, optional, tag = "1")]
         pub timestamp: Option<Timestamp>,
-        #[prost(string, tag = "2")]
-        pub line: String,
+        /// Bytes: a line that is not UTF-8 (a Latin-1 file) is kept, its
+        /// invalid bytes shown as U+FFFD, not the whole batch refused.
+        #[prost(bytes = "vec", tag = "2")]
+        pub line: Vec<u8>,
         #[prost(message, repeated, tag = "3")]
         pub structured_metadata: Vec<LabelPairAdapter>,
         #[prost(message, repeated, tag = "4")]
@@ -77,24 +80,41 @@ pub fn decode_proto(raw: &[u8], limit: usize) -> Result<Vec<PushedStream>, PushE
     req.streams
         .into_iter()
         .map(|s| {
-            let labels = labels_of(&s.labels)?;
+            let labels = labels_of(&String::from_utf8_lossy(&s.labels))?;
             let entries = s
                 .entries
                 .into_iter()
                 .map(|e| {
                     let ts = e.timestamp.unwrap_or_default();
-                    PushedEntry {
-                        time_ns: ts
-                            .seconds
-                            .saturating_mul(1_000_000_000)
-                            .saturating_add(i64::from(ts.nanos)),
-                        text: e.line,
-                    }
+                    let time_ns = ts
+                        .seconds
+                        .saturating_mul(1_000_000_000)
+                        .saturating_add(i64::from(ts.nanos));
+                    checked_time(time_ns, "Loki push request (protobuf)")?;
+                    Ok(PushedEntry {
+                        time_ns,
+                        text: String::from_utf8_lossy(&e.line).into_owned(),
+                    })
                 })
-                .collect();
+                .collect::<Result<_, _>>()?;
             Ok(PushedStream { labels, entries })
         })
         .collect()
+}
+
+/// An entry's time: after the epoch, before 2116 (what the read API
+/// takes); an entry without one is refused, not stored at 1970.
+pub(super) fn checked_time(time_ns: i64, what: &'static str) -> Result<i64, PushError> {
+    if time_ns > 0 && time_ns <= 1 << 62 {
+        Ok(time_ns)
+    } else {
+        Err(PushError::Invalid {
+            what,
+            why: format!(
+                "an entry's time {time_ns} is not between 1970 and 2116 (nanoseconds since the epoch)"
+            ),
+        })
+    }
 }
 
 /// `{a="b", c="d"}` as a map.
@@ -148,6 +168,7 @@ pub fn decode_json(bytes: &[u8]) -> Result<Vec<PushedStream>, PushError> {
                                 at()
                             ))
                         })?;
+                    checked_time(time_ns, "Loki push request (JSON)")?;
                     let text = v.get(1).and_then(|l| l.as_str()).ok_or_else(|| {
                         bad(format!("{}: the second element must be the line, a string", at()))
                     })?;
@@ -206,19 +227,22 @@ mod tests {
             "{e}"
         );
         assert!(decode_json(b"{}").is_err());
+        let e =
+            decode_json(br#"{"streams": [{"stream": {}, "values": [["-5", "x"]]}]}"#).unwrap_err();
+        assert!(e.to_string().contains("not between 1970 and 2116"), "{e}");
     }
 
     #[test]
     fn snappy_protobuf_pushes() {
         let req = proto::PushRequest {
             streams: vec![proto::StreamAdapter {
-                labels: r#"{job="varlogs", filename="/var/log/syslog"}"#.into(),
+                labels: br#"{job="varlogs", filename="/var/log/syslog"}"#.to_vec(),
                 entries: vec![proto::EntryAdapter {
                     timestamp: Some(proto::Timestamp {
                         seconds: 1_570_818_238,
                         nanos: 7,
                     }),
-                    line: "hello".into(),
+                    line: b"hello \xe9t\xe9".to_vec(),
                     ..Default::default()
                 }],
                 hash: 0,
@@ -231,10 +255,14 @@ mod tests {
         let streams = decode_proto(&raw, 1 << 20).unwrap();
         assert_eq!(streams[0].labels["filename"], "/var/log/syslog");
         assert_eq!(streams[0].entries[0].time_ns, 1_570_818_238_000_000_007);
+        assert_eq!(
+            streams[0].entries[0].text, "hello \u{fffd}t\u{fffd}",
+            "Latin-1 kept"
+        );
         assert!(decode_proto(b"not snappy", 1 << 20).is_err());
         let bad = proto::PushRequest {
             streams: vec![proto::StreamAdapter {
-                labels: r#"{job=~"x"}"#.into(),
+                labels: br#"{job=~"x"}"#.to_vec(),
                 ..Default::default()
             }],
             format: String::new(),

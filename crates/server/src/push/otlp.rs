@@ -22,7 +22,7 @@ pub fn decode_proto(bytes: &[u8]) -> Result<Vec<PushedStream>, PushError> {
             why: e.to_string(),
         }
     })?;
-    Ok(streams_of(req))
+    streams_of(req)
 }
 
 pub fn decode_json(bytes: &[u8]) -> Result<Vec<PushedStream>, PushError> {
@@ -31,12 +31,13 @@ pub fn decode_json(bytes: &[u8]) -> Result<Vec<PushedStream>, PushError> {
             what: "OTLP logs request (JSON)",
             why: e.to_string(),
         })?;
-    Ok(streams_of(req))
+    streams_of(req)
 }
 
 /// One stream per resource (those with the same attributes together).
-fn streams_of(req: ExportLogsServiceRequest) -> Vec<PushedStream> {
-    let now = cblogs_core::time::now_ns();
+/// A record must carry its time (or its observed time): stamped here,
+/// its retry would be another entry.
+fn streams_of(req: ExportLogsServiceRequest) -> Result<Vec<PushedStream>, PushError> {
     let mut streams: BTreeMap<BTreeMap<String, String>, Vec<PushedEntry>> = BTreeMap::new();
     for rl in req.resource_logs {
         let labels = attributes(rl.resource.map(|r| r.attributes).unwrap_or_default());
@@ -46,7 +47,8 @@ fn streams_of(req: ExportLogsServiceRequest) -> Vec<PushedStream> {
                 .into_iter()
                 .find(|t| *t > 0)
                 .and_then(|t| i64::try_from(t).ok())
-                .unwrap_or(now);
+                .unwrap_or(0);
+            super::loki::checked_time(time, "OTLP logs request")?;
             let body = record.body.map(render).unwrap_or_default();
             let text = if record.severity_text.is_empty() {
                 body
@@ -59,10 +61,10 @@ fn streams_of(req: ExportLogsServiceRequest) -> Vec<PushedStream> {
             });
         }
     }
-    streams
+    Ok(streams
         .into_iter()
         .map(|(labels, entries)| PushedStream { labels, entries })
-        .collect()
+        .collect())
 }
 
 fn attributes(kvs: Vec<KeyValue>) -> BTreeMap<String, String> {
@@ -130,6 +132,11 @@ mod tests {
             ]
         );
         assert!(decode_json(b"{\"resourceLogs\": 3}").is_err());
+        let untimed = br#"{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"body": {"stringValue": "x"}}]}]}]}"#;
+        assert!(
+            decode_json(untimed).is_err(),
+            "a record without a time is refused"
+        );
         assert!(decode_proto(b"\xff\xff").is_err());
     }
 }

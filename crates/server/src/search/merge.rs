@@ -211,13 +211,17 @@ pub fn lines(
                 }
             }
             let frontier = tasks.get(i + 1).map_or(i64::MAX, |t| t.t_min);
-            m.send_before(frontier)
-                && progress.tick(
-                    &mut *m.sink,
-                    (i + 1, tasks.len()),
-                    m.matches_sent,
-                    (tasks[0].t_min, frontier),
-                )
+            if !m.send_before(frontier) {
+                return false;
+            }
+            let ticked = progress.tick(
+                &mut *m.sink,
+                (i + 1, tasks.len()),
+                m.matches_sent,
+                (tasks[0].t_min, frontier),
+            );
+            m.client_gone |= !ticked;
+            ticked
         },
     );
     if let Some(e) = failed {

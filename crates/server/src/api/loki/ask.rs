@@ -56,6 +56,15 @@ fn encode(pairs: &[(String, String)], more: &[(&str, String)]) -> String {
         .finish()
 }
 
+/// Why a count or a page stopped short: the time limit (504), or the
+/// store (500, its reason).
+fn cut_short(reason: &Option<String>, time_limit: std::time::Duration) -> LokiError {
+    match reason {
+        Some(r) if r.starts_with("storage error") => LokiError::internal(r.clone()),
+        _ => LokiError::timed_out(time_limit),
+    }
+}
+
 /// One page of a search: its matching lines in time order, and its summary.
 pub(super) async fn search_page(
     app: &Arc<App>,
@@ -163,9 +172,10 @@ const DENSE: u64 = 2000;
 /// where they begin cut again while it holds many. Then every line from
 /// there is read forward (page by page) and the last `limit` kept.
 ///
-/// The whole runs within one `search.max_query_secs`. A count or a page
-/// cut short by it fails the query (Loki's 504): what was found would be
-/// the wrong lines, not fewer of the right ones.
+/// Each count and page runs within `search.max_query_secs`, and no new one
+/// starts past it. A count or a page cut short fails the query (Loki's
+/// 504): what was found would be the wrong lines, not fewer of the right
+/// ones.
 pub(super) async fn newest(
     app: &Arc<App>,
     pairs: &Pairs,
@@ -203,7 +213,7 @@ pub(super) async fn newest(
         )
         .await?;
         if h.truncated {
-            return Err(timed_out());
+            return Err(cut_short(&h.reason, time_limit));
         }
         warnings.extend(partial_warning(
             h.partial.iter().map(|u| u.node_id.as_str()),
@@ -257,7 +267,7 @@ pub(super) async fn newest(
         }
         let (lines, summary) = search_page(app, pairs, &more).await?;
         if summary.truncated {
-            return Err(timed_out());
+            return Err(cut_short(&summary.reason, time_limit));
         }
         warnings.extend(self::warnings(&summary));
         for l in lines {

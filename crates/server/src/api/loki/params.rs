@@ -75,7 +75,8 @@ pub(super) fn parse_time(name: &str, value: &str) -> Result<i64, LokiError> {
 /// A step or range: float seconds, or a duration (`15s`, `1m`).
 pub(super) fn parse_seconds_or_duration(name: &str, value: &str) -> Result<i64, LokiError> {
     if let Ok(secs) = value.parse::<f64>() {
-        if secs.is_finite() && secs > 0.0 && secs * 1e9 <= LATEST_NS as f64 {
+        // At least 1 ns once rounded: a step divides the range.
+        if secs.is_finite() && secs * 1e9 >= 1.0 && secs * 1e9 <= LATEST_NS as f64 {
             return Ok((secs * 1e9).round() as i64);
         }
     }
@@ -209,6 +210,7 @@ mod tests {
             60_000_000_000
         );
         assert!(parse_seconds_or_duration("step", "0").is_err());
+        assert!(parse_seconds_or_duration("step", "0.0000000001").is_err());
         assert!(parse_seconds_or_duration("step", "soon").is_err());
     }
 
