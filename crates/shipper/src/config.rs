@@ -58,6 +58,32 @@ pub struct Config {
     pub checkpoint: CheckpointConfig,
     /// Overrides of the task id split, tried in order before the standard one.
     pub job_rules: Vec<JobRule>,
+    /// Files outside sandboxes (the agent's and the scheduler's own logs).
+    pub files: Vec<FilesEntry>,
+}
+
+/// `[[files]]`: the files a glob names, and the job their lines get.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FilesEntry {
+    /// An absolute path whose file name may hold a glob
+    /// (`/var/log/mesos/mesos-agent.*.log`); each file it matches is a stream.
+    pub path: String,
+    /// The job its lines are shown under: `role/env/name`, the cluster
+    /// being the shipper's.
+    pub job: String,
+    #[serde(default)]
+    pub instance: u32,
+    /// The process name; empty: the file's name.
+    #[serde(default)]
+    pub process: String,
+    /// `stdout` or `stderr`.
+    #[serde(default = "default_stream")]
+    pub stream: cblogs_core::Stream,
+}
+
+fn default_stream() -> cblogs_core::Stream {
+    cblogs_core::Stream::Stdout
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -170,6 +196,7 @@ impl Default for Config {
             ship: ShipConfig::default(),
             checkpoint: CheckpointConfig::default(),
             job_rules: Vec::new(),
+            files: Vec::new(),
         }
     }
 }
@@ -272,6 +299,9 @@ impl Config {
                 "tail.sweep_interval_ms must be at least tail.poll_interval_ms, and \
                  discovery.full_rescan_interval_ms at least discovery.rescan_interval_ms",
             );
+        }
+        for f in &self.files {
+            crate::files::FilesWatch::new(f, &self.cluster, "h").map_err(ConfigError::Invalid)?;
         }
         Ok(())
     }

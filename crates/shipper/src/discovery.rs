@@ -18,11 +18,15 @@ use cblogs_core::{Source, Stream};
 
 use crate::mapping::{JobMapper, TaskJob};
 
-/// One stdout or stderr stream of one process run, as found on disk.
+/// One stream as found on disk: the stdout or stderr of one process run,
+/// or a file outside sandboxes (`[[files]]`, `files.rs`).
 #[derive(Debug, Clone)]
 pub struct FoundStream {
-    /// The process run folder (`.logs/<process>/<run>`).
+    /// The folder of its live file (`.logs/<process>/<run>` for a sandbox's).
     pub dir: PathBuf,
+    /// The live file's name (`stdout`, `stderr`, `mesos-agent.log`); its
+    /// rotated files are `<name>.1`, `<name>.2`, … (Thermos' and logrotate's).
+    pub file: String,
     pub source: Source,
 }
 
@@ -30,7 +34,7 @@ impl FoundStream {
     /// The live file's path: also the stream's key in checkpoints (made
     /// to its size: ten thousand of them are kept).
     pub fn path(&self) -> PathBuf {
-        let mut path = self.dir.join(self.source.stream.as_str());
+        let mut path = self.dir.join(&self.file);
         path.shrink_to_fit();
         path
     }
@@ -43,6 +47,10 @@ pub trait Visit {
     /// after the listing. `writes`: a process run folder, whose files'
     /// writes matter too.
     fn folder(&mut self, dir: &Path, writes: bool);
+    /// A folder of `[[files]]` (`files.rs`): any file in it may be a stream.
+    fn files_folder(&mut self, dir: &Path) {
+        self.folder(dir, true);
+    }
     /// Whether the live file `path` is tailed already: then it is not
     /// reported again.
     fn known(&self, path: &Path) -> bool;
@@ -311,6 +319,7 @@ impl SandboxScanner {
                     }
                     scan.push(FoundStream {
                         dir: dir.to_owned(),
+                        file: stream.as_str().to_owned(),
                         source: Source {
                             cluster: self.cluster.clone(),
                             host: self.host.clone(),

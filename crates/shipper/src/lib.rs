@@ -10,6 +10,9 @@
 //!   through [`mapping`]); [`watcher`]'s `DirWatcher` turns inotify events
 //!   on those folders into prompt walks of just what changed, and reads of
 //!   just the files written.
+//! - [`files`]: `FilesScanner` finds the files of `[[files]]` entries
+//!   (logs outside sandboxes: the agent's, the scheduler's), each a stream
+//!   of the job its entry names.
 //! - [`tailer`]: `StreamTailer` follows one stream across rotations and
 //!   truncations by device and inode, and cuts lines (partial lines wait
 //!   for their newline, up to a delay).
@@ -33,6 +36,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod discovery;
 pub mod endpoint;
+pub mod files;
 pub mod mapping;
 pub mod metrics;
 pub mod nodes;

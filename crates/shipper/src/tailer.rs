@@ -140,25 +140,29 @@ pub struct StreamTailer {
     limits: TailLimits,
 }
 
-/// `stdout.N … stdout.1, stdout` of a stream as they are now, oldest first.
-fn stream_files(dir: &Path, source: &Source) -> Vec<PathBuf> {
+/// The number of `name` as a rotation of the live file `live`
+/// (`stdout.3`, `scheduler.log.1`): `None` if it is not one.
+pub fn rotation_of(name: &str, live: &str) -> Option<u32> {
+    let n = sandbox::run_number(name.strip_prefix(live)?.strip_prefix('.')?)?;
+    (n > 0).then_some(n)
+}
+
+/// `<live>.N … <live>.1, <live>` of a stream as they are now, oldest first.
+fn stream_files(dir: &Path, live: &str) -> Vec<PathBuf> {
     let mut rotated: Vec<(u32, PathBuf)> = fs::read_dir(dir)
         .map(|entries| {
             entries
                 .filter_map(Result::ok)
                 .filter_map(|e| {
-                    let name = e.file_name();
-                    match sandbox::log_file(&name.to_string_lossy()) {
-                        Some((stream, Some(n))) if stream == source.stream => Some((n, e.path())),
-                        _ => None,
-                    }
+                    let n = rotation_of(&e.file_name().to_string_lossy(), live)?;
+                    Some((n, e.path()))
                 })
                 .collect()
         })
         .unwrap_or_default();
     rotated.sort_by_key(|r| std::cmp::Reverse(r.0));
     let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
-    files.push(dir.join(source.stream.as_str()));
+    files.push(dir.join(live));
     files
 }
 
@@ -189,7 +193,7 @@ impl StreamTailer {
         limits: TailLimits,
     ) -> io::Result<StreamTailer> {
         let path = found.path();
-        let files = stream_files(&found.dir, &found.source);
+        let files = stream_files(&found.dir, &found.file);
         let mut opened = Vec::new();
         for f in &files {
             match open_segment(f) {
@@ -433,7 +437,12 @@ impl StreamTailer {
     /// The live name points at a new file: open every file newer than the
     /// last one held, oldest first.
     fn follow_rotation(&mut self) {
-        let files = stream_files(self.dir(), &self.source);
+        let live = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let files = stream_files(self.dir(), &live);
         let mut newer = Vec::new();
         for f in &files {
             let Ok(seg) = open_segment(f) else { continue };
@@ -766,6 +775,7 @@ mod tests {
     fn found(dir: &Path) -> FoundStream {
         FoundStream {
             dir: dir.to_owned(),
+            file: "stdout".into(),
             source: Source::example("r/prod/n", 0, "p", Stream::Stdout),
         }
     }

@@ -69,6 +69,9 @@ struct Watched {
     wd: WatchDescriptor,
     /// The last full walk that passed by it (see [`DirWatcher::begin_walk`]).
     walk: u64,
+    /// A folder of `[[files]]`: every name in it may be a stream (writes
+    /// and names are reported whatever the name).
+    any_name: bool,
 }
 
 pub struct DirWatcher {
@@ -174,8 +177,9 @@ impl DirWatcher {
             return;
         }
         let Some(name) = ev.name else { return };
+        let any_name = self.by_dir.get(&dir).is_some_and(|w| w.any_name);
         if ev.mask.contains(EventMask::MODIFY) {
-            if name == Stream::Stdout.as_str() || name == Stream::Stderr.as_str() {
+            if any_name || name == Stream::Stdout.as_str() || name == Stream::Stderr.as_str() {
                 self.written.insert(dir.join(name));
             }
             return;
@@ -183,7 +187,10 @@ impl DirWatcher {
         // A folder of any name may be a process, a run or a (legacy) task
         // folder; of files, only our own names matter.
         let folder = ev.mask.contains(EventMask::ISDIR);
-        if (folder && name != sandbox::LATEST_LINK) || is_interesting(&name.to_string_lossy()) {
+        if (folder && name != sandbox::LATEST_LINK)
+            || any_name
+            || is_interesting(&name.to_string_lossy())
+        {
             self.changed(dir.join(name));
         }
     }
@@ -260,9 +267,19 @@ impl DirWatcher {
     /// `writes`. Called by a walk before it lists `dir`, so nothing created
     /// there after the listing goes unreported.
     pub fn watch(&mut self, dir: &Path, writes: bool) {
+        self.watch_as(dir, writes, false);
+    }
+
+    /// Watches a folder of `[[files]]`: writes and names of any file in it.
+    pub fn watch_files(&mut self, dir: &Path) {
+        self.watch_as(dir, true, true);
+    }
+
+    fn watch_as(&mut self, dir: &Path, writes: bool, any_name: bool) {
         let walk = self.walks;
         if let Some(w) = self.by_dir.get_mut(dir) {
             w.walk = walk;
+            w.any_name |= any_name;
             return;
         }
         let Some(watches) = self.watches.as_mut() else {
@@ -276,7 +293,7 @@ impl DirWatcher {
                 if let Some(old) = self.by_wd.insert(wd.clone(), dir.clone()) {
                     self.by_dir.remove(&old);
                 }
-                self.by_dir.insert(dir, Watched { wd, walk });
+                self.by_dir.insert(dir, Watched { wd, walk, any_name });
             }
             Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
                 self.unwatched += 1;

@@ -36,8 +36,24 @@ fn field(value: Option<&str>, default: &str) -> String {
     }
 }
 
+/// `value` as a part of a job key (`role`, `env`, `name`, the cluster):
+/// letters, digits, `_`, `-`, `.`; anything else becomes `_`, so the key
+/// reads back as itself (`JobKey`'s parse, selectors).
+fn job_part(value: Option<&str>, default: &str) -> String {
+    field(value, default)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 pub fn source_of(labels: &BTreeMap<String, String>) -> Source {
-    let name = field(
+    let name = job_part(
         first(
             labels,
             &[
@@ -53,11 +69,11 @@ pub fn source_of(labels: &BTreeMap<String, String>) -> Source {
         ),
         "unknown",
     );
-    let role = field(
+    let role = job_part(
         first(labels, &["role", "service.namespace", "namespace"]),
         "app",
     );
-    let env = field(
+    let env = job_part(
         first(
             labels,
             &[
@@ -69,7 +85,7 @@ pub fn source_of(labels: &BTreeMap<String, String>) -> Source {
         ),
         "default",
     );
-    let cluster = field(first(labels, &["cluster", "k8s.cluster.name"]), "default");
+    let cluster = job_part(first(labels, &["cluster", "k8s.cluster.name"]), "default");
     let host = field(
         first(
             labels,
@@ -172,10 +188,18 @@ mod tests {
         );
         let otel = source_of(&labels(&[
             ("service.name", "checkout/v2"),
+            ("service.namespace", "shop floor"),
             ("service.instance.id", "b7e1"),
             ("host.name", "node-4"),
         ]));
         assert_eq!(otel.job.name, "checkout_v2");
+        assert_eq!(otel.job.role, "shop_floor");
+        let key = otel.job_key().to_string();
+        assert_eq!(
+            key.parse::<JobKey>().map(|k| k.to_string()),
+            Ok(key),
+            "reads back"
+        );
         assert_eq!((otel.instance, otel.host.as_str()), (0, "node-4"));
         assert!(otel.validate().is_ok());
         let nothing = source_of(&BTreeMap::new());

@@ -42,6 +42,7 @@ use crate::checkpoint::{
 };
 use crate::config::{Config, ConfigError, ServerSpec, StartAt};
 use crate::discovery::{SandboxScanner, Scan, Visit};
+use crate::files::FilesScanner;
 use crate::mapping::JobMapper;
 use crate::nodes::{serverset, Nodes};
 use crate::sender::{Credentials, Delivery, PublishedError, SenderError};
@@ -63,6 +64,21 @@ pub enum ShipperError {
     Sender(#[from] SenderError),
 }
 
+/// The live file a rotated one belongs to (`x.log.1` → `x.log`); the path
+/// itself if it is no rotation.
+fn live_of(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match name.rsplit_once('.') {
+        Some((base, _)) if crate::tailer::rotation_of(&name, base).is_some() => {
+            path.with_file_name(base)
+        }
+        _ => path.to_owned(),
+    }
+}
+
 /// A walk's visitor: each folder is watched before it is listed, and the
 /// streams tailed already are skipped.
 struct Walk<'a> {
@@ -73,6 +89,10 @@ struct Walk<'a> {
 impl Visit for Walk<'_> {
     fn folder(&mut self, dir: &Path, writes: bool) {
         self.watcher.watch(dir, writes);
+    }
+
+    fn files_folder(&mut self, dir: &Path) {
+        self.watcher.watch_files(dir);
     }
 
     fn known(&self, path: &Path) -> bool {
@@ -102,6 +122,8 @@ type Answer = (usize, Result<PublishedResponse, PublishedError>);
 pub struct Shipper {
     cfg: Config,
     scanner: SandboxScanner,
+    /// `[[files]]`: files outside sandboxes.
+    files: FilesScanner,
     watcher: DirWatcher,
     tailers: Vec<StreamTailer>,
     /// Each tailer's checkpoint line as last saved (same index).
@@ -181,6 +203,8 @@ impl Shipper {
             host.clone(),
             mapper,
         );
+        let files =
+            FilesScanner::new(&cfg.files, &cfg.cluster, &host).map_err(ConfigError::Invalid)?;
         let store = CheckpointStore::open(&cfg.state_dir)?;
         let loaded = store.load()?;
         let first_start = loaded.is_none();
@@ -199,6 +223,7 @@ impl Shipper {
         Ok(Shipper {
             scratch: vec![0; cfg.tail.read_chunk_bytes],
             scanner,
+            files,
             watcher: DirWatcher::new(),
             tailers: Vec::new(),
             checkpoint_lines: Vec::new(),
@@ -419,10 +444,12 @@ impl Shipper {
     fn rescan(&mut self) {
         self.last_full_scan = Instant::now();
         self.watcher.begin_walk();
-        let found = self.scanner.scan(&mut Walk {
+        let mut walk = Walk {
             watcher: &mut self.watcher,
             tailed: &self.by_path,
-        });
+        };
+        let mut found = self.scanner.scan(&mut walk);
+        found.extend(self.files.scan(&mut walk));
         self.watcher.end_walk();
         if !self.watcher.is_watched(&self.cfg.work_dir) {
             // Nothing would report its creation.
@@ -452,12 +479,24 @@ impl Shipper {
         }
         let mut walk = Vec::new();
         let mut look = Vec::new();
+        let mut files_changed = false;
         for p in &changes.paths {
             for dir in std::iter::once(p.as_path()).chain(p.parent()) {
                 for stream in [Stream::Stdout, Stream::Stderr] {
                     if let Some(&i) = self.by_path.get(&dir.join(stream.as_str())) {
                         look.push(i);
                     }
+                }
+            }
+            // A file of `[[files]]`, or a rotation of one (`x.log.1`).
+            if p.parent().is_some_and(|d| self.files.covers(d)) {
+                files_changed = true;
+                if let Some(&i) = self
+                    .by_path
+                    .get(p)
+                    .or_else(|| self.by_path.get(&live_of(p)))
+                {
+                    look.push(i);
                 }
             }
             // A new folder: its subtree; a new or renamed file: its folder
@@ -469,13 +508,14 @@ impl Shipper {
                 _ => {}
             }
         }
-        let found = self.scanner.scan_under(
-            &walk,
-            &mut Walk {
-                watcher: &mut self.watcher,
-                tailed: &self.by_path,
-            },
-        );
+        let mut visit = Walk {
+            watcher: &mut self.watcher,
+            tailed: &self.by_path,
+        };
+        let mut found = self.scanner.scan_under(&walk, &mut visit);
+        if files_changed {
+            found.extend(self.files.scan(&mut visit));
+        }
         self.start_found(found);
         look.sort_unstable();
         look.dedup();
@@ -583,7 +623,14 @@ impl Shipper {
         let mut budget = self.room();
         let now = now_ns();
         for path in paths {
-            if let Some(&i) = self.by_path.get(Path::new(&path)) {
+            let path = PathBuf::from(path);
+            // A write to a rotated file (logrotate's `x.log.1`, written on
+            // through its old descriptor) is its stream's.
+            let i = self
+                .by_path
+                .get(&path)
+                .or_else(|| self.by_path.get(&live_of(&path)));
+            if let Some(&i) = i {
                 self.read_one(i, &mut budget, now, false);
             }
         }
