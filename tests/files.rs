@@ -1,8 +1,9 @@
 //! Files outside sandboxes (issue 19, `[[files]]` in shipper.toml), end to
 //! end: the real `cblogs-shipper` tails an agent's and a scheduler's own
 //! logs, found by a glob, across logrotate's rotation (`x.log` renamed to
-//! `x.log.1`, written on through its old descriptor, a new `x.log`), a
-//! new file appearing, and a rotation while the shipper is killed; the
+//! `x.log.1`, a new `x.log` written while the old one is still written
+//! through its descriptor), a new file appearing, and a rotation while
+//! the shipper is killed; the
 //! real `cblogs tail` then shows every line once, in order, under the job
 //! each entry names.
 
@@ -82,20 +83,28 @@ fn files_outside_sandboxes_across_rotation_and_a_restart() {
     assert_eq!(first["host"], SHIPPER_HOST);
     assert_eq!(first["stream"], "stdout");
 
-    // logrotate: renamed, written on through the old descriptor, a new file.
+    // logrotate's create mode: renamed, a new file made (and written by a
+    // new writer), while the program writes on through its old descriptor
+    // until it reopens. The rotated file is read until it is quiet.
     let mut old = fs::OpenOptions::new()
         .append(true)
         .open(&live)
         .expect("open");
     fs::rename(&live, rotated(1)).expect("rotate");
+    let fresh = numbered("agent", 130..180);
+    append(&live, &fresh);
     let late = numbered("agent", 100..130);
-    for l in &late {
+    for l in &late[..15] {
+        writeln!(old, "{l}").expect("write");
+    }
+    // The shipper has seen the new file by now; more through the old one.
+    let so_far = [agent.clone(), late[..15].to_vec()].concat();
+    wait_shown(&stack.server, "mesos/prod/agent", &so_far);
+    for l in &late[15..] {
         writeln!(old, "{l}").expect("write");
     }
     drop(old);
     agent.extend(late);
-    let fresh = numbered("agent", 130..180);
-    append(&live, &fresh);
     agent.extend(fresh);
     // A file that appears later is found.
     let scheduler = numbered("scheduler", 0..40);

@@ -28,6 +28,11 @@ pub struct FoundStream {
     /// rotated files are `<name>.1`, `<name>.2`, … (Thermos' and logrotate's).
     pub file: String,
     pub source: Source,
+    /// A rotated file may still be written (logrotate's `create` mode: the
+    /// program writes on through its old descriptor until it reopens), so
+    /// it is read until it has been quiet a while. Thermos never writes a
+    /// rotated file: false for a sandbox's streams.
+    pub linger: bool,
 }
 
 impl FoundStream {
@@ -320,6 +325,7 @@ impl SandboxScanner {
                     scan.push(FoundStream {
                         dir: dir.to_owned(),
                         file: stream.as_str().to_owned(),
+                        linger: false,
                         source: Source {
                             cluster: self.cluster.clone(),
                             host: self.host.clone(),

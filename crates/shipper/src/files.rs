@@ -6,7 +6,7 @@
 //! (`tailer.rs`): held by descriptor, followed across rotation (its
 //! rotated files are `<name>.1`, `<name>.2`, … as logrotate and Thermos
 //! name them), checkpointed by its path, each line once. Names that are a
-//! rotation (`…​.1`) or compressed (`.gz`, `.xz`, `.bz2`, `.zst`) are never
+//! rotation (`x.log.1`) or compressed (`.gz`, `.xz`, `.bz2`, `.zst`) are never
 //! streams of their own. The folders are watched, so a new file is found
 //! when it appears.
 
@@ -156,6 +156,7 @@ impl FilesScanner {
                     dir: w.dir.clone(),
                     source: w.source(&name),
                     file: name,
+                    linger: true,
                 });
             }
         }

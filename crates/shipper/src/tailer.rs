@@ -33,6 +33,10 @@ use crate::checkpoint::{Checkpoint, FileMark};
 use crate::discovery::FoundStream;
 use crate::route::Route;
 
+/// How long a rotated file of a lingering stream must go unwritten before
+/// reading moves on to the newer file.
+const LINGER: Duration = Duration::from_secs(5);
+
 /// One open file of the stream.
 struct Segment {
     file: File,
@@ -137,6 +141,14 @@ pub struct StreamTailer {
     /// only given up on then: while back-pressure holds reading back, its
     /// newline may well be on disk already.
     at_eof: bool,
+    /// A rotated file is read on until it has been quiet for [`LINGER`],
+    /// and at least that long after the rotation was seen (files outside
+    /// sandboxes: see `FoundStream::linger`).
+    linger: bool,
+    rotated_at: Option<Instant>,
+    /// The live name is a symbolic link (glog's `mesos-agent.INFO`):
+    /// writes are reported under its target's name, so it is polled.
+    pub is_link: bool,
     limits: TailLimits,
 }
 
@@ -164,6 +176,15 @@ fn stream_files(dir: &Path, live: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
     files.push(dir.join(live));
     files
+}
+
+/// Whether `file` was written within [`LINGER`].
+fn recently_written(file: &File) -> bool {
+    file.metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < LINGER)
 }
 
 /// The bytes a line takes in a request body (its text or base64).
@@ -223,6 +244,9 @@ impl StreamTailer {
             gone: false,
             watched: false,
             at_eof: false,
+            linger: found.linger,
+            rotated_at: None,
+            is_link: fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()),
             limits,
         };
         if opened.is_empty() {
@@ -388,8 +412,17 @@ impl StreamTailer {
             };
             if n == 0 {
                 if self.reading + 1 < self.segs.len() {
-                    // A rotated file is never written again: it is read,
-                    // and kept until the server has published it.
+                    // A rotated file of a sandbox is never written again;
+                    // one outside may be, for a while: it is read until
+                    // it has been quiet (the newer file's lines wait).
+                    let rotated_lately = self.rotated_at.is_some_and(|t| t.elapsed() < LINGER);
+                    if self.linger
+                        && (rotated_lately || recently_written(&self.segs[self.reading].file))
+                    {
+                        self.at_eof = true;
+                        break;
+                    }
+                    // Read, and kept until the server has published it.
                     self.reading += 1;
                     self.segs[self.reading].base = self.read_to;
                     self.drop_published();
@@ -458,6 +491,9 @@ impl StreamTailer {
             newer.push(seg);
         }
         tracing::debug!(file = %self.path.display(), files = newer.len(), "rotated");
+        if !newer.is_empty() {
+            self.rotated_at = Some(Instant::now());
+        }
         self.segs.extend(newer);
     }
 
@@ -776,6 +812,7 @@ mod tests {
         FoundStream {
             dir: dir.to_owned(),
             file: "stdout".into(),
+            linger: false,
             source: Source::example("r/prod/n", 0, "p", Stream::Stdout),
         }
     }

@@ -5,9 +5,10 @@
 //! Two kinds of events matter:
 //! - A write to a live `stdout` or `stderr` names its file in
 //!   [`DirWatcher::take_written`] (only process run folders report writes:
-//!   a task writes what it likes in its sandbox): the loop reads just those
-//!   files, so a line reaches the server in milliseconds and a quiet file
-//!   costs nothing until it is written.
+//!   a task writes what it likes in its sandbox; and `[[files]]` folders,
+//!   where any file may be a stream): the loop reads just those files, so
+//!   a line reaches the server in milliseconds and a quiet file costs
+//!   nothing until it is written.
 //! - A name created, removed or renamed names what changed in
 //!   [`DirWatcher::take_changes`]: the loop walks just that subtree and
 //!   looks at the streams there (a rotation, a deletion). Discovery itself

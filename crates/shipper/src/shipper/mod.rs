@@ -457,12 +457,15 @@ impl Shipper {
         }
         self.start_found(found);
         for t in &mut self.tailers {
-            t.watched = self.watcher.is_watched(t.dir());
+            t.watched = self.watcher.is_watched(t.dir()) && !t.is_link;
         }
         if !self.scanned_once {
             // Checkpoints of run folders deleted while we were down.
+            // (A `[[files]]` folder may come later: its checkpoints stay,
+            // or its files would start again at 0.)
+            let files = &self.files;
             self.carried
-                .retain(|path, _| path.parent().is_some_and(|d| d.exists()));
+                .retain(|path, _| path.parent().is_some_and(|d| d.exists() || files.covers(d)));
             self.scanned_once = true;
         }
     }
@@ -549,7 +552,7 @@ impl Shipper {
                         t.set_published(t.acked);
                     }
                     self.nodes.route(&mut t, self.questions);
-                    t.watched = self.watcher.is_watched(&found.dir);
+                    t.watched = self.watcher.is_watched(&found.dir) && !t.is_link;
                     self.open_failed.remove(&path);
                     tracing::info!(
                         file = %path.display(),
