@@ -41,7 +41,7 @@ pub mod wire;
 pub use zookeeper_client;
 
 pub use job::{JobKey, JobKeyError, ENVIRONMENTS};
-pub use line::{LineFlags, LineView, Source, SourceError, Stream};
+pub use line::{fnv1a, LineFlags, LineView, Source, SourceError, Stream};
 pub use selector::{InstanceSet, Selector, SelectorError};
 pub use task_id::{TaskId, TaskIdError};
 

@@ -151,7 +151,9 @@ impl Source {
     }
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
+/// FNV-1a, 64 bits: a stable id of bytes, the same in every process and
+/// across restarts (a source's id; a pushed stream's or a file's task id).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
         h ^= u64::from(*b);

@@ -102,7 +102,10 @@ impl FilesWatch {
         let path = self.dir.join(name);
         let mut source = self.template.clone();
         // The task id tells files apart (a hash of the path: no '/').
-        source.task_id = format!("file-{:016x}", fnv1a(path.to_string_lossy().as_bytes()));
+        source.task_id = format!(
+            "file-{:016x}",
+            cblogs_core::fnv1a(path.to_string_lossy().as_bytes())
+        );
         source.process = if self.process.is_empty() {
             name.replace(|c: char| c.is_control(), "_")
         } else {
@@ -162,13 +165,6 @@ impl FilesScanner {
         }
         scan
     }
-}
-
-/// FNV-1a, 64 bits: one path, one id, in every run.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]

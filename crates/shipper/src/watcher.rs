@@ -178,9 +178,11 @@ impl DirWatcher {
             return;
         }
         let Some(name) = ev.name else { return };
-        let any_name = self.by_dir.get(&dir).is_some_and(|w| w.any_name);
+        // Looked up only past the sandbox's own names: a write to a
+        // sandbox stream (the busy path) costs no path hashing more.
+        let any_name = || self.by_dir.get(&dir).is_some_and(|w| w.any_name);
         if ev.mask.contains(EventMask::MODIFY) {
-            if any_name || name == Stream::Stdout.as_str() || name == Stream::Stderr.as_str() {
+            if name == Stream::Stdout.as_str() || name == Stream::Stderr.as_str() || any_name() {
                 self.written.insert(dir.join(name));
             }
             return;
@@ -189,8 +191,8 @@ impl DirWatcher {
         // folder; of files, only our own names matter.
         let folder = ev.mask.contains(EventMask::ISDIR);
         if (folder && name != sandbox::LATEST_LINK)
-            || any_name
             || is_interesting(&name.to_string_lossy())
+            || any_name()
         {
             self.changed(dir.join(name));
         }

@@ -110,7 +110,7 @@ pub fn source_of(labels: &BTreeMap<String, String>) -> Source {
     Source {
         cluster,
         host,
-        task_id: format!("push-{:016x}", fnv1a(canonical.as_bytes())),
+        task_id: format!("push-{:016x}", cblogs_core::fnv1a(canonical.as_bytes())),
         job: JobKey {
             cluster: None,
             role,
@@ -122,14 +122,6 @@ pub fn source_of(labels: &BTreeMap<String, String>) -> Source {
         run: 0,
         stream,
     }
-}
-
-/// FNV-1a, 64 bits: the same labels give the same source in every
-/// process and across restarts.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]

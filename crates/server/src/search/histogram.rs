@@ -225,7 +225,12 @@ impl SourceCounts {
         let ours = self.sources.into_iter().map(|(s, counts)| MoreCounts {
             job: s.job_key().to_string(),
             stream: s.stream,
-            labels: SeriesLabels::of(&s),
+            // Copies of host and process for every source, only if kept.
+            labels: if by == SeriesBy::Labels {
+                SeriesLabels::of(&s)
+            } else {
+                SeriesLabels::default()
+            },
             counts,
         });
         for more in ours.chain(more) {

@@ -12,6 +12,7 @@ use cblogs_core::line_event::decode_search_event;
 use cblogs_core::LineView;
 
 use super::error::LokiError;
+use super::stream_labels;
 use crate::api::{histogram, search};
 use crate::app::App;
 use crate::logql::LogQuery;
@@ -287,15 +288,7 @@ pub(super) async fn newest(
 
 /// A line's stream labels, as Loki names them.
 pub(super) fn line_labels(l: &LineView) -> BTreeMap<&'static str, String> {
-    let mut job = l.job.splitn(3, '/');
-    let mut labels = BTreeMap::new();
-    labels.insert("cluster", l.cluster.clone());
-    labels.insert("role", job.next().unwrap_or_default().to_owned());
-    labels.insert("env", job.next().unwrap_or_default().to_owned());
-    labels.insert("job", job.next().unwrap_or_default().to_owned());
-    labels.insert("instance", l.instance.to_string());
-    labels.insert("process", l.process.clone());
-    labels.insert("stream", l.stream.as_str().to_owned());
-    labels.insert("host", l.host.clone());
-    labels
+    stream_labels(
+        &l.cluster, &l.job, l.instance, &l.process, l.stream, &l.host,
+    )
 }

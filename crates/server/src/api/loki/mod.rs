@@ -29,7 +29,7 @@ use std::sync::Arc;
 use axum::routing::get;
 use axum::{Json, Router};
 use cblogs_core::api::HistogramSeries;
-use cblogs_core::JobKey;
+use cblogs_core::{JobKey, Stream};
 use serde_json::{json, Value};
 
 use crate::app::App;
@@ -63,19 +63,40 @@ async fn no_values() -> Json<Value> {
 
 /// A `by=labels` histogram series' labels, as Loki names them.
 fn series_labels(s: &HistogramSeries) -> BTreeMap<&'static str, String> {
-    let mut labels = BTreeMap::new();
     let job: Option<JobKey> = s.job.as_deref().and_then(|j| j.parse().ok());
-    if let Some(job) = job {
-        labels.insert("cluster", job.cluster.clone().unwrap_or_default());
-        labels.insert("role", job.role);
-        labels.insert("env", job.env);
-        labels.insert("job", job.name);
-    }
-    labels.insert("stream", s.stream.as_str().to_owned());
-    if let Some(l) = &s.labels {
-        labels.insert("host", l.host.clone());
-        labels.insert("instance", l.instance.to_string());
-        labels.insert("process", l.process.clone());
-    }
+    let (cluster, role_env_name) = job.map_or_else(Default::default, |j| {
+        (j.cluster.clone().unwrap_or_default(), j.role_env_name())
+    });
+    let l = s.labels.clone().unwrap_or_default();
+    stream_labels(
+        &cluster,
+        &role_env_name,
+        l.instance,
+        &l.process,
+        s.stream,
+        &l.host,
+    )
+}
+
+/// A stream's labels as Loki names them; `role_env_name` is the job key
+/// without its cluster.
+fn stream_labels(
+    cluster: &str,
+    role_env_name: &str,
+    instance: u32,
+    process: &str,
+    stream: Stream,
+    host: &str,
+) -> BTreeMap<&'static str, String> {
+    let mut job = role_env_name.splitn(3, '/');
+    let mut labels = BTreeMap::new();
+    labels.insert("cluster", cluster.to_owned());
+    labels.insert("role", job.next().unwrap_or_default().to_owned());
+    labels.insert("env", job.next().unwrap_or_default().to_owned());
+    labels.insert("job", job.next().unwrap_or_default().to_owned());
+    labels.insert("instance", instance.to_string());
+    labels.insert("process", process.to_owned());
+    labels.insert("stream", stream.as_str().to_owned());
+    labels.insert("host", host.to_owned());
     labels
 }
