@@ -17,8 +17,10 @@
 //! - `restart_does_not_renotify`: a group firing before a restart is still
 //!   firing after it (no line counted twice), is not notified again, and
 //!   still resolves, not before its window passed.
-//! - `traceback_is_in_the_payload`: `trace` holds a whole Python traceback,
-//!   and a whole Java stack trace, in order.
+//! - `traceback_is_in_the_payload`: `trace` holds the whole event a match
+//!   is in, from its opening line: a Python `logging.exception` message and
+//!   its traceback, an uncaught Java exception, a log4j ERROR line and its
+//!   stack trace; an event with two matching lines counts once.
 //! - `failing_webhook_is_retried`: 500, 500, then 200: the same payload three
 //!   times, with growing back-off, counted in `deliveries`.
 //! - `bad_rules_are_refused`: seven kinds of bad rules files stop `cblogsd`
@@ -814,7 +816,16 @@ notify = ["hook"]
 [[rule]]
 name = "java-exceptions"
 jobs = ["www-data/prod/hello"]
-pattern = 'Exception in thread'
+process = "worker"
+pattern = 'Exception'
+threshold = 1
+window = "1m"
+notify = ["hook"]
+
+[[rule]]
+name = "io-errors"
+jobs = ["www-data/prod/hello"]
+pattern = 'java\.io\.IOException'
 threshold = 1
 window = "1m"
 notify = ["hook"]
@@ -823,7 +834,10 @@ notify = ["hook"]
     let task = env.task(HELLO, 0);
     let mut web = task.process("web", 0);
     let mut worker = task.process("worker", 0);
+    let mut hadoop = task.process("hadoop", 0);
+    // Python's logging.exception: the message line, then its traceback.
     let python = [
+        "ERROR:app.cart:checkout failed for order 77",
         "Traceback (most recent call last):",
         "  File \"/srv/app/handlers.py\", line 88, in post",
         "    qty = int(form[\"qty\"])",
@@ -831,6 +845,8 @@ notify = ["hook"]
         "    return self.parse(key)",
         "ValueError: invalid literal for int() with base 10: 'three'",
     ];
+    // Uncaught: the exception line opens the event. Two of its lines
+    // match the rule: the event counts once.
     let java = [
         "Exception in thread \"main\" java.lang.IllegalStateException: boom",
         "\tat com.example.cart.Checkout.total(Checkout.java:42)",
@@ -840,10 +856,12 @@ notify = ["hook"]
         "\tat java.base/java.lang.Integer.parseInt(Integer.java:668)",
         "\t... 3 more",
     ];
-    // Each whole trace in one write, between ordinary lines.
-    let around = |before: &str, trace: &[&'static str], after: &'static str| {
+    // log4j: the ERROR line that says what failed, then the exception.
+    let log4j = LOG4J_EVENT;
+    // Each whole event in one write, between ordinary lines.
+    let around = |before: &str, event: &[&'static str], after: &'static str| {
         let mut lines = vec![before.to_owned()];
-        lines.extend(trace.iter().map(|l| l.to_string()));
+        lines.extend(event.iter().map(|l| l.to_string()));
         lines.push(after.to_owned());
         lines
     };
@@ -855,22 +873,42 @@ notify = ["hook"]
         Stream::Stderr,
         &around("INFO worker started", &java, "INFO worker exiting"),
     );
-    env.wait_stored(&[&web, &worker]);
+    hadoop.append_lines(
+        Stream::Stderr,
+        &around(
+            "2015-10-18 18:01:47,900 INFO [main] org.apache.hadoop.mapred.Task: start",
+            &log4j,
+            "2015-10-18 18:01:48,001 INFO [main] org.apache.hadoop.mapred.Task: next",
+        ),
+    );
+    env.wait_stored(&[&web, &worker, &hadoop]);
     let deadline = Instant::now() + FIRE_BUDGET;
-    for (rule, trace) in [
-        ("python-tracebacks", &python[..]),
-        ("java-exceptions", &java[..]),
+    for (rule, event, latest) in [
+        ("python-tracebacks", &python[..], python[1]),
+        ("java-exceptions", &java[..], java[0]),
+        ("io-errors", &log4j[..], log4j[1]),
     ] {
         let p = env.expect_firing(rule, deadline).body;
-        assert_eq!(p["latest"]["text"], trace[0], "{p}");
+        assert_eq!(p["latest"]["text"], latest, "{p}");
         let got: Vec<&str> = p["trace"]
             .as_array()
             .unwrap_or_else(|| panic!("no trace array: {p}"))
             .iter()
             .map(|l| l.as_str().unwrap_or("<not a string>"))
             .collect();
-        assert_eq!(got, trace, "{rule}: the whole trace, in order");
+        assert_eq!(
+            got, event,
+            "{rule}: the whole event, from its opening line, in order"
+        );
+        assert_eq!(p["count"], 1, "{rule}: one event, counted once: {p}");
     }
+    let group = env
+        .group("java-exceptions", None)
+        .expect("the java group listed");
+    assert_eq!(
+        group["count"], 1,
+        "two matching lines of one event count once: {group}"
+    );
 }
 
 #[test]

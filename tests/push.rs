@@ -107,7 +107,7 @@ fn loki_push_json_and_protobuf() {
          "values": [[t(1), "GET / 200"], [t(2), "GET /x 404"], [t(3), "POST /y 500", {"trace_id": "ab12"}]]},
         {"stream": {"job": "varlogs", "filename": "/var/log/syslog", "host": "h1"},
          "values": [[t(4), "kernel: eth0 up"],
-                    [t(5), "app: ERROR boom\nTraceback (most recent call last):\n  File \"x.py\", line 1\nValueError: bad\n"]]},
+                    [t(5), "app: ERROR boom\nretry budget spent\nTraceback (most recent call last):\n  File \"x.py\", line 1\nValueError: bad\n"]]},
         // Two entries at one time, and a line cut at max_line_bytes: each
         // still told from its retry after a restart.
         {"stream": {"job": "sametime"},
@@ -137,6 +137,7 @@ fn loki_push_json_and_protobuf() {
     let want_varlogs = [
         "kernel: eth0 up",
         "app: ERROR boom",
+        "retry budget spent",
         "Traceback (most recent call last):",
         "  File \"x.py\", line 1",
         "ValueError: bad",
@@ -145,6 +146,13 @@ fn loki_push_json_and_protobuf() {
     assert_eq!(texts(&varlogs), want_varlogs);
     assert_eq!(varlogs[0]["job"], "app/default/varlogs");
     assert_eq!(varlogs[0]["process"], "syslog");
+    // An entry of several lines is one event: its lines after the first
+    // continue it (a plain line too, which alone would open one).
+    let continues: Vec<bool> = varlogs
+        .iter()
+        .map(|l| l["continues"].as_bool().unwrap_or(false))
+        .collect();
+    assert_eq!(continues, [false, false, true, true, true, true]);
 
     // push.proto, snappy-compressed; the token as Basic auth's password.
     let proto = loki_proto::PushRequest {

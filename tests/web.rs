@@ -1003,6 +1003,147 @@ fn live_tail_shows_new_lines_and_pauses() {
     );
 }
 
+/// JS: the texts of the lines of the `n`th `.event` block under `root`
+/// (`visible`: only those shown, its fold applied).
+fn event_texts_js(root: &str, n: usize, visible: bool) -> String {
+    format!(
+        "Array.from(document.querySelectorAll('{root} .event')[{n}]?.querySelectorAll('div.line') ?? [])\
+         .filter((l) => !{visible} || l.offsetParent !== null)\
+         .map((l) => l.querySelector('.text').textContent)"
+    )
+}
+
+fn strings(v: Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn events_show_as_one_block_in_results_and_live_tail() {
+    let _serial = serial();
+    let mut env = Env::new();
+    let hello0 = env.task(HELLO, 0);
+    let mut hadoop = hello0.process("hadoop", 0);
+    let mut web = hello0.process("web", 0);
+    let event = LOG4J_EVENT;
+    let mut lines = vec!["2015-10-18 18:01:47,900 INFO [main] Task: start"];
+    lines.extend_from_slice(&event);
+    lines.push("2015-10-18 18:01:48,001 INFO [main] Task: next");
+    hadoop.append_lines(Stream::Stderr, &lines);
+    web.append_lines(Stream::Stdout, &["INFO GET /health 200"]);
+    env.ship();
+    env.wait_stored(&[&hadoop, &web]);
+
+    // Results: the event is one block, folded to its first line and the
+    // matching one; its toggle opens it whole, in order, and folds it.
+    let b = Browser::start("events_show_as_one_block_in_results_and_live_tail");
+    b.goto(&env.page(&[
+        ("view", "search"),
+        ("job", "www-data/prod/hello"),
+        ("q", "IOException|/health"),
+        ("range", "24h"),
+    ]));
+    b.wait_until_js(
+        "document.querySelectorAll('#results .event').length === 1 && \
+         (document.querySelector('#summary')?.textContent ?? '').includes('matching')",
+        DEADLINE,
+    );
+    let all = strings(b.eval(&event_texts_js("#results", 0, false)));
+    assert_eq!(all, event, "the whole event, in order, in one block");
+    let folded = strings(b.eval(&event_texts_js("#results", 0, true)));
+    assert_eq!(
+        folded,
+        event[..2],
+        "folded: its opening line and the matching line"
+    );
+    let toggle = "#results .event .event-toggle";
+    assert!(
+        b.find(toggle).text().contains("5 more lines"),
+        "{}",
+        b.find(toggle).text()
+    );
+    let plain = lines_in(&b, "#results");
+    assert_eq!(
+        plain.last().map(|l| l.text.as_str()),
+        Some("INFO GET /health 200"),
+        "another source's match after the event, as a line of its own"
+    );
+    b.find(toggle).click();
+    b.wait_until_js(
+        &format!(
+            "{}.length === {}",
+            event_texts_js("#results", 0, true),
+            event.len()
+        ),
+        DEADLINE,
+    );
+    screenshot(&b, "events_results_open");
+    b.find(toggle).click();
+    b.wait_until_js(
+        &format!("{}.length === 2", event_texts_js("#results", 0, true)),
+        DEADLINE,
+    );
+
+    // Live tail: an event written in two pieces, another source's line
+    // between them, grows in one open block; the source's next line
+    // closes it and comes after it.
+    b.goto(&env.page(&[("view", "tail"), ("job", "www-data/prod/hello")]));
+    b.wait_until_js(
+        "(document.querySelector('#tail-status')?.textContent ?? '').includes('live')",
+        DEADLINE,
+    );
+    let live = [
+        "2015-10-18 18:02:00,100 ERROR [main] org.apache.hadoop.mapred.YarnChild: Error running child",
+        "java.lang.OutOfMemoryError: Java heap space",
+        "\tat java.util.Arrays.copyOf(Arrays.java:3236)",
+        "\tat org.apache.hadoop.io.Text.append(Text.java:236)",
+    ];
+    write_and_see(&b, &mut hadoop, Stream::Stderr, live[0]);
+    hadoop.append_lines(Stream::Stderr, &live[1..2]);
+    b.wait_until_js(&shows_text_js("#tail-lines", live[1]), DEADLINE);
+    write_and_see(&b, &mut web, Stream::Stdout, "INFO GET /health 200 again");
+    hadoop.append_lines(Stream::Stderr, &live[2..]);
+    b.wait_until_js(&shows_text_js("#tail-lines", live[3]), DEADLINE);
+    let blocks = b.eval("document.querySelectorAll('#tail-lines .event').length");
+    let last = b.eval("document.querySelectorAll('#tail-lines .event').length - 1");
+    let n = last
+        .as_u64()
+        .unwrap_or_else(|| panic!("no event block: {blocks}")) as usize;
+    assert_eq!(
+        strings(b.eval(&event_texts_js("#tail-lines", n, false))),
+        live,
+        "the live event in one block"
+    );
+    assert!(
+        b.eval(&format!(
+            "document.querySelectorAll('#tail-lines .event')[{n}].classList.contains('open')"
+        )) == json!(true),
+        "open while its source may still add to it"
+    );
+    write_and_see(
+        &b,
+        &mut hadoop,
+        Stream::Stderr,
+        "2015-10-18 18:02:01,000 INFO [main] Task: next",
+    );
+    b.wait_until_js(
+        &format!(
+            "!document.querySelectorAll('#tail-lines .event')[{n}].classList.contains('open')"
+        ),
+        DEADLINE,
+    );
+    let tail = lines_in(&b, "#tail-lines");
+    assert_eq!(
+        tail.last().map(|l| l.text.as_str()),
+        Some("2015-10-18 18:02:01,000 INFO [main] Task: next"),
+        "the next event after the closed block"
+    );
+    screenshot(&b, "events_live_tail");
+}
+
 #[test]
 fn histogram_drag_zooms_the_time_range() {
     let _serial = serial();

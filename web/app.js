@@ -4,9 +4,15 @@
 // instance, process, range or since/until), so reload and links reproduce
 // it. Everything comes from cblogsd's read API (crates/core/src/api.rs):
 // - a search streams /api/v1/search (NDJSON, read with fetch and a stream
-//   reader, rendered as it arrives, 500 lines a page, "More" continues
+//   reader, rendered as it arrives, 500 events a page, "More" continues
 //   from the summary's next_cursor) beside /api/v1/histogram (stdout and stderr
 //   stacked; drag to zoom into since/until);
+// - whole events: a search asks for events=true, so a match comes with the
+//   event it is in (a log record and its stack trace); an event of several
+//   lines is one block, folded to its first and matching lines, opened by
+//   its toggle. In the live tail, a line marked `continues` goes into its
+//   source's last block, which stays open (dashed) until that source's
+//   next event begins;
 // - a click on a result asks /api/v1/context for the lines around it;
 // - the live tail is an EventSource on /api/v1/follow, checked first with
 //   /api/v1/tail?n=0 so that an unknown job gets its error in words;
@@ -24,7 +30,7 @@
 
 const $ = (sel) => document.querySelector(sel);
 const RANGES = { "15m": 15 * 60, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400 };
-const PAGE_LINES = 500;
+const PAGE_EVENTS = 500;
 const TAIL_BACKLOG = 200;
 const TAIL_MAX_LINES = 5000;
 const CONTEXT_LINES = 10;
@@ -313,6 +319,37 @@ function renderText(el, text, spans) {
   flush();
 }
 
+/**
+ * A `div.event`: the lines of one event as one block, with a toggle that
+ * folds it to the lines without `hideable` (its first line, and in a
+ * search its matches) and opens it again.
+ */
+function eventElement(lineEls, collapsed, open) {
+  const block = document.createElement("div");
+  block.className = "event" + (collapsed ? " collapsed" : "") + (open ? " open" : "");
+  block.append(...lineEls);
+  const toggle = document.createElement("button");
+  toggle.type = "button";
+  toggle.className = "event-toggle";
+  block.appendChild(toggle);
+  updateToggle(block);
+  return block;
+}
+
+function updateToggle(block) {
+  const hidden = block.querySelectorAll(":scope > .line.hideable").length;
+  const toggle = block.querySelector(":scope > .event-toggle");
+  toggle.hidden = hidden === 0;
+  toggle.textContent = block.classList.contains("collapsed")
+    ? `▸ ${hidden} more line${hidden === 1 ? "" : "s"}`
+    : "▾ fold";
+}
+
+function toggleEvent(block) {
+  block.classList.toggle("collapsed");
+  updateToggle(block);
+}
+
 /** A `div.line` for a line of the API (LineView, plus context/matches from a search). */
 function lineElement(l, showJob) {
   const div = document.createElement("div");
@@ -341,6 +378,7 @@ let searchRun = 0; // a newer search makes older ones drop their results
 let nextSince = null;
 let nextCursor = null;
 let shownKeys = new Set();
+let shownMatches = 0;
 
 async function runSearch(s, append) {
   const run = ++searchRun;
@@ -359,6 +397,7 @@ async function runSearch(s, append) {
     nextSince = null;
     nextCursor = null;
     shownKeys = new Set();
+    shownMatches = 0;
     searchPartial = new Map();
     showPartial("#search-partial", null);
     drawHistogram(s, range);
@@ -369,7 +408,8 @@ async function runSearch(s, append) {
   p.set("since_ns", append && nextSince ? nextSince : range[0]);
   if (append && nextCursor) p.set("cursor", nextCursor);
   p.set("until_ns", range[1]);
-  p.set("limit", String(PAGE_LINES));
+  p.set("limit", String(PAGE_EVENTS));
+  p.set("events", "true");
   $("#summary").textContent = "searching…";
   let resp;
   try {
@@ -383,7 +423,21 @@ async function runSearch(s, append) {
     return;
   }
   const results = $("#results");
-  let showJob = false, summary = null, shown = shownKeys.size;
+  let showJob = false, summary = null;
+  // The lines of the event being received: it ends at a break or the end.
+  let event = [];
+  const endEvent = (frag) => {
+    if (event.length === 1) frag.appendChild(lineElement(event[0], showJob));
+    else if (event.length > 1) {
+      const els = event.map((l, i) => {
+        const el = lineElement(l, showJob);
+        if (i > 0 && l.context) el.classList.add("hideable");
+        return el;
+      });
+      frag.appendChild(eventElement(els, true, false));
+    }
+    event = [];
+  };
   const reader = resp.body.getReader();
   const decoder = new TextDecoder();
   let pending = "";
@@ -403,15 +457,18 @@ async function runSearch(s, append) {
         const key = `${ev.source}:${ev.offset}`;
         if (shownKeys.has(key)) continue; // the next page starts at the last one's time
         shownKeys.add(key);
-        frag.appendChild(lineElement(ev, showJob));
-        shown += 1;
-      } else if (ev.type === "summary") summary = ev;
+        if (!ev.context) shownMatches += 1;
+        event.push(ev);
+      } else if (ev.type === "break") endEvent(frag);
+      else if (ev.type === "summary") { endEvent(frag); summary = ev; }
     }
     results.appendChild(frag);
   }
   if (!summary) { showError("the search ended early (was cblogsd stopped?)"); return; }
-  const total = shown.toLocaleString("en");
-  let note = `${total} matching line${shown === 1 ? "" : "s"}`;
+  const total = shownMatches.toLocaleString("en");
+  let note = `${total} matching line${shownMatches === 1 ? "" : "s"}`;
+  const blocks = results.querySelectorAll(":scope > .event").length;
+  if (blocks) note += `; ${blocks} event${blocks === 1 ? "" : "s"} of several lines`;
   if (summary.more) note = `showing the first ${total}; more match`;
   if (summary.truncated) note += ` — incomplete: ${summary.reason}`;
   note += ` (${summary.took_ms} ms, ${summary.blocks_read} of ${summary.blocks_total} blocks read)`;
@@ -517,7 +574,9 @@ async function drawHistogram(s, range) {
 
 // ---------------------------------------------------------------- live tail
 
-const tail = { source: null, paused: false, held: [], autoScroll: true, showJob: false, run: 0, seen: new Map() };
+// `open`: per source, the element of its last event (a line, or a block
+// once a line continues it), which a line marked `continues` joins.
+const tail = { source: null, paused: false, held: [], autoScroll: true, showJob: false, run: 0, seen: new Map(), open: new Map() };
 
 function stopTail() {
   tail.run += 1;
@@ -529,6 +588,7 @@ async function startTail(s) {
   stopTail();
   const run = ++tail.run;
   tail.seen = new Map();
+  tail.open = new Map();
   showError("");
   const list = $("#tail-lines");
   list.textContent = "";
@@ -578,7 +638,29 @@ function appendNote(text) {
 function appendTail(lines) {
   const list = $("#tail-lines");
   const frag = document.createDocumentFragment();
-  for (const l of lines) frag.appendChild(lineElement(l, tail.showJob));
+  for (const l of lines) {
+    const last = tail.open.get(l.source);
+    if (l.continues && last && last.parentNode) {
+      // Its event goes on: into its block (made of the first line now).
+      let block = last;
+      if (!block.classList.contains("event")) {
+        const [parent, next] = [last.parentNode, last.nextSibling];
+        block = eventElement([last], false, true);
+        parent.insertBefore(block, next);
+        tail.open.set(l.source, block);
+      }
+      const el = lineElement(l, tail.showJob);
+      el.classList.add("hideable");
+      block.insertBefore(el, block.querySelector(":scope > .event-toggle"));
+      updateToggle(block);
+      continue;
+    }
+    // Its source's event before it is over.
+    if (last && last.classList.contains("event")) last.classList.remove("open");
+    const el = lineElement(l, tail.showJob);
+    frag.appendChild(el);
+    tail.open.set(l.source, el);
+  }
   list.appendChild(frag);
   while (list.childElementCount > TAIL_MAX_LINES) list.firstElementChild.remove();
   if (tail.autoScroll) list.scrollTop = list.scrollHeight;
@@ -798,6 +880,12 @@ document.addEventListener("DOMContentLoaded", () => {
     $(`#tab-${v}`).addEventListener("click", () => go(formState(v), true));
   }
   $("#more").addEventListener("click", () => runSearch(readState(), true));
+  for (const id of ["#results", "#tail-lines"]) {
+    $(id).addEventListener("click", (e) => {
+      const toggle = e.target.closest(".event-toggle");
+      if (toggle) toggleEvent(toggle.parentElement);
+    });
+  }
   $("#results").addEventListener("click", (e) => {
     const line = e.target.closest(".line");
     if (line && line.parentElement.id === "results" && !window.getSelection().toString()) toggleContext(line);

@@ -22,7 +22,7 @@
 //! | [`model`] | what was written to one stream, as the lines a reader must see |
 //! | [`exactly_once`] | every line once, in order, with its source: the check and the waits |
 //! | [`stack`] | a temporary folder with a `cblogsd`, a fake agent and a shipper's state |
-//! | [`samples`] | log lines for tests, from the fake agent's built-in template sets |
+//! | [`samples`] | log lines for tests, from the fake agent's built-in template sets; an event of several lines |
 //! | [`seaweed`] | a real SeaweedFS (S3 gateway) on loopback ports, and cblogsd's `[object_store]` for it |
 //! | [`spread`] | a fake agent of 16 streams a shipper spreads over a cluster's nodes, and every line once from any node |
 //! | [`slow_proxy`] | a TCP proxy that delays what it forwards: a slow store |
@@ -79,7 +79,7 @@ pub use model::{StreamKey, StreamModel, Written, MAX_LINE_BYTES};
 pub use privilege::{as_root, AsRoot};
 pub use push_clients::{push_python, run_python, AnswerDropper};
 pub use rng::{chaos_seed, Rng};
-pub use samples::{numbered_lines, sample, sample_from, SAMPLE_LINES};
+pub use samples::{numbered_lines, sample, sample_from, LOG4J_EVENT, SAMPLE_LINES};
 pub use sandbox::{Agent, ProcessRun, Task};
 pub use seaweed::Seaweed;
 pub use serial::serial;

@@ -39,3 +39,16 @@ pub fn numbered_lines(tag: &str, n: usize) -> Vec<String> {
         })
         .collect()
 }
+
+/// One event of several lines, as log4j writes it (issue 19's example):
+/// the ERROR line that says what failed, then the exception, its frames
+/// and its cause.
+pub const LOG4J_EVENT: [&str; 7] = [
+    "2015-10-18 18:01:47,978 ERROR [main] org.apache.hadoop.mapred.YarnChild: Error running child",
+    "java.io.IOException: Broken pipe",
+    "\tat org.apache.hadoop.ipc.Client.call(Client.java:1476)",
+    "\tat org.apache.hadoop.mapred.YarnChild.main(YarnChild.java:158)",
+    "Caused by: java.net.SocketException: Connection reset",
+    "\tat java.net.SocketInputStream.read(SocketInputStream.java:210)",
+    "\t... 3 more",
+];

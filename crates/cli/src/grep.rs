@@ -28,6 +28,7 @@ const EXAMPLES: &str = "Examples:
   cblogs grep OutOfMemoryError
   cblogs grep -i 'timeout|refused' www-data/prod/hello --since 2h
   cblogs grep -F '[ERROR]' 'www-data/*' --instance 0-4 -C 3
+  cblogs grep --events IOException www-data/prod/hello
   cblogs grep Traceback --count --since 1d
   cblogs grep -l 'panic' --stream stderr";
 
@@ -71,13 +72,19 @@ pub struct GrepArgs {
     /// Print N lines before and after each match.
     #[arg(short = 'C', long, value_name = "N")]
     context: Option<usize>,
+    /// Print the whole event each match is in: the line that opens it and
+    /// the lines that continue it (a log record and its Java or Python
+    /// stack trace; other formats by `[[multiline]]` rules in cblogsd.toml),
+    /// events apart by `--`. --limit then counts events.
+    #[arg(long, conflicts_with_all = ["after_context", "before_context", "context", "count", "files_with_matches"])]
+    events: bool,
     /// Print how many lines matched per job instance (`JOB/INSTANCE:COUNT`).
     #[arg(short, long, conflicts_with = "files_with_matches")]
     count: bool,
     /// Print which job instances and processes have a match (`JOB/INSTANCE PROCESS`).
     #[arg(short = 'l', long)]
     files_with_matches: bool,
-    /// Print at most N matching lines (0: no limit); a note says when more match.
+    /// Print at most N matching lines, or events with --events (0: no limit); a note says when more match.
     #[arg(long, default_value_t = DEFAULT_SEARCH_LIMIT)]
     limit: usize,
     /// Start each line with its time (RFC 3339, UTC).
@@ -158,6 +165,9 @@ impl GrepArgs {
         if after > 0 {
             p.push(("after", after.to_string()));
         }
+        if self.events {
+            p.push(("events", "true".into()));
+        }
         p.push(("limit", self.limit.to_string()));
         if self.count {
             p.push(("mode", "count".into()));
@@ -186,6 +196,9 @@ pub async fn grep(client: &Client, args: GrepArgs) -> Result<bool, Failure> {
         summary: None,
         partial: Vec::new(),
         matched: 0,
+        events: 0,
+        event_open: false,
+        page_break: false,
         progress: ProgressLine::new(),
     };
     let mut base = args.params();
@@ -202,7 +215,7 @@ pub async fn grep(client: &Client, args: GrepArgs) -> Result<bool, Failure> {
             params.push(("cursor", c.clone()));
             // What is left of --limit (the first page asked for it all).
             if args.limit > 0 {
-                let left = args.limit.saturating_sub(printer.matched as usize);
+                let left = args.limit.saturating_sub(printer.shown() as usize);
                 params.retain(|(k, _)| *k != "limit");
                 params.push(("limit", left.to_string()));
             }
@@ -235,6 +248,7 @@ pub async fn grep(client: &Client, args: GrepArgs) -> Result<bool, Failure> {
                     if let Some(raw) = decode_raw_line(line) {
                         let l = raw.map_err(bad)?;
                         printer.progress.before_output();
+                        printer.begin_line(&mut out)?;
                         printer.raw_line(&mut out, &l.time, &l.text, &l.matches)?;
                         continue;
                     }
@@ -251,8 +265,11 @@ pub async fn grep(client: &Client, args: GrepArgs) -> Result<bool, Failure> {
             Some(s)
                 if s.more
                     && !s.truncated
-                    && (args.limit == 0 || (printer.matched as usize) < args.limit) =>
+                    && (args.limit == 0 || (printer.shown() as usize) < args.limit) =>
             {
+                // The next page's first event is apart from this one's last.
+                printer.page_break = printer.event_open;
+                printer.event_open = false;
                 s.next_cursor.clone()
             }
             _ => None,
@@ -282,6 +299,11 @@ struct Printer<'a> {
     partial: Vec<Unanswered>,
     /// Matching lines over every page.
     matched: u64,
+    /// `--events`: events begun over every page; whether the last line
+    /// printed is in one that may go on; a `--` owed before the next.
+    events: u64,
+    event_open: bool,
+    page_break: bool,
     progress: ProgressLine,
 }
 
@@ -323,6 +345,7 @@ impl Printer<'_> {
             SearchEvent::Start { jobs } => self.show_job = jobs.len() > 1,
             SearchEvent::Line(l) => self.line(out, &l)?,
             SearchEvent::Break => {
+                self.event_open = false;
                 if self.args.output != Output::Json {
                     writeln!(out, "--")?;
                 }
@@ -377,7 +400,31 @@ impl Printer<'_> {
         Ok(())
     }
 
+    /// What --limit counts so far: matching lines, or events.
+    fn shown(&self) -> u64 {
+        if self.args.events {
+            self.events
+        } else {
+            self.matched
+        }
+    }
+
+    /// Before a line is printed: with --events, counts the event it opens
+    /// (and prints the `--` owed from the page before).
+    fn begin_line(&mut self, out: &mut impl Write) -> Result<(), Failure> {
+        if !self.args.events || self.event_open {
+            return Ok(());
+        }
+        self.events += 1;
+        self.event_open = true;
+        if std::mem::take(&mut self.page_break) && self.args.output != Output::Json {
+            writeln!(out, "--")?;
+        }
+        Ok(())
+    }
+
     fn line(&mut self, out: &mut impl Write, l: &SearchLine) -> Result<(), Failure> {
+        self.begin_line(out)?;
         match self.args.output {
             Output::Raw => self.raw_line(out, &l.line.time, &l.line.text, &l.matches)?,
             Output::Pretty => {
@@ -446,8 +493,12 @@ impl Printer<'_> {
                     )
                 })
                 .unwrap_or_default();
+            let (what, more) = match self.args.events {
+                true => ("events", "more events match"),
+                false => ("matching lines", "more lines match"),
+            };
             eprintln!(
-                "cblogs: stopped at --limit {} matching lines; more lines match{next}. Narrow the search or raise --limit (0 for no limit).",
+                "cblogs: stopped at --limit {} {what}; {more}{next}. Narrow the search or raise --limit (0 for no limit).",
                 self.args.limit
             );
         }

@@ -171,6 +171,12 @@ pub struct LineFlags {
     /// The line had no newline yet when it was sent; the next line continues it.
     #[serde(default, skip_serializing_if = "is_false")]
     pub partial: bool,
+    /// The line continues the event (a log record of several lines: a
+    /// message and its stack trace) that its source's previous line is
+    /// in; a line without it opens one. Marked as the line is ingested
+    /// (the server's `multiline/`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub continues: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -179,12 +185,13 @@ fn is_false(b: &bool) -> bool {
 
 impl LineFlags {
     pub fn to_bits(self) -> u8 {
-        u8::from(self.cut) | (u8::from(self.partial) << 1)
+        u8::from(self.cut) | (u8::from(self.partial) << 1) | (u8::from(self.continues) << 2)
     }
     pub fn from_bits(bits: u8) -> Self {
         LineFlags {
             cut: bits & 1 != 0,
             partial: bits & 2 != 0,
+            continues: bits & 4 != 0,
         }
     }
 }
@@ -293,10 +300,17 @@ mod tests {
             LineFlags {
                 cut: true,
                 partial: false,
+                continues: false,
             },
             LineFlags {
                 cut: true,
                 partial: true,
+                continues: false,
+            },
+            LineFlags {
+                cut: false,
+                partial: false,
+                continues: true,
             },
         ] {
             assert_eq!(LineFlags::from_bits(f.to_bits()), f);

@@ -95,6 +95,9 @@ pub fn write_search_line(
     if flags.partial {
         out.extend_from_slice(b",\"partial\":true");
     }
+    if flags.continues {
+        out.extend_from_slice(b",\"continues\":true");
+    }
     out.push(b',');
     out.extend_from_slice(&source.id);
     out.extend_from_slice(if context {
@@ -130,6 +133,8 @@ struct LineEvent {
     cut: bool,
     #[serde(default)]
     partial: bool,
+    #[serde(default)]
+    continues: bool,
     source: String,
     context: bool,
     matches: Vec<[usize; 2]>,
@@ -154,6 +159,7 @@ impl From<LineEvent> for SearchLine {
                 flags: LineFlags {
                     cut: e.cut,
                     partial: e.partial,
+                    continues: e.continues,
                 },
                 source: e.source,
             },
@@ -232,15 +238,22 @@ mod tests {
 
     #[test]
     fn writes_what_serde_writes_and_reads_it_back() {
-        let flags = [
+        let flags: [LineFlags; 4] = [
             LineFlags::default(),
             LineFlags {
                 cut: true,
                 partial: false,
+                continues: false,
             },
             LineFlags {
                 cut: true,
                 partial: true,
+                continues: false,
+            },
+            LineFlags {
+                cut: false,
+                partial: false,
+                continues: true,
             },
         ];
         let texts = [

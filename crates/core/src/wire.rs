@@ -69,6 +69,10 @@ pub struct WireLine {
     pub cut: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub partial: bool,
+    /// The line continues the previous line's event, as its sender knows
+    /// (a pushed entry of several lines); the server marks the others.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub continues: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -130,6 +134,7 @@ impl WireLine {
             b64,
             cut: false,
             partial: false,
+            continues: false,
         }
     }
 

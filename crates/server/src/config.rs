@@ -43,6 +43,28 @@ pub struct Config {
     pub cache: CacheConfig,
     pub merge: MergeConfig,
     pub cluster: ClusterConfig,
+    /// `[[multiline]]`: how the events of jobs that do not log Java or
+    /// Python traces are cut (`multiline/`).
+    pub multiline: Vec<MultilineConfig>,
+}
+
+/// One `[[multiline]]` rule: the jobs it names and the regex an event's
+/// first line matches; every other line continues the event before it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultilineConfig {
+    /// Job selectors, as `cblogs tail` takes them (`www-data/prod/hello`,
+    /// `www-data/*/hello/0-3`).
+    pub jobs: Vec<String>,
+    /// A line that matches it opens an event.
+    pub firstline: String,
+    /// Lines an event holds at most: the line past it opens another.
+    #[serde(default = "default_multiline_max_lines")]
+    pub max_lines: usize,
+}
+
+fn default_multiline_max_lines() -> usize {
+    500
 }
 
 /// `[cluster]`: this node among others (`cluster/`): its id, and where the
@@ -459,6 +481,7 @@ impl Default for Config {
             cache: CacheConfig::default(),
             merge: MergeConfig::default(),
             cluster: ClusterConfig::default(),
+            multiline: Vec::new(),
         }
     }
 }

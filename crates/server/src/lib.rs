@@ -40,6 +40,7 @@ mod ingest;
 mod logql;
 mod metastore;
 mod metrics;
+mod multiline;
 mod priority;
 mod push;
 mod read;

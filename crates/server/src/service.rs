@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::index::{PartitionError, ReadCaches};
 use crate::ingest::{spawn_ingest_recovery, Ingestor};
 use crate::metastore::{Metastore, MetastoreError};
+use crate::multiline::MultilineRules;
 use crate::push::Pusher;
 use crate::search::SearchWorkers;
 use crate::store::{
@@ -63,6 +64,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Peers(#[from] crate::cluster::PeerError),
+    #[error("config: {0}")]
+    Multiline(String),
 }
 
 /// This node's incarnation: read from `<data_dir>/incarnation`, or made
@@ -110,6 +113,10 @@ pub struct Service {
 impl Service {
     pub fn open(config: Config) -> Result<Service, StartError> {
         let data = config.data_dir.clone();
+        let multiline = Arc::new(
+            MultilineRules::new(&config.multiline, config.search.regex_size_limit)
+                .map_err(StartError::Multiline)?,
+        );
         std::fs::create_dir_all(&data).map_err(|source| StartError::DataDir {
             path: data.clone(),
             source,
@@ -200,6 +207,7 @@ impl Service {
             last_seq,
             config.ingest.max_line_bytes,
             ownerships,
+            multiline,
         ));
         let retention_log = Arc::new(RetentionLog::default());
         let mut committer = Committer::new(

@@ -54,6 +54,7 @@ fn request(deadline: Instant) -> SearchRequest {
         limit: None,
         before: 0,
         after: 0,
+        events: false,
         cursor: None,
         mode: Mode::Lines,
         deadline,

@@ -61,7 +61,7 @@ impl Engine {
     }
 
     /// New rules; groups of rules that keep their name keep their state.
-    /// Hits that waited for their trace are counted as they are.
+    /// Hits that waited for their event are counted as they are.
     pub fn replace_rules(&mut self, rules: Rules) {
         let waiting = self.matcher.replace_rules(&rules);
         self.windows.replace_rules(&self.rules, &rules);
@@ -156,7 +156,7 @@ impl Engine {
         (taken, refused)
     }
 
-    /// Hits whose trace wait is over; windows expired, resolved, repeated.
+    /// Hits whose event's wait is over; windows expired, resolved, repeated.
     pub fn tick(&mut self) -> Vec<Outgoing> {
         let now = now_ns();
         if !self.windows.ready

@@ -1,14 +1,17 @@
 //! Matching: every line this node applies is matched against the rules
 //! that watch its source, as it is applied. A match becomes a [`Hit`]:
-//! the line, where it lies in its source, and, when the line is part of
-//! a Python traceback or a Java stack trace, the whole trace: a hit in a
-//! trace waits (up to [`TRACE_WAIT`]) for the trace's end, so that the
-//! notification it may cause carries it whole.
+//! the line, where it lies in its source, and the whole event it is in
+//! (its opening line and the lines that continue it: a log record and its
+//! Python traceback or Java stack trace, as ingest marked them,
+//! `multiline/`). A rule counts an event once, however many of its lines
+//! match: the first match is the hit. A hit waits for its event to end
+//! (the source's next opening line, or [`EVENT_WAIT`] without one) so
+//! that the notification it may cause carries the event whole.
 //!
 //! Matching happens where the lines are; counting happens where the
 //! group's window is (`window.rs`, on the group's node: `outbox.rs`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use cblogs_core::api::AlertGroup;
@@ -18,17 +21,15 @@ use regex::bytes::{RegexSet, RegexSetBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::rules::{GroupBy, Rule, Rules};
-use super::trace::{self, TraceKind};
 use crate::block::LineBlock;
 
-/// How long a hit in a trace waits for the rest of it.
-pub const TRACE_WAIT: Duration = Duration::from_millis(800);
-/// Lines kept per watched source, to find the start of a trace a match is in.
-const RECENT_LINES: usize = 64;
-/// A source with no line for this long is forgotten (its recent lines and
+/// How long a hit waits for more of its event after the event's last line.
+pub const EVENT_WAIT: Duration = Duration::from_millis(800);
+/// A source with no line for this long is forgotten (its open event and
 /// the rules that watch it; both come back with a line).
 const FORGET_SOURCE_AFTER: Duration = Duration::from_secs(600);
-/// Most lines a trace holds, and most bytes of each.
+/// Most lines of an event a hit carries (its first ones), and most bytes
+/// of each.
 const MAX_TRACE_LINES: usize = 200;
 const MAX_TRACE_LINE: usize = 4096;
 
@@ -43,33 +44,53 @@ pub struct Hit {
     pub source: u64,
     pub end: u64,
     pub line: LineView,
-    /// The trace the line is part of, whole: on the first hit of a trace
-    /// only (the others of it have `in_trace` and no copy).
+    /// The event the line is in, whole (its opening line first), when it
+    /// has more than one line: a message and its trace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trace: Vec<String>,
     #[serde(default)]
     pub in_trace: bool,
 }
 
-/// Hits of one rule in one trace of one source, waiting for its end.
-struct Pending {
-    hits: Vec<Hit>,
-    source: u64,
-    rule: usize,
-    kind: TraceKind,
-    trace: Vec<String>,
+/// A watched source's event that is still open: its lines from earlier
+/// batches, and the hits in it waiting for its end.
+#[derive(Default)]
+struct OpenEvent {
+    lines: Vec<String>,
+    /// The rules that matched in it: each counts it once.
+    matched: Vec<usize>,
+    waiting: Vec<Hit>,
     deadline_ns: i64,
 }
 
-impl Pending {
-    /// The hits, the first with the trace as it got.
-    fn done(self) -> impl Iterator<Item = Hit> {
-        let mut trace = Some(self.trace);
-        self.hits.into_iter().map(move |mut h| {
-            h.trace = trace.take().unwrap_or_default();
-            h.in_trace = true;
-            h
-        })
+impl OpenEvent {
+    /// Its waiting hits, each with the event as it got (`rest`: its lines
+    /// in the batch at hand).
+    fn release<'a>(&mut self, rest: impl Iterator<Item = &'a [u8]>) -> Vec<Hit> {
+        if self.waiting.is_empty() {
+            return Vec::new();
+        }
+        self.add(rest);
+        let whole = self.lines.len() > 1;
+        let trace = if whole {
+            self.lines.clone()
+        } else {
+            Vec::new()
+        };
+        std::mem::take(&mut self.waiting)
+            .into_iter()
+            .map(|mut h| {
+                h.trace = trace.clone();
+                h.in_trace = whole;
+                h
+            })
+            .collect()
+    }
+
+    fn add<'a>(&mut self, lines: impl Iterator<Item = &'a [u8]>) {
+        let room = MAX_TRACE_LINES.saturating_sub(self.lines.len());
+        self.lines
+            .extend(lines.take(room).map(|l| trace_line(&shown(l))));
     }
 }
 
@@ -83,11 +104,11 @@ pub struct Matcher {
     anchored: Vec<bool>,
     /// Per source id: the rules that watch it (filled on first sight).
     watchers: HashMap<u64, Vec<usize>>,
-    recent: HashMap<u64, VecDeque<String>>,
+    /// Per watched source: the event its last line is in.
+    open: HashMap<u64, OpenEvent>,
     /// When each source last had lines: sources gone quiet for
     /// [`FORGET_SOURCE_AFTER`] are forgotten (tasks come and go).
     last_seen: HashMap<u64, i64>,
-    pending: Vec<Pending>,
     /// A batch's lines joined, reused from batch to batch.
     joined: Vec<u8>,
 }
@@ -98,23 +119,26 @@ impl Matcher {
             set: pattern_set(rules),
             anchored: anchored(rules),
             watchers: HashMap::new(),
-            recent: HashMap::new(),
+            open: HashMap::new(),
             last_seen: HashMap::new(),
-            pending: Vec::new(),
             joined: Vec::new(),
         }
     }
 
-    /// New rules: the hits waiting for their trace are handed back as they
-    /// are (their rule may be gone or another now).
+    /// New rules: the hits waiting for their event are handed back as
+    /// they are (their rule may be gone or another now).
     pub fn replace_rules(&mut self, rules: &Rules) -> Vec<Hit> {
-        let recent = std::mem::take(&mut self.recent);
+        let mut open = std::mem::take(&mut self.open);
         let last_seen = std::mem::take(&mut self.last_seen);
-        let waiting = std::mem::take(&mut self.pending);
         *self = Matcher::new(rules);
-        self.recent = recent;
+        let mut out = Vec::new();
+        for event in open.values_mut() {
+            out.extend(event.release(std::iter::empty()));
+            event.matched.clear();
+        }
+        self.open = open;
         self.last_seen = last_seen;
-        waiting.into_iter().flat_map(Pending::done).collect()
+        out
     }
 
     fn watchers(&mut self, rules: &Rules, source: &Source) -> &[usize] {
@@ -154,25 +178,24 @@ impl Matcher {
             }
             None => Vec::new(),
         };
-        let mut waiting = self.pending.iter().any(|p| p.source == id);
         let mut out = Vec::new();
-        let n = lines.len();
-        let mut before: Option<Vec<String>> = None;
+        let mut event = self.open.remove(&id).unwrap_or_default();
+        // Where the open event's lines in this batch start.
+        let mut start = 0;
         for (i, l) in lines.lines().enumerate() {
-            // Only a line that may match or go on a trace needs its text.
-            if candidates.is_empty() && !waiting {
-                continue;
-            }
-            let text = shown(l.bytes);
-            if waiting {
-                self.feed_pending(id, &text, &mut out);
+            if !l.flags.continues {
+                let rest = lines.lines().skip(start).take(i - start).map(|l| l.bytes);
+                out.extend(event.release(rest));
+                event = OpenEvent::default();
+                start = i;
             }
             for &r in &candidates {
                 let rule = &rules.rules[r];
-                if !rule.pattern.is_match(l.bytes) {
+                if event.matched.contains(&r) || !rule.pattern.is_match(l.bytes) {
                     continue;
                 }
-                let hit = Hit {
+                event.matched.push(r);
+                event.waiting.push(Hit {
                     rule: rule.name.clone(),
                     group: group_of(rule, source),
                     source: id,
@@ -180,134 +203,33 @@ impl Matcher {
                     line: LineView::new(source, l.offset, l.time_ns, l.flags, l.bytes),
                     trace: Vec::new(),
                     in_trace: false,
-                };
-                // The lines before it: the earlier batches' last ones, then
-                // this batch's up to it (made once a batch, and only when
-                // the line may be in a trace).
-                let prev = match i {
-                    0 => self.recent.get(&id).and_then(|q| q.back().cloned()),
-                    _ => lines.lines().nth(i - 1).map(|p| shown(p.bytes)),
-                };
-                let maybe_trace = trace::header(&text).is_some()
-                    || prev.is_some_and(|p| {
-                        trace::header(&p).is_some()
-                            || trace::continues(TraceKind::Python, &p)
-                            || trace::continues(TraceKind::Java, &p)
-                    });
-                if !maybe_trace {
-                    out.push(hit);
-                    continue;
-                }
-                let before = before.get_or_insert_with(|| {
-                    let mut b: Vec<String> = self
-                        .recent
-                        .get(&id)
-                        .map(|q| q.iter().cloned().collect())
-                        .unwrap_or_default();
-                    b.extend(lines.lines().map(|l| shown(l.bytes)));
-                    b
                 });
-                let upto = before.len() - (n - i);
-                let from = upto.saturating_sub(RECENT_LINES);
-                let (trace, kind) = trace::look_back(&before[from..upto], &text);
-                let trace = trace.iter().map(|l| trace_line(l)).collect();
-                self.hold_for_trace(hit, r, trace, kind, &mut out);
-            }
-            waiting = self.pending.iter().any(|p| p.source == id);
-        }
-        // The batch's last lines, for a trace the next batch's match is in.
-        self.last_seen.insert(id, now_ns());
-        let recent = self.recent.entry(id).or_default();
-        for l in lines.lines().skip(n.saturating_sub(RECENT_LINES)) {
-            recent.push_back(shown(l.bytes));
-            if recent.len() > RECENT_LINES {
-                recent.pop_front();
             }
         }
+        // The open event's lines of this batch, for a hit in it now or in
+        // the next batch; its hits wait for more of it.
+        event.add(lines.lines().skip(start).map(|l| l.bytes));
+        let now = now_ns();
+        event.deadline_ns = now + EVENT_WAIT.as_nanos() as i64;
+        self.open.insert(id, event);
+        self.last_seen.insert(id, now);
         out
     }
 
-    /// A hit in a trace that may go on waits for it (with the hits of the
-    /// same rule already waiting on that trace); one that ends it, or is
-    /// in none, is ready.
-    fn hold_for_trace(
-        &mut self,
-        mut hit: Hit,
-        rule: usize,
-        trace: Vec<String>,
-        kind: Option<TraceKind>,
-        out: &mut Vec<Hit>,
-    ) {
-        let Some(kind) = kind else {
-            hit.in_trace = !trace.is_empty();
-            hit.trace = trace;
-            out.push(hit);
-            return;
-        };
-        let source = hit.source;
-        if let Some(p) = self
-            .pending
-            .iter_mut()
-            .find(|p| p.source == source && p.rule == rule)
-        {
-            p.hits.push(hit);
-            return;
-        }
-        self.pending.push(Pending {
-            hits: vec![hit],
-            source,
-            rule,
-            kind,
-            trace,
-            deadline_ns: now_ns() + TRACE_WAIT.as_nanos() as i64,
-        });
-    }
-
-    /// Gives a line of `source` to the traces that wait for it; a trace
-    /// that it ends lets its hits go.
-    fn feed_pending(&mut self, source: u64, text: &str, out: &mut Vec<Hit>) {
-        let mut i = 0;
-        while i < self.pending.len() {
-            let p = &mut self.pending[i];
-            if p.source != source {
-                i += 1;
-                continue;
-            }
-            let done = if trace::continues(p.kind, text) {
-                p.trace.push(trace_line(text));
-                p.trace.len() >= MAX_TRACE_LINES
-            } else {
-                // A Python traceback ends with its exception line.
-                if p.kind == TraceKind::Python && trace::ends_python(text) {
-                    p.trace.push(trace_line(text));
-                }
-                true
-            };
-            if done {
-                out.extend(self.pending.remove(i).done());
-            } else {
-                i += 1;
-            }
-        }
-    }
-
-    /// The hits whose trace's wait is over; forgets quiet sources.
+    /// The hits whose event's wait is over; forgets quiet sources.
     pub fn tick(&mut self, now: i64) -> Vec<Hit> {
+        let mut out = Vec::new();
+        for event in self.open.values_mut() {
+            if event.deadline_ns <= now {
+                out.extend(event.release(std::iter::empty()));
+            }
+        }
         let quiet = now - FORGET_SOURCE_AFTER.as_nanos() as i64;
         if self.last_seen.values().any(|t| *t < quiet) {
             self.last_seen.retain(|_, t| *t >= quiet);
             let seen = &self.last_seen;
-            self.recent.retain(|id, _| seen.contains_key(id));
+            self.open.retain(|id, _| seen.contains_key(id));
             self.watchers.retain(|id, _| seen.contains_key(id));
-        }
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < self.pending.len() {
-            if self.pending[i].deadline_ns <= now {
-                out.extend(self.pending.remove(i).done());
-            } else {
-                i += 1;
-            }
         }
         out
     }
@@ -399,13 +321,16 @@ mod tests {
         Source::example("www-data/prod/hello", 0, process, Stream::Stderr)
     }
 
-    fn batch(lines: &[&str]) -> LineBlock {
+    /// Lines as ingest marks them (`multiline/`).
+    fn batch_of(source: &Source, lines: &[&str]) -> LineBlock {
         let mut b = LineBlock::new();
         let mut offset = 0;
         for l in lines {
             b.push(offset, now_ns(), LineFlags::default(), l.as_bytes());
             offset += l.len() as u64 + 1;
         }
+        let rules = std::sync::Arc::new(crate::multiline::MultilineRules::default());
+        crate::multiline::EventMarker::new(rules).mark(source, &mut b, false);
         b
     }
 
@@ -432,12 +357,17 @@ notify = ["hook"]
             &RULES.replace("pattern = '^Traceback'", "pattern = '(?-m)^Traceback'"),
         );
         let mut m = Matcher::new(&rules);
-        let py = batch(&[
-            "INFO before",
-            "Traceback (most recent call last):",
-            "ValueError: x",
-        ]);
+        let py = batch_of(
+            &source("web"),
+            &[
+                "INFO before",
+                "Traceback (most recent call last):",
+                "ValueError: x",
+            ],
+        );
         let out = m.on_lines(&rules, &source("web"), &py);
+        assert!(out.is_empty(), "its event may go on");
+        let out = m.tick(now_ns() + EVENT_WAIT.as_nanos() as i64);
         assert_eq!(
             out.len(),
             1,
@@ -446,41 +376,60 @@ notify = ["hook"]
     }
 
     #[test]
-    fn a_hit_in_a_trace_carries_it_whole_and_waits_for_its_end() {
+    fn a_hit_carries_its_whole_event_and_waits_for_its_end() {
         let rules = crate::alert::testing::rules(RULES);
         let mut m = Matcher::new(&rules);
-        let py = batch(&[
-            "INFO before",
-            "Traceback (most recent call last):",
-            "  File \"a.py\", line 1, in <module>",
-            "ValueError: bad",
-            "INFO after",
-        ]);
-        let out = m.on_lines(&rules, &source("web"), &py);
-        assert_eq!(out.len(), 1, "the trace ended within the batch");
+        let web = source("web");
+        let py = batch_of(
+            &web,
+            &[
+                "INFO before",
+                "ERROR:app:checkout failed",
+                "Traceback (most recent call last):",
+                "  File \"a.py\", line 1, in <module>",
+                "ValueError: bad",
+                "INFO after",
+            ],
+        );
+        let out = m.on_lines(&rules, &web, &py);
+        assert_eq!(out.len(), 1, "the event ended within the batch");
         assert_eq!(out[0].rule, "py");
-        assert_eq!(out[0].trace.len(), 3, "{:?}", out[0].trace);
+        assert_eq!(
+            out[0].trace,
+            [
+                "ERROR:app:checkout failed",
+                "Traceback (most recent call last):",
+                "  File \"a.py\", line 1, in <module>",
+                "ValueError: bad"
+            ],
+            "the event from its opening line"
+        );
         assert_eq!(
             (out[0].line.offset, out[0].end),
-            (12, 12 + 35),
+            (38, 38 + 35),
             "the line's bytes, its newline included"
         );
-        let java = batch(&[
+        let worker = source("worker");
+        let java = [
             "Exception in thread \"main\" java.lang.IllegalStateException: boom",
             "\tat a.B.c(B.java:1)",
-        ]);
-        // The trace may go on in the next batch: it waits.
-        assert!(m.on_lines(&rules, &source("worker"), &java).is_empty());
-        let out = m.on_lines(&rules, &source("worker"), &batch(&["INFO next"]));
-        assert_eq!(out.len(), 1);
+            "Caused by: java.lang.IllegalStateException: Exception in thread \"x\"",
+        ];
+        // The event may go on in the next batch: it waits.
+        assert!(m
+            .on_lines(&rules, &worker, &batch_of(&worker, &java))
+            .is_empty());
+        let mut next = batch_of(&worker, &["INFO next"]);
+        next.shift(1000);
+        let out = m.on_lines(&rules, &worker, &next);
+        assert_eq!(out.len(), 1, "two matching lines, one event: one hit");
         assert_eq!(out[0].rule, "java");
-        assert_eq!(out[0].trace.len(), 2);
-        // A line that is in no trace goes at once, without one.
-        let out = m.on_lines(&rules, &source("web"), &batch(&["Traceback is a word"]));
+        assert_eq!(out[0].trace.len(), 3);
+        // A line in an event of its own goes with no trace.
+        let out = m.on_lines(&rules, &web, &batch_of(&web, &["Traceback is a word"]));
+        assert!(out.is_empty(), "it waits for the next line");
+        let out = m.tick(now_ns() + EVENT_WAIT.as_nanos() as i64);
         assert_eq!(out.len(), 1);
         assert!(out[0].trace.is_empty(), "{:?}", out[0].trace);
-        // A wait that is over lets its hit go.
-        assert!(m.on_lines(&rules, &source("worker"), &java).is_empty());
-        assert_eq!(m.tick(now_ns() + TRACE_WAIT.as_nanos() as i64).len(), 1);
     }
 }

@@ -22,8 +22,8 @@
 //!
 //! ```text
 //! rules.rs    the rules file, checked whole (a bad one names rule, field, why)
-//! matcher.rs  per source the rules that watch it; a match is a Hit (with its trace)
-//! trace.rs    a hit waits for the rest of its Python traceback / Java stack trace
+//! matcher.rs  per source the rules that watch it; a match is a Hit, one per rule and
+//!             event, sent once its event (a message and its trace) has ended
 //! outbox.rs   each hit to its group's node, again when that node changes
 //! window.rs   per rule and group the hits of the window, each byte range once; fire, repeat, resolve
 //! engine.rs   the four together, without I/O
@@ -39,7 +39,6 @@ pub mod rules;
 mod shared;
 #[cfg(test)]
 mod testing;
-mod trace;
 mod window;
 
 use std::path::PathBuf;

@@ -36,8 +36,9 @@ pub struct Payload {
     pub window_secs: u64,
     pub first: Option<LineView>,
     pub latest: Option<LineView>,
-    /// The latest match's whole Python traceback or Java stack trace, when
-    /// it is part of one.
+    /// The whole event the latest match is in, its opening line first (a
+    /// log record and its Python traceback or Java stack trace), when the
+    /// event has more than one line.
     pub trace: Vec<String>,
     pub link: String,
     pub started_at: String,

@@ -54,7 +54,8 @@ struct Group {
     /// latest: what a notification shows (no copy of every match is kept).
     first: Option<Arc<LineView>>,
     latest: Option<Arc<LineView>>,
-    /// The trace the latest hit is in (empty when in none), and its source.
+    /// The event the latest hit is in, when it has more lines than one
+    /// (empty otherwise), and its source.
     trace: Vec<String>,
     trace_source: u64,
     /// Its memory is in the object store (written, or read from there).

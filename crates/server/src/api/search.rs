@@ -50,6 +50,7 @@ pub(super) struct Params {
     limit: Option<usize>,
     before: usize,
     after: usize,
+    events: bool,
     cursor: Option<Cursor>,
     mode: Mode,
     pub(super) buckets: usize,
@@ -84,6 +85,7 @@ pub(super) fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiE
         limit: Some(api::DEFAULT_SEARCH_LIMIT),
         before: 0,
         after: 0,
+        events: false,
         cursor: None,
         mode: Mode::Lines,
         buckets: api::DEFAULT_HISTOGRAM_BUCKETS,
@@ -120,6 +122,7 @@ pub(super) fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiE
             "limit" if !histogram => p.limit = Some(count(&v)?).filter(|l| *l > 0),
             "before" if !histogram => p.before = count(&v)?,
             "after" if !histogram => p.after = count(&v)?,
+            "events" if !histogram => p.events = flag(&k, &v)?,
             "cursor" if !histogram => {
                 p.cursor = Some(Cursor::parse(&v).ok_or_else(|| {
                     bad("expected a summary's next_cursor (TIME.SOURCE.OFFSET)")
@@ -175,7 +178,7 @@ pub(super) fn parse(raw: Option<String>, histogram: bool) -> Result<Params, ApiE
             other => {
                 return Err(ApiError::bad(format!(
                     "unknown parameter '{other}' (expected pattern, fixed, ignore_case, word, invert, and, not, job, instance, stream, process, host, labels, since_ns, until_ns{})",
-                    if histogram { ", buckets, step_ns, by" } else { ", limit, before, after, mode, cursor, explain, highlight, progress" }
+                    if histogram { ", buckets, step_ns, by" } else { ", limit, before, after, events, mode, cursor, explain, highlight, progress" }
                 )))
             }
         }
@@ -284,6 +287,11 @@ pub(super) fn request_here(
             "at most {most} context lines on each side (search.max_context_lines)"
         )));
     }
+    if p.events && (p.before > 0 || p.after > 0) {
+        return Err(ApiError::bad(
+            "events=true shows each match's whole event: it takes no before or after",
+        ));
+    }
     let unresolved = p.selection.filter.clone();
     let (filter, unknown) = match std::mem::take(&mut p.selection).resolve(&app.store) {
         Ok(filter) => (filter, None),
@@ -310,6 +318,7 @@ pub(super) fn request_here(
         ),
         before: p.before,
         after: p.after,
+        events: p.events,
         cursor: p.cursor,
         mode: p.mode,
         deadline: Instant::now() + time_limit,

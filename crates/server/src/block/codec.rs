@@ -224,6 +224,7 @@ mod tests {
             LineFlags {
                 cut: true,
                 partial: false,
+                continues: true,
             },
             b"abcdef",
         );

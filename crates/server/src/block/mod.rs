@@ -113,6 +113,16 @@ impl LineBlock {
         self.covered_end += by;
     }
 
+    /// Marks line `i` as continuing the event of the line before it
+    /// (`multiline/`).
+    pub fn mark_continues(&mut self, i: usize) {
+        self.flags[i] |= LineFlags {
+            continues: true,
+            ..LineFlags::default()
+        }
+        .to_bits();
+    }
+
     pub fn cover_to(&mut self, end: u64) {
         self.covered_end = self.covered_end.max(end);
     }

@@ -112,6 +112,7 @@ mod tests {
                 b64: None,
                 cut: false,
                 partial: false,
+                continues: false,
             })
             .collect();
         let batch = Batch {

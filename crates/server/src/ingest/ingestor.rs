@@ -10,6 +10,7 @@ use cblogs_core::LineFlags;
 
 use crate::block::LineBlock;
 use crate::cluster::Ownerships;
+use crate::multiline::{EventMarker, MultilineRules};
 use crate::wal::{Wal, WalError, WalRecord};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,8 @@ struct Ledger {
     /// Per source id: every offset below is held (or queued to the WAL).
     held: HashMap<u64, u64>,
     next_seq: u64,
+    /// Marks which new lines continue an event, in each source's order.
+    events: EventMarker,
 }
 
 /// A request not queued yet, with its lines as blocks (each with how many
@@ -68,11 +71,13 @@ impl Ingestor {
         last_seq: u64,
         max_line_bytes: usize,
         ownerships: Option<Arc<Ownerships>>,
+        multiline: Arc<MultilineRules>,
     ) -> Self {
         Ingestor {
             ledger: Mutex::new(Ledger {
                 held,
                 next_seq: last_seq + 1,
+                events: EventMarker::new(multiline),
             }),
             wal,
             max_line_bytes,
@@ -202,12 +207,13 @@ impl Ingestor {
             let id = batch.source.id();
             let held = ledger.held.get(&id).copied().unwrap_or(0);
             let duplicates = batch.lines.iter().filter(|l| l.offset < held).count() as u64;
-            let (lines, cut) = if duplicates > 0 {
+            let (mut lines, cut) = if duplicates > 0 {
                 self.block_of(&batch, held)
             } else {
                 (block, cut)
             };
             resp.cut += cut;
+            ledger.events.mark(&batch.source, &mut lines, held > 0);
             let source = Arc::new(batch.source);
             let end = held.max(batch.end);
             ledger.held.insert(id, end);
@@ -269,6 +275,7 @@ impl Ingestor {
                 LineFlags {
                     cut: cut || l.cut,
                     partial: l.partial,
+                    continues: l.continues,
                 },
                 &bytes[..bytes.len().min(self.max_line_bytes)],
             );

@@ -167,12 +167,13 @@ impl Pusher {
                     continue;
                 }
                 outcome.accepted += 1;
-                for (line, key) in lines.iter().zip(&line_keys) {
+                for (j, (line, key)) in lines.iter().zip(&line_keys).enumerate() {
                     in_this_push.insert(*key);
                     new_keys.push(*key);
-                    batch
-                        .lines
-                        .push(WireLine::from_bytes(batch.end, e.time_ns, line.as_bytes()));
+                    // An entry is one event: its lines after the first go on it.
+                    let mut wire = WireLine::from_bytes(batch.end, e.time_ns, line.as_bytes());
+                    wire.continues = j > 0;
+                    batch.lines.push(wire);
                     batch.end += line.len() as u64 + 1;
                 }
             }

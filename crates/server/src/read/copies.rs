@@ -78,6 +78,7 @@ mod tests {
             LineFlags {
                 cut: false,
                 partial,
+                continues: false,
             },
             text.as_bytes(),
         )

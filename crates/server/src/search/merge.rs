@@ -62,6 +62,10 @@ struct Merger<'a> {
     sent: Vec<Option<u64>>,
     /// The last line sent: (source, ordinal), for `--` separators.
     last: Option<(usize, u64)>,
+    /// With events: the event of the last line sent (source, its first
+    /// line's ordinal), and how many events were sent.
+    last_event: Option<(usize, u64)>,
+    events_sent: u64,
     /// The last match sent, once the limit is reached: its trailing
     /// context may still go out.
     limit_reached_at: Option<(usize, u64)>,
@@ -77,8 +81,17 @@ struct Merger<'a> {
 
 impl Merger<'_> {
     fn push(&mut self, source: usize, t_min: i64, found: BlockHits) {
+        // With events, an event's lines all sort at its first line's time,
+        // so no other source's line comes between them.
+        let mut event: Option<(u64, i64)> = None;
         for hit in found.hits {
-            let t = hit.time_ns.max(t_min).max(self.floor[source]);
+            let mut t = hit.time_ns.max(t_min).max(self.floor[source]);
+            if let Some(group) = hit.group {
+                match event {
+                    Some((g, at)) if g == group => t = at,
+                    _ => event = Some((group, t)),
+                }
+            }
             self.floor[source] = t;
             let key = (t, source, hit.ordinal, u8::from(hit.context));
             let events = found.events.clone();
@@ -120,7 +133,23 @@ impl Merger<'_> {
         if self.req.cursor.is_some_and(|c| cursor <= c) {
             return true;
         }
-        if !w.hit.context {
+        let group = w.hit.group.map(|g| (source, g));
+        let new_event = group.is_some() && group != self.last_event;
+        if new_event {
+            // With events, the limit counts events; the cursor is the
+            // last line of the last one sent.
+            if self.req.limit.is_some_and(|l| self.events_sent >= l as u64) {
+                self.full = true;
+                self.next_time_ns = Some(w.hit.time_ns);
+                self.next_cursor = Some(self.last_match);
+                return false;
+            }
+            self.events_sent += 1;
+        }
+        if group.is_some() {
+            self.last_match = cursor;
+            self.matches_sent += u64::from(!w.hit.context);
+        } else if !w.hit.context {
             if self
                 .req
                 .limit
@@ -147,7 +176,12 @@ impl Merger<'_> {
             }
         }
         let adjacent = self.last == Some((source, ordinal.wrapping_sub(1)));
-        if context_on && self.last.is_some() && !adjacent && !self.sink.send(SearchEvent::Break) {
+        let apart = match group {
+            Some(_) => new_event,
+            None => context_on && !adjacent,
+        };
+        self.last_event = group;
+        if apart && self.last.is_some() && !self.sink.send(SearchEvent::Break) {
             self.client_gone = true;
             return false;
         }
@@ -177,6 +211,8 @@ pub fn lines(
         floor: vec![i64::MIN; sources.len()],
         sent: vec![None; sources.len()],
         last: None,
+        last_event: None,
+        events_sent: 0,
         limit_reached_at: None,
         matches_sent: 0,
         full: false,

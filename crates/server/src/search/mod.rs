@@ -19,6 +19,7 @@
 //! pipeline.rs   candidate blocks read and verified on every core, in first-line-time order
 //! workers.rs    SearchWorkers: the cores all searches share (a permit per block worked on)
 //! scan.rs       one block: prefilter, regex, context from neighbouring blocks
+//! events.rs     events=true: a match's whole event (its first line to its last)
 //! prefilter.rs  Aho-Corasick over a block's text for the regex's prefix literals
 //! merge.rs      lines mode: a heap by time; what is final is sent; limit and cursor
 //! histogram.rs  matching lines per bucket and stream (and job)
@@ -35,6 +36,7 @@
 //! compares `cblogs grep` with `rg` over the same files.
 mod around;
 mod blocks;
+mod events;
 pub mod fanin;
 pub mod histogram;
 mod merge;

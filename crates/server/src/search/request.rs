@@ -41,6 +41,9 @@ pub struct SearchRequest {
     pub limit: Option<usize>,
     pub before: usize,
     pub after: usize,
+    /// `events=true`: each match with its whole event; `limit` counts
+    /// events.
+    pub events: bool,
     /// Matches at or before this (time, source id, offset) were shown by
     /// an earlier page.
     pub cursor: Option<Cursor>,

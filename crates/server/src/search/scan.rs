@@ -1,6 +1,7 @@
 //! Reading one candidate block and verifying its lines with the pattern;
 //! with context, also the lines around each match, from the neighbouring
-//! blocks of the same source when a match sits near an edge.
+//! blocks of the same source when a match sits near an edge (with
+//! `events`, the whole event instead: `events.rs`).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -15,6 +16,8 @@ use crate::index::PartitionError;
 
 /// A line to send: a match, or context around one.
 pub struct Hit {
+    /// With `events`: the ordinal of the first line of its event.
+    pub group: Option<u64>,
     /// The line's number within its source's block list: adjacent lines
     /// have adjacent numbers.
     pub ordinal: u64,
@@ -62,7 +65,31 @@ pub fn selected(lines: &LineBlock, req: &SearchRequest) -> Vec<usize> {
     }
 }
 
-/// The matches of block `b` of `s`, with their context lines, by ordinal.
+/// A line to send, by the block that holds it.
+pub struct Wanted {
+    pub block: Arc<LineBlock>,
+    pub index: usize,
+    /// Whether it matches, when known (a line of the block searched that
+    /// is not one of its matches does not; one of a neighbouring block is
+    /// checked).
+    pub is_match: Option<bool>,
+    /// With `events`: the ordinal of its event's first line.
+    pub group: Option<u64>,
+}
+
+impl Wanted {
+    fn new(block: &Arc<LineBlock>, index: usize, is_match: Option<bool>) -> Wanted {
+        Wanted {
+            block: block.clone(),
+            index,
+            is_match,
+            group: None,
+        }
+    }
+}
+
+/// The matches of block `b` of `s`, with their context lines (or their
+/// events), by ordinal.
 pub fn hits(s: &SourceBlocks, b: usize, req: &SearchRequest) -> Result<BlockHits, PartitionError> {
     let lines = s.blocks[b].data.read()?;
     let base = s.first_line[b];
@@ -70,27 +97,28 @@ pub fn hits(s: &SourceBlocks, b: usize, req: &SearchRequest) -> Result<BlockHits
     if matches.is_empty() {
         return Ok(BlockHits::default());
     }
+    if req.events {
+        return super::events::hits(s, b, lines, &matches, req);
+    }
     if req.before == 0 && req.after == 0 {
         let wanted = matches
             .iter()
-            .map(|&i| (base + i as u64, (&lines, i, true)));
+            .map(|&i| (base + i as u64, Wanted::new(&lines, i, Some(true))));
         return Ok(serialize(s, req, wanted));
     }
-    // Every line to send, by ordinal, with the block that holds it and
-    // whether it is known to match (a line of this block that is not in
-    // `matches` does not; one of a neighbouring block is checked).
-    let mut wanted: BTreeMap<u64, (Arc<LineBlock>, usize, Option<bool>)> = BTreeMap::new();
+    // Every line to send, by ordinal.
+    let mut wanted: BTreeMap<u64, Wanted> = BTreeMap::new();
     let n = lines.len();
     for &m in &matches {
         let first = m.saturating_sub(req.before);
         let last = (m + req.after).min(n - 1);
         for i in first..=last {
-            wanted.insert(base + i as u64, (lines.clone(), i, Some(false)));
+            wanted.insert(base + i as u64, Wanted::new(&lines, i, Some(false)));
         }
     }
     for &m in &matches {
         if let Some(w) = wanted.get_mut(&(base + m as u64)) {
-            w.2 = Some(true);
+            w.is_match = Some(true);
         }
     }
     if req.before > 0 && matches[0] < req.before {
@@ -107,28 +135,29 @@ pub fn hits(s: &SourceBlocks, b: usize, req: &SearchRequest) -> Result<BlockHits
         )?;
     }
     let range = req.range();
-    let wanted = wanted.iter().filter_map(|(&ordinal, (block, i, known))| {
-        let l = block.line(*i);
-        if *known != Some(true) && !range.contains(l.time_ns) {
+    let wanted = wanted.into_iter().filter_map(|(ordinal, mut w)| {
+        let l = w.block.line(w.index);
+        if w.is_match != Some(true) && !range.contains(l.time_ns) {
             return None;
         }
-        let is_match = known.unwrap_or_else(|| req.selects(l.bytes));
-        Some((ordinal, (block, *i, is_match)))
+        w.is_match = Some(w.is_match.unwrap_or_else(|| req.selects(l.bytes)));
+        Some((ordinal, w))
     });
     Ok(serialize(s, req, wanted))
 }
 
-/// The events of `wanted` lines: (ordinal, (block, index, is a match)).
-fn serialize<'a>(
+/// The events of `wanted` lines (each known to match or not), by ordinal.
+pub(super) fn serialize(
     s: &SourceBlocks,
     req: &SearchRequest,
-    wanted: impl Iterator<Item = (u64, (&'a Arc<LineBlock>, usize, bool))>,
+    wanted: impl Iterator<Item = (u64, Wanted)>,
 ) -> BlockHits {
     let json = s.json();
     let mut events = Vec::new();
     let hits = wanted
-        .map(|(ordinal, (block, i, is_match))| {
-            let l = block.line(i);
+        .map(|(ordinal, w)| {
+            let is_match = w.is_match == Some(true);
+            let l = w.block.line(w.index);
             // Highlights index the text as shown (invalid UTF-8 replaced).
             let text = String::from_utf8_lossy(l.bytes);
             let spans = if is_match {
@@ -148,6 +177,7 @@ fn serialize<'a>(
                 &spans,
             );
             Hit {
+                group: w.group,
                 ordinal,
                 context: !is_match,
                 time_ns: l.time_ns,
@@ -175,7 +205,7 @@ fn neighbours(
     b: usize,
     mut count: usize,
     dir: Direction,
-    wanted: &mut BTreeMap<u64, (Arc<LineBlock>, usize, Option<bool>)>,
+    wanted: &mut BTreeMap<u64, Wanted>,
 ) -> Result<(), PartitionError> {
     let mut at = b;
     while count > 0 {
@@ -194,7 +224,7 @@ fn neighbours(
         for i in indexes {
             wanted
                 .entry(s.first_line[at] + i as u64)
-                .or_insert_with(|| (lines.clone(), i, None));
+                .or_insert_with(|| Wanted::new(&lines, i, None));
         }
         count -= take;
     }

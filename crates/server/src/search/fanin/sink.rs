@@ -23,6 +23,33 @@ use crate::search::{Mode, SearchRequest, SearchSink};
 /// A place in the merged order: (time, source id in hex, offset).
 type Key = (i64, String, u64);
 
+/// With events: per source, the event its last line is in: (its first
+/// line's offset, its time, where its last line ends). A line that goes
+/// on from there and `continues` is in the same event, and sorts at its
+/// time: an event is not split by other lines.
+#[derive(Default)]
+struct EventClock(HashMap<String, (u64, i64, u64)>);
+
+impl EventClock {
+    /// `line`'s event: (its first line's offset, the time it sorts at;
+    /// `time_ns` for a line that opens one).
+    fn of(&mut self, line: &SearchLine, time_ns: i64) -> (u64, i64) {
+        let source = &line.line.source;
+        let end = line_end(&line.line);
+        match self.0.get_mut(source) {
+            Some(at) if line.line.flags.continues && at.2 == line.line.offset => {
+                at.2 = end;
+                (at.0, at.1)
+            }
+            _ => {
+                self.0
+                    .insert(source.clone(), (line.line.offset, time_ns, end));
+                (line.line.offset, time_ns)
+            }
+        }
+    }
+}
+
 fn key_of(line: &SearchLine, time_ns: i64) -> Key {
     (time_ns, line.line.source.clone(), line.line.offset)
 }
@@ -32,8 +59,16 @@ pub struct FanIn<'a> {
     mode: Mode,
     limit: Option<usize>,
     context_on: bool,
-    /// The answers' lines, merged, not yet sent.
-    others: VecDeque<SearchLine>,
+    /// `events=true`: lines go by event ([`EventClock`]); the limit counts
+    /// events, and a break is between two.
+    events: bool,
+    local_events: EventClock,
+    /// The event of the last line sent: (source, its first line's offset).
+    last_event: Option<(String, u64)>,
+    events_sent: u64,
+    /// The answers' lines, merged, not yet sent, each with the time it
+    /// sorts at and its event's first offset.
+    others: VecDeque<(SearchLine, i64, u64)>,
     /// The earliest last match of the answers that stopped at the limit.
     cutoff: Option<Key>,
     other_jobs: Vec<String>,
@@ -72,13 +107,15 @@ impl<'a> FanIn<'a> {
         partial: Vec<Unanswered>,
     ) -> FanIn<'a> {
         let context_on = req.before > 0 || req.after > 0;
-        Self::of_page(inner, (req.mode, req.limit, context_on), answers, partial)
+        let page = (req.mode, req.limit, context_on, req.events);
+        Self::of_page(inner, page, answers, partial)
     }
 
-    /// [`FanIn::new`] for a page of `mode`, `limit` and context or not.
+    /// [`FanIn::new`] for a page of `mode`, `limit`, context or not and
+    /// events or not.
     fn of_page(
         inner: &'a mut dyn SearchSink,
-        (mode, limit, context_on): (Mode, Option<usize>, bool),
+        (mode, limit, context_on, events): (Mode, Option<usize>, bool, bool),
         answers: Vec<NodeAnswer>,
         partial: Vec<Unanswered>,
     ) -> FanIn<'a> {
@@ -88,6 +125,10 @@ impl<'a> FanIn<'a> {
             mode,
             limit,
             context_on,
+            events,
+            local_events: EventClock::default(),
+            last_event: None,
+            events_sent: 0,
             others: VecDeque::new(),
             cutoff: None,
             other_jobs: Vec::new(),
@@ -109,13 +150,18 @@ impl<'a> FanIn<'a> {
         for a in answers {
             fan.other_jobs.extend(a.jobs);
             let mut last_match = None;
+            let mut clock = EventClock::default();
             for e in a.events {
                 match e {
                     SearchEvent::Line(l) => {
-                        if !l.context {
-                            last_match = Some(key_of(&l, l.line.time_ns));
+                        let (start, t) = match events {
+                            true => clock.of(&l, l.line.time_ns),
+                            false => (l.line.offset, l.line.time_ns),
+                        };
+                        if !l.context || events {
+                            last_match = Some(key_of(&l, t));
                         }
-                        lines.push(l);
+                        lines.push((l, t, start));
                     }
                     SearchEvent::Count(c) => fan.add_count(c),
                     SearchEvent::Source(m) => fan.other_sources.push(m),
@@ -142,9 +188,9 @@ impl<'a> FanIn<'a> {
             }
         }
         // In time order; of lines at one place, a match before context.
-        lines.sort_by(|a, b| {
-            (a.line.time_ns, &a.line.source, a.line.offset, a.context).cmp(&(
-                b.line.time_ns,
+        lines.sort_by(|(a, at, _), (b, bt, _)| {
+            (at, &a.line.source, a.line.offset, a.context).cmp(&(
+                bt,
                 &b.line.source,
                 b.line.offset,
                 b.context,
@@ -164,22 +210,26 @@ impl<'a> FanIn<'a> {
     }
 
     fn limit_reached(&self) -> bool {
-        self.limit.is_some_and(|l| self.matches >= l as u64)
+        let sent = if self.events {
+            self.events_sent
+        } else {
+            self.matches
+        };
+        self.limit.is_some_and(|l| sent >= l as u64)
     }
 
     /// Sends `line` (its event already serialized, for a local one), or
     /// drops it as a copy; false once the page is full or the client gone.
-    fn emit(&mut self, line: SearchLine, key: Key, json: Option<&[u8]>) -> bool {
-        let source = line.line.source.clone();
-        let (offset, end) = (line.line.offset, line_end(&line.line));
-        let inside = self
-            .sent
-            .get(&source)
-            .and_then(|s| s.range(..=offset).next_back())
-            .is_some_and(|(_, e)| offset < *e);
-        if inside {
+    /// With events, `start` is its event's first offset.
+    fn emit(&mut self, line: SearchLine, key: Key, start: u64, json: Option<&[u8]>) -> bool {
+        if self.events {
+            return self.emit_in_event(line, key, start, json);
+        }
+        if self.already_sent(&line) {
             return true;
         }
+        let source = line.line.source.clone();
+        let offset = line.line.offset;
         let follows = self
             .last_sent
             .as_ref()
@@ -206,6 +256,54 @@ impl<'a> FanIn<'a> {
         {
             return self.gone();
         }
+        self.send_line(line, json)
+    }
+
+    /// [`FanIn::emit`] with events: the limit counts events, and an event
+    /// begun goes out whole.
+    fn emit_in_event(
+        &mut self,
+        line: SearchLine,
+        key: Key,
+        start: u64,
+        json: Option<&[u8]>,
+    ) -> bool {
+        if self.already_sent(&line) {
+            return true;
+        }
+        let offset = line.line.offset;
+        let event = (line.line.source.clone(), start);
+        if self.last_event.as_ref() != Some(&event) {
+            let past_cutoff = self.cutoff.as_ref().is_some_and(|c| key > *c);
+            if self.limit_reached() || past_cutoff {
+                self.left_out = Some(line.line.time_ns);
+                self.done = true;
+                return false;
+            }
+            self.events_sent += 1;
+            if self.last_sent.is_some() && !self.inner.send(SearchEvent::Break) {
+                return self.gone();
+            }
+            self.last_event = Some(event);
+        }
+        self.matches += u64::from(!line.context);
+        self.last_match = Some((line.line.time_ns, line.line.source.clone(), offset));
+        self.send_line(line, json)
+    }
+
+    /// Whether `line` lies inside one already sent (a copy).
+    fn already_sent(&self, line: &SearchLine) -> bool {
+        let offset = line.line.offset;
+        self.sent
+            .get(&line.line.source)
+            .and_then(|s| s.range(..=offset).next_back())
+            .is_some_and(|(_, e)| offset < *e)
+    }
+
+    /// Sends a line, and notes its bytes as sent.
+    fn send_line(&mut self, line: SearchLine, json: Option<&[u8]>) -> bool {
+        let source = line.line.source.clone();
+        let (offset, end) = (line.line.offset, line_end(&line.line));
         self.sent
             .entry(source.clone())
             .or_default()
@@ -225,15 +323,15 @@ impl<'a> FanIn<'a> {
 
     /// Sends the answers' lines before `key` (all with `None`).
     fn others_before(&mut self, key: Option<&Key>) -> bool {
-        while let Some(l) = self.others.front() {
-            let k = key_of(l, l.line.time_ns);
+        while let Some((l, t, _)) = self.others.front() {
+            let k = key_of(l, *t);
             if key.is_some_and(|key| k >= *key) {
                 break;
             }
-            let Some(l) = self.others.pop_front() else {
+            let Some((l, _, start)) = self.others.pop_front() else {
                 break;
             };
-            if !self.emit(l, k, None) {
+            if !self.emit(l, k, start, None) {
                 return false;
             }
         }
@@ -241,10 +339,20 @@ impl<'a> FanIn<'a> {
     }
 
     fn local_line(&mut self, line: SearchLine, json: &[u8]) -> bool {
-        self.local_floor = self.local_floor.max(line.line.time_ns);
-        let key = key_of(&line, self.local_floor);
+        let (start, t) = if self.events {
+            // An event's lines sort at its first's time (as the local
+            // search sent them); the floor moves by events.
+            let floor = self.local_floor.max(line.line.time_ns);
+            let (start, t) = self.local_events.of(&line, floor);
+            self.local_floor = self.local_floor.max(t);
+            (start, t)
+        } else {
+            self.local_floor = self.local_floor.max(line.line.time_ns);
+            (line.line.offset, self.local_floor)
+        };
+        let key = key_of(&line, t);
         self.local_last = Some(key.clone());
-        self.others_before(Some(&key)) && self.emit(line, key, Some(json))
+        self.others_before(Some(&key)) && self.emit(line, key, start, Some(json))
     }
 
     fn list(&mut self, m: MatchSource) -> bool {
@@ -433,7 +541,7 @@ mod tests {
         let mut out = Collector::default();
         let mut fan = FanIn::of_page(
             &mut out,
-            (Mode::Lines, Some(4), false),
+            (Mode::Lines, Some(4), false, false),
             vec![answer],
             Vec::new(),
         );
@@ -459,6 +567,44 @@ mod tests {
     }
 
     #[test]
+    fn with_events_an_event_goes_out_whole_at_its_first_lines_time_and_the_limit_counts_events() {
+        let continued = |instance, offset, time_ns, context| {
+            let mut l = line(instance, offset, time_ns, context);
+            l.line.flags.continues = true;
+            l
+        };
+        // b's answer: one event, its first line at 2, its match at 5.
+        let answer = || NodeAnswer {
+            events: [
+                line(1, 0, 2, true),
+                continued(1, 7, 5, false),
+                continued(1, 14, 6, true),
+            ]
+            .into_iter()
+            .map(SearchEvent::Line)
+            .collect(),
+            ..NodeAnswer::default()
+        };
+        let local = [line(0, 0, 3, false), line(0, 7, 8, false)];
+        for (limit, want) in [
+            (None, &["1@2", "1@5", "1@6", "--", "0@3", "--", "0@8"][..]),
+            (Some(2), &["1@2", "1@5", "1@6", "--", "0@3"][..]),
+        ] {
+            let mut out = Collector::default();
+            let mut fan = FanIn::of_page(
+                &mut out,
+                (Mode::Lines, limit, false, true),
+                vec![answer()],
+                Vec::new(),
+            );
+            run_local(&mut fan, &local);
+            assert_eq!(texts(&out.answer.events), want, "limit {limit:?}");
+            let s = out.answer.summary.expect("summary");
+            assert_eq!(s.more, limit.is_some(), "{s:?}");
+        }
+    }
+
+    #[test]
     fn an_answer_cut_at_the_limit_ends_the_page_where_it_was_cut_and_breaks_are_the_merged_ones() {
         // b stopped at its limit after its line at 2: a line of b's after
         // it may exist, so nothing later than 2 is sent.
@@ -476,7 +622,7 @@ mod tests {
         let mut out = Collector::default();
         let mut fan = FanIn::of_page(
             &mut out,
-            (Mode::Lines, Some(10), true),
+            (Mode::Lines, Some(10), true, false),
             vec![answer],
             Vec::new(),
         );
@@ -520,7 +666,7 @@ mod tests {
         let mut out = Collector::default();
         let mut fan = FanIn::of_page(
             &mut out,
-            (Mode::Count, None, false),
+            (Mode::Count, None, false, false),
             vec![answer],
             Vec::new(),
         );
