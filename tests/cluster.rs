@@ -1678,3 +1678,65 @@ fn a_split_published_during_a_search_falls_between_nothing() {
         .collect();
     assert_eq!(shown, lines, "each line once, in order: {}", out.stderr);
 }
+
+/// A stream pushed (Loki's push) to a node other than the one that owns
+/// its source is forwarded there (issue 19): its lines stay on one node,
+/// every entry once and in order, and a retry through either node is
+/// dropped. Without it, the second node would take the source and the
+/// first would drop what it held of it unpublished: lines nobody could
+/// send again.
+#[test]
+fn a_stream_pushed_to_another_node_goes_to_the_node_that_owns_it() {
+    let config = format!(
+        "[storage]\nsplit_max_age_secs = 3600\n{}",
+        on_the_shared_store("push")
+    );
+    let (_da, a) = Server::in_temp_dir(Some(&config));
+    let (_db, b) = Server::in_temp_dir(Some(&config));
+    sees(&a, &[&a, &b], "a to see both nodes");
+    sees(&b, &[&a, &b], "b to see both nodes");
+    let base = (cblogs_core::time::now_ns() / 1_000_000_000 - 60) * 1_000_000_000;
+    let line = |i: i64| format!("pushed line {i:02}");
+    let push = |node: &Server, entries: std::ops::Range<i64>| {
+        let values: Vec<Value> = entries
+            .map(|i| serde_json::json!([(base + i).to_string(), line(i)]))
+            .collect();
+        let body = serde_json::json!({"streams": [
+            {"stream": {"job": "pushed", "host": "h1"}, "values": values}
+        ]});
+        let resp = http_client(None)
+            .post(format!("{}/loki/api/v1/push", node.url))
+            .json(&body)
+            .send()
+            .expect("push");
+        let status = resp.status().as_u16();
+        assert_eq!(status, 204, "{}", resp.text().unwrap_or_default());
+    };
+    push(&a, 0..10);
+    push(&b, 10..20);
+    push(&b, 10..20); // a retry, through the same node
+    push(&a, 15..25); // half a retry, through the owner
+    let job = "app/default/pushed";
+    let own_texts = |node: &Server| -> Vec<String> {
+        let own = node.get_json(&format!("/api/v1/cluster/tail?job={job}&n=1000"));
+        own["lines"]
+            .as_array()
+            .expect("lines")
+            .iter()
+            .map(|l| l["text"].as_str().expect("text").to_owned())
+            .collect()
+    };
+    let want: Vec<String> = (0..25).map(line).collect();
+    assert_eq!(own_texts(&a), want, "a holds every line once, in order");
+    assert_eq!(
+        b.get_json("/api/v1/cluster/node")["sources_held"],
+        0,
+        "b took nothing"
+    );
+    a.flush();
+    assert_eq!(
+        published_offsets(&config, job).len(),
+        want.len(),
+        "each line published once"
+    );
+}

@@ -4,7 +4,8 @@
 //! `logging.exception` and its traceback, and a job cut by a
 //! `[[multiline]]` rule; the real `cblogs grep --events` then prints each
 //! whole event a match falls in, from its opening line, once, apart from
-//! the others, and still after a `kill -9` of cblogsd.
+//! the others (one event a page: each next page starts at the cursor past
+//! the last event), and still after a `kill -9` of cblogsd.
 
 use std::time::Duration;
 
@@ -12,7 +13,12 @@ use cblogs_core::Stream;
 use cblogs_testkit::*;
 use serde_json::Value;
 
+/// A `[[multiline]]` rule; and pages of one event, so that every
+/// `grep --events` below goes from page to page by the summary's cursor.
 const RULES: &str = r#"
+[search]
+max_results = 1
+
 [[multiline]]
 jobs = ["www-data/prod/legacy"]
 firstline = '^\[\d{2}:\d{2}:\d{2}\]'

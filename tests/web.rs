@@ -496,6 +496,18 @@ fn search_shows_lines_and_histogram() {
         .collect();
     let n = expected.len();
     assert_eq!(n, 12, "the fixture has 12 matching lines");
+    // The traceback's match comes with its whole event: the traceback's
+    // lines before it, as context in one block (not the line after its
+    // exception line, which opens another event).
+    let in_event: BTreeSet<(String, u64)> = all
+        .iter()
+        .filter(|(_, w)| {
+            w.job == h0.job && (w.raw.starts_with("Traceback") || w.raw.starts_with("  File"))
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert_eq!(in_event.len(), 2);
+    let shown: BTreeSet<(String, u64)> = expected.union(&in_event).cloned().collect();
 
     let b = Browser::start("search_shows_lines_and_histogram");
     b.goto(&format!("{}/", env.url()));
@@ -511,15 +523,22 @@ fn search_shows_lines_and_histogram() {
     // Done: every line there, the histogram drawn, the summary written.
     b.try_wait_until_js(
         &format!(
-            "{} >= {n} && Number(document.querySelector('#histogram')?.dataset.total) > 0 \
+            "{} >= {} && Number(document.querySelector('#histogram')?.dataset.total) > 0 \
              && /\\d/.test(document.querySelector('#summary')?.textContent ?? '')",
-            count_js("#results")
+            count_js("#results"),
+            shown.len()
         ),
         DEADLINE,
     );
     let got = lines_in(&b, "#results");
-    let mut problems = check_lines("#results", &got, &all, &expected);
+    let mut problems = check_lines("#results", &got, &all, &shown);
     for l in &got {
+        if l.has("context") != in_event.contains(&l.id()) {
+            problems.push(format!(
+                "{:?}: classes {:?}: only the event's other lines are context",
+                l.text, l.classes
+            ));
+        }
         let want_marks = vec!["timeout".to_owned(); l.text.matches("timeout").count()];
         if l.marks != want_marks {
             problems.push(format!(
@@ -1086,6 +1105,11 @@ fn events_show_as_one_block_in_results_and_live_tail() {
         &format!("{}.length === 2", event_texts_js("#results", 0, true)),
         DEADLINE,
     );
+    // A click on its matching line opens the lines around it, as on any
+    // result.
+    b.find("#results .event div.line:not(.hideable):not(:first-child)")
+        .click();
+    b.wait_for("#results .event .context-block div.line.focus", DEADLINE);
 
     // Live tail: an event written in two pieces, another source's line
     // between them, grows in one open block; the source's next line

@@ -469,7 +469,10 @@ async function runSearch(s, append) {
   let note = `${total} matching line${shownMatches === 1 ? "" : "s"}`;
   const blocks = results.querySelectorAll(":scope > .event").length;
   if (blocks) note += `; ${blocks} event${blocks === 1 ? "" : "s"} of several lines`;
-  if (summary.more) note = `showing the first ${total}; more match`;
+  if (summary.more) {
+    const events = results.querySelectorAll(":scope > .line, :scope > .event").length.toLocaleString("en");
+    note = `showing the first ${events} events (${total} matching lines); more match`;
+  }
   if (summary.truncated) note += ` — incomplete: ${summary.reason}`;
   note += ` (${summary.took_ms} ms, ${summary.blocks_read} of ${summary.blocks_total} blocks read)`;
   $("#summary").textContent = note;
@@ -646,6 +649,7 @@ function appendTail(lines) {
       if (!block.classList.contains("event")) {
         const [parent, next] = [last.parentNode, last.nextSibling];
         block = eventElement([last], false, true);
+        block.dataset.source = l.source;
         parent.insertBefore(block, next);
         tail.open.set(l.source, block);
       }
@@ -662,7 +666,14 @@ function appendTail(lines) {
     tail.open.set(l.source, el);
   }
   list.appendChild(frag);
-  while (list.childElementCount > TAIL_MAX_LINES) list.firstElementChild.remove();
+  // At most TAIL_MAX_LINES lines, the oldest out first (a block whole).
+  let count = list.querySelectorAll(".line").length;
+  while (count > TAIL_MAX_LINES && list.firstElementChild) {
+    const old = list.firstElementChild;
+    count -= old.classList.contains("line") ? 1 : old.querySelectorAll(".line").length;
+    if (old.dataset.source && tail.open.get(old.dataset.source) === old) tail.open.delete(old.dataset.source);
+    old.remove();
+  }
   if (tail.autoScroll) list.scrollTop = list.scrollHeight;
 }
 
@@ -888,7 +899,8 @@ document.addEventListener("DOMContentLoaded", () => {
   }
   $("#results").addEventListener("click", (e) => {
     const line = e.target.closest(".line");
-    if (line && line.parentElement.id === "results" && !window.getSelection().toString()) toggleContext(line);
+    const inResults = line && (line.parentElement.id === "results" || line.parentElement.classList.contains("event"));
+    if (inResults && !window.getSelection().toString()) toggleContext(line);
   });
   $("#tail-pause").addEventListener("click", () => setPaused(!tail.paused));
   const list = $("#tail-lines");

@@ -65,6 +65,10 @@ pub const CLUSTER_ALERTS_PATH: &str = "/api/v1/cluster/alerts";
 /// POST (nodes only, `[cluster] token_file`'s token): matches of alert
 /// rules for the groups whose window is on this node.
 pub const CLUSTER_ALERT_HITS_PATH: &str = "/api/v1/cluster/alerts/hits";
+/// POST (nodes only): streams pushed to another node (Loki push, OTLP)
+/// whose source this node owns, as that node decoded them; answered once
+/// they are durable here.
+pub const CLUSTER_PUSH_PATH: &str = "/api/v1/cluster/push";
 /// A node's own follow, for a node that follows every node: a `live`
 /// event ends its backlog.
 pub const CLUSTER_FOLLOW_PATH: &str = "/api/v1/cluster/follow";

@@ -57,8 +57,9 @@ pub struct Hit {
 #[derive(Default)]
 struct OpenEvent {
     lines: Vec<String>,
-    /// The rules that matched in it: each counts it once.
-    matched: Vec<usize>,
+    /// The rules that matched in it, by name (a reload keeps it): each
+    /// counts it once.
+    matched: Vec<String>,
     waiting: Vec<Hit>,
     deadline_ns: i64,
 }
@@ -134,7 +135,6 @@ impl Matcher {
         let mut out = Vec::new();
         for event in open.values_mut() {
             out.extend(event.release(std::iter::empty()));
-            event.matched.clear();
         }
         self.open = open;
         self.last_seen = last_seen;
@@ -191,10 +191,10 @@ impl Matcher {
             }
             for &r in &candidates {
                 let rule = &rules.rules[r];
-                if event.matched.contains(&r) || !rule.pattern.is_match(l.bytes) {
+                if event.matched.contains(&rule.name) || !rule.pattern.is_match(l.bytes) {
                     continue;
                 }
-                event.matched.push(r);
+                event.matched.push(rule.name.clone());
                 event.waiting.push(Hit {
                     rule: rule.name.clone(),
                     group: group_of(rule, source),
@@ -330,7 +330,7 @@ mod tests {
             offset += l.len() as u64 + 1;
         }
         let rules = std::sync::Arc::new(crate::multiline::MultilineRules::default());
-        crate::multiline::EventMarker::new(rules).mark(source, &mut b, false);
+        crate::multiline::EventMarker::new(rules).mark(source, &mut b, false, false);
         b
     }
 

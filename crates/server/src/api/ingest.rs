@@ -26,7 +26,7 @@ use crate::metrics::{emit, Ingested, RequestRefused};
 /// it is answered 503: well within a shipper's request timeout (10 s), so
 /// the shipper hears the 503 and backs off instead of timing out and
 /// sending the same body again.
-const INGEST_PATIENCE: Duration = Duration::from_secs(5);
+pub(super) const INGEST_PATIENCE: Duration = Duration::from_secs(5);
 
 pub(super) async fn ingest(
     State(app): State<Arc<App>>,
@@ -84,30 +84,7 @@ pub(super) async fn take_body(
     body: Body,
 ) -> Result<(axum::body::Bytes, tokio::time::Instant), ApiError> {
     // Refused before the body is read: a full disk, a caller over its rate.
-    if let Some(why) = app.wal.failure() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("cannot store: {why}"),
-        )
-        .because("unavailable")
-        .retry_after(Duration::from_secs(2)));
-    }
-    let unpublished = app.wal.bytes_on_disk();
-    let budget = app.config.storage.max_unpublished_bytes;
-    if unpublished >= budget {
-        // The WAL holds exactly what is not published yet: past the
-        // budget, the object store has been failing for a while.
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "{unpublished} bytes wait for their upload to the object store ({}), \
-                 storage.max_unpublished_bytes is {budget}; try again later",
-                app.object_store
-            ),
-        )
-        .because("unpublished")
-        .retry_after(Duration::from_secs(5)));
-    }
+    refuse_if_cannot_store(app)?;
     if let Err(wait) = app.limits.ingest_allowed(caller) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -138,6 +115,37 @@ pub(super) async fn take_body(
         }
     })?;
     Ok((raw, deadline))
+}
+
+/// Refuses lines this node cannot store now: its disk is full, or the
+/// object store has been failing for long enough that the WAL holds
+/// `storage.max_unpublished_bytes`.
+pub(super) fn refuse_if_cannot_store(app: &App) -> Result<(), ApiError> {
+    if let Some(why) = app.wal.failure() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot store: {why}"),
+        )
+        .because("unavailable")
+        .retry_after(Duration::from_secs(2)));
+    }
+    let unpublished = app.wal.bytes_on_disk();
+    let budget = app.config.storage.max_unpublished_bytes;
+    if unpublished >= budget {
+        // The WAL holds exactly what is not published yet: past the
+        // budget, the object store has been failing for a while.
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{unpublished} bytes wait for their upload to the object store ({}), \
+                 storage.max_unpublished_bytes is {budget}; try again later",
+                app.object_store
+            ),
+        )
+        .because("unpublished")
+        .retry_after(Duration::from_secs(5)));
+    }
+    Ok(())
 }
 
 /// Requests woken together must not all fill the same room: each

@@ -6,6 +6,8 @@
 //! error.rs      ApiError: status, JSON message naming the problem, Retry-After
 //! params.rs     query strings; the selection parameters tail, follow, search and histogram share
 //! ingest.rs     POST /api/v1/ingest
+//! push.rs       POST /loki/api/v1/push, /v1/logs; /api/v1/cluster/push (nodes only): a
+//!               stream pushed to another node, for the node that owns its source
 //! tail.rs       GET /api/v1/tail, /api/v1/follow (Server-Sent Events, sse.rs)
 //! search.rs     GET /api/v1/search (NDJSON), /api/v1/context
 //! fanout.rs     what the reads pinned to one metastore version share: ask, pin again, after_version=
@@ -122,6 +124,14 @@ pub fn router(app: Arc<App>) -> Router {
     let nodes = Router::new()
         .route(api::CLUSTER_ALERT_HITS_PATH, post(admin::alert_hits))
         .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
+        // A push's streams as JSON: its text escaped (at most six bytes
+        // for one), within ingest.max_body_bytes once decompressed.
+        .route(
+            api::CLUSTER_PUSH_PATH,
+            post(push::node_push).layer(axum::extract::DefaultBodyLimit::max(
+                app.config.ingest.max_body_bytes.saturating_mul(6) + (1 << 20),
+            )),
+        )
         .route_layer(role(Role::Node));
     let admin = Router::new()
         .route(api::ALERTS_RELOAD_PATH, post(admin::reload_alerts))

@@ -5,17 +5,26 @@
 //! and durability as `/api/v1/ingest` (`ingest.rs`); each entry stored
 //! once (`push/pusher.rs`). Answered once the lines are durable in this
 //! node's write-ahead log.
+//!
+//! In a cluster, a stream whose source another live node owns goes to
+//! that node (`POST /api/v1/cluster/push`, [`node_push`]), in parallel
+//! with this node's own streams; the push is answered once every part is
+//! durable on its node, and 503 (send it again: each entry is still
+//! stored once) if an owner did not take its part.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
+use axum::{Extension, Json};
+use cblogs_core::api;
 
 use super::error::ApiError;
-use super::ingest::{admit, take_body};
+use super::ingest::{admit, refuse_if_cannot_store, take_body, INGEST_PATIENCE};
 use crate::access::Caller;
 use crate::app::App;
 use crate::metrics::{emit, Ingested, RequestRefused};
@@ -122,7 +131,7 @@ fn counted(answer: Result<push::PushOutcome, ApiError>) -> Result<(), ApiError> 
 }
 
 async fn take(
-    app: &App,
+    app: &Arc<App>,
     caller: &Caller,
     headers: &HeaderMap,
     body: Body,
@@ -143,13 +152,107 @@ async fn take(
     };
     drop(bytes);
     push::check_lines(&streams, app.config.ingest.max_lines_per_request)?;
-    let text_bytes: u64 = streams
+    let all_bytes = text_bytes(&streams);
+    let (here, others) = by_owner(app, streams).await;
+    let _admission = admit(app, text_bytes(&here), deadline).await?;
+    let forwarded = others
+        .into_iter()
+        .map(|(owner, streams)| forward(app, owner, streams));
+    let (here, there) = tokio::join!(
+        app.pusher.push(here),
+        futures_util::future::join_all(forwarded)
+    );
+    let mut outcome = here?;
+    for part in there {
+        outcome.add(part?);
+    }
+    app.limits.charge_ingest(caller, all_bytes);
+    Ok(outcome)
+}
+
+fn text_bytes(streams: &[PushedStream]) -> u64 {
+    streams
         .iter()
         .flat_map(|s| &s.entries)
         .map(|e| e.text.len() as u64)
-        .sum();
-    let _admission = admit(app, text_bytes, deadline).await?;
-    let outcome = app.pusher.push(streams).await?;
-    app.limits.charge_ingest(caller, text_bytes);
-    Ok(outcome)
+        .sum()
+}
+
+/// A push's streams by where they go: this node's, and those whose source
+/// another live node owns, by that node (id, URL). Alone, all are this
+/// node's.
+type ByOwner = (
+    Vec<PushedStream>,
+    BTreeMap<(String, String), Vec<PushedStream>>,
+);
+
+async fn by_owner(app: &Arc<App>, streams: Vec<PushedStream>) -> ByOwner {
+    // A stream nobody owns as this node last read the metastore may have
+    // been taken by another node since (its first push went there): read
+    // it again first, rather than take the stream from that node.
+    let ids: Vec<u64> = streams
+        .iter()
+        .map(|s| push::source_of(&s.labels).id())
+        .collect();
+    if ids.iter().any(|id| app.cluster.nobody_owns(*id)) {
+        let cluster = app.cluster.clone();
+        match tokio::task::spawn_blocking(move || cluster.refresh_owners()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read the metastore for a push's owners; its new streams are taken here")
+            }
+            Err(e) => tracing::warn!(error = %e, "the metastore read for a push's owners failed"),
+        }
+    }
+    let mut here = Vec::new();
+    let mut others: BTreeMap<(String, String), Vec<PushedStream>> = BTreeMap::new();
+    for (s, id) in streams.into_iter().zip(ids) {
+        match app.cluster.other_owner(id) {
+            Some(owner) => others.entry(owner).or_default().push(s),
+            None => here.push(s),
+        }
+    }
+    (here, others)
+}
+
+/// Sends `streams` to the node that owns their sources; its answer once
+/// they are durable there.
+async fn forward(
+    app: &App,
+    (node, url): (String, String),
+    streams: Vec<PushedStream>,
+) -> Result<push::PushOutcome, ApiError> {
+    app.cluster
+        .peers
+        .post_json(&url, api::CLUSTER_PUSH_PATH, &streams)
+        .await
+        .map_err(|e| {
+            tracing::warn!(node = %node, error = %e, "the node that owns pushed streams did not take them");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "node {node}, which holds {} of this push's streams, did not take them ({e}); send the push again",
+                    streams.len()
+                ),
+            )
+            .because("owner")
+            .retry_after(Duration::from_secs(1))
+        })
+}
+
+/// `POST /api/v1/cluster/push` (nodes only): streams pushed to another
+/// node whose sources this node owns. Stored as a push here is, each
+/// entry once; never sent on (a source taken meanwhile is taken back).
+/// Counted in the metrics of the node the push was sent to.
+pub(super) async fn node_push(
+    State(app): State<Arc<App>>,
+    body: axum::body::Bytes,
+) -> Result<Json<push::PushOutcome>, ApiError> {
+    let streams: Vec<PushedStream> = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad(format!("malformed forwarded push: {e}")))?;
+    drop(body);
+    refuse_if_cannot_store(&app)?;
+    let deadline = tokio::time::Instant::now() + INGEST_PATIENCE;
+    let _admission = admit(&app, text_bytes(&streams), deadline).await?;
+    Ok(Json(app.pusher.push(streams).await?))
 }

@@ -235,6 +235,33 @@ impl Cluster {
         Some(AlertNodes { me, nodes })
     }
 
+    /// The node other than this one that owns source `id` (the metastore
+    /// as last read), while it is a node that takes lines: its id and URL.
+    /// `None`: this node owns it, nobody does, or its owner has left.
+    pub fn other_owner(&self, id: u64) -> Option<(String, String)> {
+        let owner = self.ownerships.get()?.recorded_owner(id)?;
+        if owner == self.node_id {
+            return None;
+        }
+        let nodes = self.alert_nodes()?;
+        let url = nodes.url(&owner).filter(|u| !u.is_empty())?.to_owned();
+        Some((owner, url))
+    }
+
+    /// In a cluster: whether no node owns source `id`, as the metastore
+    /// was last read.
+    pub fn nobody_owns(&self, id: u64) -> bool {
+        self.ownerships
+            .get()
+            .is_some_and(|o| o.recorded_owner(id).is_none())
+    }
+
+    /// Reads the metastore again now (blocking), so that [`Cluster::other_owner`]
+    /// sees a source another node took since the last commit round.
+    pub fn refresh_owners(&self) -> Result<(), crate::metastore::MetastoreError> {
+        self.ownerships.get().map_or(Ok(()), |o| o.refresh())
+    }
+
     /// Where the others reach this node: `[cluster] advertise` (a
     /// `host:port`, checked with the config), else the address it listens on.
     fn advertised(&self, listen: SocketAddr) -> (String, u16) {

@@ -142,6 +142,18 @@ impl Ownerships {
         self.metastore.owner(id).0.map(|o| o.epoch)
     }
 
+    /// The node that owns source `id` as the metastore (as last read)
+    /// records it, whichever node that is.
+    pub fn recorded_owner(&self, id: u64) -> Option<String> {
+        self.metastore.owner(id).0.map(|o| o.node)
+    }
+
+    /// Reads the metastore again now (blocking: object store reads), for
+    /// a decision that must not wait for the next commit round.
+    pub fn refresh(&self) -> Result<(), MetastoreError> {
+        self.metastore.refresh()
+    }
+
     /// Whether node `node` owns a source, as the metastore was last read:
     /// then it may hold lines of it that are nowhere else.
     pub fn owned_by(&self, node: &str) -> bool {

@@ -213,7 +213,9 @@ impl Ingestor {
                 (block, cut)
             };
             resp.cut += cut;
-            ledger.events.mark(&batch.source, &mut lines, held > 0);
+            ledger
+                .events
+                .mark(&batch.source, &mut lines, held > 0, append);
             let source = Arc::new(batch.source);
             let end = held.max(batch.end);
             ledger.held.insert(id, end);
@@ -246,6 +248,7 @@ impl Ingestor {
             return false;
         }
         ledger.held = held();
+        ledger.events.forget();
         true
     }
 

@@ -41,10 +41,17 @@ impl EventMarker {
         }
     }
 
+    /// After the WAL failed and what was queued is dropped: every source
+    /// starts afresh (its lines are sent again).
+    pub fn forget(&mut self) {
+        self.sources.clear();
+    }
+
     /// Marks the lines of `block` (the next lines of `source`) that
     /// continue an event; `earlier`: the source holds lines before them
-    /// (its first line here may continue their last event).
-    pub fn mark(&mut self, source: &Source, block: &mut LineBlock, earlier: bool) {
+    /// (its first line here may continue their last event); `pushed`:
+    /// each entry is an event (its lines after the first come marked).
+    pub fn mark(&mut self, source: &Source, block: &mut LineBlock, earlier: bool, pushed: bool) {
         let rules = &self.rules;
         let at = self
             .sources
@@ -62,12 +69,13 @@ impl EventMarker {
             let max = rule.map_or(AUTO_MAX_LINES, |r| r.max_lines);
             // The shape follows every line, a forced one too.
             let shaped = match rule {
+                _ if pushed => false,
                 Some(r) => !r.firstline.is_match(bytes),
                 None => at.shape.next(bytes),
             };
             let forced = flags.continues || at.partial;
             at.partial = flags.partial;
-            let continues = at.lines > 0 && (forced || (shaped && at.lines < max));
+            let continues = at.lines > 0 && at.lines < max && (forced || shaped);
             if continues {
                 at.lines += 1;
                 block.mark_continues(i);
@@ -118,7 +126,7 @@ mod tests {
             ],
             LineFlags::default(),
         );
-        m.mark(&legacy, &mut b, false);
+        m.mark(&legacy, &mut b, false, false);
         assert_eq!(
             continues(&b),
             [false, true, true, false, false],
@@ -126,14 +134,14 @@ mod tests {
         );
         // Across batches, and a job with no rule gets Java and Python.
         let mut b = block(&["tail of the last"], LineFlags::default());
-        m.mark(&legacy, &mut b, true);
+        m.mark(&legacy, &mut b, true, false);
         assert_eq!(continues(&b), [true]);
         let hello = Source::example("www-data/prod/hello", 0, "app", Stream::Stderr);
         let mut b = block(
             &["ERROR boom", "java.io.IOException: x", "\tat a.B(B.java:1)"],
             LineFlags::default(),
         );
-        m.mark(&hello, &mut b, false);
+        m.mark(&hello, &mut b, false, false);
         assert_eq!(continues(&b), [false, true, true]);
     }
 
@@ -142,22 +150,41 @@ mod tests {
         let mut m = EventMarker::new(Arc::new(MultilineRules::default()));
         let s = Source::example("www-data/prod/hello", 0, "app", Stream::Stderr);
         let mut b = block(&["\tat a.B(B.java:1)"], LineFlags::default());
-        m.mark(&s, &mut b, false);
+        m.mark(&s, &mut b, false, false);
         assert_eq!(continues(&b), [false], "nothing before it to continue");
         // After a restart, a frame still continues what the source held.
         let mut fresh = EventMarker::new(Arc::new(MultilineRules::default()));
         let mut b = block(&["\tat a.C(C.java:2)"], LineFlags::default());
-        fresh.mark(&s, &mut b, true);
+        fresh.mark(&s, &mut b, true, false);
         assert_eq!(continues(&b), [true]);
         let partial = LineFlags {
             partial: true,
             ..LineFlags::default()
         };
         let mut b = block(&["INFO half a li"], partial);
-        m.mark(&s, &mut b, true);
+        m.mark(&s, &mut b, true, false);
         let mut b = block(&["ne", "INFO next"], LineFlags::default());
-        m.mark(&s, &mut b, true);
+        m.mark(&s, &mut b, true, false);
         assert_eq!(continues(&b), [true, false]);
+    }
+
+    #[test]
+    fn a_pushed_entry_is_one_event_whatever_its_lines() {
+        let mut m = EventMarker::new(Arc::new(MultilineRules::default()));
+        let s = Source::example("app/default/pushed", 0, "app", Stream::Stdout);
+        let mut b = block(
+            &["ERROR boom", "Traceback (most recent call last):"],
+            LineFlags::default(),
+        );
+        m.mark(&s, &mut b, false, true);
+        assert_eq!(continues(&b), [false, false], "two entries: two events");
+        let cont = LineFlags {
+            continues: true,
+            ..LineFlags::default()
+        };
+        let mut b = block(&["next entry's second line"], cont);
+        m.mark(&s, &mut b, true, true);
+        assert_eq!(continues(&b), [true]);
     }
 
     #[test]
@@ -176,5 +203,6 @@ mod tests {
         assert!(bad(&["a/b/c"], "(", 5).contains("'firstline' is not a valid regex"));
         assert!(bad(&[], "x", 5).contains("names no job"));
         assert!(bad(&["a/b/c"], "x", 0).contains("max_lines"));
+        assert!(bad(&["a/b/c"], "x", 10_001).contains("between 1 and 10000"));
     }
 }

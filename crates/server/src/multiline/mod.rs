@@ -16,11 +16,12 @@
 //!   `firstline` regex does not match;
 //! - any other job: Python tracebacks and Java stack traces, with no
 //!   configuration ([`shapes`]);
-//! - in every job: the rest of a line sent in pieces (`partial`), and the
-//!   lines after the first of an entry pushed with several (`push/`).
+//! - in every job: the rest of a line sent in pieces (`partial`);
+//! - lines pushed by other senders (`push/`): the lines after the first
+//!   of an entry, and only those (each entry is one event).
 //!
-//! An event holds at most its rule's `max_lines` (1000 for Java and
-//! Python): the line past it opens another.
+//! An event holds at most its rule's `max_lines` (2000 for Java and
+//! Python; pushed entries too): the line past it opens another.
 //!
 //! ```text
 //! shapes.rs   Java and Python: which lines go on the event before them
@@ -38,8 +39,12 @@ use regex::bytes::Regex;
 
 use crate::config::MultilineConfig;
 
-/// Lines an event of Java or Python holds at most.
-pub const AUTO_MAX_LINES: usize = 1000;
+/// Lines an event of Java or Python holds at most: above the JVM's 1,024
+/// frames of a StackOverflowError, with its message and causes.
+pub const AUTO_MAX_LINES: usize = 2000;
+
+/// The most a `[[multiline]]` rule's `max_lines` may be.
+pub const MAX_RULE_LINES: usize = 10_000;
 
 /// One `[[multiline]]` rule, checked and compiled.
 #[derive(Debug)]
@@ -75,8 +80,10 @@ impl MultilineRules {
                 .size_limit(regex_size_limit)
                 .build()
                 .map_err(|e| format!("{at}: 'firstline' is not a valid regex: {e}"))?;
-            if c.max_lines == 0 {
-                return Err(format!("{at}: 'max_lines' must be at least 1"));
+            if !(1..=MAX_RULE_LINES).contains(&c.max_lines) {
+                return Err(format!(
+                    "{at}: 'max_lines' must be between 1 and {MAX_RULE_LINES}"
+                ));
             }
             rules.push(MultilineRule {
                 jobs,

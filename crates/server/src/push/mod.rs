@@ -13,7 +13,15 @@
 //! ```
 //!
 //! A pushed entry may span lines (a message and its traceback): it is
-//! stored as its lines, all at its time.
+//! stored as its lines, all at its time, one event (`multiline/`).
+//!
+//! In a cluster a stream goes to the node that owns its source (as the
+//! metastore records it), whichever node it was pushed to: `api/push.rs`
+//! forwards it there (`POST /api/v1/cluster/push`), so its lines stay on
+//! one node and that node's copies are what retries are checked against.
+//! A stream nobody owns yet, or whose owner has left the cluster, is taken
+//! by the node it was pushed to, once it has read the metastore again
+//! (another node may have taken it within the last commit round).
 
 mod body;
 mod loki;
@@ -23,6 +31,8 @@ mod source;
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 pub use body::decompress;
 pub use loki::{decode_json as decode_loki_json, decode_proto as decode_loki_proto};
 pub use otlp::{decode_json as decode_otlp_json, decode_proto as decode_otlp_proto};
@@ -30,14 +40,15 @@ pub use pusher::{PushOutcome, Pusher};
 pub use source::source_of;
 
 /// One stream of a push: its labels and its entries, in the order sent.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// (As JSON, a node forwards it to the node that owns its source.)
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct PushedStream {
     pub labels: BTreeMap<String, String>,
     pub entries: Vec<PushedEntry>,
 }
 
 /// One log entry: a time and its text (which may hold newlines).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PushedEntry {
     pub time_ns: i64,
     pub text: String,

@@ -35,7 +35,7 @@ use crate::store::Store;
 const MAX_STREAMS: usize = 4096;
 
 /// What a push did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PushOutcome {
     /// Entries stored.
     pub accepted: u64,
@@ -44,6 +44,16 @@ pub struct PushOutcome {
     /// Lines stored (an entry may span several).
     pub lines: u64,
     pub bytes: u64,
+}
+
+impl PushOutcome {
+    /// The outcome of two parts of one push.
+    pub fn add(&mut self, other: PushOutcome) {
+        self.accepted += other.accepted;
+        self.duplicates += other.duplicates;
+        self.lines += other.lines;
+        self.bytes += other.bytes;
+    }
 }
 
 /// One stream's recent lines, by a hash of (time, bytes as stored).

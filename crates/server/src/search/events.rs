@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use super::blocks::SourceBlocks;
 use super::request::SearchRequest;
-use super::scan::{serialize, BlockHits, Wanted};
+use super::scan::{serialize, BlockHits, EventOf, Wanted};
 use crate::block::LineBlock;
 use crate::index::PartitionError;
 
 /// Lines walked at most from a match to its event's first or last line:
-/// more than any event holds (`[[multiline]]`'s `max_lines` is checked
-/// below it), so only a source that lost an event's start stops here.
+/// more than any event holds (`multiline::MAX_RULE_LINES`). The walk also
+/// stops at the first or last block the search gathered (its time range).
 const MAX_WALK: usize = 100_000;
 
 /// A line of a source's block list: (block, index in it).
@@ -75,8 +75,7 @@ impl Reader<'_> {
 }
 
 /// The matches of block `b` of `s` (`matches`: their indexes in `lines`),
-/// each with the whole event it is in; every line's group is the ordinal
-/// of its event's first line.
+/// each with the whole event it is in ([`EventOf`] on every line of it).
 pub fn hits(
     s: &SourceBlocks,
     b: usize,
@@ -113,27 +112,40 @@ pub fn hits(
                 _ => break,
             }
         }
-        let group = r.ordinal(first);
-        let mut p = first;
-        loop {
+        let mut lines = vec![first];
+        while let Some(&p) = lines.last().filter(|p| **p != last) {
+            match r.after(p)? {
+                Some(n) => lines.push(n),
+                None => break,
+            }
+        }
+        // Its place across pages: its first line the pattern selects,
+        // whatever the time range (the same event, asked from a later
+        // `since`, keeps its place: a cursor past it skips it whole).
+        let mut key = None;
+        for &p in &lines {
             let block = r.block(p.0)?;
+            let l = block.line(p.1);
+            if p == at || req.selects(l.bytes) {
+                key = Some((l.time_ns, l.offset));
+                break;
+            }
+        }
+        let event = EventOf {
+            first: r.ordinal(first),
+            key: key.unwrap_or((0, 0)),
+        };
+        for p in lines {
             let is_match = (p == at).then_some(true).or((p.0 == b).then_some(false));
             wanted.insert(
                 r.ordinal(p),
                 Wanted {
-                    block,
+                    block: r.block(p.0)?,
                     index: p.1,
                     is_match,
-                    group: Some(group),
+                    group: Some(event),
                 },
             );
-            if p == last {
-                break;
-            }
-            match r.after(p)? {
-                Some(n) => p = n,
-                None => break,
-            }
         }
         last_end = Some(r.ordinal(last));
     }

@@ -88,8 +88,8 @@ impl Merger<'_> {
             let mut t = hit.time_ns.max(t_min).max(self.floor[source]);
             if let Some(group) = hit.group {
                 match event {
-                    Some((g, at)) if g == group => t = at,
-                    _ => event = Some((group, t)),
+                    Some((g, at)) if g == group.first => t = at,
+                    _ => event = Some((group.first, t)),
                 }
             }
             self.floor[source] = t;
@@ -124,20 +124,23 @@ impl Merger<'_> {
             return true;
         }
         let context_on = self.req.before > 0 || self.req.after > 0;
+        // A line's place: its own, or with events its event's (each line
+        // of an event is shown or skipped with it).
+        let (time_ns, offset) = w.hit.group.map_or((w.hit.time_ns, w.hit.offset), |g| g.key);
         let cursor = Cursor {
-            time_ns: w.hit.time_ns,
+            time_ns,
             source: self.sources[source].id,
-            offset: w.hit.offset,
+            offset,
         };
         // Shown by an earlier page (its context too).
         if self.req.cursor.is_some_and(|c| cursor <= c) {
             return true;
         }
-        let group = w.hit.group.map(|g| (source, g));
+        let group = w.hit.group.map(|g| (source, g.first));
         let new_event = group.is_some() && group != self.last_event;
         if new_event {
             // With events, the limit counts events; the cursor is the
-            // last line of the last one sent.
+            // place of the last one sent.
             if self.req.limit.is_some_and(|l| self.events_sent >= l as u64) {
                 self.full = true;
                 self.next_time_ns = Some(w.hit.time_ns);

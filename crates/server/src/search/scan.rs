@@ -16,8 +16,8 @@ use crate::index::PartitionError;
 
 /// A line to send: a match, or context around one.
 pub struct Hit {
-    /// With `events`: the ordinal of the first line of its event.
-    pub group: Option<u64>,
+    /// With `events`: the event it is in.
+    pub group: Option<EventOf>,
     /// The line's number within its source's block list: adjacent lines
     /// have adjacent numbers.
     pub ordinal: u64,
@@ -73,8 +73,18 @@ pub struct Wanted {
     /// is not one of its matches does not; one of a neighbouring block is
     /// checked).
     pub is_match: Option<bool>,
-    /// With `events`: the ordinal of its event's first line.
-    pub group: Option<u64>,
+    /// With `events`: the event it is in.
+    pub group: Option<EventOf>,
+}
+
+/// With `events`: which event a line is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventOf {
+    /// The ordinal of its first line: tells events apart in one search.
+    pub first: u64,
+    /// (time, offset) of its first line the pattern selects: its place
+    /// in the search's order across pages (a cursor names it).
+    pub key: (i64, u64),
 }
 
 impl Wanted {

@@ -23,28 +23,24 @@ use crate::search::{Mode, SearchRequest, SearchSink};
 /// A place in the merged order: (time, source id in hex, offset).
 type Key = (i64, String, u64);
 
-/// With events: per source, the event its last line is in: (its first
-/// line's offset, its time, where its last line ends). A line that goes
-/// on from there and `continues` is in the same event, and sorts at its
-/// time: an event is not split by other lines.
+/// With events: per source, the event its last line in one stream is in:
+/// (its first line's offset, its time). A stream sends each event whole,
+/// so a line after it that `continues` is in the same event, and sorts at
+/// its time: an event is not split by other lines.
 #[derive(Default)]
-struct EventClock(HashMap<String, (u64, i64, u64)>);
+struct EventClock(HashMap<String, (u64, i64)>);
 
 impl EventClock {
     /// `line`'s event: (its first line's offset, the time it sorts at;
     /// `time_ns` for a line that opens one).
     fn of(&mut self, line: &SearchLine, time_ns: i64) -> (u64, i64) {
         let source = &line.line.source;
-        let end = line_end(&line.line);
-        match self.0.get_mut(source) {
-            Some(at) if line.line.flags.continues && at.2 == line.line.offset => {
-                at.2 = end;
-                (at.0, at.1)
-            }
+        match self.0.get(source) {
+            Some(&at) if line.line.flags.continues => at,
             _ => {
-                self.0
-                    .insert(source.clone(), (line.line.offset, time_ns, end));
-                (line.line.offset, time_ns)
+                let at = (line.line.offset, time_ns);
+                self.0.insert(source.clone(), at);
+                at
             }
         }
     }
@@ -65,6 +61,8 @@ pub struct FanIn<'a> {
     local_events: EventClock,
     /// The event of the last line sent: (source, its first line's offset).
     last_event: Option<(String, u64)>,
+    /// Whether the event being sent was given its place (`last_match`).
+    event_placed: bool,
     events_sent: u64,
     /// The answers' lines, merged, not yet sent, each with the time it
     /// sorts at and its event's first offset.
@@ -128,6 +126,7 @@ impl<'a> FanIn<'a> {
             events,
             local_events: EventClock::default(),
             last_event: None,
+            event_placed: false,
             events_sent: 0,
             others: VecDeque::new(),
             cutoff: None,
@@ -285,9 +284,17 @@ impl<'a> FanIn<'a> {
                 return self.gone();
             }
             self.last_event = Some(event);
+            self.event_placed = false;
         }
-        self.matches += u64::from(!line.context);
-        self.last_match = Some((line.line.time_ns, line.line.source.clone(), offset));
+        if !line.context {
+            self.matches += 1;
+            // The event's place, for the next page's cursor: its first
+            // match, as each node's search places it.
+            if !self.event_placed {
+                self.last_match = Some((line.line.time_ns, line.line.source.clone(), offset));
+                self.event_placed = true;
+            }
+        }
         self.send_line(line, json)
     }
 
