@@ -579,7 +579,8 @@ async function drawHistogram(s, range) {
 
 // `open`: per source, the element of its last event (a line, or a block
 // once a line continues it), which a line marked `continues` joins.
-const tail = { source: null, paused: false, held: [], autoScroll: true, showJob: false, run: 0, seen: new Map(), open: new Map() };
+// `count`: the lines shown.
+const tail = { source: null, paused: false, held: [], autoScroll: true, showJob: false, run: 0, seen: new Map(), open: new Map(), count: 0 };
 
 function stopTail() {
   tail.run += 1;
@@ -592,6 +593,7 @@ async function startTail(s) {
   const run = ++tail.run;
   tail.seen = new Map();
   tail.open = new Map();
+  tail.count = 0;
   showError("");
   const list = $("#tail-lines");
   list.textContent = "";
@@ -641,6 +643,7 @@ function appendNote(text) {
 function appendTail(lines) {
   const list = $("#tail-lines");
   const frag = document.createDocumentFragment();
+  tail.count += lines.length;
   for (const l of lines) {
     const last = tail.open.get(l.source);
     if (l.continues && last && last.parentNode) {
@@ -667,10 +670,9 @@ function appendTail(lines) {
   }
   list.appendChild(frag);
   // At most TAIL_MAX_LINES lines, the oldest out first (a block whole).
-  let count = list.querySelectorAll(".line").length;
-  while (count > TAIL_MAX_LINES && list.firstElementChild) {
+  while (tail.count > TAIL_MAX_LINES && list.firstElementChild) {
     const old = list.firstElementChild;
-    count -= old.classList.contains("line") ? 1 : old.querySelectorAll(".line").length;
+    tail.count -= old.classList.contains("line") ? 1 : old.querySelectorAll(".line").length;
     if (old.dataset.source && tail.open.get(old.dataset.source) === old) tail.open.delete(old.dataset.source);
     old.remove();
   }

@@ -26,7 +26,7 @@ use crate::metrics::{emit, Ingested, RequestRefused};
 /// it is answered 503: well within a shipper's request timeout (10 s), so
 /// the shipper hears the 503 and backs off instead of timing out and
 /// sending the same body again.
-pub(super) const INGEST_PATIENCE: Duration = Duration::from_secs(5);
+const INGEST_PATIENCE: Duration = Duration::from_secs(5);
 
 pub(super) async fn ingest(
     State(app): State<Arc<App>>,
@@ -93,6 +93,16 @@ pub(super) async fn take_body(
         .because("rate")
         .retry_after(wait));
     }
+    read_body(app, body, app.config.ingest.max_body_bytes).await
+}
+
+/// Waits for room in memory, then reads the body within `limit` bytes.
+/// Gives the deadline to admit its lines by.
+pub(super) async fn read_body(
+    app: &App,
+    body: Body,
+    limit: usize,
+) -> Result<(axum::body::Bytes, tokio::time::Instant), ApiError> {
     // Wait for room before reading the body: a waiting request holds
     // nothing but its connection.
     let budget = app.config.storage.max_unindexed_bytes;
@@ -100,7 +110,6 @@ pub(super) async fn take_body(
     admission::wait_for_room(app.store.room(), budget, deadline)
         .await
         .map_err(|held| busy(held, budget))?;
-    let limit = app.config.ingest.max_body_bytes;
     let raw = axum::body::to_bytes(body, limit).await.map_err(|e| {
         let too_large = std::error::Error::source(&e)
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());

@@ -124,13 +124,10 @@ pub fn router(app: Arc<App>) -> Router {
     let nodes = Router::new()
         .route(api::CLUSTER_ALERT_HITS_PATH, post(admin::alert_hits))
         .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
-        // A push's streams as JSON: its text escaped (at most six bytes
-        // for one), within ingest.max_body_bytes once decompressed.
+        // A forwarded push's body is read within its own limit.
         .route(
             api::CLUSTER_PUSH_PATH,
-            post(push::node_push).layer(axum::extract::DefaultBodyLimit::max(
-                app.config.ingest.max_body_bytes.saturating_mul(6) + (1 << 20),
-            )),
+            post(push::node_push).layer(axum::extract::DefaultBodyLimit::disable()),
         )
         .route_layer(role(Role::Node));
     let admin = Router::new()

@@ -24,9 +24,10 @@ use axum::{Extension, Json};
 use cblogs_core::api;
 
 use super::error::ApiError;
-use super::ingest::{admit, refuse_if_cannot_store, take_body, INGEST_PATIENCE};
+use super::ingest::{admit, read_body, refuse_if_cannot_store, take_body};
 use crate::access::Caller;
 use crate::app::App;
+use crate::cluster::Owner;
 use crate::metrics::{emit, Ingested, RequestRefused};
 use crate::push::{self, PushError, PushedStream};
 
@@ -153,15 +154,16 @@ async fn take(
     drop(bytes);
     push::check_lines(&streams, app.config.ingest.max_lines_per_request)?;
     let all_bytes = text_bytes(&streams);
-    let (here, others) = by_owner(app, streams).await;
-    let _admission = admit(app, text_bytes(&here), deadline).await?;
+    let (here, others) = by_owner(app, streams).await?;
+    // Room for this node's part only, held until it is stored.
+    let local = async {
+        let _admission = admit(app, text_bytes(&here), deadline).await?;
+        Ok::<_, ApiError>(app.pusher.push(here).await?)
+    };
     let forwarded = others
         .into_iter()
         .map(|(owner, streams)| forward(app, owner, streams));
-    let (here, there) = tokio::join!(
-        app.pusher.push(here),
-        futures_util::future::join_all(forwarded)
-    );
+    let (here, there) = tokio::join!(local, futures_util::future::join_all(forwarded));
     let mut outcome = here?;
     for part in there {
         outcome.add(part?);
@@ -186,34 +188,52 @@ type ByOwner = (
     BTreeMap<(String, String), Vec<PushedStream>>,
 );
 
-async fn by_owner(app: &Arc<App>, streams: Vec<PushedStream>) -> ByOwner {
-    // A stream nobody owns as this node last read the metastore may have
-    // been taken by another node since (its first push went there): read
-    // it again first, rather than take the stream from that node.
+/// Sorts a push's streams by the node that owns each one's source, the
+/// metastore read again first when nobody owns one
+/// ([`Cluster::owners`](crate::cluster::Cluster::owners): blocking, so on
+/// a thread of its own). 503 while a stream's owner may be alive and this
+/// node does not know the cluster's nodes yet.
+async fn by_owner(app: &Arc<App>, mut streams: Vec<PushedStream>) -> Result<ByOwner, ApiError> {
+    streams.retain(|s| !s.entries.is_empty());
     let ids: Vec<u64> = streams
         .iter()
         .map(|s| push::source_of(&s.labels).id())
         .collect();
-    if ids.iter().any(|id| app.cluster.nobody_owns(*id)) {
-        let cluster = app.cluster.clone();
-        match tokio::task::spawn_blocking(move || cluster.refresh_owners()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cannot read the metastore for a push's owners; its new streams are taken here")
-            }
-            Err(e) => tracing::warn!(error = %e, "the metastore read for a push's owners failed"),
-        }
-    }
+    let cluster = app.cluster.clone();
+    let owners = tokio::task::spawn_blocking(move || cluster.owners(&ids))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("finding the push's owners failed: {e}"),
+            )
+        })?;
     let mut here = Vec::new();
     let mut others: BTreeMap<(String, String), Vec<PushedStream>> = BTreeMap::new();
-    for (s, id) in streams.into_iter().zip(ids) {
-        match app.cluster.other_owner(id) {
-            Some(owner) => others.entry(owner).or_default().push(s),
-            None => here.push(s),
+    for (s, owner) in streams.into_iter().zip(owners) {
+        match owner {
+            Owner::Here => here.push(s),
+            Owner::Other { node, url } => others.entry((node, url)).or_default().push(s),
+            Owner::Unknown(node) => return Err(not_known_yet(&node)),
         }
     }
-    (here, others)
+    Ok((here, others))
 }
+
+fn not_known_yet(node: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "a stream of this push is held by node {node}, and this node does not know the cluster's nodes yet; send the push again"
+        ),
+    )
+    .because("owner")
+    .retry_after(Duration::from_secs(1))
+}
+
+/// How long a forwarded push may take on its node: its wait for room, the
+/// WAL, and the way there and back.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Sends `streams` to the node that owns their sources; its answer once
 /// they are durable there.
@@ -224,7 +244,7 @@ async fn forward(
 ) -> Result<push::PushOutcome, ApiError> {
     app.cluster
         .peers
-        .post_json(&url, api::CLUSTER_PUSH_PATH, &streams)
+        .post_json_within(&url, api::CLUSTER_PUSH_PATH, &streams, Some(FORWARD_TIMEOUT))
         .await
         .map_err(|e| {
             tracing::warn!(node = %node, error = %e, "the node that owns pushed streams did not take them");
@@ -242,17 +262,35 @@ async fn forward(
 
 /// `POST /api/v1/cluster/push` (nodes only): streams pushed to another
 /// node whose sources this node owns. Stored as a push here is, each
-/// entry once; never sent on (a source taken meanwhile is taken back).
-/// Counted in the metrics of the node the push was sent to.
+/// entry once; never sent on: a stream whose source another node holds
+/// now (the sender's view was old) is refused, 503, for the client to
+/// send again. Counted in the metrics of the node the push was sent to.
 pub(super) async fn node_push(
     State(app): State<Arc<App>>,
-    body: axum::body::Bytes,
+    body: Body,
 ) -> Result<Json<push::PushOutcome>, ApiError> {
-    let streams: Vec<PushedStream> = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad(format!("malformed forwarded push: {e}")))?;
-    drop(body);
     refuse_if_cannot_store(&app)?;
-    let deadline = tokio::time::Instant::now() + INGEST_PATIENCE;
-    let _admission = admit(&app, text_bytes(&streams), deadline).await?;
-    Ok(Json(app.pusher.push(streams).await?))
+    let limit = forwarded_body_limit(app.config.ingest.max_body_bytes);
+    let (raw, deadline) = read_body(&app, body, limit).await?;
+    let streams: Vec<PushedStream> = serde_json::from_slice(&raw)
+        .map_err(|e| ApiError::bad(format!("malformed forwarded push: {e}")))?;
+    drop(raw);
+    let (here, others) = by_owner(&app, streams).await?;
+    if let Some((node, _)) = others.keys().next() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("a stream forwarded here is now held by node {node}; send the push again"),
+        )
+        .because("owner")
+        .retry_after(Duration::from_secs(1)));
+    }
+    let _admission = admit(&app, text_bytes(&here), deadline).await?;
+    Ok(Json(app.pusher.push(here).await?))
+}
+
+/// A forwarded push's body: its streams as JSON, their text escaped (at
+/// most six bytes for one), within `ingest.max_body_bytes` once
+/// decompressed.
+pub(super) fn forwarded_body_limit(max_body_bytes: usize) -> usize {
+    max_body_bytes.saturating_mul(6).saturating_add(1 << 20)
 }

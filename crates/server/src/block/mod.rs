@@ -113,14 +113,19 @@ impl LineBlock {
         self.covered_end += by;
     }
 
-    /// Marks line `i` as continuing the event of the line before it
-    /// (`multiline/`).
-    pub fn mark_continues(&mut self, i: usize) {
-        self.flags[i] |= LineFlags {
+    /// Marks line `i` as continuing the event of the line before it, or
+    /// as opening one (`multiline/`).
+    pub fn set_continues(&mut self, i: usize, continues: bool) {
+        let bit = LineFlags {
             continues: true,
             ..LineFlags::default()
         }
         .to_bits();
+        if continues {
+            self.flags[i] |= bit;
+        } else {
+            self.flags[i] &= !bit;
+        }
     }
 
     pub fn cover_to(&mut self, end: u64) {

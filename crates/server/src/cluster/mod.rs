@@ -60,6 +60,20 @@ const STATIC_MISSES: u32 = 3;
 /// How often the nodes of a static list are asked who they are.
 const STATIC_ASK_EVERY: Duration = Duration::from_secs(2);
 
+/// Where a source's lines go ([`Cluster::owners`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Owner {
+    Here,
+    /// Another node that takes lines owns it.
+    Other {
+        node: String,
+        url: String,
+    },
+    /// Node `0` owns it, and this node does not know the cluster's nodes
+    /// yet (ZooKeeper not read, a static list not asked): it may be alive.
+    Unknown(String),
+}
+
 /// The nodes alert groups are placed on: those that ingest (role `all`
 /// or `ingest`), by id, with their URLs, and which of them this node is.
 #[derive(Debug, Clone, PartialEq)]
@@ -235,31 +249,39 @@ impl Cluster {
         Some(AlertNodes { me, nodes })
     }
 
-    /// The node other than this one that owns source `id` (the metastore
-    /// as last read), while it is a node that takes lines: its id and URL.
-    /// `None`: this node owns it, nobody does, or its owner has left.
-    pub fn other_owner(&self, id: u64) -> Option<(String, String)> {
-        let owner = self.ownerships.get()?.recorded_owner(id)?;
-        if owner == self.node_id {
-            return None;
+    /// Where the lines of each of `ids` go (blocking: the metastore's
+    /// lock, and a read of it): to this node, or to the node that owns the
+    /// source (as the metastore records it) while that node takes lines.
+    /// A source nobody owns, or whose owner left the cluster, is this
+    /// node's to take, once the metastore is read again (another node may
+    /// have taken it since the last commit round).
+    pub fn owners(&self, ids: &[u64]) -> Vec<Owner> {
+        let Some(own) = self.ownerships.get() else {
+            return vec![Owner::Here; ids.len()];
+        };
+        if ids.iter().any(|id| own.recorded_owner(*id).is_none()) {
+            if let Err(e) = own.refresh() {
+                tracing::warn!(error = %e, "cannot read the metastore again for a push's owners; going by the last read");
+            }
         }
-        let nodes = self.alert_nodes()?;
-        let url = nodes.url(&owner).filter(|u| !u.is_empty())?.to_owned();
-        Some((owner, url))
-    }
-
-    /// In a cluster: whether no node owns source `id`, as the metastore
-    /// was last read.
-    pub fn nobody_owns(&self, id: u64) -> bool {
-        self.ownerships
-            .get()
-            .is_some_and(|o| o.recorded_owner(id).is_none())
-    }
-
-    /// Reads the metastore again now (blocking), so that [`Cluster::other_owner`]
-    /// sees a source another node took since the last commit round.
-    pub fn refresh_owners(&self) -> Result<(), crate::metastore::MetastoreError> {
-        self.ownerships.get().map_or(Ok(()), |o| o.refresh())
+        let nodes = self.alert_nodes();
+        ids.iter()
+            .map(|id| match own.recorded_owner(*id) {
+                None => Owner::Here,
+                Some(o) if o == self.node_id => Owner::Here,
+                Some(node) => match &nodes {
+                    None => Owner::Unknown(node),
+                    Some(nodes) => match nodes.url(&node).filter(|u| !u.is_empty()) {
+                        Some(url) => Owner::Other {
+                            url: url.to_owned(),
+                            node,
+                        },
+                        // It left the cluster: its sources are for the taking.
+                        None => Owner::Here,
+                    },
+                },
+            })
+            .collect()
     }
 
     /// Where the others reach this node: `[cluster] advertise` (a

@@ -106,8 +106,24 @@ impl Peers {
         path: &str,
         body: &B,
     ) -> Result<T, PeerError> {
+        self.post_json_within(url, path, body, None).await
+    }
+
+    /// [`Peers::post_json`], waiting at most `timeout` for the answer
+    /// (`cluster.peer_timeout_ms` without): a forwarded push waits for
+    /// room and the WAL on its node.
+    pub async fn post_json_within<B: serde::Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        url: &str,
+        path: &str,
+        body: &B,
+        timeout: Option<Duration>,
+    ) -> Result<T, PeerError> {
         let full = format!("{}{path}", url.trim_end_matches('/'));
         let mut req = self.http.post(&full).json(body);
+        if let Some(timeout) = timeout {
+            req = req.timeout(timeout);
+        }
         if let Some(token) = self.auth.node_token() {
             req = req.bearer_auth(token);
         }

@@ -78,9 +78,11 @@ impl EventMarker {
             let continues = at.lines > 0 && at.lines < max && (forced || shaped);
             if continues {
                 at.lines += 1;
-                block.mark_continues(i);
+                block.set_continues(i, true);
             } else {
+                // Past max_lines a line marked by its sender opens one too.
                 at.lines = 1;
+                block.set_continues(i, false);
             }
         }
     }
@@ -185,6 +187,14 @@ mod tests {
         let mut b = block(&["next entry's second line"], cont);
         m.mark(&s, &mut b, true, true);
         assert_eq!(continues(&b), [true]);
+        // An entry longer than an event may be: the line past it opens one.
+        let long = vec!["x"; AUTO_MAX_LINES + 1];
+        let mut b = block(&long, cont);
+        let fresh = Source::example("app/default/long", 0, "app", Stream::Stdout);
+        m.mark(&fresh, &mut b, false, true);
+        let marks = continues(&b);
+        assert!(!marks[0] && marks[1..AUTO_MAX_LINES].iter().all(|c| *c));
+        assert!(!marks[AUTO_MAX_LINES], "the line past max_lines opens");
     }
 
     #[test]

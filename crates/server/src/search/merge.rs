@@ -81,15 +81,20 @@ struct Merger<'a> {
 
 impl Merger<'_> {
     fn push(&mut self, source: usize, t_min: i64, found: BlockHits) {
-        // With events, an event's lines all sort at its first line's time,
-        // so no other source's line comes between them.
+        // With events, an event's lines all sort at its place (its first
+        // matching line's time), the time its cursor names: no other
+        // source's line comes between them, and the pages' order is the
+        // cursor's.
         let mut event: Option<(u64, i64)> = None;
         for hit in found.hits {
             let mut t = hit.time_ns.max(t_min).max(self.floor[source]);
             if let Some(group) = hit.group {
                 match event {
                     Some((g, at)) if g == group.first => t = at,
-                    _ => event = Some((group.first, t)),
+                    _ => {
+                        t = group.key.0.max(t_min).max(self.floor[source]);
+                        event = Some((group.first, t));
+                    }
                 }
             }
             self.floor[source] = t;

@@ -22,9 +22,11 @@
 //! ```text
 //! answer.rs  NodeAnswer: one node's part; Collector: the sink that makes it
 //! sink.rs    FanIn: the local search's events merged with the answers', then sent on
+//! events.rs  events=true: each event's lines together, at its first match's time
 //! ```
 
 mod answer;
+mod events;
 mod sink;
 
 use std::collections::{HashMap, HashSet};

@@ -17,34 +17,12 @@ use cblogs_core::api::{
 use cblogs_core::line_event::decode_search_event;
 
 use super::answer::NodeAnswer;
+use super::events::{places, LocalEvent};
 use crate::read::line_end;
 use crate::search::{Mode, SearchRequest, SearchSink};
 
 /// A place in the merged order: (time, source id in hex, offset).
 type Key = (i64, String, u64);
-
-/// With events: per source, the event its last line in one stream is in:
-/// (its first line's offset, its time). A stream sends each event whole,
-/// so a line after it that `continues` is in the same event, and sorts at
-/// its time: an event is not split by other lines.
-#[derive(Default)]
-struct EventClock(HashMap<String, (u64, i64)>);
-
-impl EventClock {
-    /// `line`'s event: (its first line's offset, the time it sorts at;
-    /// `time_ns` for a line that opens one).
-    fn of(&mut self, line: &SearchLine, time_ns: i64) -> (u64, i64) {
-        let source = &line.line.source;
-        match self.0.get(source) {
-            Some(&at) if line.line.flags.continues => at,
-            _ => {
-                let at = (line.line.offset, time_ns);
-                self.0.insert(source.clone(), at);
-                at
-            }
-        }
-    }
-}
 
 fn key_of(line: &SearchLine, time_ns: i64) -> Key {
     (time_ns, line.line.source.clone(), line.line.offset)
@@ -55,10 +33,10 @@ pub struct FanIn<'a> {
     mode: Mode,
     limit: Option<usize>,
     context_on: bool,
-    /// `events=true`: lines go by event ([`EventClock`]); the limit counts
-    /// events, and a break is between two.
+    /// `events=true`: lines go by event (`events.rs`), each at its place;
+    /// the limit counts events, and a break is between two.
     events: bool,
-    local_events: EventClock,
+    local_event: Option<LocalEvent>,
     /// The event of the last line sent: (source, its first line's offset).
     last_event: Option<(String, u64)>,
     /// Whether the event being sent was given its place (`last_match`).
@@ -124,7 +102,7 @@ impl<'a> FanIn<'a> {
             limit,
             context_on,
             events,
-            local_events: EventClock::default(),
+            local_event: None,
             last_event: None,
             event_placed: false,
             events_sent: 0,
@@ -149,23 +127,27 @@ impl<'a> FanIn<'a> {
         for a in answers {
             fan.other_jobs.extend(a.jobs);
             let mut last_match = None;
-            let mut clock = EventClock::default();
+            let mut answer_lines = Vec::new();
             for e in a.events {
                 match e {
-                    SearchEvent::Line(l) => {
-                        let (start, t) = match events {
-                            true => clock.of(&l, l.line.time_ns),
-                            false => (l.line.offset, l.line.time_ns),
-                        };
-                        if !l.context || events {
-                            last_match = Some(key_of(&l, t));
-                        }
-                        lines.push((l, t, start));
-                    }
+                    SearchEvent::Line(l) => answer_lines.push(l),
                     SearchEvent::Count(c) => fan.add_count(c),
                     SearchEvent::Source(m) => fan.other_sources.push(m),
                     _ => {}
                 }
+            }
+            let placed = match events {
+                true => places(&answer_lines),
+                false => answer_lines
+                    .iter()
+                    .map(|l| (l.line.offset, l.line.time_ns))
+                    .collect(),
+            };
+            for (l, (start, t)) in answer_lines.into_iter().zip(placed) {
+                if !l.context || events {
+                    last_match = Some(key_of(&l, t));
+                }
+                lines.push((l, t, start));
             }
             if let Some(s) = a.summary {
                 // Cut at its limit: none of its lines past its last may
@@ -346,20 +328,68 @@ impl<'a> FanIn<'a> {
     }
 
     fn local_line(&mut self, line: SearchLine, json: &[u8]) -> bool {
-        let (start, t) = if self.events {
-            // An event's lines sort at its first's time (as the local
-            // search sent them); the floor moves by events.
-            let floor = self.local_floor.max(line.line.time_ns);
-            let (start, t) = self.local_events.of(&line, floor);
-            self.local_floor = self.local_floor.max(t);
-            (start, t)
-        } else {
-            self.local_floor = self.local_floor.max(line.line.time_ns);
-            (line.line.offset, self.local_floor)
-        };
+        if self.events {
+            return self.local_event_line(line, json);
+        }
+        self.local_floor = self.local_floor.max(line.line.time_ns);
+        let (t, start) = (self.local_floor, line.line.offset);
+        self.send_local(line, t, start, json)
+    }
+
+    fn send_local(&mut self, line: SearchLine, t: i64, start: u64, json: &[u8]) -> bool {
         let key = key_of(&line, t);
         self.local_last = Some(key.clone());
         self.others_before(Some(&key)) && self.emit(line, key, start, Some(json))
+    }
+
+    /// With events: a local line, held with its event until the event's
+    /// place is known (its first match), sent at once after.
+    fn local_event_line(&mut self, line: SearchLine, json: &[u8]) -> bool {
+        match &mut self.local_event {
+            Some(e) if e.takes(&line) => {
+                if let Some(t) = e.place {
+                    let start = e.start;
+                    return self.send_local(line, t, start, json);
+                }
+            }
+            _ => {
+                if !self.release_local() {
+                    return false;
+                }
+                self.local_event = Some(LocalEvent::opened_by(&line));
+            }
+        }
+        let Some(e) = self.local_event.as_mut() else {
+            return true;
+        };
+        let placed = !line.context;
+        if placed {
+            e.place = Some(line.line.time_ns);
+        }
+        e.held.push((line, json.to_vec()));
+        !placed || self.release_local()
+    }
+
+    /// Sends the local event's held lines at its place (its first line's
+    /// time if it has no match), no earlier than the local lines before.
+    fn release_local(&mut self) -> bool {
+        let Some(e) = self.local_event.as_mut() else {
+            return true;
+        };
+        let held = std::mem::take(&mut e.held);
+        let Some((first, _)) = held.first() else {
+            return true;
+        };
+        let t = self.local_floor.max(e.place.unwrap_or(first.line.time_ns));
+        e.place = Some(t);
+        self.local_floor = t;
+        let start = e.start;
+        for (line, json) in held {
+            if !self.send_local(line, t, start, &json) {
+                return false;
+            }
+        }
+        true
     }
 
     fn list(&mut self, m: MatchSource) -> bool {
@@ -373,7 +403,7 @@ impl<'a> FanIn<'a> {
     fn finish(&mut self, mut s: SearchSummary) -> bool {
         match self.mode {
             Mode::Lines => {
-                if !self.done {
+                if !self.done && self.release_local() {
                     // Stopped at its own limit, the local search has lines
                     // past its last that the page must not skip: the
                     // answers' go out up to it, the rest on the next page.
@@ -574,13 +604,14 @@ mod tests {
     }
 
     #[test]
-    fn with_events_an_event_goes_out_whole_at_its_first_lines_time_and_the_limit_counts_events() {
+    fn with_events_an_event_goes_out_whole_at_its_first_matchs_time_and_the_limit_counts_events() {
         let continued = |instance, offset, time_ns, context| {
             let mut l = line(instance, offset, time_ns, context);
             l.line.flags.continues = true;
             l
         };
         // b's answer: one event, its first line at 2, its match at 5.
+        // (a's local lines are one-line events.)
         let answer = || NodeAnswer {
             events: [
                 line(1, 0, 2, true),
@@ -593,9 +624,10 @@ mod tests {
             ..NodeAnswer::default()
         };
         let local = [line(0, 0, 3, false), line(0, 7, 8, false)];
+        // b's event is placed at its match (5), after a's line at 3.
         for (limit, want) in [
-            (None, &["1@2", "1@5", "1@6", "--", "0@3", "--", "0@8"][..]),
-            (Some(2), &["1@2", "1@5", "1@6", "--", "0@3"][..]),
+            (None, &["0@3", "--", "1@2", "1@5", "1@6", "--", "0@8"][..]),
+            (Some(2), &["0@3", "--", "1@2", "1@5", "1@6"][..]),
         ] {
             let mut out = Collector::default();
             let mut fan = FanIn::of_page(
@@ -609,6 +641,27 @@ mod tests {
             let s = out.answer.summary.expect("summary");
             assert_eq!(s.more, limit.is_some(), "{s:?}");
         }
+    }
+
+    #[test]
+    fn with_events_a_local_event_waits_for_its_match_to_be_placed() {
+        let mut matched = line(0, 7, 9, false);
+        matched.line.flags.continues = true;
+        // a's event opens at 1 and matches at 9; b's line at 5 goes first.
+        let local = [line(0, 0, 1, true), matched];
+        let answer = NodeAnswer {
+            events: vec![SearchEvent::Line(line(1, 0, 5, false))],
+            ..NodeAnswer::default()
+        };
+        let mut out = Collector::default();
+        let mut fan = FanIn::of_page(
+            &mut out,
+            (Mode::Lines, None, false, true),
+            vec![answer],
+            Vec::new(),
+        );
+        run_local(&mut fan, &local);
+        assert_eq!(texts(&out.answer.events), ["1@5", "--", "0@1", "0@9"]);
     }
 
     #[test]
