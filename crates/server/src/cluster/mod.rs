@@ -259,12 +259,23 @@ impl Cluster {
         let Some(own) = self.ownerships.get() else {
             return vec![Owner::Here; ids.len()];
         };
-        if ids.iter().any(|id| own.recorded_owner(*id).is_none()) {
+        let nodes = self.alert_nodes();
+        // Nobody, or a node that left: the metastore is read again before
+        // this node takes the source.
+        let takes = |id: &u64| match own.recorded_owner(*id) {
+            None => true,
+            Some(o) => {
+                o != self.node_id
+                    && nodes
+                        .as_ref()
+                        .is_some_and(|n| n.url(&o).is_none_or(str::is_empty))
+            }
+        };
+        if ids.iter().any(takes) {
             if let Err(e) = own.refresh() {
                 tracing::warn!(error = %e, "cannot read the metastore again for a push's owners; going by the last read");
             }
         }
-        let nodes = self.alert_nodes();
         ids.iter()
             .map(|id| match own.recorded_owner(*id) {
                 None => Owner::Here,

@@ -119,14 +119,15 @@ pub fn hits(
                 None => break,
             }
         }
-        // Its place across pages: its first line the pattern selects,
-        // whatever the time range (the same event, asked from a later
-        // `since`, keeps its place: a cursor past it skips it whole).
+        // Its place across pages: its first match (a line in the time
+        // range the pattern selects), which is also where a cluster's
+        // fan-in, seeing only which lines match, places it.
+        let range = req.range();
         let mut key = None;
         for &p in &lines {
             let block = r.block(p.0)?;
             let l = block.line(p.1);
-            if p == at || req.selects(l.bytes) {
+            if p == at || (range.contains(l.time_ns) && req.selects(l.bytes)) {
                 key = Some((l.time_ns, l.offset));
                 break;
             }

@@ -82,9 +82,9 @@ struct Merger<'a> {
 impl Merger<'_> {
     fn push(&mut self, source: usize, t_min: i64, found: BlockHits) {
         // With events, an event's lines all sort at its place (its first
-        // matching line's time), the time its cursor names: no other
-        // source's line comes between them, and the pages' order is the
-        // cursor's.
+        // matching line's time, the time its cursor names; later only if
+        // its source's clock went back): no other source's line comes
+        // between them, and the pages' order is the cursors'.
         let mut event: Option<(u64, i64)> = None;
         for hit in found.hits {
             let mut t = hit.time_ns.max(t_min).max(self.floor[source]);

@@ -82,8 +82,8 @@ pub struct Wanted {
 pub struct EventOf {
     /// The ordinal of its first line: tells events apart in one search.
     pub first: u64,
-    /// (time, offset) of its first line the pattern selects: its place
-    /// in the search's order across pages (a cursor names it).
+    /// (time, offset) of its first match: its place in the search's
+    /// order across pages (a cursor names it).
     pub key: (i64, u64),
 }
 

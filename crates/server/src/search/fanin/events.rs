@@ -1,7 +1,8 @@
 //! With `events=true`: each event's lines go out together, at its place
 //! (the time of its first matching line, which is where each node's search
 //! sorts it and what a page's cursor names), whichever stream they come
-//! from.
+//! from. (An event cut by a publish comes as two, one from each side: a
+//! known limit, in ARCHITECTURE.md.)
 
 use std::collections::HashMap;
 
