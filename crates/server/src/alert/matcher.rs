@@ -48,6 +48,9 @@ pub struct Hit {
     /// has more than one line: a message and its trace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trace: Vec<String>,
+    /// The line is in an event of several lines: `trace` holds it. (A node
+    /// of the version before sent it without `trace` on all but an
+    /// event's first hit; `window.rs` keeps the trace it had for those.)
     #[serde(default)]
     pub in_trace: bool,
 }

@@ -93,15 +93,17 @@ pub(super) async fn take_body(
         .because("rate")
         .retry_after(wait));
     }
-    read_body(app, body, app.config.ingest.max_body_bytes).await
+    let limit = app.config.ingest.max_body_bytes;
+    read_body(app, body, (limit, "ingest.max_body_bytes")).await
 }
 
-/// Waits for room in memory, then reads the body within `limit` bytes.
-/// Gives the deadline to admit its lines by.
+/// Waits for room in memory, then reads the body within `limit` bytes
+/// (named by the setting it comes from, in the 413). Gives the deadline
+/// to admit its lines by.
 pub(super) async fn read_body(
     app: &App,
     body: Body,
-    limit: usize,
+    (limit, setting): (usize, &str),
 ) -> Result<(axum::body::Bytes, tokio::time::Instant), ApiError> {
     // Wait for room before reading the body: a waiting request holds
     // nothing but its connection.
@@ -116,7 +118,7 @@ pub(super) async fn read_body(
         if too_large {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body is larger than ingest.max_body_bytes ({limit} bytes)"),
+                format!("request body is larger than {setting} ({limit} bytes)"),
             )
             .because("too_large")
         } else {

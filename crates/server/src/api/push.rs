@@ -271,7 +271,8 @@ pub(super) async fn node_push(
 ) -> Result<Json<push::PushOutcome>, ApiError> {
     refuse_if_cannot_store(&app)?;
     let limit = forwarded_body_limit(app.config.ingest.max_body_bytes);
-    let (raw, deadline) = read_body(&app, body, limit).await?;
+    let setting = "a forwarded push's limit (6 × ingest.max_body_bytes + 1 MiB)";
+    let (raw, deadline) = read_body(&app, body, (limit, setting)).await?;
     let streams: Vec<PushedStream> = serde_json::from_slice(&raw)
         .map_err(|e| ApiError::bad(format!("malformed forwarded push: {e}")))?;
     drop(raw);

@@ -118,15 +118,7 @@ impl Ingestor {
     /// they (and any copy of them sent earlier and still in flight) are
     /// durable. A request with a gap in any batch stores nothing.
     pub async fn ingest(&self, req: IngestRequest) -> Result<IngestResponse, IngestError> {
-        // The lines are copied into blocks before the ledger's lock is
-        // taken, so concurrent requests copy in parallel; under the lock
-        // only what the source already holds is dropped (a retry's lines).
-        let blocks: Vec<(LineBlock, u64)> = req
-            .batches
-            .iter()
-            .map(|batch| self.block_of(batch, 0))
-            .collect();
-        self.queue((req, blocks), false).await
+        self.queue(req, false).await
     }
 
     /// Lines that come without offsets (pushed by senders other than the
@@ -134,20 +126,22 @@ impl Ingestor {
     /// the end of what its source holds, under the ledger's lock, so
     /// pushes to one source at once each get their own bytes.
     pub async fn append(&self, req: IngestRequest) -> Result<IngestResponse, IngestError> {
-        // Made before the lock at offsets from 0; moved under it.
+        self.queue(req, true).await
+    }
+
+    /// Queues `req`'s new lines (`append`: placed at their sources' ends)
+    /// and waits until they are durable.
+    async fn queue(&self, req: IngestRequest, append: bool) -> Result<IngestResponse, IngestError> {
+        // The lines are copied into blocks before the ledger's lock is
+        // taken, so concurrent requests copy in parallel; under the lock
+        // only what the source already holds is dropped (a retry's lines),
+        // and appended blocks, made at offsets from 0, are moved.
         let blocks: Vec<(LineBlock, u64)> = req
             .batches
             .iter()
             .map(|batch| self.block_of(batch, 0))
             .collect();
-        self.queue((req, blocks), true).await
-    }
-
-    async fn queue(
-        &self,
-        mut pending: Pending,
-        append: bool,
-    ) -> Result<IngestResponse, IngestError> {
+        let mut pending: Pending = (req, blocks);
         let mut tries = 0;
         let (resp, wait_for) = loop {
             self.take_sources(&pending.0).await?;
