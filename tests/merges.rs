@@ -83,7 +83,7 @@ fn merges_settled(server: &Server) -> Value {
 /// every line once, in order.
 #[test]
 fn readers_see_each_line_once_while_splits_are_merged_and_retired() {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
     const PER_ROUND: usize = 20;
     let config = MERGING.replace(
         "partition_secs = 3600\n",
@@ -99,7 +99,7 @@ fn readers_see_each_line_once_while_splits_are_merged_and_retired() {
     );
     follow.expect_line(&numbered(0), DEADLINE);
 
-    let acked = AtomicUsize::new(1);
+    let written = WriteProgress::new(1);
     let enough = AtomicBool::new(false);
     let mut rounds = 0;
     let started = std::time::Instant::now();
@@ -109,7 +109,8 @@ fn readers_see_each_line_once_while_splits_are_merged_and_retired() {
             let long_ago = now_ns() - 20 * DAY_NS;
             let mut round = 0i64;
             while !enough.load(SeqCst) {
-                let from = acked.load(SeqCst);
+                let from = written.acked();
+                written.sending(from + PER_ROUND);
                 let texts: Vec<String> = (from..from + PER_ROUND).map(numbered).collect();
                 let mut batches = vec![busy.batch(&texts)];
                 if round % 2 == 0 {
@@ -122,7 +123,7 @@ fn readers_see_each_line_once_while_splits_are_merged_and_retired() {
                     batches.push(old.batch_at(&[(at, format!("old {round}"))]));
                 }
                 server.post_ok(&request(batches));
-                acked.store(from + PER_ROUND, SeqCst);
+                written.acknowledged(from + PER_ROUND);
                 round += 1;
                 // Paced, so that readers run between the writes.
                 std::thread::sleep(std::time::Duration::from_millis(60));
@@ -130,7 +131,7 @@ fn readers_see_each_line_once_while_splits_are_merged_and_retired() {
         });
         let _writer_ends = SetOnDrop(&enough);
         loop {
-            reads_are_acknowledged_prefixes(&server, JOB, &acked, &numbered);
+            reads_are_acknowledged_prefixes(&server, JOB, &written, &numbered);
             rounds += 1;
 
             // On until it really ran across merges of several levels.
@@ -146,7 +147,7 @@ fn readers_see_each_line_once_while_splits_are_merged_and_retired() {
             );
         }
     });
-    let total = acked.load(SeqCst);
+    let total = written.acked();
     follow_shows_numbered_once(
         &mut follow,
         total,

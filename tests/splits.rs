@@ -385,7 +385,7 @@ fn a_gap_accepted_through_allow_gap_is_recorded_with_the_published_end() {
 /// and a follow must print every numbered line once, in order.
 #[test]
 fn searches_and_tails_see_each_line_once_while_splits_are_published_and_retired() {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
     const PER_ROUND: usize = 25;
     let (_dir, server) = Server::in_temp_dir(Some(
         "[storage]\nblock_bytes = 1024\nblock_max_age_ms = 100\ncommit_interval_ms = 50\n\
@@ -402,7 +402,7 @@ fn searches_and_tails_see_each_line_once_while_splits_are_published_and_retired(
     );
     follow.expect_line(&numbered(0), DEADLINE);
 
-    let acked = AtomicUsize::new(1);
+    let written = WriteProgress::new(1);
     let enough = AtomicBool::new(false);
     let mut rounds = 0;
     let started = std::time::Instant::now();
@@ -412,7 +412,8 @@ fn searches_and_tails_see_each_line_once_while_splits_are_published_and_retired(
             let long_ago = now_ns() - 20 * DAY_NS;
             let mut round = 0i64;
             while !enough.load(SeqCst) {
-                let from = acked.load(SeqCst);
+                let from = written.acked();
+                written.sending(from + PER_ROUND);
                 let texts: Vec<String> = (from..from + PER_ROUND).map(numbered).collect();
                 let at = long_ago + round * 3_600_000_000_000;
                 let ancient: Vec<(i64, String)> = (0..5)
@@ -422,7 +423,7 @@ fn searches_and_tails_see_each_line_once_while_splits_are_published_and_retired(
                     current.batch(&texts),
                     old.batch_at(&ancient),
                 ]));
-                acked.store(from + PER_ROUND, SeqCst);
+                written.acknowledged(from + PER_ROUND);
                 round += 1;
                 // Paced, so that readers run between the writes.
                 std::thread::sleep(std::time::Duration::from_millis(50));
@@ -430,7 +431,7 @@ fn searches_and_tails_see_each_line_once_while_splits_are_published_and_retired(
         });
         let _writer_ends = SetOnDrop(&enough);
         loop {
-            reads_are_acknowledged_prefixes(&server, job, &acked, &numbered);
+            reads_are_acknowledged_prefixes(&server, job, &written, &numbered);
             rounds += 1;
 
             // On until it really ran across publishes and retirements.
@@ -447,7 +448,7 @@ fn searches_and_tails_see_each_line_once_while_splits_are_published_and_retired(
             );
         }
     });
-    let total = acked.load(SeqCst);
+    let total = written.acked();
     follow_shows_numbered_once(
         &mut follow,
         total,

@@ -252,25 +252,60 @@ pub fn assert_job_exactly_once(
     );
 }
 
+/// How far a writer of numbered lines has got, for readers running
+/// meanwhile: the lines of requests sent (one may be in flight) and of
+/// those acknowledged. A request's lines can be shown before its answer
+/// reaches the writer, so a reader may see up to what was sent, and must
+/// see at least what was acknowledged before it began.
+pub struct WriteProgress {
+    sent: std::sync::atomic::AtomicUsize,
+    acked: std::sync::atomic::AtomicUsize,
+}
+
+impl WriteProgress {
+    /// `acked` lines already acknowledged.
+    pub fn new(acked: usize) -> WriteProgress {
+        WriteProgress {
+            sent: acked.into(),
+            acked: acked.into(),
+        }
+    }
+
+    /// Lines acknowledged so far: where the next request starts.
+    pub fn acked(&self) -> usize {
+        self.acked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A request with the lines up to `end` is about to be sent.
+    pub fn sending(&self, end: usize) {
+        self.sent.store(end, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The lines up to `end` were acknowledged.
+    pub fn acknowledged(&self, end: usize) {
+        self.acked.store(end, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// One round of the readers' check while lines are being written: `cblogs
 /// grep ^now` and `cblogs tail JOB -n 100000` must each show a prefix of
 /// the numbered lines (`numbered(0)`, `numbered(1)`, … each starting with
-/// `now `), each line once and in order, and no shorter than what was
-/// acknowledged (`acked`) before it began. Panics saying which reader saw
-/// what.
+/// `now `), each line once and in order, no shorter than what was
+/// acknowledged before it began and no longer than what was sent by its
+/// end ([`WriteProgress`]). Panics saying which reader saw what.
 pub fn reads_are_acknowledged_prefixes(
     server: &Server,
     job: &str,
-    acked: &std::sync::atomic::AtomicUsize,
+    written: &WriteProgress,
     numbered: &dyn Fn(usize) -> String,
 ) {
     use std::sync::atomic::Ordering::SeqCst;
     let greps: &[&str] = &["grep", "^now ", "--output", "raw", "--limit", "0"];
     let tails: &[&str] = &["tail", job, "-n", "100000", "--output", "raw"];
     for (what, args) in [("grep", greps), ("tail -n", tails)] {
-        let before = acked.load(SeqCst);
+        let acked = written.acked();
         let out = server.cli(args);
-        let after = acked.load(SeqCst);
+        let sent = written.sent.load(SeqCst);
         assert_eq!(out.code, 0, "{what}: {}", out.stderr);
         let got: Vec<&str> = out
             .stdout
@@ -279,8 +314,8 @@ pub fn reads_are_acknowledged_prefixes(
             .collect();
         let n = got.len();
         assert!(
-            (before..=after).contains(&n),
-            "{what}: {n} lines, while {before} to {after} were acknowledged"
+            (acked..=sent).contains(&n),
+            "{what}: {n} lines, while {acked} were acknowledged before it began and {sent} sent by its end"
         );
         let want: Vec<String> = (0..n).map(numbered).collect();
         assert_eq!(got, want, "{what}: not each line once, in order");

@@ -72,7 +72,7 @@ pub use cli::{cli, cli_with, CliOutput};
 pub use exactly_once::{
     assert_job_exactly_once, await_stored, brief, follow_shows_numbered_once, problems,
     reads_are_acknowledged_prefixes, shown_line, stored_per_job, wait_all_stored, written_per_job,
-    Offsets, Shown,
+    Offsets, Shown, WriteProgress,
 };
 pub use follower::Follower;
 pub use model::{StreamKey, StreamModel, Written, MAX_LINE_BYTES};

@@ -90,8 +90,14 @@ impl Seaweed {
         crate::daemon::shared(&ONE, Seaweed::start)
     }
 
-    /// Starts it (again, on the same ports and data) and waits until its
-    /// S3 gateway answers.
+    /// Starts it (again, on the same ports and data) and waits until it
+    /// can take a write: its S3 gateway answers and its master knows a
+    /// volume server.
+    ///
+    /// The gateway answers seconds before the volume server has joined
+    /// the master; a PUT in between waits on the master's volume growth,
+    /// and on a loaded machine that wait outlasted cblogsd's 30-second
+    /// request timeout (a CI run's bench smoke test failed so).
     pub fn restart(&mut self) {
         let [s3, master, volume, filer] = self.ports;
         let data = self.dir.path().join("data");
@@ -127,7 +133,8 @@ impl Seaweed {
             // said at once, with its log, rather than waited for.
             self.daemon.assert_running();
             // Any answer: with identities an anonymous one is 403.
-            if client.get(format!("{}/", self.endpoint)).send().is_ok() {
+            let gateway = client.get(format!("{}/", self.endpoint)).send().is_ok();
+            if gateway && self.has_volume_server(&client) {
                 return;
             }
             if std::time::Instant::now() > deadline {
@@ -135,12 +142,26 @@ impl Seaweed {
                 let lines: Vec<&str> = log.lines().collect();
                 let tail = lines[lines.len().saturating_sub(40)..].join("\n");
                 panic!(
-                    "timed out after 90s waiting for SeaweedFS's S3 gateway to answer on {}; the end of its log:\n{tail}",
+                    "timed out after 90s waiting for SeaweedFS to take writes (S3 gateway {} answers: {gateway}; \
+                     no volume server joined its master on port {master}); the end of its log:\n{tail}",
                     self.endpoint
                 );
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
+    }
+
+    /// Whether the master's topology has a volume server with room for
+    /// volumes (`Max` > 0 in `/dir/status`); before one joins, writes wait.
+    fn has_volume_server(&self, client: &reqwest::blocking::Client) -> bool {
+        let master = self.ports[1];
+        client
+            .get(format!("http://127.0.0.1:{master}/dir/status"))
+            .send()
+            .and_then(|r| r.json::<serde_json::Value>())
+            .ok()
+            .and_then(|status| status["Topology"]["Max"].as_u64())
+            .is_some_and(|max| max > 0)
     }
 
     /// From now on only the key [`Seaweed::config`] names may act: a
