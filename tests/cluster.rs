@@ -1286,14 +1286,16 @@ fn a_node_frozen_shorter_than_its_session_keeps_its_streams() {
     sees(&a, &[&a, &b], "a to see both nodes");
     let mut agent = SpreadAgent::new("paused");
     let serverset = format!("zk://{}/cblogs/test/paused", ZooKeeper::shared().connect());
-    let shipper = agent.shipper(&serverset);
+    // Requests time out after 5 s: a request sent at the freeze must be
+    // answered within 4 s of the wake, even on a loaded machine.
+    let shipper = agent.shipper_timing_out_after(&serverset, 5000);
     agent.write("before", true);
     agent.wait_acked(&shipper, "the first lines acknowledged");
     let (on_a, on_b) = shared_by(&shipper, &a, &b);
     let member = node(&view(&a), &b.url)["member"].clone();
     let moved = shipper_status(&shipper)["streams_moved"].as_u64();
 
-    // Frozen for 1 s, under both its 6 s session and the shipper's 2 s
+    // Frozen for 1 s, under both its 6 s session and the shipper's 5 s
     // request timeout (the freeze is what is tested, not a wait for it),
     // lines written meanwhile.
     b.sigstop();

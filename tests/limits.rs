@@ -369,20 +369,22 @@ fn ingest_rate_limit_answers_429_and_the_shipper_backs_off_and_delivers_everythi
     };
     let mut f = direct(0);
 
-    // One second's allowance goes in at once (and a bit more: the bucket
-    // may go into debt); the next request is refused until it is paid.
-    let first = request(vec![f.batch(&numbered("direct", 0..30, 1000))]);
+    // One second's allowance goes in at once (and more: the bucket may go
+    // into debt); the next request is refused until it is paid. A debt of
+    // 2 s, so that the next request is refused even when the first one's
+    // fsync is slow on a loaded machine.
+    let first = request(vec![f.batch(&numbered("direct", 0..60, 1000))]);
     let sent = Instant::now();
     let a = post_request(&server, &first);
     assert_eq!(a.status, 200, "{a:?}");
-    let second = request(vec![f.batch(&numbered("direct", 30..31, 1000))]);
+    let second = request(vec![f.batch(&numbered("direct", 60..61, 1000))]);
     let refused = post_request(&server, &second);
     refused.assert_refused(429, "ingest.max_bytes_per_sec_per_token");
     let wait = refused.retry_after.expect("a 429 says when to retry");
-    assert!((1..=2).contains(&wait), "Retry-After {wait}");
+    assert!((2..=3).contains(&wait), "Retry-After {wait}");
     assert_eq!(
         server.all_lines("www-data/prod/direct").len(),
-        30,
+        60,
         "the refused request stored nothing, the accepted one is whole"
     );
     // Once the debt is paid, the same request is taken.
@@ -396,10 +398,10 @@ fn ingest_rate_limit_answers_429_and_the_shipper_backs_off_and_delivers_everythi
     });
     let took = sent.elapsed();
     assert!(
-        took >= Duration::from_millis(450),
-        "30000 bytes at 20000 bytes/s leave a debt of 0.5 s, taken in {took:?}"
+        took >= Duration::from_millis(1900),
+        "60000 bytes at 20000 bytes/s leave a debt of 2 s, taken in {took:?}"
     );
-    assert_eq!(server.all_lines("www-data/prod/direct").len(), 31);
+    assert_eq!(server.all_lines("www-data/prod/direct").len(), 61);
 
     // The real shipper, under that limit, with 240 KB in four files: it is
     // answered 429 many times, waits as told, and delivers every line once.

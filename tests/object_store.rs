@@ -312,7 +312,7 @@ fn retention_deletes_splits_from_the_bucket_by_age_and_never_for_the_local_disk_
     // nothing (it bounds this disk, and the splits are in the bucket).
     let config = format!(
         "[storage]\nretention_days = 14\nretention_check_secs = 1\ncommit_interval_ms = 100\n\
-         max_disk_bytes = 1\n[search]\nmax_query_secs = 1\n{}",
+         max_disk_bytes = 1\n[search]\nmax_query_secs = 5\n{}",
         weed.config("retention")
     );
     let (_dir, server) = Server::in_temp_dir(Some(&config));
@@ -471,7 +471,7 @@ fn over_max_bucket_bytes_the_oldest_splits_leave_the_bucket() {
     let weed = Seaweed::start();
     let base = format!(
         "[storage]\npartition_secs = 3600\nretention_check_secs = 1\ncommit_interval_ms = 100\n\
-         [search]\nmax_query_secs = 1\n{}",
+         [search]\nmax_query_secs = 5\n{}",
         weed.config("budget")
     );
     let (dir, mut server) = Server::in_temp_dir(Some(&base));

@@ -41,21 +41,35 @@ fn weed() -> PathBuf {
     )
 }
 
-/// Four ports, each free with its port + 10000 too.
+/// Four ports, each free with its port + 10000 too (weed's gRPC ports).
+///
+/// All eight lie below Linux's ephemeral range (32768 and up): a port
+/// there can be taken by any outgoing connection between this check and
+/// weed's bind, or between a stop and a restart on the same ports. Bases
+/// handed out in this process are not handed out again, so two tests
+/// starting at once cannot pick overlapping ports before either binds.
 fn free_ports() -> [u16; 4] {
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    const LOW: u16 = 10_000;
+    const SPAN: u32 = 12_700; // LOW + SPAN + 3 + 10_000 < 32_768
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos())
         ^ std::process::id();
     let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     for attempt in 0..500u32 {
-        let base = 20_000 + ((seed.wrapping_add(attempt.wrapping_mul(7919))) % 9_990) as u16;
+        let base = LOW + (seed.wrapping_add(attempt.wrapping_mul(7919)) % SPAN) as u16;
+        if handed_out.iter().any(|&b| b.abs_diff(base) < 4) {
+            continue;
+        }
         let ports = [base, base + 1, base + 2, base + 3];
         if ports.iter().all(|&p| free(p) && free(p + 10_000)) {
+            handed_out.push(base);
             return ports;
         }
     }
-    panic!("no four free loopback ports (with their +10000) in 20000-30000");
+    panic!("no four free loopback ports (with their +10000) in 10000-32767");
 }
 
 impl Seaweed {

@@ -78,12 +78,20 @@ impl SpreadAgent {
     }
 
     /// A shipper sending to `server` (a serverset), quick to fail over,
-    /// to settle and to read the serverset.
+    /// to settle and to read the serverset; its requests time out after 2 s.
     pub fn shipper(&self, server: &str) -> Shipper {
+        self.shipper_timing_out_after(server, 2000)
+    }
+
+    /// [`SpreadAgent::shipper`] with its requests timing out after
+    /// `request_timeout_ms`.
+    pub fn shipper_timing_out_after(&self, server: &str, request_timeout_ms: u64) -> Shipper {
         let config = SHIPPER_FAST.replace(
             "[ship]\n",
-            "[ship]\nincarnation_check_ms = 1000\nfailover_after_ms = 1000\nnode_settle_ms = 1000\n\
-             move_wait_ms = 30000\nserverset_poll_ms = 200\nrequest_timeout_ms = 2000\n",
+            &format!(
+                "[ship]\nincarnation_check_ms = 1000\nfailover_after_ms = 1000\nnode_settle_ms = 1000\n\
+                 move_wait_ms = 30000\nserverset_poll_ms = 200\nrequest_timeout_ms = {request_timeout_ms}\n"
+            ),
         );
         Shipper::start_with_status_endpoint(
             &self.agent,

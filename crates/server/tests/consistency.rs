@@ -126,10 +126,11 @@ fn readers_see_every_line_once_while_blocks_move_to_the_index() {
         }
     });
     // Let the committer move everything that is due into the index while
-    // the reader keeps checking.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // the reader keeps checking (polled, not spun: on two cores a spinning
+    // wait would take the committer's CPU).
+    let deadline = Instant::now() + Duration::from_secs(60);
     while app.store.blocks_to_commit(false, None).len() > 1 && Instant::now() < deadline {
-        std::thread::yield_now();
+        std::thread::sleep(Duration::from_millis(20));
     }
     stop.store(true, Ordering::Relaxed);
     let (checks, most) = reader.join().expect("reader thread");

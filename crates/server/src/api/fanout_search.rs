@@ -77,7 +77,6 @@ pub(super) async fn search(app: Arc<App>, raw: Option<String>) -> Result<Respons
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     let store = app.store.clone();
     spawn_search(&app, move || {
-        let _slot = slot;
         let mut answers: Vec<NodeAnswer> = kept.into_iter().map(|a| a.answer).collect();
         // This node's own unpublished part, answered as the others'.
         answers.push(node_answer(&store, &parts.unpublished, &req, jobs.clone()));
@@ -93,6 +92,8 @@ pub(super) async fn search(app: Arc<App>, raw: Option<String>) -> Result<Respons
             kind: "search",
             seconds: started.elapsed().as_secs_f64(),
         });
+        // Given back before the answer ends, as in a one-node search.
+        drop(slot);
     })?;
     Ok(ndjson_body(rx))
 }
@@ -147,8 +148,10 @@ pub(super) async fn node_search(
     let (tx, rx) = oneshot::channel();
     let store = app.store.clone();
     spawn_search(&app, move || {
-        let _slot = slot;
-        let _ = tx.send(node_answer(&store, &snap, &req, jobs));
+        let answer = node_answer(&store, &snap, &req, jobs);
+        // Given back before the answer is sent (see the one-node search).
+        drop(slot);
+        let _ = tx.send(answer);
     })?;
     rx.await.map(Json).map_err(|_| {
         ApiError::new(

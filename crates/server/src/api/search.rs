@@ -446,7 +446,6 @@ pub(super) async fn search(
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     let store = app.store.clone();
     spawn_search(&app, move || {
-        let _slot = slot;
         let started = Instant::now();
         let snap = store.snapshot(&|s| req.filter.wants(s), false);
         let mut sink = NdjsonSink::new(tx, req.deadline + SUMMARY_MARGIN);
@@ -455,6 +454,9 @@ pub(super) async fn search(
             kind: "search",
             seconds: started.elapsed().as_secs_f64(),
         });
+        // Given back before the sink's drop ends the answer: a client's
+        // next search, sent once this one ended, finds the slot free.
+        drop(slot);
     })?;
     Ok(ndjson_body(rx))
 }
