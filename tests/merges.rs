@@ -85,15 +85,10 @@ fn merges_settled(server: &Server) -> Value {
 fn readers_see_each_line_once_while_splits_are_merged_and_retired() {
     use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
     const PER_ROUND: usize = 20;
-    // A longer time limit than MERGING's, for the readers on a loaded
-    // machine; a retired split's files still go during the run (after
-    // max_query_secs + 5 s).
-    let config = MERGING
-        .replace(
-            "partition_secs = 3600\n",
-            "partition_secs = 3600\nretention_days = 14\nretention_check_secs = 1\n",
-        )
-        .replace("max_query_secs = 1\n", "max_query_secs = 5\n");
+    let config = MERGING.replace(
+        "partition_secs = 3600\n",
+        "partition_secs = 3600\nretention_days = 14\nretention_check_secs = 1\n",
+    );
     let (_dir, server) = Server::in_temp_dir(Some(&config));
     let numbered = |i: usize| format!("now {i:05} a line long enough to fill a block soon");
     let mut busy = file(0);

@@ -390,7 +390,7 @@ fn searches_and_tails_see_each_line_once_while_splits_are_published_and_retired(
     let (_dir, server) = Server::in_temp_dir(Some(
         "[storage]\nblock_bytes = 1024\nblock_max_age_ms = 100\ncommit_interval_ms = 50\n\
          split_max_age_secs = 1\npartition_secs = 3600\nretention_days = 14\n\
-         retention_check_secs = 1\n[search]\nmax_query_secs = 5\n",
+         retention_check_secs = 1\n[search]\nmax_query_secs = 2\n",
     ));
     let job = "www-data/prod/split";
     let numbered = |i: usize| format!("now {i:05} a line that is long enough to fill blocks");

@@ -41,17 +41,19 @@ fn weed() -> PathBuf {
     )
 }
 
-/// Four ports, each free with its port + 10000 too (weed's gRPC ports).
+/// Four ports in 10000-19999, each free with its port + 10000 too (weed's
+/// gRPC ports, in 20000-29999).
 ///
 /// All eight lie below Linux's ephemeral range (32768 and up): a port
 /// there can be taken by any outgoing connection between this check and
-/// weed's bind, or between a stop and a restart on the same ports. Bases
-/// handed out in this process are not handed out again, so two tests
-/// starting at once cannot pick overlapping ports before either binds.
+/// weed's bind, or between a stop and a restart on the same ports. The
+/// two ranges do not meet, and bases handed out in this process are not
+/// handed out again, so two tests starting at once cannot pick
+/// overlapping ports before either binds.
 fn free_ports() -> [u16; 4] {
     static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     const LOW: u16 = 10_000;
-    const SPAN: u32 = 12_700; // LOW + SPAN + 3 + 10_000 < 32_768
+    const SPAN: u32 = 9_997; // the last base, 19_996, and its 3 more
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos())
@@ -69,7 +71,7 @@ fn free_ports() -> [u16; 4] {
             return ports;
         }
     }
-    panic!("no four free loopback ports (with their +10000) in 10000-32767");
+    panic!("no four free loopback ports in 10000-19999 (with their +10000)");
 }
 
 impl Seaweed {
