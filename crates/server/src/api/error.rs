@@ -157,6 +157,13 @@ impl From<IngestError> for ApiError {
             IngestError::Claim(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
                 .because("unavailable")
                 .retry_after(Duration::from_secs(2)),
+            // Pushed lines only: sent again, they go to the node that
+            // took the source (as a push to a source another node owns).
+            IngestError::TakenMeanwhile(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+                    .because("owner")
+                    .retry_after(Duration::from_secs(1))
+            }
         }
     }
 }

@@ -27,7 +27,7 @@ use super::error::ApiError;
 use super::ingest::{admit, read_body, refuse_if_cannot_store, take_body};
 use crate::access::Caller;
 use crate::app::App;
-use crate::cluster::Owner;
+use crate::cluster::{Owner, SeenEpochs};
 use crate::metrics::{emit, Ingested, RequestRefused};
 use crate::push::{self, PushError, PushedStream};
 
@@ -154,11 +154,11 @@ async fn take(
     drop(bytes);
     push::check_lines(&streams, app.config.ingest.max_lines_per_request)?;
     let all_bytes = text_bytes(&streams);
-    let (here, others) = by_owner(app, streams).await?;
+    let (here, seen, others) = by_owner(app, streams).await?;
     // Room for this node's part only, held until it is stored.
     let local = async {
         let _admission = admit(app, text_bytes(&here), deadline).await?;
-        Ok::<_, ApiError>(app.pusher.push(here).await?)
+        Ok::<_, ApiError>(app.pusher.push(here, seen).await?)
     };
     let forwarded = others
         .into_iter()
@@ -180,11 +180,12 @@ fn text_bytes(streams: &[PushedStream]) -> u64 {
         .sum()
 }
 
-/// A push's streams by where they go: this node's, and those whose source
-/// another live node owns, by that node (id, URL). Alone, all are this
-/// node's.
+/// A push's streams by where they go: this node's (with the epoch each
+/// one's owner was seen at), and those whose source another live node
+/// owns, by that node (id, URL). Alone, all are this node's.
 type ByOwner = (
     Vec<PushedStream>,
+    SeenEpochs,
     BTreeMap<(String, String), Vec<PushedStream>>,
 );
 
@@ -200,7 +201,8 @@ async fn by_owner(app: &Arc<App>, mut streams: Vec<PushedStream>) -> Result<ByOw
         .map(|s| push::source_of(&s.labels).id())
         .collect();
     let cluster = app.cluster.clone();
-    let owners = tokio::task::spawn_blocking(move || cluster.owners(&ids))
+    let asked = ids.clone();
+    let owners = tokio::task::spawn_blocking(move || cluster.owners(&asked))
         .await
         .map_err(|e| {
             ApiError::new(
@@ -209,15 +211,19 @@ async fn by_owner(app: &Arc<App>, mut streams: Vec<PushedStream>) -> Result<ByOw
             )
         })?;
     let mut here = Vec::new();
+    let mut seen = SeenEpochs::new();
     let mut others: BTreeMap<(String, String), Vec<PushedStream>> = BTreeMap::new();
-    for (s, owner) in streams.into_iter().zip(owners) {
+    for ((s, owner), id) in streams.into_iter().zip(owners).zip(ids) {
         match owner {
-            Owner::Here => here.push(s),
+            Owner::Here { seen_epoch } => {
+                seen.insert(id, seen_epoch);
+                here.push(s);
+            }
             Owner::Other { node, url } => others.entry((node, url)).or_default().push(s),
             Owner::Unknown(node) => return Err(not_known_yet(&node)),
         }
     }
-    Ok((here, others))
+    Ok((here, seen, others))
 }
 
 fn not_known_yet(node: &str) -> ApiError {
@@ -276,7 +282,7 @@ pub(super) async fn node_push(
     let streams: Vec<PushedStream> = serde_json::from_slice(&raw)
         .map_err(|e| ApiError::bad(format!("malformed forwarded push: {e}")))?;
     drop(raw);
-    let (here, others) = by_owner(&app, streams).await?;
+    let (here, seen, others) = by_owner(&app, streams).await?;
     if let Some((node, _)) = others.keys().next() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -286,7 +292,7 @@ pub(super) async fn node_push(
         .retry_after(Duration::from_secs(1)));
     }
     let _admission = admit(&app, text_bytes(&here), deadline).await?;
-    Ok(Json(app.pusher.push(here).await?))
+    Ok(Json(app.pusher.push(here, seen).await?))
 }
 
 /// A forwarded push's body: its streams as JSON, their text escaped (at

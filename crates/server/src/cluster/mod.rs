@@ -33,7 +33,7 @@ use crate::config::{ClusterConfig, NodeRole};
 use cblogs_core::serverset::{NodeInfo, ServiceInstance};
 pub use fanout::{stale_sources, Answered};
 pub use membership::{ClusterView, Membership, Node, NodeReport};
-pub use ownership::Ownerships;
+pub use ownership::{Ownerships, SeenEpochs};
 pub use peers::{PeerError, Peers};
 
 /// This node's identity and what it knows of the others.
@@ -63,12 +63,12 @@ const STATIC_ASK_EVERY: Duration = Duration::from_secs(2);
 /// Where a source's lines go ([`Cluster::owners`]).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Owner {
-    Here,
+    /// This node takes it: nobody owns it, or a node that left, at
+    /// `seen_epoch` (0: nobody), or this node does. The take gives way if
+    /// another node claims it first ([`SeenEpochs`]).
+    Here { seen_epoch: u64 },
     /// Another node that takes lines owns it.
-    Other {
-        node: String,
-        url: String,
-    },
+    Other { node: String, url: String },
     /// Node `0` owns it, and this node does not know the cluster's nodes
     /// yet (ZooKeeper not read, a static list not asked): it may be alive.
     Unknown(String),
@@ -257,7 +257,7 @@ impl Cluster {
     /// have taken it since the last commit round).
     pub fn owners(&self, ids: &[u64]) -> Vec<Owner> {
         let Some(own) = self.ownerships.get() else {
-            return vec![Owner::Here; ids.len()];
+            return vec![Owner::Here { seen_epoch: 0 }; ids.len()];
         };
         let nodes = self.alert_nodes();
         // Nobody, or a node that left: the metastore is read again before
@@ -277,18 +277,22 @@ impl Cluster {
             }
         }
         ids.iter()
-            .map(|id| match own.recorded_owner(*id) {
-                None => Owner::Here,
-                Some(o) if o == self.node_id => Owner::Here,
-                Some(node) => match &nodes {
-                    None => Owner::Unknown(node),
-                    Some(nodes) => match nodes.url(&node).filter(|u| !u.is_empty()) {
+            .map(|id| match own.recorded(*id) {
+                None => Owner::Here { seen_epoch: 0 },
+                Some(o) if o.node == self.node_id => Owner::Here {
+                    seen_epoch: o.epoch,
+                },
+                Some(o) => match &nodes {
+                    None => Owner::Unknown(o.node),
+                    Some(nodes) => match nodes.url(&o.node).filter(|u| !u.is_empty()) {
                         Some(url) => Owner::Other {
                             url: url.to_owned(),
-                            node,
+                            node: o.node,
                         },
                         // It left the cluster: its sources are for the taking.
-                        None => Owner::Here,
+                        None => Owner::Here {
+                            seen_epoch: o.epoch,
+                        },
                     },
                 },
             })

@@ -44,6 +44,10 @@ struct Held {
     dropped: HashSet<u64>,
 }
 
+/// Per source id, its owner's epoch as a push's router saw it when it
+/// chose this node (0: nobody owned it): the claim gives way if it moved.
+pub type SeenEpochs = HashMap<u64, u64>;
+
 /// A source just taken: where its lines must start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Started {
@@ -91,9 +95,25 @@ impl Ownerships {
     }
 
     /// Takes `sources` (a metastore commit: blocking). Returns where each
-    /// one's lines must start.
-    pub fn take(&self, sources: &[Source]) -> Result<Vec<Started>, MetastoreError> {
-        let taken = self.metastore.claim(&self.node, sources)?;
+    /// one's lines must start. With `seen` (pushed lines), only sources
+    /// whose owner's epoch is still the one seen there (0: nobody), or
+    /// that this node holds meanwhile, are taken; else nothing is
+    /// ([`MetastoreError::TakenMeanwhile`]).
+    pub fn take(
+        &self,
+        sources: &[Source],
+        seen: Option<&SeenEpochs>,
+    ) -> Result<Vec<Started>, MetastoreError> {
+        let taken = match seen {
+            None => self.metastore.claim(&self.node, sources)?,
+            Some(seen) => {
+                let may_take = |id: u64, owner: Option<&Ownership>| match owner {
+                    Some(o) if o.node == self.node => true,
+                    _ => owner.map_or(0, |o| o.epoch) == seen.get(&id).copied().unwrap_or(0),
+                };
+                self.metastore.claim_if(&self.node, sources, &may_take)?
+            }
+        };
         let mut held = self.lock();
         Ok(sources
             .iter()
@@ -145,7 +165,13 @@ impl Ownerships {
     /// The node that owns source `id` as the metastore (as last read)
     /// records it, whichever node that is.
     pub fn recorded_owner(&self, id: u64) -> Option<String> {
-        self.metastore.owner(id).0.map(|o| o.node)
+        self.recorded(id).map(|o| o.node)
+    }
+
+    /// Source `id`'s owner and epoch as the metastore (as last read)
+    /// records them.
+    pub fn recorded(&self, id: u64) -> Option<Ownership> {
+        self.metastore.owner(id).0
     }
 
     /// Reads the metastore again now (blocking: object store reads), for
@@ -217,7 +243,7 @@ mod tests {
             [s0.clone(), s1.clone()],
             "each once"
         );
-        let started = a.take(&[s0.clone(), s1.clone()]).expect("take");
+        let started = a.take(&[s0.clone(), s1.clone()], None).expect("take");
         assert!(started.iter().all(|s| s.published_end == 0 && !s.dropped));
         assert!(a.missing(sources.iter()).is_empty());
         assert_eq!(a.of(s0.id()).map(|o| o.epoch), Some(1));
@@ -230,7 +256,7 @@ mod tests {
         // b takes s0: a learns it when its metastore is read again.
         let b = Ownerships::open("node-b", open());
         assert_eq!(
-            b.take(std::slice::from_ref(&s0)).expect("b")[0].published_end,
+            b.take(std::slice::from_ref(&s0), None).expect("b")[0].published_end,
             0
         );
         assert_eq!(b.of(s0.id()).map(|o| o.epoch), Some(2));
@@ -240,10 +266,54 @@ mod tests {
         assert!(a.of(s0.id()).is_none() && a.lost().is_empty());
         // Taking it back: one more epoch, and said to start where b's
         // published lines end, holding nothing past them.
-        let back = a.take(std::slice::from_ref(&s0)).expect("back");
+        let back = a.take(std::slice::from_ref(&s0), None).expect("back");
         assert!(back[0].dropped);
         assert_eq!(a.of(s0.id()).map(|o| o.epoch), Some(3));
         b.metastore.refresh().expect("refresh");
         assert_eq!(b.lost(), [s0.id()]);
+    }
+
+    /// Pushed lines: two nodes routed a new stream's first pushes at
+    /// once. The later claim gives way to the node that took the source
+    /// after it was seen unowned, instead of taking it over (which would
+    /// drop the first node's acknowledged lines); a source whose owner
+    /// left, seen at that owner's epoch, is still taken.
+    #[test]
+    fn a_pushed_sources_take_gives_way_to_a_claim_made_since_it_was_seen() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let open = || {
+            let bucket = Arc::new(Bucket::local(dir.path()).expect("bucket"));
+            Arc::new(Metastore::open(bucket).expect("metastore"))
+        };
+        let (a, b) = (
+            Ownerships::open("node-a", open()),
+            Ownerships::open("node-b", open()),
+        );
+        let s = source(7);
+        let seen_unowned: SeenEpochs = [(s.id(), 0)].into();
+        a.take(std::slice::from_ref(&s), Some(&seen_unowned))
+            .expect("a takes it first");
+        // b's view is older than a's claim: its first try conflicts, it
+        // reads a's claim, and gives way.
+        let err = b
+            .take(std::slice::from_ref(&s), Some(&seen_unowned))
+            .expect_err("b gives way");
+        assert!(
+            matches!(&err, MetastoreError::TakenMeanwhile { node, .. } if node == "node-a"),
+            "{err}"
+        );
+        assert!(b.of(s.id()).is_none());
+        assert_eq!(
+            b.recorded(s.id()).map(|o| (o.node, o.epoch)),
+            Some(("node-a".into(), 1))
+        );
+        // Without `seen` (a shipper's source: the shipper chose b), b
+        // would take it over; with a's epoch seen (a left), it does too.
+        let seen_a: SeenEpochs = [(s.id(), 1)].into();
+        let taken = b
+            .take(std::slice::from_ref(&s), Some(&seen_a))
+            .expect("a's source taken once a is seen gone");
+        assert_eq!(b.of(s.id()).map(|o| o.epoch), Some(2));
+        assert!(!taken[0].dropped);
     }
 }

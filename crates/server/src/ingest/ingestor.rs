@@ -9,7 +9,8 @@ use cblogs_core::wire::{Batch, BatchAck, IngestRequest, IngestResponse};
 use cblogs_core::LineFlags;
 
 use crate::block::LineBlock;
-use crate::cluster::Ownerships;
+use crate::cluster::{Ownerships, SeenEpochs};
+use crate::metastore::MetastoreError;
 use crate::multiline::{EventMarker, MultilineRules};
 use crate::wal::{Wal, WalError, WalRecord};
 
@@ -33,6 +34,11 @@ pub enum IngestError {
     /// metastore could not be written). Nothing of the request was stored.
     #[error("cannot take the batch's sources for this node: {0}")]
     Claim(String),
+    /// Pushed lines: another node took one of their sources since the
+    /// push was routed here. Nothing of the request was stored; sent
+    /// again, the push goes to that node.
+    #[error("{0}; send the push again")]
+    TakenMeanwhile(String),
 }
 
 /// Where each source stands and the next WAL seq, behind one lock: checking
@@ -89,7 +95,15 @@ impl Ingestor {
     /// and starts each at its published end (where the owner before
     /// stopped publishing). One this node dropped when it was taken from
     /// it starts exactly there; another keeps what it holds, if more.
-    async fn take_sources(&self, req: &IngestRequest) -> Result<(), IngestError> {
+    ///
+    /// With `seen` (pushed lines), a source another node took since the
+    /// push was routed here is not taken over: nothing is, and the answer
+    /// is [`IngestError::TakenMeanwhile`].
+    async fn take_sources(
+        &self,
+        req: &IngestRequest,
+        seen: Option<&Arc<SeenEpochs>>,
+    ) -> Result<(), IngestError> {
         let Some(own) = &self.ownerships else {
             return Ok(());
         };
@@ -98,10 +112,14 @@ impl Ingestor {
             return Ok(());
         }
         let taker = own.clone();
-        let started = tokio::task::spawn_blocking(move || taker.take(&missing))
+        let seen = seen.cloned();
+        let started = tokio::task::spawn_blocking(move || taker.take(&missing, seen.as_deref()))
             .await
             .map_err(|_| IngestError::Claim("the claim's task panicked".into()))?
-            .map_err(|e| IngestError::Claim(e.to_string()))?;
+            .map_err(|e| match e {
+                MetastoreError::TakenMeanwhile { .. } => IngestError::TakenMeanwhile(e.to_string()),
+                e => IngestError::Claim(e.to_string()),
+            })?;
         let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
         for s in started {
             let held = ledger.held.entry(s.id).or_insert(0);
@@ -118,20 +136,31 @@ impl Ingestor {
     /// they (and any copy of them sent earlier and still in flight) are
     /// durable. A request with a gap in any batch stores nothing.
     pub async fn ingest(&self, req: IngestRequest) -> Result<IngestResponse, IngestError> {
-        self.queue(req, false).await
+        self.queue(req, None).await
     }
 
     /// Lines that come without offsets (pushed by senders other than the
     /// shipper): each batch's offsets count from 0, and it is placed at
     /// the end of what its source holds, under the ledger's lock, so
-    /// pushes to one source at once each get their own bytes.
-    pub async fn append(&self, req: IngestRequest) -> Result<IngestResponse, IngestError> {
-        self.queue(req, true).await
+    /// pushes to one source at once each get their own bytes. In a
+    /// cluster, a source is taken only if its owner is still the one
+    /// `seen` records (see [`Ingestor::take_sources`]).
+    pub async fn append(
+        &self,
+        req: IngestRequest,
+        seen: Arc<SeenEpochs>,
+    ) -> Result<IngestResponse, IngestError> {
+        self.queue(req, Some(seen)).await
     }
 
-    /// Queues `req`'s new lines (`append`: placed at their sources' ends)
-    /// and waits until they are durable.
-    async fn queue(&self, req: IngestRequest, append: bool) -> Result<IngestResponse, IngestError> {
+    /// Queues `req`'s new lines (appended, placed at their sources' ends,
+    /// when `seen` is given) and waits until they are durable.
+    async fn queue(
+        &self,
+        req: IngestRequest,
+        seen: Option<Arc<SeenEpochs>>,
+    ) -> Result<IngestResponse, IngestError> {
+        let append = seen.is_some();
         // The lines are copied into blocks before the ledger's lock is
         // taken, so concurrent requests copy in parallel; under the lock
         // only what the source already holds is dropped (a retry's lines),
@@ -144,7 +173,7 @@ impl Ingestor {
         let mut pending: Pending = (req, blocks);
         let mut tries = 0;
         let (resp, wait_for) = loop {
-            self.take_sources(&pending.0).await?;
+            self.take_sources(&pending.0, seen.as_ref()).await?;
             match self.accept(pending, append)? {
                 Ok(accepted) => break accepted,
                 // A source was taken from this node between its taking

@@ -44,6 +44,10 @@ pub enum MetastoreError {
     },
     #[error("metastore in {location}: refused: {why}")]
     Conflict { location: String, why: String },
+    /// A claim that gives way ([`Metastore::claim_if`]) found a source
+    /// taken by another node since its caller looked.
+    #[error("source {source_id:016x} was taken by node {node} meanwhile")]
+    TakenMeanwhile { source_id: u64, node: String },
     #[error(
         "metastore in {location}: version {missing} is missing although {found} exists; \
          the metastore's objects were changed by something other than cblogsd"
@@ -273,20 +277,43 @@ impl Metastore {
     /// in order, each source's ownership and published end as of the
     /// commit.
     pub fn claim(&self, node: &str, sources: &[Source]) -> Result<Vec<Taken>, MetastoreError> {
+        self.claim_if(node, sources, &|_, _| true)
+    }
+
+    /// [`Metastore::claim`], giving way: before each try, every source's
+    /// owner as then read must be one `may_take(id, owner)` accepts, else
+    /// nothing is taken and the answer is
+    /// [`MetastoreError::TakenMeanwhile`]. For pushed lines, which no
+    /// sender chose this node for: a source another node took since the
+    /// caller looked stays that node's.
+    pub fn claim_if(
+        &self,
+        node: &str,
+        sources: &[Source],
+        may_take: &dyn Fn(u64, Option<&Ownership>) -> bool,
+    ) -> Result<Vec<Taken>, MetastoreError> {
         let mut last = None;
         for _ in 0..CLAIM_TRIES {
             let claims: Vec<Claim> = {
                 let state = self.lock();
-                sources
-                    .iter()
-                    .map(|s| Claim {
+                let mut claims = Vec::with_capacity(sources.len());
+                for s in sources {
+                    let owner = state.owner(s.id());
+                    if !may_take(s.id(), owner) {
+                        return Err(MetastoreError::TakenMeanwhile {
+                            source_id: s.id(),
+                            node: owner.map_or_else(|| "none".into(), |o| o.node.clone()),
+                        });
+                    }
+                    claims.push(Claim {
                         source: s.clone(),
                         owner: Ownership {
                             node: node.to_owned(),
-                            epoch: state.owner(s.id()).map_or(0, |o| o.epoch) + 1,
+                            epoch: owner.map_or(0, |o| o.epoch) + 1,
                         },
-                    })
-                    .collect()
+                    });
+                }
+                claims
             };
             match self.commit(vec![Change::Own {
                 claims: claims.clone(),

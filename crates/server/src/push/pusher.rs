@@ -25,6 +25,7 @@ use rustc_hash::FxHasher;
 use tokio::sync::OwnedMutexGuard;
 
 use super::{source_of, PushedEntry, PushedStream};
+use crate::cluster::SeenEpochs;
 use crate::ingest::{IngestError, Ingestor};
 use crate::read;
 use crate::store::Store;
@@ -129,8 +130,14 @@ impl Pusher {
         &line.as_bytes()[..line.len().min(self.max_line_bytes)]
     }
 
-    /// Stores what is new in `streams`, once durable.
-    pub async fn push(&self, streams: Vec<PushedStream>) -> Result<PushOutcome, IngestError> {
+    /// Stores what is new in `streams`, once durable. In a cluster, each
+    /// stream's source is taken only if its owner's epoch is still the one
+    /// in `seen` (the push's router chose this node by it).
+    pub async fn push(
+        &self,
+        streams: Vec<PushedStream>,
+        seen: SeenEpochs,
+    ) -> Result<PushOutcome, IngestError> {
         let mut by_source: BTreeMap<u64, (Source, Vec<PushedEntry>)> = BTreeMap::new();
         for s in streams.into_iter().filter(|s| !s.entries.is_empty()) {
             let source = source_of(&s.labels);
@@ -200,9 +207,10 @@ impl Pusher {
         let ingestor = self.ingestor.clone();
         let keep = self.keep;
         let guards: Vec<OwnedMutexGuard<Recent>> = locked.into_iter().map(|l| l.recent).collect();
+        let seen = Arc::new(seen);
         let appended = tokio::spawn(async move {
             let mut guards = guards;
-            let answer = ingestor.append(IngestRequest { batches }).await;
+            let answer = ingestor.append(IngestRequest { batches }, seen).await;
             for (recent, keys) in guards.iter_mut().zip(&keys) {
                 match &answer {
                     Ok(_) => recent.remember(keys, keep),

@@ -167,6 +167,8 @@ impl SplitSet {
         if unowned.is_empty() {
             return Ok(());
         }
-        own.take(&unowned).map(|_| ()).map_err(|e| e.to_string())
+        own.take(&unowned, None)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
