@@ -1742,3 +1742,84 @@ fn a_stream_pushed_to_another_node_goes_to_the_node_that_owns_it() {
         "each line published once"
     );
 }
+
+/// Two nodes each sent a new stream's first push at the same moment (a
+/// load balancer in front of them, two senders with the same labels).
+/// One node takes each stream; the other's claim gives way, it answers
+/// 503, and the push sent again is forwarded to the first. Once both
+/// have published, every entry is there once. Were the later claim to
+/// take the source over, the first node would drop entries it had
+/// already acknowledged.
+#[test]
+fn a_new_stream_pushed_to_two_nodes_at_once_loses_nothing() {
+    const STREAMS: usize = 12;
+    let config = format!(
+        "[storage]\nsplit_max_age_secs = 3600\n{}",
+        on_the_shared_store("push-race")
+    );
+    let (_da, a) = Server::in_temp_dir(Some(&config));
+    let (_db, b) = Server::in_temp_dir(Some(&config));
+    sees(&a, &[&a, &b], "a to see both nodes");
+    sees(&b, &[&a, &b], "b to see both nodes");
+    let at = (cblogs_core::time::now_ns() / 1_000_000_000 - 60) * 1_000_000_000;
+    let text = |stream: usize, via: &str| format!("raced {stream:02} via {via}");
+    // Sent again on a 503 (the claim that gave way), as Loki's clients do.
+    let push = |node: &Server, stream: usize, via: &str| {
+        let body = serde_json::json!({"streams": [{
+            "stream": {"job": "raced", "host": format!("h{stream:02}")},
+            "values": [[at.to_string(), text(stream, via)]],
+        }]});
+        let deadline = std::time::Instant::now() + DEADLINE;
+        let mut refused = 0;
+        loop {
+            let resp = http_client(None)
+                .post(format!("{}/loki/api/v1/push", node.url))
+                .json(&body)
+                .send()
+                .expect("push");
+            let status = resp.status().as_u16();
+            let answer = resp.text().unwrap_or_default();
+            match status {
+                204 => return refused,
+                503 if std::time::Instant::now() < deadline => {
+                    refused += 1;
+                    // The answer's Retry-After is 1 s; a tenth of it will do here.
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                _ => panic!("push of stream {stream} via {via}: {status} {answer}"),
+            }
+        }
+    };
+    let mut refused = 0;
+    for stream in 0..STREAMS {
+        let start = std::sync::Barrier::new(2);
+        refused += std::thread::scope(|scope| {
+            let via_a = scope.spawn(|| {
+                start.wait();
+                push(&a, stream, "a")
+            });
+            let via_b = scope.spawn(|| {
+                start.wait();
+                push(&b, stream, "b")
+            });
+            via_a.join().expect("push via a") + via_b.join().expect("push via b")
+        });
+    }
+    eprintln!("{refused} pushes answered 503 and sent again");
+    a.flush();
+    b.flush();
+    let mut want: Vec<String> = (0..STREAMS)
+        .flat_map(|s| [text(s, "a"), text(s, "b")])
+        .collect();
+    want.sort();
+    for node in [&a, &b] {
+        let out = node.cli(&["grep", "^raced ", "--output", "raw", "--limit", "0"]);
+        let mut got = out.lines();
+        got.sort();
+        assert_eq!(
+            got, want,
+            "from {}: every entry once ({refused} pushes answered 503 and sent again); {}",
+            node.url, out.stderr
+        );
+    }
+}

@@ -17,7 +17,11 @@
 //!   publish), it drops
 //!   what it holds of it unpublished (`SplitSet::fence`): a node that was
 //!   stopped or cut off and comes back cannot publish ranges the new owner
-//!   published. Its next lines of the source make it take it again.
+//!   published. Its next lines of the source make it take it again, if
+//!   they come from a shipper (which chose this node). Pushed lines have
+//!   no copy to send again, so their claim gives way instead: it takes a
+//!   source only if its owner's epoch is still the one the push was
+//!   routed by ([`SeenEpochs`]).
 //!
 //! A node alone (no `[cluster]`) has no `Ownerships`: it owns every source
 //! it is sent, and writes no claims.

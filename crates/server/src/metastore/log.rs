@@ -46,8 +46,8 @@ pub enum MetastoreError {
     Conflict { location: String, why: String },
     /// A claim that gives way ([`Metastore::claim_if`]) found a source
     /// taken by another node since its caller looked.
-    #[error("source {source_id:016x} was taken by node {node} meanwhile")]
-    TakenMeanwhile { source_id: u64, node: String },
+    #[error("source {source_key} was taken by node {node} meanwhile")]
+    TakenMeanwhile { source_key: String, node: String },
     #[error(
         "metastore in {location}: version {missing} is missing although {found} exists; \
          the metastore's objects were changed by something other than cblogsd"
@@ -301,7 +301,7 @@ impl Metastore {
                     let owner = state.owner(s.id());
                     if !may_take(s.id(), owner) {
                         return Err(MetastoreError::TakenMeanwhile {
-                            source_id: s.id(),
+                            source_key: s.key(),
                             node: owner.map_or_else(|| "none".into(), |o| o.node.clone()),
                         });
                     }
