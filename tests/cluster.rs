@@ -1681,6 +1681,21 @@ fn a_split_published_during_a_search_falls_between_nothing() {
     assert_eq!(shown, lines, "each line once, in order: {}", out.stderr);
 }
 
+/// Two nodes on the shared store under `name` that publish on a flush
+/// only, each seeing both: their data dirs (kept while they run), their
+/// config and the nodes.
+fn two_nodes_publishing_on_flush(name: &str) -> (Vec<tempfile::TempDir>, String, Server, Server) {
+    let config = format!(
+        "[storage]\nsplit_max_age_secs = 3600\n{}",
+        on_the_shared_store(name)
+    );
+    let (da, a) = Server::in_temp_dir(Some(&config));
+    let (db, b) = Server::in_temp_dir(Some(&config));
+    sees(&a, &[&a, &b], "a to see both nodes");
+    sees(&b, &[&a, &b], "b to see both nodes");
+    (vec![da, db], config, a, b)
+}
+
 /// A stream pushed (Loki's push) to a node other than the one that owns
 /// its source is forwarded there (issue 19): its lines stay on one node,
 /// every entry once and in order, and a retry through either node is
@@ -1689,14 +1704,7 @@ fn a_split_published_during_a_search_falls_between_nothing() {
 /// send again.
 #[test]
 fn a_stream_pushed_to_another_node_goes_to_the_node_that_owns_it() {
-    let config = format!(
-        "[storage]\nsplit_max_age_secs = 3600\n{}",
-        on_the_shared_store("push")
-    );
-    let (_da, a) = Server::in_temp_dir(Some(&config));
-    let (_db, b) = Server::in_temp_dir(Some(&config));
-    sees(&a, &[&a, &b], "a to see both nodes");
-    sees(&b, &[&a, &b], "b to see both nodes");
+    let (_dirs, config, a, b) = two_nodes_publishing_on_flush("push");
     let base = (cblogs_core::time::now_ns() / 1_000_000_000 - 60) * 1_000_000_000;
     let line = |i: i64| format!("pushed line {i:02}");
     let push = |node: &Server, entries: std::ops::Range<i64>| {
@@ -1753,14 +1761,7 @@ fn a_stream_pushed_to_another_node_goes_to_the_node_that_owns_it() {
 #[test]
 fn a_new_stream_pushed_to_two_nodes_at_once_loses_nothing() {
     const STREAMS: usize = 12;
-    let config = format!(
-        "[storage]\nsplit_max_age_secs = 3600\n{}",
-        on_the_shared_store("push-race")
-    );
-    let (_da, a) = Server::in_temp_dir(Some(&config));
-    let (_db, b) = Server::in_temp_dir(Some(&config));
-    sees(&a, &[&a, &b], "a to see both nodes");
-    sees(&b, &[&a, &b], "b to see both nodes");
+    let (_dirs, _, a, b) = two_nodes_publishing_on_flush("push-race");
     let at = (cblogs_core::time::now_ns() / 1_000_000_000 - 60) * 1_000_000_000;
     let text = |stream: usize, via: &str| format!("raced {stream:02} via {via}");
     // Sent again on a 503 (the claim that gave way), as Loki's clients do.
