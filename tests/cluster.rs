@@ -1681,6 +1681,17 @@ fn a_split_published_during_a_search_falls_between_nothing() {
     assert_eq!(shown, lines, "each line once, in order: {}", out.stderr);
 }
 
+/// A Loki JSON push to `node`: its status and its answer's text.
+fn loki_push(node: &Server, body: &Value) -> (u16, String) {
+    let resp = http_client(None)
+        .post(format!("{}/loki/api/v1/push", node.url))
+        .json(body)
+        .send()
+        .expect("push");
+    let status = resp.status().as_u16();
+    (status, resp.text().unwrap_or_default())
+}
+
 /// Two nodes on the shared store under `name` that publish on a flush
 /// only, each seeing both: their data dirs (kept while they run), their
 /// config and the nodes.
@@ -1714,13 +1725,8 @@ fn a_stream_pushed_to_another_node_goes_to_the_node_that_owns_it() {
         let body = serde_json::json!({"streams": [
             {"stream": {"job": "pushed", "host": "h1"}, "values": values}
         ]});
-        let resp = http_client(None)
-            .post(format!("{}/loki/api/v1/push", node.url))
-            .json(&body)
-            .send()
-            .expect("push");
-        let status = resp.status().as_u16();
-        assert_eq!(status, 204, "{}", resp.text().unwrap_or_default());
+        let (status, answer) = loki_push(node, &body);
+        assert_eq!(status, 204, "{answer}");
     };
     push(&a, 0..10);
     push(&b, 10..20);
@@ -1773,13 +1779,7 @@ fn a_new_stream_pushed_to_two_nodes_at_once_loses_nothing() {
         let deadline = std::time::Instant::now() + DEADLINE;
         let mut refused = 0;
         loop {
-            let resp = http_client(None)
-                .post(format!("{}/loki/api/v1/push", node.url))
-                .json(&body)
-                .send()
-                .expect("push");
-            let status = resp.status().as_u16();
-            let answer = resp.text().unwrap_or_default();
+            let (status, answer) = loki_push(node, &body);
             match status {
                 204 => return refused,
                 503 if std::time::Instant::now() < deadline => {

@@ -5,6 +5,7 @@
 //! or with the wrong job, instance, cluster or host.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use cblogs_core::{LineView, Stream};
@@ -258,8 +259,8 @@ pub fn assert_job_exactly_once(
 /// reaches the writer, so a reader may see up to what was sent, and must
 /// see at least what was acknowledged before it began.
 pub struct WriteProgress {
-    sent: std::sync::atomic::AtomicUsize,
-    acked: std::sync::atomic::AtomicUsize,
+    sent: AtomicUsize,
+    acked: AtomicUsize,
 }
 
 impl WriteProgress {
@@ -273,17 +274,22 @@ impl WriteProgress {
 
     /// Lines acknowledged so far: where the next request starts.
     pub fn acked(&self) -> usize {
-        self.acked.load(std::sync::atomic::Ordering::SeqCst)
+        self.acked.load(SeqCst)
+    }
+
+    /// Lines of requests sent so far, answered or not.
+    pub fn sent(&self) -> usize {
+        self.sent.load(SeqCst)
     }
 
     /// A request with the lines up to `end` is about to be sent.
     pub fn sending(&self, end: usize) {
-        self.sent.store(end, std::sync::atomic::Ordering::SeqCst);
+        self.sent.store(end, SeqCst);
     }
 
     /// The lines up to `end` were acknowledged.
     pub fn acknowledged(&self, end: usize) {
-        self.acked.store(end, std::sync::atomic::Ordering::SeqCst);
+        self.acked.store(end, SeqCst);
     }
 }
 
@@ -303,7 +309,6 @@ pub fn reads_are_acknowledged_prefixes(
     written: &WriteProgress,
     numbered: &dyn Fn(usize) -> String,
 ) {
-    use std::sync::atomic::Ordering::SeqCst;
     let greps: &[&str] = &["grep", "^now ", "--output", "raw", "--limit", "0"];
     let tails: &[&str] = &["tail", job, "-n", "100000", "--output", "raw"];
     for (what, args) in [("grep", greps), ("tail -n", tails)] {
@@ -312,7 +317,7 @@ pub fn reads_are_acknowledged_prefixes(
         loop {
             acked = written.acked();
             out = server.cli(args);
-            sent = written.sent.load(SeqCst);
+            sent = written.sent();
             tries += 1;
             if !out.stderr.contains("search.max_query_secs") {
                 break;

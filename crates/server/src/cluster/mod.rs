@@ -262,7 +262,7 @@ impl Cluster {
         let nodes = self.alert_nodes();
         // Nobody, or a node that left: the metastore is read again before
         // this node takes the source.
-        let takes = |id: &u64| match own.recorded_owner(*id) {
+        let takes = |id: &u64| match own.recorded(*id).map(|o| o.node) {
             None => true,
             Some(o) => {
                 o != self.node_id

@@ -160,20 +160,8 @@ impl Ownerships {
         epoch.is_none_or(|e| self.epoch(id) == Some(e))
     }
 
-    /// The epoch of source `id`'s owner as the metastore (as last read)
-    /// records it, whichever node that is.
-    pub fn recorded_epoch(&self, id: u64) -> Option<u64> {
-        self.metastore.owner(id).0.map(|o| o.epoch)
-    }
-
-    /// The node that owns source `id` as the metastore (as last read)
-    /// records it, whichever node that is.
-    pub fn recorded_owner(&self, id: u64) -> Option<String> {
-        self.recorded(id).map(|o| o.node)
-    }
-
     /// Source `id`'s owner and epoch as the metastore (as last read)
-    /// records them.
+    /// records them, whichever node that is.
     pub fn recorded(&self, id: u64) -> Option<Ownership> {
         self.metastore.owner(id).0
     }
@@ -232,13 +220,17 @@ mod tests {
         Source::example("www-data/prod/hello", instance, "hello", Stream::Stdout)
     }
 
+    /// A metastore on a local bucket in `dir`; each call opens another
+    /// handle, as another node would.
+    fn metastore_in(dir: &tempfile::TempDir) -> Arc<Metastore> {
+        let bucket = Arc::new(Bucket::local(dir.path()).expect("bucket"));
+        Arc::new(Metastore::open(bucket).expect("metastore"))
+    }
+
     #[test]
     fn a_node_holds_what_it_took_until_another_takes_it() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let open = || {
-            let bucket = Arc::new(Bucket::local(dir.path()).expect("bucket"));
-            Arc::new(Metastore::open(bucket).expect("metastore"))
-        };
+        let open = || metastore_in(&dir);
         let a = Ownerships::open("node-a", open());
         let (s0, s1) = (source(0), source(1));
         let sources = [s0.clone(), s1.clone(), s0.clone()];
@@ -285,13 +277,9 @@ mod tests {
     #[test]
     fn a_pushed_sources_take_gives_way_to_a_claim_made_since_it_was_seen() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let open = || {
-            let bucket = Arc::new(Bucket::local(dir.path()).expect("bucket"));
-            Arc::new(Metastore::open(bucket).expect("metastore"))
-        };
         let (a, b) = (
-            Ownerships::open("node-a", open()),
-            Ownerships::open("node-b", open()),
+            Ownerships::open("node-a", metastore_in(&dir)),
+            Ownerships::open("node-b", metastore_in(&dir)),
         );
         let s = source(7);
         let seen_unowned: SeenEpochs = [(s.id(), 0)].into();

@@ -770,9 +770,9 @@ impl Store {
     /// In a cluster: the epoch this node holds source `id` at, and the
     /// newest the metastore (as last read) records for it.
     pub fn epochs(&self, id: u64) -> (Option<u64>, Option<u64>) {
-        self.ownerships
-            .as_ref()
-            .map_or((None, None), |own| (own.epoch(id), own.recorded_epoch(id)))
+        self.ownerships.as_ref().map_or((None, None), |own| {
+            (own.epoch(id), own.recorded(id).map(|o| o.epoch))
+        })
     }
 
     /// The sources `wanted` picks, with their memory blocks (if `memory`)
