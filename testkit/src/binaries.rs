@@ -20,18 +20,27 @@ pub fn bin_dir() -> &'static Path {
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "--bins",
-            "-p",
-            "cblogs-server",
-            "-p",
-            "cblogs-cli",
-            "-p",
-            "cblogs-shipper",
-        ]);
         if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
+            // The benchmark, built by hand with `cargo build --release`.
+            cmd.args(["build", "--release", "--bins"]);
+            cmd.args([
+                "-p",
+                "cblogs-server",
+                "-p",
+                "cblogs-cli",
+                "-p",
+                "cblogs-shipper",
+            ]);
+        } else {
+            // Under `cargo test --workspace`, build with the features it
+            // resolved, so that the binaries share its build of every
+            // dependency: `--examples` (there are none) makes cargo resolve
+            // with the workspace's dev-dependencies, as a test build does.
+            // `cargo build -p cblogs-server …` alone turns off five features
+            // they turn on (syn's `visit`, time's `macros`, …) and so built
+            // some 55 crates a second time, 0.5 GiB of a clean CI run's disk
+            // (2 GiB with full debug info).
+            cmd.args(["build", "--workspace", "--bins", "--examples"]);
         }
         let out = cmd.output().expect("run cargo build");
         assert!(
@@ -100,6 +109,10 @@ pub fn previous_bin_dir() -> &'static Path {
             ])
             .arg("--target-dir")
             .arg(&out)
+            // As this repository's own dev profile: line tables, not full
+            // debug info, and no incremental state (a build made once).
+            .env("CARGO_PROFILE_DEV_DEBUG", "line-tables-only")
+            .env("CARGO_INCREMENTAL", "0")
             .output()
             .expect("run cargo build");
         assert!(
