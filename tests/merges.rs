@@ -109,21 +109,20 @@ fn readers_see_each_line_once_while_splits_are_merged_and_retired() {
             let long_ago = now_ns() - 20 * DAY_NS;
             let mut round = 0i64;
             while !enough.load(SeqCst) {
-                let from = written.acked();
-                written.sending(from + PER_ROUND);
-                let texts: Vec<String> = (from..from + PER_ROUND).map(numbered).collect();
-                let mut batches = vec![busy.batch(&texts)];
-                if round % 2 == 0 {
-                    batches.push(quiet.batch(&[format!("quiet {round}")]));
-                } else {
-                    // Two rounds' old lines in one window of an hour: two
-                    // splits there, which the settled window's merge and
-                    // retention both want.
-                    let at = long_ago + (round / 4 % 48) * 3_600_000_000_000 + round;
-                    batches.push(old.batch_at(&[(at, format!("old {round}"))]));
-                }
-                server.post_ok(&request(batches));
-                written.acknowledged(from + PER_ROUND);
+                written.write(PER_ROUND, |lines| {
+                    let texts: Vec<String> = lines.map(numbered).collect();
+                    let mut batches = vec![busy.batch(&texts)];
+                    if round % 2 == 0 {
+                        batches.push(quiet.batch(&[format!("quiet {round}")]));
+                    } else {
+                        // Two rounds' old lines in one window of an hour:
+                        // two splits there, which the settled window's
+                        // merge and retention both want.
+                        let at = long_ago + (round / 4 % 48) * 3_600_000_000_000 + round;
+                        batches.push(old.batch_at(&[(at, format!("old {round}"))]));
+                    }
+                    server.post_ok(&request(batches));
+                });
                 round += 1;
                 // Paced, so that readers run between the writes.
                 std::thread::sleep(std::time::Duration::from_millis(60));

@@ -412,18 +412,17 @@ fn searches_and_tails_see_each_line_once_while_splits_are_published_and_retired(
             let long_ago = now_ns() - 20 * DAY_NS;
             let mut round = 0i64;
             while !enough.load(SeqCst) {
-                let from = written.acked();
-                written.sending(from + PER_ROUND);
-                let texts: Vec<String> = (from..from + PER_ROUND).map(numbered).collect();
-                let at = long_ago + round * 3_600_000_000_000;
-                let ancient: Vec<(i64, String)> = (0..5)
-                    .map(|i| (at + i, format!("old {round} {i}")))
-                    .collect();
-                server.post_ok(&request(vec![
-                    current.batch(&texts),
-                    old.batch_at(&ancient),
-                ]));
-                written.acknowledged(from + PER_ROUND);
+                written.write(PER_ROUND, |lines| {
+                    let texts: Vec<String> = lines.map(numbered).collect();
+                    let at = long_ago + round * 3_600_000_000_000;
+                    let ancient: Vec<(i64, String)> = (0..5)
+                        .map(|i| (at + i, format!("old {round} {i}")))
+                        .collect();
+                    server.post_ok(&request(vec![
+                        current.batch(&texts),
+                        old.batch_at(&ancient),
+                    ]));
+                });
                 round += 1;
                 // Paced, so that readers run between the writes.
                 std::thread::sleep(std::time::Duration::from_millis(50));

@@ -282,14 +282,14 @@ impl WriteProgress {
         self.sent.load(SeqCst)
     }
 
-    /// A request with the lines up to `end` is about to be sent.
-    pub fn sending(&self, end: usize) {
-        self.sent.store(end, SeqCst);
-    }
-
-    /// The lines up to `end` were acknowledged.
-    pub fn acknowledged(&self, end: usize) {
-        self.acked.store(end, SeqCst);
+    /// Writes the next `n` lines: `send` is given their numbers and
+    /// returns once they are acknowledged. They count as sent before it is
+    /// called and as acknowledged after it returns.
+    pub fn write(&self, n: usize, send: impl FnOnce(std::ops::Range<usize>)) {
+        let from = self.acked();
+        self.sent.store(from + n, SeqCst);
+        send(from..from + n);
+        self.acked.store(from + n, SeqCst);
     }
 }
 
@@ -312,18 +312,17 @@ pub fn reads_are_acknowledged_prefixes(
     let greps: &[&str] = &["grep", "^now ", "--output", "raw", "--limit", "0"];
     let tails: &[&str] = &["tail", job, "-n", "100000", "--output", "raw"];
     for (what, args) in [("grep", greps), ("tail -n", tails)] {
-        let (mut acked, mut out, mut sent);
         let mut tries = 0;
-        loop {
-            acked = written.acked();
-            out = server.cli(args);
-            sent = written.sent();
+        let (acked, out, sent) = loop {
+            let acked = written.acked();
+            let out = server.cli(args);
+            let sent = written.sent();
             tries += 1;
             if !out.stderr.contains("search.max_query_secs") {
-                break;
+                break (acked, out, sent);
             }
             assert!(tries < 5, "{what}: cut short {tries} times: {}", out.stderr);
-        }
+        };
         assert_eq!(out.code, 0, "{what}: {}", out.stderr);
         let got: Vec<&str> = out
             .stdout
